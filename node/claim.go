@@ -1,0 +1,346 @@
+package node
+
+import (
+	"math/bits"
+	"time"
+)
+
+// forever stands for a lease that never expires (at-most-once grants).
+var forever = time.Unix(1<<62, 0)
+
+// fire runs when a replica's timer goes off in the quorum protocol.
+func (n *Node) fire(e *entry) {
+	if e.state.Final() || e.delivering || e.claiming != 0 {
+		return
+	}
+	now := n.now()
+	held := e.promised > 0 && !e.released && e.holder != n.cfg.ID
+	if e.task.Delivery == AtMostOnce && held {
+		// Someone was granted the one attempt this task gets. If its lease has run out
+		// on our clock without an outcome, the outcome is unknown for good.
+		if now.Before(e.leaseEnd) && e.leaseEnd != forever {
+			n.pushBack(e, e.leaseEnd)
+			return
+		}
+		n.finish(e, StateUnknown, 0)
+		return
+	}
+	if held && now.Before(e.leaseEnd) {
+		n.pushBack(e, e.leaseEnd)
+		return
+	}
+	if e.task.Delivery == AtMostOnce && e.promised > 0 && e.holder == n.cfg.ID && !e.released {
+		// We were granted an attempt before and no longer know whether we delivered it
+		// (only possible after recovering our own grant from storage).
+		n.finish(e, StateUnknown, 0)
+		return
+	}
+	n.startClaim(e, now)
+}
+
+// startClaim asks every replica for the next attempt.
+func (n *Node) startClaim(e *entry, now time.Time) {
+	e.claiming = e.promised + 1
+	e.claimSent = now
+	e.grants, e.rejects = 0, 0
+	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
+	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease})
+}
+
+// abandonClaim gives up the attempt being claimed (never delivered) and tries again
+// no earlier than retryAt. Acceptors that granted it are told, so that they need not
+// wait for its lease.
+func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
+	if e.claiming == 0 || e.delivering {
+		return
+	}
+	a := e.claiming
+	e.claiming, e.grants, e.rejects = 0, 0, 0
+	if e.promised == a && e.holder == n.cfg.ID {
+		e.released = true // our own acceptor's grant; handleRelease skips our own message
+	}
+	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: e.nextETA, Retries: e.retries, Status: e.lastStatus})
+	if e.state.Final() {
+		return
+	}
+	if retryAt.Before(e.nextETA) {
+		retryAt = e.nextETA
+	}
+	n.arm(e, timerFire, retryAt)
+}
+
+// handleClaim is the acceptor's side of a claim.
+func (n *Node) handleClaim(m Message) {
+	e := n.tasks[m.TaskID]
+	resp := Message{Type: MsgClaimResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
+	switch {
+	case e == nil && n.recovering():
+		resp.Reject = RejectRecovering
+	case e == nil:
+		resp.Reject = RejectUnknown
+	case e.task.Rank(m.From) < 0:
+		return // not a replica of this task: ignore
+	case e.state.Final():
+		resp.Reject, resp.State, resp.Retries, resp.Status = RejectFinal, e.state, e.retries, e.lastStatus
+	case m.Attempt == e.promised && m.From == e.holder && !e.released:
+		resp.Granted = true // a duplicate claim: grant again, lease unchanged
+	case n.recovering():
+		resp.Reject = RejectRecovering
+	case m.Attempt <= e.promised || !n.grantable(e, m.From):
+		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
+		resp.Lease = max(e.leaseEnd.Sub(n.now()), 0)
+		if e.leaseEnd == forever {
+			resp.Lease = n.cfg.Lease
+		}
+	default:
+		// Invariant: a grant of attempt a > promised happens only when the previous
+		// attempt was released, expired here, or belongs to the same claimant.
+		now := n.now()
+		e.promised, e.holder, e.released = m.Attempt, m.From, false
+		e.leaseEnd = now.Add(m.Lease)
+		if e.task.Delivery == AtMostOnce {
+			e.leaseEnd = forever
+		}
+		resp.Granted = true
+		resp.Retries = e.retries
+		if m.From != n.cfg.ID && e.timerKind == timerFire {
+			// Someone else is about to fire: stay quiet until its lease is over.
+			n.pushBack(e, now.Add(m.Lease))
+		}
+		rec := Record{Kind: RecGrant, TaskID: e.task.ID, Attempt: e.promised, Holder: e.holder, LeaseEnd: e.leaseEnd}
+		n.persist(func() { n.send(resp) }, rec)
+		return
+	}
+	resp.Retries = max(resp.Retries, retriesOf(e))
+	n.send(resp)
+}
+
+func retriesOf(e *entry) int {
+	if e == nil {
+		return 0
+	}
+	return e.retries
+}
+
+// grantable reports whether a later attempt than e.promised may be granted to from.
+func (n *Node) grantable(e *entry, from NodeID) bool {
+	// No shortcut for a claimant that asks again: after a crash it may have forgotten
+	// a delivery that is still running at the worker.
+	if e.promised == 0 || e.released {
+		return true
+	}
+	if e.task.Delivery == AtMostOnce {
+		return false // an at-most-once grant never expires
+	}
+	return !n.now().Before(e.leaseEnd)
+}
+
+// handleClaimResp is the claimant's side: count grants, deliver on a quorum.
+func (n *Node) handleClaimResp(m Message) {
+	e := n.tasks[m.TaskID]
+	if e == nil || e.state.Final() {
+		return
+	}
+	rank := e.task.Rank(m.From)
+	if rank < 0 {
+		return
+	}
+	e.retries = max(e.retries, m.Retries)
+	if m.Reject == RejectFinal {
+		e.lastStatus = m.Status
+		n.adoptFinal(e, m.State)
+		return
+	}
+	if e.claiming == 0 || e.delivering || m.Attempt != e.claiming {
+		return // about a claim round we gave up
+	}
+	if m.Granted {
+		e.grants |= 1 << rank
+		if bits.OnesCount64(e.grants) >= n.quorum(e.task) {
+			n.deliver(e)
+		}
+		return
+	}
+	if m.Reject == RejectPromised && m.Promised > e.promised && m.Holder != n.cfg.ID {
+		// Learn of the other claim, so that our next claim outbids it.
+		e.promised, e.holder, e.released = m.Promised, m.Holder, false
+		e.leaseEnd = n.now().Add(m.Lease)
+	}
+	e.rejects |= 1 << rank
+	if len(e.task.Replicas)-bits.OnesCount64(e.rejects) < n.quorum(e.task) {
+		retry := n.now().Add(n.jitter(n.cfg.ClaimTimeout))
+		if m.Reject == RejectPromised {
+			retry = n.now().Add(m.Lease + time.Duration(e.rank)*n.cfg.ReplicaOffset)
+		}
+		n.abandonClaim(e, retry)
+	}
+}
+
+// deliver starts the webhook for the attempt that just won a quorum.
+func (n *Node) deliver(e *entry) {
+	now := n.now()
+	q := n.cfg.queue(e.task.Queue)
+	// The lease counts from when we sent the claim, which is before any acceptor
+	// started counting it; MaxClockDrift covers clocks that measure time differently.
+	leaseEnd := e.claimSent.Add(n.cfg.Lease - n.cfg.MaxClockDrift)
+	deadline := min(q.DispatchDeadline, leaseEnd.Sub(now))
+	// Re-check the lease right before delivery: a pause between the grants and now
+	// may have eaten it.
+	if deadline <= 0 {
+		if e.task.Delivery == AtMostOnce {
+			n.finish(e, StateUnknown, 0)
+			return
+		}
+		n.abandonClaim(e, now)
+		return
+	}
+	e.delivering = true
+	n.disarm(e)
+	if e.promised < e.claiming {
+		e.promised, e.holder, e.released = e.claiming, n.cfg.ID, false
+	}
+	n.setState(e, StateClaimed)
+	n.env.Dispatcher.Dispatch(Delivery{Task: e.task, Attempt: e.claiming, Retries: e.retries, Deadline: deadline, PreviousStatus: e.lastStatus})
+}
+
+// HandleDeliveryResult takes the outcome of a webhook this node started.
+func (n *Node) HandleDeliveryResult(r DeliveryResult) {
+	n.input(func() { n.handleDeliveryResult(r) })
+}
+
+func (n *Node) handleDeliveryResult(r DeliveryResult) {
+	e := n.tasks[r.TaskID]
+	if e == nil || !e.delivering || e.claiming != r.Attempt {
+		return
+	}
+	e.delivering = false
+	if r.Status != 0 {
+		e.lastStatus = r.Status
+	}
+	if n.cfg.Protocol == ProtocolNaive {
+		n.naiveResult(e, r)
+		return
+	}
+	now := n.now()
+	switch {
+	case r.OK():
+		n.finish(e, StateSucceeded, r.Status)
+	case e.task.Delivery == AtMostOnce && r.Status == 0:
+		n.finish(e, StateUnknown, 0)
+	case e.task.Delivery == AtMostOnce:
+		n.finish(e, StateDead, r.Status)
+	default:
+		e.retries++
+		retry := n.cfg.queue(e.task.Queue).Retry
+		if retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
+			n.finish(e, StateDead, r.Status)
+			return
+		}
+		next := now.Add(max(retry.Backoff(e.retries), r.RetryAfter))
+		a := e.claiming
+		e.claiming = 0
+		n.applyRelease(e, a, next, e.retries, e.lastStatus)
+		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+	}
+}
+
+// handleRelease: the holder of an attempt failed it (or abandoned the claim).
+func (n *Node) handleRelease(m Message) {
+	e := n.tasks[m.TaskID]
+	if e == nil || e.state.Final() || m.From == n.cfg.ID {
+		return
+	}
+	if m.Attempt < e.promised || m.Attempt == e.promised && e.holder != m.From {
+		return // about an attempt that was already superseded
+	}
+	n.applyRelease(e, m.Attempt, m.NextETA, m.Retries, m.Status)
+	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Attempt: m.Attempt, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status})
+}
+
+// applyRelease records that attempt a is over without success and re-arms the
+// replica timer at next + rank × replica_offset.
+func (n *Node) applyRelease(e *entry, a uint64, next time.Time, retries, status int) {
+	if a >= e.promised {
+		e.promised, e.released = a, true
+	}
+	e.retries = max(e.retries, retries)
+	if status != 0 {
+		e.lastStatus = status
+	}
+	if next.After(e.nextETA) {
+		e.nextETA = next
+	}
+	if e.claiming != 0 && e.claiming <= a {
+		e.claiming, e.grants, e.rejects = 0, 0, 0
+	}
+	if e.delivering || e.claiming != 0 {
+		return
+	}
+	n.setState(e, StateScheduled)
+	if n.started {
+		n.armFire(e)
+	}
+}
+
+// finish ends the task in a final state here and tells every replica, again and again
+// until a majority has acknowledged.
+func (n *Node) finish(e *entry, state TaskState, status int) {
+	if status != 0 {
+		e.lastStatus = status
+	}
+	n.setState(e, state)
+	e.outcomeAcks = 0
+	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Retries: e.retries, Status: e.lastStatus})
+	n.sendOutcome(e)
+}
+
+func (n *Node) sendOutcome(e *entry) {
+	if bits.OnesCount64(e.outcomeAcks) >= majority(e.task) {
+		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+		return
+	}
+	for i, r := range e.task.Replicas {
+		if e.outcomeAcks&(1<<i) == 0 {
+			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Attempt: e.claiming, State: e.state, Retries: e.retries, Status: e.lastStatus})
+		}
+	}
+	n.arm(e, timerOutcome, n.now().Add(n.cfg.OutcomeRetry))
+}
+
+func (n *Node) handleOutcome(m Message) {
+	e := n.tasks[m.TaskID]
+	if e == nil {
+		return
+	}
+	if !e.state.Final() || e.state == StateUnknown && m.State == StateSucceeded {
+		e.retries = max(e.retries, m.Retries)
+		e.lastStatus = m.Status
+		n.adoptFinal(e, m.State)
+		rec := Record{Kind: RecOutcome, TaskID: e.task.ID, State: m.State, Retries: e.retries, Status: m.Status}
+		n.persist(func() { n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID}) }, rec)
+		return
+	}
+	n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID})
+}
+
+// adoptFinal records a final state another replica reached.
+func (n *Node) adoptFinal(e *entry, s TaskState) {
+	e.claiming, e.grants, e.rejects = 0, 0, 0
+	n.setState(e, s)
+	n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+}
+
+func (n *Node) handleOutcomeResp(m Message) {
+	e := n.tasks[m.TaskID]
+	if e == nil || !e.state.Final() {
+		return
+	}
+	rank := e.task.Rank(m.From)
+	if rank < 0 {
+		return
+	}
+	e.outcomeAcks |= 1 << rank
+	if e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= majority(e.task) {
+		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+	}
+}

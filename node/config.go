@@ -1,0 +1,261 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Protocol selects how replicas agree on who fires a task.
+type Protocol uint8
+
+const (
+	// ProtocolQuorum: a replica fires only after a quorum granted its claim.
+	ProtocolQuorum Protocol = iota
+	// ProtocolNaive: the original cancel-and-push-back scheme with no claims. It
+	// duplicates under partitions and exists only as the simulator's negative control.
+	ProtocolNaive
+)
+
+func (p Protocol) String() string {
+	if p == ProtocolNaive {
+		return "naive"
+	}
+	return "quorum"
+}
+
+// ParseProtocol reads "quorum" or "naive" ("" is quorum).
+func ParseProtocol(s string) (Protocol, error) {
+	switch s {
+	case "", "quorum":
+		return ProtocolQuorum, nil
+	case "naive":
+		return ProtocolNaive, nil
+	}
+	return 0, fmt.Errorf("protocol must be quorum or naive, not %q", s)
+}
+
+// RetryConfig follows App Engine's queue.yaml retry_parameters. A task fails for good
+// once every limit that is set has been exceeded; a zero limit is unset and holds
+// nothing back. With neither limit set, a task is retried forever.
+type RetryConfig struct {
+	TaskRetryLimit int           // failed attempts allowed before the task may die; 0: unset
+	TaskAgeLimit   time.Duration // age after which the task may die; 0: unset
+	MinBackoff     time.Duration // first retry delay
+	MaxBackoff     time.Duration // cap on the delay
+	MaxDoublings   int           // doublings of MinBackoff, then the delay grows linearly
+}
+
+// QueueConfig is one queue's settings.
+type QueueConfig struct {
+	Delivery         DeliveryMode
+	Retry            RetryConfig
+	DispatchDeadline time.Duration // longest webhook call; the lease may cut it shorter
+}
+
+// DefaultQueueConfig is App Engine's push queue default, with a 10 s dispatch deadline.
+func DefaultQueueConfig() QueueConfig {
+	return QueueConfig{
+		Delivery: AtLeastOnce,
+		Retry: RetryConfig{
+			MinBackoff:   100 * time.Millisecond,
+			MaxBackoff:   time.Hour,
+			MaxDoublings: 16,
+		},
+		DispatchDeadline: 10 * time.Second,
+	}
+}
+
+// Config is one node's settings. Zero fields are filled by EnsureDefaults.
+type Config struct {
+	ID      NodeID
+	Members []NodeID // every member, this node included; order does not matter
+
+	Replicas      int           // R, default 3, capped by the cluster size
+	ReplicaOffset time.Duration // replica k fires k×ReplicaOffset after replica 0; default 2s
+	Lease         time.Duration // how long a granted claim holds; default 30s
+	// MaxClockDrift bounds how far any two nodes' clocks may disagree, both in the time
+	// they read and in how much time they measure over one lease. Deadlines end this
+	// much before the lease. Default 1s.
+	MaxClockDrift time.Duration
+
+	ClaimTimeout   time.Duration // give up a claim round after this; default 1s
+	EnqueueTimeout time.Duration // answer ErrOutcomeUnknown after this; default 5s
+	OutcomeRetry   time.Duration // resend Done/Dead until a majority acknowledged; default 200ms
+	DedupWindow    time.Duration // keep final tasks this long; default 1h
+	// RecoveryWait: after a restart without durable storage the node refuses Store and
+	// grants nothing this long. Default Lease + 2×MaxClockDrift + EnqueueTimeout.
+	RecoveryWait time.Duration
+	// FreshStart says this node never ran before with this identity, so it cannot have
+	// granted anything: no recovery wait.
+	FreshStart bool
+
+	Protocol Protocol
+	// ClaimQuorum overrides the grants needed to fire (default: a majority of R).
+	// Anything below a majority is unsafe; it exists for negative-control scenarios.
+	ClaimQuorum int
+
+	DefaultQueue QueueConfig
+	Queues       map[string]QueueConfig // per queue; others use DefaultQueue
+}
+
+// EnsureDefaults fills every zero field with its default.
+func (c *Config) EnsureDefaults() {
+	if c.Replicas == 0 {
+		c.Replicas = 3
+	}
+	if c.ReplicaOffset == 0 {
+		c.ReplicaOffset = 2 * time.Second
+	}
+	if c.Lease == 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.MaxClockDrift == 0 {
+		c.MaxClockDrift = time.Second
+	}
+	if c.ClaimTimeout == 0 {
+		c.ClaimTimeout = time.Second
+	}
+	if c.EnqueueTimeout == 0 {
+		c.EnqueueTimeout = 5 * time.Second
+	}
+	if c.OutcomeRetry == 0 {
+		c.OutcomeRetry = 200 * time.Millisecond
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = time.Hour
+	}
+	if c.RecoveryWait == 0 {
+		c.RecoveryWait = c.Lease + 2*c.MaxClockDrift + c.EnqueueTimeout
+	}
+	if c.DefaultQueue == (QueueConfig{}) {
+		c.DefaultQueue = DefaultQueueConfig()
+	}
+}
+
+// Validate reports every problem at once, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
+	if c.ID == "" {
+		bad("id", "must not be empty")
+	}
+	if !slices.Contains(c.Members, c.ID) {
+		bad("members", "must include this node (%q)", c.ID)
+	}
+	seen := map[NodeID]bool{}
+	for _, m := range c.Members {
+		if m == "" {
+			bad("members", "an ID is empty")
+		}
+		if seen[m] {
+			bad("members", "%q appears twice", m)
+		}
+		seen[m] = true
+	}
+	if c.Replicas < 1 || c.Replicas > 64 {
+		bad("replicas", "must be between 1 and 64, not %d", c.Replicas)
+	}
+	if c.ReplicaOffset < 0 {
+		bad("replica_offset", "must not be negative")
+	}
+	if c.MaxClockDrift < 0 {
+		bad("max_clock_drift", "must not be negative")
+	}
+	if c.Lease <= 2*c.MaxClockDrift {
+		bad("lease", "must be longer than twice max_clock_drift (%s), not %s", 2*c.MaxClockDrift, c.Lease)
+	}
+	if c.ClaimQuorum < 0 || c.ClaimQuorum > c.Replicas {
+		bad("claim_quorum", "must be between 0 (majority) and replicas (%d), not %d", c.Replicas, c.ClaimQuorum)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"claim_timeout", c.ClaimTimeout}, {"enqueue_timeout", c.EnqueueTimeout}, {"outcome_retry", c.OutcomeRetry}, {"dedup_window", c.DedupWindow}} {
+		if d.v <= 0 {
+			bad(d.name, "must be positive, not %s", d.v)
+		}
+	}
+	if err := c.DefaultQueue.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range sortedKeys(c.Queues) {
+		if err := c.Queues[name].Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("queue %q: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one queue's settings.
+func (q QueueConfig) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
+	r := q.Retry
+	if r.TaskRetryLimit < 0 {
+		bad("retry.task_retry_limit", "must not be negative")
+	}
+	if r.TaskAgeLimit < 0 {
+		bad("retry.task_age_limit", "must not be negative")
+	}
+	if r.MinBackoff <= 0 {
+		bad("retry.min_backoff", "must be positive")
+	}
+	if r.MaxBackoff < r.MinBackoff {
+		bad("retry.max_backoff", "must be at least min_backoff (%s)", r.MinBackoff)
+	}
+	if r.MaxDoublings < 0 || r.MaxDoublings > 30 {
+		bad("retry.max_doublings", "must be between 0 and 30")
+	}
+	if q.DispatchDeadline <= 0 {
+		bad("dispatch_deadline", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// Backoff is the delay before the next attempt after `retries` failed deliveries
+// (retries ≥ 1), App Engine style: MinBackoff doubled up to MaxDoublings times, then
+// growing by the last doubled step each time, never above MaxBackoff.
+func (r RetryConfig) Backoff(retries int) time.Duration {
+	d := r.MinBackoff
+	for i := 1; i < retries && d < r.MaxBackoff; i++ {
+		if i <= r.MaxDoublings {
+			d *= 2
+		} else {
+			d += r.MinBackoff << r.MaxDoublings
+		}
+	}
+	return min(d, r.MaxBackoff)
+}
+
+// Exhausted reports whether a task that has failed `retries` times at `age` may no
+// longer be retried: every limit that is set is exceeded, and at least one is set.
+func (r RetryConfig) Exhausted(retries int, age time.Duration) bool {
+	if r.TaskRetryLimit == 0 && r.TaskAgeLimit == 0 {
+		return false
+	}
+	if r.TaskRetryLimit > 0 && retries <= r.TaskRetryLimit {
+		return false
+	}
+	if r.TaskAgeLimit > 0 && age <= r.TaskAgeLimit {
+		return false
+	}
+	return true
+}
+
+func (c *Config) queue(name string) QueueConfig {
+	if q, ok := c.Queues[name]; ok {
+		return q
+	}
+	return c.DefaultQueue
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

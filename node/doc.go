@@ -1,0 +1,53 @@
+// Package node is the state machine of one Miyamoto node: task placement, replica
+// timers, quorum claims with leases, outcomes, retries with backoff, and the naive
+// cancel-and-push-back protocol kept as a negative control.
+//
+// A Node is single-threaded and deterministic. Every input is a method call made on
+// one goroutine at a time:
+//
+//	n.Start()                       // once, after New: recover from Storage, arm timers
+//	n.Enqueue(req, reply)           // a client asks for a task
+//	n.Step(msg)                     // a peer message arrived
+//	n.HandleDeliveryResult(result)  // a webhook started by the Dispatcher finished
+//	timer callbacks                 // functions given to Clock.AfterFunc
+//	storage callbacks               // functions given to Storage.Sync
+//
+// Its effects go through the environment handed to New (Env): the Clock, the Network,
+// the Dispatcher, the Storage, a seeded random source and an Observer. In production
+// net/ implements these with real IO and posts every callback into the goroutine that
+// owns the node; in the simulator sim/ implements them on one event loop in virtual
+// time. The same code runs in both.
+//
+// What this package must never do: start goroutines, take locks, read the wall clock
+// (time.Now), use the global math/rand, import os or net, or let map iteration order
+// reach an output. purity_test.go enforces this by reading the package's source.
+//
+// # Protocol
+//
+// Members are ordered by ID and form a ring. A task's R replicas are chosen by hashing
+// its ID over the ring and stored in the task; a replica's rank is its position in
+// that list. Replica k arms its timer at next_eta + k×ReplicaOffset. When the timer
+// fires it sends Claim(task, attempt, lease) to every replica; it delivers only once a
+// quorum (a majority of R unless Config.ClaimQuorum overrides it) granted that attempt.
+// Acceptors grant attempt a to the first claimant only, and a later attempt only once
+// the earlier one was released, its lease expired on the acceptor's clock, or the same
+// claimant asks again. The claimant's deadline ends MaxClockDrift before its lease
+// (measured from when it sent the claim), and the lease is checked again right before
+// the Dispatcher is called. A 2xx answer sends Done to every replica until a majority
+// acknowledged; anything else sends Release with the next due time from the queue's
+// backoff, or ends the task as dead when its retry limits are exhausted.
+//
+// Attempt numbers are claim ballots: they only grow, are unique per delivery, and may
+// skip values when a claim round is abandoned. Retries counts failed deliveries and
+// drives the backoff.
+//
+// In an at-most-once queue a grant never expires and the task has exactly one delivery:
+// a 2xx ends it succeeded, another status dead, and an attempt with no known outcome
+// unknown. It is never delivered again.
+//
+// A node whose Storage is not durable forgets everything when it crashes. After such a
+// restart (Config.FreshStart false, more than one member) it refuses Store and grants
+// nothing for Config.RecoveryWait, long enough for every lease it may have granted and
+// every message sent before the crash to have expired; it never learns old tasks
+// again, so it cannot grant one attempt twice.
+package node

@@ -1,0 +1,72 @@
+package node
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Clock is the node's only source of time.
+type Clock interface {
+	// Now returns the node's current local time.
+	Now() time.Time
+	// AfterFunc calls f after d has passed on this clock. f runs as an input of the
+	// node, on its goroutine, never while another input is running. The returned
+	// function cancels the timer; it reports whether it stopped f from running.
+	AfterFunc(d time.Duration, f func()) (cancel func() bool)
+}
+
+// Network carries messages to peers. Send never blocks and may lose, delay,
+// duplicate or reorder messages; the protocol tolerates all of these.
+// The receiver calls (*Node).Step with the message.
+type Network interface {
+	Send(m Message)
+}
+
+// Dispatcher starts webhooks. Dispatch must not block; the result comes back as a
+// call to (*Node).HandleDeliveryResult, exactly once per Dispatch, no later than
+// Delivery.Deadline after the call on the node's clock (a deadline that passes is a
+// result with Status 0 and Err set).
+type Dispatcher interface {
+	Dispatch(d Delivery)
+}
+
+// Storage keeps the node's records across crashes.
+//
+// Append adds records in order; they are durable only once the done function of a
+// later Sync ran. Sync's done runs as an input of the node, never inside the call to
+// Sync. Load returns every durable record in append order; the node calls it once, in
+// Start. A Storage whose Durable reports false keeps nothing across a crash; the node
+// then neither appends nor syncs, and applies the recovery wait after a restart.
+type Storage interface {
+	Durable() bool
+	Append(recs ...Record)
+	Sync(done func())
+	Load() ([]Record, error)
+}
+
+// Observer is told of every task state change, for traces, metrics and the
+// simulator's checker. It must not call back into the node.
+type Observer interface {
+	TaskStateChanged(t *Task, from, to TaskState, attempt uint64)
+}
+
+// Env is everything a node touches outside itself.
+type Env struct {
+	Clock      Clock
+	Network    Network
+	Dispatcher Dispatcher
+	Storage    Storage
+	// Rand is the node's seeded random source: task IDs and jitter.
+	Rand     *rand.Rand
+	Observer Observer // optional
+}
+
+// MemoryStorage is a Storage that keeps nothing: the original Miyamoto's behaviour.
+type MemoryStorage struct{}
+
+var _ Storage = MemoryStorage{}
+
+func (MemoryStorage) Durable() bool           { return false }
+func (MemoryStorage) Append(...Record)        {}
+func (MemoryStorage) Sync(func())             { panic("node: Sync on MemoryStorage") }
+func (MemoryStorage) Load() ([]Record, error) { return nil, nil }

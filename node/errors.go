@@ -1,0 +1,25 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrOutcomeUnknown: no majority of replicas answered in time. The task may or may not
+// have been stored; re-sending it with a task name is safe.
+var ErrOutcomeUnknown = errors.New("no majority of replicas answered in time: the task may or may not be stored; re-sending it with a task name is safe")
+
+// ErrNotFound: this node does not hold the task.
+var ErrNotFound = errors.New("task not found")
+
+// FieldError is bad input, naming the field at fault.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Message) }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+}

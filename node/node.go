@@ -1,0 +1,564 @@
+package node
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math/bits"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Node is one member's state machine. See the package doc for how to drive it.
+type Node struct {
+	cfg Config
+	env Env
+	// members sorted by ID: the ring.
+	members []NodeID
+
+	tasks   map[string]*entry
+	pending map[string]*enqueueOp // enqueues this node coordinates, by task ID
+
+	// recoverUntil: before this local time the node refuses Store and grants nothing
+	// (restart without durable state). Zero when not recovering.
+	recoverUntil time.Time
+
+	// selfq holds messages this node sent to itself; they are handled after the
+	// current input finishes, so that no handler re-enters another.
+	selfq    []Message
+	draining bool
+	started  bool
+}
+
+// timerKind says what an entry's single timer is for.
+type timerKind uint8
+
+const (
+	timerNone    timerKind = iota
+	timerFire              // replica timer: try to claim (or, naive, deliver)
+	timerClaim             // claim round timed out
+	timerOutcome           // resend the final outcome to replicas that did not acknowledge
+	timerForget            // drop the final task after the dedup window
+)
+
+// entry is one replica's state for one task. Invariants:
+//   - state.Final() ⇒ no delivery is started from this entry again;
+//   - promised only grows; holder is who promised was granted to;
+//   - claiming != 0 ⇒ claiming > every attempt this node delivered before;
+//   - delivering ⇒ state == StateClaimed and claiming is the attempt in flight.
+type entry struct {
+	task *Task
+	rank int
+
+	state      TaskState
+	retries    int       // failed deliveries so far
+	lastStatus int       // last HTTP status seen
+	nextETA    time.Time // base due time of the next attempt (rank offset not added)
+
+	// acceptor side
+	promised uint64    // highest attempt granted
+	holder   NodeID    // to whom promised was granted
+	leaseEnd time.Time // local time the grant expires (never, in at-most-once)
+	released bool      // promised attempt was released by its holder
+
+	// claimant side
+	claiming   uint64    // attempt whose grants we are gathering or delivering
+	claimSent  time.Time // local time the claim was sent: the lease counts from here
+	grants     uint64    // bitmask over replica ranks
+	rejects    uint64    // bitmask over replica ranks
+	delivering bool
+
+	// outcome propagation (the node that ended the task)
+	outcomeAcks uint64 // bitmask over replica ranks
+
+	// naive protocol: another replica said it is running the task
+	naiveStoodDown bool
+
+	timer      func() bool
+	timerKind  timerKind
+	timerEpoch uint64 // bumps on every (re)arm so that a stale callback does nothing
+}
+
+// enqueueOp is an enqueue this node coordinates. It answers the client at a
+// majority, and keeps re-sending Store to the replicas that have not answered until
+// all have or EnqueueTimeout passed, so that a lost message does not leave a task
+// with fewer copies than it could have.
+type enqueueOp struct {
+	task     *Task
+	acks     uint64
+	reply    func(EnqueueResult)
+	replied  bool
+	deadline time.Time
+	stop     func() bool
+}
+
+// New builds a node. Call Start before any other input.
+func New(cfg Config, env Env) (*Node, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if env.Clock == nil || env.Network == nil || env.Dispatcher == nil || env.Rand == nil {
+		return nil, fmt.Errorf("node: Env needs Clock, Network, Dispatcher and Rand")
+	}
+	if env.Storage == nil {
+		env.Storage = MemoryStorage{}
+	}
+	members := slices.Clone(cfg.Members)
+	slices.Sort(members)
+	cfg.Replicas = min(cfg.Replicas, len(members))
+	if cfg.ClaimQuorum > cfg.Replicas {
+		cfg.ClaimQuorum = cfg.Replicas
+	}
+	return &Node{
+		cfg:     cfg,
+		env:     env,
+		members: members,
+		tasks:   make(map[string]*entry),
+		pending: make(map[string]*enqueueOp),
+	}, nil
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() NodeID { return n.cfg.ID }
+
+// Config returns the node's configuration with defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Start recovers the node's records from Storage and arms its timers.
+func (n *Node) Start() error {
+	if n.started {
+		panic("node: Start called twice")
+	}
+	n.started = true
+	if !n.env.Storage.Durable() {
+		if !n.cfg.FreshStart && len(n.members) > 1 {
+			n.recoverUntil = n.now().Add(n.cfg.RecoveryWait)
+		}
+		return nil
+	}
+	recs, err := n.env.Storage.Load()
+	if err != nil {
+		return fmt.Errorf("node: loading storage: %w", err)
+	}
+	for _, r := range recs {
+		n.replay(r)
+	}
+	for _, id := range sortedKeys(n.tasks) {
+		e := n.tasks[id]
+		switch {
+		case e.state.Final():
+			n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+		default:
+			// Whatever we were doing before the crash is gone: a delivery in flight was
+			// cut with the process. Wait for the lease we might hold, then try again.
+			e.state = StateScheduled
+			if e.promised > 0 && !e.released && e.leaseEnd != forever {
+				n.pushBack(e, e.leaseEnd)
+			} else {
+				n.armFire(e)
+			}
+		}
+	}
+	return nil
+}
+
+// replay applies one durable record at start.
+func (n *Node) replay(r Record) {
+	if r.Kind == RecTask {
+		if _, ok := n.tasks[r.Task.ID]; !ok {
+			n.tasks[r.Task.ID] = n.newEntry(r.Task)
+		}
+		return
+	}
+	e := n.tasks[r.TaskID]
+	if e == nil {
+		return
+	}
+	switch r.Kind {
+	case RecGrant:
+		if r.Attempt > e.promised {
+			e.promised, e.holder, e.leaseEnd, e.released = r.Attempt, r.Holder, r.LeaseEnd, false
+		}
+	case RecRelease:
+		n.applyRelease(e, r.Attempt, r.NextETA, r.Retries, r.Status)
+	case RecOutcome:
+		e.state, e.lastStatus, e.retries = r.State, r.Status, max(e.retries, r.Retries)
+	}
+}
+
+func (n *Node) newEntry(t *Task) *entry {
+	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA}
+}
+
+func (n *Node) now() time.Time { return n.env.Clock.Now() }
+
+func (n *Node) recovering() bool {
+	return !n.recoverUntil.IsZero() && n.now().Before(n.recoverUntil)
+}
+
+// quorum is how many grants (or acknowledgements) out of a task's replicas suffice.
+func (n *Node) quorum(t *Task) int {
+	if n.cfg.ClaimQuorum > 0 {
+		return min(n.cfg.ClaimQuorum, len(t.Replicas))
+	}
+	return len(t.Replicas)/2 + 1
+}
+
+func majority(t *Task) int { return len(t.Replicas)/2 + 1 }
+
+// Placement returns the replicas of a task ID: R consecutive members of the ring,
+// starting where the ID hashes.
+func (n *Node) Placement(id string) []NodeID {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	start := int(h.Sum64() % uint64(len(n.members)))
+	out := make([]NodeID, n.cfg.Replicas)
+	for i := range out {
+		out[i] = n.members[(start+i)%len(n.members)]
+	}
+	return out
+}
+
+// send hands m to the network, or to the self queue when it is for this node.
+func (n *Node) send(m Message) {
+	m.From = n.cfg.ID
+	if m.To == n.cfg.ID {
+		n.selfq = append(n.selfq, m)
+		return
+	}
+	n.env.Network.Send(m)
+}
+
+// bcast sends a copy of m to every replica of t, this node included when it is one.
+func (n *Node) bcast(t *Task, m Message) {
+	for _, r := range t.Replicas {
+		m.To = r
+		n.send(m)
+	}
+}
+
+// input wraps every public entry point: it runs f, then the messages this node sent
+// to itself, so that each handler runs to completion before the next starts.
+func (n *Node) input(f func()) {
+	if !n.started {
+		panic("node: input before Start")
+	}
+	if n.draining {
+		panic("node: re-entered from inside an input")
+	}
+	n.draining = true
+	f()
+	for len(n.selfq) > 0 {
+		m := n.selfq[0]
+		n.selfq = n.selfq[1:]
+		n.step(m)
+	}
+	n.selfq = n.selfq[:0]
+	n.draining = false
+}
+
+// Step handles a message from a peer.
+func (n *Node) Step(m Message) { n.input(func() { n.step(m) }) }
+
+func (n *Node) step(m Message) {
+	switch m.Type {
+	case MsgStore:
+		n.handleStore(m)
+	case MsgStoreResp:
+		n.handleStoreResp(m)
+	case MsgClaim:
+		n.handleClaim(m)
+	case MsgClaimResp:
+		n.handleClaimResp(m)
+	case MsgRelease:
+		n.handleRelease(m)
+	case MsgOutcome:
+		n.handleOutcome(m)
+	case MsgOutcomeResp:
+		n.handleOutcomeResp(m)
+	case MsgNaiveCancel:
+		n.handleNaiveCancel(m)
+	case MsgNaivePushBack:
+		n.handleNaivePushBack(m)
+	}
+}
+
+// --- enqueue -------------------------------------------------------------------
+
+// Enqueue coordinates a new task: it validates the request, picks the replicas and
+// answers reply once a majority stored it (or ErrOutcomeUnknown after EnqueueTimeout).
+// reply is called exactly once, as part of some later input or of this one.
+func (n *Node) Enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
+	n.input(func() { n.enqueue(req, reply) })
+}
+
+func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
+	if err := ValidateRequest(&req); err != nil {
+		reply(EnqueueResult{Err: err})
+		return
+	}
+	now := n.now()
+	id, err := uuid.NewRandomFromReader(randReader{n.env.Rand})
+	if err != nil {
+		panic(fmt.Sprintf("node: uuid from seeded source: %v", err))
+	}
+	eta := req.ETA
+	if eta.IsZero() {
+		eta = now.Add(req.Countdown)
+	}
+	t := &Task{
+		ID:          id.String(),
+		Queue:       req.Queue,
+		Name:        req.Name,
+		URL:         req.URL,
+		Method:      req.Method,
+		Headers:     req.Headers,
+		ContentType: req.ContentType,
+		Body:        req.Body,
+		ETA:         eta,
+		Created:     now,
+		Delivery:    n.cfg.queue(req.Queue).Delivery,
+	}
+	t.Replicas = n.Placement(t.ID)
+	op := &enqueueOp{task: t, reply: reply, deadline: now.Add(n.cfg.EnqueueTimeout)}
+	n.pending[t.ID] = op
+	n.sendStores(op)
+}
+
+// sendStores sends Store to every replica that has not acknowledged op yet and arms
+// the next resend; at the deadline it gives up, answering ErrOutcomeUnknown if no
+// majority was reached.
+func (n *Node) sendStores(op *enqueueOp) {
+	t := op.task
+	if !n.now().Before(op.deadline) {
+		delete(n.pending, t.ID)
+		if !op.replied {
+			op.reply(EnqueueResult{ID: t.ID, Err: ErrOutcomeUnknown})
+		}
+		return
+	}
+	for i, r := range t.Replicas {
+		if op.acks&(1<<i) == 0 {
+			n.send(Message{Type: MsgStore, To: r, TaskID: t.ID, Task: t})
+		}
+	}
+	wait := min(n.cfg.OutcomeRetry, op.deadline.Sub(n.now()))
+	op.stop = n.env.Clock.AfterFunc(wait, func() {
+		n.input(func() {
+			if n.pending[t.ID] == op {
+				n.sendStores(op)
+			}
+		})
+	})
+}
+
+// ValidateRequest checks a request and fills its defaults (method POST, queue "default").
+func ValidateRequest(req *EnqueueRequest) error {
+	if req.Queue == "" {
+		req.Queue = "default"
+	}
+	if req.Method == "" {
+		req.Method = "POST"
+	}
+	if req.URL == "" {
+		return fieldErr("url", "is required")
+	}
+	if !(hasPrefixFold(req.URL, "http://") || hasPrefixFold(req.URL, "https://")) || len(req.URL) <= len("https://") && hasPrefixFold(req.URL, "https://") {
+		return fieldErr("url", "must be an absolute http or https URL, not %q", req.URL)
+	}
+	if req.Countdown < 0 {
+		return fieldErr("countdown", "must not be negative")
+	}
+	return nil
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Node) handleStore(m Message) {
+	t := m.Task
+	if t == nil || t.Rank(n.cfg.ID) < 0 {
+		return
+	}
+	// A node that lost its memory must not learn a task from a message sent before
+	// its crash: it might have granted or finished that task already and forgotten.
+	if n.recovering() {
+		return
+	}
+	if _, ok := n.tasks[t.ID]; ok {
+		n.ackStore(m) // a duplicate Store: already held
+		return
+	}
+	e := n.newEntry(t)
+	n.tasks[t.ID] = e
+	n.observe(e, StateNone, StateScheduled)
+	n.armFire(e)
+	n.persist(func() { n.ackStore(m) }, Record{Kind: RecTask, Task: t, TaskID: t.ID})
+}
+
+func (n *Node) ackStore(m Message) {
+	n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID})
+}
+
+func (n *Node) handleStoreResp(m Message) {
+	op := n.pending[m.TaskID]
+	if op == nil {
+		return
+	}
+	rank := op.task.Rank(m.From)
+	if rank < 0 {
+		return
+	}
+	op.acks |= 1 << rank
+	if !op.replied && bits.OnesCount64(op.acks) >= majority(op.task) {
+		op.replied = true
+		op.reply(EnqueueResult{ID: m.TaskID})
+	}
+	if bits.OnesCount64(op.acks) == len(op.task.Replicas) {
+		delete(n.pending, m.TaskID)
+		op.stop()
+	}
+}
+
+// persist makes recs durable, then runs then. Without durable storage it runs then at
+// once: the records would not survive a crash anyway.
+func (n *Node) persist(then func(), recs ...Record) {
+	s := n.env.Storage
+	if !s.Durable() {
+		then()
+		return
+	}
+	s.Append(recs...)
+	s.Sync(func() { n.input(then) })
+}
+
+// --- timers ----------------------------------------------------------------------
+
+// arm sets e's single timer to fire at local time at, replacing whatever was set.
+func (n *Node) arm(e *entry, kind timerKind, at time.Time) {
+	n.disarm(e)
+	e.timerKind = kind
+	epoch := e.timerEpoch
+	d := max(at.Sub(n.now()), 0)
+	e.timer = n.env.Clock.AfterFunc(d, func() {
+		n.input(func() {
+			if e.timerEpoch != epoch || n.tasks[e.task.ID] != e {
+				return
+			}
+			e.timer, e.timerKind = nil, timerNone
+			n.onTimer(e, kind)
+		})
+	})
+}
+
+func (n *Node) disarm(e *entry) {
+	e.timerEpoch++
+	if e.timer != nil {
+		e.timer()
+		e.timer = nil
+	}
+	e.timerKind = timerNone
+}
+
+// armFire arms the replica timer at next_eta + rank × replica_offset.
+func (n *Node) armFire(e *entry) {
+	n.arm(e, timerFire, e.nextETA.Add(time.Duration(e.rank)*n.cfg.ReplicaOffset))
+}
+
+// pushBack moves the replica timer past another node's lease: it fires no earlier
+// than until + rank × replica_offset.
+func (n *Node) pushBack(e *entry, until time.Time) {
+	at := until.Add(time.Duration(e.rank) * n.cfg.ReplicaOffset)
+	if e.timerKind == timerFire {
+		if base := e.nextETA.Add(time.Duration(e.rank) * n.cfg.ReplicaOffset); base.After(at) {
+			at = base
+		}
+	}
+	n.arm(e, timerFire, at)
+}
+
+func (n *Node) onTimer(e *entry, kind timerKind) {
+	switch kind {
+	case timerFire:
+		if n.cfg.Protocol == ProtocolNaive {
+			n.naiveFire(e)
+		} else {
+			n.fire(e)
+		}
+	case timerClaim:
+		n.abandonClaim(e, n.now().Add(n.jitter(n.cfg.ClaimTimeout)))
+	case timerOutcome:
+		n.sendOutcome(e)
+	case timerForget:
+		delete(n.tasks, e.task.ID)
+	}
+}
+
+// jitter returns a random duration in [d/2, 3d/2).
+func (n *Node) jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + time.Duration(n.env.Rand.Int64N(int64(d)))
+}
+
+// setState changes e's state and tells the observer.
+func (n *Node) setState(e *entry, to TaskState) {
+	if e.state == to {
+		return
+	}
+	from := e.state
+	e.state = to
+	n.observe(e, from, to)
+	if to.Final() {
+		e.delivering = false
+	}
+}
+
+func (n *Node) observe(e *entry, from, to TaskState) {
+	if n.env.Observer != nil {
+		n.env.Observer.TaskStateChanged(e.task, from, to, max(e.claiming, e.promised))
+	}
+}
+
+// --- queries ---------------------------------------------------------------------
+
+// Task returns this node's view of a task.
+func (n *Node) Task(id string) (TaskStatus, bool) {
+	e := n.tasks[id]
+	if e == nil {
+		return TaskStatus{}, false
+	}
+	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA}, true
+}
+
+// TaskIDs returns the IDs of every task this node holds, sorted.
+func (n *Node) TaskIDs() []string { return sortedKeys(n.tasks) }
+
+// randReader adapts the node's seeded source to io.Reader for uuid.
+type randReader struct{ r interface{ Uint64() uint64 } }
+
+func (rr randReader) Read(p []byte) (int, error) {
+	for i := 0; i < len(p); i += 8 {
+		v := rr.r.Uint64()
+		for j := 0; j < 8 && i+j < len(p); j++ {
+			p[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return len(p), nil
+}

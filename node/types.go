@@ -1,0 +1,232 @@
+package node
+
+import (
+	"fmt"
+	"time"
+)
+
+// NodeID names a member of the cluster. Members are ordered by ID.
+type NodeID string
+
+// TaskState is where a task stands on one node.
+type TaskState uint8
+
+const (
+	StateNone      TaskState = iota
+	StateScheduled           // waiting for its due time or its next attempt
+	StateClaimed             // an attempt holds a quorum of grants and may be delivering
+	StateSucceeded           // final: a delivery answered 2xx
+	StateDead                // final: retries exhausted (or a failed at-most-once delivery)
+	StateUnknown             // final: at-most-once attempt with no known outcome
+	StateCancelled           // final: cancelled by a client
+)
+
+var stateNames = [...]string{"none", "scheduled", "claimed", "succeeded", "dead", "unknown", "cancelled"}
+
+func (s TaskState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Final reports whether no delivery may follow this state.
+func (s TaskState) Final() bool { return s >= StateSucceeded }
+
+// DeliveryMode is a queue's delivery guarantee.
+type DeliveryMode uint8
+
+const (
+	AtLeastOnce DeliveryMode = iota
+	AtMostOnce
+)
+
+func (d DeliveryMode) String() string {
+	if d == AtMostOnce {
+		return "at-most-once"
+	}
+	return "at-least-once"
+}
+
+// ParseDeliveryMode reads "at-least-once" or "at-most-once" ("" is at-least-once).
+func ParseDeliveryMode(s string) (DeliveryMode, error) {
+	switch s {
+	case "", "at-least-once":
+		return AtLeastOnce, nil
+	case "at-most-once":
+		return AtMostOnce, nil
+	}
+	return 0, fmt.Errorf("delivery must be at-least-once or at-most-once, not %q", s)
+}
+
+// Header is one HTTP header sent to the worker. Headers are kept as an ordered list
+// so that nothing depends on map order.
+type Header struct{ Name, Value string }
+
+// Task is what a client enqueued. Once created by the coordinator a *Task is never
+// modified: replicas and messages share the pointer.
+type Task struct {
+	ID          string
+	Queue       string
+	Name        string
+	URL         string
+	Method      string
+	Headers     []Header
+	ContentType string
+	Body        []byte
+	// ETA is when the task is due, on the coordinator's clock.
+	ETA      time.Time
+	Created  time.Time
+	Delivery DeliveryMode
+	// Replicas in rank order, chosen at enqueue; they travel with the task so that
+	// safety never depends on the current roster.
+	Replicas []NodeID
+}
+
+// Rank returns id's position in t.Replicas, or -1.
+func (t *Task) Rank(id NodeID) int {
+	for i, r := range t.Replicas {
+		if r == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// MsgType is the kind of a peer message. Requests and responses come in pairs.
+type MsgType uint8
+
+const (
+	MsgStore         MsgType = iota + 1 // coordinator → replica: keep Task
+	MsgStoreResp                        // replica → coordinator: stored (durably when storage is on)
+	MsgClaim                            // claimant → replicas: grant Attempt with Lease
+	MsgClaimResp                        // acceptor → claimant: Granted, or why not
+	MsgRelease                          // claimant → replicas: Attempt failed or was abandoned; next at NextETA
+	MsgOutcome                          // claimant → replicas: final State reached by Attempt
+	MsgOutcomeResp                      // replica → claimant: final state recorded
+	MsgNaiveCancel                      // naive protocol: sender is running the task, stand down
+	MsgNaivePushBack                    // naive protocol: sender's delivery failed, re-arm at NextETA
+)
+
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back"}
+
+func (t MsgType) String() string {
+	if int(t) < len(msgNames) && t != 0 {
+		return msgNames[t]
+	}
+	return fmt.Sprintf("msg(%d)", uint8(t))
+}
+
+// Reject says why an acceptor did not grant a claim.
+type Reject uint8
+
+const (
+	RejectNone       Reject = iota
+	RejectPromised          // another attempt holds the task: see Attempt, Holder, Lease
+	RejectFinal             // the task is final: see State
+	RejectUnknown           // the acceptor does not hold the task
+	RejectRecovering        // the acceptor restarted without durable state and is waiting
+)
+
+// Message is every message between nodes, one struct for all types (like raftpb.Message);
+// which fields matter depends on Type.
+type Message struct {
+	Type     MsgType
+	From     NodeID
+	To       NodeID
+	TaskID   string
+	Task     *Task         // Store; Claim (so that logs and traces can name it)
+	Attempt  uint64        // Claim, ClaimResp (echoed), Release, Outcome, naive
+	Promised uint64        // ClaimResp reject: the attempt the acceptor holds
+	Lease    time.Duration // Claim: lease asked for; ClaimResp reject: lease left on the acceptor
+	Granted  bool          // ClaimResp
+	Reject   Reject        // ClaimResp
+	Holder   NodeID        // ClaimResp reject: current holder
+	State    TaskState     // Outcome; ClaimResp RejectFinal
+	NextETA  time.Time     // Release, naive push-back
+	Retries  int           // Release, Outcome, ClaimResp: failed deliveries so far
+	Status   int           // Release, Outcome: last HTTP status (0: none)
+}
+
+func (m Message) String() string {
+	return fmt.Sprintf("%s %s→%s task=%s attempt=%d", m.Type, m.From, m.To, m.TaskID, m.Attempt)
+}
+
+// Delivery asks the Dispatcher to call a task's webhook once.
+type Delivery struct {
+	Task    *Task
+	Attempt uint64
+	Retries int
+	// Deadline bounds the whole call, measured from the Dispatch call on the node's clock.
+	Deadline time.Duration
+	// PreviousStatus is the last attempt's HTTP status (0: none).
+	PreviousStatus int
+}
+
+// DeliveryResult is what became of a Delivery.
+type DeliveryResult struct {
+	TaskID  string
+	Attempt uint64
+	Status  int   // HTTP status; 0 when no answer came
+	Err     error // transport error or deadline exceeded, when Status is 0
+	// RetryAfter is the worker's Retry-After, when it sent one.
+	RetryAfter time.Duration
+}
+
+// OK reports whether the worker answered 2xx.
+func (r DeliveryResult) OK() bool { return r.Status >= 200 && r.Status < 300 }
+
+// RecordKind is the kind of a durable record.
+type RecordKind uint8
+
+const (
+	RecTask    RecordKind = iota + 1 // Task was stored
+	RecGrant                         // Attempt granted to Holder until LeaseEnd (local clock)
+	RecRelease                       // Attempt released; next at NextETA with Retries
+	RecOutcome                       // final State reached
+)
+
+// Record is one durable fact about a task.
+type Record struct {
+	Kind     RecordKind
+	Task     *Task // RecTask
+	TaskID   string
+	Attempt  uint64
+	Holder   NodeID
+	LeaseEnd time.Time
+	NextETA  time.Time
+	Retries  int
+	State    TaskState
+	Status   int
+}
+
+// EnqueueRequest is a client's task, already parsed.
+type EnqueueRequest struct {
+	Queue       string
+	Name        string
+	URL         string
+	Method      string
+	Headers     []Header
+	ContentType string
+	Body        []byte
+	// Countdown delays the task from now; ETA, when not zero, is the absolute due time.
+	Countdown time.Duration
+	ETA       time.Time
+}
+
+// EnqueueResult answers an EnqueueRequest. Err is nil when a majority of replicas
+// stored the task; ErrOutcomeUnknown when none answered in time; or a *FieldError.
+type EnqueueResult struct {
+	ID  string
+	Err error
+}
+
+// TaskStatus is one node's view of a task.
+type TaskStatus struct {
+	Task       *Task
+	State      TaskState
+	Attempt    uint64
+	Retries    int
+	LastStatus int
+	NextETA    time.Time
+}

@@ -1,0 +1,341 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Violation is one broken invariant.
+type Violation struct {
+	Invariant string
+	At        time.Duration // true time
+	Tasks     []string
+	Nodes     []node.NodeID
+	Detail    string
+}
+
+func (v Violation) String() string {
+	nodes := make([]string, len(v.Nodes))
+	for i, n := range v.Nodes {
+		nodes[i] = string(n)
+	}
+	return fmt.Sprintf("%s at %s: %s (tasks %s; nodes %s)", v.Invariant, v.At, v.Detail, strings.Join(v.Tasks, ","), strings.Join(nodes, ","))
+}
+
+// Excuse is a duplicate delivery after a success that S3 allows, with its cause.
+type Excuse struct {
+	At    time.Duration
+	Task  string
+	Node  node.NodeID
+	Cause string
+}
+
+// delivery is one webhook call as the worker saw it.
+type delivery struct {
+	task    *taskRec
+	node    *simNode
+	attempt uint64
+	start   int64
+	end     int64 // -1 while in flight
+	status  int
+}
+
+// taskRec is everything the checker knows about one task.
+type taskRec struct {
+	task       *node.Task
+	acked      bool
+	deliveries []int // indexes into checker.deliveries
+	active     int   // deliveries in flight
+	byAttempt  map[uint64]*simNode
+
+	success     int     // index of the first successful delivery, -1 none
+	successEnd  int64   // true time it ended
+	knowsFinal  []int64 // per rank: true time the replica learned the final state, -1 never
+	finalState  node.TaskState
+	finalAt     int64  // -1: not final anywhere
+	lostState   uint64 // replicas (by rank) that lost their memory of the task after holding it
+	held        uint64 // replicas (by rank) holding it now
+	outcomeLost bool   // an Outcome message about it was dropped
+}
+
+// checker verifies S1–S5 as events happen and L1, L2 at the end.
+type checker struct {
+	w          *world
+	tasks      map[string]*taskRec
+	order      []*taskRec // first-seen order, for deterministic reports
+	deliveries []delivery
+	violations []Violation
+	nViolation map[string]int
+	excused    []Excuse
+	skew       int64 // S5 allowance: max clock drift
+
+	acked     int
+	pausedAt  []int64 // per node: last pause, -1
+	crashedAt []int64 // per node: last crash, -1
+}
+
+const maxKeptViolations = 50
+
+func newChecker(w *world) *checker {
+	c := &checker{w: w, tasks: map[string]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift)}
+	for range w.sc.Cluster.Nodes {
+		c.pausedAt = append(c.pausedAt, -1)
+		c.crashedAt = append(c.crashedAt, -1)
+	}
+	return c
+}
+
+func (c *checker) violate(inv string, tasks []string, nodes []node.NodeID, format string, args ...any) {
+	c.nViolation[inv]++
+	if len(c.violations) < maxKeptViolations {
+		c.violations = append(c.violations, Violation{Invariant: inv, At: time.Duration(c.w.now), Tasks: tasks, Nodes: nodes, Detail: fmt.Sprintf(format, args...)})
+	}
+	if c.w.trace != nil {
+		c.w.trace.violation(c.w.now, inv, tasks, fmt.Sprintf(format, args...))
+	}
+}
+
+func (c *checker) rec(t *node.Task) *taskRec {
+	r := c.tasks[t.ID]
+	if r == nil {
+		r = &taskRec{task: t, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
+		for i := range r.knowsFinal {
+			r.knowsFinal[i] = -1
+		}
+		c.tasks[t.ID] = r
+		c.order = append(c.order, r)
+	}
+	return r
+}
+
+func (c *checker) enqueueAcked(id string) {
+	r := c.tasks[id]
+	if r == nil {
+		panic("sim: a task was acknowledged that no replica reported storing: " + id)
+	}
+	if !r.acked {
+		r.acked = true
+		c.acked++
+	}
+}
+
+func (c *checker) stateChanged(s *simNode, t *node.Task, from, to node.TaskState) {
+	r := c.rec(t)
+	rank := t.Rank(s.id)
+	if from == node.StateNone && rank >= 0 {
+		r.held |= 1 << rank
+	}
+	if to.Final() {
+		if rank >= 0 && r.knowsFinal[rank] < 0 {
+			r.knowsFinal[rank] = c.w.now
+		}
+		if r.finalAt < 0 {
+			r.finalAt = c.w.now
+			r.finalState = to
+		} else if to == node.StateSucceeded {
+			r.finalState = to
+		}
+	}
+}
+
+func (c *checker) deliveriesOf(id string) int {
+	if r := c.tasks[id]; r != nil {
+		return len(r.deliveries)
+	}
+	return 0
+}
+
+// deliveryStarted checks S1, S2, S3, S4 and S5 for a delivery that starts now.
+func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
+	now := c.w.now
+	r := c.rec(d.Task)
+	id := len(c.deliveries)
+	c.deliveries = append(c.deliveries, delivery{task: r, node: s, attempt: d.Attempt, start: now, end: -1})
+	tasks := []string{d.Task.ID}
+
+	if r.active > 0 { // S1
+		other := c.deliveries[r.deliveries[len(r.deliveries)-1]]
+		for _, di := range r.deliveries {
+			if c.deliveries[di].end < 0 {
+				other = c.deliveries[di]
+			}
+		}
+		c.violate("S1", tasks, []node.NodeID{other.node.id, s.id}, "delivery of attempt %d by %s overlaps attempt %d by %s, in flight since %s",
+			d.Attempt, s.id, other.attempt, other.node.id, time.Duration(other.start))
+	}
+	if prev, ok := r.byAttempt[d.Attempt]; ok && prev != s { // S2
+		c.violate("S2", tasks, []node.NodeID{prev.id, s.id}, "attempt %d delivered by both %s and %s", d.Attempt, prev.id, s.id)
+	}
+	r.byAttempt[d.Attempt] = s
+	if d.Task.Delivery == node.AtMostOnce && len(r.deliveries) > 0 { // S4
+		first := c.deliveries[r.deliveries[0]]
+		c.violate("S4", tasks, []node.NodeID{first.node.id, s.id}, "at-most-once task delivered again (attempt %d by %s; first attempt %d by %s at %s)",
+			d.Attempt, s.id, first.attempt, first.node.id, time.Duration(first.start))
+	}
+	if due := d.Task.ETA.Sub(epoch); now < int64(due)-c.skew { // S5
+		c.violate("S5", tasks, []node.NodeID{s.id}, "delivery started at %s, before the due time %s minus the allowed skew %s",
+			time.Duration(now), due, time.Duration(c.skew))
+	}
+	if r.success >= 0 { // S3
+		c.checkAfterSuccess(r, s, d.Attempt)
+	}
+	r.deliveries = append(r.deliveries, id)
+	r.active++
+	return id
+}
+
+// checkAfterSuccess decides whether a delivery starting after a success is excused:
+// it is only when the success's outcome had not reached a majority of replicas that
+// still remember it, because its holder crashed, paused or lost contact, or because a
+// replica that knew lost its state.
+func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
+	succ := c.deliveries[r.success]
+	holder := succ.node
+	knowers := 0
+	for _, t := range r.knowsFinal {
+		if t >= 0 {
+			knowers++
+		}
+	}
+	tasks := []string{r.task.ID}
+	if knowers >= len(r.task.Replicas)/2+1 {
+		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas",
+			attempt, s.id, holder.id, time.Duration(r.successEnd))
+		return
+	}
+	var causes []string
+	if c.crashedAt[holder.idx] >= succ.start {
+		causes = append(causes, "holder crashed")
+	}
+	if c.pausedAt[holder.idx] >= succ.start || holder.paused {
+		causes = append(causes, "holder paused")
+	}
+	for _, rep := range r.task.Replicas {
+		if o := c.w.byID[rep]; o != holder && c.w.blocked(holder.idx, o.idx) {
+			causes = append(causes, "holder partitioned")
+			break
+		}
+	}
+	if r.outcomeLost {
+		causes = append(causes, "outcome messages lost")
+	}
+	if r.lostState != 0 {
+		causes = append(causes, "a replica lost its state")
+	}
+	if len(causes) == 0 {
+		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s with no crash, pause, partition or loss to excuse it",
+			attempt, s.id, holder.id, time.Duration(r.successEnd))
+		return
+	}
+	c.excused = append(c.excused, Excuse{At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
+}
+
+func (c *checker) deliveryEnded(id int, status int) {
+	d := &c.deliveries[id]
+	d.end, d.status = c.w.now, status
+	r := d.task
+	r.active--
+	if status >= 200 && status < 300 && r.success < 0 {
+		r.success, r.successEnd = id, c.w.now
+	}
+}
+
+func (c *checker) messageLost(m node.Message) {
+	if m.Type == node.MsgOutcome {
+		if r := c.tasks[m.TaskID]; r != nil {
+			r.outcomeLost = true
+		}
+	}
+}
+
+func (c *checker) paused(s *simNode) { c.pausedAt[s.idx] = c.w.now }
+
+// crashed forgets what s knew. With durable storage only what it learned after its
+// last completed sync is lost (lastSync is -1 without durable storage).
+func (c *checker) crashed(s *simNode, lastSync int64) {
+	c.crashedAt[s.idx] = c.w.now
+	for _, r := range c.order {
+		rank := r.task.Rank(s.id)
+		if rank < 0 {
+			continue
+		}
+		if lastSync < 0 {
+			if r.held&(1<<rank) != 0 {
+				r.lostState |= 1 << rank
+			}
+			r.held &^= 1 << rank
+			r.knowsFinal[rank] = -1
+		} else if r.knowsFinal[rank] > lastSync {
+			r.knowsFinal[rank] = -1
+		}
+	}
+}
+
+// finish checks L1 and L2 once the run is over.
+func (c *checker) finish() {
+	w := c.w
+	for _, r := range c.order {
+		if !r.acked || r.finalAt >= 0 {
+			continue
+		}
+		q := len(r.task.Replicas)
+		holders := 0
+		for _, s := range w.nodes {
+			if s.up && s.n != nil {
+				if _, ok := s.n.Task(r.task.ID); ok {
+					holders++
+				}
+			}
+		}
+		lost := popcount(r.lostState)
+		tasks := []string{r.task.ID}
+		switch {
+		case holders == 0 && lost >= q/2+1:
+			c.excused = append(c.excused, Excuse{At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("lost: %d of %d replicas lost their state", lost, q)})
+		case holders == 0:
+			c.violate("L2", tasks, r.task.Replicas, "acknowledged task lost although only %d of %d replicas lost their state", lost, q)
+		case lost > 0 && holders < c.quorum(r.task):
+			c.excused = append(c.excused, Excuse{At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("stuck: %d of %d replicas hold it after state loss, fewer than a quorum", holders, q)})
+		default:
+			st := "unknown"
+			for _, s := range w.nodes {
+				if s.up && s.n != nil {
+					if ts, ok := s.n.Task(r.task.ID); ok {
+						st = fmt.Sprintf("%s on %s (attempt %d, retries %d)", ts.State, s.id, ts.Attempt, ts.Retries)
+						break
+					}
+				}
+			}
+			c.violate("L1", tasks, r.task.Replicas, "acknowledged task not final by the end of the liveness phase: %s", st)
+		}
+	}
+}
+
+func (c *checker) quorum(t *node.Task) int {
+	if q := c.w.sc.Cluster.ClaimQuorum; q > 0 {
+		return q
+	}
+	return len(t.Replicas)/2 + 1
+}
+
+func popcount(x uint64) int {
+	n := 0
+	for ; x != 0; x &= x - 1 {
+		n++
+	}
+	return n
+}
+
+// pendingFinal counts acknowledged tasks not yet final anywhere.
+func (c *checker) pendingFinal() int {
+	n := 0
+	for _, r := range c.order {
+		if r.acked && r.finalAt < 0 {
+			n++
+		}
+	}
+	return n
+}

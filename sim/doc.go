@@ -1,0 +1,16 @@
+// Package sim runs a cluster of node.Node state machines in virtual time, on one
+// event loop, with every random choice drawn from one seed: the network (latency,
+// drop, duplication, reordering, partitions), crashes, restarts and pauses, clock
+// offsets and drift, simulated workers and the workload. After every event that could
+// break one, a checker verifies the safety invariants S1–S5 of DESIGN.md; at the end
+// it verifies L1 and L2. Runs write JSON Lines traces that Replay re-runs event for
+// event, and the same seed and build always give the same trace (D1).
+//
+// A run has a safety phase (Scenario.Duration) in which faults happen, then a
+// liveness phase in which faults stop, the network heals, crashed nodes restart and
+// paused ones resume; it ends once every acknowledged task is final and a settling
+// time has passed, or at Scenario.LivenessBound.
+//
+// Nothing here reads the wall clock except Result.Wall, which only reports speed; the
+// trace never contains it.
+package sim

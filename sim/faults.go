@@ -1,0 +1,233 @@
+package sim
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// applyFault starts fault f now; it reverts after f.Duration (or at the liveness
+// phase when Duration is 0).
+func (w *world) applyFault(f FaultEvent) {
+	if w.liveness {
+		return
+	}
+	nodes := w.pick(f.Nodes)
+	var revert func()
+	detail := ""
+	switch f.Kind {
+	case "crash", "crash_holder", "pause", "pause_holder":
+		if f.Kind == "crash_holder" || f.Kind == "pause_holder" {
+			nodes = []*simNode{w.holder()}
+		} else if len(f.Nodes) == 0 {
+			nodes = []*simNode{w.randomNode()}
+		}
+		crash := strings.HasPrefix(f.Kind, "crash")
+		for _, s := range nodes {
+			if crash {
+				w.crash(s)
+			} else {
+				w.pause(s)
+			}
+		}
+		detail = names(nodes)
+		revert = func() {
+			for _, s := range nodes {
+				if crash {
+					w.restart(s)
+				} else {
+					w.resume(s)
+				}
+			}
+		}
+	case "isolate", "split":
+		if len(nodes) == 0 {
+			k := 1
+			if f.Kind == "split" {
+				k = max((len(w.nodes)-1)/2, 1)
+			}
+			nodes = w.randomSet(k)
+		}
+		detail = names(nodes)
+		revert = w.addRule(&linkRule{from: mask(nodes), to: ^mask(nodes) & all(len(w.nodes)), name: f.Kind + " " + detail})
+	case "oneway":
+		if len(nodes) == 0 {
+			nodes = []*simNode{w.randomNode()}
+		}
+		detail = names(nodes) + "->others"
+		revert = w.addRule(&linkRule{from: mask(nodes), to: ^mask(nodes) & all(len(w.nodes)), oneway: true, name: "oneway " + detail})
+	case "bridge":
+		if len(nodes) == 0 {
+			nodes = []*simNode{w.randomNode()}
+		}
+		var a, b []*simNode
+		for _, s := range w.nodes {
+			if s == nodes[0] {
+				continue
+			}
+			if len(a) <= len(b) {
+				a = append(a, s)
+			} else {
+				b = append(b, s)
+			}
+		}
+		detail = names(a) + "|" + names(nodes) + "|" + names(b)
+		revert = w.addRule(&linkRule{from: mask(a), to: mask(b), name: "bridge " + detail})
+	case "drop", "duplicate", "reorder":
+		p := &w.net.drop
+		if f.Kind == "duplicate" {
+			p = &w.net.duplicate
+		} else if f.Kind == "reorder" {
+			p = &w.net.reorder
+		}
+		old := *p
+		*p = f.Value
+		revert = func() {
+			if !w.liveness {
+				*p = old
+			}
+		}
+	}
+	if w.trace != nil {
+		w.trace.fault(w.now, f.Kind, detail)
+	}
+	if f.Duration > 0 && revert != nil {
+		w.after(f.Duration.D(), func() {
+			if w.trace != nil {
+				w.trace.fault(w.now, "end_"+f.Kind, detail)
+			}
+			revert()
+		})
+	}
+}
+
+func (w *world) addRule(r *linkRule) func() {
+	w.net.rules = append(w.net.rules, r)
+	return func() {
+		if i := slices.Index(w.net.rules, r); i >= 0 {
+			w.net.rules = slices.Delete(w.net.rules, i, i+1)
+		}
+	}
+}
+
+// holder is the live node with the most deliveries in flight (lowest index on ties;
+// a random live node when none delivers).
+func (w *world) holder() *simNode {
+	var best *simNode
+	for _, s := range w.nodes {
+		if s.up && s.inflight > 0 && (best == nil || s.inflight > best.inflight) {
+			best = s
+		}
+	}
+	if best == nil {
+		best = w.randomNode()
+	}
+	return best
+}
+
+func (w *world) randomNode() *simNode { return w.nodes[w.rngFault.IntN(len(w.nodes))] }
+
+func (w *world) randomSet(k int) []*simNode {
+	perm := w.rngFault.Perm(len(w.nodes))[:k]
+	slices.Sort(perm)
+	out := make([]*simNode, k)
+	for i, p := range perm {
+		out[i] = w.nodes[p]
+	}
+	return out
+}
+
+func (w *world) pick(names []string) []*simNode {
+	out := make([]*simNode, 0, len(names))
+	for _, nm := range names {
+		for _, s := range w.nodes {
+			if string(s.id) == nm {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func mask(nodes []*simNode) uint64 {
+	var m uint64
+	for _, s := range nodes {
+		m |= 1 << s.idx
+	}
+	return m
+}
+
+func all(n int) uint64 {
+	if n >= 64 {
+		return ^uint64(0)
+	}
+	return 1<<n - 1
+}
+
+func names(nodes []*simNode) string {
+	s := make([]string, len(nodes))
+	for i, n := range nodes {
+		s[i] = string(n.id)
+	}
+	return strings.Join(s, ",")
+}
+
+// swarm draws which fault kinds this seed enables, then schedules random faults of
+// those kinds through the safety phase.
+type swarm struct {
+	w       *world
+	spec    *SwarmSpec
+	enabled []string
+}
+
+func (w *world) startSwarm(spec *SwarmSpec) *swarm {
+	sw := &swarm{w: w, spec: spec}
+	for _, k := range spec.Kinds {
+		if w.rngFault.IntN(2) == 0 {
+			sw.enabled = append(sw.enabled, k)
+		}
+	}
+	if len(sw.enabled) == 0 {
+		sw.enabled = []string{spec.Kinds[w.rngFault.IntN(len(spec.Kinds))]}
+	}
+	if w.trace != nil {
+		w.trace.fault(0, "swarm", strings.Join(sw.enabled, ","))
+	}
+	sw.next()
+	return sw
+}
+
+func (sw *swarm) clockEnabled() bool { return slices.Contains(sw.enabled, "clock") }
+
+func (sw *swarm) next() {
+	w := sw.w
+	if sw.spec.Rate <= 0 {
+		return
+	}
+	gap := time.Duration(w.rngFault.ExpFloat64() / sw.spec.Rate * float64(time.Second))
+	w.after(gap, func() {
+		if w.liveness {
+			return
+		}
+		kind := sw.enabled[w.rngFault.IntN(len(sw.enabled))]
+		d := Duration(sw.spec.MaxDuration.D()/10 + time.Duration(w.rngFault.Int64N(int64(sw.spec.MaxDuration)*9/10+1)))
+		f := FaultEvent{Kind: kind, Duration: d}
+		switch kind {
+		case "clock":
+			// Clocks are set once per seed; nothing happens mid-run.
+			f.Kind = ""
+		case "crash", "crash_holder", "pause", "pause_holder":
+			if w.down() >= sw.spec.MaxDown {
+				f.Kind = ""
+			}
+		case "drop":
+			f.Value = 0.05 + 0.25*w.rngFault.Float64()
+		case "duplicate", "reorder":
+			f.Value = 0.1 + 0.4*w.rngFault.Float64()
+		}
+		if f.Kind != "" {
+			w.applyFault(f)
+		}
+		sw.next()
+	})
+}

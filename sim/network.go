@@ -1,0 +1,156 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// netState is the simulated network's current behaviour.
+type netState struct {
+	drop, duplicate, reorder float64
+	rules                    []*linkRule // active partitions
+}
+
+// linkRule blocks messages from any node in `from` to any node in `to`; both ways
+// unless oneway.
+type linkRule struct {
+	from, to uint64 // bitmasks over node indexes
+	oneway   bool
+	name     string
+}
+
+func (r *linkRule) blocks(from, to int) bool {
+	f, t := uint64(1)<<from, uint64(1)<<to
+	if r.from&f != 0 && r.to&t != 0 {
+		return true
+	}
+	return !r.oneway && r.from&t != 0 && r.to&f != 0
+}
+
+func (w *world) blocked(from, to int) bool {
+	for _, r := range w.net.rules {
+		if r.blocks(from, to) {
+			return true
+		}
+	}
+	return false
+}
+
+// simNetwork is a node's view of the network.
+type simNetwork struct{ s *simNode }
+
+var _ node.Network = simNetwork{}
+
+func (sn simNetwork) Send(m node.Message) {
+	s := sn.s
+	w := s.w
+	to := w.byID[m.To]
+	if to == nil {
+		return
+	}
+	switch {
+	case w.blocked(s.idx, to.idx):
+		w.dropped(m, "partition")
+		return
+	case w.net.drop > 0 && w.rngNet.Float64() < w.net.drop:
+		w.dropped(m, "loss")
+		return
+	}
+	w.transmit(to, m)
+	if w.net.duplicate > 0 && w.rngNet.Float64() < w.net.duplicate {
+		w.transmit(to, m)
+	}
+}
+
+func (w *world) transmit(to *simNode, m node.Message) {
+	d := w.uniform(w.rngNet, w.sc.Network.Latency)
+	if w.net.reorder > 0 && w.rngNet.Float64() < w.net.reorder {
+		d += time.Duration(w.rngNet.Int64N(int64(w.sc.Network.ReorderDelay) + 1))
+	}
+	w.after(d, func() { w.receive(to, m) })
+}
+
+func (w *world) receive(to *simNode, m node.Message) {
+	if !to.up {
+		w.dropped(m, "down")
+		return
+	}
+	if w.trace != nil {
+		w.trace.message(w.now, "recv", m, "")
+	}
+	inc := to.incarnation
+	to.input(inc, func() { to.n.Step(m) })
+}
+
+func (w *world) dropped(m node.Message, why string) {
+	w.check.messageLost(m)
+	if w.trace != nil {
+		w.trace.message(w.now, "drop", m, why)
+	}
+}
+
+// --- node.Dispatcher: simulated workers ---------------------------------------
+
+type simDispatcher struct{ s *simNode }
+
+var _ node.Dispatcher = simDispatcher{}
+
+// Dispatch starts a webhook. The worker's part ends at min(its answer, the deadline)
+// in true time, whatever becomes of the node meanwhile; the result then goes back
+// to the node if the same incarnation is still alive.
+func (sd simDispatcher) Dispatch(d node.Delivery) {
+	s := sd.s
+	w := s.w
+	id := w.check.deliveryStarted(s, d)
+	if w.trace != nil {
+		w.trace.delivery(w.now, "deliver_start", s.id, d.Task.ID, d.Attempt, 0)
+	}
+	status, latency, answers := w.workerAnswer(d.Task.ID, id)
+	deadline := time.Duration(s.trueDelay(d.Deadline))
+	if !answers || latency > deadline {
+		status, latency = 0, deadline
+	}
+	s.inflight++
+	inc := s.incarnation
+	w.after(latency, func() {
+		s.inflight--
+		w.check.deliveryEnded(id, status)
+		if w.trace != nil {
+			w.trace.delivery(w.now, "deliver_end", s.id, d.Task.ID, d.Attempt, status)
+		}
+		res := node.DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status}
+		if status == 0 {
+			res.Err = errDeadline
+		}
+		s.input(inc, func() { s.n.HandleDeliveryResult(res) })
+	})
+}
+
+type simError string
+
+func (e simError) Error() string { return string(e) }
+
+const errDeadline = simError("deadline exceeded")
+
+// workerAnswer draws what the worker does with the nth delivery of a task.
+func (w *world) workerAnswer(taskID string, deliveryIdx int) (status int, latency time.Duration, answers bool) {
+	wk := w.sc.Workers
+	r := w.rngWorker
+	latency = w.uniform(r, wk.Latency)
+	if w.check.deliveriesOf(taskID) <= wk.FailFirst {
+		return 500, latency, true
+	}
+	u := r.Float64()
+	switch {
+	case u < wk.ClientError:
+		return 400, latency, true
+	case u < wk.ClientError+wk.ServerError:
+		return 503, latency, true
+	case u < wk.ClientError+wk.ServerError+wk.Slow:
+		return 200, w.uniform(r, wk.SlowLatency), true
+	case u < wk.ClientError+wk.ServerError+wk.Slow+wk.Never:
+		return 0, 0, false
+	}
+	return 200, latency, true
+}

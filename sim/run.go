@@ -1,0 +1,366 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Options tune one run without changing the scenario.
+type Options struct {
+	// Protocol overrides the scenario's protocol when not empty.
+	Protocol string
+	// Trace receives the JSON Lines trace when not nil.
+	Trace io.Writer
+	// Hash computes the trace's SHA-256 (Result.TraceHash) even without Trace.
+	Hash bool
+	// ScenarioPath is named in the replay command of a failure.
+	ScenarioPath string
+	// lineSink receives every trace line (replay compares them as they come).
+	lineSink func([]byte) bool
+}
+
+// Result is what one seed showed.
+type Result struct {
+	Scenario   string
+	Seed       uint64
+	Protocol   string
+	Enqueued   int // requests sent
+	Acked      int // tasks acknowledged to the client
+	Deliveries int
+	Succeeded  int // acknowledged tasks that ended succeeded
+	Duplicates int // deliveries after a success, excused or not
+	Excused    []Excuse
+	Violations []Violation
+	// ViolationCounts counts every violation by invariant (Violations keeps the first 50).
+	ViolationCounts map[string]int
+	SimTime         time.Duration
+	Events          uint64
+	Wall            time.Duration
+	TraceHash       string
+	Swarm           []string // fault kinds this seed enabled
+	Command         string   // replays this run
+}
+
+// Failed reports whether any invariant was violated.
+func (r *Result) Failed() bool { return len(r.ViolationCounts) > 0 }
+
+// Invariants lists the violated invariants, sorted.
+func (r *Result) Invariants() []string { return sortedKeys(r.ViolationCounts) }
+
+// Report is a human summary of the violations with the command that replays them.
+func (r *Result) Report() string {
+	if !r.Failed() {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "scenario %s seed %d (protocol %s): %d violation(s) of %s\n", r.Scenario, r.Seed, r.Protocol, sum(r.ViolationCounts), strings.Join(r.Invariants(), ", "))
+	for i, v := range r.Violations {
+		if i == 5 {
+			fmt.Fprintf(&b, "  ... %d more kept, see the trace\n", len(r.Violations)-5)
+			break
+		}
+		fmt.Fprintf(&b, "  seed %d: %s\n", r.Seed, v)
+	}
+	fmt.Fprintf(&b, "  replay: %s\n", r.Command)
+	return b.String()
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// Build names the binary's version for trace headers.
+func Build() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			v += "+" + s.Value
+		}
+	}
+	return v
+}
+
+// Run simulates one seed of a scenario.
+func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
+	protoName := sc.Cluster.Protocol
+	if opts.Protocol != "" {
+		protoName = opts.Protocol
+	}
+	proto, err := node.ParseProtocol(protoName)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}}
+	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
+	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock = split(1), split(2), split(3), split(4), split(5)
+	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}
+	if opts.Trace != nil || opts.Hash || opts.lineSink != nil {
+		w.trace = newTracer(opts.Trace)
+		w.trace.sink = opts.lineSink
+		w.trace.header(TraceHeader{Type: "header", Seed: seed, Protocol: protoName, Build: Build(), Scenario: sc})
+	}
+	w.check = newChecker(w)
+
+	var sw *swarm
+	if sc.Faults.Swarm != nil {
+		sw = w.startSwarm(sc.Faults.Swarm)
+	}
+	clocks := sc.Clocks != (ClockSpec{}) && (sw == nil || !contains(sc.Faults.Swarm.Kinds, "clock") || sw.clockEnabled())
+	for i := range sc.Cluster.Nodes {
+		s := &simNode{w: w, idx: i, id: node.NodeID(nodeName(i))}
+		if clocks {
+			if sc.Clocks.MaxOffset > 0 {
+				s.offset = w.rngClock.Int64N(2*int64(sc.Clocks.MaxOffset)+1) - int64(sc.Clocks.MaxOffset)
+			}
+			s.drift = (2*w.rngClock.Float64() - 1) * sc.Clocks.MaxDrift
+		}
+		if sc.Cluster.Storage == "durable" {
+			s.disk = &simDisk{s: s, lastSync: -1}
+		}
+		w.nodes = append(w.nodes, s)
+		w.byID[s.id] = s
+	}
+	for _, s := range w.nodes {
+		w.boot(s, true)
+	}
+	for _, f := range sc.Faults.Schedule {
+		f := f
+		w.at(int64(f.At), func() { w.applyFault(f) })
+	}
+	wl := w.startWorkload()
+	safetyEnd := int64(sc.Duration)
+	hardEnd := safetyEnd + int64(sc.LivenessBound)
+	w.at(safetyEnd, w.beginLiveness)
+	settle := int64(sc.Cluster.Lease.D() + time.Duration(sc.Cluster.Replicas)*sc.Cluster.ReplicaOffset.D() + 2*time.Second)
+	var quietSince int64 = -1
+	var watch func()
+	watch = func() {
+		if w.liveness && wl.done() && w.check.pendingFinal() == 0 {
+			if quietSince < 0 {
+				quietSince = w.now
+			}
+			if w.now-quietSince >= settle {
+				w.stopped = true
+				return
+			}
+		} else {
+			quietSince = -1
+		}
+		w.after(time.Second, watch)
+	}
+	w.at(safetyEnd, watch)
+
+	for len(w.queue) > 0 && !w.stopped {
+		e := w.queue.pop()
+		if e.at > hardEnd {
+			break
+		}
+		w.now = e.at
+		w.events++
+		e.fn()
+	}
+	w.check.finish()
+
+	res := &Result{
+		Scenario:        sc.Name,
+		Seed:            seed,
+		Protocol:        protoName,
+		Enqueued:        wl.sent,
+		Acked:           w.check.acked,
+		Deliveries:      len(w.check.deliveries),
+		Excused:         w.check.excused,
+		Violations:      w.check.violations,
+		ViolationCounts: w.check.nViolation,
+		SimTime:         time.Duration(w.now),
+		Events:          w.events,
+		Command:         replayCommand(opts.ScenarioPath, sc.Name, seed, opts.Protocol),
+	}
+	if sw != nil {
+		res.Swarm = sw.enabled
+	}
+	for _, r := range w.check.order {
+		if r.acked && r.finalState == node.StateSucceeded && r.finalAt >= 0 {
+			res.Succeeded++
+		}
+		if r.success >= 0 {
+			for _, di := range r.deliveries {
+				if d := w.check.deliveries[di]; di != r.success && d.start >= w.check.deliveries[r.success].start {
+					res.Duplicates++
+				}
+			}
+		}
+	}
+	if w.trace != nil {
+		res.TraceHash = w.trace.sum()
+		if err := w.trace.flush(); err != nil {
+			return res, fmt.Errorf("writing trace: %w", err)
+		}
+	}
+	res.Wall = time.Since(start)
+	return res, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func replayCommand(path, name string, seed uint64, proto string) string {
+	if path == "" {
+		path = "scenarios/" + name + ".json"
+	}
+	cmd := fmt.Sprintf("go run ./cmd/miyamoto sim --seed %d", seed)
+	if proto != "" {
+		cmd += " --protocol " + proto
+	}
+	return cmd + " --trace " + name + "-" + fmt.Sprint(seed) + ".jsonl " + path
+}
+
+// beginLiveness stops every fault: partitions heal, message faults stop, crashed
+// nodes restart and paused ones resume.
+func (w *world) beginLiveness() {
+	w.liveness = true
+	if w.trace != nil {
+		w.trace.fault(w.now, "liveness_phase", "")
+	}
+	w.net.rules = nil
+	w.net.drop, w.net.duplicate, w.net.reorder = 0, 0, 0
+	for _, s := range w.nodes {
+		w.resume(s)
+		w.restart(s)
+	}
+}
+
+// workload sends the scenario's enqueue requests, Poisson arrivals at Rate.
+type workload struct {
+	w         *world
+	sent      int
+	answered  int
+	weights   float64
+	remaining int
+}
+
+func (wl *workload) done() bool { return wl.remaining == 0 && wl.answered == wl.sent }
+
+func (w *world) startWorkload() *workload {
+	wl := &workload{w: w, remaining: w.sc.Workload.Tasks}
+	for _, q := range w.sc.Workload.Queues {
+		wl.weights += q.Weight
+	}
+	if wl.remaining > 0 {
+		w.at(0, wl.next)
+	}
+	return wl
+}
+
+func (wl *workload) next() {
+	w := wl.w
+	if wl.remaining == 0 {
+		return
+	}
+	wl.send()
+	if wl.remaining > 0 {
+		gap := time.Duration(w.rngWork.ExpFloat64() / w.sc.Workload.Rate * float64(time.Second))
+		w.after(gap, wl.next)
+	}
+}
+
+// send enqueues one task through a random live node (or waits for one).
+func (wl *workload) send() {
+	w := wl.w
+	var live []*simNode
+	for _, s := range w.nodes {
+		if s.up && !s.paused {
+			live = append(live, s)
+		}
+	}
+	if len(live) == 0 {
+		w.after(100*time.Millisecond, wl.send)
+		return
+	}
+	s := live[w.rngWork.IntN(len(live))]
+	q := w.sc.Workload.Queues[0]
+	x := w.rngWork.Float64() * wl.weights
+	for _, cand := range w.sc.Workload.Queues {
+		if x < cand.Weight {
+			q = cand
+			break
+		}
+		x -= cand.Weight
+	}
+	n := wl.sent
+	wl.sent++
+	wl.remaining--
+	req := node.EnqueueRequest{
+		Queue:       q.Name,
+		URL:         "http://worker.sim/" + q.Name,
+		ContentType: "application/x-www-form-urlencoded",
+		Body:        []byte(fmt.Sprintf("n=%d", n)),
+		Countdown:   w.uniform(w.rngWork, w.sc.Workload.Countdown),
+	}
+	if w.trace != nil {
+		w.trace.enqueue(w.now, s.id, "enqueue", "", n)
+	}
+	answered, gaveUp := false, false
+	s.n.Enqueue(req, func(r node.EnqueueResult) {
+		if answered {
+			panic("sim: enqueue answered twice")
+		}
+		answered = true
+		if !gaveUp {
+			wl.answered++
+		}
+		if r.Err == nil {
+			w.check.enqueueAcked(r.ID)
+		}
+		if w.trace != nil {
+			kind := "ack"
+			if r.Err != nil {
+				kind = "enqueue_failed"
+			}
+			w.trace.enqueue(w.now, s.id, kind, r.ID, n)
+		}
+	})
+	// A coordinator that crashes or stalls before answering leaves the client waiting:
+	// it gives up after clientTimeout. A late answer still counts as acknowledged.
+	w.after(clientTimeout, func() {
+		if !answered {
+			gaveUp = true
+			wl.answered++
+		}
+	})
+}
+
+const clientTimeout = 30 * time.Second
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

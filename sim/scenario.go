@@ -1,0 +1,470 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Duration is a time.Duration written in JSON as a Go duration string ("1.5s").
+type Duration time.Duration
+
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"1.5s\", not %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: %v", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Range is a closed interval of durations; values are drawn uniformly.
+type Range struct {
+	Min Duration `json:"min"`
+	Max Duration `json:"max"`
+}
+
+// Scenario is one simulator experiment, read from a JSON file. scenarios/README.md
+// documents every field.
+type Scenario struct {
+	Name          string       `json:"name"`
+	Description   string       `json:"description,omitempty"`
+	Cluster       ClusterSpec  `json:"cluster"`
+	Network       NetworkSpec  `json:"network"`
+	Clocks        ClockSpec    `json:"clocks"`
+	Workload      WorkloadSpec `json:"workload"`
+	Workers       WorkerSpec   `json:"workers"`
+	Faults        FaultSpec    `json:"faults"`
+	Duration      Duration     `json:"duration"`       // safety phase
+	LivenessBound Duration     `json:"liveness_bound"` // longest liveness phase
+	Expect        Expectation  `json:"expect"`
+}
+
+type ClusterSpec struct {
+	Nodes         int      `json:"nodes"`
+	Replicas      int      `json:"replicas"`
+	ReplicaOffset Duration `json:"replica_offset"`
+	Protocol      string   `json:"protocol,omitempty"`     // quorum (default) | naive
+	ClaimQuorum   int      `json:"claim_quorum,omitempty"` // 0: majority
+	Lease         Duration `json:"lease,omitempty"`
+	MaxClockDrift Duration `json:"max_clock_drift,omitempty"`
+	Storage       string   `json:"storage,omitempty"` // memory (default) | durable
+}
+
+type NetworkSpec struct {
+	Latency   Range   `json:"latency"`
+	Drop      float64 `json:"drop,omitempty"`
+	Duplicate float64 `json:"duplicate,omitempty"`
+	// Reorder is the probability that a message is held back by up to ReorderDelay
+	// more, so that later messages overtake it.
+	Reorder      float64  `json:"reorder,omitempty"`
+	ReorderDelay Duration `json:"reorder_delay,omitempty"`
+}
+
+// ClockSpec bounds the clock faults: each node gets an offset in ±MaxOffset and a
+// rate error in ±MaxDrift (0.001 = 1 ms per second).
+type ClockSpec struct {
+	MaxOffset Duration `json:"max_offset,omitempty"`
+	MaxDrift  float64  `json:"max_drift,omitempty"`
+}
+
+type WorkloadSpec struct {
+	Tasks     int         `json:"tasks"`
+	Rate      float64     `json:"rate"` // enqueues per second (Poisson arrivals)
+	Countdown Range       `json:"countdown"`
+	Queues    []QueueSpec `json:"queues,omitempty"`
+}
+
+type QueueSpec struct {
+	Name             string    `json:"name"`
+	Weight           float64   `json:"weight,omitempty"` // share of the tasks; default 1
+	Delivery         string    `json:"delivery,omitempty"`
+	Retry            RetrySpec `json:"retry,omitempty"`
+	DispatchDeadline Duration  `json:"dispatch_deadline,omitempty"`
+}
+
+type RetrySpec struct {
+	TaskRetryLimit int      `json:"task_retry_limit,omitempty"`
+	TaskAgeLimit   Duration `json:"task_age_limit,omitempty"`
+	MinBackoff     Duration `json:"min_backoff,omitempty"`
+	MaxBackoff     Duration `json:"max_backoff,omitempty"`
+	MaxDoublings   *int     `json:"max_doublings,omitempty"`
+}
+
+// WorkerSpec: each delivery draws one behaviour with these probabilities (the rest
+// of 1 is success). FailFirst makes each task's first deliveries answer 500.
+type WorkerSpec struct {
+	ClientError float64 `json:"client_error,omitempty"` // 4xx
+	ServerError float64 `json:"server_error,omitempty"` // 5xx
+	Slow        float64 `json:"slow,omitempty"`         // answers 2xx after SlowLatency
+	Never       float64 `json:"never,omitempty"`        // never answers: the deadline ends it
+	Latency     Range   `json:"latency"`
+	SlowLatency Range   `json:"slow_latency,omitempty"`
+	FailFirst   int     `json:"fail_first,omitempty"`
+}
+
+type FaultSpec struct {
+	Schedule []FaultEvent `json:"schedule,omitempty"`
+	Swarm    *SwarmSpec   `json:"swarm,omitempty"`
+}
+
+// FaultEvent is one timed fault. Kinds and their fields are listed in FaultKinds.
+type FaultEvent struct {
+	At       Duration `json:"at"`
+	Kind     string   `json:"kind"`
+	Nodes    []string `json:"nodes,omitempty"`
+	Duration Duration `json:"duration,omitempty"` // 0: until the liveness phase
+	Value    float64  `json:"value,omitempty"`    // probability for drop/duplicate/reorder
+}
+
+// SwarmSpec: each seed turns each listed kind on with probability 1/2 (at least one),
+// then draws faults of the enabled kinds at Rate per second during the safety phase.
+type SwarmSpec struct {
+	Kinds       []string `json:"kinds"`
+	Rate        float64  `json:"rate"`
+	MaxDuration Duration `json:"max_duration"`
+	// MaxDown caps nodes crashed or paused at once (default: a minority).
+	MaxDown int `json:"max_down,omitempty"`
+}
+
+// Expectation says what a correct build must show: "pass" (no violation on any seed)
+// or "violation" (the checker must catch one of Invariants on at least one seed).
+type Expectation struct {
+	Outcome    string   `json:"outcome"`
+	Invariants []string `json:"invariants,omitempty"`
+}
+
+// FaultKinds lists every fault kind with what it does.
+var FaultKinds = map[string]string{
+	"crash":        "crash Nodes (volatile state lost), restart after Duration",
+	"crash_holder": "crash the node with the most deliveries in flight, restart after Duration",
+	"pause":        "pause Nodes (state kept, nothing runs), resume after Duration",
+	"pause_holder": "pause the node with the most deliveries in flight, resume after Duration",
+	"isolate":      "cut Nodes (one, by default drawn) off from everyone, both ways",
+	"split":        "cut Nodes (the minority side; drawn by default) from the rest, both ways",
+	"oneway":       "drop messages from Nodes[0] to everyone else; the other way still works",
+	"bridge":       "two sides that reach only Nodes[0] (the bridge), not each other",
+	"drop":         "drop messages with probability Value",
+	"duplicate":    "duplicate messages with probability Value",
+	"reorder":      "hold back messages with probability Value by up to reorder_delay",
+	"clock":        "swarm only: give the nodes clock offsets and drifts within clocks",
+}
+
+// LoadScenario reads and validates a scenario file.
+func LoadScenario(path string) (*Scenario, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := ParseScenario(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return sc, nil
+}
+
+// ParseScenario decodes a scenario, refusing unknown fields, fills defaults and
+// validates it. Errors name the field at fault.
+func ParseScenario(b []byte) (*Scenario, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var sc Scenario
+	if err := dec.Decode(&sc); err != nil {
+		return nil, jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the scenario object")
+	}
+	sc.fillDefaults()
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	return &sc, nil
+}
+
+func jsonError(err error) error {
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &ute):
+		return fmt.Errorf("field %q: expected %s, got JSON %s", ute.Field, ute.Type, ute.Value)
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid JSON at byte %d: %v", se.Offset, err)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return err
+}
+
+func (sc *Scenario) fillDefaults() {
+	c := &sc.Cluster
+	if c.Protocol == "" {
+		c.Protocol = "quorum"
+	}
+	if c.Storage == "" {
+		c.Storage = "memory"
+	}
+	if c.Lease == 0 {
+		c.Lease = Duration(30 * time.Second)
+	}
+	if c.MaxClockDrift == 0 {
+		c.MaxClockDrift = Duration(time.Second)
+	}
+	if sc.Network.Latency == (Range{}) {
+		sc.Network.Latency = Range{Duration(time.Millisecond), Duration(5 * time.Millisecond)}
+	}
+	if sc.Network.ReorderDelay == 0 {
+		sc.Network.ReorderDelay = Duration(200 * time.Millisecond)
+	}
+	if len(sc.Workload.Queues) == 0 {
+		sc.Workload.Queues = []QueueSpec{{Name: "default"}}
+	}
+	for i := range sc.Workload.Queues {
+		if sc.Workload.Queues[i].Weight == 0 {
+			sc.Workload.Queues[i].Weight = 1
+		}
+	}
+	if sc.Workers.Latency == (Range{}) {
+		sc.Workers.Latency = Range{Duration(5 * time.Millisecond), Duration(50 * time.Millisecond)}
+	}
+	if sc.Workers.SlowLatency == (Range{}) {
+		sc.Workers.SlowLatency = Range{Duration(5 * time.Second), Duration(20 * time.Second)}
+	}
+	if sc.LivenessBound == 0 {
+		sc.LivenessBound = Duration(5 * time.Minute)
+	}
+	if sc.Expect.Outcome == "" {
+		sc.Expect.Outcome = "pass"
+	}
+	if s := sc.Faults.Swarm; s != nil {
+		if s.MaxDuration == 0 {
+			s.MaxDuration = Duration(10 * time.Second)
+		}
+		if s.MaxDown == 0 {
+			s.MaxDown = (sc.Cluster.Nodes - 1) / 2
+		}
+	}
+}
+
+// Validate reports every problem at once, each naming its field.
+func (sc *Scenario) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	prob := func(field string, p float64) {
+		if p < 0 || p > 1 {
+			bad(field, "must be a probability between 0 and 1, not %g", p)
+		}
+	}
+	rng := func(field string, r Range) {
+		if r.Min < 0 || r.Max < r.Min {
+			bad(field, "needs 0 <= min <= max, not min %s max %s", r.Min.D(), r.Max.D())
+		}
+	}
+	if sc.Name == "" {
+		bad("name", "must not be empty")
+	}
+	c := sc.Cluster
+	if c.Nodes < 1 || c.Nodes > 64 {
+		bad("cluster.nodes", "must be between 1 and 64, not %d", c.Nodes)
+	}
+	if c.Replicas < 1 {
+		bad("cluster.replicas", "must be at least 1, not %d", c.Replicas)
+	} else if c.Replicas > c.Nodes {
+		bad("cluster.replicas", "%d replicas need at least as many nodes, not %d", c.Replicas, c.Nodes)
+	}
+	if c.ReplicaOffset < 0 {
+		bad("cluster.replica_offset", "must not be negative")
+	}
+	if _, err := node.ParseProtocol(c.Protocol); err != nil {
+		bad("cluster.protocol", "%v", err)
+	}
+	if c.ClaimQuorum < 0 || c.ClaimQuorum > c.Replicas {
+		bad("cluster.claim_quorum", "must be between 0 (majority) and replicas, not %d", c.ClaimQuorum)
+	}
+	if c.Storage != "memory" && c.Storage != "durable" {
+		bad("cluster.storage", "must be memory or durable, not %q", c.Storage)
+	}
+	if c.MaxClockDrift < 0 {
+		bad("cluster.max_clock_drift", "must not be negative")
+	}
+	if c.Lease <= 2*c.MaxClockDrift {
+		bad("cluster.lease", "must be longer than twice max_clock_drift")
+	}
+	n := sc.Network
+	rng("network.latency", n.Latency)
+	prob("network.drop", n.Drop)
+	prob("network.duplicate", n.Duplicate)
+	prob("network.reorder", n.Reorder)
+	if n.ReorderDelay < 0 {
+		bad("network.reorder_delay", "must not be negative")
+	}
+	if sc.Clocks.MaxOffset < 0 {
+		bad("clocks.max_offset", "must not be negative")
+	}
+	if sc.Clocks.MaxDrift < 0 || sc.Clocks.MaxDrift >= 0.5 {
+		bad("clocks.max_drift", "must be between 0 and 0.5, not %g", sc.Clocks.MaxDrift)
+	}
+	w := sc.Workload
+	if w.Tasks < 0 {
+		bad("workload.tasks", "must not be negative")
+	}
+	if w.Rate <= 0 {
+		bad("workload.rate", "must be positive (tasks per second), not %g", w.Rate)
+	}
+	rng("workload.countdown", w.Countdown)
+	seen := map[string]bool{}
+	for i, q := range w.Queues {
+		f := fmt.Sprintf("workload.queues[%d]", i)
+		if q.Name == "" {
+			bad(f+".name", "must not be empty")
+		}
+		if seen[q.Name] {
+			bad(f+".name", "%q appears twice", q.Name)
+		}
+		seen[q.Name] = true
+		if q.Weight < 0 {
+			bad(f+".weight", "must not be negative")
+		}
+		if _, err := node.ParseDeliveryMode(q.Delivery); err != nil {
+			bad(f+".delivery", "%v", err)
+		}
+		if err := q.config().Validate(); err != nil {
+			bad(f, "%v", err)
+		}
+	}
+	wk := sc.Workers
+	for _, p := range []struct {
+		f string
+		v float64
+	}{{"workers.client_error", wk.ClientError}, {"workers.server_error", wk.ServerError}, {"workers.slow", wk.Slow}, {"workers.never", wk.Never}} {
+		prob(p.f, p.v)
+	}
+	if s := wk.ClientError + wk.ServerError + wk.Slow + wk.Never; s > 1+1e-9 {
+		bad("workers", "client_error + server_error + slow + never must not exceed 1, not %g", s)
+	}
+	rng("workers.latency", wk.Latency)
+	rng("workers.slow_latency", wk.SlowLatency)
+	if wk.FailFirst < 0 {
+		bad("workers.fail_first", "must not be negative")
+	}
+	names := map[string]bool{}
+	for i := 1; i <= c.Nodes; i++ {
+		names[nodeName(i-1)] = true
+	}
+	for i, f := range sc.Faults.Schedule {
+		field := fmt.Sprintf("faults.schedule[%d]", i)
+		if _, ok := FaultKinds[f.Kind]; !ok || f.Kind == "clock" {
+			bad(field+".kind", "unknown fault kind %q (see scenarios/README.md)", f.Kind)
+		}
+		if f.At < 0 || f.At > sc.Duration {
+			bad(field+".at", "must be within the safety phase (0 to duration %s)", sc.Duration.D())
+		}
+		if f.Duration < 0 {
+			bad(field+".duration", "must not be negative")
+		}
+		for _, nm := range f.Nodes {
+			if !names[nm] {
+				bad(field+".nodes", "no node %q (nodes are n1..n%d)", nm, c.Nodes)
+			}
+		}
+		if (f.Kind == "oneway" || f.Kind == "bridge") && len(f.Nodes) > 1 {
+			bad(field+".nodes", "%s takes one node", f.Kind)
+		}
+		switch f.Kind {
+		case "drop", "duplicate", "reorder":
+			prob(field+".value", f.Value)
+		}
+	}
+	if s := sc.Faults.Swarm; s != nil {
+		if len(s.Kinds) == 0 {
+			bad("faults.swarm.kinds", "must list at least one kind")
+		}
+		for _, k := range s.Kinds {
+			if _, ok := FaultKinds[k]; !ok {
+				bad("faults.swarm.kinds", "unknown fault kind %q", k)
+			}
+		}
+		if s.Rate < 0 {
+			bad("faults.swarm.rate", "must not be negative")
+		}
+		if s.MaxDuration <= 0 {
+			bad("faults.swarm.max_duration", "must be positive")
+		}
+		if s.MaxDown < 0 || s.MaxDown >= c.Nodes && c.Nodes > 0 {
+			bad("faults.swarm.max_down", "must be between 0 and nodes-1")
+		}
+	}
+	if sc.Duration <= 0 {
+		bad("duration", "must be positive")
+	}
+	if sc.LivenessBound <= 0 {
+		bad("liveness_bound", "must be positive")
+	}
+	switch sc.Expect.Outcome {
+	case "pass":
+		if len(sc.Expect.Invariants) > 0 {
+			bad("expect.invariants", "only goes with outcome violation")
+		}
+	case "violation":
+		if len(sc.Expect.Invariants) == 0 {
+			bad("expect.invariants", "must name the invariants the checker has to catch")
+		}
+		for _, inv := range sc.Expect.Invariants {
+			if !knownInvariant(inv) {
+				bad("expect.invariants", "unknown invariant %q (S1-S5, L1, L2, D1)", inv)
+			}
+		}
+	default:
+		bad("expect.outcome", "must be pass or violation, not %q", sc.Expect.Outcome)
+	}
+	return errors.Join(errs...)
+}
+
+func knownInvariant(s string) bool {
+	switch s {
+	case "S1", "S2", "S3", "S4", "S5", "L1", "L2", "D1":
+		return true
+	}
+	return false
+}
+
+// config turns a queue spec into node settings over App Engine's defaults.
+func (q QueueSpec) config() node.QueueConfig {
+	c := node.DefaultQueueConfig()
+	c.Delivery, _ = node.ParseDeliveryMode(q.Delivery)
+	r := q.Retry
+	c.Retry.TaskRetryLimit = r.TaskRetryLimit
+	c.Retry.TaskAgeLimit = r.TaskAgeLimit.D()
+	if r.MinBackoff != 0 {
+		c.Retry.MinBackoff = r.MinBackoff.D()
+	}
+	if r.MaxBackoff != 0 {
+		c.Retry.MaxBackoff = r.MaxBackoff.D()
+	}
+	if r.MaxDoublings != nil {
+		c.Retry.MaxDoublings = *r.MaxDoublings
+	}
+	if q.DispatchDeadline != 0 {
+		c.DispatchDeadline = q.DispatchDeadline.D()
+	}
+	return c
+}
+
+func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
