@@ -5,6 +5,10 @@ import (
 	"time"
 )
 
+// lostRounds is how many failed claim rounds in a row, with a majority of replicas
+// saying they do not hold the task, end an at-most-once task as unknown.
+const lostRounds = 3
+
 // forever stands for a lease that never expires (at-most-once grants).
 var forever = time.Unix(1<<62, 0)
 
@@ -40,9 +44,10 @@ func (n *Node) fire(e *entry) {
 
 // startClaim asks every replica for the next attempt.
 func (n *Node) startClaim(e *entry, now time.Time) {
-	e.claiming = e.promised + 1
+	e.claiming = max(e.promised, e.seen) + 1
+	e.seen = e.claiming
 	e.claimSent = now
-	e.grants, e.rejects = 0, 0
+	e.grants, e.rejects, e.unknowns = 0, 0, 0
 	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
 	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease})
 }
@@ -67,6 +72,14 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 		retryAt = e.nextETA
 	}
 	n.arm(e, timerFire, retryAt)
+}
+
+// claimBackoff is how long to wait before claiming again after a failed round:
+// ClaimTimeout with jitter, doubling with each failed round in a row, at most a lease.
+func (n *Node) claimBackoff(e *entry) time.Duration {
+	e.failedRounds++
+	d := n.jitter(n.cfg.ClaimTimeout) << min(e.failedRounds-1, 5)
+	return min(d, n.cfg.Lease)
 }
 
 // handleClaim is the acceptor's side of a claim.
@@ -132,7 +145,7 @@ func (n *Node) grantable(e *entry, from NodeID) bool {
 	if e.task.Delivery == AtMostOnce {
 		return false // an at-most-once grant never expires
 	}
-	return !n.now().Before(e.leaseEnd)
+	return n.leaseExpired(e)
 }
 
 // handleClaimResp is the claimant's side: count grants, deliver on a quorum.
@@ -161,14 +174,28 @@ func (n *Node) handleClaimResp(m Message) {
 		}
 		return
 	}
-	if m.Reject == RejectPromised && m.Promised > e.promised && m.Holder != n.cfg.ID {
-		// Learn of the other claim, so that our next claim outbids it.
-		e.promised, e.holder, e.released = m.Promised, m.Holder, false
-		e.leaseEnd = n.now().Add(m.Lease)
+	// Remember the attempt that beat ours so that the next claim outbids it. This is
+	// claimant state only: the acceptor's record (promised, holder) is never changed
+	// by what a claimant hears, or it could forget a grant it gave.
+	e.seen = max(e.seen, m.Promised)
+	if m.Reject == RejectUnknown && e.task.Delivery == AtLeastOnce {
+		// The replica lost the task in a crash and has finished its recovery wait, so
+		// every grant it gave before has expired: give the task back to it. (Never for
+		// at-most-once: it may have granted the one attempt and forgotten.)
+		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task})
 	}
 	e.rejects |= 1 << rank
+	if m.Reject == RejectUnknown {
+		e.unknowns |= 1 << rank
+	}
+	if e.task.Delivery == AtMostOnce && e.failedRounds >= lostRounds && bits.OnesCount64(e.unknowns) >= majority(e.task) {
+		// A majority of replicas lost the task round after round: it can never be
+		// claimed safely again, and whether it was delivered is unknown.
+		n.finish(e, StateUnknown, 0)
+		return
+	}
 	if len(e.task.Replicas)-bits.OnesCount64(e.rejects) < n.quorum(e.task) {
-		retry := n.now().Add(n.jitter(n.cfg.ClaimTimeout))
+		retry := n.now().Add(n.claimBackoff(e))
 		if m.Reject == RejectPromised {
 			retry = n.now().Add(m.Lease + time.Duration(e.rank)*n.cfg.ReplicaOffset)
 		}
@@ -195,10 +222,8 @@ func (n *Node) deliver(e *entry) {
 		return
 	}
 	e.delivering = true
+	e.failedRounds = 0
 	n.disarm(e)
-	if e.promised < e.claiming {
-		e.promised, e.holder, e.released = e.claiming, n.cfg.ID, false
-	}
 	n.setState(e, StateClaimed)
 	n.env.Dispatcher.Dispatch(Delivery{Task: e.task, Attempt: e.claiming, Retries: e.retries, Deadline: deadline, PreviousStatus: e.lastStatus})
 }
@@ -238,8 +263,10 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		}
 		next := now.Add(max(retry.Backoff(e.retries), r.RetryAfter))
 		a := e.claiming
-		e.claiming = 0
-		n.applyRelease(e, a, next, e.retries, e.lastStatus)
+		e.claiming, e.grants, e.rejects = 0, 0, 0
+		n.applyRelease(e, n.cfg.ID, a, next, e.retries, e.lastStatus)
+		n.setState(e, StateScheduled)
+		n.armFire(e)
 		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
 	}
 }
@@ -250,19 +277,21 @@ func (n *Node) handleRelease(m Message) {
 	if e == nil || e.state.Final() || m.From == n.cfg.ID {
 		return
 	}
-	if m.Attempt < e.promised || m.Attempt == e.promised && e.holder != m.From {
-		return // about an attempt that was already superseded
+	if n.applyRelease(e, m.From, m.Attempt, m.NextETA, m.Retries, m.Status) && !e.delivering && e.claiming == 0 {
+		n.setState(e, StateScheduled)
+		n.armFire(e)
 	}
-	n.applyRelease(e, m.Attempt, m.NextETA, m.Retries, m.Status)
-	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Attempt: m.Attempt, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status})
+	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status}
+	n.persist(func() {}, rec)
 }
 
-// applyRelease records that attempt a is over without success and re-arms the
-// replica timer at next + rank × replica_offset.
-func (n *Node) applyRelease(e *entry, a uint64, next time.Time, retries, status int) {
-	if a >= e.promised {
-		e.promised, e.released = a, true
-	}
+// applyRelease records that from's attempt a is over without success, and reports
+// whether that freed this acceptor's grant.
+//
+// Invariant: a release never frees a live grant held by someone else. A claimant that
+// abandons a claim we rejected also sends Release; it must not free the grant we gave
+// the attempt that beat it (that attempt may be delivering right now).
+func (n *Node) applyRelease(e *entry, from NodeID, a uint64, next time.Time, retries, status int) bool {
 	e.retries = max(e.retries, retries)
 	if status != 0 {
 		e.lastStatus = status
@@ -270,16 +299,21 @@ func (n *Node) applyRelease(e *entry, a uint64, next time.Time, retries, status 
 	if next.After(e.nextETA) {
 		e.nextETA = next
 	}
-	if e.claiming != 0 && e.claiming <= a {
-		e.claiming, e.grants, e.rejects = 0, 0, 0
+	switch {
+	case e.released && a <= e.promised:
+		return false
+	case a == e.promised && e.holder == from:
+		e.released = true
+	case a > e.promised && (e.promised == 0 || e.released || n.leaseExpired(e)):
+		e.promised, e.holder, e.released = a, from, true
+	default:
+		return false
 	}
-	if e.delivering || e.claiming != 0 {
-		return
-	}
-	n.setState(e, StateScheduled)
-	if n.started {
-		n.armFire(e)
-	}
+	return true
+}
+
+func (n *Node) leaseExpired(e *entry) bool {
+	return e.task.Delivery == AtLeastOnce && !n.now().Before(e.leaseEnd)
 }
 
 // finish ends the task in a final state here and tells every replica, again and again

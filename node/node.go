@@ -63,11 +63,14 @@ type entry struct {
 	released bool      // promised attempt was released by its holder
 
 	// claimant side
-	claiming   uint64    // attempt whose grants we are gathering or delivering
-	claimSent  time.Time // local time the claim was sent: the lease counts from here
-	grants     uint64    // bitmask over replica ranks
-	rejects    uint64    // bitmask over replica ranks
-	delivering bool
+	claiming     uint64    // attempt whose grants we are gathering or delivering
+	seen         uint64    // highest attempt this node has claimed or heard of
+	failedRounds int       // claim rounds in a row that won no quorum
+	claimSent    time.Time // local time the claim was sent: the lease counts from here
+	grants       uint64    // bitmask over replica ranks
+	rejects      uint64    // bitmask over replica ranks
+	unknowns     uint64    // replicas (by rank) that said they do not hold the task
+	delivering   bool
 
 	// outcome propagation (the node that ended the task)
 	outcomeAcks uint64 // bitmask over replica ranks
@@ -182,7 +185,7 @@ func (n *Node) replay(r Record) {
 			e.promised, e.holder, e.leaseEnd, e.released = r.Attempt, r.Holder, r.LeaseEnd, false
 		}
 	case RecRelease:
-		n.applyRelease(e, r.Attempt, r.NextETA, r.Retries, r.Status)
+		n.applyRelease(e, r.Holder, r.Attempt, r.NextETA, r.Retries, r.Status)
 	case RecOutcome:
 		e.state, e.lastStatus, e.retries = r.State, r.Status, max(e.retries, r.Retries)
 	}
@@ -365,13 +368,25 @@ func ValidateRequest(req *EnqueueRequest) error {
 	if req.URL == "" {
 		return fieldErr("url", "is required")
 	}
-	if !(hasPrefixFold(req.URL, "http://") || hasPrefixFold(req.URL, "https://")) || len(req.URL) <= len("https://") && hasPrefixFold(req.URL, "https://") {
+	if !hasHTTPHost(req.URL) {
 		return fieldErr("url", "must be an absolute http or https URL, not %q", req.URL)
 	}
 	if req.Countdown < 0 {
 		return fieldErr("countdown", "must not be negative")
 	}
 	return nil
+}
+
+// hasHTTPHost reports whether url starts with http:// or https:// (any case) and a
+// host follows the scheme ("http://" and "http:///path" have none).
+func hasHTTPHost(url string) bool {
+	for _, scheme := range []string{"http://", "https://"} {
+		if hasPrefixFold(url, scheme) {
+			rest := url[len(scheme):]
+			return rest != "" && rest[0] != '/' && rest[0] != '?' && rest[0] != '#'
+		}
+	}
+	return false
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -501,7 +516,7 @@ func (n *Node) onTimer(e *entry, kind timerKind) {
 			n.fire(e)
 		}
 	case timerClaim:
-		n.abandonClaim(e, n.now().Add(n.jitter(n.cfg.ClaimTimeout)))
+		n.abandonClaim(e, n.now().Add(n.claimBackoff(e)))
 	case timerOutcome:
 		n.sendOutcome(e)
 	case timerForget:

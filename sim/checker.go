@@ -298,7 +298,7 @@ func (c *checker) finish() {
 		case holders == 0:
 			c.violate("L2", tasks, r.task.Replicas, "acknowledged task lost although only %d of %d replicas lost their state", lost, q)
 		case lost > 0 && holders < c.quorum(r.task):
-			c.excused = append(c.excused, Excuse{At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("stuck: %d of %d replicas hold it after state loss, fewer than a quorum", holders, q)})
+			c.excused = append(c.excused, Excuse{At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("stuck: %s %d of %d replicas hold it after state loss, fewer than a quorum", r.task.ID, holders, q)})
 		default:
 			st := "unknown"
 			for _, s := range w.nodes {
