@@ -161,7 +161,7 @@ func (n *Node) handleClaimResp(m Message) {
 	e.retries = max(e.retries, m.Retries)
 	if m.Reject == RejectFinal {
 		e.lastStatus = m.Status
-		n.adoptFinal(e, m.State)
+		n.adoptFinal(e, m.State, func() {})
 		return
 	}
 	if e.claiming == 0 || e.delivering || m.Attempt != e.claiming {
@@ -346,22 +346,23 @@ func (n *Node) handleOutcome(m Message) {
 	if e == nil {
 		return
 	}
-	if !e.state.Final() || e.state == StateUnknown && m.State == StateSucceeded {
-		e.retries = max(e.retries, m.Retries)
-		e.lastStatus = m.Status
-		n.adoptFinal(e, m.State)
-		rec := Record{Kind: RecOutcome, TaskID: e.task.ID, State: m.State, Retries: e.retries, Status: m.Status}
-		n.persist(func() { n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID}) }, rec)
+	ack := func() { n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID}) }
+	if e.state.Final() && !(e.state == StateUnknown && m.State == StateSucceeded) {
+		ack() // already recorded (and persisted) when it became final here
 		return
 	}
-	n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID})
+	e.retries = max(e.retries, m.Retries)
+	e.lastStatus = m.Status
+	n.adoptFinal(e, m.State, ack)
 }
 
-// adoptFinal records a final state another replica reached.
-func (n *Node) adoptFinal(e *entry, s TaskState) {
+// adoptFinal records a final state another replica reached, durably, then runs then.
+// Invariant: a final state is acknowledged only once it would survive a crash.
+func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
 	e.claiming, e.grants, e.rejects = 0, 0, 0
 	n.setState(e, s)
 	n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Retries: e.retries, Status: e.lastStatus})
 }
 
 func (n *Node) handleOutcomeResp(m Message) {

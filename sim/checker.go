@@ -25,8 +25,12 @@ func (v Violation) String() string {
 	return fmt.Sprintf("%s at %s: %s (tasks %s; nodes %s)", v.Invariant, v.At, v.Detail, strings.Join(v.Tasks, ","), strings.Join(nodes, ","))
 }
 
-// Excuse is a duplicate delivery after a success that S3 allows, with its cause.
+// Excuse is a departure from exactly-once that the invariants allow, with its cause:
+// Kind "duplicate" (a delivery after a success, S3's exception), "lost" (L2's
+// exception: a majority of replicas lost their state) or "stuck" (L1's: too few
+// replicas hold the task after state loss to claim it).
 type Excuse struct {
+	Kind  string
 	At    time.Duration
 	Task  string
 	Node  node.NodeID
@@ -230,7 +234,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 			attempt, s.id, holder.id, time.Duration(r.successEnd))
 		return
 	}
-	c.excused = append(c.excused, Excuse{At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
+	c.excused = append(c.excused, Excuse{Kind: "duplicate", At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
 }
 
 func (c *checker) deliveryEnded(id int, status int) {
@@ -253,22 +257,32 @@ func (c *checker) messageLost(m node.Message) {
 
 func (c *checker) paused(s *simNode) { c.pausedAt[s.idx] = c.w.now }
 
-// crashed forgets what s knew. With durable storage only what it learned after its
-// last completed sync is lost (lastSync is -1 without durable storage).
-func (c *checker) crashed(s *simNode, lastSync int64) {
+// crashed forgets what s knew. With durable storage it keeps exactly what the
+// records that survived the crash (disk, nil without one) say.
+func (c *checker) crashed(s *simNode, disk *simDisk) {
 	c.crashedAt[s.idx] = c.w.now
+	var stored, final map[string]bool
+	if disk != nil {
+		stored, final = map[string]bool{}, map[string]bool{}
+		for _, rec := range disk.recs[:disk.synced] {
+			switch rec.Kind {
+			case node.RecTask:
+				stored[rec.Task.ID] = true
+			case node.RecOutcome:
+				final[rec.TaskID] = true
+			}
+		}
+	}
 	for _, r := range c.order {
 		rank := r.task.Rank(s.id)
 		if rank < 0 {
 			continue
 		}
-		if lastSync < 0 {
-			if r.held&(1<<rank) != 0 {
-				r.lostState |= 1 << rank
-			}
+		if r.held&(1<<rank) != 0 && !stored[r.task.ID] {
+			r.lostState |= 1 << rank
 			r.held &^= 1 << rank
-			r.knowsFinal[rank] = -1
-		} else if r.knowsFinal[rank] > lastSync {
+		}
+		if !final[r.task.ID] {
 			r.knowsFinal[rank] = -1
 		}
 	}
@@ -294,11 +308,11 @@ func (c *checker) finish() {
 		tasks := []string{r.task.ID}
 		switch {
 		case holders == 0 && lost >= q/2+1:
-			c.excused = append(c.excused, Excuse{At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("lost: %d of %d replicas lost their state", lost, q)})
+			c.excused = append(c.excused, Excuse{Kind: "lost", At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("%d of %d replicas lost their state", lost, q)})
 		case holders == 0:
 			c.violate("L2", tasks, r.task.Replicas, "acknowledged task lost although only %d of %d replicas lost their state", lost, q)
 		case lost > 0 && holders < c.quorum(r.task):
-			c.excused = append(c.excused, Excuse{At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("stuck: %s %d of %d replicas hold it after state loss, fewer than a quorum", r.task.ID, holders, q)})
+			c.excused = append(c.excused, Excuse{Kind: "stuck", At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("%d of %d replicas hold it after state loss, fewer than a quorum", holders, q)})
 		default:
 			st := "unknown"
 			for _, s := range w.nodes {

@@ -130,7 +130,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 			s.drift = (2*w.rngClock.Float64() - 1) * sc.Clocks.MaxDrift
 		}
 		if sc.Cluster.Storage == "durable" {
-			s.disk = &simDisk{s: s, lastSync: -1}
+			s.disk = &simDisk{s: s}
 		}
 		w.nodes = append(w.nodes, s)
 		w.byID[s.id] = s

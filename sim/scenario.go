@@ -53,6 +53,8 @@ type Scenario struct {
 	Duration      Duration     `json:"duration"`       // safety phase
 	LivenessBound Duration     `json:"liveness_bound"` // longest liveness phase
 	Expect        Expectation  `json:"expect"`
+	// RegressionSeeds once failed; every sweep runs them besides the seeds asked for.
+	RegressionSeeds []uint64 `json:"regression_seeds,omitempty"`
 }
 
 type ClusterSpec struct {
@@ -192,7 +194,8 @@ func ParseScenario(b []byte) (*Scenario, error) {
 	}
 	sc.fillDefaults()
 	if err := sc.Validate(); err != nil {
-		return nil, err
+		// One line, every problem: "a: ...; b: ...".
+		return nil, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return &sc, nil
 }

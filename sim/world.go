@@ -133,10 +133,9 @@ func (c simClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 // simDisk keeps records; only those covered by a finished Sync survive a crash.
 type simDisk struct {
-	s        *simNode
-	recs     []node.Record
-	synced   int
-	lastSync int64 // true time the last sync finished
+	s      *simNode
+	recs   []node.Record
+	synced int // records covered by a finished sync
 }
 
 var _ node.Storage = (*simDisk)(nil)
@@ -157,7 +156,6 @@ func (d *simDisk) Sync(done func()) {
 			return // the process died before fsync returned
 		}
 		d.synced = max(d.synced, target)
-		d.lastSync = s.w.now
 		s.input(inc, done)
 	})
 }
@@ -233,12 +231,10 @@ func (w *world) crash(s *simNode) {
 	}
 	s.up, s.paused, s.buffered, s.n = false, false, nil, nil
 	s.incarnation++
-	var lastSync int64 = -1
 	if s.disk != nil {
 		s.disk.crash()
-		lastSync = s.disk.lastSync
 	}
-	w.check.crashed(s, lastSync)
+	w.check.crashed(s, s.disk)
 	if w.trace != nil {
 		w.trace.nodeEvent(w.now, s.id, "crash")
 	}

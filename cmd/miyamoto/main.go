@@ -1,0 +1,52 @@
+// Command miyamoto is the one binary of the Miyamoto task queue:
+//
+//	miyamoto serve                 run a node (see serve.go)
+//	miyamoto sim [flags] FILE...   run scenario files in the simulator
+//	miyamoto replay TRACE          re-run a saved trace and check it reproduces
+//
+// This package only parses flags and wires packages together.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes shared by every subcommand.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // ran, and what was expected did not happen
+	exitBadArgs = 2 // bad arguments or input files
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitBadArgs
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
+	case "sim":
+		return runSim(args[1:], stdout, stderr)
+	case "replay":
+		return runReplay(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim or replay)\n", args[0])
+	return exitBadArgs
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  miyamoto serve [flags]                         run a node
+  miyamoto sim [--seeds A-B | --seed N] [--protocol naive|quorum]
+               [--trace FILE] [--check-determinism] SCENARIO_FILE...
+  miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
+`)
+}

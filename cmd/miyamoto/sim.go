@@ -1,0 +1,246 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/miyamotohq/miyamoto/node"
+	"github.com/miyamotohq/miyamoto/sim"
+)
+
+func runSim(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	seeds := fs.String("seeds", "", "run seeds A to B inclusive, as A-B (default 1-20)")
+	seed := fs.String("seed", "", "run this one seed")
+	protocol := fs.String("protocol", "", "override the scenarios' protocol: quorum or naive")
+	tracePath := fs.String("trace", "", "write the JSON Lines trace to FILE (one seed, one scenario)")
+	determinism := fs.Bool("check-determinism", false, "run every seed twice and compare the trace hashes (D1)")
+	parallel := fs.Int("parallel", 0, "seeds run at once (default: one per CPU)")
+	verbose := fs.Bool("v", false, "print every seed's figures")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "miyamoto sim: %v\n", err)
+		return exitBadArgs
+	}
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "miyamoto sim: "+format+"\n", a...)
+		return exitBadArgs
+	}
+	list, err := parseSeeds(*seeds, *seed)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if *protocol != "" {
+		if _, err := node.ParseProtocol(*protocol); err != nil {
+			return bad("--protocol: %v", err)
+		}
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		return bad("name at least one scenario file, e.g. scenarios/baseline.json")
+	}
+	if *tracePath != "" && (len(list) != 1 || len(files) != 1) {
+		return bad("--trace writes one run: use it with --seed N and one scenario file")
+	}
+	if *parallel < 0 {
+		return bad("--parallel must not be negative")
+	}
+	var scenarios []*sim.Scenario
+	for _, f := range files {
+		sc, err := sim.LoadScenario(f)
+		if err != nil {
+			return bad("%v", err)
+		}
+		scenarios = append(scenarios, sc)
+	}
+
+	if *tracePath != "" {
+		return simTraced(scenarios[0], files[0], list[0], *protocol, *tracePath, *determinism, stdout, stderr)
+	}
+	code := exitOK
+	for i, sc := range scenarios {
+		sum, err := sim.Sweep(sc, sim.SweepOptions{Seeds: list, Protocol: *protocol, CheckDeterminism: *determinism, Parallel: *parallel, ScenarioPath: files[i]})
+		if err != nil {
+			fmt.Fprintf(stderr, "miyamoto sim: %s: %v\n", files[i], err)
+			return exitFailed
+		}
+		printSummary(stdout, sum, *verbose)
+		if !sum.Met() {
+			code = exitFailed
+		}
+	}
+	return code
+}
+
+func parseSeeds(seeds, seed string) ([]uint64, error) {
+	switch {
+	case seeds != "" && seed != "":
+		return nil, errors.New("give --seeds or --seed, not both")
+	case seed != "":
+		n, err := strconv.ParseUint(seed, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("--seed must be a non-negative integer, not %q", seed)
+		}
+		return []uint64{n}, nil
+	case seeds == "":
+		return sim.SeedRange(1, 20), nil
+	}
+	a, b, ok := strings.Cut(seeds, "-")
+	lo, err1 := strconv.ParseUint(a, 10, 64)
+	hi, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil || hi < lo {
+		return nil, fmt.Errorf("--seeds must be A-B with integers A <= B, not %q", seeds)
+	}
+	if hi-lo >= 10_000_000 {
+		return nil, fmt.Errorf("--seeds %q: at most 10,000,000 seeds at once", seeds)
+	}
+	return sim.SeedRange(lo, hi), nil
+}
+
+func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath string, determinism bool, stdout, stderr io.Writer) int {
+	f, err := os.Create(tracePath)
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto sim: --trace: %v\n", err)
+		return exitBadArgs
+	}
+	res, err := sim.Run(sc, seed, sim.Options{Protocol: protocol, Trace: f, ScenarioPath: path})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto sim: %v\n", err)
+		return exitFailed
+	}
+	sum := &sim.Summary{Scenario: sc.Name, Path: path, Expect: sc.Expect, Seeds: 1}
+	addResult(sum, res)
+	if determinism {
+		again, err := sim.Run(sc, seed, sim.Options{Protocol: protocol, Hash: true})
+		if err != nil {
+			fmt.Fprintf(stderr, "miyamoto sim: %v\n", err)
+			return exitFailed
+		}
+		if again.TraceHash != res.TraceHash {
+			sum.Nondeterministic = append(sum.Nondeterministic, seed)
+		}
+		fmt.Fprintf(stdout, "trace hash %s, second run %s\n", res.TraceHash, again.TraceHash)
+	}
+	printSummary(stdout, sum, true)
+	fmt.Fprintf(stdout, "trace written to %s (replay: go run ./cmd/miyamoto replay %s)\n", tracePath, tracePath)
+	if !sum.Met() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// addResult folds one run into a summary (the single-seed path of --trace).
+func addResult(s *sim.Summary, r *sim.Result) {
+	s.Enqueued += r.Enqueued
+	s.Tasks += r.Acked
+	s.Deliveries += r.Deliveries
+	for _, e := range r.Excused {
+		if e.Kind == "duplicate" {
+			s.Excused++
+		} else {
+			s.Lost++
+		}
+	}
+	for _, inv := range []string{"S1", "S2", "S3", "S4"} {
+		s.Violating += r.ViolationCounts[inv]
+	}
+	s.SimTime += r.SimTime
+	s.Events += r.Events
+	s.CPU += r.Wall
+	s.Wall += r.Wall
+	if r.Failed() {
+		s.Failed = append(s.Failed, r)
+		for _, inv := range s.Expect.Invariants {
+			if contains(r.Invariants(), inv) {
+				s.Caught = append(s.Caught, r)
+				break
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func printSummary(w io.Writer, s *sim.Summary, verbose bool) {
+	verdict := "ok"
+	if !s.Met() {
+		verdict = "FAILED"
+	}
+	expect := s.Expect.Outcome
+	if expect == "violation" {
+		expect += " of " + strings.Join(s.Expect.Invariants, "/")
+	}
+	fmt.Fprintf(w, "%-28s %s  expect %s: seeds %d, tasks %d/%d acknowledged, deliveries %d, duplicates %d excused / %d violating, lost-or-stuck %d excused, sim time %s, wall %s, %.0f events/s, %.0fx real time\n",
+		s.Scenario, verdict, expect, s.Seeds, s.Tasks, s.Enqueued, s.Deliveries, s.Excused, s.Violating, s.Lost,
+		s.SimTime.Round(1e6), s.Wall.Round(1e6), s.EventsPerSecond(), s.Speedup())
+	for _, seed := range s.Nondeterministic {
+		fmt.Fprintf(w, "  D1 violated: seed %d gave two different traces (replay: go run ./cmd/miyamoto sim --seed %d --check-determinism %s)\n", seed, seed, s.Path)
+	}
+	if s.Expect.Outcome == "violation" {
+		if len(s.Caught) > 0 {
+			r := s.Caught[0]
+			fmt.Fprintf(w, "  caught on %d of %d seeds as expected; first:\n", len(s.Caught), s.Seeds)
+			indent(w, r.Report())
+		} else {
+			fmt.Fprintf(w, "  NOT caught: no seed violated %s; the checker missed this negative control\n", strings.Join(s.Expect.Invariants, "/"))
+		}
+		return
+	}
+	for i, r := range s.Failed {
+		if i == 10 && !verbose {
+			fmt.Fprintf(w, "  ... %d more failing seeds\n", len(s.Failed)-10)
+			break
+		}
+		indent(w, r.Report())
+	}
+}
+
+func indent(w io.Writer, text string) {
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		fmt.Fprintf(w, "    %s\n", line)
+	}
+}
+
+func runReplay(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "miyamoto replay: give exactly one trace file: miyamoto replay TRACE_FILE")
+		return exitBadArgs
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto replay: %v\n", err)
+		return exitBadArgs
+	}
+	defer f.Close()
+	rr, err := sim.Replay(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto replay: %s: %v\n", args[0], err)
+		return exitBadArgs
+	}
+	h := rr.Header
+	fmt.Fprintf(stdout, "trace %s: scenario %s, seed %d, protocol %s, recorded by build %s, %d lines\n", args[0], h.Scenario.Name, h.Seed, h.Protocol, h.Build, rr.Lines)
+	if rr.Result.Failed() {
+		indent(stdout, rr.Result.Report())
+	}
+	if !rr.Reproduced {
+		fmt.Fprintf(stdout, "NOT reproduced: first difference at line %d\n  recorded: %s\n  replayed: %s\n", rr.DivergedAt, rr.Want, rr.Got)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "reproduced event for event (%d lines)\n", rr.Lines)
+	return exitOK
+}
