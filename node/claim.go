@@ -14,7 +14,7 @@ var forever = time.Unix(1<<62, 0)
 
 // fire runs when a replica's timer goes off in the quorum protocol.
 func (n *Node) fire(e *entry) {
-	if e.state.Final() || e.delivering || e.claiming != 0 {
+	if e.state.Final() || e.delivering || e.claiming != 0 || n.stopping {
 		return
 	}
 	now := n.now()
@@ -97,7 +97,11 @@ func (n *Node) handleClaim(m Message) {
 		resp.Reject, resp.State, resp.Retries, resp.Status = RejectFinal, e.state, e.retries, e.lastStatus
 	case m.Attempt == e.promised && m.From == e.holder && !e.released:
 		resp.Granted = true // a duplicate claim: grant again, lease unchanged
-	case n.recovering():
+	case n.recovering() && !n.bornAfterBoot(e.task):
+		// Invariant: a node that may have lost its memory grants nothing for a task it
+		// may have granted before its start until every lease it could have given is
+		// over. (handleStore does not learn such tasks during the wait; this guards
+		// any other way in.)
 		resp.Reject = RejectRecovering
 	case m.Attempt <= e.promised || !n.grantable(e, m.From):
 		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
@@ -286,7 +290,8 @@ func (n *Node) handleRelease(m Message) {
 }
 
 // applyRelease records that from's attempt a is over without success, and reports
-// whether that freed this acceptor's grant.
+// whether that freed a live grant this acceptor gave (then the replica timer should
+// be re-armed at the next due time).
 //
 // Invariant: a release never frees a live grant held by someone else. A claimant that
 // abandons a claim we rejected also sends Release; it must not free the grant we gave
@@ -304,12 +309,13 @@ func (n *Node) applyRelease(e *entry, from NodeID, a uint64, next time.Time, ret
 		return false
 	case a == e.promised && e.holder == from:
 		e.released = true
+		return true
 	case a > e.promised && (e.promised == 0 || e.released || n.leaseExpired(e)):
+		// An attempt we never granted is over. Remember it so that our next claim
+		// outbids it, but our timer stays as it is: it was no grant of ours.
 		e.promised, e.holder, e.released = a, from, true
-	default:
-		return false
 	}
-	return true
+	return false
 }
 
 func (n *Node) leaseExpired(e *entry) bool {
@@ -323,7 +329,7 @@ func (n *Node) finish(e *entry, state TaskState, status int) {
 		e.lastStatus = status
 	}
 	n.setState(e, state)
-	e.outcomeAcks = 0
+	e.outcomeAcks, e.outcomeSends = 0, 0
 	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Retries: e.retries, Status: e.lastStatus})
 	n.sendOutcome(e)
 }
@@ -335,25 +341,51 @@ func (n *Node) sendOutcome(e *entry) {
 	}
 	for i, r := range e.task.Replicas {
 		if e.outcomeAcks&(1<<i) == 0 {
-			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Attempt: e.claiming, State: e.state, Retries: e.retries, Status: e.lastStatus})
+			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Retries: e.retries, Status: e.lastStatus})
 		}
 	}
-	n.arm(e, timerOutcome, n.now().Add(n.cfg.OutcomeRetry))
+	// Resend after OutcomeRetry, doubling each time up to ClaimTimeout: slow enough
+	// not to flood a replica that is down, quick enough to reach one that comes back
+	// before the leases it gave run out.
+	e.outcomeSends++
+	n.arm(e, timerOutcome, n.now().Add(min(n.cfg.OutcomeRetry<<min(e.outcomeSends-1, 16), max(n.cfg.ClaimTimeout, n.cfg.OutcomeRetry))))
 }
 
 func (n *Node) handleOutcome(m Message) {
 	e := n.tasks[m.TaskID]
+	ack := func() {
+		st := StateNone
+		if e != nil {
+			st = e.state
+		}
+		n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: st})
+	}
+	if e == nil && m.Task != nil && m.State.Final() && m.Task.Rank(n.cfg.ID) >= 0 {
+		// We lost the task (or never got it): keep it as final, so that we can never
+		// be talked into granting it again.
+		e = n.newEntry(m.Task)
+		e.state = StateNone
+		n.tasks[m.Task.ID] = e
+		n.persist(func() {}, Record{Kind: RecTask, Task: m.Task, TaskID: m.Task.ID})
+	}
 	if e == nil {
+		ack()
 		return
 	}
-	ack := func() { n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID}) }
-	if e.state.Final() && !(e.state == StateUnknown && m.State == StateSucceeded) {
-		ack() // already recorded (and persisted) when it became final here
+	switch {
+	case m.State == StateCancelled && e.state.Final():
+		// Too late to cancel: the answer says what the task became.
+	case e.state.Final() && !(e.state == StateUnknown && m.State == StateSucceeded):
+		// Already recorded (and persisted) when it became final here.
+	default:
+		e.retries = max(e.retries, m.Retries)
+		if m.Status != 0 {
+			e.lastStatus = m.Status
+		}
+		n.adoptFinal(e, m.State, ack)
 		return
 	}
-	e.retries = max(e.retries, m.Retries)
-	e.lastStatus = m.Status
-	n.adoptFinal(e, m.State, ack)
+	ack()
 }
 
 // adoptFinal records a final state another replica reached, durably, then runs then.
@@ -366,8 +398,13 @@ func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
 }
 
 func (n *Node) handleOutcomeResp(m Message) {
+	if n.cancelAnswered(m) {
+		return
+	}
 	e := n.tasks[m.TaskID]
-	if e == nil || !e.state.Final() {
+	// Only a replica that holds the task final counts: one that lost it (or never
+	// had it) would not stop a later claim, so it must not make Done look safe.
+	if e == nil || !e.state.Final() || !m.State.Final() {
 		return
 	}
 	rank := e.task.Rank(m.From)
@@ -378,4 +415,11 @@ func (n *Node) handleOutcomeResp(m Message) {
 	if e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= majority(e.task) {
 		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
 	}
+}
+
+// bornAfterBoot reports whether t was surely created after this node started, so that
+// this node cannot have granted it before a restart. Created is on the coordinator's
+// clock, which may be up to MaxClockDrift ahead of ours.
+func (n *Node) bornAfterBoot(t *Task) bool {
+	return !t.Created.Before(n.bootTime.Add(n.cfg.MaxClockDrift))
 }

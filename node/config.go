@@ -84,12 +84,11 @@ type Config struct {
 	EnqueueTimeout time.Duration // answer ErrOutcomeUnknown after this; default 5s
 	OutcomeRetry   time.Duration // resend Done/Dead until a majority acknowledged; default 200ms
 	DedupWindow    time.Duration // keep final tasks this long; default 1h
-	// RecoveryWait: after a restart without durable storage the node refuses Store and
-	// grants nothing this long. Default Lease + 2×MaxClockDrift + EnqueueTimeout.
+	// RecoveryWait: after starting without durable storage the node refuses, this long,
+	// to learn any task created before it started. Default Lease + 2×MaxClockDrift +
+	// EnqueueTimeout: every grant it may have given and every Store sent before then
+	// is over by the end of it.
 	RecoveryWait time.Duration
-	// FreshStart says this node never ran before with this identity, so it cannot have
-	// granted anything: no recovery wait.
-	FreshStart bool
 
 	Protocol Protocol
 	// ClaimQuorum overrides the grants needed to fire (default: a majority of R).

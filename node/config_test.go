@@ -152,7 +152,7 @@ func TestPlacement(t *testing.T) {
 			assert.Equal(t, p, n.Placement(id), "every member places a task alike")
 		}
 		// R consecutive members of the sorted ring.
-		start := indexOf(ring, p[0])
+		start := posOf(ring, p[0])
 		for k := range p {
 			assert.Equal(t, ring[(start+k)%len(ring)], p[k])
 		}

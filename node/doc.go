@@ -45,9 +45,11 @@
 // a 2xx ends it succeeded, another status dead, and an attempt with no known outcome
 // unknown. It is never delivered again.
 //
-// A node whose Storage is not durable forgets everything when it crashes. After such a
-// restart (Config.FreshStart false, more than one member) it refuses Store and grants
-// nothing for Config.RecoveryWait, long enough for every lease it may have granted and
-// every message sent before the crash to have expired; it never learns old tasks
-// again, so it cannot grant one attempt twice.
+// A node whose Storage is not durable forgets everything when it crashes. For
+// Config.RecoveryWait after it starts (long enough for every lease it may have granted
+// and every message sent before the crash to have expired) it refuses to learn any
+// task created before it started, and answers claims for tasks it does not hold with
+// RejectRecovering; tasks created since it started work at once. After the wait, a
+// claimant gives an at-least-once task back to a replica that lost it; at-most-once
+// tasks are never given back, since the replica may have granted their one attempt.
 package node

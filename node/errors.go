@@ -9,6 +9,9 @@ import (
 // have been stored; re-sending it with a task name is safe.
 var ErrOutcomeUnknown = errors.New("no majority of replicas answered in time: the task may or may not be stored; re-sending it with a task name is safe")
 
+// ErrStopping: the node is shutting down and takes no new task.
+var ErrStopping = errors.New("the node is shutting down")
+
 // ErrNotFound: this node does not hold the task.
 var ErrNotFound = errors.New("task not found")
 

@@ -19,16 +19,22 @@ type Node struct {
 
 	tasks   map[string]*entry
 	pending map[string]*enqueueOp // enqueues this node coordinates, by task ID
+	queries map[string]*queryOp   // lookups and cancels this node coordinates
 
-	// recoverUntil: before this local time the node refuses Store and grants nothing
-	// (restart without durable state). Zero when not recovering.
+	// bootTime is the local time Start ran. Without durable storage the node knows
+	// nothing from before it, and until recoverUntil it refuses to learn any task
+	// created before it (see handleStore). Zero recoverUntil: not recovering.
+	bootTime     time.Time
 	recoverUntil time.Time
 
 	// selfq holds messages this node sent to itself; they are handled after the
 	// current input finishes, so that no handler re-enters another.
-	selfq    []Message
-	draining bool
-	started  bool
+	selfq   []Message
+	inInput bool
+	started bool
+	// stopping: the node is shutting down; it starts no new claim or enqueue, but
+	// finishes what is in flight.
+	stopping bool
 }
 
 // timerKind says what an entry's single timer is for.
@@ -73,7 +79,8 @@ type entry struct {
 	delivering   bool
 
 	// outcome propagation (the node that ended the task)
-	outcomeAcks uint64 // bitmask over replica ranks
+	outcomeAcks  uint64 // bitmask over replica ranks
+	outcomeSends int    // rounds of Outcome sent so far
 
 	// naive protocol: another replica said it is running the task
 	naiveStoodDown bool
@@ -120,6 +127,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		members: members,
 		tasks:   make(map[string]*entry),
 		pending: make(map[string]*enqueueOp),
+		queries: make(map[string]*queryOp),
 	}, nil
 }
 
@@ -135,9 +143,10 @@ func (n *Node) Start() error {
 		panic("node: Start called twice")
 	}
 	n.started = true
+	n.bootTime = n.now()
 	if !n.env.Storage.Durable() {
-		if !n.cfg.FreshStart && len(n.members) > 1 {
-			n.recoverUntil = n.now().Add(n.cfg.RecoveryWait)
+		if len(n.members) > 1 {
+			n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
 		}
 		return nil
 	}
@@ -248,10 +257,10 @@ func (n *Node) input(f func()) {
 	if !n.started {
 		panic("node: input before Start")
 	}
-	if n.draining {
+	if n.inInput {
 		panic("node: re-entered from inside an input")
 	}
-	n.draining = true
+	n.inInput = true
 	f()
 	for len(n.selfq) > 0 {
 		m := n.selfq[0]
@@ -259,7 +268,7 @@ func (n *Node) input(f func()) {
 		n.step(m)
 	}
 	n.selfq = n.selfq[:0]
-	n.draining = false
+	n.inInput = false
 }
 
 // Step handles a message from a peer.
@@ -285,6 +294,10 @@ func (n *Node) step(m Message) {
 		n.handleNaiveCancel(m)
 	case MsgNaivePushBack:
 		n.handleNaivePushBack(m)
+	case MsgStatus:
+		n.handleStatus(m)
+	case MsgStatusResp:
+		n.handleStatusResp(m)
 	}
 }
 
@@ -298,6 +311,10 @@ func (n *Node) Enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 }
 
 func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
+	if n.stopping {
+		reply(EnqueueResult{Err: ErrStopping})
+		return
+	}
 	if err := ValidateRequest(&req); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
@@ -410,9 +427,11 @@ func (n *Node) handleStore(m Message) {
 	if t == nil || t.Rank(n.cfg.ID) < 0 {
 		return
 	}
-	// A node that lost its memory must not learn a task from a message sent before
-	// its crash: it might have granted or finished that task already and forgotten.
-	if n.recovering() {
+	// A node that may have lost its memory must not learn a task from before its
+	// start until every grant it could have given has expired and every message sent
+	// before it started is gone: it might have granted or finished that task and
+	// forgotten. Tasks surely created since it started are safe to take at once.
+	if n.recovering() && !n.bornAfterBoot(t) {
 		return
 	}
 	if _, ok := n.tasks[t.ID]; ok {
@@ -549,6 +568,20 @@ func (n *Node) observe(e *entry, from, to TaskState) {
 	if n.env.Observer != nil {
 		n.env.Observer.TaskStateChanged(e.task, from, to, max(e.claiming, e.promised))
 	}
+}
+
+// Drain prepares a shutdown: the node takes no new task and starts no new claim;
+// claim rounds in progress are abandoned (and released); deliveries in flight go on
+// and their outcomes are still sent. Other replicas take over its tasks.
+func (n *Node) Drain() {
+	n.input(func() {
+		n.stopping = true
+		for _, id := range sortedKeys(n.tasks) {
+			if e := n.tasks[id]; e.claiming != 0 && !e.delivering {
+				n.abandonClaim(e, n.now().Add(n.cfg.Lease))
+			}
+		}
+	})
 }
 
 // --- queries ---------------------------------------------------------------------

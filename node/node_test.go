@@ -364,54 +364,77 @@ func TestDeterminism(t *testing.T) {
 
 func TestRecoveryWaitAfterRestart(t *testing.T) {
 	h := newHarness(t, 3, 37, nil)
-	r1 := h.enqueue("n1", req(10*time.Second))
-	h.run(time.Second)
-	id1 := acked(t, r1)
+	r1 := h.enqueue("n1", req(10*time.Second))  // due during n3's recovery wait
+	r3 := h.enqueue("n2", req(100*time.Second)) // due after it
+	h.run(3 * time.Second)
+	id1, id3 := acked(t, r1), acked(t, r3)
+	t1, _ := h.node("n1").Task(id1)
 	h.restart("n3")
+	boot := h.elapsed()
 	wait := h.node("n3").Config().RecoveryWait
 	require.Equal(t, 30*time.Second+2*time.Second+5*time.Second, wait, "default RecoveryWait")
 	_, ok := h.node("n3").Task(id1)
 	assert.False(t, ok, "memory storage: the restarted node forgot the task")
 
-	// A task stored during the recovery wait: n3 must not answer Store.
-	var r2 *enqResult
-	h.at(2*time.Second, func() { r2 = h.enqueue("n2", req(3*time.Second)) })
-	h.run(3 * time.Second)
-	id2 := acked(t, r2) // n1 and n2 are a majority
-	assert.Empty(t, filterFrom(h.sentOf(MsgStoreResp, id2), "n3"), "n3 acknowledged a Store while recovering")
-	require.NotEmpty(t, filterTo(h.sentOf(MsgStore, id2), "n3"), "the Store did reach n3")
-	_, ok = h.node("n3").Task(id2)
-	assert.False(t, ok, "n3 learned a task while recovering")
+	// A Store of a task created before the restart (a late or duplicated message)
+	// is refused while recovering: n3 may have granted it and forgotten.
+	before := len(filterFrom(h.sentOf(MsgStoreResp, id1), "n3"))
+	h.node("n3").Step(Message{Type: MsgStore, From: "n1", To: "n3", TaskID: id1, Task: t1.Task})
+	assert.Len(t, filterFrom(h.sentOf(MsgStoreResp, id1), "n3"), before, "n3 acknowledged an old Store while recovering")
+	_, ok = h.node("n3").Task(id1)
+	assert.False(t, ok, "n3 learned an old task while recovering")
 
-	h.run(30 * time.Second)
-	// Both tasks fired while n3 was recovering; n3 refused every claim.
-	for _, id := range []string{id1, id2} {
-		require.Len(t, h.deliveriesOf(id), 1, "task %s", id)
-		var rejects []Reject
-		for _, s := range filterFrom(h.sentOf(MsgClaimResp, id), "n3") {
-			assert.False(t, s.Msg.Granted, "n3 granted a claim while recovering")
-			rejects = append(rejects, s.Msg.Reject)
+	// A task created after the restart (by more than MaxClockDrift) is an ordinary
+	// task for n3 at once: stored, granted, delivered.
+	var r2 *enqResult
+	h.at(boot+2*time.Second, func() { r2 = h.enqueue("n2", req(3*time.Second)) })
+	h.run(boot + 3*time.Second)
+	id2 := acked(t, r2)
+	assert.NotEmpty(t, filterFrom(h.sentOf(MsgStoreResp, id2), "n3"), "n3 refused a task created after it started")
+	_, ok = h.node("n3").Task(id2)
+	assert.True(t, ok)
+
+	h.run(boot + wait - time.Second)
+	// Task 1 fired while n3 was recovering: n3 refused every claim for it and did
+	// not learn it back.
+	require.Len(t, h.deliveriesOf(id1), 1)
+	var rejects []Reject
+	for _, s := range filterFrom(h.sentOf(MsgClaimResp, id1), "n3") {
+		if s.At < boot {
+			continue
 		}
-		require.NotEmpty(t, rejects, "no claim reached n3")
-		for _, rj := range rejects {
-			assert.Equal(t, RejectRecovering, rj)
+		assert.False(t, s.Msg.Granted, "n3 granted a claim for a task it forgot while recovering")
+		rejects = append(rejects, s.Msg.Reject)
+	}
+	require.NotEmpty(t, rejects, "no claim reached n3")
+	for _, rj := range rejects {
+		assert.Equal(t, RejectRecovering, rj)
+	}
+	// It may learn task 1's final outcome (a tombstone can never be granted), but
+	// never task 1 as something still to run.
+	if st, ok := h.node("n3").Task(id1); ok {
+		assert.True(t, st.State.Final(), "n3 learned task 1 back as %s while recovering", st.State)
+	}
+	assert.Len(t, h.deliveriesOf(id2), 1)
+	assert.Equal(t, StateSucceeded, h.stateOn("n3", id2))
+
+	// After the wait an old task is given back to n3 (repair) and still runs once.
+	h.run(5 * time.Minute)
+	require.Len(t, h.deliveriesOf(id3), 1)
+	for _, s := range filterFrom(h.sentOf(MsgClaimResp, id3), "n3") {
+		if s.At >= boot {
+			assert.NotEqual(t, RejectRecovering, s.Msg.Reject, "still recovering at %v", s.At)
 		}
 	}
-
-	// After the wait n3 takes new tasks again.
-	h.run(time.Second + wait + time.Second)
-	r3 := h.enqueue("n1", req(time.Second))
-	h.run(h.elapsed() + 5*time.Second)
-	id3 := acked(t, r3)
-	assert.NotEmpty(t, filterFrom(h.sentOf(MsgStoreResp, id3), "n3"), "n3 still refuses Store after RecoveryWait")
-	_, ok = h.node("n3").Task(id3)
-	assert.True(t, ok)
-	assert.Len(t, h.deliveriesOf(id3), 1)
+	assert.Equal(t, StateSucceeded, h.stateOn("n3", id3), "n3 was not given task 3 back")
 }
 
-func TestFreshStartOrSingleNodeSkipsRecovery(t *testing.T) {
+func TestSingleNodeRestartSkipsRecovery(t *testing.T) {
 	h := newHarness(t, 1, 41, nil)
+	r0 := h.enqueue("n1", req(time.Hour))
 	h.restart("n1") // a single node cannot have granted to anyone else
+	_, ok := h.node("n1").Task(r0.ID)
+	assert.False(t, ok)
 	r := h.enqueue("n1", req(0))
 	id := acked(t, r)
 	h.run(time.Minute)
@@ -420,8 +443,9 @@ func TestFreshStartOrSingleNodeSkipsRecovery(t *testing.T) {
 
 func TestRecoveringNodeAnswersClaimWithRejectRecovering(t *testing.T) {
 	h := newHarness(t, 3, 43, nil)
+	h.run(time.Second)
 	h.restart("n2")
-	task := &Task{ID: "t-1", URL: "http://x/", Replicas: []NodeID{"n1", "n2", "n3"}}
+	task := &Task{ID: "t-1", URL: "http://x/", Replicas: []NodeID{"n1", "n2", "n3"}, Created: epoch}
 	h.node("n2").Step(Message{Type: MsgClaim, From: "n1", To: "n2", TaskID: task.ID, Task: task, Attempt: 1, Lease: 30 * time.Second})
 	resps := h.sentOf(MsgClaimResp, task.ID)
 	require.Len(t, resps, 1)
@@ -429,6 +453,13 @@ func TestRecoveringNodeAnswersClaimWithRejectRecovering(t *testing.T) {
 	assert.False(t, resps[0].Msg.Granted)
 	assert.Equal(t, RejectRecovering, resps[0].Msg.Reject)
 	assert.Equal(t, uint64(1), resps[0].Msg.Attempt)
+
+	// After the wait the same claim is answered RejectUnknown.
+	h.run(h.elapsed() + h.node("n2").Config().RecoveryWait)
+	h.node("n2").Step(Message{Type: MsgClaim, From: "n1", To: "n2", TaskID: task.ID, Task: task, Attempt: 1, Lease: 30 * time.Second})
+	resps = h.sentOf(MsgClaimResp, task.ID)
+	require.Len(t, resps, 2)
+	assert.Equal(t, RejectUnknown, resps[1].Msg.Reject)
 }
 
 func filterFrom(ms []sentMsg, from NodeID) []sentMsg {
@@ -463,6 +494,8 @@ func TestValidateRequest(t *testing.T) {
 		{"scheme only http", EnqueueRequest{URL: "http://"}, "url"},
 		{"scheme only https", EnqueueRequest{URL: "https://"}, "url"},
 		{"no host", EnqueueRequest{URL: "http:///path"}, "url"},
+		{"no host, query", EnqueueRequest{URL: "http://?a=b"}, "url"},
+		{"no host, fragment", EnqueueRequest{URL: "https://#x"}, "url"},
 		{"negative countdown", EnqueueRequest{URL: "http://x/", Countdown: -time.Second}, "countdown"},
 		{"ok", EnqueueRequest{URL: "http://x/"}, ""},
 		{"ok https upper case", EnqueueRequest{URL: "HTTPS://Example.com/a?b=c"}, ""},

@@ -106,9 +106,14 @@ const (
 	MsgOutcomeResp                      // replica → claimant: final state recorded
 	MsgNaiveCancel                      // naive protocol: sender is running the task, stand down
 	MsgNaivePushBack                    // naive protocol: sender's delivery failed, re-arm at NextETA
+	MsgStatus                           // any node → replica: what do you know of TaskID?
+	MsgStatusResp                       // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp"}
+
+// MaxMsgType is the highest message type this version knows.
+const MaxMsgType = MsgStatusResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -142,7 +147,7 @@ type Message struct {
 	Granted  bool          // ClaimResp
 	Reject   Reject        // ClaimResp
 	Holder   NodeID        // ClaimResp reject: current holder
-	State    TaskState     // Outcome; ClaimResp RejectFinal
+	State    TaskState     // Outcome; OutcomeResp (state after it); ClaimResp RejectFinal; StatusResp
 	NextETA  time.Time     // Release, naive push-back
 	Retries  int           // Release, Outcome, ClaimResp: failed deliveries so far
 	Status   int           // Release, Outcome: last HTTP status (0: none)

@@ -136,7 +136,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		w.byID[s.id] = s
 	}
 	for _, s := range w.nodes {
-		w.boot(s, true)
+		w.boot(s)
 	}
 	for _, f := range sc.Faults.Schedule {
 		f := f
@@ -267,7 +267,10 @@ func (w *world) startWorkload() *workload {
 		wl.weights += q.Weight
 	}
 	if wl.remaining > 0 {
-		w.at(0, wl.next)
+		// A node that starts without durable storage takes only tasks surely created
+		// after its start (node.Config.RecoveryWait), so clients begin once that
+		// window, max_clock_drift, has passed on every clock.
+		w.at(int64(w.sc.Cluster.MaxClockDrift)+int64(w.sc.Clocks.MaxOffset)+int64(time.Millisecond), wl.next)
 	}
 	return wl
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -20,18 +21,24 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
+// UnmarshalJSON reports a bad value as a *json.UnmarshalTypeError so that the
+// decoder fills in the path of the field (jsonError then names it).
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string such as \"1.5s\", not %s", b)
+		var v bytes.Buffer
+		json.Compact(&v, b) // one line: the value may span several
+		return &json.UnmarshalTypeError{Value: v.String(), Type: durationType}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("bad duration %q: %v", s, err)
+		return &json.UnmarshalTypeError{Value: fmt.Sprintf("%q (%v)", s, err), Type: durationType}
 	}
 	*d = Duration(v)
 	return nil
 }
+
+var durationType = reflect.TypeFor[Duration]()
 
 // Range is a closed interval of durations; values are drawn uniformly.
 type Range struct {
@@ -204,6 +211,8 @@ func jsonError(err error) error {
 	var ute *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
+	case errors.As(err, &ute) && ute.Type == durationType:
+		return fmt.Errorf("field %q: a duration is a string such as \"1.5s\", not %s", ute.Field, ute.Value)
 	case errors.As(err, &ute):
 		return fmt.Errorf("field %q: expected %s, got JSON %s", ute.Field, ute.Type, ute.Value)
 	case errors.As(err, &se):

@@ -176,7 +176,7 @@ func (o simObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, att
 
 // --- lifecycle ----------------------------------------------------------------
 
-func (w *world) newNodeConfig(s *simNode, fresh bool) node.Config {
+func (w *world) newNodeConfig(s *simNode) node.Config {
 	c := w.sc.Cluster
 	members := make([]node.NodeID, len(w.nodes))
 	for i, o := range w.nodes {
@@ -193,7 +193,6 @@ func (w *world) newNodeConfig(s *simNode, fresh bool) node.Config {
 		ReplicaOffset: c.ReplicaOffset.D(),
 		Lease:         c.Lease.D(),
 		MaxClockDrift: c.MaxClockDrift.D(),
-		FreshStart:    fresh,
 		Protocol:      w.proto,
 		ClaimQuorum:   c.ClaimQuorum,
 		Queues:        queues,
@@ -201,7 +200,7 @@ func (w *world) newNodeConfig(s *simNode, fresh bool) node.Config {
 }
 
 // boot starts a new incarnation of s.
-func (w *world) boot(s *simNode, fresh bool) {
+func (w *world) boot(s *simNode) {
 	s.incarnation++
 	s.started++
 	s.up, s.paused, s.buffered = true, false, nil
@@ -215,7 +214,7 @@ func (w *world) boot(s *simNode, fresh bool) {
 	if s.disk != nil {
 		env.Storage = s.disk
 	}
-	n, err := node.New(w.newNodeConfig(s, fresh), env)
+	n, err := node.New(w.newNodeConfig(s), env)
 	if err != nil {
 		panic("sim: node config rejected after scenario validation: " + err.Error())
 	}
@@ -247,7 +246,7 @@ func (w *world) restart(s *simNode) {
 	if w.trace != nil {
 		w.trace.nodeEvent(w.now, s.id, "restart")
 	}
-	w.boot(s, false)
+	w.boot(s)
 }
 
 func (w *world) pause(s *simNode) {

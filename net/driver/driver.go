@@ -1,0 +1,144 @@
+// Package driver runs one node.Node in production: a single goroutine owns the node
+// and runs every input posted to it (peer messages, client requests, timers from the
+// real clock, webhook results) one at a time, in the order they were posted.
+//
+// It must never call the node from any other goroutine, and Post must never block:
+// the transport's readers, the HTTP handlers and the webhook workers all post here.
+package driver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// ErrStopped: the driver has stopped and runs no more inputs.
+var ErrStopped = errors.New("node stopped")
+
+// Driver owns a node and its goroutine.
+type Driver struct {
+	node  *node.Node
+	clock clock.Clock
+
+	mu      sync.Mutex
+	queue   []func(*node.Node)
+	wake    chan struct{}
+	stopped bool
+	done    chan struct{}
+}
+
+// New builds the node with env, its Clock replaced by one backed by clk whose
+// callbacks are posted to the driver's goroutine.
+func New(cfg node.Config, env node.Env, clk clock.Clock) (*Driver, error) {
+	d := &Driver{clock: clk, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	env.Clock = Clock{c: clk, post: d.postFunc}
+	n, err := node.New(cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	d.node = n
+	return d, nil
+}
+
+// Node returns the node, for use only inside functions passed to Post or Do.
+func (d *Driver) Node() *node.Node { return d.node }
+
+// Run starts the node and runs inputs until ctx is done or Stop is called.
+func (d *Driver) Run(ctx context.Context) error {
+	defer close(d.done)
+	if err := d.node.Start(); err != nil {
+		return err
+	}
+	for {
+		d.mu.Lock()
+		batch := d.queue
+		d.queue = nil
+		stopped := d.stopped
+		d.mu.Unlock()
+		for _, f := range batch {
+			f(d.node)
+		}
+		if stopped {
+			return nil
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		select {
+		case <-d.wake:
+		case <-ctx.Done():
+			d.Stop()
+		}
+	}
+}
+
+// Stop makes Run return after the inputs already posted; later posts are dropped.
+func (d *Driver) Stop() {
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
+	d.signal()
+}
+
+// Done is closed once Run has returned.
+func (d *Driver) Done() <-chan struct{} { return d.done }
+
+// Post queues f to run on the node's goroutine. It never blocks; after Stop it
+// reports false and f never runs.
+func (d *Driver) Post(f func(*node.Node)) bool {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return false
+	}
+	d.queue = append(d.queue, f)
+	d.mu.Unlock()
+	d.signal()
+	return true
+}
+
+func (d *Driver) postFunc(f func()) { d.Post(func(*node.Node) { f() }) }
+
+func (d *Driver) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Do runs f on the node's goroutine and waits for it (or ctx).
+func (d *Driver) Do(ctx context.Context, f func(*node.Node)) error {
+	ran := make(chan struct{})
+	if !d.Post(func(n *node.Node) { f(n); close(ran) }) {
+		return ErrStopped
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.done:
+		return ErrStopped
+	}
+}
+
+// Clock adapts a benbjohnson clock to node.Clock: timer callbacks are posted to the
+// node's goroutine instead of running on the timer's.
+type Clock struct {
+	c    clock.Clock
+	post func(func())
+}
+
+var _ node.Clock = Clock{}
+
+func (c Clock) Now() time.Time { return c.c.Now() }
+
+func (c Clock) AfterFunc(d time.Duration, f func()) func() bool {
+	t := c.c.AfterFunc(d, func() { c.post(f) })
+	return t.Stop
+}

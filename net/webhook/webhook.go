@@ -1,0 +1,188 @@
+// Package webhook calls task URLs: the production node.Dispatcher.
+//
+// Each delivery runs on its own goroutine, waits for one of MaxConcurrent slots, and
+// makes one HTTP request through a pooled keep-alive client with the delivery's
+// deadline (counted from the Dispatch call). Redirects are not followed: a 3xx is a
+// failed attempt, like any answer that is not 2xx. The result is handed to the post
+// function given to New, exactly once per Dispatch; it must not block.
+//
+// It must never retry by itself: retries are the node's decision.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Version goes into the User-Agent header: miyamoto/<Version>.
+const Version = "0.2"
+
+// Config tunes a Dispatcher. Zero fields get defaults.
+type Config struct {
+	MaxConcurrent int64        // webhooks in flight at once; default 256
+	NodeID        string       // sent as X-Miyamoto-Node, so a worker can tell who called
+	Client        *http.Client // default: pooled keep-alive client, no redirects
+	// MaxResponseBody is read from each answer (then dropped) so that the
+	// connection can be reused; default 64 KiB.
+	MaxResponseBody int64
+}
+
+// Dispatcher implements node.Dispatcher over HTTP.
+type Dispatcher struct {
+	client  *http.Client
+	sem     *semaphore.Weighted
+	post    func(node.DeliveryResult)
+	maxBody int64
+	nodeID  string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ node.Dispatcher = (*Dispatcher)(nil)
+
+// NewClient is the default client: keep-alive connections pooled per host, and
+// redirects returned as they are instead of followed.
+func NewClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 256
+	tr.IdleConnTimeout = 90 * time.Second
+	return &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// New returns a Dispatcher that hands results to post.
+func New(cfg Config, post func(node.DeliveryResult)) *Dispatcher {
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 256
+	}
+	if cfg.Client == nil {
+		cfg.Client = NewClient()
+	}
+	if cfg.MaxResponseBody <= 0 {
+		cfg.MaxResponseBody = 64 << 10
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, ctx: ctx, cancel: cancel}
+}
+
+// ErrNoSlot: the deadline passed while every slot was busy; nothing was sent.
+var ErrNoSlot = errors.New("no free delivery slot before the deadline")
+
+// Dispatch starts one delivery and returns at once.
+func (d *Dispatcher) Dispatch(dl node.Delivery) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.post(d.deliver(dl))
+	}()
+}
+
+func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
+	res := node.DeliveryResult{TaskID: dl.Task.ID, Attempt: dl.Attempt}
+	ctx, cancel := context.WithTimeout(d.ctx, dl.Deadline)
+	defer cancel()
+	if err := d.sem.Acquire(ctx, 1); err != nil {
+		res.Err = ErrNoSlot
+		return res
+	}
+	defer d.sem.Release(1)
+	req, err := NewRequest(ctx, dl)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if d.nodeID != "" {
+		req.Header.Set("X-Miyamoto-Node", d.nodeID)
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, d.maxBody))
+	resp.Body.Close()
+	res.Status = resp.StatusCode
+	res.RetryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return res
+}
+
+// NewRequest builds the HTTP request for a delivery: the task's method, URL, body and
+// headers, then Miyamoto's own headers (which win over the task's).
+func NewRequest(ctx context.Context, dl node.Delivery) (*http.Request, error) {
+	t := dl.Task
+	req, err := http.NewRequestWithContext(ctx, t.Method, t.URL, strings.NewReader(string(t.Body)))
+	if err != nil {
+		return nil, fmt.Errorf("task url: %w", err)
+	}
+	for _, h := range t.Headers {
+		req.Header.Add(h.Name, h.Value)
+	}
+	if t.ContentType != "" {
+		req.Header.Set("Content-Type", t.ContentType)
+	}
+	req.Header.Set("User-Agent", "miyamoto/"+Version)
+	req.Header.Set("X-Task-Id", t.ID)
+	req.Header.Set("X-Task-Queue", t.Queue)
+	if t.Name != "" {
+		req.Header.Set("X-Task-Name", t.Name)
+	}
+	req.Header.Set("X-Task-Attempt", strconv.FormatUint(dl.Attempt, 10))
+	req.Header.Set("X-Task-Retry-Count", strconv.Itoa(dl.Retries))
+	req.Header.Set("X-Task-ETA", strconv.FormatFloat(float64(t.ETA.UnixNano())/1e9, 'f', 3, 64))
+	if dl.PreviousStatus != 0 {
+		req.Header.Set("X-Task-Previous-Response", strconv.Itoa(dl.PreviousStatus))
+	}
+	// The worker should stop by then: after it another replica may run the task.
+	req.Header.Set("X-Task-Deadline", strconv.FormatFloat(dl.Deadline.Seconds(), 'f', 3, 64))
+	return req, nil
+}
+
+// RetryAfter reads a Retry-After header: seconds, or an HTTP date relative to now.
+// Zero when absent or unreadable.
+func RetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Close waits for the deliveries in flight until ctx is done, then cuts the rest
+// (their results report the cut). It returns ctx's error if it had to cut.
+func (d *Dispatcher) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		d.cancel()
+		return nil
+	case <-ctx.Done():
+		d.cancel()
+		<-done
+		return ctx.Err()
+	}
+}

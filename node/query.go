@@ -1,0 +1,197 @@
+package node
+
+import (
+	"math/bits"
+)
+
+// Clients may ask any node about any task: placement is a function of the task ID
+// and the ring, so every node can name a task's replicas and ask them.
+
+// queryOp is a Lookup or Cancel this node coordinates for a client.
+type queryOp struct {
+	replicas []NodeID
+	answered uint64 // replicas (by index) that answered
+	found    TaskStatus
+	held     bool
+	states   []TaskState // Cancel: state each answering replica reports after it
+	lookup   func(TaskStatus, error)
+	cancel   func(TaskState, error)
+	stop     func() bool
+}
+
+// Lookup finds a task on its replicas (this node's own copy when it holds one) and
+// calls reply with the most advanced view: ErrNotFound when every replica answered
+// without it, ErrOutcomeUnknown when some did not answer in time.
+func (n *Node) Lookup(id string, reply func(TaskStatus, error)) {
+	n.input(func() {
+		if st, ok := n.Task(id); ok && st.State.Final() {
+			reply(st, nil)
+			return
+		}
+		op := &queryOp{replicas: n.Placement(id), lookup: reply}
+		n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
+	})
+}
+
+// Cancel ends a task as cancelled on its replicas unless it is final already, and
+// calls reply with the task's state once a majority of replicas answered: cancelled,
+// or the final state that won. A delivery already in flight is not stopped, but its
+// outcome no longer changes the task. ErrNotFound when a majority does not hold it.
+func (n *Node) Cancel(id string, reply func(TaskState, error)) {
+	n.input(func() {
+		op := &queryOp{replicas: n.Placement(id), cancel: reply}
+		n.startQuery(id, op, Message{Type: MsgOutcome, TaskID: id, State: StateCancelled})
+	})
+}
+
+func (n *Node) startQuery(id string, op *queryOp, m Message) {
+	key := queryKey(id, m.Type)
+	if old := n.queries[key]; old != nil {
+		// A second identical query joins the first: answer both together.
+		prevL, prevC := old.lookup, old.cancel
+		if op.lookup != nil {
+			old.lookup = chainLookup(prevL, op.lookup)
+		}
+		if op.cancel != nil {
+			old.cancel = chainCancel(prevC, op.cancel)
+		}
+		return
+	}
+	n.queries[key] = op
+	op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
+		n.input(func() {
+			if n.queries[key] == op {
+				delete(n.queries, key)
+				n.finishQuery(op, true)
+			}
+		})
+	})
+	for _, r := range op.replicas {
+		m.To = r
+		n.send(m)
+	}
+}
+
+func chainLookup(a, b func(TaskStatus, error)) func(TaskStatus, error) {
+	if a == nil {
+		return b
+	}
+	return func(s TaskStatus, err error) { a(s, err); b(s, err) }
+}
+
+func chainCancel(a, b func(TaskState, error)) func(TaskState, error) {
+	if a == nil {
+		return b
+	}
+	return func(s TaskState, err error) { a(s, err); b(s, err) }
+}
+
+func queryKey(id string, t MsgType) string { return id + "/" + t.String() }
+
+// finishQuery answers the client. timedOut: not every needed replica answered.
+func (n *Node) finishQuery(op *queryOp, timedOut bool) {
+	if op.stop != nil {
+		op.stop()
+	}
+	switch {
+	case op.lookup != nil && op.held:
+		op.lookup(op.found, nil)
+	case op.lookup != nil && timedOut:
+		op.lookup(TaskStatus{}, ErrOutcomeUnknown)
+	case op.lookup != nil:
+		op.lookup(TaskStatus{}, ErrNotFound)
+	case op.cancel != nil:
+		held, final := 0, StateNone
+		for _, s := range op.states {
+			if s != StateNone {
+				held++
+			}
+			if s.Final() && s != StateCancelled && final == StateNone {
+				final = s // a replica had it final before the cancel
+			}
+		}
+		switch {
+		case final != StateNone:
+			op.cancel(final, nil)
+		case held > 0 && !timedOut:
+			op.cancel(StateCancelled, nil)
+		case timedOut:
+			op.cancel(StateNone, ErrOutcomeUnknown)
+		default:
+			op.cancel(StateNone, ErrNotFound)
+		}
+	}
+}
+
+func (n *Node) handleStatus(m Message) {
+	resp := Message{Type: MsgStatusResp, To: m.From, TaskID: m.TaskID}
+	if st, ok := n.Task(m.TaskID); ok {
+		resp.Task, resp.State, resp.Attempt, resp.Retries, resp.Status, resp.NextETA = st.Task, st.State, st.Attempt, st.Retries, st.LastStatus, st.NextETA
+	}
+	n.send(resp)
+}
+
+func (n *Node) handleStatusResp(m Message) {
+	key := queryKey(m.TaskID, MsgStatus)
+	op := n.queries[key]
+	if op == nil {
+		return
+	}
+	i := indexOf(op.replicas, m.From)
+	if i < 0 || op.answered&(1<<i) != 0 {
+		return
+	}
+	op.answered |= 1 << i
+	if m.State != StateNone && m.Task != nil {
+		st := TaskStatus{Task: m.Task, State: m.State, Attempt: m.Attempt, Retries: m.Retries, LastStatus: m.Status, NextETA: m.NextETA}
+		if !op.held || moreAdvanced(st, op.found) {
+			op.found, op.held = st, true
+		}
+	}
+	// A final answer is the answer; otherwise wait for every replica, so that the
+	// client sees the most advanced view.
+	if op.held && op.found.State.Final() || bits.OnesCount64(op.answered) == len(op.replicas) {
+		delete(n.queries, key)
+		n.finishQuery(op, false)
+	}
+}
+
+// moreAdvanced orders views of one task: final beats not final, then later attempts.
+func moreAdvanced(a, b TaskStatus) bool {
+	if a.State.Final() != b.State.Final() {
+		return a.State.Final()
+	}
+	if a.Attempt != b.Attempt {
+		return a.Attempt > b.Attempt
+	}
+	return a.Retries > b.Retries
+}
+
+// cancelAnswered counts an OutcomeResp for a Cancel this node coordinates.
+func (n *Node) cancelAnswered(m Message) bool {
+	key := queryKey(m.TaskID, MsgOutcome)
+	op := n.queries[key]
+	if op == nil {
+		return false
+	}
+	i := indexOf(op.replicas, m.From)
+	if i < 0 || op.answered&(1<<i) != 0 {
+		return true
+	}
+	op.answered |= 1 << i
+	op.states = append(op.states, m.State)
+	if bits.OnesCount64(op.answered) >= len(op.replicas)/2+1 {
+		delete(n.queries, key)
+		n.finishQuery(op, false)
+	}
+	return true
+}
+
+func indexOf(list []NodeID, id NodeID) int {
+	for i, x := range list {
+		if x == id {
+			return i
+		}
+	}
+	return -1
+}
