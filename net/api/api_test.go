@@ -48,7 +48,9 @@ func (f *fakeBackend) Cancel(_ context.Context, id string) (node.TaskState, erro
 	return node.StateCancelled, nil
 }
 
-func (f *fakeBackend) Cluster() Cluster { return Cluster{Self: "n1", Replicas: 1, Members: []Member{{ID: "n1", Self: true, Reachable: true}}} }
+func (f *fakeBackend) Cluster() Cluster {
+	return Cluster{Self: "n1", Replicas: 1, Members: []Member{{ID: "n1", Self: true, Reachable: true}}}
+}
 
 func do(t *testing.T, h http.Handler, method, path, ct, body string) *httptest.ResponseRecorder {
 	t.Helper()
