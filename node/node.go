@@ -570,6 +570,14 @@ func (n *Node) observe(e *entry, from, to TaskState) {
 	}
 }
 
+// Ready reports whether the node takes new tasks as a replica. A node without
+// durable storage in a cluster refuses, for MaxClockDrift after it starts, every task
+// that may have been created before its start (see handleStore); until then a new
+// task may not find a majority of replicas.
+func (n *Node) Ready() bool {
+	return n.recoverUntil.IsZero() || !n.now().Before(n.bootTime.Add(n.cfg.MaxClockDrift))
+}
+
 // Drain prepares a shutdown: the node takes no new task and starts no new claim;
 // claim rounds in progress are abandoned (and released); deliveries in flight go on
 // and their outcomes are still sent. Other replicas take over its tasks.

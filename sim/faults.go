@@ -74,17 +74,18 @@ func (w *world) applyFault(f FaultEvent) {
 		detail = names(a) + "|" + names(nodes) + "|" + names(b)
 		revert = w.addRule(&linkRule{from: mask(a), to: mask(b), name: "bridge " + detail})
 	case "drop", "duplicate", "reorder":
-		p := &w.net.drop
-		if f.Kind == "duplicate" {
-			p = &w.net.duplicate
-		} else if f.Kind == "reorder" {
-			p = &w.net.reorder
-		}
-		old := *p
-		*p = f.Value
+		// Overlapping faults of one kind: the latest still active wins; when all
+		// have ended the scenario's own value comes back.
+		active := &w.net.active
+		entry := &messageFault{kind: f.Kind, value: f.Value}
+		*active = append(*active, entry)
+		w.net.recompute(w.sc.Network)
 		revert = func() {
+			if i := slices.Index(*active, entry); i >= 0 {
+				*active = slices.Delete(*active, i, i+1)
+			}
 			if !w.liveness {
-				*p = old
+				w.net.recompute(w.sc.Network)
 			}
 		}
 	}

@@ -9,7 +9,30 @@ import (
 // netState is the simulated network's current behaviour.
 type netState struct {
 	drop, duplicate, reorder float64
-	rules                    []*linkRule // active partitions
+	rules                    []*linkRule     // active partitions
+	active                   []*messageFault // active drop/duplicate/reorder faults, oldest first
+}
+
+// messageFault is one timed drop, duplicate or reorder fault.
+type messageFault struct {
+	kind  string
+	value float64
+}
+
+// recompute sets each probability to the latest active fault of its kind, or to the
+// scenario's own value when none is active.
+func (n *netState) recompute(base NetworkSpec) {
+	n.drop, n.duplicate, n.reorder = base.Drop, base.Duplicate, base.Reorder
+	for _, f := range n.active {
+		switch f.kind {
+		case "drop":
+			n.drop = f.value
+		case "duplicate":
+			n.duplicate = f.value
+		case "reorder":
+			n.reorder = f.value
+		}
+	}
 }
 
 // linkRule blocks messages from any node in `from` to any node in `to`; both ways

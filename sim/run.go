@@ -242,7 +242,7 @@ func (w *world) beginLiveness() {
 	if w.trace != nil {
 		w.trace.fault(w.now, "liveness_phase", "")
 	}
-	w.net.rules = nil
+	w.net.rules, w.net.active = nil, nil
 	w.net.drop, w.net.duplicate, w.net.reorder = 0, 0, 0
 	for _, s := range w.nodes {
 		w.resume(s)

@@ -284,10 +284,25 @@ func (sc *Scenario) Validate() error {
 			bad(field, "must be a probability between 0 and 1, not %g", p)
 		}
 	}
+	// Every duration is capped so that sums of them cannot overflow.
+	const maxDur = Duration(7 * 24 * time.Hour)
+	capped := func(field string, d Duration) {
+		if d > maxDur {
+			bad(field, "must be at most %s, not %s", maxDur.D(), d.D())
+		}
+	}
 	rng := func(field string, r Range) {
 		if r.Min < 0 || r.Max < r.Min {
 			bad(field, "needs 0 <= min <= max, not min %s max %s", r.Min.D(), r.Max.D())
 		}
+		capped(field+".max", r.Max)
+	}
+	for _, d := range []struct {
+		f string
+		v Duration
+	}{{"cluster.replica_offset", sc.Cluster.ReplicaOffset}, {"cluster.lease", sc.Cluster.Lease}, {"cluster.max_clock_drift", sc.Cluster.MaxClockDrift},
+		{"network.reorder_delay", sc.Network.ReorderDelay}, {"clocks.max_offset", sc.Clocks.MaxOffset}, {"duration", sc.Duration}, {"liveness_bound", sc.LivenessBound}} {
+		capped(d.f, d.v)
 	}
 	if sc.Name == "" {
 		bad("name", "must not be empty")

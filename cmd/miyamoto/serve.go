@@ -1,11 +1,149 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/net/daemon"
 )
 
+// serveFlags lists serve's flags; each may also come from MIYAMOTO_<NAME> in the
+// environment (dashes as underscores, upper case). A flag given on the command line
+// wins over the environment.
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "miyamoto serve: the production daemon is not built yet (next issue); use 'miyamoto sim' meanwhile")
-	return exitFailed
+	cfg, level, err := parseServe(args, os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto serve: %v\n", err)
+		return exitBadArgs
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	d, err := daemon.Start(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto serve: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "miyamoto: node %s serving on http://%s\n", cfg.NodeID, d.HTTPAddr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	cfg.Logger.Info("signal received", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+10*time.Second)
+	defer cancel()
+	if err := d.Shutdown(ctx); err != nil {
+		cfg.Logger.Warn("shutdown", "err", err)
+	}
+	return exitOK
+}
+
+func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, slog.Level, error) {
+	var cfg daemon.Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	nodeID := fs.String("node-id", "n1", "this node's ID, unique in the cluster")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8088", "address of the client HTTP API")
+	peerAddr := fs.String("peer-addr", "127.0.0.1:7088", "address other nodes reach this one at (with --peers)")
+	peers := fs.String("peers", "", "the other members as id=host:port,id=host:port")
+	replicas := fs.Int("replicas", 3, "replicas per task (capped by the cluster size)")
+	offset := fs.Duration("replica-offset", 2*time.Second, "delay between replica k and k+1 firing, e.g. 2s")
+	drift := fs.Duration("max-clock-drift", time.Second, "largest clock disagreement between nodes, e.g. 500ms")
+	lease := fs.Duration("lease", 30*time.Second, "how long a claim holds; deliveries end max-clock-drift before it")
+	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight deliveries may finish")
+	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, 0, err
+		}
+		return cfg, 0, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + flagHint(err))
+	}
+	if fs.NArg() > 0 {
+		return cfg, 0, fmt.Errorf("unexpected argument %q (serve takes only flags)", fs.Arg(0))
+	}
+	// The environment fills what the command line left unset.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "MIYAMOTO_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := env(name); ok && !set[f.Name] && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: invalid value for --%s", name, v, f.Name)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, 0, envErr
+	}
+	bad := func(flag, format string, a ...any) (daemon.Config, slog.Level, error) {
+		return cfg, 0, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, a...))
+	}
+	if strings.TrimSpace(*nodeID) == "" || strings.ContainsAny(*nodeID, ",= ") {
+		return bad("node-id", "must be non-empty without spaces, commas or '=', not %q", *nodeID)
+	}
+	p, err := daemon.ParsePeers(*peers)
+	if err != nil {
+		return bad("peers", "%v", err)
+	}
+	if *replicas < 1 || *replicas > 64 {
+		return bad("replicas", "must be between 1 and 64, not %d", *replicas)
+	}
+	if *offset < 0 {
+		return bad("replica-offset", "must not be negative, not %s", *offset)
+	}
+	if *drift < 0 {
+		return bad("max-clock-drift", "must not be negative, not %s", *drift)
+	}
+	if *lease <= 2**drift {
+		return bad("lease", "must be longer than twice --max-clock-drift (%s), not %s", 2**drift, *lease)
+	}
+	if *shutdown <= 0 {
+		return bad("shutdown-timeout", "must be positive, not %s", *shutdown)
+	}
+	if *maxBody < 1024 {
+		return bad("max-body", "must be at least 1024 bytes, not %d", *maxBody)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return bad("log-level", "must be debug, info, warn or error, not %q", *logLevel)
+	}
+	for _, a := range []struct{ flag, v string }{{"http-addr", *httpAddr}, {"peer-addr", *peerAddr}} {
+		if _, port, err := splitHostPort(a.v); err != nil || port == "" {
+			return bad(a.flag, "must be host:port, not %q", a.v)
+		}
+	}
+	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Replicas: *replicas,
+		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody}
+	return cfg, level, nil
+}
+
+// flagHint rewrites the flag package's errors into one line naming the flag.
+func flagHint(err error) string {
+	if strings.HasPrefix(err.Error(), "flag provided but not defined") {
+		return " is not a serve flag (see miyamoto serve -h)"
+	}
+	return ""
+}
+
+func splitHostPort(s string) (string, string, error) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return "", "", errors.New("missing port")
+	}
+	if _, err := strconv.Atoi(s[i+1:]); err != nil {
+		return "", "", err
+	}
+	return s[:i], s[i+1:], nil
 }

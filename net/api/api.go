@@ -4,7 +4,7 @@
 //	GET    /v1/tasks/{id}    a task's state, attempts, last status code and replicas
 //	DELETE /v1/tasks/{id}    cancel a task
 //	GET    /v1/cluster       members, this node, reachability
-//	GET    /healthz          liveness
+//	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 "starting" before
 //
 // Errors are JSON objects {"error": "...", "field": "..."} with a 4xx code naming
 // the field at fault, or 503 when the cluster could not answer in time. Internal
@@ -32,6 +32,8 @@ type Backend interface {
 	Lookup(ctx context.Context, id string) (node.TaskStatus, error)
 	Cancel(ctx context.Context, id string) (node.TaskState, error)
 	Cluster() Cluster
+	// Ready reports whether the node takes new tasks (false while it starts).
+	Ready(ctx context.Context) bool
 }
 
 // Cluster is GET /v1/cluster's answer.
@@ -83,6 +85,13 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	s := &server{b: b, cfg: cfg, log: cfg.Logger}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if !s.b.Ready(ctx) {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {

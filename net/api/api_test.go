@@ -48,6 +48,8 @@ func (f *fakeBackend) Cancel(_ context.Context, id string) (node.TaskState, erro
 	return node.StateCancelled, nil
 }
 
+func (f *fakeBackend) Ready(context.Context) bool { return true }
+
 func (f *fakeBackend) Cluster() Cluster {
 	return Cluster{Self: "n1", Replicas: 1, Members: []Member{{ID: "n1", Self: true, Reachable: true}}}
 }

@@ -60,6 +60,7 @@ func NewClient() *http.Client {
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 90 * time.Second
+	tr.DisableCompression = true // the body is the worker's business; send no Accept-Encoding
 	return &http.Client{
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

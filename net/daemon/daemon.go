@@ -1,0 +1,329 @@
+// Package daemon wires a production node together: the node's goroutine (driver),
+// the real clock, the TCP peer transport, the webhook dispatcher and the HTTP API.
+// cmd/miyamoto's serve command only turns flags into a Config and calls Start; the
+// end-to-end tests run that binary.
+//
+// It must never hold protocol logic: that lives in node/ and runs unchanged in sim/.
+package daemon
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/miyamotohq/miyamoto/net/api"
+	"github.com/miyamotohq/miyamoto/net/driver"
+	"github.com/miyamotohq/miyamoto/net/peer"
+	"github.com/miyamotohq/miyamoto/net/webhook"
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Config is a node's production settings. Zero fields get the defaults below.
+type Config struct {
+	NodeID        string            // default "n1"
+	HTTPAddr      string            // client API; default 127.0.0.1:8088
+	PeerAddr      string            // peer transport; default 127.0.0.1:7088 (only used with peers)
+	Peers         map[string]string // other members: id -> host:port
+	Replicas      int               // default 3, capped by the cluster size
+	ReplicaOffset time.Duration     // default 2s
+	MaxClockDrift time.Duration     // default 1s
+	Lease         time.Duration     // default 30s
+	// ShutdownTimeout bounds how long SIGTERM waits for deliveries in flight before
+	// cutting them (they are then released for another attempt). Default 15s.
+	ShutdownTimeout time.Duration
+	MaxBody         int64 // largest request body; default 1 MiB
+	Logger          *slog.Logger
+	Clock           clock.Clock // default the wall clock
+}
+
+// FillDefaults sets every zero field to its default.
+func (c *Config) FillDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = "n1"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8088"
+	}
+	if c.PeerAddr == "" {
+		c.PeerAddr = "127.0.0.1:7088"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 3
+	}
+	if c.ReplicaOffset == 0 {
+		c.ReplicaOffset = 2 * time.Second
+	}
+	if c.MaxClockDrift == 0 {
+		c.MaxClockDrift = time.Second
+	}
+	if c.Lease == 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Clock == nil {
+		c.Clock = clock.New()
+	}
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	cfg       Config
+	log       *slog.Logger
+	drv       *driver.Driver
+	transport *peer.Transport // nil for a single node
+	disp      *webhook.Dispatcher
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	runDone   chan error
+}
+
+// Start builds and starts everything; it returns once the listeners are bound.
+func Start(cfg Config) (*Daemon, error) {
+	cfg.FillDefaults()
+	d := &Daemon{cfg: cfg, log: cfg.Logger, runDone: make(chan error, 1)}
+	self := node.NodeID(cfg.NodeID)
+	members := []node.NodeID{self}
+	for id := range cfg.Peers {
+		if id == cfg.NodeID {
+			continue
+		}
+		members = append(members, node.NodeID(id))
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i] < members[j] })
+
+	var network node.Network = dropNetwork{}
+	var drv *driver.Driver
+	post := func(f func(*node.Node)) {
+		if drv != nil {
+			drv.Post(f)
+		}
+	}
+	if len(members) > 1 {
+		peers := map[node.NodeID]string{}
+		for id, addr := range cfg.Peers {
+			peers[node.NodeID(id)] = addr
+		}
+		t, err := peer.New(peer.Config{Self: self, Listen: cfg.PeerAddr, Peers: peers, Logger: cfg.Logger.With("component", "peer")},
+			func(m node.Message) { post(func(n *node.Node) { n.Step(m) }) })
+		if err != nil {
+			return nil, err
+		}
+		d.transport = t
+		network = t
+	}
+	d.disp = webhook.New(webhook.Config{NodeID: cfg.NodeID}, func(r node.DeliveryResult) {
+		post(func(n *node.Node) { n.HandleDeliveryResult(r) })
+	})
+	var seed [16]byte
+	if _, err := cryptorand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("seeding the random source: %w", err)
+	}
+	env := node.Env{
+		Network:    network,
+		Dispatcher: d.disp,
+		Rand:       rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		Observer:   logObserver{cfg.Logger},
+	}
+	ncfg := node.Config{
+		ID:            self,
+		Members:       members,
+		Replicas:      cfg.Replicas,
+		ReplicaOffset: cfg.ReplicaOffset,
+		MaxClockDrift: cfg.MaxClockDrift,
+		Lease:         cfg.Lease,
+	}
+	var err error
+	drv, err = driver.New(ncfg, env, cfg.Clock)
+	if err != nil {
+		return nil, err
+	}
+	d.drv = drv
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	d.httpLn = ln
+	if d.transport != nil {
+		if err := d.transport.Start(); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--peer-addr %s: %w", cfg.PeerAddr, err)
+		}
+	}
+	go func() { d.runDone <- drv.Run(context.Background()) }()
+	d.httpSrv = &http.Server{
+		Handler:           api.NewHandler(backend{d}, api.Config{MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api")}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := d.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server", "err", err)
+		}
+	}()
+	d.log.Info("node started", "node", self, "http", ln.Addr().String(), "members", len(members), "replicas", min(cfg.Replicas, len(members)))
+	return d, nil
+}
+
+// HTTPAddr is where the API listens.
+func (d *Daemon) HTTPAddr() string { return d.httpLn.Addr().String() }
+
+// Shutdown stops accepting requests, lets deliveries in flight finish (cutting and
+// releasing those still running after ShutdownTimeout), sends their outcomes, and
+// stops the node.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.log.Info("shutting down")
+	httpCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	errHTTP := d.httpSrv.Shutdown(httpCtx)
+	d.drv.Post(func(n *node.Node) { n.Drain() })
+	dispCtx, cancel2 := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
+	defer cancel2()
+	if err := d.disp.Close(dispCtx); err != nil {
+		d.log.Warn("deliveries cut at shutdown; they will be retried by other replicas", "err", err)
+	}
+	// Let the node handle the last results and hand their outcomes to the transport.
+	syncCtx, cancel3 := context.WithTimeout(ctx, time.Second)
+	defer cancel3()
+	d.drv.Do(syncCtx, func(*node.Node) {})
+	if d.transport != nil {
+		d.transport.Flush(syncCtx)
+		d.transport.Close()
+	}
+	d.drv.Stop()
+	<-d.drv.Done()
+	return errHTTP
+}
+
+// backend implements api.Backend by posting to the node's goroutine.
+type backend struct{ d *Daemon }
+
+func (b backend) Enqueue(ctx context.Context, req node.EnqueueRequest) (string, error) {
+	ch := make(chan node.EnqueueResult, 1)
+	if !b.d.drv.Post(func(n *node.Node) { n.Enqueue(req, func(r node.EnqueueResult) { ch <- r }) }) {
+		return "", node.ErrStopping
+	}
+	select {
+	case r := <-ch:
+		return r.ID, r.Err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func (b backend) Lookup(ctx context.Context, id string) (node.TaskStatus, error) {
+	type res struct {
+		st  node.TaskStatus
+		err error
+	}
+	ch := make(chan res, 1)
+	if !b.d.drv.Post(func(n *node.Node) { n.Lookup(id, func(st node.TaskStatus, err error) { ch <- res{st, err} }) }) {
+		return node.TaskStatus{}, node.ErrStopping
+	}
+	select {
+	case r := <-ch:
+		return r.st, r.err
+	case <-ctx.Done():
+		return node.TaskStatus{}, ctx.Err()
+	}
+}
+
+func (b backend) Cancel(ctx context.Context, id string) (node.TaskState, error) {
+	type res struct {
+		st  node.TaskState
+		err error
+	}
+	ch := make(chan res, 1)
+	if !b.d.drv.Post(func(n *node.Node) { n.Cancel(id, func(st node.TaskState, err error) { ch <- res{st, err} }) }) {
+		return node.StateNone, node.ErrStopping
+	}
+	select {
+	case r := <-ch:
+		return r.st, r.err
+	case <-ctx.Done():
+		return node.StateNone, ctx.Err()
+	}
+}
+
+func (b backend) Ready(ctx context.Context) bool {
+	ready := false
+	if err := b.d.drv.Do(ctx, func(n *node.Node) { ready = n.Ready() }); err != nil {
+		return false
+	}
+	return ready
+}
+
+func (b backend) Cluster() api.Cluster {
+	d := b.d
+	c := api.Cluster{Self: d.cfg.NodeID}
+	reach := map[node.NodeID]bool{}
+	if d.transport != nil {
+		reach = d.transport.Reachable()
+	}
+	c.Members = append(c.Members, api.Member{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true})
+	for id, addr := range d.cfg.Peers {
+		if id != d.cfg.NodeID {
+			c.Members = append(c.Members, api.Member{ID: id, Addr: addr, Reachable: reach[node.NodeID(id)]})
+		}
+	}
+	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].ID < c.Members[j].ID })
+	c.Replicas = min(d.cfg.Replicas, len(c.Members))
+	return c
+}
+
+// dropNetwork is the network of a cluster of one: the node never sends to a peer.
+type dropNetwork struct{}
+
+func (dropNetwork) Send(node.Message) {}
+
+// logObserver logs task state changes at debug level.
+type logObserver struct{ log *slog.Logger }
+
+func (o logObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
+	if o.log.Enabled(context.Background(), slog.LevelDebug) {
+		o.log.Debug("task", "id", t.ID, "queue", t.Queue, "from", from.String(), "to", to.String(), "attempt", attempt)
+	}
+}
+
+// ParsePeers reads "id=host:port,id=host:port".
+func ParsePeers(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("%q is not id=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%q: %v", part, err)
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("node %q is listed twice", id)
+		}
+		out[id] = addr
+	}
+	return out, nil
+}

@@ -1,0 +1,737 @@
+// Package peer is the TCP transport between Miyamoto nodes: it implements
+// node.Network for the real daemon, carrying wire frames over one persistent
+// outbound connection per peer.
+//
+//	t, err := peer.New(cfg, deliver) // deliver posts each inbound message to the node's goroutine
+//	err = t.Start()                  // listen, start one sender per peer
+//	t.Send(m)                        // from the node's goroutine; never blocks
+//	t.Flush(ctx)                     // at shutdown: let the queues drain
+//	t.Close()                        // stop everything and wait for it
+//
+// Each peer has a bounded queue and a sender goroutine that dials it, says hello
+// (magic "MIYA", wire.Version, length-prefixed sender ID), and writes every message
+// queued at that moment as one batch with a single write. It reconnects with
+// exponential backoff and jitter. Inbound connections are read by one goroutine each,
+// which checks the hello and calls deliver for every frame.
+//
+// The transport is lossy by design, as node.Network allows: a message is dropped
+// (and counted in Stats) when its peer's queue is full, when its peer is unknown, when
+// its frame exceeds wire.MaxFrame, or when the connection breaks while it is being
+// written. Messages from one sender to one receiver arrive in the order sent while a
+// connection lasts; around a reconnection the tail of the old connection may still be
+// read after the head of the new one.
+//
+// What this package must never do: block in Send, call into the node other than
+// through deliver, trust what arrives (frames are bounded by wire.MaxFrame, a bad
+// hello or frame closes that connection and nothing else), or leave a goroutine or
+// connection behind after Close.
+package peer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/net/wire"
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+var _ node.Network = (*Transport)(nil)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultQueueSize   = 4096
+	DefaultDialTimeout = 2 * time.Second
+	DefaultMinBackoff  = 50 * time.Millisecond
+	DefaultMaxBackoff  = 2 * time.Second
+)
+
+const (
+	// helloMagic opens every connection.
+	helloMagic = "MIYA"
+	// maxIDLen bounds a node ID so that it fits the hello's one-byte length.
+	maxIDLen = 255
+	// helloTimeout bounds how long an inbound connection may take to say hello.
+	helloTimeout = 5 * time.Second
+	// writeTimeout bounds one batch write; a peer that stops reading for this long
+	// is treated as a broken connection.
+	writeTimeout = 10 * time.Second
+	// maxBatchBytes ends a batch early so that one write stays reasonably sized.
+	maxBatchBytes = 256 << 10
+	// keepBufBytes is the largest batch buffer kept between batches.
+	keepBufBytes = 1 << 20
+	// readBufBytes sizes each inbound connection's read buffer.
+	readBufBytes = 64 << 10
+)
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("peer: transport closed")
+
+// Config configures a Transport. Zero values take the documented defaults.
+type Config struct {
+	// Self is this node's ID, sent in the hello of every outbound connection.
+	Self node.NodeID
+	// Listen is the host:port to accept peers on (port 0 picks one; see Addr).
+	Listen string
+	// Peers maps each peer's ID to its host:port. An entry for Self is ignored.
+	Peers map[node.NodeID]string
+	// QueueSize is the per-peer outbound queue, in messages. Default 4096.
+	QueueSize int
+	// DialTimeout bounds one connection attempt. Default 2s.
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between connection attempts to one
+	// peer; it doubles after each failure, with jitter. Defaults 50ms and 2s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives connection events. Default: discard.
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every zero field set to its default, and every problem
+// found, joined.
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("peer: Config.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Self == "" {
+		bad("Self", "empty")
+	} else if len(c.Self) > maxIDLen {
+		bad("Self", "longer than %d bytes", maxIDLen)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("Listen", "%q is not host:port: %v", c.Listen, err)
+	}
+	for id, addr := range c.Peers {
+		if id == c.Self {
+			continue
+		}
+		if id == "" {
+			bad("Peers", "empty node ID (address %q)", addr)
+		} else if len(id) > maxIDLen {
+			bad("Peers", "node ID %.20q... longer than %d bytes", id, maxIDLen)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad("Peers", "address %q of %s is not host:port: %v", addr, id, err)
+		}
+	}
+	if c.QueueSize < 0 {
+		bad("QueueSize", "%d is negative", c.QueueSize)
+	} else if c.QueueSize == 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.DialTimeout < 0 {
+		bad("DialTimeout", "%v is negative", c.DialTimeout)
+	} else if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MinBackoff < 0 {
+		bad("MinBackoff", "%v is negative", c.MinBackoff)
+	} else if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff < 0 {
+		bad("MaxBackoff", "%v is negative", c.MaxBackoff)
+	} else if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
+	}
+	if c.MinBackoff > 0 && c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff {
+		bad("MaxBackoff", "%v is below MinBackoff %v", c.MaxBackoff, c.MinBackoff)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, errors.Join(errs...)
+}
+
+// Stats is a snapshot of a Transport's counters.
+type Stats struct {
+	// Peers has an entry for every configured peer and for every node that
+	// connected to this one under another ID (those have only Received).
+	Peers map[node.NodeID]PeerStats
+	// UnknownPeer counts messages sent to a node that is not in Config.Peers
+	// (this node included), all dropped.
+	UnknownPeer uint64
+	// RefusedConns counts inbound connections closed for a bad hello or frame.
+	RefusedConns uint64
+}
+
+// PeerStats are one peer's counters. Messages are counted, not bytes.
+type PeerStats struct {
+	Addr string
+	// Sent counts messages written to a connection (not necessarily received).
+	Sent uint64
+	// DroppedQueueFull counts messages Send dropped because the queue was full.
+	DroppedQueueFull uint64
+	// DroppedBroken counts messages lost in a batch whose write failed.
+	DroppedBroken uint64
+	// DroppedTooLarge counts messages whose frame exceeded wire.MaxFrame.
+	DroppedTooLarge uint64
+	// Received counts messages read from connections whose hello named this peer.
+	Received uint64
+	// Queued is the number of messages waiting in the queue.
+	Queued int
+	// Connected reports whether the outbound connection is established.
+	Connected bool
+	// LastError is the last dial, hello or write error ("" when none yet).
+	LastError string
+}
+
+// peer is the outbound side of one peer plus its counters.
+type peer struct {
+	id   node.NodeID
+	addr string
+	q    chan node.Message
+
+	sent, droppedFull, droppedBroken, droppedLarge atomic.Uint64
+	connected                                      atomic.Bool
+	// pending counts messages Send is queueing or has queued that are not yet
+	// written or dropped; Flush waits for it to reach zero.
+	pending atomic.Int64
+	lastErr atomic.Pointer[string]
+}
+
+func (p *peer) setErr(err error) {
+	s := err.Error()
+	p.lastErr.Store(&s)
+}
+
+// Transport is a node.Network over TCP. Send may be called from any goroutine.
+type Transport struct {
+	cfg     Config
+	deliver func(node.Message)
+	log     *slog.Logger
+	peers   map[node.NodeID]*peer // fixed at New
+
+	unknownPeer  atomic.Uint64
+	refusedConns atomic.Uint64
+	closed       atomic.Bool
+	done         chan struct{}   // closed by Close
+	ctx          context.Context // cancelled by Close, for dials
+	cancel       context.CancelFunc
+	helloTimeout time.Duration // helloTimeout, shortened by tests
+
+	mu       sync.Mutex
+	started  bool
+	ln       net.Listener
+	conns    map[net.Conn]struct{}          // every open connection, both directions
+	received map[node.NodeID]*atomic.Uint64 // by hello ID
+	wg       sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg and returns a Transport that is not yet running (see Start).
+//
+// deliver is called for every inbound message, from the goroutine reading that
+// message's connection; several such goroutines may call it at once. It must be safe
+// for concurrent use and return quickly: post the message to the node's goroutine and
+// return. While deliver blocks, that connection is not read, TCP pushes back on its
+// sender, and the sender's queue fills and drops. deliver is never called after
+// Close returns.
+func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
+	cfg, err := cfg.withDefaults()
+	if deliver == nil {
+		err = errors.Join(err, errors.New("peer: deliver is nil"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		cfg:          cfg,
+		deliver:      deliver,
+		log:          cfg.Logger.With("node", string(cfg.Self)),
+		peers:        make(map[node.NodeID]*peer, len(cfg.Peers)),
+		done:         make(chan struct{}),
+		ctx:          ctx,
+		cancel:       cancel,
+		helloTimeout: helloTimeout,
+		conns:        make(map[net.Conn]struct{}),
+		received:     make(map[node.NodeID]*atomic.Uint64),
+	}
+	for id, addr := range cfg.Peers {
+		if id == cfg.Self {
+			continue
+		}
+		t.peers[id] = &peer{id: id, addr: addr, q: make(chan node.Message, cfg.QueueSize)}
+		t.received[id] = new(atomic.Uint64)
+	}
+	return t, nil
+}
+
+// Start listens on Config.Listen and starts one sender per peer. Messages sent
+// before Start wait in their queues.
+func (t *Transport) Start() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed.Load() {
+		return ErrClosed
+	}
+	if t.started {
+		return errors.New("peer: Start called twice")
+	}
+	ln, err := net.Listen("tcp", t.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("peer: listen on %s: %w", t.cfg.Listen, err)
+	}
+	t.started = true
+	t.ln = ln
+	t.log.Info("peer transport listening", "addr", ln.Addr().String(), "peers", len(t.peers))
+	t.wg.Add(1 + len(t.peers))
+	go t.acceptLoop(ln)
+	for _, p := range t.peers {
+		go t.runSender(p)
+	}
+	return nil
+}
+
+// Addr returns the address the transport listens on, or nil before Start.
+func (t *Transport) Addr() net.Addr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ln == nil {
+		return nil
+	}
+	return t.ln.Addr()
+}
+
+// Send queues m for m.To and returns at once. It drops m, counting it, when m.To is
+// not a configured peer (this node included) or its queue is full; after Close it
+// drops m silently.
+func (t *Transport) Send(m node.Message) {
+	if t.closed.Load() {
+		return
+	}
+	p := t.peers[m.To]
+	if p == nil {
+		t.unknownPeer.Add(1)
+		return
+	}
+	p.pending.Add(1)
+	select {
+	case p.q <- m:
+	default:
+		p.droppedFull.Add(1)
+		p.pending.Add(-1)
+	}
+}
+
+// Flush waits until every message queued for a connected peer has been written or
+// dropped, or until ctx is done (then it returns ctx.Err()). Peers that are not
+// connected are not waited for. It is for a graceful shutdown: call it after the
+// node's last sends and before Close, which discards whatever is still queued.
+func (t *Transport) Flush(ctx context.Context) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		idle := true
+		for _, p := range t.peers {
+			if p.connected.Load() && p.pending.Load() > 0 {
+				idle = false
+				break
+			}
+		}
+		if idle || t.closed.Load() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Transport) Stats() Stats {
+	s := Stats{
+		Peers:        make(map[node.NodeID]PeerStats, len(t.peers)),
+		UnknownPeer:  t.unknownPeer.Load(),
+		RefusedConns: t.refusedConns.Load(),
+	}
+	for id, p := range t.peers {
+		ps := PeerStats{
+			Addr:             p.addr,
+			Sent:             p.sent.Load(),
+			DroppedQueueFull: p.droppedFull.Load(),
+			DroppedBroken:    p.droppedBroken.Load(),
+			DroppedTooLarge:  p.droppedLarge.Load(),
+			Queued:           len(p.q),
+			Connected:        p.connected.Load(),
+		}
+		if e := p.lastErr.Load(); e != nil {
+			ps.LastError = *e
+		}
+		s.Peers[id] = ps
+	}
+	t.mu.Lock()
+	for id, c := range t.received {
+		ps := s.Peers[id]
+		ps.Received = c.Load()
+		s.Peers[id] = ps
+	}
+	t.mu.Unlock()
+	return s
+}
+
+// Reachable reports, for every configured peer, whether its outbound connection is
+// currently established.
+func (t *Transport) Reachable() map[node.NodeID]bool {
+	r := make(map[node.NodeID]bool, len(t.peers))
+	for id, p := range t.peers {
+		r[id] = p.connected.Load()
+	}
+	return r
+}
+
+// Close stops accepting, closes every connection, stops every goroutine and waits
+// for them. Messages still queued are discarded. It is safe to call more than once
+// and from several goroutines; later calls return the first call's result.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed.Store(true)
+		close(t.done)
+		t.cancel()
+		if t.ln != nil {
+			if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				t.closeErr = err
+			}
+		}
+		for c := range t.conns {
+			c.Close()
+		}
+		t.mu.Unlock()
+		t.wg.Wait()
+		t.log.Info("peer transport closed")
+	})
+	return t.closeErr
+}
+
+// track registers c so that Close closes it; it reports false (and closes c) when
+// the transport is already closed.
+func (t *Transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed.Load() {
+		c.Close()
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *Transport) untrack(c net.Conn) {
+	c.Close()
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// sleep waits d or until Close, and reports whether the transport is still open.
+func (t *Transport) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.done:
+		return false
+	}
+}
+
+// appendHello appends the hello an outbound connection starts with.
+func appendHello(b []byte, self node.NodeID) []byte {
+	b = append(b, helloMagic...)
+	b = append(b, wire.Version, byte(len(self)))
+	return append(b, self...)
+}
+
+// readHello reads a hello and returns the sender's ID.
+func readHello(r *bufio.Reader) (node.NodeID, error) {
+	var hdr [len(helloMagic) + 2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return "", fmt.Errorf("reading hello: %w", err)
+	}
+	if string(hdr[:len(helloMagic)]) != helloMagic {
+		return "", fmt.Errorf("bad hello magic %q", hdr[:len(helloMagic)])
+	}
+	if v := hdr[len(helloMagic)]; v != wire.Version {
+		return "", fmt.Errorf("peer speaks wire version %d, this build speaks %d", v, wire.Version)
+	}
+	n := int(hdr[len(helloMagic)+1])
+	if n == 0 {
+		return "", errors.New("hello has an empty node ID")
+	}
+	id := make([]byte, n)
+	if _, err := io.ReadFull(r, id); err != nil {
+		return "", fmt.Errorf("reading hello: %w", err)
+	}
+	return node.NodeID(id), nil
+}
+
+// acceptLoop accepts inbound connections until Close.
+func (t *Transport) acceptLoop(ln net.Listener) {
+	defer t.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if t.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off and keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t.log.Warn("peer accept failed", "err", err, "retry_in", delay)
+			if !t.sleep(delay) {
+				return
+			}
+			continue
+		}
+		delay = 0
+		if !t.track(c) {
+			return
+		}
+		t.wg.Add(1)
+		go t.serveConn(c)
+	}
+}
+
+// serveConn reads one inbound connection: a hello, then frames until it breaks.
+func (t *Transport) serveConn(c net.Conn) {
+	defer t.wg.Done()
+	defer t.untrack(c)
+	remote := c.RemoteAddr().String()
+	r := bufio.NewReaderSize(c, readBufBytes)
+	c.SetReadDeadline(time.Now().Add(t.helloTimeout))
+	from, err := readHello(r)
+	if err != nil {
+		if !t.closed.Load() {
+			t.refusedConns.Add(1)
+			t.log.Warn("peer connection refused", "remote", remote, "err", err)
+		}
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	recv := t.receivedFor(from)
+	t.log.Debug("peer connected in", "from", string(from), "remote", remote)
+	var buf []byte
+	for {
+		var m node.Message
+		m, buf, err = wire.ReadFrame(r, buf)
+		if err == nil && m.From != from {
+			err = fmt.Errorf("message from %q on the connection of %q", m.From, from)
+		}
+		if err == nil && m.To != t.cfg.Self {
+			err = fmt.Errorf("message for %q arrived at %q: the peers' address maps disagree", m.To, t.cfg.Self)
+		}
+		if err != nil {
+			switch {
+			case t.closed.Load():
+			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+				t.log.Debug("peer connection closed", "from", string(from), "remote", remote)
+			default:
+				t.refusedConns.Add(1)
+				t.log.Warn("peer connection dropped", "from", string(from), "remote", remote, "err", err)
+			}
+			return
+		}
+		if cap(buf) > keepBufBytes {
+			buf = nil
+		}
+		recv.Add(1)
+		if t.closed.Load() {
+			return
+		}
+		t.deliver(m)
+	}
+}
+
+// receivedFor returns the received counter of id, creating it for nodes that are not
+// configured peers.
+func (t *Transport) receivedFor(id node.NodeID) *atomic.Uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.received[id]
+	if c == nil {
+		c = new(atomic.Uint64)
+		t.received[id] = c
+	}
+	return c
+}
+
+// backoff returns the wait before the next connection attempt after failures
+// consecutive failures: MinBackoff doubled per failure up to MaxBackoff, then
+// jittered down by up to half, never below MinBackoff.
+func (t *Transport) backoff(failures int) time.Duration {
+	d := t.cfg.MinBackoff
+	for i := 1; i < failures && d < t.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, t.cfg.MaxBackoff)
+	if half := int64(d / 2); half > 0 {
+		d -= time.Duration(rand.Int64N(half + 1))
+	}
+	return max(d, t.cfg.MinBackoff)
+}
+
+// runSender keeps a connection to p and writes its queue to it until Close.
+func (t *Transport) runSender(p *peer) {
+	defer t.wg.Done()
+	log := t.log.With("peer", string(p.id), "addr", p.addr)
+	failures := 0
+	for {
+		if failures > 0 && !t.sleep(t.backoff(failures)) {
+			return
+		}
+		if t.closed.Load() {
+			return
+		}
+		c, err := t.dial(p)
+		if err != nil {
+			if t.closed.Load() {
+				return
+			}
+			p.setErr(err)
+			if failures == 0 {
+				log.Warn("peer unreachable", "err", err)
+			} else {
+				log.Debug("peer still unreachable", "err", err, "failures", failures)
+			}
+			failures++
+			continue
+		}
+		log.Info("peer connected")
+		began := time.Now()
+		err = t.pump(p, c)
+		p.connected.Store(false)
+		t.untrack(c)
+		if t.closed.Load() {
+			return
+		}
+		p.setErr(err)
+		log.Warn("peer connection lost", "err", err)
+		// A connection that lasted resets the backoff; one that breaks at once (a
+		// peer that refuses our hello, say) keeps doubling it.
+		if time.Since(began) >= t.cfg.MaxBackoff {
+			failures = 1
+		} else {
+			failures++
+		}
+	}
+}
+
+// dial connects to p and writes the hello. The connection it returns is tracked.
+func (t *Transport) dial(p *peer) (net.Conn, error) {
+	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	c, err := d.DialContext(t.ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if !t.track(c) {
+		return nil, ErrClosed
+	}
+	c.SetWriteDeadline(time.Now().Add(t.cfg.DialTimeout))
+	if _, err := c.Write(appendHello(nil, t.cfg.Self)); err != nil {
+		t.untrack(c)
+		return nil, fmt.Errorf("writing hello: %w", err)
+	}
+	return c, nil
+}
+
+// pump writes p's queue to c in batches until a write fails, the peer closes c, or
+// the transport closes. It returns why it stopped.
+func (t *Transport) pump(p *peer, c net.Conn) error {
+	// The peer never writes on this connection: a read returns only when the peer
+	// closes it or it breaks, which tells an idle sender that the link is gone.
+	broken := make(chan error, 1)
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		var b [1]byte
+		_, err := c.Read(b[:])
+		if err == nil {
+			err = errors.New("peer wrote on a send-only connection")
+		} else if errors.Is(err, io.EOF) {
+			err = errors.New("closed by peer")
+		}
+		broken <- err
+		c.Close() // unblocks a write in progress
+	}()
+	p.connected.Store(true)
+	var buf []byte
+	for {
+		var m node.Message
+		select {
+		case <-t.done:
+			return ErrClosed
+		case err := <-broken:
+			return err
+		case m = <-p.q:
+		}
+		// Batch: m and everything queued behind it now, up to maxBatchBytes.
+		var n uint64
+		taken := int64(1)
+		buf, n = t.appendMessage(p, buf[:0], m, 0)
+	drain:
+		for len(buf) < maxBatchBytes {
+			select {
+			case m = <-p.q:
+				buf, n = t.appendMessage(p, buf, m, n)
+				taken++
+			default:
+				break drain
+			}
+		}
+		if n == 0 {
+			p.pending.Add(-taken)
+			continue // every message was too large
+		}
+		c.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := c.Write(buf)
+		if err != nil {
+			// Some of the batch may have arrived; count all of it as lost.
+			p.droppedBroken.Add(n)
+			p.pending.Add(-taken)
+			select {
+			case err2 := <-broken:
+				if !errors.Is(err, net.ErrClosed) {
+					return err
+				}
+				return err2
+			default:
+				return err
+			}
+		}
+		p.sent.Add(n)
+		p.pending.Add(-taken) // after the counters, so that Flush sees them
+		if cap(buf) > keepBufBytes {
+			buf = nil
+		}
+	}
+}
+
+// appendMessage appends m's frame to buf and counts it in n, or counts m as too
+// large and leaves buf and n as they were.
+func (t *Transport) appendMessage(p *peer, buf []byte, m node.Message, n uint64) ([]byte, uint64) {
+	start := len(buf)
+	buf = wire.AppendFrame(buf, m)
+	if len(buf)-start > 4+wire.MaxFrame {
+		p.droppedLarge.Add(1)
+		t.log.Warn("peer message too large, dropped", "peer", string(p.id), "type", m.Type.String(), "task", m.TaskID, "bytes", len(buf)-start)
+		return buf[:start], n
+	}
+	return buf, n + 1
+}

@@ -1,0 +1,469 @@
+// Package wire is the versioned binary codec for node.Message, the messages nodes
+// exchange over TCP (see net/peer). It turns one message into one self-delimiting
+// frame and back:
+//
+//	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
+//	message = type from to taskID task? attempt promised lease granted reject holder
+//	          state nextETA retries status
+//	task    = id queue name url method headers contentType body eta created delivery replicas
+//
+// Strings and byte slices are a uvarint length followed by the bytes; lists are a
+// uvarint count followed by the items; unsigned numbers are uvarints, signed numbers
+// (durations, ints) zig-zag varints; booleans, enums and the task's presence are one
+// byte. A time is one tag byte: 0 for the zero time, 1 followed by a varint of Unix
+// nanoseconds (every time between the years 1678 and 2262), or 2 followed by a varint
+// of Unix seconds and a uvarint of nanoseconds (any other time, so that nothing is
+// silently corrupted).
+//
+// Decoding normalises what has no distinct encoding: an empty Body, Headers or
+// Replicas decodes as nil (nil and empty encode alike), and every non-zero time
+// decodes in UTC with no monotonic reading (zero stays time.Time{}). Everything a
+// decoded message holds is freshly allocated: it never aliases the input buffer.
+//
+// What this package must never do: trust the bytes it decodes. Every length and count
+// is checked against the bytes that remain before anything is allocated for it, a
+// frame longer than MaxFrame is refused before it is read, unknown versions, message
+// types and enum values are errors, and malformed input returns an error, never a
+// panic. It does no IO beyond the reader handed to ReadFrame and keeps no state.
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Version is the version byte at the start of every frame. Bump it whenever the
+// encoding changes in a way an older decoder would misread.
+const Version byte = 1
+
+// MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
+// message) a decoder accepts. AppendFrame does not check it: a sender that may build
+// larger frames must check FrameLen itself.
+const MaxFrame = 16 << 20
+
+// headerLen is the size of the frame's length prefix.
+const headerLen = 4
+
+// ErrShort means the buffer holds less than one whole frame: read more and retry.
+var ErrShort = errors.New("wire: short frame")
+
+// ErrMalformed is wrapped by every error about a frame that can never decode:
+// a bad version, an oversized frame, a bad field. A stream that yields one is broken.
+var ErrMalformed = errors.New("wire: malformed frame")
+
+// Highest enum values this version knows. A value above them is refused, so that a
+// peer's garbage never reaches the state machine (an unknown TaskState would count as
+// final, for one). wire_test.go pins them to the node package.
+const (
+	maxReject   = node.RejectRecovering
+	maxState    = node.StateCancelled
+	maxDelivery = node.AtMostOnce
+)
+
+// Time tags.
+const (
+	timeZero  byte = 0
+	timeNanos byte = 1
+	timeWide  byte = 2
+)
+
+// minNanoTime and maxNanoTime bound the times whose UnixNano is exact.
+var (
+	minNanoTime = time.Unix(0, math.MinInt64)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+// AppendFrame appends m's frame to dst and returns the extended slice. It never
+// fails; a frame longer than MaxFrame is produced but every decoder refuses it.
+func AppendFrame(dst []byte, m node.Message) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, Version)
+	dst = appendMessage(dst, &m)
+	n := len(dst) - start - headerLen
+	if uint64(n) > math.MaxUint32 {
+		panic(fmt.Sprintf("wire: frame of %d bytes cannot be framed", n))
+	}
+	binary.BigEndian.PutUint32(dst[start:], uint32(n))
+	return dst
+}
+
+// FrameLen returns the total length (prefix included) of the frame at the front of
+// frame, as written by AppendFrame, or -1 when frame is shorter than the prefix.
+func FrameLen(frame []byte) int {
+	if len(frame) < headerLen {
+		return -1
+	}
+	return headerLen + int(binary.BigEndian.Uint32(frame))
+}
+
+// DecodeFrame decodes the frame at the front of b and returns its message and the
+// number of bytes it took. It returns ErrShort when b holds less than a whole frame
+// (a frame whose length already exceeds MaxFrame is an error at once), and an error
+// wrapping ErrMalformed for anything that can never decode.
+func DecodeFrame(b []byte) (m node.Message, n int, err error) {
+	if len(b) < headerLen {
+		return m, 0, ErrShort
+	}
+	size := binary.BigEndian.Uint32(b)
+	if size > MaxFrame {
+		return m, 0, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrMalformed, size, MaxFrame)
+	}
+	if size == 0 {
+		return m, 0, fmt.Errorf("%w: empty frame has no version byte", ErrMalformed)
+	}
+	if uint64(len(b)-headerLen) < uint64(size) {
+		return m, 0, ErrShort
+	}
+	n = headerLen + int(size)
+	m, err = decodeBody(b[headerLen:n])
+	if err != nil {
+		return node.Message{}, 0, err
+	}
+	return m, n, nil
+}
+
+// ReadFrame reads one frame from r and decodes it. buf is scratch space that it
+// reuses when large enough (it may be nil); the returned slice is the scratch space
+// to pass to the next call. The message never aliases buf. At a clean end of stream
+// it returns io.EOF; a stream that ends inside a frame gives io.ErrUnexpectedEOF.
+// A frame's claimed length is checked against MaxFrame before anything is read, and
+// memory for the frame grows with the bytes that actually arrive, so a peer cannot
+// make it allocate much more than it sent.
+func ReadFrame(r *bufio.Reader, buf []byte) (node.Message, []byte, error) {
+	var hdr [headerLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return node.Message{}, buf, err
+	}
+	size := binary.BigEndian.Uint32(hdr[:])
+	if size > MaxFrame {
+		return node.Message{}, buf, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrMalformed, size, MaxFrame)
+	}
+	if size == 0 {
+		return node.Message{}, buf, fmt.Errorf("%w: empty frame has no version byte", ErrMalformed)
+	}
+	const step = 64 << 10
+	buf = buf[:0]
+	for uint32(len(buf)) < size {
+		want := min(int(size)-len(buf), max(step, len(buf)))
+		if cap(buf)-len(buf) < want {
+			nb := make([]byte, len(buf), len(buf)+want)
+			copy(nb, buf)
+			buf = nb
+		}
+		chunk := buf[len(buf) : len(buf)+want]
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return node.Message{}, buf, err
+		}
+		buf = buf[:len(buf)+want]
+	}
+	m, err := decodeBody(buf)
+	return m, buf, err
+}
+
+// decodeBody decodes a version byte and one message that fill b exactly.
+func decodeBody(b []byte) (node.Message, error) {
+	if b[0] != Version {
+		return node.Message{}, fmt.Errorf("%w: version %d, this build speaks %d", ErrMalformed, b[0], Version)
+	}
+	d := decoder{b: b[1:]}
+	m := d.message()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d trailing bytes after the message", len(d.b))
+	}
+	if d.err != nil {
+		return node.Message{}, d.err
+	}
+	return m, nil
+}
+
+func appendMessage(b []byte, m *node.Message) []byte {
+	b = append(b, byte(m.Type))
+	b = appendString(b, string(m.From))
+	b = appendString(b, string(m.To))
+	b = appendString(b, m.TaskID)
+	if m.Task == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendTask(b, m.Task)
+	}
+	b = binary.AppendUvarint(b, m.Attempt)
+	b = binary.AppendUvarint(b, m.Promised)
+	b = binary.AppendVarint(b, int64(m.Lease))
+	b = appendBool(b, m.Granted)
+	b = append(b, byte(m.Reject))
+	b = appendString(b, string(m.Holder))
+	b = append(b, byte(m.State))
+	b = appendTime(b, m.NextETA)
+	b = binary.AppendVarint(b, int64(m.Retries))
+	b = binary.AppendVarint(b, int64(m.Status))
+	return b
+}
+
+func appendTask(b []byte, t *node.Task) []byte {
+	b = appendString(b, t.ID)
+	b = appendString(b, t.Queue)
+	b = appendString(b, t.Name)
+	b = appendString(b, t.URL)
+	b = appendString(b, t.Method)
+	b = binary.AppendUvarint(b, uint64(len(t.Headers)))
+	for _, h := range t.Headers {
+		b = appendString(b, h.Name)
+		b = appendString(b, h.Value)
+	}
+	b = appendString(b, t.ContentType)
+	b = binary.AppendUvarint(b, uint64(len(t.Body)))
+	b = append(b, t.Body...)
+	b = appendTime(b, t.ETA)
+	b = appendTime(b, t.Created)
+	b = append(b, byte(t.Delivery))
+	b = binary.AppendUvarint(b, uint64(len(t.Replicas)))
+	for _, r := range t.Replicas {
+		b = appendString(b, string(r))
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	switch {
+	case t.IsZero():
+		return append(b, timeZero)
+	case t.Before(minNanoTime) || t.After(maxNanoTime):
+		b = append(b, timeWide)
+		b = binary.AppendVarint(b, t.Unix())
+		return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	default:
+		b = append(b, timeNanos)
+		return binary.AppendVarint(b, t.UnixNano())
+	}
+}
+
+// decoder reads fields from b; after the first error every read returns a zero value
+// and err keeps that first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	}
+}
+
+func (d *decoder) byte1(what string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.fail("truncated before %s", what)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		if n == 0 {
+			d.fail("truncated in %s", what)
+		} else {
+			d.fail("%s overflows 64 bits", what)
+		}
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		if n == 0 {
+			d.fail("truncated in %s", what)
+		} else {
+			d.fail("%s overflows 64 bits", what)
+		}
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) int(what string) int {
+	v := d.varint(what)
+	if int64(int(v)) != v {
+		d.fail("%s %d does not fit an int", what, v)
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) bool(what string) bool {
+	switch d.byte1(what) {
+	case 0:
+		return false
+	case 1:
+		return true
+	default:
+		d.fail("%s is not a boolean", what)
+		return false
+	}
+}
+
+// count reads a list length and checks that the items, each at least minItem bytes
+// long, fit in what remains: the caller may then allocate that many.
+func (d *decoder) count(what string, minItem int) int {
+	v := d.uvarint(what)
+	if d.err != nil {
+		return 0
+	}
+	if v > uint64(len(d.b)/minItem) {
+		d.fail("%s count %d exceeds the %d bytes left", what, v, len(d.b))
+		return 0
+	}
+	return int(v)
+}
+
+// bytes returns the next length-prefixed bytes, aliasing the input.
+func (d *decoder) bytes(what string) []byte {
+	v := d.uvarint(what)
+	if d.err != nil {
+		return nil
+	}
+	if v > uint64(len(d.b)) {
+		d.fail("%s length %d exceeds the %d bytes left", what, v, len(d.b))
+		return nil
+	}
+	s := d.b[:v:v]
+	d.b = d.b[v:]
+	return s
+}
+
+func (d *decoder) string(what string) string { return string(d.bytes(what)) }
+
+func (d *decoder) time(what string) time.Time {
+	switch tag := d.byte1(what); {
+	case d.err != nil:
+		return time.Time{}
+	case tag == timeZero:
+		return time.Time{}
+	case tag == timeNanos:
+		return time.Unix(0, d.varint(what)).UTC()
+	case tag == timeWide:
+		sec := d.varint(what)
+		nsec := d.uvarint(what)
+		if d.err != nil {
+			return time.Time{}
+		}
+		if nsec >= uint64(time.Second) {
+			d.fail("%s has %d nanoseconds", what, nsec)
+			return time.Time{}
+		}
+		t := time.Unix(sec, int64(nsec)).UTC()
+		if t.IsZero() {
+			return time.Time{}
+		}
+		return t
+	default:
+		d.fail("%s has unknown time tag %d", what, tag)
+		return time.Time{}
+	}
+}
+
+func (d *decoder) message() node.Message {
+	var m node.Message
+	m.Type = node.MsgType(d.byte1("type"))
+	if d.err == nil && (m.Type == 0 || m.Type > node.MaxMsgType) {
+		d.fail("unknown message type %d", m.Type)
+	}
+	m.From = node.NodeID(d.string("from"))
+	m.To = node.NodeID(d.string("to"))
+	m.TaskID = d.string("task id")
+	if d.bool("task presence") {
+		m.Task = d.task()
+	}
+	m.Attempt = d.uvarint("attempt")
+	m.Promised = d.uvarint("promised")
+	m.Lease = time.Duration(d.varint("lease"))
+	m.Granted = d.bool("granted")
+	m.Reject = node.Reject(d.byte1("reject"))
+	if d.err == nil && m.Reject > maxReject {
+		d.fail("unknown reject %d", m.Reject)
+	}
+	m.Holder = node.NodeID(d.string("holder"))
+	m.State = node.TaskState(d.byte1("state"))
+	if d.err == nil && m.State > maxState {
+		d.fail("unknown task state %d", m.State)
+	}
+	m.NextETA = d.time("next eta")
+	m.Retries = d.int("retries")
+	m.Status = d.int("status")
+	return m
+}
+
+func (d *decoder) task() *node.Task {
+	t := &node.Task{}
+	t.ID = d.string("task.id")
+	t.Queue = d.string("task.queue")
+	t.Name = d.string("task.name")
+	t.URL = d.string("task.url")
+	t.Method = d.string("task.method")
+	if n := d.count("task.headers", 2); n > 0 {
+		t.Headers = make([]node.Header, n)
+		for i := range t.Headers {
+			t.Headers[i].Name = d.string("task.header name")
+			t.Headers[i].Value = d.string("task.header value")
+		}
+	}
+	t.ContentType = d.string("task.content type")
+	if body := d.bytes("task.body"); len(body) > 0 {
+		t.Body = append([]byte(nil), body...)
+	}
+	t.ETA = d.time("task.eta")
+	t.Created = d.time("task.created")
+	t.Delivery = node.DeliveryMode(d.byte1("task.delivery"))
+	if d.err == nil && t.Delivery > maxDelivery {
+		d.fail("unknown delivery mode %d", t.Delivery)
+	}
+	if n := d.count("task.replicas", 1); n > 0 {
+		t.Replicas = make([]node.NodeID, n)
+		for i := range t.Replicas {
+			t.Replicas[i] = node.NodeID(d.string("task.replica"))
+		}
+	}
+	if d.err != nil {
+		return nil
+	}
+	return t
+}
