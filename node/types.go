@@ -42,10 +42,13 @@ const (
 )
 
 func (d DeliveryMode) String() string {
-	if d == AtMostOnce {
+	switch d {
+	case AtLeastOnce:
+		return "at-least-once"
+	case AtMostOnce:
 		return "at-most-once"
 	}
-	return "at-least-once"
+	return fmt.Sprintf("delivery(%d)", uint8(d))
 }
 
 // ParseDeliveryMode reads "at-least-once" or "at-most-once" ("" is at-least-once).
@@ -133,6 +136,15 @@ const (
 	RejectRecovering        // the acceptor restarted without durable state and is waiting
 )
 
+var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering"}
+
+func (r Reject) String() string {
+	if int(r) < len(rejectNames) {
+		return rejectNames[r]
+	}
+	return fmt.Sprintf("reject(%d)", uint8(r))
+}
+
 // Message is every message between nodes, one struct for all types (like raftpb.Message);
 // which fields matter depends on Type.
 type Message struct {
@@ -140,7 +152,7 @@ type Message struct {
 	From     NodeID
 	To       NodeID
 	TaskID   string
-	Task     *Task         // Store; Claim (so that logs and traces can name it)
+	Task     *Task         // Store; Claim; Outcome (so that a replica that lost it keeps it final); StatusResp
 	Attempt  uint64        // Claim, ClaimResp (echoed), Release, Outcome, naive
 	Promised uint64        // ClaimResp reject: the attempt the acceptor holds
 	Lease    time.Duration // Claim: lease asked for; ClaimResp reject: lease left on the acceptor
