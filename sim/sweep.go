@@ -15,6 +15,7 @@ type SweepOptions struct {
 	Seeds            []uint64
 	Protocol         string // overrides the scenario's when not empty
 	CheckDeterminism bool   // run every seed twice and compare trace hashes (D1)
+	WireRoundTrip    bool   // pass every message through the production wire codec
 	Parallel         int    // seeds at once; default GOMAXPROCS
 	ScenarioPath     string
 }
@@ -89,7 +90,7 @@ func Sweep(sc *Scenario, opts SweepOptions) (*Summary, error) {
 	g.SetLimit(par)
 	for i, seed := range opts.Seeds {
 		g.Go(func() error {
-			ro := Options{Protocol: opts.Protocol, ScenarioPath: opts.ScenarioPath, Hash: opts.CheckDeterminism}
+			ro := Options{Protocol: opts.Protocol, ScenarioPath: opts.ScenarioPath, Hash: opts.CheckDeterminism, WireRoundTrip: opts.WireRoundTrip}
 			r, err := Run(sc, seed, ro)
 			if err != nil {
 				return fmt.Errorf("seed %d: %w", seed, err)

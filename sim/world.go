@@ -27,9 +27,10 @@ type world struct {
 	nodes []*simNode
 	byID  map[node.NodeID]*simNode
 
-	net      netState
-	liveness bool // in the liveness phase: no more faults
-	stopped  bool
+	net           netState
+	wireRoundTrip bool // pass every message through net/wire
+	liveness      bool // in the liveness phase: no more faults
+	stopped       bool
 
 	check *checker
 	trace *tracer
