@@ -4,6 +4,7 @@
 //	GET    /v1/tasks/{id}    a task's state, attempts, last status code and replicas
 //	DELETE /v1/tasks/{id}    cancel a task
 //	GET    /v1/cluster       members, this node, reachability
+//	GET    /metrics          counters in the Prometheus text format
 //	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 "starting" before
 //
 // Errors are JSON objects {"error": "...", "field": "..."} with a 4xx code naming
@@ -34,6 +35,8 @@ type Backend interface {
 	Cluster() Cluster
 	// Ready reports whether the node takes new tasks (false while it starts).
 	Ready(ctx context.Context) bool
+	// WriteMetrics writes the node's metrics in the Prometheus text format.
+	WriteMetrics(w io.Writer)
 }
 
 // Cluster is GET /v1/cluster's answer.
@@ -96,6 +99,10 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	})
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.b.Cluster())
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.b.WriteMetrics(w)
 	})
 	mux.HandleFunc("GET /v1/tasks/{id}", s.getTask)
 	mux.HandleFunc("DELETE /v1/tasks/{id}", s.cancelTask)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,6 +50,8 @@ func (f *fakeBackend) Cancel(_ context.Context, id string) (node.TaskState, erro
 }
 
 func (f *fakeBackend) Ready(context.Context) bool { return true }
+
+func (f *fakeBackend) WriteMetrics(w io.Writer) { io.WriteString(w, "miyamoto_up 1\n") }
 
 func (f *fakeBackend) Cluster() Cluster {
 	return Cluster{Self: "n1", Replicas: 1, Members: []Member{{ID: "n1", Self: true, Reachable: true}}}
@@ -178,5 +181,6 @@ func TestTaskLookupAndCancel(t *testing.T) {
 	require.Equal(t, 409, w.Code)
 	require.Contains(t, w.Body.String(), "succeeded")
 	require.Equal(t, 200, do(t, h, "GET", "/healthz", "", "").Code)
+	require.Equal(t, "miyamoto_up 1\n", do(t, h, "GET", "/metrics", "", "").Body.String())
 	require.Contains(t, do(t, h, "GET", "/v1/cluster", "", "").Body.String(), `"self": "n1"`)
 }

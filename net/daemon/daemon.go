@@ -25,6 +25,7 @@ import (
 
 	"github.com/miyamotohq/miyamoto/net/api"
 	"github.com/miyamotohq/miyamoto/net/driver"
+	"github.com/miyamotohq/miyamoto/net/metrics"
 	"github.com/miyamotohq/miyamoto/net/peer"
 	"github.com/miyamotohq/miyamoto/net/webhook"
 	"github.com/miyamotohq/miyamoto/node"
@@ -92,12 +93,13 @@ type Daemon struct {
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	runDone   chan error
+	metrics   *metrics.Node
 }
 
 // Start builds and starts everything; it returns once the listeners are bound.
 func Start(cfg Config) (*Daemon, error) {
 	cfg.FillDefaults()
-	d := &Daemon{cfg: cfg, log: cfg.Logger, runDone: make(chan error, 1)}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, runDone: make(chan error, 1), metrics: &metrics.Node{}}
 	self := node.NodeID(cfg.NodeID)
 	members := []node.NodeID{self}
 	for id := range cfg.Peers {
@@ -129,6 +131,7 @@ func Start(cfg Config) (*Daemon, error) {
 		network = t
 	}
 	d.disp = webhook.New(webhook.Config{NodeID: cfg.NodeID}, func(r node.DeliveryResult) {
+		d.metrics.Delivered(r)
 		post(func(n *node.Node) { n.HandleDeliveryResult(r) })
 	})
 	var seed [16]byte
@@ -139,7 +142,7 @@ func Start(cfg Config) (*Daemon, error) {
 		Network:    network,
 		Dispatcher: d.disp,
 		Rand:       rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		Observer:   logObserver{cfg.Logger},
+		Observer:   observers{d.metrics, logObserver{cfg.Logger}},
 	}
 	ncfg := node.Config{
 		ID:            self,
@@ -226,8 +229,10 @@ func (b backend) Enqueue(ctx context.Context, req node.EnqueueRequest) (string, 
 	}
 	select {
 	case r := <-ch:
+		b.d.metrics.Enqueued(r.Err == nil)
 		return r.ID, r.Err
 	case <-ctx.Done():
+		b.d.metrics.Enqueued(false)
 		return "", ctx.Err()
 	}
 }
@@ -290,6 +295,26 @@ func (b backend) Cluster() api.Cluster {
 	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].ID < c.Members[j].ID })
 	c.Replicas = min(d.cfg.Replicas, len(c.Members))
 	return c
+}
+
+func (b backend) WriteMetrics(w io.Writer) {
+	var peers []metrics.PeerStat
+	if b.d.transport != nil {
+		for id, p := range b.d.transport.Stats().Peers {
+			peers = append(peers, metrics.PeerStat{Peer: string(id), Sent: p.Sent, Received: p.Received,
+				Dropped: p.DroppedQueueFull + p.DroppedBroken + p.DroppedTooLarge, Queued: p.Queued, Connected: p.Connected})
+		}
+	}
+	b.d.metrics.Write(w, b.d.cfg.NodeID, peers)
+}
+
+// observers tells several observers.
+type observers []node.Observer
+
+func (o observers) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
+	for _, x := range o {
+		x.TaskStateChanged(t, from, to, attempt)
+	}
 }
 
 // dropNetwork is the network of a cluster of one: the node never sends to a peer.

@@ -1,0 +1,97 @@
+// Package metrics counts what a production node does and writes it in the
+// Prometheus text format for GET /metrics. Counters are atomic: they are bumped from
+// the node's goroutine, the webhook workers and the HTTP handlers.
+//
+// It must never block the caller or allocate per event.
+package metrics
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"sync/atomic"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Node counts task state changes and delivery outcomes.
+type Node struct {
+	transitions [8]atomic.Uint64 // tasks entering each node.TaskState
+	deliveries  [6]atomic.Uint64 // by class: see deliveryClass
+	enqueued    atomic.Uint64
+	rejected    atomic.Uint64
+}
+
+var _ node.Observer = (*Node)(nil)
+
+// TaskStateChanged implements node.Observer.
+func (m *Node) TaskStateChanged(_ *node.Task, _, to node.TaskState, _ uint64) {
+	if int(to) < len(m.transitions) {
+		m.transitions[to].Add(1)
+	}
+}
+
+// Enqueued counts an enqueue answer: accepted or not.
+func (m *Node) Enqueued(ok bool) {
+	if ok {
+		m.enqueued.Add(1)
+	} else {
+		m.rejected.Add(1)
+	}
+}
+
+var classes = [...]string{"2xx", "3xx", "4xx", "5xx", "error", "other"}
+
+// Delivered counts one webhook result.
+func (m *Node) Delivered(r node.DeliveryResult) {
+	c := 5
+	switch {
+	case r.Status == 0:
+		c = 4
+	case r.Status >= 200 && r.Status < 600:
+		c = r.Status/100 - 2
+	}
+	m.deliveries[c].Add(1)
+}
+
+// PeerStat is one peer's transport counters, as the transport reports them.
+type PeerStat struct {
+	Peer                    string
+	Sent, Received, Dropped uint64
+	Queued                  int
+	Connected               bool
+}
+
+// Write writes every metric in the Prometheus text format.
+func (m *Node) Write(w io.Writer, self string, peers []PeerStat) {
+	fmt.Fprintf(w, "# HELP miyamoto_enqueue_total Enqueue requests answered, by result.\n# TYPE miyamoto_enqueue_total counter\n")
+	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"scheduled\"} %d\n", self, m.enqueued.Load())
+	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"failed\"} %d\n", self, m.rejected.Load())
+	fmt.Fprintf(w, "# HELP miyamoto_task_transitions_total Tasks entering each state on this node.\n# TYPE miyamoto_task_transitions_total counter\n")
+	for s := node.StateScheduled; s <= node.StateCancelled; s++ {
+		fmt.Fprintf(w, "miyamoto_task_transitions_total{node=%q,state=%q} %d\n", self, s.String(), m.transitions[s].Load())
+	}
+	fmt.Fprintf(w, "# HELP miyamoto_deliveries_total Webhook calls this node made, by answer class.\n# TYPE miyamoto_deliveries_total counter\n")
+	for i, c := range classes {
+		fmt.Fprintf(w, "miyamoto_deliveries_total{node=%q,class=%q} %d\n", self, c, m.deliveries[i].Load())
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Peer < peers[j].Peer })
+	fmt.Fprintf(w, "# HELP miyamoto_peer_messages_total Messages to and from each peer.\n# TYPE miyamoto_peer_messages_total counter\n")
+	for _, p := range peers {
+		fmt.Fprintf(w, "miyamoto_peer_messages_total{node=%q,peer=%q,dir=\"sent\"} %d\n", self, p.Peer, p.Sent)
+		fmt.Fprintf(w, "miyamoto_peer_messages_total{node=%q,peer=%q,dir=\"received\"} %d\n", self, p.Peer, p.Received)
+		fmt.Fprintf(w, "miyamoto_peer_messages_total{node=%q,peer=%q,dir=\"dropped\"} %d\n", self, p.Peer, p.Dropped)
+	}
+	fmt.Fprintf(w, "# HELP miyamoto_peer_queued Messages waiting to be sent to each peer.\n# TYPE miyamoto_peer_queued gauge\n")
+	for _, p := range peers {
+		fmt.Fprintf(w, "miyamoto_peer_queued{node=%q,peer=%q} %d\n", self, p.Peer, p.Queued)
+	}
+	fmt.Fprintf(w, "# HELP miyamoto_peer_connected Whether the outbound connection to each peer is up.\n# TYPE miyamoto_peer_connected gauge\n")
+	for _, p := range peers {
+		v := 0
+		if p.Connected {
+			v = 1
+		}
+		fmt.Fprintf(w, "miyamoto_peer_connected{node=%q,peer=%q} %d\n", self, p.Peer, v)
+	}
+}
