@@ -109,39 +109,45 @@ func Sweep(sc *Scenario, opts SweepOptions) (*Summary, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	s := &Summary{Scenario: sc.Name, Path: opts.ScenarioPath, Expect: sc.Expect, Seeds: len(opts.Seeds)}
+	s := &Summary{Scenario: sc.Name, Path: opts.ScenarioPath, Expect: sc.Expect}
 	for i, r := range results {
-		s.Enqueued += r.Enqueued
-		s.Tasks += r.Acked
-		s.Deliveries += r.Deliveries
-		for _, e := range r.Excused {
-			if e.Kind == "duplicate" {
-				s.Excused++
-			} else {
-				s.Lost++
-			}
-		}
-		for _, inv := range []string{"S1", "S2", "S3", "S4"} {
-			s.Violating += r.ViolationCounts[inv]
-		}
-		s.SimTime += r.SimTime
-		s.Events += r.Events
-		s.CPU += r.Wall
-		if r.Failed() {
-			s.Failed = append(s.Failed, r)
-			for _, inv := range sc.Expect.Invariants {
-				if slices.Contains(r.Invariants(), inv) {
-					s.Caught = append(s.Caught, r)
-					break
-				}
-			}
-		}
+		s.Add(r)
 		if nondet[i] {
 			s.Nondeterministic = append(s.Nondeterministic, r.Seed)
 		}
 	}
 	s.Wall = time.Since(start)
 	return s, nil
+}
+
+// Add folds one seed's result into the summary.
+func (s *Summary) Add(r *Result) {
+	s.Seeds++
+	s.Enqueued += r.Enqueued
+	s.Tasks += r.Acked
+	s.Deliveries += r.Deliveries
+	for _, e := range r.Excused {
+		if e.Kind == "duplicate" {
+			s.Excused++
+		} else {
+			s.Lost++
+		}
+	}
+	for _, inv := range []string{"S1", "S2", "S3", "S4"} {
+		s.Violating += r.ViolationCounts[inv]
+	}
+	s.SimTime += r.SimTime
+	s.Events += r.Events
+	s.CPU += r.Wall
+	if r.Failed() {
+		s.Failed = append(s.Failed, r)
+		for _, inv := range s.Expect.Invariants {
+			if slices.Contains(r.Invariants(), inv) {
+				s.Caught = append(s.Caught, r)
+				break
+			}
+		}
+	}
 }
 
 // SeedRange returns the seeds from a to b inclusive.

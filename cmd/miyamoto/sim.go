@@ -117,8 +117,8 @@ func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath s
 		fmt.Fprintf(stderr, "miyamoto sim: %v\n", err)
 		return exitFailed
 	}
-	sum := &sim.Summary{Scenario: sc.Name, Path: path, Expect: sc.Expect, Seeds: 1}
-	addResult(sum, res)
+	sum := &sim.Summary{Scenario: sc.Name, Path: path, Expect: sc.Expect, Wall: res.Wall}
+	sum.Add(res)
 	if determinism {
 		again, err := sim.Run(sc, seed, sim.Options{Protocol: protocol, Hash: true})
 		if err != nil {
@@ -136,45 +136,6 @@ func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath s
 		return exitFailed
 	}
 	return exitOK
-}
-
-// addResult folds one run into a summary (the single-seed path of --trace).
-func addResult(s *sim.Summary, r *sim.Result) {
-	s.Enqueued += r.Enqueued
-	s.Tasks += r.Acked
-	s.Deliveries += r.Deliveries
-	for _, e := range r.Excused {
-		if e.Kind == "duplicate" {
-			s.Excused++
-		} else {
-			s.Lost++
-		}
-	}
-	for _, inv := range []string{"S1", "S2", "S3", "S4"} {
-		s.Violating += r.ViolationCounts[inv]
-	}
-	s.SimTime += r.SimTime
-	s.Events += r.Events
-	s.CPU += r.Wall
-	s.Wall += r.Wall
-	if r.Failed() {
-		s.Failed = append(s.Failed, r)
-		for _, inv := range s.Expect.Invariants {
-			if contains(r.Invariants(), inv) {
-				s.Caught = append(s.Caught, r)
-				break
-			}
-		}
-	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func printSummary(w io.Writer, s *sim.Summary, verbose bool) {
