@@ -52,4 +52,7 @@
 // RejectRecovering; tasks created since it started work at once. After the wait, a
 // claimant gives an at-least-once task back to a replica that lost it; at-most-once
 // tasks are never given back, since the replica may have granted their one attempt.
+// This relies on the Network never delivering a message older than RecoveryWait minus
+// a lease (net/peer drops what waited longer than 5 s; the simulator's delays are
+// bounded by its latency and reorder settings).
 package node

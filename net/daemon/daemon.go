@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -302,7 +303,7 @@ func (b backend) WriteMetrics(w io.Writer) {
 	if b.d.transport != nil {
 		for id, p := range b.d.transport.Stats().Peers {
 			peers = append(peers, metrics.PeerStat{Peer: string(id), Sent: p.Sent, Received: p.Received,
-				Dropped: p.DroppedQueueFull + p.DroppedBroken + p.DroppedTooLarge, Queued: p.Queued, Connected: p.Connected})
+				Dropped: p.DroppedQueueFull + p.DroppedBroken + p.DroppedTooLarge + p.DroppedOld, Queued: p.Queued, Connected: p.Connected})
 		}
 	}
 	b.d.metrics.Write(w, b.d.cfg.NodeID, peers)
@@ -342,8 +343,12 @@ func ParsePeers(s string) (map[string]string, error) {
 		if !ok || id == "" || addr == "" {
 			return nil, fmt.Errorf("%q is not id=host:port", part)
 		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
 			return nil, fmt.Errorf("%q: %v", part, err)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("%q: port %q is not a number from 1 to 65535", part, port)
 		}
 		if _, dup := out[id]; dup {
 			return nil, fmt.Errorf("node %q is listed twice", id)

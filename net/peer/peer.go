@@ -52,6 +52,7 @@ const (
 	DefaultDialTimeout = 2 * time.Second
 	DefaultMinBackoff  = 50 * time.Millisecond
 	DefaultMaxBackoff  = 2 * time.Second
+	DefaultMaxAge      = 5 * time.Second
 )
 
 const (
@@ -90,8 +91,19 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between connection attempts to one
 	// peer; it doubles after each failure, with jitter. Defaults 50ms and 2s.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxAge drops a queued message that waited longer than this to be written (a
+	// peer that was unreachable for a while gets no stale backlog). The protocol
+	// relies on it: a node that restarts without durable state assumes no message
+	// older than its recovery wait arrives. Default 5s.
+	MaxAge time.Duration
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
+}
+
+// queued is a message waiting for its peer, with the time Send took it.
+type queued struct {
+	m  node.Message
+	at time.Time
 }
 
 // withDefaults returns c with every zero field set to its default, and every problem
@@ -145,6 +157,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MinBackoff > 0 && c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff {
 		bad("MaxBackoff", "%v is below MinBackoff %v", c.MaxBackoff, c.MinBackoff)
 	}
+	if c.MaxAge < 0 {
+		bad("MaxAge", "%v is negative", c.MaxAge)
+	} else if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -174,6 +191,8 @@ type PeerStats struct {
 	DroppedBroken uint64
 	// DroppedTooLarge counts messages whose frame exceeded wire.MaxFrame.
 	DroppedTooLarge uint64
+	// DroppedOld counts messages that waited longer than Config.MaxAge.
+	DroppedOld uint64
 	// Received counts messages read from connections whose hello named this peer.
 	Received uint64
 	// Queued is the number of messages waiting in the queue.
@@ -188,10 +207,10 @@ type PeerStats struct {
 type peer struct {
 	id   node.NodeID
 	addr string
-	q    chan node.Message
+	q    chan queued
 
-	sent, droppedFull, droppedBroken, droppedLarge atomic.Uint64
-	connected                                      atomic.Bool
+	sent, droppedFull, droppedBroken, droppedLarge, droppedOld atomic.Uint64
+	connected                                                  atomic.Bool
 	// pending counts messages Send is queueing or has queued that are not yet
 	// written or dropped; Flush waits for it to reach zero.
 	pending atomic.Int64
@@ -262,7 +281,7 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		if id == cfg.Self {
 			continue
 		}
-		t.peers[id] = &peer{id: id, addr: addr, q: make(chan node.Message, cfg.QueueSize)}
+		t.peers[id] = &peer{id: id, addr: addr, q: make(chan queued, cfg.QueueSize)}
 		t.received[id] = new(atomic.Uint64)
 	}
 	return t, nil
@@ -318,7 +337,7 @@ func (t *Transport) Send(m node.Message) {
 	}
 	p.pending.Add(1)
 	select {
-	case p.q <- m:
+	case p.q <- queued{m: m, at: time.Now()}:
 	default:
 		p.droppedFull.Add(1)
 		p.pending.Add(-1)
@@ -366,6 +385,7 @@ func (t *Transport) Stats() Stats {
 			DroppedBroken:    p.droppedBroken.Load(),
 			DroppedTooLarge:  p.droppedLarge.Load(),
 			Queued:           len(p.q),
+			DroppedOld:       p.droppedOld.Load(),
 			Connected:        p.connected.Load(),
 		}
 		if e := p.lastErr.Load(); e != nil {
@@ -673,7 +693,7 @@ func (t *Transport) pump(p *peer, c net.Conn) error {
 	p.connected.Store(true)
 	var buf []byte
 	for {
-		var m node.Message
+		var m queued
 		select {
 		case <-t.done:
 			return ErrClosed
@@ -725,7 +745,12 @@ func (t *Transport) pump(p *peer, c net.Conn) error {
 
 // appendMessage appends m's frame to buf and counts it in n, or counts m as too
 // large and leaves buf and n as they were.
-func (t *Transport) appendMessage(p *peer, buf []byte, m node.Message, n uint64) ([]byte, uint64) {
+func (t *Transport) appendMessage(p *peer, buf []byte, q queued, n uint64) ([]byte, uint64) {
+	if time.Since(q.at) > t.cfg.MaxAge {
+		p.droppedOld.Add(1)
+		return buf, n
+	}
+	m := q.m
 	start := len(buf)
 	buf = wire.AppendFrame(buf, m)
 	if len(buf)-start > 4+wire.MaxFrame {

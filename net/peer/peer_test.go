@@ -569,3 +569,32 @@ func BenchmarkSend(b *testing.B) {
 	}
 	got.Wait()
 }
+
+// Messages that waited longer than MaxAge for an unreachable peer are dropped, not
+// delivered late: a restarted node must not receive a backlog from before its start.
+func TestStaleMessagesDropped(t *testing.T) {
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	peers := map[node.NodeID]string{"a": addrA, "b": addrB}
+	cfg := func(self node.NodeID) Config {
+		return Config{Self: self, Listen: peers[self], Peers: peers, MaxAge: 100 * time.Millisecond,
+			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t)}
+	}
+	a, err := New(cfg("a"), func(node.Message) {})
+	require.NoError(t, err)
+	require.NoError(t, a.Start())
+	t.Cleanup(func() { a.Close() })
+	for k := range 10 {
+		a.Send(testMsg("a", "b", k)) // b is down: these wait
+	}
+	time.Sleep(300 * time.Millisecond) // > MaxAge
+	box := newInbox()
+	b, err := New(cfg("b"), box.deliver)
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	t.Cleanup(func() { b.Close() })
+	eventually(t, "a reaching b", func() bool { return a.Reachable()["b"] })
+	a.Send(testMsg("a", "b", 99))
+	eventually(t, "the fresh message arriving", func() bool { return box.count("a") >= 1 })
+	require.Equal(t, []node.Message{testMsg("a", "b", 99)}, box.from("a"))
+	require.EqualValues(t, 10, a.Stats().Peers["b"].DroppedOld)
+}
