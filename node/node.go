@@ -262,11 +262,12 @@ func (n *Node) input(f func()) {
 	}
 	n.inInput = true
 	f()
-	for len(n.selfq) > 0 {
-		m := n.selfq[0]
-		n.selfq = n.selfq[1:]
-		n.step(m)
+	// By index, not by re-slicing: the queue may grow while it is drained, and its
+	// array is reused by the next input instead of allocated anew.
+	for i := 0; i < len(n.selfq); i++ {
+		n.step(n.selfq[i])
 	}
+	clear(n.selfq)
 	n.selfq = n.selfq[:0]
 	n.inInput = false
 }

@@ -1,0 +1,278 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// CompareConfig is a comparison: the same workload against each target in turn, each
+// with a fresh sink, in this process, on loopback.
+type CompareConfig struct {
+	// Targets to run, in order; default AllTargets. The baseline's delivered rate is
+	// what the others' ratios are taken against.
+	Targets []string
+	// Load is the workload. Target, Targets and WorkerURL are set per target (a
+	// cluster's load rotates over all its nodes); the rest is used as it is.
+	Load LoadConfig
+	// DrainTimeout bounds the wait, after the load, for every acknowledged task to
+	// reach the sink; default 60s.
+	DrainTimeout time.Duration
+	// Settle is how long to keep counting once every task arrived, so that a late
+	// duplicate is seen; default 1s, negative for none.
+	Settle time.Duration
+	// ShutdownTimeout is each Miyamoto node's daemon.Config.ShutdownTimeout and
+	// bounds every shutdown; default 5s.
+	ShutdownTimeout time.Duration
+	// Progress, when set, gets one line as each phase starts and ends.
+	Progress io.Writer
+}
+
+func (c *CompareConfig) fillDefaults() error {
+	if len(c.Targets) == 0 {
+		c.Targets = slices.Clone(AllTargets)
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 60 * time.Second
+	}
+	if c.Settle == 0 {
+		c.Settle = time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 5 * time.Second
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, t := range c.Targets {
+		if !slices.Contains(AllTargets, t) {
+			errs = append(errs, fmt.Errorf("Targets: unknown target %q (want %s)", t, strings.Join(AllTargets, ", ")))
+		} else if seen[t] {
+			errs = append(errs, fmt.Errorf("Targets: %q is listed twice", t))
+		}
+		seen[t] = true
+	}
+	if c.DrainTimeout < 0 || c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("DrainTimeout and ShutdownTimeout must not be negative"))
+	}
+	// Check the workload with stand-in addresses: the real ones exist only later.
+	probe := c.Load
+	probe.Target, probe.Targets, probe.WorkerURL = "http://127.0.0.1:1", nil, "http://127.0.0.1:1/work"
+	if err := probe.fillDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Result is what one target measured.
+type Result struct {
+	Target   string
+	Load     LoadResult // the enqueue side
+	Sink     SinkStats  // the delivery side, at the end
+	Nodes    int
+	Replicas int
+	// Delivered counts acknowledged tasks that reached the sink; Missing those that
+	// did not within DrainTimeout.
+	Delivered, Missing int
+	// Duplicates counts deliveries beyond a task's first; Unacked counts tasks that
+	// reached the sink although their enqueue was never acknowledged (it failed or
+	// timed out at the client after the node took it).
+	Duplicates, Unacked int
+	// EnqueueRate is acknowledged enqueues per second of the load.
+	EnqueueRate float64
+	// DeliveredRate is Delivered over the time from the first enqueue sent to the last
+	// acknowledged task's arrival at the sink.
+	DeliveredRate float64
+	LastDelivery  time.Time
+	// E2EP50 and E2EP99 are percentiles of the time from sending an enqueue to the
+	// task's first arrival at the sink (the countdown included).
+	E2EP50, E2EP99 time.Duration
+	// Ratio is DeliveredRate over the baseline's; NaN when the baseline did not run.
+	Ratio float64
+}
+
+// Report is a whole comparison.
+type Report struct {
+	Config  CompareConfig
+	Results []Result
+}
+
+// Result returns the named target's result.
+func (r Report) Result(target string) (Result, bool) {
+	for _, res := range r.Results {
+		if res.Target == target {
+			return res, true
+		}
+	}
+	return Result{}, false
+}
+
+// Compare runs cfg.Load against each target in turn and reports what each measured.
+// Every server it starts is stopped before it returns. On an error it returns the
+// results of the targets that finished.
+func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
+	if err := cfg.fillDefaults(); err != nil {
+		return Report{Config: cfg}, err
+	}
+	rep := Report{Config: cfg}
+	for _, name := range cfg.Targets {
+		res, err := runTarget(ctx, name, cfg)
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", name, err)
+		}
+		rep.Results = append(rep.Results, res)
+		// Leave the next target a clean heap.
+		runtime.GC()
+	}
+	base, ok := rep.Result(TargetBaseline)
+	for i := range rep.Results {
+		rep.Results[i].Ratio = math.NaN()
+		if ok && base.DeliveredRate > 0 {
+			rep.Results[i].Ratio = rep.Results[i].DeliveredRate / base.DeliveredRate
+		}
+	}
+	return rep, nil
+}
+
+func (c CompareConfig) progress(format string, a ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, format+"\n", a...)
+	}
+}
+
+// runTarget starts a sink and the target, runs the load, waits for the deliveries,
+// and stops both.
+func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result, err error) {
+	res.Target = name
+	switch name {
+	case TargetBaseline, TargetSingle:
+		res.Nodes, res.Replicas = 1, 1
+	case TargetCluster3:
+		res.Nodes, res.Replicas = 3, 3
+	}
+	sink, err := StartSink()
+	if err != nil {
+		return res, err
+	}
+	defer sink.Close() // after the target stopped: see the defer below
+	cfg.progress("%s: starting", name)
+	sys, err := startTarget(ctx, name, cfg)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
+		defer cancel()
+		if cerr := sys.close(sctx); cerr != nil && err == nil {
+			err = fmt.Errorf("shutdown: %w", cerr)
+		}
+	}()
+
+	load := cfg.Load
+	load.Target, load.Targets, load.WorkerURL = sys.urls[0], sys.urls, sink.URL()+"/work"
+	cfg.progress("%s: load %s for %v", name, describeLoad(load), load.Duration)
+	lr, err := RunLoad(ctx, load)
+	if err != nil {
+		return res, err
+	}
+	res.Load = lr
+	res.EnqueueRate = lr.Rate
+	ids := lr.IDs()
+	cfg.progress("%s: %d acknowledged (%.0f/s), waiting for deliveries", name, lr.Acked, lr.Rate)
+	res.Missing = sink.WaitFor(ctx, ids, cfg.DrainTimeout)
+	if res.Missing == 0 && cfg.Settle > 0 {
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+
+	arrivals := sink.Snapshot()
+	res.Sink = sink.Stats()
+	res.Duplicates = res.Sink.Duplicates
+	acked := make(map[string]bool, len(ids))
+	e2e := make([]time.Duration, 0, len(ids))
+	for _, a := range lr.Acks {
+		acked[a.ID] = true
+		arr, ok := arrivals[a.ID]
+		if !ok {
+			continue
+		}
+		res.Delivered++
+		if arr.First.After(res.LastDelivery) {
+			res.LastDelivery = arr.First
+		}
+		e2e = append(e2e, max(arr.First.Sub(a.Sent), 0))
+	}
+	for id := range arrivals {
+		if !acked[id] {
+			res.Unacked++
+		}
+	}
+	if res.Delivered > 0 {
+		res.DeliveredRate = float64(res.Delivered) / res.LastDelivery.Sub(lr.Start).Seconds()
+	}
+	res.E2EP50, res.E2EP99, _ = percentiles(e2e)
+	cfg.progress("%s: %d delivered (%.0f/s), %d missing, %d duplicates", name, res.Delivered, res.DeliveredRate, res.Missing, res.Duplicates)
+	return res, nil
+}
+
+func describeLoad(l LoadConfig) string {
+	s := fmt.Sprintf("open loop at %g/s", l.Rate)
+	if l.Mode == ModeClosed {
+		s = fmt.Sprintf("closed loop with %d clients", l.Concurrency)
+	}
+	if l.Countdown > 0 {
+		s += fmt.Sprintf(", countdown %v", l.Countdown)
+	}
+	return s
+}
+
+// WriteTable prints the report as an aligned table, one row per target.
+func (r Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tnodes/R\tacked\terrors\tshed\tenqueue/s\tp50\tp99\tmax\tdelivered/s\te2e p50\te2e p99\tmissing\tdups\tvs baseline\t")
+	for _, res := range r.Results {
+		ratio := "-"
+		if !math.IsNaN(res.Ratio) {
+			ratio = fmt.Sprintf("%.1f%%", 100*res.Ratio)
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%d\t%d\t%s\t\n",
+			res.Target, res.Nodes, res.Replicas, res.Load.Acked, res.Load.ErrorCount(), res.Load.Shed,
+			res.EnqueueRate, ms(res.Load.P50), ms(res.Load.P99), ms(res.Load.Max),
+			res.DeliveredRate, ms(res.E2EP50), ms(res.E2EP99), res.Missing, res.Duplicates, ratio)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, res := range r.Results {
+		if len(res.Load.Errors) > 0 {
+			fmt.Fprintf(w, "%s errors by kind: %v\n", res.Target, res.Load.Errors)
+		}
+		if res.Unacked > 0 {
+			fmt.Fprintf(w, "%s: %d tasks delivered whose enqueue was not acknowledged\n", res.Target, res.Unacked)
+		}
+	}
+	return nil
+}
+
+// ms prints a duration in milliseconds with enough digits for sub-millisecond values.
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v < 10:
+		return fmt.Sprintf("%.2fms", v)
+	case v < 100:
+		return fmt.Sprintf("%.1fms", v)
+	}
+	return fmt.Sprintf("%.0fms", v)
+}

@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestCompareSmoke runs the whole comparison with a tiny load and checks the tool's
+// own bookkeeping: on every target, every acknowledged task reached the sink exactly
+// once, and nothing else did.
+func TestCompareSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers and three in-process nodes: skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var progress strings.Builder
+	rep, err := Compare(ctx, CompareConfig{
+		Load:         LoadConfig{Mode: ModeClosed, Concurrency: 4, Duration: time.Second},
+		DrainTimeout: 15 * time.Second,
+		Settle:       300 * time.Millisecond,
+		Progress:     &progress,
+	})
+	var table strings.Builder
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	require.NoError(t, err, progress.String())
+	require.Len(t, rep.Results, len(AllTargets))
+	for _, res := range rep.Results {
+		require.Positive(t, res.Load.Acked, res.Target)
+		require.Zero(t, res.Load.ErrorCount(), "%s: %v", res.Target, res.Load.Errors)
+		require.Equal(t, res.Load.Sent, res.Load.Acked, res.Target)
+		require.Zero(t, res.Missing, "%s: acknowledged tasks never delivered", res.Target)
+		require.Equal(t, res.Load.Acked, res.Delivered, res.Target)
+		require.Zero(t, res.Duplicates, "%s: tasks delivered twice", res.Target)
+		require.Zero(t, res.Unacked, "%s: tasks delivered that were not acknowledged", res.Target)
+		require.Equal(t, res.Load.Acked, res.Sink.Total, res.Target)
+		require.Positive(t, res.DeliveredRate, res.Target)
+		require.False(t, res.Ratio != res.Ratio, "%s: no ratio to the baseline", res.Target)
+	}
+}
+
+// An open loop against the relay: requests start at the rate asked, and every
+// acknowledged one is forwarded to the sink with its form fields.
+func TestRunLoadOpenThroughRelay(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sink, err := StartSink()
+	require.NoError(t, err)
+	defer sink.Close()
+	relay, err := StartRelay(RelayConfig{})
+	require.NoError(t, err)
+	defer relay.Close(context.Background())
+
+	lr, err := RunLoad(ctx, LoadConfig{Target: relay.URL(), WorkerURL: sink.URL() + "/work", Mode: ModeOpen,
+		Rate: 400, Duration: 500 * time.Millisecond, Countdown: 5 * time.Second, Payload: 10})
+	require.NoError(t, err)
+	require.Equal(t, 200, lr.Sent+lr.Shed)
+	require.Equal(t, lr.Sent, lr.Acked, "%v", lr.Errors)
+	require.GreaterOrEqual(t, lr.Elapsed, 490*time.Millisecond)
+	require.Positive(t, lr.P50)
+	require.LessOrEqual(t, lr.P50, lr.P99)
+	require.LessOrEqual(t, lr.P99, lr.Max)
+	require.Zero(t, sink.WaitFor(ctx, lr.IDs(), 10*time.Second))
+	st := sink.Stats()
+	require.Equal(t, lr.Acked, st.Distinct)
+	require.Zero(t, st.Duplicates)
+	// The relay counts a forward once it has read the sink's answer.
+	require.Eventually(t, func() bool { return relay.Stats().Forwarded == int64(lr.Acked) }, 5*time.Second, 5*time.Millisecond)
+}
+
+// Requests an open loop cannot start because MaxInFlight are due and unanswered
+// (two sent, three waiting for a client) are shed, not queued.
+func TestRunLoadOpenSheds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			return // the warm-up's /healthz
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.Write([]byte(`{"status": "scheduled", "id": "x"}`))
+	}))
+	defer slow.Close()
+	time.AfterFunc(400*time.Millisecond, func() { close(release) })
+	lr, err := RunLoad(ctx, LoadConfig{Target: slow.URL, WorkerURL: "http://127.0.0.1:1/work", Mode: ModeOpen,
+		Rate: 200, Duration: 250 * time.Millisecond, MaxInFlight: 5, Connections: 2})
+	require.NoError(t, err)
+	require.Equal(t, 5, lr.Sent)
+	require.Equal(t, 45, lr.Shed)
+	require.Equal(t, 5, lr.Acked)
+}
+
+// A closed loop counts errors by status and keeps going.
+func TestRunLoadClosedCountsErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		if r.PostForm.Get("task.url") != "http://127.0.0.1:1/work" {
+			http.Error(w, "no task.url", http.StatusBadRequest)
+			return
+		}
+		if strings.HasSuffix(r.PostForm.Get("n"), "3") {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		if strings.HasSuffix(r.PostForm.Get("n"), "7") {
+			w.Write([]byte(`{"status": "nope"}`))
+			return
+		}
+		n.Add(1)
+		w.Write([]byte(`{"status": "scheduled", "id": "x"}`))
+	}))
+	defer srv.Close()
+	lr, err := RunLoad(ctx, LoadConfig{Target: srv.URL, WorkerURL: "http://127.0.0.1:1/work", Mode: ModeClosed,
+		Concurrency: 1, Duration: 200 * time.Millisecond})
+	require.NoError(t, err)
+	require.Greater(t, lr.Sent, 20)
+	require.Equal(t, lr.Sent, lr.Acked+lr.ErrorCount())
+	require.Equal(t, lr.Sent/10+boolInt(lr.Sent%10 > 3), lr.Errors["503"])
+	require.Equal(t, lr.Sent/10+boolInt(lr.Sent%10 > 7), lr.Errors["bad-answer"])
+	require.Equal(t, int(n.Load()), lr.Acked)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	_, err := RunLoad(context.Background(), LoadConfig{Mode: "fast", Duration: -1, Countdown: -1})
+	require.Error(t, err)
+	for _, field := range []string{"Target", "WorkerURL", "Mode", "Duration", "Countdown"} {
+		require.Contains(t, err.Error(), field+":")
+	}
+	_, err = Compare(context.Background(), CompareConfig{Targets: []string{"single", "mars", "single"},
+		Load: LoadConfig{Mode: ModeOpen, Duration: time.Second}})
+	require.ErrorContains(t, err, `unknown target "mars"`)
+	require.ErrorContains(t, err, `"single" is listed twice`)
+	require.ErrorContains(t, err, "Rate:")
+}

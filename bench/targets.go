@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/net/daemon"
+)
+
+// Target names known to Compare.
+const (
+	TargetBaseline = "baseline" // the Relay
+	TargetSingle   = "single"   // one Miyamoto node, R=1
+	TargetCluster3 = "cluster3" // three Miyamoto nodes, R=3
+)
+
+// AllTargets lists every target, in the order Compare runs them by default.
+var AllTargets = []string{TargetBaseline, TargetSingle, TargetCluster3}
+
+// system is one running target: where to enqueue, and how to stop it.
+type system struct {
+	urls  []string // base URLs of its HTTP APIs
+	close func(context.Context) error
+}
+
+// startTarget starts the named target in this process, on loopback ports, and
+// returns once it takes tasks.
+func startTarget(ctx context.Context, name string, cfg CompareConfig) (*system, error) {
+	switch name {
+	case TargetBaseline:
+		r, err := StartRelay(RelayConfig{})
+		if err != nil {
+			return nil, err
+		}
+		return &system{urls: []string{r.URL()}, close: r.Close}, nil
+	case TargetSingle:
+		return startMiyamoto(ctx, 1, 1, cfg)
+	case TargetCluster3:
+		return startMiyamoto(ctx, 3, 3, cfg)
+	}
+	return nil, fmt.Errorf("unknown target %q (want %q, %q or %q)", name, TargetBaseline, TargetSingle, TargetCluster3)
+}
+
+// startMiyamoto starts n daemons that know each other, with the given replication,
+// and waits until each /healthz answers 200. A cluster's peer ports are picked free
+// and then bound by the daemons, so another process may take one in between: the
+// whole start is retried a few times on an error.
+func startMiyamoto(ctx context.Context, n, replicas int, cfg CompareConfig) (*system, error) {
+	var err error
+	for try := 0; try < 3; try++ {
+		var s *system
+		if s, err = tryStartMiyamoto(ctx, n, replicas, cfg); err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, err
+}
+
+func tryStartMiyamoto(ctx context.Context, n, replicas int, cfg CompareConfig) (*system, error) {
+	ids := make([]string, n)
+	peers := map[string]string{}
+	if n > 1 {
+		for i := range ids {
+			ids[i] = fmt.Sprintf("n%d", i+1)
+			addr, err := freeLoopbackAddr()
+			if err != nil {
+				return nil, err
+			}
+			peers[ids[i]] = addr
+		}
+	} else {
+		ids[0] = "n1"
+	}
+	var daemons []*daemon.Daemon
+	stopAll := func(ctx context.Context) error {
+		var errs []error
+		for _, d := range daemons {
+			if err := d.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, id := range ids {
+		dc := daemon.Config{
+			NodeID:          id,
+			HTTPAddr:        "127.0.0.1:0",
+			Replicas:        replicas,
+			ShutdownTimeout: cfg.ShutdownTimeout,
+		}
+		if n > 1 {
+			dc.PeerAddr = peers[id]
+			dc.Peers = map[string]string{}
+			for other, addr := range peers {
+				if other != id {
+					dc.Peers[other] = addr
+				}
+			}
+		}
+		d, err := daemon.Start(dc)
+		if err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
+			stopAll(stopCtx)
+			cancel()
+			return nil, fmt.Errorf("starting node %s: %w", id, err)
+		}
+		daemons = append(daemons, d)
+	}
+	s := &system{close: stopAll}
+	for _, d := range daemons {
+		s.urls = append(s.urls, "http://"+d.HTTPAddr())
+	}
+	for i, u := range s.urls {
+		if err := waitHealthy(ctx, u, 15*time.Second); err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
+			stopAll(stopCtx)
+			cancel()
+			return nil, fmt.Errorf("node %s: %w", ids[i], err)
+		}
+	}
+	return s, nil
+}
+
+// freeLoopbackAddr returns a loopback address with a port that was free a moment ago.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr, nil
+}
+
+// waitHealthy polls base/healthz until it answers 200, for at most within.
+func waitHealthy(ctx context.Context, base string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	last := "no answer"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s/healthz not 200 within %v (last: %s)", base, within, last)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
