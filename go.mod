@@ -3,12 +3,10 @@ module github.com/miyamotohq/miyamoto
 go 1.26.8
 
 require (
+	github.com/benbjohnson/clock v1.3.5
 	github.com/google/uuid v1.6.0
 	github.com/stretchr/testify v1.12.1
+	golang.org/x/sync v0.25.0
 )
 
-require (
-	github.com/benbjohnson/clock v1.3.5 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	golang.org/x/sync v0.25.0 // indirect
-)
+require go.yaml.in/yaml/v3 v3.0.5 // indirect

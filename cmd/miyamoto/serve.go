@@ -23,6 +23,10 @@ import (
 func runServe(args []string, stdout, stderr io.Writer) int {
 	cfg, level, err := parseServe(args, os.LookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
+		var u usageError
+		if errors.As(err, &u) {
+			fmt.Fprint(stdout, u.usage)
+		}
 		return exitOK
 	}
 	if err != nil {
@@ -30,14 +34,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitBadArgs
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Catch signals before starting, so that none is missed while it starts.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	d, err := daemon.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "miyamoto serve: %v\n", err)
 		return exitFailed
 	}
 	fmt.Fprintf(stdout, "miyamoto: node %s serving on http://%s\n", cfg.NodeID, d.HTTPAddr())
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig
 	cfg.Logger.Info("signal received", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+10*time.Second)
@@ -65,7 +70,11 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return cfg, 0, err
+			var b strings.Builder
+			b.WriteString("usage: miyamoto serve [flags]\n\nEach flag may also come from MIYAMOTO_<FLAG> in the environment (e.g. MIYAMOTO_HTTP_ADDR).\n\n")
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return cfg, 0, usageError{b.String()}
 		}
 		return cfg, 0, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + flagHint(err))
 	}
@@ -76,19 +85,25 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
+	fromEnv := map[string]string{} // flag -> the variable that set it
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "MIYAMOTO_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := env(name); ok && !set[f.Name] && envErr == nil {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("%s=%q: invalid value for --%s", name, v, f.Name)
 			}
+			fromEnv[f.Name] = name
 		}
 	})
 	if envErr != nil {
 		return cfg, 0, envErr
 	}
 	bad := func(flag, format string, a ...any) (daemon.Config, slog.Level, error) {
-		return cfg, 0, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, a...))
+		msg := fmt.Sprintf(format, a...)
+		if name, ok := fromEnv[flag]; ok {
+			msg += " (set by " + name + ")"
+		}
+		return cfg, 0, fmt.Errorf("--%s: %s", flag, msg)
 	}
 	if strings.TrimSpace(*nodeID) == "" || strings.ContainsAny(*nodeID, ",= ") {
 		return bad("node-id", "must be non-empty without spaces, commas or '=', not %q", *nodeID)
@@ -128,6 +143,12 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody}
 	return cfg, level, nil
 }
+
+// usageError is flag.ErrHelp carrying serve's usage, for runServe to print.
+type usageError struct{ usage string }
+
+func (usageError) Error() string { return flag.ErrHelp.Error() }
+func (usageError) Unwrap() error { return flag.ErrHelp }
 
 // flagHint rewrites the flag package's errors into one line naming the flag.
 func flagHint(err error) string {

@@ -25,6 +25,12 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "print every seed's figures")
 	wireRT := fs.Bool("wire", false, "pass every message through the production wire codec (as TCP would)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return exitOK
+		}
 		fmt.Fprintf(stderr, "miyamoto sim: %v\n", err)
 		return exitBadArgs
 	}

@@ -123,7 +123,14 @@ func (d *Driver) Do(ctx context.Context, f func(*node.Node)) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-d.done:
-		return ErrStopped
+		// Run closes done only after running every input posted before Stop, so f
+		// has run by now if it ever will: report that, not ErrStopped.
+		select {
+		case <-ran:
+			return nil
+		default:
+			return ErrStopped
+		}
 	}
 }
 

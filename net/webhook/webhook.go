@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -103,6 +104,12 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 		return res
 	}
 	defer d.sem.Release(1)
+	// A slot freed at the deadline (say by a delivery cut at the same deadline) can be
+	// acquired before ctx.Done is closed: send nothing once the deadline has passed.
+	if deadline, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(deadline) {
+		res.Err = ErrNoSlot
+		return res
+	}
 	req, err := NewRequest(ctx, dl)
 	if err != nil {
 		res.Err = err
@@ -160,9 +167,12 @@ func RetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil || errors.Is(err, strconv.ErrRange) {
 		if s < 0 {
 			return 0
+		}
+		if s > int(math.MaxInt64/int64(time.Second)) {
+			return math.MaxInt64 // saturate, as t.Sub does for a far date, instead of wrapping
 		}
 		return time.Duration(s) * time.Second
 	}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/net/daemon"
+)
+
+// envOf is a fake environment for parseServe.
+func envOf(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestParseServeDefaults(t *testing.T) {
+	cfg, level, err := parseServe(nil, envOf())
+	require.NoError(t, err)
+	require.Equal(t, slog.LevelInfo, level)
+	require.Equal(t, daemon.Config{
+		NodeID: "n1", HTTPAddr: "127.0.0.1:8088", PeerAddr: "127.0.0.1:7088", Peers: map[string]string{},
+		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
+		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20,
+	}, cfg)
+}
+
+func TestParseServeFlags(t *testing.T) {
+	cfg, level, err := parseServe([]string{
+		"--node-id", "n2", "--http-addr", "127.0.0.1:9000", "--peer-addr", "127.0.0.1:9100",
+		"--peers", "n1=127.0.0.1:9101,n3=127.0.0.1:9103", "--replicas", "2", "--replica-offset", "500ms",
+		"--max-clock-drift", "250ms", "--lease", "5s", "--shutdown-timeout", "3s", "--max-body", "4096",
+		"--log-level", "debug",
+	}, envOf())
+	require.NoError(t, err)
+	require.Equal(t, slog.LevelDebug, level)
+	require.Equal(t, daemon.Config{
+		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100",
+		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
+		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
+		ShutdownTimeout: 3 * time.Second, MaxBody: 4096,
+	}, cfg)
+}
+
+func TestParseServeBadValuesNameTheFlag(t *testing.T) {
+	cases := []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--replicas", "0"}, "replicas"},
+		{[]string{"--replicas", "65"}, "replicas"},
+		{[]string{"--replicas", "three"}, "replicas"},
+		{[]string{"--replica-offset", "-1s"}, "replica-offset"},
+		{[]string{"--replica-offset", "abc"}, "replica-offset"},
+		{[]string{"--max-clock-drift", "-1s"}, "max-clock-drift"},
+		{[]string{"--lease", "1s", "--max-clock-drift", "1s"}, "lease"},
+		{[]string{"--lease", "2s", "--max-clock-drift", "1s"}, "lease"},
+		{[]string{"--peers", "x"}, "peers"},
+		{[]string{"--peers", "n2=127.0.0.1:abc"}, "peers"},
+		{[]string{"--http-addr", "nohost"}, "http-addr"},
+		{[]string{"--http-addr", "127.0.0.1:http"}, "http-addr"},
+		{[]string{"--peer-addr", "127.0.0.1"}, "peer-addr"},
+		{[]string{"--log-level", "loud"}, "log-level"},
+		{[]string{"--node-id", "a,b"}, "node-id"},
+		{[]string{"--node-id", ""}, "node-id"},
+		{[]string{"--shutdown-timeout", "0s"}, "shutdown-timeout"},
+		{[]string{"--max-body", "10"}, "max-body"},
+		{[]string{"--bogus", "1"}, "bogus"},
+		{[]string{"--bogus"}, "bogus"},
+		{[]string{"stray"}, "stray"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			_, _, err := parseServe(c.args, envOf())
+			require.Error(t, err)
+			msg := err.Error()
+			require.NotContains(t, msg, "\n", "the error must be one line")
+			require.Contains(t, msg, c.flag, "the error must name the flag")
+			require.NotEmpty(t, strings.TrimSpace(msg))
+		})
+	}
+}
+
+func TestParseServeEnvironment(t *testing.T) {
+	cfg, _, err := parseServe(nil, envOf("MIYAMOTO_REPLICAS", "2", "MIYAMOTO_NODE_ID", "n5", "MIYAMOTO_REPLICA_OFFSET", "750ms", "MIYAMOTO_LOG_LEVEL", "warn"))
+	require.NoError(t, err)
+	require.Equal(t, 2, cfg.Replicas, "MIYAMOTO_REPLICAS is used")
+	require.Equal(t, "n5", cfg.NodeID)
+	require.Equal(t, 750*time.Millisecond, cfg.ReplicaOffset)
+
+	cfg, _, err = parseServe([]string{"--replicas", "5"}, envOf("MIYAMOTO_REPLICAS", "2"))
+	require.NoError(t, err)
+	require.Equal(t, 5, cfg.Replicas, "the command line wins over the environment")
+
+	// The command line wins even when the environment's value is bad.
+	cfg, _, err = parseServe([]string{"--replicas", "4"}, envOf("MIYAMOTO_REPLICAS", "lots"))
+	require.NoError(t, err)
+	require.Equal(t, 4, cfg.Replicas)
+
+	// Variables that are not serve flags are ignored.
+	_, _, err = parseServe(nil, envOf("MIYAMOTO_COLOUR", "blue"))
+	require.NoError(t, err)
+}
+
+func TestParseServeBadEnvironmentNamesTheVariable(t *testing.T) {
+	cases := []struct{ name, value string }{
+		{"MIYAMOTO_REPLICAS", "lots"},      // does not parse
+		{"MIYAMOTO_REPLICA_OFFSET", "abc"}, // does not parse
+		{"MIYAMOTO_REPLICAS", "0"},         // parses, out of range
+		{"MIYAMOTO_MAX_CLOCK_DRIFT", "-1s"},
+		{"MIYAMOTO_PEERS", "x"},
+		{"MIYAMOTO_HTTP_ADDR", "nohost"},
+		{"MIYAMOTO_LOG_LEVEL", "loud"},
+	}
+	for _, c := range cases {
+		t.Run(c.name+"="+c.value, func(t *testing.T) {
+			_, _, err := parseServe(nil, envOf(c.name, c.value))
+			require.Error(t, err)
+			require.NotContains(t, err.Error(), "\n")
+			require.Contains(t, err.Error(), c.name, "the error must name the variable")
+		})
+	}
+}
+
+func TestRunServeBadArgsExitCode(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"serve", "--replicas", "0"}, &stdout, &stderr)
+	require.Equal(t, exitBadArgs, code)
+	require.Equal(t, 2, code)
+	require.Empty(t, stdout.String())
+	out := stderr.String()
+	require.True(t, strings.HasSuffix(out, "\n"), "%q", out)
+	require.Equal(t, 1, strings.Count(out, "\n"), "exactly one line on stderr, got %q", out)
+	require.Contains(t, out, "--replicas")
+	require.True(t, strings.HasPrefix(out, "miyamoto serve: "), "%q", out)
+}
+
+func TestRunServeHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"serve", "-h"}, &stdout, &stderr)
+	require.Equal(t, exitOK, code)
+	// The unknown-flag error sends users here: -h must list the flags.
+	help := stdout.String() + stderr.String()
+	for _, f := range []string{"node-id", "http-addr", "peers", "replicas", "lease", "log-level"} {
+		require.Contains(t, help, f)
+	}
+}
+
+// SIGTERM with a delivery in flight: the node lets the delivery finish, then exits 0.
+func TestE2ESigtermFinishesDeliveryInFlight(t *testing.T) {
+	bin := binary(t)
+
+	var received, completed, cut atomic.Int32
+	gotIt := make(chan string, 10)
+	worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		received.Add(1)
+		gotIt <- r.Header.Get("X-Task-Id")
+		select {
+		case <-time.After(time.Second):
+			completed.Add(1)
+			w.WriteHeader(200)
+		case <-r.Context().Done(): // the node hung up: the delivery was cut
+			cut.Add(1)
+		}
+	}))
+	defer worker.Close()
+
+	p := &proc{id: "n1", http: freePort(t), log: &lockedBuffer{}}
+	p.cmd = exec.Command(bin, "serve", "--http-addr", p.http)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	require.NoError(t, p.cmd.Start())
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = p.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill() // a no-op once it has exited
+		<-exited
+		if t.Failed() {
+			t.Logf("--- log of %s:\n%s", p.id, tail(p.log.String(), 40))
+		}
+	})
+	waitHealthy(t, p)
+
+	id := enqueue(t, p, url.Values{"task.url": {worker.URL + "/slow"}, "task.countdown": {"0"}})
+	select {
+	case got := <-gotIt:
+		require.Equal(t, id, got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker never received the task")
+	}
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-exited:
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) {
+			t.Fatalf("the node exited with %v after SIGTERM", ee)
+		}
+		require.NoError(t, waitErr)
+		require.Equal(t, 0, p.cmd.ProcessState.ExitCode())
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node did not exit within 10 s of SIGTERM")
+	}
+	require.Equal(t, int32(1), completed.Load(), "the delivery in flight must finish before the node exits")
+	require.Zero(t, cut.Load(), "the delivery in flight was cut")
+	require.Equal(t, int32(1), received.Load())
+	require.Contains(t, p.log.String(), "signal received")
+}

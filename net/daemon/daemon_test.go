@@ -1,0 +1,306 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/net/daemon"
+)
+
+// received is one request a worker got.
+type received struct {
+	id, node, body string
+	header         http.Header
+}
+
+// worker records what it receives and answers 200 after delay.
+type worker struct {
+	srv      *httptest.Server
+	delay    time.Duration
+	mu       sync.Mutex
+	got      []received
+	arrived  chan string // task IDs, as they arrive
+	finished atomic.Int32
+}
+
+func newWorker(t *testing.T, delay time.Duration) *worker {
+	w := &worker{delay: delay, arrived: make(chan string, 100)}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		id := r.Header.Get("X-Task-Id")
+		w.mu.Lock()
+		w.got = append(w.got, received{id: id, node: r.Header.Get("X-Miyamoto-Node"), body: string(b), header: r.Header.Clone()})
+		w.mu.Unlock()
+		w.arrived <- id
+		time.Sleep(w.delay) // deliberately not cut by the request's context
+		w.finished.Add(1)
+		rw.WriteHeader(200)
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *worker) count(id string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, r := range w.got {
+		if r.id == id {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor waits (bounded) until the worker received id.
+func (w *worker) waitFor(t *testing.T, id string, within time.Duration) received {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case got := <-w.arrived:
+			if got == id {
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				for _, r := range w.got {
+					if r.id == id {
+						return r
+					}
+				}
+			}
+		case <-deadline:
+			t.Fatalf("the worker did not receive task %s within %s", id, within)
+		}
+	}
+}
+
+// start runs a single node on a free loopback port, shut down when the test ends.
+func start(t *testing.T) (*daemon.Daemon, string) {
+	t.Helper()
+	d, err := daemon.Start(daemon.Config{HTTPAddr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			d.Shutdown(ctx)
+		})
+	})
+	base := "http://" + d.HTTPAddr()
+	waitHealthy(t, base)
+	return d, base
+}
+
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the node did not become healthy")
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+func enqueue(t *testing.T, base string, form url.Values) string {
+	t.Helper()
+	resp, err := client.PostForm(base+"/queue", form)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	require.Equal(t, 200, resp.StatusCode, string(b))
+	var out struct{ Status, ID string }
+	require.NoError(t, json.Unmarshal(b, &out), string(b))
+	require.Equal(t, "scheduled", out.Status)
+	require.NotEmpty(t, out.ID)
+	return out.ID
+}
+
+// call sends a request and decodes the JSON answer into out (when not nil).
+func call(t *testing.T, method, u string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	require.NoError(t, err)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		require.NoError(t, json.Unmarshal(b, out), "%s %s: %s", method, u, b)
+	}
+	return resp.StatusCode
+}
+
+type taskView struct {
+	ID       string   `json:"id"`
+	Queue    string   `json:"queue"`
+	URL      string   `json:"url"`
+	State    string   `json:"state"`
+	Attempts uint64   `json:"attempts"`
+	Replicas []string `json:"replicas"`
+}
+
+// waitState polls GET /v1/tasks/{id} until the task reaches state.
+func waitState(t *testing.T, base, id, state string) taskView {
+	t.Helper()
+	var v taskView
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		v = taskView{}
+		code := call(t, "GET", base+"/v1/tasks/"+id, &v)
+		require.Equal(t, 200, code)
+		if v.State == state {
+			return v
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("task %s is %q, not %q, after 10 s", id, v.State, state)
+	return v
+}
+
+func TestSingleNodeDeliversAndReports(t *testing.T) {
+	_, base := start(t)
+	w := newWorker(t, 0)
+
+	id := enqueue(t, base, url.Values{"task.url": {w.srv.URL + "/work"}, "task.countdown": {"0.2"}, "foo": {"bar"}})
+	got := w.waitFor(t, id, 10*time.Second)
+	require.Equal(t, id, got.id)
+	require.Equal(t, "n1", got.node)
+	require.Equal(t, "foo=bar", got.body)
+	require.Equal(t, "queue", got.header.Get("X-Task-Queue"))
+
+	v := waitState(t, base, id, "succeeded")
+	require.Equal(t, id, v.ID)
+	require.Equal(t, "queue", v.Queue)
+	require.Equal(t, w.srv.URL+"/work", v.URL)
+	require.GreaterOrEqual(t, v.Attempts, uint64(1))
+	require.Equal(t, []string{"n1"}, v.Replicas)
+
+	// A task that already succeeded cannot be cancelled.
+	var conflict map[string]string
+	require.Equal(t, http.StatusConflict, call(t, "DELETE", base+"/v1/tasks/"+id, &conflict))
+	require.Equal(t, "succeeded", conflict["state"])
+	require.Equal(t, 1, w.count(id))
+}
+
+func TestCancelBeforeDue(t *testing.T) {
+	_, base := start(t)
+	w := newWorker(t, 0)
+
+	id := enqueue(t, base, url.Values{"task.url": {w.srv.URL + "/work"}, "task.countdown": {"1"}})
+	var out map[string]string
+	require.Equal(t, 200, call(t, "DELETE", base+"/v1/tasks/"+id, &out))
+	require.Equal(t, map[string]string{"id": id, "status": "cancelled"}, out)
+
+	time.Sleep(2 * time.Second) // past the due time
+	require.Zero(t, w.count(id), "a cancelled task reached the worker")
+	v := waitState(t, base, id, "cancelled")
+	require.Equal(t, []string{"n1"}, v.Replicas)
+}
+
+func TestUnknownTask(t *testing.T) {
+	_, base := start(t)
+	var out map[string]string
+	require.Equal(t, 404, call(t, "GET", base+"/v1/tasks/6f1c1bde-52d7-4c55-9b0f-6c1a2e9b6f00", &out))
+	require.Equal(t, "id", out["field"])
+	require.Equal(t, 404, call(t, "DELETE", base+"/v1/tasks/6f1c1bde-52d7-4c55-9b0f-6c1a2e9b6f00", nil))
+}
+
+func TestClusterOfOne(t *testing.T) {
+	_, base := start(t)
+	var c struct {
+		Self     string `json:"self"`
+		Replicas int    `json:"replicas"`
+		Members  []struct {
+			ID        string `json:"id"`
+			Self      bool   `json:"self"`
+			Reachable bool   `json:"reachable"`
+		} `json:"members"`
+	}
+	require.Equal(t, 200, call(t, "GET", base+"/v1/cluster", &c))
+	require.Equal(t, "n1", c.Self)
+	require.Equal(t, 1, c.Replicas, "R is capped by the cluster size")
+	require.Len(t, c.Members, 1)
+	require.Equal(t, "n1", c.Members[0].ID)
+	require.True(t, c.Members[0].Self)
+	require.True(t, c.Members[0].Reachable)
+}
+
+func TestShutdownFinishesDeliveryInFlight(t *testing.T) {
+	d, base := start(t)
+	w := newWorker(t, time.Second)
+
+	id := enqueue(t, base, url.Values{"task.url": {w.srv.URL + "/slow"}, "task.countdown": {"0"}})
+	w.waitFor(t, id, 10*time.Second)
+	require.Zero(t, w.finished.Load())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	began := time.Now()
+	require.NoError(t, d.Shutdown(ctx))
+	took := time.Since(began)
+	require.Equal(t, int32(1), w.finished.Load(), "Shutdown returned before the delivery in flight finished")
+	require.Less(t, took, 10*time.Second)
+	require.Equal(t, 1, w.count(id))
+
+	// The API is closed.
+	_, err := http.Get(base + "/healthz")
+	require.Error(t, err)
+}
+
+func TestParsePeers(t *testing.T) {
+	good := []struct {
+		in   string
+		want map[string]string
+	}{
+		{"", map[string]string{}},
+		{"  ", map[string]string{}},
+		{"n1=127.0.0.1:7001", map[string]string{"n1": "127.0.0.1:7001"}},
+		{"n1=127.0.0.1:7001,n2=localhost:7002, n3=[::1]:7003", map[string]string{"n1": "127.0.0.1:7001", "n2": "localhost:7002", "n3": "[::1]:7003"}},
+		{"n9=10.0.0.9:65535", map[string]string{"n9": "10.0.0.9:65535"}},
+	}
+	for _, c := range good {
+		got, err := daemon.ParsePeers(c.in)
+		require.NoError(t, err, "%q", c.in)
+		require.Equal(t, c.want, got, "%q", c.in)
+	}
+	bad := []struct{ in, want string }{
+		{"n1", "not id=host:port"},
+		{"n1=127.0.0.1:7001,n2", "not id=host:port"},
+		{"=127.0.0.1:7001", "not id=host:port"},
+		{"n1=", "not id=host:port"},
+		{"n1=127.0.0.1", "missing port"},
+		{"n1=127.0.0.1:1:2", "too many colons"},
+		{"n1=127.0.0.1:abc", `port "abc"`},
+		{"n1=127.0.0.1:", `port ""`},
+		{"n1=127.0.0.1:0", `port "0"`},
+		{"n1=127.0.0.1:65536", `port "65536"`},
+		{"n1=127.0.0.1:-1", `port "-1"`},
+		{"n1=127.0.0.1:7001,n1=127.0.0.1:7002", "listed twice"},
+		{"n1=127.0.0.1:7001,", "not id=host:port"},
+	}
+	for _, c := range bad {
+		_, err := daemon.ParsePeers(c.in)
+		require.Error(t, err, "%q", c.in)
+		require.Contains(t, err.Error(), c.want, "%q", c.in)
+		require.NotContains(t, err.Error(), "\n")
+	}
+}
