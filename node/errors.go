@@ -12,6 +12,16 @@ var ErrOutcomeUnknown = errors.New("no majority of replicas answered in time: th
 // ErrStopping: the node is shutting down and takes no new task.
 var ErrStopping = errors.New("the node is shutting down")
 
+// DuplicateNameError: a task with this name exists in the queue (or finished
+// within the deduplication window). ID is that task's.
+type DuplicateNameError struct {
+	Queue, Name, ID string
+}
+
+func (e *DuplicateNameError) Error() string {
+	return fmt.Sprintf("a task named %q already exists in queue %q (id %s)", e.Name, e.Queue, e.ID)
+}
+
 // ErrNotFound: this node does not hold the task.
 var ErrNotFound = errors.New("task not found")
 

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math/bits"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -97,6 +98,7 @@ type entry struct {
 type enqueueOp struct {
 	task     *Task
 	acks     uint64
+	exists   uint64 // replicas that hold another task with this ID (same name)
 	reply    func(EnqueueResult)
 	replied  bool
 	deadline time.Time
@@ -325,6 +327,15 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 	if err != nil {
 		panic(fmt.Sprintf("node: uuid from seeded source: %v", err))
 	}
+	if req.Name != "" {
+		// A named task's ID is derived from its queue and name, so every node sends
+		// it to the same replicas, and those that hold it answer "exists".
+		id = uuid.NewSHA1(nameSpace, []byte(req.Queue+"\x00"+req.Name))
+		if n.pending[id.String()] != nil {
+			reply(EnqueueResult{ID: id.String(), Err: &DuplicateNameError{Queue: req.Queue, Name: req.Name, ID: id.String()}})
+			return
+		}
+	}
 	eta := req.ETA
 	if eta.IsZero() {
 		eta = now.Add(req.Countdown)
@@ -340,6 +351,7 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		Body:        req.Body,
 		ETA:         eta,
 		Created:     now,
+		Nonce:       n.env.Rand.Uint64(),
 		Delivery:    n.cfg.queue(req.Queue).Delivery,
 	}
 	t.Replicas = n.Placement(t.ID)
@@ -392,6 +404,9 @@ func ValidateRequest(req *EnqueueRequest) error {
 	if req.Countdown < 0 {
 		return fieldErr("countdown", "must not be negative")
 	}
+	if len(req.Name) > 500 || strings.Trim(req.Name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+		return fieldErr("name", "must be 1-500 letters, digits, '_' or '-' (App Engine's task names), not %q", req.Name)
+	}
 	return nil
 }
 
@@ -435,7 +450,12 @@ func (n *Node) handleStore(m Message) {
 	if n.recovering() && !n.bornAfterBoot(t) {
 		return
 	}
-	if _, ok := n.tasks[t.ID]; ok {
+	if e, ok := n.tasks[t.ID]; ok {
+		if e.task.Nonce != t.Nonce {
+			// Another enqueue of the same name: the first one stands.
+			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state})
+			return
+		}
 		n.ackStore(m) // a duplicate Store: already held
 		return
 	}
@@ -459,10 +479,21 @@ func (n *Node) handleStoreResp(m Message) {
 	if rank < 0 {
 		return
 	}
+	if m.Reject == RejectExists {
+		op.exists |= 1 << rank
+		if !op.replied && bits.OnesCount64(op.exists) >= majority(op.task) {
+			op.replied = true
+			delete(n.pending, m.TaskID)
+			op.stop()
+			t := op.task
+			op.reply(EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
+		}
+		return
+	}
 	op.acks |= 1 << rank
 	if !op.replied && bits.OnesCount64(op.acks) >= majority(op.task) {
 		op.replied = true
-		op.reply(EnqueueResult{ID: m.TaskID})
+		op.reply(EnqueueResult{ID: m.TaskID, Task: op.task})
 	}
 	if bits.OnesCount64(op.acks) == len(op.task.Replicas) {
 		delete(n.pending, m.TaskID)
@@ -606,6 +637,9 @@ func (n *Node) Task(id string) (TaskStatus, bool) {
 
 // TaskIDs returns the IDs of every task this node holds, sorted.
 func (n *Node) TaskIDs() []string { return sortedKeys(n.tasks) }
+
+// nameSpace is the UUID namespace of IDs derived from task names.
+var nameSpace = uuid.MustParse("6d69796d-616d-6f74-6f2d-7461736b6e6d")
 
 // randReader adapts the node's seeded source to io.Reader for uuid.
 type randReader struct{ r interface{ Uint64() uint64 } }

@@ -521,3 +521,44 @@ func TestValidateRequest(t *testing.T) {
 	assert.Equal(t, "mail", r.Queue)
 	assert.Equal(t, "PUT", r.Method)
 }
+
+// A name is unique within its queue: a second enqueue with it, through any node,
+// answers DuplicateNameError with the first task's ID, while the first task runs once.
+// The same name in another queue is another task.
+func TestTaskNamesDeduplicate(t *testing.T) {
+	h := newHarness(t, 5, 77, nil)
+	named := func(queue, name string, c time.Duration) EnqueueRequest {
+		r := reqQ(queue, c)
+		r.Name = name
+		return r
+	}
+	first := h.enqueue("n1", named("q", "welcome-42", 2*time.Second))
+	h.run(500 * time.Millisecond)
+	id := acked(t, first)
+	for _, via := range []NodeID{"n1", "n2", "n3", "n4", "n5"} {
+		again := h.enqueue(via, named("q", "welcome-42", 0))
+		h.run(h.elapsed() + 500*time.Millisecond)
+		require.True(t, again.done, "no answer through %s", via)
+		var dup *DuplicateNameError
+		require.ErrorAs(t, again.Err, &dup, "through %s", via)
+		require.Equal(t, id, dup.ID)
+	}
+	other := h.enqueue("n3", named("other", "welcome-42", 0))
+	h.run(time.Minute)
+	otherID := acked(t, other)
+	require.NotEqual(t, id, otherID)
+	require.Len(t, h.deliveriesOf(id), 1)
+	require.Len(t, h.deliveriesOf(otherID), 1)
+	// Still a duplicate after it finished, within the dedup window.
+	late := h.enqueue("n4", named("q", "welcome-42", 0))
+	h.run(h.elapsed() + time.Second)
+	var dup *DuplicateNameError
+	require.ErrorAs(t, late.Err, &dup)
+	require.Len(t, h.deliveriesOf(id), 1)
+
+	bad := h.enqueue("n1", named("q", "no spaces", 0))
+	h.run(h.elapsed() + time.Second)
+	var fe *FieldError
+	require.ErrorAs(t, bad.Err, &fe)
+	require.Equal(t, "name", fe.Field)
+}

@@ -78,8 +78,11 @@ type Task struct {
 	ContentType string
 	Body        []byte
 	// ETA is when the task is due, on the coordinator's clock.
-	ETA      time.Time
-	Created  time.Time
+	ETA     time.Time
+	Created time.Time
+	// Nonce tells apart two enqueues that share an ID (one task name enqueued
+	// twice): a replica that holds the ID with another nonce answers "exists".
+	Nonce    uint64
 	Delivery DeliveryMode
 	// Replicas in rank order, chosen at enqueue; they travel with the task so that
 	// safety never depends on the current roster.
@@ -134,9 +137,13 @@ const (
 	RejectFinal             // the task is final: see State
 	RejectUnknown           // the acceptor does not hold the task
 	RejectRecovering        // the acceptor restarted without durable state and is waiting
+	RejectExists            // StoreResp: another task with this ID (the same name) is held
 )
 
-var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering"}
+// MaxReject is the highest Reject this version knows.
+const MaxReject = RejectExists
+
+var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering", "exists"}
 
 func (r Reject) String() string {
 	if int(r) < len(rejectNames) {
@@ -234,8 +241,9 @@ type EnqueueRequest struct {
 // EnqueueResult answers an EnqueueRequest. Err is nil when a majority of replicas
 // stored the task; ErrOutcomeUnknown when none answered in time; or a *FieldError.
 type EnqueueResult struct {
-	ID  string
-	Err error
+	ID   string
+	Task *Task // the task stored, when Err is nil
+	Err  error
 }
 
 // TaskStatus is one node's view of a task.

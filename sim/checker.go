@@ -27,8 +27,9 @@ func (v Violation) String() string {
 
 // Excuse is a departure from exactly-once that the invariants allow, with its cause:
 // Kind "duplicate" (a delivery after a success, S3's exception), "lost" (L2's
-// exception: a majority of replicas lost their state) or "stuck" (L1's: too few
-// replicas hold the task after state loss to claim it).
+// exception: a majority of replicas lost their state), "stuck" (L1's: too few
+// replicas hold the task after state loss to claim it) or "name" (Q3's: a name
+// accepted again after the first task's replicas lost their state).
 type Excuse struct {
 	Kind  string
 	At    time.Duration
@@ -68,8 +69,9 @@ type taskRec struct {
 // checker verifies S1–S5 as events happen and L1, L2 at the end.
 type checker struct {
 	w          *world
-	tasks      map[string]*taskRec
-	order      []*taskRec // first-seen order, for deterministic reports
+	tasks      map[taskKey]*taskRec
+	byID       map[string][]*taskRec // every task that had this ID (one name, enqueued again)
+	order      []*taskRec            // first-seen order, for deterministic reports
 	deliveries []delivery
 	violations []Violation
 	nViolation map[string]int
@@ -84,7 +86,7 @@ type checker struct {
 const maxKeptViolations = 50
 
 func newChecker(w *world) *checker {
-	c := &checker{w: w, tasks: map[string]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift)}
+	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift)}
 	for range w.sc.Cluster.Nodes {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
@@ -102,27 +104,54 @@ func (c *checker) violate(inv string, tasks []string, nodes []node.NodeID, forma
 	}
 }
 
+// taskKey tells tasks apart: two enqueues of one name share an ID, not a nonce.
+type taskKey struct {
+	id    string
+	nonce uint64
+}
+
+func keyOf(t *node.Task) taskKey { return taskKey{t.ID, t.Nonce} }
+
 func (c *checker) rec(t *node.Task) *taskRec {
-	r := c.tasks[t.ID]
+	r := c.tasks[keyOf(t)]
 	if r == nil {
 		r = &taskRec{task: t, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
 		for i := range r.knowsFinal {
 			r.knowsFinal[i] = -1
 		}
-		c.tasks[t.ID] = r
+		c.tasks[keyOf(t)] = r
+		c.byID[t.ID] = append(c.byID[t.ID], r)
 		c.order = append(c.order, r)
 	}
 	return r
 }
 
-func (c *checker) enqueueAcked(id string) {
-	r := c.tasks[id]
+// enqueueAcked records a client's success. Q3: a name is taken by one task at a
+// time: accepting a second task with a name while an earlier one is kept (not yet
+// forgotten after its dedup window) is a violation, unless replicas of the earlier
+// one lost their state (then nobody can know the name was taken).
+func (c *checker) enqueueAcked(t *node.Task) {
+	r := c.tasks[keyOf(t)]
 	if r == nil {
-		panic("sim: a task was acknowledged that no replica reported storing: " + id)
+		panic("sim: a task was acknowledged that no replica reported storing: " + t.ID)
 	}
-	if !r.acked {
-		r.acked = true
-		c.acked++
+	if r.acked {
+		return
+	}
+	r.acked = true
+	c.acked++
+	if t.Name == "" {
+		return
+	}
+	for _, other := range c.byID[t.ID] {
+		if other == r || !other.acked {
+			continue
+		}
+		if other.lostState != 0 {
+			c.excused = append(c.excused, Excuse{Kind: "name", At: time.Duration(c.w.now), Task: t.ID, Cause: fmt.Sprintf("name %q accepted again after replicas of the first task lost their state", t.Name)})
+			continue
+		}
+		c.violate("Q3", []string{t.ID}, t.Replicas, "a second task named %q was accepted in queue %q while the first is kept", t.Name, t.Queue)
 	}
 }
 
@@ -145,8 +174,8 @@ func (c *checker) stateChanged(s *simNode, t *node.Task, from, to node.TaskState
 	}
 }
 
-func (c *checker) deliveriesOf(id string) int {
-	if r := c.tasks[id]; r != nil {
+func (c *checker) deliveriesOf(t *node.Task) int {
+	if r := c.tasks[keyOf(t)]; r != nil {
 		return len(r.deliveries)
 	}
 	return 0
@@ -249,7 +278,7 @@ func (c *checker) deliveryEnded(id int, status int) {
 
 func (c *checker) messageLost(m node.Message) {
 	if m.Type == node.MsgOutcome {
-		if r := c.tasks[m.TaskID]; r != nil {
+		for _, r := range c.byID[m.TaskID] {
 			r.outcomeLost = true
 		}
 	}
@@ -299,7 +328,7 @@ func (c *checker) finish() {
 		holders := 0
 		for _, s := range w.nodes {
 			if s.up && s.n != nil {
-				if _, ok := s.n.Task(r.task.ID); ok {
+				if ts, ok := s.n.Task(r.task.ID); ok && ts.Task.Nonce == r.task.Nonce {
 					holders++
 				}
 			}
@@ -317,7 +346,7 @@ func (c *checker) finish() {
 			st := "unknown"
 			for _, s := range w.nodes {
 				if s.up && s.n != nil {
-					if ts, ok := s.n.Task(r.task.ID); ok {
+					if ts, ok := s.n.Task(r.task.ID); ok && ts.Task.Nonce == r.task.Nonce {
 						st = fmt.Sprintf("%s on %s (attempt %d, retries %d)", ts.State, s.id, ts.Attempt, ts.Retries)
 						break
 					}

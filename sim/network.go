@@ -141,7 +141,7 @@ func (sd simDispatcher) Dispatch(d node.Delivery) {
 	if w.trace != nil {
 		w.trace.delivery(w.now, "deliver_start", s.id, d.Task.ID, d.Attempt, 0)
 	}
-	status, latency, answers := w.workerAnswer(d.Task.ID, id)
+	status, latency, answers := w.workerAnswer(d.Task)
 	deadline := time.Duration(s.trueDelay(d.Deadline))
 	if !answers || latency > deadline {
 		status, latency = 0, deadline
@@ -169,11 +169,11 @@ func (e simError) Error() string { return string(e) }
 const errDeadline = simError("deadline exceeded")
 
 // workerAnswer draws what the worker does with the nth delivery of a task.
-func (w *world) workerAnswer(taskID string, deliveryIdx int) (status int, latency time.Duration, answers bool) {
+func (w *world) workerAnswer(t *node.Task) (status int, latency time.Duration, answers bool) {
 	wk := w.sc.Workers
 	r := w.rngWorker
 	latency = w.uniform(r, wk.Latency)
-	if w.check.deliveriesOf(taskID) <= wk.FailFirst {
+	if w.check.deliveriesOf(t) <= wk.FailFirst {
 		return 500, latency, true
 	}
 	u := r.Float64()

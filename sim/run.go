@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -30,16 +31,18 @@ type Options struct {
 
 // Result is what one seed showed.
 type Result struct {
-	Scenario   string
-	Seed       uint64
-	Protocol   string
-	Enqueued   int // requests sent
-	Acked      int // tasks acknowledged to the client
-	Deliveries int
-	Succeeded  int // acknowledged tasks that ended succeeded
-	Duplicates int // deliveries after a success, excused or not
-	Excused    []Excuse
-	Violations []Violation
+	Scenario string
+	Seed     uint64
+	Protocol string
+	Enqueued int // requests sent
+	Acked    int // tasks acknowledged to the client
+	// NameRefused counts enqueues refused because another task had their name.
+	NameRefused int
+	Deliveries  int
+	Succeeded   int // acknowledged tasks that ended succeeded
+	Duplicates  int // deliveries after a success, excused or not
+	Excused     []Excuse
+	Violations  []Violation
 	// ViolationCounts counts every violation by invariant (Violations keeps the first 50).
 	ViolationCounts map[string]int
 	SimTime         time.Duration
@@ -184,6 +187,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		Seed:            seed,
 		Protocol:        protoName,
 		Enqueued:        wl.sent,
+		NameRefused:     wl.duplicates,
 		Acked:           w.check.acked,
 		Deliveries:      len(w.check.deliveries),
 		Excused:         w.check.excused,
@@ -255,11 +259,12 @@ func (w *world) beginLiveness() {
 
 // workload sends the scenario's enqueue requests, Poisson arrivals at Rate.
 type workload struct {
-	w         *world
-	sent      int
-	answered  int
-	weights   float64
-	remaining int
+	w          *world
+	sent       int
+	duplicates int // enqueues refused because their name was taken
+	answered   int
+	weights    float64
+	remaining  int
 }
 
 func (wl *workload) done() bool { return wl.remaining == 0 && wl.answered == wl.sent }
@@ -323,6 +328,9 @@ func (wl *workload) send() {
 		Body:        []byte(fmt.Sprintf("n=%d", n)),
 		Countdown:   w.uniform(w.rngWork, w.sc.Workload.Countdown),
 	}
+	if nm := w.sc.Workload.Names; nm != nil && w.rngWork.Float64() < nm.Fraction {
+		req.Name = fmt.Sprintf("name-%d", w.rngWork.IntN(nm.Pool))
+	}
 	if w.trace != nil {
 		w.trace.enqueue(w.now, s.id, "enqueue", "", n)
 	}
@@ -335,8 +343,12 @@ func (wl *workload) send() {
 		if !gaveUp {
 			wl.answered++
 		}
-		if r.Err == nil {
-			w.check.enqueueAcked(r.ID)
+		var dup *node.DuplicateNameError
+		switch {
+		case r.Err == nil:
+			w.check.enqueueAcked(r.Task)
+		case errors.As(r.Err, &dup):
+			wl.duplicates++
 		}
 		if w.trace != nil {
 			kind := "ack"

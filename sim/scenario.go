@@ -97,6 +97,14 @@ type WorkloadSpec struct {
 	Rate      float64     `json:"rate"` // enqueues per second (Poisson arrivals)
 	Countdown Range       `json:"countdown"`
 	Queues    []QueueSpec `json:"queues,omitempty"`
+	Names     *NameSpec   `json:"names,omitempty"`
+}
+
+// NameSpec gives a share of the tasks a name drawn from a small pool, so that some
+// enqueues repeat a name and must be refused (409) as duplicates.
+type NameSpec struct {
+	Fraction float64 `json:"fraction"` // share of tasks that are named
+	Pool     int     `json:"pool"`     // names drawn uniformly from name-0 .. name-(pool-1)
 }
 
 type QueueSpec struct {
@@ -356,6 +364,12 @@ func (sc *Scenario) Validate() error {
 		bad("workload.rate", "must be positive (tasks per second), not %g", w.Rate)
 	}
 	rng("workload.countdown", w.Countdown)
+	if nm := w.Names; nm != nil {
+		prob("workload.names.fraction", nm.Fraction)
+		if nm.Pool < 1 {
+			bad("workload.names.pool", "must be at least 1, not %d", nm.Pool)
+		}
+	}
 	seen := map[string]bool{}
 	for i, q := range w.Queues {
 		f := fmt.Sprintf("workload.queues[%d]", i)
@@ -455,7 +469,7 @@ func (sc *Scenario) Validate() error {
 		}
 		for _, inv := range sc.Expect.Invariants {
 			if !knownInvariant(inv) {
-				bad("expect.invariants", "unknown invariant %q (S1-S5, L1, L2, D1)", inv)
+				bad("expect.invariants", "unknown invariant %q (S1-S5, L1, L2, D1, Q3)", inv)
 			}
 		}
 	default:
@@ -466,7 +480,7 @@ func (sc *Scenario) Validate() error {
 
 func knownInvariant(s string) bool {
 	switch s {
-	case "S1", "S2", "S3", "S4", "S5", "L1", "L2", "D1":
+	case "S1", "S2", "S3", "S4", "S5", "L1", "L2", "D1", "Q3":
 		return true
 	}
 	return false

@@ -32,11 +32,14 @@ type Summary struct {
 	Excused    int // excused duplicates
 	Violating  int // S1–S4 violations (duplicates the protocol must not allow)
 	Lost       int // acknowledged tasks lost or stuck, excused by state loss
-	SimTime    time.Duration
-	Events     uint64
-	Wall       time.Duration // elapsed for the whole sweep
-	CPU        time.Duration // sum of the runs' own durations
-	Failed     []*Result     // seeds with a violation
+	// NameRefused counts enqueues refused because their name was taken (409);
+	// NamesExcused names accepted twice after state loss (Q3's exception).
+	NameRefused, NamesExcused int
+	SimTime                   time.Duration
+	Events                    uint64
+	Wall                      time.Duration // elapsed for the whole sweep
+	CPU                       time.Duration // sum of the runs' own durations
+	Failed                    []*Result     // seeds with a violation
 	// Caught lists the seeds whose violations include one the expectation names.
 	Caught []*Result
 	// Nondeterministic lists seeds whose two runs gave different traces.
@@ -126,10 +129,14 @@ func (s *Summary) Add(r *Result) {
 	s.Enqueued += r.Enqueued
 	s.Tasks += r.Acked
 	s.Deliveries += r.Deliveries
+	s.NameRefused += r.NameRefused
 	for _, e := range r.Excused {
-		if e.Kind == "duplicate" {
+		switch e.Kind {
+		case "duplicate":
 			s.Excused++
-		} else {
+		case "name":
+			s.NamesExcused++
+		default:
 			s.Lost++
 		}
 	}

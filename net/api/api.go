@@ -210,7 +210,10 @@ func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // writeNodeError maps the node's errors to HTTP answers.
 func writeNodeError(w http.ResponseWriter, err error) {
 	var fe *node.FieldError
+	var dup *node.DuplicateNameError
 	switch {
+	case errors.As(err, &dup):
+		writeJSON(w, http.StatusConflict, map[string]string{"error": dup.Error(), "field": "name", "id": dup.ID, "status": "exists"})
 	case errors.As(err, &fe):
 		writeError(w, http.StatusBadRequest, fe.Field, fe.Error())
 	case errors.Is(err, node.ErrNotFound):

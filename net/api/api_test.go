@@ -184,3 +184,13 @@ func TestTaskLookupAndCancel(t *testing.T) {
 	require.Equal(t, "miyamoto_up 1\n", do(t, h, "GET", "/metrics", "", "").Body.String())
 	require.Contains(t, do(t, h, "GET", "/v1/cluster", "", "").Body.String(), `"self": "n1"`)
 }
+
+func TestDuplicateNameIs409(t *testing.T) {
+	h := NewHandler(&fakeBackend{err: &node.DuplicateNameError{Queue: "q", Name: "welcome-1", ID: "abc"}}, Config{})
+	w := do(t, h, "POST", "/q", "application/x-www-form-urlencoded", "task.url=http://w/&task.name=welcome-1")
+	require.Equal(t, 409, w.Code)
+	var e map[string]string
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &e))
+	require.Equal(t, "abc", e["id"])
+	require.Equal(t, "name", e["field"])
+}

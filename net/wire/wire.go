@@ -62,7 +62,7 @@ var ErrMalformed = errors.New("wire: malformed frame")
 // peer's garbage never reaches the state machine (an unknown TaskState would count as
 // final, for one). wire_test.go pins them to the node package.
 const (
-	maxReject   = node.RejectRecovering
+	maxReject   = node.MaxReject
 	maxState    = node.StateCancelled
 	maxDelivery = node.AtMostOnce
 )
@@ -226,6 +226,7 @@ func appendTask(b []byte, t *node.Task) []byte {
 	b = append(b, t.Body...)
 	b = appendTime(b, t.ETA)
 	b = appendTime(b, t.Created)
+	b = binary.AppendUvarint(b, t.Nonce)
 	b = append(b, byte(t.Delivery))
 	b = binary.AppendUvarint(b, uint64(len(t.Replicas)))
 	for _, r := range t.Replicas {
@@ -452,6 +453,7 @@ func (d *decoder) task() *node.Task {
 	}
 	t.ETA = d.time("task.eta")
 	t.Created = d.time("task.created")
+	t.Nonce = d.uvarint("task.nonce")
 	t.Delivery = node.DeliveryMode(d.byte1("task.delivery"))
 	if d.err == nil && t.Delivery > maxDelivery {
 		d.fail("unknown delivery mode %d", t.Delivery)

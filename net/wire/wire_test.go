@@ -32,6 +32,7 @@ func fullTask() *node.Task {
 		Body:        []byte("to=a%40b.c&n=\x00\xff"),
 		ETA:         utc(1_700_000_123, 456_789_000),
 		Created:     utc(1_700_000_000, 1),
+		Nonce:       0xdeadbeefcafe,
 		Delivery:    node.AtMostOnce,
 		Replicas:    []node.NodeID{"n3", "n1", "n2"},
 	}
@@ -267,9 +268,9 @@ func TestMalformed(t *testing.T) {
 		{"headers count huge", frameOf(append(set(withTask, presence+6, 0x80, 0x80, 0x80, 0x80, 0x08), make([]byte, 20)...)...), "task.headers count"},
 		{"headers count > bytes/2", frameOf(set(withTask, presence+6, 20)...), "task.headers count 20 exceeds"},
 		{"body longer than frame", frameOf(set(withTask, presence+8, 100)...), "task.body length 100 exceeds"},
-		{"replicas count", frameOf(set(withTask, presence+12, 100)...), "task.replicas count 100 exceeds"},
+		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
-		{"bad delivery", frameOf(set(withTask, presence+11, 9)...), "unknown delivery mode 9"},
+		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
 		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-3, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0)...), "nanoseconds"},
 		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
 		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
@@ -294,7 +295,8 @@ func TestEnumBounds(t *testing.T) {
 	require.True(t, strings.HasPrefix((maxState+1).String(), "state("), "node has task states past maxState: update wire")
 	require.False(t, strings.HasPrefix(maxState.String(), "state("))
 	require.Equal(t, node.AtMostOnce, maxDelivery)
-	require.Equal(t, node.RejectRecovering, maxReject)
+	require.Equal(t, node.RejectExists, maxReject)
+	require.True(t, strings.HasPrefix((maxReject+1).String(), "reject("), "node has rejects past maxReject: update wire")
 }
 
 func FuzzDecodeFrame(f *testing.F) {
