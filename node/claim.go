@@ -33,6 +33,10 @@ func (n *Node) fire(e *entry) {
 		n.pushBack(e, e.leaseEnd)
 		return
 	}
+	if n.queuePaused(e.task.Queue) {
+		n.arm(e, timerFire, now.Add(pausePoll))
+		return
+	}
 	if e.task.Delivery == AtMostOnce && e.promised > 0 && e.holder == n.cfg.ID && !e.released {
 		// We were granted an attempt before and no longer know whether we delivered it
 		// (only possible after recovering our own grant from storage).
@@ -46,6 +50,7 @@ func (n *Node) fire(e *entry) {
 func (n *Node) startClaim(e *entry, now time.Time) {
 	e.claiming = max(e.promised, e.seen) + 1
 	e.seen = e.claiming
+	e.permitting, e.permitted = false, false
 	e.claimSent = now
 	e.grants, e.rejects, e.unknowns = 0, 0, 0
 	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
@@ -60,6 +65,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 		return
 	}
 	a := e.claiming
+	n.permitDone(e, a)
 	e.claiming, e.grants, e.rejects = 0, 0, 0
 	if e.promised == a && e.holder == n.cfg.ID {
 		e.released = true // our own acceptor's grant; handleRelease skips our own message
@@ -210,7 +216,7 @@ func (n *Node) handleClaimResp(m Message) {
 // deliver starts the webhook for the attempt that just won a quorum.
 func (n *Node) deliver(e *entry) {
 	now := n.now()
-	q := n.cfg.queue(e.task.Queue)
+	q := n.queue(e.task.Queue)
 	// The lease counts from when we sent the claim, which is before any acceptor
 	// started counting it; MaxClockDrift covers clocks that measure time differently.
 	leaseEnd := e.claimSent.Add(n.cfg.Lease - n.cfg.MaxClockDrift)
@@ -223,6 +229,18 @@ func (n *Node) deliver(e *entry) {
 			return
 		}
 		n.abandonClaim(e, now)
+		return
+	}
+	if n.queuePaused(e.task.Queue) {
+		n.abandonClaim(e, now.Add(pausePoll))
+		return
+	}
+	if q.Limited() && !e.permitted {
+		// The claim timer still runs: no answer from the token node in time gives
+		// the claim up like any other failed round.
+		if !e.permitting {
+			n.askPermit(e, leaseEnd.Sub(now))
+		}
 		return
 	}
 	e.delivering = true
@@ -243,6 +261,7 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		return
 	}
 	e.delivering = false
+	n.permitDone(e, r.Attempt)
 	if r.Status != 0 {
 		e.lastStatus = r.Status
 	}
@@ -260,7 +279,7 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		n.finish(e, StateDead, r.Status)
 	default:
 		e.retries++
-		retry := n.cfg.queue(e.task.Queue).Retry
+		retry := n.queue(e.task.Queue).Retry
 		if retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
 			n.finish(e, StateDead, r.Status)
 			return

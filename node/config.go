@@ -52,7 +52,17 @@ type QueueConfig struct {
 	Delivery         DeliveryMode
 	Retry            RetryConfig
 	DispatchDeadline time.Duration // longest webhook call; the lease may cut it shorter
+	// Rate limits deliveries started per second across the whole cluster, with bursts
+	// of BucketSize (a token bucket); 0 is no limit. MaxConcurrent limits deliveries
+	// in flight across the cluster; 0 is no limit. A limited queue's deliveries each
+	// take a permit from the queue's token node (see permits.go).
+	Rate          float64
+	BucketSize    int
+	MaxConcurrent int
 }
+
+// Limited reports whether deliveries need a permit from the token node.
+func (q QueueConfig) Limited() bool { return q.Rate > 0 || q.MaxConcurrent > 0 }
 
 // DefaultQueueConfig is App Engine's push queue default, with a 10 s dispatch deadline.
 func DefaultQueueConfig() QueueConfig {
@@ -84,6 +94,7 @@ type Config struct {
 	EnqueueTimeout time.Duration // answer ErrOutcomeUnknown after this; default 5s
 	OutcomeRetry   time.Duration // resend Done/Dead until a majority acknowledged; default 200ms
 	DedupWindow    time.Duration // keep final tasks this long; default 1h
+	SyncInterval   time.Duration // gossip queue settings to a random member this often; default 2s
 	// RecoveryWait: after starting without durable storage the node refuses, this long,
 	// to learn any task created before it started. Default Lease + 2×MaxClockDrift +
 	// EnqueueTimeout: every grant it may have given and every Store sent before then
@@ -124,6 +135,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = time.Hour
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = 2 * time.Second
 	}
 	if c.RecoveryWait == 0 {
 		c.RecoveryWait = c.Lease + 2*c.MaxClockDrift + c.EnqueueTimeout
@@ -171,7 +185,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"claim_timeout", c.ClaimTimeout}, {"enqueue_timeout", c.EnqueueTimeout}, {"outcome_retry", c.OutcomeRetry}, {"dedup_window", c.DedupWindow}} {
+	}{{"claim_timeout", c.ClaimTimeout}, {"enqueue_timeout", c.EnqueueTimeout}, {"outcome_retry", c.OutcomeRetry}, {"dedup_window", c.DedupWindow}, {"sync_interval", c.SyncInterval}} {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, not %s", d.v)
 		}
@@ -209,6 +223,17 @@ func (q QueueConfig) Validate() error {
 	}
 	if q.DispatchDeadline <= 0 {
 		bad("dispatch_deadline", "must be positive")
+	}
+	if q.Rate < 0 || q.Rate > 1e6 || q.Rate != q.Rate {
+		bad("rate", "must be between 0 (no limit) and 1000000 tasks per second, not %g", q.Rate)
+	}
+	if q.BucketSize < 0 || q.BucketSize > 1e6 {
+		bad("bucket_size", "must be between 0 and 1000000, not %d", q.BucketSize)
+	} else if q.Rate > 0 && q.BucketSize == 0 {
+		bad("bucket_size", "must be at least 1 when rate is set")
+	}
+	if q.MaxConcurrent < 0 {
+		bad("max_concurrent", "must not be negative")
 	}
 	return errors.Join(errs...)
 }

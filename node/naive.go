@@ -20,7 +20,7 @@ func (n *Node) naiveFire(e *entry) {
 	e.holder = n.cfg.ID
 	e.delivering = true
 	n.setState(e, StateClaimed)
-	n.env.Dispatcher.Dispatch(Delivery{Task: e.task, Attempt: e.claiming, Retries: e.retries, Deadline: n.cfg.queue(e.task.Queue).DispatchDeadline, PreviousStatus: e.lastStatus})
+	n.env.Dispatcher.Dispatch(Delivery{Task: e.task, Attempt: e.claiming, Retries: e.retries, Deadline: n.queue(e.task.Queue).DispatchDeadline, PreviousStatus: e.lastStatus})
 }
 
 func (n *Node) naiveResult(e *entry, r DeliveryResult) {
@@ -29,7 +29,7 @@ func (n *Node) naiveResult(e *entry, r DeliveryResult) {
 		return
 	}
 	e.retries++
-	retry := n.cfg.queue(e.task.Queue).Retry
+	retry := n.queue(e.task.Queue).Retry
 	now := n.now()
 	if retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
 		n.finish(e, StateDead, r.Status)

@@ -22,6 +22,12 @@ type Node struct {
 	pending map[string]*enqueueOp // enqueues this node coordinates, by task ID
 	queries map[string]*queryOp   // lookups and cancels this node coordinates
 
+	settings   map[string]*QueueSetting // queues set through the API, by name
+	maxVersion uint64                   // highest setting version seen
+	setOps     []*setOp                 // setting changes this node coordinates
+	gossipStop func() bool              // the gossip timer, once armed
+	buckets    map[string]*bucket       // limited queues this node is the token node of
+
 	// bootTime is the local time Start ran. Without durable storage the node knows
 	// nothing from before it, and until recoverUntil it refuses to learn any task
 	// created before it (see handleStore). Zero recoverUntil: not recovering.
@@ -71,6 +77,8 @@ type entry struct {
 
 	// claimant side
 	claiming     uint64    // attempt whose grants we are gathering or delivering
+	permitting   bool      // won the claim, waiting for the token node's permit
+	permitted    bool      // holds the token node's permit for claiming
 	seen         uint64    // highest attempt this node has claimed or heard of
 	failedRounds int       // claim rounds in a row that won no quorum
 	claimSent    time.Time // local time the claim was sent: the lease counts from here
@@ -124,12 +132,14 @@ func New(cfg Config, env Env) (*Node, error) {
 		cfg.ClaimQuorum = cfg.Replicas
 	}
 	return &Node{
-		cfg:     cfg,
-		env:     env,
-		members: members,
-		tasks:   make(map[string]*entry),
-		pending: make(map[string]*enqueueOp),
-		queries: make(map[string]*queryOp),
+		cfg:      cfg,
+		env:      env,
+		members:  members,
+		tasks:    make(map[string]*entry),
+		pending:  make(map[string]*enqueueOp),
+		queries:  make(map[string]*queryOp),
+		settings: make(map[string]*QueueSetting),
+		buckets:  make(map[string]*bucket),
 	}, nil
 }
 
@@ -301,6 +311,16 @@ func (n *Node) step(m Message) {
 		n.handleStatus(m)
 	case MsgStatusResp:
 		n.handleStatusResp(m)
+	case MsgQueueSet:
+		n.handleQueueSet(m)
+	case MsgQueueSetResp:
+		n.handleQueueSetResp(m)
+	case MsgPermit:
+		n.handlePermit(m)
+	case MsgPermitResp:
+		n.handlePermitResp(m)
+	case MsgPermitDone:
+		n.handlePermitDone(m)
 	}
 }
 
@@ -352,7 +372,7 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		ETA:         eta,
 		Created:     now,
 		Nonce:       n.env.Rand.Uint64(),
-		Delivery:    n.cfg.queue(req.Queue).Delivery,
+		Delivery:    n.queue(req.Queue).Delivery,
 	}
 	t.Replicas = n.Placement(t.ID)
 	op := &enqueueOp{task: t, reply: reply, deadline: now.Add(n.cfg.EnqueueTimeout)}

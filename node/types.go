@@ -114,12 +114,17 @@ const (
 	MsgNaivePushBack                    // naive protocol: sender's delivery failed, re-arm at NextETA
 	MsgStatus                           // any node → replica: what do you know of TaskID?
 	MsgStatusResp                       // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
+	MsgQueueSet                         // any node → every member: adopt Setting if newer
+	MsgQueueSetResp                     // member → sender: Setting.Version of Setting.Queue held now
+	MsgPermit                           // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
+	MsgPermitResp                       // token node → claimant: Granted, or retry after Lease
+	MsgPermitDone                       // claimant → token node: Attempt of TaskID ended; free its slot
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgStatusResp
+const MaxMsgType = MsgPermitDone
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -170,10 +175,33 @@ type Message struct {
 	NextETA  time.Time     // Release, naive push-back
 	Retries  int           // Release, Outcome, ClaimResp: failed deliveries so far
 	Status   int           // Release, Outcome: last HTTP status (0: none)
+	Queue    string        // Permit, PermitDone: the task's queue
+	Setting  *QueueSetting // QueueSet, QueueSetResp
 }
 
 func (m Message) String() string {
 	return fmt.Sprintf("%s %s→%s task=%s attempt=%d", m.Type, m.From, m.To, m.TaskID, m.Attempt)
+}
+
+// QueueSetting is one queue's settings as the cluster agrees on them: the one with
+// the highest (Version, Origin) wins everywhere.
+type QueueSetting struct {
+	Queue   string
+	Config  QueueConfig
+	Paused  bool
+	Version uint64
+	Origin  NodeID
+}
+
+// newer reports whether s supersedes o.
+func (s *QueueSetting) newer(o *QueueSetting) bool {
+	if o == nil {
+		return true
+	}
+	if s.Version != o.Version {
+		return s.Version > o.Version
+	}
+	return s.Origin > o.Origin
 }
 
 // Delivery asks the Dispatcher to call a task's webhook once.

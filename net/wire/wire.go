@@ -207,7 +207,32 @@ func appendMessage(b []byte, m *node.Message) []byte {
 	b = appendTime(b, m.NextETA)
 	b = binary.AppendVarint(b, int64(m.Retries))
 	b = binary.AppendVarint(b, int64(m.Status))
+	b = appendString(b, m.Queue)
+	if m.Setting == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendSetting(b, m.Setting)
+	}
 	return b
+}
+
+func appendSetting(b []byte, s *node.QueueSetting) []byte {
+	b = appendString(b, s.Queue)
+	c := s.Config
+	b = append(b, byte(c.Delivery))
+	b = binary.AppendVarint(b, int64(c.Retry.TaskRetryLimit))
+	b = binary.AppendVarint(b, int64(c.Retry.TaskAgeLimit))
+	b = binary.AppendVarint(b, int64(c.Retry.MinBackoff))
+	b = binary.AppendVarint(b, int64(c.Retry.MaxBackoff))
+	b = binary.AppendVarint(b, int64(c.Retry.MaxDoublings))
+	b = binary.AppendVarint(b, int64(c.DispatchDeadline))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.Rate))
+	b = binary.AppendVarint(b, int64(c.BucketSize))
+	b = binary.AppendVarint(b, int64(c.MaxConcurrent))
+	b = appendBool(b, s.Paused)
+	b = binary.AppendUvarint(b, s.Version)
+	return appendString(b, string(s.Origin))
 }
 
 func appendTask(b []byte, t *node.Task) []byte {
@@ -430,7 +455,46 @@ func (d *decoder) message() node.Message {
 	m.NextETA = d.time("next eta")
 	m.Retries = d.int("retries")
 	m.Status = d.int("status")
+	m.Queue = d.string("queue")
+	if d.bool("setting presence") {
+		m.Setting = d.setting()
+	}
 	return m
+}
+
+func (d *decoder) setting() *node.QueueSetting {
+	s := &node.QueueSetting{}
+	s.Queue = d.string("setting.queue")
+	c := &s.Config
+	c.Delivery = node.DeliveryMode(d.byte1("setting.delivery"))
+	if d.err == nil && c.Delivery > maxDelivery {
+		d.fail("unknown delivery mode %d", c.Delivery)
+	}
+	c.Retry.TaskRetryLimit = d.int("setting.task_retry_limit")
+	c.Retry.TaskAgeLimit = time.Duration(d.varint("setting.task_age_limit"))
+	c.Retry.MinBackoff = time.Duration(d.varint("setting.min_backoff"))
+	c.Retry.MaxBackoff = time.Duration(d.varint("setting.max_backoff"))
+	c.Retry.MaxDoublings = d.int("setting.max_doublings")
+	c.DispatchDeadline = time.Duration(d.varint("setting.dispatch_deadline"))
+	if len(d.b) < 8 && d.err == nil {
+		d.fail("truncated before setting.rate")
+	}
+	if d.err == nil {
+		c.Rate = math.Float64frombits(binary.BigEndian.Uint64(d.b))
+		d.b = d.b[8:]
+		if math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+			d.fail("setting.rate is not a finite number")
+		}
+	}
+	c.BucketSize = d.int("setting.bucket_size")
+	c.MaxConcurrent = d.int("setting.max_concurrent")
+	s.Paused = d.bool("setting.paused")
+	s.Version = d.uvarint("setting.version")
+	s.Origin = node.NodeID(d.string("setting.origin"))
+	if d.err != nil {
+		return nil
+	}
+	return s
 }
 
 func (d *decoder) task() *node.Task {

@@ -55,6 +55,11 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 		NextETA:  utc(-5, 999_999_999),
 		Retries:  math.MinInt64,
 		Status:   503,
+		Queue:    "emails",
+		Setting: &node.QueueSetting{Queue: "emails", Paused: true, Version: 12, Origin: "node-d", Config: node.QueueConfig{
+			Delivery: node.AtMostOnce, DispatchDeadline: 3 * time.Second, Rate: 2.5, BucketSize: 4, MaxConcurrent: 9,
+			Retry: node.RetryConfig{TaskRetryLimit: 5, TaskAgeLimit: time.Hour, MinBackoff: time.Second, MaxBackoff: time.Minute, MaxDoublings: 3},
+		}},
 	}
 }
 
@@ -271,7 +276,7 @@ func TestMalformed(t *testing.T) {
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-3, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0)...), "nanoseconds"},
+		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-5, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0)...), "nanoseconds"},
 		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
 		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
 		{"unknown state", frameOf(set(minimal, presence+7, byte(maxState)+1)...), "unknown task state"},

@@ -1,0 +1,284 @@
+package node
+
+import (
+	"errors"
+	"hash/fnv"
+	"time"
+)
+
+// Queue settings are replicated to every member: a change made through any node
+// gets the next version, is sent to all members, and the highest (Version, Origin)
+// wins everywhere. Members that missed it catch up through gossip: every
+// SyncInterval each node sends its settings to one random member.
+//
+// Rate limits and concurrency caps hold for the whole cluster: each limited queue
+// has one token node (placement of the queue name on the ring), which keeps the
+// queue's token bucket and its count of deliveries in flight. A claimant that won a
+// claim asks the token node for a permit before it delivers; a denied permit releases
+// the claim and tries again when a token is due. While the token node is
+// unreachable, the queue's deliveries wait: the limit is never exceeded, at the cost
+// of availability. A token node that restarts without memory grants nothing for a
+// lease, so that permits it gave before cannot be handed out twice.
+
+// ErrNotEveryMember: a queue setting was applied, but not every member acknowledged it
+// in time; it keeps spreading by gossip.
+var ErrNotEveryMember = errors.New("not every member acknowledged the setting in time; it keeps spreading, retry to confirm")
+
+// pausePoll is how often a replica of a paused queue's task looks again.
+const pausePoll = time.Second
+
+// queue returns the settings in force for a queue on this node.
+func (n *Node) queue(name string) QueueConfig {
+	if s := n.settings[name]; s != nil {
+		return s.Config
+	}
+	return n.cfg.queue(name)
+}
+
+func (n *Node) queuePaused(name string) bool {
+	s := n.settings[name]
+	return s != nil && s.Paused
+}
+
+// QueueSetting returns this node's view of a queue's settings; ok is false when the
+// queue was never set and runs on the defaults.
+func (n *Node) QueueSetting(name string) (s QueueSetting, ok bool) {
+	if p := n.settings[name]; p != nil {
+		return *p, true
+	}
+	return QueueSetting{Queue: name, Config: n.cfg.queue(name)}, false
+}
+
+// QueueNames lists every queue this node knows: set ones and those of the tasks it
+// holds, sorted.
+func (n *Node) QueueNames() []string {
+	seen := map[string]bool{}
+	for name := range n.settings {
+		seen[name] = true
+	}
+	for _, e := range n.tasks {
+		seen[e.task.Queue] = true
+	}
+	return sortedKeys(seen)
+}
+
+// QueueCounts counts the tasks this node holds in a queue, by state.
+func (n *Node) QueueCounts(queue string) map[TaskState]int {
+	out := map[TaskState]int{}
+	for _, e := range n.tasks {
+		if e.task.Queue == queue {
+			out[e.state]++
+		}
+	}
+	return out
+}
+
+type setOp struct {
+	setting *QueueSetting
+	acks    map[NodeID]bool
+	reply   func(QueueSetting, error)
+	stop    func() bool
+}
+
+// SetQueue changes a queue's settings (and pause) cluster-wide. reply is called once
+// every member acknowledged (nil), or after EnqueueTimeout with ErrNotEveryMember.
+func (n *Node) SetQueue(name string, cfg QueueConfig, paused bool, reply func(QueueSetting, error)) {
+	n.input(func() {
+		if err := cfg.Validate(); err != nil {
+			reply(QueueSetting{}, err)
+			return
+		}
+		s := &QueueSetting{Queue: name, Config: cfg, Paused: paused, Version: n.maxVersion + 1, Origin: n.cfg.ID}
+		op := &setOp{setting: s, acks: map[NodeID]bool{}, reply: reply}
+		n.setOps = append(n.setOps, op)
+		op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
+			n.input(func() { n.finishSet(op, ErrNotEveryMember) })
+		})
+		for _, m := range n.members {
+			n.send(Message{Type: MsgQueueSet, To: m, Setting: s})
+		}
+	})
+}
+
+func (n *Node) finishSet(op *setOp, err error) {
+	for i, o := range n.setOps {
+		if o == op {
+			n.setOps = append(n.setOps[:i], n.setOps[i+1:]...)
+			op.stop()
+			op.reply(*op.setting, err)
+			return
+		}
+	}
+}
+
+func (n *Node) handleQueueSet(m Message) {
+	s := m.Setting
+	if s == nil || s.Config.Validate() != nil {
+		return
+	}
+	n.adoptSetting(s)
+	cur := n.settings[s.Queue]
+	n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur})
+}
+
+// adoptSetting keeps s if it is newer than what this node has.
+func (n *Node) adoptSetting(s *QueueSetting) {
+	n.maxVersion = max(n.maxVersion, s.Version)
+	cur := n.settings[s.Queue]
+	if !s.newer(cur) {
+		return
+	}
+	c := *s
+	n.settings[s.Queue] = &c
+	if o, ok := n.env.Observer.(QueueObserver); ok {
+		o.QueueChanged(n.cfg.ID, c)
+	}
+	if n.gossipStop == nil {
+		n.armGossip()
+	}
+}
+
+func (n *Node) handleQueueSetResp(m Message) {
+	s := m.Setting
+	if s == nil {
+		return
+	}
+	for _, op := range n.setOps {
+		if op.setting.Queue == s.Queue && !op.setting.newer(s) {
+			op.acks[m.From] = true
+			if len(op.acks) == len(n.members) {
+				n.finishSet(op, nil)
+			}
+			return
+		}
+	}
+}
+
+// QueueObserver, when the Env's Observer implements it, is told whenever this node
+// adopts new settings for a queue.
+type QueueObserver interface {
+	QueueChanged(node NodeID, s QueueSetting)
+}
+
+// armGossip sends this node's settings to one random member every SyncInterval.
+func (n *Node) armGossip() {
+	if len(n.members) < 2 {
+		return
+	}
+	n.gossipStop = n.env.Clock.AfterFunc(n.cfg.SyncInterval, func() {
+		n.input(func() {
+			peer := n.members[n.env.Rand.IntN(len(n.members))]
+			if peer != n.cfg.ID {
+				for _, name := range sortedKeys(n.settings) {
+					n.send(Message{Type: MsgQueueSet, To: peer, Setting: n.settings[name]})
+				}
+			}
+			n.armGossip()
+		})
+	})
+}
+
+// --- permits: the token node's side -------------------------------------------
+
+// tokenNode is the member that keeps a queue's bucket and concurrency count.
+func (n *Node) tokenNode(queue string) NodeID {
+	h := fnv.New64a()
+	h.Write([]byte(queue))
+	return n.members[h.Sum64()%uint64(len(n.members))]
+}
+
+type permitKey struct {
+	task    string
+	attempt uint64
+}
+
+// bucket is a limited queue's state on its token node. Invariant: tokens ≤ BucketSize
+// and len(inflight) ≤ MaxConcurrent whenever a permit is granted.
+type bucket struct {
+	tokens   float64
+	last     time.Time
+	inflight map[permitKey]time.Time // permit -> local time it lapses
+}
+
+func (n *Node) handlePermit(m Message) {
+	q := n.queue(m.Queue)
+	resp := Message{Type: MsgPermitResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
+	now := n.now()
+	// Without durable state this node may have forgotten permits it gave before a
+	// restart: a concurrency cap waits until they have lapsed. (A rate alone needs no
+	// wait: the bucket starts empty, so a restart adds no burst.)
+	if wait := n.bootTime.Add(n.cfg.Lease + n.cfg.MaxClockDrift); q.MaxConcurrent > 0 && !n.recoverUntil.IsZero() && now.Before(wait) {
+		resp.Lease = wait.Sub(now)
+		n.send(resp)
+		return
+	}
+	b := n.buckets[m.Queue]
+	if b == nil {
+		b = &bucket{last: now, inflight: map[permitKey]time.Time{}}
+		n.buckets[m.Queue] = b
+	}
+	if q.Rate > 0 {
+		b.tokens = min(float64(q.BucketSize), b.tokens+q.Rate*now.Sub(b.last).Seconds())
+	}
+	b.last = now
+	for k, until := range b.inflight { // deletion only: order never reaches an output
+		if !now.Before(until) {
+			delete(b.inflight, k)
+		}
+	}
+	key := permitKey{m.TaskID, m.Attempt}
+	switch _, dup := b.inflight[key]; {
+	case dup:
+		resp.Granted = true
+	case q.Rate > 0 && b.tokens < 1:
+		resp.Lease = time.Duration((1 - b.tokens) / q.Rate * float64(time.Second))
+	case q.MaxConcurrent > 0 && len(b.inflight) >= q.MaxConcurrent:
+		resp.Lease = n.cfg.OutcomeRetry
+	default:
+		resp.Granted = true
+		if q.Rate > 0 {
+			b.tokens--
+		}
+		b.inflight[key] = now.Add(m.Lease + n.cfg.MaxClockDrift)
+	}
+	n.send(resp)
+}
+
+func (n *Node) handlePermitDone(m Message) {
+	if b := n.buckets[m.Queue]; b != nil {
+		delete(b.inflight, permitKey{m.TaskID, m.Attempt})
+	}
+}
+
+// --- permits: the claimant's side ----------------------------------------------
+
+// askPermit asks the token node whether e's won attempt may start.
+func (n *Node) askPermit(e *entry, lease time.Duration) {
+	e.permitting = true
+	n.send(Message{Type: MsgPermit, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: e.claiming, Queue: e.task.Queue, Lease: lease})
+}
+
+func (n *Node) handlePermitResp(m Message) {
+	e := n.tasks[m.TaskID]
+	if e == nil || !e.permitting || e.claiming != m.Attempt || e.delivering {
+		return
+	}
+	e.permitting = false
+	if !m.Granted {
+		// Not now: give the claim back and come back when a token is due.
+		e.failedRounds = 0
+		n.abandonClaim(e, n.now().Add(m.Lease+n.jitter(m.Lease/4+time.Millisecond)))
+		return
+	}
+	e.permitted = true
+	n.deliver(e)
+}
+
+// permitDone frees the concurrency slot of e's attempt on the token node.
+func (n *Node) permitDone(e *entry, attempt uint64) {
+	if !e.permitted && !e.permitting {
+		return
+	}
+	e.permitted, e.permitting = false, false
+	n.send(Message{Type: MsgPermitDone, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: attempt, Queue: e.task.Queue})
+}
