@@ -34,7 +34,9 @@ func (n *Node) fire(e *entry) {
 		return
 	}
 	if n.queuePaused(e.task.Queue) {
-		n.arm(e, timerFire, now.Add(pausePoll))
+		// Look again later, keeping the replicas' stagger so that after the resume
+		// rank 0 goes first instead of all of them at once.
+		n.arm(e, timerFire, now.Add(pausePoll+time.Duration(e.rank)*n.cfg.ReplicaOffset))
 		return
 	}
 	if e.task.Delivery == AtMostOnce && e.promised > 0 && e.holder == n.cfg.ID && !e.released {
@@ -70,7 +72,13 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	if e.promised == a && e.holder == n.cfg.ID {
 		e.released = true // our own acceptor's grant; handleRelease skips our own message
 	}
-	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: e.nextETA, Retries: e.retries, Status: e.lastStatus})
+	// The other replicas learn when we try again, so that they do not take their
+	// turn at once and compete with us (acceptors refuse claims before it).
+	next := e.nextETA
+	if retryAt.After(next) {
+		next = retryAt
+	}
+	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
 	if e.state.Final() {
 		return
 	}
@@ -109,6 +117,11 @@ func (n *Node) handleClaim(m Message) {
 		// over. (handleStore does not learn such tasks during the wait; this guards
 		// any other way in.)
 		resp.Reject = RejectRecovering
+	case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):
+		// Not due yet by our clock (a failed delivery's backoff the claimant missed,
+		// or its clock runs ahead): refuse, and say when to come back.
+		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
+		resp.Lease = e.notBefore.Sub(n.now())
 	case m.Attempt <= e.promised || !n.grantable(e, m.From):
 		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
 		resp.Lease = max(e.leaseEnd.Sub(n.now()), 0)
@@ -232,7 +245,7 @@ func (n *Node) deliver(e *entry) {
 		return
 	}
 	if n.queuePaused(e.task.Queue) {
-		n.abandonClaim(e, now.Add(pausePoll))
+		n.abandonClaim(e, now.Add(pausePoll+time.Duration(e.rank)*n.cfg.ReplicaOffset))
 		return
 	}
 	if q.Limited() && !e.permitted {
@@ -288,6 +301,7 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		a := e.claiming
 		e.claiming, e.grants, e.rejects = 0, 0, 0
 		n.applyRelease(e, n.cfg.ID, a, next, e.retries, e.lastStatus)
+		e.notBefore = next
 		n.setState(e, StateScheduled)
 		n.armFire(e)
 		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
@@ -316,6 +330,12 @@ func (n *Node) handleRelease(m Message) {
 // abandons a claim we rejected also sends Release; it must not free the grant we gave
 // the attempt that beat it (that attempt may be delivering right now).
 func (n *Node) applyRelease(e *entry, from NodeID, a uint64, next time.Time, retries, status int) bool {
+	if retries > e.retries && next.After(e.notBefore) {
+		// A delivery failed: no attempt before its backoff is over. (A release of an
+		// abandoned claim moves only the timers, never this: it would let two
+		// claimants that keep abandoning shut each other out.)
+		e.notBefore = next
+	}
 	e.retries = max(e.retries, retries)
 	if status != 0 {
 		e.lastStatus = status

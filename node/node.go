@@ -68,6 +68,7 @@ type entry struct {
 	retries    int       // failed deliveries so far
 	lastStatus int       // last HTTP status seen
 	nextETA    time.Time // base due time of the next attempt (rank offset not added)
+	notBefore  time.Time // acceptor: grant no claim before this (less the drift allowance)
 
 	// acceptor side
 	promised uint64    // highest attempt granted
@@ -79,6 +80,7 @@ type entry struct {
 	claiming     uint64    // attempt whose grants we are gathering or delivering
 	permitting   bool      // won the claim, waiting for the token node's permit
 	permitted    bool      // holds the token node's permit for claiming
+	permitAsked  time.Time // local time the permit was asked for
 	seen         uint64    // highest attempt this node has claimed or heard of
 	failedRounds int       // claim rounds in a row that won no quorum
 	claimSent    time.Time // local time the claim was sent: the lease counts from here
@@ -213,7 +215,7 @@ func (n *Node) replay(r Record) {
 }
 
 func (n *Node) newEntry(t *Task) *entry {
-	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA}
+	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA}
 }
 
 func (n *Node) now() time.Time { return n.env.Clock.Now() }

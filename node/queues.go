@@ -88,7 +88,11 @@ func (n *Node) SetQueue(name string, cfg QueueConfig, paused bool, reply func(Qu
 			reply(QueueSetting{}, err)
 			return
 		}
-		s := &QueueSetting{Queue: name, Config: cfg, Paused: paused, Version: n.maxVersion + 1, Origin: n.cfg.ID}
+		// Versions are hybrid: above every version seen here and at least the local
+		// clock in milliseconds, so that a later change wins even when it is made
+		// through a node that has not heard of the earlier one yet.
+		version := max(n.maxVersion+1, uint64(max(n.now().UnixMilli(), 0)))
+		s := &QueueSetting{Queue: name, Config: cfg, Paused: paused, Version: version, Origin: n.cfg.ID}
 		op := &setOp{setting: s, acks: map[NodeID]bool{}, reply: reply}
 		n.setOps = append(n.setOps, op)
 		op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
@@ -127,6 +131,10 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 	cur := n.settings[s.Queue]
 	if !s.newer(cur) {
 		return
+	}
+	if b := n.buckets[s.Queue]; b != nil {
+		// Tokens earned so far were earned at the old rate.
+		b.refill(n.queue(s.Queue), n.now())
 	}
 	c := *s
 	n.settings[s.Queue] = &c
@@ -181,10 +189,13 @@ func (n *Node) armGossip() {
 // --- permits: the token node's side -------------------------------------------
 
 // tokenNode is the member that keeps a queue's bucket and concurrency count.
-func (n *Node) tokenNode(queue string) NodeID {
+func (n *Node) tokenNode(queue string) NodeID { return TokenNode(n.members, queue) }
+
+// TokenNode returns the token node of a queue among members (sorted by ID).
+func TokenNode(members []NodeID, queue string) NodeID {
 	h := fnv.New64a()
 	h.Write([]byte(queue))
-	return n.members[h.Sum64()%uint64(len(n.members))]
+	return members[h.Sum64()%uint64(len(members))]
 }
 
 type permitKey struct {
@@ -197,6 +208,8 @@ type permitKey struct {
 type bucket struct {
 	tokens   float64
 	last     time.Time
+	nextSlot time.Time               // the next free slot handed to a denied claimant
+	slots    map[string]time.Time    // task -> the slot it was given
 	inflight map[permitKey]time.Time // permit -> local time it lapses
 }
 
@@ -214,34 +227,62 @@ func (n *Node) handlePermit(m Message) {
 	}
 	b := n.buckets[m.Queue]
 	if b == nil {
-		b = &bucket{last: now, inflight: map[permitKey]time.Time{}}
+		b = &bucket{last: now, inflight: map[permitKey]time.Time{}, slots: map[string]time.Time{}}
 		n.buckets[m.Queue] = b
 	}
-	if q.Rate > 0 {
-		b.tokens = min(float64(q.BucketSize), b.tokens+q.Rate*now.Sub(b.last).Seconds())
-	}
-	b.last = now
+	b.refill(q, now)
 	for k, until := range b.inflight { // deletion only: order never reaches an output
 		if !now.Before(until) {
 			delete(b.inflight, k)
 		}
+	}
+	for id, slot := range b.slots {
+		if now.Sub(slot) > n.cfg.ClaimTimeout {
+			delete(b.slots, id)
+		}
+	}
+	if b.nextSlot.Before(now) {
+		b.nextSlot = now
 	}
 	key := permitKey{m.TaskID, m.Attempt}
 	switch _, dup := b.inflight[key]; {
 	case dup:
 		resp.Granted = true
 	case q.Rate > 0 && b.tokens < 1:
-		resp.Lease = time.Duration((1 - b.tokens) / q.Rate * float64(time.Second))
+		// Hand out the next free slots in turn, so that waiting claimants come back
+		// one by one instead of all at the first token. A task keeps its slot until
+		// it has passed; slots no one came back for are forgotten.
+		slot, ok := b.slots[m.TaskID]
+		if !ok || !slot.After(now) {
+			slot = now.Add(time.Duration((1 - b.tokens) / q.Rate * float64(time.Second)))
+			if slot.Before(b.nextSlot) {
+				slot = b.nextSlot
+			}
+			b.nextSlot = slot.Add(time.Duration(float64(time.Second) / q.Rate))
+			b.slots[m.TaskID] = slot
+		}
+		resp.Lease = slot.Sub(now)
 	case q.MaxConcurrent > 0 && len(b.inflight) >= q.MaxConcurrent:
+		resp.Reject = RejectPromised // full: the claimant backs off, doubling
 		resp.Lease = n.cfg.OutcomeRetry
 	default:
 		resp.Granted = true
+		b.granted(m.TaskID)
 		if q.Rate > 0 {
 			b.tokens--
 		}
 		b.inflight[key] = now.Add(m.Lease + n.cfg.MaxClockDrift)
 	}
 	n.send(resp)
+}
+
+// refill adds the tokens earned since the last refill at q's rate.
+func (b *bucket) refill(q QueueConfig, now time.Time) {
+	if q.Rate > 0 && now.After(b.last) {
+		b.tokens = min(float64(q.BucketSize), b.tokens+q.Rate*now.Sub(b.last).Seconds())
+	}
+	b.tokens = min(b.tokens, float64(q.BucketSize))
+	b.last = now
 }
 
 func (n *Node) handlePermitDone(m Message) {
@@ -252,9 +293,16 @@ func (n *Node) handlePermitDone(m Message) {
 
 // --- permits: the claimant's side ----------------------------------------------
 
+// PermitValidity bounds how long after asking a claimant may use a permit: a start
+// can lag its grant by at most this much, so deliveries in any window T stay within
+// rate×(T + PermitValidity) + bucket_size even when answers are slow or the claimant
+// paused. A later answer is dropped and the claim retried.
+const PermitValidity = 200 * time.Millisecond
+
 // askPermit asks the token node whether e's won attempt may start.
 func (n *Node) askPermit(e *entry, lease time.Duration) {
 	e.permitting = true
+	e.permitAsked = n.now()
 	n.send(Message{Type: MsgPermit, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: e.claiming, Queue: e.task.Queue, Lease: lease})
 }
 
@@ -264,15 +312,28 @@ func (n *Node) handlePermitResp(m Message) {
 		return
 	}
 	e.permitting = false
+	if m.Granted && n.now().Sub(e.permitAsked) > PermitValidity {
+		// Too late to start now without bunching up with later permits: give it back.
+		e.permitted = true
+		n.abandonClaim(e, n.now().Add(n.jitter(n.cfg.ClaimTimeout)))
+		return
+	}
 	if !m.Granted {
-		// Not now: give the claim back and come back when a token is due.
-		e.failedRounds = 0
-		n.abandonClaim(e, n.now().Add(m.Lease+n.jitter(m.Lease/4+time.Millisecond)))
+		// Not now: give the claim back and come back when our slot is due, or, when
+		// the queue is at its concurrency cap, after a backoff that doubles.
+		wait := m.Lease
+		if m.Reject == RejectPromised {
+			wait = max(wait, n.claimBackoff(e))
+		}
+		n.abandonClaim(e, n.now().Add(wait))
 		return
 	}
 	e.permitted = true
 	n.deliver(e)
 }
+
+// A granted permit consumes the task's slot.
+func (b *bucket) granted(task string) { delete(b.slots, task) }
 
 // permitDone frees the concurrency slot of e's attempt on the token node.
 func (n *Node) permitDone(e *entry, attempt uint64) {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,7 +67,7 @@ type taskRec struct {
 	outcomeLost bool   // an Outcome message about it was dropped
 }
 
-// checker verifies S1–S5 as events happen and L1, L2 at the end.
+// checker verifies S1–S5 and Q1–Q5 as events happen, and L1, L2 at the end.
 type checker struct {
 	w          *world
 	tasks      map[taskKey]*taskRec
@@ -81,15 +82,29 @@ type checker struct {
 	acked     int
 	pausedAt  []int64 // per node: last pause, -1
 	crashedAt []int64 // per node: last crash, -1
+
+	queues    map[string]*queueModel
+	members   []node.NodeID // sorted, as the nodes sort them
+	driftRate float64       // clocks.max_drift: how much faster a token node may refill
 }
 
 const maxKeptViolations = 50
 
 func newChecker(w *world) *checker {
 	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift)}
-	for range w.sc.Cluster.Nodes {
+	for i := range w.sc.Cluster.Nodes {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
+		c.members = append(c.members, node.NodeID(nodeName(i)))
+	}
+	slices.Sort(c.members)
+	c.driftRate = w.sc.Clocks.MaxDrift
+	c.queues = map[string]*queueModel{}
+	for _, q := range w.sc.Workload.Queues {
+		cfg := q.config()
+		m := &queueModel{cfg: cfg, retry: cfg.Retry, retryKnown: true, pausedSince: -1, lastResume: -1}
+		m.tokens = m.capacity(c.driftRate)
+		c.queues[q.Name] = m
 	}
 	return c
 }
@@ -215,6 +230,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 	if r.success >= 0 { // S3
 		c.checkAfterSuccess(r, s, d.Attempt)
 	}
+	c.checkQueue(r, s, d)
 	r.deliveries = append(r.deliveries, id)
 	r.active++
 	return id
@@ -271,6 +287,9 @@ func (c *checker) deliveryEnded(id int, status int) {
 	d.end, d.status = c.w.now, status
 	r := d.task
 	r.active--
+	if q := c.queues[r.task.Queue]; q != nil {
+		q.active--
+	}
 	if status >= 200 && status < 300 && r.success < 0 {
 		r.success, r.successEnd = id, c.w.now
 	}
@@ -381,4 +400,101 @@ func (c *checker) pendingFinal() int {
 		}
 	}
 	return n
+}
+
+// queueModel is what the checker knows of a queue: the settings its token node
+// holds, a token bucket in true time that refills as fast as the token node's clock
+// may run, deliveries in flight, and whether it is paused.
+type queueModel struct {
+	cfg         node.QueueConfig
+	retry       node.RetryConfig // the scenario's; Q4 is not checked once changed
+	retryKnown  bool
+	tokens      float64
+	last        int64
+	active      int
+	pausedSince int64 // true time every member acknowledged the pause; -1: running
+	lastResume  int64 // true time the last resume was asked
+}
+
+func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
+	q := c.queues[set.Queue]
+	if q == nil || node.TokenNode(c.members, set.Queue) != id {
+		return
+	}
+	q.refill(c.w.now, c.driftRate)
+	q.cfg = set.Config
+	q.tokens = min(q.tokens, q.capacity(c.driftRate))
+	if set.Config.Retry != q.retry {
+		q.retryKnown = false
+	}
+}
+
+// capacity is the model bucket's size: bucket_size plus what the rate adds while a
+// permit may travel (a delivery starts at most node.PermitValidity after its grant).
+func (q *queueModel) capacity(drift float64) float64 {
+	return float64(q.cfg.BucketSize) + q.cfg.Rate*(1+drift)*node.PermitValidity.Seconds()
+}
+
+func (q *queueModel) refill(now int64, drift float64) {
+	if q.cfg.Rate > 0 {
+		q.tokens = min(q.capacity(drift), q.tokens+q.cfg.Rate*(1+drift)*time.Duration(now-q.last).Seconds())
+	}
+	q.last = now
+}
+
+func (c *checker) queuePaused(queue string, askedAt int64) {
+	if q := c.queues[queue]; q != nil && askedAt > q.lastResume && q.pausedSince < 0 {
+		q.pausedSince = c.w.now
+	}
+}
+
+func (c *checker) queueResumed(queue string) {
+	if q := c.queues[queue]; q != nil {
+		q.pausedSince, q.lastResume = -1, c.w.now
+	}
+}
+
+// checkQueue checks the queue invariants for a delivery that starts now:
+// Q1 rate (deliveries in any window T ≤ rate×(T + node.PermitValidity) + bucket_size,
+// cluster-wide, with the rate scaled by the clock drift bound), Q2
+// concurrency (in flight ≤ max_concurrent), Q4 backoff (the gap after a failed
+// delivery is at least the queue's backoff), Q5 pause (none while paused).
+func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
+	q := c.queues[r.task.Queue]
+	if q == nil {
+		return
+	}
+	tasks := []string{r.task.ID}
+	now := c.w.now
+	if q.pausedSince >= 0 {
+		c.violate("Q5", tasks, []node.NodeID{s.id}, "delivery started on %s while queue %q is paused (since %s)", s.id, r.task.Queue, time.Duration(q.pausedSince))
+	}
+	if q.cfg.Rate > 0 {
+		q.refill(now, c.driftRate)
+		if q.tokens < 1-1e-9 {
+			c.violate("Q1", tasks, []node.NodeID{s.id}, "queue %q started more than rate %g/s with bucket %d allows", r.task.Queue, q.cfg.Rate, q.cfg.BucketSize)
+		}
+		q.tokens = max(q.tokens-1, 0)
+	}
+	if q.cfg.MaxConcurrent > 0 && q.active >= q.cfg.MaxConcurrent {
+		c.violate("Q2", tasks, []node.NodeID{s.id}, "queue %q has %d deliveries in flight, max_concurrent is %d", r.task.Queue, q.active+1, q.cfg.MaxConcurrent)
+	}
+	q.active++
+	if q.retryKnown && r.task.Delivery == node.AtLeastOnce {
+		failures, lastEnd := 0, int64(-1)
+		for _, di := range r.deliveries {
+			pd := c.deliveries[di]
+			if pd.end >= 0 && (pd.status < 200 || pd.status >= 300) {
+				failures++
+				lastEnd = max(lastEnd, pd.end)
+			}
+		}
+		if failures > 0 {
+			gap := int64(q.retry.Backoff(failures))
+			if now < lastEnd+gap-2*c.skew {
+				c.violate("Q4", tasks, []node.NodeID{s.id}, "retry after %d failures started %s after the last failure; the backoff is %s",
+					failures, time.Duration(now-lastEnd), time.Duration(gap))
+			}
+		}
+	}
 }

@@ -113,6 +113,9 @@ type QueueSpec struct {
 	Delivery         string    `json:"delivery,omitempty"`
 	Retry            RetrySpec `json:"retry,omitempty"`
 	DispatchDeadline Duration  `json:"dispatch_deadline,omitempty"`
+	Rate             float64   `json:"rate,omitempty"`           // deliveries per second, cluster-wide; 0: none
+	BucketSize       int       `json:"bucket_size,omitempty"`    // burst; default 1 with a rate
+	MaxConcurrent    int       `json:"max_concurrent,omitempty"` // in flight, cluster-wide; 0: none
 }
 
 type RetrySpec struct {
@@ -147,6 +150,10 @@ type FaultEvent struct {
 	Nodes    []string `json:"nodes,omitempty"`
 	Duration Duration `json:"duration,omitempty"` // 0: until the liveness phase
 	Value    float64  `json:"value,omitempty"`    // probability for drop/duplicate/reorder
+	// Queue and Settings, for set_queue, pause_queue and resume_queue: the change is
+	// made through one live node, like a client's PUT /v1/queues/{queue}.
+	Queue    string     `json:"queue,omitempty"`
+	Settings *QueueSpec `json:"settings,omitempty"`
 }
 
 // SwarmSpec: each seed turns each listed kind on with probability 1/2 (at least one),
@@ -180,6 +187,9 @@ var FaultKinds = map[string]string{
 	"duplicate":    "duplicate messages with probability Value",
 	"reorder":      "hold back messages with probability Value by up to reorder_delay",
 	"clock":        "swarm only: give the nodes clock offsets and drifts within clocks",
+	"set_queue":    "change Queue's settings to Settings through a random live node (not a fault: a client's PUT)",
+	"pause_queue":  "pause Queue through a random live node",
+	"resume_queue": "resume Queue through a random live node",
 }
 
 // LoadScenario reads and validates a scenario file.
@@ -431,6 +441,17 @@ func (sc *Scenario) Validate() error {
 		switch f.Kind {
 		case "drop", "duplicate", "reorder":
 			prob(field+".value", f.Value)
+		case "set_queue", "pause_queue", "resume_queue":
+			if !seen[f.Queue] {
+				bad(field+".queue", "must name a queue of workload.queues, not %q", f.Queue)
+			}
+			if f.Kind == "set_queue" {
+				if f.Settings == nil {
+					bad(field+".settings", "set_queue needs the new settings")
+				} else if err := f.Settings.config().Validate(); err != nil {
+					bad(field+".settings", "%v", err)
+				}
+			}
 		}
 	}
 	if s := sc.Faults.Swarm; s != nil {
@@ -438,7 +459,7 @@ func (sc *Scenario) Validate() error {
 			bad("faults.swarm.kinds", "must list at least one kind")
 		}
 		for _, k := range s.Kinds {
-			if _, ok := FaultKinds[k]; !ok {
+			if _, ok := FaultKinds[k]; !ok || strings.HasSuffix(k, "_queue") {
 				bad("faults.swarm.kinds", "unknown fault kind %q", k)
 			}
 		}
@@ -469,7 +490,7 @@ func (sc *Scenario) Validate() error {
 		}
 		for _, inv := range sc.Expect.Invariants {
 			if !knownInvariant(inv) {
-				bad("expect.invariants", "unknown invariant %q (S1-S5, L1, L2, D1, Q3)", inv)
+				bad("expect.invariants", "unknown invariant %q (S1-S5, L1, L2, D1, Q1-Q5)", inv)
 			}
 		}
 	default:
@@ -480,7 +501,7 @@ func (sc *Scenario) Validate() error {
 
 func knownInvariant(s string) bool {
 	switch s {
-	case "S1", "S2", "S3", "S4", "S5", "L1", "L2", "D1", "Q3":
+	case "S1", "S2", "S3", "S4", "S5", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
 		return true
 	}
 	return false
@@ -504,6 +525,10 @@ func (q QueueSpec) config() node.QueueConfig {
 	}
 	if q.DispatchDeadline != 0 {
 		c.DispatchDeadline = q.DispatchDeadline.D()
+	}
+	c.Rate, c.BucketSize, c.MaxConcurrent = q.Rate, q.BucketSize, q.MaxConcurrent
+	if c.Rate > 0 && c.BucketSize == 0 {
+		c.BucketSize = 1
 	}
 	return c
 }

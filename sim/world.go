@@ -167,6 +167,10 @@ func (d *simDisk) crash() { d.recs = d.recs[:d.synced] }
 
 type simObserver struct{ s *simNode }
 
+func (o simObserver) QueueChanged(id node.NodeID, set node.QueueSetting) {
+	o.s.w.check.queueChanged(id, set)
+}
+
 func (o simObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	w := o.s.w
 	w.check.stateChanged(o.s, t, from, to)
