@@ -132,10 +132,6 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 	if !s.newer(cur) {
 		return
 	}
-	if b := n.buckets[s.Queue]; b != nil {
-		// Tokens earned so far were earned at the old rate.
-		b.refill(n.queue(s.Queue), n.now())
-	}
 	c := *s
 	n.settings[s.Queue] = &c
 	if o, ok := n.env.Observer.(QueueObserver); ok {
@@ -206,10 +202,13 @@ type permitKey struct {
 // bucket is a limited queue's state on its token node. Invariant: tokens ≤ BucketSize
 // and len(inflight) ≤ MaxConcurrent whenever a permit is granted.
 type bucket struct {
-	tokens   float64
-	last     time.Time
-	nextSlot time.Time               // the next free slot handed to a denied claimant
-	slots    map[string]time.Time    // task -> the slot it was given
+	// The rate is kept as GCRA, the token bucket's exact equivalent: tat is the
+	// theoretical arrival time of the next delivery; one may start at now if
+	// now ≥ tat − (bucket_size−1)/rate, and each start moves tat on by 1/rate.
+	// A denied task is given a slot (and tat moves past it), so that claimants come
+	// back one by one and each finds its turn.
+	tat      time.Time
+	slots    map[string]time.Time    // task -> its reserved start time
 	inflight map[permitKey]time.Time // permit -> local time it lapses
 }
 
@@ -227,62 +226,67 @@ func (n *Node) handlePermit(m Message) {
 	}
 	b := n.buckets[m.Queue]
 	if b == nil {
-		b = &bucket{last: now, inflight: map[permitKey]time.Time{}, slots: map[string]time.Time{}}
+		// A new bucket starts empty: a token node that restarts adds no burst.
+		b = &bucket{tat: now.Add(gcraTau(q) + gcraT(q)), inflight: map[permitKey]time.Time{}, slots: map[string]time.Time{}}
 		n.buckets[m.Queue] = b
 	}
-	b.refill(q, now)
 	for k, until := range b.inflight { // deletion only: order never reaches an output
 		if !now.Before(until) {
 			delete(b.inflight, k)
 		}
 	}
 	for id, slot := range b.slots {
-		if now.Sub(slot) > n.cfg.ClaimTimeout {
-			delete(b.slots, id)
+		if now.Sub(slot) > SlotGrace {
+			delete(b.slots, id) // never came back: the slot is lost, never reused
 		}
-	}
-	if b.nextSlot.Before(now) {
-		b.nextSlot = now
 	}
 	key := permitKey{m.TaskID, m.Attempt}
-	switch _, dup := b.inflight[key]; {
+	slot, reserved := b.slots[m.TaskID]
+	if reserved && now.Sub(slot) > SlotGrace {
+		// Too late for its slot (a start now could bunch up with the next one): the
+		// slot is lost and the task queues again.
+		delete(b.slots, m.TaskID)
+		reserved = false
+	}
+	_, dup := b.inflight[key]
+	rateOK := q.Rate <= 0 || reserved && !now.Before(slot) || !reserved && !now.Before(b.tat.Add(-gcraTau(q)))
+	switch {
 	case dup:
 		resp.Granted = true
-	case q.Rate > 0 && b.tokens < 1:
-		// Hand out the next free slots in turn, so that waiting claimants come back
-		// one by one instead of all at the first token. A task keeps its slot until
-		// it has passed; slots no one came back for are forgotten.
-		slot, ok := b.slots[m.TaskID]
-		if !ok || !slot.After(now) {
-			slot = now.Add(time.Duration((1 - b.tokens) / q.Rate * float64(time.Second)))
-			if slot.Before(b.nextSlot) {
-				slot = b.nextSlot
-			}
-			b.nextSlot = slot.Add(time.Duration(float64(time.Second) / q.Rate))
-			b.slots[m.TaskID] = slot
-		}
-		resp.Lease = slot.Sub(now)
 	case q.MaxConcurrent > 0 && len(b.inflight) >= q.MaxConcurrent:
 		resp.Reject = RejectPromised // full: the claimant backs off, doubling
 		resp.Lease = n.cfg.OutcomeRetry
+	case !rateOK && reserved:
+		resp.Lease = slot.Sub(now)
+	case !rateOK:
+		slot = b.tat.Add(-gcraTau(q))
+		b.slots[m.TaskID] = slot
+		b.tat = b.tat.Add(gcraT(q))
+		resp.Lease = slot.Sub(now)
 	default:
 		resp.Granted = true
-		b.granted(m.TaskID)
-		if q.Rate > 0 {
-			b.tokens--
+		if q.Rate > 0 && !reserved {
+			if b.tat.Before(now) {
+				b.tat = now
+			}
+			b.tat = b.tat.Add(gcraT(q))
 		}
+		delete(b.slots, m.TaskID)
 		b.inflight[key] = now.Add(m.Lease + n.cfg.MaxClockDrift)
 	}
 	n.send(resp)
 }
 
-// refill adds the tokens earned since the last refill at q's rate.
-func (b *bucket) refill(q QueueConfig, now time.Time) {
-	if q.Rate > 0 && now.After(b.last) {
-		b.tokens = min(float64(q.BucketSize), b.tokens+q.Rate*now.Sub(b.last).Seconds())
+// gcraT is the emission interval 1/rate; gcraTau the burst allowance.
+func gcraT(q QueueConfig) time.Duration {
+	if q.Rate <= 0 {
+		return 0
 	}
-	b.tokens = min(b.tokens, float64(q.BucketSize))
-	b.last = now
+	return time.Duration(float64(time.Second) / q.Rate)
+}
+
+func gcraTau(q QueueConfig) time.Duration {
+	return time.Duration(max(q.BucketSize-1, 0)) * gcraT(q)
 }
 
 func (n *Node) handlePermitDone(m Message) {
@@ -298,6 +302,10 @@ func (n *Node) handlePermitDone(m Message) {
 // rate×(T + PermitValidity) + bucket_size even when answers are slow or the claimant
 // paused. A later answer is dropped and the claim retried.
 const PermitValidity = 200 * time.Millisecond
+
+// SlotGrace is how late a denied claimant may come back for its reserved slot. A
+// reserved start may thus lag its slot by SlotGrace plus PermitValidity.
+const SlotGrace = 50 * time.Millisecond
 
 // askPermit asks the token node whether e's won attempt may start.
 func (n *Node) askPermit(e *entry, lease time.Duration) {
@@ -331,9 +339,6 @@ func (n *Node) handlePermitResp(m Message) {
 	e.permitted = true
 	n.deliver(e)
 }
-
-// A granted permit consumes the task's slot.
-func (b *bucket) granted(task string) { delete(b.slots, task) }
 
 // permitDone frees the concurrency slot of e's attempt on the token node.
 func (n *Node) permitDone(e *entry, attempt uint64) {

@@ -430,9 +430,10 @@ func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
 }
 
 // capacity is the model bucket's size: bucket_size plus what the rate adds while a
-// permit may travel (a delivery starts at most node.PermitValidity after its grant).
+// start may lag its slot (node.SlotGrace to come back for it, node.PermitValidity
+// for the permit to travel).
 func (q *queueModel) capacity(drift float64) float64 {
-	return float64(q.cfg.BucketSize) + q.cfg.Rate*(1+drift)*node.PermitValidity.Seconds()
+	return float64(q.cfg.BucketSize) + q.cfg.Rate*(1+drift)*(node.PermitValidity+node.SlotGrace).Seconds()
 }
 
 func (q *queueModel) refill(now int64, drift float64) {
@@ -455,7 +456,7 @@ func (c *checker) queueResumed(queue string) {
 }
 
 // checkQueue checks the queue invariants for a delivery that starts now:
-// Q1 rate (deliveries in any window T ≤ rate×(T + node.PermitValidity) + bucket_size,
+// Q1 rate (deliveries in any window T ≤ rate×(T + PermitValidity + SlotGrace) + bucket_size,
 // cluster-wide, with the rate scaled by the clock drift bound), Q2
 // concurrency (in flight ≤ max_concurrent), Q4 backoff (the gap after a failed
 // delivery is at least the queue's backoff), Q5 pause (none while paused).

@@ -4,6 +4,9 @@
 //	GET    /v1/tasks/{id}    a task's state, attempts, last status code and replicas
 //	DELETE /v1/tasks/{id}    cancel a task
 //	GET    /v1/cluster       members, this node, reachability
+//	GET    /v1/queues        queues, their settings, tasks held here by state
+//	GET    /v1/queues/{q}    a queue's settings; PUT changes them (JSON, partial)
+//	POST   /v1/queues/{q}/pause, /resume
 //	GET    /metrics          counters in the Prometheus text format
 //	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 "starting" before
 //
@@ -104,6 +107,9 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.b.WriteMetrics(w)
 	})
+	if qb, ok := b.(QueueBackend); ok {
+		s.queueRoutes(mux, qb)
+	}
 	mux.HandleFunc("GET /v1/tasks/{id}", s.getTask)
 	mux.HandleFunc("DELETE /v1/tasks/{id}", s.cancelTask)
 	mux.HandleFunc("POST /{queue}", s.enqueue)

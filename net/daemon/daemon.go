@@ -272,6 +272,48 @@ func (b backend) Cancel(ctx context.Context, id string) (node.TaskState, error) 
 	}
 }
 
+var _ api.QueueBackend = backend{}
+
+func (b backend) QueueSetting(ctx context.Context, queue string) (node.QueueSetting, error) {
+	var s node.QueueSetting
+	err := b.d.drv.Do(ctx, func(n *node.Node) { s, _ = n.QueueSetting(queue) })
+	return s, err
+}
+
+func (b backend) SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, paused bool) (node.QueueSetting, error) {
+	type res struct {
+		s   node.QueueSetting
+		err error
+	}
+	ch := make(chan res, 1)
+	if !b.d.drv.Post(func(n *node.Node) {
+		n.SetQueue(queue, cfg, paused, func(s node.QueueSetting, err error) { ch <- res{s, err} })
+	}) {
+		return node.QueueSetting{}, node.ErrStopping
+	}
+	select {
+	case r := <-ch:
+		return r.s, r.err
+	case <-ctx.Done():
+		return node.QueueSetting{}, ctx.Err()
+	}
+}
+
+func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
+	var out []api.QueueView
+	err := b.d.drv.Do(ctx, func(n *node.Node) {
+		for _, name := range n.QueueNames() {
+			s, _ := n.QueueSetting(name)
+			v := api.QueueView{Name: name, Settings: api.SettingsView(s.Config), Paused: s.Paused, Version: s.Version, HeldHere: map[string]int{}}
+			for st, c := range n.QueueCounts(name) {
+				v.HeldHere[st.String()] = c
+			}
+			out = append(out, v)
+		}
+	})
+	return out, err
+}
+
 func (b backend) Ready(ctx context.Context) bool {
 	ready := false
 	if err := b.d.drv.Do(ctx, func(n *node.Node) { ready = n.Ready() }); err != nil {

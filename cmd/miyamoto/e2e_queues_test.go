@@ -1,0 +1,146 @@
+package main
+
+// End-to-end tests of queue settings against three real processes.
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func putQueue(t *testing.T, p *proc, queue, body string) {
+	t.Helper()
+	req, err := http.NewRequest("PUT", "http://"+p.http+"/v1/queues/"+queue, strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	require.Equal(t, 200, resp.StatusCode, string(b))
+}
+
+func enqueueTo(t *testing.T, p *proc, queue string, form url.Values) (int, map[string]string) {
+	t.Helper()
+	resp, err := http.PostForm("http://"+p.http+"/"+queue, form)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]string
+	b, _ := io.ReadAll(resp.Body)
+	require.NoError(t, json.Unmarshal(b, &out), string(b))
+	return resp.StatusCode, out
+}
+
+// A queue set to 5/s with bucket 1 spreads 20 tasks, all due at once and enqueued
+// through all three nodes, over about 4 s: the limit holds for the whole cluster.
+func TestE2EQueueRateLimitSpreadsTasks(t *testing.T) {
+	procs := startCluster(t, 3)
+	w := newWorker(t, 0)
+	putQueue(t, procs[0], "slow", `{"rate": 5, "bucket_size": 1}`)
+	var ids []string
+	for i := 0; i < 20; i++ {
+		code, out := enqueueTo(t, procs[i%3], "slow", url.Values{"task.url": {w.srv.URL + "/work"}, "n": {fmt.Sprint(i)}})
+		require.Equal(t, 200, code, out)
+		ids = append(ids, out["id"])
+	}
+	w.waitAll(t, ids, 30*time.Second)
+	got := w.snapshot()
+	var at []time.Time
+	for _, id := range ids {
+		require.Len(t, got[id], 1)
+		at = append(at, got[id][0].at)
+	}
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	span := at[len(at)-1].Sub(at[0])
+	t.Logf("20 deliveries over %s", span)
+	// 19 gaps at 5/s is 3.8 s; a permit may lag its grant by up to 200 ms.
+	require.GreaterOrEqual(t, span, 3400*time.Millisecond, "the rate limit did not hold")
+	require.Less(t, span, 12*time.Second, "the queue ran far slower than its rate")
+	// No window of 1 s holds more than rate×(1 s + 0.2 s) + bucket deliveries.
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j].Sub(at[i]) < time.Second; j++ {
+			n++
+		}
+		require.LessOrEqual(t, n, 7, "%d deliveries within 1 s from %s", n, at[i].Format(time.StampMilli))
+	}
+}
+
+// A worker that answers 500 gets the retries the queue asks for, with its backoff,
+// then the task is dead.
+func TestE2EQueueRetriesThenDead(t *testing.T) {
+	procs := startCluster(t, 3)
+	var mu sync.Mutex
+	var arrivals []time.Time
+	var retryCounts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		retryCounts = append(retryCounts, r.Header.Get("X-Task-Retry-Count"))
+		mu.Unlock()
+		rw.WriteHeader(500)
+	}))
+	t.Cleanup(srv.Close)
+	putQueue(t, procs[1], "flaky", `{"retry": {"task_retry_limit": 2, "min_backoff": "1s", "max_doublings": 1}}`)
+	code, out := enqueueTo(t, procs[2], "flaky", url.Values{"task.url": {srv.URL}})
+	require.Equal(t, 200, code)
+	id := out["id"]
+	deadline := time.Now().Add(30 * time.Second)
+	var state string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + procs[0].http + "/v1/tasks/" + id)
+		require.NoError(t, err)
+		var v struct {
+			State      string `json:"state"`
+			LastStatus int    `json:"last_status"`
+		}
+		json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		state = v.State
+		if state == "dead" {
+			require.Equal(t, 500, v.LastStatus)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Equal(t, "dead", state)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, arrivals, 3, "a retry limit of 2 is the first try and two retries")
+	require.Equal(t, []string{"0", "1", "2"}, retryCounts)
+	// Backoff: 1 s, then 2 s (one doubling).
+	require.GreaterOrEqual(t, arrivals[1].Sub(arrivals[0]), 900*time.Millisecond)
+	require.GreaterOrEqual(t, arrivals[2].Sub(arrivals[1]), 1900*time.Millisecond)
+}
+
+// A task name is unique in its queue across the cluster: the same name sent to
+// another node answers 409 with the first task's ID; the task runs once.
+func TestE2EDuplicateNameConflicts(t *testing.T) {
+	procs := startCluster(t, 3)
+	w := newWorker(t, 0)
+	form := url.Values{"task.url": {w.srv.URL}, "task.name": {"welcome-42"}, "task.countdown": {"1"}}
+	code, first := enqueueTo(t, procs[0], "emails", form)
+	require.Equal(t, 200, code, first)
+	for _, p := range procs[1:] {
+		code, dup := enqueueTo(t, p, "emails", form)
+		require.Equal(t, 409, code, dup)
+		require.Equal(t, first["id"], dup["id"])
+		require.Equal(t, "name", dup["field"])
+	}
+	w.waitAll(t, []string{first["id"]}, 20*time.Second)
+	time.Sleep(3 * time.Second)
+	require.Len(t, w.snapshot()[first["id"]], 1)
+	// The same name in another queue is another task.
+	code, other := enqueueTo(t, procs[2], "newsletters", form)
+	require.Equal(t, 200, code, other)
+	require.NotEqual(t, first["id"], other["id"])
+}
