@@ -481,6 +481,14 @@ func (n *Node) handleStore(m Message) {
 		n.ackStore(m) // a duplicate Store: already held
 		return
 	}
+	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
+		// Purged: keep it as cancelled, so that it never runs.
+		e := n.newEntry(t)
+		n.tasks[t.ID] = e
+		n.adoptFinal(e, StateCancelled, func() { n.ackStore(m) })
+		return
+	}
+
 	e := n.newEntry(t)
 	n.tasks[t.ID] = e
 	n.observe(e, StateNone, StateScheduled)

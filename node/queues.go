@@ -83,25 +83,39 @@ type setOp struct {
 // SetQueue changes a queue's settings (and pause) cluster-wide. reply is called once
 // every member acknowledged (nil), or after EnqueueTimeout with ErrNotEveryMember.
 func (n *Node) SetQueue(name string, cfg QueueConfig, paused bool, reply func(QueueSetting, error)) {
+	n.input(func() { n.changeQueue(name, cfg, paused, time.Time{}, reply) })
+}
+
+// PurgeQueue cancels every task of the queue created before now, cluster-wide; the
+// answer comes as for SetQueue.
+func (n *Node) PurgeQueue(name string, reply func(QueueSetting, error)) {
 	n.input(func() {
-		if err := cfg.Validate(); err != nil {
-			reply(QueueSetting{}, err)
-			return
-		}
-		// Versions are hybrid: above every version seen here and at least the local
-		// clock in milliseconds, so that a later change wins even when it is made
-		// through a node that has not heard of the earlier one yet.
-		version := max(n.maxVersion+1, uint64(max(n.now().UnixMilli(), 0)))
-		s := &QueueSetting{Queue: name, Config: cfg, Paused: paused, Version: version, Origin: n.cfg.ID}
-		op := &setOp{setting: s, acks: map[NodeID]bool{}, reply: reply}
-		n.setOps = append(n.setOps, op)
-		op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
-			n.input(func() { n.finishSet(op, ErrNotEveryMember) })
-		})
-		for _, m := range n.members {
-			n.send(Message{Type: MsgQueueSet, To: m, Setting: s})
-		}
+		cur, _ := n.QueueSetting(name)
+		n.changeQueue(name, cur.Config, cur.Paused, n.now(), reply)
 	})
+}
+
+func (n *Node) changeQueue(name string, cfg QueueConfig, paused bool, purge time.Time, reply func(QueueSetting, error)) {
+	if err := cfg.Validate(); err != nil {
+		reply(QueueSetting{}, err)
+		return
+	}
+	// Versions are hybrid: above every version seen here and at least the local
+	// clock in milliseconds, so that a later change wins even when it is made
+	// through a node that has not heard of the earlier one yet.
+	version := max(n.maxVersion+1, uint64(max(n.now().UnixMilli(), 0)))
+	s := &QueueSetting{Queue: name, Config: cfg, Paused: paused, Version: version, Origin: n.cfg.ID, PurgedBefore: purge}
+	if cur := n.settings[name]; cur != nil && purge.Before(cur.PurgedBefore) {
+		s.PurgedBefore = cur.PurgedBefore // a purge, once made, stays
+	}
+	op := &setOp{setting: s, acks: map[NodeID]bool{}, reply: reply}
+	n.setOps = append(n.setOps, op)
+	op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
+		n.input(func() { n.finishSet(op, ErrNotEveryMember) })
+	})
+	for _, m := range n.members {
+		n.send(Message{Type: MsgQueueSet, To: m, Setting: s})
+	}
 }
 
 func (n *Node) finishSet(op *setOp, err error) {
@@ -133,7 +147,13 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 		return
 	}
 	c := *s
+	if cur != nil && c.PurgedBefore.Before(cur.PurgedBefore) {
+		c.PurgedBefore = cur.PurgedBefore
+	}
 	n.settings[s.Queue] = &c
+	if !c.PurgedBefore.IsZero() {
+		n.purge(c.Queue, c.PurgedBefore)
+	}
 	if o, ok := n.env.Observer.(QueueObserver); ok {
 		o.QueueChanged(n.cfg.ID, c)
 	}
@@ -154,6 +174,16 @@ func (n *Node) handleQueueSetResp(m Message) {
 				n.finishSet(op, nil)
 			}
 			return
+		}
+	}
+}
+
+// purge cancels the tasks of a queue created before a time, here.
+func (n *Node) purge(queue string, before time.Time) {
+	for _, id := range sortedKeys(n.tasks) {
+		e := n.tasks[id]
+		if e.task.Queue == queue && e.task.Created.Before(before) && !e.state.Final() {
+			n.adoptFinal(e, StateCancelled, func() {})
 		}
 	}
 }
@@ -347,4 +377,32 @@ func (n *Node) permitDone(e *entry, attempt uint64) {
 	}
 	e.permitted, e.permitting = false, false
 	n.send(Message{Type: MsgPermitDone, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: attempt, Queue: e.task.Queue})
+}
+
+// ListTasks returns, sorted by ID, up to limit tasks of a queue this node holds, in
+// state (StateNone: any), with IDs after `after`.
+func (n *Node) ListTasks(queue string, state TaskState, after string, limit int) []TaskStatus {
+	var out []TaskStatus
+	for _, id := range sortedKeys(n.tasks) {
+		if len(out) >= limit {
+			break
+		}
+		e := n.tasks[id]
+		if id <= after || e.task.Queue != queue || state != StateNone && e.state != state {
+			continue
+		}
+		st, _ := n.Task(id)
+		out = append(out, st)
+	}
+	return out
+}
+
+// ParseTaskState reads a state name ("scheduled", "dead", ...).
+func ParseTaskState(s string) (TaskState, bool) {
+	for i, name := range stateNames {
+		if name == s && i != int(StateNone) {
+			return TaskState(i), true
+		}
+	}
+	return StateNone, false
 }

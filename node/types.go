@@ -186,11 +186,13 @@ func (m Message) String() string {
 // QueueSetting is one queue's settings as the cluster agrees on them: the one with
 // the highest (Version, Origin) wins everywhere.
 type QueueSetting struct {
-	Queue   string
-	Config  QueueConfig
-	Paused  bool
-	Version uint64
-	Origin  NodeID
+	Queue  string
+	Config QueueConfig
+	Paused bool
+	// PurgedBefore cancels every task of the queue created before it (zero: never).
+	PurgedBefore time.Time
+	Version      uint64
+	Origin       NodeID
 }
 
 // newer reports whether s supersedes o.

@@ -86,7 +86,12 @@ func TestE2EQueueRetriesThenDead(t *testing.T) {
 		mu.Lock()
 		arrivals = append(arrivals, time.Now())
 		retryCounts = append(retryCounts, r.Header.Get("X-Task-Retry-Count"))
+		n := len(arrivals)
 		mu.Unlock()
+		if n > 3 {
+			rw.WriteHeader(200) // the re-queued task succeeds
+			return
+		}
 		rw.WriteHeader(500)
 	}))
 	t.Cleanup(srv.Close)
@@ -114,12 +119,79 @@ func TestE2EQueueRetriesThenDead(t *testing.T) {
 	}
 	require.Equal(t, "dead", state)
 	mu.Lock()
-	defer mu.Unlock()
 	require.Len(t, arrivals, 3, "a retry limit of 2 is the first try and two retries")
 	require.Equal(t, []string{"0", "1", "2"}, retryCounts)
 	// Backoff: 1 s, then 2 s (one doubling).
 	require.GreaterOrEqual(t, arrivals[1].Sub(arrivals[0]), 900*time.Millisecond)
 	require.GreaterOrEqual(t, arrivals[2].Sub(arrivals[1]), 1900*time.Millisecond)
+	mu.Unlock()
+
+	// It is listed as dead (with three nodes and R=3 every node holds it) ...
+	resp, err := http.Get("http://" + procs[1].http + "/v1/queues/flaky/tasks?state=dead")
+	require.NoError(t, err)
+	var list struct {
+		Tasks []struct{ ID, State string }
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+	resp.Body.Close()
+	require.Len(t, list.Tasks, 1)
+	require.Equal(t, id, list.Tasks[0].ID)
+	// ... and re-queued as a new task, which runs.
+	resp, err = http.Post("http://"+procs[0].http+"/v1/tasks/"+id+"/retry", "", nil)
+	require.NoError(t, err)
+	var rq map[string]string
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&rq))
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, rq)
+	require.Equal(t, id, rq["requeued_from"])
+	require.NotEqual(t, id, rq["id"])
+	deadline = time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(arrivals)
+		mu.Unlock()
+		if n == 4 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	require.Len(t, arrivals, 4, "the re-queued task did not run")
+	// A task that is not dead cannot be re-queued.
+	resp, err = http.Post("http://"+procs[0].http+"/v1/tasks/"+rq["id"]+"/retry", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 409, resp.StatusCode)
+}
+
+// Purging a queue cancels every task in it, on every node; none of them runs.
+func TestE2EQueuePurge(t *testing.T) {
+	procs := startCluster(t, 3)
+	w := newWorker(t, 0)
+	var ids []string
+	for i := 0; i < 10; i++ {
+		code, out := enqueueTo(t, procs[i%3], "old", url.Values{"task.url": {w.srv.URL}, "task.countdown": {"3"}})
+		require.Equal(t, 200, code)
+		ids = append(ids, out["id"])
+	}
+	resp, err := http.Post("http://"+procs[2].http+"/v1/queues/old/purge", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	for _, p := range procs {
+		resp, err := http.Get("http://" + p.http + "/v1/queues/old/tasks?state=cancelled")
+		require.NoError(t, err)
+		var list struct{ Tasks []struct{ ID string } }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+		resp.Body.Close()
+		require.Len(t, list.Tasks, 10, "on %s", p.id)
+	}
+	time.Sleep(5 * time.Second)
+	require.Empty(t, w.snapshot(), "a purged task ran")
+	// New tasks in the queue run as usual.
+	code, out := enqueueTo(t, procs[0], "old", url.Values{"task.url": {w.srv.URL}})
+	require.Equal(t, 200, code)
+	w.waitAll(t, []string{out["id"]}, 10*time.Second)
 }
 
 // A task name is unique in its queue across the cluster: the same name sent to

@@ -3,10 +3,12 @@
 //	POST   /{queue}          enqueue a task (form or JSON; see parseTask)
 //	GET    /v1/tasks/{id}    a task's state, attempts, last status code and replicas
 //	DELETE /v1/tasks/{id}    cancel a task
+//	POST   /v1/tasks/{id}/retry  re-queue a dead task as a new task
 //	GET    /v1/cluster       members, this node, reachability
 //	GET    /v1/queues        queues, their settings, tasks held here by state
 //	GET    /v1/queues/{q}    a queue's settings; PUT changes them (JSON, partial)
-//	POST   /v1/queues/{q}/pause, /resume
+//	POST   /v1/queues/{q}/pause, /resume, /purge
+//	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks held here, paged
 //	GET    /metrics          counters in the Prometheus text format
 //	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 "starting" before
 //
@@ -112,6 +114,7 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	}
 	mux.HandleFunc("GET /v1/tasks/{id}", s.getTask)
 	mux.HandleFunc("DELETE /v1/tasks/{id}", s.cancelTask)
+	mux.HandleFunc("POST /v1/tasks/{id}/retry", s.retryTask)
 	mux.HandleFunc("POST /{queue}", s.enqueue)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "path", fmt.Sprintf("no such endpoint: %s %s (enqueue with POST /{queue})", r.Method, r.URL.Path))
@@ -183,6 +186,10 @@ func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 		writeNodeError(w, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, taskView(st))
+}
+
+func taskView(st node.TaskStatus) TaskView {
 	t := st.Task
 	v := TaskView{ID: t.ID, Queue: t.Queue, Name: t.Name, URL: t.URL, Method: t.Method, State: st.State.String(),
 		Attempts: st.Attempt, Retries: st.Retries, LastStatus: st.LastStatus, ETA: unix(t.ETA), Delivery: t.Delivery.String()}
@@ -192,7 +199,33 @@ func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 	for _, rep := range t.Replicas {
 		v.Replicas = append(v.Replicas, string(rep))
 	}
-	writeJSON(w, http.StatusOK, v)
+	return v
+}
+
+// retryTask re-queues a dead task as a new task with the same queue, URL, method,
+// headers and body (and no name: the dead one keeps its name until its dedup window
+// ends). The dead task stays as it is, for the record.
+func (s *server) retryTask(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	id := r.PathValue("id")
+	st, err := s.b.Lookup(ctx, id)
+	if err != nil {
+		writeNodeError(w, err)
+		return
+	}
+	if st.State != node.StateDead {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "only a dead task can be re-queued; this one is " + st.State.String(), "field": "id", "id": id, "state": st.State.String()})
+		return
+	}
+	t := st.Task
+	req := node.EnqueueRequest{Queue: t.Queue, URL: t.URL, Method: t.Method, Headers: t.Headers, ContentType: t.ContentType, Body: t.Body}
+	newID, err := s.b.Enqueue(ctx, req)
+	if err != nil {
+		writeNodeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "scheduled", "id": newID, "requeued_from": id})
 }
 
 func (s *server) cancelTask(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/node"
@@ -19,6 +20,9 @@ type QueueBackend interface {
 	SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, paused bool) (node.QueueSetting, error)
 	// Queues lists the queues this node knows, with the tasks it holds by state.
 	Queues(ctx context.Context) ([]QueueView, error)
+	PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, error)
+	// ListTasks lists tasks this node holds (see node.ListTasks).
+	ListTasks(ctx context.Context, queue string, state node.TaskState, after string, limit int) ([]node.TaskStatus, error)
 }
 
 // QueueSettings is a queue's settings in JSON, App Engine's queue.yaml names;
@@ -212,6 +216,67 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 	}
 	mux.HandleFunc("PUT /v1/queues/{queue}", func(w http.ResponseWriter, r *http.Request) {
 		change(w, r, func(qs QueueSettings) QueueSettings { return qs })
+	})
+	mux.HandleFunc("POST /v1/queues/{queue}/purge", func(w http.ResponseWriter, r *http.Request) {
+		name, ok := s.queueParam(w, r)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+		defer cancel()
+		set, err := qb.PurgeQueue(ctx, name)
+		v := viewOf(set)
+		if errors.Is(err, node.ErrNotEveryMember) {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "queue": v})
+			return
+		}
+		if err != nil {
+			writeNodeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"queue": v, "purged_before": unix(set.PurgedBefore)})
+	})
+	mux.HandleFunc("GET /v1/queues/{queue}/tasks", func(w http.ResponseWriter, r *http.Request) {
+		name, ok := s.queueParam(w, r)
+		if !ok {
+			return
+		}
+		q := r.URL.Query()
+		state := node.StateNone
+		if v := q.Get("state"); v != "" {
+			st, ok := node.ParseTaskState(v)
+			if !ok {
+				writeError(w, http.StatusBadRequest, "state", fmt.Sprintf("%q is not a state (scheduled, claimed, succeeded, dead, unknown, cancelled)", v))
+				return
+			}
+			state = st
+		}
+		limit := 100
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				writeError(w, http.StatusBadRequest, "limit", fmt.Sprintf("must be a number from 1 to 1000, not %q", v))
+				return
+			}
+			limit = n
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+		defer cancel()
+		list, err := qb.ListTasks(ctx, name, state, q.Get("after"), limit)
+		if err != nil {
+			writeNodeError(w, err)
+			return
+		}
+		views := make([]TaskView, 0, len(list))
+		for _, st := range list {
+			views = append(views, taskView(st))
+		}
+		next := ""
+		if len(list) == limit {
+			next = list[len(list)-1].Task.ID
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"tasks": views, "next": next})
 	})
 	for _, verb := range []string{"pause", "resume"} {
 		paused := verb == "pause"

@@ -239,37 +239,11 @@ func (b backend) Enqueue(ctx context.Context, req node.EnqueueRequest) (string, 
 }
 
 func (b backend) Lookup(ctx context.Context, id string) (node.TaskStatus, error) {
-	type res struct {
-		st  node.TaskStatus
-		err error
-	}
-	ch := make(chan res, 1)
-	if !b.d.drv.Post(func(n *node.Node) { n.Lookup(id, func(st node.TaskStatus, err error) { ch <- res{st, err} }) }) {
-		return node.TaskStatus{}, node.ErrStopping
-	}
-	select {
-	case r := <-ch:
-		return r.st, r.err
-	case <-ctx.Done():
-		return node.TaskStatus{}, ctx.Err()
-	}
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) { n.Lookup(id, reply) })
 }
 
 func (b backend) Cancel(ctx context.Context, id string) (node.TaskState, error) {
-	type res struct {
-		st  node.TaskState
-		err error
-	}
-	ch := make(chan res, 1)
-	if !b.d.drv.Post(func(n *node.Node) { n.Cancel(id, func(st node.TaskState, err error) { ch <- res{st, err} }) }) {
-		return node.StateNone, node.ErrStopping
-	}
-	select {
-	case r := <-ch:
-		return r.st, r.err
-	case <-ctx.Done():
-		return node.StateNone, ctx.Err()
-	}
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskState, error)) { n.Cancel(id, reply) })
 }
 
 var _ api.QueueBackend = backend{}
@@ -281,22 +255,7 @@ func (b backend) QueueSetting(ctx context.Context, queue string) (node.QueueSett
 }
 
 func (b backend) SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, paused bool) (node.QueueSetting, error) {
-	type res struct {
-		s   node.QueueSetting
-		err error
-	}
-	ch := make(chan res, 1)
-	if !b.d.drv.Post(func(n *node.Node) {
-		n.SetQueue(queue, cfg, paused, func(s node.QueueSetting, err error) { ch <- res{s, err} })
-	}) {
-		return node.QueueSetting{}, node.ErrStopping
-	}
-	select {
-	case r := <-ch:
-		return r.s, r.err
-	case <-ctx.Done():
-		return node.QueueSetting{}, ctx.Err()
-	}
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) { n.SetQueue(queue, cfg, paused, reply) })
 }
 
 func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
@@ -311,6 +270,36 @@ func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
 			out = append(out, v)
 		}
 	})
+	return out, err
+}
+
+func (b backend) PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, error) {
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) { n.PurgeQueue(queue, reply) })
+}
+
+// call starts an asynchronous request on the node's goroutine and waits for its
+// reply or ctx.
+func call[T any](ctx context.Context, drv *driver.Driver, start func(n *node.Node, reply func(T, error))) (T, error) {
+	type res struct {
+		v   T
+		err error
+	}
+	ch := make(chan res, 1)
+	var zero T
+	if !drv.Post(func(n *node.Node) { start(n, func(v T, err error) { ch <- res{v, err} }) }) {
+		return zero, node.ErrStopping
+	}
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+func (b backend) ListTasks(ctx context.Context, queue string, state node.TaskState, after string, limit int) ([]node.TaskStatus, error) {
+	var out []node.TaskStatus
+	err := b.d.drv.Do(ctx, func(n *node.Node) { out = n.ListTasks(queue, state, after, limit) })
 	return out, err
 }
 

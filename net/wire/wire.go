@@ -231,6 +231,7 @@ func appendSetting(b []byte, s *node.QueueSetting) []byte {
 	b = binary.AppendVarint(b, int64(c.BucketSize))
 	b = binary.AppendVarint(b, int64(c.MaxConcurrent))
 	b = appendBool(b, s.Paused)
+	b = appendTime(b, s.PurgedBefore)
 	b = binary.AppendUvarint(b, s.Version)
 	return appendString(b, string(s.Origin))
 }
@@ -489,6 +490,7 @@ func (d *decoder) setting() *node.QueueSetting {
 	c.BucketSize = d.int("setting.bucket_size")
 	c.MaxConcurrent = d.int("setting.max_concurrent")
 	s.Paused = d.bool("setting.paused")
+	s.PurgedBefore = d.time("setting.purged_before")
 	s.Version = d.uvarint("setting.version")
 	s.Origin = node.NodeID(d.string("setting.origin"))
 	if d.err != nil {

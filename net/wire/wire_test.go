@@ -56,7 +56,7 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 		Retries:  math.MinInt64,
 		Status:   503,
 		Queue:    "emails",
-		Setting: &node.QueueSetting{Queue: "emails", Paused: true, Version: 12, Origin: "node-d", Config: node.QueueConfig{
+		Setting: &node.QueueSetting{Queue: "emails", Paused: true, PurgedBefore: utc(1_800_000_000, 5), Version: 12, Origin: "node-d", Config: node.QueueConfig{
 			Delivery: node.AtMostOnce, DispatchDeadline: 3 * time.Second, Rate: 2.5, BucketSize: 4, MaxConcurrent: 9,
 			Retry: node.RetryConfig{TaskRetryLimit: 5, TaskAgeLimit: time.Hour, MinBackoff: time.Second, MaxBackoff: time.Minute, MaxDoublings: 3},
 		}},
