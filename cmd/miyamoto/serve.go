@@ -67,6 +67,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	lease := fs.Duration("lease", 30*time.Second, "how long a claim holds; deliveries end max-clock-drift before it")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight deliveries may finish")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
+	dedup := fs.Duration("dedup-window", time.Hour, "how long a finished task's name stays taken, e.g. 1h")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -130,6 +131,9 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if *maxBody < 1024 {
 		return bad("max-body", "must be at least 1024 bytes, not %d", *maxBody)
 	}
+	if *dedup <= 0 {
+		return bad("dedup-window", "must be positive, not %s", *dedup)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return bad("log-level", "must be debug, info, warn or error, not %q", *logLevel)
@@ -140,7 +144,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		}
 	}
 	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Replicas: *replicas,
-		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody}
+		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup}
 	return cfg, level, nil
 }
 

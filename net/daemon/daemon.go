@@ -45,7 +45,8 @@ type Config struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for deliveries in flight before
 	// cutting them (they are then released for another attempt). Default 15s.
 	ShutdownTimeout time.Duration
-	MaxBody         int64 // largest request body; default 1 MiB
+	MaxBody         int64         // largest request body; default 1 MiB
+	DedupWindow     time.Duration // how long finished tasks (and their names) are kept; default 1h
 	Logger          *slog.Logger
 	Clock           clock.Clock // default the wall clock
 }
@@ -152,6 +153,7 @@ func Start(cfg Config) (*Daemon, error) {
 		ReplicaOffset: cfg.ReplicaOffset,
 		MaxClockDrift: cfg.MaxClockDrift,
 		Lease:         cfg.Lease,
+		DedupWindow:   cfg.DedupWindow,
 	}
 	var err error
 	drv, err = driver.New(ncfg, env, cfg.Clock)
