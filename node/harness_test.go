@@ -118,6 +118,8 @@ type harness struct {
 	latency time.Duration
 	blocked map[[2]NodeID]bool // one-way: from → to dropped
 	worker  workerFunc
+	// retryAfter is sent back with every answer (as a worker's Retry-After).
+	retryAfter time.Duration
 
 	// Random network faults, all off by default; drawn from netRand.
 	netRand   *rand.Rand
@@ -400,7 +402,7 @@ func (fd *fakeDispatcher) Dispatch(d Delivery) {
 	h.perTask[d.Task.ID]++
 	k := h.perTask[d.Task.ID]
 	status, lat := h.worker(d, k)
-	res := DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status}
+	res := DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status, RetryAfter: h.retryAfter}
 	if status == 0 || lat > d.Deadline {
 		res.Status, res.Err, lat = 0, errDeadline, d.Deadline
 	}

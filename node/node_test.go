@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -561,4 +562,47 @@ func TestTaskNamesDeduplicate(t *testing.T) {
 	var fe *FieldError
 	require.ErrorAs(t, bad.Err, &fe)
 	require.Equal(t, "name", fe.Field)
+}
+
+// A worker's Retry-After delays the next attempt at least that long, even when the
+// queue's backoff is shorter.
+func TestRetryAfterDelaysNextAttempt(t *testing.T) {
+	h := newHarness(t, 3, 31, nil)
+	h.retryAfter = 7 * time.Second
+	h.worker = func(d Delivery, k int) (int, time.Duration) {
+		if k == 1 {
+			return 503, 10 * time.Millisecond
+		}
+		return 200, 10 * time.Millisecond
+	}
+	r := h.enqueue("n2", req(0))
+	h.run(time.Minute)
+	ds := h.deliveriesOf(acked(t, r))
+	require.Len(t, ds, 2)
+	require.GreaterOrEqual(t, ds[1].At-ds[0].End, 7*time.Second, "the retry came before Retry-After")
+}
+
+// A limited queue's permits come from one token node: 12 tasks due at once on a
+// queue of 2/s with bucket 1 start no faster than the rate allows, cluster-wide.
+func TestRateLimitAcrossNodes(t *testing.T) {
+	q := DefaultQueueConfig()
+	q.Rate, q.BucketSize = 2, 1
+	h := newHarness(t, 5, 17, func(c *Config) { c.Queues = map[string]QueueConfig{"slow": q} })
+	var rs []*enqResult
+	for _, via := range []NodeID{"n1", "n2", "n3", "n4", "n5", "n1", "n2", "n3", "n4", "n5", "n1", "n2"} {
+		rs = append(rs, h.enqueue(via, reqQ("slow", time.Second)))
+	}
+	h.run(2 * time.Minute)
+	var starts []time.Duration
+	for _, r := range rs {
+		ds := h.deliveriesOf(acked(t, r))
+		require.Len(t, ds, 1)
+		starts = append(starts, ds[0].At)
+	}
+	slices.Sort(starts)
+	for i := 1; i < len(starts); i++ {
+		// 1/rate apart, less what a permit's lag (PermitValidity + SlotGrace) allows.
+		require.GreaterOrEqual(t, starts[i]-starts[i-1], 500*time.Millisecond-PermitValidity-SlotGrace, "starts %v", starts)
+	}
+	require.GreaterOrEqual(t, starts[len(starts)-1]-starts[0], 11*500*time.Millisecond-PermitValidity-SlotGrace)
 }
