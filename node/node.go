@@ -27,6 +27,8 @@ type Node struct {
 	setOps     []*setOp                 // setting changes this node coordinates
 	gossipStop func() bool              // the gossip timer, once armed
 	buckets    map[string]*bucket       // limited queues this node is the token node of
+	lists      map[uint64]*listOp       // cluster-wide listings this node coordinates
+	listSeq    uint64
 
 	// bootTime is the local time Start ran. Without durable storage the node knows
 	// nothing from before it, and until recoverUntil it refuses to learn any task
@@ -142,6 +144,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		queries:  make(map[string]*queryOp),
 		settings: make(map[string]*QueueSetting),
 		buckets:  make(map[string]*bucket),
+		lists:    make(map[uint64]*listOp),
 	}, nil
 }
 
@@ -323,6 +326,10 @@ func (n *Node) step(m Message) {
 		n.handlePermitResp(m)
 	case MsgPermitDone:
 		n.handlePermitDone(m)
+	case MsgList:
+		n.handleList(m)
+	case MsgListResp:
+		n.handleListResp(m)
 	}
 }
 

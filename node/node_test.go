@@ -606,3 +606,37 @@ func TestRateLimitAcrossNodes(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, starts[len(starts)-1]-starts[0], 11*500*time.Millisecond-PermitValidity-SlotGrace)
 }
+
+// ListCluster sees every task of a queue once, whichever node is asked, although with
+// five nodes and R=3 no node holds them all; pages follow IDs.
+func TestListClusterSeesEveryTaskOnce(t *testing.T) {
+	h := newHarness(t, 5, 23, nil)
+	var ids []string
+	for i := 0; i < 20; i++ {
+		r := h.enqueue([]NodeID{"n1", "n2", "n3", "n4", "n5"}[i%5], reqQ("q", time.Hour))
+		h.run(h.elapsed() + 50*time.Millisecond)
+		ids = append(ids, acked(t, r))
+	}
+	slices.Sort(ids)
+	held := len(h.node("n1").ListTasks("q", StateNone, "", 100))
+	require.Less(t, held, 20, "n1 holds every task: the test shows nothing")
+	var got []string
+	after := ""
+	for page := 0; page < 5; page++ {
+		var list []TaskStatus
+		var missing []NodeID
+		done := false
+		h.node("n3").ListCluster("q", StateScheduled, after, 8, func(l []TaskStatus, m []NodeID) { list, missing, done = l, m, true })
+		h.run(h.elapsed() + time.Second)
+		require.True(t, done)
+		require.Empty(t, missing)
+		for _, st := range list {
+			got = append(got, st.Task.ID)
+		}
+		if len(list) < 8 {
+			break
+		}
+		after = list[len(list)-1].Task.ID
+	}
+	require.Equal(t, ids, got)
+}

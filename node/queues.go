@@ -406,3 +406,85 @@ func ParseTaskState(s string) (TaskState, bool) {
 	}
 	return StateNone, false
 }
+
+// listOp is a cluster-wide listing this node coordinates.
+type listOp struct {
+	id    uint64
+	limit int
+	views map[string]TaskStatus // by task ID: the most advanced view
+	items map[NodeID]int        // tasks received from each member
+	want  map[NodeID]int        // tasks each member said it sent (after its end marker)
+	reply func([]TaskStatus, []NodeID)
+	stop  func() bool
+}
+
+// ListCluster lists a queue's tasks across the cluster: every member sends its
+// first `limit` tasks (in state, IDs after `after`); the answer is the first `limit`
+// of their union, by ID, each task in its most advanced view. Members that did not
+// answer within EnqueueTimeout are named in missing (the list may then lack tasks).
+func (n *Node) ListCluster(queue string, state TaskState, after string, limit int, reply func(list []TaskStatus, missing []NodeID)) {
+	n.input(func() {
+		n.listSeq++
+		op := &listOp{id: n.listSeq, limit: limit, views: map[string]TaskStatus{}, items: map[NodeID]int{}, want: map[NodeID]int{}, reply: reply}
+		n.lists[op.id] = op
+		op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
+			n.input(func() { n.finishList(op) })
+		})
+		for _, m := range n.members {
+			n.send(Message{Type: MsgList, To: m, Queue: queue, State: state, TaskID: after, Attempt: uint64(limit), Promised: op.id})
+		}
+	})
+}
+
+func (n *Node) handleList(m Message) {
+	list := n.ListTasks(m.Queue, m.State, m.TaskID, int(min(m.Attempt, 10000)))
+	for _, st := range list {
+		n.send(Message{Type: MsgListResp, To: m.From, Promised: m.Promised, Task: st.Task, TaskID: st.Task.ID, State: st.State,
+			Attempt: st.Attempt, Retries: st.Retries, Status: st.LastStatus, NextETA: st.NextETA})
+	}
+	n.send(Message{Type: MsgListResp, To: m.From, Promised: m.Promised, Retries: len(list)})
+}
+
+func (n *Node) handleListResp(m Message) {
+	op := n.lists[m.Promised]
+	if op == nil {
+		return
+	}
+	if m.Task == nil {
+		op.want[m.From] = m.Retries
+	} else {
+		op.items[m.From]++
+		st := TaskStatus{Task: m.Task, State: m.State, Attempt: m.Attempt, Retries: m.Retries, LastStatus: m.Status, NextETA: m.NextETA}
+		if cur, ok := op.views[m.Task.ID]; !ok || moreAdvanced(st, cur) {
+			op.views[m.Task.ID] = st
+		}
+	}
+	for _, mem := range n.members {
+		if w, ok := op.want[mem]; !ok || op.items[mem] < w {
+			return
+		}
+	}
+	n.finishList(op)
+}
+
+func (n *Node) finishList(op *listOp) {
+	if n.lists[op.id] != op {
+		return
+	}
+	delete(n.lists, op.id)
+	op.stop()
+	var missing []NodeID
+	for _, mem := range n.members {
+		if w, ok := op.want[mem]; !ok || op.items[mem] < w {
+			missing = append(missing, mem)
+		}
+	}
+	out := make([]TaskStatus, 0, len(op.views))
+	for _, id := range sortedKeys(op.views) {
+		if len(out) == op.limit {
+			break
+		}
+		out = append(out, op.views[id])
+	}
+	op.reply(out, missing)
+}

@@ -119,12 +119,14 @@ const (
 	MsgPermit                           // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
 	MsgPermitResp                       // token node → claimant: Granted, or retry after Lease
 	MsgPermitDone                       // claimant → token node: Attempt of TaskID ended; free its slot
+	MsgList                             // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
+	MsgListResp                         // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgPermitDone
+const MaxMsgType = MsgListResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {

@@ -21,8 +21,9 @@ type QueueBackend interface {
 	// Queues lists the queues this node knows, with the tasks it holds by state.
 	Queues(ctx context.Context) ([]QueueView, error)
 	PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, error)
-	// ListTasks lists tasks this node holds (see node.ListTasks).
-	ListTasks(ctx context.Context, queue string, state node.TaskState, after string, limit int) ([]node.TaskStatus, error)
+	// ListTasks lists a queue's tasks across the cluster (see node.ListCluster);
+	// missing names the members that did not answer.
+	ListTasks(ctx context.Context, queue string, state node.TaskState, after string, limit int) (list []node.TaskStatus, missing []string, err error)
 }
 
 // QueueSettings is a queue's settings in JSON, App Engine's queue.yaml names;
@@ -52,9 +53,10 @@ type QueueView struct {
 	Settings map[string]any `json:"settings"`
 	Paused   bool           `json:"paused"`
 	Version  uint64         `json:"version,omitempty"`
-	// HeldHere counts the tasks this node holds as a replica, by state: every task
-	// is held by several nodes, so counts from different nodes overlap.
-	HeldHere map[string]int `json:"held_here,omitempty"`
+	// Counts counts the queue's tasks across the cluster by state (each task once,
+	// in its most advanced state); Partial when some member did not answer.
+	Counts  map[string]int `json:"counts,omitempty"`
+	Partial bool           `json:"partial,omitempty"`
 }
 
 // SettingsView renders a queue's settings as JSON with every field.
@@ -263,7 +265,7 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 		defer cancel()
-		list, err := qb.ListTasks(ctx, name, state, q.Get("after"), limit)
+		list, missing, err := qb.ListTasks(ctx, name, state, q.Get("after"), limit)
 		if err != nil {
 			writeNodeError(w, err)
 			return
@@ -276,7 +278,12 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 		if len(list) == limit {
 			next = list[len(list)-1].Task.ID
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"tasks": views, "next": next})
+		out := map[string]any{"tasks": views, "next": next}
+		if len(missing) > 0 {
+			out["partial"] = true
+			out["missing"] = missing // these members did not answer: tasks only they hold are absent
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	for _, verb := range []string{"pause", "resume"} {
 		paused := verb == "pause"

@@ -265,13 +265,20 @@ func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
 	err := b.d.drv.Do(ctx, func(n *node.Node) {
 		for _, name := range n.QueueNames() {
 			s, _ := n.QueueSetting(name)
-			v := api.QueueView{Name: name, Settings: api.SettingsView(s.Config), Paused: s.Paused, Version: s.Version, HeldHere: map[string]int{}}
-			for st, c := range n.QueueCounts(name) {
-				v.HeldHere[st.String()] = c
-			}
-			out = append(out, v)
+			out = append(out, api.QueueView{Name: name, Settings: api.SettingsView(s.Config), Paused: s.Paused, Version: s.Version})
 		}
 	})
+	for i := range out {
+		list, missing, err := b.ListTasks(ctx, out[i].Name, node.StateNone, "", maxCounted)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Counts = map[string]int{}
+		for _, st := range list {
+			out[i].Counts[st.State.String()]++
+		}
+		out[i].Partial = len(missing) > 0 || len(list) == maxCounted
+	}
 	return out, err
 }
 
@@ -299,11 +306,23 @@ func call[T any](ctx context.Context, drv *driver.Driver, start func(n *node.Nod
 	}
 }
 
-func (b backend) ListTasks(ctx context.Context, queue string, state node.TaskState, after string, limit int) ([]node.TaskStatus, error) {
-	var out []node.TaskStatus
-	err := b.d.drv.Do(ctx, func(n *node.Node) { out = n.ListTasks(queue, state, after, limit) })
-	return out, err
+func (b backend) ListTasks(ctx context.Context, queue string, state node.TaskState, after string, limit int) ([]node.TaskStatus, []string, error) {
+	type res struct {
+		list    []node.TaskStatus
+		missing []node.NodeID
+	}
+	r, err := call(ctx, b.d.drv, func(n *node.Node, reply func(res, error)) {
+		n.ListCluster(queue, state, after, limit, func(l []node.TaskStatus, m []node.NodeID) { reply(res{l, m}, nil) })
+	})
+	var missing []string
+	for _, m := range r.missing {
+		missing = append(missing, string(m))
+	}
+	return r.list, missing, err
 }
+
+// maxCounted bounds the tasks GET /v1/queues counts per queue.
+const maxCounted = 100000
 
 func (b backend) Ready(ctx context.Context) bool {
 	ready := false
