@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,4 +304,42 @@ func TestParsePeers(t *testing.T) {
 		require.Contains(t, err.Error(), c.want, "%q", c.in)
 		require.NotContains(t, err.Error(), "\n")
 	}
+}
+
+// Bad requests get a 4xx JSON error, and neither crash the node nor disturb the
+// tasks it already holds: a task enqueued before them is still delivered once, and
+// one enqueued after them too.
+func TestBadRequestsLoseNothing(t *testing.T) {
+	_, base := start(t)
+	w := newWorker(t, 0)
+	before := enqueue(t, base, url.Values{"task.url": {w.srv.URL}, "task.countdown": {"0.5"}})
+	bad := []struct{ ct, body string }{
+		{"application/x-www-form-urlencoded", "foo=bar"},
+		{"application/x-www-form-urlencoded", "task.url=ftp://x/y"},
+		{"application/x-www-form-urlencoded", "task.url=http://w/&task.countdown=-1"},
+		{"application/x-www-form-urlencoded", "task.url=http://w/&task.eta=never"},
+		{"application/json", `{"url": "http://w/"`},
+		{"application/json", `{"url": 12}`},
+		{"application/json", "\x00\x01\x02"},
+		{"application/x-www-form-urlencoded", "task.url=http://w/&pad=" + strings.Repeat("x", 2<<20)},
+	}
+	for _, b := range bad {
+		resp, err := http.Post(base+"/q", b.ct, strings.NewReader(b.body))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.GreaterOrEqual(t, resp.StatusCode, 400, string(body))
+		require.Less(t, resp.StatusCode, 500, string(body))
+		var e map[string]string
+		require.NoError(t, json.Unmarshal(body, &e), string(body))
+		require.NotEmpty(t, e["error"])
+	}
+	after := enqueue(t, base, url.Values{"task.url": {w.srv.URL}})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && (w.count(before) == 0 || w.count(after) == 0) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, 1, w.count(before))
+	require.Equal(t, 1, w.count(after))
 }
