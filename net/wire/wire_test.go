@@ -382,3 +382,18 @@ func BenchmarkDecodeFrame(b *testing.B) {
 		}
 	}
 }
+
+func TestTaskHelpers(t *testing.T) {
+	task := fullTask()
+	b := AppendTask([]byte("x"), task)
+	require.Equal(t, "x", string(b[:1]))
+	b = append(b, "tail"...)
+	got, n, err := DecodeTask(b[1:])
+	require.NoError(t, err)
+	require.Equal(t, task, got)
+	require.Equal(t, "tail", string(b[1+n:]))
+	for cut := 0; cut < n; cut++ {
+		_, _, err := DecodeTask(b[1 : 1+cut])
+		require.ErrorIs(t, err, ErrMalformed, "cut at %d", cut)
+	}
+}

@@ -1,0 +1,468 @@
+// Package disk is the production node.Storage: an append-only log of node.Records in
+// segment files, written by one background goroutine with group commit.
+//
+// The loop a user runs:
+//
+//	l, err := disk.Open(dir, disk.Options{Post: driver.Post}) // Post runs a func as a node input
+//	n := node.New(cfg, node.Env{Storage: l, ...})            // n.Start calls l.Load once
+//	...                                                      // the node calls Append and Sync
+//	l.Close()                                                // after the node has stopped
+//
+// # Files
+//
+// dir holds segments named 00000001.log, 00000002.log, ... (eight digits at least,
+// numbered without gaps). Each segment is a sequence of records:
+//
+//	record  = length(4 bytes, big endian) crc(4 bytes, big endian CRC-32C/Castagnoli
+//	          of payload) payload(length bytes)
+//	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries
+//	          state(1) status taskPresence(1) task?
+//
+// with strings, numbers and times encoded as in net/wire and the task as
+// wire.AppendTask writes it. A payload of kind 0 (version, 0 and nothing else) is a
+// compaction marker: it is only ever the first record of a segment written by
+// Compact, and means that this segment replaces every segment numbered below it.
+// The writer starts a new segment when the next record would take the active one past
+// Options.SegmentSize (a record bigger than that gets a segment of its own); before it
+// creates the new segment it fsyncs the old one, so every segment but the last is
+// complete on disk.
+//
+// # Load: torn tails and corruption
+//
+// Load reads the live segments in order (deleting leftover *.tmp files and, when a
+// segment begins with a compaction marker, every segment below the highest such one).
+// A crash can only damage the end of the last segment, where writes that were never
+// acknowledged may be cut short. So the rule is:
+//
+//   - In the last segment, a torn tail is dropped: fewer than 8 bytes left (a partial
+//     header); a length that runs past the end of the file; a CRC mismatch in a record
+//     that ends exactly at the end of the file; or a zero length followed by nothing but
+//     zero bytes (a zero-filled tail). The file is truncated to the end of the last good
+//     record (and fsynced), a warning is logged, and the records before it are returned.
+//     Later appends continue from there.
+//   - Anything else is silent corruption and Load returns a *CorruptError (matching
+//     ErrCorrupt) naming the file and byte offset, and the node refuses to start: a CRC
+//     mismatch in any record that is followed by more bytes, any bad record in a
+//     segment that is not the last, a zero length followed by non-zero bytes, a record
+//     whose checksum matches but whose payload does not decode, or a missing segment.
+//     Nothing is truncated then: an operator decides (the offset says where to cut).
+//
+// A consequence: a crash that leaves a hole (zeros or stale bytes) in the middle of an
+// unacknowledged batch, followed by more bytes of that batch, is reported as
+// corruption rather than silently dropped; the data there was never acknowledged, so
+// truncating at the reported offset is then safe.
+//
+// # Sync and errors
+//
+// Append only encodes into memory and never blocks on IO. Sync hands done to the
+// writer goroutine, which writes everything pending, fsyncs once for every Sync
+// requested meanwhile (group commit), and then calls Options.Post(done) for each, in
+// the order of the Sync calls. A write, fsync or segment-creation error is sticky: it is
+// logged, Err reports it, and from then on nothing is written and no done runs again,
+// so the node never acknowledges anything that might not be durable. The process
+// should then be restarted; Load repairs what the failed write left at the tail.
+//
+// What this package must never do: call a done function before the records appended
+// ahead of its Sync are fsynced, call one inside Sync or more than once, block Append
+// or Sync on IO, or silently skip a damaged record that is not a torn tail.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// DefaultSegmentSize is the segment size used when Options.SegmentSize is 0.
+const DefaultSegmentSize = 64 << 20
+
+// maxSpare is the largest pending buffer kept for reuse after a batch.
+const maxSpare = 4 << 20
+
+// ErrCorrupt is matched (errors.Is) by every *CorruptError.
+var ErrCorrupt = errors.New("disk: corrupt log")
+
+// ErrClosed is returned by Load and Compact after Close.
+var ErrClosed = errors.New("disk: log is closed")
+
+// CorruptError is silent corruption found by Load: a damaged record that is not a torn
+// tail. The node must not start on such a log.
+type CorruptError struct {
+	Path   string // the segment file
+	Offset int64  // byte offset of the damaged record's header in Path
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("disk: corrupt record in %s at offset %d: %s", e.Path, e.Offset, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// Options configure a Log.
+type Options struct {
+	// SegmentSize in bytes: the writer starts a new segment rather than take the active
+	// one past it. 0 means DefaultSegmentSize; negative is an error.
+	SegmentSize int64
+	// Post runs a Sync's done function as an input of the node (the daemon passes a
+	// function that posts into the node's goroutine). Required. It is called on the
+	// writer goroutine, so it must not block for long, and never inside Sync.
+	Post func(func())
+	// Logger receives write errors, tail repairs and compactions. nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults fills defaults and reports every problem at once.
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	switch {
+	case o.SegmentSize == 0:
+		o.SegmentSize = DefaultSegmentSize
+	case o.SegmentSize < 0:
+		errs = append(errs, fmt.Errorf("disk: SegmentSize %d is negative", o.SegmentSize))
+	}
+	if o.Post == nil {
+		errs = append(errs, errors.New("disk: Options.Post is required (done must run as a node input)"))
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, errors.Join(errs...)
+}
+
+// Stats are counters since Open.
+type Stats struct {
+	Syncs       uint64 // Sync calls
+	Fsyncs      uint64 // fsyncs of segment files: one per group commit, plus one per roll and per Compact
+	Commits     uint64 // batches the writer wrote
+	Bytes       uint64 // record bytes written by the writer (not counting compaction)
+	Compactions uint64 // successful Compact calls
+}
+
+// Log is an on-disk node.Storage. Append, Sync and Err may be called from any
+// goroutine; see Load, Compact and Close for theirs.
+type Log struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+
+	// mu guards what Append and Sync touch; it is never held during IO.
+	mu      sync.Mutex
+	wake    sync.Cond // on mu: pending work or closing
+	pending []byte    // encoded records not yet handed to the writer
+	spare   []byte    // a drained buffer for reuse
+	waiters []func()  // done functions of Syncs not yet handed to the writer
+	closing bool
+	err     error // sticky write error
+
+	// io guards the files. The writer holds it while it writes and fsyncs a batch;
+	// Load, Compact and Close take it too, so they never interleave with a batch.
+	io       sync.Mutex
+	ready    bool     // the tail was scanned and repaired: the writer may append
+	first    uint64   // lowest live segment (0: none)
+	last     uint64   // active (highest) segment (0: none)
+	size     int64    // bytes in the active segment
+	f        *os.File // the active segment opened for append, or nil
+	dirty    bool     // bytes written to f since its last fsync
+	closedIO bool
+
+	stopped  chan struct{}
+	closeErr error
+
+	syncs, fsyncs, commits, bytes, compactions atomic.Uint64
+}
+
+var _ node.Storage = (*Log)(nil)
+
+// Open opens the log in dir, creating dir if it is missing, and starts the writer
+// goroutine. It reads nothing yet: Load scans the segments (and the writer scans them
+// itself before its first write if Load was never called).
+func Open(dir string, opts Options) (*Log, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+		// Make the new directory's own entry durable.
+		if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	l := &Log{dir: dir, opts: opts, log: opts.Logger.With("dir", dir), stopped: make(chan struct{})}
+	l.wake.L = &l.mu
+	go l.run()
+	return l, nil
+}
+
+// Durable reports true: records survive a crash once their Sync's done ran.
+func (l *Log) Durable() bool { return true }
+
+// Append encodes recs at the end of the pending buffer. It never blocks on IO. After
+// Close it does nothing. A RecTask record without a Task panics (it could not be
+// replayed).
+func (l *Log) Append(recs ...node.Record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		return
+	}
+	for i := range recs {
+		l.pending = appendRecord(l.pending, &recs[i])
+	}
+}
+
+// Sync asks the writer to make every record appended so far durable, then to call
+// Options.Post(done). It returns at once; done never runs inside it. done never runs
+// at all after a write error (see Err) or when Sync is called after Close.
+func (l *Log) Sync(done func()) {
+	l.syncs.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		return
+	}
+	l.waiters = append(l.waiters, done)
+	l.wake.Signal()
+}
+
+// Err returns the sticky write error, or nil while the log is healthy.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// fail makes err the sticky error: nothing is written and no done runs from now on.
+func (l *Log) fail(err error) error {
+	l.log.Error("log IO failed; no further writes, Syncs will never complete", "err", err)
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+	return err
+}
+
+// Stats returns the counters.
+func (l *Log) Stats() Stats {
+	return Stats{
+		Syncs:       l.syncs.Load(),
+		Fsyncs:      l.fsyncs.Load(),
+		Commits:     l.commits.Load(),
+		Bytes:       l.bytes.Load(),
+		Compactions: l.compactions.Load(),
+	}
+}
+
+// Close writes and fsyncs everything pending (running the done functions of the
+// Syncs already requested), stops the writer and closes the files. Later Appends and
+// Syncs are ignored. It returns the sticky write error if there was one. It waits for
+// the writer, which may be inside Post: when Post can block (a full node inbox), do not
+// call Close from the goroutine that Post feeds; stop the node first.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	already := l.closing
+	l.closing = true
+	l.wake.Broadcast()
+	l.mu.Unlock()
+	<-l.stopped
+	l.io.Lock()
+	defer l.io.Unlock()
+	if already {
+		return l.closeErr
+	}
+	var err error
+	if l.f != nil {
+		if l.dirty {
+			err = l.fsync()
+		}
+		if cerr := l.f.Close(); err == nil {
+			err = cerr
+		}
+		l.f = nil
+	}
+	l.closedIO = true
+	if werr := l.Err(); werr != nil {
+		err = werr
+	}
+	if err != nil {
+		err = fmt.Errorf("disk: close: %w", err)
+	}
+	l.closeErr = err
+	return err
+}
+
+// run is the writer goroutine: it takes everything pending, writes it, fsyncs once if
+// any Sync is waiting, and posts the waiters' done functions.
+func (l *Log) run() {
+	defer close(l.stopped)
+	for {
+		l.mu.Lock()
+		for len(l.pending) == 0 && len(l.waiters) == 0 && !l.closing {
+			l.wake.Wait()
+		}
+		if len(l.pending) == 0 && len(l.waiters) == 0 {
+			l.mu.Unlock()
+			return // closing and drained
+		}
+		buf, waiters := l.pending, l.waiters
+		l.pending, l.spare, l.waiters = l.spare[:0], nil, nil
+		failed := l.err
+		l.mu.Unlock()
+
+		var err error
+		if failed == nil {
+			l.io.Lock()
+			err = l.commit(buf, len(waiters) > 0)
+			l.io.Unlock()
+			if err != nil {
+				err = l.fail(fmt.Errorf("disk: write: %w", err))
+			}
+		}
+		if failed == nil && err == nil {
+			for _, done := range waiters {
+				l.opts.Post(done)
+			}
+		} else if len(waiters) > 0 {
+			l.log.Error("dropping syncs after a write error", "syncs", len(waiters), "records_bytes", len(buf))
+		}
+
+		if cap(buf) <= maxSpare {
+			l.mu.Lock()
+			l.spare = buf[:0]
+			l.mu.Unlock()
+		}
+	}
+}
+
+// commit writes buf (whole records) to the segments, rolling as needed, and fsyncs
+// when needSync and something is unsynced. l.io is held.
+func (l *Log) commit(buf []byte, needSync bool) error {
+	if l.closedIO {
+		return ErrClosed
+	}
+	if !l.ready {
+		if _, err := l.scan(); err != nil {
+			return err
+		}
+	}
+	if l.f == nil && len(buf) > 0 {
+		if err := l.openActive(); err != nil {
+			return err
+		}
+	}
+	l.commits.Add(1)
+	for off := 0; off < len(buf); {
+		// Take the records that fit in the active segment (at least one if it is empty).
+		end := off
+		for end < len(buf) {
+			n := frameLen(buf[end:])
+			if l.size+int64(end-off+n) > l.opts.SegmentSize && (l.size > 0 || end > off) {
+				break
+			}
+			end += n
+		}
+		if end == off {
+			if err := l.roll(); err != nil {
+				return err
+			}
+			continue
+		}
+		n, err := l.f.Write(buf[off:end])
+		l.size += int64(n)
+		l.bytes.Add(uint64(n))
+		l.dirty = l.dirty || n > 0
+		if err != nil {
+			return err
+		}
+		off = end
+	}
+	if needSync && l.dirty {
+		return l.fsync()
+	}
+	return nil
+}
+
+// frameLen is the length of the frame at the front of b, which holds whole frames.
+func frameLen(b []byte) int {
+	return frameHeader + int(uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]))
+}
+
+func (l *Log) fsync() error {
+	if err := l.f.Sync(); err != nil {
+		return err
+	}
+	l.fsyncs.Add(1)
+	l.dirty = false
+	return nil
+}
+
+// openActive opens the last segment for append, or creates the first one.
+func (l *Log) openActive() error {
+	if l.last == 0 {
+		return l.roll()
+	}
+	f, err := os.OpenFile(l.segPath(l.last), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	l.f = f
+	return nil
+}
+
+// roll makes the active segment complete on disk and starts the next one.
+func (l *Log) roll() error {
+	if l.f != nil {
+		if l.dirty {
+			if err := l.fsync(); err != nil {
+				return err
+			}
+		}
+		if err := l.f.Close(); err != nil {
+			return err
+		}
+		l.f = nil
+	}
+	next := l.last + 1
+	f, err := os.OpenFile(l.segPath(next), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syncDir(l.dir); err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.last, l.size, l.dirty = f, next, 0, false
+	if l.first == 0 {
+		l.first = next
+	}
+	return nil
+}
+
+func (l *Log) segPath(n uint64) string { return filepath.Join(l.dir, segName(n)) }
+
+func segName(n uint64) string { return fmt.Sprintf("%08d.log", n) }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,371 @@
+package disk
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Load returns every record of the log in append order, after repairing a torn tail
+// (see the package doc for the exact rule). Records the writer wrote and fsynced are
+// all there; records written but never synced may be there too. It is meant to be
+// called once, by node.Start, before the first Append; it is safe at any time (it
+// waits for the batch being written). A *CorruptError means the node must not start.
+func (l *Log) Load() ([]node.Record, error) {
+	l.io.Lock()
+	defer l.io.Unlock()
+	if l.closedIO {
+		return nil, ErrClosed
+	}
+	return l.scan()
+}
+
+// scan reads the live segments, repairs the tail and positions the writer at the end
+// of the last segment. l.io is held.
+func (l *Log) scan() ([]node.Record, error) {
+	if l.f != nil {
+		if l.dirty {
+			if err := l.fsync(); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.f.Close(); err != nil {
+			return nil, err
+		}
+		l.f = nil
+	}
+	segs, err := l.liveSegments()
+	if err != nil {
+		return nil, err
+	}
+	var recs []node.Record
+	var size int64
+	for i, num := range segs {
+		path := l.segPath(num)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+		isLast := i == len(segs)-1
+		good, torn, err := walkSegment(data, path, isLast, func(_, _ int, r *node.Record) {
+			recs = append(recs, *r)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if torn != "" {
+			l.log.Warn("dropping torn tail of the log", "file", path, "offset", good, "bytes", len(data)-good, "why", torn)
+			if err := truncate(path, int64(good)); err != nil {
+				return nil, fmt.Errorf("disk: repairing torn tail: %w", err)
+			}
+		}
+		size = int64(good)
+	}
+	l.first, l.last, l.size, l.dirty = 0, 0, 0, false
+	if len(segs) > 0 {
+		l.first, l.last, l.size = segs[0], segs[len(segs)-1], size
+	}
+	l.ready = true
+	return recs, nil
+}
+
+// walkSegment checks every record of one segment and calls visit with each record's
+// frame bounds (a compaction marker is checked but not visited). It returns the
+// length of the good prefix and, when isLast and the rest is a torn tail, why.
+func walkSegment(data []byte, path string, isLast bool, visit func(off, end int, r *node.Record)) (good int, torn string, err error) {
+	corrupt := func(off int, format string, args ...any) (int, string, error) {
+		return off, "", &CorruptError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
+	}
+	off := 0
+	for off < len(data) {
+		rest := len(data) - off
+		if rest < frameHeader {
+			if isLast {
+				return off, "partial record header", nil
+			}
+			return corrupt(off, "partial record header at the end of a segment that is not the last")
+		}
+		n := binary.BigEndian.Uint32(data[off:])
+		sum := binary.BigEndian.Uint32(data[off+4:])
+		if n == 0 {
+			if isLast && allZero(data[off:]) {
+				return off, "zero-filled tail", nil
+			}
+			return corrupt(off, "zero record length")
+		}
+		if uint64(n) > uint64(rest-frameHeader) {
+			if isLast {
+				return off, "record runs past the end of the file", nil
+			}
+			return corrupt(off, "record of %d bytes runs past the end of a segment that is not the last", n)
+		}
+		end := off + frameHeader + int(n)
+		payload := data[off+frameHeader : end]
+		if crc32.Checksum(payload, crcTable) != sum {
+			if isLast && end == len(data) {
+				return off, "checksum mismatch in the final record", nil
+			}
+			return corrupt(off, "checksum mismatch")
+		}
+		r, marker, err := decodeRecord(payload)
+		switch {
+		case err != nil:
+			return corrupt(off, "%v", err)
+		case marker && off != 0:
+			return corrupt(off, "compaction marker inside a segment")
+		case !marker:
+			visit(off, end, &r)
+		}
+		off = end
+	}
+	return off, "", nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// liveSegments lists the segments to read, in order. It deletes leftover temporary
+// files and the segments a committed compaction replaced, and refuses gaps.
+func (l *Log) liveSegments() ([]uint64, error) {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	var segs []uint64
+	removed := false
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			// An unfinished compaction: its rename never happened, the old set stands.
+			l.log.Info("removing leftover temporary file", "file", name)
+			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+				return nil, fmt.Errorf("disk: %w", err)
+			}
+			removed = true
+			continue
+		}
+		if num, ok := parseSegName(name); ok {
+			segs = append(segs, num)
+		}
+	}
+	slices.Sort(segs)
+	for i := len(segs) - 1; i > 0; i-- {
+		ok, err := startsWithMarker(l.segPath(segs[i]))
+		if err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+		if !ok {
+			continue
+		}
+		// A compaction committed (renamed its output) but did not finish deleting.
+		for _, old := range segs[:i] {
+			l.log.Info("removing segment replaced by compaction", "file", segName(old))
+			if err := os.Remove(l.segPath(old)); err != nil {
+				return nil, fmt.Errorf("disk: %w", err)
+			}
+		}
+		segs, removed = segs[i:], true
+		break
+	}
+	if removed {
+		if err := syncDir(l.dir); err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+	}
+	for i := 1; i < len(segs); i++ {
+		if segs[i] != segs[i-1]+1 {
+			return nil, &CorruptError{Path: l.segPath(segs[i-1] + 1), Reason: fmt.Sprintf("segment missing between %s and %s", segName(segs[i-1]), segName(segs[i]))}
+		}
+	}
+	return segs, nil
+}
+
+// parseSegName accepts exactly the names segName writes.
+func parseSegName(name string) (uint64, bool) {
+	digits, ok := strings.CutSuffix(name, ".log")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil || n == 0 || segName(n) != name {
+		return 0, false
+	}
+	return n, true
+}
+
+func startsWithMarker(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, len(markerFrame))
+	if _, err := io.ReadFull(f, head); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, nil
+		}
+		return false, err
+	}
+	return bytes.Equal(head, markerFrame), nil
+}
+
+// Compact rewrites the log keeping only the records of tasks for which keep returns
+// true (keep is called once per task ID, on the caller's goroutine, in log order).
+//
+// It is serialized with the writer internally: it waits for the batch being written,
+// and the writer waits for it. Append and Sync keep working meanwhile: what they add
+// stays pending and is written after the compacted records, whatever keep says (so a
+// Sync requested during Compact completes only after it). The caller may therefore
+// call it from any goroutine at any time; calling it from the node's goroutine, with
+// keep reading the node's state, is the intended use (the node waits for the rewrite).
+// keep must not call Compact, Load or Close.
+//
+// Crash safety: the kept records are written, after a compaction marker, to
+// NNNNNNNN.log.tmp (NNNNNNNN one above the highest segment) and fsynced; the file is
+// renamed to NNNNNNNN.log and the directory fsynced (the commit point); then the old
+// segments are deleted. Load deletes *.tmp files (before the commit point the old set
+// stands) and every segment below the highest one that starts with a marker (after
+// it, the new set stands). The compacted records go into one segment whatever their
+// size; appends then continue in the next.
+func (l *Log) Compact(keep func(taskID string) bool) error {
+	l.io.Lock()
+	defer l.io.Unlock()
+	if l.closedIO {
+		return ErrClosed
+	}
+	if err := l.Err(); err != nil {
+		return err
+	}
+	if !l.ready {
+		if _, err := l.scan(); err != nil {
+			return err
+		}
+	}
+	if l.f != nil {
+		if l.dirty {
+			if err := l.fsync(); err != nil {
+				return l.fail(fmt.Errorf("disk: compact: %w", err))
+			}
+		}
+		if err := l.f.Close(); err != nil {
+			return l.fail(fmt.Errorf("disk: compact: %w", err))
+		}
+		l.f = nil // reopened by the writer after the swap
+	}
+	num := l.last + 1
+	final := l.segPath(num)
+	tmp := final + ".tmp"
+	size, kept, dropped, err := l.writeCompacted(tmp, keep)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("disk: compact: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("disk: compact: %w", err)
+	}
+	if err := syncDir(l.dir); err != nil {
+		// Whether the rename is durable is unknown: stop writing, like any IO error.
+		return l.fail(fmt.Errorf("disk: compact: %w", err))
+	}
+	old := l.first
+	l.first, l.last, l.size, l.dirty = num, num, size, false
+	l.compactions.Add(1)
+	for n := old; n != 0 && n < num; n++ {
+		if err := os.Remove(l.segPath(n)); err != nil {
+			// Harmless: Load removes it, the new segment starts with a marker.
+			l.log.Warn("compaction could not remove an old segment", "file", segName(n), "err", err)
+		}
+	}
+	if err := syncDir(l.dir); err != nil {
+		l.log.Warn("compaction could not sync the directory after removals", "err", err)
+	}
+	l.log.Info("log compacted", "segment", segName(num), "bytes", size, "records_kept", kept, "records_dropped", dropped)
+	return nil
+}
+
+// writeCompacted writes the marker and the kept records of every live segment to
+// path and fsyncs it.
+func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, kept, dropped int, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.Write(markerFrame)
+	size = int64(len(markerFrame))
+	decided := make(map[string]bool)
+	for n := l.first; n != 0 && n <= l.last; n++ {
+		segPath := l.segPath(n)
+		data, err := os.ReadFile(segPath)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		_, torn, err := walkSegment(data, segPath, false, func(off, end int, r *node.Record) {
+			id := recordTaskID(r)
+			k, ok := decided[id]
+			if !ok {
+				k = keep(id)
+				decided[id] = k
+			}
+			if !k {
+				dropped++
+				return
+			}
+			kept++
+			w.Write(data[off:end])
+			size += int64(end - off)
+		})
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if torn != "" {
+			panic("disk: walkSegment reported a torn tail outside the last segment")
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, 0, 0, err
+	}
+	l.fsyncs.Add(1)
+	return size, kept, dropped, nil
+}
