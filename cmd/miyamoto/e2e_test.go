@@ -72,6 +72,7 @@ func freePort(t *testing.T) string {
 // proc is one running node.
 type proc struct {
 	id, http, peer string
+	dataDir        string
 	cmd            *exec.Cmd
 	log            *lockedBuffer
 }
@@ -106,8 +107,10 @@ func startCluster(t *testing.T, n int, extra ...string) []*proc {
 	for _, p := range procs {
 		peers = append(peers, p.id+"="+p.peer)
 	}
+	dataRoot := t.TempDir()
 	for _, p := range procs {
-		args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--peers", strings.Join(peers, ",")}, extra...)
+		p.dataDir = filepath.Join(dataRoot, p.id)
+		args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--peers", strings.Join(peers, ","), "--data-dir", p.dataDir}, extra...)
 		p.cmd = exec.Command(bin, args...)
 		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 		require.NoError(t, p.cmd.Start())

@@ -68,6 +68,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight deliveries may finish")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
 	dedup := fs.Duration("dedup-window", time.Hour, "how long a finished task's name stays taken, e.g. 1h")
+	dataDir := fs.String("data-dir", "./miyamoto-data", "directory of the node's log; empty (--data-dir=) keeps everything in memory")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -144,7 +145,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		}
 	}
 	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Replicas: *replicas,
-		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup}
+		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir}
 	return cfg, level, nil
 }
 

@@ -38,7 +38,7 @@ func TestParseServeDefaults(t *testing.T) {
 	require.Equal(t, daemon.Config{
 		NodeID: "n1", HTTPAddr: "127.0.0.1:8088", PeerAddr: "127.0.0.1:7088", Peers: map[string]string{},
 		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
-		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour,
+		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour, DataDir: "./miyamoto-data",
 	}, cfg)
 }
 
@@ -55,7 +55,7 @@ func TestParseServeFlags(t *testing.T) {
 		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100",
 		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
-		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour,
+		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data",
 	}, cfg)
 }
 
@@ -183,7 +183,7 @@ func TestE2ESigtermFinishesDeliveryInFlight(t *testing.T) {
 	defer worker.Close()
 
 	p := &proc{id: "n1", http: freePort(t), log: &lockedBuffer{}}
-	p.cmd = exec.Command(bin, "serve", "--http-addr", p.http)
+	p.cmd = exec.Command(bin, "serve", "--http-addr", p.http, "--data-dir", t.TempDir())
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	require.NoError(t, p.cmd.Start())
 	var waitErr error

@@ -25,6 +25,7 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/miyamotohq/miyamoto/net/api"
+	"github.com/miyamotohq/miyamoto/net/disk"
 	"github.com/miyamotohq/miyamoto/net/driver"
 	"github.com/miyamotohq/miyamoto/net/metrics"
 	"github.com/miyamotohq/miyamoto/net/peer"
@@ -47,8 +48,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	MaxBody         int64         // largest request body; default 1 MiB
 	DedupWindow     time.Duration // how long finished tasks (and their names) are kept; default 1h
-	Logger          *slog.Logger
-	Clock           clock.Clock // default the wall clock
+	// DataDir holds the node's log (net/disk). Empty: memory only, and a crash
+	// forgets every task this node held (the other replicas still carry them).
+	DataDir string
+	Logger  *slog.Logger
+	Clock   clock.Clock // default the wall clock
 }
 
 // FillDefaults sets every zero field to its default.
@@ -91,6 +95,7 @@ type Daemon struct {
 	log       *slog.Logger
 	drv       *driver.Driver
 	transport *peer.Transport // nil for a single node
+	store     *disk.Log       // nil in memory
 	disp      *webhook.Dispatcher
 	httpSrv   *http.Server
 	httpLn    net.Listener
@@ -146,6 +151,18 @@ func Start(cfg Config) (*Daemon, error) {
 		Rand:       rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		Observer:   observers{d.metrics, logObserver{cfg.Logger}},
 	}
+	if cfg.DataDir != "" {
+		l, err := disk.Open(cfg.DataDir, disk.Options{
+			Logger: cfg.Logger.With("component", "disk"),
+			// Sync's callbacks run on the node's goroutine, like every input.
+			Post: func(f func()) { post(func(*node.Node) { f() }) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
+		}
+		d.store = l
+		env.Storage = l
+	}
 	ncfg := node.Config{
 		ID:            self,
 		Members:       members,
@@ -172,6 +189,16 @@ func Start(cfg Config) (*Daemon, error) {
 			ln.Close()
 			return nil, fmt.Errorf("--peer-addr %s: %w", cfg.PeerAddr, err)
 		}
+	}
+	if err := drv.Start(); err != nil {
+		ln.Close()
+		if d.transport != nil {
+			d.transport.Close()
+		}
+		if d.store != nil {
+			d.store.Close()
+		}
+		return nil, fmt.Errorf("recovering the node's records: %w", err)
 	}
 	go func() { d.runDone <- drv.Run(context.Background()) }()
 	d.httpSrv = &http.Server{
@@ -219,6 +246,12 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	d.drv.Stop()
 	<-d.drv.Done()
+	if d.store != nil {
+		if err := d.store.Close(); err != nil {
+			d.store = nil
+			return err
+		}
+	}
 	return errHTTP
 }
 

@@ -29,6 +29,7 @@ type Driver struct {
 	queue   []func(*node.Node)
 	wake    chan struct{}
 	stopped bool
+	started bool
 	done    chan struct{}
 }
 
@@ -48,11 +49,21 @@ func New(cfg node.Config, env node.Env, clk clock.Clock) (*Driver, error) {
 // Node returns the node, for use only inside functions passed to Post or Do.
 func (d *Driver) Node() *node.Node { return d.node }
 
+// Start starts the node (recovering its storage) on the calling goroutine; call it
+// before Run, from the goroutine that will start Run, to see a failed recovery at
+// once. Run starts the node itself if Start was not called.
+func (d *Driver) Start() error {
+	d.started = true
+	return d.node.Start()
+}
+
 // Run starts the node and runs inputs until ctx is done or Stop is called.
 func (d *Driver) Run(ctx context.Context) error {
 	defer close(d.done)
-	if err := d.node.Start(); err != nil {
-		return err
+	if !d.started {
+		if err := d.Start(); err != nil {
+			return err
+		}
 	}
 	for {
 		d.mu.Lock()
