@@ -151,9 +151,9 @@ func (c CompareConfig) progress(format string, a ...any) {
 func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result, err error) {
 	res.Target = name
 	switch name {
-	case TargetBaseline, TargetSingle:
+	case TargetBaseline, TargetSingle, TargetSingleDisk:
 		res.Nodes, res.Replicas = 1, 1
-	case TargetCluster3:
+	case TargetCluster3, TargetCluster3Disk:
 		res.Nodes, res.Replicas = 3, 3
 	}
 	sink, err := StartSink()

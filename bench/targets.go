@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/net/daemon"
@@ -16,10 +18,14 @@ const (
 	TargetBaseline = "baseline" // the Relay
 	TargetSingle   = "single"   // one Miyamoto node, R=1
 	TargetCluster3 = "cluster3" // three Miyamoto nodes, R=3
+	// The same with storage on (net/disk in a temporary directory; the others keep
+	// everything in memory), to measure what durability costs.
+	TargetSingleDisk   = "single-disk"
+	TargetCluster3Disk = "cluster3-disk"
 )
 
 // AllTargets lists every target, in the order Compare runs them by default.
-var AllTargets = []string{TargetBaseline, TargetSingle, TargetCluster3}
+var AllTargets = []string{TargetBaseline, TargetSingle, TargetCluster3, TargetSingleDisk, TargetCluster3Disk}
 
 // system is one running target: where to enqueue, and how to stop it.
 type system struct {
@@ -38,9 +44,13 @@ func startTarget(ctx context.Context, name string, cfg CompareConfig) (*system, 
 		}
 		return &system{urls: []string{r.URL()}, close: r.Close}, nil
 	case TargetSingle:
-		return startMiyamoto(ctx, 1, 1, cfg)
+		return startMiyamoto(ctx, 1, 1, false, cfg)
 	case TargetCluster3:
-		return startMiyamoto(ctx, 3, 3, cfg)
+		return startMiyamoto(ctx, 3, 3, false, cfg)
+	case TargetSingleDisk:
+		return startMiyamoto(ctx, 1, 1, true, cfg)
+	case TargetCluster3Disk:
+		return startMiyamoto(ctx, 3, 3, true, cfg)
 	}
 	return nil, fmt.Errorf("unknown target %q (want %q, %q or %q)", name, TargetBaseline, TargetSingle, TargetCluster3)
 }
@@ -49,11 +59,11 @@ func startTarget(ctx context.Context, name string, cfg CompareConfig) (*system, 
 // and waits until each /healthz answers 200. A cluster's peer ports are picked free
 // and then bound by the daemons, so another process may take one in between: the
 // whole start is retried a few times on an error.
-func startMiyamoto(ctx context.Context, n, replicas int, cfg CompareConfig) (*system, error) {
+func startMiyamoto(ctx context.Context, n, replicas int, durable bool, cfg CompareConfig) (*system, error) {
 	var err error
 	for try := 0; try < 3; try++ {
 		var s *system
-		if s, err = tryStartMiyamoto(ctx, n, replicas, cfg); err == nil {
+		if s, err = tryStartMiyamoto(ctx, n, replicas, durable, cfg); err == nil {
 			return s, nil
 		}
 		if ctx.Err() != nil {
@@ -63,7 +73,15 @@ func startMiyamoto(ctx context.Context, n, replicas int, cfg CompareConfig) (*sy
 	return nil, err
 }
 
-func tryStartMiyamoto(ctx context.Context, n, replicas int, cfg CompareConfig) (*system, error) {
+func tryStartMiyamoto(ctx context.Context, n, replicas int, durable bool, cfg CompareConfig) (*system, error) {
+	dataRoot := ""
+	if durable {
+		dir, err := os.MkdirTemp("", "miyamoto-bench-")
+		if err != nil {
+			return nil, err
+		}
+		dataRoot = dir
+	}
 	ids := make([]string, n)
 	peers := map[string]string{}
 	if n > 1 {
@@ -86,6 +104,9 @@ func tryStartMiyamoto(ctx context.Context, n, replicas int, cfg CompareConfig) (
 				errs = append(errs, err)
 			}
 		}
+		if dataRoot != "" {
+			os.RemoveAll(dataRoot)
+		}
 		return errors.Join(errs...)
 	}
 	for _, id := range ids {
@@ -94,6 +115,9 @@ func tryStartMiyamoto(ctx context.Context, n, replicas int, cfg CompareConfig) (
 			HTTPAddr:        "127.0.0.1:0",
 			Replicas:        replicas,
 			ShutdownTimeout: cfg.ShutdownTimeout,
+		}
+		if durable {
+			dc.DataDir = filepath.Join(dataRoot, id)
 		}
 		if n > 1 {
 			dc.PeerAddr = peers[id]
