@@ -33,6 +33,17 @@ func (n *Node) fire(e *entry) {
 		n.pushBack(e, e.leaseEnd)
 		return
 	}
+	if e.amnesiac {
+		// Give the others a lease to decide it; if nobody has by then, its outcome
+		// is unknown for good (we may have delivered it).
+		if !e.amnesiacWaited {
+			e.amnesiacWaited = true
+			n.pushBack(e, now.Add(n.cfg.Lease))
+			return
+		}
+		n.finish(e, StateUnknown, 0)
+		return
+	}
 	if n.queuePaused(e.task.Queue) {
 		// Look again later, keeping the replicas' stagger so that after the resume
 		// rank 0 goes first instead of all of them at once.
@@ -56,7 +67,9 @@ func (n *Node) startClaim(e *entry, now time.Time) {
 	e.claimSent = now
 	e.grants, e.rejects, e.unknowns = 0, 0, 0
 	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
-	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease})
+	// Promised carries this round's random number, which tells a duplicate of this
+	// claim from the same attempt claimed again after a restart.
+	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: n.env.Rand.Uint64() | 1})
 }
 
 // abandonClaim gives up the attempt being claimed (never delivered) and tries again
@@ -109,8 +122,15 @@ func (n *Node) handleClaim(m Message) {
 		return // not a replica of this task: ignore
 	case e.state.Final():
 		resp.Reject, resp.State, resp.Retries, resp.Status = RejectFinal, e.state, e.retries, e.lastStatus
-	case m.Attempt == e.promised && m.From == e.holder && !e.released:
-		resp.Granted = true // a duplicate claim: grant again, lease unchanged
+	case e.amnesiac:
+		// We may have granted this at-most-once task and forgotten: we no longer
+		// know it, as far as claims go. A majority of such answers ends it unknown.
+		resp.Reject = RejectUnknown
+	case m.Attempt == e.promised && m.From == e.holder && !e.released && m.Promised == e.holderRound && m.Promised != 0:
+		// The same claim round again (a duplicated message): grant again, lease
+		// unchanged. A holder that restarted and claims the same attempt anew has
+		// another round number and is refused: it may have delivered already.
+		resp.Granted = true
 	case n.recovering() && !n.bornAfterBoot(e.task):
 		// Invariant: a node that may have lost its memory grants nothing for a task it
 		// may have granted before its start until every lease it could have given is
@@ -133,6 +153,7 @@ func (n *Node) handleClaim(m Message) {
 		// attempt was released, expired here, or belongs to the same claimant.
 		now := n.now()
 		e.promised, e.holder, e.released = m.Attempt, m.From, false
+		e.holderRound = m.Promised
 		e.leaseEnd = now.Add(m.Lease)
 		if e.task.Delivery == AtMostOnce {
 			e.leaseEnd = forever
@@ -162,6 +183,9 @@ func retriesOf(e *entry) int {
 func (n *Node) grantable(e *entry, from NodeID) bool {
 	// No shortcut for a claimant that asks again: after a crash it may have forgotten
 	// a delivery that is still running at the worker.
+	if e.amnesiac {
+		return false
+	}
 	if e.promised == 0 || e.released {
 		return true
 	}

@@ -44,6 +44,14 @@ type Storage interface {
 	Load() ([]Record, error)
 }
 
+// LossReporter is an optional ability of a durable Storage: LostRecords reports,
+// after Load, that records it had synced were lost (a corrupt disk truncated or
+// wiped). The node then treats itself as having forgotten, like a node without
+// durable storage: it applies the recovery wait.
+type LossReporter interface {
+	LostRecords() bool
+}
+
 // Observer is told of every task state change, for traces, metrics and the
 // simulator's checker. It must not call back into the node.
 type Observer interface {

@@ -73,10 +73,13 @@ type entry struct {
 	notBefore  time.Time // acceptor: grant no claim before this (less the drift allowance)
 
 	// acceptor side
-	promised uint64    // highest attempt granted
-	holder   NodeID    // to whom promised was granted
-	leaseEnd time.Time // local time the grant expires (never, in at-most-once)
-	released bool      // promised attempt was released by its holder
+	promised uint64 // highest attempt granted
+	holder   NodeID // to whom promised was granted
+	// holderRound is the random number of the claim round that won promised (kept in
+	// memory only: after our own restart no duplicate is re-granted, which is safe).
+	holderRound uint64
+	leaseEnd    time.Time // local time the grant expires (never, in at-most-once)
+	released    bool      // promised attempt was released by its holder
 
 	// claimant side
 	claiming     uint64    // attempt whose grants we are gathering or delivering
@@ -94,6 +97,11 @@ type entry struct {
 	// outcome propagation (the node that ended the task)
 	outcomeAcks  uint64 // bitmask over replica ranks
 	outcomeSends int    // rounds of Outcome sent so far
+
+	// amnesiac: an at-most-once task whose records this node partly lost; it grants
+	// and claims it no more (others decide it).
+	amnesiac       bool
+	amnesiacWaited bool
 
 	// naive protocol: another replica said it is running the task
 	naiveStoodDown bool
@@ -171,8 +179,22 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("node: loading storage: %w", err)
 	}
+	lossy := false
+	if lr, ok := n.env.Storage.(LossReporter); ok && lr.LostRecords() && len(n.members) > 1 {
+		// What we acknowledged may be gone: we may have granted an attempt or held
+		// an outcome we no longer know of. Wait as a forgetful node does.
+		n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
+		lossy = true
+	}
 	for _, r := range recs {
 		n.replay(r)
+	}
+	if lossy {
+		for _, e := range n.tasks {
+			// An at-most-once grant never expires, so no wait makes up for one we
+			// may have forgotten: never grant nor claim such a task again.
+			e.amnesiac = e.task.Delivery == AtMostOnce && !e.state.Final()
+		}
 	}
 	for _, id := range sortedKeys(n.tasks) {
 		e := n.tasks[id]

@@ -168,7 +168,7 @@ type Message struct {
 	TaskID   string
 	Task     *Task         // Store; Claim; Outcome (so that a replica that lost it keeps it final); StatusResp
 	Attempt  uint64        // Claim, ClaimResp (echoed), Release, Outcome, naive
-	Promised uint64        // ClaimResp reject: the attempt the acceptor holds
+	Promised uint64        // ClaimResp reject: the attempt the acceptor holds; Claim: the round's random number
 	Lease    time.Duration // Claim: lease asked for; ClaimResp reject: lease left on the acceptor
 	Granted  bool          // ClaimResp
 	Reject   Reject        // ClaimResp

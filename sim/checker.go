@@ -354,10 +354,6 @@ func (c *checker) finish() {
 		}
 		lost := popcount(r.lostState)
 		tasks := []string{r.task.ID}
-		if w.sc.Cluster.Storage == "durable" {
-			// Durable replicas keep what they acknowledged: no state-loss excuse.
-			lost = 0
-		}
 		switch {
 		case holders == 0 && lost >= q/2+1:
 			c.excused = append(c.excused, Excuse{Kind: "lost", At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("%d of %d replicas lost their state", lost, q)})

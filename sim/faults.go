@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -22,21 +23,26 @@ func (w *world) applyFault(f FaultEvent) {
 	var revert func()
 	detail := ""
 	switch f.Kind {
-	case "crash", "crash_holder", "pause", "pause_holder":
+	case "crash", "crash_holder", "pause", "pause_holder", "corrupt":
 		if f.Kind == "crash_holder" || f.Kind == "pause_holder" {
 			nodes = []*simNode{w.holder()}
 		} else if len(f.Nodes) == 0 {
 			nodes = []*simNode{w.randomNode()}
 		}
-		crash := strings.HasPrefix(f.Kind, "crash")
+		crash := strings.HasPrefix(f.Kind, "crash") || f.Kind == "corrupt"
 		for _, s := range nodes {
 			if crash {
 				w.crash(s)
 			} else {
 				w.pause(s)
 			}
+			if f.Kind == "corrupt" && s.disk != nil {
+				n := s.disk.corrupt(w.rngFault)
+				w.check.crashed(s, s.disk) // what it knew is now what survived
+				detail += fmt.Sprintf(" %s lost %d synced records;", s.id, n)
+			}
 		}
-		detail = names(nodes)
+		detail = names(nodes) + detail
 		revert = func() {
 			for _, s := range nodes {
 				if crash {
@@ -223,7 +229,7 @@ func (sw *swarm) next() {
 		case "clock":
 			// Clocks are set once per seed; nothing happens mid-run.
 			f.Kind = ""
-		case "crash", "crash_holder", "pause", "pause_holder":
+		case "crash", "crash_holder", "pause", "pause_holder", "corrupt":
 			if w.down() >= sw.spec.MaxDown {
 				f.Kind = ""
 			}

@@ -178,6 +178,7 @@ var FaultKinds = map[string]string{
 	"crash":        "crash Nodes (volatile state lost), restart after Duration",
 	"crash_holder": "crash the node with the most deliveries in flight, restart after Duration",
 	"pause":        "pause Nodes (state kept, nothing runs), resume after Duration",
+	"corrupt":      "crash Nodes and lose a random suffix (up to all) of their synced records, as a detected bit flip or truncation would; restart after Duration",
 	"pause_holder": "pause the node with the most deliveries in flight, resume after Duration",
 	"isolate":      "cut Nodes (one, by default drawn) off from everyone, both ways",
 	"split":        "cut Nodes (the minority side; drawn by default) from the rest, both ways",

@@ -136,7 +136,22 @@ func (c simClock) AfterFunc(d time.Duration, f func()) func() bool {
 type simDisk struct {
 	s      *simNode
 	recs   []node.Record
-	synced int // records covered by a finished sync
+	synced int  // records covered by a finished sync
+	lost   bool // synced records were lost (corruption) since the last Load
+}
+
+// LostRecords implements node.LossReporter.
+func (d *simDisk) LostRecords() bool { return d.lost }
+
+// corrupt loses a random suffix of the synced records, up to all of them: a bit flip
+// or a truncation that the real disk detects (and an operator answers by cutting the
+// log there, or wiping it).
+func (d *simDisk) corrupt(r interface{ IntN(int) int }) int {
+	keep := r.IntN(d.synced + 1)
+	lost := d.synced - keep
+	d.recs, d.synced = d.recs[:keep], keep
+	d.lost = d.lost || lost > 0
+	return lost
 }
 
 var _ node.Storage = (*simDisk)(nil)
@@ -226,6 +241,9 @@ func (w *world) boot(s *simNode) {
 	s.n = n
 	if err := n.Start(); err != nil {
 		panic("sim: node start: " + err.Error())
+	}
+	if s.disk != nil {
+		s.disk.lost = false // reported once, to the incarnation that loaded it
 	}
 }
 
