@@ -28,6 +28,7 @@ type Node struct {
 	gossipStop func() bool              // the gossip timer, once armed
 	buckets    map[string]*bucket       // limited queues this node is the token node of
 	lists      map[uint64]*listOp       // cluster-wide listings this node coordinates
+	forgotten  []string                 // tasks dropped after their dedup window, not yet compacted away
 	listSeq    uint64
 
 	// bootTime is the local time Start ran. Without durable storage the node knows
@@ -631,6 +632,9 @@ func (n *Node) onTimer(e *entry, kind timerKind) {
 		n.sendOutcome(e)
 	case timerForget:
 		delete(n.tasks, e.task.ID)
+		if n.env.Storage.Durable() {
+			n.forgotten = append(n.forgotten, e.task.ID)
+		}
 	}
 }
 
@@ -667,6 +671,14 @@ func (n *Node) observe(e *entry, from, to TaskState) {
 // task may not find a majority of replicas.
 func (n *Node) Ready() bool {
 	return n.recoverUntil.IsZero() || !n.now().Before(n.bootTime.Add(n.cfg.MaxClockDrift))
+}
+
+// TakeForgotten returns (and clears) the IDs of the tasks this node dropped after
+// their dedup window since the last call: their records may be compacted away.
+func (n *Node) TakeForgotten() []string {
+	ids := n.forgotten
+	n.forgotten = nil
+	return ids
 }
 
 // Drain prepares a shutdown: the node takes no new task and starts no new claim;

@@ -51,8 +51,11 @@ type Config struct {
 	// DataDir holds the node's log (net/disk). Empty: memory only, and a crash
 	// forgets every task this node held (the other replicas still carry them).
 	DataDir string
-	Logger  *slog.Logger
-	Clock   clock.Clock // default the wall clock
+	// CompactInterval: this often the log drops the records of tasks forgotten
+	// after their dedup window. Default 10m.
+	CompactInterval time.Duration
+	Logger          *slog.Logger
+	Clock           clock.Clock // default the wall clock
 }
 
 // FillDefaults sets every zero field to its default.
@@ -81,6 +84,9 @@ func (c *Config) FillDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.CompactInterval == 0 {
+		c.CompactInterval = 10 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -100,7 +106,9 @@ type Daemon struct {
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	runDone   chan error
-	metrics   *metrics.Node
+
+	stopCompact, compactDone chan struct{}
+	metrics                  *metrics.Node
 }
 
 // Start builds and starts everything; it returns once the listeners are bound.
@@ -201,6 +209,11 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("recovering the node's records: %w", err)
 	}
 	go func() { d.runDone <- drv.Run(context.Background()) }()
+	if d.store != nil {
+		d.stopCompact = make(chan struct{})
+		d.compactDone = make(chan struct{})
+		go d.compactLoop()
+	}
 	d.httpSrv = &http.Server{
 		Handler:           api.NewHandler(backend{d}, api.Config{MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api")}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -244,6 +257,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		d.transport.Flush(syncCtx)
 		d.transport.Close()
 	}
+	if d.stopCompact != nil {
+		close(d.stopCompact)
+		<-d.compactDone
+	}
 	d.drv.Stop()
 	<-d.drv.Done()
 	if d.store != nil {
@@ -253,6 +270,37 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}
 	}
 	return errHTTP
+}
+
+// compactLoop drops from the log, every CompactInterval, the records of the tasks the
+// node forgot after their dedup window. Appends go on meanwhile (net/disk keeps them).
+func (d *Daemon) compactLoop() {
+	defer close(d.compactDone)
+	t := d.cfg.Clock.Ticker(d.cfg.CompactInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stopCompact:
+			return
+		case <-t.C:
+		}
+		var ids []string
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := d.drv.Do(ctx, func(n *node.Node) { ids = n.TakeForgotten() })
+		cancel()
+		if err != nil || len(ids) == 0 {
+			continue
+		}
+		drop := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			drop[id] = true
+		}
+		if err := d.store.Compact(func(id string) bool { return !drop[id] }); err != nil {
+			d.log.Error("compacting the log", "err", err)
+			continue
+		}
+		d.log.Info("log compacted", "tasks_dropped", len(ids))
+	}
 }
 
 // backend implements api.Backend by posting to the node's goroutine.

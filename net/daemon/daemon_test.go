@@ -343,3 +343,38 @@ func TestBadRequestsLoseNothing(t *testing.T) {
 	require.Equal(t, 1, w.count(before))
 	require.Equal(t, 1, w.count(after))
 }
+
+// With a data directory, a node restarted on it still holds its tasks; and a task
+// forgotten after its dedup window is compacted out of the log, so that a restart
+// does not bring it back.
+func TestDataDirSurvivesRestartAndCompacts(t *testing.T) {
+	dir := t.TempDir()
+	w := newWorker(t, 0)
+	cfg := daemon.Config{HTTPAddr: "127.0.0.1:0", DataDir: dir, DedupWindow: 300 * time.Millisecond, CompactInterval: 200 * time.Millisecond}
+	d, err := daemon.Start(cfg)
+	require.NoError(t, err)
+	base := "http://" + d.HTTPAddr()
+	waitHealthy(t, base)
+	done := enqueue(t, base, url.Values{"task.url": {w.srv.URL}})
+	later := enqueue(t, base, url.Values{"task.url": {w.srv.URL}, "task.countdown": {"3600"}})
+	waitState(t, base, done, "succeeded")
+	time.Sleep(1500 * time.Millisecond) // dedup window, then a compaction
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, d.Shutdown(ctx))
+
+	d, err = daemon.Start(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+	})
+	base = "http://" + d.HTTPAddr()
+	waitHealthy(t, base)
+	var v taskView
+	require.Equal(t, 200, call(t, "GET", base+"/v1/tasks/"+later, &v), "the scheduled task did not survive the restart")
+	require.Equal(t, "scheduled", v.State)
+	require.Equal(t, 404, call(t, "GET", base+"/v1/tasks/"+done, nil), "the forgotten task came back from the log")
+	require.Equal(t, 1, w.count(done))
+}
