@@ -1,7 +1,6 @@
 package node
 
 import (
-	"math/rand/v2"
 	"time"
 )
 
@@ -64,9 +63,17 @@ type Env struct {
 	Network    Network
 	Dispatcher Dispatcher
 	Storage    Storage
-	// Rand is the node's seeded random source: task IDs and jitter.
-	Rand     *rand.Rand
+	// Rand is the node's seeded random source: task IDs, claim rounds and jitter.
+	Rand     Rand
 	Observer Observer // optional
+}
+
+// Rand is the node's source of randomness, seeded by whoever builds the node (a
+// *math/rand/v2.Rand fits): the node never draws from a global source.
+type Rand interface {
+	Uint64() uint64
+	IntN(n int) int
+	Int64N(n int64) int64
 }
 
 // MemoryStorage is a Storage that keeps nothing: the original Miyamoto's behaviour.

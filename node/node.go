@@ -713,7 +713,7 @@ func (n *Node) TaskIDs() []string { return sortedKeys(n.tasks) }
 var nameSpace = uuid.MustParse("6d69796d-616d-6f74-6f2d-7461736b6e6d")
 
 // randReader adapts the node's seeded source to io.Reader for uuid.
-type randReader struct{ r interface{ Uint64() uint64 } }
+type randReader struct{ r Rand }
 
 func (rr randReader) Read(p []byte) (int, error) {
 	for i := 0; i < len(p); i += 8 {
