@@ -175,18 +175,6 @@ func ReadFrame(r *bufio.Reader, buf []byte) (node.Message, []byte, error) {
 // net/disk's records, store a task exactly as the wire does.
 func AppendTask(dst []byte, t *node.Task) []byte { return appendTask(dst, t) }
 
-// DecodeTask decodes a task written by AppendTask at the front of b and returns it
-// with the number of bytes it took. Like DecodeFrame it trusts nothing: malformed or
-// truncated input gives an error wrapping ErrMalformed, and the task never aliases b.
-func DecodeTask(b []byte) (*node.Task, int, error) {
-	d := decoder{b: b}
-	t := d.task()
-	if d.err != nil {
-		return nil, 0, d.err
-	}
-	return t, len(b) - len(d.b), nil
-}
-
 // decodeBody decodes a version byte and one message that fill b exactly.
 func decodeBody(b []byte) (node.Message, error) {
 	if b[0] != Version {

@@ -388,12 +388,22 @@ func TestTaskHelpers(t *testing.T) {
 	b := AppendTask([]byte("x"), task)
 	require.Equal(t, "x", string(b[:1]))
 	b = append(b, "tail"...)
-	got, n, err := DecodeTask(b[1:])
-	require.NoError(t, err)
+	f := NewFields(b[1:])
+	got := f.Task()
+	require.NoError(t, f.Err())
 	require.Equal(t, task, got)
-	require.Equal(t, "tail", string(b[1+n:]))
+	require.Equal(t, len("tail"), f.Len())
+	n := len(b) - 1 - len("tail")
 	for cut := 0; cut < n; cut++ {
-		_, _, err := DecodeTask(b[1 : 1+cut])
-		require.ErrorIs(t, err, ErrMalformed, "cut at %d", cut)
+		f := NewFields(b[1 : 1+cut])
+		f.Task()
+		require.ErrorIs(t, f.Err(), ErrMalformed, "cut at %d", cut)
 	}
+	// The other fields round-trip too.
+	when := time.Date(3000, 1, 2, 3, 4, 5, 6, time.UTC)
+	f = NewFields(AppendTime(AppendString(nil, "héllo"), when))
+	require.Equal(t, "héllo", f.String("s"))
+	require.Equal(t, when, f.Time("t"))
+	require.NoError(t, f.Err())
+	require.Zero(t, f.Len())
 }

@@ -1,0 +1,37 @@
+package wire
+
+import (
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// The field encodings of this package, for other formats built on them (net/disk's
+// records): strings are a uvarint length and the bytes, numbers varints, times
+// tagged (zero, Unix nanoseconds, or seconds and nanoseconds outside 1678–2262).
+
+// AppendString appends s as a uvarint length and its bytes.
+func AppendString(b []byte, s string) []byte { return appendString(b, s) }
+
+// AppendTime appends t; it decodes to the same instant in UTC (the zero time stays zero).
+func AppendTime(b []byte, t time.Time) []byte { return appendTime(b, t) }
+
+// Fields reads fields written with this package's encodings. After the first error
+// every read returns a zero value and Err reports that error (wrapping ErrMalformed).
+// `what` names the field in the error.
+type Fields struct{ d decoder }
+
+// NewFields reads from b; decoded values never point into b.
+func NewFields(b []byte) *Fields { return &Fields{d: decoder{b: b}} }
+
+func (f *Fields) Byte(what string) byte        { return f.d.byte1(what) }
+func (f *Fields) Uvarint(what string) uint64   { return f.d.uvarint(what) }
+func (f *Fields) Int(what string) int          { return f.d.int(what) }
+func (f *Fields) String(what string) string    { return f.d.string(what) }
+func (f *Fields) Time(what string) time.Time   { return f.d.time(what) }
+func (f *Fields) Task() *node.Task             { return f.d.task() }
+func (f *Fields) Fail(format string, a ...any) { f.d.fail(format, a...) }
+
+// Len is how many bytes are left; Err the first error.
+func (f *Fields) Len() int   { return len(f.d.b) }
+func (f *Fields) Err() error { return f.d.err }
