@@ -177,16 +177,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 }
 
 func TestDeadlineCutsSlowWorker(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		case <-time.After(10 * time.Second):
-		}
-	}))
-	defer srv.Close()
-	defer close(release)
+	srv, _ := stuckWorker(t, nil)
 
 	res := newResults()
 	d := New(Config{}, res.post)
@@ -466,17 +457,7 @@ func TestCloseWaitsForInFlight(t *testing.T) {
 
 func TestCloseCutsWhenItsContextExpires(t *testing.T) {
 	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		case <-time.After(10 * time.Second):
-		}
-	}))
-	defer srv.Close()
-	defer close(release)
+	srv, _ := stuckWorker(t, started)
 
 	res := newResults()
 	d := New(Config{}, res.post)
@@ -506,19 +487,7 @@ func TestCloseCutsWhenItsContextExpires(t *testing.T) {
 // A slot wait is cut by Close too: nothing is sent, and the result is still posted once.
 func TestCloseCutsDeliveriesWaitingForASlot(t *testing.T) {
 	started := make(chan struct{}, 4)
-	release := make(chan struct{})
-	var hits atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		started <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		case <-time.After(10 * time.Second):
-		}
-	}))
-	defer srv.Close()
-	defer close(release)
+	srv, hits := stuckWorker(t, started)
 
 	res := newResults()
 	d := New(Config{MaxConcurrent: 1}, res.post)
@@ -539,4 +508,26 @@ func TestCloseCutsDeliveriesWaitingForASlot(t *testing.T) {
 		require.Equal(t, 0, r.Status)
 		require.Error(t, r.Err)
 	}
+}
+
+// stuckWorker starts a worker that holds each request until the test ends, the
+// request is cut, or 10 s pass. It counts arrivals and, when started is not nil,
+// signals each on it.
+func stuckWorker(t *testing.T, started chan struct{}) (*httptest.Server, *atomic.Int32) {
+	release := make(chan struct{})
+	hits := &atomic.Int32{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if started != nil {
+			started <- struct{}{}
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: lets the handlers return
+	return srv, hits
 }
