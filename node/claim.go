@@ -131,7 +131,7 @@ func (n *Node) handleClaim(m Message) {
 		// unchanged. A holder that restarted and claims the same attempt anew has
 		// another round number and is refused: it may have delivered already.
 		resp.Granted = true
-	case n.recovering() && !n.bornAfterBoot(e.task):
+	case n.recovering() && !n.bornAfterForgetting(e.task):
 		// Invariant: a node that may have lost its memory grants nothing for a task it
 		// may have granted before its start until every lease it could have given is
 		// over. (handleStore does not learn such tasks during the wait; this guards
@@ -480,9 +480,9 @@ func (n *Node) handleOutcomeResp(m Message) {
 	}
 }
 
-// bornAfterBoot reports whether t was surely created after this node started, so that
-// this node cannot have granted it before a restart. Created is on the coordinator's
-// clock, which may be up to MaxClockDrift ahead of ours.
-func (n *Node) bornAfterBoot(t *Task) bool {
-	return !t.Created.Before(n.bootTime.Add(n.cfg.MaxClockDrift))
+// bornAfterForgetting reports whether t was surely created after this node last
+// forgot (see forgotAt), so that it cannot have granted it and forgotten. Created is
+// on the coordinator's clock, which may be up to MaxClockDrift ahead of ours.
+func (n *Node) bornAfterForgetting(t *Task) bool {
+	return !t.Created.Before(n.forgotAt.Add(n.cfg.MaxClockDrift))
 }

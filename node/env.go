@@ -43,12 +43,14 @@ type Storage interface {
 	Load() ([]Record, error)
 }
 
-// LossReporter is an optional ability of a durable Storage: LostRecords reports,
-// after Load, that records it had synced were lost (a corrupt disk truncated or
-// wiped). The node then treats itself as having forgotten, like a node without
-// durable storage: it applies the recovery wait.
+// LossReporter is an optional ability of a durable Storage: LostSince reports, after
+// Load, that records synced before the local time since may be lost (a corrupt disk
+// truncated, a directory wiped or new). Records synced since then are all there. The
+// node then treats itself as having forgotten at that time, like a node without
+// durable storage that started then: it applies the recovery wait counted from since.
+// A zero since means the node's start.
 type LossReporter interface {
-	LostRecords() bool
+	LostSince() (since time.Time, lost bool)
 }
 
 // Observer is told of every task state change, for traces, metrics and the

@@ -31,10 +31,13 @@ type Node struct {
 	forgotten  []string                 // tasks dropped after their dedup window, not yet compacted away
 	listSeq    uint64
 
-	// bootTime is the local time Start ran. Without durable storage the node knows
-	// nothing from before it, and until recoverUntil it refuses to learn any task
-	// created before it (see handleStore). Zero recoverUntil: not recovering.
+	// bootTime is the local time Start ran. forgotAt is when the node may have lost
+	// its memory: bootTime without durable storage, or the time a LossReporter gave.
+	// It knows nothing from before forgotAt, and until recoverUntil it refuses to
+	// learn any task created before it (see handleStore). Zero recoverUntil: not
+	// recovering.
 	bootTime     time.Time
+	forgotAt     time.Time
 	recoverUntil time.Time
 
 	// selfq holds messages this node sent to itself; they are handled after the
@@ -172,6 +175,7 @@ func (n *Node) Start() error {
 	n.bootTime = n.now()
 	if !n.env.Storage.Durable() {
 		if len(n.members) > 1 {
+			n.forgotAt = n.bootTime
 			n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
 		}
 		return nil
@@ -181,11 +185,18 @@ func (n *Node) Start() error {
 		return fmt.Errorf("node: loading storage: %w", err)
 	}
 	lossy := false
-	if lr, ok := n.env.Storage.(LossReporter); ok && lr.LostRecords() && len(n.members) > 1 {
-		// What we acknowledged may be gone: we may have granted an attempt or held
-		// an outcome we no longer know of. Wait as a forgetful node does.
-		n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
-		lossy = true
+	if lr, ok := n.env.Storage.(LossReporter); ok && len(n.members) > 1 {
+		if since, lost := lr.LostSince(); lost {
+			// What we acknowledged before since may be gone: we may have granted an
+			// attempt or held an outcome we no longer know of. Wait as a node that
+			// forgot at since does; what we logged after since is all here.
+			n.forgotAt = n.bootTime
+			if !since.IsZero() && since.Before(n.bootTime) {
+				n.forgotAt = since
+			}
+			n.recoverUntil = n.forgotAt.Add(n.cfg.RecoveryWait)
+			lossy = true
+		}
 	}
 	for _, r := range recs {
 		n.replay(r)
@@ -194,7 +205,7 @@ func (n *Node) Start() error {
 		for _, e := range n.tasks {
 			// An at-most-once grant never expires, so no wait makes up for one we
 			// may have forgotten: never grant nor claim such a task again.
-			e.amnesiac = e.task.Delivery == AtMostOnce && !e.state.Final()
+			e.amnesiac = e.task.Delivery == AtMostOnce && !e.state.Final() && !n.bornAfterForgetting(e.task)
 		}
 	}
 	for _, id := range sortedKeys(n.tasks) {
@@ -499,7 +510,7 @@ func (n *Node) handleStore(m Message) {
 	// start until every grant it could have given has expired and every message sent
 	// before it started is gone: it might have granted or finished that task and
 	// forgotten. Tasks surely created since it started are safe to take at once.
-	if n.recovering() && !n.bornAfterBoot(t) {
+	if n.recovering() && !n.bornAfterForgetting(t) {
 		return
 	}
 	if e, ok := n.tasks[t.ID]; ok {
@@ -665,12 +676,28 @@ func (n *Node) observe(e *entry, from, to TaskState) {
 	}
 }
 
-// Ready reports whether the node takes new tasks as a replica. A node without
-// durable storage in a cluster refuses, for MaxClockDrift after it starts, every task
-// that may have been created before its start (see handleStore); until then a new
-// task may not find a majority of replicas.
+// Ready reports whether the node takes new tasks as a replica. A node that forgot
+// (without durable storage, or with a loss reported) refuses, for MaxClockDrift after
+// it forgot, every task that may have been created before (see handleStore); until
+// then a new task may not find a majority of replicas.
 func (n *Node) Ready() bool {
-	return n.recoverUntil.IsZero() || !n.now().Before(n.bootTime.Add(n.cfg.MaxClockDrift))
+	return n.recoverUntil.IsZero() || !n.now().Before(n.forgotAt.Add(n.cfg.MaxClockDrift))
+}
+
+// Recovering reports whether the node still acts as one that forgot: inside its
+// recovery wait, or holding an at-most-once task whose grant it may have lost. A
+// storage that marks a loss (node.LossReporter) may drop the mark once this is false:
+// the next start need not wait again.
+func (n *Node) Recovering() bool {
+	if n.recovering() {
+		return true
+	}
+	for _, e := range n.tasks {
+		if e.amnesiac && !e.state.Final() {
+			return true
+		}
+	}
+	return false
 }
 
 // TakeForgotten returns (and clears) the IDs of the tasks this node dropped after

@@ -140,8 +140,8 @@ type simDisk struct {
 	lost   bool // synced records were lost (corruption) since the last Load
 }
 
-// LostRecords implements node.LossReporter.
-func (d *simDisk) LostRecords() bool { return d.lost }
+// LostSince implements node.LossReporter: the loss is at the restart that follows it.
+func (d *simDisk) LostSince() (time.Time, bool) { return time.Time{}, d.lost }
 
 // corrupt loses a random suffix of the synced records, up to all of them: a bit flip
 // or a truncation that the real disk detects (and an operator answers by cutting the

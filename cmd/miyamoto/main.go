@@ -3,6 +3,7 @@
 //	miyamoto serve                 run a node (see serve.go)
 //	miyamoto sim [flags] FILE...   run scenario files in the simulator
 //	miyamoto replay TRACE          re-run a saved trace and check it reproduces
+//	miyamoto repair-log --data-dir DIR   cut a corrupt log so that the node starts again
 //
 // This package only parses flags and wires packages together.
 package main
@@ -34,11 +35,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSim(args[1:], stdout, stderr)
 	case "replay":
 		return runReplay(args[1:], stdout, stderr)
+	case "repair-log":
+		return runRepair(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim or replay)\n", args[0])
+	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay or repair-log)\n", args[0])
 	return exitBadArgs
 }
 
@@ -48,5 +51,6 @@ func usage(w io.Writer) {
   miyamoto sim [--seeds A-B | --seed N] [--protocol naive|quorum]
                [--trace FILE] [--check-determinism] SCENARIO_FILE...
   miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
+  miyamoto repair-log --data-dir DIR             cut a corrupt log (node stopped)
 `)
 }

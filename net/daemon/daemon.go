@@ -278,10 +278,34 @@ func (d *Daemon) compactLoop() {
 	defer close(d.compactDone)
 	t := d.cfg.Clock.Ticker(d.cfg.CompactInterval)
 	defer t.Stop()
+	// A log that may lack what it acknowledged (disk.LostFile) is trusted again once
+	// the node no longer acts as one that forgot; checked every second until then.
+	var lossCheck <-chan time.Time
+	if _, lost := d.store.LostSince(); lost {
+		lt := d.cfg.Clock.Ticker(time.Second)
+		defer lt.Stop()
+		lossCheck = lt.C
+		d.log.Warn("the log may lack records it acknowledged (new or wiped directory, or a repaired log): starting as a node that forgot")
+	}
 	for {
 		select {
 		case <-d.stopCompact:
 			return
+		case <-lossCheck:
+			recovering := true
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := d.drv.Do(ctx, func(n *node.Node) { recovering = n.Recovering() })
+			cancel()
+			if err != nil || recovering {
+				continue
+			}
+			if err := d.store.ForgetLoss(); err != nil {
+				d.log.Error("removing the log's LOST marker", "err", err)
+				continue
+			}
+			lossCheck = nil
+			d.log.Info("recovery wait over: the log is trusted again")
+			continue
 		case <-t.C:
 		}
 		var ids []string

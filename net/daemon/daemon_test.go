@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -377,4 +379,28 @@ func TestDataDirSurvivesRestartAndCompacts(t *testing.T) {
 	require.Equal(t, "scheduled", v.State)
 	require.Equal(t, 404, call(t, "GET", base+"/v1/tasks/"+done, nil), "the forgotten task came back from the log")
 	require.Equal(t, 1, w.count(done))
+}
+
+// TestDataDirLockAndLossMarker: a second daemon on a directory in use refuses to
+// start, naming it; a new directory starts marked LOST (it cannot be told from a
+// wiped one) and the mark goes once the node no longer acts as one that forgot.
+func TestDataDirLockAndLossMarker(t *testing.T) {
+	dir := t.TempDir()
+	cfg := daemon.Config{HTTPAddr: "127.0.0.1:0", DataDir: dir}
+	d, err := daemon.Start(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+	})
+	require.FileExists(t, filepath.Join(dir, "LOST"))
+
+	_, err = daemon.Start(cfg)
+	require.ErrorContains(t, err, dir+" is in use by another process")
+
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "LOST"))
+		return os.IsNotExist(err)
+	}, 10*time.Second, 50*time.Millisecond, "a cluster of one has nothing to wait for: the mark must go")
 }

@@ -27,6 +27,10 @@
 // creates the new segment it fsyncs the old one, so every segment but the last is
 // complete on disk.
 //
+// dir also holds LockFile, flocked by the process that has the log open (a second
+// Open fails naming the directory), and, while the log may lack records it
+// acknowledged, LostFile (see LostSince and Repair).
+//
 // # Load: torn tails and corruption
 //
 // Load reads the live segments in order (deleting leftover *.tmp files and, when a
@@ -75,6 +79,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miyamotohq/miyamoto/node"
 )
@@ -154,13 +159,15 @@ type Log struct {
 	log  *slog.Logger
 
 	// mu guards what Append and Sync touch; it is never held during IO.
-	mu      sync.Mutex
-	wake    sync.Cond // on mu: pending work or closing
-	pending []byte    // encoded records not yet handed to the writer
-	spare   []byte    // a drained buffer for reuse
-	waiters []func()  // done functions of Syncs not yet handed to the writer
-	closing bool
-	err     error // sticky write error
+	mu        sync.Mutex
+	wake      sync.Cond // on mu: pending work or closing
+	pending   []byte    // encoded records not yet handed to the writer
+	spare     []byte    // a drained buffer for reuse
+	waiters   []func()  // done functions of Syncs not yet handed to the writer
+	closing   bool
+	err       error     // sticky write error
+	lost      bool      // the LOST file exists (see LostSince)
+	lostSince time.Time // the time it names
 
 	// io guards the files. The writer holds it while it writes and fsyncs a batch;
 	// Load, Compact and Close take it too, so they never interleave with a batch.
@@ -175,11 +182,15 @@ type Log struct {
 
 	stopped  chan struct{}
 	closeErr error
+	lock     *os.File // holds LockFile's flock until Close
 
 	syncs, fsyncs, commits, bytes, compactions atomic.Uint64
 }
 
-var _ node.Storage = (*Log)(nil)
+var (
+	_ node.Storage      = (*Log)(nil)
+	_ node.LossReporter = (*Log)(nil)
+)
 
 // Open opens the log in dir, creating dir if it is missing, and starts the writer
 // goroutine. It reads nothing yet: Load scans the segments (and the writer scans them
@@ -200,7 +211,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
-	l := &Log{dir: dir, opts: opts, log: opts.Logger.With("dir", dir), stopped: make(chan struct{})}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	lostSince, lost, err := checkLost(dir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	l := &Log{dir: dir, opts: opts, log: opts.Logger.With("dir", dir), stopped: make(chan struct{}), lock: lock, lost: lost, lostSince: lostSince}
 	l.wake.L = &l.mu
 	go l.run()
 	return l, nil
@@ -294,6 +314,10 @@ func (l *Log) Close() error {
 		l.f = nil
 	}
 	l.closedIO = true
+	if l.lock != nil {
+		l.lock.Close() // releases the flock
+		l.lock = nil
+	}
 	if werr := l.Err(); werr != nil {
 		err = werr
 	}
@@ -331,10 +355,13 @@ func (l *Log) run() {
 				err = l.fail(fmt.Errorf("disk: write: %w", err))
 			}
 		}
-		if failed == nil && err == nil {
-			for _, done := range waiters {
-				l.opts.Post(done)
-			}
+		if failed == nil && err == nil && len(waiters) > 0 {
+			// One Post for the whole group: one wake-up of the node, not one per Sync.
+			l.opts.Post(func() {
+				for _, done := range waiters {
+					done()
+				}
+			})
 		} else if len(waiters) > 0 {
 			l.log.Error("dropping syncs after a write error", "syncs", len(waiters), "records_bytes", len(buf))
 		}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 // options are the flags that are not part of bench.CompareConfig.
 type options struct {
 	cpuProfile string
+	trace      string
 	memProfile string
 	quiet      bool
 }
@@ -65,6 +67,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if opts.trace != "" {
+		f, err := os.Create(opts.trace)
+		if err != nil {
+			fmt.Fprintf(stderr, "compare: -trace: %v\n", err)
+			return exitBadArgs
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintf(stderr, "compare: -trace: %v\n", err)
+			return exitFailed
+		}
+		defer trace.Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -114,6 +129,7 @@ func parseFlags(args []string, usage io.Writer) (bench.CompareConfig, options, e
 	targets := fs.String("targets", strings.Join(bench.AllTargets, ","), "comma-separated: "+strings.Join(bench.AllTargets, ", "))
 	drain := fs.Duration("drain-timeout", 60*time.Second, "how long to wait for every acknowledged task to be delivered")
 	settle := fs.Duration("settle", time.Second, "how long to keep counting after the last delivery, for late duplicates")
+	fs.StringVar(&opts.trace, "trace", "", "write an execution trace of the whole run to this file (go tool trace)")
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.StringVar(&opts.memProfile, "memprofile", "", "write a heap profile (with every allocation of the run) to this file at the end")
 	fs.BoolVar(&opts.quiet, "q", false, "print only the table")

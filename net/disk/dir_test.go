@@ -1,0 +1,137 @@
+package disk
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDirectoryLock: a second Open of a directory in use fails, naming the directory;
+// once the first log is closed, the directory opens again.
+func TestDirectoryLock(t *testing.T) {
+	dir := t.TempDir()
+	first := openT(t, dir, Options{})
+	_, err := Open(dir, Options{Post: func(func()) {}, Logger: quiet})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), dir+" is in use by another process")
+	require.Contains(t, err.Error(), "(pid ")
+
+	_, err = Repair(dir)
+	require.ErrorContains(t, err, "in use", "repair refuses a directory in use too")
+
+	require.NoError(t, first.Close())
+	second := openT(t, dir, Options{})
+	second.load()
+}
+
+// TestLostMarker: a directory without segments (new or wiped) reports lost records
+// until ForgetLoss, across restarts; a directory with segments does not.
+func TestLostMarker(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Options{})
+	require.True(t, lost(l), "a new directory cannot be told from a wiped one")
+	since, _ := l.LostSince()
+	require.WithinDuration(t, time.Now(), since, time.Minute)
+	l.sync(records("a")...)
+	require.NoError(t, l.Close())
+
+	// A crash before the wait was over: still lost, although segments exist now.
+	l = openT(t, dir, Options{})
+	require.Equal(t, records("a"), l.load())
+	again, _ := l.LostSince()
+	require.True(t, since.Equal(again), "the loss dates from the first start (%s), not this one (%s): what was logged since is all there", since, again)
+	require.NoError(t, l.ForgetLoss())
+	require.False(t, lost(l))
+	require.NoFileExists(t, filepath.Join(dir, LostFile))
+	require.NoError(t, l.Close())
+
+	l = openT(t, dir, Options{})
+	require.False(t, lost(l), "a log with its segments and no marker is trusted")
+	require.NoError(t, l.Close())
+
+	// Wiping the segments (an operator, a new disk) makes it lost again.
+	for _, name := range segments(t, dir) {
+		require.NoError(t, os.Remove(filepath.Join(dir, name)))
+	}
+	l = openT(t, dir, Options{})
+	require.True(t, lost(l))
+	require.Empty(t, l.load())
+}
+
+// TestRepair: a log Load refuses is cut at the damage, the segments after it go, the
+// LOST marker is written, and the log loads with what came before the damage.
+func TestRepair(t *testing.T) {
+	t.Run("corrupt record in the middle", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{SegmentSize: 300}, "a", "b", "c", "d")
+		forget(t, dir)
+		segs := segments(t, dir)
+		require.Greater(t, len(segs), 2)
+		path := filepath.Join(dir, segs[1])
+		offs := recordOffsets(t, path)
+		flipBit(t, path, offs[0]+frameHeader+3)
+		refused := openT(t, dir, Options{})
+		_, err := refused.Load()
+		require.ErrorIs(t, err, ErrCorrupt)
+		refused.Close() // releases the directory for Repair
+
+		rep, err := Repair(dir)
+		require.NoError(t, err)
+		require.Equal(t, segs[1], rep.Cut)
+		require.EqualValues(t, offs[0], rep.Offset)
+		require.Equal(t, segs[2:], rep.Removed)
+		require.FileExists(t, filepath.Join(dir, LostFile))
+
+		l := openT(t, dir, Options{})
+		recs, err := l.Load()
+		require.NoError(t, err)
+		require.NotEmpty(t, recs)
+		require.Equal(t, records("a", "b", "c", "d")[:len(recs)], recs, "a prefix of the log survives")
+		require.Less(t, len(recs), len(records("a", "b", "c", "d")))
+		require.True(t, lost(l))
+	})
+	t.Run("missing segment", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{SegmentSize: 300}, "a", "b", "c", "d")
+		forget(t, dir)
+		segs := segments(t, dir)
+		require.Greater(t, len(segs), 2)
+		require.NoError(t, os.Remove(filepath.Join(dir, segs[1])))
+
+		rep, err := Repair(dir)
+		require.NoError(t, err)
+		require.Empty(t, rep.Cut)
+		require.Equal(t, segs[2:], rep.Removed)
+		l := openT(t, dir, Options{})
+		_, err = l.Load()
+		require.NoError(t, err)
+		require.True(t, lost(l))
+	})
+	t.Run("healthy log is left alone", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{}, "a", "b")
+		forget(t, dir)
+		rep, err := Repair(dir)
+		require.NoError(t, err)
+		require.Equal(t, RepairReport{}, rep)
+		require.NoFileExists(t, filepath.Join(dir, LostFile))
+		require.Equal(t, records("a", "b"), openT(t, dir, Options{}).load())
+	})
+}
+
+// forget removes the LOST marker a new directory gets, as the daemon does after its
+// wait, so that the test starts from a trusted log.
+func forget(t *testing.T, dir string) {
+	t.Helper()
+	l := openT(t, dir, Options{})
+	require.NoError(t, l.ForgetLoss())
+	require.NoError(t, l.Close())
+}
+
+func lost(l *tlog) bool {
+	_, ok := l.LostSince()
+	return ok
+}
