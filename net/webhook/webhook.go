@@ -6,6 +6,11 @@
 // failed attempt, like any answer that is not 2xx. The result is handed to the post
 // function given to New, exactly once per Dispatch; it must not block.
 //
+// With a Signer, every delivery is signed the Standard Webhooks way (see Signer).
+// With a urlpolicy.Policy, the default client refuses to connect to the addresses
+// the policy denies, checked at connect time (see NewClient); such a refusal is a
+// failed attempt like any connection error.
+//
 // It must never retry by itself: retries are the node's decision.
 package webhook
 
@@ -23,6 +28,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/miyamotohq/miyamoto/net/urlpolicy"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -31,12 +37,21 @@ const Version = "0.2"
 
 // Config tunes a Dispatcher. Zero fields get defaults.
 type Config struct {
-	MaxConcurrent int64        // webhooks in flight at once; default 256
-	NodeID        string       // sent as X-Miyamoto-Node, so a worker can tell who called
-	Client        *http.Client // default: pooled keep-alive client, no redirects
+	MaxConcurrent int64  // webhooks in flight at once; default 256
+	NodeID        string // sent as X-Miyamoto-Node, so a worker can tell who called
+	// Client defaults to NewClient(Policy): pooled keep-alive connections, no
+	// redirects.
+	Client *http.Client
 	// MaxResponseBody is read from each answer (then dropped) so that the
 	// connection can be reused; default 64 KiB.
 	MaxResponseBody int64
+	// Signer signs every delivery (webhook-id, webhook-timestamp and
+	// webhook-signature headers); nil sends them unsigned.
+	Signer *Signer
+	// Policy, when set, is enforced at connect time by the default client, which
+	// then uses no HTTP proxy (see NewClient). It cannot be enforced on a client
+	// built elsewhere: New panics if Client is set too. nil: any address.
+	Policy *urlpolicy.Policy
 }
 
 // Dispatcher implements node.Dispatcher over HTTP.
@@ -46,6 +61,7 @@ type Dispatcher struct {
 	post    func(node.DeliveryResult)
 	maxBody int64
 	nodeID  string
+	signer  *Signer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -56,31 +72,46 @@ var _ node.Dispatcher = (*Dispatcher)(nil)
 
 // NewClient is the default client: keep-alive connections pooled per host, and
 // redirects returned as they are instead of followed.
-func NewClient() *http.Client {
+//
+// With a policy (nil: none), every connection is dialed by policy.DialContext,
+// which resolves the host itself and connects only to addresses the policy allows,
+// so a name that resolves elsewhere since the enqueue check (DNS rebinding) is
+// refused. The client then ignores HTTP_PROXY and friends: through a proxy, the
+// address checked would be the proxy's, and the proxy would reach the target
+// unchecked.
+func NewClient(policy *urlpolicy.Policy) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 1024
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 90 * time.Second
 	tr.DisableCompression = true // the body is the worker's business; send no Accept-Encoding
+	if policy != nil {
+		tr.Proxy = nil
+		tr.DialContext = policy.DialContext
+	}
 	return &http.Client{
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
-// New returns a Dispatcher that hands results to post.
+// New returns a Dispatcher that hands results to post. It panics if cfg sets both
+// Client and Policy: the policy would silently not apply.
 func New(cfg Config, post func(node.DeliveryResult)) *Dispatcher {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 256
 	}
+	if cfg.Client != nil && cfg.Policy != nil {
+		panic("webhook: Config sets both Client and Policy; build the client with NewClient(policy)")
+	}
 	if cfg.Client == nil {
-		cfg.Client = NewClient()
+		cfg.Client = NewClient(cfg.Policy)
 	}
 	if cfg.MaxResponseBody <= 0 {
 		cfg.MaxResponseBody = 64 << 10
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, ctx: ctx, cancel: cancel}
+	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, signer: cfg.Signer, ctx: ctx, cancel: cancel}
 }
 
 // ErrNoSlot: the deadline passed while every slot was busy; nothing was sent.
@@ -117,6 +148,9 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 	}
 	if d.nodeID != "" {
 		req.Header.Set("X-Miyamoto-Node", d.nodeID)
+	}
+	if d.signer != nil {
+		d.signer.setHeaders(req.Header, dl.Task.ID, time.Now(), dl.Task.Body)
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {

@@ -401,7 +401,7 @@ func TestSlotFreedAtTheDeadlineSendsNothing(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	client := NewClient()
+	client := NewClient(nil)
 	lr := &lateRoundTrips{rt: client.Transport}
 	client.Transport = lr
 	const rounds = 20
