@@ -13,8 +13,38 @@
 //	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 "starting" before
 //
 // Errors are JSON objects {"error": "...", "field": "..."} with a 4xx code naming
-// the field at fault, or 503 when the cluster could not answer in time. Internal
-// details never reach the client. It must never touch the node but through Backend.
+// the field at fault, or 503 when the cluster could not answer in time (with a
+// Retry-After header when waiting helps). Internal details never reach the client.
+// It must never touch the node but through Backend.
+//
+// # Authentication
+//
+// With Config.Tokens set, every endpoint but GET /healthz, /metrics included,
+// needs "Authorization: Bearer <token>" with one of the tokens (several allow
+// rotation: add the new one, move the clients, drop the old one). A missing or
+// wrong token answers 401 {"error": ..., "field": "Authorization"} with a
+// WWW-Authenticate: Bearer challenge. Tokens are compared in constant time (their
+// SHA-256 against every configured token's, without an early exit), and a
+// presented token is never logged. Without tokens the API is open, as the
+// original was: keep it then on a trusted network.
+//
+// # Limits
+//
+// An enqueue is bounded by Config (zero means the default):
+//
+//	MaxBody             1 MiB   413, field "body"; nothing beyond it is read
+//	MaxURL              2048    bytes of the task URL; 400, field "url"
+//	MaxParams           1000    form params (a JSON array counts each element); 400, field "params"
+//	MaxTaskHeaders      100     entries in a JSON task's headers; 400, field "headers"
+//	MaxTaskHeaderBytes  16 KiB  bytes of those names and values; 400, field "headers"
+//
+// and by fixed rules: a queue name has 1-100 characters, a task name at most 500
+// (node.ValidateRequest), a method is an HTTP token of at most 32 bytes, header
+// names are HTTP tokens and header values hold no control characters. Every count
+// is enforced while the body is parsed, so an oversized body costs no more than
+// its bytes. Config.CheckURL, when set, vets each task URL (say against private
+// addresses) after parsing, on enqueue and on retry; its error answers 400, field
+// "url", with the error's text.
 package api
 
 import (
@@ -26,6 +56,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,17 +90,89 @@ type Member struct {
 	Reachable bool   `json:"reachable"`
 }
 
-// Config tunes the handler.
+// Config tunes the handler. A zero (or negative) limit means its default; see
+// the package doc for what each limit answers.
 type Config struct {
-	MaxBody int64 // largest request body; default 1 MiB
-	// Timeout bounds each request's wait for the cluster; default 10 s.
+	// Tokens, when not empty, are the bearer tokens every endpoint but /healthz
+	// requires; any one of them is accepted. Each must be non-empty printable
+	// ASCII without spaces (see Validate); use long random ones (32+ bytes).
+	Tokens []string
+
+	MaxBody            int64 // largest request body in bytes; default 1 MiB
+	MaxURL             int   // longest task URL in bytes; default 2048
+	MaxParams          int   // most form params in one task; default 1000
+	MaxTaskHeaders     int   // most headers in one JSON task; default 100
+	MaxTaskHeaderBytes int   // most bytes of those headers' names and values; default 16 KiB
+
+	// CheckURL, when set, vets a task's URL (absolute http or https, already
+	// checked by node.ValidateRequest) before it is enqueued or a dead task is
+	// re-queued; a non-nil error answers 400, field "url", with the error's text,
+	// so that text must be fit for clients. An error wrapping a context error
+	// (the check ran out of time) answers 503 instead. It is called concurrently.
+	CheckURL func(ctx context.Context, rawURL string) error
+
+	// Timeout bounds each request's wait for the cluster (and for CheckURL); default 10 s.
 	Timeout time.Duration
 	Logger  *slog.Logger
+}
+
+// Defaults of Config's limits.
+const (
+	DefaultMaxBody            = 1 << 20
+	DefaultMaxURL             = 2048
+	DefaultMaxParams          = 1000
+	DefaultMaxTaskHeaders     = 100
+	DefaultMaxTaskHeaderBytes = 16 << 10
+	DefaultTimeout            = 10 * time.Second
+)
+
+// Validate reports every problem with c at once (joined), nil when there is none.
+// NewHandler panics on a Config that fails it: call it where the flags are read.
+// Its messages never show a token.
+func (c Config) Validate() error {
+	var errs []error
+	for i, t := range c.Tokens {
+		if t == "" {
+			errs = append(errs, fmt.Errorf("api token %d is empty", i+1))
+			continue
+		}
+		for j := 0; j < len(t); j++ {
+			if t[j] <= ' ' || t[j] >= 0x7f {
+				errs = append(errs, fmt.Errorf("api token %d holds a space, a control or a non-ASCII character (at byte %d): it could not be sent as a bearer token", i+1, j))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills in the zero fields.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	def(&c.MaxURL, DefaultMaxURL)
+	def(&c.MaxParams, DefaultMaxParams)
+	def(&c.MaxTaskHeaders, DefaultMaxTaskHeaders)
+	def(&c.MaxTaskHeaderBytes, DefaultMaxTaskHeaderBytes)
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
 }
 
 type server struct {
 	b   Backend
 	cfg Config
+	lim limits
 	log *slog.Logger
 }
 
@@ -80,23 +183,20 @@ var queueName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 var reserved = map[string]bool{"v1": true, "healthz": true, "metrics": true}
 
 // NewHandler returns the API's http.Handler.
+// It panics if cfg fails Validate.
 func NewHandler(b Backend, cfg Config) http.Handler {
-	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 1 << 20
+	if err := cfg.Validate(); err != nil {
+		panic("api.NewHandler: " + err.Error())
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	s := &server{b: b, cfg: cfg, log: cfg.Logger}
+	cfg = cfg.withDefaults()
+	s := &server{b: b, cfg: cfg, log: cfg.Logger, lim: limits{
+		url: cfg.MaxURL, params: cfg.MaxParams, headers: cfg.MaxTaskHeaders, headerBytes: cfg.MaxTaskHeaderBytes}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if !s.b.Ready(ctx) {
-			w.Header().Set("Retry-After", "1")
+			setRetryAfter(w, time.Second)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
 			return
 		}
@@ -119,7 +219,10 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "path", fmt.Sprintf("no such endpoint: %s %s (enqueue with POST /{queue})", r.Method, r.URL.Path))
 	})
-	return mux
+	if len(cfg.Tokens) == 0 {
+		return mux
+	}
+	return newAuth(cfg.Tokens, s.log, mux)
 }
 
 func (s *server) enqueue(w http.ResponseWriter, r *http.Request) {
@@ -128,27 +231,20 @@ func (s *server) enqueue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "queue", fmt.Sprintf("%q is not a queue name: 1-100 letters, digits, '_', '-' or '.', not v1, healthz or metrics", queue))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("is larger than %d bytes", s.cfg.MaxBody))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "body", "could not be read")
+	body, ok := readBody(w, r, s.cfg.MaxBody)
+	if !ok {
 		return
 	}
-	req, err := parseTask(r.Header.Get("Content-Type"), body)
-	if err == nil {
-		req.Queue = queue
-		err = node.ValidateRequest(&req)
-	}
+	req, err := decodeTask(queue, r.Header.Get("Content-Type"), body, s.lim)
 	if err != nil {
 		writeNodeError(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
+	if !s.checkURL(ctx, w, req.URL) {
+		return
+	}
 	id, err := s.b.Enqueue(ctx, req)
 	if err != nil {
 		s.log.Warn("enqueue failed", "queue", queue, "err", err)
@@ -219,6 +315,9 @@ func (s *server) retryTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := st.Task
+	if !s.checkURL(ctx, w, t.URL) {
+		return
+	}
 	req := node.EnqueueRequest{Queue: t.Queue, URL: t.URL, Method: t.Method, Headers: t.Headers, ContentType: t.ContentType, Body: t.Body}
 	newID, err := s.b.Enqueue(ctx, req)
 	if err != nil {
@@ -246,6 +345,84 @@ func (s *server) cancelTask(w http.ResponseWriter, r *http.Request) {
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
+// checkURL runs Config.CheckURL on a task URL; when it refuses the URL it
+// answers (400, or 503 if the check ran out of time) and returns false.
+func (s *server) checkURL(ctx context.Context, w http.ResponseWriter, rawURL string) bool {
+	if s.cfg.CheckURL == nil {
+		return true
+	}
+	err := s.cfg.CheckURL(ctx, rawURL)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		s.log.Warn("task URL check did not finish", "err", err)
+		setRetryAfter(w, time.Second)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "url: the task URL could not be checked in time", "field": "url"})
+	default:
+		writeError(w, http.StatusBadRequest, "url", err.Error())
+	}
+	return false
+}
+
+// readBody reads r's body, at most limit bytes of it. A larger body answers 413
+// naming "body": at once when Content-Length says so, else after limit+1 bytes, and
+// the buffer never grows beyond limit+1 bytes. http.MaxBytesReader also tells the
+// server to close the connection rather than drain the rest.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	tooLarge := func() ([]byte, bool) {
+		writeError(w, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("is larger than %d bytes", limit))
+		return nil, false
+	}
+	if r.ContentLength > limit {
+		return tooLarge()
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	size := int64(512)
+	if r.ContentLength >= 0 {
+		size = r.ContentLength + 1 // +1: room to read the EOF without growing
+	}
+	buf := make([]byte, 0, min(size, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(2*int64(cap(buf))+512, limit+1))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		var mbe *http.MaxBytesError
+		switch {
+		case err == io.EOF:
+			return buf, true
+		case errors.As(err, &mbe) || int64(len(buf)) > limit:
+			return tooLarge()
+		case err != nil:
+			writeError(w, http.StatusBadRequest, "body", "could not be read")
+			return nil, false
+		}
+	}
+}
+
+// sentinels maps the node's expected outcomes, its sentinel errors, to HTTP
+// answers: writeNodeError tries them in order with errors.Is. This is the one
+// place to add a sentinel. The answer is {"error": msg, "field": field, "status":
+// status}, without the empty members; msg defaults to the sentinel's own text
+// (sentinel texts are written for clients; a wrapping error's text is never
+// shown). retryAfter, when not zero, is sent as Retry-After in whole seconds.
+var sentinels = []struct {
+	err                error
+	code               int
+	retryAfter         time.Duration
+	field, status, msg string
+}{
+	{err: node.ErrNotFound, code: http.StatusNotFound, field: "id", msg: "no such task"},
+	{err: node.ErrOutcomeUnknown, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "unknown"},
+	// A node or a queue at its limit of tasks:
+	// {err: node.ErrNodeFull, code: http.StatusServiceUnavailable, retryAfter: 5 * time.Second, status: "full"},
+	// {err: node.ErrQueueFull, code: http.StatusServiceUnavailable, retryAfter: 5 * time.Second, status: "full"},
+}
+
 // writeNodeError maps the node's errors to HTTP answers.
 func writeNodeError(w http.ResponseWriter, err error) {
 	var fe *node.FieldError
@@ -253,19 +430,47 @@ func writeNodeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &dup):
 		writeJSON(w, http.StatusConflict, map[string]string{"error": dup.Error(), "field": "name", "id": dup.ID, "status": "exists"})
+		return
 	case errors.As(err, &fe):
 		writeError(w, http.StatusBadRequest, fe.Field, fe.Error())
-	case errors.Is(err, node.ErrNotFound):
-		writeError(w, http.StatusNotFound, "id", "no such task")
-	case errors.Is(err, node.ErrOutcomeUnknown):
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": node.ErrOutcomeUnknown.Error(), "status": "unknown"})
+		return
+	}
+	for _, e := range sentinels {
+		if !errors.Is(err, e.err) {
+			continue
+		}
+		msg := e.msg
+		if msg == "" {
+			msg = e.err.Error()
+		}
+		body := map[string]string{"error": msg}
+		if e.field != "" {
+			body["field"] = e.field
+			if !strings.HasPrefix(msg, e.field) {
+				body["error"] = e.field + ": " + msg
+			}
+		}
+		if e.status != "" {
+			body["status"] = e.status
+		}
+		if e.retryAfter > 0 {
+			setRetryAfter(w, e.retryAfter)
+		}
+		writeJSON(w, e.code, body)
+		return
+	}
+	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		w.Header().Set("Retry-After", "1")
+		setRetryAfter(w, time.Second)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the node did not answer in time; the outcome is unknown", "status": "unknown"})
 	default:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the node is shutting down or unavailable"})
 	}
+}
+
+// setRetryAfter sets Retry-After to d in whole seconds, rounded up, at least 1.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10))
 }
 
 func writeError(w http.ResponseWriter, code int, field, msg string) {

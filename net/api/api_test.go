@@ -126,6 +126,7 @@ func TestBadRequests(t *testing.T) {
 		{"unparseable eta", "/q", "application/x-www-form-urlencoded", "task.url=http://w/&task.eta=tomorrow", 400, "task.eta"},
 		{"malformed json", "/q", "application/json", `{"url": "http://w/"`, 400, "body"},
 		{"unknown json field", "/q", "application/json", `{"url": "http://w/", "colour": 1}`, 400, "colour"},
+		{"unnamed json field", "/q", "application/json", `{"url": "http://w/", "": 1}`, 400, "body"},
 		{"unknown task field", "/q", "application/x-www-form-urlencoded", "task.url=http://w/&task.colour=red", 400, "task.colour"},
 		{"params and body", "/q", "application/json", `{"url": "http://w/", "params": {"a": 1}, "body": "x"}`, 400, "body"},
 		{"nested param", "/q", "application/json", `{"url": "http://w/", "params": {"a": {"b": 1}}}`, 400, "params.a"},

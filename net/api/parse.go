@@ -16,6 +16,20 @@ import (
 	"github.com/miyamotohq/miyamoto/node"
 )
 
+// limits bounds what one enqueue may carry; NewHandler fills it from Config.
+// Every limit is enforced while the body is parsed, before the work (and the
+// allocations) it bounds: a body of a million tiny params stops at the first one
+// over the limit.
+type limits struct {
+	url         int // bytes in the task URL
+	params      int // form params: pairs sent to the worker (a JSON array counts each element)
+	headers     int // entries in a JSON task's headers
+	headerBytes int // bytes of names and values in a JSON task's headers
+}
+
+// maxMethod is the longest task method accepted ("UPDATEREDIRECTREF" has 17 bytes).
+const maxMethod = 32
+
 // parseTask turns a POST /{queue} body into an enqueue request. Two formats, as in
 // the original Miyamoto:
 //
@@ -26,26 +40,68 @@ import (
 //     headers, body (a string is sent as it is; any other JSON value as JSON).
 //
 // A body that starts with '{' is read as JSON whatever its Content-Type says: the
-// original README's own example sends "applicatoin/json".
-func parseTask(contentType string, body []byte) (node.EnqueueRequest, error) {
+// original README's own example sends "applicatoin/json". Every error is a
+// *node.FieldError; a request it returns is within lim and has a valid method
+// (or none), but still needs node.ValidateRequest.
+func parseTask(contentType string, body []byte, lim limits) (node.EnqueueRequest, error) {
 	ct := strings.ToLower(strings.TrimSpace(contentType))
 	trimmed := bytes.TrimSpace(body)
 	switch {
 	case len(trimmed) > 0 && trimmed[0] == '{':
-		return parseJSON(trimmed)
+		return parseJSON(trimmed, lim)
 	case strings.Contains(ct, "json"):
-		return parseJSON(trimmed)
+		return parseJSON(trimmed, lim)
 	case strings.HasPrefix(ct, "multipart/"):
 		return node.EnqueueRequest{}, &node.FieldError{Field: "Content-Type", Message: "multipart bodies are not supported: send a form (application/x-www-form-urlencoded) or a JSON object"}
 	}
-	return parseForm(body)
+	return parseForm(body, lim)
 }
 
-func parseForm(body []byte) (node.EnqueueRequest, error) {
+// decodeTask reads the request to enqueue in queue from a POST /{queue} body:
+// parseTask, node.ValidateRequest, then the checks of the URL the node does not
+// make. A request it returns can be delivered (its method, URL and headers are
+// ones net/http sends) and is within lim.
+func decodeTask(queue, contentType string, body []byte, lim limits) (node.EnqueueRequest, error) {
+	req, err := parseTask(contentType, body, lim)
+	if err != nil {
+		return req, err
+	}
+	req.Queue = queue
+	if err := node.ValidateRequest(&req); err != nil {
+		return req, err
+	}
+	return req, checkParsedURL(req.URL)
+}
+
+// checkParsedURL refuses the URLs node.ValidateRequest lets through that no
+// delivery could use: those net/url cannot parse ("http://w/%zz", "http://w:x/")
+// and those without a host name ("http://:80/" would go to this machine).
+func checkParsedURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		msg := err.Error()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			msg = ue.Err.Error() // without the URL again
+		}
+		return &node.FieldError{Field: "url", Message: "is not a valid URL: " + msg}
+	}
+	if u.Hostname() == "" {
+		return &node.FieldError{Field: "url", Message: "must name a host"}
+	}
+	return nil
+}
+
+func parseForm(body []byte, lim limits) (node.EnqueueRequest, error) {
 	var req node.EnqueueRequest
-	var rest []string
+	var rest strings.Builder
+	params := 0
 	seen := map[string]bool{}
-	for _, pair := range strings.Split(string(body), "&") {
+	// A bounded split: no slice of every pair (strings.Split, url.ParseQuery) is
+	// built before the params limit can stop the loop.
+	for s := string(body); s != ""; {
+		var pair string
+		pair, s, _ = strings.Cut(s, "&")
 		if pair == "" {
 			continue
 		}
@@ -55,7 +111,13 @@ func parseForm(body []byte) (node.EnqueueRequest, error) {
 			return req, &node.FieldError{Field: k, Message: "is not valid form encoding"}
 		}
 		if !strings.HasPrefix(key, "task.") {
-			rest = append(rest, pair)
+			if params++; params > lim.params {
+				return req, tooManyParams(lim.params)
+			}
+			if rest.Len() > 0 {
+				rest.WriteByte('&')
+			}
+			rest.WriteString(pair)
 			continue
 		}
 		val, err := url.QueryUnescape(v)
@@ -68,8 +130,14 @@ func parseForm(body []byte) (node.EnqueueRequest, error) {
 		seen[key] = true
 		switch key {
 		case "task.url":
+			if err := checkURLLength(val, lim.url); err != nil {
+				return req, err
+			}
 			req.URL = val
 		case "task.method":
+			if err := checkMethod(key, val); err != nil {
+				return req, err
+			}
 			req.Method = val
 		case "task.name":
 			req.Name = val
@@ -92,24 +160,26 @@ func parseForm(body []byte) (node.EnqueueRequest, error) {
 	if !seen["task.url"] {
 		return req, &node.FieldError{Field: "task.url", Message: "is required"}
 	}
-	req.Body = []byte(strings.Join(rest, "&"))
+	req.Body = []byte(rest.String())
 	req.ContentType = "application/x-www-form-urlencoded"
 	return req, nil
 }
 
-// jsonTask is the JSON form of a task.
+// jsonTask is the JSON form of a task. Params and headers stay raw until
+// parseParams and parseHeaders walk them under their limits: decoding them into
+// maps would allocate every entry first.
 type jsonTask struct {
-	URL       *string           `json:"url"`
-	Method    string            `json:"method"`
-	Params    map[string]any    `json:"params"`
-	Countdown json.RawMessage   `json:"countdown"`
-	ETA       json.RawMessage   `json:"eta"`
-	Name      string            `json:"name"`
-	Headers   map[string]string `json:"headers"`
-	Body      json.RawMessage   `json:"body"`
+	URL       *string         `json:"url"`
+	Method    string          `json:"method"`
+	Params    json.RawMessage `json:"params"`
+	Countdown json.RawMessage `json:"countdown"`
+	ETA       json.RawMessage `json:"eta"`
+	Name      string          `json:"name"`
+	Headers   json.RawMessage `json:"headers"`
+	Body      json.RawMessage `json:"body"`
 }
 
-func parseJSON(b []byte) (node.EnqueueRequest, error) {
+func parseJSON(b []byte, lim limits) (node.EnqueueRequest, error) {
 	var req node.EnqueueRequest
 	var jt jsonTask
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -123,6 +193,12 @@ func parseJSON(b []byte) (node.EnqueueRequest, error) {
 	}
 	if jt.URL == nil {
 		return req, &node.FieldError{Field: "url", Message: "is required"}
+	}
+	if err := checkURLLength(*jt.URL, lim.url); err != nil {
+		return req, err
+	}
+	if err := checkMethod("method", jt.Method); err != nil {
+		return req, err
 	}
 	req.URL, req.Method, req.Name = *jt.URL, jt.Method, jt.Name
 	if jt.Countdown != nil {
@@ -139,20 +215,25 @@ func parseJSON(b []byte) (node.EnqueueRequest, error) {
 		}
 		req.ETA = t
 	}
-	names := make([]string, 0, len(jt.Headers))
-	for k := range jt.Headers {
+	headers, err := parseHeaders(jt.Headers, lim)
+	if err != nil {
+		return req, err
+	}
+	names := make([]string, 0, len(headers))
+	for k := range headers {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
 		if strings.EqualFold(k, "Content-Type") {
-			req.ContentType = jt.Headers[k]
+			req.ContentType = headers[k]
 			continue
 		}
-		req.Headers = append(req.Headers, node.Header{Name: k, Value: jt.Headers[k]})
+		req.Headers = append(req.Headers, node.Header{Name: k, Value: headers[k]})
 	}
+	hasParams := jt.Params != nil && !isNull(jt.Params)
 	switch {
-	case len(jt.Body) > 0 && jt.Params != nil:
+	case len(jt.Body) > 0 && hasParams:
 		return req, &node.FieldError{Field: "body", Message: "give params or body, not both"}
 	case len(jt.Body) > 0:
 		var s string
@@ -167,8 +248,8 @@ func parseJSON(b []byte) (node.EnqueueRequest, error) {
 				req.ContentType = "application/json"
 			}
 		}
-	case jt.Params != nil:
-		form, err := encodeParams(jt.Params)
+	case hasParams:
+		form, err := parseParams(jt.Params, lim.params)
 		if err != nil {
 			return req, err
 		}
@@ -180,29 +261,213 @@ func parseJSON(b []byte) (node.EnqueueRequest, error) {
 	return req, nil
 }
 
-// encodeParams form-encodes params with keys sorted (JSON objects have no order).
-// Values may be strings, numbers, booleans or arrays of those.
-func encodeParams(params map[string]any) (string, error) {
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// parseParams form-encodes a JSON object of params with keys sorted (JSON objects
+// have no order; a key given twice keeps its last value). Values may be strings,
+// numbers, booleans, null (an empty value) or arrays of those; each array element
+// is one param, and an empty array counts as one. It walks the object token by
+// token and stops at the first param over limit.
+func parseParams(raw json.RawMessage, limit int) (string, error) {
+	const what = "must be a string, number, boolean or an array of those"
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := expectObject(dec, "params"); err != nil {
+		return "", err
+	}
 	v := url.Values{}
-	for k, val := range params {
-		switch x := val.(type) {
-		case []any:
-			for _, e := range x {
+	n := 0
+	for dec.More() {
+		k, err := objectKey(dec, "params")
+		if err != nil {
+			return "", err
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return "", badJSON("params." + k)
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d != '[' {
+				return "", &node.FieldError{Field: "params." + k, Message: what}
+			}
+			var vals []string
+			for dec.More() {
+				if n++; n > limit {
+					return "", tooManyParams(limit)
+				}
+				e, err := dec.Token()
+				if err != nil {
+					return "", badJSON("params." + k)
+				}
 				s, ok := scalar(e)
 				if !ok {
-					return "", &node.FieldError{Field: "params." + k, Message: "must be a string, number, boolean or an array of those"}
+					return "", &node.FieldError{Field: "params." + k, Message: what}
 				}
-				v.Add(k, s)
+				vals = append(vals, s)
 			}
-		default:
-			s, ok := scalar(val)
-			if !ok {
-				return "", &node.FieldError{Field: "params." + k, Message: "must be a string, number, boolean or an array of those"}
+			if _, err := dec.Token(); err != nil { // ']'
+				return "", badJSON("params." + k)
 			}
-			v.Add(k, s)
+			if len(vals) == 0 {
+				if n++; n > limit {
+					return "", tooManyParams(limit)
+				}
+			}
+			v[k] = vals
+			continue
 		}
+		if n++; n > limit {
+			return "", tooManyParams(limit)
+		}
+		s, ok := scalar(tok)
+		if !ok {
+			return "", &node.FieldError{Field: "params." + k, Message: what}
+		}
+		v[k] = []string{s}
 	}
 	return v.Encode(), nil
+}
+
+// parseHeaders reads a JSON object of header names to string values (null is an
+// empty value; a name given twice keeps its last value), stopping at the first
+// entry over lim.headers or byte over lim.headerBytes. Names must be HTTP tokens
+// and values free of control characters, or no delivery could ever send them.
+// Null or absent headers are no headers.
+func parseHeaders(raw json.RawMessage, lim limits) (map[string]string, error) {
+	if raw == nil || isNull(raw) {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := expectObject(dec, "headers"); err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	n, size := 0, 0
+	for dec.More() {
+		k, err := objectKey(dec, "headers")
+		if err != nil {
+			return nil, err
+		}
+		if n++; n > lim.headers {
+			return nil, &node.FieldError{Field: "headers", Message: fmt.Sprintf("has more than %d headers", lim.headers)}
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, badJSON("headers." + k)
+		}
+		var val string
+		switch x := tok.(type) {
+		case string:
+			val = x
+		case nil:
+		default:
+			return nil, &node.FieldError{Field: "headers." + k, Message: "must be a JSON string"}
+		}
+		if size += len(k) + len(val); size > lim.headerBytes {
+			return nil, &node.FieldError{Field: "headers", Message: fmt.Sprintf("are larger than %d bytes (names and values)", lim.headerBytes)}
+		}
+		if !isToken(k) {
+			return nil, &node.FieldError{Field: "headers", Message: fmt.Sprintf("%.64q is not a header name (letters, digits and !#$%%&'*+-.^_`|~)", k)}
+		}
+		if !validHeaderValue(val) {
+			return nil, &node.FieldError{Field: "headers." + k, Message: "must not hold control characters (such as a line break)"}
+		}
+		m[k] = val
+	}
+	return m, nil
+}
+
+// expectObject reads the '{' that opens field's value.
+func expectObject(dec *json.Decoder, field string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return badJSON(field)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return &node.FieldError{Field: field, Message: fmt.Sprintf("must be a JSON object, not %s", tokenKind(tok))}
+	}
+	return nil
+}
+
+// objectKey reads the next key of an object under field.
+func objectKey(dec *json.Decoder, field string) (string, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", badJSON(field)
+	}
+	k, ok := tok.(string)
+	if !ok {
+		return "", badJSON(field)
+	}
+	return k, nil
+}
+
+func badJSON(field string) error {
+	return &node.FieldError{Field: field, Message: "is not valid JSON"}
+}
+
+func tooManyParams(limit int) error {
+	return &node.FieldError{Field: "params", Message: fmt.Sprintf("has more than %d parameters", limit)}
+}
+
+func tokenKind(tok json.Token) string {
+	switch tok.(type) {
+	case json.Delim:
+		return "array"
+	case string:
+		return "string"
+	case json.Number, float64:
+		return "number"
+	case bool:
+		return "bool"
+	}
+	return "null"
+}
+
+// checkURLLength bounds the task URL. It is reported as "url" whatever the
+// format, like node.ValidateRequest's checks of the URL.
+func checkURLLength(u string, limit int) error {
+	if len(u) > limit {
+		return &node.FieldError{Field: "url", Message: fmt.Sprintf("is longer than %d bytes", limit)}
+	}
+	return nil
+}
+
+// checkMethod accepts an empty method (POST) or an HTTP token of at most
+// maxMethod bytes: anything else could never be sent to a worker.
+func checkMethod(field, m string) error {
+	if m != "" && (len(m) > maxMethod || !isToken(m)) {
+		return &node.FieldError{Field: field, Message: fmt.Sprintf("must be an HTTP method such as GET, POST or PUT (at most %d letters), not %.40q", maxMethod, m)}
+	}
+	return nil
+}
+
+// isToken reports whether s is an RFC 9110 token: a valid method or header name.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v can be sent as a header value: no control
+// characters but tab (net/http refuses to send the others).
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func scalar(v any) (string, bool) {
@@ -264,6 +529,9 @@ func jsonFieldError(err error) error {
 		return &node.FieldError{Field: "body", Message: fmt.Sprintf("is not valid JSON (at byte %d): %v", se.Offset, se)}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if f == "" { // a field must be named: report the body
+			return &node.FieldError{Field: "body", Message: `has a field named "", which is not a task field (url, method, params, countdown, eta, name, headers, body)`}
+		}
 		return &node.FieldError{Field: f, Message: "is not a task field (url, method, params, countdown, eta, name, headers, body)"}
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return &node.FieldError{Field: "body", Message: "is not a complete JSON object"}

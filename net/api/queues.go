@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -177,9 +176,8 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			return
 		}
 		var qs QueueSettings
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-		if err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, "body", "is larger than 64 KiB")
+		body, ok := readBody(w, r, 64<<10)
+		if !ok {
 			return
 		}
 		if len(bytes.TrimSpace(body)) > 0 {
@@ -205,7 +203,7 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 		}
 		set, err := qb.SetQueue(ctx, name, cfg, paused)
 		if errors.Is(err, node.ErrNotEveryMember) {
-			w.Header().Set("Retry-After", "1")
+			setRetryAfter(w, time.Second)
 			v := viewOf(set)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "queue": v})
 			return
@@ -229,7 +227,7 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 		set, err := qb.PurgeQueue(ctx, name)
 		v := viewOf(set)
 		if errors.Is(err, node.ErrNotEveryMember) {
-			w.Header().Set("Retry-After", "1")
+			setRetryAfter(w, time.Second)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "queue": v})
 			return
 		}
