@@ -428,7 +428,7 @@ func (n *Node) handleOutcome(m Message) {
 		// be talked into granting it again.
 		e = n.newEntry(m.Task)
 		e.state = StateNone
-		n.tasks[m.Task.ID] = e
+		n.addEntry(e)
 		n.persist(func() {}, Record{Kind: RecTask, Task: m.Task, TaskID: m.Task.ID})
 	}
 	if e == nil {

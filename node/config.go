@@ -106,6 +106,12 @@ type Config struct {
 	// Anything below a majority is unsafe; it exists for negative-control scenarios.
 	ClaimQuorum int
 
+	// Admission limits (0: none), counted on tasks this node holds that are not final:
+	// past them it refuses new tasks as coordinator and as replica (see limits.go).
+	MaxPending      int   // tasks
+	MaxPendingBytes int64 // their approximate memory (taskBytes)
+	MaxQueuePending int   // tasks of any one queue
+
 	DefaultQueue QueueConfig
 	Queues       map[string]QueueConfig // per queue; others use DefaultQueue
 }

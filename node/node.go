@@ -18,9 +18,15 @@ type Node struct {
 	// members sorted by ID: the ring.
 	members []NodeID
 
-	tasks   map[string]*entry
-	pending map[string]*enqueueOp // enqueues this node coordinates, by task ID
-	queries map[string]*queryOp   // lookups and cancels this node coordinates
+	tasks map[string]*entry
+	// open counts the entries of tasks that are not final (overall, in bytes, by
+	// queue), for the admission limits; see limits.go. Every insertion, removal and
+	// state change of an entry goes through addEntry, removeEntry or setState.
+	open        int
+	openBytes   int64
+	openByQueue map[string]int
+	pending     map[string]*enqueueOp // enqueues this node coordinates, by task ID
+	queries     map[string]*queryOp   // lookups and cancels this node coordinates
 
 	settings   map[string]*QueueSetting // queues set through the API, by name
 	maxVersion uint64                   // highest setting version seen
@@ -123,6 +129,7 @@ type enqueueOp struct {
 	task     *Task
 	acks     uint64
 	exists   uint64 // replicas that hold another task with this ID (same name)
+	full     uint64 // replicas that refused it under their limits (RejectFull)
 	reply    func(EnqueueResult)
 	replied  bool
 	deadline time.Time
@@ -148,15 +155,16 @@ func New(cfg Config, env Env) (*Node, error) {
 		cfg.ClaimQuorum = cfg.Replicas
 	}
 	return &Node{
-		cfg:      cfg,
-		env:      env,
-		members:  members,
-		tasks:    make(map[string]*entry),
-		pending:  make(map[string]*enqueueOp),
-		queries:  make(map[string]*queryOp),
-		settings: make(map[string]*QueueSetting),
-		buckets:  make(map[string]*bucket),
-		lists:    make(map[uint64]*listOp),
+		cfg:         cfg,
+		env:         env,
+		members:     members,
+		tasks:       make(map[string]*entry),
+		openByQueue: make(map[string]int),
+		pending:     make(map[string]*enqueueOp),
+		queries:     make(map[string]*queryOp),
+		settings:    make(map[string]*QueueSetting),
+		buckets:     make(map[string]*bucket),
+		lists:       make(map[uint64]*listOp),
 	}, nil
 }
 
@@ -224,6 +232,7 @@ func (n *Node) Start() error {
 			}
 		}
 	}
+	n.recount()
 	return nil
 }
 
@@ -231,7 +240,7 @@ func (n *Node) Start() error {
 func (n *Node) replay(r Record) {
 	if r.Kind == RecTask {
 		if _, ok := n.tasks[r.Task.ID]; !ok {
-			n.tasks[r.Task.ID] = n.newEntry(r.Task)
+			n.tasks[r.Task.ID] = n.newEntry(r.Task) // counted by recount at the end of Start
 		}
 		return
 	}
@@ -418,6 +427,10 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		Delivery:    n.queue(req.Queue).Delivery,
 	}
 	t.Replicas = n.Placement(t.ID)
+	if err := n.admit(t); err != nil {
+		reply(EnqueueResult{Err: err})
+		return
+	}
 	op := &enqueueOp{task: t, reply: reply, deadline: now.Add(n.cfg.EnqueueTimeout)}
 	n.pending[t.ID] = op
 	n.sendStores(op)
@@ -525,13 +538,17 @@ func (n *Node) handleStore(m Message) {
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
 		// Purged: keep it as cancelled, so that it never runs.
 		e := n.newEntry(t)
-		n.tasks[t.ID] = e
+		n.addEntry(e)
 		n.adoptFinal(e, StateCancelled, func() { n.ackStore(m) })
+		return
+	}
+	if err := n.admit(t); err != nil {
+		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectFull})
 		return
 	}
 
 	e := n.newEntry(t)
-	n.tasks[t.ID] = e
+	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
 	n.armFire(e)
 	n.persist(func() { n.ackStore(m) }, Record{Kind: RecTask, Task: t, TaskID: t.ID})
@@ -548,6 +565,10 @@ func (n *Node) handleStoreResp(m Message) {
 	}
 	rank := op.task.Rank(m.From)
 	if rank < 0 {
+		return
+	}
+	if m.Reject == RejectFull {
+		n.refuseFull(op, rank, m.From)
 		return
 	}
 	if m.Reject == RejectExists {
@@ -642,7 +663,7 @@ func (n *Node) onTimer(e *entry, kind timerKind) {
 	case timerOutcome:
 		n.sendOutcome(e)
 	case timerForget:
-		delete(n.tasks, e.task.ID)
+		n.removeEntry(e)
 		if n.env.Storage.Durable() {
 			n.forgotten = append(n.forgotten, e.task.ID)
 		}
@@ -663,6 +684,13 @@ func (n *Node) setState(e *entry, to TaskState) {
 		return
 	}
 	from := e.state
+	if from.Final() != to.Final() && n.tasks[e.task.ID] == e {
+		if to.Final() {
+			n.countOpen(e, -1)
+		} else {
+			n.countOpen(e, +1)
+		}
+	}
 	e.state = to
 	n.observe(e, from, to)
 	if to.Final() {

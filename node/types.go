@@ -145,12 +145,13 @@ const (
 	RejectUnknown           // the acceptor does not hold the task
 	RejectRecovering        // the acceptor restarted without durable state and is waiting
 	RejectExists            // StoreResp: another task with this ID (the same name) is held
+	RejectFull              // StoreResp: the replica holds its limit of pending tasks
 )
 
 // MaxReject is the highest Reject this version knows.
-const MaxReject = RejectExists
+const MaxReject = RejectFull
 
-var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering", "exists"}
+var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering", "exists", "full"}
 
 func (r Reject) String() string {
 	if int(r) < len(rejectNames) {

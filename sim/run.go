@@ -180,6 +180,14 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		w.events++
 		e.fn()
 	}
+	for _, sn := range w.nodes {
+		// The admission limits' bookkeeping must match the tasks the node holds.
+		if sn.up && sn.n != nil {
+			if tracked, actual := sn.n.Pending(); tracked != actual {
+				w.check.violate("S6", nil, []node.NodeID{sn.id}, "node tracks %d pending tasks but holds %d", tracked, actual)
+			}
+		}
+	}
 	w.check.finish()
 
 	res := &Result{

@@ -491,7 +491,7 @@ func (sc *Scenario) Validate() error {
 		}
 		for _, inv := range sc.Expect.Invariants {
 			if !knownInvariant(inv) {
-				bad("expect.invariants", "unknown invariant %q (S1-S5, L1, L2, D1, Q1-Q5)", inv)
+				bad("expect.invariants", "unknown invariant %q (S1-S6, L1, L2, D1, Q1-Q5)", inv)
 			}
 		}
 	default:
@@ -502,7 +502,7 @@ func (sc *Scenario) Validate() error {
 
 func knownInvariant(s string) bool {
 	switch s {
-	case "S1", "S2", "S3", "S4", "S5", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
+	case "S1", "S2", "S3", "S4", "S5", "S6", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
 		return true
 	}
 	return false

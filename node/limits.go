@@ -1,0 +1,117 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+)
+
+// Admission limits keep a node's memory bounded: past them it refuses new tasks, as
+// coordinator (ErrNodeFull, ErrQueueFull) and as replica (a Store answered
+// RejectFull), instead of growing until the process dies. Only tasks that are not
+// final count; finished tasks stay for the dedup window whatever the limits, so their
+// memory is bounded by the window times the delivery rate.
+
+// ErrNodeFull: this node (or a majority of the task's replicas) holds its limit of
+// pending tasks or of their bytes. Nothing was stored; retry later.
+var ErrNodeFull = errors.New("the node holds its limit of pending tasks: nothing was stored, retry later")
+
+// ErrQueueFull: this node holds its limit of pending tasks for the queue.
+var ErrQueueFull = errors.New("the queue holds its limit of pending tasks on this node: nothing was stored, retry later")
+
+// entryOverhead approximates what an entry costs beyond its task's variable fields
+// (the entry, the task struct, the map slot, its timer), measured at about 1 KB.
+const entryOverhead = 1024
+
+// taskBytes is what a held task costs in memory, approximately.
+func taskBytes(t *Task) int64 {
+	b := entryOverhead + len(t.ID) + len(t.Queue) + len(t.Name) + len(t.URL) + len(t.Method) + len(t.ContentType) + len(t.Body)
+	for _, h := range t.Headers {
+		b += len(h.Name) + len(h.Value) + 32
+	}
+	return int64(b)
+}
+
+// countOpen adds d (+1 or -1) to the pending-task counters for e.
+func (n *Node) countOpen(e *entry, d int) {
+	n.open += d
+	n.openBytes += int64(d) * taskBytes(e.task)
+	q := e.task.Queue
+	n.openByQueue[q] += d
+	if n.openByQueue[q] <= 0 {
+		delete(n.openByQueue, q)
+	}
+}
+
+// addEntry puts e in tasks, counting it if it is pending.
+func (n *Node) addEntry(e *entry) {
+	n.tasks[e.task.ID] = e
+	if !e.state.Final() {
+		n.countOpen(e, +1)
+	}
+}
+
+// removeEntry drops e from tasks.
+func (n *Node) removeEntry(e *entry) {
+	delete(n.tasks, e.task.ID)
+	if !e.state.Final() {
+		n.countOpen(e, -1)
+	}
+}
+
+// recount rebuilds the counters from tasks (at start, after the records replayed).
+func (n *Node) recount() {
+	n.open, n.openBytes = 0, 0
+	clear(n.openByQueue)
+	for _, e := range n.tasks {
+		if !e.state.Final() {
+			n.countOpen(e, +1)
+		}
+	}
+}
+
+// admit reports whether t may be taken under the limits, or the error to answer.
+func (n *Node) admit(t *Task) error {
+	c := n.cfg
+	if c.MaxPending > 0 && n.open >= c.MaxPending {
+		return fmt.Errorf("%w (%d tasks)", ErrNodeFull, c.MaxPending)
+	}
+	if c.MaxPendingBytes > 0 && n.openBytes+taskBytes(t) > c.MaxPendingBytes {
+		return fmt.Errorf("%w (%d bytes)", ErrNodeFull, c.MaxPendingBytes)
+	}
+	if c.MaxQueuePending > 0 && n.openByQueue[t.Queue] >= c.MaxQueuePending {
+		return fmt.Errorf("%w (%d tasks in queue %q)", ErrQueueFull, c.MaxQueuePending, t.Queue)
+	}
+	return nil
+}
+
+// Pending returns the pending-task counters as tracked and as counted afresh, for
+// tests and the simulator's checks: the two must always agree.
+func (n *Node) Pending() (tracked, actual int) {
+	for _, e := range n.tasks {
+		if !e.state.Final() {
+			actual++
+		}
+	}
+	return n.open, actual
+}
+
+// refuseFull handles a replica's RejectFull: once no majority can store op's task,
+// the enqueue fails, and the replicas that stored it are told it is cancelled (best
+// effort: one message each), so that a refused task does not run.
+func (n *Node) refuseFull(op *enqueueOp, rank int, from NodeID) {
+	op.full |= 1 << rank
+	t := op.task
+	if op.replied || len(t.Replicas)-bits.OnesCount64(op.full) >= majority(t) {
+		return
+	}
+	op.replied = true
+	delete(n.pending, t.ID)
+	op.stop()
+	for i, r := range t.Replicas {
+		if op.acks&(1<<i) != 0 {
+			n.send(Message{Type: MsgOutcome, To: r, TaskID: t.ID, Task: t, State: StateCancelled})
+		}
+	}
+	op.reply(EnqueueResult{ID: t.ID, Err: fmt.Errorf("replica %s: %w", from, ErrNodeFull)})
+}

@@ -1,0 +1,80 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func requirePendingConsistent(t *testing.T, h *harness) {
+	t.Helper()
+	for _, id := range h.order {
+		tracked, actual := h.node(id).Pending()
+		require.Equal(t, actual, tracked, "node %s tracks %d pending tasks but holds %d", id, tracked, actual)
+	}
+}
+
+// TestPendingLimit: past MaxPending the node refuses new tasks with ErrNodeFull; once
+// tasks finish, it takes new ones again.
+func TestPendingLimit(t *testing.T) {
+	h := newHarness(t, 1, 3, func(c *Config) { c.MaxPending = 3 })
+	for range 3 {
+		acked(t, h.enqueue("n1", req(10*time.Second)))
+	}
+	r := h.enqueue("n1", req(10*time.Second))
+	require.True(t, r.done)
+	require.ErrorIs(t, r.Err, ErrNodeFull)
+	require.Contains(t, r.Err.Error(), "(3 tasks)")
+	requirePendingConsistent(t, h)
+
+	h.run(time.Minute) // all three delivered: final tasks do not count
+	require.Len(t, h.deliveries, 3)
+	requirePendingConsistent(t, h)
+	acked(t, h.enqueue("n1", req(time.Second)))
+	tracked, _ := h.node("n1").Pending()
+	require.Equal(t, 1, tracked)
+}
+
+// TestQueueAndBytesLimits: a queue's own limit, and the byte budget.
+func TestQueueAndBytesLimits(t *testing.T) {
+	h := newHarness(t, 1, 3, func(c *Config) { c.MaxQueuePending = 2; c.MaxPendingBytes = 8 << 10 })
+	acked(t, h.enqueue("n1", reqQ("a", time.Minute)))
+	acked(t, h.enqueue("n1", reqQ("a", time.Minute)))
+	r := h.enqueue("n1", reqQ("a", time.Minute))
+	require.ErrorIs(t, r.Err, ErrQueueFull)
+	require.Contains(t, r.Err.Error(), `queue "a"`)
+	acked(t, h.enqueue("n1", reqQ("b", time.Minute)))
+
+	big := reqQ("c", time.Minute)
+	big.Body = make([]byte, 8<<10)
+	r = h.enqueue("n1", big)
+	require.ErrorIs(t, r.Err, ErrNodeFull)
+	require.Contains(t, r.Err.Error(), "bytes")
+	requirePendingConsistent(t, h)
+}
+
+// TestReplicasFull: when a majority of the replicas refuse a task under their limits,
+// the coordinator answers ErrNodeFull, and the replica that stored it (itself here)
+// cancels it, so that a refused task never runs.
+func TestReplicasFull(t *testing.T) {
+	h := newHarness(t, 3, 5, func(c *Config) {
+		if c.ID != "n1" {
+			c.MaxPending = 1
+		}
+	})
+	r1 := h.enqueue("n1", req(time.Minute))
+	h.run(time.Second)
+	first := acked(t, r1)
+	r := h.enqueue("n1", req(10*time.Second))
+	h.run(2 * time.Second)
+	require.True(t, r.done)
+	require.ErrorIs(t, r.Err, ErrNodeFull)
+	require.Contains(t, r.Err.Error(), "replica n")
+	h.run(5 * time.Minute)
+	for _, d := range h.deliveries {
+		require.Equal(t, first, d.TaskID, "a refused task ran: %v", d)
+	}
+	require.Equal(t, StateCancelled, h.stateOn("n1", r.ID), "the coordinator's own copy of the refused task")
+	requirePendingConsistent(t, h)
+}
