@@ -14,7 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miyamotohq/miyamoto/net/api"
 	"github.com/miyamotohq/miyamoto/net/daemon"
+	"github.com/miyamotohq/miyamoto/net/urlpolicy"
+	"github.com/miyamotohq/miyamoto/net/webhook"
 )
 
 // serveFlags lists serve's flags; each may also come from MIYAMOTO_<NAME> in the
@@ -69,6 +72,15 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
 	dedup := fs.Duration("dedup-window", time.Hour, "how long a finished task's name stays taken, e.g. 1h")
 	dataDir := fs.String("data-dir", "./miyamoto-data", "directory of the node's log; empty (--data-dir=) keeps everything in memory")
+	var apiTokens, signingSecrets listFlag
+	fs.Var(&apiTokens, "api-token", "require Authorization: Bearer <token> on every endpoint but /healthz; repeat (or separate with commas) to accept several during a rotation")
+	fs.Var(&signingSecrets, "signing-secret", "sign every delivery the Standard Webhooks way with this whsec_... secret; repeat to sign with several during a rotation")
+	denyPrivate := fs.Bool("deny-private", false, "refuse task URLs that resolve to loopback, private, link-local, unique-local or unspecified addresses, at enqueue and at connect time")
+	allowURL := fs.String("allow-url", "", "exceptions to --deny-private: address prefixes and host names, comma-separated (e.g. 10.1.0.0/16,worker.internal)")
+	clusterSecret := fs.String("cluster-secret", "", "peers authenticate each other with this shared secret (the same on every node, 16+ characters)")
+	maxPending := fs.Int("max-pending", daemon.DefaultMaxPending, "most pending tasks this node holds before it answers 503 (0: no limit)")
+	maxPendingBytes := fs.Int64("max-pending-bytes", daemon.DefaultMaxPendingBytes, "most memory its pending tasks take, approximately, before it answers 503 (0: no limit)")
+	maxQueuePending := fs.Int("max-queue-pending", 0, "most pending tasks of any one queue this node holds before it answers 503 (0: no limit)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -135,6 +147,20 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if *dedup <= 0 {
 		return bad("dedup-window", "must be positive, not %s", *dedup)
 	}
+	for _, l := range []struct {
+		flag string
+		v    int64
+	}{{"max-pending", int64(*maxPending)}, {"max-pending-bytes", *maxPendingBytes}, {"max-queue-pending", int64(*maxQueuePending)}} {
+		if l.v < 0 {
+			return bad(l.flag, "must not be negative (0 means no limit), not %d", l.v)
+		}
+	}
+	if *clusterSecret != "" && len(*clusterSecret) < 16 {
+		return bad("cluster-secret", "must be at least 16 characters (use a long random one), not %d", len(*clusterSecret))
+	}
+	if *allowURL != "" && !*denyPrivate {
+		return bad("allow-url", "only means something with --deny-private")
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return bad("log-level", "must be debug, info, warn or error, not %q", *logLevel)
@@ -145,8 +171,53 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		}
 	}
 	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Replicas: *replicas,
-		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir}
+		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
+		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret,
+		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending}
+	// Check what the daemon would refuse now, so that a bad flag is one line naming it.
+	if err := (api.Config{Tokens: cfg.APITokens}).Validate(); err != nil {
+		return bad("api-token", "%s", oneLine(err))
+	}
+	if _, err := webhook.ParseSecrets(cfg.SigningSecrets); err != nil {
+		return bad("signing-secret", "%s", oneLine(err))
+	}
+	if _, err := urlpolicy.ParseAllow(cfg.AllowURLs); err != nil {
+		return bad("allow-url", "%s", oneLine(err))
+	}
 	return cfg, level, nil
+}
+
+// oneLine joins an error's lines (errors.Join makes several) with "; ".
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// noLimit turns the flags' "0: no limit" into the daemon's (negative; its 0 is the
+// default).
+func noLimit(v int) int {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// listFlag is a repeatable flag; one value may also hold several, comma-separated
+// (so that one environment variable can carry them).
+type listFlag []string
+
+// String never shows the values: they are secrets.
+func (l *listFlag) String() string {
+	if l == nil || len(*l) == 0 {
+		return ""
+	}
+	return fmt.Sprint(len(*l)) + " value(s)"
+}
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
 }
 
 // usageError is flag.ErrHelp carrying serve's usage, for runServe to print.

@@ -39,6 +39,7 @@ func TestParseServeDefaults(t *testing.T) {
 		NodeID: "n1", HTTPAddr: "127.0.0.1:8088", PeerAddr: "127.0.0.1:7088", Peers: map[string]string{},
 		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
 		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour, DataDir: "./miyamoto-data",
+		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 	}, cfg)
 }
 
@@ -56,7 +57,33 @@ func TestParseServeFlags(t *testing.T) {
 		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
 		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data",
+		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 	}, cfg)
+}
+
+func TestParseServeSecurityFlags(t *testing.T) {
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	cfg, _, err := parseServe([]string{
+		"--api-token", "tok-1", "--api-token", "tok-2,tok-3", "--signing-secret", secret,
+		"--deny-private", "--allow-url", "10.1.0.0/16,worker.internal", "--cluster-secret", "0123456789abcdef0",
+		"--max-pending", "0", "--max-pending-bytes", "1048576", "--max-queue-pending", "100",
+	}, envOf("MIYAMOTO_API_TOKEN", "ignored-because-the-flag-is-set"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"tok-1", "tok-2", "tok-3"}, cfg.APITokens)
+	require.Equal(t, []string{secret}, cfg.SigningSecrets)
+	require.True(t, cfg.DenyPrivate)
+	require.Equal(t, "10.1.0.0/16,worker.internal", cfg.AllowURLs)
+	require.Equal(t, "0123456789abcdef0", cfg.ClusterSecret)
+	require.Equal(t, -1, cfg.MaxPending, "0 on the command line is no limit, which the daemon spells negative")
+	require.EqualValues(t, 1<<20, cfg.MaxPendingBytes)
+	require.Equal(t, 100, cfg.MaxQueuePending)
+
+	// Secrets come from the environment too, so that they stay out of ps.
+	cfg, _, err = parseServe(nil, envOf("MIYAMOTO_API_TOKEN", "a,b", "MIYAMOTO_SIGNING_SECRET", secret, "MIYAMOTO_CLUSTER_SECRET", "0123456789abcdef0"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b"}, cfg.APITokens)
+	require.Equal(t, []string{secret}, cfg.SigningSecrets)
+	require.Equal(t, "0123456789abcdef0", cfg.ClusterSecret)
 }
 
 func TestParseServeBadValuesNameTheFlag(t *testing.T) {
@@ -85,6 +112,14 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--bogus", "1"}, "bogus"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"stray"}, "stray"},
+		{[]string{"--api-token", "has space"}, "api-token"},
+		{[]string{"--signing-secret", "nope"}, "signing-secret"},
+		{[]string{"--signing-secret", "whsec_AAAA", "--signing-secret", "whsec_!!"}, "signing-secret"},
+		{[]string{"--allow-url", "10.0.0.0/8"}, "allow-url"},
+		{[]string{"--deny-private", "--allow-url", "10.0.0.0/33"}, "allow-url"},
+		{[]string{"--cluster-secret", "short"}, "cluster-secret"},
+		{[]string{"--max-pending", "-1"}, "max-pending"},
+		{[]string{"--max-queue-pending", "-5"}, "max-queue-pending"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -418,9 +418,10 @@ var sentinels = []struct {
 }{
 	{err: node.ErrNotFound, code: http.StatusNotFound, field: "id", msg: "no such task"},
 	{err: node.ErrOutcomeUnknown, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "unknown"},
-	// A node or a queue at its limit of tasks:
-	// {err: node.ErrNodeFull, code: http.StatusServiceUnavailable, retryAfter: 5 * time.Second, status: "full"},
-	// {err: node.ErrQueueFull, code: http.StatusServiceUnavailable, retryAfter: 5 * time.Second, status: "full"},
+	// A node (or a majority of the task's replicas) or a queue at its limit of
+	// pending tasks: nothing was stored.
+	{err: node.ErrNodeFull, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "full"},
+	{err: node.ErrQueueFull, code: http.StatusServiceUnavailable, retryAfter: time.Second, field: "queue", status: "full"},
 }
 
 // writeNodeError maps the node's errors to HTTP answers.

@@ -415,3 +415,16 @@ func TestSentinelTable(t *testing.T) {
 	require.JSONEq(t, `{"error": "id: no such task", "field": "id"}`, w.Body.String())
 	require.Equal(t, http.StatusNotFound, w.Code)
 }
+
+// A full node or queue answers 503 with Retry-After and says nothing was stored.
+func TestFullAnswers503(t *testing.T) {
+	w := doReq(t, NewHandler(&fakeBackend{err: fmt.Errorf("replica n2: %w", node.ErrNodeFull)}, Config{}), "POST", "/q", "task.url=http://w.test/", "Content-Type", formCT)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
+	require.JSONEq(t, `{"error": "`+node.ErrNodeFull.Error()+`", "status": "full"}`, w.Body.String())
+
+	w = doReq(t, NewHandler(&fakeBackend{err: fmt.Errorf("%w (10 tasks in queue %q)", node.ErrQueueFull, "q")}, Config{}), "POST", "/q", "task.url=http://w.test/", "Content-Type", formCT)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
+	require.JSONEq(t, `{"error": "queue: `+node.ErrQueueFull.Error()+`", "field": "queue", "status": "full"}`, w.Body.String())
+}

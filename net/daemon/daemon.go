@@ -29,6 +29,7 @@ import (
 	"github.com/miyamotohq/miyamoto/net/driver"
 	"github.com/miyamotohq/miyamoto/net/metrics"
 	"github.com/miyamotohq/miyamoto/net/peer"
+	"github.com/miyamotohq/miyamoto/net/urlpolicy"
 	"github.com/miyamotohq/miyamoto/net/webhook"
 	"github.com/miyamotohq/miyamoto/node"
 )
@@ -54,8 +55,21 @@ type Config struct {
 	// CompactInterval: this often the log drops the records of tasks forgotten
 	// after their dedup window. Default 10m.
 	CompactInterval time.Duration
-	Logger          *slog.Logger
-	Clock           clock.Clock // default the wall clock
+
+	// Security (see the README's "Security" section). Empty: off.
+	APITokens      []string // bearer tokens for every endpoint but /healthz; any one works
+	SigningSecrets []string // whsec_... secrets; every delivery is signed with each
+	DenyPrivate    bool     // refuse task URLs on loopback, private, link-local ... addresses
+	AllowURLs      string   // exceptions to DenyPrivate: prefixes and host names, comma-separated
+	ClusterSecret  string   // peers authenticate each other with it
+
+	// Admission limits: past them the node answers 503 "full" (0: none).
+	MaxPending      int   // pending tasks this node holds; default 1,000,000
+	MaxPendingBytes int64 // their approximate memory; default 2 GiB
+	MaxQueuePending int   // pending tasks of one queue this node holds; default none
+
+	Logger *slog.Logger
+	Clock  clock.Clock // default the wall clock
 }
 
 // FillDefaults sets every zero field to its default.
@@ -87,6 +101,12 @@ func (c *Config) FillDefaults() {
 	if c.CompactInterval == 0 {
 		c.CompactInterval = 10 * time.Minute
 	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -94,6 +114,13 @@ func (c *Config) FillDefaults() {
 		c.Clock = clock.New()
 	}
 }
+
+// Default admission limits: a million pending tasks, or 2 GiB of them (a task
+// costs about 1 KB plus its body, URL and headers), whichever comes first.
+const (
+	DefaultMaxPending      = 1_000_000
+	DefaultMaxPendingBytes = 2 << 30
+)
 
 // Daemon is a running node.
 type Daemon struct {
@@ -145,7 +172,28 @@ func Start(cfg Config) (*Daemon, error) {
 		d.transport = t
 		network = t
 	}
-	d.disp = webhook.New(webhook.Config{NodeID: cfg.NodeID}, func(r node.DeliveryResult) {
+	signer, err := webhook.ParseSecrets(cfg.SigningSecrets)
+	if err != nil {
+		return nil, fmt.Errorf("--signing-secret: %w", err)
+	}
+	var policy *urlpolicy.Policy
+	if cfg.DenyPrivate {
+		allow, err := urlpolicy.ParseAllow(cfg.AllowURLs)
+		if err != nil {
+			return nil, fmt.Errorf("--allow-url: %w", err)
+		}
+		policy = &urlpolicy.Policy{Allow: allow}
+	} else if cfg.AllowURLs != "" {
+		return nil, errors.New("--allow-url: only means something with --deny-private")
+	}
+	apiCfg := api.Config{MaxBody: cfg.MaxBody, Tokens: cfg.APITokens, Logger: cfg.Logger.With("component", "api")}
+	if policy != nil {
+		apiCfg.CheckURL = policy.CheckURL
+	}
+	if err := apiCfg.Validate(); err != nil {
+		return nil, fmt.Errorf("--api-token: %w", err)
+	}
+	d.disp = webhook.New(webhook.Config{NodeID: cfg.NodeID, Signer: signer, Policy: policy}, func(r node.DeliveryResult) {
 		d.metrics.Delivered(r)
 		post(func(n *node.Node) { n.HandleDeliveryResult(r) })
 	})
@@ -179,8 +227,11 @@ func Start(cfg Config) (*Daemon, error) {
 		MaxClockDrift: cfg.MaxClockDrift,
 		Lease:         cfg.Lease,
 		DedupWindow:   cfg.DedupWindow,
+
+		MaxPending:      max(cfg.MaxPending, 0),
+		MaxPendingBytes: max(cfg.MaxPendingBytes, 0),
+		MaxQueuePending: cfg.MaxQueuePending,
 	}
-	var err error
 	drv, err = driver.New(ncfg, env, cfg.Clock)
 	if err != nil {
 		return nil, err
@@ -215,7 +266,7 @@ func Start(cfg Config) (*Daemon, error) {
 		go d.compactLoop()
 	}
 	d.httpSrv = &http.Server{
-		Handler:           api.NewHandler(backend{d}, api.Config{MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api")}),
+		Handler:           api.NewHandler(backend{d}, apiCfg),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

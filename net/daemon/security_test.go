@@ -1,0 +1,188 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/net/daemon"
+)
+
+func startCfg(t *testing.T, cfg daemon.Config) string {
+	t.Helper()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	d, err := daemon.Start(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+	})
+	base := "http://" + d.HTTPAddr()
+	waitHealthy(t, base)
+	return base
+}
+
+// post sends a form enqueue with an optional bearer token and returns the status,
+// the decoded body and the Retry-After header.
+func post(t *testing.T, base, token string, form url.Values) (int, map[string]any, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", base+"/queue", strings.NewReader(form.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	require.NoError(t, json.Unmarshal(b, &out), "every answer is JSON: %q", b)
+	return resp.StatusCode, out, resp.Header.Get("Retry-After")
+}
+
+// TestSecurityFlagsWired: a daemon with tokens, a signing secret and --deny-private
+// refuses a request without the token, refuses the metadata address, and delivers
+// to an allowed worker with a signature that an independent HMAC verifies.
+func TestSecurityFlagsWired(t *testing.T) {
+	key := []byte("0123456789abcdef01234567") // 24 bytes
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	w := newWorker(t, 0)
+	base := startCfg(t, daemon.Config{
+		APITokens: []string{"old-token", "new-token"}, SigningSecrets: []string{secret},
+		DenyPrivate: true, AllowURLs: "127.0.0.1/32",
+	})
+
+	code, body, _ := post(t, base, "", url.Values{"task.url": {w.srv.URL}})
+	require.Equal(t, http.StatusUnauthorized, code)
+	require.Equal(t, "Authorization", body["field"])
+	code, _, _ = post(t, base, "wrong-token", url.Values{"task.url": {w.srv.URL}})
+	require.Equal(t, http.StatusUnauthorized, code)
+	resp, err := client.Get(base + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, "/healthz stays open for load balancers")
+
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::1]:8080/", "http://0x7f000002/"} {
+		code, body, _ = post(t, base, "new-token", url.Values{"task.url": {u}})
+		require.Equal(t, http.StatusBadRequest, code, u)
+		require.Equal(t, "url", body["field"], u)
+	}
+
+	code, body, _ = post(t, base, "old-token", url.Values{"task.url": {w.srv.URL + "/hook"}, "k": {"v"}})
+	require.Equal(t, 200, code, "%v", body)
+	id := body["id"].(string)
+	got := w.waitFor(t, id, 10*time.Second)
+	require.Equal(t, id, got.header.Get("webhook-id"))
+	ts := got.header.Get("webhook-timestamp")
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "." + got.body))
+	require.Equal(t, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)), got.header.Get("webhook-signature"))
+}
+
+// TestPendingLimitUnderLoad is the load test of the admission limit: clients keep
+// enqueueing into a node that holds its limit of pending tasks. It answers 503 with
+// Retry-After (never a hang, never a crash), keeps delivering what it holds (every
+// acknowledged task exactly once), and the refused requests leave no memory behind.
+func TestPendingLimitUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	const limit = 300
+	var mu sync.Mutex
+	delivered := map[string]int{}
+	worker := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		delivered[r.Header.Get("X-Task-Id")]++
+		mu.Unlock()
+	}))
+	t.Cleanup(worker.Close)
+	base := startCfg(t, daemon.Config{MaxPending: limit})
+
+	body := strings.Repeat("x", 4096)
+	var acked sync.Map
+	var ok200, full503 atomic.Int64
+	var badRetryAfter atomic.Value
+	enqueueMany := func(n int, countdown string) {
+		var wg sync.WaitGroup
+		for c := range 8 {
+			wg.Go(func() {
+				for i := c; i < n; i += 8 {
+					code, out, ra := post(t, base, "", url.Values{"task.url": {worker.URL}, "task.countdown": {countdown}, "b": {body}})
+					switch code {
+					case 200:
+						ok200.Add(1)
+						acked.Store(out["id"].(string), true)
+					case 503:
+						full503.Add(1)
+						if ra == "" || out["status"] != "full" {
+							badRetryAfter.Store(fmt.Sprintf("503 with Retry-After %q and body %v", ra, out))
+						}
+					default:
+						badRetryAfter.Store(fmt.Sprintf("unexpected %d %v", code, out))
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+
+	// Fill the node with tasks due in 3 s, then keep offering more than it takes.
+	enqueueMany(2*limit, "3")
+	require.EqualValues(t, limit, ok200.Load(), "exactly the limit is taken")
+	require.EqualValues(t, limit, full503.Load())
+	require.Nil(t, badRetryAfter.Load())
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ok200.Store(0)
+	enqueueMany(5000, "3") // 20 MB of bodies offered, all refused while full
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	require.Nil(t, badRetryAfter.Load())
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap %d KB before, %d KB after 5000 refused enqueues (%d taken meanwhile)", before.HeapAlloc>>10, after.HeapAlloc>>10, ok200.Load())
+	require.Less(t, growth, int64(8<<20), "refused tasks must not stay in memory")
+
+	// It keeps delivering what it holds: every acknowledged task exactly once.
+	var ids []string
+	acked.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids {
+			if delivered[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "the full node stopped delivering")
+	mu.Lock()
+	for _, id := range ids {
+		require.Equal(t, 1, delivered[id], "task %s", id)
+	}
+	mu.Unlock()
+
+	// Once delivered, the capacity is back.
+	code, _, _ := post(t, base, "", url.Values{"task.url": {worker.URL}})
+	require.Equal(t, 200, code)
+}
