@@ -12,7 +12,38 @@
 // (magic "MIYA", wire.Version, length-prefixed sender ID), and writes every message
 // queued at that moment as one batch with a single write. It reconnects with
 // exponential backoff and jitter. Inbound connections are read by one goroutine each,
-// which checks the hello and calls deliver for every frame.
+// which checks the hello and calls deliver for every frame. Without a cluster secret
+// the acceptor never writes on a connection.
+//
+// # Cluster secret
+//
+// With Config.ClusterSecret set, the two ends of every connection prove to each other
+// that they know the secret before any frame is sent (D dials, A accepts; proofs are
+// HMAC-SHA256 under the secret, nonces 32 bytes from crypto/rand):
+//
+//	D→A  "MIYS" wire.Version len(D) D len(A) A nD    hello: who D is, whom it expects, D's nonce
+//	A→D  "MIYC" nA                                   challenge: A's nonce
+//	D→A  HMAC(dialer label, version, D, A, nD, nA)   D's proof
+//	A→D  "MIYK" HMAC(acceptor label, same fields)    A's verdict and proof
+//	D→A  frames, as without a secret
+//
+// A checks D's proof with hmac.Equal before it reads a frame, and D checks A's before
+// it writes one, so a node neither accepts messages from nor sends tasks to a process
+// that does not know the secret. Each proof covers the other side's fresh nonce, so a
+// recorded handshake cannot be replayed, and a label, so one side's proof never passes
+// for the other's. Instead of a challenge or a verdict A may send "MIYN" and a reason
+// byte (bad secret, secret expected, no secret here, wrong node) and close; so a
+// mismatch, one side with a secret and the other without included, fails on both
+// sides with a clear error: the acceptor counts it in RefusedConns and logs it, the
+// dialer records it in LastError, logs it and backs off. Both sides bound the whole
+// handshake by the hello timeout. Without a secret the bytes on the wire are those of
+// a build without this feature.
+//
+// The secret authenticates peers; it does not encrypt, and it does not protect the
+// stream after the handshake: an attacker on the network path can still read every
+// message and inject or alter frames in an established connection. Every node
+// holding the secret can claim any node ID. Run peers on a trusted network, or through
+// a VPN or TLS tunnel when the network is not.
 //
 // The transport is lossy by design, as node.Network allows: a message is dropped
 // (and counted in Stats) when its peer's queue is full, when its peer is unknown, when
@@ -29,6 +60,7 @@ package peer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,11 +88,13 @@ const (
 )
 
 const (
-	// helloMagic opens every connection.
+	// helloMagic opens every connection of a dialer without a cluster secret (see
+	// auth.go for the other messages).
 	helloMagic = "MIYA"
 	// maxIDLen bounds a node ID so that it fits the hello's one-byte length.
 	maxIDLen = 255
-	// helloTimeout bounds how long an inbound connection may take to say hello.
+	// helloTimeout bounds how long an inbound connection may take to say hello, and
+	// with a cluster secret the whole handshake on both sides.
 	helloTimeout = 5 * time.Second
 	// writeTimeout bounds one batch write; a peer that stops reading for this long
 	// is treated as a broken connection.
@@ -98,6 +132,13 @@ type Config struct {
 	MaxAge time.Duration
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
+	// ClusterSecret, when not empty, makes every connection start with a handshake in
+	// which both ends prove they know it (see the package doc); a peer that does not
+	// is refused. Every node of a cluster needs the same secret, of at least
+	// MinClusterSecretLen bytes; make it random (say 32 bytes from crypto/rand,
+	// hex-encoded), not a password. Empty: no authentication, and the wire is exactly
+	// that of a build without this field. New keeps a copy.
+	ClusterSecret []byte
 }
 
 // queued is a message waiting for its peer, with the time Send took it.
@@ -165,6 +206,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if n := len(c.ClusterSecret); n > 0 && n < MinClusterSecretLen {
+		bad("ClusterSecret", "%d bytes, fewer than %d", n, MinClusterSecretLen)
+	}
+	c.ClusterSecret = bytes.Clone(c.ClusterSecret)
 	return c, errors.Join(errs...)
 }
 
@@ -176,7 +221,8 @@ type Stats struct {
 	// UnknownPeer counts messages sent to a node that is not in Config.Peers
 	// (this node included), all dropped.
 	UnknownPeer uint64
-	// RefusedConns counts inbound connections closed for a bad hello or frame.
+	// RefusedConns counts inbound connections closed for a bad hello, handshake or
+	// frame.
 	RefusedConns uint64
 }
 
@@ -199,7 +245,7 @@ type PeerStats struct {
 	Queued int
 	// Connected reports whether the outbound connection is established.
 	Connected bool
-	// LastError is the last dial, hello or write error ("" when none yet).
+	// LastError is the last dial, handshake or write error ("" when none yet).
 	LastError string
 }
 
@@ -469,36 +515,6 @@ func (t *Transport) sleep(d time.Duration) bool {
 	}
 }
 
-// appendHello appends the hello an outbound connection starts with.
-func appendHello(b []byte, self node.NodeID) []byte {
-	b = append(b, helloMagic...)
-	b = append(b, wire.Version, byte(len(self)))
-	return append(b, self...)
-}
-
-// readHello reads a hello and returns the sender's ID.
-func readHello(r *bufio.Reader) (node.NodeID, error) {
-	var hdr [len(helloMagic) + 2]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return "", fmt.Errorf("reading hello: %w", err)
-	}
-	if string(hdr[:len(helloMagic)]) != helloMagic {
-		return "", fmt.Errorf("bad hello magic %q", hdr[:len(helloMagic)])
-	}
-	if v := hdr[len(helloMagic)]; v != wire.Version {
-		return "", fmt.Errorf("peer speaks wire version %d, this build speaks %d", v, wire.Version)
-	}
-	n := int(hdr[len(helloMagic)+1])
-	if n == 0 {
-		return "", errors.New("hello has an empty node ID")
-	}
-	id := make([]byte, n)
-	if _, err := io.ReadFull(r, id); err != nil {
-		return "", fmt.Errorf("reading hello: %w", err)
-	}
-	return node.NodeID(id), nil
-}
-
 // acceptLoop accepts inbound connections until Close.
 func (t *Transport) acceptLoop(ln net.Listener) {
 	defer t.wg.Done()
@@ -526,24 +542,33 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 	}
 }
 
-// serveConn reads one inbound connection: a hello, then frames until it breaks.
+// serveConn reads one inbound connection: a hello (and with a cluster secret the rest
+// of the handshake), then frames until it breaks.
 func (t *Transport) serveConn(c net.Conn) {
 	defer t.wg.Done()
 	defer t.untrack(c)
 	remote := c.RemoteAddr().String()
 	r := bufio.NewReaderSize(c, readBufBytes)
-	c.SetReadDeadline(time.Now().Add(t.helloTimeout))
-	from, err := readHello(r)
+	c.SetDeadline(time.Now().Add(t.helloTimeout))
+	from, refusal, err := t.handshakeIn(c, r)
 	if err != nil {
-		if !t.closed.Load() {
-			t.refusedConns.Add(1)
-			t.log.Warn("peer connection refused", "remote", remote, "err", err)
+		if t.closed.Load() {
+			return
+		}
+		t.refusedConns.Add(1)
+		log := t.log.With("remote", remote)
+		if from != "" {
+			log = log.With("claims", string(from))
+		}
+		log.Warn("peer connection refused", "reason", err.Error())
+		if refusal != 0 {
+			sendRefusal(c, r, refusal)
 		}
 		return
 	}
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
 	recv := t.receivedFor(from)
-	t.log.Debug("peer connected in", "from", string(from), "remote", remote)
+	t.log.Debug("peer connected in", "from", string(from), "remote", remote, "authenticated", len(t.cfg.ClusterSecret) > 0)
 	var buf []byte
 	for {
 		var m node.Message
@@ -609,6 +634,20 @@ func (t *Transport) runSender(p *peer) {
 	defer t.wg.Done()
 	log := t.log.With("peer", string(p.id), "addr", p.addr)
 	failures := 0
+	// An error is logged at Warn level, but the same error again at Debug level, so
+	// that a peer refusing every connection (a mismatched cluster secret, say) does not
+	// flood the log. A connection that lasts starts afresh.
+	lastWarned, repeating := "", false
+	report := func(what string, err error) {
+		msg := err.Error()
+		repeating = msg == lastWarned
+		if repeating {
+			log.Debug(what+" again", "err", msg, "failures", failures)
+			return
+		}
+		log.Warn(what, "err", msg)
+		lastWarned = msg
+	}
 	for {
 		if failures > 0 && !t.sleep(t.backoff(failures)) {
 			return
@@ -622,15 +661,15 @@ func (t *Transport) runSender(p *peer) {
 				return
 			}
 			p.setErr(err)
-			if failures == 0 {
-				log.Warn("peer unreachable", "err", err)
-			} else {
-				log.Debug("peer still unreachable", "err", err, "failures", failures)
-			}
+			report("peer unreachable", err)
 			failures++
 			continue
 		}
-		log.Info("peer connected")
+		if repeating {
+			log.Debug("peer connected")
+		} else {
+			log.Info("peer connected")
+		}
 		began := time.Now()
 		err = t.pump(p, c)
 		p.connected.Store(false)
@@ -639,18 +678,19 @@ func (t *Transport) runSender(p *peer) {
 			return
 		}
 		p.setErr(err)
-		log.Warn("peer connection lost", "err", err)
 		// A connection that lasted resets the backoff; one that breaks at once (a
 		// peer that refuses our hello, say) keeps doubling it.
 		if time.Since(began) >= t.cfg.MaxBackoff {
 			failures = 1
+			lastWarned = ""
 		} else {
 			failures++
 		}
+		report("peer connection lost", err)
 	}
 }
 
-// dial connects to p and writes the hello. The connection it returns is tracked.
+// dial connects to p and runs the handshake. The connection it returns is tracked.
 func (t *Transport) dial(p *peer) (net.Conn, error) {
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
 	c, err := d.DialContext(t.ctx, "tcp", p.addr)
@@ -663,10 +703,9 @@ func (t *Transport) dial(p *peer) (net.Conn, error) {
 	if !t.track(c) {
 		return nil, ErrClosed
 	}
-	c.SetWriteDeadline(time.Now().Add(t.cfg.DialTimeout))
-	if _, err := c.Write(appendHello(nil, t.cfg.Self)); err != nil {
+	if err := t.handshakeOut(c, p); err != nil {
 		t.untrack(c)
-		return nil, fmt.Errorf("writing hello: %w", err)
+		return nil, err
 	}
 	return c, nil
 }
@@ -674,17 +713,22 @@ func (t *Transport) dial(p *peer) (net.Conn, error) {
 // pump writes p's queue to c in batches until a write fails, the peer closes c, or
 // the transport closes. It returns why it stopped.
 func (t *Transport) pump(p *peer, c net.Conn) error {
-	// The peer never writes on this connection: a read returns only when the peer
-	// closes it or it breaks, which tells an idle sender that the link is gone.
+	// The peer never writes on this connection after the handshake: a read returns
+	// only when the peer closes it or it breaks, which tells an idle sender that the
+	// link is gone. The exception: an acceptor with a cluster secret refuses a sender
+	// without one, which has no handshake, by writing a refusal here.
 	broken := make(chan error, 1)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		var b [1]byte
-		_, err := c.Read(b[:])
-		if err == nil {
+		var b [len(refuseMagic) + 1]byte
+		n, err := io.ReadFull(c, b[:])
+		switch {
+		case n == len(b) && string(b[:len(refuseMagic)]) == refuseMagic:
+			err = refusalError(b[len(refuseMagic)])
+		case n > 0:
 			err = errors.New("peer wrote on a send-only connection")
-		} else if errors.Is(err, io.EOF) {
+		case errors.Is(err, io.EOF):
 			err = errors.New("closed by peer")
 		}
 		broken <- err

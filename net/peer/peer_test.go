@@ -97,6 +97,12 @@ func testLogger(t *testing.T) *slog.Logger {
 // cluster builds started transports for ids, all peers of each other, on loopback.
 func cluster(t *testing.T, queue int, ids ...node.NodeID) ([]*Transport, []*inbox) {
 	t.Helper()
+	return clusterWith(t, func(_ node.NodeID, c *Config) { c.QueueSize = queue }, ids...)
+}
+
+// clusterWith is cluster with each node's Config edited by edit before New.
+func clusterWith(t *testing.T, edit func(node.NodeID, *Config), ids ...node.NodeID) ([]*Transport, []*inbox) {
+	t.Helper()
 	addrs := map[node.NodeID]string{}
 	for _, id := range ids {
 		addrs[id] = freeAddr(t)
@@ -105,11 +111,13 @@ func cluster(t *testing.T, queue int, ids ...node.NodeID) ([]*Transport, []*inbo
 	var boxes []*inbox
 	for _, id := range ids {
 		box := newInbox()
-		tr, err := New(Config{
-			Self: id, Listen: addrs[id], Peers: addrs, QueueSize: queue,
+		cfg := Config{
+			Self: id, Listen: addrs[id], Peers: addrs,
 			MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 			Logger: testLogger(t),
-		}, box.deliver)
+		}
+		edit(id, &cfg)
+		tr, err := New(cfg, box.deliver)
 		require.NoError(t, err)
 		require.NoError(t, tr.Start())
 		t.Cleanup(func() { tr.Close() })
@@ -497,6 +505,7 @@ func TestConfigValidation(t *testing.T) {
 		{"negative dial timeout", func(c *Config) { c.DialTimeout = -1 }, []string{"Config.DialTimeout"}},
 		{"negative min backoff", func(c *Config) { c.MinBackoff = -1 }, []string{"Config.MinBackoff"}},
 		{"min above max", func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }, []string{"Config.MaxBackoff"}},
+		{"short secret", func(c *Config) { c.ClusterSecret = []byte("too short") }, []string{"Config.ClusterSecret", "16"}},
 		{"everything at once", func(c *Config) { c.Self, c.Listen, c.QueueSize = "", "", -5 },
 			[]string{"Config.Self", "Config.Listen", "Config.QueueSize"}},
 	}
@@ -541,20 +550,32 @@ func TestBackoff(t *testing.T) {
 func TestHello(t *testing.T) {
 	var b bytes.Buffer
 	b.Write(appendHello(nil, "node-7"))
-	id, err := readHello(bufio.NewReader(&b))
+	h, err := readHello(bufio.NewReader(&b))
 	require.NoError(t, err)
-	require.Equal(t, node.NodeID("node-7"), id)
+	require.Equal(t, hello{from: "node-7"}, h)
+
+	nonce := bytes.Repeat([]byte{7}, nonceLen)
+	b.Write(appendAuthHello(nil, "node-7", "node-8", nonce))
+	h, err = readHello(bufio.NewReader(&b))
+	require.NoError(t, err)
+	require.Equal(t, hello{from: "node-7", to: "node-8", nonce: nonce}, h)
 }
 
-// BenchmarkSend measures one-way throughput of Store messages between two transports.
+// BenchmarkSend measures one-way throughput of Store messages between two transports,
+// without and with a cluster secret.
 func BenchmarkSend(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchmarkSend(b, nil) })
+	b.Run("secret", func(b *testing.B) { benchmarkSend(b, testSecret) })
+}
+
+func benchmarkSend(b *testing.B, secret []byte) {
 	addrs := map[node.NodeID]string{"a": freeAddr(b), "b": freeAddr(b)}
 	var got sync.WaitGroup
-	recv, err := New(Config{Self: "b", Listen: addrs["b"], Peers: addrs}, func(node.Message) { got.Done() })
+	recv, err := New(Config{Self: "b", Listen: addrs["b"], Peers: addrs, ClusterSecret: secret}, func(node.Message) { got.Done() })
 	require.NoError(b, err)
 	require.NoError(b, recv.Start())
 	defer recv.Close()
-	send, err := New(Config{Self: "a", Listen: addrs["a"], Peers: addrs, QueueSize: 1 << 16}, func(node.Message) {})
+	send, err := New(Config{Self: "a", Listen: addrs["a"], Peers: addrs, QueueSize: 1 << 16, ClusterSecret: secret}, func(node.Message) {})
 	require.NoError(b, err)
 	require.NoError(b, send.Start())
 	defer send.Close()
