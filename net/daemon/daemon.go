@@ -164,7 +164,11 @@ func Start(cfg Config) (*Daemon, error) {
 		for id, addr := range cfg.Peers {
 			peers[node.NodeID(id)] = addr
 		}
-		t, err := peer.New(peer.Config{Self: self, Listen: cfg.PeerAddr, Peers: peers, Logger: cfg.Logger.With("component", "peer")},
+		var secret []byte
+		if cfg.ClusterSecret != "" {
+			secret = []byte(cfg.ClusterSecret)
+		}
+		t, err := peer.New(peer.Config{Self: self, Listen: cfg.PeerAddr, Peers: peers, ClusterSecret: secret, Logger: cfg.Logger.With("component", "peer")},
 			func(m node.Message) { post(func(n *node.Node) { n.Step(m) }) })
 		if err != nil {
 			return nil, err

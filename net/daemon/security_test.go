@@ -186,3 +186,68 @@ func TestPendingLimitUnderLoad(t *testing.T) {
 	code, _, _ := post(t, base, "", url.Values{"task.url": {worker.URL}})
 	require.Equal(t, 200, code)
 }
+
+// freeAddr returns a loopback address nobody listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.Listener.Addr().String()
+	srv.Close()
+	return addr
+}
+
+// TestClusterSecretWired: two nodes with the same --cluster-secret form a majority
+// and deliver; a third with another secret is refused by both and never reachable.
+func TestClusterSecretWired(t *testing.T) {
+	ids := []string{"n1", "n2", "n3"}
+	peerAddrs := map[string]string{}
+	for _, id := range ids {
+		peerAddrs[id] = freeAddr(t)
+	}
+	bases := map[string]string{}
+	for _, id := range ids {
+		secret := "the-right-cluster-secret"
+		if id == "n3" {
+			secret = "an-impostor-s-cluster-secret"
+		}
+		d, err := daemon.Start(daemon.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", PeerAddr: peerAddrs[id], Peers: peerAddrs,
+			ClusterSecret: secret, Lease: 3 * time.Second, MaxClockDrift: 100 * time.Millisecond, ReplicaOffset: 200 * time.Millisecond})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			d.Shutdown(ctx)
+		})
+		bases[id] = "http://" + d.HTTPAddr()
+	}
+	for _, id := range ids {
+		waitHealthy(t, bases[id])
+	}
+	type cluster struct {
+		Members []struct {
+			ID        string `json:"id"`
+			Reachable bool   `json:"reachable"`
+		} `json:"members"`
+	}
+	reach := func(from string) map[string]bool {
+		var c cluster
+		require.Equal(t, 200, call(t, "GET", bases[from]+"/v1/cluster", &c))
+		m := map[string]bool{}
+		for _, mem := range c.Members {
+			m[mem.ID] = mem.Reachable
+		}
+		return m
+	}
+	require.Eventually(t, func() bool { r := reach("n1"); return r["n2"] }, 10*time.Second, 20*time.Millisecond, "n1 and n2 share the secret")
+	time.Sleep(500 * time.Millisecond)
+	require.False(t, reach("n1")["n3"], "n1 must not connect to a peer that cannot prove the secret")
+	require.False(t, reach("n3")["n1"], "n3 must be refused")
+	require.False(t, reach("n3")["n2"], "n3 must be refused")
+
+	w := newWorker(t, 0)
+	id := enqueue(t, bases["n1"], url.Values{"task.url": {w.srv.URL}})
+	w.waitFor(t, id, 15*time.Second)
+	// n3 can reach no majority: its enqueues time out (503) rather than succeed.
+	code, out, _ := post(t, bases["n3"], "", url.Values{"task.url": {w.srv.URL}})
+	require.Equal(t, http.StatusServiceUnavailable, code, "%v", out)
+}
