@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,11 @@ type CompareConfig struct {
 	ShutdownTimeout time.Duration
 	// Progress, when set, gets one line as each phase starts and ends.
 	Progress io.Writer
+	// Rounds runs the whole list of targets this many times, round-robin, and
+	// reports for each target the round with the median delivered rate: on a shared
+	// machine one round varies by ±10%, and interleaving spreads slow spells over
+	// every target alike. Default 1.
+	Rounds int
 }
 
 func (c *CompareConfig) fillDefaults() error {
@@ -73,6 +79,9 @@ func (c *CompareConfig) fillDefaults() error {
 // Result is what one target measured.
 type Result struct {
 	Target   string
+	Rounds   int // rounds run; this is the one with the median delivered rate
+	// RoundRates are every round's delivered rate, in increasing order.
+	RoundRates []float64
 	Load     LoadResult // the enqueue side
 	Sink     SinkStats  // the delivery side, at the end
 	Nodes    int
@@ -121,14 +130,30 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 		return Report{Config: cfg}, err
 	}
 	rep := Report{Config: cfg}
-	for _, name := range cfg.Targets {
-		res, err := runTarget(ctx, name, cfg)
-		if err != nil {
-			return rep, fmt.Errorf("%s: %w", name, err)
+	rounds := map[string][]Result{}
+	for round := range max(cfg.Rounds, 1) {
+		for _, name := range cfg.Targets {
+			if cfg.Rounds > 1 {
+				cfg.progress("round %d of %d", round+1, cfg.Rounds)
+			}
+			res, err := runTarget(ctx, name, cfg)
+			if err != nil {
+				return rep, fmt.Errorf("%s: %w", name, err)
+			}
+			rounds[name] = append(rounds[name], res)
+			// Leave the next target a clean heap.
+			runtime.GC()
 		}
-		rep.Results = append(rep.Results, res)
-		// Leave the next target a clean heap.
-		runtime.GC()
+	}
+	for _, name := range cfg.Targets {
+		rs := rounds[name]
+		slices.SortFunc(rs, func(a, b Result) int { return cmp.Compare(a.DeliveredRate, b.DeliveredRate) })
+		med := rs[len(rs)/2]
+		med.Rounds = len(rs)
+		for _, r := range rs {
+			med.RoundRates = append(med.RoundRates, r.DeliveredRate)
+		}
+		rep.Results = append(rep.Results, med)
 	}
 	base, ok := rep.Result(TargetBaseline)
 	for i := range rep.Results {
@@ -260,6 +285,13 @@ func (r Report) WriteTable(w io.Writer) error {
 		}
 		if res.Unacked > 0 {
 			fmt.Fprintf(w, "%s: %d tasks delivered whose enqueue was not acknowledged\n", res.Target, res.Unacked)
+		}
+		if res.Rounds > 1 {
+			rates := make([]string, len(res.RoundRates))
+			for i, v := range res.RoundRates {
+				rates[i] = fmt.Sprintf("%.0f", v)
+			}
+			fmt.Fprintf(w, "%s: delivered/s in each of %d rounds: %s (the median is shown)\n", res.Target, res.Rounds, strings.Join(rates, " "))
 		}
 	}
 	return nil

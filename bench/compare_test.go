@@ -47,6 +47,27 @@ func TestCompareSmoke(t *testing.T) {
 	}
 }
 
+// Rounds: every target runs that many times and the median round is reported.
+func TestCompareRounds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Compare(ctx, CompareConfig{
+		Targets:      []string{TargetBaseline, TargetSingle},
+		Load:         LoadConfig{Mode: ModeClosed, Concurrency: 4, Duration: 200 * time.Millisecond},
+		DrainTimeout: 15 * time.Second,
+		Settle:       -1,
+		Rounds:       3,
+	})
+	require.NoError(t, err)
+	require.Len(t, rep.Results, 2)
+	for _, res := range rep.Results {
+		require.Equal(t, 3, res.Rounds, res.Target)
+		require.Len(t, res.RoundRates, 3, res.Target)
+		require.IsNonDecreasing(t, res.RoundRates, res.Target)
+		require.Equal(t, res.RoundRates[1], res.DeliveredRate, "%s: the median round is reported", res.Target)
+	}
+}
+
 // An open loop against the relay: requests start at the rate asked, and every
 // acknowledged one is forwarded to the sink with its form fields.
 func TestRunLoadOpenThroughRelay(t *testing.T) {

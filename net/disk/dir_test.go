@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -134,4 +135,31 @@ func forget(t *testing.T, dir string) {
 func lost(l *tlog) bool {
 	_, ok := l.LostSince()
 	return ok
+}
+
+// TestLinger: Syncs that arrive within Linger of the last fsync share one fsync; an
+// idle log is not delayed.
+func TestLinger(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{Linger: 300 * time.Millisecond})
+	l.load()
+	start := time.Now()
+	l.sync(records("a")...)
+	require.Less(t, time.Since(start), 250*time.Millisecond, "an idle log syncs at once")
+	before := l.Stats().Fsyncs
+	for i := range 10 {
+		l.Append(records(fmt.Sprint("b", i))...)
+		l.Sync(func() {})
+		time.Sleep(2 * time.Millisecond)
+	}
+	l.run(1) // one post for the whole group
+	require.Equal(t, before+1, l.Stats().Fsyncs, "ten Syncs within the linger share one fsync")
+
+	noLinger := openT(t, t.TempDir(), Options{Linger: -1})
+	noLinger.load()
+	noLinger.sync(records("a")...)
+	before = noLinger.Stats().Fsyncs
+	for i := range 10 {
+		noLinger.sync(records(fmt.Sprint("b", i))...)
+	}
+	require.Equal(t, before+10, noLinger.Stats().Fsyncs, "without linger, each Sync that waits alone gets its own fsync")
 }

@@ -60,8 +60,9 @@
 //
 // Append only encodes into memory and never blocks on IO. Sync hands done to the
 // writer goroutine, which writes everything pending, fsyncs once for every Sync
-// requested meanwhile (group commit), and then calls Options.Post(done) for each, in
-// the order of the Sync calls. A write, fsync or segment-creation error is sticky: it is
+// requested meanwhile (group commit), and then posts one function that calls every
+// done, in the order of the Sync calls. Under load the writer lingers: a group
+// commit starts no sooner than Options.Linger after the previous fsync ended. A write, fsync or segment-creation error is sticky: it is
 // logged, Err reports it, and from then on nothing is written and no done runs again,
 // so the node never acknowledges anything that might not be durable. The process
 // should then be restarted; Load repairs what the failed write left at the tail.
@@ -122,7 +123,16 @@ type Options struct {
 	Post func(func())
 	// Logger receives write errors, tail repairs and compactions. nil: slog.Default().
 	Logger *slog.Logger
+	// Linger: a group commit starts no sooner than this after the previous fsync
+	// ended, so that under load each fsync serves more Syncs. An idle log is not
+	// delayed (its last fsync is long past). 0 means DefaultLinger; negative, none.
+	Linger time.Duration
 }
+
+// DefaultLinger is Options.Linger's default. Measured with bench/cmd/compare on a
+// 3-node cluster with storage on, it raised throughput by about a fifth and lowered
+// the median latency (README).
+const DefaultLinger = time.Millisecond
 
 // withDefaults fills defaults and reports every problem at once.
 func (o Options) withDefaults() (Options, error) {
@@ -138,6 +148,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
 	}
 	return o, errors.Join(errs...)
 }
@@ -183,6 +196,8 @@ type Log struct {
 	stopped  chan struct{}
 	closeErr error
 	lock     *os.File // holds LockFile's flock until Close
+
+	lastFsync time.Time // when the last group commit's fsync ended (writer only)
 
 	syncs, fsyncs, commits, bytes, compactions atomic.Uint64
 }
@@ -341,6 +356,13 @@ func (l *Log) run() {
 			l.mu.Unlock()
 			return // closing and drained
 		}
+		if wait := l.opts.Linger - time.Since(l.lastFsync); len(l.waiters) > 0 && wait > 0 && !l.closing {
+			// Busy: the last fsync ended under Linger ago. Let more Syncs join this
+			// one rather than fsync for a few (see Options.Linger).
+			l.mu.Unlock()
+			time.Sleep(wait)
+			l.mu.Lock()
+		}
 		buf, waiters := l.pending, l.waiters
 		l.pending, l.spare, l.waiters = l.spare[:0], nil, nil
 		failed := l.err
@@ -433,6 +455,7 @@ func (l *Log) fsync() error {
 	}
 	l.fsyncs.Add(1)
 	l.dirty = false
+	l.lastFsync = time.Now()
 	return nil
 }
 

@@ -133,6 +133,7 @@ func parseFlags(args []string, usage io.Writer) (bench.CompareConfig, options, e
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.StringVar(&opts.memProfile, "memprofile", "", "write a heap profile (with every allocation of the run) to this file at the end")
 	fs.BoolVar(&opts.quiet, "q", false, "print only the table")
+	fs.IntVar(&cfg.Rounds, "rounds", 1, "run every target this many times, round-robin, and report each one's median round")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(usage, "usage: compare [flags]")
@@ -184,6 +185,9 @@ func parseFlags(args []string, usage io.Writer) (bench.CompareConfig, options, e
 	}
 	if *settle < 0 {
 		return bad("settle", "must not be negative, not %v", *settle)
+	}
+	if cfg.Rounds < 1 || cfg.Rounds > 100 {
+		return bad("rounds", "must be between 1 and 100, not %d", cfg.Rounds)
 	}
 	seen := map[string]bool{}
 	for _, t := range strings.Split(*targets, ",") {

@@ -38,6 +38,7 @@ func TestBadFlags(t *testing.T) {
 		"extra":                       `unexpected argument "extra"`,
 		"-drain-timeout 0s":           "-drain-timeout: must be positive",
 		"-max-in-flight 0 -mode open": "-max-in-flight: must be positive",
+		"-rounds 0":                   "-rounds: must be between 1 and 100",
 	} {
 		var out, errOut strings.Builder
 		code := run(strings.Fields(args), &out, &errOut)
