@@ -78,14 +78,14 @@ func (c *CompareConfig) fillDefaults() error {
 
 // Result is what one target measured.
 type Result struct {
-	Target   string
-	Rounds   int // rounds run; this is the one with the median delivered rate
+	Target string
+	Rounds int // rounds run; this is the one with the median delivered rate
 	// RoundRates are every round's delivered rate, in increasing order.
 	RoundRates []float64
-	Load     LoadResult // the enqueue side
-	Sink     SinkStats  // the delivery side, at the end
-	Nodes    int
-	Replicas int
+	Load       LoadResult // the enqueue side
+	Sink       SinkStats  // the delivery side, at the end
+	Nodes      int
+	Replicas   int
 	// Delivered counts acknowledged tasks that reached the sink; Missing those that
 	// did not within DrainTimeout.
 	Delivered, Missing int

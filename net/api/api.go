@@ -99,6 +99,7 @@ type Config struct {
 	Tokens []string
 
 	MaxBody            int64 // largest request body in bytes; default 1 MiB
+	MaxRequestHeader   int   // largest request target, and request headers, in bytes; default 64 KiB
 	MaxURL             int   // longest task URL in bytes; default 2048
 	MaxParams          int   // most form params in one task; default 1000
 	MaxTaskHeaders     int   // most headers in one JSON task; default 100
@@ -119,6 +120,7 @@ type Config struct {
 // Defaults of Config's limits.
 const (
 	DefaultMaxBody            = 1 << 20
+	DefaultMaxRequestHeader   = 64 << 10
 	DefaultMaxURL             = 2048
 	DefaultMaxParams          = 1000
 	DefaultMaxTaskHeaders     = 100
@@ -160,6 +162,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxParams, DefaultMaxParams)
 	def(&c.MaxTaskHeaders, DefaultMaxTaskHeaders)
 	def(&c.MaxTaskHeaderBytes, DefaultMaxTaskHeaderBytes)
+	def(&c.MaxRequestHeader, DefaultMaxRequestHeader)
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}
@@ -219,10 +222,34 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "path", fmt.Sprintf("no such endpoint: %s %s (enqueue with POST /{queue})", r.Method, r.URL.Path))
 	})
-	if len(cfg.Tokens) == 0 {
-		return mux
+	var h http.Handler = mux
+	if len(cfg.Tokens) > 0 {
+		h = newAuth(cfg.Tokens, s.log, mux)
 	}
-	return newAuth(cfg.Tokens, s.log, mux)
+	return limitRequest(cfg.MaxRequestHeader, h)
+}
+
+// limitRequest answers 414 or 431, in JSON, to a request whose target or headers
+// exceed max bytes, before anything else (the token check included) reads them. The
+// http.Server's own MaxHeaderBytes should be larger: it answers in plain text.
+func limitRequest(max int, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.RequestURI) > max {
+			writeError(w, http.StatusRequestURITooLong, "path", fmt.Sprintf("the request target is %d bytes; at most %d", len(r.RequestURI), max))
+			return
+		}
+		n := 0
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4 // ": " and CRLF
+			}
+		}
+		if n > max {
+			writeError(w, http.StatusRequestHeaderFieldsTooLarge, "headers", fmt.Sprintf("the request headers are %d bytes; at most %d", n, max))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *server) enqueue(w http.ResponseWriter, r *http.Request) {

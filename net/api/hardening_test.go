@@ -428,3 +428,19 @@ func TestFullAnswers503(t *testing.T) {
 	require.Equal(t, "1", w.Header().Get("Retry-After"))
 	require.JSONEq(t, `{"error": "queue: `+node.ErrQueueFull.Error()+`", "field": "queue", "status": "full"}`, w.Body.String())
 }
+
+// Oversized request targets and headers get JSON answers naming what is too large,
+// before the token check reads them.
+func TestRequestHeaderLimits(t *testing.T) {
+	h := NewHandler(&fakeBackend{}, Config{MaxRequestHeader: 1024, Tokens: []string{"tok"}})
+	w := doReq(t, h, "GET", "/v1/tasks/"+strings.Repeat("a", 2000), "")
+	require.Equal(t, http.StatusRequestURITooLong, w.Code)
+	require.JSONEq(t, `{"error": "path: the request target is 2010 bytes; at most 1024", "field": "path"}`, w.Body.String())
+
+	w = doReq(t, h, "GET", "/healthz", "", "X-Big", strings.Repeat("b", 2000))
+	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, w.Code)
+	require.Contains(t, w.Body.String(), `"field": "headers"`)
+
+	w = doReq(t, h, "GET", "/healthz", "", "X-Small", strings.Repeat("b", 500))
+	require.Equal(t, http.StatusOK, w.Code, "within the limit")
+}
