@@ -246,10 +246,11 @@ func (n *Node) handlePermit(m Message) {
 	q := n.queue(m.Queue)
 	resp := Message{Type: MsgPermitResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
 	now := n.now()
-	// Without durable state this node may have forgotten permits it gave before a
-	// restart: a concurrency cap waits until they have lapsed. (A rate alone needs no
-	// wait: the bucket starts empty, so a restart adds no burst.)
-	if wait := n.bootTime.Add(n.cfg.Lease + n.cfg.MaxClockDrift); q.MaxConcurrent > 0 && !n.recoverUntil.IsZero() && now.Before(wait) {
+	// Permits live in memory only, even with durable storage: after any start this
+	// node may have forgotten permits it gave before, so a concurrency cap waits
+	// until they have lapsed. (A rate alone needs no wait: the bucket starts empty,
+	// so a restart adds no burst.) A new node cannot be told from a restarted one.
+	if wait := n.bootTime.Add(n.cfg.Lease + n.cfg.MaxClockDrift); q.MaxConcurrent > 0 && now.Before(wait) {
 		resp.Lease = wait.Sub(now)
 		n.send(resp)
 		return
