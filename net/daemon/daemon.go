@@ -392,10 +392,10 @@ func (b backend) Enqueue(ctx context.Context, req node.EnqueueRequest) (string, 
 	}
 	select {
 	case r := <-ch:
-		b.d.metrics.Enqueued(r.Err == nil)
+		b.d.metrics.Enqueued(r.Err)
 		return r.ID, r.Err
 	case <-ctx.Done():
-		b.d.metrics.Enqueued(false)
+		b.d.metrics.Enqueued(ctx.Err())
 		return "", ctx.Err()
 	}
 }
@@ -518,7 +518,13 @@ func (b backend) WriteMetrics(w io.Writer) {
 				Dropped: p.DroppedQueueFull + p.DroppedBroken + p.DroppedTooLarge + p.DroppedOld, Queued: p.Queued, Connected: p.Connected})
 		}
 	}
-	b.d.metrics.Write(w, b.d.cfg.NodeID, peers)
+	var ds *metrics.DiskStat
+	if b.d.store != nil {
+		st := b.d.store.Stats()
+		_, lost := b.d.store.LostSince()
+		ds = &metrics.DiskStat{Syncs: st.Syncs, Fsyncs: st.Fsyncs, Bytes: st.Bytes, Compactions: st.Compactions, Lost: lost}
+	}
+	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, ds)
 }
 
 // observers tells several observers.

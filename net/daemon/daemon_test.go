@@ -379,6 +379,13 @@ func TestDataDirSurvivesRestartAndCompacts(t *testing.T) {
 	require.Equal(t, "scheduled", v.State)
 	require.Equal(t, 404, call(t, "GET", base+"/v1/tasks/"+done, nil), "the forgotten task came back from the log")
 	require.Equal(t, 1, w.count(done))
+
+	enqueue(t, base, url.Values{"task.url": {w.srv.URL}, "task.countdown": {"3600"}}) // synced before its answer
+	resp, err := client.Get(base + "/metrics")
+	require.NoError(t, err)
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Regexp(t, `miyamoto_disk_syncs_total\{node="n1",kind="fsync"\} [1-9]`, string(m), "the log's fsyncs are exported")
 }
 
 // TestDataDirLockAndLossMarker: a second daemon on a directory in use refuses to

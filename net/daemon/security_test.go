@@ -182,6 +182,13 @@ func TestPendingLimitUnderLoad(t *testing.T) {
 	}
 	mu.Unlock()
 
+	// Every refusal is counted for the operator.
+	resp, err := client.Get(base + "/metrics")
+	require.NoError(t, err)
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(m), fmt.Sprintf("miyamoto_enqueue_total{node=\"n1\",result=\"full\"} %d\n", full503.Load()))
+
 	// Once delivered, the capacity is back.
 	code, _, _ := post(t, base, "", url.Values{"task.url": {worker.URL}})
 	require.Equal(t, 200, code)

@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -20,6 +21,7 @@ type Node struct {
 	deliveries  [6]atomic.Uint64 // by class: see deliveryClass
 	enqueued    atomic.Uint64
 	rejected    atomic.Uint64
+	full        atomic.Uint64
 }
 
 var _ node.Observer = (*Node)(nil)
@@ -31,13 +33,23 @@ func (m *Node) TaskStateChanged(_ *node.Task, _, to node.TaskState, _ uint64) {
 	}
 }
 
-// Enqueued counts an enqueue answer: accepted or not.
-func (m *Node) Enqueued(ok bool) {
-	if ok {
+// Enqueued counts an enqueue answer: accepted (nil), refused under the admission
+// limits (node.ErrNodeFull, node.ErrQueueFull), or failed otherwise.
+func (m *Node) Enqueued(err error) {
+	switch {
+	case err == nil:
 		m.enqueued.Add(1)
-	} else {
+	case errors.Is(err, node.ErrNodeFull) || errors.Is(err, node.ErrQueueFull):
+		m.full.Add(1)
+	default:
 		m.rejected.Add(1)
 	}
+}
+
+// DiskStat is the log's counters and state, as net/disk reports them.
+type DiskStat struct {
+	Syncs, Fsyncs, Bytes, Compactions uint64
+	Lost                              bool // the LOST marker is present
 }
 
 var classes = [...]string{"2xx", "3xx", "4xx", "5xx", "error", "other"}
@@ -62,11 +74,28 @@ type PeerStat struct {
 	Connected               bool
 }
 
-// Write writes every metric in the Prometheus text format.
-func (m *Node) Write(w io.Writer, self string, peers []PeerStat) {
+// Write writes every metric in the Prometheus text format. disk is nil without
+// storage.
+func (m *Node) Write(w io.Writer, self string, peers []PeerStat, disk *DiskStat) {
 	fmt.Fprintf(w, "# HELP miyamoto_enqueue_total Enqueue requests answered, by result.\n# TYPE miyamoto_enqueue_total counter\n")
 	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"scheduled\"} %d\n", self, m.enqueued.Load())
+	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"full\"} %d\n", self, m.full.Load())
 	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"failed\"} %d\n", self, m.rejected.Load())
+	if disk != nil {
+		fmt.Fprintf(w, "# HELP miyamoto_disk_syncs_total Syncs the node asked of its log, and fsyncs that served them (group commit).\n# TYPE miyamoto_disk_syncs_total counter\n")
+		fmt.Fprintf(w, "miyamoto_disk_syncs_total{node=%q,kind=\"requested\"} %d\n", self, disk.Syncs)
+		fmt.Fprintf(w, "miyamoto_disk_syncs_total{node=%q,kind=\"fsync\"} %d\n", self, disk.Fsyncs)
+		fmt.Fprintf(w, "# HELP miyamoto_disk_written_bytes_total Record bytes appended to the log.\n# TYPE miyamoto_disk_written_bytes_total counter\n")
+		fmt.Fprintf(w, "miyamoto_disk_written_bytes_total{node=%q} %d\n", self, disk.Bytes)
+		fmt.Fprintf(w, "# HELP miyamoto_disk_compactions_total Log compactions.\n# TYPE miyamoto_disk_compactions_total counter\n")
+		fmt.Fprintf(w, "miyamoto_disk_compactions_total{node=%q} %d\n", self, disk.Compactions)
+		lost := 0
+		if disk.Lost {
+			lost = 1
+		}
+		fmt.Fprintf(w, "# HELP miyamoto_disk_lost Whether the log may lack records it acknowledged (LOST marker: the node still acts as one that forgot).\n# TYPE miyamoto_disk_lost gauge\n")
+		fmt.Fprintf(w, "miyamoto_disk_lost{node=%q} %d\n", self, lost)
+	}
 	fmt.Fprintf(w, "# HELP miyamoto_task_transitions_total Tasks entering each state on this node.\n# TYPE miyamoto_task_transitions_total counter\n")
 	for s := node.StateScheduled; s <= node.StateCancelled; s++ {
 		fmt.Fprintf(w, "miyamoto_task_transitions_total{node=%q,state=%q} %d\n", self, s.String(), m.transitions[s].Load())
