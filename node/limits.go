@@ -115,3 +115,16 @@ func (n *Node) refuseFull(op *enqueueOp, rank int, from NodeID) {
 	}
 	op.reply(EnqueueResult{ID: t.ID, Err: fmt.Errorf("replica %s: %w", from, ErrNodeFull)})
 }
+
+// dropBody frees the body of a task that ended in state (called as it becomes
+// final): it is kept for the dedup window, but will never be delivered again. A dead
+// task keeps its body, which a re-queue copies. The task is copied, not changed: a
+// message or a delivery in flight may still hold the old one.
+func (n *Node) dropBody(e *entry, state TaskState) {
+	if state == StateDead || len(e.task.Body) == 0 {
+		return
+	}
+	t := *e.task
+	t.Body = nil
+	e.task = &t
+}

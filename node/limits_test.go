@@ -78,3 +78,40 @@ func TestReplicasFull(t *testing.T) {
 	require.Equal(t, StateCancelled, h.stateOn("n1", r.ID), "the coordinator's own copy of the refused task")
 	requirePendingConsistent(t, h)
 }
+
+// TestFinishedTasksDropTheirBody: a finished task is kept for the dedup window
+// without its body (it is never delivered again), except a dead one, which a
+// re-queue copies.
+func TestFinishedTasksDropTheirBody(t *testing.T) {
+	q := DefaultQueueConfig()
+	q.Retry.TaskRetryLimit = 1
+	h := newHarness(t, 3, 9, func(c *Config) { c.Queues = map[string]QueueConfig{"failing": q} })
+	h.worker = func(d Delivery, _ int) (int, time.Duration) {
+		if d.Task.Queue == "failing" {
+			return 500, 10 * time.Millisecond
+		}
+		return 200, 10 * time.Millisecond
+	}
+	ok := req(time.Second)
+	ok.Body = make([]byte, 4096)
+	rOK := h.enqueue("n1", ok)
+	dead := reqQ("failing", time.Second)
+	dead.Body = []byte("keep me")
+	rDead := h.enqueue("n1", dead)
+	h.run(10 * time.Minute)
+	idOK, idDead := acked(t, rOK), acked(t, rDead)
+	for _, n := range h.replicas(idOK) {
+		st, found := h.node(n).Task(idOK)
+		require.True(t, found)
+		require.Equal(t, StateSucceeded, st.State)
+		require.Nil(t, st.Task.Body, "node %s keeps the body of a succeeded task", n)
+	}
+	for _, n := range h.replicas(idDead) {
+		st, found := h.node(n).Task(idDead)
+		require.True(t, found)
+		require.Equal(t, StateDead, st.State)
+		require.Equal(t, []byte("keep me"), st.Task.Body, "node %s dropped a dead task's body: re-queue needs it", n)
+	}
+	require.Len(t, h.deliveriesOf(idOK), 1)
+	requirePendingConsistent(t, h)
+}

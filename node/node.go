@@ -220,6 +220,7 @@ func (n *Node) Start() error {
 		e := n.tasks[id]
 		switch {
 		case e.state.Final():
+			n.dropBody(e, e.state)
 			n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
 		default:
 			// Whatever we were doing before the crash is gone: a delivery in flight was
@@ -690,6 +691,9 @@ func (n *Node) setState(e *entry, to TaskState) {
 		} else {
 			n.countOpen(e, +1)
 		}
+	}
+	if to.Final() {
+		n.dropBody(e, to)
 	}
 	e.state = to
 	n.observe(e, from, to)
