@@ -54,5 +54,15 @@
 // tasks are never given back, since the replica may have granted their one attempt.
 // This relies on the Network never delivering a message older than RecoveryWait minus
 // a lease (net/peer drops what waited longer than 5 s; the simulator's delays are
-// bounded by its latency and reorder settings).
+// bounded by its latency and reorder settings). A durable Storage that lost records
+// (LossReporter: a corrupt, wiped or new directory) makes the node act as one that
+// forgot at the time it reports, with the same wait counted from then.
+//
+// # Admission limits
+//
+// With Config.MaxPending, MaxPendingBytes or MaxQueuePending set, a node refuses new
+// tasks past them, as coordinator (ErrNodeFull, ErrQueueFull) and as replica (a Store
+// answered RejectFull; when no majority can store a task the coordinator answers
+// ErrNodeFull and cancels the copies stored meanwhile). Only tasks that are not final
+// count (limits.go); a finished task is kept for the dedup window without its body.
 package node
