@@ -32,10 +32,19 @@ type Node struct {
 	maxVersion uint64                   // highest setting version seen
 	setOps     []*setOp                 // setting changes this node coordinates
 	gossipStop func() bool              // the gossip timer, once armed
-	buckets    map[string]*bucket       // limited queues this node is the token node of
-	lists      map[uint64]*listOp       // cluster-wide listings this node coordinates
-	forgotten  []string                 // tasks dropped after their dedup window, not yet compacted away
-	listSeq    uint64
+
+	// forgetQ holds the final entries waiting out their dedup window, in the order
+	// their forget times were set (now + DedupWindow, so in time order), from
+	// forgetHead on. One timer (forgetTimer, armed for forgetAt) serves them all
+	// instead of one timer per finished task.
+	forgetQ     []forgetItem
+	forgetHead  int
+	forgetTimer func() bool
+	forgetAt    time.Time
+	buckets     map[string]*bucket // limited queues this node is the token node of
+	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
+	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away
+	listSeq     uint64
 
 	// bootTime is the local time Start ran. forgotAt is when the node may have lost
 	// its memory: bootTime without durable storage, or the time a LossReporter gave.
@@ -612,6 +621,10 @@ func (n *Node) persist(then func(), recs ...Record) {
 func (n *Node) arm(e *entry, kind timerKind, at time.Time) {
 	n.disarm(e)
 	e.timerKind = kind
+	if kind == timerForget {
+		n.queueForget(e, at)
+		return
+	}
 	epoch := e.timerEpoch
 	d := max(at.Sub(n.now()), 0)
 	e.timer = n.env.Clock.AfterFunc(d, func() {
