@@ -85,6 +85,10 @@ func (n *Node) admit(t *Task) error {
 	return nil
 }
 
+// PendingCount returns the pending tasks this node holds, overall and in queue q, as
+// the admission limits count them (O(1), for the simulator's per-event checks).
+func (n *Node) PendingCount(q string) (total, inQueue int) { return n.open, n.openByQueue[q] }
+
 // Pending returns the pending-task counters as tracked and as counted afresh, for
 // tests and the simulator's checks: the two must always agree.
 func (n *Node) Pending() (tracked, actual int) {

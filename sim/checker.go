@@ -500,3 +500,24 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 		}
 	}
 }
+
+// checkLimits is S7: no node that is up holds more pending tasks than
+// cluster.max_pending, or of one queue than cluster.max_queue_pending. Run after every
+// event when a limit is set (the counters are O(1); S6 checks them against a recount).
+func (w *world) checkLimits() {
+	c := w.sc.Cluster
+	for _, s := range w.nodes {
+		if !s.up || s.n == nil {
+			continue
+		}
+		for _, q := range w.sc.Workload.Queues {
+			total, inQueue := s.n.PendingCount(q.Name)
+			if c.MaxPending > 0 && total > c.MaxPending {
+				w.check.violate("S7", nil, []node.NodeID{s.id}, "node holds %d pending tasks, over max_pending %d", total, c.MaxPending)
+			}
+			if c.MaxQueuePending > 0 && inQueue > c.MaxQueuePending {
+				w.check.violate("S7", nil, []node.NodeID{s.id}, "node holds %d pending tasks of queue %q, over max_queue_pending %d", inQueue, q.Name, c.MaxQueuePending)
+			}
+		}
+	}
+}

@@ -38,6 +38,8 @@ type Result struct {
 	Acked    int // tasks acknowledged to the client
 	// NameRefused counts enqueues refused because another task had their name.
 	NameRefused int
+	// FullRefused counts enqueues refused under the admission limits (503 full).
+	FullRefused int
 	Deliveries  int
 	Succeeded   int // acknowledged tasks that ended succeeded
 	Duplicates  int // deliveries after a success, excused or not
@@ -170,6 +172,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		w.after(time.Second, watch)
 	}
 	w.at(safetyEnd, watch)
+	limits := sc.Cluster.MaxPending > 0 || sc.Cluster.MaxQueuePending > 0
 
 	for len(w.queue) > 0 && !w.stopped {
 		e := w.queue.pop()
@@ -179,6 +182,9 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		w.now = e.at
 		w.events++
 		e.fn()
+		if limits {
+			w.checkLimits()
+		}
 	}
 	for _, sn := range w.nodes {
 		// The admission limits' bookkeeping must match the tasks the node holds.
@@ -196,6 +202,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		Protocol:        protoName,
 		Enqueued:        wl.sent,
 		NameRefused:     wl.duplicates,
+		FullRefused:     wl.full,
 		Acked:           w.check.acked,
 		Deliveries:      len(w.check.deliveries),
 		Excused:         w.check.excused,
@@ -270,6 +277,7 @@ type workload struct {
 	w          *world
 	sent       int
 	duplicates int // enqueues refused because their name was taken
+	full       int // enqueues refused under the admission limits (503 full)
 	answered   int
 	weights    float64
 	remaining  int
@@ -357,6 +365,8 @@ func (wl *workload) send() {
 			w.check.enqueueAcked(r.Task)
 		case errors.As(r.Err, &dup):
 			wl.duplicates++
+		case errors.Is(r.Err, node.ErrNodeFull) || errors.Is(r.Err, node.ErrQueueFull):
+			wl.full++
 		}
 		if w.trace != nil {
 			kind := "ack"

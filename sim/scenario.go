@@ -73,6 +73,9 @@ type ClusterSpec struct {
 	Lease         Duration `json:"lease,omitempty"`
 	MaxClockDrift Duration `json:"max_clock_drift,omitempty"`
 	Storage       string   `json:"storage,omitempty"` // memory (default) | durable
+	// Admission limits of every node (node.Config); 0: none.
+	MaxPending      int `json:"max_pending,omitempty"`
+	MaxQueuePending int `json:"max_queue_pending,omitempty"`
 }
 
 type NetworkSpec struct {
@@ -347,6 +350,12 @@ func (sc *Scenario) Validate() error {
 	if c.Storage != "memory" && c.Storage != "durable" {
 		bad("cluster.storage", "must be memory or durable, not %q", c.Storage)
 	}
+	if c.MaxPending < 0 {
+		bad("cluster.max_pending", "must not be negative (0: no limit), not %d", c.MaxPending)
+	}
+	if c.MaxQueuePending < 0 {
+		bad("cluster.max_queue_pending", "must not be negative (0: no limit), not %d", c.MaxQueuePending)
+	}
 	if c.MaxClockDrift < 0 {
 		bad("cluster.max_clock_drift", "must not be negative")
 	}
@@ -491,7 +500,7 @@ func (sc *Scenario) Validate() error {
 		}
 		for _, inv := range sc.Expect.Invariants {
 			if !knownInvariant(inv) {
-				bad("expect.invariants", "unknown invariant %q (S1-S6, L1, L2, D1, Q1-Q5)", inv)
+				bad("expect.invariants", "unknown invariant %q (S1-S7, L1, L2, D1, Q1-Q5)", inv)
 			}
 		}
 	default:
@@ -502,7 +511,7 @@ func (sc *Scenario) Validate() error {
 
 func knownInvariant(s string) bool {
 	switch s {
-	case "S1", "S2", "S3", "S4", "S5", "S6", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
+	case "S1", "S2", "S3", "S4", "S5", "S6", "S7", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
 		return true
 	}
 	return false

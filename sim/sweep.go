@@ -35,6 +35,7 @@ type Summary struct {
 	// NameRefused counts enqueues refused because their name was taken (409);
 	// NamesExcused names accepted twice after state loss (Q3's exception).
 	NameRefused, NamesExcused int
+	FullRefused               int // enqueues refused under the admission limits (503 full)
 	SimTime                   time.Duration
 	Events                    uint64
 	Wall                      time.Duration // elapsed for the whole sweep
@@ -130,6 +131,7 @@ func (s *Summary) Add(r *Result) {
 	s.Tasks += r.Acked
 	s.Deliveries += r.Deliveries
 	s.NameRefused += r.NameRefused
+	s.FullRefused += r.FullRefused
 	for _, e := range r.Excused {
 		switch e.Kind {
 		case "duplicate":

@@ -216,6 +216,9 @@ func (w *world) newNodeConfig(s *simNode) node.Config {
 		Protocol:      w.proto,
 		ClaimQuorum:   c.ClaimQuorum,
 		Queues:        queues,
+
+		MaxPending:      c.MaxPending,
+		MaxQueuePending: c.MaxQueuePending,
 	}
 }
 

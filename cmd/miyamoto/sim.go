@@ -156,6 +156,9 @@ func printSummary(w io.Writer, s *sim.Summary, verbose bool) {
 	fmt.Fprintf(w, "%-28s %s  expect %s: seeds %d, tasks %d/%d acknowledged, deliveries %d, duplicates %d excused / %d violating, lost-or-stuck %d excused, sim time %s, wall %s, %.0f events/s, %.0fx real time\n",
 		s.Scenario, verdict, expect, s.Seeds, s.Tasks, s.Enqueued, s.Deliveries, s.Excused, s.Violating, s.Lost,
 		s.SimTime.Round(1e6), s.Wall.Round(1e6), s.EventsPerSecond(), s.Speedup())
+	if s.FullRefused > 0 {
+		fmt.Fprintf(w, "  admission limits: %d enqueues refused as full (503)\n", s.FullRefused)
+	}
 	if s.NameRefused > 0 || s.NamesExcused > 0 {
 		fmt.Fprintf(w, "  task names: %d enqueues refused as duplicates (409), %d names accepted twice after state loss (excused)\n", s.NameRefused, s.NamesExcused)
 	}
