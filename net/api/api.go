@@ -115,6 +115,9 @@ type Config struct {
 	// Timeout bounds each request's wait for the cluster (and for CheckURL); default 10 s.
 	Timeout time.Duration
 	Logger  *slog.Logger
+	// Unauthorized, when set, is called for every request refused for its token
+	// (for a metric: refusals are logged at debug level only). It must not block.
+	Unauthorized func()
 }
 
 // Defaults of Config's limits.
@@ -224,7 +227,9 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	})
 	var h http.Handler = mux
 	if len(cfg.Tokens) > 0 {
-		h = newAuth(cfg.Tokens, s.log, mux)
+		a := newAuth(cfg.Tokens, s.log, mux)
+		a.refused = cfg.Unauthorized
+		h = a
 	}
 	return limitRequest(cfg.MaxRequestHeader, h)
 }

@@ -11,9 +11,10 @@ import (
 // auth requires a bearer token on every request but GET /healthz (see the package
 // doc). It holds only the tokens' SHA-256 sums.
 type auth struct {
-	sums [][sha256.Size]byte
-	log  *slog.Logger
-	next http.Handler
+	sums    [][sha256.Size]byte
+	log     *slog.Logger
+	next    http.Handler
+	refused func() // may be nil
 }
 
 func newAuth(tokens []string, log *slog.Logger, next http.Handler) *auth {
@@ -32,6 +33,9 @@ func (a *auth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, given := bearer(r.Header.Get("Authorization"))
+	if (!given || !a.valid(tok)) && a.refused != nil {
+		a.refused()
+	}
 	switch {
 	case !given:
 		a.log.Debug("request without a bearer token", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)

@@ -190,7 +190,7 @@ func Start(cfg Config) (*Daemon, error) {
 	} else if cfg.AllowURLs != "" {
 		return nil, errors.New("--allow-url: only means something with --deny-private")
 	}
-	apiCfg := api.Config{MaxBody: cfg.MaxBody, Tokens: cfg.APITokens, Logger: cfg.Logger.With("component", "api")}
+	apiCfg := api.Config{MaxBody: cfg.MaxBody, Tokens: cfg.APITokens, Logger: cfg.Logger.With("component", "api"), Unauthorized: d.metrics.Unauthorized}
 	if policy != nil {
 		apiCfg.CheckURL = policy.CheckURL
 	}

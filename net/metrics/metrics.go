@@ -22,7 +22,11 @@ type Node struct {
 	enqueued    atomic.Uint64
 	rejected    atomic.Uint64
 	full        atomic.Uint64
+	unauth      atomic.Uint64
 }
+
+// Unauthorized counts a request refused for its bearer token.
+func (m *Node) Unauthorized() { m.unauth.Add(1) }
 
 var _ node.Observer = (*Node)(nil)
 
@@ -81,6 +85,8 @@ func (m *Node) Write(w io.Writer, self string, peers []PeerStat, disk *DiskStat)
 	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"scheduled\"} %d\n", self, m.enqueued.Load())
 	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"full\"} %d\n", self, m.full.Load())
 	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"failed\"} %d\n", self, m.rejected.Load())
+	fmt.Fprintf(w, "# HELP miyamoto_http_unauthorized_total Requests refused for a missing or wrong bearer token.\n# TYPE miyamoto_http_unauthorized_total counter\n")
+	fmt.Fprintf(w, "miyamoto_http_unauthorized_total{node=%q} %d\n", self, m.unauth.Load())
 	if disk != nil {
 		fmt.Fprintf(w, "# HELP miyamoto_disk_syncs_total Syncs the node asked of its log, and fsyncs that served them (group commit).\n# TYPE miyamoto_disk_syncs_total counter\n")
 		fmt.Fprintf(w, "miyamoto_disk_syncs_total{node=%q,kind=\"requested\"} %d\n", self, disk.Syncs)
