@@ -104,6 +104,8 @@ type simNode struct {
 	n    *Node
 	inc  int // incarnation: bumps on restart, so that old callbacks do nothing
 	down bool
+	// storage, when set, gives each incarnation its Storage (default MemoryStorage).
+	storage func() Storage
 }
 
 type harness struct {
@@ -177,7 +179,7 @@ func (h *harness) boot(sn *simNode, stream uint64) {
 		Clock:      &fakeClock{h: h, id: sn.id, inc: inc},
 		Network:    fakeNetwork{h: h},
 		Dispatcher: &fakeDispatcher{h: h, id: sn.id, inc: inc},
-		Storage:    MemoryStorage{},
+		Storage:    storageOf(sn),
 		// One seed for the run; each node (and incarnation) gets its own stream so
 		// that two nodes do not draw the same task IDs.
 		Rand:     rand.New(rand.NewPCG(h.seed, stream+uint64(inc)<<32)),
@@ -190,6 +192,13 @@ func (h *harness) boot(sn *simNode, stream uint64) {
 }
 
 func (h *harness) node(id NodeID) *Node { return h.nodes[id].n }
+
+func storageOf(sn *simNode) Storage {
+	if sn.storage != nil {
+		return sn.storage()
+	}
+	return MemoryStorage{}
+}
 
 // elapsed is the current virtual time.
 func (h *harness) elapsed() time.Duration { return h.now.Sub(epoch) }

@@ -54,3 +54,47 @@ func TestRestartedNodeGrantsNothingItMayHaveGranted(t *testing.T) {
 		assert.NotEqual(t, ds[i].Attempt, ds[i-1].Attempt, "S2: attempt delivered twice: %v", ds)
 	}
 }
+
+// lossyStorage is a durable Storage with no records that reports a loss since a time.
+type lossyStorage struct {
+	h     *harness
+	since time.Time
+}
+
+func (s lossyStorage) Durable() bool                { return true }
+func (s lossyStorage) Append(...Record)             {}
+func (s lossyStorage) Sync(done func())             { s.h.schedule(time.Millisecond, done) }
+func (s lossyStorage) Load() ([]Record, error)      { return nil, nil }
+func (s lossyStorage) LostSince() (time.Time, bool) { return s.since, true }
+
+// A durable node that reports a loss acts as one that forgot at the time it gives,
+// not at its start: its recovery wait ends RecoveryWait after that time, and it is
+// ready to take tasks once MaxClockDrift after it has passed. A zero time means its
+// start. Recovering says when the daemon may drop the loss marker.
+func TestLossCountsFromTheTimeReported(t *testing.T) {
+	wait := 30*time.Second + 2*time.Second + 5*time.Second // RecoveryWait's default
+	h := newHarness(t, 3, 5, nil)
+	bootAt := h.now.Add(-time.Second)
+	h.nodes["n2"].storage = func() Storage { return lossyStorage{h: h, since: bootAt.Add(-10 * time.Second)} }
+	h.nodes["n3"].storage = func() Storage { return lossyStorage{h: h} }
+	h.now = bootAt
+	h.crash("n2")
+	h.restart("n2")
+	h.crash("n3")
+	h.restart("n3")
+	h.now = bootAt.Add(500 * time.Millisecond)
+
+	require.True(t, h.node("n2").Ready(), "the loss is 11 s old: past MaxClockDrift")
+	require.False(t, h.node("n3").Ready(), "n3 forgot at its start, half a second ago")
+	require.True(t, h.node("n2").Recovering())
+	require.True(t, h.node("n3").Recovering())
+
+	h.run(wait - 10*time.Second - time.Second - 100*time.Millisecond)
+	require.True(t, h.node("n2").Recovering(), "before the end of the wait counted from the loss")
+	h.run(wait - 10*time.Second)
+	require.False(t, h.node("n2").Recovering(), "RecoveryWait after the loss, not after the start")
+	require.True(t, h.node("n3").Recovering())
+	h.run(wait + time.Second)
+	require.False(t, h.node("n3").Recovering())
+	require.False(t, h.node("n1").Recovering(), "a node with memory storage that never restarted")
+}
