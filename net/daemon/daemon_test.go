@@ -105,6 +105,15 @@ func start(t *testing.T) (*daemon.Daemon, string) {
 	return d, base
 }
 
+// shutdownAtEnd shuts d down (bounded) when the test ends.
+func shutdownAtEnd(t *testing.T, d *daemon.Daemon) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+	})
+}
+
 func waitHealthy(t *testing.T, base string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -367,11 +376,7 @@ func TestDataDirSurvivesRestartAndCompacts(t *testing.T) {
 
 	d, err = daemon.Start(cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		d.Shutdown(ctx)
-	})
+	shutdownAtEnd(t, d)
 	base = "http://" + d.HTTPAddr()
 	waitHealthy(t, base)
 	var v taskView
@@ -396,11 +401,7 @@ func TestDataDirLockAndLossMarker(t *testing.T) {
 	cfg := daemon.Config{HTTPAddr: "127.0.0.1:0", DataDir: dir}
 	d, err := daemon.Start(cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		d.Shutdown(ctx)
-	})
+	shutdownAtEnd(t, d)
 	require.FileExists(t, filepath.Join(dir, "LOST"))
 
 	_, err = daemon.Start(cfg)

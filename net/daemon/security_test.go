@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -28,11 +27,7 @@ func startCfg(t *testing.T, cfg daemon.Config) string {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	d, err := daemon.Start(cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		d.Shutdown(ctx)
-	})
+	shutdownAtEnd(t, d)
 	base := "http://" + d.HTTPAddr()
 	waitHealthy(t, base)
 	return base
@@ -228,11 +223,7 @@ func TestClusterSecretWired(t *testing.T) {
 		d, err := daemon.Start(daemon.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", PeerAddr: peerAddrs[id], Peers: peerAddrs,
 			ClusterSecret: secret, Lease: 3 * time.Second, MaxClockDrift: 100 * time.Millisecond, ReplicaOffset: 200 * time.Millisecond})
 		require.NoError(t, err)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			d.Shutdown(ctx)
-		})
+		shutdownAtEnd(t, d)
 		bases[id] = "http://" + d.HTTPAddr()
 	}
 	for _, id := range ids {
