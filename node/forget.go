@@ -25,7 +25,6 @@ func (n *Node) queueForget(e *entry, at time.Time) {
 }
 
 func (n *Node) armForgetTimer(at time.Time) {
-	n.forgetAt = at
 	n.forgetTimer = n.env.Clock.AfterFunc(max(at.Sub(n.now()), 0), func() {
 		n.input(n.sweepForgotten)
 	})

@@ -35,12 +35,11 @@ type Node struct {
 
 	// forgetQ holds the final entries waiting out their dedup window, in the order
 	// their forget times were set (now + DedupWindow, so in time order), from
-	// forgetHead on. One timer (forgetTimer, armed for forgetAt) serves them all
-	// instead of one timer per finished task.
+	// forgetHead on. One timer (forgetTimer, armed for the first of them) serves
+	// them all instead of one timer per finished task.
 	forgetQ     []forgetItem
 	forgetHead  int
 	forgetTimer func() bool
-	forgetAt    time.Time
 	buckets     map[string]*bucket // limited queues this node is the token node of
 	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
 	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away
