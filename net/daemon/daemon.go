@@ -340,7 +340,8 @@ func (d *Daemon) compactLoop() {
 		lt := d.cfg.Clock.Ticker(time.Second)
 		defer lt.Stop()
 		lossCheck = lt.C
-		d.log.Warn("the log may lack records it acknowledged (new or wiped directory, or a repaired log): starting as a node that forgot")
+		// A new directory looks the same as a wiped one: this is normal at a first start.
+		d.log.Info("new or wiped data directory, or a repaired log: acting as a node that forgot until the recovery wait is over")
 	}
 	for {
 		select {
