@@ -134,18 +134,19 @@ func (l *Log) LostSince() (time.Time, bool) {
 // ForgetLoss removes the LOST file: the node has waited as a forgetful node must and
 // holds no task it may have granted before, so the next start can trust the log.
 func (l *Log) ForgetLoss() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.lost {
+	if _, lost := l.LostSince(); !lost {
 		return nil
 	}
+	// l.mu is never held during IO (Append and Sync must not wait on a disk).
 	if err := os.Remove(filepath.Join(l.dir, LostFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("disk: %w", err)
 	}
 	if err := syncDir(l.dir); err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
+	l.mu.Lock()
 	l.lost = false
+	l.mu.Unlock()
 	return nil
 }
 
