@@ -377,8 +377,13 @@ func (s *server) cancelTask(w http.ResponseWriter, r *http.Request) {
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
+// ErrCheckLater, wrapped in an error of Config.CheckURL, says the URL could not be
+// checked now (a DNS timeout, say) rather than that it is bad: 503 with Retry-After.
+var ErrCheckLater = errors.New("the task URL could not be checked now")
+
 // checkURL runs Config.CheckURL on a task URL; when it refuses the URL it
-// answers (400, or 503 if the check ran out of time) and returns false.
+// answers (400, or 503 if the check ran out of time or ErrCheckLater) and returns
+// false.
 func (s *server) checkURL(ctx context.Context, w http.ResponseWriter, rawURL string) bool {
 	if s.cfg.CheckURL == nil {
 		return true
@@ -387,10 +392,10 @@ func (s *server) checkURL(ctx context.Context, w http.ResponseWriter, rawURL str
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrCheckLater):
 		s.log.Warn("task URL check did not finish", "err", err)
 		setRetryAfter(w, time.Second)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "url: the task URL could not be checked in time", "field": "url"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "url: the task URL could not be checked now (its host name did not resolve in time); retry later", "field": "url"})
 	default:
 		writeError(w, http.StatusBadRequest, "url", err.Error())
 	}

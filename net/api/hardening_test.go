@@ -444,3 +444,14 @@ func TestRequestHeaderLimits(t *testing.T) {
 	w = doReq(t, h, "GET", "/healthz", "", "X-Small", strings.Repeat("b", 500))
 	require.Equal(t, http.StatusOK, w.Code, "within the limit")
 }
+
+// A CheckURL error wrapping ErrCheckLater (a DNS timeout) is not bad input: 503.
+func TestCheckURLLater(t *testing.T) {
+	h := NewHandler(&fakeBackend{}, Config{CheckURL: func(context.Context, string) error {
+		return fmt.Errorf("%w: lookup timed out", ErrCheckLater)
+	}})
+	w := doReq(t, h, "POST", "/q", "task.url=http://w.test/", "Content-Type", formCT)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
+	require.Contains(t, w.Body.String(), `"field": "url"`)
+}

@@ -192,7 +192,13 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	apiCfg := api.Config{MaxBody: cfg.MaxBody, Tokens: cfg.APITokens, Logger: cfg.Logger.With("component", "api"), Unauthorized: d.metrics.Unauthorized}
 	if policy != nil {
-		apiCfg.CheckURL = policy.CheckURL
+		apiCfg.CheckURL = func(ctx context.Context, u string) error {
+			err := policy.CheckURL(ctx, u)
+			if urlpolicy.IsTransient(err) {
+				return fmt.Errorf("%w: %w", api.ErrCheckLater, err)
+			}
+			return err
+		}
 	}
 	if err := apiCfg.Validate(); err != nil {
 		return nil, fmt.Errorf("--api-token: %w", err)

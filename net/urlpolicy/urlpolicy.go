@@ -75,6 +75,24 @@ var (
 	ErrLookup = errors.New("url host did not resolve")
 )
 
+// IsTransient reports whether err is a lookup that failed for a reason that may pass
+// (a timeout, a resolver that failed or could not be reached) rather than a name
+// that does not exist: the URL may be fine, so the enqueue should be retried, not
+// refused as bad input.
+func IsTransient(err error) bool {
+	if !errors.Is(err, ErrLookup) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return !dnsErr.IsNotFound
+	}
+	// A lookup error of another resolver, or an answer without addresses: only an
+	// error that is not a DNS answer may pass.
+	var pe *policyError
+	return errors.As(err, &pe) && pe.err != nil
+}
+
 // DeniedError is a refused address. It matches ErrDenied under errors.Is.
 type DeniedError struct {
 	Host  string     // the host as written in the URL (or dialed), when there was one

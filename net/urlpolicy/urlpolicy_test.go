@@ -472,3 +472,23 @@ func TestCheckAddr(t *testing.T) {
 	err := p.CheckAddr(netip.MustParseAddr("100.64.0.1"))
 	require.EqualError(t, err, "url host 100.64.0.1 is a carrier-grade NAT address; --deny-private refuses it")
 }
+
+// A name that does not exist is bad input; a resolver that timed out or failed is
+// not, and the enqueue should be retried.
+func TestIsTransient(t *testing.T) {
+	ctx := context.Background()
+	failing := func(e error) *Policy {
+		return &Policy{Resolver: resolverFunc(func(context.Context, string, string) ([]netip.Addr, error) { return nil, e })}
+	}
+	notFound := &net.DNSError{Err: "no such host", Name: "x.example", IsNotFound: true}
+	timeout := &net.DNSError{Err: "i/o timeout", Name: "x.example", IsTimeout: true, IsTemporary: true}
+	servfail := &net.DNSError{Err: "server misbehaving", Name: "x.example", IsTemporary: true}
+	require.False(t, IsTransient(failing(notFound).CheckURL(ctx, "http://x.example/")))
+	require.True(t, IsTransient(failing(timeout).CheckURL(ctx, "http://x.example/")))
+	require.True(t, IsTransient(failing(servfail).CheckURL(ctx, "http://x.example/")))
+	require.True(t, IsTransient(failing(errors.New("resolver down")).CheckURL(ctx, "http://x.example/")))
+	require.False(t, IsTransient(stubResolverPolicy().CheckURL(ctx, "http://10.0.0.1/")), "a refusal is not transient")
+	require.False(t, IsTransient(nil))
+}
+
+func stubResolverPolicy() *Policy { return &Policy{Resolver: stubResolver{}} }
