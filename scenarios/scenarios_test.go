@@ -91,19 +91,3 @@ func TestScenariosDeterministic(t *testing.T) {
 		require.Equal(t, a.TraceHash, b.TraceHash, "%s: seed 7 gave two different traces", f)
 	}
 }
-
-// The protocol must not depend on the sender and receiver sharing memory: run the
-// swarm and the durable scenario with every message encoded and decoded by the
-// production wire codec, and the same verdict must come out.
-func TestScenariosOverWireCodec(t *testing.T) {
-	for _, f := range []string{"swarm.json", "durable-crash.json", "message-storm.json"} {
-		sc, err := sim.LoadScenario(f)
-		require.NoError(t, err)
-		for seed := uint64(1); seed <= 3; seed++ {
-			r, err := sim.Run(sc, seed, sim.Options{WireRoundTrip: true})
-			require.NoError(t, err)
-			require.False(t, r.Failed(), r.Report())
-			require.Positive(t, r.Acked)
-		}
-	}
-}

@@ -89,16 +89,15 @@ func (sn simNetwork) Send(m node.Message) {
 }
 
 func (w *world) transmit(to *simNode, m node.Message) {
-	if w.wireRoundTrip {
-		// What a real node would receive: encoded and decoded by the production
-		// codec, sharing no memory with the sender's message.
-		frame := wire.AppendFrame(nil, m)
-		got, _, err := wire.DecodeFrame(frame)
-		if err != nil {
-			panic(fmt.Sprintf("sim: wire codec failed on %v: %v", m, err))
-		}
-		m = got
+	// What a real node receives: every message is encoded and decoded by the
+	// production codec, sharing no memory with the sender's (the decoder copies
+	// what it keeps, so the buffer is reused).
+	w.wireBuf = wire.AppendFrame(w.wireBuf[:0], m)
+	got, _, err := wire.DecodeFrame(w.wireBuf)
+	if err != nil {
+		panic(fmt.Sprintf("sim: wire codec failed on %v: %v", m, err))
 	}
+	m = got
 	d := w.uniform(w.rngNet, w.sc.Network.Latency)
 	if w.net.reorder > 0 && w.rngNet.Float64() < w.net.reorder {
 		d += time.Duration(w.rngNet.Int64N(int64(w.sc.Network.ReorderDelay) + 1))

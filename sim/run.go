@@ -22,9 +22,6 @@ type Options struct {
 	Hash bool
 	// ScenarioPath is named in the replay command of a failure.
 	ScenarioPath string
-	// WireRoundTrip passes every message through the production wire codec, so that
-	// the node runs on messages exactly as TCP would deliver them (slower).
-	WireRoundTrip bool
 	// lineSink receives every trace line (replay compares them as they come).
 	lineSink func([]byte) bool
 }
@@ -113,7 +110,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
-	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, wireRoundTrip: opts.WireRoundTrip}
+	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}}
 	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
 	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock = split(1), split(2), split(3), split(4), split(5)
 	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}

@@ -15,7 +15,6 @@ type SweepOptions struct {
 	Seeds            []uint64
 	Protocol         string // overrides the scenario's when not empty
 	CheckDeterminism bool   // run every seed twice and compare trace hashes (D1)
-	WireRoundTrip    bool   // pass every message through the production wire codec
 	Parallel         int    // seeds at once; default GOMAXPROCS
 	ScenarioPath     string
 }
@@ -94,7 +93,7 @@ func Sweep(sc *Scenario, opts SweepOptions) (*Summary, error) {
 	g.SetLimit(par)
 	for i, seed := range opts.Seeds {
 		g.Go(func() error {
-			ro := Options{Protocol: opts.Protocol, ScenarioPath: opts.ScenarioPath, Hash: opts.CheckDeterminism, WireRoundTrip: opts.WireRoundTrip}
+			ro := Options{Protocol: opts.Protocol, ScenarioPath: opts.ScenarioPath, Hash: opts.CheckDeterminism}
 			r, err := Run(sc, seed, ro)
 			if err != nil {
 				return fmt.Errorf("seed %d: %w", seed, err)

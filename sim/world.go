@@ -27,10 +27,10 @@ type world struct {
 	nodes []*simNode
 	byID  map[node.NodeID]*simNode
 
-	net           netState
-	wireRoundTrip bool // pass every message through net/wire
-	liveness      bool // in the liveness phase: no more faults
-	stopped       bool
+	net      netState
+	wireBuf  []byte // the last message's frame (see transmit)
+	liveness bool   // in the liveness phase: no more faults
+	stopped  bool
 
 	check *checker
 	trace *tracer

@@ -23,7 +23,6 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	determinism := fs.Bool("check-determinism", false, "run every seed twice and compare the trace hashes (D1)")
 	parallel := fs.Int("parallel", 0, "seeds run at once (default: one per CPU)")
 	verbose := fs.Bool("v", false, "print every seed's figures")
-	wireRT := fs.Bool("wire", false, "pass every message through the production wire codec (as TCP would)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
@@ -71,7 +70,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	}
 	code := exitOK
 	for i, sc := range scenarios {
-		sum, err := sim.Sweep(sc, sim.SweepOptions{Seeds: list, Protocol: *protocol, CheckDeterminism: *determinism, Parallel: *parallel, ScenarioPath: files[i], WireRoundTrip: *wireRT})
+		sum, err := sim.Sweep(sc, sim.SweepOptions{Seeds: list, Protocol: *protocol, CheckDeterminism: *determinism, Parallel: *parallel, ScenarioPath: files[i]})
 		if err != nil {
 			fmt.Fprintf(stderr, "miyamoto sim: %s: %v\n", files[i], err)
 			return exitFailed
