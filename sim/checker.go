@@ -80,9 +80,10 @@ type checker struct {
 	excused    []Excuse
 	skew       int64 // S5 allowance: max clock drift
 
-	acked     int
-	pausedAt  []int64 // per node: last pause, -1
-	crashedAt []int64 // per node: last crash, -1
+	acked      int
+	livelocked bool    // the run was cut short: finish judges no task
+	pausedAt   []int64 // per node: last pause, -1
+	crashedAt  []int64 // per node: last crash, -1
 
 	queues    map[string]*queueModel
 	members   []node.NodeID // sorted, as the nodes sort them
@@ -340,6 +341,9 @@ func (c *checker) crashed(s *simNode, disk *simDisk) {
 // finish checks L1 and L2 once the run is over.
 func (c *checker) finish() {
 	w := c.w
+	if c.livelocked {
+		return // reported as such; every task would be "not final" too
+	}
 	for _, r := range c.order {
 		if !r.acked || r.finalAt >= 0 {
 			continue

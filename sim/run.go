@@ -171,16 +171,30 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	w.at(safetyEnd, watch)
 	limits := sc.Cluster.MaxPending > 0 || sc.Cluster.MaxQueuePending > 0
 
+	var instantEvents uint64 // events run at the current instant
 	for len(w.queue) > 0 && !w.stopped {
 		e := w.queue.pop()
 		if e.at > hardEnd {
 			break
+		}
+		if e.at == w.now {
+			instantEvents++
+		} else {
+			instantEvents = 0
 		}
 		w.now = e.at
 		w.events++
 		e.fn()
 		if limits {
 			w.checkLimits()
+		}
+		if instantEvents > maxInstantEvents || w.events > maxEvents {
+			// A livelock (timers re-arming for now, a storm of rounds): the run would
+			// never end, or not in useful time. That is a liveness failure in itself.
+			w.check.violate("L1", nil, nil, "the cluster livelocked: %d events in all, %d at true time %s; the run was stopped",
+				w.events, instantEvents, time.Duration(w.now))
+			w.check.livelocked = true
+			break
 		}
 	}
 	for _, sn := range w.nodes {
@@ -384,6 +398,13 @@ func (wl *workload) send() {
 }
 
 const clientTimeout = 30 * time.Second
+
+// Bounds past which a run is a livelock (see Run): no scenario comes near them (the
+// largest run about 200,000 events) unless the nodes spin.
+const (
+	maxInstantEvents = 1_000_000
+	maxEvents        = 50_000_000
+)
 
 func sortedKeys(m map[string]int) []string {
 	out := make([]string, 0, len(m))

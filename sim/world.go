@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/miyamotohq/miyamoto/net/disk"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -158,8 +159,15 @@ var _ node.Storage = (*simDisk)(nil)
 
 const diskSyncLatency = 2 * time.Millisecond
 
-func (d *simDisk) Durable() bool              { return true }
-func (d *simDisk) Append(recs ...node.Record) { d.recs = append(d.recs, recs...) }
+func (d *simDisk) Durable() bool { return true }
+
+// Append keeps each record as the real log would give it back after a restart
+// (net/disk's codec), so that a restarted node replays what production replays.
+func (d *simDisk) Append(recs ...node.Record) {
+	for _, r := range recs {
+		d.recs = append(d.recs, disk.RoundTrip(r))
+	}
+}
 func (d *simDisk) Load() ([]node.Record, error) {
 	return append([]node.Record(nil), d.recs[:d.synced]...), nil
 }
