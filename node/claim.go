@@ -9,9 +9,6 @@ import (
 // saying they do not hold the task, end an at-most-once task as unknown.
 const lostRounds = 3
 
-// forever stands for a lease that never expires (at-most-once grants).
-var forever = time.Unix(1<<62, 0)
-
 // fire runs when a replica's timer goes off in the quorum protocol.
 func (n *Node) fire(e *entry) {
 	if e.state.Final() || e.delivering || e.claiming != 0 || n.stopping {
@@ -21,8 +18,9 @@ func (n *Node) fire(e *entry) {
 	held := e.promised > 0 && !e.released && e.holder != n.cfg.ID
 	if e.task.Delivery == AtMostOnce && held {
 		// Someone was granted the one attempt this task gets. If its lease has run out
-		// on our clock without an outcome, the outcome is unknown for good.
-		if now.Before(e.leaseEnd) && e.leaseEnd != forever {
+		// on our clock without an outcome, the outcome is unknown for good. (The grant
+		// itself never expires: grantable refuses every later attempt.)
+		if now.Before(e.leaseEnd) {
 			n.pushBack(e, e.leaseEnd)
 			return
 		}
@@ -145,7 +143,9 @@ func (n *Node) handleClaim(m Message) {
 	case m.Attempt <= e.promised || !n.grantable(e, m.From):
 		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
 		resp.Lease = max(e.leaseEnd.Sub(n.now()), 0)
-		if e.leaseEnd == forever {
+		if e.task.Delivery == AtMostOnce && resp.Lease == 0 {
+			// The grant never expires; its holder's lease is over, so the outcome is
+			// about to be decided (unknown) here: come back in a lease.
 			resp.Lease = n.cfg.Lease
 		}
 	default:
@@ -154,10 +154,11 @@ func (n *Node) handleClaim(m Message) {
 		now := n.now()
 		e.promised, e.holder, e.released = m.Attempt, m.From, false
 		e.holderRound = m.Promised
+		// Invariant: leaseEnd is always a real time (grant time plus the lease asked
+		// for), also in at-most-once, where it says when the holder's attempt is
+		// surely over, not when the grant expires (it never does: see grantable).
+		// No sentinel time: one read back from disk is equal in instant, not in ==.
 		e.leaseEnd = now.Add(m.Lease)
-		if e.task.Delivery == AtMostOnce {
-			e.leaseEnd = forever
-		}
 		resp.Granted = true
 		resp.Retries = e.retries
 		if m.From != n.cfg.ID && e.timerKind == timerFire {

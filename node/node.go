@@ -96,7 +96,7 @@ type entry struct {
 	// holderRound is the random number of the claim round that won promised (kept in
 	// memory only: after our own restart no duplicate is re-granted, which is safe).
 	holderRound uint64
-	leaseEnd    time.Time // local time the grant expires (never, in at-most-once)
+	leaseEnd    time.Time // local time the grant's lease ends (the grant itself never expires in at-most-once)
 	released    bool      // promised attempt was released by its holder
 
 	// claimant side
@@ -234,7 +234,7 @@ func (n *Node) Start() error {
 			// Whatever we were doing before the crash is gone: a delivery in flight was
 			// cut with the process. Wait for the lease we might hold, then try again.
 			e.state = StateScheduled
-			if e.promised > 0 && !e.released && e.leaseEnd != forever {
+			if e.promised > 0 && !e.released {
 				n.pushBack(e, e.leaseEnd)
 			} else {
 				n.armFire(e)
