@@ -75,13 +75,15 @@ package disk
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/miyamotohq/miyamoto/net/disk/vfs"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -123,6 +125,12 @@ type Options struct {
 	Post func(func())
 	// Logger receives write errors, tail repairs and compactions. nil: slog.Default().
 	Logger *slog.Logger
+	// FS is the file system the log lives on. nil: vfs.OS. The simulator passes a
+	// *vfs.Mem.
+	FS vfs.FS
+	// Now is the wall clock: the time the LOST file names, and the linger. nil:
+	// time.Now.
+	Now func() time.Time
 	// Linger: a group commit starts no sooner than this after the previous fsync
 	// ended, so that under load each fsync serves more Syncs. An idle log is not
 	// delayed (its last fsync is long past). 0 means DefaultLinger; negative, none.
@@ -152,6 +160,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Linger == 0 {
 		o.Linger = DefaultLinger
 	}
+	if o.FS == nil {
+		o.FS = vfs.OS
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return o, errors.Join(errs...)
 }
 
@@ -167,6 +181,7 @@ type Stats struct {
 // Log is an on-disk node.Storage. Append, Sync and Err may be called from any
 // goroutine; see Load, Compact and Close for theirs.
 type Log struct {
+	fs   vfs.FS
 	dir  string
 	opts Options
 	log  *slog.Logger
@@ -189,13 +204,13 @@ type Log struct {
 	first    uint64   // lowest live segment (0: none)
 	last     uint64   // active (highest) segment (0: none)
 	size     int64    // bytes in the active segment
-	f        *os.File // the active segment opened for append, or nil
+	f        vfs.File // the active segment opened for append, or nil
 	dirty    bool     // bytes written to f since its last fsync
 	closedIO bool
 
 	stopped  chan struct{}
 	closeErr error
-	lock     *os.File // holds LockFile's flock until Close
+	lock     io.Closer // holds LockFile's lock until Close
 
 	lastFsync time.Time // when the last group commit's fsync ended (writer only)
 
@@ -215,27 +230,20 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("disk: %w", err)
-		}
-		// Make the new directory's own entry durable.
-		if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
-			return nil, fmt.Errorf("disk: %w", err)
-		}
-	} else if err != nil {
+	fsys := opts.FS
+	if err := mkdirDurable(fsys, filepath.Clean(dir)); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
-	lostSince, lost, err := checkLost(dir)
+	lostSince, lost, err := checkLost(fsys, dir, opts.Now)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: opts, log: opts.Logger.With("dir", dir), stopped: make(chan struct{}), lock: lock, lost: lost, lostSince: lostSince}
+	l := &Log{fs: fsys, dir: dir, opts: opts, log: opts.Logger.With("dir", dir), stopped: make(chan struct{}), lock: lock, lost: lost, lostSince: lostSince}
 	l.wake.L = &l.mu
 	go l.run()
 	return l, nil
@@ -356,7 +364,7 @@ func (l *Log) run() {
 			l.mu.Unlock()
 			return // closing and drained
 		}
-		if wait := l.opts.Linger - time.Since(l.lastFsync); len(l.waiters) > 0 && wait > 0 && !l.closing {
+		if wait := l.opts.Linger - l.opts.Now().Sub(l.lastFsync); len(l.waiters) > 0 && wait > 0 && !l.closing {
 			// Busy: the last fsync ended under Linger ago. Let more Syncs join this
 			// one rather than fsync for a few (see Options.Linger).
 			l.mu.Unlock()
@@ -455,7 +463,7 @@ func (l *Log) fsync() error {
 	}
 	l.fsyncs.Add(1)
 	l.dirty = false
-	l.lastFsync = time.Now()
+	l.lastFsync = l.opts.Now()
 	return nil
 }
 
@@ -464,7 +472,7 @@ func (l *Log) openActive() error {
 	if l.last == 0 {
 		return l.roll()
 	}
-	f, err := os.OpenFile(l.segPath(l.last), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := l.fs.OpenAppend(l.segPath(l.last))
 	if err != nil {
 		return err
 	}
@@ -486,11 +494,11 @@ func (l *Log) roll() error {
 		l.f = nil
 	}
 	next := l.last + 1
-	f, err := os.OpenFile(l.segPath(next), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := l.fs.Create(l.segPath(next))
 	if err != nil {
 		return err
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.fs.SyncDir(l.dir); err != nil {
 		f.Close()
 		return err
 	}
@@ -505,14 +513,21 @@ func (l *Log) segPath(n uint64) string { return filepath.Join(l.dir, segName(n))
 
 func segName(n uint64) string { return fmt.Sprintf("%08d.log", n) }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+// mkdirDurable creates dir and its missing parents, syncing each new directory's
+// parent so that the new entries survive a crash.
+func mkdirDurable(fsys vfs.FS, dir string) error {
+	err := fsys.Mkdir(dir)
+	if errors.Is(err, fs.ErrNotExist) && filepath.Dir(dir) != dir {
+		if err := mkdirDurable(fsys, filepath.Dir(dir)); err != nil {
+			return err
+		}
+		err = fsys.Mkdir(dir)
+	}
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
 		return err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsys.SyncDir(filepath.Dir(dir))
 }

@@ -7,8 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -53,7 +52,7 @@ func (l *Log) scan() ([]node.Record, error) {
 	var size int64
 	for i, num := range segs {
 		path := l.segPath(num)
-		data, err := os.ReadFile(path)
+		data, err := l.fs.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
@@ -66,7 +65,7 @@ func (l *Log) scan() ([]node.Record, error) {
 		}
 		if torn != "" {
 			l.log.Warn("dropping torn tail of the log", "file", path, "offset", good, "bytes", len(data)-good, "why", torn)
-			if err := truncate(path, int64(good)); err != nil {
+			if err := l.truncate(path, int64(good)); err != nil {
 				return nil, fmt.Errorf("disk: repairing torn tail: %w", err)
 			}
 		}
@@ -141,8 +140,9 @@ func allZero(b []byte) bool {
 	return true
 }
 
-func truncate(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+// truncate cuts the file path to size, durably.
+func (l *Log) truncate(path string, size int64) error {
+	f, err := l.fs.OpenAppend(path)
 	if err != nil {
 		return err
 	}
@@ -159,18 +159,17 @@ func truncate(path string, size int64) error {
 // liveSegments lists the segments to read, in order. It deletes leftover temporary
 // files and the segments a committed compaction replaced, and refuses gaps.
 func (l *Log) liveSegments() ([]uint64, error) {
-	entries, err := os.ReadDir(l.dir)
+	names, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
 	var segs []uint64
 	removed := false
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		if strings.HasSuffix(name, ".tmp") {
 			// An unfinished compaction: its rename never happened, the old set stands.
 			l.log.Info("removing leftover temporary file", "file", name)
-			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
 				return nil, fmt.Errorf("disk: %w", err)
 			}
 			removed = true
@@ -182,17 +181,17 @@ func (l *Log) liveSegments() ([]uint64, error) {
 	}
 	slices.Sort(segs)
 	for i := len(segs) - 1; i > 0; i-- {
-		ok, err := startsWithMarker(l.segPath(segs[i]))
+		head, err := l.fs.ReadHead(l.segPath(segs[i]), len(markerFrame))
 		if err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
-		if !ok {
+		if !bytes.Equal(head, markerFrame) {
 			continue
 		}
 		// A compaction committed (renamed its output) but did not finish deleting.
 		for _, old := range segs[:i] {
 			l.log.Info("removing segment replaced by compaction", "file", segName(old))
-			if err := os.Remove(l.segPath(old)); err != nil {
+			if err := l.fs.Remove(l.segPath(old)); err != nil {
 				return nil, fmt.Errorf("disk: %w", err)
 			}
 		}
@@ -200,7 +199,7 @@ func (l *Log) liveSegments() ([]uint64, error) {
 		break
 	}
 	if removed {
-		if err := syncDir(l.dir); err != nil {
+		if err := l.fs.SyncDir(l.dir); err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
 	}
@@ -223,22 +222,6 @@ func parseSegName(name string) (uint64, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-func startsWithMarker(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	head := make([]byte, len(markerFrame))
-	if _, err := io.ReadFull(f, head); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return false, nil
-		}
-		return false, err
-	}
-	return bytes.Equal(head, markerFrame), nil
 }
 
 // Compact rewrites the log keeping only the records of tasks for which keep returns
@@ -289,14 +272,14 @@ func (l *Log) Compact(keep func(taskID string) bool) error {
 	tmp := final + ".tmp"
 	size, kept, dropped, err := l.writeCompacted(tmp, keep)
 	if err != nil {
-		os.Remove(tmp)
+		l.fs.Remove(tmp)
 		return fmt.Errorf("disk: compact: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
+	if err := l.fs.Rename(tmp, final); err != nil {
+		l.fs.Remove(tmp)
 		return fmt.Errorf("disk: compact: %w", err)
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.fs.SyncDir(l.dir); err != nil {
 		// Whether the rename is durable is unknown: stop writing, like any IO error.
 		return l.fail(fmt.Errorf("disk: compact: %w", err))
 	}
@@ -304,12 +287,12 @@ func (l *Log) Compact(keep func(taskID string) bool) error {
 	l.first, l.last, l.size, l.dirty = num, num, size, false
 	l.compactions.Add(1)
 	for n := old; n != 0 && n < num; n++ {
-		if err := os.Remove(l.segPath(n)); err != nil {
+		if err := l.fs.Remove(l.segPath(n)); err != nil {
 			// Harmless: Load removes it, the new segment starts with a marker.
 			l.log.Warn("compaction could not remove an old segment", "file", segName(n), "err", err)
 		}
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.fs.SyncDir(l.dir); err != nil {
 		l.log.Warn("compaction could not sync the directory after removals", "err", err)
 	}
 	l.log.Info("log compacted", "segment", segName(num), "bytes", size, "records_kept", kept, "records_dropped", dropped)
@@ -319,7 +302,11 @@ func (l *Log) Compact(keep func(taskID string) bool) error {
 // writeCompacted writes the marker and the kept records of every live segment to
 // path and fsyncs it.
 func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, kept, dropped int, err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// A leftover of a failed compaction whose removal failed too.
+	if err := l.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, 0, err
+	}
+	f, err := l.fs.Create(path)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -334,7 +321,7 @@ func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, k
 	decided := make(map[string]bool)
 	for n := l.first; n != 0 && n <= l.last; n++ {
 		segPath := l.segPath(n)
-		data, err := os.ReadFile(segPath)
+		data, err := l.fs.ReadFile(segPath)
 		if err != nil {
 			return 0, 0, 0, err
 		}
