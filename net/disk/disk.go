@@ -13,48 +13,58 @@
 // dir holds segments named 00000001.log, 00000002.log, ... (eight digits at least,
 // numbered without gaps). Each segment is a sequence of records:
 //
-//	record  = length(4 bytes, big endian) crc(4 bytes, big endian CRC-32C/Castagnoli
-//	          of payload) payload(length bytes)
+//	record  = length(4) lengthCRC(4) payloadCRC(4) payload(length bytes)
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries
 //	          state(1) status taskPresence(1) task?
 //
-// with strings, numbers and times encoded as in net/wire and the task as
-// wire.AppendTask writes it. A payload of kind 0 (version, 0 and nothing else) is a
-// compaction marker: it is only ever the first record of a segment written by
-// Compact, and means that this segment replaces every segment numbered below it.
-// The writer starts a new segment when the next record would take the active one past
-// Options.SegmentSize (a record bigger than that gets a segment of its own); before it
-// creates the new segment it fsyncs the old one, so every segment but the last is
-// complete on disk.
+// The three header fields are big endian; both CRCs are CRC-32C (Castagnoli),
+// lengthCRC of the 4 length bytes, payloadCRC of the payload. length is 2 to
+// MaxRecordSize. Strings, numbers and times in the payload are encoded as in net/wire
+// and the task as wire.AppendTask writes it; version is recordVersion (2; format 1
+// had no lengthCRC and is refused, naming the cause). A payload of kind 0 (version, 0
+// and nothing else) is a compaction marker: it is only ever the first record of a
+// segment written by Compact, and means that this segment replaces every segment
+// numbered below it. The writer starts a new segment when the next record would take
+// the active one past Options.SegmentSize (a record bigger than that gets a segment of
+// its own); before it creates the new segment it fsyncs the old one, so every segment
+// but the last is complete on disk.
 //
-// dir also holds LockFile, flocked by the process that has the log open (a second
+// dir also holds LockFile, locked by the process that has the log open (a second
 // Open fails naming the directory), and, while the log may lack records it
-// acknowledged, LostFile (see LostSince and Repair).
+// acknowledged, LostFile (see LostSince and Repair). Files Repair set aside
+// (*.log.cut, *.log.cut-OFFSET) are ignored.
 //
 // # Load: torn tails and corruption
 //
 // Load reads the live segments in order (deleting leftover *.tmp files and, when a
 // segment begins with a compaction marker, every segment below the highest such one).
-// A crash can only damage the end of the last segment, where writes that were never
-// acknowledged may be cut short. So the rule is:
+// A crash can only cut short what was being appended at the end of the last segment:
+// a prefix of the unacknowledged bytes reaches the disk, or the file grew and the new
+// bytes read as zeros. So the rule never guesses. In the last segment, and only
+// there, a torn tail is exactly one of:
 //
-//   - In the last segment, a torn tail is dropped: fewer than 8 bytes left (a partial
-//     header); a length that runs past the end of the file; a CRC mismatch in a record
-//     that ends exactly at the end of the file; or a zero length followed by nothing but
-//     zero bytes (a zero-filled tail). The file is truncated to the end of the last good
-//     record (and fsynced), a warning is logged, and the records before it are returned.
-//     Later appends continue from there.
-//   - Anything else is silent corruption and Load returns a *CorruptError (matching
-//     ErrCorrupt) naming the file and byte offset, and the node refuses to start: a CRC
-//     mismatch in any record that is followed by more bytes, any bad record in a
-//     segment that is not the last, a zero length followed by non-zero bytes, a record
-//     whose checksum matches but whose payload does not decode, or a missing segment.
-//     Nothing is truncated then: an operator decides (the offset says where to cut).
+//   - fewer bytes than a header at the very end (what there is of the header checks
+//     out as far as it goes: with 8 bytes or more, lengthCRC matches);
+//   - a header that checks out whose payload runs past the end of the file;
+//   - nothing but zero bytes from a record boundary to the end.
+//
+// A torn tail is dropped: the file is truncated to the end of the last good record
+// (and fsynced), a warning is logged, and the records before it are returned. Later
+// appends continue from there.
+//
+// Everything else is silent corruption, and Load returns a *CorruptError (matching
+// ErrCorrupt) naming the file and the offset of the damaged record, and the node
+// refuses to start: a header whose lengthCRC does not match (a damaged length is
+// never taken for a short record), a length out of bounds, a payload CRC mismatch
+// (in the final record too: a whole payload was written whole), a payload that does
+// not decode, bytes after a bad record, anything bad in a segment that is not the
+// last, a missing segment. Nothing is truncated then: an operator decides, with
+// Repair (miyamoto repair-log), which keeps what it cuts.
 //
 // A consequence: a crash that leaves a hole (zeros or stale bytes) in the middle of an
 // unacknowledged batch, followed by more bytes of that batch, is reported as
 // corruption rather than silently dropped; the data there was never acknowledged, so
-// truncating at the reported offset is then safe.
+// cutting at the reported offset is then safe.
 //
 // # Sync and errors
 //

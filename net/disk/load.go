@@ -81,42 +81,41 @@ func (l *Log) scan() ([]node.Record, error) {
 
 // walkSegment checks every record of one segment and calls visit with each record's
 // frame bounds (a compaction marker is checked but not visited). It returns the
-// length of the good prefix and, when isLast and the rest is a torn tail, why.
+// length of the good prefix and, when isLast and the rest is a torn tail, why. The
+// rule (see the package doc) never guesses: only what a crash can leave at the end of
+// the last segment is a torn tail, everything else is a *CorruptError.
 func walkSegment(data []byte, path string, isLast bool, visit func(off, end int, r *node.Record)) (good int, torn string, err error) {
 	corrupt := func(off int, format string, args ...any) (int, string, error) {
 		return off, "", &CorruptError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
 	}
 	off := 0
 	for off < len(data) {
-		rest := len(data) - off
-		if rest < frameHeader {
+		payload, n, status := nextFrame(data[off:])
+		switch status {
+		case frameShortHeader:
 			if isLast {
 				return off, "partial record header", nil
 			}
 			return corrupt(off, "partial record header at the end of a segment that is not the last")
-		}
-		n := binary.BigEndian.Uint32(data[off:])
-		sum := binary.BigEndian.Uint32(data[off+4:])
-		if n == 0 {
+		case frameBadHeader:
 			if isLast && allZero(data[off:]) {
 				return off, "zero-filled tail", nil
 			}
-			return corrupt(off, "zero record length")
-		}
-		if uint64(n) > uint64(rest-frameHeader) {
+			if off == 0 && isOldFrame(data) {
+				return corrupt(off, "written by an older build (record format 1); this build reads format %d", recordVersion)
+			}
+			return corrupt(off, "record header checksum mismatch (a damaged length)")
+		case frameBadLength:
+			return corrupt(off, "record length %d is out of bounds (%d to %d)", binary.BigEndian.Uint32(data[off:]), minPayload, MaxRecordSize)
+		case frameShortPayload:
 			if isLast {
 				return off, "record runs past the end of the file", nil
 			}
-			return corrupt(off, "record of %d bytes runs past the end of a segment that is not the last", n)
+			return corrupt(off, "record of %d bytes runs past the end of a segment that is not the last", binary.BigEndian.Uint32(data[off:]))
+		case frameBadPayload:
+			return corrupt(off, "payload checksum mismatch")
 		}
-		end := off + frameHeader + int(n)
-		payload := data[off+frameHeader : end]
-		if crc32.Checksum(payload, crcTable) != sum {
-			if isLast && end == len(data) {
-				return off, "checksum mismatch in the final record", nil
-			}
-			return corrupt(off, "checksum mismatch")
-		}
+		end := off + n
 		r, marker, err := decodeRecord(payload)
 		switch {
 		case err != nil:
@@ -129,6 +128,20 @@ func walkSegment(data []byte, path string, isLast bool, visit func(off, end int,
 		off = end
 	}
 	return off, "", nil
+}
+
+// isOldFrame reports whether data starts with a record framed as format 1 wrote it
+// (length, payload CRC, payload starting with version 1), to name the cause.
+func isOldFrame(data []byte) bool {
+	if len(data) < 8 {
+		return false
+	}
+	n := uint64(binary.BigEndian.Uint32(data))
+	if n < minPayload || 8+n > uint64(len(data)) {
+		return false
+	}
+	payload := data[8 : 8+n]
+	return payload[0] == 1 && crc32.Checksum(payload, crcTable) == binary.BigEndian.Uint32(data[4:])
 }
 
 func allZero(b []byte) bool {
