@@ -20,12 +20,16 @@ import (
 // (see the package doc for the exact rule). Records the writer wrote and fsynced are
 // all there; records written but never synced may be there too. It is meant to be
 // called once, by node.Start, before the first Append; it is safe at any time (it
-// waits for the batch being written). A *CorruptError means the node must not start.
+// waits for the batch being written). A *CorruptError means the node must not start;
+// so does the sticky error, which Load returns once the log has failed.
 func (l *Log) Load() ([]node.Record, error) {
 	l.io.Lock()
 	defer l.io.Unlock()
 	if l.closedIO {
 		return nil, ErrClosed
+	}
+	if err := l.sticky(); err != nil {
+		return nil, err
 	}
 	return l.scan()
 }
@@ -65,15 +69,26 @@ func (l *Log) scan() ([]node.Record, error) {
 		}
 		if torn != "" {
 			l.log.Warn("dropping torn tail of the log", "file", path, "offset", good, "bytes", len(data)-good, "why", torn)
+		}
+		if isLast {
+			// What Load returns must be durable. A process that died (or failed) before
+			// fsyncing its last batch leaves those bytes in the page cache, where this
+			// scan reads them; should the next roll leave them unsynced behind it, a
+			// crash would cut them out of the middle of the log. Every segment but the
+			// last was fsynced before the next one was created.
 			if err := l.truncate(path, int64(good)); err != nil {
-				return nil, fmt.Errorf("disk: repairing torn tail: %w", err)
+				return nil, fmt.Errorf("disk: making the tail of the log durable: %w", err)
 			}
 		}
 		size = int64(good)
 	}
-	l.first, l.last, l.size, l.dirty = 0, 0, 0, false
+	l.first, l.last, l.size, l.synced, l.dirty = 0, 0, 0, 0, false
 	if len(segs) > 0 {
-		l.first, l.last, l.size = segs[0], segs[len(segs)-1], size
+		l.first, l.last, l.size, l.synced = segs[0], segs[len(segs)-1], size, size
+		// The same for the segments' entries (a failed directory fsync, then a restart).
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
 	}
 	l.ready = true
 	return recs, nil
@@ -153,7 +168,7 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// truncate cuts the file path to size, durably.
+// truncate cuts the file path to size (if it is longer) and fsyncs it.
 func (l *Log) truncate(path string, size int64) error {
 	f, err := l.fs.OpenAppend(path)
 	if err != nil {
@@ -297,7 +312,7 @@ func (l *Log) Compact(keep func(taskID string) bool) error {
 		return l.fail(fmt.Errorf("disk: compact: %w", err))
 	}
 	old := l.first
-	l.first, l.last, l.size, l.dirty = num, num, size, false
+	l.first, l.last, l.size, l.synced, l.dirty = num, num, size, size, false
 	l.compactions.Add(1)
 	for n := old; n != 0 && n < num; n++ {
 		if err := l.fs.Remove(l.segPath(n)); err != nil {

@@ -58,6 +58,9 @@ var ErrCrashed = errors.New("vfs: file handle from before a crash")
 //   - A directory's entries (a file or directory created, renamed or removed in it)
 //     are durable only after SyncDir of that directory. A renamed file's content is
 //     the file's own: renaming does not sync it.
+//   - A Sync that fails (the injector returned an error) drops the file's unsynced
+//     bytes as Linux does after a writeback error: reads still see them, but the
+//     disk holds zeros in their place and no later Sync writes them.
 //   - Crash reverts everything to the durable state: a file whose entry was not
 //     durable vanishes (a removed one whose removal was not durable comes back), and
 //     each surviving file keeps its synced content plus, when the tear function says
@@ -88,10 +91,12 @@ var _ FS = (*Mem)(nil)
 type memNode struct {
 	dir bool
 
-	// Files. Invariant: data[:dirtyFrom] == durable[:dirtyFrom] and dirtyFrom <=
-	// min(len(data), len(durable)); data and durable never share an array.
-	data      []byte // what reads see
-	durable   []byte // the content as of the last Sync
+	// Files. Invariant: dirtyFrom <= min(len(data), len(durable)); data and durable
+	// never share an array. The next Sync makes durable[:dirtyFrom] ++ data[dirtyFrom:]
+	// durable; durable[:dirtyFrom] equals data[:dirtyFrom] unless a failed Sync dropped
+	// dirty pages.
+	data      []byte // what reads see (the page cache)
+	durable   []byte // what the disk holds: the content as of the last Sync
 	dirtyFrom int    // the lowest offset changed since the last Sync
 
 	// Directories.
@@ -163,6 +168,16 @@ func crashNode(n *memNode, p string, tear func(string, int) int, done map[*memNo
 	c := &memNode{data: content, durable: slices.Clone(content), dirtyFrom: len(content)}
 	done[n] = c
 	return c
+}
+
+// Kill is the death of the process using the file system, without a power loss:
+// every File and lock obtained before it is dead (ErrCrashed) and the locks are free,
+// but nothing is lost: written bytes stay in the page cache, unsynced, as they are.
+func (m *Mem) Kill() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gen++
+	m.locks = map[*memNode]bool{}
 }
 
 // FlipBit flips bit (0..7) of the byte at off of the file name, in what reads see and
@@ -550,6 +565,21 @@ func (f *memFile) Truncate(size int64) error {
 
 func (f *memFile) Sync() error {
 	if err := f.m.fault(OpSync, f.name); err != nil {
+		f.m.mu.Lock()
+		if f.usable(OpSync) == nil {
+			// As Linux after a writeback error: the dirty pages are marked clean. Reads
+			// still see them, the disk never gets them (zeros there), and no later Sync
+			// writes them: a writer that retries an fsync is caught by the next crash.
+			// Past the end of data, the disk keeps what it had: a failed Sync makes
+			// no truncation durable.
+			node := f.n
+			dropped := slices.Concat(node.durable[:node.dirtyFrom], make([]byte, len(node.data)-node.dirtyFrom))
+			if len(node.durable) > len(node.data) {
+				dropped = append(dropped, node.durable[len(node.data):]...)
+			}
+			node.durable, node.dirtyFrom = dropped, len(node.data)
+		}
+		f.m.mu.Unlock()
 		return &fs.PathError{Op: string(OpSync), Path: f.name, Err: err}
 	}
 	f.m.mu.Lock()

@@ -248,7 +248,7 @@ func TestMemInjector(t *testing.T) {
 	fail[OpSync] = syscall.EIO
 	require.ErrorIs(t, f.Sync(), syscall.EIO)
 	_, ok := m.DurableBytes("x")
-	require.False(t, ok)
+	require.False(t, ok, "the entry was never synced")
 	require.Equal(t, []string{"write x", "read x", "write x", "create y", "read y", "sync x"}, seen)
 	m.SetInjector(nil)
 	require.NoError(t, f.Sync())
@@ -283,4 +283,51 @@ func TestMemLockReleasedByCrash(t *testing.T) {
 	_, err = m.Lock("LOCK")
 	require.ErrorIs(t, err, ErrLocked)
 	require.NoError(t, l2.Close())
+}
+
+// TestMemFailedSyncDropsDirtyPages: after a failed Sync the unsynced bytes are read
+// back but never reach the disk, even if a later Sync succeeds.
+func TestMemFailedSyncDropsDirtyPages(t *testing.T) {
+	m := NewMem()
+	f, err := m.Create("x")
+	require.NoError(t, err)
+	require.NoError(t, m.SyncDir("/"))
+	write(t, f, "abc")
+	require.NoError(t, f.Sync())
+	write(t, f, "def")
+	m.SetInjector(func(op Op, _ string) error {
+		if op == OpSync {
+			return syscall.EIO
+		}
+		return nil
+	})
+	require.ErrorIs(t, f.Sync(), syscall.EIO)
+	m.SetInjector(nil)
+	require.Equal(t, "abcdef", content(t, m, "x"), "the page cache still has them")
+	require.NoError(t, f.Sync(), "a retried fsync succeeds...")
+	d, _ := m.DurableBytes("x")
+	require.Equal(t, "abc\x00\x00\x00", string(d), "...without writing them")
+	write(t, f, "g")
+	require.NoError(t, f.Sync())
+	m.Crash(nil)
+	require.Equal(t, "abc\x00\x00\x00g", content(t, m, "x"))
+}
+
+func TestMemKill(t *testing.T) {
+	m := NewMem()
+	_, err := m.Lock("LOCK")
+	require.NoError(t, err)
+	f, err := m.Create("x")
+	require.NoError(t, err)
+	require.NoError(t, m.SyncDir("/"))
+	write(t, f, "abc")
+	m.Kill()
+	_, err = f.Write([]byte("d"))
+	require.ErrorIs(t, err, ErrCrashed)
+	l, err := m.Lock("LOCK")
+	require.NoError(t, err, "the dead process's lock is free")
+	require.NoError(t, l.Close())
+	require.Equal(t, "abc", content(t, m, "x"), "the page cache survives")
+	m.Crash(nil)
+	require.Empty(t, content(t, m, "x"), "unsynced all along")
 }
