@@ -1,5 +1,6 @@
 // Package disk is the production node.Storage: an append-only log of node.Records in
-// segment files, written by one background goroutine with group commit.
+// segment files, written with group commit. The daemon and the simulator run the same
+// code: the file system is a vfs.FS and the clock Options.Now.
 //
 // The loop a user runs:
 //
@@ -7,6 +8,13 @@
 //	n := node.New(cfg, node.Env{Storage: l, ...})            // n.Start calls l.Load once
 //	...                                                      // the node calls Append and Sync
 //	l.Close()                                                // after the node has stopped
+//
+// In the simulator, on its one goroutine and in virtual time:
+//
+//	mem := vfs.NewMem()                                      // one per node, kept across crashes
+//	l, err := disk.Open("/n1", disk.Options{FS: mem, Now: virtualNow, Post: input,
+//		Schedule: func(d time.Duration, run func()) { ... }}) // call run after d (+ fsync latency)
+//	...                                                      // crash: forget l, mem.Crash(tear); Open again
 //
 // # Files
 //

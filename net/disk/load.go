@@ -261,7 +261,8 @@ func parseSegName(name string) (uint64, bool) {
 // Sync requested during Compact completes only after it). The caller may therefore
 // call it from any goroutine at any time; calling it from the node's goroutine, with
 // keep reading the node's state, is the intended use (the node waits for the rewrite).
-// keep must not call Compact, Load or Close.
+// keep must not call Compact, Load or Close. While Err is not nil (a sticky error, or
+// writes being retried) Compact does nothing and returns that error.
 //
 // Crash safety: the kept records are written, after a compaction marker, to
 // NNNNNNNN.log.tmp (NNNNNNNN one above the highest segment) and fsynced; the file is
