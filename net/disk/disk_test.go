@@ -572,6 +572,13 @@ func TestCorruption(t *testing.T) {
 		path := filepath.Join(dir, "00000001.log")
 		require.NoError(t, os.WriteFile(path, frame, 0o644))
 		requireCorrupt(t, dir, path, 0, "written by an older build (record format 1)")
+		// repair-log is the way forward: the old log is kept aside, the node forgot.
+		rep, err := Repair(dir)
+		require.NoError(t, err)
+		require.Equal(t, "00000001.log.cut-0", rep.CutFile)
+		l := openT(t, dir, Options{})
+		require.Empty(t, l.load())
+		require.True(t, lost(l))
 	})
 }
 
