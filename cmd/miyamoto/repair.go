@@ -32,15 +32,18 @@ func runRepair(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "miyamoto repair-log: %v\n", err)
 		return exitFailed
 	}
-	if rep.Cut == "" && len(rep.Removed) == 0 {
+	if rep.Cut == "" && len(rep.SetAside) == 0 {
 		fmt.Fprintf(stdout, "%s: the log is sound; nothing changed\n", *dir)
 		return exitOK
 	}
 	if rep.Cut != "" {
-		fmt.Fprintf(stdout, "cut %s at offset %d (%d bytes dropped)\n", rep.Cut, rep.Offset, rep.Dropped)
+		fmt.Fprintf(stdout, "cut %s at offset %d (%d bytes kept in %s)\n", rep.Cut, rep.Offset, rep.Dropped, rep.CutFile)
 	}
-	for _, name := range rep.Removed {
-		fmt.Fprintf(stdout, "removed %s\n", name)
+	for _, s := range rep.SetAside {
+		fmt.Fprintf(stdout, "set aside %s as %s\n", s.Segment, s.File)
+	}
+	if rep.CutFile != "" || len(rep.SetAside) > 0 {
+		fmt.Fprintln(stdout, "the log ignores the *.cut* files; remove them once you no longer need them")
 	}
 	fmt.Fprintf(stdout, "%s: repaired; the node will start as one that forgot (%s written), and the other replicas still hold its tasks\n", *dir, disk.LostFile)
 	return exitOK

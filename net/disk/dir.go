@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/miyamotohq/miyamoto/net/disk/vfs"
 )
 
 // File names in a data directory besides the segments.
@@ -34,40 +35,31 @@ is safe. The node removes this file itself once the wait is over; do not remove 
 since: `
 
 // lockDir takes dir's lock file, or fails naming the process that holds it.
-func lockDir(dir string) (*os.File, error) {
+func lockDir(fsys vfs.FS, dir string) (io.Closer, error) {
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := fsys.Lock(path)
 	if err != nil {
-		return nil, fmt.Errorf("disk: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder := ""
-		if b, rerr := os.ReadFile(path); rerr == nil {
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
-				holder = fmt.Sprintf(" (pid %d)", pid)
+		var le *vfs.LockedError
+		if errors.As(err, &le) {
+			holder := ""
+			if le.PID != 0 {
+				holder = fmt.Sprintf(" (pid %d)", le.PID)
 			}
-		}
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("disk: data directory %s is in use by another process%s: one directory per node", dir, holder)
 		}
 		return nil, fmt.Errorf("disk: locking %s: %w", path, err)
 	}
-	// The pid is only for the message above; the lock is the flock.
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return f, nil
+	return lock, nil
 }
 
 // hasSegments reports whether dir holds at least one segment file.
-func hasSegments(dir string) (bool, error) {
-	entries, err := os.ReadDir(dir)
+func hasSegments(fsys vfs.FS, dir string) (bool, error) {
+	names, err := fsys.ReadDir(dir)
 	if err != nil {
 		return false, fmt.Errorf("disk: %w", err)
 	}
-	for _, e := range entries {
-		if _, ok := parseSegName(e.Name()); ok {
+	for _, name := range names {
+		if _, ok := parseSegName(name); ok {
 			return true, nil
 		}
 	}
@@ -76,16 +68,18 @@ func hasSegments(dir string) (bool, error) {
 
 // markLost writes the LOST file durably, naming now; a LOST file already there
 // stands (its earlier time is the one that matters).
-func markLost(dir string, now time.Time) error {
+func markLost(fsys vfs.FS, dir string, now time.Time) error {
 	path := filepath.Join(dir, LostFile)
-	if _, err := os.Stat(path); err == nil {
+	if _, err := fsys.ReadHead(path, 0); err == nil {
 		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disk: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := fsys.Create(path)
 	if err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
-	_, err = f.WriteString(lostText + now.Format(time.RFC3339Nano) + "\n")
+	_, err = f.Write([]byte(lostText + now.Format(time.RFC3339Nano) + "\n"))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -93,7 +87,7 @@ func markLost(dir string, now time.Time) error {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = fsys.SyncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("disk: writing %s: %w", path, err)
@@ -105,22 +99,27 @@ func markLost(dir string, now time.Time) error {
 // when, and makes that durable before anything is appended: a node that crashes
 // during its wait must go on waiting when it comes back (but only until the same end:
 // what it logged since is all there).
-func checkLost(dir string) (since time.Time, lost bool, err error) {
-	if b, err := os.ReadFile(filepath.Join(dir, LostFile)); err == nil {
+func checkLost(fsys vfs.FS, dir string, now func() time.Time) (since time.Time, lost bool, err error) {
+	b, err := fsys.ReadFile(filepath.Join(dir, LostFile))
+	if err == nil {
 		// A time that does not parse (an edited file) is zero: the node's start, the
 		// longer wait.
 		_, text, _ := strings.Cut(string(b), "since: ")
 		since, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(text))
 		return since, true, nil
 	}
-	has, err := hasSegments(dir)
+	if !errors.Is(err, fs.ErrNotExist) {
+		// Unreadable is not absent: guessing "not lost" could grant twice.
+		return time.Time{}, false, fmt.Errorf("disk: %w", err)
+	}
+	has, err := hasSegments(fsys, dir)
 	if err != nil || has {
 		return time.Time{}, false, err
 	}
 	// No segment: a new directory, or one that was wiped. Nothing tells the two apart,
 	// so treat it as wiped; for a new node the cost is one recovery wait.
-	now := time.Now()
-	return now, true, markLost(dir, now)
+	t := now()
+	return t, true, markLost(fsys, dir, t)
 }
 
 // LostSince implements node.LossReporter: the time the LOST file names, while it
@@ -138,10 +137,10 @@ func (l *Log) ForgetLoss() error {
 		return nil
 	}
 	// l.mu is never held during IO (Append and Sync must not wait on a disk).
-	if err := os.Remove(filepath.Join(l.dir, LostFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := l.fs.Remove(filepath.Join(l.dir, LostFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("disk: %w", err)
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.fs.SyncDir(l.dir); err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
 	l.mu.Lock()
@@ -150,27 +149,46 @@ func (l *Log) ForgetLoss() error {
 	return nil
 }
 
-// RepairReport says what Repair did.
+// RepairReport says what Repair did. Repair destroys nothing: what it takes out of
+// the log stays in the directory under a new name (a side file), which Load ignores.
 type RepairReport struct {
-	Cut     string   // the segment cut short ("" when none)
-	Offset  int64    // where it was cut
-	Dropped int64    // bytes dropped from Cut
-	Removed []string // whole segments removed after the damage
+	Cut      string     // the segment cut short ("" when none)
+	Offset   int64      // where it was cut
+	Dropped  int64      // bytes cut from Cut
+	CutFile  string     // the side file holding those bytes, byte for byte ("" when none)
+	SetAside []SetAside // whole segments after the damage, renamed, in order
 }
 
-// Repair makes a log that Load refuses loadable again: it cuts the first damaged
-// segment at the damaged record, removes every segment after it (and every segment
-// after a missing one), and writes the LOST file, because what was cut may have been
-// acknowledged. The node then restarts as one that forgot, which is safe; the other
-// replicas still hold the tasks. The directory must not be in use.
-func Repair(dir string) (RepairReport, error) {
+// SetAside is a segment that Repair took out of the log whole.
+type SetAside struct {
+	Segment string // its name in the log
+	File    string // its name now
+}
+
+// Repair makes a log that Load refuses loadable again, on the real file system, at
+// the time now. See RepairFS.
+func Repair(dir string) (RepairReport, error) { return RepairFS(vfs.OS, dir, time.Now) }
+
+// RepairFS makes a log that Load refuses loadable again: it cuts the first damaged
+// segment at the damaged record, takes every segment after it (and every segment after
+// a missing one) out of the log, and writes the LOST file (naming now()), because what
+// was cut may have been acknowledged. The node then restarts as one that forgot,
+// which is safe; the other replicas still hold the tasks. The directory must not be in
+// use.
+//
+// Nothing is destroyed, so that an operator can look at what was cut: the bytes cut
+// from a segment are first written and fsynced to NNNNNNNN.log.cut-OFFSET, and the
+// segments taken out are renamed to NNNNNNNN.log.cut (".2", ".3"... appended when the
+// name is taken by an earlier repair). Load ignores these files; removing them is the
+// operator's call.
+func RepairFS(fsys vfs.FS, dir string, now func() time.Time) (RepairReport, error) {
 	var rep RepairReport
-	lock, err := lockDir(dir)
+	lock, err := lockDir(fsys, dir)
 	if err != nil {
 		return rep, err
 	}
 	defer lock.Close()
-	l := &Log{dir: dir, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	l := &Log{fs: fsys, dir: dir, opts: Options{Now: now}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for range 3 { // a gap, then possibly a damaged record in what is left
 		_, err := l.scan()
 		var ce *CorruptError
@@ -180,32 +198,43 @@ func Repair(dir string) (RepairReport, error) {
 		if !errors.As(err, &ce) {
 			return rep, err
 		}
-		if err := markLost(dir, time.Now()); err != nil {
+		if err := markLost(fsys, dir, now()); err != nil {
 			return rep, err
 		}
 		num, ok := parseSegName(filepath.Base(ce.Path))
 		if !ok {
 			return rep, err
 		}
-		if st, statErr := os.Stat(ce.Path); statErr == nil {
-			rep.Cut, rep.Offset, rep.Dropped = filepath.Base(ce.Path), ce.Offset, st.Size()-ce.Offset
-			if err := truncate(ce.Path, ce.Offset); err != nil {
+		names, err := fsys.ReadDir(dir)
+		if err != nil {
+			return rep, fmt.Errorf("disk: %w", err)
+		}
+		data, err := fsys.ReadFile(ce.Path)
+		switch {
+		case err == nil: // not a missing segment: cut it
+			side := freeName(names, fmt.Sprintf("%s.cut-%d", filepath.Base(ce.Path), ce.Offset))
+			if err := writeDurably(fsys, dir, side, data[ce.Offset:]); err != nil {
 				return rep, err
 			}
+			names = append(names, side)
+			if err := l.truncate(ce.Path, ce.Offset); err != nil {
+				return rep, fmt.Errorf("disk: %w", err)
+			}
+			rep.Cut, rep.Offset, rep.Dropped, rep.CutFile = filepath.Base(ce.Path), ce.Offset, int64(len(data))-ce.Offset, side
+		case !errors.Is(err, fs.ErrNotExist):
+			return rep, fmt.Errorf("disk: %w", err)
 		}
-		entries, rerr := os.ReadDir(dir)
-		if rerr != nil {
-			return rep, fmt.Errorf("disk: %w", rerr)
-		}
-		for _, e := range entries {
-			if n, ok := parseSegName(e.Name()); ok && n > num {
-				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+		for _, name := range names {
+			if n, ok := parseSegName(name); ok && n > num {
+				to := freeName(names, name+".cut")
+				if err := fsys.Rename(filepath.Join(dir, name), filepath.Join(dir, to)); err != nil {
 					return rep, fmt.Errorf("disk: %w", err)
 				}
-				rep.Removed = append(rep.Removed, e.Name())
+				names = append(names, to)
+				rep.SetAside = append(rep.SetAside, SetAside{Segment: name, File: to})
 			}
 		}
-		if err := syncDir(dir); err != nil {
+		if err := fsys.SyncDir(dir); err != nil {
 			return rep, fmt.Errorf("disk: %w", err)
 		}
 	}
@@ -213,4 +242,37 @@ func Repair(dir string) (RepairReport, error) {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// freeName is name, or name.2, name.3, ... the first that is not in names.
+func freeName(names []string, name string) string {
+	free := name
+	for i := 2; slices.Contains(names, free); i++ {
+		free = fmt.Sprintf("%s.%d", name, i)
+	}
+	return free
+}
+
+// writeDurably writes data to the new file dir/name and makes it durable, entry
+// included.
+func writeDurably(fsys vfs.FS, dir, name string, data []byte) error {
+	path := filepath.Join(dir, name)
+	f, err := fsys.Create(path)
+	if err != nil {
+		return fmt.Errorf("disk: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.SyncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("disk: writing %s: %w", path, err)
+	}
+	return nil
 }

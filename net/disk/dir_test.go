@@ -74,6 +74,12 @@ func TestRepair(t *testing.T) {
 		path := filepath.Join(dir, segs[1])
 		offs := recordOffsets(t, path)
 		flipBit(t, path, offs[0]+frameHeader+3)
+		before := map[string][]byte{}
+		for _, name := range segs {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			require.NoError(t, err)
+			before[name] = b
+		}
 		refused := openT(t, dir, Options{})
 		_, err := refused.Load()
 		require.ErrorIs(t, err, ErrCorrupt)
@@ -83,8 +89,24 @@ func TestRepair(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, segs[1], rep.Cut)
 		require.EqualValues(t, offs[0], rep.Offset)
-		require.Equal(t, segs[2:], rep.Removed)
+		require.Equal(t, segs[2:], setAside(rep))
 		require.FileExists(t, filepath.Join(dir, LostFile))
+		// Nothing is destroyed: the cut bytes and the segments set aside are kept.
+		require.Equal(t, fmt.Sprintf("%s.cut-%d", segs[1], offs[0]), rep.CutFile)
+		require.EqualValues(t, len(before[segs[1]])-offs[0], rep.Dropped)
+		cut, err := os.ReadFile(filepath.Join(dir, rep.CutFile))
+		require.NoError(t, err)
+		require.Equal(t, before[segs[1]][offs[0]:], cut, "the side file holds the cut bytes, byte for byte")
+		kept, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.Equal(t, before[segs[1]][:offs[0]], kept)
+		for _, sa := range rep.SetAside {
+			require.Equal(t, sa.Segment+".cut", sa.File)
+			b, err := os.ReadFile(filepath.Join(dir, sa.File))
+			require.NoError(t, err)
+			require.Equal(t, before[sa.Segment], b)
+			require.NoFileExists(t, filepath.Join(dir, sa.Segment))
+		}
 
 		l := openT(t, dir, Options{})
 		recs, err := l.Load()
@@ -105,7 +127,7 @@ func TestRepair(t *testing.T) {
 		rep, err := Repair(dir)
 		require.NoError(t, err)
 		require.Empty(t, rep.Cut)
-		require.Equal(t, segs[2:], rep.Removed)
+		require.Equal(t, segs[2:], setAside(rep))
 		l := openT(t, dir, Options{})
 		_, err = l.Load()
 		require.NoError(t, err)
@@ -121,6 +143,14 @@ func TestRepair(t *testing.T) {
 		require.NoFileExists(t, filepath.Join(dir, LostFile))
 		require.Equal(t, records("a", "b"), openT(t, dir, Options{}).load())
 	})
+}
+
+func setAside(rep RepairReport) []string {
+	var names []string
+	for _, s := range rep.SetAside {
+		names = append(names, s.Segment)
+	}
+	return names
 }
 
 // forget removes the LOST marker a new directory gets, as the daemon does after its

@@ -1,8 +1,10 @@
 package disk
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"math"
@@ -338,18 +340,26 @@ func TestTornTail(t *testing.T) {
 			offs := recordOffsets(t, path)
 			require.NoError(t, os.Truncate(path, int64(offs[len(good)]+5)))
 		}},
-		{"garbage appended", func(t *testing.T, path string) {
-			cutAfterGood(t, path, len(good))
-			appendBytes(t, path, []byte{0xff, 0xff, 0x00, 0x10, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+		{"truncated after the length's check", func(t *testing.T, path string) {
+			offs := recordOffsets(t, path)
+			require.NoError(t, os.Truncate(path, int64(offs[len(good)]+9)))
+		}},
+		{"truncated right after a header", func(t *testing.T, path string) {
+			offs := recordOffsets(t, path)
+			require.NoError(t, os.Truncate(path, int64(offs[len(good)]+frameHeader)))
 		}},
 		{"zeros appended", func(t *testing.T, path string) {
 			cutAfterGood(t, path, len(good))
 			appendBytes(t, path, make([]byte, 4096))
 		}},
-		{"bad checksum in the final record", func(t *testing.T, path string) {
+		{"a few zeros appended", func(t *testing.T, path string) {
+			cutAfterGood(t, path, len(good))
+			appendBytes(t, path, make([]byte, 5))
+		}},
+		{"zeros after a torn record", func(t *testing.T, path string) {
 			offs := recordOffsets(t, path)
-			cutAfterGood(t, path, len(good)+1) // keep c's first record only
-			flipBit(t, path, offs[len(good)]+frameHeader+3)
+			require.NoError(t, os.Truncate(path, int64(offs[len(good)])))
+			appendBytes(t, path, make([]byte, 100))
 		}},
 	}
 	for _, c := range cases {
@@ -406,10 +416,36 @@ func appendBytes(t *testing.T, path string, b []byte) {
 
 func flipBit(t *testing.T, path string, at int) {
 	t.Helper()
+	flipBitN(t, path, at, 4)
+}
+
+func flipBitN(t *testing.T, path string, at int, bit uint) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	data[at] ^= 0x10
+	data[at] ^= 1 << bit
 	require.NoError(t, os.WriteFile(path, data, 0o644))
+}
+
+// requireCorrupt checks that opening dir fails to load with a *CorruptError at path
+// and off whose message contains why, and that nothing was truncated.
+func requireCorrupt(t *testing.T, dir, path string, off int, why string) {
+	t.Helper()
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	l := openT(t, dir, Options{})
+	recs, err := l.Load()
+	require.Nil(t, recs)
+	require.ErrorIs(t, err, ErrCorrupt)
+	var ce *CorruptError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, path, ce.Path)
+	require.EqualValues(t, off, ce.Offset)
+	require.Contains(t, err.Error(), fmt.Sprintf("%s at offset %d: %s", path, off, why))
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "nothing is truncated on corruption")
+	require.NoError(t, l.Close())
 }
 
 func TestCorruption(t *testing.T) {
@@ -419,23 +455,10 @@ func TestCorruption(t *testing.T) {
 		path := filepath.Join(dir, "00000001.log")
 		offs := recordOffsets(t, path)
 		flipBit(t, path, offs[5]+frameHeader+7)
-		before, err := os.ReadFile(path)
-		require.NoError(t, err)
-
-		l := openT(t, dir, Options{})
-		recs, err := l.Load()
-		require.Nil(t, recs)
-		require.ErrorIs(t, err, ErrCorrupt)
-		var ce *CorruptError
-		require.ErrorAs(t, err, &ce)
-		require.Equal(t, path, ce.Path)
-		require.EqualValues(t, offs[5], ce.Offset)
-		require.Contains(t, err.Error(), fmt.Sprintf("%s at offset %d: checksum mismatch", path, offs[5]))
-		after, err := os.ReadFile(path)
-		require.NoError(t, err)
-		require.Equal(t, before, after, "nothing is truncated on corruption")
+		requireCorrupt(t, dir, path, offs[5], "payload checksum mismatch")
 
 		// The writer refuses too: a Sync never completes.
+		l := openT(t, dir, Options{})
 		l.Append(records("d")...)
 		l.Sync(func() { t.Error("done ran on a corrupt log") })
 		require.Eventually(t, func() bool { return l.Err() != nil }, 10*time.Second, time.Millisecond)
@@ -446,11 +469,67 @@ func TestCorruption(t *testing.T) {
 		writeLog(t, dir, Options{}, "a", "b")
 		path := filepath.Join(dir, "00000001.log")
 		offs := recordOffsets(t, path)
-		flipBit(t, path, offs[2]+3) // a shorter length: the CRC cannot match
-		_, err := openT(t, dir, Options{}).Load()
-		var ce *CorruptError
-		require.ErrorAs(t, err, &ce)
-		require.EqualValues(t, offs[2], ce.Offset)
+		flipBit(t, path, offs[2]+3) // a shorter length
+		requireCorrupt(t, dir, path, offs[2], "record header checksum mismatch")
+	})
+	// The issue that brought the length its own check: the top bit of record 2's length
+	// flipped in the last segment made the rest look like a record cut short, and Load
+	// cut records 2 to 8 for good.
+	t.Run("top bit of record 2's length in the last segment", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{}, "a", "b") // 8 records
+		path := filepath.Join(dir, "00000001.log")
+		offs := recordOffsets(t, path)
+		require.Len(t, offs, 8)
+		flipBitN(t, path, offs[1], 7)
+		requireCorrupt(t, dir, path, offs[1], "record header checksum mismatch")
+	})
+	t.Run("bad payload checksum in the final record", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{}, "a", "b")
+		path := filepath.Join(dir, "00000001.log")
+		offs := recordOffsets(t, path)
+		flipBit(t, path, offs[7]+frameHeader+3)
+		requireCorrupt(t, dir, path, offs[7], "payload checksum mismatch")
+	})
+	t.Run("flipped payload checksum of the final record", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{}, "a", "b")
+		path := filepath.Join(dir, "00000001.log")
+		offs := recordOffsets(t, path)
+		flipBit(t, path, offs[7]+9)
+		requireCorrupt(t, dir, path, offs[7], "payload checksum mismatch")
+	})
+	t.Run("garbage appended", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{}, "a")
+		path := filepath.Join(dir, "00000001.log")
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		appendBytes(t, path, []byte{0xff, 0xff, 0x00, 0x10, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+		requireCorrupt(t, dir, path, int(fi.Size()), "record header checksum mismatch")
+	})
+	t.Run("partial header whose length does not check out", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{}, "a")
+		path := filepath.Join(dir, "00000001.log")
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		appendBytes(t, path, []byte{0, 0, 0, 9, 1, 2, 3, 4, 5})
+		requireCorrupt(t, dir, path, int(fi.Size()), "record header checksum mismatch")
+	})
+	t.Run("length over MaxRecordSize", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, Options{}, "a")
+		path := filepath.Join(dir, "00000001.log")
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		// A header that checks out, then a payload that runs past the end: were the
+		// length not bounded this would pass for a torn tail.
+		h := binary.BigEndian.AppendUint32(nil, MaxRecordSize+1)
+		h = binary.BigEndian.AppendUint32(h, crc32.Checksum(h, crcTable))
+		appendBytes(t, path, append(h, 0, 0, 0, 0, 1, 2, 3))
+		requireCorrupt(t, dir, path, int(fi.Size()), "record length 16777217 is out of bounds")
 	})
 	t.Run("torn record in a segment that is not the last", func(t *testing.T) {
 		dir := t.TempDir()
@@ -458,13 +537,11 @@ func TestCorruption(t *testing.T) {
 		segs := segments(t, dir)
 		require.Greater(t, len(segs), 2)
 		path := filepath.Join(dir, segs[0])
+		offs := recordOffsets(t, path)
 		fi, err := os.Stat(path)
 		require.NoError(t, err)
 		require.NoError(t, os.Truncate(path, fi.Size()-2))
-		_, err = openT(t, dir, Options{}).Load()
-		var ce *CorruptError
-		require.ErrorAs(t, err, &ce)
-		require.Equal(t, path, ce.Path)
+		requireCorrupt(t, dir, path, offs[len(offs)-1], "record of")
 	})
 	t.Run("missing segment", func(t *testing.T) {
 		dir := t.TempDir()
@@ -480,10 +557,28 @@ func TestCorruption(t *testing.T) {
 		dir := t.TempDir()
 		writeLog(t, dir, Options{}, "a")
 		path := filepath.Join(dir, "00000001.log")
-		appendBytes(t, path, []byte{0, 0, 0, 0, 0, 0, 0, 0, 1})
-		_, err := openT(t, dir, Options{}).Load()
-		require.ErrorIs(t, err, ErrCorrupt)
-		require.ErrorContains(t, err, "zero record length")
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		appendBytes(t, path, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+		requireCorrupt(t, dir, path, int(fi.Size()), "record header checksum mismatch")
+	})
+	t.Run("a log written by the previous format", func(t *testing.T) {
+		dir := t.TempDir()
+		// Format 1: length, CRC of the payload, payload starting with version 1.
+		payload := []byte{1, 0}
+		frame := binary.BigEndian.AppendUint32(nil, uint32(len(payload)))
+		frame = binary.BigEndian.AppendUint32(frame, crc32.Checksum(payload, crcTable))
+		frame = append(frame, payload...)
+		path := filepath.Join(dir, "00000001.log")
+		require.NoError(t, os.WriteFile(path, frame, 0o644))
+		requireCorrupt(t, dir, path, 0, "written by an older build (record format 1)")
+		// repair-log is the way forward: the old log is kept aside, the node forgot.
+		rep, err := Repair(dir)
+		require.NoError(t, err)
+		require.Equal(t, "00000001.log.cut-0", rep.CutFile)
+		l := openT(t, dir, Options{})
+		require.Empty(t, l.load())
+		require.True(t, lost(l))
 	})
 }
 
@@ -694,4 +789,51 @@ func BenchmarkAppendSync(b *testing.B) {
 	st := l.Stats()
 	b.ReportMetric(float64(st.Syncs)/float64(max(st.Fsyncs, 1)), "syncs/fsync")
 	b.ReportMetric(float64(st.Fsyncs)/b.Elapsed().Seconds(), "fsyncs/s")
+}
+
+// TestDecodeFrames: the simulator's decoder reads whole valid records from the front
+// and stops at the first incomplete or damaged one.
+func TestDecodeFrames(t *testing.T) {
+	want := records("a", "b")
+	b := slices.Clone(markerFrame)
+	var ends []int
+	for i := range want {
+		b = appendRecord(b, &want[i])
+		ends = append(ends, len(b))
+	}
+	decode := func(b []byte) ([]node.Record, int) {
+		var got []node.Record
+		n := DecodeFrames(b, func(r node.Record) { got = append(got, r) })
+		return got, n
+	}
+	got, n := decode(b)
+	require.Equal(t, want, got, "markers are skipped")
+	require.Equal(t, len(b), n)
+
+	got, n = decode(b[:ends[3]+5])
+	require.Equal(t, want[:4], got)
+	require.Equal(t, ends[3], n, "an incomplete frame is not consumed")
+
+	bad := slices.Clone(b)
+	bad[ends[2]+frameHeader] ^= 1
+	got, n = decode(bad)
+	require.Equal(t, want[:3], got)
+	require.Equal(t, ends[2], n, "a damaged frame stops decoding")
+
+	// Resuming at consumed continues where it stopped.
+	more, m := decode(b[ends[3]:])
+	require.Equal(t, want[4:], more)
+	require.Equal(t, len(b)-ends[3], m)
+}
+
+func TestAppendRefusesOversizedRecord(t *testing.T) {
+	big := fullTask("big")
+	big.Body = make([]byte, MaxRecordSize-200)
+	require.NotPanics(t, func() { appendRecord(nil, &node.Record{Kind: node.RecTask, Task: big, TaskID: "big"}) })
+	big.Body = make([]byte, MaxRecordSize)
+	defer func() {
+		require.Contains(t, fmt.Sprint(recover()), "is over MaxRecordSize")
+	}()
+	appendRecord(nil, &node.Record{Kind: node.RecTask, Task: big, TaskID: "big"})
+	t.Fatal("no panic")
 }

@@ -7,8 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,12 +20,16 @@ import (
 // (see the package doc for the exact rule). Records the writer wrote and fsynced are
 // all there; records written but never synced may be there too. It is meant to be
 // called once, by node.Start, before the first Append; it is safe at any time (it
-// waits for the batch being written). A *CorruptError means the node must not start.
+// waits for the batch being written). A *CorruptError means the node must not start;
+// so does the sticky error, which Load returns once the log has failed.
 func (l *Log) Load() ([]node.Record, error) {
 	l.io.Lock()
 	defer l.io.Unlock()
 	if l.closedIO {
 		return nil, ErrClosed
+	}
+	if err := l.sticky(); err != nil {
+		return nil, err
 	}
 	return l.scan()
 }
@@ -53,7 +56,7 @@ func (l *Log) scan() ([]node.Record, error) {
 	var size int64
 	for i, num := range segs {
 		path := l.segPath(num)
-		data, err := os.ReadFile(path)
+		data, err := l.fs.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
@@ -66,15 +69,26 @@ func (l *Log) scan() ([]node.Record, error) {
 		}
 		if torn != "" {
 			l.log.Warn("dropping torn tail of the log", "file", path, "offset", good, "bytes", len(data)-good, "why", torn)
-			if err := truncate(path, int64(good)); err != nil {
-				return nil, fmt.Errorf("disk: repairing torn tail: %w", err)
+		}
+		if isLast {
+			// What Load returns must be durable. A process that died (or failed) before
+			// fsyncing its last batch leaves those bytes in the page cache, where this
+			// scan reads them; should the next roll leave them unsynced behind it, a
+			// crash would cut them out of the middle of the log. Every segment but the
+			// last was fsynced before the next one was created.
+			if err := l.truncate(path, int64(good)); err != nil {
+				return nil, fmt.Errorf("disk: making the tail of the log durable: %w", err)
 			}
 		}
 		size = int64(good)
 	}
-	l.first, l.last, l.size, l.dirty = 0, 0, 0, false
+	l.first, l.last, l.size, l.synced, l.dirty = 0, 0, 0, 0, false
 	if len(segs) > 0 {
-		l.first, l.last, l.size = segs[0], segs[len(segs)-1], size
+		l.first, l.last, l.size, l.synced = segs[0], segs[len(segs)-1], size, size
+		// The same for the segments' entries (a failed directory fsync, then a restart).
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
 	}
 	l.ready = true
 	return recs, nil
@@ -82,42 +96,41 @@ func (l *Log) scan() ([]node.Record, error) {
 
 // walkSegment checks every record of one segment and calls visit with each record's
 // frame bounds (a compaction marker is checked but not visited). It returns the
-// length of the good prefix and, when isLast and the rest is a torn tail, why.
+// length of the good prefix and, when isLast and the rest is a torn tail, why. The
+// rule (see the package doc) never guesses: only what a crash can leave at the end of
+// the last segment is a torn tail, everything else is a *CorruptError.
 func walkSegment(data []byte, path string, isLast bool, visit func(off, end int, r *node.Record)) (good int, torn string, err error) {
 	corrupt := func(off int, format string, args ...any) (int, string, error) {
 		return off, "", &CorruptError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
 	}
 	off := 0
 	for off < len(data) {
-		rest := len(data) - off
-		if rest < frameHeader {
+		payload, n, status := nextFrame(data[off:])
+		switch status {
+		case frameShortHeader:
 			if isLast {
 				return off, "partial record header", nil
 			}
 			return corrupt(off, "partial record header at the end of a segment that is not the last")
-		}
-		n := binary.BigEndian.Uint32(data[off:])
-		sum := binary.BigEndian.Uint32(data[off+4:])
-		if n == 0 {
+		case frameBadHeader:
 			if isLast && allZero(data[off:]) {
 				return off, "zero-filled tail", nil
 			}
-			return corrupt(off, "zero record length")
-		}
-		if uint64(n) > uint64(rest-frameHeader) {
+			if off == 0 && isOldFrame(data) {
+				return corrupt(off, "written by an older build (record format 1); this build reads format %d", recordVersion)
+			}
+			return corrupt(off, "record header checksum mismatch (a damaged length)")
+		case frameBadLength:
+			return corrupt(off, "record length %d is out of bounds (%d to %d)", binary.BigEndian.Uint32(data[off:]), minPayload, MaxRecordSize)
+		case frameShortPayload:
 			if isLast {
 				return off, "record runs past the end of the file", nil
 			}
-			return corrupt(off, "record of %d bytes runs past the end of a segment that is not the last", n)
+			return corrupt(off, "record of %d bytes runs past the end of a segment that is not the last", binary.BigEndian.Uint32(data[off:]))
+		case frameBadPayload:
+			return corrupt(off, "payload checksum mismatch")
 		}
-		end := off + frameHeader + int(n)
-		payload := data[off+frameHeader : end]
-		if crc32.Checksum(payload, crcTable) != sum {
-			if isLast && end == len(data) {
-				return off, "checksum mismatch in the final record", nil
-			}
-			return corrupt(off, "checksum mismatch")
-		}
+		end := off + n
 		r, marker, err := decodeRecord(payload)
 		switch {
 		case err != nil:
@@ -132,6 +145,20 @@ func walkSegment(data []byte, path string, isLast bool, visit func(off, end int,
 	return off, "", nil
 }
 
+// isOldFrame reports whether data starts with a record framed as format 1 wrote it
+// (length, payload CRC, payload starting with version 1), to name the cause.
+func isOldFrame(data []byte) bool {
+	if len(data) < 8 {
+		return false
+	}
+	n := uint64(binary.BigEndian.Uint32(data))
+	if n < minPayload || 8+n > uint64(len(data)) {
+		return false
+	}
+	payload := data[8 : 8+n]
+	return payload[0] == 1 && crc32.Checksum(payload, crcTable) == binary.BigEndian.Uint32(data[4:])
+}
+
 func allZero(b []byte) bool {
 	for _, c := range b {
 		if c != 0 {
@@ -141,8 +168,9 @@ func allZero(b []byte) bool {
 	return true
 }
 
-func truncate(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+// truncate cuts the file path to size (if it is longer) and fsyncs it.
+func (l *Log) truncate(path string, size int64) error {
+	f, err := l.fs.OpenAppend(path)
 	if err != nil {
 		return err
 	}
@@ -159,18 +187,17 @@ func truncate(path string, size int64) error {
 // liveSegments lists the segments to read, in order. It deletes leftover temporary
 // files and the segments a committed compaction replaced, and refuses gaps.
 func (l *Log) liveSegments() ([]uint64, error) {
-	entries, err := os.ReadDir(l.dir)
+	names, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
 	var segs []uint64
 	removed := false
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		if strings.HasSuffix(name, ".tmp") {
 			// An unfinished compaction: its rename never happened, the old set stands.
 			l.log.Info("removing leftover temporary file", "file", name)
-			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
 				return nil, fmt.Errorf("disk: %w", err)
 			}
 			removed = true
@@ -182,17 +209,17 @@ func (l *Log) liveSegments() ([]uint64, error) {
 	}
 	slices.Sort(segs)
 	for i := len(segs) - 1; i > 0; i-- {
-		ok, err := startsWithMarker(l.segPath(segs[i]))
+		head, err := l.fs.ReadHead(l.segPath(segs[i]), len(markerFrame))
 		if err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
-		if !ok {
+		if !bytes.Equal(head, markerFrame) {
 			continue
 		}
 		// A compaction committed (renamed its output) but did not finish deleting.
 		for _, old := range segs[:i] {
 			l.log.Info("removing segment replaced by compaction", "file", segName(old))
-			if err := os.Remove(l.segPath(old)); err != nil {
+			if err := l.fs.Remove(l.segPath(old)); err != nil {
 				return nil, fmt.Errorf("disk: %w", err)
 			}
 		}
@@ -200,7 +227,7 @@ func (l *Log) liveSegments() ([]uint64, error) {
 		break
 	}
 	if removed {
-		if err := syncDir(l.dir); err != nil {
+		if err := l.fs.SyncDir(l.dir); err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
 	}
@@ -225,22 +252,6 @@ func parseSegName(name string) (uint64, bool) {
 	return n, true
 }
 
-func startsWithMarker(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	head := make([]byte, len(markerFrame))
-	if _, err := io.ReadFull(f, head); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return false, nil
-		}
-		return false, err
-	}
-	return bytes.Equal(head, markerFrame), nil
-}
-
 // Compact rewrites the log keeping only the records of tasks for which keep returns
 // true (keep is called once per task ID, on the caller's goroutine, in log order).
 //
@@ -250,7 +261,8 @@ func startsWithMarker(path string) (bool, error) {
 // Sync requested during Compact completes only after it). The caller may therefore
 // call it from any goroutine at any time; calling it from the node's goroutine, with
 // keep reading the node's state, is the intended use (the node waits for the rewrite).
-// keep must not call Compact, Load or Close.
+// keep must not call Compact, Load or Close. While Err is not nil (a sticky error, or
+// writes being retried) Compact does nothing and returns that error.
 //
 // Crash safety: the kept records are written, after a compaction marker, to
 // NNNNNNNN.log.tmp (NNNNNNNN one above the highest segment) and fsynced; the file is
@@ -289,27 +301,27 @@ func (l *Log) Compact(keep func(taskID string) bool) error {
 	tmp := final + ".tmp"
 	size, kept, dropped, err := l.writeCompacted(tmp, keep)
 	if err != nil {
-		os.Remove(tmp)
+		l.fs.Remove(tmp)
 		return fmt.Errorf("disk: compact: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
+	if err := l.fs.Rename(tmp, final); err != nil {
+		l.fs.Remove(tmp)
 		return fmt.Errorf("disk: compact: %w", err)
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.fs.SyncDir(l.dir); err != nil {
 		// Whether the rename is durable is unknown: stop writing, like any IO error.
 		return l.fail(fmt.Errorf("disk: compact: %w", err))
 	}
 	old := l.first
-	l.first, l.last, l.size, l.dirty = num, num, size, false
+	l.first, l.last, l.size, l.synced, l.dirty = num, num, size, size, false
 	l.compactions.Add(1)
 	for n := old; n != 0 && n < num; n++ {
-		if err := os.Remove(l.segPath(n)); err != nil {
+		if err := l.fs.Remove(l.segPath(n)); err != nil {
 			// Harmless: Load removes it, the new segment starts with a marker.
 			l.log.Warn("compaction could not remove an old segment", "file", segName(n), "err", err)
 		}
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.fs.SyncDir(l.dir); err != nil {
 		l.log.Warn("compaction could not sync the directory after removals", "err", err)
 	}
 	l.log.Info("log compacted", "segment", segName(num), "bytes", size, "records_kept", kept, "records_dropped", dropped)
@@ -319,7 +331,11 @@ func (l *Log) Compact(keep func(taskID string) bool) error {
 // writeCompacted writes the marker and the kept records of every live segment to
 // path and fsyncs it.
 func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, kept, dropped int, err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// A leftover of a failed compaction whose removal failed too.
+	if err := l.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, 0, err
+	}
+	f, err := l.fs.Create(path)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -334,7 +350,7 @@ func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, k
 	decided := make(map[string]bool)
 	for n := l.first; n != 0 && n <= l.last; n++ {
 		segPath := l.segPath(n)
-		data, err := os.ReadFile(segPath)
+		data, err := l.fs.ReadFile(segPath)
 		if err != nil {
 			return 0, 0, 0, err
 		}

@@ -5,18 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"math"
 
 	"github.com/miyamotohq/miyamoto/net/wire"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
 // recordVersion is the first payload byte of every record. Bump it whenever the
-// payload encoding changes in a way an older decoder would misread.
-const recordVersion byte = 1
+// payload encoding or the framing changes in a way an older decoder would misread.
+// Version 1 framed records with length and payload CRC only (8 bytes); version 2
+// added the length's own check.
+const recordVersion byte = 2
 
-// frameHeader is the size of a record's header: length, then CRC-32C of the payload.
-const frameHeader = 8
+// frameHeader is the size of a record's header: the payload's length, a CRC-32C of
+// those 4 length bytes, and a CRC-32C of the payload, each 4 bytes big endian. The
+// length has its own check so that a damaged length is told from a record cut short
+// by a crash: a length that does not check out is corruption, never a torn tail.
+const frameHeader = 12
+
+// MaxRecordSize is the largest payload a record may have: a task is at most its body
+// (1 MiB by default, and no more than a peer message, net/wire's 16 MiB MaxFrame)
+// plus bounded fields. Load takes a larger length for corruption; Append refuses to
+// write one (a panic: the API bounds what reaches the log).
+const MaxRecordSize = 16 << 20
+
+// minPayload is the smallest payload: a version and a kind.
+const minPayload = 2
 
 // kindMarker is the payload kind (never a node.RecordKind, which start at 1) of the
 // compaction marker: the first record of a segment written by Compact, saying that
@@ -37,15 +50,77 @@ var markerFrame = appendFrame(nil, func(b []byte) []byte { return append(b, reco
 // appendFrame appends a framed payload written by payload to dst.
 func appendFrame(dst []byte, payload func([]byte) []byte) []byte {
 	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
+	dst = append(dst, make([]byte, frameHeader)...)
 	dst = payload(dst)
 	n := len(dst) - start - frameHeader
-	if uint64(n) > math.MaxUint32 {
-		panic(fmt.Sprintf("disk: record of %d bytes cannot be framed", n))
+	if n > MaxRecordSize {
+		panic(fmt.Sprintf("disk: record of %d bytes is over MaxRecordSize (%d)", n, MaxRecordSize))
 	}
-	binary.BigEndian.PutUint32(dst[start:], uint32(n))
-	binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+frameHeader:], crcTable))
+	h := dst[start : start+frameHeader]
+	binary.BigEndian.PutUint32(h, uint32(n))
+	binary.BigEndian.PutUint32(h[4:], crc32.Checksum(h[:4], crcTable))
+	binary.BigEndian.PutUint32(h[8:], crc32.Checksum(dst[start+frameHeader:], crcTable))
 	return dst
+}
+
+// frameStatus is what nextFrame found at the front of a buffer.
+type frameStatus int
+
+const (
+	frameOK           frameStatus = iota
+	frameShortHeader              // fewer bytes than a header, and what is there checks out
+	frameBadHeader                // the length's check fails
+	frameBadLength                // the length checks out but is out of bounds
+	frameShortPayload             // the header checks out; the payload runs past the end
+	frameBadPayload               // the payload's CRC does not match
+)
+
+// nextFrame examines the frame at the front of b. With frameOK, payload is its
+// payload and n the frame's whole length.
+func nextFrame(b []byte) (payload []byte, n int, status frameStatus) {
+	if len(b) >= 8 && binary.BigEndian.Uint32(b[4:]) != crc32.Checksum(b[:4], crcTable) {
+		return nil, 0, frameBadHeader // a partial header is checked as far as it goes
+	}
+	if len(b) < frameHeader {
+		return nil, 0, frameShortHeader
+	}
+	length := binary.BigEndian.Uint32(b)
+	if length < minPayload || length > MaxRecordSize {
+		return nil, 0, frameBadLength
+	}
+	n = frameHeader + int(length)
+	if n > len(b) {
+		return nil, 0, frameShortPayload
+	}
+	payload = b[frameHeader:n]
+	if crc32.Checksum(payload, crcTable) != binary.BigEndian.Uint32(b[8:]) {
+		return nil, 0, frameBadPayload
+	}
+	return payload, n, frameOK
+}
+
+// DecodeFrames decodes the whole, valid records at the front of b, in order, calling
+// visit with each (compaction markers are skipped), and returns how many bytes they
+// took. It stops at the first frame that is incomplete, damaged or does not decode;
+// b[consumed:] starts there. b must start at a frame boundary: a segment's start, or
+// an earlier call's consumed. It never modifies b, and the records share no memory
+// with it. The simulator uses it to index what a segment holds durably.
+func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
+	for consumed < len(b) {
+		payload, n, status := nextFrame(b[consumed:])
+		if status != frameOK {
+			break
+		}
+		r, marker, err := decodeRecord(payload)
+		if err != nil {
+			break
+		}
+		if !marker {
+			visit(r)
+		}
+		consumed += n
+	}
+	return consumed
 }
 
 // appendRecord appends r's frame to dst.
