@@ -241,6 +241,7 @@ const (
 	RecGrant                         // Attempt granted to Holder until LeaseEnd (local clock)
 	RecRelease                       // Attempt released; next at NextETA with Retries
 	RecOutcome                       // final State reached
+	RecSetting                       // a queue's Setting was adopted (settings, pause, purge)
 )
 
 // Record is one durable fact about a task.
@@ -255,6 +256,7 @@ type Record struct {
 	Retries  int
 	State    TaskState
 	Status   int
+	Setting  *QueueSetting // RecSetting
 }
 
 // EnqueueRequest is a client's task, already parsed.

@@ -307,22 +307,34 @@ func (c *checker) messageLost(m node.Message) {
 
 func (c *checker) paused(s *simNode) { c.pausedAt[s.idx] = c.w.now }
 
-// crashed forgets what s knew. With durable storage it keeps exactly what the
-// records that survived the crash (disk, nil without one) say.
-func (c *checker) crashed(s *simNode, disk *simDisk) {
+// crashed notes that s's process died. Without durable storage it forgot
+// everything at once; with it, what it still knows is what its log gives back at
+// the next start (recovered).
+func (c *checker) crashed(s *simNode) {
 	c.crashedAt[s.idx] = c.w.now
-	var stored, final map[string]bool
-	if disk != nil {
-		stored, final = map[string]bool{}, map[string]bool{}
-		for _, rec := range disk.recs[:disk.synced] {
-			switch rec.Kind {
-			case node.RecTask:
-				stored[rec.Task.ID] = true
-			case node.RecOutcome:
-				final[rec.TaskID] = true
-			}
-		}
+	if s.disk == nil {
+		c.forget(s, nil, nil)
 	}
+}
+
+// recovered is called when s started on durable storage, once its log was loaded
+// (and repaired, if it had to be): s now knows exactly what the loaded records say.
+func (c *checker) recovered(s *simNode) {
+	idx := &s.disk.index
+	stored := make(map[string]bool, len(idx.tasks))
+	for k := range idx.tasks {
+		stored[k.id] = true
+	}
+	final := make(map[string]bool, len(idx.outcomes))
+	for id := range idx.outcomes {
+		final[id] = true
+	}
+	c.forget(s, stored, final)
+}
+
+// forget makes s forget every task it does not hold in stored, and the final state
+// of every task not in final.
+func (c *checker) forget(s *simNode, stored, final map[string]bool) {
 	for _, r := range c.order {
 		rank := r.task.Rank(s.id)
 		if rank < 0 {

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -23,23 +22,21 @@ func (w *world) applyFault(f FaultEvent) {
 	var revert func()
 	detail := ""
 	switch f.Kind {
-	case "crash", "crash_holder", "pause", "pause_holder", "corrupt":
+	case "crash", "crash_holder", "kill", "pause", "pause_holder", "corrupt":
 		if f.Kind == "crash_holder" || f.Kind == "pause_holder" {
 			nodes = []*simNode{w.holder()}
 		} else if len(f.Nodes) == 0 {
 			nodes = []*simNode{w.randomNode()}
 		}
-		crash := strings.HasPrefix(f.Kind, "crash") || f.Kind == "corrupt"
+		crash := strings.HasPrefix(f.Kind, "crash") || f.Kind == "kill" || f.Kind == "corrupt"
 		for _, s := range nodes {
 			if crash {
-				w.crash(s)
+				w.crash(s, f.Kind == "kill")
 			} else {
 				w.pause(s)
 			}
 			if f.Kind == "corrupt" && s.disk != nil {
-				n := s.disk.corrupt(w.rngFault)
-				w.check.crashed(s, s.disk) // what it knew is now what survived
-				detail += fmt.Sprintf(" %s lost %d synced records;", s.id, n)
+				detail += " " + string(s.id) + ": " + s.disk.flipBit() + ";"
 			}
 		}
 		detail = names(nodes) + detail
@@ -52,6 +49,12 @@ func (w *world) applyFault(f FaultEvent) {
 				}
 			}
 		}
+	case "disk_stall", "disk_slow", "disk_full", "disk_emfile", "fsync_error":
+		if len(nodes) == 0 {
+			nodes = []*simNode{w.randomNode()}
+		}
+		detail = names(nodes)
+		revert = w.diskFault(f, nodes)
 	case "isolate", "split":
 		if len(nodes) == 0 {
 			k := 1
@@ -229,12 +232,14 @@ func (sw *swarm) next() {
 		case "clock":
 			// Clocks are set once per seed; nothing happens mid-run.
 			f.Kind = ""
-		case "crash", "crash_holder", "pause", "pause_holder", "corrupt":
+		case "crash", "crash_holder", "kill", "pause", "pause_holder", "corrupt", "fsync_error":
 			if w.down() >= sw.spec.MaxDown {
 				f.Kind = ""
 			}
 		case "drop":
 			f.Value = 0.05 + 0.25*w.rngFault.Float64()
+		case "disk_slow":
+			f.Value = 0.05 + 2*w.rngFault.Float64()
 		case "duplicate", "reorder":
 			f.Value = 0.1 + 0.4*w.rngFault.Float64()
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miyamotohq/miyamoto/net/disk"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -135,7 +136,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 			s.drift = (2*w.rngClock.Float64() - 1) * sc.Clocks.MaxDrift
 		}
 		if sc.Cluster.Storage == "durable" {
-			s.disk = &simDisk{s: s}
+			s.disk = newSimDisk(s)
 		}
 		w.nodes = append(w.nodes, s)
 		w.byID[s.id] = s
@@ -280,6 +281,14 @@ func (w *world) beginLiveness() {
 	for _, s := range w.nodes {
 		w.resume(s)
 		w.restart(s)
+		if d := s.disk; d != nil {
+			d.stallUntil, d.slowUntil, d.fullUntil, d.emfileUntil, d.fsyncErr = 0, 0, 0, 0, false
+			if d.log != nil && d.log.Err() != nil && !errors.Is(d.log.Err(), disk.ErrRetrying) {
+				// A log stopped by a failed fsync: the operator restarts the process.
+				w.crash(s, true)
+				w.restart(s)
+			}
+		}
 	}
 }
 

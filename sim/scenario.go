@@ -54,6 +54,7 @@ type Scenario struct {
 	Cluster       ClusterSpec  `json:"cluster"`
 	Network       NetworkSpec  `json:"network"`
 	Clocks        ClockSpec    `json:"clocks"`
+	Disk          DiskSpec     `json:"disk"`
 	Workload      WorkloadSpec `json:"workload"`
 	Workers       WorkerSpec   `json:"workers"`
 	Faults        FaultSpec    `json:"faults"`
@@ -86,6 +87,20 @@ type NetworkSpec struct {
 	// more, so that later messages overtake it.
 	Reorder      float64  `json:"reorder,omitempty"`
 	ReorderDelay Duration `json:"reorder_delay,omitempty"`
+}
+
+// DiskSpec describes the simulated disks of durable storage (net/disk's real log
+// over a crashable in-memory file system).
+type DiskSpec struct {
+	// SyncLatency is how long each group commit (write and fsync) takes.
+	SyncLatency Range `json:"sync_latency"`
+	// TornWrites is the probability, per file with unsynced bytes at a power loss,
+	// that a random prefix of them survives (a torn write); otherwise none does.
+	TornWrites float64 `json:"torn_writes,omitempty"`
+	// SegmentSize is the log's segment size in bytes (small, so that segments roll).
+	SegmentSize int64 `json:"segment_size,omitempty"`
+	// CompactEvery: each node compacts its log this often (0: never).
+	CompactEvery Duration `json:"compact_every,omitempty"`
 }
 
 // ClockSpec bounds the clock faults: each node gets an offset in ±MaxOffset and a
@@ -178,10 +193,16 @@ type Expectation struct {
 
 // FaultKinds lists every fault kind with what it does.
 var FaultKinds = map[string]string{
-	"crash":        "crash Nodes (volatile state lost), restart after Duration",
+	"crash":        "crash Nodes (volatile state lost; with durable storage a power loss: unsynced writes lost, but for torn writes), restart after Duration",
 	"crash_holder": "crash the node with the most deliveries in flight, restart after Duration",
 	"pause":        "pause Nodes (state kept, nothing runs), resume after Duration",
-	"corrupt":      "crash Nodes and lose a random suffix (up to all) of their synced records, as a detected bit flip or truncation would; restart after Duration",
+	"corrupt":      "durable storage: crash Nodes (power loss) and flip one bit of a synced record of each (its length field or its payload); at restart, after Duration, the log refuses to start and the operator runs repair-log",
+	"kill":         "kill Nodes' processes (kill -9): with durable storage what they wrote stays in the page cache; restart after Duration",
+	"disk_stall":   "durable storage: every group commit (fsync) of Nodes hangs until Duration ends",
+	"disk_slow":    "durable storage: every group commit of Nodes takes up to Value seconds more, for Duration",
+	"disk_full":    "durable storage: Nodes' disks are full (ENOSPC, writes cut short) for Duration",
+	"disk_emfile":  "durable storage: Nodes cannot open files (EMFILE) for Duration",
+	"fsync_error":  "durable storage: the next fsync of Nodes' logs fails (EIO); the log stops for good and the process is restarted when Duration ends",
 	"pause_holder": "pause the node with the most deliveries in flight, resume after Duration",
 	"isolate":      "cut Nodes (one, by default drawn) off from everyone, both ways",
 	"split":        "cut Nodes (the minority side; drawn by default) from the rest, both ways",
@@ -195,6 +216,9 @@ var FaultKinds = map[string]string{
 	"pause_queue":  "pause Queue through a random live node",
 	"resume_queue": "resume Queue through a random live node",
 }
+
+// diskFaults are the kinds that need durable storage.
+var diskFaults = map[string]bool{"corrupt": true, "disk_stall": true, "disk_slow": true, "disk_full": true, "disk_emfile": true, "fsync_error": true}
 
 // LoadScenario reads and validates a scenario file.
 func LoadScenario(path string) (*Scenario, error) {
@@ -258,6 +282,15 @@ func (sc *Scenario) fillDefaults() {
 	}
 	if c.MaxClockDrift == 0 {
 		c.MaxClockDrift = Duration(time.Second)
+	}
+	if sc.Disk.SyncLatency == (Range{}) {
+		sc.Disk.SyncLatency = Range{Duration(time.Millisecond), Duration(3 * time.Millisecond)}
+	}
+	if sc.Disk.SegmentSize == 0 {
+		sc.Disk.SegmentSize = 256 << 10
+	}
+	if sc.Disk.CompactEvery == 0 {
+		sc.Disk.CompactEvery = Duration(20 * time.Second)
 	}
 	if sc.Network.Latency == (Range{}) {
 		sc.Network.Latency = Range{Duration(time.Millisecond), Duration(5 * time.Millisecond)}
@@ -370,6 +403,15 @@ func (sc *Scenario) Validate() error {
 	if n.ReorderDelay < 0 {
 		bad("network.reorder_delay", "must not be negative")
 	}
+	rng("disk.sync_latency", sc.Disk.SyncLatency)
+	prob("disk.torn_writes", sc.Disk.TornWrites)
+	if sc.Disk.SegmentSize < 4<<10 || sc.Disk.SegmentSize > 1<<30 {
+		bad("disk.segment_size", "must be between 4096 and 1073741824 bytes, not %d", sc.Disk.SegmentSize)
+	}
+	if sc.Disk.CompactEvery < 0 {
+		bad("disk.compact_every", "must not be negative")
+	}
+	capped("disk.compact_every", sc.Disk.CompactEvery)
 	if sc.Clocks.MaxOffset < 0 {
 		bad("clocks.max_offset", "must not be negative")
 	}
@@ -448,9 +490,16 @@ func (sc *Scenario) Validate() error {
 		if (f.Kind == "oneway" || f.Kind == "bridge") && len(f.Nodes) > 1 {
 			bad(field+".nodes", "%s takes one node", f.Kind)
 		}
+		if diskFaults[f.Kind] && c.Storage != "durable" {
+			bad(field+".kind", "%s needs cluster.storage durable", f.Kind)
+		}
 		switch f.Kind {
 		case "drop", "duplicate", "reorder":
 			prob(field+".value", f.Value)
+		case "disk_slow":
+			if f.Value <= 0 || f.Value > 60 {
+				bad(field+".value", "disk_slow takes the most extra seconds per group commit, above 0 and at most 60, not %g", f.Value)
+			}
 		case "set_queue", "pause_queue", "resume_queue":
 			if !seen[f.Queue] {
 				bad(field+".queue", "must name a queue of workload.queues, not %q", f.Queue)
@@ -471,6 +520,8 @@ func (sc *Scenario) Validate() error {
 		for _, k := range s.Kinds {
 			if _, ok := FaultKinds[k]; !ok || strings.HasSuffix(k, "_queue") {
 				bad("faults.swarm.kinds", "unknown fault kind %q", k)
+			} else if diskFaults[k] && c.Storage != "durable" {
+				bad("faults.swarm.kinds", "%s needs cluster.storage durable", k)
 			}
 		}
 		if s.Rate < 0 {

@@ -1,11 +1,11 @@
 package sim
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
 
-	"github.com/miyamotohq/miyamoto/net/disk"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -131,61 +131,6 @@ func (c simClock) AfterFunc(d time.Duration, f func()) func() bool {
 	return t.stop
 }
 
-// --- node.Storage ----------------------------------------------------------------
-
-// simDisk keeps records; only those covered by a finished Sync survive a crash.
-type simDisk struct {
-	s      *simNode
-	recs   []node.Record
-	synced int  // records covered by a finished sync
-	lost   bool // synced records were lost (corruption) since the last Load
-}
-
-// LostSince implements node.LossReporter: the loss is at the restart that follows it.
-func (d *simDisk) LostSince() (time.Time, bool) { return time.Time{}, d.lost }
-
-// corrupt loses a random suffix of the synced records, up to all of them: a bit flip
-// or a truncation that the real disk detects (and an operator answers by cutting the
-// log there, or wiping it).
-func (d *simDisk) corrupt(r interface{ IntN(int) int }) int {
-	keep := r.IntN(d.synced + 1)
-	lost := d.synced - keep
-	d.recs, d.synced = d.recs[:keep], keep
-	d.lost = d.lost || lost > 0
-	return lost
-}
-
-var _ node.Storage = (*simDisk)(nil)
-
-const diskSyncLatency = 2 * time.Millisecond
-
-func (d *simDisk) Durable() bool { return true }
-
-// Append keeps each record as the real log would give it back after a restart
-// (net/disk's codec), so that a restarted node replays what production replays.
-func (d *simDisk) Append(recs ...node.Record) {
-	for _, r := range recs {
-		d.recs = append(d.recs, disk.RoundTrip(r))
-	}
-}
-func (d *simDisk) Load() ([]node.Record, error) {
-	return append([]node.Record(nil), d.recs[:d.synced]...), nil
-}
-func (d *simDisk) Sync(done func()) {
-	target := len(d.recs)
-	s := d.s
-	inc := s.incarnation
-	s.w.after(diskSyncLatency, func() {
-		if s.incarnation != inc || !s.up {
-			return // the process died before fsync returned
-		}
-		d.synced = max(d.synced, target)
-		s.input(inc, done)
-	})
-}
-
-func (d *simDisk) crash() { d.recs = d.recs[:d.synced] }
-
 // --- node.Observer ----------------------------------------------------------------
 
 type simObserver struct{ s *simNode }
@@ -243,31 +188,53 @@ func (w *world) boot(s *simNode) {
 		Observer:   simObserver{s},
 	}
 	if s.disk != nil {
-		env.Storage = s.disk
+		env.Storage = s.disk.openStorage(s.incarnation)
 	}
 	n, err := node.New(w.newNodeConfig(s), env)
 	if err != nil {
 		panic("sim: node config rejected after scenario validation: " + err.Error())
 	}
 	s.n = n
-	if err := n.Start(); err != nil {
-		panic("sim: node start: " + err.Error())
+	err = n.Start()
+	if err != nil && s.disk != nil && errCorrupt(err) {
+		// The node refuses to start on a corrupt log, as the daemon does; the
+		// operator runs repair-log, and the node starts again as one that forgot.
+		detail := s.disk.repair(err)
+		if w.trace != nil {
+			w.trace.nodeEvent(w.now, s.id, "refused to start: "+detail)
+		}
+		env.Storage = s.disk.openStorage(s.incarnation)
+		if s.n, err = node.New(w.newNodeConfig(s), env); err != nil {
+			panic("sim: node config rejected after scenario validation: " + err.Error())
+		}
+		err = s.n.Start()
+	}
+	if err != nil {
+		panic(fmt.Sprintf("sim: %s could not start: %v", s.id, err))
 	}
 	if s.disk != nil {
-		s.disk.lost = false // reported once, to the incarnation that loaded it
+		w.check.recovered(s)
+		w.housekeep(s, s.incarnation)
 	}
 }
 
-func (w *world) crash(s *simNode) {
+// crash ends s's process. With durable storage, kill is the death of the process
+// alone (what it wrote stays in the page cache); otherwise it is a power loss of its
+// machine (what was not synced is gone, but for torn writes).
+func (w *world) crash(s *simNode, kill bool) {
 	if !s.up {
 		return
 	}
 	s.up, s.paused, s.buffered, s.n = false, false, nil, nil
 	s.incarnation++
 	if s.disk != nil {
-		s.disk.crash()
+		if kill {
+			s.disk.kill()
+		} else {
+			s.disk.crash()
+		}
 	}
-	w.check.crashed(s, s.disk)
+	w.check.crashed(s)
 	if w.trace != nil {
 		w.trace.nodeEvent(w.now, s.id, "crash")
 	}

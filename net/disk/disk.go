@@ -23,7 +23,7 @@
 //
 //	record  = length(4) lengthCRC(4) payloadCRC(4) payload(length bytes)
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries
-//	          state(1) status taskPresence(1) task?
+//	          state(1) status taskPresence(1) task? settingPresence(1) setting?
 //
 // The three header fields are big endian; both CRCs are CRC-32C (Castagnoli),
 // lengthCRC of the 4 length bytes, payloadCRC of the payload. length is 2 to

@@ -38,7 +38,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecOutcome
+	maxKind  = node.RecSetting
 	maxState = node.StateCancelled
 )
 
@@ -126,13 +126,16 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 // appendRecord appends r's frame to dst.
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
-//	          status taskPresence(1) task?
+//	          status taskPresence(1) task? settingPresence(1) setting?
 //
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
 	if r.Kind == node.RecTask && r.Task == nil {
 		panic(fmt.Sprintf("disk: task record without a task (task id %q)", r.TaskID))
+	}
+	if r.Kind == node.RecSetting && r.Setting == nil {
+		panic("disk: setting record without a setting")
 	}
 	if r.Kind == 0 || r.Kind > maxKind {
 		panic(fmt.Sprintf("disk: unknown record kind %d", r.Kind))
@@ -148,10 +151,16 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 		b = append(b, byte(r.State))
 		b = binary.AppendVarint(b, int64(r.Status))
 		if r.Task == nil {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = wire.AppendTask(b, r.Task)
+		}
+		if r.Setting == nil {
 			return append(b, 0)
 		}
 		b = append(b, 1)
-		return wire.AppendTask(b, r.Task)
+		return wire.AppendSetting(b, r.Setting)
 	})
 }
 
@@ -193,8 +202,18 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	case has != 0:
 		f.Fail("task presence is %d", has)
 	}
+	switch has := f.Byte("setting presence"); {
+	case f.Err() != nil:
+	case has == 1:
+		r.Setting = f.Setting()
+	case has != 0:
+		f.Fail("setting presence is %d", has)
+	}
 	if f.Err() == nil && r.Kind == node.RecTask && r.Task == nil {
 		f.Fail("task record without a task")
+	}
+	if f.Err() == nil && r.Kind == node.RecSetting && r.Setting == nil {
+		f.Fail("setting record without a setting")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())

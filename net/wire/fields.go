@@ -16,6 +16,9 @@ func AppendString(b []byte, s string) []byte { return appendString(b, s) }
 // AppendTime appends t; it decodes to the same instant in UTC (the zero time stays zero).
 func AppendTime(b []byte, t time.Time) []byte { return appendTime(b, t) }
 
+// AppendSetting appends a queue setting as QueueSet messages carry it.
+func AppendSetting(b []byte, s *node.QueueSetting) []byte { return appendSetting(b, s) }
+
 // Fields reads fields written with this package's encodings. After the first error
 // every read returns a zero value and Err reports that error (wrapping ErrMalformed).
 // `what` names the field in the error.
@@ -30,6 +33,9 @@ func (f *Fields) Int(what string) int          { return f.d.int(what) }
 func (f *Fields) String(what string) string    { return f.d.string(what) }
 func (f *Fields) Time(what string) time.Time   { return f.d.time(what) }
 func (f *Fields) Task() *node.Task             { return f.d.task() }
+
+// Setting reads a queue setting written by AppendSetting (nil after an error).
+func (f *Fields) Setting() *node.QueueSetting { return f.d.setting() }
 func (f *Fields) Fail(format string, a ...any) { f.d.fail(format, a...) }
 
 // Len is how many bytes are left; Err the first error.
