@@ -66,16 +66,26 @@ func hasSegments(fsys vfs.FS, dir string) (bool, error) {
 	return false, nil
 }
 
-// markLost writes the LOST file durably, naming now; a LOST file already there
-// stands (its earlier time is the one that matters).
+// markLost records durably that the log may lack what it acknowledged before now. A
+// LOST file already there is replaced when it names an earlier time: a new loss (a
+// repair during a recovery wait) means records synced since that earlier time may be
+// gone too, so the node must act as one that forgot now, not then. (A start that
+// finds LOST and loses nothing more keeps its time: checkLost reads it.) The file is
+// written aside and renamed, so a crash leaves the old one or the new one.
 func markLost(fsys vfs.FS, dir string, now time.Time) error {
 	path := filepath.Join(dir, LostFile)
-	if _, err := fsys.ReadHead(path, 0); err == nil {
-		return nil
+	if b, err := fsys.ReadFile(path); err == nil {
+		if since, ok := parseLost(b); ok && !since.Before(now) {
+			return nil
+		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("disk: %w", err)
 	}
-	f, err := fsys.Create(path)
+	tmp := path + ".tmp"
+	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disk: %w", err)
+	}
+	f, err := fsys.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
@@ -87,12 +97,22 @@ func markLost(fsys vfs.FS, dir string, now time.Time) error {
 		err = cerr
 	}
 	if err == nil {
+		err = fsys.Rename(tmp, path)
+	}
+	if err == nil {
 		err = fsys.SyncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("disk: writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// parseLost reads the time a LOST file names.
+func parseLost(b []byte) (time.Time, bool) {
+	_, text, _ := strings.Cut(string(b), "since: ")
+	since, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(text))
+	return since, err == nil
 }
 
 // checkLost decides at Open whether the log may lack acknowledged records, and since
@@ -104,8 +124,7 @@ func checkLost(fsys vfs.FS, dir string, now func() time.Time) (since time.Time, 
 	if err == nil {
 		// A time that does not parse (an edited file) is zero: the node's start, the
 		// longer wait.
-		_, text, _ := strings.Cut(string(b), "since: ")
-		since, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(text))
+		since, _ = parseLost(b)
 		return since, true, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {

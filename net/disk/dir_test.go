@@ -2,6 +2,7 @@ package disk
 
 import (
 	"fmt"
+	"github.com/miyamotohq/miyamoto/net/disk/vfs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -192,4 +193,41 @@ func TestLinger(t *testing.T) {
 		noLinger.sync(records(fmt.Sprint("b", i))...)
 	}
 	require.Equal(t, before+10, noLinger.Stats().Fsyncs, "without linger, each Sync that waits alone gets its own fsync")
+}
+
+// TestRepairDuringRecoveryWait: a log repaired while it is still marked LOST (its
+// node crashed inside the recovery wait) must name the repair's time, not the older
+// one. Records synced between the two may be what the repair cut: a node that kept
+// the older time would end its wait too soon and could grant again what it granted
+// in that gap (found by the simulator: scenario corruption-one-replica, S4 on seeds
+// 6, 12, 17 and 19 of 1-20).
+func TestRepairDuringRecoveryWait(t *testing.T) {
+	dir := t.TempDir()
+	first := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := openT(t, dir, Options{Now: func() time.Time { return first }})
+	require.True(t, lost(l))
+	l.load()
+	for _, id := range []string{"a", "b", "c"} {
+		l.sync(records(id)...)
+	}
+	require.NoError(t, l.Close())
+	path := filepath.Join(dir, segments(t, dir)[0])
+	flipBit(t, path, recordOffsets(t, path)[1]+frameHeader+3)
+
+	later := first.Add(30 * time.Second)
+	_, err := RepairFS(vfs.OS, dir, func() time.Time { return later })
+	require.NoError(t, err)
+	l = openT(t, dir, Options{})
+	since, isLost := l.LostSince()
+	require.True(t, isLost)
+	require.True(t, since.Equal(later), "LOST names %s, want the repair's time %s", since, later)
+	require.NoError(t, l.Close())
+
+	// A LOST file naming a later time than a new loss keeps it.
+	_, err = RepairFS(vfs.OS, dir, func() time.Time { return first })
+	require.NoError(t, err)
+	l = openT(t, dir, Options{})
+	since, _ = l.LostSince()
+	require.True(t, since.Equal(later), "LOST names %s, want %s", since, later)
+	require.NoError(t, l.Close())
 }
