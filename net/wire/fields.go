@@ -27,15 +27,15 @@ type Fields struct{ d decoder }
 // NewFields reads from b; decoded values never point into b.
 func NewFields(b []byte) *Fields { return &Fields{d: decoder{b: b}} }
 
-func (f *Fields) Byte(what string) byte        { return f.d.byte1(what) }
-func (f *Fields) Uvarint(what string) uint64   { return f.d.uvarint(what) }
-func (f *Fields) Int(what string) int          { return f.d.int(what) }
-func (f *Fields) String(what string) string    { return f.d.string(what) }
-func (f *Fields) Time(what string) time.Time   { return f.d.time(what) }
-func (f *Fields) Task() *node.Task             { return f.d.task() }
+func (f *Fields) Byte(what string) byte      { return f.d.byte1(what) }
+func (f *Fields) Uvarint(what string) uint64 { return f.d.uvarint(what) }
+func (f *Fields) Int(what string) int        { return f.d.int(what) }
+func (f *Fields) String(what string) string  { return f.d.string(what) }
+func (f *Fields) Time(what string) time.Time { return f.d.time(what) }
+func (f *Fields) Task() *node.Task           { return f.d.task() }
 
 // Setting reads a queue setting written by AppendSetting (nil after an error).
-func (f *Fields) Setting() *node.QueueSetting { return f.d.setting() }
+func (f *Fields) Setting() *node.QueueSetting  { return f.d.setting() }
 func (f *Fields) Fail(format string, a ...any) { f.d.fail(format, a...) }
 
 // Len is how many bytes are left; Err the first error.
