@@ -79,6 +79,8 @@ type checker struct {
 	nViolation map[string]int
 	excused    []Excuse
 	skew       int64 // S5 allowance: max clock drift
+	// dedupWindow is how long replicas keep a finished task and its name (Q3).
+	dedupWindow time.Duration
 
 	acked      int
 	livelocked bool    // the run was cut short: finish judges no task
@@ -101,6 +103,10 @@ func newChecker(w *world) *checker {
 	}
 	slices.Sort(c.members)
 	c.driftRate = w.sc.Clocks.MaxDrift
+	c.dedupWindow = w.sc.Cluster.DedupWindow.D()
+	if c.dedupWindow == 0 {
+		c.dedupWindow = time.Hour // node.Config's default
+	}
 	c.queues = map[string]*queueModel{}
 	for _, q := range w.sc.Workload.Queues {
 		cfg := q.config()
@@ -163,6 +169,9 @@ func (c *checker) enqueueAcked(t *node.Task) {
 	for _, other := range c.byID[t.ID] {
 		if other == r || !other.acked {
 			continue
+		}
+		if other.finalAt >= 0 && c.w.now >= other.finalAt+int64(c.dedupWindow)-c.skew {
+			continue // the first task's dedup window is over: its name is free again
 		}
 		if other.lostState != 0 {
 			c.excused = append(c.excused, Excuse{Kind: "name", At: time.Duration(c.w.now), Task: t.ID, Cause: fmt.Sprintf("name %q accepted again after replicas of the first task lost their state", t.Name)})

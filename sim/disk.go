@@ -91,7 +91,9 @@ func newSimDisk(s *simNode) *simDisk {
 	d.index.reset()
 	d.fs.SetInjector(d.inject)
 	d.fs.SetSyncObserver(func(path string, durable []byte, from int) {
-		if strings.HasSuffix(path, ".log") || strings.HasSuffix(path, ".log.tmp") {
+		// Segments only: a compaction's output (*.tmp, then renamed) holds records
+		// already indexed, and the index is rebuilt from Load at every start.
+		if strings.HasSuffix(path, ".log") {
 			disk.DecodeFrames(durable[from:], d.index.add)
 		}
 	})
@@ -266,9 +268,9 @@ func (d *simDisk) repair(cause error) string {
 }
 
 // housekeep is what the daemon does beside the node, every second: it trusts the log
-// again (removes LOST) once the node no longer acts as one that forgot, and compacts
-// the log every disk.compact_every, dropping the records of tasks forgotten after
-// their dedup window.
+// again (removes LOST) once the node no longer acts as one that forgot, and every
+// disk.compact_every, when the node forgot tasks after their dedup window
+// (cluster.dedup_window), compacts the log without their records.
 func (w *world) housekeep(s *simNode, inc uint64) {
 	d := s.disk
 	w.after(time.Second, func() {
@@ -283,6 +285,10 @@ func (w *world) housekeep(s *simNode, inc uint64) {
 			}
 			if every := w.sc.Disk.CompactEvery.D(); every > 0 && time.Duration(w.now)%every < time.Second {
 				ids := s.n.TakeForgotten()
+				if len(ids) == 0 {
+					w.housekeep(s, inc)
+					return
+				}
 				drop := make(map[string]bool, len(ids))
 				for _, id := range ids {
 					drop[id] = true

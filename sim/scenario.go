@@ -74,6 +74,8 @@ type ClusterSpec struct {
 	Lease         Duration `json:"lease,omitempty"`
 	MaxClockDrift Duration `json:"max_clock_drift,omitempty"`
 	Storage       string   `json:"storage,omitempty"` // memory (default) | durable
+	// DedupWindow is how long a finished task (and its name) is kept (node.Config).
+	DedupWindow Duration `json:"dedup_window,omitempty"`
 	// Admission limits of every node (node.Config); 0: none.
 	MaxPending      int `json:"max_pending,omitempty"`
 	MaxQueuePending int `json:"max_queue_pending,omitempty"`
@@ -99,7 +101,8 @@ type DiskSpec struct {
 	TornWrites float64 `json:"torn_writes,omitempty"`
 	// SegmentSize is the log's segment size in bytes (small, so that segments roll).
 	SegmentSize int64 `json:"segment_size,omitempty"`
-	// CompactEvery: each node compacts its log this often (0: never).
+	// CompactEvery: this often each node compacts its log, when it forgot tasks
+	// after their dedup window since the last time (as the daemon does).
 	CompactEvery Duration `json:"compact_every,omitempty"`
 }
 
@@ -290,7 +293,7 @@ func (sc *Scenario) fillDefaults() {
 		sc.Disk.SegmentSize = 256 << 10
 	}
 	if sc.Disk.CompactEvery == 0 {
-		sc.Disk.CompactEvery = Duration(20 * time.Second)
+		sc.Disk.CompactEvery = Duration(10 * time.Second)
 	}
 	if sc.Network.Latency == (Range{}) {
 		sc.Network.Latency = Range{Duration(time.Millisecond), Duration(5 * time.Millisecond)}
@@ -392,6 +395,10 @@ func (sc *Scenario) Validate() error {
 	if c.MaxClockDrift < 0 {
 		bad("cluster.max_clock_drift", "must not be negative")
 	}
+	if c.DedupWindow < 0 {
+		bad("cluster.dedup_window", "must not be negative (0: the default, 1h)")
+	}
+	capped("cluster.dedup_window", c.DedupWindow)
 	if c.Lease <= 2*c.MaxClockDrift {
 		bad("cluster.lease", "must be longer than twice max_clock_drift")
 	}

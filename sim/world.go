@@ -166,6 +166,7 @@ func (w *world) newNodeConfig(s *simNode) node.Config {
 		ReplicaOffset: c.ReplicaOffset.D(),
 		Lease:         c.Lease.D(),
 		MaxClockDrift: c.MaxClockDrift.D(),
+		DedupWindow:   c.DedupWindow.D(),
 		Protocol:      w.proto,
 		ClaimQuorum:   c.ClaimQuorum,
 		Queues:        queues,

@@ -344,7 +344,7 @@ func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, k
 			err = cerr
 		}
 	}()
-	w := bufio.NewWriterSize(f, 1<<20)
+	w := bufio.NewWriterSize(f, 64<<10) // large writes, without a megabyte to clear per compaction
 	w.Write(markerFrame)
 	size = int64(len(markerFrame))
 	decided := make(map[string]bool)
