@@ -15,6 +15,11 @@ func (n *Node) fire(e *entry) {
 		return
 	}
 	now := n.now()
+	if !n.settingsKnown() {
+		// Not before this node knows the queue's settings (see settingsSync).
+		n.arm(e, timerFire, now.Add(pausePoll+time.Duration(e.rank)*n.cfg.ReplicaOffset))
+		return
+	}
 	held := e.promised > 0 && !e.released && e.holder != n.cfg.ID
 	if e.task.Delivery == AtMostOnce && held {
 		// Someone was granted the one attempt this task gets. If its lease has run out
@@ -126,8 +131,10 @@ func (n *Node) handleClaim(m Message) {
 		resp.Reject = RejectUnknown
 	case m.Attempt == e.promised && m.From == e.holder && !e.released && m.Promised == e.holderRound && m.Promised != 0:
 		// The same claim round again (a duplicated message): grant again, lease
-		// unchanged. A holder that restarted and claims the same attempt anew has
-		// another round number and is refused: it may have delivered already.
+		// unchanged, once the first grant's record is durable (invariant: no grant is
+		// answered before it is synced, even when the claim is repeated). A holder
+		// that restarted and claims the same attempt anew has another round number
+		// and is refused: it may have delivered already.
 		resp.Granted = true
 	case n.recovering() && !n.bornAfterForgetting(e.task):
 		// Invariant: a node that may have lost its memory grants nothing for a task it
@@ -217,6 +224,7 @@ func (n *Node) handleClaimResp(m Message) {
 	}
 	if m.Granted {
 		e.grants |= 1 << rank
+		n.ackCounted(Ack{Kind: RecGrant, From: m.From, TaskID: m.TaskID, Attempt: m.Attempt, Holder: n.cfg.ID})
 		if bits.OnesCount64(e.grants) >= n.quorum(e.task) {
 			n.deliver(e)
 		}
@@ -438,9 +446,10 @@ func (n *Node) handleOutcome(m Message) {
 	}
 	switch {
 	case m.State == StateCancelled && e.state.Final():
-		// Too late to cancel: the answer says what the task became.
+		// Too late to cancel: the answer says what the task became (once durable).
 	case e.state.Final() && !(e.state == StateUnknown && m.State == StateSucceeded):
-		// Already recorded (and persisted) when it became final here.
+		// Already recorded when it became final here; answered once that record is
+		// durable (it may still be on its way to disk when the Outcome is repeated).
 	default:
 		e.retries = max(e.retries, m.Retries)
 		if m.Status != 0 {
@@ -476,6 +485,7 @@ func (n *Node) handleOutcomeResp(m Message) {
 		return
 	}
 	e.outcomeAcks |= 1 << rank
+	n.ackCounted(Ack{Kind: RecOutcome, From: m.From, TaskID: m.TaskID})
 	if e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= majority(e.task) {
 		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
 	}

@@ -112,8 +112,10 @@ type Config struct {
 	MaxPendingBytes int64 // their approximate memory (taskBytes)
 	MaxQueuePending int   // tasks of any one queue
 
+	// DefaultQueue is every queue's settings until a client sets them (SetQueue).
+	// There is no other way to give a node queue settings: they are data, set
+	// through the API, replicated and durable, never static configuration.
 	DefaultQueue QueueConfig
-	Queues       map[string]QueueConfig // per queue; others use DefaultQueue
 }
 
 // EnsureDefaults fills every zero field with its default.
@@ -199,11 +201,6 @@ func (c *Config) Validate() error {
 	if err := c.DefaultQueue.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, name := range sortedKeys(c.Queues) {
-		if err := c.Queues[name].Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("queue %q: %w", name, err))
-		}
-	}
 	return errors.Join(errs...)
 }
 
@@ -272,13 +269,6 @@ func (r RetryConfig) Exhausted(retries int, age time.Duration) bool {
 		return false
 	}
 	return true
-}
-
-func (c *Config) queue(name string) QueueConfig {
-	if q, ok := c.Queues[name]; ok {
-		return q
-	}
-	return c.DefaultQueue
 }
 
 func sortedKeys[V any](m map[string]V) []string {

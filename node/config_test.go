@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -76,12 +75,6 @@ func TestConfigValidateNamesFields(t *testing.T) {
 		{"zero claim timeout", func(c *Config) { c.ClaimTimeout = 0 }, []string{"claim_timeout"}},
 		{"queue min backoff", func(c *Config) { c.DefaultQueue.Retry.MinBackoff = 0 }, []string{"retry.min_backoff"}},
 		{"queue max below min", func(c *Config) { c.DefaultQueue.Retry.MaxBackoff = time.Millisecond }, []string{"retry.max_backoff"}},
-		{"named queue", func(c *Config) {
-			q := DefaultQueueConfig()
-			q.DispatchDeadline = 0
-			q.Retry.TaskRetryLimit = -1
-			c.Queues = map[string]QueueConfig{"ok": DefaultQueueConfig(), "bad": q}
-		}, []string{"retry.task_retry_limit", "dispatch_deadline"}},
 		{"several at once", func(c *Config) { c.Replicas = 0; c.Members = []NodeID{"b"}; c.Lease = time.Second },
 			[]string{"members", "replicas", "lease"}},
 	} {
@@ -96,19 +89,6 @@ func TestConfigValidateNamesFields(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestConfigValidateNamedQueueIsNamed(t *testing.T) {
-	c := validConfig()
-	q := DefaultQueueConfig()
-	q.DispatchDeadline = -1
-	c.Queues = map[string]QueueConfig{"emails": q}
-	err := c.Validate()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `queue "emails"`)
-	var fe *FieldError
-	require.True(t, errors.As(err, &fe))
-	assert.Equal(t, "dispatch_deadline", fe.Field)
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {

@@ -44,8 +44,8 @@ func runFaults(t testing.TB, seed uint64) *faultRun {
 		c.ReplicaOffset = time.Second
 		c.ClaimTimeout = 500 * time.Millisecond
 		c.DefaultQueue = alo
-		c.Queues = map[string]QueueConfig{"once": amo}
 	})
+	h.setQueues(map[string]QueueConfig{"once": amo})
 	r := rand.New(rand.NewPCG(seed, 99))
 	wr := rand.New(rand.NewPCG(seed, 98))
 	h.worker = func(d Delivery, k int) (int, time.Duration) {
@@ -212,7 +212,8 @@ func (fr *faultRun) violations() []string {
 	// Quiescence: long after the faults, with every task final, nodes stop talking
 	// about tasks (no endless resend loops).
 	for _, m := range h.sent {
-		if m.At > faultEnd-time.Minute {
+		gossip := m.Msg.Type == MsgQueueSet || m.Msg.Type == MsgQueueSetResp // settings gossip never stops
+		if m.At > faultEnd-time.Minute && !gossip {
 			out = append(out, fmt.Sprintf("quiet: %v still sending %s", m.At, m.Msg))
 			break
 		}

@@ -165,7 +165,8 @@ func newHarness(t testing.TB, n int, seed uint64, mut func(*Config)) *harness {
 		h.nodes[id] = sn
 		h.boot(sn, uint64(i))
 	}
-	h.now = epoch
+	h.run(0) // the start: the nodes learn each other's queue settings
+	h.sent, h.states = nil, nil
 	return h
 }
 
@@ -192,6 +193,17 @@ func (h *harness) boot(sn *simNode, stream uint64) {
 }
 
 func (h *harness) node(id NodeID) *Node { return h.nodes[id].n }
+
+// setQueues gives every node these queue settings, as if a client's PUT had reached
+// them all (a node takes no static queue configuration).
+func (h *harness) setQueues(qs map[string]QueueConfig) {
+	for _, id := range h.order {
+		n := h.node(id)
+		for _, name := range sortedKeys(qs) {
+			n.input(func() { n.adoptSetting(&QueueSetting{Queue: name, Config: qs[name], Version: 1, Origin: "test"}) })
+		}
+	}
+}
 
 func storageOf(sn *simNode) Storage {
 	if sn.storage != nil {

@@ -85,7 +85,8 @@ func TestReplicasFull(t *testing.T) {
 func TestFinishedTasksDropTheirBody(t *testing.T) {
 	q := DefaultQueueConfig()
 	q.Retry.TaskRetryLimit = 1
-	h := newHarness(t, 3, 9, func(c *Config) { c.Queues = map[string]QueueConfig{"failing": q} })
+	h := newHarness(t, 3, 9, nil)
+	h.setQueues(map[string]QueueConfig{"failing": q})
 	h.worker = func(d Delivery, _ int) (int, time.Duration) {
 		if d.Task.Queue == "failing" {
 			return 500, 10 * time.Millisecond

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/bits"
@@ -31,6 +32,7 @@ type Node struct {
 	settings   map[string]*QueueSetting // queues set through the API, by name
 	maxVersion uint64                   // highest setting version seen
 	setOps     []*setOp                 // setting changes this node coordinates
+	sync       *settingsSync            // learning the settings at start; nil once known
 	gossipStop func() bool              // the gossip timer, once armed
 
 	// forgetQ holds the final entries waiting out their dedup window, in the order
@@ -241,6 +243,14 @@ func (n *Node) Start() error {
 			}
 		}
 	}
+	for _, name := range sortedKeys(n.settings) {
+		if o, ok := n.env.Observer.(QueueObserver); ok {
+			o.QueueChanged(n.cfg.ID, *n.settings[name])
+		}
+	}
+	if len(n.settings) > 0 && n.gossipStop == nil {
+		n.armGossip()
+	}
 	n.recount()
 	return nil
 }
@@ -382,6 +392,10 @@ func (n *Node) step(m Message) {
 		n.handleList(m)
 	case MsgListResp:
 		n.handleListResp(m)
+	case MsgQueueSync:
+		n.handleQueueSync(m)
+	case MsgQueueSyncResp:
+		n.handleQueueSyncResp(m)
 	}
 }
 
@@ -397,6 +411,10 @@ func (n *Node) Enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 	if n.stopping {
 		reply(EnqueueResult{Err: ErrStopping})
+		return
+	}
+	if !n.settingsKnown() {
+		reply(EnqueueResult{Err: ErrStarting})
 		return
 	}
 	if err := ValidateRequest(&req); err != nil {
@@ -541,7 +559,10 @@ func (n *Node) handleStore(m Message) {
 			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state})
 			return
 		}
-		n.ackStore(m) // a duplicate Store: already held
+		// A duplicate Store (the coordinator resends until it hears back): answer only
+		// once the first copy's record is durable. Invariant: no Store is acknowledged
+		// before its task is synced, even when the request is repeated.
+		n.ackStore(m)
 		return
 	}
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
@@ -552,6 +573,8 @@ func (n *Node) handleStore(m Message) {
 		return
 	}
 	if err := n.admit(t); err != nil {
+		// Full under the limits, or unable to write its log (a full disk, a failed
+		// fsync): this replica takes no new task.
 		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectFull})
 		return
 	}
@@ -592,6 +615,7 @@ func (n *Node) handleStoreResp(m Message) {
 		return
 	}
 	op.acks |= 1 << rank
+	n.ackCounted(Ack{Kind: RecTask, From: m.From, TaskID: m.TaskID, Nonce: op.task.Nonce})
 	if !op.replied && bits.OnesCount64(op.acks) >= majority(op.task) {
 		op.replied = true
 		op.reply(EnqueueResult{ID: m.TaskID, Task: op.task})
@@ -601,6 +625,12 @@ func (n *Node) handleStoreResp(m Message) {
 		op.stop()
 	}
 }
+
+// afterSync runs then once everything this node appended so far is durable: the
+// answer to a request whose record may still be on its way to disk (a repeated
+// Store, claim round or Outcome, a setting). Without durable storage it runs then at
+// once. After a storage error that stops the log it never runs.
+func (n *Node) afterSync(then func()) { n.persist(then) }
 
 // persist makes recs durable, then runs then. Without durable storage it runs then at
 // once: the records would not survive a crash anyway.
@@ -720,12 +750,65 @@ func (n *Node) observe(e *entry, from, to TaskState) {
 	}
 }
 
-// Ready reports whether the node takes new tasks as a replica. A node that forgot
-// (without durable storage, or with a loss reported) refuses, for MaxClockDrift after
-// it forgot, every task that may have been created before (see handleStore); until
-// then a new task may not find a majority of replicas.
-func (n *Node) Ready() bool {
-	return n.recoverUntil.IsZero() || !n.now().Before(n.forgotAt.Add(n.cfg.MaxClockDrift))
+// Ready reports whether the node takes new tasks. A node that forgot (without
+// durable storage, or with a loss reported) refuses, for MaxClockDrift after it
+// forgot, every task that may have been created before (see handleStore); until then
+// a new task may not find a majority of replicas. A node that is still learning the
+// queue settings, or cannot write its log, takes none either. NotReady says why.
+func (n *Node) Ready() bool { return n.NotReady() == "" }
+
+// NotReady says why the node is not Ready ("" when it is).
+func (n *Node) NotReady() string {
+	switch {
+	case !n.recoverUntil.IsZero() && n.now().Before(n.forgotAt.Add(n.cfg.MaxClockDrift)):
+		return "starting: waiting out max_clock_drift after losing its memory"
+	case !n.settingsKnown():
+		return "starting: learning the queue settings from the other members"
+	}
+	return ""
+}
+
+// StorageHealth is an optional ability of a durable Storage (net/disk's log has it):
+// Err says why records cannot be made durable now (a full disk, too many open files,
+// a failed fsync), nil while they can. The node then takes no new task, as
+// coordinator (ErrStorage) or replica, and is not Ready. What waits for a sync is
+// acknowledged only if the sync completes; what is durable stays.
+type StorageHealth interface{ Err() error }
+
+// ErrStorage: this node cannot write its log now; nothing was stored.
+var ErrStorage = errors.New("this node cannot write to its disk now: nothing was stored, retry later or through another node")
+
+func (n *Node) storageErr() error {
+	if h, ok := n.env.Storage.(StorageHealth); ok && n.env.Storage.Durable() {
+		if err := h.Err(); err != nil {
+			return fmt.Errorf("%w (%v)", ErrStorage, err)
+		}
+	}
+	return nil
+}
+
+// Ack is an acknowledgement this node counted, from another node or from itself,
+// of something the acknowledger must hold durably by then (with durable storage): a
+// Store (Kind RecTask), a grant (RecGrant: Attempt to Holder), a final state
+// (RecOutcome) or a queue setting (RecSetting). The simulator checks each against
+// the acknowledger's disk (invariant S8).
+type Ack struct {
+	Kind    RecordKind
+	From    NodeID
+	TaskID  string
+	Nonce   uint64
+	Attempt uint64
+	Holder  NodeID
+	Setting *QueueSetting
+}
+
+// AckObserver, when the Env's Observer implements it, is told of every Ack counted.
+type AckObserver interface{ AckCounted(a Ack) }
+
+func (n *Node) ackCounted(a Ack) {
+	if o, ok := n.env.Observer.(AckObserver); ok {
+		o.AckCounted(a)
+	}
 }
 
 // Recovering reports whether the node still acts as one that forgot: inside its

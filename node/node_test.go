@@ -182,7 +182,8 @@ func TestRetryBackoff(t *testing.T) {
 func TestRetryLimitDead(t *testing.T) {
 	q := DefaultQueueConfig()
 	q.Retry.TaskRetryLimit = 2
-	h := newHarness(t, 3, 9, func(c *Config) { c.Queues = map[string]QueueConfig{"limited": q} })
+	h := newHarness(t, 3, 9, nil)
+	h.setQueues(map[string]QueueConfig{"limited": q})
 	h.worker = func(Delivery, int) (int, time.Duration) { return 500, 20 * time.Millisecond }
 	r := h.enqueue("n3", reqQ("limited", 0))
 	h.run(10 * time.Minute)
@@ -211,7 +212,8 @@ func TestAtMostOnce(t *testing.T) {
 		{"200", always200, StateSucceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, 3, 13, func(c *Config) { c.Queues = map[string]QueueConfig{"once": amo} })
+			h := newHarness(t, 3, 13, nil)
+			h.setQueues(map[string]QueueConfig{"once": amo})
 			h.worker = tc.worker
 			r := h.enqueue("n1", reqQ("once", 2*time.Second))
 			h.run(30 * time.Minute)
@@ -587,7 +589,8 @@ func TestRetryAfterDelaysNextAttempt(t *testing.T) {
 func TestRateLimitAcrossNodes(t *testing.T) {
 	q := DefaultQueueConfig()
 	q.Rate, q.BucketSize = 2, 1
-	h := newHarness(t, 5, 17, func(c *Config) { c.Queues = map[string]QueueConfig{"slow": q} })
+	h := newHarness(t, 5, 17, nil)
+	h.setQueues(map[string]QueueConfig{"slow": q})
 	var rs []*enqResult
 	for _, via := range []NodeID{"n1", "n2", "n3", "n4", "n5", "n1", "n2", "n3", "n4", "n5", "n1", "n2"} {
 		rs = append(rs, h.enqueue(via, reqQ("slow", time.Second)))

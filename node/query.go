@@ -1,6 +1,8 @@
 package node
 
 import (
+	"errors"
+	"fmt"
 	"math/bits"
 )
 
@@ -180,6 +182,9 @@ func (n *Node) cancelAnswered(m Message) bool {
 	}
 	op.answered |= 1 << i
 	op.states = append(op.states, m.State)
+	if m.State.Final() {
+		n.ackCounted(Ack{Kind: RecOutcome, From: m.From, TaskID: m.TaskID})
+	}
 	if bits.OnesCount64(op.answered) >= len(op.replicas)/2+1 {
 		delete(n.queries, key)
 		n.finishQuery(op, false)
@@ -194,4 +199,20 @@ func indexOf(list []NodeID, id NodeID) int {
 		}
 	}
 	return -1
+}
+
+// ErrNotDead: only a dead task can be re-queued.
+var ErrNotDead = errors.New("only a dead task can be re-queued")
+
+// RequeueRequest is the enqueue that re-queues a dead task (POST
+// /v1/tasks/{id}/retry, and the simulator's requeue_task): a new task with the dead
+// one's queue, URL, method, headers and body, and no name (the dead task keeps its
+// name until its dedup window ends, and stays as it is, for the record). st is what
+// Lookup found; a task that is not dead gives ErrNotDead.
+func RequeueRequest(st TaskStatus) (EnqueueRequest, error) {
+	if st.State != StateDead || st.Task == nil {
+		return EnqueueRequest{}, fmt.Errorf("%w; this one is %s", ErrNotDead, st.State)
+	}
+	t := st.Task
+	return EnqueueRequest{Queue: t.Queue, URL: t.URL, Method: t.Method, Headers: t.Headers, ContentType: t.ContentType, Body: t.Body}, nil
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"hash/fnv"
+	"slices"
 	"time"
 )
 
@@ -32,7 +33,7 @@ func (n *Node) queue(name string) QueueConfig {
 	if s := n.settings[name]; s != nil {
 		return s.Config
 	}
-	return n.cfg.queue(name)
+	return n.cfg.DefaultQueue
 }
 
 func (n *Node) queuePaused(name string) bool {
@@ -46,7 +47,7 @@ func (n *Node) QueueSetting(name string) (s QueueSetting, ok bool) {
 	if p := n.settings[name]; p != nil {
 		return *p, true
 	}
-	return QueueSetting{Queue: name, Config: n.cfg.queue(name)}, false
+	return QueueSetting{Queue: name, Config: n.cfg.DefaultQueue}, false
 }
 
 // QueueNames lists every queue this node knows: set ones and those of the tasks it
@@ -139,28 +140,146 @@ func (n *Node) handleQueueSet(m Message) {
 	n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur})
 }
 
-// adoptSetting keeps s if it is newer than what this node has.
+// adoptSetting keeps s if it is newer than what this node has, and logs it.
 func (n *Node) adoptSetting(s *QueueSetting) {
+	c, ok := n.keepSetting(s)
+	if !ok {
+		return
+	}
+
+	if !c.PurgedBefore.IsZero() {
+		n.purge(c.Queue, c.PurgedBefore)
+	}
+	if o, ok := n.env.Observer.(QueueObserver); ok {
+		o.QueueChanged(n.cfg.ID, *c)
+	}
+	if n.gossipStop == nil {
+		n.armGossip()
+	}
+}
+
+// keepSetting makes s this node's setting for its queue if it is newer than the one
+// held (a purge, once made, stays), and returns the setting now held.
+func (n *Node) keepSetting(s *QueueSetting) (*QueueSetting, bool) {
 	n.maxVersion = max(n.maxVersion, s.Version)
 	cur := n.settings[s.Queue]
 	if !s.newer(cur) {
-		return
+		return nil, false
 	}
 	c := *s
 	if cur != nil && c.PurgedBefore.Before(cur.PurgedBefore) {
 		c.PurgedBefore = cur.PurgedBefore
 	}
 	n.settings[s.Queue] = &c
-	if !c.PurgedBefore.IsZero() {
-		n.purge(c.Queue, c.PurgedBefore)
+	return &c, true
+}
+
+// --- learning the settings at start ----------------------------------------------
+
+// A node must know a queue's settings before it coordinates, delivers or grants
+// permits for a task of that queue: otherwise it would act under the defaults, and
+// an at-most-once queue would turn at-least-once. A node with durable storage that
+// lost nothing loads them from its log. A node without (or whose log lost records)
+// asks every other member for theirs at start, and until it has heard from all of
+// them, or from a majority once EnqueueTimeout has passed, it is not Ready: it
+// answers enqueues ErrStarting, fires no task and grants no permit (it still stores
+// tasks as a replica: a task carries its delivery mode). A change answered 200 was
+// acknowledged by every member, so any majority includes one that holds it, unless a
+// majority lost their state at once (then the settings are lost, like the tasks).
+
+// ErrStarting: the node is still learning the queue settings from the other members.
+var ErrStarting = errors.New("the node is starting: it is learning the queue settings from the other members; retry shortly")
+
+// settingsSync is the state of the start-up round that learns the settings.
+type settingsSync struct {
+	round    uint64
+	started  time.Time
+	answered map[NodeID]bool
+	// got counts, per member, the settings received in this round (by queue), and
+	// want what its end marker said it sent.
+	got  map[NodeID]map[string]bool
+	want map[NodeID]int
+}
+
+// startSettingsSync asks every other member for its settings, again every
+// pausePoll until done.
+func (n *Node) startSettingsSync() {
+	// The round is the start time: one round per incarnation, and no draw from the
+	// random source (which would shift every ID drawn after it).
+	n.sync = &settingsSync{round: uint64(n.bootTime.UnixNano()) | 1, started: n.now(), answered: map[NodeID]bool{n.cfg.ID: true},
+		got: map[NodeID]map[string]bool{}, want: map[NodeID]int{}}
+	n.askSettings()
+}
+
+func (n *Node) askSettings() {
+	sy := n.sync
+	if sy == nil {
+		return
 	}
-	if o, ok := n.env.Observer.(QueueObserver); ok {
-		o.QueueChanged(n.cfg.ID, c)
+	for _, m := range n.members {
+		if !sy.answered[m] {
+			n.send(Message{Type: MsgQueueSync, To: m, Promised: sy.round})
+		}
 	}
-	if n.gossipStop == nil {
-		n.armGossip()
+	n.env.Clock.AfterFunc(pausePoll, func() {
+		n.input(func() {
+			if n.sync == sy {
+				n.maybeSettingsSynced()
+				n.askSettings()
+			}
+		})
+	})
+}
+
+// handleQueueSync answers a member that is learning the settings: every setting
+// this node holds, then an end marker with their count.
+func (n *Node) handleQueueSync(m Message) {
+	names := sortedKeys(n.settings)
+	for _, name := range names {
+		n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Setting: n.settings[name]})
+	}
+	n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Retries: len(names)})
+}
+
+func (n *Node) handleQueueSyncResp(m Message) {
+	sy := n.sync
+	if sy == nil || m.Promised != sy.round || sy.answered[m.From] || !slices.Contains(n.members, m.From) {
+		return
+	}
+	if s := m.Setting; s != nil {
+		if s.Config.Validate() != nil {
+			return
+		}
+		n.adoptSetting(s)
+		if sy.got[m.From] == nil {
+			sy.got[m.From] = map[string]bool{}
+		}
+		sy.got[m.From][s.Queue] = true
+	} else {
+		sy.want[m.From] = max(m.Retries, 0)
+	}
+	if w, ok := sy.want[m.From]; ok && len(sy.got[m.From]) >= w {
+		sy.answered[m.From] = true
+		n.maybeSettingsSynced()
 	}
 }
+
+// maybeSettingsSynced ends the round once every member answered, or a majority did
+// and EnqueueTimeout has passed.
+func (n *Node) maybeSettingsSynced() {
+	sy := n.sync
+	if sy == nil {
+		return
+	}
+	all := len(sy.answered) == len(n.members)
+	majority := len(sy.answered) >= len(n.members)/2+1 && !n.now().Before(sy.started.Add(n.cfg.EnqueueTimeout))
+	if all || majority {
+		n.sync = nil
+	}
+}
+
+// settingsKnown reports whether the node knows the queue settings (see above).
+func (n *Node) settingsKnown() bool { return n.sync == nil }
 
 func (n *Node) handleQueueSetResp(m Message) {
 	s := m.Setting
@@ -170,6 +289,7 @@ func (n *Node) handleQueueSetResp(m Message) {
 	for _, op := range n.setOps {
 		if op.setting.Queue == s.Queue && !op.setting.newer(s) {
 			op.acks[m.From] = true
+			n.ackCounted(Ack{Kind: RecSetting, From: m.From, Setting: s})
 			if len(op.acks) == len(n.members) {
 				n.finishSet(op, nil)
 			}
@@ -246,6 +366,12 @@ func (n *Node) handlePermit(m Message) {
 	q := n.queue(m.Queue)
 	resp := Message{Type: MsgPermitResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
 	now := n.now()
+	if !n.settingsKnown() {
+		// A token node that does not know the queue's limits yet grants nothing.
+		resp.Lease = pausePoll
+		n.send(resp)
+		return
+	}
 	// Permits live in memory only, even with durable storage: after any start this
 	// node may have forgotten permits it gave before, so a concurrency cap waits
 	// until they have lapsed. (A rate alone needs no wait: the bucket starts empty,

@@ -82,7 +82,7 @@ func TestLossCountsFromTheTimeReported(t *testing.T) {
 	h.restart("n2")
 	h.crash("n3")
 	h.restart("n3")
-	h.now = bootAt.Add(500 * time.Millisecond)
+	h.run(-500 * time.Millisecond) // they learn the queue settings from n1 meanwhile
 
 	require.True(t, h.node("n2").Ready(), "the loss is 11 s old: past MaxClockDrift")
 	require.False(t, h.node("n3").Ready(), "n3 forgot at its start, half a second ago")

@@ -121,12 +121,14 @@ const (
 	MsgPermitDone                       // claimant → token node: Attempt of TaskID ended; free its slot
 	MsgList                             // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
 	MsgListResp                         // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
+	MsgQueueSync                        // starting node → member: send me your queue settings (Promised = round)
+	MsgQueueSyncResp                    // member → starting node: one Setting, or the end (Setting nil, Retries = settings sent)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgListResp
+const MaxMsgType = MsgQueueSyncResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {

@@ -88,8 +88,10 @@ type checker struct {
 	crashedAt  []int64 // per node: last crash, -1
 
 	queues    map[string]*queueModel
-	members   []node.NodeID // sorted, as the nodes sort them
-	driftRate float64       // clocks.max_drift: how much faster a token node may refill
+	puts      []*putRec                         // clients' setting changes, in issue order (Q6)
+	held      map[node.NodeID]map[string]uint64 // newest setting version held, per member and queue (Q6)
+	members   []node.NodeID                     // sorted, as the nodes sort them
+	driftRate float64                           // clocks.max_drift: how much faster a token node may refill
 }
 
 const maxKeptViolations = 50
@@ -108,6 +110,7 @@ func newChecker(w *world) *checker {
 		c.dedupWindow = time.Hour // node.Config's default
 	}
 	c.queues = map[string]*queueModel{}
+	c.held = map[node.NodeID]map[string]uint64{}
 	for _, q := range w.sc.Workload.Queues {
 		cfg := q.config()
 		m := &queueModel{cfg: cfg, retry: cfg.Retry, retryKnown: true, pausedSince: -1, lastResume: -1}
@@ -153,7 +156,7 @@ func (c *checker) rec(t *node.Task) *taskRec {
 // time: accepting a second task with a name while an earlier one is kept (not yet
 // forgotten after its dedup window) is a violation, unless replicas of the earlier
 // one lost their state (then nobody can know the name was taken).
-func (c *checker) enqueueAcked(t *node.Task) {
+func (c *checker) enqueueAcked(t *node.Task, sentAt int64) {
 	r := c.tasks[keyOf(t)]
 	if r == nil {
 		panic("sim: a task was acknowledged that no replica reported storing: " + t.ID)
@@ -163,6 +166,7 @@ func (c *checker) enqueueAcked(t *node.Task) {
 	}
 	r.acked = true
 	c.acked++
+	c.checkQ6AtEnqueue(t, sentAt)
 	if t.Name == "" {
 		return
 	}
@@ -242,6 +246,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 		c.checkAfterSuccess(r, s, d.Attempt)
 	}
 	c.checkQueue(r, s, d)
+	c.checkQ6AtDelivery(s, d)
 	r.deliveries = append(r.deliveries, id)
 	r.active++
 	return id
@@ -323,6 +328,7 @@ func (c *checker) crashed(s *simNode) {
 	c.crashedAt[s.idx] = c.w.now
 	if s.disk == nil {
 		c.forget(s, nil, nil)
+		c.settingsForgotten(s)
 	}
 }
 
@@ -339,6 +345,7 @@ func (c *checker) recovered(s *simNode) {
 		final[id] = true
 	}
 	c.forget(s, stored, final)
+	c.settingsForgotten(s)
 }
 
 // forget makes s forget every task it does not hold in stored, and the final state
@@ -443,6 +450,7 @@ type queueModel struct {
 }
 
 func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
+	c.settingHeld(id, set)
 	q := c.queues[set.Queue]
 	if q == nil || node.TokenNode(c.members, set.Queue) != id {
 		return

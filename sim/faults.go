@@ -4,15 +4,13 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/miyamotohq/miyamoto/node"
 )
 
 // applyFault starts fault f now; it reverts after f.Duration (or at the liveness
 // phase when Duration is 0).
 func (w *world) applyFault(f FaultEvent) {
-	if strings.HasSuffix(f.Kind, "_queue") {
-		w.changeQueue(f)
+	if managementKinds[f.Kind] {
+		w.manage(f)
 		return
 	}
 	if w.liveness {
@@ -247,49 +245,5 @@ func (sw *swarm) next() {
 			w.applyFault(f)
 		}
 		sw.next()
-	})
-}
-
-// changeQueue makes a client's settings change (set, pause or resume) through a
-// random live node. A pause counts for the checker from when every member
-// acknowledged it; a resume from when it was asked.
-func (w *world) changeQueue(f FaultEvent) {
-	var live []*simNode
-	for _, s := range w.nodes {
-		if s.up && !s.paused {
-			live = append(live, s)
-		}
-	}
-	if len(live) == 0 {
-		w.after(time.Second, func() { w.changeQueue(f) })
-		return
-	}
-	s := live[w.rngFault.IntN(len(live))]
-	cur, _ := s.n.QueueSetting(f.Queue)
-	cfg, paused := cur.Config, cur.Paused
-	switch f.Kind {
-	case "set_queue":
-		cfg = f.Settings.config()
-	case "pause_queue":
-		paused = true
-	case "resume_queue":
-		paused = false
-		w.check.queueResumed(f.Queue)
-	}
-	if w.trace != nil {
-		w.trace.fault(w.now, f.Kind, f.Queue+" via "+string(s.id))
-	}
-	askedAt := w.now
-	s.n.SetQueue(f.Queue, cfg, paused, func(set node.QueueSetting, err error) {
-		if err == nil && set.Paused {
-			w.check.queuePaused(f.Queue, askedAt)
-		}
-		if w.trace != nil {
-			res := "acknowledged by every member"
-			if err != nil {
-				res = err.Error()
-			}
-			w.trace.fault(w.now, f.Kind+"_answer", f.Queue+": "+res)
-		}
 	})
 }

@@ -36,7 +36,8 @@ type Result struct {
 	Acked    int // tasks acknowledged to the client
 	// NameRefused counts enqueues refused because another task had their name.
 	NameRefused int
-	// FullRefused counts enqueues refused under the admission limits (503 full).
+	// FullRefused counts enqueues refused with a 503: the admission limits (full),
+	// a node still starting, or one whose disk cannot write.
 	FullRefused int
 	Deliveries  int
 	Succeeded   int // acknowledged tasks that ended succeeded
@@ -149,6 +150,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		w.at(int64(f.At), func() { w.applyFault(f) })
 	}
 	wl := w.startWorkload()
+	w.wl = wl
 	safetyEnd := int64(sc.Duration)
 	hardEnd := safetyEnd + int64(sc.LivenessBound)
 	w.at(safetyEnd, w.beginLiveness)
@@ -297,7 +299,8 @@ type workload struct {
 	w          *world
 	sent       int
 	duplicates int // enqueues refused because their name was taken
-	full       int // enqueues refused under the admission limits (503 full)
+	full       int // enqueues refused with a 503: full, starting, or a disk that cannot write
+	requeued   int // re-queues of dead tasks (requeue_task), counted in sent
 	answered   int
 	weights    float64
 	remaining  int
@@ -310,12 +313,16 @@ func (w *world) startWorkload() *workload {
 	for _, q := range w.sc.Workload.Queues {
 		wl.weights += q.Weight
 	}
-	if wl.remaining > 0 {
-		// A node that starts without durable storage takes only tasks surely created
-		// after its start (node.Config.RecoveryWait), so clients begin once that
-		// window, max_clock_drift, has passed on every clock.
-		w.at(int64(w.sc.Cluster.MaxClockDrift)+int64(w.sc.Clocks.MaxOffset)+int64(time.Millisecond), wl.next)
-	}
+	// Clients begin once the queues are set up (their PUTs answered), and once a
+	// node that starts without durable storage takes tasks: it takes only tasks
+	// surely created after its start (node.Config.RecoveryWait), so after
+	// max_clock_drift has passed on every clock.
+	earliest := int64(w.sc.Cluster.MaxClockDrift) + int64(w.sc.Clocks.MaxOffset) + int64(time.Millisecond)
+	w.setUpQueues(func() {
+		if wl.remaining > 0 {
+			w.at(earliest, wl.next)
+		}
+	})
 	return wl
 }
 
@@ -367,9 +374,21 @@ func (wl *workload) send() {
 	if nm := w.sc.Workload.Names; nm != nil && w.rngWork.Float64() < nm.Fraction {
 		req.Name = fmt.Sprintf("name-%d", w.rngWork.IntN(nm.Pool))
 	}
+	wl.submit(s, req, n)
+}
+
+// submit sends one enqueue request through s, as a client: request n of the
+// workload, or -1 for a re-queue (not counted in workload.tasks).
+func (wl *workload) submit(s *simNode, req node.EnqueueRequest, n int) {
+	w := wl.w
+	if n < 0 {
+		wl.requeued++
+		wl.sent++
+	}
 	if w.trace != nil {
 		w.trace.enqueue(w.now, s.id, "enqueue", "", n)
 	}
+	sentAt := w.now
 	answered, gaveUp := false, false
 	s.n.Enqueue(req, func(r node.EnqueueResult) {
 		if answered {
@@ -382,10 +401,10 @@ func (wl *workload) send() {
 		var dup *node.DuplicateNameError
 		switch {
 		case r.Err == nil:
-			w.check.enqueueAcked(r.Task)
+			w.check.enqueueAcked(r.Task, sentAt)
 		case errors.As(r.Err, &dup):
 			wl.duplicates++
-		case errors.Is(r.Err, node.ErrNodeFull) || errors.Is(r.Err, node.ErrQueueFull):
+		case errRefused(r.Err):
 			wl.full++
 		}
 		if w.trace != nil {

@@ -171,8 +171,10 @@ type FaultEvent struct {
 	Nodes    []string `json:"nodes,omitempty"`
 	Duration Duration `json:"duration,omitempty"` // 0: until the liveness phase
 	Value    float64  `json:"value,omitempty"`    // probability for drop/duplicate/reorder
-	// Queue and Settings, for set_queue, pause_queue and resume_queue: the change is
-	// made through one live node, like a client's PUT /v1/queues/{queue}.
+	// Queue and Settings, for set_queue, pause_queue, resume_queue and purge_queue:
+	// the change is made through one live node, like a client's PUT
+	// /v1/queues/{queue}. cancel_task and requeue_task draw a task of Queue (any
+	// queue when empty).
 	Queue    string     `json:"queue,omitempty"`
 	Settings *QueueSpec `json:"settings,omitempty"`
 }
@@ -218,6 +220,9 @@ var FaultKinds = map[string]string{
 	"set_queue":    "change Queue's settings to Settings through a random live node (not a fault: a client's PUT)",
 	"pause_queue":  "pause Queue through a random live node",
 	"resume_queue": "resume Queue through a random live node",
+	"purge_queue":  "purge Queue through a random live node (cancels its tasks created before now)",
+	"cancel_task":  "cancel a random acknowledged task that is not final (of Queue, when given) through a random live node",
+	"requeue_task": "re-queue a random dead task (of Queue, when given) through a random live node, as POST /v1/tasks/{id}/retry does",
 }
 
 // diskFaults are the kinds that need durable storage.
@@ -507,7 +512,11 @@ func (sc *Scenario) Validate() error {
 			if f.Value <= 0 || f.Value > 60 {
 				bad(field+".value", "disk_slow takes the most extra seconds per group commit, above 0 and at most 60, not %g", f.Value)
 			}
-		case "set_queue", "pause_queue", "resume_queue":
+		case "cancel_task", "requeue_task":
+			if f.Queue != "" && !seen[f.Queue] {
+				bad(field+".queue", "must be empty (any queue) or name a queue of workload.queues, not %q", f.Queue)
+			}
+		case "set_queue", "pause_queue", "resume_queue", "purge_queue":
 			if !seen[f.Queue] {
 				bad(field+".queue", "must name a queue of workload.queues, not %q", f.Queue)
 			}
@@ -525,7 +534,7 @@ func (sc *Scenario) Validate() error {
 			bad("faults.swarm.kinds", "must list at least one kind")
 		}
 		for _, k := range s.Kinds {
-			if _, ok := FaultKinds[k]; !ok || strings.HasSuffix(k, "_queue") {
+			if _, ok := FaultKinds[k]; !ok || managementKinds[k] {
 				bad("faults.swarm.kinds", "unknown fault kind %q", k)
 			} else if diskFaults[k] && c.Storage != "durable" {
 				bad("faults.swarm.kinds", "%s needs cluster.storage durable", k)

@@ -34,7 +34,7 @@ type Summary struct {
 	// NameRefused counts enqueues refused because their name was taken (409);
 	// NamesExcused names accepted twice after state loss (Q3's exception).
 	NameRefused, NamesExcused int
-	FullRefused               int // enqueues refused under the admission limits (503 full)
+	FullRefused               int // enqueues refused with a 503 (full, starting, disk)
 	SimTime                   time.Duration
 	Events                    uint64
 	Wall                      time.Duration // elapsed for the whole sweep

@@ -34,6 +34,7 @@ type world struct {
 	stopped  bool
 
 	check *checker
+	wl    *workload
 	trace *tracer
 }
 
@@ -135,6 +136,8 @@ func (c simClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 type simObserver struct{ s *simNode }
 
+func (o simObserver) AckCounted(a node.Ack) { o.s.w.check.ackCounted(o.s, a) }
+
 func (o simObserver) QueueChanged(id node.NodeID, set node.QueueSetting) {
 	o.s.w.check.queueChanged(id, set)
 }
@@ -155,10 +158,6 @@ func (w *world) newNodeConfig(s *simNode) node.Config {
 	for i, o := range w.nodes {
 		members[i] = o.id
 	}
-	queues := map[string]node.QueueConfig{}
-	for _, q := range w.sc.Workload.Queues {
-		queues[q.Name] = q.config()
-	}
 	return node.Config{
 		ID:            s.id,
 		Members:       members,
@@ -169,7 +168,6 @@ func (w *world) newNodeConfig(s *simNode) node.Config {
 		DedupWindow:   c.DedupWindow.D(),
 		Protocol:      w.proto,
 		ClaimQuorum:   c.ClaimQuorum,
-		Queues:        queues,
 
 		MaxPending:      c.MaxPending,
 		MaxQueuePending: c.MaxQueuePending,

@@ -156,7 +156,7 @@ func printSummary(w io.Writer, s *sim.Summary, verbose bool) {
 		s.Scenario, verdict, expect, s.Seeds, s.Tasks, s.Enqueued, s.Deliveries, s.Excused, s.Violating, s.Lost,
 		s.SimTime.Round(1e6), s.Wall.Round(1e6), s.EventsPerSecond(), s.Speedup())
 	if s.FullRefused > 0 {
-		fmt.Fprintf(w, "  admission limits: %d enqueues refused as full (503)\n", s.FullRefused)
+		fmt.Fprintf(w, "  refused: %d enqueues answered 503 (full, starting, or a disk that cannot write)\n", s.FullRefused)
 	}
 	if s.NameRefused > 0 || s.NamesExcused > 0 {
 		fmt.Fprintf(w, "  task names: %d enqueues refused as duplicates (409), %d names accepted twice after state loss (excused)\n", s.NameRefused, s.NamesExcused)

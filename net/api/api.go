@@ -342,15 +342,14 @@ func (s *server) retryTask(w http.ResponseWriter, r *http.Request) {
 		writeNodeError(w, err)
 		return
 	}
-	if st.State != node.StateDead {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": "only a dead task can be re-queued; this one is " + st.State.String(), "field": "id", "id": id, "state": st.State.String()})
+	req, err := node.RequeueRequest(st)
+	if err != nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "field": "id", "id": id, "state": st.State.String()})
 		return
 	}
-	t := st.Task
-	if !s.checkURL(ctx, w, t.URL) {
+	if !s.checkURL(ctx, w, req.URL) {
 		return
 	}
-	req := node.EnqueueRequest{Queue: t.Queue, URL: t.URL, Method: t.Method, Headers: t.Headers, ContentType: t.ContentType, Body: t.Body}
 	newID, err := s.b.Enqueue(ctx, req)
 	if err != nil {
 		writeNodeError(w, err)

@@ -1,0 +1,190 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Management reaches simulated nodes as it reaches the daemon: a client's request,
+// made at a time the scenario sets, through a random live node, by the same node
+// inputs the HTTP API uses (SetQueue after QueueSetting for PUT, pause and resume;
+// PurgeQueue; Cancel; Lookup then Enqueue of node.RequeueRequest for a re-queue).
+// Nothing the API can change is handed to a node as configuration: a queue's
+// settings in workload.queues are a PUT made at the start of the run, repeated until
+// it is answered 200, and clients begin only then.
+
+// managementKinds are the scenario events that are clients' requests, not faults.
+var managementKinds = map[string]bool{
+	"set_queue": true, "pause_queue": true, "resume_queue": true, "purge_queue": true,
+	"cancel_task": true, "requeue_task": true,
+}
+
+// liveNode draws a node that is up and not paused (nil: none).
+func (w *world) liveNode() *simNode {
+	var live []*simNode
+	for _, s := range w.nodes {
+		if s.up && !s.paused {
+			live = append(live, s)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	return live[w.rngFault.IntN(len(live))]
+}
+
+// manage makes the client request f through a random live node (waiting a second
+// for one when none is).
+func (w *world) manage(f FaultEvent) { w.manageThen(f, nil) }
+
+// manageThen is manage, then done(ok) once the request was answered (set, pause,
+// resume and purge: ok when every member acknowledged).
+func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
+	s := w.liveNode()
+	if s == nil {
+		w.after(time.Second, func() { w.manageThen(f, done) })
+		return
+	}
+	via := " via " + string(s.id)
+	switch f.Kind {
+	case "set_queue", "pause_queue", "resume_queue", "purge_queue":
+		cur, _ := s.n.QueueSetting(f.Queue)
+		cfg, paused := cur.Config, cur.Paused
+		switch f.Kind {
+		case "set_queue":
+			cfg = f.Settings.config()
+		case "pause_queue":
+			paused = true
+		case "resume_queue":
+			paused = false
+			w.check.queueResumed(f.Queue)
+		}
+		if w.trace != nil {
+			w.trace.fault(w.now, f.Kind, f.Queue+via)
+		}
+		put := w.check.putIssued(f.Queue)
+		answer := func(set node.QueueSetting, err error) {
+			w.check.putAnswered(put, set, err == nil)
+			if err == nil && set.Paused && f.Kind != "purge_queue" {
+				w.check.queuePaused(f.Queue, put.issued)
+			}
+			if w.trace != nil {
+				res := "acknowledged by every member"
+				if err != nil {
+					res = err.Error()
+				}
+				w.trace.fault(w.now, f.Kind+"_answer", f.Queue+": "+res)
+			}
+			if done != nil {
+				done(err == nil)
+			}
+		}
+		if f.Kind == "purge_queue" {
+			s.n.PurgeQueue(f.Queue, answer)
+		} else {
+			s.n.SetQueue(f.Queue, cfg, paused, answer)
+		}
+	case "cancel_task":
+		r := w.check.pickTask(w.rngFault, f.Queue, func(r *taskRec) bool { return r.finalAt < 0 })
+		if r == nil {
+			return
+		}
+		if w.trace != nil {
+			w.trace.fault(w.now, f.Kind, r.task.ID+via)
+		}
+		s.n.Cancel(r.task.ID, func(st node.TaskState, err error) {
+			if w.trace != nil {
+				res := st.String()
+				if err != nil {
+					res = err.Error()
+				}
+				w.trace.fault(w.now, f.Kind+"_answer", r.task.ID+": "+res)
+			}
+		})
+	case "requeue_task":
+		r := w.check.pickTask(w.rngFault, f.Queue, func(r *taskRec) bool { return r.finalState == node.StateDead })
+		if r == nil {
+			return
+		}
+		if w.trace != nil {
+			w.trace.fault(w.now, f.Kind, r.task.ID+via)
+		}
+		inc := s.incarnation
+		s.n.Lookup(r.task.ID, func(st node.TaskStatus, err error) {
+			if err == nil {
+				var req node.EnqueueRequest
+				if req, err = node.RequeueRequest(st); err == nil {
+					// The client sends the re-queue as its next request, not from
+					// inside the node's answer.
+					w.after(0, func() {
+						if s.up && s.incarnation == inc && !s.paused {
+							w.wl.submit(s, req, -1)
+						}
+					})
+				}
+			}
+			if err != nil && w.trace != nil {
+				w.trace.fault(w.now, f.Kind+"_answer", r.task.ID+": "+err.Error())
+			}
+		})
+	}
+}
+
+// setUpQueues makes, at the start, the PUT of every queue of workload.queues whose
+// settings are not the defaults, repeating each until every member acknowledged it,
+// then calls then.
+func (w *world) setUpQueues(then func()) {
+	pending := 0
+	for _, q := range w.sc.Workload.Queues {
+		if q.config() == node.DefaultQueueConfig() {
+			continue
+		}
+		pending++
+		qs := q
+		f := FaultEvent{Kind: "set_queue", Queue: q.Name, Settings: &qs}
+		var try func()
+		try = func() {
+			w.manageThen(f, func(ok bool) {
+				if !ok {
+					w.after(time.Second, try)
+					return
+				}
+				if pending--; pending == 0 {
+					then()
+				}
+			})
+		}
+		try()
+	}
+	if pending == 0 {
+		then()
+	}
+}
+
+// errRefused tells the enqueue errors that mean "nothing was stored, retry": the
+// node (or a majority of replicas) is full, starting, or cannot write its disk.
+func errRefused(err error) bool {
+	return errors.Is(err, node.ErrNodeFull) || errors.Is(err, node.ErrQueueFull) ||
+		errors.Is(err, node.ErrStarting) || errors.Is(err, node.ErrStorage)
+}
+
+// pickTask draws an acknowledged task (of queue, when not empty) that ok accepts.
+func (c *checker) pickTask(r interface{ IntN(int) int }, queue string, ok func(*taskRec) bool) *taskRec {
+	var cands []*taskRec
+	for _, t := range c.order {
+		if t.acked && (queue == "" || t.task.Queue == queue) && ok(t) {
+			cands = append(cands, t)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[r.IntN(len(cands))]
+}
+
+func (p *putRec) String() string {
+	return fmt.Sprintf("PUT %s issued at %s", p.queue, time.Duration(p.issued))
+}
