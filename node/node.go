@@ -195,6 +195,7 @@ func (n *Node) Start() error {
 		if len(n.members) > 1 {
 			n.forgotAt = n.bootTime
 			n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
+			n.startSettingsSync()
 		}
 		return nil
 	}
@@ -220,6 +221,8 @@ func (n *Node) Start() error {
 		n.replay(r)
 	}
 	if lossy {
+		// The settings in the log may lack changes it acknowledged: learn them again.
+		n.startSettingsSync()
 		for _, e := range n.tasks {
 			// An at-most-once grant never expires, so no wait makes up for one we
 			// may have forgotten: never grant nor claim such a task again.
@@ -257,6 +260,12 @@ func (n *Node) Start() error {
 
 // replay applies one durable record at start.
 func (n *Node) replay(r Record) {
+	if r.Kind == RecSetting {
+		if r.Setting != nil {
+			n.keepSetting(r.Setting)
+		}
+		return
+	}
 	if r.Kind == RecTask {
 		if _, ok := n.tasks[r.Task.ID]; !ok {
 			n.tasks[r.Task.ID] = n.newEntry(r.Task) // counted by recount at the end of Start

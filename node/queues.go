@@ -137,7 +137,10 @@ func (n *Node) handleQueueSet(m Message) {
 	}
 	n.adoptSetting(s)
 	cur := n.settings[s.Queue]
-	n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur})
+	// Invariant: a member acknowledges a setting only once its record is durable, so
+	// that a change answered 200 (every member acknowledged) survives a power loss of
+	// every member: an at-most-once queue never turns at-least-once.
+	n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur}) })
 }
 
 // adoptSetting keeps s if it is newer than what this node has, and logs it.
@@ -145,6 +148,9 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 	c, ok := n.keepSetting(s)
 	if !ok {
 		return
+	}
+	if n.env.Storage.Durable() {
+		n.env.Storage.Append(Record{Kind: RecSetting, Setting: c})
 	}
 
 	if !c.PurgedBefore.IsZero() {
