@@ -136,6 +136,9 @@ func (n *Node) handleClaim(m Message) {
 		// that restarted and claims the same attempt anew has another round number
 		// and is refused: it may have delivered already.
 		resp.Granted = true
+		resp.Retries = max(resp.Retries, retriesOf(e))
+		n.afterSync(func() { n.send(resp) })
+		return
 	case n.recovering() && !n.bornAfterForgetting(e.task):
 		// Invariant: a node that may have lost its memory grants nothing for a task it
 		// may have granted before its start until every lease it could have given is
@@ -458,7 +461,7 @@ func (n *Node) handleOutcome(m Message) {
 		n.adoptFinal(e, m.State, ack)
 		return
 	}
-	ack()
+	n.afterSync(ack)
 }
 
 // adoptFinal records a final state another replica reached, durably, then runs then.

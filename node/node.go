@@ -426,6 +426,10 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		reply(EnqueueResult{Err: ErrStarting})
 		return
 	}
+	if err := n.storageErr(); err != nil {
+		reply(EnqueueResult{Err: err})
+		return
+	}
 	if err := ValidateRequest(&req); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
@@ -571,7 +575,7 @@ func (n *Node) handleStore(m Message) {
 		// A duplicate Store (the coordinator resends until it hears back): answer only
 		// once the first copy's record is durable. Invariant: no Store is acknowledged
 		// before its task is synced, even when the request is repeated.
-		n.ackStore(m)
+		n.afterSync(func() { n.ackStore(m) })
 		return
 	}
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
@@ -581,7 +585,7 @@ func (n *Node) handleStore(m Message) {
 		n.adoptFinal(e, StateCancelled, func() { n.ackStore(m) })
 		return
 	}
-	if err := n.admit(t); err != nil {
+	if err := n.admit(t); err != nil || n.storageErr() != nil {
 		// Full under the limits, or unable to write its log (a full disk, a failed
 		// fsync): this replica takes no new task.
 		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectFull})
@@ -773,6 +777,8 @@ func (n *Node) NotReady() string {
 		return "starting: waiting out max_clock_drift after losing its memory"
 	case !n.settingsKnown():
 		return "starting: learning the queue settings from the other members"
+	case n.storageErr() != nil:
+		return n.storageErr().Error()
 	}
 	return ""
 }
