@@ -10,7 +10,7 @@
 //	POST   /v1/queues/{q}/pause, /resume, /purge
 //	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks held here, paged
 //	GET    /metrics          counters in the Prometheus text format
-//	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 "starting" before
+//	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 {"status": "starting"|"unavailable", "reason"} otherwise
 //
 // Errors are JSON objects {"error": "...", "field": "..."} with a 4xx code naming
 // the field at fault, or 503 when the cluster could not answer in time (with a
@@ -69,8 +69,9 @@ type Backend interface {
 	Lookup(ctx context.Context, id string) (node.TaskStatus, error)
 	Cancel(ctx context.Context, id string) (node.TaskState, error)
 	Cluster() Cluster
-	// Ready reports whether the node takes new tasks (false while it starts).
-	Ready(ctx context.Context) bool
+	// NotReady says why the node takes no new task now ("" when it does): it is
+	// starting, learning the queue settings, or its disk cannot write.
+	NotReady(ctx context.Context) string
 	// WriteMetrics writes the node's metrics in the Prometheus text format.
 	WriteMetrics(w io.Writer)
 }
@@ -201,9 +202,13 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if !s.b.Ready(ctx) {
+		if why := s.b.NotReady(ctx); why != "" {
 			setRetryAfter(w, time.Second)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+			status := "starting"
+			if !strings.HasPrefix(why, "starting") {
+				status = "unavailable"
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": status, "reason": why})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -458,6 +463,10 @@ var sentinels = []struct {
 	// pending tasks: nothing was stored.
 	{err: node.ErrNodeFull, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "full"},
 	{err: node.ErrQueueFull, code: http.StatusServiceUnavailable, retryAfter: time.Second, field: "queue", status: "full"},
+	// The node is learning the queue settings, or cannot write its disk: nothing
+	// was stored; another node (or this one, a little later) takes it.
+	{err: node.ErrStarting, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "starting"},
+	{err: node.ErrStorage, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "unavailable"},
 }
 
 // writeNodeError maps the node's errors to HTTP answers.

@@ -49,7 +49,7 @@ func (f *fakeBackend) Cancel(_ context.Context, id string) (node.TaskState, erro
 	return node.StateCancelled, nil
 }
 
-func (f *fakeBackend) Ready(context.Context) bool { return true }
+func (f *fakeBackend) NotReady(context.Context) string { return "" }
 
 func (f *fakeBackend) WriteMetrics(w io.Writer) { io.WriteString(w, "miyamoto_up 1\n") }
 

@@ -491,12 +491,12 @@ func (b backend) ListTasks(ctx context.Context, queue string, state node.TaskSta
 // maxCounted bounds the tasks GET /v1/queues counts per queue.
 const maxCounted = 100000
 
-func (b backend) Ready(ctx context.Context) bool {
-	ready := false
-	if err := b.d.drv.Do(ctx, func(n *node.Node) { ready = n.Ready() }); err != nil {
-		return false
+func (b backend) NotReady(ctx context.Context) string {
+	why := ""
+	if err := b.d.drv.Do(ctx, func(n *node.Node) { why = n.NotReady() }); err != nil {
+		return "the node did not answer: " + err.Error()
 	}
-	return ready
+	return why
 }
 
 func (b backend) Cluster() api.Cluster {
@@ -529,7 +529,14 @@ func (b backend) WriteMetrics(w io.Writer) {
 	if b.d.store != nil {
 		st := b.d.store.Stats()
 		_, lost := b.d.store.LostSince()
-		ds = &metrics.DiskStat{Syncs: st.Syncs, Fsyncs: st.Fsyncs, Bytes: st.Bytes, Compactions: st.Compactions, Lost: lost}
+		ds = &metrics.DiskStat{Syncs: st.Syncs, Fsyncs: st.Fsyncs, Bytes: st.Bytes, Compactions: st.Compactions, Retries: st.Retries, Lost: lost}
+		switch err := b.d.store.Err(); {
+		case err == nil:
+		case errors.Is(err, disk.ErrRetrying):
+			ds.Error = 1
+		default:
+			ds.Error = 2
+		}
 	}
 	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, ds)
 }

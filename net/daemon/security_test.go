@@ -226,9 +226,8 @@ func TestClusterSecretWired(t *testing.T) {
 		shutdownAtEnd(t, d)
 		bases[id] = "http://" + d.HTTPAddr()
 	}
-	for _, id := range ids {
-		waitHealthy(t, bases[id])
-	}
+	waitHealthy(t, bases["n1"])
+	waitHealthy(t, bases["n2"])
 	type cluster struct {
 		Members []struct {
 			ID        string `json:"id"`
@@ -253,7 +252,12 @@ func TestClusterSecretWired(t *testing.T) {
 	w := newWorker(t, 0)
 	id := enqueue(t, bases["n1"], url.Values{"task.url": {w.srv.URL}})
 	w.waitFor(t, id, 15*time.Second)
-	// n3 can reach no majority: its enqueues time out (503) rather than succeed.
+	// n3 can reach no majority: it cannot even learn the queue settings, so it is
+	// not healthy and its enqueues are refused (503) rather than stored.
+	resp, err := http.Get(bases["n3"] + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "a node that reaches no majority is not healthy")
 	code, out, _ := post(t, bases["n3"], "", url.Values{"task.url": {w.srv.URL}})
 	require.Equal(t, http.StatusServiceUnavailable, code, "%v", out)
 }

@@ -52,8 +52,12 @@ func (m *Node) Enqueued(err error) {
 
 // DiskStat is the log's counters and state, as net/disk reports them.
 type DiskStat struct {
-	Syncs, Fsyncs, Bytes, Compactions uint64
-	Lost                              bool // the LOST marker is present
+	Syncs, Fsyncs, Bytes, Compactions, Retries uint64
+	Lost                                       bool // the LOST marker is present
+	// Error is 1 while the log is retrying a full disk or too many open files
+	// (writes wait), 2 once a failed write or fsync stopped it (restart the node),
+	// 0 while it is healthy.
+	Error int
 }
 
 var classes = [...]string{"2xx", "3xx", "4xx", "5xx", "error", "other"}
@@ -101,6 +105,10 @@ func (m *Node) Write(w io.Writer, self string, peers []PeerStat, disk *DiskStat)
 		}
 		fmt.Fprintf(w, "# HELP miyamoto_disk_lost Whether the log may lack records it acknowledged (LOST marker: the node still acts as one that forgot).\n# TYPE miyamoto_disk_lost gauge\n")
 		fmt.Fprintf(w, "miyamoto_disk_lost{node=%q} %d\n", self, lost)
+		fmt.Fprintf(w, "# HELP miyamoto_disk_retries_total Group commits that failed with a full disk or too many open files and were tried again.\n# TYPE miyamoto_disk_retries_total counter\n")
+		fmt.Fprintf(w, "miyamoto_disk_retries_total{node=%q} %d\n", self, disk.Retries)
+		fmt.Fprintf(w, "# HELP miyamoto_disk_error 0: the log writes; 1: it retries a full disk or too many open files (no new task is taken); 2: a failed write or fsync stopped it (restart the node).\n# TYPE miyamoto_disk_error gauge\n")
+		fmt.Fprintf(w, "miyamoto_disk_error{node=%q} %d\n", self, disk.Error)
 	}
 	fmt.Fprintf(w, "# HELP miyamoto_task_transitions_total Tasks entering each state on this node.\n# TYPE miyamoto_task_transitions_total counter\n")
 	for s := node.StateScheduled; s <= node.StateCancelled; s++ {
