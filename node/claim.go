@@ -117,6 +117,8 @@ func (n *Node) handleClaim(m Message) {
 	e := n.tasks[m.TaskID]
 	resp := Message{Type: MsgClaimResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
 	switch {
+	case e == nil && m.Task != nil && n.mayHaveForgotten(m.Task):
+		resp.Reject = RejectForgotten
 	case e == nil && n.recovering():
 		resp.Reject = RejectRecovering
 	case e == nil:
@@ -220,6 +222,12 @@ func (n *Node) handleClaimResp(m Message) {
 	if m.Reject == RejectFinal {
 		e.lastStatus = m.Status
 		n.adoptFinal(e, m.State, func() {})
+		return
+	}
+	if m.Reject == RejectForgotten && !e.delivering {
+		// A replica finished this task and forgot it after its dedup window: it is
+		// over, and its outcome is known nowhere any more.
+		n.adoptFinal(e, StateUnknown, func() {})
 		return
 	}
 	if e.claiming == 0 || e.delivering || m.Attempt != e.claiming {

@@ -2,9 +2,27 @@ package node
 
 import "time"
 
+// mayHaveForgotten reports whether t may be a task this node forgot after its dedup
+// window (see forgetMark).
+func (n *Node) mayHaveForgotten(t *Task) bool {
+	return !n.forgetMark.IsZero() && !t.Created.After(n.forgetMark)
+}
+
 // Finished tasks are kept for the dedup window, then dropped. One timer per node
 // serves them all (a timer per task cost about 300 bytes each, measured with the
 // daemon: a third of what a finished task kept in memory).
+//
+// Forgetting must not bring a task back: a replica that was away for longer than
+// the window comes back holding the task as scheduled, and the others, which
+// forgot it, cannot tell it from one they never had. So every node keeps a
+// watermark, forgetMark: the latest Created among the tasks it forgot (durable with
+// its log). A task created no later than that may be one it forgot: it refuses to
+// store it again (RejectForgotten) and answers a claim for it the same way, and a
+// claimant that hears RejectForgotten knows the task ended elsewhere and ends it
+// here as unknown. Invariant: a node never stores, as new, a task it may have
+// forgotten after its dedup window. (A replica that missed a task's Store and
+// forgot a later-created one meanwhile will not get that task back: it stays on
+// the replicas that have it.)
 
 // forgetItem is a final entry to drop at a local time, unless it was re-armed or
 // disarmed since (its timerEpoch moved on) or replaced.
@@ -35,6 +53,7 @@ func (n *Node) armForgetTimer(at time.Time) {
 func (n *Node) sweepForgotten() {
 	n.forgetTimer = nil
 	now := n.now()
+	mark := n.forgetMark
 	for n.forgetHead < len(n.forgetQ) {
 		it := n.forgetQ[n.forgetHead]
 		if it.at.After(now) {
@@ -47,7 +66,14 @@ func (n *Node) sweepForgotten() {
 			continue // re-armed, disarmed or replaced since
 		}
 		e.timerKind = timerNone
+		if e.task.Created.After(n.forgetMark) {
+			n.forgetMark = e.task.Created
+		}
 		n.onTimer(e, timerForget)
+	}
+	if n.forgetMark.After(mark) && n.env.Storage.Durable() {
+		// Durable before the forgotten tasks' records can be compacted away.
+		n.persist(func() {}, Record{Kind: RecForgotten, NextETA: n.forgetMark})
 	}
 	// Reclaim the consumed prefix once it is most of the array.
 	if n.forgetHead > 1024 && n.forgetHead*2 > len(n.forgetQ) {

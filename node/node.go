@@ -45,6 +45,7 @@ type Node struct {
 	buckets     map[string]*bucket // limited queues this node is the token node of
 	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
 	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away
+	forgetMark  time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
 	listSeq     uint64
 
 	// bootTime is the local time Start ran. forgotAt is when the node may have lost
@@ -263,6 +264,12 @@ func (n *Node) replay(r Record) {
 	if r.Kind == RecSetting {
 		if r.Setting != nil {
 			n.keepSetting(r.Setting)
+		}
+		return
+	}
+	if r.Kind == RecForgotten {
+		if r.NextETA.After(n.forgetMark) {
+			n.forgetMark = r.NextETA
 		}
 		return
 	}
@@ -576,6 +583,12 @@ func (n *Node) handleStore(m Message) {
 		// once the first copy's record is durable. Invariant: no Store is acknowledged
 		// before its task is synced, even when the request is repeated.
 		n.afterSync(func() { n.ackStore(m) })
+		return
+	}
+	if n.mayHaveForgotten(t) {
+		// Perhaps a task this node finished and forgot after its dedup window, given
+		// back by a replica that was away longer: never bring it back.
+		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectForgotten})
 		return
 	}
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {

@@ -148,12 +148,13 @@ const (
 	RejectRecovering        // the acceptor restarted without durable state and is waiting
 	RejectExists            // StoreResp: another task with this ID (the same name) is held
 	RejectFull              // StoreResp: the replica holds its limit of pending tasks
+	RejectForgotten         // the replica may have finished this task and forgotten it after its dedup window
 )
 
 // MaxReject is the highest Reject this version knows.
-const MaxReject = RejectFull
+const MaxReject = RejectForgotten
 
-var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering", "exists", "full"}
+var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering", "exists", "full", "forgotten"}
 
 func (r Reject) String() string {
 	if int(r) < len(rejectNames) {
@@ -244,6 +245,7 @@ const (
 	RecRelease                       // Attempt released; next at NextETA with Retries
 	RecOutcome                       // final State reached
 	RecSetting                       // a queue's Setting was adopted (settings, pause, purge)
+	RecForgotten                     // tasks created up to NextETA may have been forgotten after their dedup window
 )
 
 // Record is one durable fact about a task.

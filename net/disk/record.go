@@ -38,7 +38,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecSetting
+	maxKind  = node.RecForgotten
 	maxState = node.StateCancelled
 )
 

@@ -300,7 +300,7 @@ func TestEnumBounds(t *testing.T) {
 	require.True(t, strings.HasPrefix((maxState+1).String(), "state("), "node has task states past maxState: update wire")
 	require.False(t, strings.HasPrefix(maxState.String(), "state("))
 	require.Equal(t, node.AtMostOnce, maxDelivery)
-	require.Equal(t, node.RejectFull, maxReject)
+	require.Equal(t, node.RejectForgotten, maxReject)
 	require.True(t, strings.HasPrefix((maxReject+1).String(), "reject("), "node has rejects past maxReject: update wire")
 }
 
