@@ -74,6 +74,7 @@ func (n *Node) sweepForgotten() {
 	if n.forgetMark.After(mark) && n.env.Storage.Durable() {
 		// Durable before the forgotten tasks' records can be compacted away.
 		n.persist(func() {}, Record{Kind: RecForgotten, NextETA: n.forgetMark})
+		n.superseded++
 	}
 	// Reclaim the consumed prefix once it is most of the array.
 	if n.forgetHead > 1024 && n.forgetHead*2 > len(n.forgetQ) {
@@ -83,4 +84,52 @@ func (n *Node) sweepForgotten() {
 	if n.forgetHead < len(n.forgetQ) {
 		n.armForgetTimer(n.forgetQ[n.forgetHead].at)
 	}
+}
+
+// CompactionPolicy says which records a log compaction keeps. Take it on the node's
+// goroutine (CompactionPolicy takes the tasks forgotten since the last call, as
+// TakeForgotten does); Keep may then run on any goroutine: it reads only the
+// snapshot.
+type CompactionPolicy struct {
+	forgotten map[string]bool
+	settings  map[string]uint64 // queue -> version held when the policy was taken
+	mark      time.Time
+	// Worth reports whether a compaction would drop anything: tasks were forgotten,
+	// or enough records were superseded since the last policy.
+	Worth bool
+}
+
+// supersededWorth is how many superseded records (old settings, old forget marks)
+// make a compaction worth it without any forgotten task.
+const supersededWorth = 1000
+
+// CompactionPolicy returns the policy for a compaction now.
+func (n *Node) CompactionPolicy() CompactionPolicy {
+	p := CompactionPolicy{forgotten: map[string]bool{}, settings: map[string]uint64{}, mark: n.forgetMark}
+	for _, id := range n.TakeForgotten() {
+		p.forgotten[id] = true
+	}
+	for name, s := range n.settings {
+		p.settings[name] = s.Version
+	}
+	p.Worth = len(p.forgotten) > 0 || n.superseded >= supersededWorth
+	n.superseded = 0
+	return p
+}
+
+// Keep reports whether a compaction keeps r: every record of a task not forgotten,
+// the newest setting of each queue and the newest forget mark (or newer ones,
+// logged after the policy was taken).
+func (p CompactionPolicy) Keep(r *Record) bool {
+	switch r.Kind {
+	case RecSetting:
+		return r.Setting == nil || r.Setting.Version >= p.settings[r.Setting.Queue]
+	case RecForgotten:
+		return !r.NextETA.Before(p.mark)
+	}
+	id := r.TaskID
+	if r.Task != nil {
+		id = r.Task.ID
+	}
+	return !p.forgotten[id]
 }

@@ -7,39 +7,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestForgetAfterDedupWindow: finished tasks are dropped at the end of their dedup
-// window, each at its own time, by one timer; a task still held stays.
-func TestForgetAfterDedupWindow(t *testing.T) {
-	h := newHarness(t, 3, 13, func(c *Config) { c.DedupWindow = time.Minute })
-	early := h.enqueue("n1", req(time.Second))
-	h.run(10 * time.Second)
-	late := h.enqueue("n2", req(time.Second))
-	held := h.enqueue("n3", req(time.Hour))
-	h.run(20 * time.Second)
-	idEarly, idLate, idHeld := acked(t, early), acked(t, late), acked(t, held)
-	for _, id := range []string{idEarly, idLate} {
-		require.Len(t, h.deliveriesOf(id), 1)
+// The compaction policy keeps every record of a task not forgotten, and of the
+// records about no task only the newest setting of each queue and the newest forget
+// mark, or newer ones logged after the policy was taken.
+func TestCompactionPolicyKeeps(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := CompactionPolicy{
+		forgotten: map[string]bool{"gone": true},
+		settings:  map[string]uint64{"q": 5},
+		mark:      t0,
 	}
-	finishedAt := func(id string) time.Duration { return h.deliveriesOf(id)[0].End }
-
-	h.run(finishedAt(idEarly) + 50*time.Second)
-	for _, n := range h.order {
-		_, ok := h.node(n).Task(idEarly)
-		require.True(t, ok, "%s forgot a task within its dedup window", n)
-	}
-	h.run(finishedAt(idEarly) + 62*time.Second) // past the window (+ outcome acks)
-	for _, n := range h.order {
-		_, ok := h.node(n).Task(idEarly)
-		require.False(t, ok, "%s kept a task past its dedup window", n)
-		_, ok = h.node(n).Task(idLate)
-		require.True(t, ok, "%s forgot the later task with the earlier one", n)
-	}
-	h.run(finishedAt(idLate) + 62*time.Second)
-	for _, n := range h.order {
-		_, ok := h.node(n).Task(idLate)
-		require.False(t, ok, "%s kept the later task past its window", n)
-		_, ok = h.node(n).Task(idHeld)
-		require.True(t, ok, "%s dropped a task that is not finished", n)
-	}
-	requirePendingConsistent(t, h)
+	setting := func(v uint64) *Record { return &Record{Kind: RecSetting, Setting: &QueueSetting{Queue: "q", Version: v}} }
+	require.False(t, p.Keep(setting(4)), "an older setting is superseded")
+	require.True(t, p.Keep(setting(5)), "the setting held")
+	require.True(t, p.Keep(setting(6)), "a setting adopted after the policy was taken")
+	require.True(t, p.Keep(&Record{Kind: RecSetting, Setting: &QueueSetting{Queue: "other", Version: 1}}))
+	require.False(t, p.Keep(&Record{Kind: RecForgotten, NextETA: t0.Add(-time.Second)}))
+	require.True(t, p.Keep(&Record{Kind: RecForgotten, NextETA: t0}))
+	require.False(t, p.Keep(&Record{Kind: RecTask, Task: &Task{ID: "gone"}}))
+	require.False(t, p.Keep(&Record{Kind: RecGrant, TaskID: "gone"}))
+	require.True(t, p.Keep(&Record{Kind: RecGrant, TaskID: "kept"}))
 }

@@ -46,6 +46,7 @@ type Node struct {
 	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
 	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away
 	forgetMark  time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
+	superseded  int                // records logged since the last CompactionPolicy that supersede an earlier one
 	listSeq     uint64
 
 	// bootTime is the local time Start ran. forgotAt is when the node may have lost

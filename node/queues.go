@@ -151,6 +151,7 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 	}
 	if n.env.Storage.Durable() {
 		n.env.Storage.Append(Record{Kind: RecSetting, Setting: c})
+		n.superseded++
 	}
 
 	if !c.PurgedBefore.IsZero() {

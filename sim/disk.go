@@ -269,8 +269,9 @@ func (d *simDisk) repair(cause error) string {
 
 // housekeep is what the daemon does beside the node, every second: it trusts the log
 // again (removes LOST) once the node no longer acts as one that forgot, and every
-// disk.compact_every, when the node forgot tasks after their dedup window
-// (cluster.dedup_window), compacts the log without their records.
+// disk.compact_every, when the node's CompactionPolicy says it is worth it (tasks
+// forgotten after their dedup window, cluster.dedup_window, or many superseded
+// settings), compacts the log with that policy.
 func (w *world) housekeep(s *simNode, inc uint64) {
 	d := s.disk
 	w.after(time.Second, func() {
@@ -284,17 +285,10 @@ func (w *world) housekeep(s *simNode, inc uint64) {
 				}
 			}
 			if every := w.sc.Disk.CompactEvery.D(); every > 0 && time.Duration(w.now)%every < time.Second {
-				ids := s.n.TakeForgotten()
-				if len(ids) == 0 {
-					w.housekeep(s, inc)
-					return
-				}
-				drop := make(map[string]bool, len(ids))
-				for _, id := range ids {
-					drop[id] = true
-				}
-				if err := d.log.Compact(func(id string) bool { return !drop[id] }); err == nil && w.trace != nil {
-					w.trace.nodeEvent(w.now, s.id, fmt.Sprintf("log compacted (%d tasks dropped)", len(ids)))
+				if policy := s.n.CompactionPolicy(); policy.Worth {
+					if err := d.log.CompactRecords(policy.Keep); err == nil && w.trace != nil {
+						w.trace.nodeEvent(w.now, s.id, "log compacted")
+					}
 				}
 			}
 			w.housekeep(s, inc)

@@ -370,22 +370,17 @@ func (d *Daemon) compactLoop() {
 			continue
 		case <-t.C:
 		}
-		var ids []string
+		var policy node.CompactionPolicy
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := d.drv.Do(ctx, func(n *node.Node) { ids = n.TakeForgotten() })
+		err := d.drv.Do(ctx, func(n *node.Node) { policy = n.CompactionPolicy() })
 		cancel()
-		if err != nil || len(ids) == 0 {
+		if err != nil || !policy.Worth {
 			continue
 		}
-		drop := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			drop[id] = true
-		}
-		if err := d.store.Compact(func(id string) bool { return !drop[id] }); err != nil {
+		if err := d.store.CompactRecords(policy.Keep); err != nil {
 			d.log.Error("compacting the log", "err", err)
 			continue
 		}
-		d.log.Info("log compacted", "tasks_dropped", len(ids))
 	}
 }
 

@@ -272,6 +272,23 @@ func parseSegName(name string) (uint64, bool) {
 // it, the new set stands). The compacted records go into one segment whatever their
 // size; appends then continue in the next.
 func (l *Log) Compact(keep func(taskID string) bool) error {
+	decided := make(map[string]bool)
+	return l.CompactRecords(func(r *node.Record) bool {
+		id := recordTaskID(r)
+		k, ok := decided[id]
+		if !ok {
+			k = keep(id)
+			decided[id] = k
+		}
+		return k
+	})
+}
+
+// CompactRecords is Compact deciding record by record: it keeps the records for
+// which keep returns true (called once per record, in log order). The node's
+// node.CompactionPolicy is such a keep: it also drops the records that newer ones
+// superseded (old queue settings, old forget marks), which are about no task.
+func (l *Log) CompactRecords(keep func(r *node.Record) bool) error {
 	l.io.Lock()
 	defer l.io.Unlock()
 	if l.closedIO {
@@ -330,7 +347,7 @@ func (l *Log) Compact(keep func(taskID string) bool) error {
 
 // writeCompacted writes the marker and the kept records of every live segment to
 // path and fsyncs it.
-func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, kept, dropped int, err error) {
+func (l *Log) writeCompacted(path string, keep func(*node.Record) bool) (size int64, kept, dropped int, err error) {
 	// A leftover of a failed compaction whose removal failed too.
 	if err := l.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, 0, 0, err
@@ -347,7 +364,6 @@ func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, k
 	w := bufio.NewWriterSize(f, 64<<10) // large writes, without a megabyte to clear per compaction
 	w.Write(markerFrame)
 	size = int64(len(markerFrame))
-	decided := make(map[string]bool)
 	for n := l.first; n != 0 && n <= l.last; n++ {
 		segPath := l.segPath(n)
 		data, err := l.fs.ReadFile(segPath)
@@ -355,13 +371,7 @@ func (l *Log) writeCompacted(path string, keep func(string) bool) (size int64, k
 			return 0, 0, 0, err
 		}
 		_, torn, err := walkSegment(data, segPath, false, func(off, end int, r *node.Record) {
-			id := recordTaskID(r)
-			k, ok := decided[id]
-			if !ok {
-				k = keep(id)
-				decided[id] = k
-			}
-			if !k {
+			if !keep(r) {
 				dropped++
 				return
 			}
