@@ -17,7 +17,9 @@ func TestCompactionPolicyKeeps(t *testing.T) {
 		settings:  map[string]uint64{"q": 5},
 		mark:      t0,
 	}
-	setting := func(v uint64) *Record { return &Record{Kind: RecSetting, Setting: &QueueSetting{Queue: "q", Version: v}} }
+	setting := func(v uint64) *Record {
+		return &Record{Kind: RecSetting, Setting: &QueueSetting{Queue: "q", Version: v}}
+	}
 	require.False(t, p.Keep(setting(4)), "an older setting is superseded")
 	require.True(t, p.Keep(setting(5)), "the setting held")
 	require.True(t, p.Keep(setting(6)), "a setting adopted after the policy was taken")

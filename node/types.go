@@ -240,12 +240,12 @@ func (r DeliveryResult) OK() bool { return r.Status >= 200 && r.Status < 300 }
 type RecordKind uint8
 
 const (
-	RecTask    RecordKind = iota + 1 // Task was stored
-	RecGrant                         // Attempt granted to Holder until LeaseEnd (local clock)
-	RecRelease                       // Attempt released; next at NextETA with Retries
-	RecOutcome                       // final State reached
-	RecSetting                       // a queue's Setting was adopted (settings, pause, purge)
-	RecForgotten                     // tasks created up to NextETA may have been forgotten after their dedup window
+	RecTask      RecordKind = iota + 1 // Task was stored
+	RecGrant                           // Attempt granted to Holder until LeaseEnd (local clock)
+	RecRelease                         // Attempt released; next at NextETA with Retries
+	RecOutcome                         // final State reached
+	RecSetting                         // a queue's Setting was adopted (settings, pause, purge)
+	RecForgotten                       // tasks created up to NextETA may have been forgotten after their dedup window
 )
 
 // Record is one durable fact about a task.
