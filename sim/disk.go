@@ -240,13 +240,13 @@ func (st simStorage) Load() ([]node.Record, error) {
 }
 
 // openStorage opens the node's log for incarnation inc, as the daemon does at start.
-func (d *simDisk) openStorage(inc uint64) node.Storage {
+func (d *simDisk) openStorage(inc uint64) (node.Storage, error) {
 	l, err := d.open(inc)
 	if err != nil {
-		panic(fmt.Sprintf("sim: opening %s's log: %v", d.s.id, err))
+		return nil, err
 	}
 	d.log = l
-	return simStorage{l, d}
+	return simStorage{l, d}, nil
 }
 
 // repair is what an operator does when the node refuses to start on a corrupt log:

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -186,35 +185,52 @@ func (w *world) boot(s *simNode) {
 		Rand:       rand.New(rand.NewPCG(w.seed, uint64(s.idx)<<32|uint64(s.started))),
 		Observer:   simObserver{s},
 	}
-	if s.disk != nil {
-		env.Storage = s.disk.openStorage(s.incarnation)
-	}
-	n, err := node.New(w.newNodeConfig(s), env)
-	if err != nil {
-		panic("sim: node config rejected after scenario validation: " + err.Error())
-	}
-	s.n = n
-	err = n.Start()
-	if err != nil && s.disk != nil && errCorrupt(err) {
+	err := w.start(s, env)
+	if err != nil && errCorrupt(err) {
 		// The node refuses to start on a corrupt log, as the daemon does; the
 		// operator runs repair-log, and the node starts again as one that forgot.
 		detail := s.disk.repair(err)
 		if w.trace != nil {
 			w.trace.nodeEvent(w.now, s.id, "refused to start: "+detail)
 		}
-		env.Storage = s.disk.openStorage(s.incarnation)
-		if s.n, err = node.New(w.newNodeConfig(s), env); err != nil {
-			panic("sim: node config rejected after scenario validation: " + err.Error())
-		}
-		err = s.n.Start()
+		err = w.start(s, env)
 	}
 	if err != nil {
-		panic(fmt.Sprintf("sim: %s could not start: %v", s.id, err))
+		// The process exits, as the daemon does when it cannot open or load its log
+		// (a full disk, too many open files); its supervisor starts it again a
+		// second later.
+		s.up, s.n = false, nil
+		s.incarnation++
+		if s.disk != nil {
+			s.disk.kill()
+		}
+		if w.trace != nil {
+			w.trace.nodeEvent(w.now, s.id, "could not start: "+err.Error())
+		}
+		w.after(time.Second, func() { w.restart(s) })
+		return
 	}
 	if s.disk != nil {
 		w.check.recovered(s)
 		w.housekeep(s, s.incarnation)
 	}
+}
+
+// start builds the node of s's new incarnation on env and starts it.
+func (w *world) start(s *simNode, env node.Env) error {
+	if s.disk != nil {
+		st, err := s.disk.openStorage(s.incarnation)
+		if err != nil {
+			return err
+		}
+		env.Storage = st
+	}
+	n, err := node.New(w.newNodeConfig(s), env)
+	if err != nil {
+		panic("sim: node config rejected after scenario validation: " + err.Error())
+	}
+	s.n = n
+	return n.Start()
 }
 
 // crash ends s's process. With durable storage, kill is the death of the process
