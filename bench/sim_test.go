@@ -10,8 +10,14 @@ import (
 // BenchmarkSim5NodeR3 runs one seed per iteration (seeds 1..N, so every iteration
 // does different work) and reports simulated events per second and the ratio of
 // simulated to real time, both over the benchmark's own elapsed time.
-func BenchmarkSim5NodeR3(b *testing.B) {
-	sc, err := sim.LoadScenario("testdata/sim-5node.json")
+func BenchmarkSim5NodeR3(b *testing.B) { benchSim(b, "testdata/sim-5node.json") }
+
+// BenchmarkSim5NodeR3Durable is the same run with durable storage: every node runs
+// net/disk's log over the simulated file system.
+func BenchmarkSim5NodeR3Durable(b *testing.B) { benchSim(b, "testdata/sim-5node-durable.json") }
+
+func benchSim(b *testing.B, path string) {
+	sc, err := sim.LoadScenario(path)
 	if err != nil {
 		b.Fatal(err)
 	}
