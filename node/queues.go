@@ -373,6 +373,9 @@ type bucket struct {
 
 func (n *Node) handlePermit(m Message) {
 	q := n.queue(m.Queue)
+	if n.cfg.Unsafe.BurstOffByOne {
+		q.BucketSize++ // negative controls only (Q1)
+	}
 	resp := Message{Type: MsgPermitResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
 	now := n.now()
 	if !n.settingsKnown() {
@@ -416,9 +419,6 @@ func (n *Node) handlePermit(m Message) {
 	}
 	_, dup := b.inflight[key]
 	rateOK := q.Rate <= 0 || reserved && !now.Before(slot) || !reserved && !now.Before(b.tat.Add(-gcraTau(q)))
-	if n.cfg.Unsafe.IgnoreRate {
-		rateOK = true // negative controls only (Q1)
-	}
 	limit := q.MaxConcurrent
 	if n.cfg.Unsafe.ConcurrencyOffByOne {
 		limit++ // negative controls only (Q2)

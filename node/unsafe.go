@@ -33,9 +33,10 @@ type Unsafe struct {
 	// then dropping the task (node.go, handleStore): an acknowledged task is lost
 	// although no replica lost its state.
 	DropStoredTasks bool
-	// IgnoreRate: negative controls only: breaks Q1 by having the token node grant
-	// every permit as far as the rate goes (queues.go, handlePermit).
-	IgnoreRate bool
+	// BurstOffByOne: negative controls only: breaks Q1 by having the token node
+	// allow bursts one delivery larger than bucket_size (queues.go, handlePermit): the
+	// GCRA's burst allowance counted from bucket_size instead of bucket_size-1.
+	BurstOffByOne bool
 	// ConcurrencyOffByOne: negative controls only: breaks Q2 by letting the token
 	// node grant a permit while max_concurrent are already in flight, one over the
 	// cap (queues.go, handlePermit).
