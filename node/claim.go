@@ -342,6 +342,9 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 			return
 		}
 		next := now.Add(max(retry.Backoff(e.retries), r.RetryAfter))
+		if n.cfg.Unsafe.RetryWithoutBackoff {
+			next = now // negative controls only (Q4)
+		}
 		a := e.claiming
 		e.claiming, e.grants, e.rejects = 0, 0, 0
 		n.applyRelease(e, n.cfg.ID, a, next, e.retries, e.lastStatus)

@@ -105,6 +105,9 @@ type Config struct {
 	// ClaimQuorum overrides the grants needed to fire (default: a majority of R).
 	// Anything below a majority is unsafe; it exists for negative-control scenarios.
 	ClaimQuorum int
+	// Unsafe switches on deliberate protocol slips for the simulator's negative
+	// controls only (see unsafe.go); the daemon never sets it. Zero: none.
+	Unsafe Unsafe
 
 	// Admission limits (0: none), counted on tasks this node holds that are not final:
 	// past them it refuses new tasks as coordinator and as replica (see limits.go).

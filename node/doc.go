@@ -1,6 +1,7 @@
 // Package node is the state machine of one Miyamoto node: task placement, replica
 // timers, quorum claims with leases, outcomes, retries with backoff, and the naive
-// cancel-and-push-back protocol kept as a negative control.
+// cancel-and-push-back protocol kept as a negative control (as are the deliberate
+// slips of Config.Unsafe, which only the simulator switches on: see unsafe.go).
 //
 // A Node is single-threaded and deterministic. Every input is a method call made on
 // one goroutine at a time:

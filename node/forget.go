@@ -36,6 +36,9 @@ type forgetItem struct {
 // queue is in time order because every forget time is now + DedupWindow; were the
 // clock to step back, an item would only wait for the ones queued before it.
 func (n *Node) queueForget(e *entry, at time.Time) {
+	if n.cfg.Unsafe.ForgetAtOnce {
+		at = n.now() // negative controls only (Q3)
+	}
 	n.forgetQ = append(n.forgetQ, forgetItem{e: e, epoch: e.timerEpoch, at: at})
 	if n.forgetTimer == nil {
 		n.armForgetTimer(at)

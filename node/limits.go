@@ -63,6 +63,9 @@ func (n *Node) removeEntry(e *entry) {
 func (n *Node) recount() {
 	n.open, n.openBytes = 0, 0
 	clear(n.openByQueue)
+	if n.cfg.Unsafe.SkipRecount {
+		return // negative controls only (S6)
+	}
 	for _, e := range n.tasks {
 		if !e.state.Final() {
 			n.countOpen(e, +1)
@@ -73,6 +76,9 @@ func (n *Node) recount() {
 // admit reports whether t may be taken under the limits, or the error to answer.
 func (n *Node) admit(t *Task) error {
 	c := n.cfg
+	if c.Unsafe.AdmitPastLimits {
+		return nil // negative controls only (S7)
+	}
 	if c.MaxPending > 0 && n.open >= c.MaxPending {
 		return fmt.Errorf("%w (%d tasks)", ErrNodeFull, c.MaxPending)
 	}

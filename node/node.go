@@ -583,6 +583,10 @@ func (n *Node) handleStore(m Message) {
 		// A duplicate Store (the coordinator resends until it hears back): answer only
 		// once the first copy's record is durable. Invariant: no Store is acknowledged
 		// before its task is synced, even when the request is repeated.
+		if n.cfg.Unsafe.AckRepeatedStoreEarly {
+			n.ackStore(m) // negative controls only (S8)
+			return
+		}
 		n.afterSync(func() { n.ackStore(m) })
 		return
 	}
@@ -611,6 +615,9 @@ func (n *Node) handleStore(m Message) {
 	n.observe(e, StateNone, StateScheduled)
 	n.armFire(e)
 	n.persist(func() { n.ackStore(m) }, Record{Kind: RecTask, Task: t, TaskID: t.ID})
+	if n.cfg.Unsafe.DropStoredTasks {
+		n.removeEntry(e) // negative controls only (L2)
+	}
 }
 
 func (n *Node) ackStore(m Message) {

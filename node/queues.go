@@ -37,6 +37,9 @@ func (n *Node) queue(name string) QueueConfig {
 }
 
 func (n *Node) queuePaused(name string) bool {
+	if n.cfg.Unsafe.IgnorePause {
+		return false // negative controls only (Q5)
+	}
 	s := n.settings[name]
 	return s != nil && s.Paused
 }
@@ -149,7 +152,7 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 	if !ok {
 		return
 	}
-	if n.env.Storage.Durable() {
+	if n.env.Storage.Durable() && !n.cfg.Unsafe.SettingsNotLogged { // negative controls only (Q6)
 		n.env.Storage.Append(Record{Kind: RecSetting, Setting: c})
 		n.superseded++
 	}
@@ -371,6 +374,9 @@ type bucket struct {
 
 func (n *Node) handlePermit(m Message) {
 	q := n.queue(m.Queue)
+	if n.cfg.Unsafe.BurstOffByOne {
+		q.BucketSize++ // negative controls only (Q1)
+	}
 	resp := Message{Type: MsgPermitResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
 	now := n.now()
 	if !n.settingsKnown() {
@@ -414,10 +420,14 @@ func (n *Node) handlePermit(m Message) {
 	}
 	_, dup := b.inflight[key]
 	rateOK := q.Rate <= 0 || reserved && !now.Before(slot) || !reserved && !now.Before(b.tat.Add(-gcraTau(q)))
+	limit := q.MaxConcurrent
+	if n.cfg.Unsafe.ConcurrencyOffByOne {
+		limit++ // negative controls only (Q2)
+	}
 	switch {
 	case dup:
 		resp.Granted = true
-	case q.MaxConcurrent > 0 && len(b.inflight) >= q.MaxConcurrent:
+	case q.MaxConcurrent > 0 && len(b.inflight) >= limit:
 		resp.Reject = RejectPromised // full: the claimant backs off, doubling
 		resp.Lease = n.cfg.OutcomeRetry
 	case !rateOK && reserved:

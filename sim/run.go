@@ -101,6 +101,13 @@ func Build() string {
 	return v
 }
 
+// testTraceNote is D1's negative control, a hook for tests of this package only
+// (sweep_test.go): when set, every run writes what it returns into its trace, so a
+// test can let something the seed does not decide (a draw from the process-wide
+// random source) reach the trace and show that Sweep's CheckDeterminism catches it. Unexported and nil in
+// every build of the command: no flag or scenario reaches it.
+var testTraceNote func() string
+
 // Run simulates one seed of a scenario.
 func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	protoName := sc.Cluster.Protocol
@@ -120,6 +127,9 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		w.trace = newTracer(opts.Trace)
 		w.trace.sink = opts.lineSink
 		w.trace.header(TraceHeader{Type: "header", Seed: seed, Protocol: protoName, Build: Build(), Scenario: sc})
+		if testTraceNote != nil {
+			w.trace.fault(0, "test_note", testTraceNote())
+		}
 	}
 	w.check = newChecker(w)
 

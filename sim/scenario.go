@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,6 +80,9 @@ type ClusterSpec struct {
 	// Admission limits of every node (node.Config); 0: none.
 	MaxPending      int `json:"max_pending,omitempty"`
 	MaxQueuePending int `json:"max_queue_pending,omitempty"`
+	// Unsafe names deliberate protocol slips (UnsafeSwitches, node.Unsafe) for
+	// negative controls; only a scenario that expects a violation may list any.
+	Unsafe []string `json:"unsafe,omitempty"`
 }
 
 type NetworkSpec struct {
@@ -400,6 +404,14 @@ func (sc *Scenario) Validate() error {
 	if c.MaxClockDrift < 0 {
 		bad("cluster.max_clock_drift", "must not be negative")
 	}
+	for _, u := range c.Unsafe {
+		if _, ok := UnsafeSwitches[u]; !ok {
+			bad("cluster.unsafe", "unknown switch %q (one of %s)", u, strings.Join(UnsafeNames(), ", "))
+		}
+	}
+	if len(c.Unsafe) > 0 && sc.Expect.Outcome != "violation" {
+		bad("cluster.unsafe", "deliberate slips are for negative controls only: needs expect.outcome violation, not %q", sc.Expect.Outcome)
+	}
 	if c.DedupWindow < 0 {
 		bad("cluster.dedup_window", "must not be negative (0: the default, 1h)")
 	}
@@ -567,7 +579,7 @@ func (sc *Scenario) Validate() error {
 		}
 		for _, inv := range sc.Expect.Invariants {
 			if !knownInvariant(inv) {
-				bad("expect.invariants", "unknown invariant %q (S1-S7, L1, L2, D1, Q1-Q5)", inv)
+				bad("expect.invariants", "unknown invariant %q (one of %s)", inv, strings.Join(invariants, ", "))
 			}
 		}
 	default:
@@ -576,13 +588,15 @@ func (sc *Scenario) Validate() error {
 	return errors.Join(errs...)
 }
 
-func knownInvariant(s string) bool {
-	switch s {
-	case "S1", "S2", "S3", "S4", "S5", "S6", "S7", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
-		return true
-	}
-	return false
-}
+// invariants lists every invariant the simulator checks (DESIGN.md, "What the
+// simulator checks"): the names a scenario's expect.invariants may use. It is the
+// one list: scenarios_test.go requires a negative control for each.
+var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6"}
+
+// Invariants returns the invariants the simulator checks, in order.
+func Invariants() []string { return slices.Clone(invariants) }
+
+func knownInvariant(s string) bool { return slices.Contains(invariants, s) }
 
 // config turns a queue spec into node settings over App Engine's defaults.
 func (q QueueSpec) config() node.QueueConfig {

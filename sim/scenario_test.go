@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/node"
 )
 
 // validScenario is a small scenario that ParseScenario accepts; the error table
@@ -105,6 +108,16 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"trailing garbage", validScenario + `x`, "trailing data"},
 		{"wrong JSON type", patched(t, func(m map[string]any) { obj(m, "cluster")["nodes"] = "three" }), "cluster.nodes"},
 		{"wrong JSON type in a list", patched(t, func(m map[string]any) { firstFault(m)["nodes"] = "n1" }), "faults.schedule.nodes"},
+		{"unknown unsafe switch", patched(t, func(m map[string]any) {
+			obj(m, "cluster")["unsafe"] = []any{"skip_everything"}
+			m["expect"] = map[string]any{"outcome": "violation", "invariants": []any{"S1"}}
+		}), `cluster.unsafe: unknown switch "skip_everything"`},
+		{"unsafe in a passing scenario", patched(t, func(m map[string]any) { obj(m, "cluster")["unsafe"] = []any{"ignore_pause"} }),
+			"cluster.unsafe: deliberate slips are for negative controls only"},
+		{"unsafe with the default outcome", patched(t, func(m map[string]any) {
+			obj(m, "cluster")["unsafe"] = []any{"ignore_pause"}
+			delete(m, "expect")
+		}), "cluster.unsafe: deliberate slips are for negative controls only"},
 		{"bad queue retry", patched(t, func(m map[string]any) {
 			obj(m, "workload")["queues"] = []any{map[string]any{"name": "q", "retry": map[string]any{"min_backoff": "-1s"}}}
 		}), "workload.queues[0]: retry.min_backoff"},
@@ -118,6 +131,30 @@ func TestParseScenarioErrors(t *testing.T) {
 			require.NotContains(t, err.Error(), "\n", "errors are one line")
 		})
 	}
+}
+
+// A negative control may switch on every slip node.Unsafe has, and each reaches the
+// nodes' configuration; each switch names an invariant the checker knows.
+func TestUnsafeSwitches(t *testing.T) {
+	js := patched(t, func(m map[string]any) {
+		var names []any
+		for _, nm := range UnsafeNames() {
+			names = append(names, nm)
+		}
+		obj(m, "cluster")["unsafe"] = names
+		m["expect"] = map[string]any{"outcome": "violation", "invariants": []any{"S1"}}
+	})
+	sc := mustParse(t, js)
+	u := unsafeConfig(sc.Cluster.Unsafe)
+	v := reflect.ValueOf(u)
+	require.Equal(t, v.NumField(), len(UnsafeSwitches), "every field of node.Unsafe has a name in UnsafeSwitches")
+	for i := range v.NumField() {
+		require.True(t, v.Field(i).Bool(), "node.Unsafe.%s is not set by any switch", v.Type().Field(i).Name)
+	}
+	for nm, sw := range UnsafeSwitches {
+		require.True(t, knownInvariant(sw.Invariant), "switch %s breaks unknown invariant %s", nm, sw.Invariant)
+	}
+	require.Equal(t, node.Unsafe{}, unsafeConfig(mustParse(t, validScenario).Cluster.Unsafe), "no switch: the protocol")
 }
 
 // Several problems come back at once, on one line.

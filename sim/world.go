@@ -167,6 +167,7 @@ func (w *world) newNodeConfig(s *simNode) node.Config {
 		DedupWindow:   c.DedupWindow.D(),
 		Protocol:      w.proto,
 		ClaimQuorum:   c.ClaimQuorum,
+		Unsafe:        unsafeConfig(c.Unsafe),
 
 		MaxPending:      c.MaxPending,
 		MaxQueuePending: c.MaxQueuePending,
