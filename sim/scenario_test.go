@@ -118,6 +118,33 @@ func TestParseScenarioErrors(t *testing.T) {
 			obj(m, "cluster")["unsafe"] = []any{"ignore_pause"}
 			delete(m, "expect")
 		}), "cluster.unsafe: deliberate slips are for negative controls only"},
+		{"torn_writes above 1", patched(t, func(m map[string]any) { m["disk"] = map[string]any{"torn_writes": 1.5} }), "disk.torn_writes"},
+		{"segment too small", patched(t, func(m map[string]any) { m["disk"] = map[string]any{"segment_size": 100} }), "disk.segment_size"},
+		{"negative compaction interval", patched(t, func(m map[string]any) { m["disk"] = map[string]any{"compact_every": "-1s"} }), "disk.compact_every"},
+		{"sync latency max below min", patched(t, func(m map[string]any) {
+			m["disk"] = map[string]any{"sync_latency": map[string]any{"min": "5ms", "max": "1ms"}}
+		}), "disk.sync_latency"},
+		{"unknown disk field", patched(t, func(m map[string]any) { m["disk"] = map[string]any{"iops": 100} }), `unknown field "iops"`},
+		{"disk fault without durable storage", patched(t, func(m map[string]any) { firstFault(m)["kind"] = "disk_full" }),
+			"faults.schedule[0].kind: disk_full needs cluster.storage durable"},
+		{"corrupt without durable storage", patched(t, func(m map[string]any) { firstFault(m)["kind"] = "corrupt" }),
+			"faults.schedule[0].kind: corrupt needs cluster.storage durable"},
+		{"swarm disk fault without durable storage", patched(t, func(m map[string]any) {
+			obj(m, "faults")["swarm"] = map[string]any{"kinds": []any{"fsync_error"}, "rate": 1, "max_duration": "1s"}
+		}), "faults.swarm.kinds: fsync_error needs cluster.storage durable"},
+		{"disk_slow without a value", patched(t, func(m map[string]any) {
+			obj(m, "cluster")["storage"] = "durable"
+			firstFault(m)["kind"] = "disk_slow"
+		}), "faults.schedule[0].value: disk_slow"},
+		{"negative dedup window", patched(t, func(m map[string]any) { obj(m, "cluster")["dedup_window"] = "-1s" }), "cluster.dedup_window"},
+		{"cancel_task of an unknown queue", patched(t, func(m map[string]any) {
+			f := firstFault(m)
+			f["kind"], f["queue"] = "cancel_task", "nope"
+		}), "faults.schedule[0].queue"},
+		{"purge_queue without a queue", patched(t, func(m map[string]any) { firstFault(m)["kind"] = "purge_queue" }), "faults.schedule[0].queue"},
+		{"management request in a swarm", patched(t, func(m map[string]any) {
+			obj(m, "faults")["swarm"] = map[string]any{"kinds": []any{"requeue_task"}, "rate": 1, "max_duration": "1s"}
+		}), "faults.swarm.kinds"},
 		{"bad queue retry", patched(t, func(m map[string]any) {
 			obj(m, "workload")["queues"] = []any{map[string]any{"name": "q", "retry": map[string]any{"min_backoff": "-1s"}}}
 		}), "workload.queues[0]: retry.min_backoff"},
