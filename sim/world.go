@@ -46,7 +46,16 @@ func (w *world) at(t int64, fn func()) {
 	w.queue.push(event{at: t, seq: w.seq, fn: fn})
 }
 
-func (w *world) after(d time.Duration, fn func()) { w.at(w.now+int64(d), fn) }
+// after schedules fn d from now. A time past the end of int64 saturates (the event
+// never runs), as a production timer of centuries never fires: a wrap into the past
+// would fire it at once and show a storm production does not have.
+func (w *world) after(d time.Duration, fn func()) {
+	at := w.now + int64(d)
+	if d > 0 && at < w.now {
+		at = math.MaxInt64
+	}
+	w.at(at, fn)
+}
 
 func (w *world) uniform(r *rand.Rand, rg Range) time.Duration {
 	if rg.Max <= rg.Min {
@@ -85,7 +94,11 @@ func (s *simNode) trueDelay(d time.Duration) int64 {
 	if d <= 0 {
 		return 0
 	}
-	return int64(math.Ceil(float64(d) / (1 + s.drift)))
+	t := math.Ceil(float64(d) / (1 + s.drift))
+	if t >= math.MaxInt64 {
+		return math.MaxInt64 // saturate: see after
+	}
+	return int64(t)
 }
 
 // input runs f as an input of the node's current incarnation: dropped if the node
@@ -121,7 +134,7 @@ func (c simClock) AfterFunc(d time.Duration, f func()) func() bool {
 	s := c.s
 	t := &simTimer{}
 	inc := s.incarnation
-	s.w.at(s.w.now+s.trueDelay(d), func() {
+	s.w.after(time.Duration(s.trueDelay(d)), func() {
 		if t.cancelled {
 			return
 		}
