@@ -61,15 +61,16 @@ func (n *Node) fire(e *entry) {
 
 // startClaim asks every replica for the next attempt.
 func (n *Node) startClaim(e *entry, now time.Time) {
-	e.claiming = max(e.promised, e.seen) + 1
+	e.claiming = max(e.promised, e.floor, e.seen) + 1
 	e.seen = e.claiming
+	// round tells a duplicate of this claim from the same attempt claimed again after
+	// a restart, and the Release of this round from that of another.
+	e.round = n.env.Rand.Uint64() | 1
 	e.permitting, e.permitted = false, false
 	e.claimSent = now
 	e.grants, e.rejects, e.unknowns = 0, 0, 0
 	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
-	// Promised carries this round's random number, which tells a duplicate of this
-	// claim from the same attempt claimed again after a restart.
-	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: n.env.Rand.Uint64() | 1})
+	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: e.round})
 }
 
 // abandonClaim gives up the attempt being claimed (never delivered) and tries again
@@ -82,7 +83,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	a := e.claiming
 	n.permitDone(e, a)
 	e.claiming, e.grants, e.rejects = 0, 0, 0
-	if e.promised == a && e.holder == n.cfg.ID {
+	if e.promised == a && e.holder == n.cfg.ID && e.holderRound == e.round {
 		e.released = true // our own acceptor's grant; handleRelease skips our own message
 	}
 	// The other replicas learn when we try again, so that they do not take their
@@ -91,7 +92,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	if retryAt.After(next) {
 		next = retryAt
 	}
-	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Status: e.lastStatus})
 	if e.state.Final() {
 		return
 	}
@@ -140,10 +141,11 @@ func (n *Node) handleClaim(m Message) {
 	case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):
 		// Not due yet by our clock (a failed delivery's backoff the claimant missed,
 		// or its clock runs ahead): refuse, and say when to come back.
-		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
+		resp.Reject, resp.Promised, resp.Holder = RejectPromised, max(e.promised, e.floor), e.holder
 		resp.Lease = e.notBefore.Sub(n.now())
-	case m.Attempt <= e.promised || !n.grantable(e, m.From):
-		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
+	case m.Attempt <= max(e.promised, e.floor) || !n.grantable(e, m.From):
+		// Invariant: no attempt at or below floor is granted (see entry.floor).
+		resp.Reject, resp.Promised, resp.Holder = RejectPromised, max(e.promised, e.floor), e.holder
 		resp.Lease = max(e.leaseEnd.Sub(n.now()), 0)
 		if e.leaseEnd == forever {
 			resp.Lease = n.cfg.Lease
@@ -164,7 +166,7 @@ func (n *Node) handleClaim(m Message) {
 			// Someone else is about to fire: stay quiet until its lease is over.
 			n.pushBack(e, now.Add(m.Lease))
 		}
-		rec := Record{Kind: RecGrant, TaskID: e.task.ID, Attempt: e.promised, Holder: e.holder, LeaseEnd: e.leaseEnd}
+		rec := Record{Kind: RecGrant, TaskID: e.task.ID, Attempt: e.promised, Holder: e.holder, Round: e.holderRound, LeaseEnd: e.leaseEnd}
 		n.persist(func() { n.send(resp) }, rec)
 		return
 	}
@@ -324,11 +326,11 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		next := now.Add(max(retry.Backoff(e.retries), r.RetryAfter))
 		a := e.claiming
 		e.claiming, e.grants, e.rejects = 0, 0, 0
-		n.applyRelease(e, n.cfg.ID, a, next, e.retries, e.lastStatus)
+		n.applyRelease(e, n.cfg.ID, a, e.round, next, e.retries, e.lastStatus)
 		e.notBefore = next
 		n.setState(e, StateScheduled)
 		n.armFire(e)
-		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Status: e.lastStatus})
 	}
 }
 
@@ -338,22 +340,31 @@ func (n *Node) handleRelease(m Message) {
 	if e == nil || e.state.Final() || m.From == n.cfg.ID {
 		return
 	}
-	if n.applyRelease(e, m.From, m.Attempt, m.NextETA, m.Retries, m.Status) && !e.delivering && e.claiming == 0 {
+	if n.applyRelease(e, m.From, m.Attempt, m.Promised, m.NextETA, m.Retries, m.Status) && !e.delivering && e.claiming == 0 {
 		n.setState(e, StateScheduled)
 		n.armFire(e)
 	}
-	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status}
+	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, Round: m.Promised, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status}
 	n.persist(func() {}, rec)
 }
 
-// applyRelease records that from's attempt a is over without success, and reports
+// applyRelease records that from's attempt a, claimed in round, is over without
+// success, and reports
 // whether that freed a live grant this acceptor gave (then the replica timer should
 // be re-armed at the next due time).
 //
 // Invariant: a release never frees a live grant held by someone else. A claimant that
 // abandons a claim we rejected also sends Release; it must not free the grant we gave
-// the attempt that beat it (that attempt may be delivering right now).
-func (n *Node) applyRelease(e *entry, from NodeID, a uint64, next time.Time, retries, status int) bool {
+// the attempt that beat it (that attempt may be delivering right now). "Someone else"
+// includes the claimant's own earlier incarnation: a holder that restarted without
+// the record of its attempt may claim the same number again, be refused, and release
+// it; only the round it was granted in frees the grant.
+//
+// Invariant: what a release does depends only on the entry and the release, never on
+// the clock, so that replaying the log at start rebuilds exactly the state the node
+// had (a release read against the restart-time clock could free a grant whose
+// delivery is still running).
+func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, retries, status int) bool {
 	if retries > e.retries && next.After(e.notBefore) {
 		// A delivery failed: no attempt before its backoff is over. (A release of an
 		// abandoned claim moves only the timers, never this: it would let two
@@ -368,15 +379,15 @@ func (n *Node) applyRelease(e *entry, from NodeID, a uint64, next time.Time, ret
 		e.nextETA = next
 	}
 	switch {
-	case e.released && a <= e.promised:
-		return false
-	case a == e.promised && e.holder == from:
+	case a == e.promised && e.holder == from && round == e.holderRound && !e.released:
 		e.released = true
 		return true
-	case a > e.promised && (e.promised == 0 || e.released || n.leaseExpired(e)):
-		// An attempt we never granted is over. Remember it so that our next claim
-		// outbids it, but our timer stays as it is: it was no grant of ours.
-		e.promised, e.holder, e.released = a, from, true
+	case a > e.promised:
+		// An attempt we never granted is over: it was claimed, so it may have been
+		// delivered with others' grants. Never grant that number, so that our next
+		// claim outbids it and no other node delivers it again; the grant we hold (a
+		// live one, maybe) stays as it is.
+		e.floor = max(e.floor, a)
 	}
 	return false
 }

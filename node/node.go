@@ -78,6 +78,7 @@ const (
 // entry is one replica's state for one task. Invariants:
 //   - state.Final() ⇒ no delivery is started from this entry again;
 //   - promised only grows; holder is who promised was granted to;
+//   - floor only grows; an attempt is granted only above max(promised, floor);
 //   - claiming != 0 ⇒ claiming > every attempt this node delivered before;
 //   - delivering ⇒ state == StateClaimed and claiming is the attempt in flight.
 type entry struct {
@@ -93,14 +94,20 @@ type entry struct {
 	// acceptor side
 	promised uint64 // highest attempt granted
 	holder   NodeID // to whom promised was granted
-	// holderRound is the random number of the claim round that won promised (kept in
-	// memory only: after our own restart no duplicate is re-granted, which is safe).
+	// holderRound is the random number of the claim round that won promised: a
+	// duplicate of that claim is granted again, and only a Release of that round
+	// frees the grant (it is in the grant's record).
 	holderRound uint64
 	leaseEnd    time.Time // local time the grant expires (never, in at-most-once)
 	released    bool      // promised attempt was released by its holder
+	// floor: no attempt up to floor is ever granted here. It covers attempts
+	// released by claimants we did not grant (they may have been delivered with
+	// others' grants).
+	floor uint64
 
 	// claimant side
 	claiming     uint64    // attempt whose grants we are gathering or delivering
+	round        uint64    // random number of the claim round for claiming (sent as Claim's and Release's Promised)
 	permitting   bool      // won the claim, waiting for the token node's permit
 	permitted    bool      // holds the token node's permit for claiming
 	permitAsked  time.Time // local time the permit was asked for
@@ -260,10 +267,10 @@ func (n *Node) replay(r Record) {
 	switch r.Kind {
 	case RecGrant:
 		if r.Attempt > e.promised {
-			e.promised, e.holder, e.leaseEnd, e.released = r.Attempt, r.Holder, r.LeaseEnd, false
+			e.promised, e.holder, e.holderRound, e.leaseEnd, e.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
 		}
 	case RecRelease:
-		n.applyRelease(e, r.Holder, r.Attempt, r.NextETA, r.Retries, r.Status)
+		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, r.Retries, r.Status)
 	case RecOutcome:
 		e.state, e.lastStatus, e.retries = r.State, r.Status, max(e.retries, r.Retries)
 	}
@@ -774,7 +781,7 @@ func (n *Node) Task(id string) (TaskStatus, bool) {
 	if e == nil {
 		return TaskStatus{}, false
 	}
-	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA}, true
+	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.floor, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA}, true
 }
 
 // TaskIDs returns the IDs of every task this node holds, sorted.

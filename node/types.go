@@ -169,7 +169,7 @@ type Message struct {
 	TaskID   string
 	Task     *Task         // Store; Claim; Outcome (so that a replica that lost it keeps it final); StatusResp
 	Attempt  uint64        // Claim, ClaimResp (echoed), Release, Outcome, naive
-	Promised uint64        // ClaimResp reject: the attempt the acceptor holds; Claim: the round's random number
+	Promised uint64        // ClaimResp reject: the highest attempt the acceptor refuses; Claim, Release: the round's random number
 	Lease    time.Duration // Claim: lease asked for; ClaimResp reject: lease left on the acceptor
 	Granted  bool          // ClaimResp
 	Reject   Reject        // ClaimResp
@@ -238,8 +238,8 @@ type RecordKind uint8
 
 const (
 	RecTask    RecordKind = iota + 1 // Task was stored
-	RecGrant                         // Attempt granted to Holder until LeaseEnd (local clock)
-	RecRelease                       // Attempt released; next at NextETA with Retries
+	RecGrant                         // Attempt granted to Holder in claim Round until LeaseEnd (local clock)
+	RecRelease                       // Holder's Attempt (claim Round) released; next at NextETA with Retries
 	RecOutcome                       // final State reached
 )
 
@@ -250,6 +250,7 @@ type Record struct {
 	TaskID   string
 	Attempt  uint64
 	Holder   NodeID
+	Round    uint64 // RecGrant, RecRelease: the claim round's random number (Message.Promised of its Claim)
 	LeaseEnd time.Time
 	NextETA  time.Time
 	Retries  int

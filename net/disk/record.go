@@ -51,8 +51,10 @@ func appendFrame(dst []byte, payload func([]byte) []byte) []byte {
 // appendRecord appends r's frame to dst.
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
-//	          status taskPresence(1) task?
+//	          status taskPresence(1) task? round
 //
+// round (node.Record.Round, a uvarint) came last, later than the rest: a payload
+// that ends before it, written by an older build, decodes with round 0.
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -73,10 +75,12 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 		b = append(b, byte(r.State))
 		b = binary.AppendVarint(b, int64(r.Status))
 		if r.Task == nil {
-			return append(b, 0)
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = wire.AppendTask(b, r.Task)
 		}
-		b = append(b, 1)
-		return wire.AppendTask(b, r.Task)
+		return binary.AppendUvarint(b, r.Round)
 	})
 }
 
@@ -120,6 +124,9 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	}
 	if f.Err() == nil && r.Kind == node.RecTask && r.Task == nil {
 		f.Fail("task record without a task")
+	}
+	if f.Err() == nil && f.Len() != 0 {
+		r.Round = f.Uvarint("round")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())
