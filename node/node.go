@@ -102,7 +102,8 @@ type entry struct {
 	released    bool      // promised attempt was released by its holder
 	// floor: no attempt up to floor is ever granted here. It covers attempts
 	// released by claimants we did not grant (they may have been delivered with
-	// others' grants).
+	// others' grants), and those we may have granted before we forgot the task
+	// (forgetFloor).
 	floor uint64
 
 	// claimant side
@@ -277,7 +278,27 @@ func (n *Node) replay(r Record) {
 }
 
 func (n *Node) newEntry(t *Task) *entry {
-	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA}
+	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
+}
+
+// forgetFloor is the attempt floor of a task this node may have granted and then
+// forgotten (it lost its memory at forgotAt, and t is older): the milliseconds from
+// t's creation to the end of our recovery wait.
+//
+// Invariant: an attempt number is delivered by one node at most, even once every
+// replica that granted it has forgotten it. Attempt numbers count claim rounds, and
+// a task goes through fewer claim rounds than milliseconds pass (each failed round
+// waits ClaimTimeout/2 at least), so every attempt claimed before forgotAt, on any
+// clock within MaxClockDrift of ours, is below the milliseconds from t's creation to
+// forgotAt plus the drift; the recovery wait (more than a lease, itself more than
+// twice the drift) is the margin. Nobody learns of this floor before recoverUntil
+// (we grant nothing for such tasks until then), so the attempts that outbid it are
+// again below the milliseconds passed when they are claimed.
+func (n *Node) forgetFloor(t *Task) uint64 {
+	if n.recoverUntil.IsZero() || n.bornAfterForgetting(t) {
+		return 0
+	}
+	return uint64(max(n.recoverUntil.Sub(t.Created).Milliseconds(), 0))
 }
 
 func (n *Node) now() time.Time { return n.env.Clock.Now() }
