@@ -61,7 +61,9 @@ var acceptorMembers = []NodeID{"n1", "n2", "n3"}
 // bootAcceptor starts n3 (a replica of every test task) on env's records.
 func bootAcceptor(t *testing.T, env *acceptorEnv, seed uint64) *Node {
 	t.Helper()
-	n, err := New(Config{ID: "n3", Members: acceptorMembers, Lease: 10 * time.Second},
+	q := DefaultQueueConfig()
+	q.Retry.MinBackoff = 5 * time.Second // longer than MaxClockDrift, so that a backoff shows
+	n, err := New(Config{ID: "n3", Members: acceptorMembers, Lease: 10 * time.Second, DefaultQueue: q},
 		Env{Clock: env, Network: env, Dispatcher: env, Storage: env, Rand: rand.New(rand.NewPCG(seed, 0)), Observer: env})
 	require.NoError(t, err)
 	require.NoError(t, n.Start())
@@ -173,4 +175,33 @@ func TestForgottenTaskComesBackWithAFloor(t *testing.T) {
 	require.False(t, resp.Granted, "attempt 8 may have been granted before the loss")
 	require.Equal(t, floor, resp.Promised)
 	require.True(t, claim(t, env, n, task, "n1", floor+1, 3).Granted)
+}
+
+// A grant whose lease ran out with no word from its holder counts as a failed
+// delivery: the acceptor adds it to the retries and refuses the next attempt until
+// the backoff after the lease's end is over (the Release may be lost for good).
+func TestExpiredGrantCountsAsAFailure(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	n.Step(Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+	env.flush()
+	require.True(t, claim(t, env, n, task, "n1", 1, 1).Granted)
+	leaseEnd := t0.Add(10 * time.Second)
+
+	env.now = leaseEnd.Add(time.Millisecond)
+	resp := claim(t, env, n, task, "n2", 2, 2)
+	require.False(t, resp.Granted, "not before the backoff of one failure after the lease's end")
+	require.Equal(t, 1, resp.Retries)
+	backoff := 5 * time.Second
+	require.Equal(t, leaseEnd.Add(backoff).Sub(env.now), resp.Lease)
+
+	// It is durable: a restart keeps the count and frees the grant.
+	env.recs = env.recs[:env.synced]
+	n = bootAcceptor(t, env, 2)
+	env.now = leaseEnd.Add(backoff + n.Config().MaxClockDrift)
+	resp = claim(t, env, n, task, "n2", 2, 3)
+	require.True(t, resp.Granted)
+	require.Equal(t, 1, resp.Retries, "counted once")
 }

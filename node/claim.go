@@ -138,6 +138,44 @@ func (n *Node) handleClaim(m Message) {
 		// over. (handleStore does not learn such tasks during the wait; this guards
 		// any other way in.)
 		resp.Reject = RejectRecovering
+	default:
+		n.expireGrant(e)
+		n.judgeClaim(e, m, resp)
+		return
+	}
+	resp.Retries = max(resp.Retries, retriesOf(e))
+	n.send(resp)
+}
+
+// expireGrant ends, before a claim is judged, the grant whose lease ran out here
+// with no word from its holder.
+//
+// Invariant: an attempt whose lease expired with no outcome counts as a failed
+// delivery. It may have been delivered and failed or hung, and its Release may be
+// lost for good (a holder behind a one-way partition): retries counts it, so that
+// the backoff and the retry limit do, and no attempt is granted before its backoff,
+// counted from the lease's end, is over. It is recorded like a Release, so that a
+// restart neither counts it again nor reads the clock to decide it.
+func (n *Node) expireGrant(e *entry) {
+	if e.promised == 0 || e.released || e.delivering || !n.leaseExpired(e) {
+		return
+	}
+	e.released = true
+	e.retries++
+	next := e.leaseEnd.Add(n.queue(e.task.Queue).Retry.Backoff(e.retries))
+	if next.After(e.notBefore) {
+		e.notBefore = next
+	}
+	if next.After(e.nextETA) {
+		e.nextETA = next
+	}
+	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+}
+
+// judgeClaim grants m's attempt or says why not, for a task this node holds and may
+// grant.
+func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
+	switch {
 	case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):
 		// Not due yet by our clock (a failed delivery's backoff the claimant missed,
 		// or its clock runs ahead): refuse, and say when to come back.
@@ -170,7 +208,7 @@ func (n *Node) handleClaim(m Message) {
 		n.persist(func() { n.send(resp) }, rec)
 		return
 	}
-	resp.Retries = max(resp.Retries, retriesOf(e))
+	resp.Retries = e.retries
 	n.send(resp)
 }
 
@@ -268,6 +306,15 @@ func (n *Node) deliver(e *entry) {
 			return
 		}
 		n.abandonClaim(e, now)
+		return
+	}
+	if e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
+		// Invariant: no delivery after the retry limits are used up. The failures
+		// counted so far (some by acceptors whose grants expired with no word from
+		// their holder) may have used them up since the last delivery; the holder of
+		// this quorum decides the task dead instead of delivering it.
+		n.permitDone(e, e.claiming)
+		n.finish(e, StateDead, 0)
 		return
 	}
 	if n.queuePaused(e.task.Queue) {
