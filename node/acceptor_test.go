@@ -205,3 +205,53 @@ func TestExpiredGrantCountsAsAFailure(t *testing.T) {
 	require.True(t, resp.Granted)
 	require.Equal(t, 1, resp.Retries, "counted once")
 }
+
+// A task given back to a replica that lost it carries the failures counted so far
+// and the end of their backoff, and the replica keeps them, with its floor, across a
+// restart that reports no loss: its grants must not make the next holder count from
+// zero, nor grant an attempt number from before the loss.
+func TestTaskGivenBackKeepsItsCountAndFloor(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0.Add(30 * time.Second), lossy: true}
+	n := bootAcceptor(t, env, 1)
+	env.now = env.now.Add(n.Config().RecoveryWait)
+	floor := uint64(env.now.Sub(t0).Milliseconds())
+	next := env.now.Add(20 * time.Second)
+	n.Step(Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task, Retries: 3, Status: 503, NextETA: next})
+	env.flush()
+	env.take()
+
+	env.recs, env.lossy = env.recs[:env.synced], false
+	n = bootAcceptor(t, env, 2)
+	resp := claim(t, env, n, task, "n1", floor, 1)
+	require.False(t, resp.Granted)
+	require.Equal(t, floor, resp.Promised, "the floor outlives the start that set it")
+	require.Equal(t, 3, resp.Retries)
+	require.Equal(t, next.Sub(env.now), resp.Lease, "not before the backoff it was given")
+	env.now = next
+	require.True(t, claim(t, env, n, task, "n1", floor+1, 2).Granted)
+}
+
+// The floors a start that reports a loss sets on the tasks it kept are recorded: a
+// later start that reports none keeps them.
+func TestLossyStartRecordsItsFloors(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	n.Step(Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+	env.flush()
+	require.True(t, claim(t, env, n, task, "n1", 1, 1).Granted)
+
+	env.now, env.lossy = t0.Add(time.Minute), true // the grant's record survived; others may not have
+	n = bootAcceptor(t, env, 2)
+	floor := uint64((time.Minute + n.Config().RecoveryWait).Milliseconds())
+	env.flush()
+	env.now, env.lossy = env.now.Add(n.Config().RecoveryWait), false
+	n = bootAcceptor(t, env, 3)
+	resp := claim(t, env, n, task, "n2", 2, 2)
+	require.False(t, resp.Granted)
+	require.Equal(t, floor, resp.Promised)
+	require.True(t, claim(t, env, n, task, "n2", floor+1, 3).Granted)
+}

@@ -268,8 +268,10 @@ func (n *Node) handleClaimResp(m Message) {
 	if m.Reject == RejectUnknown && e.task.Delivery == AtLeastOnce {
 		// The replica lost the task in a crash and has finished its recovery wait, so
 		// every grant it gave before has expired: give the task back to it. (Never for
-		// at-most-once: it may have granted the one attempt and forgotten.)
-		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task})
+		// at-most-once: it may have granted the one attempt and forgotten.) The
+		// failures counted so far and their backoff go with it, so that its grants do
+		// not make the next holder count from zero.
+		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task, Retries: e.retries, Status: e.lastStatus, NextETA: e.notBefore})
 	}
 	e.rejects |= 1 << rank
 	if m.Reject == RejectUnknown {

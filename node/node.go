@@ -249,6 +249,20 @@ func (n *Node) Start() error {
 			}
 		}
 	}
+	if lossy {
+		// The floors of what we may have forgotten must outlive this start: a later
+		// start that reports no loss would not know them. A Release with no holder
+		// records one.
+		var recs []Record
+		for _, id := range sortedKeys(n.tasks) {
+			if e := n.tasks[id]; e.floor > 0 && !e.state.Final() {
+				recs = append(recs, Record{Kind: RecRelease, TaskID: id, Attempt: e.floor})
+			}
+		}
+		if len(recs) > 0 {
+			n.persist(func() {}, recs...)
+		}
+	}
 	n.recount()
 	return nil
 }
@@ -257,7 +271,11 @@ func (n *Node) Start() error {
 func (n *Node) replay(r Record) {
 	if r.Kind == RecTask {
 		if _, ok := n.tasks[r.Task.ID]; !ok {
-			n.tasks[r.Task.ID] = n.newEntry(r.Task) // counted by recount at the end of Start
+			// A task given back carries its floor and the count of failures so far.
+			e := n.newEntry(r.Task) // counted by recount at the end of Start
+			e.floor = max(e.floor, r.Attempt)
+			n.adoptCount(e, r.Retries, r.Status, r.NextETA)
+			n.tasks[r.Task.ID] = e
 		}
 		return
 	}
@@ -277,6 +295,21 @@ func (n *Node) replay(r Record) {
 	}
 }
 
+// adoptCount merges the failures counted elsewhere into e: retries so far, the last
+// status, and the end of their backoff.
+func (n *Node) adoptCount(e *entry, retries, status int, notBefore time.Time) {
+	e.retries = max(e.retries, retries)
+	if status != 0 {
+		e.lastStatus = status
+	}
+	if notBefore.After(e.notBefore) {
+		e.notBefore = notBefore
+	}
+	if notBefore.After(e.nextETA) {
+		e.nextETA = notBefore
+	}
+}
+
 func (n *Node) newEntry(t *Task) *entry {
 	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
 }
@@ -293,7 +326,9 @@ func (n *Node) newEntry(t *Task) *entry {
 // forgotAt plus the drift; the recovery wait (more than a lease, itself more than
 // twice the drift) is the margin. Nobody learns of this floor before recoverUntil
 // (we grant nothing for such tasks until then), so the attempts that outbid it are
-// again below the milliseconds passed when they are claimed.
+// again below the milliseconds passed when they are claimed. A floor is recorded (in
+// the record of a task given back, by a Release with no holder for a task kept
+// through a lossy start): a later start may not know of the loss.
 func (n *Node) forgetFloor(t *Task) uint64 {
 	if n.recoverUntil.IsZero() || n.bornAfterForgetting(t) {
 		return 0
@@ -585,10 +620,13 @@ func (n *Node) handleStore(m Message) {
 	}
 
 	e := n.newEntry(t)
+	// A task given back (see handleClaimResp) carries the failures counted so far.
+	n.adoptCount(e, m.Retries, m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
 	n.armFire(e)
-	n.persist(func() { n.ackStore(m) }, Record{Kind: RecTask, Task: t, TaskID: t.ID})
+	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Retries: m.Retries, Status: m.Status, NextETA: m.NextETA}
+	n.persist(func() { n.ackStore(m) }, rec)
 }
 
 func (n *Node) ackStore(m Message) {

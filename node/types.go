@@ -175,9 +175,9 @@ type Message struct {
 	Reject   Reject        // ClaimResp
 	Holder   NodeID        // ClaimResp reject: current holder
 	State    TaskState     // Outcome; OutcomeResp (state after it); ClaimResp RejectFinal; StatusResp
-	NextETA  time.Time     // Release, naive push-back
-	Retries  int           // Release, Outcome, ClaimResp: failed deliveries so far
-	Status   int           // Release, Outcome: last HTTP status (0: none)
+	NextETA  time.Time     // Release, naive push-back; Store giving a task back: no attempt before it
+	Retries  int           // Release, Outcome, ClaimResp, Store giving a task back: failed deliveries so far
+	Status   int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
 	Queue    string        // Permit, PermitDone: the task's queue
 	Setting  *QueueSetting // QueueSet, QueueSetResp
 }
@@ -237,9 +237,9 @@ func (r DeliveryResult) OK() bool { return r.Status >= 200 && r.Status < 300 }
 type RecordKind uint8
 
 const (
-	RecTask    RecordKind = iota + 1 // Task was stored
+	RecTask    RecordKind = iota + 1 // Task was stored, its attempt floor in Attempt (given back: with Retries, Status and the backoff's end in NextETA)
 	RecGrant                         // Attempt granted to Holder in claim Round until LeaseEnd (local clock)
-	RecRelease                       // Holder's Attempt (claim Round) released; next at NextETA with Retries
+	RecRelease                       // Holder's Attempt (claim Round) released; next at NextETA with Retries (no Holder: attempts up to Attempt are never granted)
 	RecOutcome                       // final State reached
 )
 
