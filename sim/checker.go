@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -29,8 +30,9 @@ func (v Violation) String() string {
 // Excuse is a departure from exactly-once that the invariants allow, with its cause:
 // Kind "duplicate" (a delivery after a success, S3's exception), "lost" (L2's
 // exception: a majority of replicas lost their state), "stuck" (L1's: too few
-// replicas hold the task after state loss to claim it) or "name" (Q3's: a name
-// accepted again after the first task's replicas lost their state).
+// replicas hold the task after state loss to claim it), "name" (Q3's: a name
+// accepted again after the first task's replicas lost their state) or "forgotten"
+// (Q4's: a retry early for failures that every replica able to know of lost).
 type Excuse struct {
 	Kind  string
 	At    time.Duration
@@ -47,6 +49,8 @@ type delivery struct {
 	start   int64
 	end     int64 // -1 while in flight
 	status  int
+	inc     uint64 // the node's incarnation that started it
+	fail    int    // for a failed delivery: its number among the task's failures, from 0
 }
 
 // taskRec is everything the checker knows about one task.
@@ -57,14 +61,22 @@ type taskRec struct {
 	active     int   // deliveries in flight
 	byAttempt  map[uint64]*simNode
 
-	success     int     // index of the first successful delivery, -1 none
-	successEnd  int64   // true time it ended
-	knowsFinal  []int64 // per rank: true time the replica learned the final state, -1 never
-	finalState  node.TaskState
-	finalAt     int64  // -1: not final anywhere
-	lostState   uint64 // replicas (by rank) that lost their memory of the task after holding it
-	held        uint64 // replicas (by rank) holding it now
-	outcomeLost bool   // an Outcome message about it was dropped
+	success    int     // index of the first successful delivery, -1 none
+	successEnd int64   // true time it ended
+	knowsFinal []int64 // per rank: true time the replica learned the final state, -1 never
+	finalState node.TaskState
+	finalAt    int64  // -1: not final anywhere
+	lostState  uint64 // replicas (by rank) that lost their memory of the task after holding it
+	held       uint64 // replicas (by rank) holding it now
+	// failures counts the task's failed deliveries. know, per rank, is the set of
+	// them (bit j: failure j; from the 64th on, all share bit 63) that the replica
+	// can have learned of: through its own delivery, a grant it gave the attempt,
+	// or a message that carries a count of failures from a replica that could know
+	// (Release, ClaimResp, Outcome, Store, naive push-back). A loss of its state of
+	// the task clears it. See checkRetry.
+	failures    int
+	know        []uint64
+	outcomeLost bool // an Outcome message about it was dropped
 }
 
 // checker verifies S1–S5 and Q1–Q5 as events happen, and L1, L2 at the end (S6, the
@@ -84,6 +96,7 @@ type checker struct {
 	pausedAt  []int64 // per node: last pause, -1
 	crashedAt []int64 // per node: last crash, -1
 
+	grants    map[grantKey]uint64 // replicas (by rank) that granted each claim, seen on the network
 	queues    map[string]*queueModel
 	members   []node.NodeID // sorted, as the nodes sort them
 	driftRate float64       // clocks.max_drift: how much faster a token node may refill
@@ -92,7 +105,7 @@ type checker struct {
 const maxKeptViolations = 50
 
 func newChecker(w *world) *checker {
-	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift)}
+	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift), grants: map[grantKey]uint64{}}
 	for i := range w.sc.Cluster.Nodes {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
@@ -131,7 +144,7 @@ func keyOf(t *node.Task) taskKey { return taskKey{t.ID, t.Nonce} }
 func (c *checker) rec(t *node.Task) *taskRec {
 	r := c.tasks[keyOf(t)]
 	if r == nil {
-		r = &taskRec{task: t, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
+		r = &taskRec{task: t, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), know: make([]uint64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
 		for i := range r.knowsFinal {
 			r.knowsFinal[i] = -1
 		}
@@ -202,7 +215,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 	now := c.w.now
 	r := c.rec(d.Task)
 	id := len(c.deliveries)
-	c.deliveries = append(c.deliveries, delivery{task: r, node: s, attempt: d.Attempt, start: now, end: -1})
+	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: now, end: -1})
 	tasks := []string{d.Task.ID}
 
 	if r.active > 0 { // S1
@@ -294,6 +307,19 @@ func (c *checker) deliveryEnded(id int, status int) {
 	if status >= 200 && status < 300 && r.success < 0 {
 		r.success, r.successEnd = id, c.w.now
 	}
+	if status < 200 || status >= 300 {
+		d.fail = r.failures
+		r.failures++
+		bit := failBit(d.fail)
+		if rank := r.task.Rank(d.node.id); rank >= 0 && d.node.up && d.node.incarnation == d.inc {
+			r.know[rank] |= bit // the result reaches only the incarnation that started it
+		}
+		for i := range r.know {
+			if c.grants[grantKey{r.task.ID, d.attempt, d.node.id}]&(1<<i) != 0 {
+				r.know[i] |= bit // it learns when the lease it gave runs out
+			}
+		}
+	}
 }
 
 func (c *checker) messageLost(m node.Message) {
@@ -307,9 +333,29 @@ func (c *checker) messageLost(m node.Message) {
 func (c *checker) paused(s *simNode) { c.pausedAt[s.idx] = c.w.now }
 
 // crashed forgets what s knew. With durable storage it keeps exactly what the
-// records that survived the crash (disk, nil without one) say.
-func (c *checker) crashed(s *simNode, disk *simDisk) {
+// records that survived the crash (disk, nil without one) say; lost are the records
+// the crash (or a corruption) cut from the log.
+func (c *checker) crashed(s *simNode, disk *simDisk, lost []node.Record) {
 	c.crashedAt[s.idx] = c.w.now
+	cut := map[string]bool{}
+	for _, rec := range lost {
+		if rec.Task != nil {
+			cut[rec.Task.ID] = true
+		}
+		cut[rec.TaskID] = true
+	}
+	for _, r := range c.order {
+		if rank := r.task.Rank(s.id); rank >= 0 && (disk == nil || cut[r.task.ID]) {
+			r.know[rank] = 0
+		}
+	}
+	for k, ranks := range c.grants {
+		if r := c.byID[k.task]; len(r) > 0 && (disk == nil || cut[k.task]) {
+			if rank := r[0].task.Rank(s.id); rank >= 0 {
+				c.grants[k] = ranks &^ (1 << rank) // it no longer knows it gave them
+			}
+		}
+	}
 	var stored, final map[string]bool
 	if disk != nil {
 		stored, final = map[string]bool{}, map[string]bool{}
@@ -483,22 +529,131 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 	}
 	q.active++
 	if q.retryKnown && r.task.Delivery == node.AtLeastOnce {
-		failures, lastEnd := 0, int64(-1)
-		for _, di := range r.deliveries {
-			pd := c.deliveries[di]
-			if pd.end >= 0 && (pd.status < 200 || pd.status >= 300) {
-				failures++
-				lastEnd = max(lastEnd, pd.end)
-			}
-		}
-		if failures > 0 {
-			gap := int64(q.retry.Backoff(failures))
-			if now < lastEnd+gap-2*c.skew {
-				c.violate("Q4", tasks, []node.NodeID{s.id}, "retry after %d failures started %s after the last failure; the backoff is %s",
-					failures, time.Duration(now-lastEnd), time.Duration(gap))
-			}
+		c.checkRetry(r, s, q.retry)
+	}
+}
+
+// checkRetry is Q4 for a delivery of an at-least-once task that starts now: after k
+// failed deliveries it starts no earlier than backoff(k) after the last one ended
+// (less 2 × the drift bound), and none starts once the retry limits are used up.
+//
+// Failures count from the last success (what follows a success is a duplicate, S3's
+// business), and only those the starting node can know of (taskRec.know): the
+// others were forgotten by every replica that could have told it, in crashes without
+// durable storage or records cut from a log. The backoff and the limits are then
+// counted without them, and a start that would have broken them is an excuse of kind
+// "forgotten".
+func (c *checker) checkRetry(r *taskRec, s *simNode, retry node.RetryConfig) {
+	now := c.w.now
+	var known uint64
+	if rank := r.task.Rank(s.id); rank >= 0 {
+		known = r.know[rank]
+	}
+	failures, forgotten, lastEnd, lastForgotten := 0, 0, int64(-1), int64(-1)
+	for _, di := range r.deliveries {
+		pd := c.deliveries[di]
+		switch {
+		case pd.end < 0:
+		case pd.status >= 200 && pd.status < 300:
+			failures, forgotten, lastEnd, lastForgotten = 0, 0, -1, -1
+		case known&failBit(pd.fail) == 0:
+			forgotten++
+			lastForgotten = max(lastForgotten, pd.end)
+		default:
+			failures++
+			lastEnd = max(lastEnd, pd.end)
 		}
 	}
+	tasks := []string{r.task.ID}
+	if failures > 0 {
+		gap := int64(backoff(retry, failures))
+		if now < lastEnd+gap-2*c.skew {
+			c.violate("Q4", tasks, []node.NodeID{s.id}, "retry after %d failures started %s after the last failure; the backoff is %s",
+				failures, time.Duration(now-lastEnd), time.Duration(gap))
+			return
+		}
+		if exhausted(retry, failures, lastEnd-int64(r.task.Created.Sub(epoch)), 2*c.skew) {
+			c.violate("Q4", tasks, []node.NodeID{s.id}, "delivery after %d failures, over the retry limits (task_retry_limit %d, task_age_limit %s)",
+				failures, retry.TaskRetryLimit, retry.TaskAgeLimit)
+			return
+		}
+	}
+	if all := failures + forgotten; forgotten > 0 && now < max(lastEnd, lastForgotten)+int64(backoff(retry, all))-2*c.skew {
+		c.excused = append(c.excused, Excuse{Kind: "forgotten", At: time.Duration(now), Task: r.task.ID, Node: s.id,
+			Cause: fmt.Sprintf("%d of %d failures not counted: every replica that knew of them lost its state since", forgotten, all)})
+	}
+}
+
+func failBit(j int) uint64 { return 1 << min(j, 63) }
+
+// grantKey names one claim: the attempt of a task claimed by holder.
+type grantKey struct {
+	task    string
+	attempt uint64
+	holder  node.NodeID
+}
+
+// sent sees every message a node hands to the network, before faults decide its
+// fate, and returns what the receiver learns from it if it arrives (see learn).
+func (c *checker) sent(from *simNode, m node.Message) []uint64 {
+	recs := c.byID[m.TaskID]
+	if len(recs) == 0 {
+		return nil
+	}
+	if m.Type == node.MsgClaimResp && m.Granted {
+		if rank := recs[0].task.Rank(from.id); rank >= 0 {
+			c.grants[grantKey{m.TaskID, m.Attempt, m.To}] |= 1 << rank
+		}
+	}
+	switch m.Type {
+	case node.MsgRelease, node.MsgClaimResp, node.MsgOutcome, node.MsgStore, node.MsgNaivePushBack:
+	default:
+		return nil
+	}
+	know := make([]uint64, len(recs))
+	for i, r := range recs {
+		if rank := r.task.Rank(from.id); rank >= 0 {
+			know[i] = r.know[rank]
+		}
+	}
+	return know
+}
+
+// learn: to handles a message that carried know (from sent). A replica that does
+// not hold the task drops what the message says, unless it is a Store that gives
+// the task (back) to it.
+func (c *checker) learn(to *simNode, m node.Message, know []uint64) {
+	for i, r := range c.byID[m.TaskID] {
+		if rank := r.task.Rank(to.id); rank >= 0 && i < len(know) && (r.held&(1<<rank) != 0 || m.Type == node.MsgStore) {
+			r.know[rank] |= know[i]
+		}
+	}
+}
+
+// backoff is the queue's delay after k failed deliveries (k >= 1), computed apart from
+// node.RetryConfig.Backoff so that a bug there cannot hide in Q4. App Engine's rule:
+// min_backoff doubles for each of the first max_doublings retries, then grows by
+// min_backoff × 2^max_doublings per retry; never above max_backoff.
+func backoff(r node.RetryConfig, k int) time.Duration {
+	minB, maxB := float64(r.MinBackoff), float64(r.MaxBackoff)
+	var d float64
+	if k-1 <= r.MaxDoublings {
+		d = minB * math.Pow(2, float64(k-1))
+	} else {
+		d = minB * math.Pow(2, float64(r.MaxDoublings)) * float64(k-r.MaxDoublings)
+	}
+	return time.Duration(math.Min(d, maxB))
+}
+
+// exhausted reports whether k failures, the last at age (true time since the task was
+// created), used up the retry limits: every limit that is set is exceeded, the age by
+// more than slack (the clocks that measured it may be off).
+func exhausted(r node.RetryConfig, k int, age, slack int64) bool {
+	limit, ageLimit := r.TaskRetryLimit, int64(r.TaskAgeLimit)
+	if limit == 0 && ageLimit == 0 {
+		return false
+	}
+	return (limit == 0 || k > limit) && (ageLimit == 0 || age > ageLimit+slack)
 }
 
 // checkLimits is S7: no node that is up holds more pending tasks than

@@ -37,9 +37,9 @@ func (w *world) applyFault(f FaultEvent) {
 				w.pause(s)
 			}
 			if f.Kind == "corrupt" && s.disk != nil {
-				n := s.disk.corrupt(w.rngFault)
-				w.check.crashed(s, s.disk) // what it knew is now what survived
-				detail += fmt.Sprintf(" %s lost %d synced records;", s.id, n)
+				lost := s.disk.corrupt(w.rngFault)
+				w.check.crashed(s, s.disk, lost) // what it knew is now what survived
+				detail += fmt.Sprintf(" %s lost %d synced records;", s.id, len(lost))
 			}
 		}
 		detail = names(nodes) + detail

@@ -3,6 +3,7 @@ package sim
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/node"
@@ -145,12 +146,12 @@ func (d *simDisk) LostSince() (time.Time, bool) { return time.Time{}, d.lost }
 
 // corrupt loses a random suffix of the synced records, up to all of them: a bit flip
 // or a truncation that the real disk detects (and an operator answers by cutting the
-// log there, or wiping it).
-func (d *simDisk) corrupt(r interface{ IntN(int) int }) int {
+// log there, or wiping it). It returns the records lost.
+func (d *simDisk) corrupt(r interface{ IntN(int) int }) []node.Record {
 	keep := r.IntN(d.synced + 1)
-	lost := d.synced - keep
+	lost := slices.Clone(d.recs[keep:d.synced])
 	d.recs, d.synced = d.recs[:keep], keep
-	d.lost = d.lost || lost > 0
+	d.lost = d.lost || len(lost) > 0
 	return lost
 }
 
@@ -176,7 +177,12 @@ func (d *simDisk) Sync(done func()) {
 	})
 }
 
-func (d *simDisk) crash() { d.recs = d.recs[:d.synced] }
+// crash drops what no sync covered and returns it.
+func (d *simDisk) crash() []node.Record {
+	lost := slices.Clone(d.recs[d.synced:])
+	d.recs = d.recs[:d.synced]
+	return lost
+}
 
 // --- node.Observer ----------------------------------------------------------------
 
@@ -256,10 +262,11 @@ func (w *world) crash(s *simNode) {
 	}
 	s.up, s.paused, s.buffered, s.n = false, false, nil, nil
 	s.incarnation++
+	var lost []node.Record
 	if s.disk != nil {
-		s.disk.crash()
+		lost = s.disk.crash()
 	}
-	w.check.crashed(s, s.disk)
+	w.check.crashed(s, s.disk, lost)
 	if w.trace != nil {
 		w.trace.nodeEvent(w.now, s.id, "crash")
 	}

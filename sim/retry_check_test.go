@@ -1,0 +1,152 @@
+package sim
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// checkerWorld builds a world of three idle nodes (n1..n3, all up) whose checker is
+// driven by hand, and a task of queue "q" held by all three. retry is the queue's
+// retry object in scenario JSON.
+func checkerWorld(t testing.TB, retry, drift string) (*world, *node.Task) {
+	t.Helper()
+	sc := mustParse(t, fmt.Sprintf(`{
+  "name": "checker-by-hand",
+  "cluster": {"nodes": 3, "replicas": 3, "max_clock_drift": %q},
+  "workload": {"tasks": 0, "rate": 1, "queues": [{"name": "q", "retry": %s}]},
+  "duration": "1s"
+}`, drift, retry))
+	w := &world{sc: sc, byID: map[node.NodeID]*simNode{}}
+	for i := range 3 {
+		s := &simNode{w: w, idx: i, id: node.NodeID(nodeName(i)), up: true, incarnation: 1}
+		w.nodes = append(w.nodes, s)
+		w.byID[s.id] = s
+	}
+	w.check = newChecker(w)
+	task := &node.Task{ID: "task-1", Queue: "q", ETA: epoch, Created: epoch, Delivery: node.AtLeastOnce, Replicas: []node.NodeID{"n1", "n2", "n3"}}
+	for _, s := range w.nodes {
+		w.check.stateChanged(s, task, node.StateNone, node.StateScheduled)
+	}
+	return w, task
+}
+
+// deliverAt has s deliver attempt a of task from start to end (true times since the
+// run began), the worker answering status.
+func deliverAt(w *world, s *simNode, task *node.Task, a uint64, start, end time.Duration, status int) {
+	w.now = int64(start)
+	id := w.check.deliveryStarted(s, node.Delivery{Task: task, Attempt: a})
+	w.now = int64(end)
+	w.check.deliveryEnded(id, status)
+}
+
+// failThenRetry has n1 fail len(gaps) deliveries, each starting gaps[i] after the
+// previous one ended (the first at 1 s), and returns the violations of Q4.
+func failThenRetry(t *testing.T, retry string, gaps []time.Duration) []Violation {
+	w, task := checkerWorld(t, retry, "10ms")
+	n1 := w.nodes[0]
+	at := time.Second
+	for i, g := range gaps {
+		at += g
+		deliverAt(w, n1, task, uint64(i+1), at, at+5*time.Millisecond, 503)
+		at += 5 * time.Millisecond
+	}
+	var q4 []Violation
+	for _, v := range w.check.violations {
+		if v.Invariant == "Q4" {
+			q4 = append(q4, v)
+		}
+	}
+	return q4
+}
+
+// Q4's backoff is the checker's own App Engine formula, not the node's: a node whose
+// backoff stopped doubling too soon (max_doublings taken as 0) is caught, a node that
+// waits exactly the right gaps is not.
+func TestQ4BackoffIsTheCheckersOwn(t *testing.T) {
+	retry := `{"min_backoff": "1s", "max_backoff": "1h", "max_doublings": 2}`
+	right := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 12 * time.Second}
+	require.Empty(t, failThenRetry(t, retry, right))
+
+	linear := []time.Duration{0, time.Second, 2 * time.Second, 3 * time.Second, 4 * time.Second}
+	q4 := failThenRetry(t, retry, linear)
+	require.Len(t, q4, 2, "the 4th and 5th retries are early: %v", q4)
+	require.Contains(t, q4[0].Detail, "retry after 3 failures")
+	require.Contains(t, q4[0].Detail, "the backoff is 4s")
+}
+
+// The checker's formula and node.RetryConfig.Backoff agree everywhere: a bug in
+// either (a node that ignores max_doublings, say) fails here.
+func TestQ4BackoffMatchesTheNodes(t *testing.T) {
+	for _, minB := range []time.Duration{100 * time.Millisecond, time.Second, 3 * time.Second} {
+		for _, maxB := range []time.Duration{minB, 10 * time.Second, time.Hour} {
+			if maxB < minB {
+				continue
+			}
+			for doublings := range 6 {
+				r := node.RetryConfig{MinBackoff: minB, MaxBackoff: maxB, MaxDoublings: doublings}
+				for k := 1; k <= 40; k++ {
+					require.Equal(t, backoff(r, k), r.Backoff(k), "min %s max %s max_doublings %d after %d failures", minB, maxB, doublings, k)
+				}
+			}
+		}
+	}
+}
+
+// After the retry limit's failures a task is dead: one more delivery is a Q4
+// violation, however long it waited.
+func TestQ4RetryLimit(t *testing.T) {
+	retry := `{"task_retry_limit": 2, "min_backoff": "1s", "max_backoff": "1s"}`
+	require.Empty(t, failThenRetry(t, retry, []time.Duration{0, time.Second, time.Second}), "two retries are allowed")
+	q4 := failThenRetry(t, retry, []time.Duration{0, time.Second, time.Second, time.Minute})
+	require.Len(t, q4, 1)
+	require.Contains(t, q4[0].Detail, "over the retry limits")
+}
+
+// What follows a success is a duplicate, not a retry: the failures before it do not
+// set its backoff.
+func TestQ4CountsFromTheLastSuccess(t *testing.T) {
+	w, task := checkerWorld(t, `{"min_backoff": "10s", "max_backoff": "10s"}`, "10ms")
+	n1, n2 := w.nodes[0], w.nodes[1]
+	deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 503)
+	deliverAt(w, n1, task, 2, 12*time.Second, 13*time.Second, 200)
+	deliverAt(w, n2, task, 3, 13500*time.Millisecond, 14*time.Second, 200)
+	for _, v := range w.check.violations {
+		require.NotEqual(t, "Q4", v.Invariant, v.String())
+	}
+}
+
+// Q4 counts the failures the starting node can know of. A failure every replica that
+// could know of it has since forgotten (crashes without durable storage) is not
+// counted, and the early retry is excused as "forgotten"; one that a replica kept
+// and passed on by message is counted.
+func TestQ4CountsWhatCanBeKnown(t *testing.T) {
+	w, task := checkerWorld(t, `{"min_backoff": "10s", "max_backoff": "10s"}`, "10ms")
+	n1, n2, n3 := w.nodes[0], w.nodes[1], w.nodes[2]
+	deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 503)
+	// n1 tells n2 (a Release); n2 and n1 then lose everything.
+	rel := node.Message{Type: node.MsgRelease, From: "n1", To: "n2", TaskID: task.ID, Attempt: 1, Retries: 1}
+	w.check.learn(n2, rel, w.check.sent(n1, rel))
+	w.check.crashed(n1, nil, nil)
+	w.check.crashed(n2, nil, nil)
+	deliverAt(w, n3, task, 2, 3*time.Second, 4*time.Second, 200) // n3 never heard of it
+	require.Empty(t, w.check.violations)
+	require.Len(t, w.check.excused, 1)
+	require.Equal(t, "forgotten", w.check.excused[0].Kind)
+
+	w, task = checkerWorld(t, `{"min_backoff": "10s", "max_backoff": "10s"}`, "10ms")
+	n1, n2, n3 = w.nodes[0], w.nodes[1], w.nodes[2]
+	deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 503)
+	rel.Retries = 1
+	w.check.learn(n2, rel, w.check.sent(n1, rel))
+	w.check.crashed(n1, nil, nil)
+	grant := node.Message{Type: node.MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Granted: true, Retries: 1}
+	w.check.learn(n3, grant, w.check.sent(n2, grant)) // n2 kept it and tells n3
+	deliverAt(w, n3, task, 2, 3*time.Second, 4*time.Second, 200)
+	require.Len(t, w.check.violations, 1)
+	require.Equal(t, "Q4", w.check.violations[0].Invariant)
+}
