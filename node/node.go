@@ -57,6 +57,7 @@ type Node struct {
 	// selfq holds messages this node sent to itself; they are handled after the
 	// current input finishes, so that no handler re-enters another.
 	selfq   []Message
+	msgObs  MessageObserver // the Observer's, when it has the ability
 	inInput bool
 	started bool
 	// stopping: the node is shutting down; it starts no new claim or enqueue, but
@@ -170,9 +171,11 @@ func New(cfg Config, env Env) (*Node, error) {
 	if cfg.ClaimQuorum > cfg.Replicas {
 		cfg.ClaimQuorum = cfg.Replicas
 	}
+	msgObs, _ := env.Observer.(MessageObserver)
 	return &Node{
 		cfg:         cfg,
 		env:         env,
+		msgObs:      msgObs,
 		members:     members,
 		tasks:       make(map[string]*entry),
 		openByQueue: make(map[string]int),
@@ -368,6 +371,9 @@ func (n *Node) Placement(id string) []NodeID {
 // send hands m to the network, or to the self queue when it is for this node.
 func (n *Node) send(m Message) {
 	m.From = n.cfg.ID
+	if n.msgObs != nil {
+		n.msgObs.MessageSent(m)
+	}
 	if m.To == n.cfg.ID {
 		n.selfq = append(n.selfq, m)
 		return

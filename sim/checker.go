@@ -96,16 +96,17 @@ type checker struct {
 	pausedAt  []int64 // per node: last pause, -1
 	crashedAt []int64 // per node: last crash, -1
 
-	grants    map[grantKey]uint64 // replicas (by rank) that granted each claim, seen on the network
-	queues    map[string]*queueModel
-	members   []node.NodeID // sorted, as the nodes sort them
-	driftRate float64       // clocks.max_drift: how much faster a token node may refill
+	grants     map[grantKey]uint64 // replicas (by rank) that granted each claim and still know it (Q4)
+	grantTimes map[grantKey]*grantInfo
+	queues     map[string]*queueModel
+	members    []node.NodeID // sorted, as the nodes sort them
+	driftRate  float64       // clocks.max_drift: how much faster a token node may refill
 }
 
 const maxKeptViolations = 50
 
 func newChecker(w *world) *checker {
-	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift), grants: map[grantKey]uint64{}}
+	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift), grants: map[grantKey]uint64{}, grantTimes: map[grantKey]*grantInfo{}}
 	for i := range w.sc.Cluster.Nodes {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
@@ -252,21 +253,27 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 
 // checkAfterSuccess decides whether a delivery starting after a success is excused:
 // it is only when the success's outcome had not reached a majority of replicas that
-// still remember it, because its holder crashed, paused or lost contact, or because a
-// replica that knew lost its state.
+// still remember it when the delivery's claim won its quorum, because its holder
+// crashed, paused or lost contact, or because a replica that knew lost its state.
+//
+// What counts is what was known when the grants were given, not when the delivery
+// starts: a claimant that won its quorum before the success reached a majority may
+// start after (it was paused with its last grant in its input buffer, say), and no
+// replica could have stopped it.
 func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 	succ := c.deliveries[r.success]
 	holder := succ.node
+	won := c.quorumAt(r, s, attempt)
 	knowers := 0
 	for _, t := range r.knowsFinal {
-		if t >= 0 {
+		if t >= 0 && t <= won {
 			knowers++
 		}
 	}
 	tasks := []string{r.task.ID}
 	if knowers >= len(r.task.Replicas)/2+1 {
-		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas",
-			attempt, s.id, holder.id, time.Duration(r.successEnd))
+		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas (before the claim won its quorum at %s)",
+			attempt, s.id, holder.id, time.Duration(r.successEnd), time.Duration(won))
 		return
 	}
 	var causes []string
@@ -294,6 +301,49 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 		return
 	}
 	c.excused = append(c.excused, Excuse{Kind: "duplicate", At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
+}
+
+// quorumAt is when the claim that s delivers attempt under won its quorum: when the
+// quorum-th of its acceptors granted it (as they sent their grants, to s itself
+// included), or now when the grants are unknown (the naive protocol has none).
+func (c *checker) quorumAt(r *taskRec, s *simNode, attempt uint64) int64 {
+	g := c.grantTimes[grantKey{r.task.ID, attempt, s.id}]
+	if q := c.quorum(r.task); g != nil && len(g.at) >= q {
+		return g.at[q-1]
+	}
+	return c.w.now
+}
+
+// grantInfo is when each acceptor first granted one claim.
+type grantInfo struct {
+	ranks uint64
+	at    []int64 // in the order they were given
+}
+
+// nodeSent sees every message a node sends, to itself included, as it sends it
+// (node.MessageObserver).
+func (c *checker) nodeSent(s *simNode, m node.Message) {
+	recs := c.byID[m.TaskID]
+	if len(recs) == 0 {
+		return
+	}
+	rank := recs[0].task.Rank(s.id) // one ID, one placement
+	if rank < 0 {
+		return
+	}
+	if m.Type == node.MsgClaimResp && m.Granted {
+		k := grantKey{m.TaskID, m.Attempt, m.To}
+		c.grants[k] |= 1 << rank
+		g := c.grantTimes[k]
+		if g == nil {
+			g = &grantInfo{}
+			c.grantTimes[k] = g
+		}
+		if g.ranks&(1<<rank) == 0 {
+			g.ranks |= 1 << rank
+			g.at = append(g.at, c.w.now)
+		}
+	}
 }
 
 func (c *checker) deliveryEnded(id int, status int) {
@@ -599,11 +649,6 @@ func (c *checker) sent(from *simNode, m node.Message) []uint64 {
 	recs := c.byID[m.TaskID]
 	if len(recs) == 0 {
 		return nil
-	}
-	if m.Type == node.MsgClaimResp && m.Granted {
-		if rank := recs[0].task.Rank(from.id); rank >= 0 {
-			c.grants[grantKey{m.TaskID, m.Attempt, m.To}] |= 1 << rank
-		}
 	}
 	switch m.Type {
 	case node.MsgRelease, node.MsgClaimResp, node.MsgOutcome, node.MsgStore, node.MsgNaivePushBack:

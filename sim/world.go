@@ -188,9 +188,13 @@ func (d *simDisk) crash() []node.Record {
 
 type simObserver struct{ s *simNode }
 
+var _ node.MessageObserver = simObserver{}
+
 func (o simObserver) QueueChanged(id node.NodeID, set node.QueueSetting) {
 	o.s.w.check.queueChanged(id, set)
 }
+
+func (o simObserver) MessageSent(m node.Message) { o.s.w.check.nodeSent(o.s, m) }
 
 func (o simObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	w := o.s.w

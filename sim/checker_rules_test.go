@@ -150,3 +150,43 @@ func TestQ4CountsWhatCanBeKnown(t *testing.T) {
 	require.Len(t, w.check.violations, 1)
 	require.Equal(t, "Q4", w.check.violations[0].Invariant)
 }
+
+// grantBy has acceptor grant claimant's attempt now (as the node would send it).
+func grantBy(w *world, acceptor, claimant *simNode, task *node.Task, a uint64) {
+	w.check.nodeSent(acceptor, node.Message{Type: node.MsgClaimResp, From: acceptor.id, To: claimant.id, TaskID: task.ID, Attempt: a, Granted: true})
+}
+
+func learnsSuccess(w *world, s *simNode, task *node.Task) {
+	w.check.stateChanged(s, task, node.StateScheduled, node.StateSucceeded)
+}
+
+// S3 judges what the replicas knew when the grants of the new delivery were given,
+// not when it starts: a claimant that won its quorum before the success reached a
+// majority, and was paused before starting, is an excused duplicate. A claim that
+// wins its quorum after the success reached a majority is still a violation.
+func TestS3CountsWhatWasKnownAtTheGrants(t *testing.T) {
+	w, task := checkerWorld(t, `{}`, "10ms")
+	n1, n2, n3 := w.nodes[0], w.nodes[1], w.nodes[2]
+	w.now = int64(time.Second)
+	w.check.paused(n1) // n1 is paused while its worker answers 2xx
+	deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 200)
+	w.now = int64(3 * time.Second)
+	grantBy(w, n2, n2, task, 2)
+	grantBy(w, n3, n2, task, 2) // n2 won attempt 2; then n2 is paused
+	w.now = int64(4 * time.Second)
+	learnsSuccess(w, n1, task) // n1 resumes and tells n3: a majority knows
+	learnsSuccess(w, n3, task)
+	deliverAt(w, n2, task, 2, 5*time.Second, 5500*time.Millisecond, 200) // n2 resumes
+	require.Empty(t, w.check.violations)
+	require.Len(t, w.check.excused, 1)
+	require.Equal(t, "duplicate", w.check.excused[0].Kind)
+	require.Contains(t, w.check.excused[0].Cause, "holder paused")
+
+	w.now = int64(6 * time.Second)
+	grantBy(w, n2, n3, task, 3)
+	grantBy(w, n3, n3, task, 3)
+	w.check.deliveryStarted(n3, node.Delivery{Task: task, Attempt: 3})
+	require.Len(t, w.check.violations, 1)
+	require.Equal(t, "S3", w.check.violations[0].Invariant)
+	require.Contains(t, w.check.violations[0].Detail, "had reached a majority")
+}
