@@ -266,7 +266,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 	won := c.quorumAt(r, s, attempt)
 	knowers := 0
 	for _, t := range r.knowsFinal {
-		if t >= 0 && t <= won {
+		if t >= 0 && t < won { // at the same instant, the grant came first (or the acceptor would have refused)
 			knowers++
 		}
 	}
