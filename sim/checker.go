@@ -77,6 +77,10 @@ type taskRec struct {
 	failures    int
 	know        []uint64
 	outcomeLost bool // an Outcome message about it was dropped
+	// doneSent: when each node last sent an Outcome with a final state; doneAcks: the
+	// replicas (by rank) that answered each node's Outcome with a final state.
+	doneSent map[node.NodeID]int64
+	doneAcks map[node.NodeID]uint64
 }
 
 // checker verifies S1–S5 and Q1–Q5 as events happen, and L1, L2 at the end (S6, the
@@ -98,6 +102,7 @@ type checker struct {
 
 	grants     map[grantKey]uint64 // replicas (by rank) that granted each claim and still know it (Q4)
 	grantTimes map[grantKey]*grantInfo
+	doneWindow time.Duration // two of a node's longest intervals between resends of Done
 	queues     map[string]*queueModel
 	members    []node.NodeID // sorted, as the nodes sort them
 	driftRate  float64       // clocks.max_drift: how much faster a token node may refill
@@ -114,6 +119,9 @@ func newChecker(w *world) *checker {
 	}
 	slices.Sort(c.members)
 	c.driftRate = w.sc.Clocks.MaxDrift
+	var cfg node.Config // the simulator leaves the resend intervals at their defaults
+	cfg.EnsureDefaults()
+	c.doneWindow = 2 * max(cfg.ClaimTimeout, cfg.OutcomeRetry)
 	c.queues = map[string]*queueModel{}
 	for _, q := range w.sc.Workload.Queues {
 		cfg := q.config()
@@ -289,7 +297,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 			break
 		}
 	}
-	if r.outcomeLost {
+	if r.outcomeLost && c.keptSendingDone(r, holder, won) {
 		causes = append(causes, "outcome messages lost")
 	}
 	if r.lostState != 0 {
@@ -301,6 +309,18 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 		return
 	}
 	c.excused = append(c.excused, Excuse{Kind: "duplicate", At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
+}
+
+// keptSendingDone reports whether the success's holder did its part by time `at`:
+// it was still sending Done then (within two of its longest resend intervals), or a
+// majority of replicas had acknowledged it. Lost outcome messages excuse a duplicate
+// only then: a holder that gives up early must not hide behind them.
+func (c *checker) keptSendingDone(r *taskRec, holder *simNode, at int64) bool {
+	if popcount(r.doneAcks[holder.id]) >= len(r.task.Replicas)/2+1 {
+		return true
+	}
+	last, ok := r.doneSent[holder.id]
+	return ok && last >= at-int64(c.doneWindow)
 }
 
 // quorumAt is when the claim that s delivers attempt under won its quorum: when the
@@ -331,7 +351,22 @@ func (c *checker) nodeSent(s *simNode, m node.Message) {
 	if rank < 0 {
 		return
 	}
-	if m.Type == node.MsgClaimResp && m.Granted {
+	switch {
+	case m.Type == node.MsgOutcome && m.State.Final():
+		for _, r := range recs {
+			if r.doneSent == nil {
+				r.doneSent = map[node.NodeID]int64{}
+			}
+			r.doneSent[s.id] = c.w.now
+		}
+	case m.Type == node.MsgOutcomeResp && m.State.Final():
+		for _, r := range recs {
+			if r.doneAcks == nil {
+				r.doneAcks = map[node.NodeID]uint64{}
+			}
+			r.doneAcks[m.To] |= 1 << rank
+		}
+	case m.Type == node.MsgClaimResp && m.Granted:
 		k := grantKey{m.TaskID, m.Attempt, m.To}
 		c.grants[k] |= 1 << rank
 		g := c.grantTimes[k]

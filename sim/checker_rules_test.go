@@ -190,3 +190,41 @@ func TestS3CountsWhatWasKnownAtTheGrants(t *testing.T) {
 	require.Equal(t, "S3", w.check.violations[0].Invariant)
 	require.Contains(t, w.check.violations[0].Detail, "had reached a majority")
 }
+
+// Lost outcome messages excuse a duplicate only while the success's holder keeps
+// sending Done (or a majority acknowledged it): a holder that gave up after one
+// acknowledgement does not hide behind them.
+func TestS3LostOutcomesExcuseOnlyAHolderThatKeptSending(t *testing.T) {
+	for _, kept := range []bool{true, false} {
+		w, task := checkerWorld(t, `{}`, "10ms")
+		n1, n2, n3 := w.nodes[0], w.nodes[1], w.nodes[2]
+		deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 200)
+		learnsSuccess(w, n1, task)
+		done := func(to *simNode) node.Message {
+			return node.Message{Type: node.MsgOutcome, From: "n1", To: to.id, TaskID: task.ID, Attempt: 1, State: node.StateSucceeded}
+		}
+		w.check.nodeSent(n1, done(n1))
+		w.check.nodeSent(n1, node.Message{Type: node.MsgOutcomeResp, From: "n1", To: "n1", TaskID: task.ID, State: node.StateSucceeded})
+		for at := 2 * time.Second; at < 12*time.Second; at += time.Second {
+			w.now = int64(at)
+			if kept || at == 2*time.Second {
+				for _, to := range []*simNode{n2, n3} {
+					w.check.nodeSent(n1, done(to))
+					w.check.messageLost(done(to))
+				}
+			}
+		}
+		w.now = int64(12 * time.Second)
+		grantBy(w, n2, n2, task, 2)
+		grantBy(w, n3, n2, task, 2)
+		deliverAt(w, n2, task, 2, 12*time.Second, 13*time.Second, 200)
+		if kept {
+			require.Empty(t, w.check.violations)
+			require.Len(t, w.check.excused, 1)
+			require.Equal(t, "outcome messages lost", w.check.excused[0].Cause)
+			continue
+		}
+		require.Len(t, w.check.violations, 1, "a holder that stopped sending Done after one acknowledgement")
+		require.Equal(t, "S3", w.check.violations[0].Invariant)
+	}
+}
