@@ -228,3 +228,24 @@ func TestS3LostOutcomesExcuseOnlyAHolderThatKeptSending(t *testing.T) {
 		require.Equal(t, "S3", w.check.violations[0].Invariant)
 	}
 }
+
+// While no node is up the clients wait, holding their requests: they send exactly
+// workload.tasks of them, and the run ends once every answer is in, not at the
+// liveness bound.
+func TestWorkloadWaitsForANodeWithoutSendingMore(t *testing.T) {
+	sc := mustParse(t, `{
+  "name": "all-down",
+  "cluster": {"nodes": 3, "replicas": 3, "storage": "durable"},
+  "workload": {"tasks": 60, "rate": 20, "countdown": {"min": "0s", "max": "1s"}},
+  "faults": {"schedule": [{"at": "1s", "kind": "crash", "nodes": ["n1", "n2", "n3"], "duration": "5s"}]},
+  "duration": "10s",
+  "liveness_bound": "5m"
+}`)
+	for seed := uint64(1); seed <= 3; seed++ {
+		res, err := Run(sc, seed, Options{})
+		require.NoError(t, err)
+		require.False(t, res.Failed(), res.Report())
+		require.Equal(t, 60, res.Enqueued, "seed %d", seed)
+		require.Less(t, res.SimTime, time.Minute, "seed %d ran to the liveness bound", seed)
+	}
+}

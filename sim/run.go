@@ -280,10 +280,11 @@ type workload struct {
 	full       int // enqueues refused under the admission limits (503 full)
 	answered   int
 	weights    float64
-	remaining  int
+	remaining  int // requests not yet taken from workload.tasks
+	waiting    int // requests taken, waiting for a node that is up to send them to
 }
 
-func (wl *workload) done() bool { return wl.remaining == 0 && wl.answered == wl.sent }
+func (wl *workload) done() bool { return wl.remaining == 0 && wl.waiting == 0 && wl.answered == wl.sent }
 
 func (w *world) startWorkload() *workload {
 	wl := &workload{w: w, remaining: w.sc.Workload.Tasks}
@@ -304,6 +305,8 @@ func (wl *workload) next() {
 	if wl.remaining == 0 {
 		return
 	}
+	wl.remaining--
+	wl.waiting++
 	wl.send()
 	if wl.remaining > 0 {
 		gap := time.Duration(w.rngWork.ExpFloat64() / w.sc.Workload.Rate * float64(time.Second))
@@ -311,7 +314,8 @@ func (wl *workload) next() {
 	}
 }
 
-// send enqueues one task through a random live node (or waits for one).
+// send enqueues one request taken by next through a random live node, or waits for
+// one (every 100 ms): a waiting client holds its request, it does not send another.
 func (wl *workload) send() {
 	w := wl.w
 	var live []*simNode
@@ -336,7 +340,7 @@ func (wl *workload) send() {
 	}
 	n := wl.sent
 	wl.sent++
-	wl.remaining--
+	wl.waiting--
 	req := node.EnqueueRequest{
 		Queue:       q.Name,
 		URL:         "http://worker.sim/" + q.Name,
