@@ -849,6 +849,26 @@ func (n *Node) Task(id string) (TaskStatus, bool) {
 	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.floor, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA}, true
 }
 
+// AcceptorState is what a replica's acceptor holds of a task: the highest attempt it
+// granted, to whom, whether that attempt was released (or its lease ended as a
+// failure), and the floor below which it grants nothing.
+type AcceptorState struct {
+	Promised uint64
+	Holder   NodeID
+	Released bool
+	Floor    uint64
+}
+
+// Acceptor returns this node's acceptor state for a task (the simulator checks with
+// it that a restart rebuilds the grants acknowledged before the crash).
+func (n *Node) Acceptor(id string) (AcceptorState, bool) {
+	e := n.tasks[id]
+	if e == nil {
+		return AcceptorState{}, false
+	}
+	return AcceptorState{Promised: e.promised, Holder: e.holder, Released: e.released, Floor: e.floor}, true
+}
+
 // TaskIDs returns the IDs of every task this node holds, sorted.
 func (n *Node) TaskIDs() []string { return sortedKeys(n.tasks) }
 

@@ -103,6 +103,7 @@ type checker struct {
 	grants     map[grantKey]uint64 // replicas (by rank) that granted each claim and still know it (Q4)
 	grantTimes map[grantKey]*grantInfo
 	doneWindow time.Duration // two of a node's longest intervals between resends of Done
+	acks       []*ackLog     // per node: what it acknowledged (S8)
 	queues     map[string]*queueModel
 	members    []node.NodeID // sorted, as the nodes sort them
 	driftRate  float64       // clocks.max_drift: how much faster a token node may refill
@@ -115,6 +116,7 @@ func newChecker(w *world) *checker {
 	for i := range w.sc.Cluster.Nodes {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
+		c.acks = append(c.acks, newAckLog())
 		c.members = append(c.members, node.NodeID(nodeName(i)))
 	}
 	slices.Sort(c.members)
@@ -351,6 +353,7 @@ func (c *checker) nodeSent(s *simNode, m node.Message) {
 	if rank < 0 {
 		return
 	}
+	c.noteAck(s, m)
 	switch {
 	case m.Type == node.MsgOutcome && m.State.Final():
 		for _, r := range recs {
@@ -753,6 +756,99 @@ func (w *world) checkLimits() {
 			if c.MaxQueuePending > 0 && inQueue > c.MaxQueuePending {
 				w.check.violate("S7", nil, []node.NodeID{s.id}, "node holds %d pending tasks of queue %q, over max_queue_pending %d", inQueue, q.Name, c.MaxQueuePending)
 			}
+		}
+	}
+}
+
+// S8: with durable storage, a replica keeps across a crash what it acknowledged. An
+// acknowledgement is sent only once what it stands on is synced, and a restart
+// rebuilds the node from its log: after a restart the node holds every task whose
+// Store it acknowledged, every final state it acknowledged, and, for each task, the
+// last grant it acknowledged (same attempt, same holder, not released) unless that
+// grant's release reached it or its lease may have run out. A corrupt fault loses
+// synced records on purpose: what the node acknowledged before it is not checked.
+
+// ackLog is what one node acknowledged since its last corruption.
+type ackLog struct {
+	stores map[string]bool       // tasks whose Store it acknowledged
+	finals map[string]bool       // tasks whose final state it acknowledged
+	grants map[string]ackedGrant // the last grant it acknowledged, per task
+	// releases: the Releases that reached the node (a Release may overtake the
+	// acknowledgement of the grant it releases).
+	releases map[grantKey]bool
+}
+
+type ackedGrant struct {
+	attempt uint64
+	holder  node.NodeID
+	at      int64 // true time of the first acknowledgement
+}
+
+func newAckLog() *ackLog {
+	return &ackLog{stores: map[string]bool{}, finals: map[string]bool{}, grants: map[string]ackedGrant{}, releases: map[grantKey]bool{}}
+}
+
+// noteAck records what m, sent by s, acknowledges.
+func (c *checker) noteAck(s *simNode, m node.Message) {
+	if s.disk == nil {
+		return
+	}
+	a := c.acks[s.idx]
+	switch {
+	case m.Type == node.MsgStoreResp && m.Reject == node.RejectNone:
+		a.stores[m.TaskID] = true
+	case m.Type == node.MsgOutcomeResp && m.State.Final():
+		a.finals[m.TaskID] = true
+	case m.Type == node.MsgClaimResp && m.Granted:
+		if g, ok := a.grants[m.TaskID]; !ok || m.Attempt > g.attempt {
+			a.grants[m.TaskID] = ackedGrant{attempt: m.Attempt, holder: m.To, at: c.w.now}
+		}
+	}
+}
+
+// releaseReached notes that a Release reached s (S8 need not find the grant it
+// releases).
+func (c *checker) releaseReached(s *simNode, m node.Message) {
+	c.acks[s.idx].releases[grantKey{m.TaskID, m.Attempt, m.From}] = true
+}
+
+// corrupted forgets what s acknowledged: a corrupt fault loses it on purpose.
+func (c *checker) corrupted(s *simNode) { c.acks[s.idx] = newAckLog() }
+
+// restarted checks S8 on a node that just started again after a crash.
+func (c *checker) restarted(s *simNode) {
+	if s.disk == nil || s.n == nil {
+		return
+	}
+	a := c.acks[s.idx]
+	nodes := []node.NodeID{s.id}
+	// A grant acknowledged this long ago may have run out on the node's clock (it
+	// then ends as a failure at the next claim).
+	lease := int64(float64(c.w.sc.Cluster.Lease.D()) / (1 + c.driftRate))
+	// What is reported once is dropped: the next restart need not report it again.
+	for _, id := range sortedKeys(a.stores) {
+		if _, ok := s.n.Task(id); !ok {
+			c.violate("S8", []string{id}, nodes, "%s acknowledged storing the task and does not hold it after restarting", s.id)
+			delete(a.stores, id)
+		}
+	}
+	for _, id := range sortedKeys(a.finals) {
+		if st, ok := s.n.Task(id); !ok || !st.State.Final() {
+			c.violate("S8", []string{id}, nodes, "%s acknowledged the task's final state and does not hold it after restarting", s.id)
+			delete(a.finals, id)
+		}
+	}
+	for _, id := range sortedKeys(a.grants) {
+		g := a.grants[id]
+		st, ok := s.n.Task(id)
+		if a.releases[grantKey{id, g.attempt, g.holder}] || c.w.now-g.at >= lease || (ok && st.State.Final()) {
+			continue
+		}
+		acc, _ := s.n.Acceptor(id)
+		if !ok || acc.Promised != g.attempt || acc.Holder != g.holder || acc.Released {
+			c.violate("S8", []string{id}, nodes, "%s granted attempt %d to %s at %s and after restarting holds attempt %d of %q (released %t)",
+				s.id, g.attempt, g.holder, time.Duration(g.at), acc.Promised, acc.Holder, acc.Released)
+			delete(a.grants, id)
 		}
 	}
 }

@@ -39,6 +39,7 @@ func (w *world) applyFault(f FaultEvent) {
 			if f.Kind == "corrupt" && s.disk != nil {
 				lost := s.disk.corrupt(w.rngFault)
 				w.check.crashed(s, s.disk, lost) // what it knew is now what survived
+				w.check.corrupted(s)
 				detail += fmt.Sprintf(" %s lost %d synced records;", s.id, len(lost))
 			}
 		}

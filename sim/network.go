@@ -120,6 +120,9 @@ func (w *world) receive(to *simNode, m node.Message, know []uint64) {
 	inc := to.incarnation
 	to.input(inc, func() {
 		w.check.learn(to, m, know)
+		if m.Type == node.MsgRelease {
+			w.check.releaseReached(to, m)
+		}
 		to.n.Step(m)
 	})
 }

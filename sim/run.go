@@ -284,7 +284,9 @@ type workload struct {
 	waiting    int // requests taken, waiting for a node that is up to send them to
 }
 
-func (wl *workload) done() bool { return wl.remaining == 0 && wl.waiting == 0 && wl.answered == wl.sent }
+func (wl *workload) done() bool {
+	return wl.remaining == 0 && wl.waiting == 0 && wl.answered == wl.sent
+}
 
 func (w *world) startWorkload() *workload {
 	wl := &workload{w: w, remaining: w.sc.Workload.Tasks}
@@ -392,7 +394,7 @@ func (wl *workload) send() {
 
 const clientTimeout = 30 * time.Second
 
-func sortedKeys(m map[string]int) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

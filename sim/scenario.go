@@ -500,7 +500,7 @@ func (sc *Scenario) Validate() error {
 		}
 		for _, inv := range sc.Expect.Invariants {
 			if !knownInvariant(inv) {
-				bad("expect.invariants", "unknown invariant %q (S1-S7, L1, L2, D1, Q1-Q5)", inv)
+				bad("expect.invariants", "unknown invariant %q (S1-S8, L1, L2, D1, Q1-Q5)", inv)
 			}
 		}
 	default:
@@ -511,7 +511,7 @@ func (sc *Scenario) Validate() error {
 
 func knownInvariant(s string) bool {
 	switch s {
-	case "S1", "S2", "S3", "S4", "S5", "S6", "S7", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
+	case "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5":
 		return true
 	}
 	return false

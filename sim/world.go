@@ -284,6 +284,7 @@ func (w *world) restart(s *simNode) {
 		w.trace.nodeEvent(w.now, s.id, "restart")
 	}
 	w.boot(s)
+	w.check.restarted(s)
 }
 
 func (w *world) pause(s *simNode) {
