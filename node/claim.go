@@ -129,9 +129,12 @@ func (n *Node) handleClaim(m Message) {
 		resp.Reject = RejectUnknown
 	case m.Attempt == e.promised && m.From == e.holder && !e.released && m.Promised == e.holderRound && m.Promised != 0:
 		// The same claim round again (a duplicated message): grant again, lease
-		// unchanged. A holder that restarted and claims the same attempt anew has
-		// another round number and is refused: it may have delivered already.
-		resp.Granted = true
+		// unchanged, once the first grant's record is synced (it may not be yet). A
+		// holder that restarted and claims the same attempt anew has another round
+		// number and is refused: it may have delivered already.
+		resp.Granted, resp.Retries = true, e.retries
+		n.persist(func() { n.send(resp) })
+		return
 	case n.recovering() && !n.bornAfterForgetting(e.task):
 		// Invariant: a node that may have lost its memory grants nothing for a task it
 		// may have granted before its start until every lease it could have given is
@@ -499,7 +502,7 @@ func (n *Node) handleOutcome(m Message) {
 	case m.State == StateCancelled && e.state.Final():
 		// Too late to cancel: the answer says what the task became.
 	case e.state.Final() && !(e.state == StateUnknown && m.State == StateSucceeded):
-		// Already recorded (and persisted) when it became final here.
+		// Already recorded when it became final here.
 	default:
 		e.retries = max(e.retries, m.Retries)
 		if m.Status != 0 {
@@ -508,7 +511,11 @@ func (n *Node) handleOutcome(m Message) {
 		n.adoptFinal(e, m.State, ack)
 		return
 	}
-	ack()
+	// Invariant: an acknowledgement goes out only once what it stands on is durable.
+	// The final state was recorded, but its sync may not be done yet (the holder's
+	// own Done reaches it in the same instant): answer after one more sync, which
+	// covers every record appended before.
+	n.persist(ack)
 }
 
 // adoptFinal records a final state another replica reached, durably, then runs then.

@@ -610,7 +610,9 @@ func (n *Node) handleStore(m Message) {
 			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state})
 			return
 		}
-		n.ackStore(m) // a duplicate Store: already held
+		// A duplicate Store: already held, but maybe not yet synced. Answer after a
+		// sync that covers its record (an acknowledgement means durable).
+		n.persist(func() { n.ackStore(m) })
 		return
 	}
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
