@@ -64,15 +64,16 @@ func (n *Node) fire(e *entry) {
 
 // startClaim asks every replica for the next attempt.
 func (n *Node) startClaim(e *entry, now time.Time) {
-	e.claiming = max(e.promised, e.seen) + 1
+	e.claiming = max(e.promised, e.floor, e.seen) + 1
 	e.seen = e.claiming
+	// round tells a duplicate of this claim from the same attempt claimed again after
+	// a restart, and the Release of this round from that of another.
+	e.round = n.env.Rand.Uint64() | 1
 	e.permitting, e.permitted = false, false
 	e.claimSent = now
 	e.grants, e.rejects, e.unknowns = 0, 0, 0
 	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
-	// Promised carries this round's random number, which tells a duplicate of this
-	// claim from the same attempt claimed again after a restart.
-	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: n.env.Rand.Uint64() | 1})
+	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: e.round})
 }
 
 // abandonClaim gives up the attempt being claimed (never delivered) and tries again
@@ -85,7 +86,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	a := e.claiming
 	n.permitDone(e, a)
 	e.claiming, e.grants, e.rejects = 0, 0, 0
-	if e.promised == a && e.holder == n.cfg.ID {
+	if e.promised == a && e.holder == n.cfg.ID && e.holderRound == e.round {
 		e.released = true // our own acceptor's grant; handleRelease skips our own message
 	}
 	// The other replicas learn when we try again, so that they do not take their
@@ -94,7 +95,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	if retryAt.After(next) {
 		next = retryAt
 	}
-	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Status: e.lastStatus})
 	if e.state.Final() {
 		return
 	}
@@ -147,13 +148,52 @@ func (n *Node) handleClaim(m Message) {
 		// over. (handleStore does not learn such tasks during the wait; this guards
 		// any other way in.)
 		resp.Reject = RejectRecovering
+	default:
+		n.expireGrant(e)
+		n.judgeClaim(e, m, resp)
+		return
+	}
+	resp.Retries = max(resp.Retries, retriesOf(e))
+	n.send(resp)
+}
+
+// expireGrant ends, before a claim is judged, the grant whose lease ran out here
+// with no word from its holder.
+//
+// Invariant: an attempt whose lease expired with no outcome counts as a failed
+// delivery. It may have been delivered and failed or hung, and its Release may be
+// lost for good (a holder behind a one-way partition): retries counts it, so that
+// the backoff and the retry limit do, and no attempt is granted before its backoff,
+// counted from the lease's end, is over. It is recorded like a Release, so that a
+// restart neither counts it again nor reads the clock to decide it.
+func (n *Node) expireGrant(e *entry) {
+	if e.promised == 0 || e.released || e.delivering || !n.leaseExpired(e) {
+		return
+	}
+	e.released = true
+	e.retries++
+	next := e.leaseEnd.Add(n.queue(e.task.Queue).Retry.Backoff(e.retries))
+	if next.After(e.notBefore) {
+		e.notBefore = next
+	}
+	if next.After(e.nextETA) {
+		e.nextETA = next
+	}
+	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+}
+
+// judgeClaim grants m's attempt or says why not, for a task this node holds and may
+// grant.
+func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
+	switch {
 	case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):
 		// Not due yet by our clock (a failed delivery's backoff the claimant missed,
 		// or its clock runs ahead): refuse, and say when to come back.
-		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
+		resp.Reject, resp.Promised, resp.Holder = RejectPromised, max(e.promised, e.floor), e.holder
 		resp.Lease = e.notBefore.Sub(n.now())
-	case m.Attempt <= e.promised || !n.grantable(e, m.From):
-		resp.Reject, resp.Promised, resp.Holder = RejectPromised, e.promised, e.holder
+	case m.Attempt <= max(e.promised, e.floor) || !n.grantable(e, m.From):
+		// Invariant: no attempt at or below floor is granted (see entry.floor).
+		resp.Reject, resp.Promised, resp.Holder = RejectPromised, max(e.promised, e.floor), e.holder
 		resp.Lease = max(e.leaseEnd.Sub(n.now()), 0)
 		if e.task.Delivery == AtMostOnce && resp.Lease == 0 {
 			// The grant never expires; its holder's lease is over, so the outcome is
@@ -177,11 +217,11 @@ func (n *Node) handleClaim(m Message) {
 			// Someone else is about to fire: stay quiet until its lease is over.
 			n.pushBack(e, now.Add(m.Lease))
 		}
-		rec := Record{Kind: RecGrant, TaskID: e.task.ID, Attempt: e.promised, Holder: e.holder, LeaseEnd: e.leaseEnd}
+		rec := Record{Kind: RecGrant, TaskID: e.task.ID, Attempt: e.promised, Holder: e.holder, Round: e.holderRound, LeaseEnd: e.leaseEnd}
 		n.persist(func() { n.send(resp) }, rec)
 		return
 	}
-	resp.Retries = max(resp.Retries, retriesOf(e))
+	resp.Retries = e.retries
 	n.send(resp)
 }
 
@@ -248,8 +288,10 @@ func (n *Node) handleClaimResp(m Message) {
 	if m.Reject == RejectUnknown && e.task.Delivery == AtLeastOnce {
 		// The replica lost the task in a crash and has finished its recovery wait, so
 		// every grant it gave before has expired: give the task back to it. (Never for
-		// at-most-once: it may have granted the one attempt and forgotten.)
-		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task})
+		// at-most-once: it may have granted the one attempt and forgotten.) The
+		// failures counted so far and their backoff go with it, so that its grants do
+		// not make the next holder count from zero.
+		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task, Retries: e.retries, Status: e.lastStatus, NextETA: e.notBefore})
 	}
 	e.rejects |= 1 << rank
 	if m.Reject == RejectUnknown {
@@ -286,6 +328,15 @@ func (n *Node) deliver(e *entry) {
 			return
 		}
 		n.abandonClaim(e, now)
+		return
+	}
+	if e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
+		// Invariant: no delivery after the retry limits are used up. The failures
+		// counted so far (some by acceptors whose grants expired with no word from
+		// their holder) may have used them up since the last delivery; the holder of
+		// this quorum decides the task dead instead of delivering it.
+		n.permitDone(e, e.claiming)
+		n.finish(e, StateDead, 0)
 		return
 	}
 	if n.queuePaused(e.task.Queue) {
@@ -347,11 +398,11 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		}
 		a := e.claiming
 		e.claiming, e.grants, e.rejects = 0, 0, 0
-		n.applyRelease(e, n.cfg.ID, a, next, e.retries, e.lastStatus)
+		n.applyRelease(e, n.cfg.ID, a, e.round, next, e.retries, e.lastStatus)
 		e.notBefore = next
 		n.setState(e, StateScheduled)
 		n.armFire(e)
-		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Status: e.lastStatus})
 	}
 }
 
@@ -361,22 +412,31 @@ func (n *Node) handleRelease(m Message) {
 	if e == nil || e.state.Final() || m.From == n.cfg.ID {
 		return
 	}
-	if n.applyRelease(e, m.From, m.Attempt, m.NextETA, m.Retries, m.Status) && !e.delivering && e.claiming == 0 {
+	if n.applyRelease(e, m.From, m.Attempt, m.Promised, m.NextETA, m.Retries, m.Status) && !e.delivering && e.claiming == 0 {
 		n.setState(e, StateScheduled)
 		n.armFire(e)
 	}
-	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status}
+	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, Round: m.Promised, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status}
 	n.persist(func() {}, rec)
 }
 
-// applyRelease records that from's attempt a is over without success, and reports
+// applyRelease records that from's attempt a, claimed in round, is over without
+// success, and reports
 // whether that freed a live grant this acceptor gave (then the replica timer should
 // be re-armed at the next due time).
 //
 // Invariant: a release never frees a live grant held by someone else. A claimant that
 // abandons a claim we rejected also sends Release; it must not free the grant we gave
-// the attempt that beat it (that attempt may be delivering right now).
-func (n *Node) applyRelease(e *entry, from NodeID, a uint64, next time.Time, retries, status int) bool {
+// the attempt that beat it (that attempt may be delivering right now). "Someone else"
+// includes the claimant's own earlier incarnation: a holder that restarted without
+// the record of its attempt may claim the same number again, be refused, and release
+// it; only the round it was granted in frees the grant.
+//
+// Invariant: what a release does depends only on the entry and the release, never on
+// the clock, so that replaying the log at start rebuilds exactly the state the node
+// had (a release read against the restart-time clock could free a grant whose
+// delivery is still running).
+func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, retries, status int) bool {
 	if retries > e.retries && next.After(e.notBefore) {
 		// A delivery failed: no attempt before its backoff is over. (A release of an
 		// abandoned claim moves only the timers, never this: it would let two
@@ -391,15 +451,15 @@ func (n *Node) applyRelease(e *entry, from NodeID, a uint64, next time.Time, ret
 		e.nextETA = next
 	}
 	switch {
-	case e.released && a <= e.promised:
-		return false
-	case a == e.promised && e.holder == from:
+	case a == e.promised && e.holder == from && round == e.holderRound && !e.released:
 		e.released = true
 		return true
-	case a > e.promised && (e.promised == 0 || e.released || n.leaseExpired(e)):
-		// An attempt we never granted is over. Remember it so that our next claim
-		// outbids it, but our timer stays as it is: it was no grant of ours.
-		e.promised, e.holder, e.released = a, from, true
+	case a > e.promised:
+		// An attempt we never granted is over: it was claimed, so it may have been
+		// delivered with others' grants. Never grant that number, so that our next
+		// claim outbids it and no other node delivers it again; the grant we hold (a
+		// live one, maybe) stays as it is.
+		e.floor = max(e.floor, a)
 	}
 	return false
 }

@@ -32,15 +32,37 @@
 // quorum (a majority of R unless Config.ClaimQuorum overrides it) granted that attempt.
 // Acceptors grant attempt a to the first claimant only, and a later attempt only once
 // the earlier one was released, its lease expired on the acceptor's clock, or the same
-// claimant asks again. The claimant's deadline ends MaxClockDrift before its lease
-// (measured from when it sent the claim), and the lease is checked again right before
-// the Dispatcher is called. A 2xx answer sends Done to every replica until a majority
-// acknowledged; anything else sends Release with the next due time from the queue's
-// backoff, or ends the task as dead when its retry limits are exhausted.
+// claim round arrives again. The claimant's deadline ends MaxClockDrift before its
+// lease (measured from when it sent the claim), and the lease is checked again right
+// before the Dispatcher is called. A 2xx answer sends Done to every replica until a
+// majority acknowledged; anything else sends Release with the next due time from the
+// queue's backoff, or ends the task as dead when its retry limits are exhausted.
+//
+// Each claim round carries a random number (Message.Promised). A Release names the
+// round it ends, and frees a grant only when it is the round that won it: a holder
+// that restarted without the record of its attempt may claim the same number again,
+// and the release of that refused round must not free the grant its earlier
+// incarnation is still delivering under. Grant records keep the round.
 //
 // Attempt numbers are claim ballots: they only grow, are unique per delivery, and may
-// skip values when a claim round is abandoned. Retries counts failed deliveries and
-// drives the backoff.
+// skip values when a claim round is abandoned. An acceptor never grants a number at or
+// below its floor: the numbers claimants released without its grant (they may have
+// been delivered with others'), and, for a task it may have granted and forgotten
+// (see below), the milliseconds from the task's creation to the end of its recovery
+// wait, which is above every number claimed before it forgot. Attempt numbers thus
+// stay 1, 2, 3 ... until a replica forgets a task, then jump. Floors are recorded.
+//
+// Retries counts failed deliveries and drives the backoff and the retry limits. An
+// attempt whose lease ran out on an acceptor with no outcome counts as one: the
+// acceptor adds it and grants nothing before its backoff, counted from the lease's
+// end, is over (the holder's Release may be lost for good, under a one-way partition).
+// The holder of a quorum ends the task dead instead of delivering when the count has
+// used the limits up. A task given back to a replica that lost it carries the count.
+//
+// Nothing is acknowledged before it is durable: a Store, a grant, a final state are
+// answered once their record is synced, a repeated request once a sync covers the
+// first one's record. A start rebuilds the acceptor from the log without reading the
+// clock to decide what a record means.
 //
 // In an at-most-once queue a grant never expires and the task has exactly one delivery:
 // a 2xx ends it succeeded, another status dead, and an attempt with no known outcome

@@ -59,6 +59,13 @@ type Observer interface {
 	TaskStateChanged(t *Task, from, to TaskState, attempt uint64)
 }
 
+// MessageObserver is an optional ability of an Observer: MessageSent is told of every
+// message the node sends, to itself included, as it sends it (the simulator's checker
+// sees grants and acknowledgements this way). It must not call back into the node.
+type MessageObserver interface {
+	MessageSent(m Message)
+}
+
 // Env is everything a node touches outside itself.
 type Env struct {
 	Clock      Clock

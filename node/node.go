@@ -61,6 +61,7 @@ type Node struct {
 	// selfq holds messages this node sent to itself; they are handled after the
 	// current input finishes, so that no handler re-enters another.
 	selfq   []Message
+	msgObs  MessageObserver // the Observer's, when it has the ability
 	inInput bool
 	started bool
 	// stopping: the node is shutting down; it starts no new claim or enqueue, but
@@ -82,6 +83,7 @@ const (
 // entry is one replica's state for one task. Invariants:
 //   - state.Final() ⇒ no delivery is started from this entry again;
 //   - promised only grows; holder is who promised was granted to;
+//   - floor only grows; an attempt is granted only above max(promised, floor);
 //   - claiming != 0 ⇒ claiming > every attempt this node delivered before;
 //   - delivering ⇒ state == StateClaimed and claiming is the attempt in flight.
 type entry struct {
@@ -97,14 +99,21 @@ type entry struct {
 	// acceptor side
 	promised uint64 // highest attempt granted
 	holder   NodeID // to whom promised was granted
-	// holderRound is the random number of the claim round that won promised (kept in
-	// memory only: after our own restart no duplicate is re-granted, which is safe).
+	// holderRound is the random number of the claim round that won promised: a
+	// duplicate of that claim is granted again, and only a Release of that round
+	// frees the grant (it is in the grant's record).
 	holderRound uint64
 	leaseEnd    time.Time // local time the grant's lease ends (the grant itself never expires in at-most-once)
 	released    bool      // promised attempt was released by its holder
+	// floor: no attempt up to floor is ever granted here. It covers attempts
+	// released by claimants we did not grant (they may have been delivered with
+	// others' grants), and those we may have granted before we forgot the task
+	// (forgetFloor).
+	floor uint64
 
 	// claimant side
 	claiming     uint64    // attempt whose grants we are gathering or delivering
+	round        uint64    // random number of the claim round for claiming (sent as Claim's and Release's Promised)
 	permitting   bool      // won the claim, waiting for the token node's permit
 	permitted    bool      // holds the token node's permit for claiming
 	permitAsked  time.Time // local time the permit was asked for
@@ -166,9 +175,11 @@ func New(cfg Config, env Env) (*Node, error) {
 	if cfg.ClaimQuorum > cfg.Replicas {
 		cfg.ClaimQuorum = cfg.Replicas
 	}
+	msgObs, _ := env.Observer.(MessageObserver)
 	return &Node{
 		cfg:         cfg,
 		env:         env,
+		msgObs:      msgObs,
 		members:     members,
 		tasks:       make(map[string]*entry),
 		openByQueue: make(map[string]int),
@@ -256,6 +267,20 @@ func (n *Node) Start() error {
 	if len(n.settings) > 0 && n.gossipStop == nil {
 		n.armGossip()
 	}
+	if lossy {
+		// The floors of what we may have forgotten must outlive this start: a later
+		// start that reports no loss would not know them. A Release with no holder
+		// records one.
+		var recs []Record
+		for _, id := range sortedKeys(n.tasks) {
+			if e := n.tasks[id]; e.floor > 0 && !e.state.Final() {
+				recs = append(recs, Record{Kind: RecRelease, TaskID: id, Attempt: e.floor})
+			}
+		}
+		if len(recs) > 0 {
+			n.persist(func() {}, recs...)
+		}
+	}
 	n.recount()
 	return nil
 }
@@ -276,7 +301,11 @@ func (n *Node) replay(r Record) {
 	}
 	if r.Kind == RecTask {
 		if _, ok := n.tasks[r.Task.ID]; !ok {
-			n.tasks[r.Task.ID] = n.newEntry(r.Task) // counted by recount at the end of Start
+			// A task given back carries its floor and the count of failures so far.
+			e := n.newEntry(r.Task) // counted by recount at the end of Start
+			e.floor = max(e.floor, r.Attempt)
+			n.adoptCount(e, r.Retries, r.Status, r.NextETA)
+			n.tasks[r.Task.ID] = e
 		}
 		return
 	}
@@ -287,17 +316,54 @@ func (n *Node) replay(r Record) {
 	switch r.Kind {
 	case RecGrant:
 		if r.Attempt > e.promised {
-			e.promised, e.holder, e.leaseEnd, e.released = r.Attempt, r.Holder, r.LeaseEnd, false
+			e.promised, e.holder, e.holderRound, e.leaseEnd, e.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
 		}
 	case RecRelease:
-		n.applyRelease(e, r.Holder, r.Attempt, r.NextETA, r.Retries, r.Status)
+		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, r.Retries, r.Status)
 	case RecOutcome:
 		e.state, e.lastStatus, e.retries = r.State, r.Status, max(e.retries, r.Retries)
 	}
 }
 
+// adoptCount merges the failures counted elsewhere into e: retries so far, the last
+// status, and the end of their backoff.
+func (n *Node) adoptCount(e *entry, retries, status int, notBefore time.Time) {
+	e.retries = max(e.retries, retries)
+	if status != 0 {
+		e.lastStatus = status
+	}
+	if notBefore.After(e.notBefore) {
+		e.notBefore = notBefore
+	}
+	if notBefore.After(e.nextETA) {
+		e.nextETA = notBefore
+	}
+}
+
 func (n *Node) newEntry(t *Task) *entry {
-	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA}
+	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
+}
+
+// forgetFloor is the attempt floor of a task this node may have granted and then
+// forgotten (it lost its memory at forgotAt, and t is older): the milliseconds from
+// t's creation to the end of our recovery wait.
+//
+// Invariant: an attempt number is delivered by one node at most, even once every
+// replica that granted it has forgotten it. Attempt numbers count claim rounds, and
+// a task goes through fewer claim rounds than milliseconds pass (each failed round
+// waits ClaimTimeout/2 at least), so every attempt claimed before forgotAt, on any
+// clock within MaxClockDrift of ours, is below the milliseconds from t's creation to
+// forgotAt plus the drift; the recovery wait (more than a lease, itself more than
+// twice the drift) is the margin. Nobody learns of this floor before recoverUntil
+// (we grant nothing for such tasks until then), so the attempts that outbid it are
+// again below the milliseconds passed when they are claimed. A floor is recorded (in
+// the record of a task given back, by a Release with no holder for a task kept
+// through a lossy start): a later start may not know of the loss.
+func (n *Node) forgetFloor(t *Task) uint64 {
+	if n.recoverUntil.IsZero() || n.bornAfterForgetting(t) {
+		return 0
+	}
+	return uint64(max(n.recoverUntil.Sub(t.Created).Milliseconds(), 0))
 }
 
 func (n *Node) now() time.Time { return n.env.Clock.Now() }
@@ -332,6 +398,9 @@ func (n *Node) Placement(id string) []NodeID {
 // send hands m to the network, or to the self queue when it is for this node.
 func (n *Node) send(m Message) {
 	m.From = n.cfg.ID
+	if n.msgObs != nil {
+		n.msgObs.MessageSent(m)
+	}
 	if m.To == n.cfg.ID {
 		n.selfq = append(n.selfq, m)
 		return
@@ -611,10 +680,13 @@ func (n *Node) handleStore(m Message) {
 	}
 
 	e := n.newEntry(t)
+	// A task given back (see handleClaimResp) carries the failures counted so far.
+	n.adoptCount(e, m.Retries, m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
 	n.armFire(e)
-	n.persist(func() { n.ackStore(m) }, Record{Kind: RecTask, Task: t, TaskID: t.ID})
+	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Retries: m.Retries, Status: m.Status, NextETA: m.NextETA}
+	n.persist(func() { n.ackStore(m) }, rec)
 	if n.cfg.Unsafe.DropStoredTasks {
 		n.removeEntry(e) // negative controls only (L2)
 	}
@@ -893,7 +965,27 @@ func (n *Node) Task(id string) (TaskStatus, bool) {
 	if e == nil {
 		return TaskStatus{}, false
 	}
-	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA}, true
+	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.floor, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA}, true
+}
+
+// AcceptorState is what a replica's acceptor holds of a task: the highest attempt it
+// granted, to whom, whether that attempt was released (or its lease ended as a
+// failure), and the floor below which it grants nothing.
+type AcceptorState struct {
+	Promised uint64
+	Holder   NodeID
+	Released bool
+	Floor    uint64
+}
+
+// Acceptor returns this node's acceptor state for a task (the simulator checks with
+// it that a restart rebuilds the grants acknowledged before the crash).
+func (n *Node) Acceptor(id string) (AcceptorState, bool) {
+	e := n.tasks[id]
+	if e == nil {
+		return AcceptorState{}, false
+	}
+	return AcceptorState{Promised: e.promised, Holder: e.holder, Released: e.released, Floor: e.floor}, true
 }
 
 // TaskIDs returns the IDs of every task this node holds, sorted.

@@ -172,15 +172,15 @@ type Message struct {
 	TaskID   string
 	Task     *Task         // Store; Claim; Outcome (so that a replica that lost it keeps it final); StatusResp
 	Attempt  uint64        // Claim, ClaimResp (echoed), Release, Outcome, naive
-	Promised uint64        // ClaimResp reject: the attempt the acceptor holds; Claim: the round's random number
+	Promised uint64        // ClaimResp reject: the highest attempt the acceptor refuses; Claim, Release: the round's random number
 	Lease    time.Duration // Claim: lease asked for; ClaimResp reject: lease left on the acceptor
 	Granted  bool          // ClaimResp
 	Reject   Reject        // ClaimResp
 	Holder   NodeID        // ClaimResp reject: current holder
 	State    TaskState     // Outcome; OutcomeResp (state after it); ClaimResp RejectFinal; StatusResp
-	NextETA  time.Time     // Release, naive push-back
-	Retries  int           // Release, Outcome, ClaimResp: failed deliveries so far
-	Status   int           // Release, Outcome: last HTTP status (0: none)
+	NextETA  time.Time     // Release, naive push-back; Store giving a task back: no attempt before it
+	Retries  int           // Release, Outcome, ClaimResp, Store giving a task back: failed deliveries so far
+	Status   int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
 	Queue    string        // Permit, PermitDone: the task's queue
 	Setting  *QueueSetting // QueueSet, QueueSetResp
 }
@@ -240,9 +240,9 @@ func (r DeliveryResult) OK() bool { return r.Status >= 200 && r.Status < 300 }
 type RecordKind uint8
 
 const (
-	RecTask      RecordKind = iota + 1 // Task was stored
-	RecGrant                           // Attempt granted to Holder until LeaseEnd (local clock)
-	RecRelease                         // Attempt released; next at NextETA with Retries
+	RecTask      RecordKind = iota + 1 // Task was stored, its attempt floor in Attempt (given back: with Retries, Status and the backoff's end in NextETA)
+	RecGrant                           // Attempt granted to Holder in claim Round until LeaseEnd (local clock)
+	RecRelease                         // Holder's Attempt (claim Round) released; next at NextETA with Retries (no Holder: attempts up to Attempt are never granted)
 	RecOutcome                         // final State reached
 	RecSetting                         // a queue's Setting was adopted (settings, pause, purge)
 	RecForgotten                       // tasks created up to NextETA may have been forgotten after their dedup window
@@ -255,6 +255,7 @@ type Record struct {
 	TaskID   string
 	Attempt  uint64
 	Holder   NodeID
+	Round    uint64 // RecGrant, RecRelease: the claim round's random number (Message.Promised of its Claim)
 	LeaseEnd time.Time
 	NextETA  time.Time
 	Retries  int

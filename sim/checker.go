@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -29,8 +30,9 @@ func (v Violation) String() string {
 // Excuse is a departure from exactly-once that the invariants allow, with its cause:
 // Kind "duplicate" (a delivery after a success, S3's exception), "lost" (L2's
 // exception: a majority of replicas lost their state), "stuck" (L1's: too few
-// replicas hold the task after state loss to claim it) or "name" (Q3's: a name
-// accepted again after the first task's replicas lost their state).
+// replicas hold the task after state loss to claim it), "name" (Q3's: a name
+// accepted again after the first task's replicas lost their state) or "forgotten"
+// (Q4's: a retry early for failures that every replica able to know of lost).
 type Excuse struct {
 	Kind  string
 	At    time.Duration
@@ -47,6 +49,8 @@ type delivery struct {
 	start   int64
 	end     int64 // -1 while in flight
 	status  int
+	inc     uint64 // the node's incarnation that started it
+	fail    int    // for a failed delivery: its number among the task's failures, from 0
 }
 
 // taskRec is everything the checker knows about one task.
@@ -57,14 +61,26 @@ type taskRec struct {
 	active     int   // deliveries in flight
 	byAttempt  map[uint64]*simNode
 
-	success     int     // index of the first successful delivery, -1 none
-	successEnd  int64   // true time it ended
-	knowsFinal  []int64 // per rank: true time the replica learned the final state, -1 never
-	finalState  node.TaskState
-	finalAt     int64  // -1: not final anywhere
-	lostState   uint64 // replicas (by rank) that lost their memory of the task after holding it
-	held        uint64 // replicas (by rank) holding it now
-	outcomeLost bool   // an Outcome message about it was dropped
+	success    int     // index of the first successful delivery, -1 none
+	successEnd int64   // true time it ended
+	knowsFinal []int64 // per rank: true time the replica learned the final state, -1 never
+	finalState node.TaskState
+	finalAt    int64  // -1: not final anywhere
+	lostState  uint64 // replicas (by rank) that lost their memory of the task after holding it
+	held       uint64 // replicas (by rank) holding it now
+	// failures counts the task's failed deliveries. know, per rank, is the set of
+	// them (bit j: failure j; from the 64th on, all share bit 63) that the replica
+	// can have learned of: through its own delivery, a grant it gave the attempt,
+	// or a message that carries a count of failures from a replica that could know
+	// (Release, ClaimResp, Outcome, Store, naive push-back). A loss of its state of
+	// the task clears it. See checkRetry.
+	failures    int
+	know        []uint64
+	outcomeLost bool // an Outcome message about it was dropped
+	// doneSent: when each node last sent an Outcome with a final state; doneAcks: the
+	// replicas (by rank) that answered each node's Outcome with a final state.
+	doneSent map[node.NodeID]int64
+	doneAcks map[node.NodeID]uint64
 }
 
 // checker verifies S1–S5 and Q1–Q5 as events happen, and L1, L2 at the end (S6, the
@@ -87,20 +103,25 @@ type checker struct {
 	pausedAt   []int64 // per node: last pause, -1
 	crashedAt  []int64 // per node: last crash, -1
 
-	queues    map[string]*queueModel
-	puts      []*putRec                         // clients' setting changes, in issue order (Q6)
-	held      map[node.NodeID]map[string]uint64 // newest setting version held, per member and queue (Q6)
-	members   []node.NodeID                     // sorted, as the nodes sort them
-	driftRate float64                           // clocks.max_drift: how much faster a token node may refill
+	grants     map[grantKey]uint64 // replicas (by rank) that granted each claim and still know it (Q4)
+	grantTimes map[grantKey]*grantInfo
+	doneWindow time.Duration // two of a node's longest intervals between resends of Done
+	acks       []*ackLog     // per node: what it acknowledged (S8)
+	queues     map[string]*queueModel
+	puts       []*putRec                         // clients' setting changes, in issue order (Q6)
+	held       map[node.NodeID]map[string]uint64 // newest setting version held, per member and queue (Q6)
+	members    []node.NodeID                     // sorted, as the nodes sort them
+	driftRate  float64                           // clocks.max_drift: how much faster a token node may refill
 }
 
 const maxKeptViolations = 50
 
 func newChecker(w *world) *checker {
-	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift)}
+	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift), grants: map[grantKey]uint64{}, grantTimes: map[grantKey]*grantInfo{}}
 	for i := range w.sc.Cluster.Nodes {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
+		c.acks = append(c.acks, newAckLog())
 		c.members = append(c.members, node.NodeID(nodeName(i)))
 	}
 	slices.Sort(c.members)
@@ -109,6 +130,9 @@ func newChecker(w *world) *checker {
 	if c.dedupWindow == 0 {
 		c.dedupWindow = time.Hour // node.Config's default
 	}
+	var cfg node.Config // the simulator leaves the resend intervals at their defaults
+	cfg.EnsureDefaults()
+	c.doneWindow = 2 * max(cfg.ClaimTimeout, cfg.OutcomeRetry)
 	c.queues = map[string]*queueModel{}
 	c.held = map[node.NodeID]map[string]uint64{}
 	for _, q := range w.sc.Workload.Queues {
@@ -141,7 +165,7 @@ func keyOf(t *node.Task) taskKey { return taskKey{t.ID, t.Nonce} }
 func (c *checker) rec(t *node.Task) *taskRec {
 	r := c.tasks[keyOf(t)]
 	if r == nil {
-		r = &taskRec{task: t, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
+		r = &taskRec{task: t, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), know: make([]uint64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
 		for i := range r.knowsFinal {
 			r.knowsFinal[i] = -1
 		}
@@ -216,7 +240,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 	now := c.w.now
 	r := c.rec(d.Task)
 	id := len(c.deliveries)
-	c.deliveries = append(c.deliveries, delivery{task: r, node: s, attempt: d.Attempt, start: now, end: -1})
+	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: now, end: -1})
 	tasks := []string{d.Task.ID}
 
 	if r.active > 0 { // S1
@@ -254,21 +278,27 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 
 // checkAfterSuccess decides whether a delivery starting after a success is excused:
 // it is only when the success's outcome had not reached a majority of replicas that
-// still remember it, because its holder crashed, paused or lost contact, or because a
-// replica that knew lost its state.
+// still remember it when the delivery's claim won its quorum, because its holder
+// crashed, paused or lost contact, or because a replica that knew lost its state.
+//
+// What counts is what was known when the grants were given, not when the delivery
+// starts: a claimant that won its quorum before the success reached a majority may
+// start after (it was paused with its last grant in its input buffer, say), and no
+// replica could have stopped it.
 func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 	succ := c.deliveries[r.success]
 	holder := succ.node
+	won := c.quorumAt(r, s, attempt)
 	knowers := 0
 	for _, t := range r.knowsFinal {
-		if t >= 0 {
+		if t >= 0 && t < won { // at the same instant, the grant came first (or the acceptor would have refused)
 			knowers++
 		}
 	}
 	tasks := []string{r.task.ID}
 	if knowers >= len(r.task.Replicas)/2+1 {
-		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas",
-			attempt, s.id, holder.id, time.Duration(r.successEnd))
+		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas (before the claim won its quorum at %s)",
+			attempt, s.id, holder.id, time.Duration(r.successEnd), time.Duration(won))
 		return
 	}
 	var causes []string
@@ -284,7 +314,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 			break
 		}
 	}
-	if r.outcomeLost {
+	if r.outcomeLost && c.keptSendingDone(r, holder, won) {
 		causes = append(causes, "outcome messages lost")
 	}
 	if r.lostState != 0 {
@@ -298,6 +328,77 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 	c.excused = append(c.excused, Excuse{Kind: "duplicate", At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
 }
 
+// keptSendingDone reports whether the success's holder did its part by time `at`:
+// it was still sending Done then (within two of its longest resend intervals), or a
+// majority of replicas had acknowledged it. Lost outcome messages excuse a duplicate
+// only then: a holder that gives up early must not hide behind them.
+func (c *checker) keptSendingDone(r *taskRec, holder *simNode, at int64) bool {
+	if popcount(r.doneAcks[holder.id]) >= len(r.task.Replicas)/2+1 {
+		return true
+	}
+	last, ok := r.doneSent[holder.id]
+	return ok && last >= at-int64(c.doneWindow)
+}
+
+// quorumAt is when the claim that s delivers attempt under won its quorum: when the
+// quorum-th of its acceptors granted it (as they sent their grants, to s itself
+// included), or now when the grants are unknown (the naive protocol has none).
+func (c *checker) quorumAt(r *taskRec, s *simNode, attempt uint64) int64 {
+	g := c.grantTimes[grantKey{r.task.ID, attempt, s.id}]
+	if q := c.quorum(r.task); g != nil && len(g.at) >= q {
+		return g.at[q-1]
+	}
+	return c.w.now
+}
+
+// grantInfo is when each acceptor first granted one claim.
+type grantInfo struct {
+	ranks uint64
+	at    []int64 // in the order they were given
+}
+
+// nodeSent sees every message a node sends, to itself included, as it sends it
+// (node.MessageObserver).
+func (c *checker) nodeSent(s *simNode, m node.Message) {
+	recs := c.byID[m.TaskID]
+	if len(recs) == 0 {
+		return
+	}
+	rank := recs[0].task.Rank(s.id) // one ID, one placement
+	if rank < 0 {
+		return
+	}
+	c.noteAck(s, m)
+	switch {
+	case m.Type == node.MsgOutcome && m.State.Final():
+		for _, r := range recs {
+			if r.doneSent == nil {
+				r.doneSent = map[node.NodeID]int64{}
+			}
+			r.doneSent[s.id] = c.w.now
+		}
+	case m.Type == node.MsgOutcomeResp && m.State.Final():
+		for _, r := range recs {
+			if r.doneAcks == nil {
+				r.doneAcks = map[node.NodeID]uint64{}
+			}
+			r.doneAcks[m.To] |= 1 << rank
+		}
+	case m.Type == node.MsgClaimResp && m.Granted:
+		k := grantKey{m.TaskID, m.Attempt, m.To}
+		c.grants[k] |= 1 << rank
+		g := c.grantTimes[k]
+		if g == nil {
+			g = &grantInfo{}
+			c.grantTimes[k] = g
+		}
+		if g.ranks&(1<<rank) == 0 {
+			g.ranks |= 1 << rank
+			g.at = append(g.at, c.w.now)
+		}
+	}
+}
+
 func (c *checker) deliveryEnded(id int, status int) {
 	d := &c.deliveries[id]
 	d.end, d.status = c.w.now, status
@@ -308,6 +409,19 @@ func (c *checker) deliveryEnded(id int, status int) {
 	}
 	if status >= 200 && status < 300 && r.success < 0 {
 		r.success, r.successEnd = id, c.w.now
+	}
+	if status < 200 || status >= 300 {
+		d.fail = r.failures
+		r.failures++
+		bit := failBit(d.fail)
+		if rank := r.task.Rank(d.node.id); rank >= 0 && d.node.up && d.node.incarnation == d.inc {
+			r.know[rank] |= bit // the result reaches only the incarnation that started it
+		}
+		for i := range r.know {
+			if c.grants[grantKey{r.task.ID, d.attempt, d.node.id}]&(1<<i) != 0 {
+				r.know[i] |= bit // it learns when the lease it gave runs out
+			}
+		}
 	}
 }
 
@@ -321,20 +435,54 @@ func (c *checker) messageLost(m node.Message) {
 
 func (c *checker) paused(s *simNode) { c.pausedAt[s.idx] = c.w.now }
 
-// crashed notes that s's process died. Without durable storage it forgot
-// everything at once; with it, what it still knows is what its log gives back at
-// the next start (recovered).
-func (c *checker) crashed(s *simNode) {
+// crashed notes that s's process died; lost are the records it had appended that
+// no sync confirmed (with durable storage: they may be gone). Without durable
+// storage it forgot everything at once; with it, what it still knows is what its
+// log gives back at the next start (recovered).
+func (c *checker) crashed(s *simNode, lost []node.Record) {
 	c.crashedAt[s.idx] = c.w.now
+	cut := map[string]bool{}
+	for _, rec := range lost {
+		if rec.Task != nil {
+			cut[rec.Task.ID] = true
+		}
+		cut[rec.TaskID] = true
+	}
+	c.forgetKnowledge(s, s.disk == nil, cut)
 	if s.disk == nil {
 		c.forget(s, nil, nil)
-		c.settingsForgotten(s)
+		c.settingsForgotten(s, true)
+	}
+}
+
+// forgetKnowledge: s no longer knows the failures (Q4) nor the grants it gave, of
+// every task when all, or of the tasks in cut.
+func (c *checker) forgetKnowledge(s *simNode, all bool, cut map[string]bool) {
+	for _, r := range c.order {
+		if rank := r.task.Rank(s.id); rank >= 0 && (all || cut[r.task.ID]) {
+			r.know[rank] = 0
+		}
+	}
+	for k, ranks := range c.grants {
+		if r := c.byID[k.task]; len(r) > 0 && (all || cut[k.task]) {
+			if rank := r[0].task.Rank(s.id); rank >= 0 {
+				c.grants[k] = ranks &^ (1 << rank) // it no longer knows it gave them
+			}
+		}
 	}
 }
 
 // recovered is called when s started on durable storage, once its log was loaded
 // (and repaired, if it had to be): s now knows exactly what the loaded records say.
+// A repair cut records on purpose: what s acknowledged before is not checked (S8),
+// and it no longer knows what the cut records said.
 func (c *checker) recovered(s *simNode) {
+	repaired := s.disk.repaired
+	s.disk.repaired = false
+	if repaired {
+		c.corrupted(s)
+		c.forgetKnowledge(s, false, s.disk.cut)
+	}
 	idx := &s.disk.index
 	stored := make(map[string]bool, len(idx.tasks))
 	for k := range idx.tasks {
@@ -345,7 +493,7 @@ func (c *checker) recovered(s *simNode) {
 		final[id] = true
 	}
 	c.forget(s, stored, final)
-	c.settingsForgotten(s)
+	c.settingsForgotten(s, repaired)
 }
 
 // forget makes s forget every task it does not hold in stored, and the final state
@@ -516,22 +664,126 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 	}
 	q.active++
 	if q.retryKnown && r.task.Delivery == node.AtLeastOnce {
-		failures, lastEnd := 0, int64(-1)
-		for _, di := range r.deliveries {
-			pd := c.deliveries[di]
-			if pd.end >= 0 && (pd.status < 200 || pd.status >= 300) {
-				failures++
-				lastEnd = max(lastEnd, pd.end)
-			}
-		}
-		if failures > 0 {
-			gap := int64(q.retry.Backoff(failures))
-			if now < lastEnd+gap-2*c.skew {
-				c.violate("Q4", tasks, []node.NodeID{s.id}, "retry after %d failures started %s after the last failure; the backoff is %s",
-					failures, time.Duration(now-lastEnd), time.Duration(gap))
-			}
+		c.checkRetry(r, s, q.retry)
+	}
+}
+
+// checkRetry is Q4 for a delivery of an at-least-once task that starts now: after k
+// failed deliveries it starts no earlier than backoff(k) after the last one ended
+// (less 2 × the drift bound), and none starts once the retry limits are used up.
+//
+// Failures count from the last success (what follows a success is a duplicate, S3's
+// business), and only those the starting node can know of (taskRec.know): the
+// others were forgotten by every replica that could have told it, in crashes without
+// durable storage or records cut from a log. The backoff and the limits are then
+// counted without them, and a start that would have broken them is an excuse of kind
+// "forgotten".
+func (c *checker) checkRetry(r *taskRec, s *simNode, retry node.RetryConfig) {
+	now := c.w.now
+	var known uint64
+	if rank := r.task.Rank(s.id); rank >= 0 {
+		known = r.know[rank]
+	}
+	failures, forgotten, lastEnd, lastForgotten := 0, 0, int64(-1), int64(-1)
+	for _, di := range r.deliveries {
+		pd := c.deliveries[di]
+		switch {
+		case pd.end < 0:
+		case pd.status >= 200 && pd.status < 300:
+			failures, forgotten, lastEnd, lastForgotten = 0, 0, -1, -1
+		case known&failBit(pd.fail) == 0:
+			forgotten++
+			lastForgotten = max(lastForgotten, pd.end)
+		default:
+			failures++
+			lastEnd = max(lastEnd, pd.end)
 		}
 	}
+	tasks := []string{r.task.ID}
+	if failures > 0 {
+		gap := int64(backoff(retry, failures))
+		if now < lastEnd+gap-2*c.skew {
+			c.violate("Q4", tasks, []node.NodeID{s.id}, "retry after %d failures started %s after the last failure; the backoff is %s",
+				failures, time.Duration(now-lastEnd), time.Duration(gap))
+			return
+		}
+		if exhausted(retry, failures, lastEnd-int64(r.task.Created.Sub(epoch)), 2*c.skew) {
+			c.violate("Q4", tasks, []node.NodeID{s.id}, "delivery after %d failures, over the retry limits (task_retry_limit %d, task_age_limit %s)",
+				failures, retry.TaskRetryLimit, retry.TaskAgeLimit)
+			return
+		}
+	}
+	if all := failures + forgotten; forgotten > 0 && now < max(lastEnd, lastForgotten)+int64(backoff(retry, all))-2*c.skew {
+		c.excused = append(c.excused, Excuse{Kind: "forgotten", At: time.Duration(now), Task: r.task.ID, Node: s.id,
+			Cause: fmt.Sprintf("%d of %d failures not counted: every replica that knew of them lost its state since", forgotten, all)})
+	}
+}
+
+func failBit(j int) uint64 { return 1 << min(j, 63) }
+
+// grantKey names one claim: the attempt of a task claimed by holder.
+type grantKey struct {
+	task    string
+	attempt uint64
+	holder  node.NodeID
+}
+
+// sent sees every message a node hands to the network, before faults decide its
+// fate, and returns what the receiver learns from it if it arrives (see learn).
+func (c *checker) sent(from *simNode, m node.Message) []uint64 {
+	recs := c.byID[m.TaskID]
+	if len(recs) == 0 {
+		return nil
+	}
+	switch m.Type {
+	case node.MsgRelease, node.MsgClaimResp, node.MsgOutcome, node.MsgStore, node.MsgNaivePushBack:
+	default:
+		return nil
+	}
+	know := make([]uint64, len(recs))
+	for i, r := range recs {
+		if rank := r.task.Rank(from.id); rank >= 0 {
+			know[i] = r.know[rank]
+		}
+	}
+	return know
+}
+
+// learn: to handles a message that carried know (from sent). A replica that does
+// not hold the task drops what the message says, unless it is a Store that gives
+// the task (back) to it.
+func (c *checker) learn(to *simNode, m node.Message, know []uint64) {
+	for i, r := range c.byID[m.TaskID] {
+		if rank := r.task.Rank(to.id); rank >= 0 && i < len(know) && (r.held&(1<<rank) != 0 || m.Type == node.MsgStore) {
+			r.know[rank] |= know[i]
+		}
+	}
+}
+
+// backoff is the queue's delay after k failed deliveries (k >= 1), computed apart from
+// node.RetryConfig.Backoff so that a bug there cannot hide in Q4. App Engine's rule:
+// min_backoff doubles for each of the first max_doublings retries, then grows by
+// min_backoff × 2^max_doublings per retry; never above max_backoff.
+func backoff(r node.RetryConfig, k int) time.Duration {
+	minB, maxB := float64(r.MinBackoff), float64(r.MaxBackoff)
+	var d float64
+	if k-1 <= r.MaxDoublings {
+		d = minB * math.Pow(2, float64(k-1))
+	} else {
+		d = minB * math.Pow(2, float64(r.MaxDoublings)) * float64(k-r.MaxDoublings)
+	}
+	return time.Duration(math.Min(d, maxB))
+}
+
+// exhausted reports whether k failures, the last at age (true time since the task was
+// created), used up the retry limits: every limit that is set is exceeded, the age by
+// more than slack (the clocks that measured it may be off).
+func exhausted(r node.RetryConfig, k int, age, slack int64) bool {
+	limit, ageLimit := r.TaskRetryLimit, int64(r.TaskAgeLimit)
+	if limit == 0 && ageLimit == 0 {
+		return false
+	}
+	return (limit == 0 || k > limit) && (ageLimit == 0 || age > ageLimit+slack)
 }
 
 // checkLimits is S7: no node that is up holds more pending tasks than
@@ -551,6 +803,119 @@ func (w *world) checkLimits() {
 			if c.MaxQueuePending > 0 && inQueue > c.MaxQueuePending {
 				w.check.violate("S7", nil, []node.NodeID{s.id}, "node holds %d pending tasks of queue %q, over max_queue_pending %d", inQueue, q.Name, c.MaxQueuePending)
 			}
+		}
+	}
+}
+
+// S8: with durable storage, a replica keeps across a crash what it acknowledged. An
+// acknowledgement is sent only once what it stands on is synced, and a restart
+// rebuilds the node from its log: after a restart the node holds every task whose
+// Store it acknowledged, every final state it acknowledged, and, for each task, the
+// last grant it acknowledged (same attempt, same holder, not released) unless that
+// grant's release reached it or its lease may have run out. A corrupt fault loses
+// synced records on purpose: what the node acknowledged before it is not checked.
+
+// ackLog is what one node acknowledged since its last corruption.
+type ackLog struct {
+	stores map[string]bool       // tasks whose Store it acknowledged
+	finals map[string]bool       // tasks whose final state it acknowledged
+	grants map[string]ackedGrant // the last grant it acknowledged, per task
+	// releases: the Releases that reached the node (a Release may overtake the
+	// acknowledgement of the grant it releases).
+	releases map[grantKey]bool
+}
+
+type ackedGrant struct {
+	attempt uint64
+	holder  node.NodeID
+	at      int64 // true time of the first acknowledgement
+}
+
+func newAckLog() *ackLog {
+	return &ackLog{stores: map[string]bool{}, finals: map[string]bool{}, grants: map[string]ackedGrant{}, releases: map[grantKey]bool{}}
+}
+
+// noteAck records what m, sent by s, acknowledges.
+func (c *checker) noteAck(s *simNode, m node.Message) {
+	if s.disk == nil {
+		return
+	}
+	a := c.acks[s.idx]
+	switch {
+	case m.Type == node.MsgStoreResp && m.Reject == node.RejectNone:
+		a.stores[m.TaskID] = true
+	case m.Type == node.MsgOutcomeResp && m.State.Final():
+		a.finals[m.TaskID] = true
+	case m.Type == node.MsgClaimResp && m.Granted:
+		if g, ok := a.grants[m.TaskID]; !ok || m.Attempt > g.attempt {
+			a.grants[m.TaskID] = ackedGrant{attempt: m.Attempt, holder: m.To, at: c.w.now}
+		}
+	}
+}
+
+// releaseReached notes that a Release reached s (S8 need not find the grant it
+// releases).
+func (c *checker) releaseReached(s *simNode, m node.Message) {
+	c.acks[s.idx].releases[grantKey{m.TaskID, m.Attempt, m.From}] = true
+}
+
+// pastDedupWindow reports whether every task with this ID finished long enough ago
+// that a node may have forgotten it (its dedup window is over on any clock).
+func (c *checker) pastDedupWindow(id string) bool {
+	recs := c.byID[id]
+	for _, r := range recs {
+		if r.finalAt < 0 || c.w.now < r.finalAt+int64(c.dedupWindow)-c.skew {
+			return false
+		}
+	}
+	return len(recs) > 0
+}
+
+// corrupted forgets what s acknowledged: a corrupt fault loses it on purpose.
+func (c *checker) corrupted(s *simNode) { c.acks[s.idx] = newAckLog() }
+
+// restarted checks S8 on a node that just started again after a crash.
+func (c *checker) restarted(s *simNode) {
+	if s.disk == nil || s.n == nil {
+		return
+	}
+	a := c.acks[s.idx]
+	nodes := []node.NodeID{s.id}
+	// A grant acknowledged this long ago may have run out on the node's clock (it
+	// then ends as a failure at the next claim).
+	lease := int64(float64(c.w.sc.Cluster.Lease.D()) / (1 + c.driftRate))
+	// What is reported once is dropped: the next restart need not report it again.
+	for _, id := range sortedKeys(a.stores) {
+		if c.pastDedupWindow(id) {
+			delete(a.stores, id) // forgotten after its dedup window, as it should be
+			continue
+		}
+		if _, ok := s.n.Task(id); !ok {
+			c.violate("S8", []string{id}, nodes, "%s acknowledged storing the task and does not hold it after restarting", s.id)
+			delete(a.stores, id)
+		}
+	}
+	for _, id := range sortedKeys(a.finals) {
+		if c.pastDedupWindow(id) {
+			delete(a.finals, id)
+			continue
+		}
+		if st, ok := s.n.Task(id); !ok || !st.State.Final() {
+			c.violate("S8", []string{id}, nodes, "%s acknowledged the task's final state and does not hold it after restarting", s.id)
+			delete(a.finals, id)
+		}
+	}
+	for _, id := range sortedKeys(a.grants) {
+		g := a.grants[id]
+		st, ok := s.n.Task(id)
+		if a.releases[grantKey{id, g.attempt, g.holder}] || c.w.now-g.at >= lease || (ok && st.State.Final()) {
+			continue
+		}
+		acc, _ := s.n.Acceptor(id)
+		if !ok || acc.Promised != g.attempt || acc.Holder != g.holder || acc.Released {
+			c.violate("S8", []string{id}, nodes, "%s granted attempt %d to %s at %s and after restarting holds attempt %d of %q (released %t)",
+				s.id, g.attempt, g.holder, time.Duration(g.at), acc.Promised, acc.Holder, acc.Released)
+			delete(a.grants, id)
 		}
 	}
 }

@@ -42,8 +42,17 @@ type simDisk struct {
 	// durable (and rebuilt from what Load returned at every start): the checker's S8
 	// compares acknowledgements with it, never with the node's own word.
 	index durableIndex
-	// repairedAt is the true time records were last cut by a repair (-1: never).
+	// repairedAt is the true time records were last cut by a repair (-1: never);
+	// cut, the tasks whose durable records the last Load no longer returned.
 	repairedAt int64
+	// repaired: a repair cut the log and no start has loaded it since (the checker
+	// then excuses what the cut took: recovered clears it).
+	repaired bool
+	cut      map[string]bool
+	// unconfirmed are the records appended since the last Sync whose done ran (from
+	// seq confirmed+1 on): what a crash may take (the checker's Q4 knowledge).
+	unconfirmed         []node.Record
+	appended, confirmed uint64
 
 	// Faults in force (true times they end; see applyDiskFault).
 	stallUntil, slowUntil, fullUntil, emfileUntil int64
@@ -60,14 +69,29 @@ type durableIndex struct {
 	settings map[string]uint64 // queue -> highest version
 }
 
-type grantKey struct {
-	task    string
-	attempt uint64
-	holder  node.NodeID
-}
-
 func (x *durableIndex) reset() {
 	*x = durableIndex{tasks: map[taskKey]bool{}, grants: map[grantKey]bool{}, outcomes: map[string]node.TaskState{}, settings: map[string]uint64{}}
+}
+
+// missingFrom returns the tasks with a fact in x that is not in y.
+func (x *durableIndex) missingFrom(y *durableIndex) map[string]bool {
+	cut := map[string]bool{}
+	for k := range x.tasks {
+		if !y.tasks[k] {
+			cut[k.id] = true
+		}
+	}
+	for k := range x.grants {
+		if !y.grants[k] {
+			cut[k.task] = true
+		}
+	}
+	for id := range x.outcomes {
+		if _, ok := y.outcomes[id]; !ok {
+			cut[id] = true
+		}
+	}
+	return cut
 }
 
 func (x *durableIndex) add(r node.Record) {
@@ -231,12 +255,38 @@ type simStorage struct {
 func (st simStorage) Load() ([]node.Record, error) {
 	recs, err := st.Log.Load()
 	if err == nil {
+		old := st.d.index
 		st.d.index.reset()
 		for _, r := range recs {
 			st.d.index.add(r)
 		}
+		st.d.cut = old.missingFrom(&st.d.index)
 	}
 	return recs, err
+}
+
+func (st simStorage) Append(recs ...node.Record) {
+	st.d.unconfirmed = append(st.d.unconfirmed, recs...)
+	st.d.appended += uint64(len(recs))
+	st.Log.Append(recs...)
+}
+
+func (st simStorage) Sync(done func()) {
+	d, target := st.d, st.d.appended
+	st.Log.Sync(func() {
+		if target > d.confirmed {
+			d.unconfirmed = d.unconfirmed[target-d.confirmed:]
+			d.confirmed = target
+		}
+		done()
+	})
+}
+
+// takeUnconfirmed returns (and forgets) the records no sync confirmed: at a crash.
+func (d *simDisk) takeUnconfirmed() []node.Record {
+	lost := d.unconfirmed
+	d.unconfirmed, d.confirmed = nil, d.appended
+	return lost
 }
 
 // openStorage opens the node's log for incarnation inc, as the daemon does at start.
@@ -263,7 +313,7 @@ func (d *simDisk) repair(cause error) string {
 	if err != nil {
 		panic(fmt.Sprintf("sim: repair of %s's log after %v: %v", d.s.id, cause, err))
 	}
-	d.repairedAt = d.s.w.now
+	d.repairedAt, d.repaired = d.s.w.now, true
 	return fmt.Sprintf("%v; repaired: cut %s at %d (%d bytes), %d segments set aside", cause, rep.Cut, rep.Offset, rep.Dropped, len(rep.SetAside))
 }
 

@@ -124,12 +124,12 @@ func (c *checker) settingHeld(id node.NodeID, set node.QueueSetting) {
 // cut its log (durable: then it holds what its log gave back). A durable node that
 // lost nothing still holds every setting it adopted: forgetting one is what Q6
 // catches, not an excuse.
-func (c *checker) settingsForgotten(s *simNode) {
+func (c *checker) settingsForgotten(s *simNode, lost bool) {
+	if !lost {
+		return
+	}
 	h := map[string]uint64{}
 	if s.disk != nil {
-		if s.disk.repairedAt != c.w.now {
-			return
-		}
 		for q, v := range s.disk.index.settings {
 			h[q] = v
 		}

@@ -37,8 +37,58 @@ func (w *world) liveNode() *simNode {
 }
 
 // manage makes the client request f through a random live node (waiting a second
-// for one when none is).
-func (w *world) manage(f FaultEvent) { w.manageThen(f, nil) }
+// for one when none is). A queue change is repeated, as a client would repeat it,
+// until it is answered 200: after a 503 (not every member acknowledged in time), or
+// when no answer came within the client's timeout (the node it went through died).
+func (w *world) manage(f FaultEvent) {
+	if !queueChange[f.Kind] {
+		w.manageThen(f, nil)
+		return
+	}
+	w.changeGen[f.Queue]++
+	w.changeUntilDone(f, nil)
+}
+
+// queueChange are the management requests that change a queue's setting.
+var queueChange = map[string]bool{"set_queue": true, "pause_queue": true, "resume_queue": true, "purge_queue": true}
+
+// changeUntilDone makes the queue change f until it is answered 200, then calls
+// then. A later change of the same queue ends the repeats: the client moved on (a
+// pause repeated after the resume that followed it would pause the queue for good).
+func (w *world) changeUntilDone(f FaultEvent, then func()) {
+	gen := w.changeGen[f.Queue]
+	w.changeOnce(f, gen, then)
+}
+
+func (w *world) changeOnce(f FaultEvent, gen int, then func()) {
+	if w.changeGen[f.Queue] != gen {
+		return
+	}
+	answered := false
+	w.manageThen(f, func(ok bool) {
+		if answered {
+			return
+		}
+		answered = true
+		if !ok {
+			w.after(time.Second, func() { w.changeOnce(f, gen, then) })
+			return
+		}
+		if then != nil {
+			then()
+		}
+	})
+	w.after(manageTimeout, func() {
+		if !answered {
+			answered = true
+			w.changeOnce(f, gen, then)
+		}
+	})
+}
+
+// manageTimeout is how long a client waits for the answer to a queue change (the
+// node answers within EnqueueTimeout, 5 s, unless it died).
+const manageTimeout = 10 * time.Second
 
 // manageThen is manage, then done(ok) once the request was answered (set, pause,
 // resume and purge: ok when every member acknowledged).
@@ -144,20 +194,11 @@ func (w *world) setUpQueues(then func()) {
 		}
 		pending++
 		qs := q
-		f := FaultEvent{Kind: "set_queue", Queue: q.Name, Settings: &qs}
-		var try func()
-		try = func() {
-			w.manageThen(f, func(ok bool) {
-				if !ok {
-					w.after(time.Second, try)
-					return
-				}
-				if pending--; pending == 0 {
-					then()
-				}
-			})
-		}
-		try()
+		w.changeUntilDone(FaultEvent{Kind: "set_queue", Queue: q.Name, Settings: &qs}, func() {
+			if pending--; pending == 0 {
+				then()
+			}
+		})
 	}
 	if pending == 0 {
 		then()

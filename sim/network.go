@@ -82,13 +82,16 @@ func (sn simNetwork) Send(m node.Message) {
 		w.dropped(m, "loss")
 		return
 	}
-	w.transmit(to, m)
+	know := w.check.sent(s, m)
+	w.transmit(to, m, know)
 	if w.net.duplicate > 0 && w.rngNet.Float64() < w.net.duplicate {
-		w.transmit(to, m)
+		w.transmit(to, m, know)
 	}
 }
 
-func (w *world) transmit(to *simNode, m node.Message) {
+// transmit carries m to `to`, and with it know: what the checker says a receiver can
+// learn from it (checker.sent).
+func (w *world) transmit(to *simNode, m node.Message, know []uint64) {
 	// What a real node receives: every message is encoded and decoded by the
 	// production codec, sharing no memory with the sender's (the decoder copies
 	// what it keeps, so the buffer is reused).
@@ -102,10 +105,10 @@ func (w *world) transmit(to *simNode, m node.Message) {
 	if w.net.reorder > 0 && w.rngNet.Float64() < w.net.reorder {
 		d += time.Duration(w.rngNet.Int64N(int64(w.sc.Network.ReorderDelay) + 1))
 	}
-	w.after(d, func() { w.receive(to, m) })
+	w.after(d, func() { w.receive(to, m, know) })
 }
 
-func (w *world) receive(to *simNode, m node.Message) {
+func (w *world) receive(to *simNode, m node.Message, know []uint64) {
 	if !to.up {
 		w.dropped(m, "down")
 		return
@@ -114,7 +117,13 @@ func (w *world) receive(to *simNode, m node.Message) {
 		w.trace.message(w.now, "recv", m, "")
 	}
 	inc := to.incarnation
-	to.input(inc, func() { to.n.Step(m) })
+	to.input(inc, func() {
+		w.check.learn(to, m, know)
+		if m.Type == node.MsgRelease {
+			w.check.releaseReached(to, m)
+		}
+		to.n.Step(m)
+	})
 }
 
 func (w *world) dropped(m node.Message, why string) {

@@ -119,7 +119,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
-	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}}
+	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}}
 	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
 	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock = split(1), split(2), split(3), split(4), split(5)
 	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}
@@ -313,10 +313,13 @@ type workload struct {
 	requeued   int // re-queues of dead tasks (requeue_task), counted in sent
 	answered   int
 	weights    float64
-	remaining  int
+	remaining  int // requests not yet taken from workload.tasks
+	waiting    int // requests taken, waiting for a node that is up to send them to
 }
 
-func (wl *workload) done() bool { return wl.remaining == 0 && wl.answered == wl.sent }
+func (wl *workload) done() bool {
+	return wl.remaining == 0 && wl.waiting == 0 && wl.answered == wl.sent
+}
 
 func (w *world) startWorkload() *workload {
 	wl := &workload{w: w, remaining: w.sc.Workload.Tasks}
@@ -341,6 +344,8 @@ func (wl *workload) next() {
 	if wl.remaining == 0 {
 		return
 	}
+	wl.remaining--
+	wl.waiting++
 	wl.send()
 	if wl.remaining > 0 {
 		gap := time.Duration(w.rngWork.ExpFloat64() / w.sc.Workload.Rate * float64(time.Second))
@@ -348,7 +353,8 @@ func (wl *workload) next() {
 	}
 }
 
-// send enqueues one task through a random live node (or waits for one).
+// send enqueues one request taken by next through a random live node, or waits for
+// one (every 100 ms): a waiting client holds its request, it does not send another.
 func (wl *workload) send() {
 	w := wl.w
 	var live []*simNode
@@ -373,7 +379,7 @@ func (wl *workload) send() {
 	}
 	n := wl.sent
 	wl.sent++
-	wl.remaining--
+	wl.waiting--
 	req := node.EnqueueRequest{
 		Queue:       q.Name,
 		URL:         "http://worker.sim/" + q.Name,
@@ -444,7 +450,7 @@ const (
 	maxEvents        = 50_000_000
 )
 
-func sortedKeys(m map[string]int) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

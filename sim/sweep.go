@@ -35,11 +35,14 @@ type Summary struct {
 	// NamesExcused names accepted twice after state loss (Q3's exception).
 	NameRefused, NamesExcused int
 	FullRefused               int // enqueues refused with a 503 (full, starting, disk)
-	SimTime                   time.Duration
-	Events                    uint64
-	Wall                      time.Duration // elapsed for the whole sweep
-	CPU                       time.Duration // sum of the runs' own durations
-	Failed                    []*Result     // seeds with a violation
+	// Forgotten counts retries that would have broken Q4 had they counted failures
+	// that every replica able to know of them had lost (excused, kind "forgotten").
+	Forgotten int
+	SimTime   time.Duration
+	Events    uint64
+	Wall      time.Duration // elapsed for the whole sweep
+	CPU       time.Duration // sum of the runs' own durations
+	Failed    []*Result     // seeds with a violation
 	// Caught lists the seeds whose violations include one the expectation names.
 	Caught []*Result
 	// Nondeterministic lists seeds whose two runs gave different traces.
@@ -137,6 +140,8 @@ func (s *Summary) Add(r *Result) {
 			s.Excused++
 		case "name":
 			s.NamesExcused++
+		case "forgotten":
+			s.Forgotten++
 		default:
 			s.Lost++
 		}

@@ -34,7 +34,10 @@ type world struct {
 
 	check *checker
 	wl    *workload
-	trace *tracer
+	// changeGen counts the clients' changes of each queue, so that the repeats of
+	// an older change stop once a newer one was made (see changeUntilDone).
+	changeGen map[string]int
+	trace     *tracer
 }
 
 // at schedules fn at true time t (never in the past).
@@ -148,11 +151,15 @@ func (c simClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 type simObserver struct{ s *simNode }
 
+var _ node.MessageObserver = simObserver{}
+
 func (o simObserver) AckCounted(a node.Ack) { o.s.w.check.ackCounted(o.s, a) }
 
 func (o simObserver) QueueChanged(id node.NodeID, set node.QueueSetting) {
 	o.s.w.check.queueChanged(id, set)
 }
+
+func (o simObserver) MessageSent(m node.Message) { o.s.w.check.nodeSent(o.s, m) }
 
 func (o simObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	w := o.s.w
@@ -256,14 +263,16 @@ func (w *world) crash(s *simNode, kill bool) {
 	}
 	s.up, s.paused, s.buffered, s.n = false, false, nil, nil
 	s.incarnation++
+	var lost []node.Record
 	if s.disk != nil {
+		lost = s.disk.takeUnconfirmed()
 		if kill {
 			s.disk.kill()
 		} else {
 			s.disk.crash()
 		}
 	}
-	w.check.crashed(s)
+	w.check.crashed(s, lost)
 	if w.trace != nil {
 		w.trace.nodeEvent(w.now, s.id, "crash")
 	}
@@ -277,6 +286,7 @@ func (w *world) restart(s *simNode) {
 		w.trace.nodeEvent(w.now, s.id, "restart")
 	}
 	w.boot(s)
+	w.check.restarted(s)
 }
 
 func (w *world) pause(s *simNode) {

@@ -161,6 +161,9 @@ func printSummary(w io.Writer, s *sim.Summary, verbose bool) {
 	if s.NameRefused > 0 || s.NamesExcused > 0 {
 		fmt.Fprintf(w, "  task names: %d enqueues refused as duplicates (409), %d names accepted twice after state loss (excused)\n", s.NameRefused, s.NamesExcused)
 	}
+	if s.Forgotten > 0 {
+		fmt.Fprintf(w, "  retries: %d started early for failures every replica that knew of them lost (excused)\n", s.Forgotten)
+	}
 	for _, seed := range s.Nondeterministic {
 		fmt.Fprintf(w, "  D1 violated: seed %d gave two different traces (replay: go run ./cmd/miyamoto sim --seed %d --check-determinism %s)\n", seed, seed, s.Path)
 	}

@@ -126,8 +126,9 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 // appendRecord appends r's frame to dst.
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
-//	          status taskPresence(1) task? settingPresence(1) setting?
+//	          status taskPresence(1) task? settingPresence(1) setting? round
 //
+// round is node.Record.Round, a uvarint (the claim round of a grant or a release).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -157,10 +158,12 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 			b = wire.AppendTask(b, r.Task)
 		}
 		if r.Setting == nil {
-			return append(b, 0)
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = wire.AppendSetting(b, r.Setting)
 		}
-		b = append(b, 1)
-		return wire.AppendSetting(b, r.Setting)
+		return binary.AppendUvarint(b, r.Round)
 	})
 }
 
@@ -215,6 +218,7 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	if f.Err() == nil && r.Kind == node.RecSetting && r.Setting == nil {
 		f.Fail("setting record without a setting")
 	}
+	r.Round = f.Uvarint("round")
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())
 	}
