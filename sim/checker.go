@@ -595,6 +595,10 @@ type queueModel struct {
 	active      int
 	pausedSince int64 // true time every member acknowledged the pause; -1: running
 	lastResume  int64 // true time the last resume was asked
+	// After a settings change, permits the token node gave under the old settings
+	// may still start, until graceUntil: the bucket keeps the old size till then.
+	graceCap   float64
+	graceUntil int64
 }
 
 func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
@@ -604,8 +608,8 @@ func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
 		return
 	}
 	q.refill(c.w.now, c.driftRate)
+	q.graceCap, q.graceUntil = q.capacity(c.driftRate), c.w.now+int64(node.PermitValidity+node.SlotGrace)
 	q.cfg = set.Config
-	q.tokens = min(q.tokens, q.capacity(c.driftRate))
 	if set.Config.Retry != q.retry {
 		q.retryKnown = false
 	}
@@ -619,8 +623,12 @@ func (q *queueModel) capacity(drift float64) float64 {
 }
 
 func (q *queueModel) refill(now int64, drift float64) {
+	capacity := q.capacity(drift)
+	if now < q.graceUntil {
+		capacity = max(capacity, q.graceCap)
+	}
 	if q.cfg.Rate > 0 {
-		q.tokens = min(q.capacity(drift), q.tokens+q.cfg.Rate*(1+drift)*time.Duration(now-q.last).Seconds())
+		q.tokens = min(capacity, q.tokens+q.cfg.Rate*(1+drift)*time.Duration(now-q.last).Seconds())
 	}
 	q.last = now
 }

@@ -312,3 +312,43 @@ func TestS8AcknowledgedStoreSurvivesACrash(t *testing.T) {
 		require.Contains(t, w.check.violations[0].Detail, "acknowledged storing the task")
 	}
 }
+
+// Q1 across a settings change: permits the token node gave under the old rate may
+// still start for node.PermitValidity + node.SlotGrace after it adopts the new one, so
+// the old bucket's room lasts that long; after that a burst over the new bucket is a
+// violation.
+func TestQ1SettingsChangeLetsEarlierPermitsStart(t *testing.T) {
+	sc := mustParse(t, `{
+  "name": "q1-by-hand",
+  "cluster": {"nodes": 3, "replicas": 3, "max_clock_drift": "10ms"},
+  "workload": {"tasks": 0, "rate": 1, "queues": [{"name": "q", "rate": 20, "bucket_size": 5}]},
+  "duration": "1s"
+}`)
+	w := &world{sc: sc, byID: map[node.NodeID]*simNode{}}
+	for i := range 3 {
+		s := &simNode{w: w, idx: i, id: node.NodeID(nodeName(i)), up: true, incarnation: 1}
+		w.nodes = append(w.nodes, s)
+		w.byID[s.id] = s
+	}
+	w.check = newChecker(w)
+	token := node.TokenNode(w.check.members, "q")
+	start := func(i int, at time.Duration) {
+		task := &node.Task{ID: fmt.Sprintf("task-%d", i), Queue: "q", ETA: epoch, Created: epoch, Replicas: []node.NodeID{"n1", "n2", "n3"}}
+		deliverAt(w, w.nodes[0], task, 1, at, at+time.Millisecond, 200)
+	}
+	for i := range 4 {
+		start(i, time.Second) // within the bucket of 5
+	}
+	w.now = int64(1010 * time.Millisecond)
+	slow := node.DefaultQueueConfig()
+	slow.Rate, slow.BucketSize = 3, 1
+	w.check.queueChanged(token, node.QueueSetting{Queue: "q", Config: slow, Version: 2})
+	start(4, 1020*time.Millisecond) // both permitted before the change
+	start(5, 1030*time.Millisecond)
+	require.Empty(t, w.check.violations)
+
+	start(6, 1500*time.Millisecond)
+	start(7, 1510*time.Millisecond) // two at once: over the new bucket of 1
+	require.Len(t, w.check.violations, 1)
+	require.Equal(t, "Q1", w.check.violations[0].Invariant)
+}
