@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/node"
@@ -31,7 +33,7 @@ func (c *checker) ackCounted(by *simNode, a node.Ack) {
 	case node.RecTask:
 		ok, what = idx.tasks[taskKey{a.TaskID, a.Nonce}], "the task"
 	case node.RecGrant:
-		ok, what = idx.grants[grantKey{a.TaskID, a.Attempt, a.Holder}], "its grant of attempt "+itoa(a.Attempt)+" to "+string(a.Holder)
+		ok, what = idx.grants[grantKey{a.TaskID, a.Attempt, a.Holder}], "its grant of attempt "+strconv.FormatUint(a.Attempt, 10)+" to "+string(a.Holder)
 	case node.RecOutcome:
 		st, held := idx.outcomes[a.TaskID]
 		ok, what = held && st.Final(), "the task's final state"
@@ -49,17 +51,6 @@ func (c *checker) ackCounted(by *simNode, a node.Ack) {
 	}
 }
 
-func itoa(v uint64) string {
-	b := make([]byte, 0, 20)
-	if v == 0 {
-		return "0"
-	}
-	for ; v > 0; v /= 10 {
-		b = append([]byte{byte('0' + v%10)}, b...)
-	}
-	return string(b)
-}
-
 // putRec is one client request that changed a queue's setting (PUT, pause, resume
 // or purge), for Q6.
 type putRec struct {
@@ -68,6 +59,10 @@ type putRec struct {
 	answered int64 // -1: not (yet) answered 200
 	setting  node.QueueSetting
 	lostAt   int64 // true time a majority of members stopped holding it (-1: never)
+}
+
+func (p *putRec) String() string {
+	return fmt.Sprintf("PUT %s issued at %s", p.queue, time.Duration(p.issued))
 }
 
 func (c *checker) putIssued(queue string) *putRec {

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/node"
@@ -224,8 +223,4 @@ func (c *checker) pickTask(r interface{ IntN(int) int }, queue string, ok func(*
 		return nil
 	}
 	return cands[r.IntN(len(cands))]
-}
-
-func (p *putRec) String() string {
-	return fmt.Sprintf("PUT %s issued at %s", p.queue, time.Duration(p.issued))
 }
