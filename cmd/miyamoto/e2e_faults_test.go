@@ -32,36 +32,6 @@ import (
 // instead of stalling it.
 var faultClient = &http.Client{Timeout: 10 * time.Second}
 
-// startNodes starts one process per data directory, forming one cluster (a single
-// node when dirs has one entry). Every process is killed at the end of the test.
-func startNodes(t *testing.T, dirs []string, extra ...string) []*proc {
-	t.Helper()
-	bin := binary(t)
-	procs := make([]*proc, len(dirs))
-	var peers []string
-	for i := range procs {
-		procs[i] = &proc{id: fmt.Sprintf("n%d", i+1), http: freePort(t), peer: freePort(t), log: &lockedBuffer{}, dataDir: dirs[i]}
-		peers = append(peers, procs[i].id+"="+procs[i].peer)
-	}
-	for _, p := range procs {
-		args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--peers", strings.Join(peers, ","), "--data-dir", p.dataDir}, extra...)
-		p.cmd = exec.Command(bin, args...)
-		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-		require.NoError(t, p.cmd.Start())
-		t.Cleanup(func() {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-			if t.Failed() {
-				t.Logf("--- log of %s:\n%s", p.id, tail(p.log.String(), 40))
-			}
-		})
-	}
-	for _, p := range procs {
-		waitHealthy(t, p)
-	}
-	return procs
-}
-
 // killAll SIGKILLs every process (a power loss) and reaps it.
 func killAll(t *testing.T, procs []*proc) {
 	t.Helper()

@@ -94,28 +94,25 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// startCluster starts n nodes that know each other; every process is killed at the
-// end of the test whatever happens.
-func startCluster(t *testing.T, n int, extra ...string) []*proc {
+// startNodes starts one process per data directory, forming one cluster (a single
+// node when dirs has one entry), and waits until each is healthy. Every process is
+// killed at the end of the test.
+func startNodes(t *testing.T, dirs []string, extra ...string) []*proc {
 	t.Helper()
 	bin := binary(t)
-	procs := make([]*proc, n)
-	for i := range procs {
-		procs[i] = &proc{id: fmt.Sprintf("n%d", i+1), http: freePort(t), peer: freePort(t), log: &lockedBuffer{}}
-	}
+	procs := make([]*proc, len(dirs))
 	var peers []string
-	for _, p := range procs {
-		peers = append(peers, p.id+"="+p.peer)
+	for i := range procs {
+		procs[i] = &proc{id: fmt.Sprintf("n%d", i+1), http: freePort(t), peer: freePort(t), log: &lockedBuffer{}, dataDir: dirs[i]}
+		peers = append(peers, procs[i].id+"="+procs[i].peer)
 	}
-	dataRoot := t.TempDir()
 	for _, p := range procs {
-		p.dataDir = filepath.Join(dataRoot, p.id)
 		args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--peers", strings.Join(peers, ","), "--data-dir", p.dataDir}, extra...)
 		p.cmd = exec.Command(bin, args...)
 		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 		require.NoError(t, p.cmd.Start())
 		t.Cleanup(func() {
-			p.cmd.Process.Signal(syscall.SIGCONT)
+			p.cmd.Process.Signal(syscall.SIGCONT) // a test may have stopped it
 			p.cmd.Process.Kill()
 			p.cmd.Wait()
 			if t.Failed() {
@@ -127,6 +124,18 @@ func startCluster(t *testing.T, n int, extra ...string) []*proc {
 		waitHealthy(t, p)
 	}
 	return procs
+}
+
+// startCluster starts n nodes that know each other, each with a data directory of
+// its own; every process is killed at the end of the test whatever happens.
+func startCluster(t *testing.T, n int, extra ...string) []*proc {
+	t.Helper()
+	dataRoot := t.TempDir()
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(dataRoot, fmt.Sprintf("n%d", i+1))
+	}
+	return startNodes(t, dirs, extra...)
 }
 
 func tail(s string, lines int) string {
