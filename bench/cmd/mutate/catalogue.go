@@ -53,8 +53,8 @@ var Catalogue = []Mutant{
 	},
 	{
 		Name:  "claim-ignores-seen",
-		Desc:  "a new claim bids promised+1, ignoring the higher attempts it heard of (seen)",
-		Edits: edit("node/claim.go", "e.claiming = max(e.promised, e.seen) + 1", "e.claiming = e.promised + 1"),
+		Desc:  "a new claim bids max(promised, floor)+1, ignoring the higher attempts it heard of (seen)",
+		Edits: edit("node/claim.go", "e.claiming = max(e.promised, e.floor, e.seen) + 1", "e.claiming = max(e.promised, e.floor) + 1"),
 	},
 	{
 		Name:  "stagger-from-rank-one",
@@ -81,7 +81,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "regrant-without-round-check",
 		Desc:  "the same attempt is granted again to its holder without checking the claim round (a restarted holder's new round passes)",
-		Edits: edit("node/claim.go", "!e.released && m.Promised == e.holderRound && m.Promised != 0:", "!e.released:"),
+		Edits: edit("node/claim.go", "m.From == e.holder && !e.released && m.Promised == e.holderRound && m.Promised != 0:", "m.From == e.holder && !e.released:"),
 	},
 	{
 		Name:  "no-pushback-on-grant",
@@ -90,8 +90,28 @@ var Catalogue = []Mutant{
 	},
 	{
 		Name:  "release-frees-others-grant",
-		Desc:  "a Release of attempt a frees the grant of a whoever sent it, not only the holder of the grant",
-		Edits: edit("node/claim.go", "case a == e.promised && e.holder == from:", "case a == e.promised:"),
+		Desc:  "a Release of attempt a frees the grant of a whoever sent it, not only the holder of the grant (in the round that won it)",
+		Edits: edit("node/claim.go", "case a == e.promised && e.holder == from && round == e.holderRound && !e.released:", "case a == e.promised && !e.released:"),
+	},
+	{
+		Name:  "release-ignores-round",
+		Desc:  "a Release frees its sender's grant of that attempt whatever claim round it names (a restarted holder's refused round frees its earlier incarnation's live grant)",
+		Edits: edit("node/claim.go", "case a == e.promised && e.holder == from && round == e.holderRound && !e.released:", "case a == e.promised && e.holder == from && !e.released:"),
+	},
+	{
+		Name:  "grant-ignores-floor",
+		Desc:  "an acceptor grants an attempt at or below its floor (released without its grant, or claimed before it forgot the task)",
+		Edits: edit("node/claim.go", "case m.Attempt <= max(e.promised, e.floor) || !n.grantable(e, m.From):", "case m.Attempt <= e.promised || !n.grantable(e, m.From):"),
+	},
+	{
+		Name:  "grant-ignores-backoff",
+		Desc:  "an acceptor grants a claim that comes before the failed delivery's backoff is over (notBefore not checked)",
+		Edits: edit("node/claim.go", "case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):", "case false:"),
+	},
+	{
+		Name:  "regrant-acked-before-sync",
+		Desc:  "a repeated claim round is granted again at once, before the first grant's record is synced",
+		Edits: edit("node/claim.go", "n.afterSync(func() { n.send(resp) })", "n.send(resp) // at once, not after the sync"),
 	},
 	{
 		Name:  "store-back-at-most-once",
@@ -147,6 +167,16 @@ var Catalogue = []Mutant{
 		Desc:  "a task dies after task_retry_limit failures instead of after more than that",
 		Edits: edit("node/config.go", "retries <= r.TaskRetryLimit {", "retries < r.TaskRetryLimit {"),
 	},
+	{
+		Name:  "expired-lease-not-counted",
+		Desc:  "an attempt whose lease ran out on the acceptor with no outcome is not counted as a failure",
+		Edits: edit("node/claim.go", "\te.retries++\n\tnext := e.leaseEnd.Add(", "\tnext := e.leaseEnd.Add("),
+	},
+	{
+		Name:  "no-exhaustion-check-in-deliver",
+		Desc:  "the holder of a quorum delivers although the failures counted elsewhere used up the retry limits",
+		Edits: edit("node/claim.go", "if e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted(", "if false && e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted("),
+	},
 
 	// --- recovery after a loss ---------------------------------------------------------
 	{
@@ -175,6 +205,16 @@ var Catalogue = []Mutant{
 		Edits: edit("node/claim.go", "!t.Created.Before(n.forgotAt.Add(n.cfg.MaxClockDrift))", "!t.Created.Before(n.forgotAt)"),
 	},
 	{
+		Name:  "no-forget-floor",
+		Desc:  "a task learnt after a loss gets no attempt floor: attempts claimed before the node forgot may be granted again",
+		Edits: edit("node/node.go", "if n.recoverUntil.IsZero() || n.bornAfterForgetting(t) {", "if true {"),
+	},
+	{
+		Name:  "forget-mark-ignored",
+		Desc:  "the forget watermark is not consulted: a replica stores again a task it finished and forgot after its dedup window",
+		Edits: edit("node/forget.go", "return !n.forgetMark.IsZero() && !t.Created.After(n.forgetMark)", "return false && !t.Created.After(n.forgetMark)"),
+	},
+	{
 		Name:  "no-recount-after-replay",
 		Desc:  "Start does not recount the pending tasks after replaying the log",
 		Edits: edit("node/node.go", "\tn.recount()\n", "\t// n.recount() forgotten\n"),
@@ -189,7 +229,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "max-concurrent-off-by-one",
 		Desc:  "the token node grants a permit while max_concurrent are in flight (> for >=)",
-		Edits: edit("node/queues.go", "len(b.inflight) >= q.MaxConcurrent:", "len(b.inflight) > q.MaxConcurrent:"),
+		Edits: edit("node/queues.go", "len(b.inflight) >= limit:", "len(b.inflight) > limit:"),
 	},
 	{
 		Name:  "token-wait-only-without-storage",
@@ -200,5 +240,17 @@ var Catalogue = []Mutant{
 		Name:  "admission-off-by-one",
 		Desc:  "a node admits a task while already holding max_pending (> for >=)",
 		Edits: edit("node/limits.go", "n.open >= c.MaxPending {", "n.open > c.MaxPending {"),
+	},
+
+	// --- queue settings ----------------------------------------------------------------
+	{
+		Name:  "setting-acked-before-sync",
+		Desc:  "a member acknowledges a queue setting before its record is synced",
+		Edits: edit("node/queues.go", "n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur}) })", "n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur})"),
+	},
+	{
+		Name:  "fire-before-settings-known",
+		Desc:  "a replica fires before the start-up settings sync is done (it delivers under the defaults)",
+		Edits: edit("node/claim.go", "\tif !n.settingsKnown() {\n\t\t// Not before this node knows", "\tif false {\n\t\t// Not before this node knows"),
 	},
 }
