@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/miyamotohq/miyamoto/sim"
 )
 
 // moduleRoot is the module root, three levels above this package.
@@ -145,24 +143,5 @@ github.com/miyamotohq/miyamoto/sim.(*world).step(0xc000100000)
 `
 	if got, want := panicFrame(stack), "node.(*Node).deliver at github.com/miyamotohq/miyamoto/node/claim.go:263"; got != want {
 		t.Errorf("panicFrame = %q, want %q", got, want)
-	}
-}
-
-// TestProposedScenarios keeps the proposed scenarios (proposed/*.json: ones that
-// catch mutants the sweep of scenarios/ misses) valid, each named after its file.
-func TestProposedScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("proposed", "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no proposed scenarios: %v", err)
-	}
-	for _, f := range files {
-		sc, err := sim.LoadScenario(f)
-		if err != nil {
-			t.Errorf("%s: %v", f, err)
-			continue
-		}
-		if want := strings.TrimSuffix(filepath.Base(f), ".json"); sc.Name != want {
-			t.Errorf("%s: name %q, want %q", f, sc.Name, want)
-		}
 	}
 }
