@@ -87,6 +87,11 @@ var Catalogue = []Mutant{
 		Name:  "no-pushback-on-grant",
 		Desc:  "granting another node's claim does not push this replica's own timer past the lease",
 		Edits: edit("node/claim.go", "if m.From != n.cfg.ID && e.timerKind == timerFire {", "if false && m.From != n.cfg.ID && e.timerKind == timerFire {"),
+		Equivalent: "push-back only saves messages: a replica whose timer goes off during a lease it granted claims " +
+			"an attempt above the holder's, which its own acceptor and every acceptor of the holder's quorum refuse " +
+			"(the lease is live; quorums intersect), with the lease's remainder as when to come back; its Release " +
+			"of the refused round only raises floors. Attempt numbers skip values (allowed) and a retry may wait " +
+			"up to a lease longer, which no invariant bounds more tightly than L1",
 	},
 	{
 		Name:  "release-frees-others-grant",

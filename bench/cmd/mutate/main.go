@@ -22,6 +22,7 @@
 //
 //	go run ./bench/cmd/mutate                          # whole catalogue, 200 seeds
 //	go run ./bench/cmd/mutate --list                   # the catalogue, with each edit
+//	go run ./bench/cmd/mutate --unit=false --first       # quick score: each mutant stops at its first catch
 //	go run ./bench/cmd/mutate --only quorum-half --seeds 20
 //	go run ./bench/cmd/mutate --json run.json          # also keep every result
 //	go run ./bench/cmd/mutate --from run.json --markdown  # re-print a kept run as Markdown
@@ -84,6 +85,7 @@ type options struct {
 	unit      bool
 	baseline  bool
 	keep      bool
+	first     bool
 	jsonOut   string
 	from      string
 }
@@ -108,6 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&o.maxMemory, "max-memory", 4<<30, "bytes of heap a sweep may use; past it the sweep stops and counts as caught (out of memory)")
 	fs.BoolVar(&o.unit, "unit", true, "also run go test ./node/ on each mutant")
 	fs.BoolVar(&o.baseline, "baseline", true, "sweep the unmutated copy first and leave out scenarios that fail there")
+	fs.BoolVar(&o.first, "first", false, "stop each mutant's sweep at the first scenario that catches it (a quick score; the table then shows that scenario only)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary copies (their paths are printed)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write every result, with each scenario's report, as JSON to this file")
 	fs.StringVar(&o.from, "from", "", "run nothing: print the table of a run saved with --json")
@@ -459,20 +462,26 @@ func (r *runner) sweep(dir, name string) (reps []*ScenarioReport, buildErr strin
 		got, abort, detail := r.worker(bin, dir, remaining)
 		reps = append(reps, got...)
 		remaining = remaining[len(got):]
-		if len(remaining) == 0 {
+		if len(remaining) == 0 || abort == abortFirst {
 			break
 		}
 		if abort == "" {
 			abort, detail = "crash", "the worker ended without reporting this scenario"
 		}
 		reps = append(reps, &ScenarioReport{Path: remaining[0], Abort: abort, Error: detail})
+		if _, bad := r.broken[remaining[0]]; r.o.first && !bad {
+			break // an abort is a catch
+		}
 		remaining = remaining[1:]
 	}
 	return reps, ""
 }
 
+// abortFirst is worker's abort when --first stopped it after a catch.
+const abortFirst = "first"
+
 // worker runs one worker over files and returns the reports it printed; abort says
-// why it stopped early ("hung", "out of memory", "crash"), with a detail.
+// why it stopped early ("hung", "out of memory", "crash", or abortFirst), with a detail.
 func (r *runner) worker(bin, dir string, files []string) (reps []*ScenarioReport, abort, detail string) {
 	args := append([]string{"-worker", "-worker-seeds", strconv.Itoa(r.o.seeds), "-worker-max-memory", strconv.FormatInt(r.o.maxMemory, 10)}, files...)
 	cmd := exec.Command(bin, args...)
@@ -488,6 +497,7 @@ func (r *runner) worker(bin, dir string, files []string) (reps []*ScenarioReport
 	}
 	// The watchdog: no report for --timeout kills the worker.
 	var hung atomic.Bool
+	stopped := false // --first: a scenario caught the mutant, the rest need not run
 	watchdog := time.AfterFunc(r.o.timeout, func() {
 		hung.Store(true)
 		cmd.Process.Kill()
@@ -501,11 +511,18 @@ func (r *runner) worker(bin, dir string, files []string) (reps []*ScenarioReport
 		}
 		reps = append(reps, &rep)
 		watchdog.Reset(r.o.timeout)
+		if _, bad := r.broken[rep.Path]; r.o.first && !bad && scenarioCatch(&rep) != nil {
+			stopped = true
+			cmd.Process.Kill()
+			break
+		}
 	}
 	werr := cmd.Wait()
 	watchdog.Stop()
 	var exit *exec.ExitError
 	switch {
+	case stopped:
+		return reps, abortFirst, ""
 	case hung.Load():
 		return reps, "hung", fmt.Sprintf("no result within %s (the baseline sweeps any scenario in seconds)", r.o.timeout)
 	case errors.As(werr, &exit) && exit.ExitCode() == exitOutOfMemory:
