@@ -683,7 +683,9 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 
 // checkRetry is Q4 for a delivery of an at-least-once task that starts now: after k
 // failed deliveries it starts no earlier than backoff(k) after the last one ended
-// (less 2 × the drift bound), and none starts once the retry limits are used up.
+// (less 2 × the drift bound), and none starts once the retry limits are used up
+// (the task's age counted when the delivery starts, as the holder does: a retry
+// whose backoff ran past task_age_limit is not made).
 //
 // Failures count from the last success (what follows a success is a duplicate, S3's
 // business), and only those the starting node can know of (taskRec.know): the
@@ -720,7 +722,7 @@ func (c *checker) checkRetry(r *taskRec, s *simNode, retry node.RetryConfig) {
 				failures, time.Duration(now-lastEnd), time.Duration(gap))
 			return
 		}
-		if exhausted(retry, failures, lastEnd-int64(r.task.Created.Sub(epoch)), 2*c.skew) {
+		if exhausted(retry, failures, now-int64(r.task.Created.Sub(epoch)), 2*c.skew) {
 			c.violate("Q4", tasks, []node.NodeID{s.id}, "delivery after %d failures, over the retry limits (task_retry_limit %d, task_age_limit %s)",
 				failures, retry.TaskRetryLimit, retry.TaskAgeLimit)
 			return

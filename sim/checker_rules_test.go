@@ -108,6 +108,17 @@ func TestQ4RetryLimit(t *testing.T) {
 	require.Contains(t, q4[0].Detail, "over the retry limits")
 }
 
+// The age limit counts the task's age when a retry starts, as the holder does: a retry
+// whose backoff ran past task_age_limit is not made, even though the last failure
+// ended in time.
+func TestQ4AgeLimitAtTheStart(t *testing.T) {
+	retry := `{"task_age_limit": "5s", "min_backoff": "1s", "max_backoff": "1m"}`
+	require.Empty(t, failThenRetry(t, retry, []time.Duration{0, time.Second, 2 * time.Second}), "retries at ages 2 and 4 s are allowed")
+	q4 := failThenRetry(t, retry, []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second})
+	require.Len(t, q4, 1, "the retry at age 8 s starts past the limit, though the failure before it ended at 4 s")
+	require.Contains(t, q4[0].Detail, "over the retry limits")
+}
+
 // Q4's other half: a task dies only once every retry limit that is set is used up,
 // by the deciding node's own count. A node that ends it dead one failure early, or
 // before its age limit, is caught; one that waits for both is not.
