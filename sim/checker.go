@@ -81,6 +81,7 @@ type taskRec struct {
 	// replicas (by rank) that answered each node's Outcome with a final state.
 	doneSent map[node.NodeID]int64
 	doneAcks map[node.NodeID]uint64
+	died     bool // some node ended it dead (the first one decided it: see checkDeath)
 }
 
 // checker verifies S1–S5 and Q1–Q5 as events happen, and L1, L2 at the end (S6, the
@@ -214,6 +215,10 @@ func (c *checker) stateChanged(s *simNode, t *node.Task, from, to node.TaskState
 	rank := t.Rank(s.id)
 	if from == node.StateNone && rank >= 0 {
 		r.held |= 1 << rank
+	}
+	if to == node.StateDead && !r.died {
+		r.died = true
+		c.checkDeath(s, r)
 	}
 	if to.Final() {
 		if rank >= 0 && r.knowsFinal[rank] < 0 {
@@ -678,7 +683,9 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 
 // checkRetry is Q4 for a delivery of an at-least-once task that starts now: after k
 // failed deliveries it starts no earlier than backoff(k) after the last one ended
-// (less 2 × the drift bound), and none starts once the retry limits are used up.
+// (less 2 × the drift bound), and none starts once the retry limits are used up
+// (the task's age counted when the delivery starts, as the holder does: a retry
+// whose backoff ran past task_age_limit is not made).
 //
 // Failures count from the last success (what follows a success is a duplicate, S3's
 // business), and only those the starting node can know of (taskRec.know): the
@@ -715,7 +722,7 @@ func (c *checker) checkRetry(r *taskRec, s *simNode, retry node.RetryConfig) {
 				failures, time.Duration(now-lastEnd), time.Duration(gap))
 			return
 		}
-		if exhausted(retry, failures, lastEnd-int64(r.task.Created.Sub(epoch)), 2*c.skew) {
+		if exhausted(retry, failures, now-int64(r.task.Created.Sub(epoch)), 2*c.skew) {
 			c.violate("Q4", tasks, []node.NodeID{s.id}, "delivery after %d failures, over the retry limits (task_retry_limit %d, task_age_limit %s)",
 				failures, retry.TaskRetryLimit, retry.TaskAgeLimit)
 			return
@@ -728,6 +735,36 @@ func (c *checker) checkRetry(r *taskRec, s *simNode, retry node.RetryConfig) {
 }
 
 func failBit(j int) uint64 { return 1 << min(j, 63) }
+
+// checkDeath is Q4's other half, for the first node that ends an at-least-once task
+// dead (a node adopts dead only from one that holds it, so the first one decided
+// it): a task dies only once its retry limits are used up, by the decider's own
+// count of failures (every limit that is set exceeded: more than task_retry_limit
+// failures, an age past task_age_limit on its clock). White-box, like S8's check of
+// the acceptor: the decider's count is read from the node (node.Node.Task, a read
+// made while the node reports the change, not an input), since failures the checker
+// cannot see (leases that ran out) count too. At-most-once tasks die at their one
+// failed delivery, whatever the limits.
+func (c *checker) checkDeath(s *simNode, r *taskRec) {
+	q := c.queues[r.task.Queue]
+	if q == nil || !q.retryKnown || r.task.Delivery != node.AtLeastOnce || s.n == nil {
+		return
+	}
+	st, ok := s.n.Task(r.task.ID)
+	if !ok {
+		return
+	}
+	age := s.localNow().Sub(r.task.Created)
+	c.checkDeathCount(s, r, q.retry, st.Retries, age)
+}
+
+func (c *checker) checkDeathCount(s *simNode, r *taskRec, retry node.RetryConfig, retries int, age time.Duration) {
+	if retry.TaskRetryLimit == 0 && retry.TaskAgeLimit == 0 || exhausted(retry, retries, int64(age), 0) {
+		return
+	}
+	c.violate("Q4", []string{r.task.ID}, []node.NodeID{s.id}, "%s ended the task dead after %d failures at age %s, before the retry limits were used up (task_retry_limit %d, task_age_limit %s)",
+		s.id, retries, age, retry.TaskRetryLimit, retry.TaskAgeLimit)
+}
 
 // grantKey names one claim: the attempt of a task claimed by holder.
 type grantKey struct {

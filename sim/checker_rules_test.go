@@ -108,6 +108,64 @@ func TestQ4RetryLimit(t *testing.T) {
 	require.Contains(t, q4[0].Detail, "over the retry limits")
 }
 
+// The age limit counts the task's age when a retry starts, as the holder does: a retry
+// whose backoff ran past task_age_limit is not made, even though the last failure
+// ended in time.
+func TestQ4AgeLimitAtTheStart(t *testing.T) {
+	retry := `{"task_age_limit": "5s", "min_backoff": "1s", "max_backoff": "1m"}`
+	require.Empty(t, failThenRetry(t, retry, []time.Duration{0, time.Second, 2 * time.Second}), "retries at ages 2 and 4 s are allowed")
+	q4 := failThenRetry(t, retry, []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second})
+	require.Len(t, q4, 1, "the retry at age 8 s starts past the limit, though the failure before it ended at 4 s")
+	require.Contains(t, q4[0].Detail, "over the retry limits")
+}
+
+// Q4's other half: a task dies only once every retry limit that is set is used up,
+// by the deciding node's own count. A node that ends it dead one failure early, or
+// before its age limit, is caught; one that waits for both is not.
+func TestQ4NoDeathBeforeTheLimits(t *testing.T) {
+	for _, c := range []struct {
+		retry   string
+		retries int
+		age     time.Duration
+		early   bool
+	}{
+		{`{"task_retry_limit": 2}`, 2, time.Minute, true},
+		{`{"task_retry_limit": 2}`, 3, time.Second, false},
+		{`{"task_retry_limit": 2, "task_age_limit": "10s"}`, 5, 10 * time.Second, true},
+		{`{"task_retry_limit": 2, "task_age_limit": "10s"}`, 3, 11 * time.Second, false},
+		{`{"task_age_limit": "10s"}`, 1, 9 * time.Second, true},
+		{`{}`, 1, time.Second, false}, // no limit: the task is never ended dead this way, and not judged
+	} {
+		w, task := checkerWorld(t, c.retry, "10ms")
+		q := w.check.queues["q"]
+		w.check.checkDeathCount(w.nodes[0], w.check.rec(task), q.retry, c.retries, c.age)
+		if !c.early {
+			require.Empty(t, w.check.violations, "%s: %d failures at %s", c.retry, c.retries, c.age)
+			continue
+		}
+		require.Len(t, w.check.violations, 1, "%s: %d failures at %s", c.retry, c.retries, c.age)
+		require.Equal(t, "Q4", w.check.violations[0].Invariant)
+		require.Contains(t, w.check.violations[0].Detail, "before the retry limits were used up")
+	}
+}
+
+// End to end, with real nodes: tasks whose workers keep failing die at the retry
+// limit, and the deciders are found to have counted enough failures (no false alarm).
+func TestQ4DeathsAtTheLimitPass(t *testing.T) {
+	sc := mustParse(t, `{
+  "name": "deaths",
+  "cluster": {"nodes": 3, "replicas": 3},
+  "workload": {"tasks": 20, "rate": 10, "queues": [{"name": "q", "retry": {"task_retry_limit": 2, "min_backoff": "100ms", "max_backoff": "1s"}}]},
+  "workers": {"server_error": 1},
+  "duration": "10s"
+}`)
+	r, err := Run(sc, 1, Options{})
+	require.NoError(t, err)
+	require.False(t, r.Failed(), r.Report())
+	require.Equal(t, 20, r.Acked)
+	require.Equal(t, 3*20, r.Deliveries, "each task is delivered task_retry_limit + 1 times, then dies")
+}
+
 // What follows a success is a duplicate, not a retry: the failures before it do not
 // set its backoff.
 func TestQ4CountsFromTheLastSuccess(t *testing.T) {

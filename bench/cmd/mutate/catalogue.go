@@ -1,0 +1,261 @@
+package main
+
+// Edit is one exact-text substitution in a file of the module. Old must occur exactly
+// once in the file; New must then occur exactly once in the edited file, so that the
+// edit can be reverted (the catalogue test checks both against the current sources).
+type Edit struct {
+	File string // relative to the module root, slash-separated: "node/claim.go"
+	Old  string
+	New  string
+}
+
+// Mutant is one slip a careful engineer could make in node/, as one or more edits.
+type Mutant struct {
+	Name  string // short, unique, kebab-case
+	Desc  string // one line: the slip
+	Edits []Edit
+	// Equivalent, when not empty, says why no invariant could see the change: the
+	// mutant is still run (a catch would refute the argument) but not scored.
+	Equivalent string
+}
+
+func edit(file, old, new string) []Edit { return []Edit{{File: file, Old: old, New: new}} }
+
+// Catalogue is every mutant, in the order they are run and reported. Anchors are
+// short and distinctive because node/ changes under them: a lost anchor is reported,
+// never skipped.
+var Catalogue = []Mutant{
+	// --- claimant: delivery and its deadline --------------------------------------
+	{
+		Name:  "no-lease-recheck",
+		Desc:  "deliver skips the lease re-check: a claim whose lease a pause ate is delivered anyway",
+		Edits: edit("node/claim.go", "\tif deadline <= 0 {\n", "\tif false {\n"),
+	},
+	{
+		Name:  "deadline-not-cut-by-lease",
+		Desc:  "the webhook deadline is the queue's dispatch deadline, not cut to what is left of the lease",
+		Edits: edit("node/claim.go", "deadline := min(q.DispatchDeadline, leaseEnd.Sub(now))", "deadline := q.DispatchDeadline"),
+	},
+	{
+		Name:  "deadline-no-drift",
+		Desc:  "the claimant's lease end has no drift allowance (claimSent + lease, not lease - max_clock_drift)",
+		Edits: edit("node/claim.go", "e.claimSent.Add(n.cfg.Lease - n.cfg.MaxClockDrift)", "e.claimSent.Add(n.cfg.Lease)"),
+	},
+	{
+		Name:  "quorum-half",
+		Desc:  "the claim quorum is R/2 instead of R/2+1 (one grant of three fires)",
+		Edits: edit("node/node.go", "\treturn len(t.Replicas)/2 + 1\n", "\treturn len(t.Replicas) / 2\n"),
+	},
+	{
+		Name:  "no-pause-check-in-deliver",
+		Desc:  "deliver does not look at the queue's pause: a claim won as the pause lands is delivered",
+		Edits: edit("node/claim.go", "\tif n.queuePaused(e.task.Queue) {\n\t\tn.abandonClaim(", "\tif false {\n\t\tn.abandonClaim("),
+	},
+	{
+		Name:  "claim-ignores-seen",
+		Desc:  "a new claim bids max(promised, floor)+1, ignoring the higher attempts it heard of (seen)",
+		Edits: edit("node/claim.go", "e.claiming = max(e.promised, e.floor, e.seen) + 1", "e.claiming = max(e.promised, e.floor) + 1"),
+	},
+	{
+		Name:  "stagger-from-rank-one",
+		Desc:  "the replica stagger counts from rank 1: rank 0's timer goes off one offset before the ETA",
+		Edits: edit("node/node.go", "e.nextETA.Add(time.Duration(e.rank)*n.cfg.ReplicaOffset))", "e.nextETA.Add(time.Duration(e.rank-1)*n.cfg.ReplicaOffset))"),
+	},
+
+	// --- acceptor: grants ----------------------------------------------------------
+	{
+		Name:  "grant-during-lease",
+		Desc:  "an acceptor grants a later attempt while the previous holder's lease is live",
+		Edits: edit("node/claim.go", "\treturn n.leaseExpired(e)\n", "\treturn true // lease not checked\n"),
+	},
+	{
+		Name:  "acceptor-lease-early",
+		Desc:  "the acceptor's lease expires a drift early (grant time + lease - max_clock_drift)",
+		Edits: edit("node/claim.go", "e.leaseEnd = now.Add(m.Lease)", "e.leaseEnd = now.Add(m.Lease - n.cfg.MaxClockDrift)"),
+	},
+	{
+		Name:  "holder-asks-again",
+		Desc:  "grantable shortcut: a later attempt is granted at once to the holder that asks again",
+		Edits: edit("node/claim.go", "if e.promised == 0 || e.released {", "if e.promised == 0 || e.released || e.holder == from {"),
+	},
+	{
+		Name:  "regrant-without-round-check",
+		Desc:  "the same attempt is granted again to its holder without checking the claim round (a restarted holder's new round passes)",
+		Edits: edit("node/claim.go", "m.From == e.holder && !e.released && m.Promised == e.holderRound && m.Promised != 0:", "m.From == e.holder && !e.released:"),
+	},
+	{
+		Name:  "no-pushback-on-grant",
+		Desc:  "granting another node's claim does not push this replica's own timer past the lease",
+		Edits: edit("node/claim.go", "if m.From != n.cfg.ID && e.timerKind == timerFire {", "if false && m.From != n.cfg.ID && e.timerKind == timerFire {"),
+		Equivalent: "push-back only saves messages: a replica whose timer goes off during a lease it granted claims " +
+			"an attempt above the holder's, which its own acceptor and every acceptor of the holder's quorum refuse " +
+			"(the lease is live; quorums intersect), with the lease's remainder as when to come back; its Release " +
+			"of the refused round only raises floors. Attempt numbers skip values (allowed) and a retry may wait " +
+			"up to a lease longer, which no invariant bounds more tightly than L1",
+	},
+	{
+		Name:  "release-frees-others-grant",
+		Desc:  "a Release of attempt a frees the grant of a whoever sent it, not only the holder of the grant (in the round that won it)",
+		Edits: edit("node/claim.go", "case a == e.promised && e.holder == from && round == e.holderRound && !e.released:", "case a == e.promised && !e.released:"),
+	},
+	{
+		Name:  "release-ignores-round",
+		Desc:  "a Release frees its sender's grant of that attempt whatever claim round it names (a restarted holder's refused round frees its earlier incarnation's live grant)",
+		Edits: edit("node/claim.go", "case a == e.promised && e.holder == from && round == e.holderRound && !e.released:", "case a == e.promised && e.holder == from && !e.released:"),
+	},
+	{
+		Name:  "grant-ignores-floor",
+		Desc:  "an acceptor grants an attempt at or below its floor (released without its grant, or claimed before it forgot the task)",
+		Edits: edit("node/claim.go", "case m.Attempt <= max(e.promised, e.floor) || !n.grantable(e, m.From):", "case m.Attempt <= e.promised || !n.grantable(e, m.From):"),
+	},
+	{
+		Name:  "grant-ignores-backoff",
+		Desc:  "an acceptor grants a claim that comes before the failed delivery's backoff is over (notBefore not checked)",
+		Edits: edit("node/claim.go", "case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):", "case false:"),
+	},
+	{
+		Name:  "regrant-acked-before-sync",
+		Desc:  "a repeated claim round is granted again at once, before the first grant's record is synced",
+		Edits: edit("node/claim.go", "n.afterSync(func() { n.send(resp) })", "n.send(resp) // at once, not after the sync"),
+	},
+	{
+		Name:  "store-back-at-most-once",
+		Desc:  "a replica that answers unknown is given the task back even when it is at-most-once",
+		Edits: edit("node/claim.go", "if m.Reject == RejectUnknown && e.task.Delivery == AtLeastOnce {", "if m.Reject == RejectUnknown && e.task != nil {"),
+	},
+
+	// --- outcomes ------------------------------------------------------------------
+	{
+		Name: "at-most-once-timeout-retried",
+		Desc: "an at-most-once delivery that got no answer is retried like a failure, not ended unknown",
+		Edits: edit("node/claim.go",
+			"case e.task.Delivery == AtMostOnce && r.Status == 0:\n\t\tn.finish(e, StateUnknown, 0)\n\tcase e.task.Delivery == AtMostOnce:",
+			"case e.task.Delivery == AtMostOnce && r.Status != 0:"),
+	},
+	{
+		Name:  "done-one-ack",
+		Desc:  "the finisher stops resending Done after one acknowledgement (its own), not a majority",
+		Edits: edit("node/claim.go", "e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= majority(e.task)", "e.timerKind == timerOutcome && e.outcomeAcks != 0"),
+	},
+	{
+		Name:  "ack-adopted-before-sync",
+		Desc:  "an adopted final outcome is acknowledged before its record is synced",
+		Edits: edit("node/claim.go", "\tn.persist(then, Record{Kind: RecOutcome", "\tthen()\n\tn.persist(func() {}, Record{Kind: RecOutcome"),
+	},
+	{
+		Name:  "majority-half",
+		Desc:  "majority() is R/2: enqueues are acknowledged, and Done stops, after one replica of three",
+		Edits: edit("node/node.go", "func majority(t *Task) int { return len(t.Replicas)/2 + 1 }", "func majority(t *Task) int { return len(t.Replicas) / 2 }"),
+	},
+	{
+		Name:  "done-counts-forgetful-replica",
+		Desc:  "an OutcomeResp counts towards Done's majority even when the replica does not hold the task final",
+		Edits: edit("node/claim.go", "if e == nil || !e.state.Final() || !m.State.Final() {", "if e == nil || !e.state.Final() {"),
+		Equivalent: "every OutcomeResp a finisher can get says final: handleOutcome answers only after " +
+			"the replica holds the task final (it creates a final entry for a task it lost), and Cancel's " +
+			"answers are taken by cancelAnswered first",
+	},
+
+	// --- retries -------------------------------------------------------------------
+	{
+		Name:  "backoff-ignores-max-doublings",
+		Desc:  "Backoff keeps doubling past max_doublings",
+		Edits: edit("node/config.go", "if i <= r.MaxDoublings {", "if true {"),
+	},
+	{
+		Name:  "backoff-one-short",
+		Desc:  "after k failures the retry waits the backoff for k-1",
+		Edits: edit("node/claim.go", "max(retry.Backoff(e.retries), r.RetryAfter)", "max(retry.Backoff(e.retries-1), r.RetryAfter)"),
+	},
+	{
+		Name:  "retry-limit-off-by-one",
+		Desc:  "a task dies after task_retry_limit failures instead of after more than that",
+		Edits: edit("node/config.go", "retries <= r.TaskRetryLimit {", "retries < r.TaskRetryLimit {"),
+	},
+	{
+		Name:  "expired-lease-not-counted",
+		Desc:  "an attempt whose lease ran out on the acceptor with no outcome is not counted as a failure",
+		Edits: edit("node/claim.go", "\te.retries++\n\tnext := e.leaseEnd.Add(", "\tnext := e.leaseEnd.Add("),
+	},
+	{
+		Name:  "no-exhaustion-check-in-deliver",
+		Desc:  "the holder of a quorum delivers although the failures counted elsewhere used up the retry limits",
+		Edits: edit("node/claim.go", "if e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted(", "if false && e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted("),
+	},
+
+	// --- recovery after a loss ---------------------------------------------------------
+	{
+		Name:  "no-recovery-wait",
+		Desc:  "a restart without durable storage sets no recovery deadline",
+		Edits: edit("node/node.go", "n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)", "n.recoverUntil = time.Time{}"),
+	},
+	{
+		Name:  "learn-old-task-in-recovery",
+		Desc:  "handleStore learns a task created before the node forgot, during the recovery wait",
+		Edits: edit("node/node.go", "if n.recovering() && !n.bornAfterForgetting(t) {", "if false {"),
+	},
+	{
+		Name:  "no-recovery-guard-in-claim",
+		Desc:  "handleClaim grants during the recovery wait for a task that may predate the loss",
+		Edits: edit("node/claim.go", "case n.recovering() && !n.bornAfterForgetting(e.task):", "case false:"),
+	},
+	{
+		Name:  "no-amnesiac-marking",
+		Desc:  "after a reported loss, at-most-once tasks from before it are not marked amnesiac",
+		Edits: edit("node/node.go", "e.amnesiac = e.task.Delivery == AtMostOnce &&", "e.amnesiac = false && e.task.Delivery == AtMostOnce &&"),
+	},
+	{
+		Name:  "born-after-no-drift",
+		Desc:  "bornAfterForgetting has no drift allowance: Created >= forgotAt is taken as surely after",
+		Edits: edit("node/claim.go", "!t.Created.Before(n.forgotAt.Add(n.cfg.MaxClockDrift))", "!t.Created.Before(n.forgotAt)"),
+	},
+	{
+		Name:  "no-forget-floor",
+		Desc:  "a task learnt after a loss gets no attempt floor: attempts claimed before the node forgot may be granted again",
+		Edits: edit("node/node.go", "if n.recoverUntil.IsZero() || n.bornAfterForgetting(t) {", "if true {"),
+	},
+	{
+		Name:  "forget-mark-ignored",
+		Desc:  "the forget watermark is not consulted: a replica stores again a task it finished and forgot after its dedup window",
+		Edits: edit("node/forget.go", "return !n.forgetMark.IsZero() && !t.Created.After(n.forgetMark)", "return false && !t.Created.After(n.forgetMark)"),
+	},
+	{
+		Name:  "no-recount-after-replay",
+		Desc:  "Start does not recount the pending tasks after replaying the log",
+		Edits: edit("node/node.go", "\tn.recount()\n", "\t// n.recount() forgotten\n"),
+	},
+
+	// --- queues: limits and admission ------------------------------------------------
+	{
+		Name:  "gcra-burst-off-by-one",
+		Desc:  "the GCRA burst allowance is bucket_size/rate, one token more than bucket_size allows",
+		Edits: edit("node/queues.go", "max(q.BucketSize-1, 0)", "max(q.BucketSize, 0)"),
+	},
+	{
+		Name:  "max-concurrent-off-by-one",
+		Desc:  "the token node grants a permit while max_concurrent are in flight (> for >=)",
+		Edits: edit("node/queues.go", "len(b.inflight) >= limit:", "len(b.inflight) > limit:"),
+	},
+	{
+		Name:  "token-wait-only-without-storage",
+		Desc:  "a restarted token node waits out forgotten permits only when it has no durable storage",
+		Edits: edit("node/queues.go", "q.MaxConcurrent > 0 && now.Before(wait) {", "q.MaxConcurrent > 0 && !n.env.Storage.Durable() && now.Before(wait) {"),
+	},
+	{
+		Name:  "admission-off-by-one",
+		Desc:  "a node admits a task while already holding max_pending (> for >=)",
+		Edits: edit("node/limits.go", "n.open >= c.MaxPending {", "n.open > c.MaxPending {"),
+	},
+
+	// --- queue settings ----------------------------------------------------------------
+	{
+		Name:  "setting-acked-before-sync",
+		Desc:  "a member acknowledges a queue setting before its record is synced",
+		Edits: edit("node/queues.go", "n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur}) })", "n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur})"),
+	},
+	{
+		Name:  "fire-before-settings-known",
+		Desc:  "a replica fires before the start-up settings sync is done (it delivers under the defaults)",
+		Edits: edit("node/claim.go", "\tif !n.settingsKnown() {\n\t\t// Not before this node knows", "\tif false {\n\t\t// Not before this node knows"),
+	},
+}
