@@ -599,6 +599,7 @@ type queueModel struct {
 	last        int64
 	active      int
 	pausedSince int64 // true time every member acknowledged the pause; -1: running
+	pausePut    *putRec // the client's pause behind pausedSince
 	lastResume  int64 // true time the last resume was asked
 	// After a settings change, permits the token node gave under the old settings
 	// may still start, until graceUntil: the bucket keeps the old size till then.
@@ -638,9 +639,9 @@ func (q *queueModel) refill(now int64, drift float64) {
 	q.last = now
 }
 
-func (c *checker) queuePaused(queue string, askedAt int64) {
-	if q := c.queues[queue]; q != nil && askedAt > q.lastResume && q.pausedSince < 0 {
-		q.pausedSince = c.w.now
+func (c *checker) queuePaused(queue string, put *putRec) {
+	if q := c.queues[queue]; q != nil && put.issued > q.lastResume && q.pausedSince < 0 {
+		q.pausedSince, q.pausePut = c.w.now, put
 	}
 }
 
@@ -662,7 +663,12 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 	}
 	tasks := []string{r.task.ID}
 	now := c.w.now
-	if q.pausedSince >= 0 {
+	if q.pausedSince >= 0 && q.pausePut != nil && q.pausePut.lostAt >= 0 {
+		// A majority of members lost the pause (memory storage, or logs cut) before
+		// they learnt it again: it is gone, like a task all of whose replicas forgot it.
+		c.excused = append(c.excused, Excuse{Kind: "settings", At: time.Duration(now), Task: r.task.ID, Node: s.id,
+			Cause: fmt.Sprintf("queue %q was paused, but a majority of members lost the pause at %s", r.task.Queue, time.Duration(q.pausePut.lostAt))})
+	} else if q.pausedSince >= 0 {
 		c.violate("Q5", tasks, []node.NodeID{s.id}, "delivery started on %s while queue %q is paused (since %s)", s.id, r.task.Queue, time.Duration(q.pausedSince))
 	}
 	if q.cfg.Rate > 0 {

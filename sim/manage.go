@@ -118,7 +118,7 @@ func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
 		answer := func(set node.QueueSetting, err error) {
 			w.check.putAnswered(put, set, err == nil)
 			if err == nil && set.Paused && f.Kind != "purge_queue" {
-				w.check.queuePaused(f.Queue, put.issued)
+				w.check.queuePaused(f.Queue, put)
 			}
 			if w.trace != nil {
 				res := "acknowledged by every member"
