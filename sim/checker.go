@@ -598,9 +598,9 @@ type queueModel struct {
 	tokens      float64
 	last        int64
 	active      int
-	pausedSince int64 // true time every member acknowledged the pause; -1: running
+	pausedSince int64   // true time every member acknowledged the pause; -1: running
 	pausePut    *putRec // the client's pause behind pausedSince
-	lastResume  int64 // true time the last resume was asked
+	lastResume  int64   // true time the last resume was asked
 	// After a settings change, permits the token node gave under the old settings
 	// may still start, until graceUntil: the bucket keeps the old size till then.
 	graceCap   float64
