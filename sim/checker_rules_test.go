@@ -410,3 +410,42 @@ func TestQ1SettingsChangeLetsEarlierPermitsStart(t *testing.T) {
 	require.Len(t, w.check.violations, 1)
 	require.Equal(t, "Q1", w.check.violations[0].Invariant)
 }
+
+// Q5 excuses a delivery of a paused queue only when a majority of members lost the
+// pause before they learnt it again (as Q6 does for a setting): with one member
+// forgetful it is still a violation, with two of three it is excused as settings.
+func TestQ5PauseLostByAMajority(t *testing.T) {
+	for _, forgetful := range []int{0, 1, 2} {
+		w, task := checkerWorld(t, `{}`, "10ms")
+		put := w.check.putIssued("q")
+		w.now = int64(time.Second)
+		set := node.QueueSetting{Queue: "q", Version: 7, Paused: true}
+		w.check.putAnswered(put, set, true)
+		for _, s := range w.nodes {
+			w.check.settingHeld(s.id, set)
+		}
+		w.check.queuePaused("q", put)
+		for _, s := range w.nodes[:forgetful] {
+			w.check.settingsForgotten(s, true)
+		}
+		deliverAt(w, w.nodes[2], task, 1, 2*time.Second, 3*time.Second, 200)
+		var q5, excused int
+		for _, v := range w.check.violations {
+			if v.Invariant == "Q5" {
+				q5++
+			}
+		}
+		for _, e := range w.check.excused {
+			if e.Kind == "settings" {
+				excused++
+			}
+		}
+		if forgetful < 2 {
+			require.Equal(t, 1, q5, "%d of 3 members lost the pause: still paused", forgetful)
+			require.Zero(t, excused)
+		} else {
+			require.Zero(t, q5, "a majority lost the pause: it is gone")
+			require.Equal(t, 1, excused)
+		}
+	}
+}
