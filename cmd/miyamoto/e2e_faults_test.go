@@ -606,15 +606,7 @@ func TestE2EFullDiskRecoversWithoutRestart(t *testing.T) {
 	pad := strings.Repeat("x", 100_000)
 	eta := time.Now().Add(12 * time.Second)
 	enq := func(name string) (int, map[string]string, time.Duration) {
-		began := time.Now()
-		resp, err := faultClient.PostForm("http://"+p.http+"/disk", url.Values{"task.url": {w.srv.URL}, "task.name": {name},
-			"task.eta": {fmt.Sprintf("%.3f", float64(eta.UnixMilli())/1000)}, "n": {name}, "pad": {pad}})
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var out map[string]string
-		b, _ := io.ReadAll(resp.Body)
-		require.NoError(t, json.Unmarshal(b, &out), string(b))
-		return resp.StatusCode, out, time.Since(began)
+		return enqueuePadded(t, p, w.srv.URL, eta, name, pad)
 	}
 	var ids, unavailable []string
 	refused := 0
@@ -675,15 +667,7 @@ func TestE2EOneFullDiskOfThree(t *testing.T) {
 	pad := strings.Repeat("x", 100_000)
 	eta := time.Now().Add(15 * time.Second)
 	enq := func(p *proc, name string) (int, map[string]string, time.Duration) {
-		began := time.Now()
-		resp, err := faultClient.PostForm("http://"+p.http+"/disk", url.Values{"task.url": {w.srv.URL}, "task.name": {name},
-			"task.eta": {fmt.Sprintf("%.3f", float64(eta.UnixMilli())/1000)}, "n": {name}, "pad": {pad}})
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var out map[string]string
-		b, _ := io.ReadAll(resp.Body)
-		require.NoError(t, json.Unmarshal(b, &out), string(b))
-		return resp.StatusCode, out, time.Since(began)
+		return enqueuePadded(t, p, w.srv.URL, eta, name, pad)
 	}
 	var ids []string
 	statuses := map[string]int{}
@@ -713,4 +697,19 @@ func TestE2EOneFullDiskOfThree(t *testing.T) {
 		require.Len(t, got[id], 1, "task %s", id)
 	}
 	t.Logf("%d acknowledged tasks delivered once; %d deliveries in all", len(ids), len(got))
+}
+
+// enqueuePadded posts a named task due at eta to p's queue "disk", with pad as a form
+// field to fill the disk, and returns the status, the JSON answer and how long it took.
+func enqueuePadded(t *testing.T, p *proc, workerURL string, eta time.Time, name, pad string) (int, map[string]string, time.Duration) {
+	t.Helper()
+	began := time.Now()
+	resp, err := faultClient.PostForm("http://"+p.http+"/disk", url.Values{"task.url": {workerURL}, "task.name": {name},
+		"task.eta": {fmt.Sprintf("%.3f", float64(eta.UnixMilli())/1000)}, "n": {name}, "pad": {pad}})
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]string
+	b, _ := io.ReadAll(resp.Body)
+	require.NoError(t, json.Unmarshal(b, &out), string(b))
+	return resp.StatusCode, out, time.Since(began)
 }
