@@ -300,14 +300,7 @@ func TestEMFILEOnRoll(t *testing.T) {
 	require.NoError(t, s.l.Err())
 	require.EqualValues(t, 2, s.l.Stats().Retries-before.Retries)
 
-	names, err := mem.ReadDir(memDir)
-	require.NoError(t, err)
-	var segs []string
-	for _, n := range names {
-		if _, ok := parseSegName(n); ok {
-			segs = append(segs, n)
-		}
-	}
+	segs := memSegments(t, mem)
 	for i, n := range segs {
 		require.Equal(t, segName(uint64(i+1)), n, "segments without gaps")
 	}
