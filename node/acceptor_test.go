@@ -206,6 +206,51 @@ func TestExpiredGrantCountsAsAFailure(t *testing.T) {
 	require.Equal(t, 1, resp.Retries, "counted once")
 }
 
+// Two failures known apart are both counted: n3 knows attempt 1 failed, n2 (which
+// never heard of it) reports that attempt 2 failed, each with a count of one. The
+// union is two failures: n3 counts two (a max of the counts would say one, and the
+// next holder would wait the backoff of one), waits the backoff of two from n2's
+// failure, and rebuilds both from its log. The same failure reported again is not
+// counted twice.
+func TestFailuresKnownApartAreBothCounted(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	n.Step(Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+	env.flush()
+	require.True(t, claim(t, env, n, task, "n1", 1, 1).Granted)
+	backoff := func(k int) time.Duration { return n.queue(task.Queue).Retry.Backoff(k) }
+
+	env.now = t0.Add(time.Second)
+	n.Step(Message{Type: MsgRelease, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Promised: 1, NextETA: env.now.Add(backoff(1)), Retries: 1, Failed: 1})
+	env.flush()
+	env.take()
+
+	// n2 delivered attempt 2 with grants from n1 and itself, and it failed at t2.
+	t2 := env.now.Add(backoff(1) + time.Second)
+	env.now = t2.Add(time.Millisecond)
+	n.Step(Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
+	env.flush()
+	env.take()
+	n.Step(Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
+	env.flush()
+	env.take()
+
+	check := func(n *Node, round uint64) {
+		t.Helper()
+		env.now = t2.Add(backoff(1) + n.Config().MaxClockDrift)
+		resp := claim(t, env, n, task, "n1", 3, round)
+		require.False(t, resp.Granted, "not at the backoff of one failure")
+		require.Equal(t, 2, resp.Retries, "two failures, each counted once")
+		require.Equal(t, uint64(2), resp.Failed)
+		require.Equal(t, t2.Add(backoff(2)).Sub(env.now), resp.Lease, "the backoff of two, from the last failure")
+	}
+	check(n, 2)
+	env.recs = env.recs[:env.synced]
+	check(bootAcceptor(t, env, 2), 3)
+}
+
 // A task given back to a replica that lost it carries the failures counted so far
 // and the end of their backoff, and the replica keeps them, with its floor, across a
 // restart that reports no loss: its grants must not make the next holder count from

@@ -95,7 +95,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	if retryAt.After(next) {
 		next = retryAt
 	}
-	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
 	if e.state.Final() {
 		return
 	}
@@ -127,7 +127,8 @@ func (n *Node) handleClaim(m Message) {
 	case e.task.Rank(m.From) < 0:
 		return // not a replica of this task: ignore
 	case e.state.Final():
-		resp.Reject, resp.State, resp.Retries, resp.Status = RejectFinal, e.state, e.retries, e.lastStatus
+		resp.Reject, resp.State, resp.Status = RejectFinal, e.state, e.lastStatus
+		resp.Retries, resp.Failed = e.retries, e.failed
 	case e.amnesiac:
 		// We may have granted this at-most-once task and forgotten: we no longer
 		// know it, as far as claims go. A majority of such answers ends it unknown.
@@ -139,7 +140,7 @@ func (n *Node) handleClaim(m Message) {
 		// that restarted and claims the same attempt anew has another round number
 		// and is refused: it may have delivered already.
 		resp.Granted = true
-		resp.Retries = max(resp.Retries, retriesOf(e))
+		resp.Retries, resp.Failed = e.retries, e.failed
 		n.afterSync(func() { n.send(resp) })
 		return
 	case n.recovering() && !n.bornAfterForgetting(e.task):
@@ -153,7 +154,9 @@ func (n *Node) handleClaim(m Message) {
 		n.judgeClaim(e, m, resp)
 		return
 	}
-	resp.Retries = max(resp.Retries, retriesOf(e))
+	if e != nil {
+		resp.Retries, resp.Failed = e.retries, e.failed
+	}
 	n.send(resp)
 }
 
@@ -171,15 +174,18 @@ func (n *Node) expireGrant(e *entry) {
 		return
 	}
 	e.released = true
-	e.retries++
-	next := e.leaseEnd.Add(n.queue(e.task.Queue).Retry.Backoff(e.retries))
-	if next.After(e.notBefore) {
-		e.notBefore = next
+	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: e.nextETA, Retries: e.retries, Failed: e.failed, Status: e.lastStatus}
+	if e.countFailure(e.promised) {
+		next := e.leaseEnd.Add(n.queue(e.task.Queue).Retry.Backoff(e.retries))
+		if next.After(e.notBefore) {
+			e.notBefore = next
+		}
+		if next.After(e.nextETA) {
+			e.nextETA = next
+		}
+		rec.NextETA, rec.Retries, rec.Failed = next, e.retries, e.failed
 	}
-	if next.After(e.nextETA) {
-		e.nextETA = next
-	}
-	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+	n.persist(func() {}, rec)
 }
 
 // judgeClaim grants m's attempt or says why not, for a task this node holds and may
@@ -212,7 +218,7 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 		// No sentinel time: one read back from disk is equal in instant, not in ==.
 		e.leaseEnd = now.Add(m.Lease)
 		resp.Granted = true
-		resp.Retries = e.retries
+		resp.Retries, resp.Failed = e.retries, e.failed
 		if m.From != n.cfg.ID && e.timerKind == timerFire {
 			// Someone else is about to fire: stay quiet until its lease is over.
 			n.pushBack(e, now.Add(m.Lease))
@@ -221,15 +227,41 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 		n.persist(func() { n.send(resp) }, rec)
 		return
 	}
-	resp.Retries = e.retries
+	resp.Retries, resp.Failed = e.retries, e.failed
 	n.send(resp)
 }
 
-func retriesOf(e *entry) int {
-	if e == nil {
-		return 0
+// countFailure counts the failure of attempt a (a delivery that failed, or a lease
+// that ran out with no outcome) once, and reports whether it was counted: not if
+// the count already includes a failure of a or of a later attempt (then it may
+// include a's too, and a count is never more than the failures it stands for).
+func (e *entry) countFailure(a uint64) bool {
+	if a <= e.failed {
+		return false
 	}
-	return e.retries
+	e.retries, e.failed = e.retries+1, a
+	return true
+}
+
+// mergeFailures merges a count of failures known elsewhere (retries, the highest
+// attempt it counts in failed) into e's, and reports whether e's count rose.
+//
+// Invariant: a count is a lower bound of the failures known where it is, and a merge
+// never loses a failure it can tell apart. Merging with max alone would: two
+// replicas that each know a different third failure both say 3, and the next holder
+// waits the backoff of 3 when 4 happened. A count whose highest failed attempt is
+// above ours counts a failure ours does not, so the union has at least one more than
+// ours. A count from an older build (failed 0) merges with max.
+func (e *entry) mergeFailures(retries int, failed uint64) bool {
+	before := e.retries
+	switch {
+	case retries <= 0:
+	case failed > e.failed:
+		e.retries, e.failed = max(e.retries+1, retries), failed
+	default:
+		e.retries = max(e.retries, retries)
+	}
+	return e.retries > before
 }
 
 // grantable reports whether a later attempt than e.promised may be granted to from.
@@ -258,7 +290,7 @@ func (n *Node) handleClaimResp(m Message) {
 	if rank < 0 {
 		return
 	}
-	e.retries = max(e.retries, m.Retries)
+	e.mergeFailures(m.Retries, m.Failed)
 	if m.Reject == RejectFinal {
 		e.lastStatus = m.Status
 		n.adoptFinal(e, m.State, func() {})
@@ -291,7 +323,7 @@ func (n *Node) handleClaimResp(m Message) {
 		// at-most-once: it may have granted the one attempt and forgotten.) The
 		// failures counted so far and their backoff go with it, so that its grants do
 		// not make the next holder count from zero.
-		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task, Retries: e.retries, Status: e.lastStatus, NextETA: e.notBefore})
+		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, NextETA: e.notBefore})
 	}
 	e.rejects |= 1 << rank
 	if m.Reject == RejectUnknown {
@@ -328,6 +360,13 @@ func (n *Node) deliver(e *entry) {
 			return
 		}
 		n.abandonClaim(e, now)
+		return
+	}
+	if e.task.Delivery == AtLeastOnce && now.Before(e.notBefore.Add(-n.cfg.MaxClockDrift)) {
+		// Invariant: a holder does not deliver before the backoff of a failure it
+		// knows of is over, even with a quorum of grants from replicas that did not
+		// know of it yet (its Release reached us, not them, while we claimed).
+		n.abandonClaim(e, e.notBefore)
 		return
 	}
 	if e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
@@ -386,7 +425,7 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 	case e.task.Delivery == AtMostOnce:
 		n.finish(e, StateDead, r.Status)
 	default:
-		e.retries++
+		e.countFailure(e.claiming)
 		retry := n.queue(e.task.Queue).Retry
 		if retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
 			n.finish(e, StateDead, r.Status)
@@ -398,11 +437,11 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		}
 		a := e.claiming
 		e.claiming, e.grants, e.rejects = 0, 0, 0
-		n.applyRelease(e, n.cfg.ID, a, e.round, next, e.retries, e.lastStatus)
+		n.applyRelease(e, n.cfg.ID, a, e.round, next, e.retries, e.failed, e.lastStatus)
 		e.notBefore = next
 		n.setState(e, StateScheduled)
 		n.armFire(e)
-		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Status: e.lastStatus})
+		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
 	}
 }
 
@@ -412,18 +451,23 @@ func (n *Node) handleRelease(m Message) {
 	if e == nil || e.state.Final() || m.From == n.cfg.ID {
 		return
 	}
-	if n.applyRelease(e, m.From, m.Attempt, m.Promised, m.NextETA, m.Retries, m.Status) && !e.delivering && e.claiming == 0 {
+	freed, next := n.applyRelease(e, m.From, m.Attempt, m.Promised, m.NextETA, m.Retries, m.Failed, m.Status)
+	if freed && !e.delivering && e.claiming == 0 {
 		n.setState(e, StateScheduled)
 		n.armFire(e)
 	}
-	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, Round: m.Promised, NextETA: m.NextETA, Retries: m.Retries, Status: m.Status}
+	// The record holds the count as merged, and the backoff's end as applied, so that
+	// replaying it rebuilds the same entry whatever the queue's settings are then.
+	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, Round: m.Promised, NextETA: next, Retries: e.retries, Failed: e.failed, Status: m.Status}
 	n.persist(func() {}, rec)
 }
 
 // applyRelease records that from's attempt a, claimed in round, is over without
-// success, and reports
-// whether that freed a live grant this acceptor gave (then the replica timer should
-// be re-armed at the next due time).
+// success, with the failures counted so far (retries, failed; see mergeFailures) and
+// no attempt before next. It reports whether that freed a live grant this acceptor
+// gave (then the replica timer should be re-armed at the next due time), and the due
+// time it applied: next, later by the backoff of the failures this count adds to the
+// sender's.
 //
 // Invariant: a release never frees a live grant held by someone else. A claimant that
 // abandons a claim we rejected also sends Release; it must not free the grant we gave
@@ -436,14 +480,20 @@ func (n *Node) handleRelease(m Message) {
 // the clock, so that replaying the log at start rebuilds exactly the state the node
 // had (a release read against the restart-time clock could free a grant whose
 // delivery is still running).
-func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, retries, status int) bool {
-	if retries > e.retries && next.After(e.notBefore) {
+func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, retries int, failed uint64, status int) (bool, time.Time) {
+	if e.mergeFailures(retries, failed) {
+		if e.retries > retries {
+			// We knew of failures the sender did not: its backoff is too short.
+			b := n.queue(e.task.Queue).Retry.Backoff
+			next = next.Add(b(e.retries) - b(retries))
+		}
 		// A delivery failed: no attempt before its backoff is over. (A release of an
 		// abandoned claim moves only the timers, never this: it would let two
 		// claimants that keep abandoning shut each other out.)
-		e.notBefore = next
+		if next.After(e.notBefore) {
+			e.notBefore = next
+		}
 	}
-	e.retries = max(e.retries, retries)
 	if status != 0 {
 		e.lastStatus = status
 	}
@@ -453,7 +503,7 @@ func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Ti
 	switch {
 	case a == e.promised && e.holder == from && round == e.holderRound && !e.released:
 		e.released = true
-		return true
+		return true, next
 	case a > e.promised:
 		// An attempt we never granted is over: it was claimed, so it may have been
 		// delivered with others' grants. Never grant that number, so that our next
@@ -461,7 +511,7 @@ func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Ti
 		// live one, maybe) stays as it is.
 		e.floor = max(e.floor, a)
 	}
-	return false
+	return false, next
 }
 
 func (n *Node) leaseExpired(e *entry) bool {
@@ -476,7 +526,7 @@ func (n *Node) finish(e *entry, state TaskState, status int) {
 	}
 	n.setState(e, state)
 	e.outcomeAcks, e.outcomeSends = 0, 0
-	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Retries: e.retries, Status: e.lastStatus})
+	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
 	n.sendOutcome(e)
 }
 
@@ -487,7 +537,7 @@ func (n *Node) sendOutcome(e *entry) {
 	}
 	for i, r := range e.task.Replicas {
 		if e.outcomeAcks&(1<<i) == 0 {
-			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Retries: e.retries, Status: e.lastStatus})
+			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
 		}
 	}
 	// Resend after OutcomeRetry, doubling each time up to ClaimTimeout: slow enough
@@ -525,7 +575,7 @@ func (n *Node) handleOutcome(m Message) {
 		// Already recorded when it became final here; answered once that record is
 		// durable (it may still be on its way to disk when the Outcome is repeated).
 	default:
-		e.retries = max(e.retries, m.Retries)
+		e.mergeFailures(m.Retries, m.Failed)
 		if m.Status != 0 {
 			e.lastStatus = m.Status
 		}
@@ -541,7 +591,7 @@ func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
 	e.claiming, e.grants, e.rejects = 0, 0, 0
 	n.setState(e, s)
 	n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
-	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Retries: e.retries, Status: e.lastStatus})
+	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
 }
 
 func (n *Node) handleOutcomeResp(m Message) {

@@ -91,7 +91,8 @@ type entry struct {
 	rank int
 
 	state      TaskState
-	retries    int       // failed deliveries so far
+	retries    int       // failed deliveries so far (a lower bound of those known here)
+	failed     uint64    // the highest attempt whose failure retries counts (see mergeFailures)
 	lastStatus int       // last HTTP status seen
 	nextETA    time.Time // base due time of the next attempt (rank offset not added)
 	notBefore  time.Time // acceptor: grant no claim before this (less the drift allowance)
@@ -304,7 +305,7 @@ func (n *Node) replay(r Record) {
 			// A task given back carries its floor and the count of failures so far.
 			e := n.newEntry(r.Task) // counted by recount at the end of Start
 			e.floor = max(e.floor, r.Attempt)
-			n.adoptCount(e, r.Retries, r.Status, r.NextETA)
+			n.adoptCount(e, r.Retries, r.Failed, r.Status, r.NextETA)
 			n.tasks[r.Task.ID] = e
 		}
 		return
@@ -319,16 +320,17 @@ func (n *Node) replay(r Record) {
 			e.promised, e.holder, e.holderRound, e.leaseEnd, e.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
 		}
 	case RecRelease:
-		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, r.Retries, r.Status)
+		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, r.Retries, r.Failed, r.Status)
 	case RecOutcome:
-		e.state, e.lastStatus, e.retries = r.State, r.Status, max(e.retries, r.Retries)
+		e.state, e.lastStatus = r.State, r.Status
+		e.mergeFailures(r.Retries, r.Failed)
 	}
 }
 
 // adoptCount merges the failures counted elsewhere into e: retries so far, the last
 // status, and the end of their backoff.
-func (n *Node) adoptCount(e *entry, retries, status int, notBefore time.Time) {
-	e.retries = max(e.retries, retries)
+func (n *Node) adoptCount(e *entry, retries int, failed uint64, status int, notBefore time.Time) {
+	e.mergeFailures(retries, failed)
 	if status != 0 {
 		e.lastStatus = status
 	}
@@ -681,11 +683,11 @@ func (n *Node) handleStore(m Message) {
 
 	e := n.newEntry(t)
 	// A task given back (see handleClaimResp) carries the failures counted so far.
-	n.adoptCount(e, m.Retries, m.Status, m.NextETA)
+	n.adoptCount(e, m.Retries, m.Failed, m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
 	n.armFire(e)
-	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Retries: m.Retries, Status: m.Status, NextETA: m.NextETA}
+	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Retries: m.Retries, Failed: m.Failed, Status: m.Status, NextETA: m.NextETA}
 	n.persist(func() { n.ackStore(m) }, rec)
 	if n.cfg.Unsafe.DropStoredTasks {
 		n.removeEntry(e) // negative controls only (L2)

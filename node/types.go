@@ -180,6 +180,7 @@ type Message struct {
 	State    TaskState     // Outcome; OutcomeResp (state after it); ClaimResp RejectFinal; StatusResp
 	NextETA  time.Time     // Release, naive push-back; Store giving a task back: no attempt before it
 	Retries  int           // Release, Outcome, ClaimResp, Store giving a task back: failed deliveries so far
+	Failed   uint64        // with Retries: the highest attempt whose failure Retries counts (0: none known)
 	Status   int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
 	Queue    string        // Permit, PermitDone: the task's queue
 	Setting  *QueueSetting // QueueSet, QueueSetResp
@@ -259,6 +260,7 @@ type Record struct {
 	LeaseEnd time.Time
 	NextETA  time.Time
 	Retries  int
+	Failed   uint64 // with Retries: the highest attempt whose failure it counts
 	State    TaskState
 	Status   int
 	Setting  *QueueSetting // RecSetting

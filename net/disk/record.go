@@ -13,8 +13,13 @@ import (
 // recordVersion is the first payload byte of every record. Bump it whenever the
 // payload encoding or the framing changes in a way an older decoder would misread.
 // Version 1 framed records with length and payload CRC only (8 bytes); version 2
-// added the length's own check.
-const recordVersion byte = 2
+// added the length's own check; version 3 the attempt a failure count reaches
+// (node.Record.Failed) at the end of the payload. Versions 2 and 3 are read (a
+// version 2 record counts failures as before, Failed 0).
+const recordVersion byte = 3
+
+// oldestRecordVersion is the oldest payload version this build reads.
+const oldestRecordVersion byte = 2
 
 // frameHeader is the size of a record's header: the payload's length, a CRC-32C of
 // those 4 length bytes, and a CRC-32C of the payload, each 4 bytes big endian. The
@@ -126,9 +131,10 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 // appendRecord appends r's frame to dst.
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
-//	          status taskPresence(1) task? settingPresence(1) setting? round
+//	          status taskPresence(1) task? settingPresence(1) setting? round failed
 //
-// round is node.Record.Round, a uvarint (the claim round of a grant or a release).
+// round is node.Record.Round, a uvarint (the claim round of a grant or a release),
+// failed node.Record.Failed, a uvarint (absent in version 2).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -163,7 +169,8 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 			b = append(b, 1)
 			b = wire.AppendSetting(b, r.Setting)
 		}
-		return binary.AppendUvarint(b, r.Round)
+		b = binary.AppendUvarint(b, r.Round)
+		return binary.AppendUvarint(b, r.Failed)
 	})
 }
 
@@ -173,8 +180,9 @@ var errBadPayload = errors.New("bad record payload")
 // compaction marker, which carries no record.
 func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	f := wire.NewFields(p)
-	if v := f.Byte("version"); f.Err() == nil && v != recordVersion {
-		return r, false, fmt.Errorf("%w: version %d, this build reads %d", errBadPayload, v, recordVersion)
+	v := f.Byte("version")
+	if f.Err() == nil && (v < oldestRecordVersion || v > recordVersion) {
+		return r, false, fmt.Errorf("%w: version %d, this build reads %d to %d", errBadPayload, v, oldestRecordVersion, recordVersion)
 	}
 	kind := f.Byte("kind")
 	if f.Err() == nil && kind == kindMarker {
@@ -219,6 +227,9 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 		f.Fail("setting record without a setting")
 	}
 	r.Round = f.Uvarint("round")
+	if v >= 3 {
+		r.Failed = f.Uvarint("failed")
+	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())
 	}

@@ -4,7 +4,7 @@
 //
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
-//	          state nextETA retries status
+//	          state nextETA retries failed status
 //	task    = id queue name url method headers contentType body eta created delivery replicas
 //
 // Strings and byte slices are a uvarint length followed by the bytes; lists are a
@@ -40,8 +40,9 @@ import (
 )
 
 // Version is the version byte at the start of every frame. Bump it whenever the
-// encoding changes in a way an older decoder would misread.
-const Version byte = 1
+// encoding changes in a way an older decoder would misread. Version 2 added
+// node.Message.Failed after Retries.
+const Version byte = 2
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
@@ -211,6 +212,7 @@ func appendMessage(b []byte, m *node.Message) []byte {
 	b = append(b, byte(m.State))
 	b = appendTime(b, m.NextETA)
 	b = binary.AppendVarint(b, int64(m.Retries))
+	b = binary.AppendUvarint(b, m.Failed)
 	b = binary.AppendVarint(b, int64(m.Status))
 	b = appendString(b, m.Queue)
 	if m.Setting == nil {
@@ -460,6 +462,7 @@ func (d *decoder) message() node.Message {
 	}
 	m.NextETA = d.time("next eta")
 	m.Retries = d.int("retries")
+	m.Failed = d.uvarint("failed")
 	m.Status = d.int("status")
 	m.Queue = d.string("queue")
 	if d.bool("setting presence") {

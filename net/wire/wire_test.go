@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -238,7 +239,8 @@ func validPayload(m node.Message) []byte { return AppendFrame(nil, m)[headerLen:
 func TestMalformed(t *testing.T) {
 	minimal := validPayload(node.Message{Type: node.MsgClaim})
 	withTask := validPayload(node.Message{Type: node.MsgStore, Task: &node.Task{}})
-	// Offsets inside minimal: version, type, from, to, taskID, presence, ...
+	// Offsets inside minimal: version, type, from, to, taskID, presence, ...; from
+	// the end: nextETA retries failed status queue settingPresence.
 	const presence = 5
 	set := func(p []byte, i int, v ...byte) []byte {
 		q := append([]byte(nil), p[:i]...)
@@ -255,7 +257,7 @@ func TestMalformed(t *testing.T) {
 		want  string
 	}{
 		{"empty frame", frameOf(), "no version"},
-		{"bad version", frameOf(set(minimal, 0, 2)...), "version 2"},
+		{"bad version", frameOf(set(minimal, 0, Version+1)...), fmt.Sprintf("version %d", Version+1)},
 		{"version zero", frameOf(set(minimal, 0, 0)...), "version 0"},
 		{"over max frame", binary.BigEndian.AppendUint32(nil, MaxFrame+1), "exceeds the maximum"},
 		{"length 0xFFFFFFFF", []byte{0xff, 0xff, 0xff, 0xff}, "exceeds the maximum"},
@@ -276,7 +278,7 @@ func TestMalformed(t *testing.T) {
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-5, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0)...), "nanoseconds"},
+		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-6, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0)...), "nanoseconds"},
 		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
 		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
 		{"unknown state", frameOf(set(minimal, presence+7, byte(maxState)+1)...), "unknown task state"},

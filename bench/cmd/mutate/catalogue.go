@@ -175,7 +175,17 @@ var Catalogue = []Mutant{
 	{
 		Name:  "expired-lease-not-counted",
 		Desc:  "an attempt whose lease ran out on the acceptor with no outcome is not counted as a failure",
-		Edits: edit("node/claim.go", "\te.retries++\n\tnext := e.leaseEnd.Add(", "\tnext := e.leaseEnd.Add("),
+		Edits: edit("node/claim.go", "\tif e.countFailure(e.promised) {", "\tif false {"),
+	},
+	{
+		Name:  "failures-merged-by-max",
+		Desc:  "two failure counts merge with max, though the other counts a failure ours does not (a higher failed attempt)",
+		Edits: edit("node/claim.go", "e.retries, e.failed = max(e.retries+1, retries), failed", "e.retries, e.failed = max(e.retries, retries), failed"),
+	},
+	{
+		Name:  "holder-ignores-known-backoff",
+		Desc:  "the holder of a quorum delivers before the backoff of a failure it heard of while claiming is over",
+		Edits: edit("node/claim.go", "if e.task.Delivery == AtLeastOnce && now.Before(e.notBefore.Add(-n.cfg.MaxClockDrift)) {", "if false {"),
 	},
 	{
 		Name:  "no-exhaustion-check-in-deliver",
