@@ -174,18 +174,17 @@ func (n *Node) expireGrant(e *entry) {
 		return
 	}
 	e.released = true
-	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: e.nextETA, Retries: e.retries, Failed: e.failed, Status: e.lastStatus}
-	if e.countFailure(e.promised) {
-		next := e.leaseEnd.Add(n.queue(e.task.Queue).Retry.Backoff(e.retries))
-		if next.After(e.notBefore) {
-			e.notBefore = next
-		}
-		if next.After(e.nextETA) {
-			e.nextETA = next
-		}
-		rec.NextETA, rec.Retries, rec.Failed = next, e.retries, e.failed
+	// The count may hold this failure already (learnt from a message that did not
+	// say when it ended): the backoff still runs from the lease's end.
+	e.countFailure(e.promised)
+	next := e.leaseEnd.Add(n.queue(e.task.Queue).Retry.Backoff(e.retries))
+	if next.After(e.notBefore) {
+		e.notBefore = next
 	}
-	n.persist(func() {}, rec)
+	if next.After(e.nextETA) {
+		e.nextETA = next
+	}
+	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
 }
 
 // judgeClaim grants m's attempt or says why not, for a task this node holds and may
@@ -481,7 +480,9 @@ func (n *Node) handleRelease(m Message) {
 // had (a release read against the restart-time clock could free a grant whose
 // delivery is still running).
 func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, retries int, failed uint64, status int) (bool, time.Time) {
-	if e.mergeFailures(retries, failed) {
+	// A release moves notBefore when it tells of a failure we did not count, or
+	// reports the failure of a itself (next is then the end of its backoff).
+	if rose := e.mergeFailures(retries, failed); rose || (a != 0 && a == failed && retries > 0) {
 		if e.retries > retries {
 			// We knew of failures the sender did not: its backoff is too short.
 			b := n.queue(e.task.Queue).Retry.Backoff

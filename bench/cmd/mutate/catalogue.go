@@ -175,7 +175,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "expired-lease-not-counted",
 		Desc:  "an attempt whose lease ran out on the acceptor with no outcome is not counted as a failure",
-		Edits: edit("node/claim.go", "\tif e.countFailure(e.promised) {", "\tif false {"),
+		Edits: edit("node/claim.go", "\te.countFailure(e.promised)\n", "\t_ = e.promised // mutant: not counted\n"),
 	},
 	{
 		Name:  "failures-merged-by-max",
