@@ -30,7 +30,8 @@ func (v Violation) String() string {
 // Excuse is a departure from exactly-once that the invariants allow, with its cause:
 // Kind "duplicate" (a delivery after a success, S3's exception), "lost" (L2's
 // exception: a majority of replicas lost their state), "stuck" (L1's: too few
-// replicas hold the task after state loss to claim it), "name" (Q3's: a name
+// replicas hold the task after state loss to claim it), "failing" (L1's too: its
+// worker failed every delivery of the liveness phase, and retries kept pace), "name" (Q3's: a name
 // accepted again after the first task's replicas lost their state) or "forgotten"
 // (Q4's: a retry early for failures that every replica able to know of lost).
 type Excuse struct {
@@ -547,6 +548,9 @@ func (c *checker) finish() {
 			c.violate("L2", tasks, r.task.Replicas, "acknowledged task lost although only %d of %d replicas lost their state", lost, q)
 		case lost > 0 && holders < c.quorum(r.task):
 			c.excused = append(c.excused, Excuse{Kind: "stuck", At: time.Duration(w.now), Task: r.task.ID, Cause: fmt.Sprintf("%d of %d replicas hold it after state loss, fewer than a quorum", holders, q)})
+		case c.stillFailing(r) > 0:
+			c.excused = append(c.excused, Excuse{Kind: "failing", At: time.Duration(w.now), Task: r.task.ID,
+				Cause: fmt.Sprintf("its worker failed all %d deliveries of the liveness phase, the last one ended %s before its end", c.stillFailing(r), time.Duration(w.now-c.lastEnd(r)))})
 		default:
 			st := "unknown"
 			for _, s := range w.nodes {
@@ -560,6 +564,56 @@ func (c *checker) finish() {
 			c.violate("L1", tasks, r.task.Replicas, "acknowledged task not final by the end of the liveness phase: %s", st)
 		}
 	}
+}
+
+// stillFailing returns how many deliveries of the liveness phase r had if it is
+// pending only because its worker keeps failing, 0 otherwise: every delivery that
+// ended in the liveness phase failed at the worker (an at-least-once task with no
+// retry limit may rightly stay pending as long as that goes on), and the queue kept
+// retrying at pace: none is in flight, and the last one ended no longer before the
+// end than the backoff after it plus a lease and the replicas' stagger. A task the
+// cluster stopped trying is still an L1 violation.
+func (c *checker) stillFailing(r *taskRec) int {
+	w := c.w
+	q := c.queues[r.task.Queue]
+	if !w.liveness || q == nil || !q.retryKnown || r.task.Delivery != node.AtLeastOnce {
+		return 0
+	}
+	n, failures := 0, 0
+	for _, di := range r.deliveries {
+		d := c.deliveries[di]
+		switch {
+		case d.end < 0:
+			return 0
+		case d.status >= 200 && d.status < 300:
+			failures = 0
+		default:
+			failures++
+		}
+		if d.start >= w.livenessAt {
+			if d.status >= 200 && d.status < 300 {
+				return 0
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	pace := int64(backoff(q.retry, failures)) + int64(w.sc.Cluster.Lease) + int64(len(r.task.Replicas))*int64(w.sc.Cluster.ReplicaOffset)
+	if w.now-c.lastEnd(r) > pace {
+		return 0
+	}
+	return n
+}
+
+// lastEnd is the true time r's last delivery ended (-1: none).
+func (c *checker) lastEnd(r *taskRec) int64 {
+	end := int64(-1)
+	for _, di := range r.deliveries {
+		end = max(end, c.deliveries[di].end)
+	}
+	return end
 }
 
 func (c *checker) quorum(t *node.Task) int {

@@ -449,3 +449,29 @@ func TestQ5PauseLostByAMajority(t *testing.T) {
 		}
 	}
 }
+
+// L1's "failing" excuse: a task whose worker failed every delivery of the liveness
+// phase, while the cluster kept retrying it at pace, may rightly still be pending.
+// One the cluster stopped retrying, one with no delivery in the liveness phase, and
+// one with a delivery in flight are not excused.
+func TestL1ExcusesOnlyATaskStillFailingAtPace(t *testing.T) {
+	w, task := checkerWorld(t, `{"min_backoff": "1s", "max_backoff": "1s"}`, "10ms")
+	n1 := w.nodes[0]
+	r := w.check.byID[task.ID][0]
+	deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 503)
+	w.liveness, w.livenessAt = true, int64(3*time.Second)
+	w.now = int64(4 * time.Second)
+	require.Zero(t, w.check.stillFailing(r), "no delivery in the liveness phase")
+
+	deliverAt(w, n1, task, 2, 4*time.Second, 5*time.Second, 503)
+	w.now = int64(6 * time.Second)
+	require.Equal(t, 1, w.check.stillFailing(r))
+
+	pace := time.Second + time.Duration(w.sc.Cluster.Lease) + 3*time.Duration(w.sc.Cluster.ReplicaOffset)
+	w.now = int64(5*time.Second + pace + time.Millisecond)
+	require.Zero(t, w.check.stillFailing(r), "the cluster stopped retrying it")
+
+	w.now = int64(6 * time.Second)
+	w.check.deliveryStarted(n1, node.Delivery{Task: task, Attempt: 3})
+	require.Zero(t, w.check.stillFailing(r), "a delivery in flight")
+}

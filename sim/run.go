@@ -284,7 +284,7 @@ func replayCommand(path, name string, seed uint64, proto string) string {
 // beginLiveness stops every fault: partitions heal, message faults stop, crashed
 // nodes restart and paused ones resume.
 func (w *world) beginLiveness() {
-	w.liveness = true
+	w.liveness, w.livenessAt = true, w.now
 	if w.trace != nil {
 		w.trace.fault(w.now, "liveness_phase", "")
 	}

@@ -38,11 +38,14 @@ type Summary struct {
 	// Forgotten counts retries that would have broken Q4 had they counted failures
 	// that every replica able to know of them had lost (excused, kind "forgotten").
 	Forgotten int
-	SimTime   time.Duration
-	Events    uint64
-	Wall      time.Duration // elapsed for the whole sweep
-	CPU       time.Duration // sum of the runs' own durations
-	Failed    []*Result     // seeds with a violation
+	// Failing counts tasks still pending at the end because their worker failed every
+	// delivery of the liveness phase while retries kept pace (L1's exception).
+	Failing int
+	SimTime time.Duration
+	Events  uint64
+	Wall    time.Duration // elapsed for the whole sweep
+	CPU     time.Duration // sum of the runs' own durations
+	Failed  []*Result     // seeds with a violation
 	// Caught lists the seeds whose violations include one the expectation names.
 	Caught []*Result
 	// Nondeterministic lists seeds whose two runs gave different traces.
@@ -142,6 +145,8 @@ func (s *Summary) Add(r *Result) {
 			s.NamesExcused++
 		case "forgotten":
 			s.Forgotten++
+		case "failing":
+			s.Failing++
 		default:
 			s.Lost++
 		}

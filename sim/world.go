@@ -27,10 +27,11 @@ type world struct {
 	nodes []*simNode
 	byID  map[node.NodeID]*simNode
 
-	net      netState
-	wireBuf  []byte // the last message's frame (see transmit)
-	liveness bool   // in the liveness phase: no more faults
-	stopped  bool
+	net        netState
+	wireBuf    []byte // the last message's frame (see transmit)
+	liveness   bool   // in the liveness phase: no more faults
+	livenessAt int64  // true time the liveness phase began (when liveness)
+	stopped    bool
 
 	check *checker
 	wl    *workload

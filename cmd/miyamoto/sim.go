@@ -164,6 +164,9 @@ func printSummary(w io.Writer, s *sim.Summary, verbose bool) {
 	if s.Forgotten > 0 {
 		fmt.Fprintf(w, "  retries: %d started early for failures every replica that knew of them lost (excused)\n", s.Forgotten)
 	}
+	if s.Failing > 0 {
+		fmt.Fprintf(w, "  pending: %d tasks still failing at their worker when the liveness phase ended, retried at pace (excused)\n", s.Failing)
+	}
 	for _, seed := range s.Nondeterministic {
 		fmt.Fprintf(w, "  D1 violated: seed %d gave two different traces (replay: go run ./cmd/miyamoto sim --seed %d --check-determinism %s)\n", seed, seed, s.Path)
 	}
