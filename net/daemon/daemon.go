@@ -406,6 +406,12 @@ func (b backend) Lookup(ctx context.Context, id string) (node.TaskStatus, error)
 	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) { n.Lookup(id, reply) })
 }
 
+var _ api.Describer = backend{}
+
+func (b backend) Describe(ctx context.Context, id string) (node.TaskStatus, error) {
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) { n.Describe(id, reply) })
+}
+
 func (b backend) Cancel(ctx context.Context, id string) (node.TaskState, error) {
 	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskState, error)) { n.Cancel(id, reply) })
 }
