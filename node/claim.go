@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"math/bits"
 	"time"
 )
@@ -29,6 +30,7 @@ func (n *Node) fire(e *entry) {
 			n.pushBack(e, e.leaseEnd)
 			return
 		}
+		e.reason = fmt.Sprintf("at-most-once: %s held its one attempt and gave no outcome before its lease ran out", e.holder)
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -44,6 +46,7 @@ func (n *Node) fire(e *entry) {
 			n.pushBack(e, now.Add(n.cfg.Lease))
 			return
 		}
+		e.reason = "at-most-once: this replica lost its records of the task and no other replica decided it within a lease"
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -56,6 +59,7 @@ func (n *Node) fire(e *entry) {
 	if e.task.Delivery == AtMostOnce && e.promised > 0 && e.holder == n.cfg.ID && !e.released {
 		// We were granted an attempt before and no longer know whether we delivered it
 		// (only possible after recovering our own grant from storage).
+		e.reason = "at-most-once: this node held its one attempt when it restarted and cannot tell whether it delivered it"
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -127,7 +131,7 @@ func (n *Node) handleClaim(m Message) {
 	case e.task.Rank(m.From) < 0:
 		return // not a replica of this task: ignore
 	case e.state.Final():
-		resp.Reject, resp.State, resp.Status = RejectFinal, e.state, e.lastStatus
+		resp.Reject, resp.State, resp.Status, resp.Reason = RejectFinal, e.state, e.lastStatus, e.reason
 		resp.Retries, resp.Failed = e.retries, e.failed
 	case e.amnesiac:
 		// We may have granted this at-most-once task and forgotten: we no longer
@@ -292,13 +296,16 @@ func (n *Node) handleClaimResp(m Message) {
 	e.mergeFailures(m.Retries, m.Failed)
 	if m.Reject == RejectFinal {
 		e.lastStatus = m.Status
+		e.reason = m.Reason
 		n.adoptFinal(e, m.State, func() {})
 		return
 	}
 	if m.Reject == RejectForgotten && !e.delivering {
 		// A replica finished this task and forgot it after its dedup window: it is
 		// over, and its outcome is known nowhere any more.
+		e.reason = fmt.Sprintf("%s finished this task and forgot it after its dedup window: its outcome is known nowhere any more", m.From)
 		n.adoptFinal(e, StateUnknown, func() {})
+		n.decided(e)
 		return
 	}
 	if e.claiming == 0 || e.delivering || m.Attempt != e.claiming {
@@ -331,6 +338,7 @@ func (n *Node) handleClaimResp(m Message) {
 	if e.task.Delivery == AtMostOnce && e.failedRounds >= lostRounds && bits.OnesCount64(e.unknowns) >= majority(e.task) {
 		// A majority of replicas lost the task round after round: it can never be
 		// claimed safely again, and whether it was delivered is unknown.
+		e.reason = "at-most-once: a majority of its replicas lost the task, so whether it was delivered is unknown"
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -355,6 +363,7 @@ func (n *Node) deliver(e *entry) {
 	// may have eaten it.
 	if deadline <= 0 {
 		if e.task.Delivery == AtMostOnce {
+			e.reason = "at-most-once: the lease of its one attempt ran out before the delivery could start"
 			n.finish(e, StateUnknown, 0)
 			return
 		}
@@ -393,6 +402,7 @@ func (n *Node) deliver(e *entry) {
 	e.failedRounds = 0
 	n.disarm(e)
 	n.setState(e, StateClaimed)
+	n.recordStart(e)
 	n.env.Dispatcher.Dispatch(Delivery{Task: e.task, Attempt: e.claiming, Retries: e.retries, Deadline: deadline, PreviousStatus: e.lastStatus})
 }
 
@@ -407,6 +417,7 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		return
 	}
 	e.delivering = false
+	n.recordResult(e, r)
 	n.permitDone(e, r.Attempt)
 	if r.Status != 0 {
 		e.lastStatus = r.Status
@@ -525,9 +536,13 @@ func (n *Node) finish(e *entry, state TaskState, status int) {
 	if status != 0 {
 		e.lastStatus = status
 	}
+	if e.reason == "" {
+		e.reason = n.finalReason(e, state)
+	}
 	n.setState(e, state)
 	e.outcomeAcks, e.outcomeSends = 0, 0
-	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
+	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, Reason: e.reason})
+	n.decided(e)
 	n.sendOutcome(e)
 }
 
@@ -538,7 +553,7 @@ func (n *Node) sendOutcome(e *entry) {
 	}
 	for i, r := range e.task.Replicas {
 		if e.outcomeAcks&(1<<i) == 0 {
-			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
+			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, Reason: e.reason})
 		}
 	}
 	// Resend after OutcomeRetry, doubling each time up to ClaimTimeout: slow enough
@@ -580,6 +595,7 @@ func (n *Node) handleOutcome(m Message) {
 		if m.Status != 0 {
 			e.lastStatus = m.Status
 		}
+		e.reason = m.Reason // the reason of the state adopted (none for a success)
 		n.adoptFinal(e, m.State, ack)
 		return
 	}
@@ -592,7 +608,7 @@ func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
 	e.claiming, e.grants, e.rejects = 0, 0, 0
 	n.setState(e, s)
 	n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
-	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
+	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, Reason: e.reason})
 }
 
 func (n *Node) handleOutcomeResp(m Message) {

@@ -66,6 +66,22 @@ type MessageObserver interface {
 	MessageSent(m Message)
 }
 
+// DeliveryObserver is an optional ability of an Observer: DeliveryEnded is told of
+// every delivery this node made, when its result comes in (a stale one too), with
+// when the attempt was due (the task's due time, or the end of a failure's backoff),
+// for the lateness and duration metrics. It must not call back into the node.
+type DeliveryObserver interface {
+	DeliveryEnded(t *Task, a DeliveryAttempt, due time.Time)
+}
+
+// DecisionObserver is an optional ability of an Observer: TaskDecided is told when
+// this node decides a task's final state (not when it adopts one another replica
+// decided), with the reason for a dead or unknown task, for the log. It must not
+// call back into the node.
+type DecisionObserver interface {
+	TaskDecided(t *Task, state TaskState, reason string)
+}
+
 // Env is everything a node touches outside itself.
 type Env struct {
 	Clock      Clock

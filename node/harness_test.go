@@ -122,6 +122,8 @@ type harness struct {
 	worker  workerFunc
 	// retryAfter is sent back with every answer (as a worker's Retry-After).
 	retryAfter time.Duration
+	// body is the worker's answer body, sent back with every answer.
+	body string
 
 	// Random network faults, all off by default; drawn from netRand.
 	netRand   *rand.Rand
@@ -133,6 +135,16 @@ type harness struct {
 	perTask    map[string]int
 	sent       []sentMsg
 	states     []stateChange
+	decisions  []decision
+	ended      []DeliveryAttempt // DeliveryObserver notifications
+}
+
+// decision is one DecisionObserver notification.
+type decision struct {
+	Node   NodeID
+	TaskID string
+	State  TaskState
+	Reason string
 }
 
 // newHarness builds n nodes "n1".."nN" that all list each other as members. mut,
@@ -423,9 +435,9 @@ func (fd *fakeDispatcher) Dispatch(d Delivery) {
 	h.perTask[d.Task.ID]++
 	k := h.perTask[d.Task.ID]
 	status, lat := h.worker(d, k)
-	res := DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status, RetryAfter: h.retryAfter}
+	res := DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status, RetryAfter: h.retryAfter, Body: h.body}
 	if status == 0 || lat > d.Deadline {
-		res.Status, res.Err, lat = 0, errDeadline, d.Deadline
+		res.Status, res.Err, res.ErrorKind, res.Body, lat = 0, errDeadline, ErrorTimeout, "", d.Deadline
 	}
 	h.deliveries = append(h.deliveries, deliveryRec{
 		At: h.elapsed(), Node: fd.id, TaskID: d.Task.ID, Attempt: d.Attempt, Retries: d.Retries,
@@ -446,6 +458,14 @@ type observer struct {
 
 func (o *observer) TaskStateChanged(t *Task, from, to TaskState, attempt uint64) {
 	o.h.states = append(o.h.states, stateChange{At: o.h.elapsed(), Node: o.id, TaskID: t.ID, From: from, To: to})
+}
+
+func (o *observer) TaskDecided(t *Task, state TaskState, reason string) {
+	o.h.decisions = append(o.h.decisions, decision{Node: o.id, TaskID: t.ID, State: state, Reason: reason})
+}
+
+func (o *observer) DeliveryEnded(t *Task, a DeliveryAttempt, due time.Time) {
+	o.h.ended = append(o.h.ended, a)
 }
 
 // --- harness self-tests ---

@@ -20,6 +20,7 @@ func (n *Node) naiveFire(e *entry) {
 	e.holder = n.cfg.ID
 	e.delivering = true
 	n.setState(e, StateClaimed)
+	n.recordStart(e)
 	n.env.Dispatcher.Dispatch(Delivery{Task: e.task, Attempt: e.claiming, Retries: e.retries, Deadline: n.queue(e.task.Queue).DispatchDeadline, PreviousStatus: e.lastStatus})
 }
 

@@ -138,6 +138,14 @@ type entry struct {
 	// naive protocol: another replica said it is running the task
 	naiveStoodDown bool
 
+	// history holds the deliveries this node made itself, oldest first, at most
+	// MaxAttemptHistory; in memory only (see history.go). due is when the one in
+	// flight was due. reason says why the task ended dead or unknown (durable, in
+	// its RecOutcome).
+	history []DeliveryAttempt
+	due     time.Time
+	reason  string
+
 	timer      func() bool
 	timerKind  timerKind
 	timerEpoch uint64 // bumps on every (re)arm so that a stale callback does nothing
@@ -322,7 +330,7 @@ func (n *Node) replay(r Record) {
 	case RecRelease:
 		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, r.Retries, r.Failed, r.Status)
 	case RecOutcome:
-		e.state, e.lastStatus = r.State, r.Status
+		e.state, e.lastStatus, e.reason = r.State, r.Status, r.Reason
 		e.mergeFailures(r.Retries, r.Failed)
 	}
 }
@@ -967,7 +975,7 @@ func (n *Node) Task(id string) (TaskStatus, bool) {
 	if e == nil {
 		return TaskStatus{}, false
 	}
-	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.floor, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA}, true
+	return TaskStatus{Task: e.task, State: e.state, Attempt: max(e.promised, e.floor, e.claiming), Retries: e.retries, LastStatus: e.lastStatus, NextETA: e.nextETA, Reason: e.reason}, true
 }
 
 // AcceptorState is what a replica's acceptor holds of a task: the highest attempt it

@@ -4,22 +4,32 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"time"
 )
 
 // Clients may ask any node about any task: placement is a function of the task ID
 // and the ring, so every node can name a task's replicas and ask them.
 
-// queryOp is a Lookup or Cancel this node coordinates for a client.
+// queryOp is a Lookup, Describe or Cancel this node coordinates for a client.
 type queryOp struct {
 	replicas []NodeID
 	answered uint64 // replicas (by index) that answered
 	found    TaskStatus
 	held     bool
-	states   []TaskState // Cancel: state each answering replica reports after it
+	attempts []DeliveryAttempt // Lookup, Describe: the answers' histories, merged
+	reason   string            // Lookup, Describe: a final state's reason, from any answer
+	describe bool              // Describe: hear every replica, even once the answer is final
+	grace    bool              // Describe: the wait was cut to describeGrace
+	states   []TaskState       // Cancel: state each answering replica reports after it
 	lookup   func(TaskStatus, error)
 	cancel   func(TaskState, error)
 	stop     func() bool
 }
+
+// describeGrace is how long a Describe whose answer is already final waits for the
+// replicas that have not answered: their histories complete the story, but a
+// replica that is down must not hold the answer back for a whole EnqueueTimeout.
+const describeGrace = 300 * time.Millisecond
 
 // Lookup finds a task on its replicas (this node's own copy when it holds one) and
 // calls reply with the most advanced view: ErrNotFound when every replica answered
@@ -27,10 +37,23 @@ type queryOp struct {
 func (n *Node) Lookup(id string, reply func(TaskStatus, error)) {
 	n.input(func() {
 		if st, ok := n.Task(id); ok && st.State.Final() {
+			st.Attempts = historyOf(n.tasks[id])
 			reply(st, nil)
 			return
 		}
 		op := &queryOp{replicas: n.Placement(id), lookup: reply}
+		n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
+	})
+}
+
+// Describe is Lookup for a client that wants the task's whole history (GET
+// /v1/tasks/{id}): it asks every replica, this node's own final copy
+// notwithstanding, and the answer's Attempts merge the deliveries each replica
+// made. Once a final answer came it waits describeGrace at most for the others;
+// otherwise it answers like Lookup.
+func (n *Node) Describe(id string, reply func(TaskStatus, error)) {
+	n.input(func() {
+		op := &queryOp{replicas: n.Placement(id), lookup: reply, describe: true}
 		n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
 	})
 }
@@ -48,6 +71,9 @@ func (n *Node) Cancel(id string, reply func(TaskState, error)) {
 
 func (n *Node) startQuery(id string, op *queryOp, m Message) {
 	key := queryKey(id, m.Type)
+	if op.describe {
+		key += describeSuffix
+	}
 	if old := n.queries[key]; old != nil {
 		// A second identical query joins the first: answer both together.
 		prevL, prevC := old.lookup, old.cancel
@@ -60,7 +86,23 @@ func (n *Node) startQuery(id string, op *queryOp, m Message) {
 		return
 	}
 	n.queries[key] = op
-	op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
+	n.armQuery(key, op, n.cfg.EnqueueTimeout)
+	for _, r := range op.replicas {
+		m.To = r
+		n.send(m)
+	}
+}
+
+// describeSuffix keeps a Describe apart from a Lookup of the same task: they end
+// on different conditions.
+const describeSuffix = "+describe"
+
+// armQuery (re)sets op's deadline: after d it answers with what it has.
+func (n *Node) armQuery(key string, op *queryOp, d time.Duration) {
+	if op.stop != nil {
+		op.stop()
+	}
+	op.stop = n.env.Clock.AfterFunc(d, func() {
 		n.input(func() {
 			if n.queries[key] == op {
 				delete(n.queries, key)
@@ -68,10 +110,6 @@ func (n *Node) startQuery(id string, op *queryOp, m Message) {
 			}
 		})
 	})
-	for _, r := range op.replicas {
-		m.To = r
-		n.send(m)
-	}
 }
 
 func chainLookup(a, b func(TaskStatus, error)) func(TaskStatus, error) {
@@ -97,7 +135,12 @@ func (n *Node) finishQuery(op *queryOp, timedOut bool) {
 	}
 	switch {
 	case op.lookup != nil && op.held:
-		op.lookup(op.found, nil)
+		st := op.found
+		st.Attempts = op.attempts
+		if st.Reason == "" && (st.State == StateDead || st.State == StateUnknown) {
+			st.Reason = op.reason
+		}
+		op.lookup(st, nil)
 	case op.lookup != nil && timedOut:
 		op.lookup(TaskStatus{}, ErrOutcomeUnknown)
 	case op.lookup != nil:
@@ -129,33 +172,52 @@ func (n *Node) handleStatus(m Message) {
 	resp := Message{Type: MsgStatusResp, To: m.From, TaskID: m.TaskID}
 	if st, ok := n.Task(m.TaskID); ok {
 		resp.Task, resp.State, resp.Attempt, resp.Retries, resp.Status, resp.NextETA = st.Task, st.State, st.Attempt, st.Retries, st.LastStatus, st.NextETA
+		resp.Reason, resp.Attempts = st.Reason, historyOf(n.tasks[m.TaskID])
 	}
 	n.send(resp)
 }
 
+// handleStatusResp counts a replica's answer for the Lookup and the Describe of
+// the task in progress here.
 func (n *Node) handleStatusResp(m Message) {
-	key := queryKey(m.TaskID, MsgStatus)
-	op := n.queries[key]
-	if op == nil {
-		return
+	for _, key := range []string{queryKey(m.TaskID, MsgStatus), queryKey(m.TaskID, MsgStatus) + describeSuffix} {
+		if op := n.queries[key]; op != nil {
+			n.statusAnswered(key, op, m)
+		}
 	}
+}
+
+func (n *Node) statusAnswered(key string, op *queryOp, m Message) {
 	i := indexOf(op.replicas, m.From)
 	if i < 0 || op.answered&(1<<i) != 0 {
 		return
 	}
 	op.answered |= 1 << i
 	if m.State != StateNone && m.Task != nil {
-		st := TaskStatus{Task: m.Task, State: m.State, Attempt: m.Attempt, Retries: m.Retries, LastStatus: m.Status, NextETA: m.NextETA}
+		st := TaskStatus{Task: m.Task, State: m.State, Attempt: m.Attempt, Retries: m.Retries, LastStatus: m.Status, NextETA: m.NextETA, Reason: m.Reason}
 		if !op.held || moreAdvanced(st, op.found) {
 			op.found, op.held = st, true
 		}
+		op.attempts = mergeAttempts(op.attempts, m.Attempts)
+		if op.reason == "" {
+			op.reason = m.Reason
+		}
 	}
-	// A final answer is the answer; otherwise wait for every replica, so that the
-	// client sees the most advanced view.
-	if op.held && op.found.State.Final() || bits.OnesCount64(op.answered) == len(op.replicas) {
-		delete(n.queries, key)
-		n.finishQuery(op, false)
+	final := op.held && op.found.State.Final()
+	switch {
+	case bits.OnesCount64(op.answered) == len(op.replicas):
+	case final && !op.describe:
+		// A final answer is the answer; otherwise wait for every replica, so that
+		// the client sees the most advanced view.
+	case final && !op.grace:
+		op.grace = true
+		n.armQuery(key, op, describeGrace)
+		return
+	default:
+		return
 	}
+	delete(n.queries, key)
+	n.finishQuery(op, false)
 }
 
 // moreAdvanced orders views of one task: final beats not final, then later attempts.

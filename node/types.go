@@ -184,6 +184,12 @@ type Message struct {
 	Status   int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
 	Queue    string        // Permit, PermitDone: the task's queue
 	Setting  *QueueSetting // QueueSet, QueueSetResp
+	// Reason says why a task ended dead or unknown: Outcome, ClaimResp RejectFinal,
+	// StatusResp.
+	Reason string
+	// Attempts: StatusResp: the deliveries the answering replica made itself (at
+	// most MaxAttemptHistory, oldest first).
+	Attempts []DeliveryAttempt
 }
 
 func (m Message) String() string {
@@ -230,8 +236,62 @@ type DeliveryResult struct {
 	Attempt uint64
 	Status  int   // HTTP status; 0 when no answer came
 	Err     error // transport error or deadline exceeded, when Status is 0
+	// ErrorKind classifies Err (NoError when Status is set).
+	ErrorKind ErrorKind
+	// Body is the first bytes of the worker's answer (the node keeps at most
+	// MaxAttemptBody of them).
+	Body string
 	// RetryAfter is the worker's Retry-After, when it sent one.
 	RetryAfter time.Duration
+}
+
+// ErrorKind says why a delivery got no HTTP answer, for a task's attempt history
+// and the metrics.
+type ErrorKind uint8
+
+const (
+	NoError      ErrorKind = iota // an HTTP answer came (or the attempt is still in flight)
+	ErrorTimeout                  // the deadline passed before an answer came
+	ErrorRefused                  // the worker's host refused the connection
+	ErrorDNS                      // the URL's host name did not resolve
+	ErrorTLS                      // the TLS handshake or the certificate check failed
+	ErrorPolicy                   // the URL policy (--deny-private) refused the address
+	ErrorReset                    // the connection was reset or closed before an answer
+	ErrorOther                    // any other transport error
+)
+
+// MaxErrorKind is the highest ErrorKind this version knows.
+const MaxErrorKind = ErrorOther
+
+var errorKindNames = [...]string{"", "timeout", "refused", "dns", "tls", "policy", "reset", "other"}
+
+func (k ErrorKind) String() string {
+	if int(k) < len(errorKindNames) {
+		return errorKindNames[k]
+	}
+	return fmt.Sprintf("error_kind(%d)", uint8(k))
+}
+
+// Bounds of a task's attempt history (see DeliveryAttempt).
+const (
+	MaxAttemptHistory = 20  // attempts a node keeps per task, the latest
+	MaxAttemptBody    = 256 // bytes of the worker's answer kept per attempt
+	MaxAttemptMessage = 200 // bytes of a transport error's text kept per attempt
+)
+
+// DeliveryAttempt is one delivery a node made of a task: a line of the task's
+// history, kept in memory by the node that made it (GET /v1/tasks/{id} merges the
+// replicas' lists).
+type DeliveryAttempt struct {
+	Number   uint64        // the attempt (claim ballot)
+	Node     NodeID        // who delivered it
+	Start    time.Time     // when it started, on Node's clock
+	Duration time.Duration // how long it took (0 while in flight)
+	InFlight bool          // no result yet
+	Status   int           // the worker's HTTP status (0: no answer)
+	Error    ErrorKind     // why no answer came
+	Message  string        // the transport error's text, at most MaxAttemptMessage bytes
+	Body     string        // the answer's first bytes, at most MaxAttemptBody
 }
 
 // OK reports whether the worker answered 2xx.
@@ -264,6 +324,7 @@ type Record struct {
 	State    TaskState
 	Status   int
 	Setting  *QueueSetting // RecSetting
+	Reason   string        // RecOutcome: why the task ended dead or unknown
 }
 
 // EnqueueRequest is a client's task, already parsed.
@@ -296,4 +357,10 @@ type TaskStatus struct {
 	Retries    int
 	LastStatus int
 	NextETA    time.Time
+	// Reason says why a dead or unknown task ended so.
+	Reason string
+	// Attempts is the task's delivery history, oldest first: this node's own
+	// deliveries from Task, those of every replica that answered from Lookup and
+	// Describe (the latest MaxAttemptHistory).
+	Attempts []DeliveryAttempt
 }

@@ -162,12 +162,26 @@ func (sd simDispatcher) Dispatch(d node.Delivery) {
 		if w.trace != nil {
 			w.trace.delivery(w.now, "deliver_end", s.id, d.Task.ID, d.Attempt, status)
 		}
-		res := node.DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status}
+		res := node.DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status, Body: workerBody(status)}
 		if status == 0 {
-			res.Err = errDeadline
+			// A simulated worker that does not answer in time is a timeout, as the
+			// daemon's dispatcher classifies it.
+			res.Err, res.ErrorKind = errDeadline, node.ErrorTimeout
 		}
 		s.input(inc, func() { s.n.HandleDeliveryResult(res) })
 	})
+}
+
+// workerBody is what a simulated worker answers with status (nothing without an
+// answer). It draws no randomness, so that runs stay what they were.
+func workerBody(status int) string {
+	switch {
+	case status == 0:
+		return ""
+	case status >= 200 && status < 300:
+		return "ok"
+	}
+	return fmt.Sprintf("simulated worker: %d", status)
 }
 
 type simError string

@@ -107,12 +107,30 @@ func TestE2EQueueRetriesThenDead(t *testing.T) {
 		var v struct {
 			State      string `json:"state"`
 			LastStatus int    `json:"last_status"`
+			DeadReason string `json:"dead_reason"`
+			History    []struct {
+				Attempt uint64  `json:"attempt"`
+				Node    string  `json:"node"`
+				Start   float64 `json:"start"`
+				Status  int     `json:"status"`
+			} `json:"attempts_history"`
 		}
 		json.NewDecoder(resp.Body).Decode(&v)
 		resp.Body.Close()
 		state = v.State
 		if state == "dead" {
 			require.Equal(t, 500, v.LastStatus)
+			// Whichever replicas delivered, the node asked merges their histories.
+			require.Len(t, v.History, 3, "%+v", v.History)
+			for i, a := range v.History {
+				require.Equal(t, 500, a.Status)
+				require.Contains(t, []string{"n1", "n2", "n3"}, a.Node)
+				if i > 0 {
+					require.Greater(t, a.Attempt, v.History[i-1].Attempt)
+					require.Greater(t, a.Start, v.History[i-1].Start)
+				}
+			}
+			require.Contains(t, v.DeadReason, "retry limits reached (task_retry_limit 2) after 3 failed deliveries; last: HTTP 500")
 			break
 		}
 		time.Sleep(200 * time.Millisecond)

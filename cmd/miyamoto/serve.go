@@ -24,7 +24,7 @@ import (
 // environment (dashes as underscores, upper case). A flag given on the command line
 // wins over the environment.
 func runServe(args []string, stdout, stderr io.Writer) int {
-	cfg, level, err := parseServe(args, os.LookupEnv)
+	cfg, logs, err := parseServe(args, os.LookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		var u usageError
 		if errors.As(err, &u) {
@@ -36,7 +36,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "miyamoto serve: %v\n", err)
 		return exitBadArgs
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = logs.logger(stderr)
 	// Catch signals before starting, so that none is missed while it starts.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -56,7 +56,22 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, slog.Level, error) {
+// logOptions is how serve logs: --log-level and --log-format.
+type logOptions struct {
+	Level slog.Level
+	JSON  bool
+}
+
+// logger writes to w: log/slog's text format, or one JSON object a line.
+func (o logOptions) logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: o.Level}
+	if o.JSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, logOptions, error) {
 	var cfg daemon.Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -82,18 +97,19 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	maxPendingBytes := fs.Int64("max-pending-bytes", daemon.DefaultMaxPendingBytes, "most memory its pending tasks take, approximately, before it answers 503 (0: no limit)")
 	maxQueuePending := fs.Int("max-queue-pending", 0, "most pending tasks of any one queue this node holds before it answers 503 (0: no limit)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text (log/slog's key=value lines) or json (one JSON object a line)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			var b strings.Builder
 			b.WriteString("usage: miyamoto serve [flags]\n\nEach flag may also come from MIYAMOTO_<FLAG> in the environment (e.g. MIYAMOTO_HTTP_ADDR).\n\n")
 			fs.SetOutput(&b)
 			fs.PrintDefaults()
-			return cfg, 0, usageError{b.String()}
+			return cfg, logOptions{}, usageError{b.String()}
 		}
-		return cfg, 0, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + flagHint(err))
+		return cfg, logOptions{}, errors.New(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + flagHint(err))
 	}
 	if fs.NArg() > 0 {
-		return cfg, 0, fmt.Errorf("unexpected argument %q (serve takes only flags)", fs.Arg(0))
+		return cfg, logOptions{}, fmt.Errorf("unexpected argument %q (serve takes only flags)", fs.Arg(0))
 	}
 	// The environment fills what the command line left unset.
 	set := map[string]bool{}
@@ -110,14 +126,14 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		}
 	})
 	if envErr != nil {
-		return cfg, 0, envErr
+		return cfg, logOptions{}, envErr
 	}
-	bad := func(flag, format string, a ...any) (daemon.Config, slog.Level, error) {
+	bad := func(flag, format string, a ...any) (daemon.Config, logOptions, error) {
 		msg := fmt.Sprintf(format, a...)
 		if name, ok := fromEnv[flag]; ok {
 			msg += " (set by " + name + ")"
 		}
-		return cfg, 0, fmt.Errorf("--%s: %s", flag, msg)
+		return cfg, logOptions{}, fmt.Errorf("--%s: %s", flag, msg)
 	}
 	if strings.TrimSpace(*nodeID) == "" || strings.ContainsAny(*nodeID, ",= ") {
 		return bad("node-id", "must be non-empty without spaces, commas or '=', not %q", *nodeID)
@@ -161,9 +177,16 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if *allowURL != "" && !*denyPrivate {
 		return bad("allow-url", "only means something with --deny-private")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	var logs logOptions
+	if err := logs.Level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return bad("log-level", "must be debug, info, warn or error, not %q", *logLevel)
+	}
+	switch *logFormat {
+	case "text":
+	case "json":
+		logs.JSON = true
+	default:
+		return bad("log-format", "must be text or json, not %q", *logFormat)
 	}
 	for _, a := range []struct{ flag, v string }{{"http-addr", *httpAddr}, {"peer-addr", *peerAddr}} {
 		if _, port, err := splitHostPort(a.v); err != nil || port == "" {
@@ -184,7 +207,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if _, err := urlpolicy.ParseAllow(cfg.AllowURLs); err != nil {
 		return bad("allow-url", "%s", oneLine(err))
 	}
-	return cfg, level, nil
+	return cfg, logs, nil
 }
 
 // oneLine joins an error's lines (errors.Join makes several) with "; ".

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -32,9 +33,9 @@ func envOf(kv ...string) func(string) (string, bool) {
 }
 
 func TestParseServeDefaults(t *testing.T) {
-	cfg, level, err := parseServe(nil, envOf())
+	cfg, logs, err := parseServe(nil, envOf())
 	require.NoError(t, err)
-	require.Equal(t, slog.LevelInfo, level)
+	require.Equal(t, logOptions{Level: slog.LevelInfo}, logs)
 	require.Equal(t, daemon.Config{
 		NodeID: "n1", HTTPAddr: "127.0.0.1:8088", PeerAddr: "127.0.0.1:7088", Peers: map[string]string{},
 		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
@@ -44,14 +45,14 @@ func TestParseServeDefaults(t *testing.T) {
 }
 
 func TestParseServeFlags(t *testing.T) {
-	cfg, level, err := parseServe([]string{
+	cfg, logs, err := parseServe([]string{
 		"--node-id", "n2", "--http-addr", "127.0.0.1:9000", "--peer-addr", "127.0.0.1:9100",
 		"--peers", "n1=127.0.0.1:9101,n3=127.0.0.1:9103", "--replicas", "2", "--replica-offset", "500ms",
 		"--max-clock-drift", "250ms", "--lease", "5s", "--shutdown-timeout", "3s", "--max-body", "4096",
 		"--log-level", "debug",
 	}, envOf())
 	require.NoError(t, err)
-	require.Equal(t, slog.LevelDebug, level)
+	require.Equal(t, logOptions{Level: slog.LevelDebug}, logs)
 	require.Equal(t, daemon.Config{
 		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100",
 		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
@@ -59,6 +60,30 @@ func TestParseServeFlags(t *testing.T) {
 		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 	}, cfg)
+}
+
+// --log-format json writes one JSON object a line (MIYAMOTO_LOG_FORMAT too), at
+// the level asked for.
+func TestLogFormatJSON(t *testing.T) {
+	_, logs, err := parseServe(nil, envOf("MIYAMOTO_LOG_FORMAT", "json", "MIYAMOTO_LOG_LEVEL", "warn"))
+	require.NoError(t, err)
+	require.Equal(t, logOptions{Level: slog.LevelWarn, JSON: true}, logs)
+	var b bytes.Buffer
+	log := logs.logger(&b)
+	log.Info("not at warn")
+	log.Warn("task ended dead", "id", "t1", "reason", "retry limits reached")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(b.Bytes(), &line), "one JSON object: %q", b.String())
+	require.Equal(t, "WARN", line["level"])
+	require.Equal(t, "task ended dead", line["msg"])
+	require.Equal(t, "retry limits reached", line["reason"])
+
+	_, logs, err = parseServe([]string{"--log-format", "text"}, envOf("MIYAMOTO_LOG_FORMAT", "json"))
+	require.NoError(t, err)
+	require.False(t, logs.JSON, "the command line wins")
+	b.Reset()
+	logs.logger(&b).Info("hello", "k", "v")
+	require.Contains(t, b.String(), "level=INFO msg=hello k=v")
 }
 
 func TestParseServeSecurityFlags(t *testing.T) {
@@ -105,6 +130,7 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--http-addr", "127.0.0.1:http"}, "http-addr"},
 		{[]string{"--peer-addr", "127.0.0.1"}, "peer-addr"},
 		{[]string{"--log-level", "loud"}, "log-level"},
+		{[]string{"--log-format", "xml"}, "log-format"},
 		{[]string{"--node-id", "a,b"}, "node-id"},
 		{[]string{"--node-id", ""}, "node-id"},
 		{[]string{"--shutdown-timeout", "0s"}, "shutdown-timeout"},
@@ -193,7 +219,7 @@ func TestRunServeHelp(t *testing.T) {
 	require.Equal(t, exitOK, code)
 	// The unknown-flag error sends users here: -h must list the flags.
 	help := stdout.String() + stderr.String()
-	for _, f := range []string{"node-id", "http-addr", "peers", "replicas", "lease", "log-level"} {
+	for _, f := range []string{"node-id", "http-addr", "peers", "replicas", "lease", "log-level", "log-format"} {
 		require.Contains(t, help, f)
 	}
 }

@@ -1,7 +1,7 @@
 // Package api is Miyamoto's HTTP interface for clients, compatible with the original:
 //
 //	POST   /{queue}          enqueue a task (form or JSON; see parseTask)
-//	GET    /v1/tasks/{id}    a task's state, attempts, last status code and replicas
+//	GET    /v1/tasks/{id}    a task's state, attempts, last status code, replicas, attempt history and why it died
 //	DELETE /v1/tasks/{id}    cancel a task
 //	POST   /v1/tasks/{id}/retry  re-queue a dead task as a new task
 //	GET    /v1/cluster       members, this node, reachability
@@ -74,6 +74,13 @@ type Backend interface {
 	NotReady(ctx context.Context) string
 	// WriteMetrics writes the node's metrics in the Prometheus text format.
 	WriteMetrics(w io.Writer)
+}
+
+// Describer is an optional ability of a Backend: Describe is Lookup with the
+// attempt history of every replica merged in (node.Node.Describe). GET
+// /v1/tasks/{id} uses it when the Backend has it.
+type Describer interface {
+	Describe(ctx context.Context, id string) (node.TaskStatus, error)
 }
 
 // Cluster is GET /v1/cluster's answer.
@@ -309,12 +316,39 @@ type TaskView struct {
 	NextETA    float64  `json:"next_eta,omitempty"`
 	Delivery   string   `json:"delivery"`
 	Replicas   []string `json:"replicas"`
+	// DeadReason (state dead) and UnknownReason (state unknown) say why the task
+	// ended so.
+	DeadReason    string `json:"dead_reason,omitempty"`
+	UnknownReason string `json:"unknown_reason,omitempty"`
+	// AttemptsHistory lists the deliveries the replicas that answered made, oldest
+	// first (each replica keeps its latest node.MaxAttemptHistory, in memory).
+	AttemptsHistory []AttemptView `json:"attempts_history"`
+}
+
+// AttemptView is one delivery of a task: when (Unix seconds) and by which node it
+// started, how long it took (seconds), and the worker's status, or why no answer
+// came (Error: timeout, refused, dns, tls, policy, reset or other, with the
+// error's text in Message); Body is the first bytes of the answer.
+type AttemptView struct {
+	Attempt  uint64  `json:"attempt"`
+	Node     string  `json:"node"`
+	Start    float64 `json:"start"`
+	Duration float64 `json:"duration"`
+	InFlight bool    `json:"in_flight,omitempty"`
+	Status   int     `json:"status,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	Message  string  `json:"message,omitempty"`
+	Body     string  `json:"body,omitempty"`
 }
 
 func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
-	st, err := s.b.Lookup(ctx, r.PathValue("id"))
+	lookup := s.b.Lookup
+	if d, ok := s.b.(Describer); ok {
+		lookup = d.Describe
+	}
+	st, err := lookup(ctx, r.PathValue("id"))
 	if err != nil {
 		writeNodeError(w, err)
 		return
@@ -331,6 +365,17 @@ func taskView(st node.TaskStatus) TaskView {
 	}
 	for _, rep := range t.Replicas {
 		v.Replicas = append(v.Replicas, string(rep))
+	}
+	switch st.State {
+	case node.StateDead:
+		v.DeadReason = st.Reason
+	case node.StateUnknown:
+		v.UnknownReason = st.Reason
+	}
+	v.AttemptsHistory = make([]AttemptView, 0, len(st.Attempts))
+	for _, a := range st.Attempts {
+		v.AttemptsHistory = append(v.AttemptsHistory, AttemptView{Attempt: a.Number, Node: string(a.Node), Start: unix(a.Start),
+			Duration: a.Duration.Seconds(), InFlight: a.InFlight, Status: a.Status, Error: a.Error.String(), Message: a.Message, Body: a.Body})
 	}
 	return v
 }

@@ -195,3 +195,39 @@ func TestDuplicateNameIs409(t *testing.T) {
 	require.Equal(t, "abc", e["id"])
 	require.Equal(t, "name", e["field"])
 }
+
+// describingBackend answers Describe with the history and Lookup without.
+type describingBackend struct{ fakeBackend }
+
+func (d *describingBackend) Describe(ctx context.Context, id string) (node.TaskStatus, error) {
+	st, err := d.Lookup(ctx, id)
+	st.Attempts = []node.DeliveryAttempt{
+		{Number: 1, Node: "n2", Start: time.Unix(101, 500_000_000), Duration: 1500 * time.Millisecond, Status: 500, Body: "database is down"},
+		{Number: 2, Node: "n1", Start: time.Unix(110, 0), Duration: 10 * time.Second, Error: node.ErrorTimeout, Message: "context deadline exceeded"},
+	}
+	return st, err
+}
+
+// GET /v1/tasks/{id} shows each attempt and why a dead task died; a task with no
+// attempt shows an empty list, never null.
+func TestTaskShowsItsAttemptsAndWhyItDied(t *testing.T) {
+	task := &node.Task{ID: "t1", Queue: "q", URL: "http://w/", Method: "POST", ETA: time.Unix(100, 0), Replicas: []node.NodeID{"n1", "n2"}}
+	b := &describingBackend{fakeBackend{tasks: map[string]node.TaskStatus{
+		"t1": {Task: task, State: node.StateDead, Attempt: 2, Retries: 2, Reason: "retry limits reached (task_retry_limit 1) after 2 failed deliveries; last: timeout"},
+	}}}
+	w := do(t, NewHandler(b, Config{}), "GET", "/v1/tasks/t1", "", "")
+	require.Equal(t, 200, w.Code)
+	var v map[string]any
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &v))
+	require.Equal(t, "retry limits reached (task_retry_limit 1) after 2 failed deliveries; last: timeout", v["dead_reason"])
+	require.NotContains(t, v, "unknown_reason")
+	require.Equal(t, []any{
+		map[string]any{"attempt": 1.0, "node": "n2", "start": 101.5, "duration": 1.5, "status": 500.0, "body": "database is down"},
+		map[string]any{"attempt": 2.0, "node": "n1", "start": 110.0, "duration": 10.0, "error": "timeout", "message": "context deadline exceeded"},
+	}, v["attempts_history"])
+
+	plain := &fakeBackend{tasks: map[string]node.TaskStatus{"t1": {Task: task, State: node.StateScheduled}}}
+	w = do(t, NewHandler(plain, Config{}), "GET", "/v1/tasks/t1", "", "")
+	require.Contains(t, w.Body.String(), `"attempts_history": []`)
+	require.NotContains(t, w.Body.String(), "dead_reason")
+}

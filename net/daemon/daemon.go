@@ -406,6 +406,12 @@ func (b backend) Lookup(ctx context.Context, id string) (node.TaskStatus, error)
 	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) { n.Lookup(id, reply) })
 }
 
+var _ api.Describer = backend{}
+
+func (b backend) Describe(ctx context.Context, id string) (node.TaskStatus, error) {
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) { n.Describe(id, reply) })
+}
+
 func (b backend) Cancel(ctx context.Context, id string) (node.TaskState, error) {
 	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskState, error)) { n.Cancel(id, reply) })
 }
@@ -536,12 +542,33 @@ func (b backend) WriteMetrics(w io.Writer) {
 	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, ds)
 }
 
-// observers tells several observers.
+// observers tells several observers, each of what it has the ability to hear.
 type observers []node.Observer
+
+var (
+	_ node.DeliveryObserver = observers{}
+	_ node.DecisionObserver = observers{}
+)
 
 func (o observers) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	for _, x := range o {
 		x.TaskStateChanged(t, from, to, attempt)
+	}
+}
+
+func (o observers) DeliveryEnded(t *node.Task, a node.DeliveryAttempt, due time.Time) {
+	for _, x := range o {
+		if d, ok := x.(node.DeliveryObserver); ok {
+			d.DeliveryEnded(t, a, due)
+		}
+	}
+}
+
+func (o observers) TaskDecided(t *node.Task, state node.TaskState, reason string) {
+	for _, x := range o {
+		if d, ok := x.(node.DecisionObserver); ok {
+			d.TaskDecided(t, state, reason)
+		}
 	}
 }
 
@@ -550,8 +577,18 @@ type dropNetwork struct{}
 
 func (dropNetwork) Send(node.Message) {}
 
-// logObserver logs task state changes at debug level.
+// logObserver logs task state changes at debug level, and at info level a task
+// this node ended dead or unknown, with why.
 type logObserver struct{ log *slog.Logger }
+
+var _ node.DecisionObserver = logObserver{}
+
+func (o logObserver) TaskDecided(t *node.Task, state node.TaskState, reason string) {
+	if state != node.StateDead && state != node.StateUnknown {
+		return
+	}
+	o.log.Info("task ended "+state.String(), "id", t.ID, "queue", t.Queue, "name", t.Name, "url", t.URL, "reason", reason)
+}
 
 func (o logObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	if o.log.Enabled(context.Background(), slog.LevelDebug) {

@@ -14,9 +14,10 @@ import (
 // payload encoding or the framing changes in a way an older decoder would misread.
 // Version 1 framed records with length and payload CRC only (8 bytes); version 2
 // added the length's own check; version 3 the attempt a failure count reaches
-// (node.Record.Failed) at the end of the payload. Versions 2 and 3 are read (a
-// version 2 record counts failures as before, Failed 0).
-const recordVersion byte = 3
+// (node.Record.Failed) at the end of the payload; version 4 why a task ended dead
+// or unknown (node.Record.Reason) after it. Versions 2 to 4 are read (a version 2
+// record counts failures as before, Failed 0; versions 2 and 3 have no Reason).
+const recordVersion byte = 4
 
 // oldestRecordVersion is the oldest payload version this build reads.
 const oldestRecordVersion byte = 2
@@ -131,10 +132,11 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 // appendRecord appends r's frame to dst.
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
-//	          status taskPresence(1) task? settingPresence(1) setting? round failed
+//	          status taskPresence(1) task? settingPresence(1) setting? round failed reason
 //
 // round is node.Record.Round, a uvarint (the claim round of a grant or a release),
-// failed node.Record.Failed, a uvarint (absent in version 2).
+// failed node.Record.Failed, a uvarint (absent in version 2), reason
+// node.Record.Reason, a string (absent before version 4).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -170,7 +172,8 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 			b = wire.AppendSetting(b, r.Setting)
 		}
 		b = binary.AppendUvarint(b, r.Round)
-		return binary.AppendUvarint(b, r.Failed)
+		b = binary.AppendUvarint(b, r.Failed)
+		return wire.AppendString(b, r.Reason)
 	})
 }
 
@@ -229,6 +232,9 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	r.Round = f.Uvarint("round")
 	if v >= 3 {
 		r.Failed = f.Uvarint("failed")
+	}
+	if v >= 4 {
+		r.Reason = f.String("reason")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())

@@ -9,9 +9,9 @@ import (
 	"github.com/miyamotohq/miyamoto/node"
 )
 
-// A grant's claim round and a release's failure count's highest attempt are logged
-// (record format 3: the last two fields), and a payload cut before them, or with a
-// byte after them, is refused.
+// A grant's claim round, a release's failure count's highest attempt and an
+// outcome's reason are logged (record format 4: the last three fields), and a
+// payload cut before them, or with a byte after them, is refused.
 func TestRecordRoundIsLogged(t *testing.T) {
 	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3}
 	frame := appendRecord(nil, &r)
@@ -21,21 +21,35 @@ func TestRecordRoundIsLogged(t *testing.T) {
 	require.False(t, marker)
 	require.Equal(t, r, got)
 
-	short := payload[:len(payload)-len(binary.AppendUvarint(nil, r.Failed))]
+	short := payload[:len(payload)-1-len(binary.AppendUvarint(nil, r.Failed))]
 	_, _, err = decodeRecord(short)
 	require.ErrorIs(t, err, errBadPayload, "a payload without its failed attempt is damaged")
+
+	out := node.Record{Kind: node.RecOutcome, TaskID: "t", State: node.StateDead, Status: 500, Reason: "retry limits reached (task_retry_limit 1) after 2 failed deliveries; last: HTTP 500"}
+	got, _, err = decodeRecord(appendRecord(nil, &out)[frameHeader:])
+	require.NoError(t, err)
+	require.Equal(t, out, got)
+	p := appendRecord(nil, &out)[frameHeader:]
+	_, _, err = decodeRecord(p[:len(p)-1])
+	require.ErrorIs(t, err, errBadPayload, "a payload cut inside its reason is damaged")
 
 	_, _, err = decodeRecord(append(append([]byte(nil), payload...), 0))
 	require.ErrorIs(t, err, errBadPayload, "a byte after the last field is garbage")
 }
 
-// A log written by the previous build (record format 2, no failed attempt) is read:
-// the count merges as it did then (Failed 0).
-func TestRecordFormat2IsRead(t *testing.T) {
-	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3}
+// A log written by older builds is read: record format 2 (no failed attempt: the
+// count merges as it did then, Failed 0) and format 3 (no reason).
+func TestRecordFormats2And3AreRead(t *testing.T) {
+	r := node.Record{Kind: node.RecOutcome, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3, State: node.StateDead, Reason: "why"}
 	payload := appendRecord(nil, &r)[frameHeader:]
-	v2 := append([]byte{2}, payload[1:len(payload)-len(binary.AppendUvarint(nil, r.Failed))]...)
-	got, _, err := decodeRecord(v2)
+	withoutReason := payload[1 : len(payload)-1-len(r.Reason)]
+	got, _, err := decodeRecord(append([]byte{3}, withoutReason...))
+	require.NoError(t, err)
+	r.Reason = ""
+	require.Equal(t, r, got)
+
+	v2 := append([]byte{2}, withoutReason[:len(withoutReason)-len(binary.AppendUvarint(nil, r.Failed))]...)
+	got, _, err = decodeRecord(v2)
 	require.NoError(t, err)
 	r.Failed = 0
 	require.Equal(t, r, got)

@@ -2,7 +2,14 @@
 // Prometheus text format for GET /metrics. Counters are atomic: they are bumped from
 // the node's goroutine, the webhook workers and the HTTP handlers.
 //
-// It must never block the caller or allocate per event.
+// The exposition is written by hand rather than with prometheus/client_golang:
+// most values are read at scrape time from the transport's and the log's own
+// counters, which client_golang would need a custom Collector for, and the only
+// histograms (delivery lateness and duration) are fixed-bucket ones that take a
+// few lines; so the module needs no dependency tree for them.
+//
+// It must never block the caller for long or allocate per event (a queue label's
+// metrics are allocated once, on its first delivery).
 package metrics
 
 import (
@@ -23,6 +30,7 @@ type Node struct {
 	rejected    atomic.Uint64
 	full        atomic.Uint64
 	unauth      atomic.Uint64
+	queues      queues // per-queue delivery metrics (see delivery.go)
 }
 
 // Unauthorized counts a request refused for its bearer token.
@@ -118,6 +126,7 @@ func (m *Node) Write(w io.Writer, self string, peers []PeerStat, disk *DiskStat)
 	for i, c := range classes {
 		fmt.Fprintf(w, "miyamoto_deliveries_total{node=%q,class=%q} %d\n", self, c, m.deliveries[i].Load())
 	}
+	m.writeDeliveries(w, self)
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Peer < peers[j].Peer })
 	fmt.Fprintf(w, "# HELP miyamoto_peer_messages_total Messages to and from each peer.\n# TYPE miyamoto_peer_messages_total counter\n")
 	for _, p := range peers {

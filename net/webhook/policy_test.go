@@ -63,6 +63,7 @@ func TestDNSRebindingIsRefusedAtConnectTime(t *testing.T) {
 				require.Equal(t, 0, r.Status)
 				require.ErrorIs(t, r.Err, urlpolicy.ErrDenied)
 				require.ErrorContains(t, r.Err, "url policy (--deny-private) refused to connect: rebind.example resolves to 127.0.0.1, a loopback address")
+				require.Equal(t, node.ErrorPolicy, r.ErrorKind)
 				require.False(t, r.OK())
 				time.Sleep(50 * time.Millisecond)
 				require.Zero(t, hits.Load(), "the worker must see no request")

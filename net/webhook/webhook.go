@@ -11,6 +11,9 @@
 // the policy denies, checked at connect time (see NewClient); such a refusal is a
 // failed attempt like any connection error.
 //
+// Every result says, when no answer came, why (Classify), and carries the first
+// node.MaxAttemptBody bytes of the answer, for the task's attempt history.
+//
 // It must never retry by itself: retries are the node's decision.
 package webhook
 
@@ -131,20 +134,17 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 	ctx, cancel := context.WithTimeout(d.ctx, dl.Deadline)
 	defer cancel()
 	if err := d.sem.Acquire(ctx, 1); err != nil {
-		res.Err = ErrNoSlot
-		return res
+		return failed(res, ErrNoSlot)
 	}
 	defer d.sem.Release(1)
 	// A slot freed at the deadline (say by a delivery cut at the same deadline) can be
 	// acquired before ctx.Done is closed: send nothing once the deadline has passed.
 	if deadline, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(deadline) {
-		res.Err = ErrNoSlot
-		return res
+		return failed(res, ErrNoSlot)
 	}
 	req, err := NewRequest(ctx, dl)
 	if err != nil {
-		res.Err = err
-		return res
+		return failed(res, err)
 	}
 	if d.nodeID != "" {
 		req.Header.Set("X-Miyamoto-Node", d.nodeID)
@@ -154,14 +154,28 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		res.Err = err
-		return res
+		return failed(res, err)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, d.maxBody))
+	res.Body = readPrefix(resp.Body, min(node.MaxAttemptBody, d.maxBody), d.maxBody)
 	resp.Body.Close()
 	res.Status = resp.StatusCode
 	res.RetryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return res
+}
+
+// failed is res with no answer because of err.
+func failed(res node.DeliveryResult, err error) node.DeliveryResult {
+	res.Err, res.ErrorKind = err, Classify(err)
+	return res
+}
+
+// readPrefix returns the first keep bytes of body and reads (then drops) the rest
+// up to max bytes in all, so that the connection can be reused.
+func readPrefix(body io.Reader, keep, max int64) string {
+	buf := make([]byte, keep)
+	n, _ := io.ReadFull(body, buf)
+	io.Copy(io.Discard, io.LimitReader(body, max-int64(n)))
+	return string(buf[:n])
 }
 
 // NewRequest builds the HTTP request for a delivery: the task's method, URL, body and

@@ -190,6 +190,7 @@ func TestDeadlineCutsSlowWorker(t *testing.T) {
 	require.Equal(t, 0, r.Status)
 	require.Error(t, r.Err)
 	require.ErrorIs(t, r.Err, context.DeadlineExceeded)
+	require.Equal(t, node.ErrorTimeout, r.ErrorKind)
 	require.GreaterOrEqual(t, took, deadline-10*time.Millisecond)
 	require.Less(t, took, deadline+time.Second, "the result must come no later than the deadline plus a little slack")
 	res.requireOncePer(t, "slow")
@@ -208,6 +209,7 @@ func TestRefusedConnection(t *testing.T) {
 	r := res.next(t, 10*time.Second)
 	require.Equal(t, 0, r.Status)
 	require.Error(t, r.Err)
+	require.Equal(t, node.ErrorRefused, r.ErrorKind)
 	require.False(t, r.OK())
 	res.requireOncePer(t, "refused")
 }

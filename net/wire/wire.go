@@ -4,7 +4,8 @@
 //
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
-//	          state nextETA retries failed status
+//	          state nextETA retries failed status queue setting? reason attempts
+//	attempt = number node start duration inFlight status errorKind message body
 //	task    = id queue name url method headers contentType body eta created delivery replicas
 //
 // Strings and byte slices are a uvarint length followed by the bytes; lists are a
@@ -41,8 +42,8 @@ import (
 
 // Version is the version byte at the start of every frame. Bump it whenever the
 // encoding changes in a way an older decoder would misread. Version 2 added
-// node.Message.Failed after Retries.
-const Version byte = 2
+// node.Message.Failed after Retries; version 3 Reason and Attempts at the end.
+const Version byte = 3
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
@@ -66,6 +67,7 @@ const (
 	maxReject   = node.MaxReject
 	maxState    = node.StateCancelled
 	maxDelivery = node.AtMostOnce
+	maxErrKind  = node.MaxErrorKind
 )
 
 // Time tags.
@@ -221,7 +223,24 @@ func appendMessage(b []byte, m *node.Message) []byte {
 		b = append(b, 1)
 		b = appendSetting(b, m.Setting)
 	}
+	b = appendString(b, m.Reason)
+	b = binary.AppendUvarint(b, uint64(len(m.Attempts)))
+	for i := range m.Attempts {
+		b = appendAttempt(b, &m.Attempts[i])
+	}
 	return b
+}
+
+func appendAttempt(b []byte, a *node.DeliveryAttempt) []byte {
+	b = binary.AppendUvarint(b, a.Number)
+	b = appendString(b, string(a.Node))
+	b = appendTime(b, a.Start)
+	b = binary.AppendVarint(b, int64(a.Duration))
+	b = appendBool(b, a.InFlight)
+	b = binary.AppendVarint(b, int64(a.Status))
+	b = append(b, byte(a.Error))
+	b = appendString(b, a.Message)
+	return appendString(b, a.Body)
 }
 
 func appendSetting(b []byte, s *node.QueueSetting) []byte {
@@ -468,7 +487,33 @@ func (d *decoder) message() node.Message {
 	if d.bool("setting presence") {
 		m.Setting = d.setting()
 	}
+	m.Reason = d.string("reason")
+	// An attempt takes at least 9 bytes: number, node, start, duration, in flight,
+	// status, error kind, message, body.
+	if n := d.count("attempts", 9); n > 0 {
+		m.Attempts = make([]node.DeliveryAttempt, n)
+		for i := range m.Attempts {
+			m.Attempts[i] = d.attempt()
+		}
+	}
 	return m
+}
+
+func (d *decoder) attempt() node.DeliveryAttempt {
+	var a node.DeliveryAttempt
+	a.Number = d.uvarint("attempt.number")
+	a.Node = node.NodeID(d.string("attempt.node"))
+	a.Start = d.time("attempt.start")
+	a.Duration = time.Duration(d.varint("attempt.duration"))
+	a.InFlight = d.bool("attempt.in_flight")
+	a.Status = d.int("attempt.status")
+	a.Error = node.ErrorKind(d.byte1("attempt.error"))
+	if d.err == nil && a.Error > maxErrKind {
+		d.fail("unknown error kind %d", a.Error)
+	}
+	a.Message = d.string("attempt.message")
+	a.Body = d.string("attempt.body")
+	return a
 }
 
 func (d *decoder) setting() *node.QueueSetting {

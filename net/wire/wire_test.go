@@ -61,6 +61,12 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 			Delivery: node.AtMostOnce, DispatchDeadline: 3 * time.Second, Rate: 2.5, BucketSize: 4, MaxConcurrent: 9,
 			Retry: node.RetryConfig{TaskRetryLimit: 5, TaskAgeLimit: time.Hour, MinBackoff: time.Second, MaxBackoff: time.Minute, MaxDoublings: 3},
 		}},
+		Reason: "retry limits reached (task_retry_limit 5) after 6 failed deliveries; last: HTTP 500",
+		Attempts: []node.DeliveryAttempt{
+			{Number: 1, Node: "node-a", Start: utc(1_700_000_200, 7), Duration: 1500 * time.Millisecond, Status: 500, Body: "oops\x00\xff"},
+			{Number: math.MaxUint64, Node: "node-b", Start: utc(1_700_000_300, 0), Duration: -1, Error: node.MaxErrorKind, Message: "dial tcp: connection refused"},
+			{InFlight: true},
+		},
 	}
 }
 
@@ -240,8 +246,11 @@ func TestMalformed(t *testing.T) {
 	minimal := validPayload(node.Message{Type: node.MsgClaim})
 	withTask := validPayload(node.Message{Type: node.MsgStore, Task: &node.Task{}})
 	// Offsets inside minimal: version, type, from, to, taskID, presence, ...; from
-	// the end: nextETA retries failed status queue settingPresence.
+	// the end: nextETA retries failed status queue settingPresence reason attempts.
 	const presence = 5
+	// A zero attempt is 9 bytes, the last of the message: its error kind is the
+	// third from the end, the attempts count the tenth.
+	withAttempt := validPayload(node.Message{Type: node.MsgStatusResp, Attempts: []node.DeliveryAttempt{{}}})
 	set := func(p []byte, i int, v ...byte) []byte {
 		q := append([]byte(nil), p[:i]...)
 		q = append(q, v...)
@@ -278,10 +287,13 @@ func TestMalformed(t *testing.T) {
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-6, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0)...), "nanoseconds"},
+		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-8, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0)...), "nanoseconds"},
 		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
 		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
 		{"unknown state", frameOf(set(minimal, presence+7, byte(maxState)+1)...), "unknown task state"},
+		{"unknown error kind", frameOf(set(withAttempt, len(withAttempt)-3, byte(maxErrKind)+1)...), "unknown error kind"},
+		{"attempts count", frameOf(set(withAttempt, len(withAttempt)-10, 2)...), "attempts count 2 exceeds"},
+		{"in flight 2", frameOf(set(withAttempt, len(withAttempt)-5, 2)...), "attempt.in_flight is not a boolean"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -304,6 +316,7 @@ func TestEnumBounds(t *testing.T) {
 	require.Equal(t, node.AtMostOnce, maxDelivery)
 	require.Equal(t, node.RejectForgotten, maxReject)
 	require.True(t, strings.HasPrefix((maxReject+1).String(), "reject("), "node has rejects past maxReject: update wire")
+	require.True(t, strings.HasPrefix((maxErrKind+1).String(), "error_kind("), "node has error kinds past maxErrKind: update wire")
 }
 
 func FuzzDecodeFrame(f *testing.F) {
