@@ -4,6 +4,7 @@
 //	miyamoto sim [flags] FILE...   run scenario files in the simulator
 //	miyamoto replay TRACE          re-run a saved trace and check it reproduces
 //	miyamoto repair-log --data-dir DIR   cut a corrupt log so that the node starts again
+//	miyamoto enqueue|task|queue|cluster  manage a cluster through a node's API (see manage.go)
 //	miyamoto version                     the build's version (also --version)
 //
 // This package only parses flags and wires packages together.
@@ -47,7 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay, repair-log or version)\n", args[0])
+	if isManageCommand(args[0]) {
+		return runManage(args, os.LookupEnv, os.Stdin, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay, repair-log, enqueue, task, queue, cluster or version; see miyamoto help)\n", args[0])
 	return exitBadArgs
 }
 
@@ -59,7 +63,9 @@ func usage(w io.Writer) {
   miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
   miyamoto repair-log --data-dir DIR             cut a corrupt log (node stopped)
   miyamoto version                               the build's version (also --version)
+
 `)
+	manageUsage(w)
 }
 
 // runVersion prints the build's version (see package version), the Go version and
