@@ -86,11 +86,11 @@ var manageCommands = []manageCommand{
 	{words: "queue pause", args: "QUEUE", min: 1, max: 1, help: "stop delivering the queue's tasks",
 		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
 			return c.PauseQueue(ctx, inv.args[0])
-		}, show: showQueue},
+		}, show: showPaused},
 	{words: "queue resume", args: "QUEUE", min: 1, max: 1, help: "deliver the queue's tasks again",
 		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
 			return c.ResumeQueue(ctx, inv.args[0])
-		}, show: showQueue},
+		}, show: showPaused},
 	{words: "queue purge", args: "QUEUE", min: 1, max: 1, help: "cancel every task of the queue created until now",
 		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
 			return c.PurgeQueue(ctx, inv.args[0])

@@ -94,6 +94,24 @@ func showQueue(w io.Writer, answer []byte, _ *invocation) error {
 	return nil
 }
 
+// showPaused says whether the queue is paused now, on every member.
+func showPaused(w io.Writer, answer []byte, inv *invocation) error {
+	obj, err := decodeObject(answer)
+	if err != nil {
+		return err
+	}
+	p, ok := obj["paused"].(bool)
+	if !ok {
+		return fmt.Errorf(`no "paused"`)
+	}
+	word := "resumed"
+	if p {
+		word = "paused"
+	}
+	fmt.Fprintf(w, "queue %s %s\n", inv.args[0], word)
+	return nil
+}
+
 // stateOrder is the order of task states in tables (others follow, sorted).
 var stateOrder = []string{"scheduled", "claimed", "succeeded", "dead", "unknown", "cancelled"}
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -156,9 +158,10 @@ func TestE2EManageCommands(t *testing.T) {
 	line = env.fails(t, exitFailed, "queue", "set", "flaky", "retry.min_backoff=soon")
 	require.Contains(t, line, "retry.min_backoff", "the server's error names the field")
 	require.Contains(t, line, "HTTP 400")
-	require.Regexp(t, `(?m)^paused\s+true$`, env.ok(t, "queue", "pause", "flaky"))
+	require.Equal(t, "queue flaky paused\n", env.ok(t, "queue", "pause", "flaky"))
 	require.Equal(t, true, env.jsonOf(t, "queue", "get", "flaky")["paused"])
-	require.Regexp(t, `(?m)^paused\s+false$`, env.ok(t, "queue", "resume", "flaky"))
+	require.Equal(t, "queue flaky resumed\n", env.ok(t, "queue", "resume", "flaky"))
+	require.Equal(t, false, env.jsonOf(t, "queue", "get", "flaky")["paused"])
 
 	// A task that fails dies after one retry; queue tasks lists it; task retry
 	// re-queues it.
@@ -391,4 +394,38 @@ func TestParseInterleaved(t *testing.T) {
 	require.Equal(t, []string{"q", "extra", "--not-a-flag"}, pos)
 	require.True(t, inv.json)
 	require.Equal(t, "http://w/", inv.enq.url)
+}
+
+// The README's management commands, run as written by bash against a real node
+// (MIYAMOTO_SERVER points them at it) with the binary as ./miyamoto.
+func TestREADMEManageCommands(t *testing.T) {
+	bin := binary(t)
+	p := startCluster(t, 1)[0]
+	dir := t.TempDir()
+	require.NoError(t, os.Symlink(bin, filepath.Join(dir, "miyamoto")))
+	lines := readmeCommands(t, "## Managing a cluster from the command line")
+	require.GreaterOrEqual(t, len(lines), 10)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MIYAMOTO_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "MIYAMOTO_SERVER=http://"+p.http)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "the README's commands failed:\n%s", out)
+	text := string(out)
+	m := regexp.MustCompile(`(?m)^task ([0-9a-f-]{36}) cancelled$`).FindStringSubmatch(text)
+	require.NotNil(t, m, "task cancel ran:\n%s", text)
+	id := m[1]
+	require.Regexp(t, `(?m)^id\s+`+id+`$`, text, "task get showed the task")
+	require.Regexp(t, `(?m)^settings\.rate\s+5$`, text, "queue set and get")
+	require.Regexp(t, `(?m)^queue emails paused\nqueue emails resumed$`, text)
+	require.Regexp(t, `(?m)^emails\s+no\s+0\s+0\s+0\s+0\s+0\s+1\s+5/s$`, text, "queue ls")
+	require.Regexp(t, `(?m)^`+id+`\s+cancelled\s+`, text, "queue tasks --state cancelled")
+	require.Regexp(t, `(?m)^queue emails purged: `, text)
+	require.Regexp(t, `(?m)^miyamoto \S+.* go1\.`, text, "--version")
 }

@@ -16,6 +16,9 @@ import (
 	"github.com/miyamotohq/miyamoto/net/version"
 )
 
+// versionVariable is what -ldflags -X sets (the Dockerfile and the README use it).
+const versionVariable = "github.com/miyamotohq/miyamoto/net/version.Version"
+
 func TestVersionCommand(t *testing.T) {
 	want := "miyamoto " + version.String() + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
 	for _, args := range [][]string{{"--version"}, {"version"}, {"-version"}} {
@@ -37,7 +40,7 @@ func TestVersionSetAtLinkTime(t *testing.T) {
 	}
 	const v = "v9.9.9-linktest"
 	bin := filepath.Join(t.TempDir(), "miyamoto")
-	build := exec.Command("go", "build", "-ldflags", "-X github.com/miyamotohq/miyamoto/net/version.Version="+v, "-o", bin, ".")
+	build := exec.Command("go", "build", "-ldflags", "-X "+versionVariable+"="+v, "-o", bin, ".")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, string(out))
 
