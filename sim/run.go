@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/net/disk"
+	"github.com/miyamotohq/miyamoto/net/version"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -86,21 +86,6 @@ func sum(m map[string]int) int {
 	return n
 }
 
-// Build names the binary's version for trace headers.
-func Build() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			v += "+" + s.Value
-		}
-	}
-	return v
-}
-
 // testTraceNote is D1's negative control, a hook for tests of this package only
 // (sweep_test.go): when set, every run writes what it returns into its trace, so a
 // test can let something the seed does not decide (a draw from the process-wide
@@ -126,7 +111,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	if opts.Trace != nil || opts.Hash || opts.lineSink != nil {
 		w.trace = newTracer(opts.Trace)
 		w.trace.sink = opts.lineSink
-		w.trace.header(TraceHeader{Type: "header", Seed: seed, Protocol: protoName, Build: Build(), Scenario: sc})
+		w.trace.header(TraceHeader{Type: "header", Seed: seed, Protocol: protoName, Build: version.String(), Scenario: sc})
 		if testTraceNote != nil {
 			w.trace.fault(0, "test_note", testTraceNote())
 		}

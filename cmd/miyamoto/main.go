@@ -4,6 +4,8 @@
 //	miyamoto sim [flags] FILE...   run scenario files in the simulator
 //	miyamoto replay TRACE          re-run a saved trace and check it reproduces
 //	miyamoto repair-log --data-dir DIR   cut a corrupt log so that the node starts again
+//	miyamoto enqueue|task|queue|cluster  manage a cluster through a node's API (see manage.go)
+//	miyamoto version                     the build's version (also --version)
 //
 // This package only parses flags and wires packages together.
 package main
@@ -12,6 +14,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+
+	"github.com/miyamotohq/miyamoto/net/version"
 )
 
 // Exit codes shared by every subcommand.
@@ -37,11 +42,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runReplay(args[1:], stdout, stderr)
 	case "repair-log":
 		return runRepair(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay or repair-log)\n", args[0])
+	if isManageCommand(args[0]) {
+		return runManage(args, os.LookupEnv, os.Stdin, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay, repair-log, enqueue, task, queue, cluster or version; see miyamoto help)\n", args[0])
 	return exitBadArgs
 }
 
@@ -52,5 +62,19 @@ func usage(w io.Writer) {
                [--trace FILE] [--check-determinism] SCENARIO_FILE...
   miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
   miyamoto repair-log --data-dir DIR             cut a corrupt log (node stopped)
+  miyamoto version                               the build's version (also --version)
+
 `)
+	manageUsage(w)
+}
+
+// runVersion prints the build's version (see package version), the Go version and
+// the platform.
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "miyamoto version: takes no arguments, not %q\n", args[0])
+		return exitBadArgs
+	}
+	fmt.Fprintf(stdout, "miyamoto %s %s %s/%s\n", version.String(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
 }

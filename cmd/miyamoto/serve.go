@@ -17,6 +17,7 @@ import (
 	"github.com/miyamotohq/miyamoto/net/api"
 	"github.com/miyamotohq/miyamoto/net/daemon"
 	"github.com/miyamotohq/miyamoto/net/urlpolicy"
+	"github.com/miyamotohq/miyamoto/net/version"
 	"github.com/miyamotohq/miyamoto/net/webhook"
 )
 
@@ -45,7 +46,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "miyamoto serve: %v\n", err)
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "miyamoto: node %s serving on http://%s\n", cfg.NodeID, d.HTTPAddr())
+	fmt.Fprintf(stdout, "miyamoto: node %s serving on http://%s (build %s)\n", cfg.NodeID, d.HTTPAddr(), version.String())
 	s := <-sig
 	cfg.Logger.Info("signal received", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+10*time.Second)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/miyamotohq/miyamoto/net/version"
 	"github.com/miyamotohq/miyamoto/node"
 	"github.com/miyamotohq/miyamoto/sim"
 )
@@ -65,6 +66,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		scenarios = append(scenarios, sc)
 	}
 
+	fmt.Fprintf(stdout, "miyamoto sim, build %s\n", version.String())
 	if *tracePath != "" {
 		return simTraced(scenarios[0], files[0], list[0], *protocol, *tracePath, *determinism, stdout, stderr)
 	}
