@@ -24,7 +24,7 @@
       else if (k === 'onclick') e.addEventListener('click', v);
       else e.setAttribute(k, v === true ? '' : String(v));
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === undefined || c === null || c === false) continue;
       e.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -154,10 +154,11 @@
   // started_at, ...), so that they are shown as times.
   const isTimeKey = (k) => /(^|_)(eta|at|start|started|end|ended|finished|created|due|time)$/.test(k);
 
-  // value renders any JSON value: times as times, null as "unset", objects and
-  // arrays compactly. Unknown fields the API adds later show this way too.
+  // value renders any JSON value: times as times, null as "unset", a field
+  // missing from one row of a list as "–", objects and arrays compactly. Unknown fields the API adds later show this way too.
   function value(k, v) {
-    if (v === null || v === undefined || v === '') return el('span', { class: 'muted' }, 'unset');
+    if (v === undefined) return el('span', { class: 'muted' }, '–'); // not in this row
+    if (v === null || v === '') return el('span', { class: 'muted' }, 'unset');
     if (typeof v === 'number' && isTimeKey(k) && v > 1e8) return fmtTime(v);
     if (typeof v === 'boolean') return v ? 'yes' : 'no';
     if (Array.isArray(v)) {
@@ -416,9 +417,9 @@
         }
         const qv = all.ok ? (all.data.queues || []).find((x) => x.name === name) : null;
         const countsBox = root.querySelector('#queue-counts');
-        countsBox.replaceChildren(
+        countsBox.replaceChildren(el('div', {},
           all.ok ? partialNote(all.data) : el('p', { class: 'error-text' }, `The counts could not be read: ${all.status} ${all.data.error || ''}`),
-          table('counts', queueHeaders('queue'), qv ? [queueRow(qv, false)] : []));
+          table('counts', queueHeaders('queue'), qv ? [queueRow(qv, false)] : [])));
         const box = root.querySelector('#queue-tasks');
         if (!tasks.ok) {
           keep(box, 'tasks-view', { err: tasks.data }, () => el('p', { class: 'error-text' }, `The tasks could not be listed: ${tasks.status} ${tasks.data.error || ''}`));
@@ -539,7 +540,7 @@
           else fields.push([k, v]);
         }
         keep(root.querySelector('#task-body'), 'task-fields', t, () => el('div', {},
-          kvTable('task', fields),
+          el('section', {}, el('h2', {}, 'Status'), kvTable('task', fields)),
           lists.map(([k, v]) => {
             const cols = [...new Set(v.flatMap((x) => Object.keys(x || {})))];
             return el('section', {}, el('h2', {}, k.replace(/_/g, ' ')),
