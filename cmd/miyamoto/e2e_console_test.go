@@ -45,6 +45,22 @@ func findBrowser() string {
 	return ""
 }
 
+// requireBrowser returns the browser to drive. Without one the test skips, or
+// fails when CI=true: CI must never skip the console's browser tests.
+func requireBrowser(t *testing.T) string {
+	t.Helper()
+	browser := findBrowser()
+	if browser != "" {
+		return browser
+	}
+	looked := "looked for $MIYAMOTO_BROWSER, then " + strings.Join(browserNames, ", ") + " on the PATH"
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("no Chromium or Chrome found (%s): with CI=true the console's browser tests must run; .ci/run installs Debian's chromium", looked)
+	}
+	t.Skipf("no Chromium or Chrome installed (%s): the web console's browser test is skipped; install Debian's chromium to run it", looked)
+	return ""
+}
+
 // authedAPI calls a node's API with the bearer token and decodes the JSON answer.
 func authedAPI(t *testing.T, p *proc, token, method, path, body string) (int, map[string]any) {
 	t.Helper()
@@ -201,13 +217,7 @@ func openBrowser(t *testing.T, browser string) (page, func() []string) {
 // (asked through another node) agrees.
 func TestE2EConsoleInBrowser(t *testing.T) {
 	binary(t) // skips with -short
-	browser := findBrowser()
-	if browser == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no Chromium or Chrome found (looked for $MIYAMOTO_BROWSER, then " + strings.Join(browserNames, ", ") + "): CI must run the console's browser test; .ci/run installs Debian's chromium")
-		}
-		t.Skip("no Chromium or Chrome installed (apt-get install chromium, or set MIYAMOTO_BROWSER): the web console's browser test is skipped")
-	}
+	browser := requireBrowser(t)
 	var secret [16]byte
 	rand.Read(secret[:])
 	token := "console-" + hex.EncodeToString(secret[:])
@@ -332,6 +342,12 @@ func TestE2EConsoleInBrowser(t *testing.T) {
 	pg.waitText("#queues tr[data-queue=work] .status", "paused")
 	pg.waitText("#queues tr[data-queue=failing] td[data-state=succeeded]", "1")
 	pg.screenshot(shots, "console-overview.png")
+
+	// Sign out forgets the token: the data goes, the question comes back.
+	pg.click("#signout")
+	pg.do("waiting for the login form", chromedp.WaitVisible(chromedp.CSS("#login")))
+	require.False(t, eval[bool](pg, `!!document.querySelector('#members, #queues')`), "data still shown after signing out")
+	require.Equal(t, 0, eval[int](pg, `sessionStorage.length`), "the token is still stored")
 	require.Empty(t, thrown(), "the console's scripts threw")
 }
 
@@ -380,13 +396,7 @@ func TestConsoleRendersUnknownFieldsAndPartialAnswers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: skipped with -short")
 	}
-	browser := findBrowser()
-	if browser == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no Chromium or Chrome found: CI must run the console's browser tests; .ci/run installs Debian's chromium")
-		}
-		t.Skip("no Chromium or Chrome installed (apt-get install chromium, or set MIYAMOTO_BROWSER): the web console's browser test is skipped")
-	}
+	browser := requireBrowser(t)
 	srv := fakeAPI(t)
 	pg, thrown := openBrowser(t, browser)
 	pg.do("opening the console", chromedp.Navigate(srv.URL+"/ui/"))
