@@ -1,5 +1,6 @@
 // Package daemon wires a production node together: the node's goroutine (driver),
-// the real clock, the TCP peer transport, the webhook dispatcher and the HTTP API.
+// the real clock, the TCP peer transport, the webhook dispatcher, the HTTP API and
+// beside it the web console (net/ui) at /ui/.
 // cmd/miyamoto's serve command only turns flags into a Config and calls Start; the
 // end-to-end tests run that binary.
 //
@@ -29,6 +30,7 @@ import (
 	"github.com/miyamotohq/miyamoto/net/driver"
 	"github.com/miyamotohq/miyamoto/net/metrics"
 	"github.com/miyamotohq/miyamoto/net/peer"
+	"github.com/miyamotohq/miyamoto/net/ui"
 	"github.com/miyamotohq/miyamoto/net/urlpolicy"
 	"github.com/miyamotohq/miyamoto/net/webhook"
 	"github.com/miyamotohq/miyamoto/node"
@@ -276,7 +278,7 @@ func Start(cfg Config) (*Daemon, error) {
 		go d.compactLoop()
 	}
 	d.httpSrv = &http.Server{
-		Handler:           api.NewHandler(backend{d}, apiCfg),
+		Handler:           withConsole(api.NewHandler(backend{d}, apiCfg)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -291,6 +293,17 @@ func Start(cfg Config) (*Daemon, error) {
 	}()
 	d.log.Info("node started", "node", self, "http", ln.Addr().String(), "members", len(members), "replicas", min(cfg.Replicas, len(members)))
 	return d, nil
+}
+
+// withConsole serves the web console's files at ui.Path and everything else with
+// the API. The files are public: they hold no data, and every request the console
+// makes for data goes through the API and its token check. Any method but GET and
+// HEAD under ui.Path still reaches the API (POST /ui enqueues to a queue "ui").
+func withConsole(apiHandler http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+ui.Path, ui.Handler())
+	mux.Handle("/", apiHandler)
+	return mux
 }
 
 // HTTPAddr is where the API listens.

@@ -261,3 +261,45 @@ func TestClusterSecretWired(t *testing.T) {
 	code, out, _ := post(t, bases["n3"], "", url.Values{"task.url": {w.srv.URL}})
 	require.Equal(t, http.StatusServiceUnavailable, code, "%v", out)
 }
+
+// TestConsoleBesideTheAPI: the console's files are served without the token, and
+// what they would show is not: the data endpoints still answer 401 without it.
+func TestConsoleBesideTheAPI(t *testing.T) {
+	const token = "console-test-token-0123456789abcdef"
+	base := startCfg(t, daemon.Config{APITokens: []string{token}})
+	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path, token string) *http.Response {
+		req, err := http.NewRequest("GET", base+path, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := noRedirect.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	page := get("/ui/", "")
+	require.Equal(t, 200, page.StatusCode)
+	require.Contains(t, page.Header.Get("Content-Type"), "text/html")
+	require.NotEmpty(t, page.Header.Get("Content-Security-Policy"))
+	require.Equal(t, 200, get("/ui/app.js", "").StatusCode)
+	bare := get("/ui", "")
+	require.Contains(t, []int{http.StatusMovedPermanently, http.StatusTemporaryRedirect}, bare.StatusCode)
+	require.Equal(t, "/ui/", bare.Header.Get("Location"))
+	for _, path := range []string{"/v1/cluster", "/v1/queues", "/metrics"} {
+		require.Equal(t, 401, get(path, "").StatusCode, path)
+		require.Equal(t, 200, get(path, token).StatusCode, path)
+	}
+	// A queue may still be called "ui": enqueueing is a POST, which the console never takes.
+	req, err := http.NewRequest("POST", base+"/ui", strings.NewReader(url.Values{"task.url": {"http://127.0.0.1:1/x"}, "task.countdown": {"3600"}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, string(b))
+	require.Contains(t, string(b), `"status": "scheduled"`)
+}
