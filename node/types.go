@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -87,6 +88,18 @@ type Task struct {
 	// Replicas in rank order, chosen at enqueue; they travel with the task so that
 	// safety never depends on the current roster.
 	Replicas []NodeID
+}
+
+// ParamsInQuery reports whether a task of this method (any case) carries its
+// params in the URL's query string instead of a body: GET, HEAD and DELETE, as App
+// Engine's push tasks do. The API gives such tasks no other body; net/webhook
+// sends a form body of theirs as the query string.
+func ParamsInQuery(method string) bool {
+	switch strings.ToUpper(method) {
+	case "GET", "HEAD", "DELETE":
+		return true
+	}
+	return false
 }
 
 // Rank returns id's position in t.Replicas, or -1.
