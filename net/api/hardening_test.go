@@ -267,6 +267,7 @@ func (*queueFake) DeleteQueue(context.Context, string, bool) (node.QueueSetting,
 }
 
 var _ QueueBackend = (*queueFake)(nil)
+
 func (*queueFake) ListTasks(context.Context, string, node.TaskState, string, int) ([]node.TaskStatus, []string, error) {
 	return nil, nil, nil
 }

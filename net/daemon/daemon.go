@@ -419,7 +419,9 @@ func (b backend) QueueSetting(ctx context.Context, queue string) (node.QueueSett
 }
 
 func (b backend) SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, explicit node.SettingFields, paused bool) (node.QueueSetting, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) { n.SetQueue(queue, cfg, explicit, paused, reply) })
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) {
+		n.SetQueue(queue, cfg, explicit, paused, reply)
+	})
 }
 
 func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
