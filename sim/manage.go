@@ -118,6 +118,11 @@ func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
 		}
 		put := w.check.putIssued(f.Queue)
 		answer := func(set node.QueueSetting, _ int, err error) {
+			if f.Kind == "delete_queue" {
+				// Q6 holds the queue to what the client asked for, not to the node's
+				// word: after a deletion, the defaults.
+				set.Config, set.Paused = node.DefaultQueueConfig(), false
+			}
 			w.check.putAnswered(put, set, err == nil)
 			if err == nil && set.Paused && f.Kind != "purge_queue" {
 				w.check.queuePaused(f.Queue, put)
