@@ -61,6 +61,67 @@ type QueueConfig struct {
 	MaxConcurrent int
 }
 
+// SettingFields is a set of QueueConfig's fields, one bit each, named as the API
+// names them.
+type SettingFields uint16
+
+const (
+	FieldRate SettingFields = 1 << iota
+	FieldBucketSize
+	FieldMaxConcurrent
+	FieldTaskRetryLimit
+	FieldTaskAgeLimit
+	FieldMinBackoff
+	FieldMaxBackoff
+	FieldMaxDoublings
+	FieldDispatchDeadline
+	FieldDelivery
+
+	// AllSettingFields is every field.
+	AllSettingFields = FieldDelivery<<1 - 1
+)
+
+// Differing returns the fields whose values differ between q and o.
+func (q QueueConfig) Differing(o QueueConfig) SettingFields {
+	var f SettingFields
+	mark := func(differ bool, field SettingFields) {
+		if differ {
+			f |= field
+		}
+	}
+	mark(q.Rate != o.Rate, FieldRate)
+	mark(q.BucketSize != o.BucketSize, FieldBucketSize)
+	mark(q.MaxConcurrent != o.MaxConcurrent, FieldMaxConcurrent)
+	mark(q.Retry.TaskRetryLimit != o.Retry.TaskRetryLimit, FieldTaskRetryLimit)
+	mark(q.Retry.TaskAgeLimit != o.Retry.TaskAgeLimit, FieldTaskAgeLimit)
+	mark(q.Retry.MinBackoff != o.Retry.MinBackoff, FieldMinBackoff)
+	mark(q.Retry.MaxBackoff != o.Retry.MaxBackoff, FieldMaxBackoff)
+	mark(q.Retry.MaxDoublings != o.Retry.MaxDoublings, FieldMaxDoublings)
+	mark(q.DispatchDeadline != o.DispatchDeadline, FieldDispatchDeadline)
+	mark(q.Delivery != o.Delivery, FieldDelivery)
+	return f
+}
+
+// With returns q with the fields in f taken from o.
+func (q QueueConfig) With(o QueueConfig, f SettingFields) QueueConfig {
+	take := func(field SettingFields, assign func()) {
+		if f&field != 0 {
+			assign()
+		}
+	}
+	take(FieldRate, func() { q.Rate = o.Rate })
+	take(FieldBucketSize, func() { q.BucketSize = o.BucketSize })
+	take(FieldMaxConcurrent, func() { q.MaxConcurrent = o.MaxConcurrent })
+	take(FieldTaskRetryLimit, func() { q.Retry.TaskRetryLimit = o.Retry.TaskRetryLimit })
+	take(FieldTaskAgeLimit, func() { q.Retry.TaskAgeLimit = o.Retry.TaskAgeLimit })
+	take(FieldMinBackoff, func() { q.Retry.MinBackoff = o.Retry.MinBackoff })
+	take(FieldMaxBackoff, func() { q.Retry.MaxBackoff = o.Retry.MaxBackoff })
+	take(FieldMaxDoublings, func() { q.Retry.MaxDoublings = o.Retry.MaxDoublings })
+	take(FieldDispatchDeadline, func() { q.DispatchDeadline = o.DispatchDeadline })
+	take(FieldDelivery, func() { q.Delivery = o.Delivery })
+	return q
+}
+
 // Limited reports whether deliveries need a permit from the token node.
 func (q QueueConfig) Limited() bool { return q.Rate > 0 || q.MaxConcurrent > 0 }
 
@@ -207,6 +268,16 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Bounds of QueueConfig.Rate (tasks per second) when it is set: App Engine's
+// slowest rate, one a day, and a million a second.
+const (
+	MinRate = 1.0 / 86400
+	MaxRate = 1e6
+)
+
+// maxRefill bounds bucket_size / rate, the time a drained bucket takes to fill.
+const maxRefill = 365 * 24 * time.Hour
+
 // Validate checks one queue's settings.
 func (q QueueConfig) Validate() error {
 	var errs []error
@@ -230,13 +301,19 @@ func (q QueueConfig) Validate() error {
 	if q.DispatchDeadline <= 0 {
 		bad("dispatch_deadline", "must be positive")
 	}
-	if q.Rate < 0 || q.Rate > 1e6 || q.Rate != q.Rate {
-		bad("rate", "must be between 0 (no limit) and 1000000 tasks per second, not %g", q.Rate)
+	rateOK := q.Rate == 0 || q.Rate >= MinRate && q.Rate <= MaxRate
+	if !rateOK {
+		bad("rate", "must be 0 (no limit) or from %g (one a day) to %g tasks per second, not %g", MinRate, float64(MaxRate), q.Rate)
 	}
-	if q.BucketSize < 0 || q.BucketSize > 1e6 {
+	switch {
+	case q.BucketSize < 0 || q.BucketSize > 1e6:
 		bad("bucket_size", "must be between 0 and 1000000, not %d", q.BucketSize)
-	} else if q.Rate > 0 && q.BucketSize == 0 {
+	case q.Rate > 0 && q.BucketSize == 0:
 		bad("bucket_size", "must be at least 1 when rate is set")
+	case rateOK && q.Rate > 0 && float64(q.BucketSize)/q.Rate > maxRefill.Seconds():
+		// The token node computes (bucket_size-1)/rate as a time.Duration: bounded
+		// here, it can neither overflow nor mean a burst nobody could wait for.
+		bad("bucket_size", "%d at a rate of %g per second takes %.0f days to refill; at most %.0f days", q.BucketSize, q.Rate, float64(q.BucketSize)/q.Rate/86400, maxRefill.Hours()/24)
 	}
 	if q.MaxConcurrent < 0 {
 		bad("max_concurrent", "must not be negative")

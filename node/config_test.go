@@ -238,3 +238,43 @@ func TestParseEnums(t *testing.T) {
 	assert.Equal(t, "claim_resp", MsgClaimResp.String())
 	assert.Equal(t, "msg(0)", MsgType(0).String())
 }
+
+// Differing and With agree field by field: taking every differing field from o
+// gives o, and taking one field changes that field only.
+func TestSettingFieldsDifferingAndWith(t *testing.T) {
+	d := DefaultQueueConfig()
+	o := QueueConfig{Delivery: AtMostOnce, DispatchDeadline: time.Minute, Rate: 3, BucketSize: 2, MaxConcurrent: 4,
+		Retry: RetryConfig{TaskRetryLimit: 5, TaskAgeLimit: time.Hour, MinBackoff: time.Second, MaxBackoff: 2 * time.Hour, MaxDoublings: 3}}
+	require.Equal(t, AllSettingFields, o.Differing(d), "every field differs")
+	require.Equal(t, o, d.With(o, AllSettingFields))
+	require.Zero(t, d.Differing(d))
+	for f := SettingFields(1); f <= AllSettingFields; f <<= 1 {
+		got := d.With(o, f)
+		require.Equal(t, f, got.Differing(d), "field %#x", f)
+	}
+}
+
+// A rate is 0 (none) or from one a day to a million a second, and a bucket that
+// would take over a year to refill is refused: (bucket_size-1)/rate must fit in a
+// time.Duration.
+func TestRateBounds(t *testing.T) {
+	q := DefaultQueueConfig()
+	for _, c := range []struct {
+		rate   float64
+		bucket int
+		field  string
+	}{
+		{0, 0, ""}, {MinRate, 1, ""}, {MaxRate, 1, ""}, {1e-12, 1, "rate"}, {MinRate / 2, 1, "rate"}, {2e6, 1, "rate"},
+		{-1, 1, "rate"}, {MinRate, 365, ""}, {MinRate, 366, "bucket_size"}, {MinRate, 1_000_000, "bucket_size"},
+	} {
+		q.Rate, q.BucketSize = c.rate, c.bucket
+		err := q.Validate()
+		if c.field == "" {
+			require.NoError(t, err, "rate %g bucket %d", c.rate, c.bucket)
+			continue
+		}
+		var fe *FieldError
+		require.ErrorAs(t, err, &fe, "rate %g bucket %d", c.rate, c.bucket)
+		require.Equal(t, c.field, fe.Field, err.Error())
+	}
+}

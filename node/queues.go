@@ -30,7 +30,7 @@ const pausePoll = time.Second
 
 // queue returns the settings in force for a queue on this node.
 func (n *Node) queue(name string) QueueConfig {
-	if s := n.settings[name]; s != nil {
+	if s := n.settings[name]; s != nil && !s.Deleted {
 		return s.Config
 	}
 	return n.cfg.DefaultQueue
@@ -41,24 +41,27 @@ func (n *Node) queuePaused(name string) bool {
 		return false // negative controls only (Q5)
 	}
 	s := n.settings[name]
-	return s != nil && s.Paused
+	return s != nil && s.Paused && !s.Deleted
 }
 
 // QueueSetting returns this node's view of a queue's settings; ok is false when the
-// queue was never set and runs on the defaults.
+// queue runs on the defaults because it was never set (s is then the defaults) or
+// its settings were deleted (s is then the tombstone, with the defaults).
 func (n *Node) QueueSetting(name string) (s QueueSetting, ok bool) {
 	if p := n.settings[name]; p != nil {
-		return *p, true
+		return *p, !p.Deleted
 	}
 	return QueueSetting{Queue: name, Config: n.cfg.DefaultQueue}, false
 }
 
-// QueueNames lists every queue this node knows: set ones and those of the tasks it
-// holds, sorted.
+// QueueNames lists every queue this node knows: set ones (not deleted) and those of
+// the tasks it holds, sorted.
 func (n *Node) QueueNames() []string {
 	seen := map[string]bool{}
-	for name := range n.settings {
-		seen[name] = true
+	for name, s := range n.settings {
+		if !s.Deleted {
+			seen[name] = true
+		}
 	}
 	for _, e := range n.tasks {
 		seen[e.task.Queue] = true
@@ -80,36 +83,66 @@ func (n *Node) QueueCounts(queue string) map[TaskState]int {
 type setOp struct {
 	setting *QueueSetting
 	acks    map[NodeID]bool
-	reply   func(QueueSetting, error)
-	stop    func() bool
+	// cancelled sums what the members reported their adoption of the setting's
+	// purge cancelled (each task once: by its first replica).
+	cancelled int
+	reply     func(QueueSetting, int, error)
+	stop      func() bool
 }
 
-// SetQueue changes a queue's settings (and pause) cluster-wide. reply is called once
+// SetQueue changes a queue's settings (and pause) cluster-wide: cfg is the whole
+// new configuration, explicit the fields of it a client set. reply is called once
 // every member acknowledged (nil), or after EnqueueTimeout with ErrNotEveryMember.
-func (n *Node) SetQueue(name string, cfg QueueConfig, paused bool, reply func(QueueSetting, error)) {
-	n.input(func() { n.changeQueue(name, cfg, paused, time.Time{}, reply) })
-}
-
-// PurgeQueue cancels every task of the queue created before now, cluster-wide; the
-// answer comes as for SetQueue.
-func (n *Node) PurgeQueue(name string, reply func(QueueSetting, error)) {
+func (n *Node) SetQueue(name string, cfg QueueConfig, explicit SettingFields, paused bool, reply func(QueueSetting, error)) {
 	n.input(func() {
-		cur, _ := n.QueueSetting(name)
-		n.changeQueue(name, cur.Config, cur.Paused, n.now(), reply)
+		n.changeQueue(QueueSetting{Queue: name, Config: cfg, Explicit: explicit, Paused: paused}, func(s QueueSetting, _ int, err error) { reply(s, err) })
 	})
 }
 
-func (n *Node) changeQueue(name string, cfg QueueConfig, paused bool, purge time.Time, reply func(QueueSetting, error)) {
-	if err := cfg.Validate(); err != nil {
-		reply(QueueSetting{}, err)
+// PurgeQueue cancels every task of the queue created before now, cluster-wide; the
+// answer comes as for SetQueue, with the number of tasks the purge cancelled: each
+// member counts those it cancelled of which it is the first replica, so with every
+// member answering each task is counted once. It is a lower bound when a first
+// replica never stored its task, or learnt the purge from another member before
+// this node's request reached it; a repeated purge counts none of the tasks an
+// earlier one cancelled.
+func (n *Node) PurgeQueue(name string, reply func(QueueSetting, int, error)) {
+	n.input(func() {
+		cur, _ := n.QueueSetting(name)
+		cur.PurgedBefore = n.now()
+		n.changeQueue(cur, reply)
+	})
+}
+
+// DeleteQueue removes a queue's settings cluster-wide: it runs on the defaults,
+// unpaused, and is no longer listed unless tasks of it are held. It is a setting
+// like any other (a tombstone, see QueueSetting.Deleted), so it reaches every
+// member and survives restarts the same way. With purge, the same change purges the
+// queue too, and the answer counts the tasks cancelled as PurgeQueue's does.
+func (n *Node) DeleteQueue(name string, purge bool, reply func(QueueSetting, int, error)) {
+	n.input(func() {
+		s := QueueSetting{Queue: name, Config: n.cfg.DefaultQueue, Deleted: true}
+		if purge {
+			s.PurgedBefore = n.now()
+		}
+		n.changeQueue(s, reply)
+	})
+}
+
+// changeQueue makes want (its queue, config, explicit fields, pause, deletion and
+// purge) the queue's setting cluster-wide under a new version.
+func (n *Node) changeQueue(want QueueSetting, reply func(QueueSetting, int, error)) {
+	if err := want.Config.Validate(); err != nil {
+		reply(QueueSetting{}, 0, err)
 		return
 	}
 	// Versions are hybrid: above every version seen here and at least the local
 	// clock in milliseconds, so that a later change wins even when it is made
 	// through a node that has not heard of the earlier one yet.
-	version := max(n.maxVersion+1, uint64(max(n.now().UnixMilli(), 0)))
-	s := &QueueSetting{Queue: name, Config: cfg, Paused: paused, Version: version, Origin: n.cfg.ID, PurgedBefore: purge}
-	if cur := n.settings[name]; cur != nil && purge.Before(cur.PurgedBefore) {
+	s := &want
+	s.Version = max(n.maxVersion+1, uint64(max(n.now().UnixMilli(), 0)))
+	s.Origin = n.cfg.ID
+	if cur := n.settings[s.Queue]; cur != nil && s.PurgedBefore.Before(cur.PurgedBefore) {
 		s.PurgedBefore = cur.PurgedBefore // a purge, once made, stays
 	}
 	op := &setOp{setting: s, acks: map[NodeID]bool{}, reply: reply}
@@ -127,7 +160,7 @@ func (n *Node) finishSet(op *setOp, err error) {
 		if o == op {
 			n.setOps = append(n.setOps[:i], n.setOps[i+1:]...)
 			op.stop()
-			op.reply(*op.setting, err)
+			op.reply(*op.setting, op.cancelled, err)
 			return
 		}
 	}
@@ -138,19 +171,20 @@ func (n *Node) handleQueueSet(m Message) {
 	if s == nil || s.Config.Validate() != nil {
 		return
 	}
-	n.adoptSetting(s)
+	cancelled := n.adoptSetting(s)
 	cur := n.settings[s.Queue]
 	// Invariant: a member acknowledges a setting only once its record is durable, so
 	// that a change answered 200 (every member acknowledged) survives a power loss of
 	// every member: an at-most-once queue never turns at-least-once.
-	n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur}) })
+	n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled}) })
 }
 
-// adoptSetting keeps s if it is newer than what this node has, and logs it.
-func (n *Node) adoptSetting(s *QueueSetting) {
+// adoptSetting keeps s if it is newer than what this node has, and logs it. It
+// returns how many tasks whose first replica this node is its purge cancelled.
+func (n *Node) adoptSetting(s *QueueSetting) (cancelled int) {
 	c, ok := n.keepSetting(s)
 	if !ok {
-		return
+		return 0
 	}
 	if n.env.Storage.Durable() && !n.cfg.Unsafe.SettingsNotLogged { // negative controls only (Q6)
 		n.env.Storage.Append(Record{Kind: RecSetting, Setting: c})
@@ -158,7 +192,7 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 	}
 
 	if !c.PurgedBefore.IsZero() {
-		n.purge(c.Queue, c.PurgedBefore)
+		cancelled = n.purge(c.Queue, c.PurgedBefore)
 	}
 	if o, ok := n.env.Observer.(QueueObserver); ok {
 		o.QueueChanged(n.cfg.ID, *c)
@@ -166,6 +200,7 @@ func (n *Node) adoptSetting(s *QueueSetting) {
 	if n.gossipStop == nil {
 		n.armGossip()
 	}
+	return cancelled
 }
 
 // keepSetting makes s this node's setting for its queue if it is newer than the one
@@ -298,6 +333,9 @@ func (n *Node) handleQueueSetResp(m Message) {
 	}
 	for _, op := range n.setOps {
 		if op.setting.Queue == s.Queue && !op.setting.newer(s) {
+			if !op.acks[m.From] && s.Version == op.setting.Version && s.Origin == op.setting.Origin {
+				op.cancelled += max(m.Retries, 0) // once per member: messages may be repeated
+			}
 			op.acks[m.From] = true
 			n.ackCounted(Ack{Kind: RecSetting, From: m.From, Setting: s})
 			if len(op.acks) == len(n.members) {
@@ -308,14 +346,19 @@ func (n *Node) handleQueueSetResp(m Message) {
 	}
 }
 
-// purge cancels the tasks of a queue created before a time, here.
-func (n *Node) purge(queue string, before time.Time) {
+// purge cancels the tasks of a queue created before a time, here, and returns how
+// many of those it cancelled this node is the first replica of.
+func (n *Node) purge(queue string, before time.Time) (first int) {
 	for _, id := range sortedKeys(n.tasks) {
 		e := n.tasks[id]
 		if e.task.Queue == queue && e.task.Created.Before(before) && !e.state.Final() {
+			if e.task.Rank(n.cfg.ID) == 0 {
+				first++
+			}
 			n.adoptFinal(e, StateCancelled, func() {})
 		}
 	}
+	return first
 }
 
 // QueueObserver, when the Env's Observer implements it, is told whenever this node

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -89,6 +90,18 @@ type Task struct {
 	Replicas []NodeID
 }
 
+// ParamsInQuery reports whether a task of this method (any case) carries its
+// params in the URL's query string instead of a body: GET, HEAD and DELETE, as App
+// Engine's push tasks do. The API gives such tasks no other body; net/webhook
+// sends a form body of theirs as the query string.
+func ParamsInQuery(method string) bool {
+	switch strings.ToUpper(method) {
+	case "GET", "HEAD", "DELETE":
+		return true
+	}
+	return false
+}
+
 // Rank returns id's position in t.Replicas, or -1.
 func (t *Task) Rank(id NodeID) int {
 	for i, r := range t.Replicas {
@@ -115,7 +128,7 @@ const (
 	MsgStatus                           // any node → replica: what do you know of TaskID?
 	MsgStatusResp                       // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
 	MsgQueueSet                         // any node → every member: adopt Setting if newer
-	MsgQueueSetResp                     // member → sender: Setting.Version of Setting.Queue held now
+	MsgQueueSetResp                     // member → sender: Setting.Version of Setting.Queue held now; Retries: tasks whose first replica it is that adopting Setting's purge cancelled here
 	MsgPermit                           // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
 	MsgPermitResp                       // token node → claimant: Granted, or retry after Lease
 	MsgPermitDone                       // claimant → token node: Attempt of TaskID ended; free its slot
@@ -201,7 +214,16 @@ func (m Message) String() string {
 type QueueSetting struct {
 	Queue  string
 	Config QueueConfig
-	Paused bool
+	// Explicit lists the fields of Config that a client set; the others hold the
+	// defaults. It changes nothing in how the queue runs: it tells "unset" from
+	// "set to the default" when the settings are shown.
+	Explicit SettingFields
+	Paused   bool
+	// Deleted marks a tombstone: a client deleted the queue's settings, so it runs
+	// on the defaults, unpaused (Config holds the defaults, Explicit none). It is
+	// kept, and replicated, like any setting, so that a member that missed the
+	// deletion is overruled instead of spreading the older setting back.
+	Deleted bool
 	// PurgedBefore cancels every task of the queue created before it (zero: never).
 	PurgedBefore time.Time
 	Version      uint64

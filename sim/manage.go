@@ -10,7 +10,8 @@ import (
 // Management reaches simulated nodes as it reaches the daemon: a client's request,
 // made at a time the scenario sets, through a random live node, by the same node
 // inputs the HTTP API uses (SetQueue after QueueSetting for PUT, pause and resume;
-// PurgeQueue; Cancel; Lookup then Enqueue of node.RequeueRequest for a re-queue).
+// PurgeQueue; DeleteQueue; Cancel; Lookup then Enqueue of node.RequeueRequest for a
+// re-queue).
 // Nothing the API can change is handed to a node as configuration: a queue's
 // settings in workload.queues are a PUT made at the start of the run, repeated until
 // it is answered 200, and clients begin only then.
@@ -18,7 +19,7 @@ import (
 // managementKinds are the scenario events that are clients' requests, not faults.
 var managementKinds = map[string]bool{
 	"set_queue": true, "pause_queue": true, "resume_queue": true, "purge_queue": true,
-	"cancel_task": true, "requeue_task": true,
+	"delete_queue": true, "cancel_task": true, "requeue_task": true,
 }
 
 // liveNode draws a node that is up and not paused (nil: none).
@@ -49,7 +50,7 @@ func (w *world) manage(f FaultEvent) {
 }
 
 // queueChange are the management requests that change a queue's setting.
-var queueChange = map[string]bool{"set_queue": true, "pause_queue": true, "resume_queue": true, "purge_queue": true}
+var queueChange = map[string]bool{"set_queue": true, "pause_queue": true, "resume_queue": true, "purge_queue": true, "delete_queue": true}
 
 // changeUntilDone makes the queue change f until it is answered 200, then calls
 // then. A later change of the same queue ends the repeats: the client moved on (a
@@ -99,15 +100,16 @@ func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
 	}
 	via := " via " + string(s.id)
 	switch f.Kind {
-	case "set_queue", "pause_queue", "resume_queue", "purge_queue":
+	case "set_queue", "pause_queue", "resume_queue", "purge_queue", "delete_queue":
 		cur, _ := s.n.QueueSetting(f.Queue)
-		cfg, paused := cur.Config, cur.Paused
+		cfg, explicit, paused := cur.Config, cur.Explicit, cur.Paused
 		switch f.Kind {
 		case "set_queue":
 			cfg = f.Settings.config()
+			explicit = cfg.Differing(node.DefaultQueueConfig())
 		case "pause_queue":
 			paused = true
-		case "resume_queue":
+		case "resume_queue", "delete_queue": // a deleted queue runs unpaused
 			paused = false
 			w.check.queueResumed(f.Queue)
 		}
@@ -115,7 +117,12 @@ func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
 			w.trace.fault(w.now, f.Kind, f.Queue+via)
 		}
 		put := w.check.putIssued(f.Queue)
-		answer := func(set node.QueueSetting, err error) {
+		answer := func(set node.QueueSetting, _ int, err error) {
+			if f.Kind == "delete_queue" {
+				// Q6 holds the queue to what the client asked for, not to the node's
+				// word: after a deletion, the defaults.
+				set.Config, set.Paused = node.DefaultQueueConfig(), false
+			}
 			w.check.putAnswered(put, set, err == nil)
 			if err == nil && set.Paused && f.Kind != "purge_queue" {
 				w.check.queuePaused(f.Queue, put)
@@ -131,10 +138,13 @@ func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
 				done(err == nil)
 			}
 		}
-		if f.Kind == "purge_queue" {
+		switch f.Kind {
+		case "purge_queue":
 			s.n.PurgeQueue(f.Queue, answer)
-		} else {
-			s.n.SetQueue(f.Queue, cfg, paused, answer)
+		case "delete_queue":
+			s.n.DeleteQueue(f.Queue, f.Value == 1, answer)
+		default:
+			s.n.SetQueue(f.Queue, cfg, explicit, paused, func(set node.QueueSetting, err error) { answer(set, 0, err) })
 		}
 	case "cancel_task":
 		r := w.check.pickTask(w.rngFault, f.Queue, func(r *taskRec) bool { return r.finalAt < 0 })

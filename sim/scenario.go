@@ -175,7 +175,8 @@ type FaultEvent struct {
 	Nodes    []string `json:"nodes,omitempty"`
 	Duration Duration `json:"duration,omitempty"` // 0: until the liveness phase
 	Value    float64  `json:"value,omitempty"`    // probability for drop/duplicate/reorder
-	// Queue and Settings, for set_queue, pause_queue, resume_queue and purge_queue:
+	// Queue and Settings, for set_queue, pause_queue, resume_queue, purge_queue and
+	// delete_queue:
 	// the change is made through one live node, like a client's PUT
 	// /v1/queues/{queue}. cancel_task and requeue_task draw a task of Queue (any
 	// queue when empty).
@@ -225,6 +226,7 @@ var FaultKinds = map[string]string{
 	"pause_queue":  "pause Queue through a random live node",
 	"resume_queue": "resume Queue through a random live node",
 	"purge_queue":  "purge Queue through a random live node (cancels its tasks created before now)",
+	"delete_queue": "delete Queue's settings through a random live node, as DELETE /v1/queues/{queue} does (it runs on the defaults, unpaused); Value 1 purges it in the same change (?force=true)",
 	"cancel_task":  "cancel a random acknowledged task that is not final (of Queue, when given) through a random live node",
 	"requeue_task": "re-queue a random dead task (of Queue, when given) through a random live node, as POST /v1/tasks/{id}/retry does",
 }
@@ -528,7 +530,10 @@ func (sc *Scenario) Validate() error {
 			if f.Queue != "" && !seen[f.Queue] {
 				bad(field+".queue", "must be empty (any queue) or name a queue of workload.queues, not %q", f.Queue)
 			}
-		case "set_queue", "pause_queue", "resume_queue", "purge_queue":
+		case "set_queue", "pause_queue", "resume_queue", "purge_queue", "delete_queue":
+			if f.Kind == "delete_queue" && f.Value != 0 && f.Value != 1 {
+				bad(field+".value", "delete_queue takes 0 (keep the tasks) or 1 (purge them too), not %g", f.Value)
+			}
 			if !seen[f.Queue] {
 				bad(field+".queue", "must name a queue of workload.queues, not %q", f.Queue)
 			}

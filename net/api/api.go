@@ -1,12 +1,12 @@
 // Package api is Miyamoto's HTTP interface for clients, compatible with the original:
 //
-//	POST   /{queue}          enqueue a task (form or JSON; see parseTask)
+//	POST   /{queue}          enqueue a task (form or JSON; see parseTask), or a JSON array of them (see MaxBatch)
 //	GET    /v1/tasks/{id}    a task's state, attempts, last status code, replicas, attempt history and why it died
 //	DELETE /v1/tasks/{id}    cancel a task
 //	POST   /v1/tasks/{id}/retry  re-queue a dead task as a new task
 //	GET    /v1/cluster       members, this node, reachability
 //	GET    /v1/queues        queues, their settings, tasks held here by state
-//	GET    /v1/queues/{q}    a queue's settings; PUT changes them (JSON, partial)
+//	GET    /v1/queues/{q}    a queue's settings (set and effective); PUT changes them (JSON, partial); DELETE removes them
 //	POST   /v1/queues/{q}/pause, /resume, /purge
 //	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks held here, paged
 //	GET    /metrics          counters in the Prometheus text format
@@ -39,8 +39,10 @@
 //	MaxTaskHeaderBytes  16 KiB  bytes of those names and values; 400, field "headers"
 //
 // and by fixed rules: a queue name has 1-100 characters, a task name at most 500
-// (node.ValidateRequest), a method is an HTTP token of at most 32 bytes, header
-// names are HTTP tokens and header values hold no control characters. Every count
+// (node.ValidateRequest), a method is one of GET, HEAD, POST, PUT, DELETE and PATCH
+// (a GET, HEAD or DELETE task carries params only, sent in the query string, and
+// its URL with them has at most 8 KiB), header names are HTTP tokens and header
+// values hold no control characters, and a batch holds at most MaxBatch tasks. Every count
 // is enforced while the body is parsed, so an oversized body costs no more than
 // its bytes. Config.CheckURL, when set, vets each task URL (say against private
 // addresses) after parsing, on enqueue and on retry; its error answers 400, field
@@ -279,6 +281,10 @@ func (s *server) enqueue(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if isBatch(body) {
+		s.enqueueBatch(w, r, queue, body)
+		return
+	}
 	req, err := decodeTask(queue, r.Header.Get("Content-Type"), body, s.lim)
 	if err != nil {
 		writeNodeError(w, err)
@@ -434,21 +440,33 @@ var ErrCheckLater = errors.New("the task URL could not be checked now")
 // answers (400, or 503 if the check ran out of time or ErrCheckLater) and returns
 // false.
 func (s *server) checkURL(ctx context.Context, w http.ResponseWriter, rawURL string) bool {
-	if s.cfg.CheckURL == nil {
+	code, body := s.urlRefusal(ctx, rawURL)
+	if code == 0 {
 		return true
+	}
+	if code == http.StatusServiceUnavailable {
+		setRetryAfter(w, time.Second)
+	}
+	writeJSON(w, code, body)
+	return false
+}
+
+// urlRefusal runs Config.CheckURL on a task URL and returns the answer that
+// refuses it (code 0: the URL passed).
+func (s *server) urlRefusal(ctx context.Context, rawURL string) (code int, body map[string]string) {
+	if s.cfg.CheckURL == nil {
+		return 0, nil
 	}
 	err := s.cfg.CheckURL(ctx, rawURL)
 	switch {
 	case err == nil:
-		return true
+		return 0, nil
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrCheckLater):
 		s.log.Warn("task URL check did not finish", "err", err)
-		setRetryAfter(w, time.Second)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "url: the task URL could not be checked now (its host name did not resolve in time); retry later", "field": "url"})
+		return http.StatusServiceUnavailable, map[string]string{"error": "url: the task URL could not be checked now (its host name did not resolve in time); retry later", "field": "url"}
 	default:
-		writeError(w, http.StatusBadRequest, "url", err.Error())
+		return http.StatusBadRequest, errorBody("url", err.Error())
 	}
-	return false
 }
 
 // readBody reads r's body, at most limit bytes of it. A larger body answers 413
@@ -516,15 +534,23 @@ var sentinels = []struct {
 
 // writeNodeError maps the node's errors to HTTP answers.
 func writeNodeError(w http.ResponseWriter, err error) {
+	code, body, retryAfter := nodeErrorAnswer(err)
+	if retryAfter > 0 {
+		setRetryAfter(w, retryAfter)
+	}
+	writeJSON(w, code, body)
+}
+
+// nodeErrorAnswer is the HTTP answer to one of the node's errors: its code, its
+// JSON body, and the Retry-After to send (0: none).
+func nodeErrorAnswer(err error) (code int, body map[string]string, retryAfter time.Duration) {
 	var fe *node.FieldError
 	var dup *node.DuplicateNameError
 	switch {
 	case errors.As(err, &dup):
-		writeJSON(w, http.StatusConflict, map[string]string{"error": dup.Error(), "field": "name", "id": dup.ID, "status": "exists"})
-		return
+		return http.StatusConflict, map[string]string{"error": dup.Error(), "field": "name", "id": dup.ID, "status": "exists"}, 0
 	case errors.As(err, &fe):
-		writeError(w, http.StatusBadRequest, fe.Field, fe.Error())
-		return
+		return http.StatusBadRequest, errorBody(fe.Field, fe.Error()), 0
 	}
 	for _, e := range sentinels {
 		if !errors.Is(err, e.err) {
@@ -544,18 +570,13 @@ func writeNodeError(w http.ResponseWriter, err error) {
 		if e.status != "" {
 			body["status"] = e.status
 		}
-		if e.retryAfter > 0 {
-			setRetryAfter(w, e.retryAfter)
-		}
-		writeJSON(w, e.code, body)
-		return
+		return e.code, body, e.retryAfter
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		setRetryAfter(w, time.Second)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the node did not answer in time; the outcome is unknown", "status": "unknown"})
+		return http.StatusServiceUnavailable, map[string]string{"error": "the node did not answer in time; the outcome is unknown", "status": "unknown"}, time.Second
 	default:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the node is shutting down or unavailable"})
+		return http.StatusServiceUnavailable, map[string]string{"error": "the node is shutting down or unavailable"}, 0
 	}
 }
 
@@ -565,10 +586,16 @@ func setRetryAfter(w http.ResponseWriter, d time.Duration) {
 }
 
 func writeError(w http.ResponseWriter, code int, field, msg string) {
+	writeJSON(w, code, errorBody(field, msg))
+}
+
+// errorBody is the JSON body of an error about field: the message starts with
+// the field's name.
+func errorBody(field, msg string) map[string]string {
 	if field != "" && !strings.HasPrefix(msg, field) {
 		msg = field + ": " + msg
 	}
-	writeJSON(w, code, map[string]string{"error": msg, "field": field})
+	return map[string]string{"error": msg, "field": field}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,8 +16,10 @@ import (
 	"github.com/miyamotohq/miyamoto/node"
 )
 
-// fakeBackend records what reached it.
+// fakeBackend records what reached it. Enqueue may be called concurrently (a
+// batch enqueues its items so).
 type fakeBackend struct {
+	mu    sync.Mutex
 	got   []node.EnqueueRequest
 	err   error
 	tasks map[string]node.TaskStatus
@@ -26,6 +29,8 @@ func (f *fakeBackend) Enqueue(_ context.Context, req node.EnqueueRequest) (strin
 	if f.err != nil {
 		return "", f.err
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.got = append(f.got, req)
 	return "7e998f34-bed7-44f4-80cd-49620b0ab562", nil
 }

@@ -96,8 +96,7 @@ func requireWithinLimits(t *testing.T, req node.EnqueueRequest, lim limits) {
 	t.Helper()
 	require.LessOrEqual(t, len(req.URL), lim.url)
 	if req.Method != "" {
-		require.Regexp(t, tchar, req.Method)
-		require.LessOrEqual(t, len(req.Method), maxMethod)
+		require.Contains(t, taskMethods, req.Method)
 	}
 	require.GreaterOrEqual(t, req.Countdown, time.Duration(0))
 	require.LessOrEqual(t, req.Countdown, 365*24*time.Hour)
@@ -273,6 +272,10 @@ func FuzzEnqueueHandler(f *testing.F) {
 		f.Add("applicatoin/json", []byte(s))
 		f.Add("text/plain", []byte(s))
 	}
+	f.Add("application/json", []byte("["+strings.Join(jsonSeeds, ",")+"]"))
+	f.Add("application/json", []byte(`[{"url": "http://w.test/"}, 1, null, [], {"url": "http://w.test/", "method": "GET", "params": {"a": 1}}]`))
+	f.Add("", []byte(`[]`))
+	f.Add("application/json", []byte(`[{"url": "http://w.test/"},`))
 	f.Add("multipart/form-data; boundary=x", []byte("--x\r\n\r\n--x--"))
 	f.Add("application/x-www-form-urlencoded", bytes.Repeat([]byte("a=1&"), 1100))
 	cfg := Config{MaxBody: 4096, MaxURL: fuzzLimits.url, MaxParams: fuzzLimits.params,
@@ -287,6 +290,10 @@ func FuzzEnqueueHandler(f *testing.F) {
 		require.Contains(t, []int{200, 400, 413}, w.Code, w.Body.String())
 		require.Equal(t, "application/json", w.Header().Get("Content-Type"))
 		require.True(t, json.Valid(w.Body.Bytes()), "not JSON: %q", w.Body.String())
+		if w.Code == 200 && isBatch(body) {
+			requireBatchAnswer(t, w.Body.Bytes(), b)
+			return
+		}
 		var ans map[string]string
 		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &ans), w.Body.String())
 		if w.Code != 200 {
@@ -302,4 +309,34 @@ func FuzzEnqueueHandler(f *testing.F) {
 		requireWithinLimits(t, b.got[0], fuzzLimits)
 		requireDeliverable(t, b.got[0])
 	})
+}
+
+// requireBatchAnswer checks a batch's answer: at most MaxBatch results, each
+// scheduled or a 400, 409 or 503 error with a message; exactly the scheduled ones
+// reached the node, each within the limits.
+func requireBatchAnswer(t *testing.T, answer []byte, b *fakeBackend) {
+	t.Helper()
+	var ans struct {
+		Results   []map[string]any
+		Scheduled int
+	}
+	require.NoError(t, json.Unmarshal(answer, &ans), string(answer))
+	require.LessOrEqual(t, len(ans.Results), MaxBatch)
+	scheduled := 0
+	for _, r := range ans.Results {
+		if r["status"] == "scheduled" {
+			scheduled++
+			require.NotEmpty(t, r["id"], "%v", r)
+			continue
+		}
+		require.Contains(t, []float64{400, 409, 503}, r["code"], "%v", r)
+		require.NotEmpty(t, r["error"], "%v", r)
+	}
+	require.Equal(t, scheduled, ans.Scheduled)
+	require.Len(t, b.got, scheduled, "what reached the node is what was scheduled")
+	for _, req := range b.got {
+		require.Equal(t, "q", req.Queue)
+		requireWithinLimits(t, req, fuzzLimits)
+		requireDeliverable(t, req)
+	}
 }

@@ -255,13 +255,19 @@ type queueFake struct{ fakeBackend }
 func (*queueFake) QueueSetting(context.Context, string) (node.QueueSetting, error) {
 	return node.QueueSetting{}, nil
 }
-func (*queueFake) SetQueue(context.Context, string, node.QueueConfig, bool) (node.QueueSetting, error) {
+func (*queueFake) SetQueue(context.Context, string, node.QueueConfig, node.SettingFields, bool) (node.QueueSetting, error) {
 	return node.QueueSetting{}, nil
 }
 func (*queueFake) Queues(context.Context) ([]QueueView, error) { return nil, nil }
-func (*queueFake) PurgeQueue(context.Context, string) (node.QueueSetting, error) {
-	return node.QueueSetting{}, nil
+func (*queueFake) PurgeQueue(context.Context, string) (node.QueueSetting, int, error) {
+	return node.QueueSetting{}, 0, nil
 }
+func (*queueFake) DeleteQueue(context.Context, string, bool) (node.QueueSetting, int, error) {
+	return node.QueueSetting{}, 0, nil
+}
+
+var _ QueueBackend = (*queueFake)(nil)
+
 func (*queueFake) ListTasks(context.Context, string, node.TaskState, string, int) ([]node.TaskStatus, []string, error) {
 	return nil, nil, nil
 }

@@ -27,8 +27,14 @@ type limits struct {
 	headerBytes int // bytes of names and values in a JSON task's headers
 }
 
-// maxMethod is the longest task method accepted ("UPDATEREDIRECTREF" has 17 bytes).
-const maxMethod = 32
+// taskMethods are the methods a task may use (App Engine's push tasks allow these
+// but PATCH). Anything else, CONNECT and TRACE included, is refused at enqueue:
+// accepted, it would only fail at every attempt.
+var taskMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}
+
+// maxDeliveredURL bounds the URL of a GET, HEAD or DELETE task with its params in
+// the query string, as it will be delivered.
+const maxDeliveredURL = 8 << 10
 
 // parseTask turns a POST /{queue} body into an enqueue request. Two formats, as in
 // the original Miyamoto:
@@ -41,8 +47,8 @@ const maxMethod = 32
 //
 // A body that starts with '{' is read as JSON whatever its Content-Type says: the
 // original README's own example sends "applicatoin/json". Every error is a
-// *node.FieldError; a request it returns is within lim and has a valid method
-// (or none), but still needs node.ValidateRequest.
+// *node.FieldError; a request it returns is within lim and has a method of
+// taskMethods in upper case (or none), but still needs node.ValidateRequest.
 func parseTask(contentType string, body []byte, lim limits) (node.EnqueueRequest, error) {
 	ct := strings.ToLower(strings.TrimSpace(contentType))
 	trimmed := bytes.TrimSpace(body)
@@ -68,6 +74,9 @@ func decodeTask(queue, contentType string, body []byte, lim limits) (node.Enqueu
 	}
 	req.Queue = queue
 	if err := node.ValidateRequest(&req); err != nil {
+		return req, err
+	}
+	if err := checkDeliveredURL(req); err != nil {
 		return req, err
 	}
 	return req, checkParsedURL(req.URL)
@@ -135,10 +144,11 @@ func parseForm(body []byte, lim limits) (node.EnqueueRequest, error) {
 			}
 			req.URL = val
 		case "task.method":
-			if err := checkMethod(key, val); err != nil {
+			m, err := taskMethod(key, val)
+			if err != nil {
 				return req, err
 			}
-			req.Method = val
+			req.Method = m
 		case "task.name":
 			req.Name = val
 		case "task.countdown":
@@ -197,10 +207,11 @@ func parseJSON(b []byte, lim limits) (node.EnqueueRequest, error) {
 	if err := checkURLLength(*jt.URL, lim.url); err != nil {
 		return req, err
 	}
-	if err := checkMethod("method", jt.Method); err != nil {
+	method, err := taskMethod("method", jt.Method)
+	if err != nil {
 		return req, err
 	}
-	req.URL, req.Method, req.Name = *jt.URL, jt.Method, jt.Name
+	req.URL, req.Method, req.Name = *jt.URL, method, jt.Name
 	if jt.Countdown != nil {
 		d, err := seconds(numberText(jt.Countdown))
 		if err != nil {
@@ -232,6 +243,9 @@ func parseJSON(b []byte, lim limits) (node.EnqueueRequest, error) {
 		req.Headers = append(req.Headers, node.Header{Name: k, Value: headers[k]})
 	}
 	hasParams := jt.Params != nil && !isNull(jt.Params)
+	if err := checkBodyless(method, jt.Body, req.ContentType); err != nil {
+		return req, err
+	}
 	switch {
 	case len(jt.Body) > 0 && hasParams:
 		return req, &node.FieldError{Field: "body", Message: "give params or body, not both"}
@@ -433,11 +447,43 @@ func checkURLLength(u string, limit int) error {
 	return nil
 }
 
-// checkMethod accepts an empty method (POST) or an HTTP token of at most
-// maxMethod bytes: anything else could never be sent to a worker.
-func checkMethod(field, m string) error {
-	if m != "" && (len(m) > maxMethod || !isToken(m)) {
-		return &node.FieldError{Field: field, Message: fmt.Sprintf("must be an HTTP method such as GET, POST or PUT (at most %d letters), not %.40q", maxMethod, m)}
+// taskMethod reads a task's method: one of taskMethods in any case, returned in
+// upper case; empty is POST (node.ValidateRequest fills it in).
+func taskMethod(field, m string) (string, error) {
+	for _, ok := range taskMethods {
+		if strings.EqualFold(m, ok) {
+			return ok, nil
+		}
+	}
+	if m == "" {
+		return "", nil
+	}
+	return "", &node.FieldError{Field: field, Message: fmt.Sprintf("must be one of %s, not %.40q", strings.Join(taskMethods, ", "), m)}
+}
+
+// checkBodyless refuses, for a method whose params go into the query string, a
+// JSON task's body and a Content-Type header: such a task has no body.
+func checkBodyless(method string, body json.RawMessage, contentType string) error {
+	if !node.ParamsInQuery(method) {
+		return nil
+	}
+	if len(body) > 0 && !isNull(body) {
+		return &node.FieldError{Field: "body", Message: fmt.Sprintf("a %s task has no body: give params, which are sent in the URL's query string", method)}
+	}
+	if contentType != "" {
+		return &node.FieldError{Field: "headers.Content-Type", Message: fmt.Sprintf("a %s task has no body, so no Content-Type", method)}
+	}
+	return nil
+}
+
+// checkDeliveredURL bounds the URL a GET, HEAD or DELETE task is delivered to:
+// its URL with the params as the query string.
+func checkDeliveredURL(req node.EnqueueRequest) error {
+	if !node.ParamsInQuery(req.Method) || len(req.Body) == 0 {
+		return nil
+	}
+	if n := len(req.URL) + 1 + len(req.Body); n > maxDeliveredURL {
+		return &node.FieldError{Field: "params", Message: fmt.Sprintf("a %s task's params go into the URL's query string; URL and params are %d bytes, at most %d", req.Method, n, maxDeliveredURL)}
 	}
 	return nil
 }

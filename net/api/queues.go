@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,133 +14,34 @@ import (
 // QueueBackend is what the queue endpoints need of the node.
 type QueueBackend interface {
 	QueueSetting(ctx context.Context, queue string) (node.QueueSetting, error)
-	SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, paused bool) (node.QueueSetting, error)
+	// SetQueue makes cfg the queue's settings (explicit: the fields a client set)
+	// and paused its pause, on every member.
+	SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, explicit node.SettingFields, paused bool) (node.QueueSetting, error)
 	// Queues lists the queues this node knows, with the tasks it holds by state.
 	Queues(ctx context.Context) ([]QueueView, error)
-	PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, error)
+	// PurgeQueue cancels the queue's tasks and counts them (see node.PurgeQueue).
+	PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, int, error)
+	// DeleteQueue removes the queue's settings, purging it first when asked (see
+	// node.DeleteQueue).
+	DeleteQueue(ctx context.Context, queue string, purge bool) (node.QueueSetting, int, error)
 	// ListTasks lists a queue's tasks across the cluster (see node.ListCluster);
 	// missing names the members that did not answer.
 	ListTasks(ctx context.Context, queue string, state node.TaskState, after string, limit int) (list []node.TaskStatus, missing []string, err error)
 }
 
-// QueueSettings is a queue's settings in JSON, App Engine's queue.yaml names;
-// durations are Go duration strings ("1.5s", "10m").
-type QueueSettings struct {
-	Rate             *float64     `json:"rate,omitempty"`
-	BucketSize       *int         `json:"bucket_size,omitempty"`
-	MaxConcurrent    *int         `json:"max_concurrent,omitempty"`
-	Retry            *RetryParams `json:"retry,omitempty"`
-	DispatchDeadline *string      `json:"dispatch_deadline,omitempty"`
-	Delivery         *string      `json:"delivery,omitempty"`
-	Paused           *bool        `json:"paused,omitempty"`
-}
-
-// RetryParams is queue.yaml's retry_parameters.
-type RetryParams struct {
-	TaskRetryLimit *int    `json:"task_retry_limit,omitempty"`
-	TaskAgeLimit   *string `json:"task_age_limit,omitempty"`
-	MinBackoff     *string `json:"min_backoff,omitempty"`
-	MaxBackoff     *string `json:"max_backoff,omitempty"`
-	MaxDoublings   *int    `json:"max_doublings,omitempty"`
-}
-
 // QueueView is one queue in GET /v1/queues and GET/PUT /v1/queues/{queue}.
 type QueueView struct {
-	Name     string         `json:"name"`
-	Settings map[string]any `json:"settings"`
-	Paused   bool           `json:"paused"`
-	Version  uint64         `json:"version,omitempty"`
+	Name string `json:"name"`
+	// Settings are those a client set (see ExplicitView); Effective every setting
+	// as the queue runs (see EffectiveView).
+	Settings  map[string]any `json:"settings"`
+	Effective map[string]any `json:"effective"`
+	Paused    bool           `json:"paused"`
+	Version   uint64         `json:"version,omitempty"`
 	// Counts counts the queue's tasks across the cluster by state (each task once,
 	// in its most advanced state); Partial when some member did not answer.
 	Counts  map[string]int `json:"counts,omitempty"`
 	Partial bool           `json:"partial,omitempty"`
-}
-
-// SettingsView renders a queue's settings as JSON with every field.
-func SettingsView(c node.QueueConfig) map[string]any {
-	return map[string]any{
-		"rate":           c.Rate,
-		"bucket_size":    c.BucketSize,
-		"max_concurrent": c.MaxConcurrent,
-		"retry": map[string]any{
-			"task_retry_limit": c.Retry.TaskRetryLimit,
-			"task_age_limit":   c.Retry.TaskAgeLimit.String(),
-			"min_backoff":      c.Retry.MinBackoff.String(),
-			"max_backoff":      c.Retry.MaxBackoff.String(),
-			"max_doublings":    c.Retry.MaxDoublings,
-		},
-		"dispatch_deadline": c.DispatchDeadline.String(),
-		"delivery":          c.Delivery.String(),
-	}
-}
-
-func viewOf(s node.QueueSetting) QueueView {
-	return QueueView{Name: s.Queue, Settings: SettingsView(s.Config), Paused: s.Paused, Version: s.Version}
-}
-
-// apply overlays the fields given in qs on cfg (a PUT changes only what it names).
-func (qs QueueSettings) apply(cfg node.QueueConfig, paused bool) (node.QueueConfig, bool, error) {
-	dur := func(field string, p *string, dst *time.Duration) error {
-		if p == nil {
-			return nil
-		}
-		d, err := time.ParseDuration(*p)
-		if err != nil {
-			return &node.FieldError{Field: field, Message: fmt.Sprintf("must be a duration such as \"1.5s\" or \"10m\", not %q", *p)}
-		}
-		*dst = d
-		return nil
-	}
-	if qs.Rate != nil {
-		cfg.Rate = *qs.Rate
-	}
-	if qs.BucketSize != nil {
-		cfg.BucketSize = *qs.BucketSize
-	}
-	if qs.MaxConcurrent != nil {
-		cfg.MaxConcurrent = *qs.MaxConcurrent
-	}
-	if err := dur("dispatch_deadline", qs.DispatchDeadline, &cfg.DispatchDeadline); err != nil {
-		return cfg, paused, err
-	}
-	if qs.Delivery != nil {
-		d, err := node.ParseDeliveryMode(*qs.Delivery)
-		if err != nil {
-			return cfg, paused, &node.FieldError{Field: "delivery", Message: err.Error()}
-		}
-		cfg.Delivery = d
-	}
-	if r := qs.Retry; r != nil {
-		if r.TaskRetryLimit != nil {
-			cfg.Retry.TaskRetryLimit = *r.TaskRetryLimit
-		}
-		if r.MaxDoublings != nil {
-			cfg.Retry.MaxDoublings = *r.MaxDoublings
-		}
-		for _, f := range []struct {
-			name string
-			p    *string
-			dst  *time.Duration
-		}{{"retry.task_age_limit", r.TaskAgeLimit, &cfg.Retry.TaskAgeLimit}, {"retry.min_backoff", r.MinBackoff, &cfg.Retry.MinBackoff}, {"retry.max_backoff", r.MaxBackoff, &cfg.Retry.MaxBackoff}} {
-			if err := dur(f.name, f.p, f.dst); err != nil {
-				return cfg, paused, err
-			}
-		}
-	}
-	if qs.Paused != nil {
-		paused = *qs.Paused
-	}
-	if cfg.Rate > 0 && cfg.BucketSize == 0 && qs.BucketSize == nil {
-		cfg.BucketSize = 1
-	}
-	if err := cfg.Validate(); err != nil {
-		var fe *node.FieldError
-		if errors.As(err, &fe) {
-			return cfg, paused, fe
-		}
-		return cfg, paused, &node.FieldError{Field: "settings", Message: err.Error()}
-	}
-	return cfg, paused, nil
 }
 
 func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
@@ -168,27 +67,19 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			writeNodeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewOf(set))
+		writeJSON(w, http.StatusOK, ViewOf(set))
 	})
-	change := func(w http.ResponseWriter, r *http.Request, edit func(QueueSettings) QueueSettings) {
+	// change applies the patch read from the request (an answered error stops it)
+	// to the queue's settings, cluster-wide.
+	change := func(w http.ResponseWriter, r *http.Request, patchOf func(*http.Request) (settingsPatch, bool)) {
 		name, ok := s.queueParam(w, r)
 		if !ok {
 			return
 		}
-		var qs QueueSettings
-		body, ok := readBody(w, r, 64<<10)
+		patch, ok := patchOf(r)
 		if !ok {
 			return
 		}
-		if len(bytes.TrimSpace(body)) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(body))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&qs); err != nil {
-				writeNodeError(w, jsonFieldError(err))
-				return
-			}
-		}
-		qs = edit(qs)
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 		defer cancel()
 		cur, err := qb.QueueSetting(ctx, name)
@@ -196,26 +87,36 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			writeNodeError(w, err)
 			return
 		}
-		cfg, paused, err := qs.apply(cur.Config, cur.Paused)
+		cfg, explicit, paused, err := patch.apply(cur, node.DefaultQueueConfig())
 		if err != nil {
 			writeNodeError(w, err)
 			return
 		}
-		set, err := qb.SetQueue(ctx, name, cfg, paused)
+		set, err := qb.SetQueue(ctx, name, cfg, explicit, paused)
 		if errors.Is(err, node.ErrNotEveryMember) {
 			setRetryAfter(w, time.Second)
-			v := viewOf(set)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "queue": v})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "queue": ViewOf(set)})
 			return
 		}
 		if err != nil {
 			writeNodeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewOf(set))
+		writeJSON(w, http.StatusOK, ViewOf(set))
 	}
 	mux.HandleFunc("PUT /v1/queues/{queue}", func(w http.ResponseWriter, r *http.Request) {
-		change(w, r, func(qs QueueSettings) QueueSettings { return qs })
+		change(w, r, func(r *http.Request) (settingsPatch, bool) {
+			body, ok := readBody(w, r, 64<<10)
+			if !ok {
+				return settingsPatch{}, false
+			}
+			p, err := parseSettings(body)
+			if err != nil {
+				writeNodeError(w, err)
+				return p, false
+			}
+			return p, true
+		})
 	})
 	mux.HandleFunc("POST /v1/queues/{queue}/purge", func(w http.ResponseWriter, r *http.Request) {
 		name, ok := s.queueParam(w, r)
@@ -224,18 +125,14 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 		defer cancel()
-		set, err := qb.PurgeQueue(ctx, name)
-		v := viewOf(set)
-		if errors.Is(err, node.ErrNotEveryMember) {
-			setRetryAfter(w, time.Second)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "queue": v})
+		set, cancelled, err := qb.PurgeQueue(ctx, name)
+		if writeChangeError(w, name, cancelled, err) {
 			return
 		}
-		if err != nil {
-			writeNodeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"queue": v, "purged_before": unix(set.PurgedBefore)})
+		writeJSON(w, http.StatusOK, map[string]any{"queue": name, "status": "purged", "cancelled": cancelled, "purged_before": unix(set.PurgedBefore)})
+	})
+	mux.HandleFunc("DELETE /v1/queues/{queue}", func(w http.ResponseWriter, r *http.Request) {
+		s.deleteQueue(w, r, qb)
 	})
 	mux.HandleFunc("GET /v1/queues/{queue}/tasks", func(w http.ResponseWriter, r *http.Request) {
 		name, ok := s.queueParam(w, r)
@@ -286,7 +183,7 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 	for _, verb := range []string{"pause", "resume"} {
 		paused := verb == "pause"
 		mux.HandleFunc("POST /v1/queues/{queue}/"+verb, func(w http.ResponseWriter, r *http.Request) {
-			change(w, r, func(QueueSettings) QueueSettings { return QueueSettings{Paused: &paused} })
+			change(w, r, func(*http.Request) (settingsPatch, bool) { return settingsPatch{paused: &paused}, true })
 		})
 	}
 }

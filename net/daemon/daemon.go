@@ -437,8 +437,10 @@ func (b backend) QueueSetting(ctx context.Context, queue string) (node.QueueSett
 	return s, err
 }
 
-func (b backend) SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, paused bool) (node.QueueSetting, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) { n.SetQueue(queue, cfg, paused, reply) })
+func (b backend) SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, explicit node.SettingFields, paused bool) (node.QueueSetting, error) {
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) {
+		n.SetQueue(queue, cfg, explicit, paused, reply)
+	})
 }
 
 func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
@@ -446,7 +448,7 @@ func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
 	err := b.d.drv.Do(ctx, func(n *node.Node) {
 		for _, name := range n.QueueNames() {
 			s, _ := n.QueueSetting(name)
-			out = append(out, api.QueueView{Name: name, Settings: api.SettingsView(s.Config), Paused: s.Paused, Version: s.Version})
+			out = append(out, api.ViewOf(s))
 		}
 	})
 	for i := range out {
@@ -463,8 +465,25 @@ func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
 	return out, err
 }
 
-func (b backend) PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) { n.PurgeQueue(queue, reply) })
+func (b backend) PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, int, error) {
+	return changeCounted(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, int, error)) { n.PurgeQueue(queue, reply) })
+}
+
+func (b backend) DeleteQueue(ctx context.Context, queue string, purge bool) (node.QueueSetting, int, error) {
+	return changeCounted(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, int, error)) { n.DeleteQueue(queue, purge, reply) })
+}
+
+// changeCounted is call for the queue changes that answer with a count of
+// cancelled tasks.
+func changeCounted(ctx context.Context, drv *driver.Driver, start func(n *node.Node, reply func(node.QueueSetting, int, error))) (node.QueueSetting, int, error) {
+	type counted struct {
+		set       node.QueueSetting
+		cancelled int
+	}
+	r, err := call(ctx, drv, func(n *node.Node, reply func(counted, error)) {
+		start(n, func(s node.QueueSetting, c int, err error) { reply(counted{s, c}, err) })
+	})
+	return r.set, r.cancelled, err
 }
 
 // call starts an asynchronous request on the node's goroutine and waits for its

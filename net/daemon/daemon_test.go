@@ -23,6 +23,7 @@ import (
 // received is one request a worker got.
 type received struct {
 	id, node, body string
+	method, query  string
 	header         http.Header
 }
 
@@ -42,7 +43,7 @@ func newWorker(t *testing.T, delay time.Duration) *worker {
 		b, _ := io.ReadAll(r.Body)
 		id := r.Header.Get("X-Task-Id")
 		w.mu.Lock()
-		w.got = append(w.got, received{id: id, node: r.Header.Get("X-Miyamoto-Node"), body: string(b), header: r.Header.Clone()})
+		w.got = append(w.got, received{id: id, node: r.Header.Get("X-Miyamoto-Node"), body: string(b), method: r.Method, query: r.URL.RawQuery, header: r.Header.Clone()})
 		w.mu.Unlock()
 		w.arrived <- id
 		time.Sleep(w.delay) // deliberately not cut by the request's context

@@ -29,8 +29,8 @@
 // The three header fields are big endian; both CRCs are CRC-32C (Castagnoli),
 // lengthCRC of the 4 length bytes, payloadCRC of the payload. length is 2 to
 // MaxRecordSize. Strings, numbers and times in the payload are encoded as in net/wire
-// and the task as wire.AppendTask writes it; version is recordVersion (4; 2 and 3 are read
-// too, format 1 had no lengthCRC and is refused, naming the cause). A payload of kind 0 (version, 0
+// and the task as wire.AppendTask writes it; version is recordVersion (4; 2 and 3 are
+// read too, format 1 had no lengthCRC and is refused, naming the cause). A payload of kind 0 (version, 0
 // and nothing else) is a compaction marker: it is only ever the first record of a
 // segment written by Compact, and means that this segment replaces every segment
 // numbered below it. The writer starts a new segment when the next record would take

@@ -15,8 +15,10 @@ import (
 // Version 1 framed records with length and payload CRC only (8 bytes); version 2
 // added the length's own check; version 3 the attempt a failure count reaches
 // (node.Record.Failed) at the end of the payload; version 4 why a task ended dead
-// or unknown (node.Record.Reason) after it. Versions 2 to 4 are read (a version 2
-// record counts failures as before, Failed 0; versions 2 and 3 have no Reason).
+// or unknown (node.Record.Reason) after it, and a queue setting as net/wire's
+// version 3 writes it (with its explicit fields and deletion mark). Versions 2 to 4
+// are read (a version 2 record counts failures as before, Failed 0; versions 2 and 3
+// have no Reason, and their settings read as wire.Fields.SettingFormat2 says).
 const recordVersion byte = 4
 
 // oldestRecordVersion is the oldest payload version this build reads.
@@ -218,8 +220,10 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	}
 	switch has := f.Byte("setting presence"); {
 	case f.Err() != nil:
-	case has == 1:
+	case has == 1 && v >= 4:
 		r.Setting = f.Setting()
+	case has == 1:
+		r.Setting = f.SettingFormat2()
 	case has != 0:
 		f.Fail("setting presence is %d", has)
 	}

@@ -57,3 +57,29 @@ func TestRecordFormats2And3AreRead(t *testing.T) {
 	_, _, err = decodeRecord(append([]byte{recordVersion + 1}, payload[1:]...))
 	require.ErrorIs(t, err, errBadPayload, "a format from a newer build is refused")
 }
+
+// A setting record of format 3 (its setting as wire version 2 wrote it) is read,
+// with the fields that differ from the defaults taken as explicit; format 4 keeps
+// the explicit fields and the deletion mark.
+func TestSettingRecordFormats(t *testing.T) {
+	cfg := node.DefaultQueueConfig()
+	cfg.Delivery = node.AtMostOnce
+	set := &node.QueueSetting{Queue: "q", Config: cfg, Explicit: node.FieldDelivery | node.FieldDispatchDeadline, Deleted: true, Version: 7, Origin: "n2"}
+	r := node.Record{Kind: node.RecSetting, Setting: set}
+	payload := appendRecord(nil, &r)[frameHeader:]
+	got, _, err := decodeRecord(payload)
+	require.NoError(t, err)
+	require.Equal(t, r, got)
+
+	// Format 3: the setting without its last two fields, then round and failed.
+	tail := len(binary.AppendUvarint(nil, r.Round)) + len(binary.AppendUvarint(nil, r.Failed))
+	extra := len(binary.AppendUvarint(nil, uint64(set.Explicit))) + 1
+	end := len(payload) - tail
+	v3 := append([]byte{3}, payload[1:end-extra]...)
+	v3 = append(v3, payload[end:]...)
+	got, _, err = decodeRecord(v3)
+	require.NoError(t, err)
+	old := *set
+	old.Explicit, old.Deleted = node.FieldDelivery, false
+	require.Equal(t, &old, got.Setting)
+}

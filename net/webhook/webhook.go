@@ -150,7 +150,7 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 		req.Header.Set("X-Miyamoto-Node", d.nodeID)
 	}
 	if d.signer != nil {
-		d.signer.setHeaders(req.Header, dl.Task.ID, time.Now(), dl.Task.Body)
+		d.signer.setHeaders(req.Header, dl.Task.ID, time.Now(), sentBody(dl.Task))
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
@@ -179,18 +179,25 @@ func readPrefix(body io.Reader, keep, max int64) string {
 }
 
 // NewRequest builds the HTTP request for a delivery: the task's method, URL, body and
-// headers, then Miyamoto's own headers (which win over the task's).
+// headers, then Miyamoto's own headers (which win over the task's). A GET, HEAD or
+// DELETE task's params (its form body) go into the URL's query string, after any
+// query the URL has, and it is sent with no body and no Content-Type, as App
+// Engine sends them.
 func NewRequest(ctx context.Context, dl node.Delivery) (*http.Request, error) {
 	t := dl.Task
-	req, err := http.NewRequestWithContext(ctx, t.Method, t.URL, strings.NewReader(string(t.Body)))
+	target, body, contentType := t.URL, sentBody(t), t.ContentType
+	if paramsInQuery(t) {
+		target, contentType = withQuery(t.URL, string(t.Body)), ""
+	}
+	req, err := http.NewRequestWithContext(ctx, t.Method, target, strings.NewReader(string(body)))
 	if err != nil {
 		return nil, fmt.Errorf("task url: %w", err)
 	}
 	for _, h := range t.Headers {
 		req.Header.Add(h.Name, h.Value)
 	}
-	if t.ContentType != "" {
-		req.Header.Set("Content-Type", t.ContentType)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("User-Agent", "miyamoto/"+Version)
 	req.Header.Set("X-Task-Id", t.ID)
@@ -207,6 +214,43 @@ func NewRequest(ctx context.Context, dl node.Delivery) (*http.Request, error) {
 	// The worker should stop by then: after it another replica may run the task.
 	req.Header.Set("X-Task-Deadline", strconv.FormatFloat(dl.Deadline.Seconds(), 'f', 3, 64))
 	return req, nil
+}
+
+// paramsInQuery reports whether t's body is params to send in the query string: a
+// GET, HEAD or DELETE task with a form body (or none). A task of such a method
+// stored with another body (before the API refused them) keeps it as its body.
+func paramsInQuery(t *node.Task) bool {
+	ct, _, _ := strings.Cut(t.ContentType, ";")
+	ct = strings.TrimSpace(strings.ToLower(ct))
+	return node.ParamsInQuery(t.Method) && (ct == "" || ct == "application/x-www-form-urlencoded")
+}
+
+// sentBody is the body a delivery of t sends (and signs).
+func sentBody(t *node.Task) []byte {
+	if paramsInQuery(t) {
+		return nil
+	}
+	return t.Body
+}
+
+// withQuery appends params to rawURL's query string, before any fragment.
+func withQuery(rawURL, params string) string {
+	if params == "" {
+		return rawURL
+	}
+	base, frag, hasFrag := strings.Cut(rawURL, "#")
+	switch {
+	case !strings.Contains(base, "?"):
+		base += "?" + params
+	case strings.HasSuffix(base, "?") || strings.HasSuffix(base, "&"):
+		base += params
+	default:
+		base += "&" + params
+	}
+	if hasFrag {
+		base += "#" + frag
+	}
+	return base
 }
 
 // RetryAfter reads a Retry-After header: seconds, or an HTTP date relative to now.

@@ -35,7 +35,13 @@ func (f *Fields) Time(what string) time.Time { return f.d.time(what) }
 func (f *Fields) Task() *node.Task           { return f.d.task() }
 
 // Setting reads a queue setting written by AppendSetting (nil after an error).
-func (f *Fields) Setting() *node.QueueSetting  { return f.d.setting() }
+func (f *Fields) Setting() *node.QueueSetting { return f.d.setting() }
+
+// SettingFormat2 reads a queue setting as wire Version 2's AppendSetting wrote it
+// (net/disk's records before format 4): its Explicit fields are those that differ
+// from the defaults, and it is not Deleted.
+func (f *Fields) SettingFormat2() *node.QueueSetting { return f.d.settingFormat2() }
+
 func (f *Fields) Fail(format string, a ...any) { f.d.fail(format, a...) }
 
 // Len is how many bytes are left; Err the first error.

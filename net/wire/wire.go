@@ -42,7 +42,8 @@ import (
 
 // Version is the version byte at the start of every frame. Bump it whenever the
 // encoding changes in a way an older decoder would misread. Version 2 added
-// node.Message.Failed after Retries; version 3 Reason and Attempts at the end.
+// node.Message.Failed after Retries; version 3 Reason and Attempts at the end of a
+// message, and a queue setting's Explicit fields and Deleted mark after its Origin.
 const Version byte = 3
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
@@ -259,7 +260,9 @@ func appendSetting(b []byte, s *node.QueueSetting) []byte {
 	b = appendBool(b, s.Paused)
 	b = appendTime(b, s.PurgedBefore)
 	b = binary.AppendUvarint(b, s.Version)
-	return appendString(b, string(s.Origin))
+	b = appendString(b, string(s.Origin))
+	b = binary.AppendUvarint(b, uint64(s.Explicit))
+	return appendBool(b, s.Deleted)
 }
 
 func appendTask(b []byte, t *node.Task) []byte {
@@ -516,7 +519,25 @@ func (d *decoder) attempt() node.DeliveryAttempt {
 	return a
 }
 
+// setting reads a queue setting as this version writes it.
 func (d *decoder) setting() *node.QueueSetting {
+	s := d.settingFormat2()
+	explicit := d.uvarint("setting.explicit")
+	if d.err == nil && explicit&^uint64(node.AllSettingFields) != 0 {
+		d.fail("unknown setting fields %#x", explicit)
+	}
+	deleted := d.bool("setting.deleted")
+	if d.err != nil {
+		return nil
+	}
+	s.Explicit, s.Deleted = node.SettingFields(explicit), deleted
+	return s
+}
+
+// settingFormat2 reads a queue setting as wire version 2 wrote it (no explicit
+// fields, no deletion mark), taking as explicit the fields that differ from the
+// defaults: the best that can be told of a setting written before Explicit was.
+func (d *decoder) settingFormat2() *node.QueueSetting {
 	s := &node.QueueSetting{}
 	s.Queue = d.string("setting.queue")
 	c := &s.Config
@@ -549,6 +570,7 @@ func (d *decoder) setting() *node.QueueSetting {
 	if d.err != nil {
 		return nil
 	}
+	s.Explicit = c.Differing(node.DefaultQueueConfig())
 	return s
 }
 

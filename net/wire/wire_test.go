@@ -57,7 +57,7 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 		Retries:  math.MinInt64,
 		Status:   503,
 		Queue:    "emails",
-		Setting: &node.QueueSetting{Queue: "emails", Paused: true, PurgedBefore: utc(1_800_000_000, 5), Version: 12, Origin: "node-d", Config: node.QueueConfig{
+		Setting: &node.QueueSetting{Queue: "emails", Paused: true, Deleted: true, Explicit: node.FieldRate | node.FieldDelivery, PurgedBefore: utc(1_800_000_000, 5), Version: 12, Origin: "node-d", Config: node.QueueConfig{
 			Delivery: node.AtMostOnce, DispatchDeadline: 3 * time.Second, Rate: 2.5, BucketSize: 4, MaxConcurrent: 9,
 			Retry: node.RetryConfig{TaskRetryLimit: 5, TaskAgeLimit: time.Hour, MinBackoff: time.Second, MaxBackoff: time.Minute, MaxDoublings: 3},
 		}},
@@ -421,4 +421,33 @@ func TestTaskHelpers(t *testing.T) {
 	require.Equal(t, when, f.Time("t"))
 	require.NoError(t, f.Err())
 	require.Zero(t, f.Len())
+}
+
+// A setting as version 2 wrote it (net/disk's older records hold such) reads with
+// the fields that differ from the defaults as explicit; version 3 keeps Explicit
+// and Deleted, and refuses fields it does not know.
+func TestSettingFormats(t *testing.T) {
+	cfg := node.DefaultQueueConfig()
+	cfg.Rate, cfg.BucketSize, cfg.Retry.MaxDoublings = 5, 1, 16
+	set := &node.QueueSetting{Queue: "q", Config: cfg, Explicit: node.FieldRate | node.FieldMaxDoublings, Deleted: true, Version: 9, Origin: "n1"}
+	b := AppendSetting(nil, set)
+
+	f := NewFields(b)
+	require.Equal(t, set, f.Setting())
+	require.NoError(t, f.Err())
+	require.Zero(t, f.Len())
+
+	v2 := b[:len(b)-len(binary.AppendUvarint(nil, uint64(set.Explicit)))-1] // without the explicit fields and the deletion mark
+	f = NewFields(v2)
+	got := f.SettingFormat2()
+	require.NoError(t, f.Err())
+	require.Zero(t, f.Len())
+	want := *set
+	want.Explicit, want.Deleted = node.FieldRate|node.FieldBucketSize, false
+	require.Equal(t, &want, got)
+
+	bad := append(append([]byte(nil), v2...), 0x80, 0x80, 0x01, 0) // explicit = 1<<14: no such field
+	f = NewFields(bad)
+	require.Nil(t, f.Setting())
+	require.ErrorContains(t, f.Err(), "unknown setting fields")
 }

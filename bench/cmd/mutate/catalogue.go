@@ -261,7 +261,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "setting-acked-before-sync",
 		Desc:  "a member acknowledges a queue setting before its record is synced",
-		Edits: edit("node/queues.go", "n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur}) })", "n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur})"),
+		Edits: edit("node/queues.go", "n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled}) })", "n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled})"),
 	},
 	{
 		Name:  "fire-before-settings-known",
