@@ -35,6 +35,10 @@ type Node struct {
 	sync       *settingsSync            // learning the settings at start; nil once known
 	gossipStop func() bool              // the gossip timer, once armed
 
+	schedules map[string]*Schedule // cron schedules by name, deleted ones included (schedule.go)
+	runs      map[string]*schedRun // this node's running of each schedule in force
+	schedOps  []*schedOp           // schedule changes this node coordinates
+
 	// forgetQ holds the final entries waiting out their dedup window, in the order
 	// their forget times were set (now + DedupWindow, so in time order), from
 	// forgetHead on. One timer (forgetTimer, armed for the first of them) serves
@@ -187,6 +191,8 @@ func New(cfg Config, env Env) (*Node, error) {
 		pending:     make(map[string]*enqueueOp),
 		queries:     make(map[string]*queryOp),
 		settings:    make(map[string]*QueueSetting),
+		schedules:   make(map[string]*Schedule),
+		runs:        make(map[string]*schedRun),
 		buckets:     make(map[string]*bucket),
 		lists:       make(map[uint64]*listOp),
 	}, nil
@@ -265,7 +271,10 @@ func (n *Node) Start() error {
 			o.QueueChanged(n.cfg.ID, *n.settings[name])
 		}
 	}
-	if len(n.settings) > 0 && n.gossipStop == nil {
+	for _, name := range sortedKeys(n.schedules) {
+		n.runSchedule(n.schedules[name], true) // it may have missed ticks while down
+	}
+	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == nil {
 		n.armGossip()
 	}
 	if lossy {
@@ -288,6 +297,12 @@ func (n *Node) Start() error {
 
 // replay applies one durable record at start.
 func (n *Node) replay(r Record) {
+	if r.Kind == RecSchedule {
+		if r.Schedule != nil {
+			n.keepSchedule(r.Schedule)
+		}
+		return
+	}
 	if r.Kind == RecSetting {
 		if r.Setting != nil {
 			n.keepSetting(r.Setting)
@@ -484,6 +499,10 @@ func (n *Node) step(m Message) {
 		n.handleQueueSync(m)
 	case MsgQueueSyncResp:
 		n.handleQueueSyncResp(m)
+	case MsgScheduleSet:
+		n.handleScheduleSet(m)
+	case MsgScheduleSetResp:
+		n.handleScheduleSetResp(m)
 	}
 }
 
@@ -497,15 +516,7 @@ func (n *Node) Enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 }
 
 func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
-	if n.stopping {
-		reply(EnqueueResult{Err: ErrStopping})
-		return
-	}
-	if !n.settingsKnown() {
-		reply(EnqueueResult{Err: ErrStarting})
-		return
-	}
-	if err := n.storageErr(); err != nil {
+	if err := n.refuseNew(); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
 	}
@@ -546,11 +557,34 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		Delivery:    n.queue(req.Queue).Delivery,
 	}
 	t.Replicas = n.Placement(t.ID)
+	n.coordinate(t, reply)
+}
+
+// refuseNew says why this node takes no new task now (nil when it does): it is
+// stopping, still learning the settings, or cannot write its log.
+func (n *Node) refuseNew() error {
+	switch {
+	case n.stopping:
+		return ErrStopping
+	case !n.settingsKnown():
+		return ErrStarting
+	}
+	return n.storageErr()
+}
+
+// coordinate stores the new task t on its replicas and answers reply once a
+// majority holds it (see sendStores). A task this node already coordinates answers
+// as a duplicate name.
+func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
+	if n.pending[t.ID] != nil {
+		reply(EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
+		return
+	}
 	if err := n.admit(t); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
 	}
-	op := &enqueueOp{task: t, reply: reply, deadline: now.Add(n.cfg.EnqueueTimeout)}
+	op := &enqueueOp{task: t, reply: reply, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
 	n.pending[t.ID] = op
 	n.sendStores(op)
 }
@@ -900,16 +934,17 @@ func (n *Node) storageErr() error {
 // Ack is an acknowledgement this node counted, from another node or from itself,
 // of something the acknowledger must hold durably by then (with durable storage): a
 // Store (Kind RecTask), a grant (RecGrant: Attempt to Holder), a final state
-// (RecOutcome) or a queue setting (RecSetting). The simulator checks each against
-// the acknowledger's disk (invariant S8).
+// (RecOutcome), a queue setting (RecSetting) or a schedule (RecSchedule). The
+// simulator checks each against the acknowledger's disk (invariant S8).
 type Ack struct {
-	Kind    RecordKind
-	From    NodeID
-	TaskID  string
-	Nonce   uint64
-	Attempt uint64
-	Holder  NodeID
-	Setting *QueueSetting
+	Kind     RecordKind
+	From     NodeID
+	TaskID   string
+	Nonce    uint64
+	Attempt  uint64
+	Holder   NodeID
+	Setting  *QueueSetting
+	Schedule *Schedule // RecSchedule
 }
 
 // AckObserver, when the Env's Observer implements it, is told of every Ack counted.

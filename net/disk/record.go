@@ -14,9 +14,10 @@ import (
 // payload encoding or the framing changes in a way an older decoder would misread.
 // Version 1 framed records with length and payload CRC only (8 bytes); version 2
 // added the length's own check; version 3 the attempt a failure count reaches
-// (node.Record.Failed) at the end of the payload. Versions 2 and 3 are read (a
-// version 2 record counts failures as before, Failed 0).
-const recordVersion byte = 3
+// (node.Record.Failed) at the end of the payload; version 4 a schedule
+// (node.Record.Schedule) after it. Versions 2 to 4 are read (a version 2 record
+// counts failures as before, Failed 0; versions 2 and 3 have no schedule).
+const recordVersion byte = 4
 
 // oldestRecordVersion is the oldest payload version this build reads.
 const oldestRecordVersion byte = 2
@@ -43,7 +44,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecForgotten
+	maxKind  = node.RecSchedule
 	maxState = node.StateCancelled
 )
 
@@ -132,9 +133,11 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
 //	          status taskPresence(1) task? settingPresence(1) setting? round failed
+//	          schedulePresence(1) schedule?
 //
 // round is node.Record.Round, a uvarint (the claim round of a grant or a release),
-// failed node.Record.Failed, a uvarint (absent in version 2).
+// failed node.Record.Failed, a uvarint (absent in version 2), the schedule as
+// wire.AppendSchedule writes it (absent before version 4).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -143,6 +146,9 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 	}
 	if r.Kind == node.RecSetting && r.Setting == nil {
 		panic("disk: setting record without a setting")
+	}
+	if r.Kind == node.RecSchedule && r.Schedule == nil {
+		panic("disk: schedule record without a schedule")
 	}
 	if r.Kind == 0 || r.Kind > maxKind {
 		panic(fmt.Sprintf("disk: unknown record kind %d", r.Kind))
@@ -170,7 +176,12 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 			b = wire.AppendSetting(b, r.Setting)
 		}
 		b = binary.AppendUvarint(b, r.Round)
-		return binary.AppendUvarint(b, r.Failed)
+		b = binary.AppendUvarint(b, r.Failed)
+		if r.Schedule == nil {
+			return append(b, 0)
+		}
+		b = append(b, 1)
+		return wire.AppendSchedule(b, r.Schedule)
 	})
 }
 
@@ -229,6 +240,18 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	r.Round = f.Uvarint("round")
 	if v >= 3 {
 		r.Failed = f.Uvarint("failed")
+	}
+	if v >= 4 {
+		switch has := f.Byte("schedule presence"); {
+		case f.Err() != nil:
+		case has == 1:
+			r.Schedule = f.Schedule()
+		case has != 0:
+			f.Fail("schedule presence is %d", has)
+		}
+	}
+	if f.Err() == nil && r.Kind == node.RecSchedule && r.Schedule == nil {
+		f.Fail("schedule record without a schedule")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())
