@@ -720,7 +720,7 @@ func (n *Node) handleStore(m Message) {
 	n.adoptCount(e, m.Retries, m.Failed, m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
-	n.armFire(e)
+	n.armFireStored(e)
 	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Retries: m.Retries, Failed: m.Failed, Status: m.Status, NextETA: m.NextETA}
 	n.persist(func() { n.ackStore(m) }, rec)
 	if n.cfg.Unsafe.DropStoredTasks {
@@ -821,6 +821,19 @@ func (n *Node) disarm(e *entry) {
 // armFire arms the replica timer at next_eta + rank × replica_offset.
 func (n *Node) armFire(e *entry) {
 	n.arm(e, timerFire, e.nextETA.Add(time.Duration(e.rank)*n.cfg.ReplicaOffset))
+}
+
+// armFireStored arms the replica timer of a task just stored. A task that arrives
+// past its due time (enqueued late, as a schedule's missed tick, or with an ETA in
+// the past) keeps the replicas' stagger from its arrival: were every replica to fire
+// at once, their claims would refuse each other and the task wait out a lease.
+func (n *Node) armFireStored(e *entry) {
+	stagger := time.Duration(e.rank) * n.cfg.ReplicaOffset
+	if late := n.now(); e.nextETA.Add(stagger).Before(late) && e.rank > 0 {
+		n.arm(e, timerFire, late.Add(stagger))
+		return
+	}
+	n.armFire(e)
 }
 
 // pushBack moves the replica timer past another node's lease: it fires no earlier
