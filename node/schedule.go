@@ -98,8 +98,8 @@ type Schedule struct {
 	Missed      MissedPolicy
 	// Deleted marks a deletion; the schedule is kept so that it wins over older copies.
 	Deleted bool
-	// Created is when this version was made, on its origin's clock: its first tick
-	// is the first after it.
+	// Created is when the schedule was made (its first PUT since it was last
+	// deleted), on its origin's clock: its first tick is the first after it.
 	Created time.Time
 	Version uint64
 	Origin  NodeID
@@ -261,10 +261,15 @@ type schedOp struct {
 // or at once with a *FieldError.
 func (n *Node) PutSchedule(s Schedule, reply func(Schedule, error)) {
 	n.input(func() {
-		s.Deleted = false
+		s.Deleted, s.Created = false, time.Time{}
 		if _, err := ValidateSchedule(&s, n.now()); err != nil {
 			reply(Schedule{}, err)
 			return
+		}
+		if cur := n.schedules[s.Name]; cur != nil && !cur.Deleted {
+			// A change keeps the schedule's creation: the ticks whose slots are still
+			// to come are not dropped by the new version.
+			s.Created = cur.Created
 		}
 		n.changeSchedule(s, reply)
 	})
@@ -289,7 +294,10 @@ func (n *Node) DeleteSchedule(name string, reply func(Schedule, error)) {
 func (n *Node) changeSchedule(s Schedule, reply func(Schedule, error)) {
 	// Versions are hybrid, as queue settings' are (changeQueue).
 	s.Version = max(n.maxVersion+1, uint64(max(n.now().UnixMilli(), 0)))
-	s.Origin, s.Created = n.cfg.ID, n.now()
+	s.Origin = n.cfg.ID
+	if s.Created.IsZero() {
+		s.Created = n.now()
+	}
 	op := &schedOp{sched: &s, acks: map[NodeID]bool{}, reply: reply}
 	n.schedOps = append(n.schedOps, op)
 	op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
