@@ -826,10 +826,11 @@ func (n *Node) armFire(e *entry) {
 // armFireStored arms the replica timer of a task just stored. A task that arrives
 // past its due time (enqueued late, as a schedule's missed tick, or with an ETA in
 // the past) keeps the replicas' stagger from its arrival: were every replica to fire
-// at once, their claims would refuse each other and the task wait out a lease.
+// at once, their claims would refuse each other and the task wait out a lease. (The
+// naive protocol has no claims: its negative control keeps its replicas' timing.)
 func (n *Node) armFireStored(e *entry) {
 	stagger := time.Duration(e.rank) * n.cfg.ReplicaOffset
-	if late := n.now(); e.nextETA.Add(stagger).Before(late) && e.rank > 0 {
+	if late := n.now(); e.nextETA.Add(stagger).Before(late) && e.rank > 0 && n.cfg.Protocol == ProtocolQuorum {
 		n.arm(e, timerFire, late.Add(stagger))
 		return
 	}
