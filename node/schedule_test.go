@@ -356,3 +356,19 @@ func TestTickTaskIsTheSameOnEveryNode(t *testing.T) {
 	require.Equal(t, a.Nonce, c.Nonce, "and its nonce")
 	require.NotEqual(t, a.ID, h.node("n1").tickTask(s, tick.Add(time.Second)).ID)
 }
+
+// A compaction keeps the newest record of each schedule, a deletion included.
+func TestCompactionKeepsTheNewestSchedule(t *testing.T) {
+	h := newHarness(t, 1, 8, nil)
+	n := h.node("n1")
+	n.input(func() {
+		n.adoptSchedule(&Schedule{Name: "a", Cron: "@hourly", URL: "http://w/", Version: 1})
+		n.adoptSchedule(&Schedule{Name: "a", Cron: "@hourly", URL: "http://w/", Version: 2, Deleted: true})
+	})
+	_, ok := n.Schedule("a")
+	require.False(t, ok, "deleted")
+	p := n.CompactionPolicy()
+	require.False(t, p.Keep(&Record{Kind: RecSchedule, Schedule: &Schedule{Name: "a", Version: 1}}))
+	require.True(t, p.Keep(&Record{Kind: RecSchedule, Schedule: &Schedule{Name: "a", Version: 2, Deleted: true}}))
+	require.True(t, p.Keep(&Record{Kind: RecSchedule, Schedule: &Schedule{Name: "b", Version: 1}}), "logged after the policy was taken")
+}
