@@ -563,6 +563,8 @@ func (n *Node) enqueueTick(r *schedRun, t time.Time) {
 			if r.missed.Equal(t) {
 				r.missed = time.Time{}
 			}
+		case errors.Is(res.Err, ErrStopping):
+			// Shutting down: the others take the tick; nothing to catch up here.
 		case r.sched.Missed == MissedOne && !r.stopped && !t.Before(r.missed):
 			r.missed = t
 			n.armCatchUp(r, pausePoll)
