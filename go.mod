@@ -13,4 +13,6 @@ require (
 
 require go.yaml.in/yaml/v3 v3.0.5
 
+require github.com/robfig/cron/v3 v3.0.1
+
 require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect

@@ -81,6 +81,17 @@
 // (LossReporter: a corrupt, wiped or new directory) makes the node act as one that
 // forgot at the time it reports, with the same wait counted from then.
 //
+// # Schedules
+//
+// Cron schedules (schedule.go) are replicated data like queue settings: versioned,
+// logged before they are acknowledged, gossiped and learnt at start. Every member
+// runs every schedule; a tick's task is a function of the schedule's name and the
+// tick (its ID, nonce, name, due and creation times), so the replicas store one
+// task however many nodes enqueue the tick, and only the tick's replicas do, in
+// rank order, ScheduleLead ahead of it and then ReplicaOffset apart. Expressions are
+// parsed by github.com/robfig/cron/v3 (its parser only: a parsed expression's Next
+// is pure; node/ may import it besides uuid, see purity_test.go).
+//
 // # Admission limits
 //
 // With Config.MaxPending, MaxPendingBytes or MaxQueuePending set, a node refuses new

@@ -96,6 +96,7 @@ func (n *Node) sweepForgotten() {
 type CompactionPolicy struct {
 	forgotten map[string]bool
 	settings  map[string]uint64 // queue -> version held when the policy was taken
+	schedules map[string]uint64 // schedule -> version held when the policy was taken
 	mark      time.Time
 	// Worth reports whether a compaction would drop anything: tasks were forgotten,
 	// or enough records were superseded since the last policy.
@@ -108,12 +109,15 @@ const supersededWorth = 1000
 
 // CompactionPolicy returns the policy for a compaction now.
 func (n *Node) CompactionPolicy() CompactionPolicy {
-	p := CompactionPolicy{forgotten: map[string]bool{}, settings: map[string]uint64{}, mark: n.forgetMark}
+	p := CompactionPolicy{forgotten: map[string]bool{}, settings: map[string]uint64{}, schedules: map[string]uint64{}, mark: n.forgetMark}
 	for _, id := range n.TakeForgotten() {
 		p.forgotten[id] = true
 	}
 	for name, s := range n.settings {
 		p.settings[name] = s.Version
+	}
+	for name, s := range n.schedules {
+		p.schedules[name] = s.Version
 	}
 	p.Worth = len(p.forgotten) > 0 || n.superseded >= supersededWorth
 	n.superseded = 0
@@ -121,12 +125,14 @@ func (n *Node) CompactionPolicy() CompactionPolicy {
 }
 
 // Keep reports whether a compaction keeps r: every record of a task not forgotten,
-// the newest setting of each queue and the newest forget mark (or newer ones,
-// logged after the policy was taken).
+// the newest setting of each queue and of each schedule (a deletion included) and
+// the newest forget mark (or newer ones, logged after the policy was taken).
 func (p CompactionPolicy) Keep(r *Record) bool {
 	switch r.Kind {
 	case RecSetting:
 		return r.Setting == nil || r.Setting.Version >= p.settings[r.Setting.Queue]
+	case RecSchedule:
+		return r.Schedule == nil || r.Schedule.Version >= p.schedules[r.Schedule.Name]
 	case RecForgotten:
 		return !r.NextETA.Before(p.mark)
 	}

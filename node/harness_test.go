@@ -55,6 +55,7 @@ type deliveryRec struct {
 	At             time.Duration // virtual time of the Dispatch call
 	Node           NodeID
 	TaskID         string
+	Name           string
 	Attempt        uint64
 	Retries        int
 	Deadline       time.Duration
@@ -440,7 +441,7 @@ func (fd *fakeDispatcher) Dispatch(d Delivery) {
 		res.Status, res.Err, res.ErrorKind, res.Body, lat = 0, errDeadline, ErrorTimeout, "", d.Deadline
 	}
 	h.deliveries = append(h.deliveries, deliveryRec{
-		At: h.elapsed(), Node: fd.id, TaskID: d.Task.ID, Attempt: d.Attempt, Retries: d.Retries,
+		At: h.elapsed(), Node: fd.id, TaskID: d.Task.ID, Name: d.Task.Name, Attempt: d.Attempt, Retries: d.Retries,
 		Deadline: d.Deadline, PreviousStatus: d.PreviousStatus, ETA: d.Task.ETA.Sub(epoch),
 		End: h.elapsed() + lat, Status: res.Status,
 	})

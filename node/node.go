@@ -35,6 +35,10 @@ type Node struct {
 	sync       *settingsSync            // learning the settings at start; nil once known
 	gossipStop func() bool              // the gossip timer, once armed
 
+	schedules map[string]*Schedule // cron schedules by name, deleted ones included (schedule.go)
+	runs      map[string]*schedRun // this node's running of each schedule in force
+	schedOps  []*schedOp           // schedule changes this node coordinates
+
 	// forgetQ holds the final entries waiting out their dedup window, in the order
 	// their forget times were set (now + DedupWindow, so in time order), from
 	// forgetHead on. One timer (forgetTimer, armed for the first of them) serves
@@ -195,6 +199,8 @@ func New(cfg Config, env Env) (*Node, error) {
 		pending:     make(map[string]*enqueueOp),
 		queries:     make(map[string]*queryOp),
 		settings:    make(map[string]*QueueSetting),
+		schedules:   make(map[string]*Schedule),
+		runs:        make(map[string]*schedRun),
 		buckets:     make(map[string]*bucket),
 		lists:       make(map[uint64]*listOp),
 	}, nil
@@ -273,7 +279,10 @@ func (n *Node) Start() error {
 			o.QueueChanged(n.cfg.ID, *n.settings[name])
 		}
 	}
-	if len(n.settings) > 0 && n.gossipStop == nil {
+	for _, name := range sortedKeys(n.schedules) {
+		n.runSchedule(n.schedules[name], true) // it may have missed ticks while down
+	}
+	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == nil {
 		n.armGossip()
 	}
 	if lossy {
@@ -296,6 +305,12 @@ func (n *Node) Start() error {
 
 // replay applies one durable record at start.
 func (n *Node) replay(r Record) {
+	if r.Kind == RecSchedule {
+		if r.Schedule != nil {
+			n.keepSchedule(r.Schedule)
+		}
+		return
+	}
 	if r.Kind == RecSetting {
 		if r.Setting != nil {
 			n.keepSetting(r.Setting)
@@ -492,6 +507,10 @@ func (n *Node) step(m Message) {
 		n.handleQueueSync(m)
 	case MsgQueueSyncResp:
 		n.handleQueueSyncResp(m)
+	case MsgScheduleSet:
+		n.handleScheduleSet(m)
+	case MsgScheduleSetResp:
+		n.handleScheduleSetResp(m)
 	}
 }
 
@@ -505,15 +524,7 @@ func (n *Node) Enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 }
 
 func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
-	if n.stopping {
-		reply(EnqueueResult{Err: ErrStopping})
-		return
-	}
-	if !n.settingsKnown() {
-		reply(EnqueueResult{Err: ErrStarting})
-		return
-	}
-	if err := n.storageErr(); err != nil {
+	if err := n.refuseNew(); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
 	}
@@ -554,11 +565,34 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		Delivery:    n.queue(req.Queue).Delivery,
 	}
 	t.Replicas = n.Placement(t.ID)
+	n.coordinate(t, reply)
+}
+
+// refuseNew says why this node takes no new task now (nil when it does): it is
+// stopping, still learning the settings, or cannot write its log.
+func (n *Node) refuseNew() error {
+	switch {
+	case n.stopping:
+		return ErrStopping
+	case !n.settingsKnown():
+		return ErrStarting
+	}
+	return n.storageErr()
+}
+
+// coordinate stores the new task t on its replicas and answers reply once a
+// majority holds it (see sendStores). A task this node already coordinates answers
+// as a duplicate name.
+func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
+	if n.pending[t.ID] != nil {
+		reply(EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
+		return
+	}
 	if err := n.admit(t); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
 	}
-	op := &enqueueOp{task: t, reply: reply, deadline: now.Add(n.cfg.EnqueueTimeout)}
+	op := &enqueueOp{task: t, reply: reply, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
 	n.pending[t.ID] = op
 	n.sendStores(op)
 }
@@ -694,7 +728,7 @@ func (n *Node) handleStore(m Message) {
 	n.adoptCount(e, m.Retries, m.Failed, m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
-	n.armFire(e)
+	n.armFireStored(e)
 	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Retries: m.Retries, Failed: m.Failed, Status: m.Status, NextETA: m.NextETA}
 	n.persist(func() { n.ackStore(m) }, rec)
 	if n.cfg.Unsafe.DropStoredTasks {
@@ -795,6 +829,20 @@ func (n *Node) disarm(e *entry) {
 // armFire arms the replica timer at next_eta + rank × replica_offset.
 func (n *Node) armFire(e *entry) {
 	n.arm(e, timerFire, e.nextETA.Add(time.Duration(e.rank)*n.cfg.ReplicaOffset))
+}
+
+// armFireStored arms the replica timer of a task just stored. A task that arrives
+// past its due time (enqueued late, as a schedule's missed tick, or with an ETA in
+// the past) keeps the replicas' stagger from its arrival: were every replica to fire
+// at once, their claims would refuse each other and the task wait out a lease. (The
+// naive protocol has no claims: its negative control keeps its replicas' timing.)
+func (n *Node) armFireStored(e *entry) {
+	stagger := time.Duration(e.rank) * n.cfg.ReplicaOffset
+	if late := n.now(); e.nextETA.Add(stagger).Before(late) && e.rank > 0 && n.cfg.Protocol == ProtocolQuorum {
+		n.arm(e, timerFire, late.Add(stagger))
+		return
+	}
+	n.armFire(e)
 }
 
 // pushBack moves the replica timer past another node's lease: it fires no earlier
@@ -908,16 +956,17 @@ func (n *Node) storageErr() error {
 // Ack is an acknowledgement this node counted, from another node or from itself,
 // of something the acknowledger must hold durably by then (with durable storage): a
 // Store (Kind RecTask), a grant (RecGrant: Attempt to Holder), a final state
-// (RecOutcome) or a queue setting (RecSetting). The simulator checks each against
-// the acknowledger's disk (invariant S8).
+// (RecOutcome), a queue setting (RecSetting) or a schedule (RecSchedule). The
+// simulator checks each against the acknowledger's disk (invariant S8).
 type Ack struct {
-	Kind    RecordKind
-	From    NodeID
-	TaskID  string
-	Nonce   uint64
-	Attempt uint64
-	Holder  NodeID
-	Setting *QueueSetting
+	Kind     RecordKind
+	From     NodeID
+	TaskID   string
+	Nonce    uint64
+	Attempt  uint64
+	Holder   NodeID
+	Setting  *QueueSetting
+	Schedule *Schedule // RecSchedule
 }
 
 // AckObserver, when the Env's Observer implements it, is told of every Ack counted.

@@ -27,6 +27,7 @@ const (
 	violGlobalRand  = "global rand"
 	violImport      = "forbidden import"
 	violForeignDeps = "non-stdlib import"
+	violCronRunner  = "cron runner"
 )
 
 // forbiddenImports may not appear in node/'s non-test files.
@@ -47,8 +48,15 @@ var forbiddenImports = map[string]string{
 // wallClockFuncs are the time functions that read or wait on the real clock.
 var wallClockFuncs = []string{"Now", "Since", "Until", "Sleep", "After", "Tick", "NewTimer", "NewTicker", "AfterFunc"}
 
-// allowedModules are the only non-standard-library imports node/ may use.
-var allowedModules = []string{"github.com/google/uuid"}
+// allowedModules are the only non-standard-library imports node/ may use. The cron
+// parser is pure (a parsed expression's Next is a function of its argument); node/
+// uses nothing of robfig/cron's runner (its goroutines and clock).
+var allowedModules = []string{"github.com/google/uuid", "github.com/robfig/cron/v3"}
+
+// cronParsing is what node/ may use of robfig/cron: its parser and schedules, not
+// its runner (cron.New starts goroutines and reads the wall clock).
+var cronParsing = []string{"NewParser", "Schedule", "ConstantDelaySchedule", "SpecSchedule",
+	"Second", "SecondOptional", "Minute", "Hour", "Dom", "Month", "Dow", "DowOptional", "Descriptor"}
 
 type purityViolation struct {
 	Pos  token.Position
@@ -75,6 +83,7 @@ func checkPurity(fset *token.FileSet, filename string, src any) ([]purityViolati
 	// Local names of the packages we look into; "." marks a dot import.
 	timeNames := map[string]bool{}
 	randNames := map[string]bool{}
+	cronNames := map[string]bool{}
 	for _, imp := range f.Imports {
 		path, err := strconv.Unquote(imp.Path.Value)
 		if err != nil {
@@ -102,6 +111,11 @@ func checkPurity(fset *token.FileSet, filename string, src any) ([]purityViolati
 				name = "rand"
 			}
 			randNames[name] = true
+		case "github.com/robfig/cron/v3":
+			if name == "" {
+				name = "cron"
+			}
+			cronNames[name] = true
 		}
 	}
 	if timeNames["."] {
@@ -129,6 +143,9 @@ func checkPurity(fset *token.FileSet, filename string, src any) ([]purityViolati
 			// Any reference, called or not (f := time.Now is as bad as time.Now()).
 			if timeNames[pkgIdent(nd.X)] && slices.Contains(wallClockFuncs, nd.Sel.Name) {
 				report(nd.Pos(), violWallClock, "time.%s: use the Env's Clock", nd.Sel.Name)
+			}
+			if cronNames[pkgIdent(nd.X)] && !slices.Contains(cronParsing, nd.Sel.Name) {
+				report(nd.Pos(), violCronRunner, "cron.%s: node/ may use robfig/cron's parser only, not its runner", nd.Sel.Name)
 			}
 		case *ast.CallExpr:
 			// math/rand/v2 is imported for the *rand.Rand type only: every call of a
@@ -183,6 +200,7 @@ import (
 	"unsafe"
 
 	"github.com/example/other"
+	"github.com/robfig/cron/v3"
 )
 
 var _ = os.Args
@@ -194,6 +212,8 @@ var _ = syscall.Getpid
 var _ unsafe.Pointer
 var _ = other.X
 var now = clk.Now
+var _ = cron.New()
+var _ = cron.NewParser(cron.Minute)
 
 func f(src *r2.Rand) {
 	go func() {}()
@@ -230,6 +250,7 @@ func f(src *r2.Rand) {
 	// math/rand, net, net/http, os, sync, sync/atomic, syscall, unsafe
 	assert.Equal(t, 8, count[violImport], "imports: %v", lines[violImport])
 	assert.Equal(t, 1, count[violForeignDeps], "foreign deps: %v", lines[violForeignDeps])
+	assert.Equal(t, 1, count[violCronRunner], "cron runner: %v", lines[violCronRunner])
 
 	// A specific line: the go statement is on the line after "func f(".
 	goLine := strings.Count(bad[:strings.Index(bad, "go func")], "\n") + 1

@@ -283,7 +283,12 @@ func (n *Node) handleQueueSync(m Message) {
 	for _, name := range names {
 		n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Setting: n.settings[name]})
 	}
-	n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Retries: len(names)})
+	// Schedules are learnt the same way, in the same round (schedule.go).
+	scheds := sortedKeys(n.schedules)
+	for _, name := range scheds {
+		n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Schedule: n.schedules[name]})
+	}
+	n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Retries: len(names) + len(scheds)})
 }
 
 func (n *Node) handleQueueSyncResp(m Message) {
@@ -291,15 +296,26 @@ func (n *Node) handleQueueSyncResp(m Message) {
 	if sy == nil || m.Promised != sy.round || sy.answered[m.From] || !slices.Contains(n.members, m.From) {
 		return
 	}
+	// got is keyed by queue name, and by "\x00" and the name for a schedule (no
+	// queue name starts so).
+	got := func(key string) {
+		if sy.got[m.From] == nil {
+			sy.got[m.From] = map[string]bool{}
+		}
+		sy.got[m.From][key] = true
+	}
 	if s := m.Setting; s != nil {
 		if s.Config.Validate() != nil {
 			return
 		}
 		n.adoptSetting(s)
-		if sy.got[m.From] == nil {
-			sy.got[m.From] = map[string]bool{}
+		got(s.Queue)
+	} else if s := m.Schedule; s != nil {
+		if s.Name == "" {
+			return
 		}
-		sy.got[m.From][s.Queue] = true
+		n.adoptSchedule(s)
+		got("\x00" + s.Name)
 	} else {
 		sy.want[m.From] = max(m.Retries, 0)
 	}
@@ -367,7 +383,8 @@ type QueueObserver interface {
 	QueueChanged(node NodeID, s QueueSetting)
 }
 
-// armGossip sends this node's settings to one random member every SyncInterval.
+// armGossip sends this node's settings and schedules to one random member every
+// SyncInterval.
 func (n *Node) armGossip() {
 	if len(n.members) < 2 {
 		return
@@ -378,6 +395,9 @@ func (n *Node) armGossip() {
 			if peer != n.cfg.ID {
 				for _, name := range sortedKeys(n.settings) {
 					n.send(Message{Type: MsgQueueSet, To: peer, Setting: n.settings[name]})
+				}
+				for _, name := range sortedKeys(n.schedules) {
+					n.send(Message{Type: MsgScheduleSet, To: peer, Schedule: n.schedules[name]})
 				}
 			}
 			n.armGossip()

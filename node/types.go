@@ -116,32 +116,34 @@ func (t *Task) Rank(id NodeID) int {
 type MsgType uint8
 
 const (
-	MsgStore         MsgType = iota + 1 // coordinator → replica: keep Task
-	MsgStoreResp                        // replica → coordinator: stored (durably when storage is on)
-	MsgClaim                            // claimant → replicas: grant Attempt with Lease
-	MsgClaimResp                        // acceptor → claimant: Granted, or why not
-	MsgRelease                          // claimant → replicas: Attempt failed or was abandoned; next at NextETA
-	MsgOutcome                          // claimant → replicas: final State reached by Attempt
-	MsgOutcomeResp                      // replica → claimant: final state recorded
-	MsgNaiveCancel                      // naive protocol: sender is running the task, stand down
-	MsgNaivePushBack                    // naive protocol: sender's delivery failed, re-arm at NextETA
-	MsgStatus                           // any node → replica: what do you know of TaskID?
-	MsgStatusResp                       // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
-	MsgQueueSet                         // any node → every member: adopt Setting if newer
-	MsgQueueSetResp                     // member → sender: Setting.Version of Setting.Queue held now; Retries: tasks whose first replica it is that adopting Setting's purge cancelled here
-	MsgPermit                           // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
-	MsgPermitResp                       // token node → claimant: Granted, or retry after Lease
-	MsgPermitDone                       // claimant → token node: Attempt of TaskID ended; free its slot
-	MsgList                             // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
-	MsgListResp                         // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
-	MsgQueueSync                        // starting node → member: send me your queue settings (Promised = round)
-	MsgQueueSyncResp                    // member → starting node: one Setting, or the end (Setting nil, Retries = settings sent)
+	MsgStore           MsgType = iota + 1 // coordinator → replica: keep Task
+	MsgStoreResp                          // replica → coordinator: stored (durably when storage is on)
+	MsgClaim                              // claimant → replicas: grant Attempt with Lease
+	MsgClaimResp                          // acceptor → claimant: Granted, or why not
+	MsgRelease                            // claimant → replicas: Attempt failed or was abandoned; next at NextETA
+	MsgOutcome                            // claimant → replicas: final State reached by Attempt
+	MsgOutcomeResp                        // replica → claimant: final state recorded
+	MsgNaiveCancel                        // naive protocol: sender is running the task, stand down
+	MsgNaivePushBack                      // naive protocol: sender's delivery failed, re-arm at NextETA
+	MsgStatus                             // any node → replica: what do you know of TaskID?
+	MsgStatusResp                         // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
+	MsgQueueSet                           // any node → every member: adopt Setting if newer
+	MsgQueueSetResp                       // member → sender: Setting.Version of Setting.Queue held now; Retries: tasks whose first replica it is that adopting Setting's purge cancelled here
+	MsgPermit                             // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
+	MsgPermitResp                         // token node → claimant: Granted, or retry after Lease
+	MsgPermitDone                         // claimant → token node: Attempt of TaskID ended; free its slot
+	MsgList                               // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
+	MsgListResp                           // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
+	MsgQueueSync                          // starting node → member: send me your queue settings (Promised = round)
+	MsgQueueSyncResp                      // member → starting node: one Setting or Schedule, or the end (both nil, Retries = settings and schedules sent)
+	MsgScheduleSet                        // any node → every member: adopt Schedule if newer
+	MsgScheduleSetResp                    // member → sender: the Schedule of that name held now
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgQueueSyncResp
+const MaxMsgType = MsgScheduleSetResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -196,7 +198,8 @@ type Message struct {
 	Failed   uint64        // with Retries: the highest attempt whose failure Retries counts (0: none known)
 	Status   int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
 	Queue    string        // Permit, PermitDone: the task's queue
-	Setting  *QueueSetting // QueueSet, QueueSetResp
+	Setting  *QueueSetting // QueueSet, QueueSetResp, QueueSyncResp
+	Schedule *Schedule     // ScheduleSet, ScheduleSetResp, QueueSyncResp
 	// Reason says why a task ended dead or unknown: Outcome, ClaimResp RejectFinal,
 	// StatusResp.
 	Reason string
@@ -329,6 +332,7 @@ const (
 	RecOutcome                         // final State reached
 	RecSetting                         // a queue's Setting was adopted (settings, pause, purge)
 	RecForgotten                       // tasks created up to NextETA may have been forgotten after their dedup window
+	RecSchedule                        // a Schedule was adopted (created, changed or deleted)
 )
 
 // Record is one durable fact about a task.
@@ -347,6 +351,7 @@ type Record struct {
 	Status   int
 	Setting  *QueueSetting // RecSetting
 	Reason   string        // RecOutcome: why the task ended dead or unknown
+	Schedule *Schedule     // RecSchedule
 }
 
 // EnqueueRequest is a client's task, already parsed.

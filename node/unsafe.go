@@ -57,4 +57,12 @@ type Unsafe struct {
 	// restarts runs under the defaults, and an at-most-once queue turns
 	// at-least-once.
 	SettingsNotLogged bool
+	// TickTaskPerNode: negative controls only: breaks SC1 by deriving a schedule
+	// tick's task from the enqueuing node as well as the tick (schedule.go,
+	// tickTask), so that each replica that enqueues the tick makes a task of its own.
+	TickTaskPerNode bool
+	// TickPrimaryOnly: negative controls only: breaks SC2 by letting only a tick's
+	// first replica enqueue it (schedule.go, planTick): while that node is down its
+	// ticks are not run although a majority could take them.
+	TickPrimaryOnly bool
 }

@@ -114,12 +114,14 @@ type checker struct {
 	held       map[node.NodeID]map[string]uint64 // newest setting version held, per member and queue (Q6)
 	members    []node.NodeID                     // sorted, as the nodes sort them
 	driftRate  float64                           // clocks.max_drift: how much faster a token node may refill
+	scheds     map[string]*schedModel            // the workload's schedules (SC1, SC2)
+	ticks      map[tickKey]*tickRec
 }
 
 const maxKeptViolations = 50
 
 func newChecker(w *world) *checker {
-	c := &checker{w: w, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift), grants: map[grantKey]uint64{}, grantTimes: map[grantKey]*grantInfo{}}
+	c := &checker{w: w, ticks: map[tickKey]*tickRec{}, scheds: map[string]*schedModel{}, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift), grants: map[grantKey]uint64{}, grantTimes: map[grantKey]*grantInfo{}}
 	for i := range w.sc.Cluster.Nodes {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
@@ -526,6 +528,7 @@ func (c *checker) finish() {
 	if c.livelocked {
 		return // reported as such; every task would be "not final" too
 	}
+	c.finishSchedules(int64(w.sc.Duration))
 	for _, r := range c.order {
 		if !r.acked || r.finalAt >= 0 {
 			continue

@@ -67,10 +67,11 @@ type durableIndex struct {
 	grants   map[grantKey]bool
 	outcomes map[string]node.TaskState
 	settings map[string]uint64 // queue -> highest version
+	scheds   map[string]uint64 // schedule -> highest version
 }
 
 func (x *durableIndex) reset() {
-	*x = durableIndex{tasks: map[taskKey]bool{}, grants: map[grantKey]bool{}, outcomes: map[string]node.TaskState{}, settings: map[string]uint64{}}
+	*x = durableIndex{tasks: map[taskKey]bool{}, grants: map[grantKey]bool{}, outcomes: map[string]node.TaskState{}, settings: map[string]uint64{}, scheds: map[string]uint64{}}
 }
 
 // missingFrom returns the tasks with a fact in x that is not in y.
@@ -105,6 +106,10 @@ func (x *durableIndex) add(r node.Record) {
 	case node.RecSetting:
 		if r.Setting != nil && r.Setting.Version > x.settings[r.Setting.Queue] {
 			x.settings[r.Setting.Queue] = r.Setting.Version
+		}
+	case node.RecSchedule:
+		if r.Schedule != nil && r.Schedule.Version > x.scheds[r.Schedule.Name] {
+			x.scheds[r.Schedule.Name] = r.Schedule.Version
 		}
 	}
 }

@@ -39,6 +39,8 @@ func (c *checker) ackCounted(by *simNode, a node.Ack) {
 		ok, what = held && st.Final(), "the task's final state"
 	case node.RecSetting:
 		ok, what = a.Setting != nil && idx.settings[a.Setting.Queue] >= a.Setting.Version, "the setting of queue "+a.Setting.Queue
+	case node.RecSchedule:
+		ok, what = a.Schedule != nil && idx.scheds[a.Schedule.Name] >= a.Schedule.Version, "schedule "+a.Schedule.Name
 	default:
 		return
 	}

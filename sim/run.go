@@ -146,6 +146,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	}
 	wl := w.startWorkload()
 	w.wl = wl
+	w.startSchedules()
 	safetyEnd := int64(sc.Duration)
 	hardEnd := safetyEnd + int64(sc.LivenessBound)
 	w.at(safetyEnd, w.beginLiveness)
@@ -153,7 +154,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	var quietSince int64 = -1
 	var watch func()
 	watch = func() {
-		if w.liveness && wl.done() && w.check.pendingFinal() == 0 {
+		if w.liveness && wl.done() && w.schedulesDone() && w.check.pendingFinal() == 0 {
 			if quietSince < 0 {
 				quietSince = w.now
 			}

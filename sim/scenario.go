@@ -123,6 +123,8 @@ type WorkloadSpec struct {
 	Countdown Range       `json:"countdown"`
 	Queues    []QueueSpec `json:"queues,omitempty"`
 	Names     *NameSpec   `json:"names,omitempty"`
+	// Schedules are cron schedules set by a client's PUT (schedules.go).
+	Schedules []ScheduleSpec `json:"schedules,omitempty"`
 }
 
 // NameSpec gives a share of the tasks a name drawn from a small pool, so that some
@@ -320,6 +322,7 @@ func (sc *Scenario) fillDefaults() {
 			sc.Workload.Queues[i].Weight = 1
 		}
 	}
+	sc.fillScheduleDefaults()
 	if sc.Workers.Latency == (Range{}) {
 		sc.Workers.Latency = Range{Duration(5 * time.Millisecond), Duration(50 * time.Millisecond)}
 	}
@@ -478,6 +481,7 @@ func (sc *Scenario) Validate() error {
 			bad(f, "%v", err)
 		}
 	}
+	sc.validateSchedules(bad, seen)
 	wk := sc.Workers
 	for _, p := range []struct {
 		f string
@@ -596,7 +600,7 @@ func (sc *Scenario) Validate() error {
 // invariants lists every invariant the simulator checks (DESIGN.md, "What the
 // simulator checks"): the names a scenario's expect.invariants may use. It is the
 // one list: scenarios_test.go requires a negative control for each.
-var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6"}
+var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2"}
 
 // Invariants returns the invariants the simulator checks, in order.
 func Invariants() []string { return slices.Clone(invariants) }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -243,4 +244,30 @@ func FuzzParseScenario(f *testing.F) {
 		}
 		requireRoundTrip(t, sc)
 	})
+}
+
+// A schedule's problems name its field; its defaults are filled.
+func TestParseScenarioSchedules(t *testing.T) {
+	withSchedule := func(s map[string]any) string {
+		return patched(t, func(m map[string]any) { obj(m, "workload")["schedules"] = []any{s} })
+	}
+	sc := mustParse(t, withSchedule(map[string]any{"name": "beat", "cron": "* * * * * *"}))
+	sp := sc.Workload.Schedules[0]
+	require.Equal(t, "default", sp.Queue)
+	require.Equal(t, sc.Duration+Duration(time.Minute), sp.Until)
+	for _, c := range []struct {
+		s    map[string]any
+		want string
+	}{
+		{map[string]any{"name": "b b", "cron": "@hourly"}, "workload.schedules[0].name"},
+		{map[string]any{"name": "b", "cron": "61 * * * * *"}, "workload.schedules[0].cron"},
+		{map[string]any{"name": "b", "cron": "@hourly", "time_zone": "Nowhere/Land"}, "workload.schedules[0].time_zone"},
+		{map[string]any{"name": "b", "cron": "@hourly", "missed": "all"}, "workload.schedules[0].missed"},
+		{map[string]any{"name": "b", "cron": "@hourly", "queue": "other"}, "workload.schedules[0].queue"},
+		{map[string]any{"name": "b", "cron": "@hourly", "from": "6s"}, "workload.schedules[0].from"},
+		{map[string]any{"name": "b", "cron": "@hourly", "until": "2m"}, "workload.schedules[0].until"},
+	} {
+		_, err := ParseScenario([]byte(withSchedule(c.s)))
+		require.ErrorContains(t, err, c.want, "%v", c.s)
+	}
 }

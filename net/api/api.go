@@ -9,6 +9,9 @@
 //	GET    /v1/queues/{q}    a queue's settings (set and effective); PUT changes them (JSON, partial); DELETE removes them
 //	POST   /v1/queues/{q}/pause, /resume, /purge
 //	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks held here, paged
+//	GET    /v1/schedules     cron schedules in force, with their next ticks
+//	GET    /v1/schedules/{name}  one schedule; PUT creates or replaces it (JSON: cron,
+//	                         time_zone, queue, task, missed); DELETE deletes it
 //	GET    /metrics          counters in the Prometheus text format
 //	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 {"status": "starting"|"unavailable", "reason"} otherwise
 //
@@ -231,6 +234,9 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	})
 	if qb, ok := b.(QueueBackend); ok {
 		s.queueRoutes(mux, qb)
+	}
+	if sb, ok := b.(ScheduleBackend); ok {
+		s.scheduleRoutes(mux, sb)
 	}
 	mux.HandleFunc("GET /v1/tasks/{id}", s.getTask)
 	mux.HandleFunc("DELETE /v1/tasks/{id}", s.cancelTask)
@@ -521,6 +527,7 @@ var sentinels = []struct {
 	field, status, msg string
 }{
 	{err: node.ErrNotFound, code: http.StatusNotFound, field: "id", msg: "no such task"},
+	{err: node.ErrScheduleNotFound, code: http.StatusNotFound, field: "name", msg: "no such schedule"},
 	{err: node.ErrOutcomeUnknown, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "unknown"},
 	// A node (or a majority of the task's replicas) or a queue at its limit of
 	// pending tasks: nothing was stored.

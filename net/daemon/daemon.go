@@ -486,6 +486,34 @@ func changeCounted(ctx context.Context, drv *driver.Driver, start func(n *node.N
 	return r.set, r.cancelled, err
 }
 
+var _ api.ScheduleBackend = backend{}
+
+func (b backend) Schedules(ctx context.Context) ([]node.Schedule, error) {
+	var out []node.Schedule
+	err := b.d.drv.Do(ctx, func(n *node.Node) { out = n.Schedules() })
+	return out, err
+}
+
+func (b backend) Schedule(ctx context.Context, name string) (node.Schedule, error) {
+	var s node.Schedule
+	ok := false
+	if err := b.d.drv.Do(ctx, func(n *node.Node) { s, ok = n.Schedule(name) }); err != nil {
+		return s, err
+	}
+	if !ok {
+		return s, node.ErrScheduleNotFound
+	}
+	return s, nil
+}
+
+func (b backend) PutSchedule(ctx context.Context, s node.Schedule) (node.Schedule, error) {
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.Schedule, error)) { n.PutSchedule(s, reply) })
+}
+
+func (b backend) DeleteSchedule(ctx context.Context, name string) (node.Schedule, error) {
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.Schedule, error)) { n.DeleteSchedule(name, reply) })
+}
+
 // call starts an asynchronous request on the node's goroutine and waits for its
 // reply or ctx.
 func call[T any](ctx context.Context, drv *driver.Driver, start func(n *node.Node, reply func(T, error))) (T, error) {
@@ -596,10 +624,28 @@ func (o observers) DeliveryEnded(t *node.Task, a node.DeliveryAttempt, due time.
 	}
 }
 
+var _ node.ScheduleObserver = observers{}
+
+func (o observers) TickEnqueued(id node.NodeID, schedule string, tick time.Time, t *node.Task) {
+	for _, x := range o {
+		if so, ok := x.(node.ScheduleObserver); ok {
+			so.TickEnqueued(id, schedule, tick, t)
+		}
+	}
+}
+
 func (o observers) TaskDecided(t *node.Task, state node.TaskState, reason string) {
 	for _, x := range o {
 		if d, ok := x.(node.DecisionObserver); ok {
 			d.TaskDecided(t, state, reason)
+		}
+	}
+}
+
+func (o observers) TickAnswered(id node.NodeID, schedule string, tick time.Time, t *node.Task, err error) {
+	for _, x := range o {
+		if so, ok := x.(node.ScheduleObserver); ok {
+			so.TickAnswered(id, schedule, tick, t, err)
 		}
 	}
 }
@@ -625,6 +671,24 @@ func (o logObserver) TaskDecided(t *node.Task, state node.TaskState, reason stri
 func (o logObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	if o.log.Enabled(context.Background(), slog.LevelDebug) {
 		o.log.Debug("task", "id", t.ID, "queue", t.Queue, "from", from.String(), "to", to.String(), "attempt", attempt)
+	}
+}
+
+// TickEnqueued implements node.ScheduleObserver; the answer is what is logged.
+func (o logObserver) TickEnqueued(node.NodeID, string, time.Time, *node.Task) {}
+
+// TickAnswered logs a schedule's tick this node enqueued: at debug level when it
+// was stored, at info level when it could not be (another replica may still take
+// it at its own turn; the schedule's missed-tick policy says what happens if none
+// can). A repeat of a tick another node stored first is not logged.
+func (o logObserver) TickAnswered(_ node.NodeID, schedule string, tick time.Time, t *node.Task, err error) {
+	var dup *node.DuplicateNameError
+	switch {
+	case err == nil:
+		o.log.Debug("schedule tick enqueued", "schedule", schedule, "tick", tick.UTC().Format(time.RFC3339), "id", t.ID, "queue", t.Queue)
+	case errors.As(err, &dup):
+	default:
+		o.log.Info("schedule tick not enqueued here", "schedule", schedule, "tick", tick.UTC().Format(time.RFC3339), "id", t.ID, "err", err)
 	}
 }
 

@@ -15,10 +15,11 @@ import (
 // Version 1 framed records with length and payload CRC only (8 bytes); version 2
 // added the length's own check; version 3 the attempt a failure count reaches
 // (node.Record.Failed) at the end of the payload; version 4 why a task ended dead
-// or unknown (node.Record.Reason) after it, and a queue setting as net/wire's
-// version 3 writes it (with its explicit fields and deletion mark). Versions 2 to 4
-// are read (a version 2 record counts failures as before, Failed 0; versions 2 and 3
-// have no Reason, and their settings read as wire.Fields.SettingFormat2 says).
+// or unknown (node.Record.Reason) and a schedule (node.Record.Schedule) after it,
+// and a queue setting as net/wire's version 3 writes it (with its explicit fields
+// and deletion mark). Versions 2 to 4 are read (a version 2 record counts failures
+// as before, Failed 0; versions 2 and 3 have no Reason and no schedule, and their
+// settings read as wire.Fields.SettingFormat2 says).
 const recordVersion byte = 4
 
 // oldestRecordVersion is the oldest payload version this build reads.
@@ -46,7 +47,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecForgotten
+	maxKind  = node.RecSchedule
 	maxState = node.StateCancelled
 )
 
@@ -135,10 +136,12 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
 //	          status taskPresence(1) task? settingPresence(1) setting? round failed reason
+//	          schedulePresence(1) schedule?
 //
 // round is node.Record.Round, a uvarint (the claim round of a grant or a release),
 // failed node.Record.Failed, a uvarint (absent in version 2), reason
-// node.Record.Reason, a string (absent before version 4).
+// node.Record.Reason, a string, and the schedule as wire.AppendSchedule writes it
+// (both absent before version 4).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -147,6 +150,9 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 	}
 	if r.Kind == node.RecSetting && r.Setting == nil {
 		panic("disk: setting record without a setting")
+	}
+	if r.Kind == node.RecSchedule && r.Schedule == nil {
+		panic("disk: schedule record without a schedule")
 	}
 	if r.Kind == 0 || r.Kind > maxKind {
 		panic(fmt.Sprintf("disk: unknown record kind %d", r.Kind))
@@ -175,7 +181,12 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 		}
 		b = binary.AppendUvarint(b, r.Round)
 		b = binary.AppendUvarint(b, r.Failed)
-		return wire.AppendString(b, r.Reason)
+		b = wire.AppendString(b, r.Reason)
+		if r.Schedule == nil {
+			return append(b, 0)
+		}
+		b = append(b, 1)
+		return wire.AppendSchedule(b, r.Schedule)
 	})
 }
 
@@ -239,6 +250,16 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	}
 	if v >= 4 {
 		r.Reason = f.String("reason")
+		switch has := f.Byte("schedule presence"); {
+		case f.Err() != nil:
+		case has == 1:
+			r.Schedule = f.Schedule()
+		case has != 0:
+			f.Fail("schedule presence is %d", has)
+		}
+	}
+	if f.Err() == nil && r.Kind == node.RecSchedule && r.Schedule == nil {
+		f.Fail("schedule record without a schedule")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())

@@ -3,6 +3,7 @@ package disk
 import (
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -10,8 +11,9 @@ import (
 )
 
 // A grant's claim round, a release's failure count's highest attempt and an
-// outcome's reason are logged (record format 4: the last three fields), and a
-// payload cut before them, or with a byte after them, is refused.
+// outcome's reason are logged (record format 4: the last fields before the
+// schedule's presence), and a payload cut before them, or with a byte after them,
+// is refused.
 func TestRecordRoundIsLogged(t *testing.T) {
 	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3}
 	frame := appendRecord(nil, &r)
@@ -21,7 +23,7 @@ func TestRecordRoundIsLogged(t *testing.T) {
 	require.False(t, marker)
 	require.Equal(t, r, got)
 
-	short := payload[:len(payload)-1-len(binary.AppendUvarint(nil, r.Failed))]
+	short := payload[:len(payload)-2-len(binary.AppendUvarint(nil, r.Failed))] // cut the failed attempt, the reason and the schedule's presence
 	_, _, err = decodeRecord(short)
 	require.ErrorIs(t, err, errBadPayload, "a payload without its failed attempt is damaged")
 
@@ -42,7 +44,7 @@ func TestRecordRoundIsLogged(t *testing.T) {
 func TestRecordFormats2And3AreRead(t *testing.T) {
 	r := node.Record{Kind: node.RecOutcome, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3, State: node.StateDead, Reason: "why"}
 	payload := appendRecord(nil, &r)[frameHeader:]
-	withoutReason := payload[1 : len(payload)-1-len(r.Reason)]
+	withoutReason := payload[1 : len(payload)-1-1-len(r.Reason)] // no reason, no schedule presence
 	got, _, err := decodeRecord(append([]byte{3}, withoutReason...))
 	require.NoError(t, err)
 	r.Reason = ""
@@ -71,15 +73,43 @@ func TestSettingRecordFormats(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, r, got)
 
-	// Format 3: the setting without its last two fields, then round and failed.
+	// Format 3: the setting without its last two fields, then round and failed (no
+	// reason, no schedule presence).
 	tail := len(binary.AppendUvarint(nil, r.Round)) + len(binary.AppendUvarint(nil, r.Failed))
 	extra := len(binary.AppendUvarint(nil, uint64(set.Explicit))) + 1
-	end := len(payload) - tail
+	end := len(payload) - 2 - tail
 	v3 := append([]byte{3}, payload[1:end-extra]...)
-	v3 = append(v3, payload[end:]...)
+	v3 = append(v3, payload[end:len(payload)-2]...)
 	got, _, err = decodeRecord(v3)
 	require.NoError(t, err)
 	old := *set
 	old.Explicit, old.Deleted = node.FieldDelivery, false
 	require.Equal(t, &old, got.Setting)
+}
+
+// A log written by a build of record format 3 (no schedule) is read, and a schedule
+// record of format 4 round-trips.
+func TestRecordFormat3IsReadAndSchedulesRoundTrip(t *testing.T) {
+	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 7, Retries: 2, Failed: 3}
+	payload := appendRecord(nil, &r)[frameHeader:]
+	v3 := append([]byte{3}, payload[1:len(payload)-2]...) // no reason, no schedule presence
+	got, _, err := decodeRecord(v3)
+	require.NoError(t, err)
+	require.Equal(t, r, got)
+	_, _, err = decodeRecord(append(append([]byte(nil), v3...), 0))
+	require.ErrorIs(t, err, errBadPayload, "format 3 has no reason nor schedule presence: a byte there is garbage")
+
+	s := &node.Schedule{Name: "nightly", Cron: "0 3 * * *", TimeZone: "Europe/Paris", Queue: "q", URL: "http://w/x", Method: "POST",
+		Headers: []node.Header{{Name: "X-A", Value: "1"}}, ContentType: "application/json", Body: []byte(`{"a":1}`),
+		Missed: node.MissedOne, Created: time.Unix(1700000000, 5).UTC(), Version: 42, Origin: "n1"}
+	rec := node.Record{Kind: node.RecSchedule, Schedule: s}
+	got, _, err = decodeRecord(appendRecord(nil, &rec)[frameHeader:])
+	require.NoError(t, err)
+	require.Equal(t, rec, got)
+
+	noSched := node.Record{Kind: node.RecSchedule, Schedule: s}
+	p := appendRecord(nil, &noSched)[frameHeader:]
+	cut := append([]byte{3}, p[1:]...) // a format 3 record cannot carry one
+	_, _, err = decodeRecord(cut)
+	require.ErrorIs(t, err, errBadPayload)
 }

@@ -19,6 +19,9 @@ func AppendTime(b []byte, t time.Time) []byte { return appendTime(b, t) }
 // AppendSetting appends a queue setting as QueueSet messages carry it.
 func AppendSetting(b []byte, s *node.QueueSetting) []byte { return appendSetting(b, s) }
 
+// AppendSchedule appends a schedule as ScheduleSet messages carry it.
+func AppendSchedule(b []byte, s *node.Schedule) []byte { return appendSchedule(b, s) }
+
 // Fields reads fields written with this package's encodings. After the first error
 // every read returns a zero value and Err reports that error (wrapping ErrMalformed).
 // `what` names the field in the error.
@@ -43,6 +46,9 @@ func (f *Fields) Setting() *node.QueueSetting { return f.d.setting() }
 func (f *Fields) SettingFormat2() *node.QueueSetting { return f.d.settingFormat2() }
 
 func (f *Fields) Fail(format string, a ...any) { f.d.fail(format, a...) }
+
+// Schedule reads a schedule written by AppendSchedule (nil after an error).
+func (f *Fields) Schedule() *node.Schedule { return f.d.schedule() }
 
 // Len is how many bytes are left; Err the first error.
 func (f *Fields) Len() int   { return len(f.d.b) }

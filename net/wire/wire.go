@@ -4,9 +4,11 @@
 //
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
-//	          state nextETA retries failed status queue setting? reason attempts
+//	          state nextETA retries failed status queue setting? schedule? reason attempts
 //	attempt = number node start duration inFlight status errorKind message body
 //	task    = id queue name url method headers contentType body eta created delivery replicas
+//	schedule = name cron timeZone queue url method headers contentType body missed
+//	          deleted created version origin
 //
 // Strings and byte slices are a uvarint length followed by the bytes; lists are a
 // uvarint count followed by the items; unsigned numbers are uvarints, signed numbers
@@ -42,8 +44,9 @@ import (
 
 // Version is the version byte at the start of every frame. Bump it whenever the
 // encoding changes in a way an older decoder would misread. Version 2 added
-// node.Message.Failed after Retries; version 3 Reason and Attempts at the end of a
-// message, and a queue setting's Explicit fields and Deleted mark after its Origin.
+// node.Message.Failed after Retries; version 3 node.Message.Schedule, Reason and
+// Attempts at the end of a message, and a queue setting's Explicit fields and
+// Deleted mark after its Origin.
 const Version byte = 3
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
@@ -69,6 +72,7 @@ const (
 	maxState    = node.StateCancelled
 	maxDelivery = node.AtMostOnce
 	maxErrKind  = node.MaxErrorKind
+	maxMissed   = node.MissedOne
 )
 
 // Time tags.
@@ -224,6 +228,12 @@ func appendMessage(b []byte, m *node.Message) []byte {
 		b = append(b, 1)
 		b = appendSetting(b, m.Setting)
 	}
+	if m.Schedule == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendSchedule(b, m.Schedule)
+	}
 	b = appendString(b, m.Reason)
 	b = binary.AppendUvarint(b, uint64(len(m.Attempts)))
 	for i := range m.Attempts {
@@ -242,6 +252,28 @@ func appendAttempt(b []byte, a *node.DeliveryAttempt) []byte {
 	b = append(b, byte(a.Error))
 	b = appendString(b, a.Message)
 	return appendString(b, a.Body)
+}
+
+func appendSchedule(b []byte, s *node.Schedule) []byte {
+	b = appendString(b, s.Name)
+	b = appendString(b, s.Cron)
+	b = appendString(b, s.TimeZone)
+	b = appendString(b, s.Queue)
+	b = appendString(b, s.URL)
+	b = appendString(b, s.Method)
+	b = binary.AppendUvarint(b, uint64(len(s.Headers)))
+	for _, h := range s.Headers {
+		b = appendString(b, h.Name)
+		b = appendString(b, h.Value)
+	}
+	b = appendString(b, s.ContentType)
+	b = binary.AppendUvarint(b, uint64(len(s.Body)))
+	b = append(b, s.Body...)
+	b = append(b, byte(s.Missed))
+	b = appendBool(b, s.Deleted)
+	b = appendTime(b, s.Created)
+	b = binary.AppendUvarint(b, s.Version)
+	return appendString(b, string(s.Origin))
 }
 
 func appendSetting(b []byte, s *node.QueueSetting) []byte {
@@ -490,6 +522,9 @@ func (d *decoder) message() node.Message {
 	if d.bool("setting presence") {
 		m.Setting = d.setting()
 	}
+	if d.bool("schedule presence") {
+		m.Schedule = d.schedule()
+	}
 	m.Reason = d.string("reason")
 	// An attempt takes at least 9 bytes: number, node, start, duration, in flight,
 	// status, error kind, message, body.
@@ -500,6 +535,39 @@ func (d *decoder) message() node.Message {
 		}
 	}
 	return m
+}
+
+func (d *decoder) schedule() *node.Schedule {
+	s := &node.Schedule{}
+	s.Name = d.string("schedule.name")
+	s.Cron = d.string("schedule.cron")
+	s.TimeZone = d.string("schedule.time_zone")
+	s.Queue = d.string("schedule.queue")
+	s.URL = d.string("schedule.url")
+	s.Method = d.string("schedule.method")
+	if n := d.count("schedule.headers", 2); n > 0 {
+		s.Headers = make([]node.Header, n)
+		for i := range s.Headers {
+			s.Headers[i].Name = d.string("schedule.header name")
+			s.Headers[i].Value = d.string("schedule.header value")
+		}
+	}
+	s.ContentType = d.string("schedule.content type")
+	if body := d.bytes("schedule.body"); len(body) > 0 {
+		s.Body = append([]byte(nil), body...)
+	}
+	s.Missed = node.MissedPolicy(d.byte1("schedule.missed"))
+	if d.err == nil && s.Missed > maxMissed {
+		d.fail("unknown missed-tick policy %d", s.Missed)
+	}
+	s.Deleted = d.bool("schedule.deleted")
+	s.Created = d.time("schedule.created")
+	s.Version = d.uvarint("schedule.version")
+	s.Origin = node.NodeID(d.string("schedule.origin"))
+	if d.err != nil {
+		return nil
+	}
+	return s
 }
 
 func (d *decoder) attempt() node.DeliveryAttempt {

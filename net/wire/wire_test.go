@@ -67,6 +67,9 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 			{Number: math.MaxUint64, Node: "node-b", Start: utc(1_700_000_300, 0), Duration: -1, Error: node.MaxErrorKind, Message: "dial tcp: connection refused"},
 			{InFlight: true},
 		},
+		Schedule: &node.Schedule{Name: "nightly-report", Cron: "0 30 3 * * *", TimeZone: "Europe/Paris", Queue: "emails", URL: "http://w/x",
+			Method: "PUT", Headers: []node.Header{{Name: "X-A", Value: "1"}, {}}, ContentType: "text/plain", Body: []byte("\x00hi"),
+			Missed: node.MissedOne, Deleted: true, Created: utc(1_700_000_000, 9), Version: 1 << 40, Origin: "node-e"},
 	}
 }
 
@@ -97,6 +100,9 @@ func TestRoundTripEveryType(t *testing.T) {
 			require.Equal(t, m, roundTrip(t, m))
 			// A task with every field zero.
 			m = node.Message{Type: typ, Task: &node.Task{}}
+			require.Equal(t, m, roundTrip(t, m))
+			// A schedule with every field zero.
+			m = node.Message{Type: typ, Schedule: &node.Schedule{}}
 			require.Equal(t, m, roundTrip(t, m))
 		})
 	}
@@ -245,8 +251,12 @@ func validPayload(m node.Message) []byte { return AppendFrame(nil, m)[headerLen:
 func TestMalformed(t *testing.T) {
 	minimal := validPayload(node.Message{Type: node.MsgClaim})
 	withTask := validPayload(node.Message{Type: node.MsgStore, Task: &node.Task{}})
+	// A zero schedule ends with missed deleted created version origin, a byte each,
+	// followed by the message's reason and attempts count.
+	withSched := validPayload(node.Message{Type: node.MsgScheduleSet, Schedule: &node.Schedule{}})
 	// Offsets inside minimal: version, type, from, to, taskID, presence, ...; from
-	// the end: nextETA retries failed status queue settingPresence reason attempts.
+	// the end: nextETA retries failed status queue settingPresence schedulePresence
+	// reason attempts.
 	const presence = 5
 	// A zero attempt is 9 bytes, the last of the message: its error kind is the
 	// third from the end, the attempts count the tenth.
@@ -287,8 +297,10 @@ func TestMalformed(t *testing.T) {
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-8, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0)...), "nanoseconds"},
+		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-9, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0)...), "nanoseconds"},
 		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
+		{"unknown missed policy", frameOf(set(withSched, len(withSched)-7, byte(maxMissed)+1)...), "unknown missed-tick policy"},
+		{"schedule deleted 2", frameOf(set(withSched, len(withSched)-6, 2)...), "schedule.deleted is not a boolean"},
 		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
 		{"unknown state", frameOf(set(minimal, presence+7, byte(maxState)+1)...), "unknown task state"},
 		{"unknown error kind", frameOf(set(withAttempt, len(withAttempt)-3, byte(maxErrKind)+1)...), "unknown error kind"},
