@@ -74,7 +74,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	dedup := fs.Duration("dedup-window", time.Hour, "how long a finished task's name stays taken, e.g. 1h")
 	dataDir := fs.String("data-dir", defaultDataRoot+"/<node-id>", "directory of the node's log; empty (--data-dir=) keeps everything in memory")
 	var apiTokens, signingSecrets listFlag
-	fs.Var(&apiTokens, "api-token", "require Authorization: Bearer <token> on every endpoint but /healthz; repeat (or separate with commas) to accept several during a rotation")
+	fs.Var(&apiTokens, "api-token", "require Authorization: Bearer <token> on every endpoint but /healthz and /livez; repeat (or separate with commas) to accept several during a rotation")
 	fs.Var(&signingSecrets, "signing-secret", "sign every delivery the Standard Webhooks way with this whsec_... secret; repeat to sign with several during a rotation")
 	denyPrivate := fs.Bool("deny-private", false, "refuse task URLs that resolve to loopback, private, link-local, unique-local or unspecified addresses, at enqueue and at connect time")
 	allowURL := fs.String("allow-url", "", "exceptions to --deny-private: address prefixes and host names, comma-separated (e.g. 10.1.0.0/16,worker.internal)")
