@@ -123,12 +123,14 @@ const (
 	MsgListResp                         // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
 	MsgQueueSync                        // starting node → member: send me your queue settings (Promised = round)
 	MsgQueueSyncResp                    // member → starting node: one Setting, or the end (Setting nil, Retries = settings sent)
+	MsgCount                            // any node → every member: send your task counters (Promised = request)
+	MsgCountResp                        // member → asker: its Counts (Promised = request)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "count", "count_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgQueueSyncResp
+const MaxMsgType = MsgCountResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -184,6 +186,7 @@ type Message struct {
 	Status   int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
 	Queue    string        // Permit, PermitDone: the task's queue
 	Setting  *QueueSetting // QueueSet, QueueSetResp
+	Counts   []QueueCount  // CountResp
 }
 
 func (m Message) String() string {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -132,4 +133,52 @@ func TestE2EHealthzStartOneOfThree(t *testing.T) {
 	launch(t, n2, procs)
 	waitHealth(t, n1, 200, 15*time.Second)
 	waitHealth(t, n2, 200, 15*time.Second)
+}
+
+// timedGet GETs path from p, decodes the JSON answer into a map, and says how long
+// it took.
+func timedGet(t *testing.T, p *proc, path string) (map[string]any, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	var out map[string]any
+	require.Equal(t, 200, getJSON(t, p, path, &out), "%s", path)
+	return out, time.Since(start)
+}
+
+// Listings and counts answer within about ListTimeout (1.5 s) while members are
+// down, saying who is missing, and without partial keys when every member answered.
+// Counts are each task once, from the members that answer.
+func TestE2EListingsDegradeNotFail(t *testing.T) {
+	procs := startCluster(t, 3)
+	n1, n2, n3 := procs[0], procs[1], procs[2]
+	for i := range 12 {
+		code, out := enqueueTo(t, procs[i%3], "later", url.Values{"task.url": {"http://127.0.0.1:1/never"}, "task.countdown": {"3600"}})
+		require.Equal(t, 200, code, "%v", out)
+	}
+	// Every member holds every task (R = 3), and answers: complete, each task once.
+	list, took := timedGet(t, n1, "/v1/queues")
+	t.Logf("GET /v1/queues with every member up: %v", took.Round(time.Millisecond))
+	require.NotContains(t, list, "partial")
+	require.NotContains(t, list, "missing")
+	queues := list["queues"].([]any)
+	require.Len(t, queues, 1)
+	require.Equal(t, map[string]any{"scheduled": float64(12)}, queues[0].(map[string]any)["counts"])
+
+	require.NoError(t, n3.cmd.Process.Signal(syscall.SIGKILL))
+	require.NoError(t, n2.cmd.Process.Signal(syscall.SIGSTOP))
+	for _, path := range []string{"/v1/queues", "/v1/queues/later", "/v1/queues/later/tasks"} {
+		out, took := timedGet(t, n1, path)
+		t.Logf("GET %s with n2 paused and n3 killed: %v", path, took.Round(time.Millisecond))
+		require.Less(t, took, 2500*time.Millisecond, "%s took too long", path)
+		require.Equal(t, true, out["partial"], "%s: %v", path, out)
+		require.Equal(t, []any{"n2", "n3"}, out["missing"], "%s", path)
+		switch path {
+		case "/v1/queues":
+			require.Equal(t, map[string]any{"scheduled": float64(12)}, out["queues"].([]any)[0].(map[string]any)["counts"])
+		case "/v1/queues/later":
+			require.Equal(t, map[string]any{"scheduled": float64(12)}, out["counts"])
+		default:
+			require.Len(t, out["tasks"], 12)
+		}
+	}
 }

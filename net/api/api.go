@@ -5,13 +5,16 @@
 //	DELETE /v1/tasks/{id}    cancel a task
 //	POST   /v1/tasks/{id}/retry  re-queue a dead task as a new task
 //	GET    /v1/cluster       members, this node, reachability
-//	GET    /v1/queues        queues, their settings, tasks held here by state
-//	GET    /v1/queues/{q}    a queue's settings; PUT changes them (JSON, partial)
+//	GET    /v1/queues        queues, their settings, their tasks across the cluster by state
+//	GET    /v1/queues/{q}    a queue's settings and counts; PUT changes the settings (JSON, partial)
 //	POST   /v1/queues/{q}/pause, /resume, /purge
-//	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks held here, paged
+//	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks across the cluster, paged
 //	GET    /metrics          counters in the Prometheus text format
 //	GET    /healthz          200 {"status": "ok"} while the node can take a task; 503 {"status": "starting"|"unavailable", "reason"} otherwise
 //	GET    /livez            200 {"status": "alive"} while the process serves HTTP
+//
+// Cluster-wide answers (counts, task lists) come within node.Config.ListTimeout even
+// when members are down: then with "partial": true and "missing" naming them.
 //
 // Errors are JSON objects {"error": "...", "field": "..."} with a 4xx code naming
 // the field at fault, or 503 when the cluster could not answer in time (with a

@@ -262,6 +262,9 @@ func (*queueFake) SetQueue(context.Context, string, node.QueueConfig, bool) (nod
 	return node.QueueSetting{}, nil
 }
 func (*queueFake) Queues(context.Context) ([]QueueView, error) { return nil, nil }
+func (*queueFake) ClusterCounts(context.Context) (map[string]map[string]int, []string, error) {
+	return nil, nil, nil
+}
 func (*queueFake) PurgeQueue(context.Context, string) (node.QueueSetting, error) {
 	return node.QueueSetting{}, nil
 }

@@ -430,18 +430,28 @@ func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
 			out = append(out, api.QueueView{Name: name, Settings: api.SettingsView(s.Config), Paused: s.Paused, Version: s.Version})
 		}
 	})
-	for i := range out {
-		list, missing, err := b.ListTasks(ctx, out[i].Name, node.StateNone, "", maxCounted)
-		if err != nil {
-			return nil, err
-		}
-		out[i].Counts = map[string]int{}
-		for _, st := range list {
-			out[i].Counts[st.State.String()]++
-		}
-		out[i].Partial = len(missing) > 0 || len(list) == maxCounted
-	}
 	return out, err
+}
+
+func (b backend) ClusterCounts(ctx context.Context) (map[string]map[string]int, []string, error) {
+	c, err := call(ctx, b.d.drv, func(n *node.Node, reply func(node.ClusterCounts, error)) {
+		n.CountCluster(func(c node.ClusterCounts) { reply(c, nil) })
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string]map[string]int, len(c.Queues))
+	for q, byState := range c.Queues {
+		out[q] = make(map[string]int, len(byState))
+		for st, v := range byState {
+			out[q][st.String()] = v
+		}
+	}
+	var missing []string
+	for _, m := range c.Missing {
+		missing = append(missing, string(m))
+	}
+	return out, missing, nil
 }
 
 func (b backend) PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, error) {
@@ -482,9 +492,6 @@ func (b backend) ListTasks(ctx context.Context, queue string, state node.TaskSta
 	}
 	return r.list, missing, err
 }
-
-// maxCounted bounds the tasks GET /v1/queues counts per queue.
-const maxCounted = 100000
 
 // NotReady says why the node cannot take a task now ("" when it can): the node's
 // own reasons (starting, learning the queue settings, a log that cannot write), and

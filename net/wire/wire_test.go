@@ -61,6 +61,8 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 			Delivery: node.AtMostOnce, DispatchDeadline: 3 * time.Second, Rate: 2.5, BucketSize: 4, MaxConcurrent: 9,
 			Retry: node.RetryConfig{TaskRetryLimit: 5, TaskAgeLimit: time.Hour, MinBackoff: time.Second, MaxBackoff: time.Minute, MaxDoublings: 3},
 		}},
+		Counts: []node.QueueCount{{Queue: "emails", State: node.StateScheduled, N: 3},
+			{Queue: "emails", State: node.StateDead, Before: []node.NodeID{"node-a", "node-c"}, N: math.MaxInt64}, {}},
 	}
 }
 
@@ -134,6 +136,10 @@ func TestNormalisation(t *testing.T) {
 	require.Nil(t, got.Task.Body)
 	require.Nil(t, got.Task.Headers)
 	require.Nil(t, got.Task.Replicas)
+
+	got = roundTrip(t, node.Message{Type: node.MsgCountResp, Counts: []node.QueueCount{{Before: []node.NodeID{}}}})
+	require.Nil(t, got.Counts[0].Before)
+	require.Nil(t, roundTrip(t, node.Message{Type: node.MsgCountResp, Counts: []node.QueueCount{}}).Counts)
 
 	// Header order is kept, duplicates included.
 	task := fullTask()
@@ -240,7 +246,7 @@ func TestMalformed(t *testing.T) {
 	minimal := validPayload(node.Message{Type: node.MsgClaim})
 	withTask := validPayload(node.Message{Type: node.MsgStore, Task: &node.Task{}})
 	// Offsets inside minimal: version, type, from, to, taskID, presence, ...; from
-	// the end: nextETA retries failed status queue settingPresence.
+	// the end: nextETA retries failed status queue settingPresence counts.
 	const presence = 5
 	set := func(p []byte, i int, v ...byte) []byte {
 		q := append([]byte(nil), p[:i]...)
@@ -278,7 +284,10 @@ func TestMalformed(t *testing.T) {
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-6, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0)...), "nanoseconds"},
+		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-7, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0)...), "nanoseconds"},
+		{"counts count", frameOf(set(minimal, len(minimal)-1, 3)...), "counts count 3 exceeds"},
+		{"count state", frameOf(append(set(minimal, len(minimal)-1, 1), 0, byte(maxState)+1, 0, 0)...), "unknown count.state"},
+		{"count negative", frameOf(append(set(minimal, len(minimal)-1, 1), 0, 1, 0, 1)...), "count.n -1 is negative"},
 		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
 		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
 		{"unknown state", frameOf(set(minimal, presence+7, byte(maxState)+1)...), "unknown task state"},
