@@ -156,6 +156,9 @@ type Config struct {
 	OutcomeRetry   time.Duration // resend Done/Dead until a majority acknowledged; default 200ms
 	DedupWindow    time.Duration // keep final tasks this long; default 1h
 	SyncInterval   time.Duration // gossip queue settings to a random member this often; default 2s
+	// ListTimeout bounds a cluster-wide listing or count: members that have not
+	// answered by then are named as missing in a partial answer. Default 1.5s.
+	ListTimeout time.Duration
 	// RecoveryWait: after starting without durable storage the node refuses, this long,
 	// to learn any task created before it started. Default Lease + 2×MaxClockDrift +
 	// EnqueueTimeout: every grant it may have given and every Store sent before then
@@ -211,6 +214,9 @@ func (c *Config) EnsureDefaults() {
 	if c.SyncInterval == 0 {
 		c.SyncInterval = 2 * time.Second
 	}
+	if c.ListTimeout == 0 {
+		c.ListTimeout = 1500 * time.Millisecond
+	}
 	if c.RecoveryWait == 0 {
 		c.RecoveryWait = c.Lease + 2*c.MaxClockDrift + c.EnqueueTimeout
 	}
@@ -257,7 +263,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"claim_timeout", c.ClaimTimeout}, {"enqueue_timeout", c.EnqueueTimeout}, {"outcome_retry", c.OutcomeRetry}, {"dedup_window", c.DedupWindow}, {"sync_interval", c.SyncInterval}} {
+	}{{"claim_timeout", c.ClaimTimeout}, {"enqueue_timeout", c.EnqueueTimeout}, {"outcome_retry", c.OutcomeRetry}, {"dedup_window", c.DedupWindow}, {"sync_interval", c.SyncInterval}, {"list_timeout", c.ListTimeout}} {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, not %s", d.v)
 		}

@@ -43,9 +43,10 @@ func (n *Node) countOpen(e *entry, d int) {
 	}
 }
 
-// addEntry puts e in tasks, counting it if it is pending.
+// addEntry puts e in tasks, counting it by state, and as pending if it is.
 func (n *Node) addEntry(e *entry) {
 	n.tasks[e.task.ID] = e
+	n.count(e, e.state, +1)
 	if !e.state.Final() {
 		n.countOpen(e, +1)
 	}
@@ -54,6 +55,7 @@ func (n *Node) addEntry(e *entry) {
 // removeEntry drops e from tasks.
 func (n *Node) removeEntry(e *entry) {
 	delete(n.tasks, e.task.ID)
+	n.count(e, e.state, -1)
 	if !e.state.Final() {
 		n.countOpen(e, -1)
 	}
@@ -63,9 +65,11 @@ func (n *Node) removeEntry(e *entry) {
 func (n *Node) recount() {
 	n.open, n.openBytes = 0, 0
 	clear(n.openByQueue)
+	clear(n.counts)
 	if n.cfg.Unsafe.SkipRecount {
 		return // negative controls only (S6)
 	}
+	n.recountStates()
 	for _, e := range n.tasks {
 		if !e.state.Final() {
 			n.countOpen(e, +1)

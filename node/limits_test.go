@@ -12,6 +12,7 @@ func requirePendingConsistent(t *testing.T, h *harness) {
 	for _, id := range h.order {
 		tracked, actual := h.node(id).Pending()
 		require.Equal(t, actual, tracked, "node %s tracks %d pending tasks but holds %d", id, tracked, actual)
+		require.NoError(t, h.node(id).CheckCounts(), "node %s", id)
 	}
 }
 

@@ -53,6 +53,12 @@ type Node struct {
 	superseded  int                // records logged since the last CompactionPolicy that supersede an earlier one
 	listSeq     uint64
 
+	// counts counts the entries of tasks by queue, state and the replicas ranked
+	// before this node (see counts.go), kept like open. countOps are the
+	// cluster-wide counts this node coordinates.
+	counts   map[countKey]int
+	countOps map[uint64]*countOp
+
 	// bootTime is the local time Start ran. forgotAt is when the node may have lost
 	// its memory: bootTime without durable storage, or the time a LossReporter gave.
 	// It knows nothing from before forgotAt, and until recoverUntil it refuses to
@@ -93,6 +99,9 @@ const (
 type entry struct {
 	task *Task
 	rank int
+	// before: the replicas ranked before this node in the task's list, joined (the
+	// key of its counter; see counts.go).
+	before string
 
 	state      TaskState
 	retries    int       // failed deliveries so far (a lower bound of those known here)
@@ -203,6 +212,8 @@ func New(cfg Config, env Env) (*Node, error) {
 		runs:        make(map[string]*schedRun),
 		buckets:     make(map[string]*bucket),
 		lists:       make(map[uint64]*listOp),
+		countOps:    make(map[uint64]*countOp),
+		counts:      make(map[countKey]int),
 	}, nil
 }
 
@@ -366,7 +377,8 @@ func (n *Node) adoptCount(e *entry, retries int, failed uint64, status int, notB
 }
 
 func (n *Node) newEntry(t *Task) *entry {
-	return &entry{task: t, rank: t.Rank(n.cfg.ID), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
+	rank := t.Rank(n.cfg.ID)
+	return &entry{task: t, rank: rank, before: beforeOf(t, rank), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
 }
 
 // forgetFloor is the attempt floor of a task this node may have granted and then
@@ -511,6 +523,10 @@ func (n *Node) step(m Message) {
 		n.handleScheduleSet(m)
 	case MsgScheduleSetResp:
 		n.handleScheduleSetResp(m)
+	case MsgCount:
+		n.handleCount(m)
+	case MsgCountResp:
+		n.handleCountResp(m)
 	}
 }
 
@@ -891,11 +907,15 @@ func (n *Node) setState(e *entry, to TaskState) {
 		return
 	}
 	from := e.state
-	if from.Final() != to.Final() && n.tasks[e.task.ID] == e {
-		if to.Final() {
-			n.countOpen(e, -1)
-		} else {
-			n.countOpen(e, +1)
+	if n.tasks[e.task.ID] == e {
+		n.count(e, from, -1)
+		n.count(e, to, +1)
+		if from.Final() != to.Final() {
+			if to.Final() {
+				n.countOpen(e, -1)
+			} else {
+				n.countOpen(e, +1)
+			}
 		}
 	}
 	if to.Final() {

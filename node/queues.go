@@ -63,21 +63,10 @@ func (n *Node) QueueNames() []string {
 			seen[name] = true
 		}
 	}
-	for _, e := range n.tasks {
-		seen[e.task.Queue] = true
+	for k := range n.counts {
+		seen[k.queue] = true
 	}
 	return sortedKeys(seen)
-}
-
-// QueueCounts counts the tasks this node holds in a queue, by state.
-func (n *Node) QueueCounts(queue string) map[TaskState]int {
-	out := map[TaskState]int{}
-	for _, e := range n.tasks {
-		if e.task.Queue == queue {
-			out[e.state]++
-		}
-	}
-	return out
 }
 
 type setOp struct {
@@ -628,13 +617,13 @@ type listOp struct {
 // ListCluster lists a queue's tasks across the cluster: every member sends its
 // first `limit` tasks (in state, IDs after `after`); the answer is the first `limit`
 // of their union, by ID, each task in its most advanced view. Members that did not
-// answer within EnqueueTimeout are named in missing (the list may then lack tasks).
+// answer within ListTimeout are named in missing (the list may then lack tasks).
 func (n *Node) ListCluster(queue string, state TaskState, after string, limit int, reply func(list []TaskStatus, missing []NodeID)) {
 	n.input(func() {
 		n.listSeq++
 		op := &listOp{id: n.listSeq, limit: limit, views: map[string]TaskStatus{}, items: map[NodeID]int{}, want: map[NodeID]int{}, reply: reply}
 		n.lists[op.id] = op
-		op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
+		op.stop = n.env.Clock.AfterFunc(n.cfg.ListTimeout, func() {
 			n.input(func() { n.finishList(op) })
 		})
 		for _, m := range n.members {

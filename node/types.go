@@ -138,12 +138,14 @@ const (
 	MsgQueueSyncResp                      // member → starting node: one Setting or Schedule, or the end (both nil, Retries = settings and schedules sent)
 	MsgScheduleSet                        // any node → every member: adopt Schedule if newer
 	MsgScheduleSetResp                    // member → sender: the Schedule of that name held now
+	MsgCount                              // any node → every member: send your task counters (Promised = request)
+	MsgCountResp                          // member → asker: its Counts (Promised = request)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgScheduleSetResp
+const MaxMsgType = MsgCountResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -206,6 +208,7 @@ type Message struct {
 	// Attempts: StatusResp: the deliveries the answering replica made itself (at
 	// most MaxAttemptHistory, oldest first).
 	Attempts []DeliveryAttempt
+	Counts   []QueueCount // CountResp
 }
 
 func (m Message) String() string {

@@ -86,7 +86,7 @@ type taskRec struct {
 }
 
 // checker verifies S1–S5 and Q1–Q5 as events happen, and L1, L2 at the end (S6, the
-// pending-task bookkeeping, is checked by Run at the end).
+// pending-task and per-state counters, is checked by Run at the end).
 type checker struct {
 	w          *world
 	tasks      map[taskKey]*taskRec

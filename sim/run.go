@@ -202,6 +202,9 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 			if tracked, actual := sn.n.Pending(); tracked != actual {
 				w.check.violate("S6", nil, []node.NodeID{sn.id}, "node tracks %d pending tasks but holds %d", tracked, actual)
 			}
+			if err := sn.n.CheckCounts(); err != nil {
+				w.check.violate("S6", nil, []node.NodeID{sn.id}, "%v", err)
+			}
 		}
 	}
 	w.check.finish()

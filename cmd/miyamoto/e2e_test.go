@@ -99,31 +99,47 @@ func (b *lockedBuffer) String() string {
 // killed at the end of the test.
 func startNodes(t *testing.T, dirs []string, extra ...string) []*proc {
 	t.Helper()
-	bin := binary(t)
-	procs := make([]*proc, len(dirs))
-	var peers []string
-	for i := range procs {
-		procs[i] = &proc{id: fmt.Sprintf("n%d", i+1), http: freePort(t), peer: freePort(t), log: &lockedBuffer{}, dataDir: dirs[i]}
-		peers = append(peers, procs[i].id+"="+procs[i].peer)
-	}
+	procs := newProcs(t, dirs)
 	for _, p := range procs {
-		args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--peers", strings.Join(peers, ","), "--data-dir", p.dataDir}, extra...)
-		p.cmd = exec.Command(bin, args...)
-		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-		require.NoError(t, p.cmd.Start())
-		t.Cleanup(func() {
-			p.cmd.Process.Signal(syscall.SIGCONT) // a test may have stopped it
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-			if t.Failed() {
-				t.Logf("--- log of %s:\n%s", p.id, tail(p.log.String(), 40))
-			}
-		})
+		launch(t, p, procs, extra...)
 	}
 	for _, p := range procs {
 		waitHealthy(t, p)
 	}
 	return procs
+}
+
+// newProcs describes one node per data directory, with free ports, without starting
+// any (see launch).
+func newProcs(t *testing.T, dirs []string) []*proc {
+	t.Helper()
+	procs := make([]*proc, len(dirs))
+	for i := range procs {
+		procs[i] = &proc{id: fmt.Sprintf("n%d", i+1), http: freePort(t), peer: freePort(t), log: &lockedBuffer{}, dataDir: dirs[i]}
+	}
+	return procs
+}
+
+// launch starts p as a member of the cluster of procs; the process is killed at the
+// end of the test.
+func launch(t *testing.T, p *proc, procs []*proc, extra ...string) {
+	t.Helper()
+	var peers []string
+	for _, q := range procs {
+		peers = append(peers, q.id+"="+q.peer)
+	}
+	args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--peers", strings.Join(peers, ","), "--data-dir", p.dataDir}, extra...)
+	p.cmd = exec.Command(binary(t), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGCONT) // a test may have stopped it
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		if t.Failed() {
+			t.Logf("--- log of %s:\n%s", p.id, tail(p.log.String(), 40))
+		}
+	})
 }
 
 // startCluster starts n nodes that know each other, each with a data directory of

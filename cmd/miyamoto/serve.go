@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,9 +88,9 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight deliveries may finish")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
 	dedup := fs.Duration("dedup-window", time.Hour, "how long a finished task's name stays taken, e.g. 1h")
-	dataDir := fs.String("data-dir", "./miyamoto-data", "directory of the node's log; empty (--data-dir=) keeps everything in memory")
+	dataDir := fs.String("data-dir", defaultDataRoot+"/<node-id>", "directory of the node's log; empty (--data-dir=) keeps everything in memory")
 	var apiTokens, signingSecrets listFlag
-	fs.Var(&apiTokens, "api-token", "require Authorization: Bearer <token> on every endpoint but /healthz; repeat (or separate with commas) to accept several during a rotation")
+	fs.Var(&apiTokens, "api-token", "require Authorization: Bearer <token> on every endpoint but /healthz and /livez; repeat (or separate with commas) to accept several during a rotation")
 	fs.Var(&signingSecrets, "signing-secret", "sign every delivery the Standard Webhooks way with this whsec_... secret; repeat to sign with several during a rotation")
 	denyPrivate := fs.Bool("deny-private", false, "refuse task URLs that resolve to loopback, private, link-local, unique-local or unspecified addresses, at enqueue and at connect time")
 	allowURL := fs.String("allow-url", "", "exceptions to --deny-private: address prefixes and host names, comma-separated (e.g. 10.1.0.0/16,worker.internal)")
@@ -138,6 +139,13 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	}
 	if strings.TrimSpace(*nodeID) == "" || strings.ContainsAny(*nodeID, ",= ") {
 		return bad("node-id", "must be non-empty without spaces, commas or '=', not %q", *nodeID)
+	}
+	if !set["data-dir"] && fromEnv["data-dir"] == "" {
+		dir, err := defaultDataDir(*nodeID)
+		if err != nil {
+			return bad("data-dir", "%v", err)
+		}
+		*dataDir = dir
 	}
 	p, err := daemon.ParsePeers(*peers)
 	if err != nil {
@@ -209,6 +217,25 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		return bad("allow-url", "%s", oneLine(err))
 	}
 	return cfg, logs, nil
+}
+
+// defaultDataRoot holds, one subdirectory per node ID, the logs of nodes started
+// without --data-dir: several nodes started from one directory (the README's
+// three-node cluster) then each get their own log instead of fighting over one lock.
+const defaultDataRoot = "./miyamoto-data"
+
+// defaultDataDir is the data directory of a node started without --data-dir. It
+// refuses a node ID that cannot be one directory's name, and a log left directly in
+// defaultDataRoot by a build from before the per-node layout: starting beside it
+// would quietly start a node that forgot everything.
+func defaultDataDir(nodeID string) (string, error) {
+	if nodeID == "." || nodeID == ".." || strings.ContainsAny(nodeID, `/\`) {
+		return "", fmt.Errorf("not given, and node ID %q cannot name its default directory under %s; give --data-dir", nodeID, defaultDataRoot)
+	}
+	if old, _ := filepath.Glob(filepath.Join(defaultDataRoot, "*.log")); len(old) > 0 {
+		return "", fmt.Errorf("not given, and %s holds a log of the old layout (one node, no subdirectory): move its files into %s/%s, or pass --data-dir %s", defaultDataRoot, defaultDataRoot, nodeID, defaultDataRoot)
+	}
+	return defaultDataRoot + "/" + nodeID, nil
 }
 
 // oneLine joins an error's lines (errors.Join makes several) with "; ".

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -39,7 +40,7 @@ func TestParseServeDefaults(t *testing.T) {
 	require.Equal(t, daemon.Config{
 		NodeID: "n1", HTTPAddr: "127.0.0.1:8088", PeerAddr: "127.0.0.1:7088", Peers: map[string]string{},
 		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
-		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour, DataDir: "./miyamoto-data",
+		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n1",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 	}, cfg)
 }
@@ -57,7 +58,7 @@ func TestParseServeFlags(t *testing.T) {
 		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100",
 		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
-		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data",
+		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 	}, cfg)
 }
@@ -84,6 +85,38 @@ func TestLogFormatJSON(t *testing.T) {
 	b.Reset()
 	logs.logger(&b).Info("hello", "k", "v")
 	require.Contains(t, b.String(), "level=INFO msg=hello k=v")
+}
+
+// Without --data-dir each node gets a directory of its own under ./miyamoto-data, so
+// that several nodes started from one directory do not fight over one lock; an
+// explicit --data-dir (or MIYAMOTO_DATA_DIR) is used as is, and empty means memory.
+func TestParseServeDataDir(t *testing.T) {
+	dir := func(args []string, env ...string) string {
+		t.Helper()
+		cfg, _, err := parseServe(args, envOf(env...))
+		require.NoError(t, err)
+		return cfg.DataDir
+	}
+	require.Equal(t, "./miyamoto-data/n3", dir([]string{"--node-id", "n3"}))
+	require.Equal(t, "./miyamoto-data/n4", dir(nil, "MIYAMOTO_NODE_ID", "n4"))
+	require.Equal(t, "/var/lib/miyamoto", dir([]string{"--node-id", "n3", "--data-dir", "/var/lib/miyamoto"}))
+	require.Equal(t, "", dir([]string{"--data-dir="}), "--data-dir= keeps everything in memory")
+	require.Equal(t, "", dir(nil, "MIYAMOTO_DATA_DIR", ""), "so does an empty MIYAMOTO_DATA_DIR")
+	require.Equal(t, "d", dir(nil, "MIYAMOTO_DATA_DIR", "d"))
+
+	// A node ID that cannot name a directory needs an explicit one.
+	_, _, err := parseServe([]string{"--node-id", "a/b"}, envOf())
+	require.ErrorContains(t, err, "--data-dir")
+	require.Equal(t, "x", dir([]string{"--node-id", "a/b", "--data-dir", "x"}))
+
+	// A log of the old layout (directly in ./miyamoto-data) is not silently ignored.
+	t.Chdir(t.TempDir())
+	require.NoError(t, os.MkdirAll("miyamoto-data", 0o755))
+	require.NoError(t, os.WriteFile("miyamoto-data/00000001.log", nil, 0o644))
+	_, _, err = parseServe(nil, envOf())
+	require.ErrorContains(t, err, "--data-dir")
+	require.ErrorContains(t, err, "old layout")
+	require.Equal(t, "./miyamoto-data", dir([]string{"--data-dir", "./miyamoto-data"}))
 }
 
 func TestParseServeSecurityFlags(t *testing.T) {

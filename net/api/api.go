@@ -5,15 +5,19 @@
 //	DELETE /v1/tasks/{id}    cancel a task
 //	POST   /v1/tasks/{id}/retry  re-queue a dead task as a new task
 //	GET    /v1/cluster       members, this node, reachability
-//	GET    /v1/queues        queues, their settings, tasks held here by state
-//	GET    /v1/queues/{q}    a queue's settings (set and effective); PUT changes them (JSON, partial); DELETE removes them
+//	GET    /v1/queues        queues, their settings, their tasks across the cluster by state
+//	GET    /v1/queues/{q}    a queue's settings (set and effective) and counts; PUT changes them (JSON, partial); DELETE removes them
 //	POST   /v1/queues/{q}/pause, /resume, /purge
-//	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks held here, paged
+//	GET    /v1/queues/{q}/tasks?state=&limit=&after=  tasks across the cluster, paged
 //	GET    /v1/schedules     cron schedules in force, with their next ticks
 //	GET    /v1/schedules/{name}  one schedule; PUT creates or replaces it (JSON: cron,
 //	                         time_zone, queue, task, missed); DELETE deletes it
 //	GET    /metrics          counters in the Prometheus text format
-//	GET    /healthz          200 {"status": "ok"} once the node takes tasks; 503 {"status": "starting"|"unavailable", "reason"} otherwise
+//	GET    /healthz          200 {"status": "ok"} while the node can take a task; 503 {"status": "starting"|"unavailable", "reason"} otherwise
+//	GET    /livez            200 {"status": "alive"} while the process serves HTTP
+//
+// Cluster-wide answers (counts, task lists) come within node.Config.ListTimeout even
+// when members are down: then with "partial": true and "missing" naming them.
 //
 // Errors are JSON objects {"error": "...", "field": "..."} with a 4xx code naming
 // the field at fault, or 503 when the cluster could not answer in time (with a
@@ -22,7 +26,7 @@
 //
 // # Authentication
 //
-// With Config.Tokens set, every endpoint but GET /healthz, /metrics included,
+// With Config.Tokens set, every endpoint but GET /healthz and /livez, /metrics included,
 // needs "Authorization: Bearer <token>" with one of the tokens (several allow
 // rotation: add the new one, move the clients, drop the old one). A missing or
 // wrong token answers 401 {"error": ..., "field": "Authorization"} with a
@@ -93,20 +97,27 @@ type Cluster struct {
 	Self     string   `json:"self"`
 	Replicas int      `json:"replicas"`
 	Members  []Member `json:"members"`
+	// Healthy is what GET /healthz says of this node: it can take a task (it reaches
+	// a majority of the members among other things); Reason says why not.
+	Healthy bool   `json:"healthy"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // Member is one node as this node sees it.
 type Member struct {
-	ID        string `json:"id"`
-	Addr      string `json:"addr,omitempty"`
-	Self      bool   `json:"self"`
-	Reachable bool   `json:"reachable"`
+	ID   string `json:"id"`
+	Addr string `json:"addr,omitempty"`
+	Self bool   `json:"self"`
+	// Reachable: this node heard from it lately (itself: always).
+	Reachable bool `json:"reachable"`
+	// LastHeard is when this node last heard from it, in Unix seconds (0: never).
+	LastHeard float64 `json:"last_heard,omitempty"`
 }
 
 // Config tunes the handler. A zero (or negative) limit means its default; see
 // the package doc for what each limit answers.
 type Config struct {
-	// Tokens, when not empty, are the bearer tokens every endpoint but /healthz
+	// Tokens, when not empty, are the bearer tokens every endpoint but /healthz and /livez
 	// requires; any one of them is accepted. Each must be non-empty printable
 	// ASCII without spaces (see Validate); use long random ones (32+ bytes).
 	Tokens []string
@@ -199,7 +210,7 @@ type server struct {
 var queueName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 
 // reserved path segments that are not queues.
-var reserved = map[string]bool{"v1": true, "healthz": true, "metrics": true}
+var reserved = map[string]bool{"v1": true, "healthz": true, "livez": true, "metrics": true}
 
 // NewHandler returns the API's http.Handler.
 // It panics if cfg fails Validate.
@@ -224,6 +235,11 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	// A liveness probe: the process answers. It asks nothing of the node, so that a
+	// node that is merely cut off from the cluster is not restarted for it.
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.b.Cluster())
@@ -280,7 +296,7 @@ func limitRequest(max int, next http.Handler) http.Handler {
 func (s *server) enqueue(w http.ResponseWriter, r *http.Request) {
 	queue := r.PathValue("queue")
 	if !queueName.MatchString(queue) || reserved[queue] {
-		writeError(w, http.StatusBadRequest, "queue", fmt.Sprintf("%q is not a queue name: 1-100 letters, digits, '_', '-' or '.', not v1, healthz or metrics", queue))
+		writeError(w, http.StatusBadRequest, "queue", fmt.Sprintf("%q is not a queue name: 1-100 letters, digits, '_', '-' or '.', not v1, healthz, livez or metrics", queue))
 		return
 	}
 	body, ok := readBody(w, r, s.cfg.MaxBody)

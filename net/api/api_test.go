@@ -19,10 +19,11 @@ import (
 // fakeBackend records what reached it. Enqueue may be called concurrently (a
 // batch enqueues its items so).
 type fakeBackend struct {
-	mu    sync.Mutex
-	got   []node.EnqueueRequest
-	err   error
-	tasks map[string]node.TaskStatus
+	mu       sync.Mutex
+	got      []node.EnqueueRequest
+	err      error
+	tasks    map[string]node.TaskStatus
+	notReady string // what NotReady says
 }
 
 func (f *fakeBackend) Enqueue(_ context.Context, req node.EnqueueRequest) (string, error) {
@@ -54,7 +55,7 @@ func (f *fakeBackend) Cancel(_ context.Context, id string) (node.TaskState, erro
 	return node.StateCancelled, nil
 }
 
-func (f *fakeBackend) NotReady(context.Context) string { return "" }
+func (f *fakeBackend) NotReady(context.Context) string { return f.notReady }
 
 func (f *fakeBackend) WriteMetrics(w io.Writer) { io.WriteString(w, "miyamoto_up 1\n") }
 
@@ -189,6 +190,31 @@ func TestTaskLookupAndCancel(t *testing.T) {
 	require.Equal(t, 200, do(t, h, "GET", "/healthz", "", "").Code)
 	require.Equal(t, "miyamoto_up 1\n", do(t, h, "GET", "/metrics", "", "").Body.String())
 	require.Contains(t, do(t, h, "GET", "/v1/cluster", "", "").Body.String(), `"self": "n1"`)
+}
+
+// /healthz answers 503 with the backend's reason while the node cannot take a task,
+// "starting" when it is starting and "unavailable" otherwise; /livez answers 200
+// all along.
+func TestHealthzSaysWhyAndLivezStaysUp(t *testing.T) {
+	for _, c := range []struct{ reason, status string }{
+		{"2 of 3 members unreachable: n2, n3", "unavailable"},
+		{"2 of 3 members unreachable: n2, n3; starting: learning the queue settings from the other members", "unavailable"},
+		{"starting: learning the queue settings from the other members", "starting"},
+	} {
+		h := NewHandler(&fakeBackend{notReady: c.reason}, Config{})
+		w := do(t, h, "GET", "/healthz", "", "")
+		require.Equal(t, http.StatusServiceUnavailable, w.Code)
+		require.NotEmpty(t, w.Header().Get("Retry-After"))
+		require.JSONEq(t, `{"status": "`+c.status+`", "reason": "`+c.reason+`"}`, w.Body.String())
+		w = do(t, h, "GET", "/livez", "", "")
+		require.Equal(t, http.StatusOK, w.Code)
+		require.JSONEq(t, `{"status": "alive"}`, w.Body.String())
+	}
+	w := do(t, NewHandler(&fakeBackend{}, Config{}), "GET", "/healthz", "", "")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.JSONEq(t, `{"status": "ok"}`, w.Body.String())
+	// livez is not a queue.
+	requireError(t, do(t, NewHandler(&fakeBackend{}, Config{}), "POST", "/livez", "application/x-www-form-urlencoded", "task.url=http://w/"), http.StatusBadRequest, "queue")
 }
 
 func TestDuplicateNameIs409(t *testing.T) {

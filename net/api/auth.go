@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// auth requires a bearer token on every request but GET /healthz (see the package
+// auth requires a bearer token on every request but GET /healthz and /livez (see the package
 // doc). It holds only the tokens' SHA-256 sums.
 type auth struct {
 	sums    [][sha256.Size]byte
@@ -27,8 +27,9 @@ func newAuth(tokens []string, log *slog.Logger, next http.Handler) *auth {
 
 func (a *auth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The mux cleans paths by redirecting, so "/healthz" is the only spelling that
-	// reaches the health check; any other is checked here first.
-	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+	// reaches the health check (and "/livez" the liveness check); any other is
+	// checked here first.
+	if (r.URL.Path == "/healthz" || r.URL.Path == "/livez") && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		a.next.ServeHTTP(w, r)
 		return
 	}

@@ -96,10 +96,13 @@ func TestAuthCoversEveryEndpointButHealthz(t *testing.T) {
 	w := doReq(t, h, "GET", "/healthz", "")
 	require.Equal(t, http.StatusOK, w.Code, "the health check stays open")
 	require.Equal(t, http.StatusOK, doReq(t, h, "HEAD", "/healthz", "").Code)
+	w = doReq(t, h, "GET", "/livez", "")
+	require.Equal(t, http.StatusOK, w.Code, "so does the liveness check")
+	require.JSONEq(t, `{"status": "alive"}`, w.Body.String())
 
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/metrics"}, {"GET", "/v1/cluster"}, {"GET", "/v1/tasks/t1"}, {"DELETE", "/v1/tasks/t1"},
-		{"POST", "/v1/tasks/t1/retry"}, {"GET", "/v1/nothing"}, {"POST", "/healthz"}, {"GET", "/healthz/"},
+		{"POST", "/v1/tasks/t1/retry"}, {"GET", "/v1/nothing"}, {"POST", "/healthz"}, {"GET", "/healthz/"}, {"POST", "/livez"},
 		{"GET", "/x/../metrics"}, {"POST", "/q"},
 	} {
 		w := doReq(t, h, c.method, c.path, "")
@@ -259,6 +262,9 @@ func (*queueFake) SetQueue(context.Context, string, node.QueueConfig, node.Setti
 	return node.QueueSetting{}, nil
 }
 func (*queueFake) Queues(context.Context) ([]QueueView, error) { return nil, nil }
+func (*queueFake) ClusterCounts(context.Context) (map[string]map[string]int, []string, error) {
+	return nil, nil, nil
+}
 func (*queueFake) PurgeQueue(context.Context, string) (node.QueueSetting, int, error) {
 	return node.QueueSetting{}, 0, nil
 }

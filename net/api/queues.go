@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/node"
@@ -17,8 +19,11 @@ type QueueBackend interface {
 	// SetQueue makes cfg the queue's settings (explicit: the fields a client set)
 	// and paused its pause, on every member.
 	SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, explicit node.SettingFields, paused bool) (node.QueueSetting, error)
-	// Queues lists the queues this node knows, with the tasks it holds by state.
+	// Queues lists the queues this node knows, with their settings (no counts).
 	Queues(ctx context.Context) ([]QueueView, error)
+	// ClusterCounts counts every queue's tasks across the cluster, by queue and state
+	// (see node.CountCluster); missing names the members that did not answer.
+	ClusterCounts(ctx context.Context) (counts map[string]map[string]int, missing []string, err error)
 	// PurgeQueue cancels the queue's tasks and counts them (see node.PurgeQueue).
 	PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, int, error)
 	// DeleteQueue removes the queue's settings, purging it first when asked (see
@@ -39,9 +44,13 @@ type QueueView struct {
 	Paused    bool           `json:"paused"`
 	Version   uint64         `json:"version,omitempty"`
 	// Counts counts the queue's tasks across the cluster by state (each task once,
-	// in its most advanced state); Partial when some member did not answer.
+	// on the lowest-ranked of its replicas that answered; see node.CountCluster).
+	// Partial, in GET /v1/queues/{queue}, when some member did not answer: Missing
+	// names them, and tasks held only by them are not counted. GET /v1/queues says
+	// the same once for every queue.
 	Counts  map[string]int `json:"counts,omitempty"`
 	Partial bool           `json:"partial,omitempty"`
+	Missing []string       `json:"missing,omitempty"`
 }
 
 func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
@@ -53,7 +62,22 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			writeNodeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"queues": qs})
+		counts, missing, err := qb.ClusterCounts(ctx)
+		if err != nil {
+			writeNodeError(w, err)
+			return
+		}
+		qs, err = withCounts(ctx, qb, qs, counts)
+		if err != nil {
+			writeNodeError(w, err)
+			return
+		}
+		out := map[string]any{"queues": qs}
+		if len(missing) > 0 {
+			out["partial"] = true
+			out["missing"] = missing // these members did not answer: tasks only they hold are not counted
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/queues/{queue}", func(w http.ResponseWriter, r *http.Request) {
 		name, ok := s.queueParam(w, r)
@@ -67,7 +91,15 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			writeNodeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, ViewOf(set))
+		counts, missing, err := qb.ClusterCounts(ctx)
+		if err != nil {
+			writeNodeError(w, err)
+			return
+		}
+		v := ViewOf(set)
+		v.Counts = counts[name]
+		v.Partial, v.Missing = len(missing) > 0, missing
+		writeJSON(w, http.StatusOK, v)
 	})
 	// change applies the patch read from the request (an answered error stops it)
 	// to the queue's settings, cluster-wide.
@@ -186,6 +218,33 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			change(w, r, func(*http.Request) (settingsPatch, bool) { return settingsPatch{paused: &paused}, true })
 		})
 	}
+}
+
+// withCounts adds cluster-wide counts to the views of qs, and views (with their
+// settings) of the queues that only other members know of, sorted by name.
+func withCounts(ctx context.Context, qb QueueBackend, qs []QueueView, counts map[string]map[string]int) ([]QueueView, error) {
+	known := map[string]bool{}
+	for i := range qs {
+		known[qs[i].Name] = true
+		qs[i].Counts = counts[qs[i].Name]
+	}
+	var others []string
+	for name := range counts {
+		if !known[name] {
+			others = append(others, name)
+		}
+	}
+	for _, name := range others {
+		set, err := qb.QueueSetting(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		v := ViewOf(set)
+		v.Counts = counts[name]
+		qs = append(qs, v)
+	}
+	slices.SortFunc(qs, func(a, b QueueView) int { return strings.Compare(a.Name, b.Name) })
+	return qs, nil
 }
 
 func (s *server) queueParam(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -50,6 +50,16 @@ func (m *memQueues) SetQueue(_ context.Context, q string, cfg node.QueueConfig, 
 
 func (m *memQueues) Queues(context.Context) ([]QueueView, error) { return nil, nil }
 
+// ClusterCounts counts the pending tasks as scheduled, missing the members that do
+// not answer listings either.
+func (m *memQueues) ClusterCounts(context.Context) (map[string]map[string]int, []string, error) {
+	out := map[string]map[string]int{}
+	for q, n := range m.pending {
+		out[q] = map[string]int{"scheduled": n}
+	}
+	return out, m.missing, nil
+}
+
 func (m *memQueues) PurgeQueue(_ context.Context, q string) (node.QueueSetting, int, error) {
 	n := m.pending[q]
 	delete(m.pending, q)

@@ -59,7 +59,7 @@ type Config struct {
 	CompactInterval time.Duration
 
 	// Security (see the README's "Security" section). Empty: off.
-	APITokens      []string // bearer tokens for every endpoint but /healthz; any one works
+	APITokens      []string // bearer tokens for every endpoint but /healthz and /livez; any one works
 	SigningSecrets []string // whsec_... secrets; every delivery is signed with each
 	DenyPrivate    bool     // refuse task URLs on loopback, private, link-local ... addresses
 	AllowURLs      string   // exceptions to DenyPrivate: prefixes and host names, comma-separated
@@ -451,18 +451,28 @@ func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
 			out = append(out, api.ViewOf(s))
 		}
 	})
-	for i := range out {
-		list, missing, err := b.ListTasks(ctx, out[i].Name, node.StateNone, "", maxCounted)
-		if err != nil {
-			return nil, err
-		}
-		out[i].Counts = map[string]int{}
-		for _, st := range list {
-			out[i].Counts[st.State.String()]++
-		}
-		out[i].Partial = len(missing) > 0 || len(list) == maxCounted
-	}
 	return out, err
+}
+
+func (b backend) ClusterCounts(ctx context.Context) (map[string]map[string]int, []string, error) {
+	c, err := call(ctx, b.d.drv, func(n *node.Node, reply func(node.ClusterCounts, error)) {
+		n.CountCluster(func(c node.ClusterCounts) { reply(c, nil) })
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string]map[string]int, len(c.Queues))
+	for q, byState := range c.Queues {
+		out[q] = make(map[string]int, len(byState))
+		for st, v := range byState {
+			out[q][st.String()] = v
+		}
+	}
+	var missing []string
+	for _, m := range c.Missing {
+		missing = append(missing, string(m))
+	}
+	return out, missing, nil
 }
 
 func (b backend) PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, int, error) {
@@ -549,32 +559,76 @@ func (b backend) ListTasks(ctx context.Context, queue string, state node.TaskSta
 	return r.list, missing, err
 }
 
-// maxCounted bounds the tasks GET /v1/queues counts per queue.
-const maxCounted = 100000
-
+// NotReady says why the node cannot take a task now ("" when it can): the node's
+// own reasons (starting, learning the queue settings, a log that cannot write), and
+// whether it reaches a majority of the members, itself included. Without a majority
+// no enqueue can be acknowledged and no claim won, so a load balancer must not send
+// it clients. Reachability is the peer transport's heartbeats (see net/peer): a
+// member that is down, paused or cut off counts as unreachable within a couple of
+// seconds, and a connection that breaks and comes back at once does not count.
 func (b backend) NotReady(ctx context.Context) string {
+	var reasons []string
+	if why := b.d.unreachableMajority(); why != "" {
+		reasons = append(reasons, why)
+	}
 	why := ""
 	if err := b.d.drv.Do(ctx, func(n *node.Node) { why = n.NotReady() }); err != nil {
-		return "the node did not answer: " + err.Error()
+		why = "the node did not answer: " + err.Error()
 	}
-	return why
+	if why != "" {
+		reasons = append(reasons, why)
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// unreachableMajority says, when this node does not reach a majority of the members
+// (itself included), how many and which it misses; "" when it reaches a majority.
+// A single node is its own majority.
+func (d *Daemon) unreachableMajority() string {
+	members := d.members()
+	var missing []string
+	for _, m := range members {
+		if !m.Reachable {
+			missing = append(missing, m.ID)
+		}
+	}
+	if len(members)-len(missing) >= len(members)/2+1 {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d members unreachable: %s", len(missing), len(members), strings.Join(missing, ", "))
+}
+
+// members lists the cluster's members, sorted by ID, as this node sees them now.
+func (d *Daemon) members() []api.Member {
+	var stats map[node.NodeID]peer.PeerStats
+	reach := map[node.NodeID]bool{}
+	if d.transport != nil {
+		stats = d.transport.Stats().Peers
+		reach = d.transport.Reachable()
+	}
+	out := []api.Member{{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true}}
+	for id, addr := range d.cfg.Peers {
+		if id == d.cfg.NodeID {
+			continue
+		}
+		m := api.Member{ID: id, Addr: addr, Reachable: reach[node.NodeID(id)]}
+		if heard := stats[node.NodeID(id)].LastHeard; !heard.IsZero() {
+			m.LastHeard = float64(heard.UnixNano()) / 1e9
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 func (b backend) Cluster() api.Cluster {
 	d := b.d
-	c := api.Cluster{Self: d.cfg.NodeID}
-	reach := map[node.NodeID]bool{}
-	if d.transport != nil {
-		reach = d.transport.Reachable()
-	}
-	c.Members = append(c.Members, api.Member{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true})
-	for id, addr := range d.cfg.Peers {
-		if id != d.cfg.NodeID {
-			c.Members = append(c.Members, api.Member{ID: id, Addr: addr, Reachable: reach[node.NodeID(id)]})
-		}
-	}
-	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].ID < c.Members[j].ID })
+	c := api.Cluster{Self: d.cfg.NodeID, Members: d.members()}
 	c.Replicas = min(d.cfg.Replicas, len(c.Members))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c.Reason = b.NotReady(ctx)
+	c.Healthy = c.Reason == ""
 	return c
 }
 

@@ -12,8 +12,19 @@
 // (magic "MIYA", wire.Version, length-prefixed sender ID), and writes every message
 // queued at that moment as one batch with a single write. It reconnects with
 // exponential backoff and jitter. Inbound connections are read by one goroutine each,
-// which checks the hello and calls deliver for every frame. Without a cluster secret
-// the acceptor never writes on a connection.
+// which checks the hello and calls deliver for every frame.
+//
+// # Heartbeats and reachability
+//
+// Frames flow one way on a connection, from dialer to acceptor. The other way, once the
+// handshake is over, the acceptor writes one heartbeat byte (0) every
+// Config.Heartbeat, and nothing else. A dialer that has heard no heartbeat from a
+// peer for Config.Silence counts it unreachable (Reachable): the peer is down,
+// paused (SIGSTOP), or cut off by the network, which a connection alone does not
+// tell (a paused process's kernel still accepts connections and buffers writes).
+// The heartbeat rides on the connection that carries our messages, so it proves
+// both directions. A connection that breaks and comes back at once does not make
+// the peer flap: only Silence without a heartbeat does.
 //
 // # Cluster secret
 //
@@ -85,12 +96,17 @@ const (
 	DefaultMinBackoff  = 50 * time.Millisecond
 	DefaultMaxBackoff  = 2 * time.Second
 	DefaultMaxAge      = 5 * time.Second
+	DefaultHeartbeat   = 500 * time.Millisecond
+	DefaultSilence     = 2 * time.Second
 )
 
 const (
 	// helloMagic opens every connection of a dialer without a cluster secret (see
 	// auth.go for the other messages).
 	helloMagic = "MIYA"
+	// heartbeatByte is what an acceptor writes to its dialer every Config.Heartbeat.
+	// It cannot start refuseMagic, the only other thing it writes after the handshake.
+	heartbeatByte = 0
 	// maxIDLen bounds a node ID so that it fits the hello's one-byte length.
 	maxIDLen = 255
 	// helloTimeout bounds how long an inbound connection may take to say hello, and
@@ -139,6 +155,12 @@ type Config struct {
 	// hex-encoded), not a password. Empty: no authentication, and the wire is exactly
 	// that of a build without this field. New keeps a copy.
 	ClusterSecret []byte
+	// Heartbeat is how often the acceptor of a connection tells its dialer that it is
+	// alive (see the package doc). Default 500ms.
+	Heartbeat time.Duration
+	// Silence is how long without a heartbeat makes a peer unreachable; more than
+	// Heartbeat. Default 2s.
+	Silence time.Duration
 }
 
 // queued is a message waiting for its peer, with the time Send took it.
@@ -203,6 +225,19 @@ func (c Config) withDefaults() (Config, error) {
 	} else if c.MaxAge == 0 {
 		c.MaxAge = DefaultMaxAge
 	}
+	if c.Heartbeat < 0 {
+		bad("Heartbeat", "%v is negative", c.Heartbeat)
+	} else if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.Silence < 0 {
+		bad("Silence", "%v is negative", c.Silence)
+	} else if c.Silence == 0 {
+		c.Silence = max(DefaultSilence, 4*c.Heartbeat)
+	}
+	if c.Heartbeat > 0 && c.Silence > 0 && c.Silence <= c.Heartbeat {
+		bad("Silence", "%v is not above Heartbeat %v: every peer would flap", c.Silence, c.Heartbeat)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -245,6 +280,8 @@ type PeerStats struct {
 	Queued int
 	// Connected reports whether the outbound connection is established.
 	Connected bool
+	// LastHeard is when the last heartbeat came from the peer (zero: never).
+	LastHeard time.Time
 	// LastError is the last dial, handshake or write error ("" when none yet).
 	LastError string
 }
@@ -261,6 +298,16 @@ type peer struct {
 	// written or dropped; Flush waits for it to reach zero.
 	pending atomic.Int64
 	lastErr atomic.Pointer[string]
+	// heard is the time (Unix nanoseconds) the last heartbeat came; 0: never.
+	heard atomic.Int64
+}
+
+// lastHeard is when the last heartbeat came from p (zero: never).
+func (p *peer) lastHeard() time.Time {
+	if ns := p.heard.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 func (p *peer) setErr(err error) {
@@ -433,6 +480,7 @@ func (t *Transport) Stats() Stats {
 			Queued:           len(p.q),
 			DroppedOld:       p.droppedOld.Load(),
 			Connected:        p.connected.Load(),
+			LastHeard:        p.lastHeard(),
 		}
 		if e := p.lastErr.Load(); e != nil {
 			ps.LastError = *e
@@ -449,12 +497,14 @@ func (t *Transport) Stats() Stats {
 	return s
 }
 
-// Reachable reports, for every configured peer, whether its outbound connection is
-// currently established.
+// Reachable reports, for every configured peer, whether it answered lately: a
+// heartbeat came on the connection to it within Config.Silence (see the package doc).
 func (t *Transport) Reachable() map[node.NodeID]bool {
 	r := make(map[node.NodeID]bool, len(t.peers))
+	now := time.Now()
 	for id, p := range t.peers {
-		r[id] = p.connected.Load()
+		heard := p.lastHeard()
+		r[id] = !heard.IsZero() && now.Sub(heard) < t.cfg.Silence
 	}
 	return r
 }
@@ -567,6 +617,10 @@ func (t *Transport) serveConn(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	stopBeats := make(chan struct{})
+	defer close(stopBeats) // before untrack closes c: the heartbeats stop first
+	t.wg.Add(1)
+	go t.sendHeartbeats(c, stopBeats)
 	recv := t.receivedFor(from)
 	t.log.Debug("peer connected in", "from", string(from), "remote", remote, "authenticated", len(t.cfg.ClusterSecret) > 0)
 	var buf []byte
@@ -598,6 +652,53 @@ func (t *Transport) serveConn(c net.Conn) {
 			return
 		}
 		t.deliver(m)
+	}
+}
+
+// sendHeartbeats writes a heartbeat to the dialer of c every Config.Heartbeat, the
+// first at once, until stop is closed or a write fails.
+func (t *Transport) sendHeartbeats(c net.Conn, stop <-chan struct{}) {
+	defer t.wg.Done()
+	tick := time.NewTicker(t.cfg.Heartbeat)
+	defer tick.Stop()
+	beat := []byte{heartbeatByte}
+	for {
+		// A dialer that reads nothing for Silence has stopped caring; so do we.
+		c.SetWriteDeadline(time.Now().Add(t.cfg.Silence))
+		if _, err := c.Write(beat); err != nil {
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// readHeartbeats reads what p's acceptor writes on c, an outbound connection, after
+// the handshake: heartbeats, recorded in p, and nothing else but, from an acceptor
+// with a cluster secret refusing a dialer without one, a refusal. It returns why
+// the connection ended.
+func readHeartbeats(p *peer, c net.Conn) error {
+	var b [len(refuseMagic) + 1]byte
+	for {
+		if _, err := io.ReadFull(c, b[:1]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("closed by peer")
+			}
+			return err
+		}
+		if b[0] == heartbeatByte {
+			p.heard.Store(time.Now().UnixNano())
+			continue
+		}
+		if n, _ := io.ReadFull(c, b[1:]); n == len(b)-1 && string(b[:len(refuseMagic)]) == refuseMagic {
+			return refusalError(b[len(refuseMagic)])
+		}
+		return errors.New("peer wrote on a send-only connection")
 	}
 }
 
@@ -713,25 +814,15 @@ func (t *Transport) dial(p *peer) (net.Conn, error) {
 // pump writes p's queue to c in batches until a write fails, the peer closes c, or
 // the transport closes. It returns why it stopped.
 func (t *Transport) pump(p *peer, c net.Conn) error {
-	// The peer never writes on this connection after the handshake: a read returns
-	// only when the peer closes it or it breaks, which tells an idle sender that the
-	// link is gone. The exception: an acceptor with a cluster secret refuses a sender
-	// without one, which has no handshake, by writing a refusal here.
+	// The peer writes only heartbeats on this connection after the handshake: the
+	// read ends only when the peer closes it or it breaks, which tells an idle sender
+	// that the link is gone. The exception: an acceptor with a cluster secret refuses
+	// a sender without one, which has no handshake, by writing a refusal here.
 	broken := make(chan error, 1)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		var b [len(refuseMagic) + 1]byte
-		n, err := io.ReadFull(c, b[:])
-		switch {
-		case n == len(b) && string(b[:len(refuseMagic)]) == refuseMagic:
-			err = refusalError(b[len(refuseMagic)])
-		case n > 0:
-			err = errors.New("peer wrote on a send-only connection")
-		case errors.Is(err, io.EOF):
-			err = errors.New("closed by peer")
-		}
-		broken <- err
+		broken <- readHeartbeats(p, c)
 		c.Close() // unblocks a write in progress
 	}()
 	p.connected.Store(true)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -453,9 +454,10 @@ func TestBadInboundConnections(t *testing.T) {
 			_, err = conn.Write(c.send)
 			require.NoError(t, err)
 			// The transport closes the connection: the read ends with EOF or a reset.
+			// Before that it wrote nothing but heartbeats (a hello that passed starts them).
 			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, err := io.Copy(io.Discard, conn)
-			require.Zero(t, n)
+			got, err := io.ReadAll(conn)
+			require.Empty(t, bytes.ReplaceAll(got, []byte{heartbeatByte}, nil))
 			if err != nil {
 				require.NotContains(t, err.Error(), "timeout", "connection left open")
 			}
@@ -506,6 +508,8 @@ func TestConfigValidation(t *testing.T) {
 		{"negative min backoff", func(c *Config) { c.MinBackoff = -1 }, []string{"Config.MinBackoff"}},
 		{"min above max", func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }, []string{"Config.MaxBackoff"}},
 		{"short secret", func(c *Config) { c.ClusterSecret = []byte("too short") }, []string{"Config.ClusterSecret", "16"}},
+		{"negative heartbeat", func(c *Config) { c.Heartbeat = -1 }, []string{"Config.Heartbeat"}},
+		{"silence within a heartbeat", func(c *Config) { c.Heartbeat, c.Silence = time.Second, time.Second }, []string{"Config.Silence"}},
 		{"everything at once", func(c *Config) { c.Self, c.Listen, c.QueueSize = "", "", -5 },
 			[]string{"Config.Self", "Config.Listen", "Config.QueueSize"}},
 	}
@@ -529,6 +533,95 @@ func TestConfigValidation(t *testing.T) {
 	require.Equal(t, DefaultQueueSize, tr.cfg.QueueSize)
 	require.Equal(t, DefaultDialTimeout, tr.cfg.DialTimeout)
 	require.Equal(t, 3*time.Second, tr.cfg.MaxBackoff, "MaxBackoff defaults to at least MinBackoff")
+	require.Equal(t, DefaultHeartbeat, tr.cfg.Heartbeat)
+	require.Equal(t, DefaultSilence, tr.cfg.Silence)
+}
+
+// fakeAcceptor listens for one dialer, reads its hello, then writes a heartbeat every
+// 10 ms while beating is true; it never closes the connection (a paused process's
+// kernel keeps it open, too).
+type fakeAcceptor struct {
+	ln      net.Listener
+	beating atomic.Bool
+}
+
+func newFakeAcceptor(t *testing.T) *fakeAcceptor {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	f := &fakeAcceptor{ln: ln}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				if _, err := readHello(bufio.NewReader(c)); err != nil {
+					return
+				}
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+					if f.beating.Load() {
+						if _, err := c.Write([]byte{heartbeatByte}); err != nil {
+							return
+						}
+					}
+				}
+			})
+		}
+	})
+	return f
+}
+
+// A peer is reachable while its heartbeats come, and unreachable within Silence once
+// they stop, although its connection stays up (a paused process); one that never
+// beats is never reachable, connected or not.
+func TestReachableFollowsHeartbeats(t *testing.T) {
+	beats, mute := newFakeAcceptor(t), newFakeAcceptor(t)
+	beats.beating.Store(true)
+	silence := 200 * time.Millisecond
+	tr, err := New(Config{Self: "a", Listen: "127.0.0.1:0", Heartbeat: 50 * time.Millisecond, Silence: silence, Logger: testLogger(t),
+		Peers: map[node.NodeID]string{"beats": beats.ln.Addr().String(), "mute": mute.ln.Addr().String()}}, func(node.Message) {})
+	require.NoError(t, err)
+	require.NoError(t, tr.Start())
+	t.Cleanup(func() { tr.Close() })
+
+	eventually(t, "the beating peer to be reachable", func() bool { return tr.Reachable()["beats"] })
+	eventually(t, "the mute peer to be connected", func() bool { return tr.Stats().Peers["mute"].Connected })
+	time.Sleep(2 * silence)
+	require.Equal(t, map[node.NodeID]bool{"beats": true, "mute": false}, tr.Reachable())
+
+	beats.beating.Store(false)
+	stopped := time.Now()
+	eventually(t, "the paused peer to be unreachable", func() bool { return !tr.Reachable()["beats"] })
+	require.Less(t, time.Since(stopped), silence+500*time.Millisecond, "noticed too late")
+	require.True(t, tr.Stats().Peers["beats"].Connected, "the connection is still up: only the heartbeats tell")
+
+	beats.beating.Store(true)
+	eventually(t, "the resumed peer to be reachable again", func() bool { return tr.Reachable()["beats"] })
+	require.False(t, tr.Stats().Peers["beats"].LastHeard.IsZero())
+	require.True(t, tr.Stats().Peers["mute"].LastHeard.IsZero())
+}
+
+// Two real transports hear each other's heartbeats, and an idle link stays reachable.
+func TestHeartbeatsKeepIdlePeersReachable(t *testing.T) {
+	ts, _ := clusterWith(t, func(_ node.NodeID, c *Config) { c.Heartbeat, c.Silence = 20*time.Millisecond, 100*time.Millisecond }, "a", "b")
+	eventually(t, "both to be reachable", func() bool { return ts[0].Reachable()["b"] && ts[1].Reachable()["a"] })
+	for range 10 {
+		time.Sleep(30 * time.Millisecond)
+		require.True(t, ts[0].Reachable()["b"], "an idle peer flapped")
+		require.True(t, ts[1].Reachable()["a"], "an idle peer flapped")
+	}
+	require.NoError(t, ts[1].Close())
+	eventually(t, "a to notice b is gone", func() bool { return !ts[0].Reachable()["b"] })
 }
 
 func TestBackoff(t *testing.T) {

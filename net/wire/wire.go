@@ -5,10 +5,12 @@
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
 //	          state nextETA retries failed status queue setting? schedule? reason attempts
+//	          counts
 //	attempt = number node start duration inFlight status errorKind message body
 //	task    = id queue name url method headers contentType body eta created delivery replicas
 //	schedule = name cron timeZone queue url method headers contentType body missed
 //	          deleted created version origin
+//	count   = queue state before n
 //
 // Strings and byte slices are a uvarint length followed by the bytes; lists are a
 // uvarint count followed by the items; unsigned numbers are uvarints, signed numbers
@@ -18,8 +20,8 @@
 // of Unix seconds and a uvarint of nanoseconds (any other time, so that nothing is
 // silently corrupted).
 //
-// Decoding normalises what has no distinct encoding: an empty Body, Headers or
-// Replicas decodes as nil (nil and empty encode alike), and every non-zero time
+// Decoding normalises what has no distinct encoding: an empty Body, Headers,
+// Replicas, Counts or Before decodes as nil (nil and empty encode alike), and every non-zero time
 // decodes in UTC with no monotonic reading (zero stays time.Time{}). Everything a
 // decoded message holds is freshly allocated: it never aliases the input buffer.
 //
@@ -44,9 +46,10 @@ import (
 
 // Version is the version byte at the start of every frame. Bump it whenever the
 // encoding changes in a way an older decoder would misread. Version 2 added
-// node.Message.Failed after Retries; version 3 node.Message.Schedule, Reason and
-// Attempts at the end of a message, and a queue setting's Explicit fields and
-// Deleted mark after its Origin.
+// node.Message.Failed after Retries; version 3 node.Message.Schedule, Reason,
+// Attempts and Counts at the end of a message, a queue setting's Explicit fields
+// and Deleted mark after its Origin, and net/peer's heartbeats (which a dialer of
+// version 2 would take for garbage).
 const Version byte = 3
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
@@ -238,6 +241,16 @@ func appendMessage(b []byte, m *node.Message) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Attempts)))
 	for i := range m.Attempts {
 		b = appendAttempt(b, &m.Attempts[i])
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Counts)))
+	for _, c := range m.Counts {
+		b = appendString(b, c.Queue)
+		b = append(b, byte(c.State))
+		b = binary.AppendUvarint(b, uint64(len(c.Before)))
+		for _, id := range c.Before {
+			b = appendString(b, string(id))
+		}
+		b = binary.AppendVarint(b, int64(c.N))
 	}
 	return b
 }
@@ -534,6 +547,12 @@ func (d *decoder) message() node.Message {
 			m.Attempts[i] = d.attempt()
 		}
 	}
+	if n := d.count("counts", 4); n > 0 {
+		m.Counts = make([]node.QueueCount, n)
+		for i := range m.Counts {
+			m.Counts[i] = d.queueCount()
+		}
+	}
 	return m
 }
 
@@ -585,6 +604,26 @@ func (d *decoder) attempt() node.DeliveryAttempt {
 	a.Message = d.string("attempt.message")
 	a.Body = d.string("attempt.body")
 	return a
+}
+
+func (d *decoder) queueCount() node.QueueCount {
+	var c node.QueueCount
+	c.Queue = d.string("count.queue")
+	c.State = node.TaskState(d.byte1("count.state"))
+	if d.err == nil && c.State > maxState {
+		d.fail("unknown count.state %d", c.State)
+	}
+	if n := d.count("count.before", 1); n > 0 {
+		c.Before = make([]node.NodeID, n)
+		for i := range c.Before {
+			c.Before[i] = node.NodeID(d.string("count.before node"))
+		}
+	}
+	c.N = d.int("count.n")
+	if d.err == nil && c.N < 0 {
+		d.fail("count.n %d is negative", c.N)
+	}
+	return c
 }
 
 // setting reads a queue setting as this version writes it.

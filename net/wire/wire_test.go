@@ -70,6 +70,8 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 		Schedule: &node.Schedule{Name: "nightly-report", Cron: "0 30 3 * * *", TimeZone: "Europe/Paris", Queue: "emails", URL: "http://w/x",
 			Method: "PUT", Headers: []node.Header{{Name: "X-A", Value: "1"}, {}}, ContentType: "text/plain", Body: []byte("\x00hi"),
 			Missed: node.MissedOne, Deleted: true, Created: utc(1_700_000_000, 9), Version: 1 << 40, Origin: "node-e"},
+		Counts: []node.QueueCount{{Queue: "emails", State: node.StateScheduled, N: 3},
+			{Queue: "emails", State: node.StateDead, Before: []node.NodeID{"node-a", "node-c"}, N: math.MaxInt64}, {}},
 	}
 }
 
@@ -146,6 +148,10 @@ func TestNormalisation(t *testing.T) {
 	require.Nil(t, got.Task.Body)
 	require.Nil(t, got.Task.Headers)
 	require.Nil(t, got.Task.Replicas)
+
+	got = roundTrip(t, node.Message{Type: node.MsgCountResp, Counts: []node.QueueCount{{Before: []node.NodeID{}}}})
+	require.Nil(t, got.Counts[0].Before)
+	require.Nil(t, roundTrip(t, node.Message{Type: node.MsgCountResp, Counts: []node.QueueCount{}}).Counts)
 
 	// Header order is kept, duplicates included.
 	task := fullTask()
@@ -252,14 +258,14 @@ func TestMalformed(t *testing.T) {
 	minimal := validPayload(node.Message{Type: node.MsgClaim})
 	withTask := validPayload(node.Message{Type: node.MsgStore, Task: &node.Task{}})
 	// A zero schedule ends with missed deleted created version origin, a byte each,
-	// followed by the message's reason and attempts count.
+	// followed by the message's reason, attempts count and counts count.
 	withSched := validPayload(node.Message{Type: node.MsgScheduleSet, Schedule: &node.Schedule{}})
 	// Offsets inside minimal: version, type, from, to, taskID, presence, ...; from
 	// the end: nextETA retries failed status queue settingPresence schedulePresence
-	// reason attempts.
+	// reason attempts counts.
 	const presence = 5
-	// A zero attempt is 9 bytes, the last of the message: its error kind is the
-	// third from the end, the attempts count the tenth.
+	// A zero attempt is 9 bytes, followed by the counts count: its error kind is
+	// the fourth byte from the end, the attempts count the eleventh.
 	withAttempt := validPayload(node.Message{Type: node.MsgStatusResp, Attempts: []node.DeliveryAttempt{{}}})
 	set := func(p []byte, i int, v ...byte) []byte {
 		q := append([]byte(nil), p[:i]...)
@@ -297,15 +303,18 @@ func TestMalformed(t *testing.T) {
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-9, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0)...), "nanoseconds"},
+		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-10, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0)...), "nanoseconds"},
+		{"counts count", frameOf(set(minimal, len(minimal)-1, 3)...), "counts count 3 exceeds"},
+		{"count state", frameOf(append(set(minimal, len(minimal)-1, 1), 0, byte(maxState)+1, 0, 0)...), "unknown count.state"},
+		{"count negative", frameOf(append(set(minimal, len(minimal)-1, 1), 0, 1, 0, 1)...), "count.n -1 is negative"},
 		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
-		{"unknown missed policy", frameOf(set(withSched, len(withSched)-7, byte(maxMissed)+1)...), "unknown missed-tick policy"},
-		{"schedule deleted 2", frameOf(set(withSched, len(withSched)-6, 2)...), "schedule.deleted is not a boolean"},
+		{"unknown missed policy", frameOf(set(withSched, len(withSched)-8, byte(maxMissed)+1)...), "unknown missed-tick policy"},
+		{"schedule deleted 2", frameOf(set(withSched, len(withSched)-7, 2)...), "schedule.deleted is not a boolean"},
 		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
 		{"unknown state", frameOf(set(minimal, presence+7, byte(maxState)+1)...), "unknown task state"},
-		{"unknown error kind", frameOf(set(withAttempt, len(withAttempt)-3, byte(maxErrKind)+1)...), "unknown error kind"},
-		{"attempts count", frameOf(set(withAttempt, len(withAttempt)-10, 2)...), "attempts count 2 exceeds"},
-		{"in flight 2", frameOf(set(withAttempt, len(withAttempt)-5, 2)...), "attempt.in_flight is not a boolean"},
+		{"unknown error kind", frameOf(set(withAttempt, len(withAttempt)-4, byte(maxErrKind)+1)...), "unknown error kind"},
+		{"attempts count", frameOf(set(withAttempt, len(withAttempt)-11, 2)...), "attempts count 2 exceeds"},
+		{"in flight 2", frameOf(set(withAttempt, len(withAttempt)-6, 2)...), "attempt.in_flight is not a boolean"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
