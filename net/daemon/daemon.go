@@ -654,6 +654,12 @@ func (b backend) WriteMetrics(w io.Writer) {
 		}
 	}
 	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, ds)
+	var counts map[string]map[node.TaskState]int
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts() }); err == nil {
+		metrics.WriteDepth(w, b.d.cfg.NodeID, counts)
+	}
 }
 
 // observers tells several observers, each of what it has the ability to hear.

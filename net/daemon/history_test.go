@@ -142,6 +142,8 @@ func TestDeadTaskHistoryLogAndMetrics(t *testing.T) {
 	require.Contains(t, metrics, `miyamoto_delivery_lateness_seconds_count{node="n1",queue="failing"} 4`+"\n")
 	require.Contains(t, metrics, `miyamoto_delivery_duration_seconds_bucket{node="n1",queue="failing",le="+Inf"} 4`+"\n")
 	require.Contains(t, metrics, `miyamoto_deliveries_total{node="n1",class="5xx"} 2`+"\n", "the older metric still counts")
+	require.Contains(t, metrics, `miyamoto_queue_tasks{node="n1",queue="failing",state="dead"} 2`+"\n", "depth from the node's counters")
+	require.Contains(t, metrics, `miyamoto_queue_tasks{node="n1",queue="failing",state="scheduled"} 0`+"\n")
 }
 
 // waitHistory polls GET /v1/tasks/{id} until the task reaches state.
