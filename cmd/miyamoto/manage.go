@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -100,7 +101,12 @@ var manageCommands = []manageCommand{
 			fs.BoolVar(&inv.force, "force", false, "purge the queue's pending tasks first (sends ?force=true)")
 		},
 		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.DeleteQueue(ctx, inv.args[0], inv.force)
+			out, err := c.DeleteQueue(ctx, inv.args[0], inv.force)
+			var ce *client.Error
+			if errors.As(err, &ce) && ce.Code == http.StatusConflict && !inv.force {
+				ce.Message += "; from here: miyamoto queue delete " + inv.args[0] + " --force"
+			}
+			return out, err
 		}, show: showDeleted},
 	{words: "queue tasks", args: "QUEUE", min: 1, max: 1, help: "a queue's tasks, paged",
 		flags: func(fs *flag.FlagSet, inv *invocation) {

@@ -228,8 +228,7 @@ func TestE2EManageBinaryEnvironment(t *testing.T) {
 }
 
 // queue delete sends DELETE /v1/queues/{q} (with ?force=true on --force) and shows
-// the answer. Against a fake server: the endpoint is being added on another
-// branch.
+// the answer: exactly what it sends, against a fake server (a real one below).
 func TestManageQueueDeleteFakeServer(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
@@ -253,7 +252,7 @@ func TestManageQueueDeleteFakeServer(t *testing.T) {
 
 	require.Equal(t, "queue typo deleted\n", env.ok(t, "queue", "delete", "typo"))
 	line := env.fails(t, exitFailed, "queue", "delete", "busy")
-	require.Equal(t, "miyamoto queue delete: queue: has 3 pending tasks; purge it first or delete with ?force=true (HTTP 409)\n", line)
+	require.Equal(t, "miyamoto queue delete: queue: has 3 pending tasks; purge it first or delete with ?force=true; from here: miyamoto queue delete busy --force (HTTP 409)\n", line)
 	require.Equal(t, "queue busy deleted (3 pending tasks cancelled)\n", env.ok(t, "queue", "delete", "--force", "busy"))
 	require.Equal(t, `{"queue": "busy", "status": "deleted", "cancelled": 3}`+"\n", env.ok(t, "queue", "delete", "busy", "--force", "--json"))
 	mu.Lock()
@@ -269,6 +268,22 @@ func TestManageQueueDeleteFakeServer(t *testing.T) {
 // Answers this version does not expect are still shown: a partial listing, new
 // fields (an attempt history as a table), unset settings, and a server error
 // that is not the API's JSON.
+// queue delete against a real node: a queue with a pending task is refused (exit 1,
+// one line saying how to force it), --force purges and deletes it, and its settings
+// are gone (the queue shows defaults again).
+func TestE2EManageQueueDelete(t *testing.T) {
+	p := startCluster(t, 1)[0]
+	env := cliEnv{"MIYAMOTO_SERVER": "http://" + p.http}
+	env.ok(t, "queue", "set", "typo", "max_concurrent=3")
+	require.Contains(t, env.ok(t, "queue", "get", "typo"), "max_concurrent")
+	env.ok(t, "enqueue", "typo", "--url", "http://127.0.0.1:9/x", "--countdown", "600")
+	line := env.fails(t, exitFailed, "queue", "delete", "typo")
+	require.Contains(t, line, "1 pending tasks")
+	require.Contains(t, line, "miyamoto queue delete typo --force")
+	require.Equal(t, "queue typo deleted (1 pending tasks cancelled)\n", env.ok(t, "queue", "delete", "typo", "--force"))
+	require.NotContains(t, env.ok(t, "queue", "get", "typo", "--json"), `"max_concurrent": 3`)
+}
+
 func TestManageShowsWhatItDoesNotKnow(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
