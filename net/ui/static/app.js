@@ -152,7 +152,7 @@
 
   // isTimeKey tells the fields that hold Unix seconds (eta, next_eta, start,
   // started_at, ...), so that they are shown as times.
-  const isTimeKey = (k) => /(^|_)(eta|at|start|started|end|ended|finished|created|due|time)$/.test(k);
+  const isTimeKey = (k) => /(^|_)(eta|at|start|started|end|ended|finished|created|due|time|heard)$/.test(k);
 
   // value renders any JSON value: times as times, null as "unset", a field
   // missing from one row of a list as "–", objects and arrays compactly. Unknown fields the API adds later show this way too.
@@ -247,7 +247,7 @@
   function queueRow(qv, link) {
     const counts = qv.counts || {};
     const r = rates(qv.name, counts);
-    const known = new Set(['name', 'settings', 'paused', 'version', 'counts', 'partial', 'missing']);
+    const known = new Set(['name', 'settings', 'effective', 'paused', 'version', 'counts', 'partial', 'missing']);
     const extra = Object.entries(qv).filter(([k]) => !known.has(k));
     return el('tr', { dataset: { queue: qv.name } },
       el('td', {}, link ? el('a', { href: '#/queue/' + q(qv.name) }, qv.name) : qv.name),
@@ -411,8 +411,12 @@
           const status = root.querySelector('#queue-status');
           status.replaceChildren(s.paused ? badge('paused') : badge('active'));
           status.dataset.paused = String(!!s.paused);
-          const rows = flatten(s.settings);
-          for (const [k, v] of Object.entries(s)) if (!['name', 'settings', 'paused'].includes(k)) rows.push([k, v]);
+          // Every setting as the queue runs (effective; "unset" for a limit that is
+          // off), then which of them a client set.
+          const explicit = flatten(s.settings).map(([k]) => k);
+          const rows = flatten(s.effective || s.settings);
+          rows.push(['set by clients', explicit.length ? explicit.join(', ') : 'none (defaults)']);
+          for (const [k, v] of Object.entries(s)) if (!['name', 'settings', 'effective', 'paused'].includes(k)) rows.push([k, v]);
           keep(root.querySelector('#queue-settings'), 'settings', s, () => kvTable('settings', rows));
         }
         const qv = all.ok ? (all.data.queues || []).find((x) => x.name === name) : null;
