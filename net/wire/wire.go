@@ -267,6 +267,19 @@ func appendAttempt(b []byte, a *node.DeliveryAttempt) []byte {
 	return appendString(b, a.Body)
 }
 
+// appendRequest appends what a task (or a schedule's template) sends its worker
+// besides the URL and method: headers, content type, body.
+func appendRequest(b []byte, headers []node.Header, contentType string, body []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(headers)))
+	for _, h := range headers {
+		b = appendString(b, h.Name)
+		b = appendString(b, h.Value)
+	}
+	b = appendString(b, contentType)
+	b = binary.AppendUvarint(b, uint64(len(body)))
+	return append(b, body...)
+}
+
 func appendSchedule(b []byte, s *node.Schedule) []byte {
 	b = appendString(b, s.Name)
 	b = appendString(b, s.Cron)
@@ -274,14 +287,7 @@ func appendSchedule(b []byte, s *node.Schedule) []byte {
 	b = appendString(b, s.Queue)
 	b = appendString(b, s.URL)
 	b = appendString(b, s.Method)
-	b = binary.AppendUvarint(b, uint64(len(s.Headers)))
-	for _, h := range s.Headers {
-		b = appendString(b, h.Name)
-		b = appendString(b, h.Value)
-	}
-	b = appendString(b, s.ContentType)
-	b = binary.AppendUvarint(b, uint64(len(s.Body)))
-	b = append(b, s.Body...)
+	b = appendRequest(b, s.Headers, s.ContentType, s.Body)
 	b = append(b, byte(s.Missed))
 	b = appendBool(b, s.Deleted)
 	b = appendTime(b, s.Created)
@@ -316,14 +322,7 @@ func appendTask(b []byte, t *node.Task) []byte {
 	b = appendString(b, t.Name)
 	b = appendString(b, t.URL)
 	b = appendString(b, t.Method)
-	b = binary.AppendUvarint(b, uint64(len(t.Headers)))
-	for _, h := range t.Headers {
-		b = appendString(b, h.Name)
-		b = appendString(b, h.Value)
-	}
-	b = appendString(b, t.ContentType)
-	b = binary.AppendUvarint(b, uint64(len(t.Body)))
-	b = append(b, t.Body...)
+	b = appendRequest(b, t.Headers, t.ContentType, t.Body)
 	b = appendTime(b, t.ETA)
 	b = appendTime(b, t.Created)
 	b = binary.AppendUvarint(b, t.Nonce)
@@ -564,17 +563,7 @@ func (d *decoder) schedule() *node.Schedule {
 	s.Queue = d.string("schedule.queue")
 	s.URL = d.string("schedule.url")
 	s.Method = d.string("schedule.method")
-	if n := d.count("schedule.headers", 2); n > 0 {
-		s.Headers = make([]node.Header, n)
-		for i := range s.Headers {
-			s.Headers[i].Name = d.string("schedule.header name")
-			s.Headers[i].Value = d.string("schedule.header value")
-		}
-	}
-	s.ContentType = d.string("schedule.content type")
-	if body := d.bytes("schedule.body"); len(body) > 0 {
-		s.Body = append([]byte(nil), body...)
-	}
+	s.Headers, s.ContentType, s.Body = d.request(&scheduleRequest)
 	s.Missed = node.MissedPolicy(d.byte1("schedule.missed"))
 	if d.err == nil && s.Missed > maxMissed {
 		d.fail("unknown missed-tick policy %d", s.Missed)
@@ -681,6 +670,30 @@ func (d *decoder) settingFormat2() *node.QueueSetting {
 	return s
 }
 
+// requestFields names a request's fields in decoding errors.
+type requestFields struct{ headers, name, value, contentType, body string }
+
+var (
+	taskRequest     = requestFields{"task.headers", "task.header name", "task.header value", "task.content type", "task.body"}
+	scheduleRequest = requestFields{"schedule.headers", "schedule.header name", "schedule.header value", "schedule.content type", "schedule.body"}
+)
+
+// request reads what appendRequest wrote.
+func (d *decoder) request(f *requestFields) (headers []node.Header, contentType string, body []byte) {
+	if n := d.count(f.headers, 2); n > 0 {
+		headers = make([]node.Header, n)
+		for i := range headers {
+			headers[i].Name = d.string(f.name)
+			headers[i].Value = d.string(f.value)
+		}
+	}
+	contentType = d.string(f.contentType)
+	if b := d.bytes(f.body); len(b) > 0 {
+		body = append([]byte(nil), b...)
+	}
+	return headers, contentType, body
+}
+
 func (d *decoder) task() *node.Task {
 	t := &node.Task{}
 	t.ID = d.string("task.id")
@@ -688,17 +701,7 @@ func (d *decoder) task() *node.Task {
 	t.Name = d.string("task.name")
 	t.URL = d.string("task.url")
 	t.Method = d.string("task.method")
-	if n := d.count("task.headers", 2); n > 0 {
-		t.Headers = make([]node.Header, n)
-		for i := range t.Headers {
-			t.Headers[i].Name = d.string("task.header name")
-			t.Headers[i].Value = d.string("task.header value")
-		}
-	}
-	t.ContentType = d.string("task.content type")
-	if body := d.bytes("task.body"); len(body) > 0 {
-		t.Body = append([]byte(nil), body...)
-	}
+	t.Headers, t.ContentType, t.Body = d.request(&taskRequest)
 	t.ETA = d.time("task.eta")
 	t.Created = d.time("task.created")
 	t.Nonce = d.uvarint("task.nonce")
