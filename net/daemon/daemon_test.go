@@ -147,19 +147,11 @@ func enqueue(t *testing.T, base string, form url.Values) string {
 	return out.ID
 }
 
-// call sends a request and decodes the JSON answer into out (when not nil).
+// call sends a request without a body and decodes the JSON answer into out (when
+// not nil).
 func call(t *testing.T, method, u string, out any) int {
 	t.Helper()
-	req, err := http.NewRequest(method, u, nil)
-	require.NoError(t, err)
-	resp, err := client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		require.NoError(t, json.Unmarshal(b, out), "%s %s: %s", method, u, b)
-	}
-	return resp.StatusCode
+	return send(t, method, u, "", out)
 }
 
 type taskView struct {
