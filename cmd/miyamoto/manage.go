@@ -60,42 +60,35 @@ type pairFlag []string
 func (p *pairFlag) String() string     { return strings.Join(*p, ",") }
 func (p *pairFlag) Set(v string) error { *p = append(*p, v); return nil }
 
+// onArg makes a command's call of a client method that takes its one argument.
+func onArg(f func(*client.Client, context.Context, string) ([]byte, error)) func(context.Context, *client.Client, *invocation) ([]byte, error) {
+	return func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
+		return f(c, ctx, inv.args[0])
+	}
+}
+
 var manageCommands = []manageCommand{
 	{words: "enqueue", args: "QUEUE --url URL", min: 1, max: 1, help: "enqueue a task",
 		flags: enqueueFlagSet, call: callEnqueue, show: showEnqueued},
 	{words: "task get", args: "ID", min: 1, max: 1, help: "a task's state and attempts",
-		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.Task(ctx, inv.args[0])
-		}, show: showTask},
+		call: onArg((*client.Client).Task), show: showTask},
 	{words: "task cancel", args: "ID", min: 1, max: 1, help: "cancel a task that has not finished",
-		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.CancelTask(ctx, inv.args[0])
-		}, show: showCancelled},
+		call: onArg((*client.Client).CancelTask), show: showCancelled},
 	{words: "task retry", args: "ID", min: 1, max: 1, help: "re-queue a dead task as a new task",
-		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.RetryTask(ctx, inv.args[0])
-		}, show: showRequeued},
+		call: onArg((*client.Client).RetryTask), show: showRequeued},
 	{words: "queue ls", help: "every queue with its counts by state",
 		call: func(ctx context.Context, c *client.Client, _ *invocation) ([]byte, error) { return c.Queues(ctx) },
 		show: showQueues},
 	{words: "queue get", args: "QUEUE", min: 1, max: 1, help: "a queue's settings",
-		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.Queue(ctx, inv.args[0])
-		}, show: showQueue},
+		call: onArg((*client.Client).Queue), show: showQueue},
 	{words: "queue set", args: "QUEUE KEY=VALUE...", min: 2, max: -1, help: "change settings, e.g. rate=5 retry.min_backoff=1s",
 		call: callSetQueue, show: showQueue},
 	{words: "queue pause", args: "QUEUE", min: 1, max: 1, help: "stop delivering the queue's tasks",
-		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.PauseQueue(ctx, inv.args[0])
-		}, show: showPaused},
+		call: onArg((*client.Client).PauseQueue), show: showPaused},
 	{words: "queue resume", args: "QUEUE", min: 1, max: 1, help: "deliver the queue's tasks again",
-		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.ResumeQueue(ctx, inv.args[0])
-		}, show: showPaused},
+		call: onArg((*client.Client).ResumeQueue), show: showPaused},
 	{words: "queue purge", args: "QUEUE", min: 1, max: 1, help: "cancel every task of the queue created until now",
-		call: func(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
-			return c.PurgeQueue(ctx, inv.args[0])
-		}, show: showPurged},
+		call: onArg((*client.Client).PurgeQueue), show: showPurged},
 	{words: "queue delete", args: "QUEUE", min: 1, max: 1, help: "remove a queue's settings",
 		flags: func(fs *flag.FlagSet, inv *invocation) {
 			fs.BoolVar(&inv.force, "force", false, "purge the queue's pending tasks first (sends ?force=true)")
