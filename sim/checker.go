@@ -573,38 +573,43 @@ func (c *checker) finish() {
 // pending only because its worker keeps failing, 0 otherwise: every delivery that
 // ended in the liveness phase failed at the worker (an at-least-once task with no
 // retry limit may rightly stay pending as long as that goes on), and the queue kept
-// retrying at pace: none is in flight, and the last one ended no longer before the
-// end than the backoff after it plus a lease and the replicas' stagger. A task the
-// cluster stopped trying is still an L1 violation.
+// retrying at pace: the last delivery ended no longer before the end than the
+// backoff after it plus a lease and the replicas' stagger, or one is in flight,
+// started less than a lease ago. A task the cluster stopped trying is still an L1
+// violation.
 func (c *checker) stillFailing(r *taskRec) int {
 	w := c.w
 	q := c.queues[r.task.Queue]
 	if !w.liveness || q == nil || !q.retryKnown || r.task.Delivery != node.AtLeastOnce {
 		return 0
 	}
-	n, failures := 0, 0
+	n, failures, inFlight := 0, 0, int64(-1)
 	for _, di := range r.deliveries {
 		d := c.deliveries[di]
+		ok := d.end >= 0 && d.status >= 200 && d.status < 300
 		switch {
 		case d.end < 0:
-			return 0
-		case d.status >= 200 && d.status < 300:
+			inFlight = max(inFlight, d.start)
+		case ok:
 			failures = 0
 		default:
 			failures++
 		}
 		if d.start >= w.livenessAt {
-			if d.status >= 200 && d.status < 300 {
+			if ok {
 				return 0
 			}
 			n++
 		}
 	}
-	if n == 0 {
+	lease := int64(w.sc.Cluster.Lease)
+	pace := int64(backoff(q.retry, failures)) + lease + int64(len(r.task.Replicas))*int64(w.sc.Cluster.ReplicaOffset)
+	switch {
+	case n == 0:
 		return 0
-	}
-	pace := int64(backoff(q.retry, failures)) + int64(w.sc.Cluster.Lease) + int64(len(r.task.Replicas))*int64(w.sc.Cluster.ReplicaOffset)
-	if w.now-c.lastEnd(r) > pace {
+	case inFlight >= 0 && w.now-inFlight <= lease:
+	case inFlight < 0 && w.now-c.lastEnd(r) <= pace:
+	default:
 		return 0
 	}
 	return n

@@ -453,7 +453,7 @@ func TestQ5PauseLostByAMajority(t *testing.T) {
 // L1's "failing" excuse: a task whose worker failed every delivery of the liveness
 // phase, while the cluster kept retrying it at pace, may rightly still be pending.
 // One the cluster stopped retrying, one with no delivery in the liveness phase, and
-// one with a delivery in flight are not excused.
+// one with a delivery in flight for longer than a lease are not excused.
 func TestL1ExcusesOnlyATaskStillFailingAtPace(t *testing.T) {
 	w, task := checkerWorld(t, `{"min_backoff": "1s", "max_backoff": "1s"}`, "10ms")
 	n1 := w.nodes[0]
@@ -473,5 +473,7 @@ func TestL1ExcusesOnlyATaskStillFailingAtPace(t *testing.T) {
 
 	w.now = int64(6 * time.Second)
 	w.check.deliveryStarted(n1, node.Delivery{Task: task, Attempt: 3})
-	require.Zero(t, w.check.stillFailing(r), "a delivery in flight")
+	require.Equal(t, 2, w.check.stillFailing(r), "a delivery in flight, started in time")
+	w.now = int64(6*time.Second + time.Duration(w.sc.Cluster.Lease) + time.Millisecond)
+	require.Zero(t, w.check.stillFailing(r), "a delivery in flight for longer than a lease")
 }
