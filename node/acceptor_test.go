@@ -20,6 +20,8 @@ type acceptorEnv struct {
 	syncs  []func() // done functions of Syncs not yet finished
 	loss   time.Time
 	lossy  bool
+	// refusals: what the door refused (door_test.go).
+	refusals []Refusal
 }
 
 func (a *acceptorEnv) Now() time.Time { return a.now }

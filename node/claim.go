@@ -565,6 +565,13 @@ func (n *Node) sendOutcome(e *entry) {
 
 func (n *Node) handleOutcome(m Message) {
 	e := n.tasks[m.TaskID]
+	if e != nil && m.Task != nil && m.Task.Nonce != e.task.Nonce {
+		// Not the task held here: another enqueue of the same name, or a forgery by
+		// someone who knows the ID (a named task's is derivable) but not the task.
+		// Its outcome is not this task's.
+		n.refuse(m, RefusedForged, "task.nonce")
+		return
+	}
 	ack := func() {
 		st := StateNone
 		if e != nil {

@@ -179,6 +179,15 @@ type Config struct {
 	MaxPendingBytes int64 // their approximate memory (taskBytes)
 	MaxQueuePending int   // tasks of any one queue
 
+	// CheckTaskURL, when set, checks the URL of every task and schedule a peer sends
+	// (the door, door.go), as the API checks a client's: the daemon's refuses the
+	// addresses --deny-private refuses when the URL names one literally. It must
+	// be deterministic and do no IO (names are checked when a delivery connects).
+	CheckTaskURL func(url string) error
+	// MaxTaskBody, when set, bounds the body of a task or schedule a peer sends, in
+	// bytes: the daemon gives its --max-body. 0: the wire's frame bound only.
+	MaxTaskBody int64
+
 	// DefaultQueue is every queue's settings until a client sets them (SetQueue).
 	// There is no other way to give a node queue settings: they are data, set
 	// through the API, replicated and durable, never static configuration.
@@ -256,6 +265,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lease <= 2*c.MaxClockDrift {
 		bad("lease", "must be longer than twice max_clock_drift (%s), not %s", 2*c.MaxClockDrift, c.Lease)
+	}
+	if c.Lease > MaxLease {
+		bad("lease", "must be at most %s (peers refuse longer claims), not %s", MaxLease, c.Lease)
 	}
 	if c.ClaimQuorum < 0 || c.ClaimQuorum > c.Replicas {
 		bad("claim_quorum", "must be between 0 (majority) and replicas (%d), not %d", c.Replicas, c.ClaimQuorum)

@@ -8,7 +8,7 @@
 //
 //	n.Start()                       // once, after New: recover from Storage, arm timers
 //	n.Enqueue(req, reply)           // a client asks for a task
-//	n.Step(msg)                     // a peer message arrived
+//	n.Step(msg)                     // a peer message arrived (checked at the door first: door.go)
 //	n.HandleDeliveryResult(result)  // a webhook started by the Dispatcher finished
 //	timer callbacks                 // functions given to Clock.AfterFunc
 //	storage callbacks               // functions given to Storage.Sync

@@ -213,7 +213,7 @@ func (h *harness) setQueues(qs map[string]QueueConfig) {
 	for _, id := range h.order {
 		n := h.node(id)
 		for _, name := range sortedKeys(qs) {
-			n.input(func() { n.adoptSetting(&QueueSetting{Queue: name, Config: qs[name], Version: 1, Origin: "test"}) })
+			n.input(func() { n.adoptSetting(&QueueSetting{Queue: name, Config: qs[name], Version: 1, Origin: n.members[0]}) })
 		}
 	}
 }

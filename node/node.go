@@ -77,6 +77,8 @@ type Node struct {
 	// stopping: the node is shutting down; it starts no new claim or enqueue, but
 	// finishes what is in flight.
 	stopping bool
+	// refused counts the peer messages the door refused, by reason (door.go).
+	refused [numRefusals]uint64
 }
 
 // timerKind says what an entry's single timer is for.
@@ -474,8 +476,15 @@ func (n *Node) input(f func()) {
 	n.inInput = false
 }
 
-// Step handles a message from a peer.
-func (n *Node) Step(m Message) { n.input(func() { n.step(m) }) }
+// Step handles a message from a peer, once the door let it in (see door.go): a
+// message that breaks a rule is counted and dropped.
+func (n *Node) Step(m Message) {
+	n.input(func() {
+		if n.admitMessage(m) {
+			n.step(m)
+		}
+	})
+}
 
 func (n *Node) step(m Message) {
 	switch m.Type {

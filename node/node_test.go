@@ -448,7 +448,7 @@ func TestRecoveringNodeAnswersClaimWithRejectRecovering(t *testing.T) {
 	h := newHarness(t, 3, 43, nil)
 	h.run(time.Second)
 	h.restart("n2")
-	task := &Task{ID: "t-1", URL: "http://x/", Replicas: []NodeID{"n1", "n2", "n3"}, Created: epoch}
+	task := &Task{ID: "t-1", Queue: "default", URL: "http://x/", Method: "POST", Replicas: []NodeID{"n1", "n2", "n3"}, ETA: epoch, Created: epoch}
 	h.node("n2").Step(Message{Type: MsgClaim, From: "n1", To: "n2", TaskID: task.ID, Task: task, Attempt: 1, Lease: 30 * time.Second})
 	resps := h.sentOf(MsgClaimResp, task.ID)
 	require.Len(t, resps, 1)

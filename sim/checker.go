@@ -554,6 +554,8 @@ func (c *checker) finish() {
 		case c.stillFailing(r) > 0:
 			c.excused = append(c.excused, Excuse{Kind: "failing", At: time.Duration(w.now), Task: r.task.ID,
 				Cause: fmt.Sprintf("its worker failed all %d deliveries of the liveness phase, the last one ended %s before its end", c.stillFailing(r), time.Duration(w.now-c.lastEnd(r)))})
+		case w.liveQueue != "" && r.task.Queue != w.liveQueue:
+			// Not judged: see Options.liveQueue.
 		default:
 			st := "unknown"
 			for _, s := range w.nodes {

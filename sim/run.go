@@ -25,6 +25,20 @@ type Options struct {
 	ScenarioPath string
 	// lineSink receives every trace line (replay compares them as they come).
 	lineSink func([]byte) bool
+	// inject: messages a hostile member sends, stepped into a node at a true time
+	// as if they came off the wire (fuzz_test.go). Unexported: no flag or
+	// scenario reaches it.
+	inject []injection
+	// liveQueue, when set, limits L1 to that queue's tasks: a hostile member may
+	// rightly pause another queue for good, or schedule ticks into one.
+	liveQueue string
+}
+
+// injection is one message stepped into node index to at true time at.
+type injection struct {
+	at time.Duration
+	to int
+	m  node.Message
 }
 
 // Result is what one seed showed.
@@ -104,7 +118,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
-	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}}
+	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}, liveQueue: opts.liveQueue}
 	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
 	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock = split(1), split(2), split(3), split(4), split(5)
 	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}
@@ -143,6 +157,9 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	for _, f := range sc.Faults.Schedule {
 		f := f
 		w.at(int64(f.At), func() { w.applyFault(f) })
+	}
+	for _, in := range opts.inject {
+		w.at(int64(in.at), func() { w.injectMessage(in) })
 	}
 	wl := w.startWorkload()
 	w.wl = wl
@@ -450,4 +467,16 @@ func sortedKeys[V any](m map[string]V) []string {
 		}
 	}
 	return out
+}
+
+// injectMessage steps in.m into its node, if it is up, as a message from the wire.
+func (w *world) injectMessage(in injection) {
+	s := w.nodes[in.to]
+	if !s.up || s.n == nil {
+		return
+	}
+	if w.trace != nil {
+		w.trace.message(w.now, "inject", in.m, "")
+	}
+	s.input(s.incarnation, func() { s.n.Step(in.m) })
 }

@@ -39,6 +39,7 @@ type world struct {
 	// an older change stop once a newer one was made (see changeUntilDone).
 	changeGen map[string]int
 	trace     *tracer
+	liveQueue string // see Options.liveQueue
 }
 
 // at schedules fn at true time t (never in the past).

@@ -258,6 +258,9 @@ func TestCompose(t *testing.T) {
 	// service's name, on the image's peer port.
 	require.Equal(t, peers[0], peers[1])
 	require.Equal(t, peers[0], peers[2])
+	// With its secret, as every service has it: the image's peer port listens
+	// beyond loopback, which serve refuses without one.
+	docker["MIYAMOTO_CLUSTER_SECRET"] = "value-of-MIYAMOTO_CLUSTER_SECRET-0123456789"
 	cfg := parseNode(t, "compose.yaml node1", c.Services["node1"].Command, docker)
 	for id, addr := range cfg.Peers {
 		require.Contains(t, ids, id, "--peers names %s, which no service is", id)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -316,4 +317,39 @@ func TestE2ESigtermFinishesDeliveryInFlight(t *testing.T) {
 	require.Zero(t, cut.Load(), "the delivery in flight was cut")
 	require.Equal(t, int32(1), received.Load())
 	require.Contains(t, p.log.String(), "signal received")
+}
+
+// A peer port beyond loopback without --cluster-secret refuses to start: exit 2
+// and one line saying what to do. A secret, --insecure-peers, a loopback address
+// or a single node (no --peers) start.
+func TestServeRefusesAnOpenPeerPortWithoutSecret(t *testing.T) {
+	peers := []string{"--peers", "n2=10.0.0.2:7088"}
+	for _, addr := range []string{"0.0.0.0:7088", ":7088", "[::]:7088", "10.0.0.1:7088", "node1.internal:7088"} {
+		t.Run(addr, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"serve", "--data-dir=", "--peer-addr", addr}, peers...), &stdout, &stderr)
+			require.Equal(t, exitBadArgs, code)
+			out := stderr.String()
+			require.Equal(t, 1, strings.Count(out, "\n"), "one line: %q", out)
+			require.Contains(t, out, "--peer-addr "+addr)
+			require.Contains(t, out, "--cluster-secret")
+			require.Contains(t, out, "--insecure-peers")
+		})
+	}
+	_, _, err := parseServe(nil, envOf("MIYAMOTO_PEER_ADDR", "0.0.0.0:7088", "MIYAMOTO_PEERS", "n2=10.0.0.2:7088"))
+	require.ErrorContains(t, err, "set by MIYAMOTO_PEER_ADDR")
+
+	for _, ok := range [][]string{
+		{"--peer-addr", "0.0.0.0:7088", "--cluster-secret", "0123456789abcdef0123"},
+		{"--peer-addr", "0.0.0.0:7088", "--insecure-peers"},
+		{"--peer-addr", "127.0.0.1:7088"},
+		{"--peer-addr", "[::1]:7088"},
+		{"--peer-addr", "localhost:7088"},
+	} {
+		cfg, _, err := parseServe(append(ok, peers...), envOf())
+		require.NoError(t, err, "%v", ok)
+		require.Equal(t, slices.Contains(ok, "--insecure-peers"), cfg.InsecurePeers)
+	}
+	_, _, err = parseServe([]string{"--peer-addr", "0.0.0.0:7088"}, envOf())
+	require.NoError(t, err, "a single node listens on no peer port")
 }

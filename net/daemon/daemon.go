@@ -8,6 +8,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/binary"
@@ -64,6 +65,9 @@ type Config struct {
 	DenyPrivate    bool     // refuse task URLs on loopback, private, link-local ... addresses
 	AllowURLs      string   // exceptions to DenyPrivate: prefixes and host names, comma-separated
 	ClusterSecret  string   // peers authenticate each other with it
+	// InsecurePeers lets the peer port listen beyond loopback without a
+	// ClusterSecret (see CheckPeerExposure); Start then logs one warning.
+	InsecurePeers bool
 
 	// Admission limits: past them the node answers 503 "full" (0: none).
 	MaxPending      int   // pending tasks this node holds; default 1,000,000
@@ -162,6 +166,12 @@ func Start(cfg Config) (*Daemon, error) {
 		}
 	}
 	if len(members) > 1 {
+		if err := CheckPeerExposure(cfg); err != nil {
+			if !cfg.InsecurePeers {
+				return nil, err
+			}
+			d.log.Warn("the peer port is open beyond loopback without --cluster-secret (--insecure-peers): anyone who reaches " + cfg.PeerAddr + " can claim to be a member and enqueue, finish or cancel tasks and change queues")
+		}
 		peers := map[node.NodeID]string{}
 		for id, addr := range cfg.Peers {
 			peers[node.NodeID(id)] = addr
@@ -217,7 +227,7 @@ func Start(cfg Config) (*Daemon, error) {
 		Network:    network,
 		Dispatcher: d.disp,
 		Rand:       rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		Observer:   observers{d.metrics, logObserver{cfg.Logger}},
+		Observer:   observers{d.metrics, logObserver{cfg.Logger}, newRefusalLog(cfg.Logger, cfg.Clock)},
 	}
 	if cfg.DataDir != "" {
 		l, err := disk.Open(cfg.DataDir, disk.Options{
@@ -240,9 +250,14 @@ func Start(cfg Config) (*Daemon, error) {
 		Lease:         cfg.Lease,
 		DedupWindow:   cfg.DedupWindow,
 
+		MaxTaskBody: cmp.Or(cfg.MaxBody, api.DefaultMaxBody),
+
 		MaxPending:      max(cfg.MaxPending, 0),
 		MaxPendingBytes: max(cfg.MaxPendingBytes, 0),
 		MaxQueuePending: cfg.MaxQueuePending,
+	}
+	if policy != nil {
+		ncfg.CheckTaskURL = policy.CheckURLNoLookup
 	}
 	drv, err = driver.New(ncfg, env, cfg.Clock)
 	if err != nil {
@@ -640,6 +655,11 @@ func (b backend) WriteMetrics(w io.Writer) {
 				Dropped: p.DroppedQueueFull + p.DroppedBroken + p.DroppedTooLarge + p.DroppedOld, Queued: p.Queued, Connected: p.Connected})
 		}
 	}
+	var conns *metrics.PeerConns
+	if b.d.transport != nil {
+		st := b.d.transport.Stats()
+		conns = &metrics.PeerConns{Refused: st.RefusedConns, NotMember: st.NotMember}
+	}
 	var ds *metrics.DiskStat
 	if b.d.store != nil {
 		st := b.d.store.Stats()
@@ -653,7 +673,7 @@ func (b backend) WriteMetrics(w io.Writer) {
 			ds.Error = 2
 		}
 	}
-	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, ds)
+	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, conns, ds)
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -690,6 +710,16 @@ func (o observers) TickEnqueued(id node.NodeID, schedule string, tick time.Time,
 	for _, x := range o {
 		if so, ok := x.(node.ScheduleObserver); ok {
 			so.TickEnqueued(id, schedule, tick, t)
+		}
+	}
+}
+
+var _ node.RefusalObserver = observers{}
+
+func (o observers) MessageRefused(m node.Message, reason node.Refusal, detail string) {
+	for _, x := range o {
+		if r, ok := x.(node.RefusalObserver); ok {
+			r.MessageRefused(m, reason, detail)
 		}
 	}
 }

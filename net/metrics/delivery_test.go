@@ -13,7 +13,7 @@ import (
 
 func written(m *Node) string {
 	var b strings.Builder
-	m.Write(&b, "n1", nil, nil)
+	m.Write(&b, "n1", nil, nil, nil)
 	return b.String()
 }
 

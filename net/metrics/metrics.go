@@ -31,6 +31,17 @@ type Node struct {
 	full        atomic.Uint64
 	unauth      atomic.Uint64
 	queues      queues // per-queue delivery metrics (see delivery.go)
+	// refused counts peer messages the node's door refused, by node.Refusal.
+	refused [16]atomic.Uint64
+}
+
+var _ node.RefusalObserver = (*Node)(nil)
+
+// MessageRefused implements node.RefusalObserver.
+func (m *Node) MessageRefused(_ node.Message, reason node.Refusal, _ string) {
+	if int(reason) < len(m.refused) {
+		m.refused[reason].Add(1)
+	}
 }
 
 // Unauthorized counts a request refused for its bearer token.
@@ -82,6 +93,10 @@ func (m *Node) Delivered(r node.DeliveryResult) {
 	m.deliveries[c].Add(1)
 }
 
+// PeerConns is the transport's count of refused inbound connections: all of them,
+// and those whose hello named a node outside the roster.
+type PeerConns struct{ Refused, NotMember uint64 }
+
 // PeerStat is one peer's transport counters, as the transport reports them.
 type PeerStat struct {
 	Peer                    string
@@ -91,8 +106,8 @@ type PeerStat struct {
 }
 
 // Write writes every metric in the Prometheus text format. disk is nil without
-// storage.
-func (m *Node) Write(w io.Writer, self string, peers []PeerStat, disk *DiskStat) {
+// storage, conns without a peer transport.
+func (m *Node) Write(w io.Writer, self string, peers []PeerStat, conns *PeerConns, disk *DiskStat) {
 	fmt.Fprintf(w, "# HELP miyamoto_enqueue_total Enqueue requests answered, by result.\n# TYPE miyamoto_enqueue_total counter\n")
 	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"scheduled\"} %d\n", self, m.enqueued.Load())
 	fmt.Fprintf(w, "miyamoto_enqueue_total{node=%q,result=\"full\"} %d\n", self, m.full.Load())
@@ -146,4 +161,20 @@ func (m *Node) Write(w io.Writer, self string, peers []PeerStat, disk *DiskStat)
 		}
 		fmt.Fprintf(w, "miyamoto_peer_connected{node=%q,peer=%q} %d\n", self, p.Peer, v)
 	}
+	m.writeRefused(w, self, conns)
+}
+
+// writeRefused writes what the peer port refused. Labels are a fixed set (the
+// node's refusal reasons), never a peer's word.
+func (m *Node) writeRefused(w io.Writer, self string, conns *PeerConns) {
+	fmt.Fprintf(w, "# HELP miyamoto_peer_messages_refused_total Peer messages the node dropped at its door, by the rule they broke.\n# TYPE miyamoto_peer_messages_refused_total counter\n")
+	for _, r := range node.Refusals() {
+		fmt.Fprintf(w, "miyamoto_peer_messages_refused_total{node=%q,reason=%q} %d\n", self, r.String(), m.refused[r].Load())
+	}
+	if conns == nil {
+		return
+	}
+	fmt.Fprintf(w, "# HELP miyamoto_peer_connections_refused_total Inbound peer connections refused: a hello naming a node outside the roster, or a bad hello, handshake or frame.\n# TYPE miyamoto_peer_connections_refused_total counter\n")
+	fmt.Fprintf(w, "miyamoto_peer_connections_refused_total{node=%q,reason=\"not_member\"} %d\n", self, conns.NotMember)
+	fmt.Fprintf(w, "miyamoto_peer_connections_refused_total{node=%q,reason=\"other\"} %d\n", self, conns.Refused-min(conns.Refused, conns.NotMember))
 }

@@ -54,6 +54,8 @@ const (
 	refuseBadSecret
 	// refuseWrongNode: the dialer expected another node at this address.
 	refuseWrongNode
+	// refuseNotMember: the dialer's ID is not one of the acceptor's Config.Peers.
+	refuseNotMember
 )
 
 // Handshake failures. The acceptor logs them as the reason for a refusal; the dialer
@@ -64,6 +66,7 @@ var (
 	errPeerHasNoSecret = errors.New("peer has no cluster secret")
 	errNoAnswer        = errors.New("no handshake answer in time")
 	errHandshakeClosed = errors.New("peer closed the connection during the handshake")
+	errNotMember       = errors.New("the hello names a node that is not a member (not in --peers)")
 )
 
 // hello is what a dialer says first.
@@ -176,6 +179,8 @@ func refusalError(reason byte) error {
 		return fmt.Errorf("%w: the peer refused this node's proof", errBadSecret)
 	case refuseWrongNode:
 		return errors.New("another node listens at this address: the peers' address maps disagree")
+	case refuseNotMember:
+		return errors.New("the peer does not count this node as a member: its --peers lacks this node's ID")
 	default:
 		return fmt.Errorf("peer refused the connection (reason %d)", reason)
 	}
@@ -258,6 +263,11 @@ func (t *Transport) handshakeIn(c net.Conn, r *bufio.Reader) (from node.NodeID, 
 	h, err := readHello(r)
 	if err != nil {
 		return h.from, 0, err
+	}
+	if t.peers[h.from] == nil {
+		// Only members may speak: a stranger gets no state and no metric of its own.
+		t.notMember.Add(1)
+		return h.from, refuseNotMember, errNotMember
 	}
 	secret := t.cfg.ClusterSecret
 	switch {

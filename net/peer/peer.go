@@ -56,6 +56,16 @@
 // holding the secret can claim any node ID. Run peers on a trusted network, or through
 // a VPN or TLS tunnel when the network is not.
 //
+// # Members only
+//
+// An acceptor takes a hello only from a node of Config.Peers: any other ID is refused
+// with a reason the dialer reads ("MIYN" and the not-member byte), counted in
+// NotMember, and leaves no state behind, so the counters (and the metrics made of
+// them) stay bounded by the roster. Without a cluster secret the ID in a hello is
+// only a claim: anyone who can reach the port can claim a member's. Warnings about
+// refused or broken inbound connections are limited to one line per remote host per
+// minute; the next line says how many were suppressed.
+//
 // The transport is lossy by design, as node.Network allows: a message is dropped
 // (and counted in Stats) when its peer's queue is full, when its peer is unknown, when
 // its frame exceeds wire.MaxFrame, or when the connection breaks while it is being
@@ -250,8 +260,8 @@ func (c Config) withDefaults() (Config, error) {
 
 // Stats is a snapshot of a Transport's counters.
 type Stats struct {
-	// Peers has an entry for every configured peer and for every node that
-	// connected to this one under another ID (those have only Received).
+	// Peers has an entry for every configured peer, and only those: a hello naming
+	// another node is refused (NotMember), so the map stays bounded by the roster.
 	Peers map[node.NodeID]PeerStats
 	// UnknownPeer counts messages sent to a node that is not in Config.Peers
 	// (this node included), all dropped.
@@ -259,6 +269,9 @@ type Stats struct {
 	// RefusedConns counts inbound connections closed for a bad hello, handshake or
 	// frame.
 	RefusedConns uint64
+	// NotMember counts, among RefusedConns, hellos naming a node that is not one of
+	// Config.Peers.
+	NotMember uint64
 }
 
 // PeerStats are one peer's counters. Messages are counted, not bytes.
@@ -324,6 +337,8 @@ type Transport struct {
 
 	unknownPeer  atomic.Uint64
 	refusedConns atomic.Uint64
+	notMember    atomic.Uint64
+	warns        *warnLimiter // inbound connections' warnings, per remote host
 	closed       atomic.Bool
 	done         chan struct{}   // closed by Close
 	ctx          context.Context // cancelled by Close, for dials
@@ -334,7 +349,7 @@ type Transport struct {
 	started  bool
 	ln       net.Listener
 	conns    map[net.Conn]struct{}          // every open connection, both directions
-	received map[node.NodeID]*atomic.Uint64 // by hello ID
+	received map[node.NodeID]*atomic.Uint64 // by hello ID: members only, fixed at New
 	wg       sync.WaitGroup
 
 	closeOnce sync.Once
@@ -369,6 +384,7 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		helloTimeout: helloTimeout,
 		conns:        make(map[net.Conn]struct{}),
 		received:     make(map[node.NodeID]*atomic.Uint64),
+		warns:        newWarnLimiter(warnEvery, maxWarnHosts),
 	}
 	for id, addr := range cfg.Peers {
 		if id == cfg.Self {
@@ -469,6 +485,7 @@ func (t *Transport) Stats() Stats {
 		Peers:        make(map[node.NodeID]PeerStats, len(t.peers)),
 		UnknownPeer:  t.unknownPeer.Load(),
 		RefusedConns: t.refusedConns.Load(),
+		NotMember:    t.notMember.Load(),
 	}
 	for id, p := range t.peers {
 		ps := PeerStats{
@@ -606,11 +623,13 @@ func (t *Transport) serveConn(c net.Conn) {
 			return
 		}
 		t.refusedConns.Add(1)
-		log := t.log.With("remote", remote)
-		if from != "" {
-			log = log.With("claims", string(from))
+		if suppressed, ok := t.warns.allow(remoteHost(c), time.Now()); ok {
+			log := t.log.With("remote", remote)
+			if from != "" {
+				log = log.With("claims", string(from))
+			}
+			log.Warn("peer connection refused", "reason", err.Error(), "suppressed", suppressed)
 		}
-		log.Warn("peer connection refused", "reason", err.Error())
 		if refusal != 0 {
 			sendRefusal(c, r, refusal)
 		}
@@ -640,7 +659,9 @@ func (t *Transport) serveConn(c net.Conn) {
 				t.log.Debug("peer connection closed", "from", string(from), "remote", remote)
 			default:
 				t.refusedConns.Add(1)
-				t.log.Warn("peer connection dropped", "from", string(from), "remote", remote, "err", err)
+				if suppressed, ok := t.warns.allow(remoteHost(c), time.Now()); ok {
+					t.log.Warn("peer connection dropped", "from", string(from), "remote", remote, "err", err, "suppressed", suppressed)
+				}
 			}
 			return
 		}
@@ -702,17 +723,12 @@ func readHeartbeats(p *peer, c net.Conn) error {
 	}
 }
 
-// receivedFor returns the received counter of id, creating it for nodes that are not
-// configured peers.
+// receivedFor returns the received counter of id, a configured peer (handshakeIn
+// refuses any other).
 func (t *Transport) receivedFor(id node.NodeID) *atomic.Uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.received[id]
-	if c == nil {
-		c = new(atomic.Uint64)
-		t.received[id] = c
-	}
-	return c
+	return t.received[id]
 }
 
 // backoff returns the wait before the next connection attempt after failures

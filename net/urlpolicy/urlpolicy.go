@@ -177,6 +177,45 @@ func (p *Policy) CheckURL(ctx context.Context, raw string) error {
 	return nil
 }
 
+// CheckURLNoLookup is CheckURL without a lookup, for a task that arrives from a
+// peer (the door of node.Config.CheckTaskURL must do no IO): a host that is an IP
+// address in any form is checked as CheckURL checks it, and "localhost" and names
+// under it are refused as loopback; any other name passes, and is checked when a
+// delivery connects (DialContext).
+func (p *Policy) CheckURLNoLookup(raw string) error {
+	if p == nil {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return &policyError{msg: "url is not valid", kind: ErrInvalid, err: errors.Unwrap(err)}
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return invalidf("url must be http or https, not %q", u.Scheme)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return invalidf("url has no host")
+	}
+	if p.Allow.hostAllowed(host) {
+		return nil
+	}
+	a, isLiteral, err := parseLiteral(host)
+	if err != nil {
+		return err
+	}
+	if isLiteral {
+		return p.checkAddr(host, a, false)
+	}
+	if err := checkHostName(host); err != nil {
+		return err
+	}
+	if name := strings.TrimSuffix(strings.ToLower(host), "."); name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return p.checkAddr(host, netip.AddrFrom4([4]byte{127, 0, 0, 1}), false)
+	}
+	return nil
+}
+
 // CheckAddr reports whether the policy lets a connection to a through: nil, or a
 // *DeniedError.
 func (p *Policy) CheckAddr(a netip.Addr) error {

@@ -492,3 +492,30 @@ func TestIsTransient(t *testing.T) {
 }
 
 func stubResolverPolicy() *Policy { return &Policy{Resolver: stubResolver{}} }
+
+// Without a lookup, literal addresses in every form and localhost are refused as
+// CheckURL refuses them; other names pass (the dial checks them).
+func TestCheckURLNoLookup(t *testing.T) {
+	p := &Policy{Resolver: failResolver{t}}
+	for _, u := range []string{"http://127.0.0.1/", "http://2130706433/", "http://0x7f000001/", "http://[::1]/",
+		"http://169.254.169.254/latest", "http://10.0.0.1:8080/", "http://localhost/", "http://a.localhost./", "http://[::ffff:10.0.0.1]/"} {
+		require.ErrorIs(t, p.CheckURLNoLookup(u), ErrDenied, u)
+	}
+	for _, u := range []string{"http://worker.example/", "https://93.184.216.34/"} {
+		require.NoError(t, p.CheckURLNoLookup(u), u)
+	}
+	require.ErrorIs(t, p.CheckURLNoLookup("ftp://x/"), ErrInvalid)
+	allow, err := ParseAllow("127.0.0.0/8")
+	require.NoError(t, err)
+	require.NoError(t, (&Policy{Allow: allow, Resolver: failResolver{t}}).CheckURLNoLookup("http://127.0.0.1/"))
+	var none *Policy
+	require.NoError(t, none.CheckURLNoLookup("http://127.0.0.1/"))
+}
+
+// failResolver fails the test if a lookup is made.
+type failResolver struct{ t *testing.T }
+
+func (f failResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	f.t.Errorf("lookup of %q", host)
+	return nil, errors.New("no lookups here")
+}

@@ -1,0 +1,219 @@
+package node
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The door's rules, one at a time: n3 (bootAcceptor) is stepped a message that
+// breaks one rule, and must neither answer nor change, and count the refusal.
+
+func (a *acceptorEnv) MessageRefused(_ Message, reason Refusal, _ string) {
+	a.refusals = append(a.refusals, reason)
+}
+
+// doorTask is a task n3 takes: valid in every field.
+func doorTask(now time.Time) *Task {
+	return &Task{ID: "0b1d3f57-8a2e-4c6b-9d1e-2f3a4b5c6d7e", Queue: "mail", URL: "https://worker.example/send", Method: "POST",
+		Headers: []Header{{"X-Trace", "abc"}}, ContentType: "application/json", Body: []byte(`{"to":"a"}`),
+		ETA: now.Add(time.Minute), Created: now, Nonce: 77, Replicas: acceptorMembers}
+}
+
+func storeOf(t *Task) Message {
+	return Message{Type: MsgStore, From: "n1", To: "n3", TaskID: t.ID, Task: t}
+}
+
+func TestDoorRefusesEachBrokenRule(t *testing.T) {
+	now := epoch
+	cases := []struct {
+		name   string
+		msg    func() Message
+		reason Refusal
+	}{
+		{"unknown type", func() Message { m := storeOf(doorTask(now)); m.Type = MaxMsgType + 1; return m }, RefusedType},
+		{"sender not a member", func() Message { m := storeOf(doorTask(now)); m.From = "evil"; return m }, RefusedSender},
+		{"sender is this node", func() Message { m := storeOf(doorTask(now)); m.From = "n3"; return m }, RefusedSender},
+		{"for another node", func() Message { m := storeOf(doorTask(now)); m.To = "n2"; return m }, RefusedSender},
+		{"task ID differs from the message's", func() Message { m := storeOf(doorTask(now)); m.TaskID = "other"; return m }, RefusedTask},
+		{"task ID too long", func() Message {
+			tk := doorTask(now)
+			tk.ID = strings.Repeat("a", MaxTaskIDLen+1)
+			return storeOf(tk)
+		}, RefusedRange},
+		{"method CONNECT", func() Message { tk := doorTask(now); tk.Method = "CONNECT"; return storeOf(tk) }, RefusedTask},
+		{"method in lower case", func() Message { tk := doorTask(now); tk.Method = "get"; return storeOf(tk) }, RefusedTask},
+		{"URL not http", func() Message { tk := doorTask(now); tk.URL = "gopher://x/"; return storeOf(tk) }, RefusedTask},
+		{"URL too long", func() Message {
+			tk := doorTask(now)
+			tk.URL = "http://w/" + strings.Repeat("a", MaxTaskURLLen)
+			return storeOf(tk)
+		}, RefusedTask},
+		{"header name with a space", func() Message {
+			tk := doorTask(now)
+			tk.Headers = []Header{{"Bad Name", "v"}}
+			return storeOf(tk)
+		}, RefusedTask},
+		{"header value with a line break", func() Message {
+			tk := doorTask(now)
+			tk.Headers = []Header{{"X-A", "v\r\nX-Injected: 1"}}
+			return storeOf(tk)
+		}, RefusedTask},
+		{"too many headers", func() Message {
+			tk := doorTask(now)
+			tk.Headers = make([]Header, MaxTaskHeaders+1)
+			for i := range tk.Headers {
+				tk.Headers[i] = Header{"X-H", "v"}
+			}
+			return storeOf(tk)
+		}, RefusedTask},
+		{"bad queue name", func() Message { tk := doorTask(now); tk.Queue = "../etc"; return storeOf(tk) }, RefusedTask},
+		{"bad task name", func() Message { tk := doorTask(now); tk.Name = "a b"; return storeOf(tk) }, RefusedTask},
+		{"no replica is this node", func() Message {
+			tk := doorTask(now)
+			tk.Replicas = []NodeID{"n1", "n2"}
+			return storeOf(tk)
+		}, RefusedTask},
+		{"a replica not a member", func() Message {
+			tk := doorTask(now)
+			tk.Replicas = []NodeID{"n1", "evil", "n3"}
+			return storeOf(tk)
+		}, RefusedTask},
+		{"a replica twice", func() Message {
+			tk := doorTask(now)
+			tk.Replicas = []NodeID{"n3", "n3", "n1"}
+			return storeOf(tk)
+		}, RefusedTask},
+		{"created past the drift", func() Message {
+			tk := doorTask(now)
+			tk.Created = now.Add(2 * time.Second)
+			return storeOf(tk)
+		}, RefusedFuture},
+		{"ETA in year 9999", func() Message {
+			tk := doorTask(now)
+			tk.ETA = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+			return storeOf(tk)
+		}, RefusedTask},
+		{"delivery mode unknown", func() Message { tk := doorTask(now); tk.Delivery = 9; return storeOf(tk) }, RefusedType},
+		{"state unknown", func() Message { m := storeOf(doorTask(now)); m.State = 200; return m }, RefusedType},
+		{"attempt near overflow", func() Message {
+			return Message{Type: MsgClaim, From: "n1", To: "n3", TaskID: "x", Attempt: math.MaxUint64, Lease: time.Second}
+		}, RefusedRange},
+		{"negative retries", func() Message { m := storeOf(doorTask(now)); m.Retries = -1; return m }, RefusedRange},
+		{"lease of years", func() Message {
+			return Message{Type: MsgClaim, From: "n1", To: "n3", TaskID: "x", Attempt: 1, Lease: 10 * 365 * 24 * time.Hour}
+		}, RefusedRange},
+		{"holder not a member", func() Message {
+			return Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: "x", Attempt: 1, Holder: "evil"}
+		}, RefusedRange},
+		{"status attempts too many", func() Message {
+			return Message{Type: MsgStatusResp, From: "n1", To: "n3", TaskID: "x", Attempts: make([]DeliveryAttempt, MaxAttemptHistory+1)}
+		}, RefusedRange},
+		{"outcome that is not final", func() Message {
+			tk := doorTask(now)
+			return Message{Type: MsgOutcome, From: "n1", To: "n3", TaskID: tk.ID, Task: tk, State: StateScheduled}
+		}, RefusedType},
+		{"done without its task", func() Message {
+			return Message{Type: MsgOutcome, From: "n1", To: "n3", TaskID: doorTask(now).ID, State: StateSucceeded, Attempt: 1}
+		}, RefusedForged},
+		{"setting version 2^64-1", func() Message {
+			return settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: math.MaxUint64, Origin: "n1"})
+		}, RefusedFuture},
+		{"purge in year 9999", func() Message {
+			return settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()), Origin: "n1",
+				PurgedBefore: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)})
+		}, RefusedSetting},
+		{"purge a minute ahead", func() Message {
+			return settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()), Origin: "n1",
+				PurgedBefore: now.Add(time.Minute)})
+		}, RefusedFuture},
+		{"setting rate below the minimum", func() Message {
+			c := DefaultQueueConfig()
+			c.Rate, c.BucketSize = 1e-12, 1
+			return settingMsg(QueueSetting{Queue: "mail", Config: c, Version: uint64(now.UnixMilli()), Origin: "n1"})
+		}, RefusedSetting},
+		{"setting origin not a member", func() Message {
+			return settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()), Origin: "evil"})
+		}, RefusedSetting},
+		{"schedule version 2^64-1", func() Message {
+			s := Schedule{Name: "beat", Cron: "@every 10s", Queue: "mail", URL: "http://w/", Method: "POST", Created: now, Version: math.MaxUint64, Origin: "n1"}
+			return Message{Type: MsgScheduleSet, From: "n1", To: "n3", Schedule: &s}
+		}, RefusedFuture},
+		{"schedule with a bad cron", func() Message {
+			s := Schedule{Name: "beat", Cron: "every now and then", Queue: "mail", URL: "http://w/", Method: "POST", Created: now, Version: 5, Origin: "n1"}
+			return Message{Type: MsgScheduleSet, From: "n1", To: "n3", Schedule: &s}
+		}, RefusedSchedule},
+		{"counts for a bad queue name", func() Message {
+			return Message{Type: MsgCountResp, From: "n1", To: "n3", Counts: []QueueCount{{Queue: "", State: StateScheduled, N: 1}}}
+		}, RefusedRange},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := &acceptorEnv{now: now}
+			n := bootAcceptor(t, env, 1)
+			n.Step(c.msg())
+			env.flush()
+			assert.Empty(t, env.take(), "a refused message is not answered")
+			assert.Equal(t, []Refusal{c.reason}, env.refusals)
+			assert.Equal(t, map[Refusal]uint64{c.reason: 1}, n.Refused())
+			assert.Empty(t, n.TaskIDs(), "nothing stored")
+			_, ok := n.QueueSetting("mail")
+			assert.False(t, ok, "no setting adopted")
+		})
+	}
+}
+
+func settingMsg(s QueueSetting) Message {
+	return Message{Type: MsgQueueSet, From: "n1", To: "n3", Setting: &s}
+}
+
+// The valid messages the cases above start from are taken: the door refuses only
+// what breaks a rule.
+func TestDoorAdmitsValidMessages(t *testing.T) {
+	now := epoch
+	env := &acceptorEnv{now: now}
+	n := bootAcceptor(t, env, 1)
+	tk := doorTask(now)
+	tk.Created = now.Add(900 * time.Millisecond) // a coordinator's clock ahead, within the drift
+	n.Step(storeOf(tk))
+	env.flush()
+	require.Equal(t, []string{tk.ID}, n.TaskIDs())
+	n.Step(settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()) + 500, Origin: "n1", Paused: true, PurgedBefore: now}))
+	env.flush()
+	s, ok := n.QueueSetting("mail")
+	require.True(t, ok)
+	assert.True(t, s.Paused)
+	assert.Empty(t, env.refusals)
+	assert.Empty(t, n.Refused())
+}
+
+// A forged Done: a member ID and the task's ID (a named task's is derivable) but
+// not the task itself (its nonce is never shown outside the replicas). It is
+// refused and the task stays scheduled; the replica's real Done is taken.
+func TestDoorRefusesADoneForAnotherTask(t *testing.T) {
+	now := epoch
+	env := &acceptorEnv{now: now}
+	n := bootAcceptor(t, env, 1)
+	tk := doorTask(now)
+	n.Step(storeOf(tk))
+	env.flush()
+	env.take()
+
+	forged := *tk
+	forged.Nonce = 1
+	n.Step(Message{Type: MsgOutcome, From: "n1", To: "n3", TaskID: tk.ID, Task: &forged, State: StateSucceeded, Attempt: 1})
+	env.flush()
+	assert.Empty(t, env.take())
+	assert.Equal(t, []Refusal{RefusedForged}, env.refusals)
+	st, _ := n.Task(tk.ID)
+	assert.Equal(t, StateScheduled, st.State)
+
+	n.Step(Message{Type: MsgOutcome, From: "n1", To: "n3", TaskID: tk.ID, Task: tk, State: StateSucceeded, Attempt: 1})
+	env.flush()
+	st, _ = n.Task(tk.ID)
+	assert.Equal(t, StateSucceeded, st.State)
+}
