@@ -58,6 +58,9 @@ type Node struct {
 	// cluster-wide counts this node coordinates.
 	counts   map[countKey]int
 	countOps map[uint64]*countOp
+	// index orders the IDs of the tasks held by queue and state, kept like
+	// counts (index.go), for listings.
+	index map[stateKey]*idIndex
 
 	// bootTime is the local time Start ran. forgotAt is when the node may have lost
 	// its memory: bootTime without durable storage, or the time a LossReporter gave.
@@ -214,6 +217,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		lists:       make(map[uint64]*listOp),
 		countOps:    make(map[uint64]*countOp),
 		counts:      make(map[countKey]int),
+		index:       make(map[stateKey]*idIndex),
 	}, nil
 }
 

@@ -576,17 +576,11 @@ func (n *Node) permitDone(e *entry, attempt uint64) {
 }
 
 // ListTasks returns, sorted by ID, up to limit tasks of a queue this node holds, in
-// state (StateNone: any), with IDs after `after`.
+// state (StateNone: any), with IDs after `after`: O(log n + limit), from the index.
 func (n *Node) ListTasks(queue string, state TaskState, after string, limit int) []TaskStatus {
-	var out []TaskStatus
-	for _, id := range sortedKeys(n.tasks) {
-		if len(out) >= limit {
-			break
-		}
-		e := n.tasks[id]
-		if id <= after || e.task.Queue != queue || state != StateNone && e.state != state {
-			continue
-		}
+	ids := n.listIDs(queue, state, after, limit)
+	out := make([]TaskStatus, 0, len(ids))
+	for _, id := range ids {
 		st, _ := n.Task(id)
 		out = append(out, st)
 	}
