@@ -178,6 +178,9 @@ type Config struct {
 	MaxPending      int   // tasks
 	MaxPendingBytes int64 // their approximate memory (taskBytes)
 	MaxQueuePending int   // tasks of any one queue
+	// MaxQueues caps the queues a coordinator makes known: past it a task or a
+	// setting of a new queue is refused (queuecap.go). 0: none.
+	MaxQueues int
 
 	// DefaultQueue is every queue's settings until a client sets them (SetQueue).
 	// There is no other way to give a node queue settings: they are data, set

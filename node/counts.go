@@ -70,6 +70,9 @@ func (n *Node) count(e *entry, s TaskState, d int) {
 // recountStates rebuilds the counters from tasks.
 func (n *Node) recountStates() {
 	clear(n.counts)
+	for k := range n.index { // clearing: order does not matter
+		n.markQueue(k.queue, refTasks, false)
+	}
 	clear(n.index)
 	for _, e := range n.tasks {
 		n.count(e, e.state, +1)

@@ -156,6 +156,7 @@ func (n *Node) indexTask(e *entry, s TaskState, d int) {
 		if x == nil {
 			x = &idIndex{}
 			n.index[k] = x
+			n.markQueue(k.queue, refTasks, true)
 		}
 		x.insert(e.task.ID)
 		return
@@ -166,7 +167,18 @@ func (n *Node) indexTask(e *entry, s TaskState, d int) {
 	x.remove(e.task.ID)
 	if x.len() == 0 {
 		delete(n.index, k)
+		n.markQueue(k.queue, refTasks, n.holdsQueue(k.queue))
 	}
+}
+
+// holdsQueue reports whether any task of q is indexed.
+func (n *Node) holdsQueue(q string) bool {
+	for s := StateScheduled; s <= StateCancelled; s++ {
+		if n.index[stateKey{q, s}] != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // listIDs returns up to limit IDs above `after` of a queue's tasks in state

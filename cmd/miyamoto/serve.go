@@ -102,6 +102,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	maxPending := fs.Int("max-pending", daemon.DefaultMaxPending, "most pending tasks this node holds before it answers 503 (0: no limit)")
 	maxPendingBytes := fs.Int64("max-pending-bytes", daemon.DefaultMaxPendingBytes, "most memory its pending tasks take, approximately, before it answers 503 (0: no limit)")
 	maxQueuePending := fs.Int("max-queue-pending", 0, "most pending tasks of any one queue this node holds before it answers 503 (0: no limit)")
+	maxQueues := fs.Int("max-queues", daemon.DefaultMaxQueues, "most queues this node knows (set, or holding tasks) before it refuses a new one with 409 (0: no limit)")
 	maxConns := fs.Int("max-connections", daemon.DefaultMaxConnections, "most API connections open at once (lowered to fit the open-file limit); at the cap the oldest idle one is closed for a new one")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text (log/slog's key=value lines) or json (one JSON object a line)")
@@ -180,7 +181,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	for _, l := range []struct {
 		flag string
 		v    int64
-	}{{"max-pending", int64(*maxPending)}, {"max-pending-bytes", *maxPendingBytes}, {"max-queue-pending", int64(*maxQueuePending)}} {
+	}{{"max-pending", int64(*maxPending)}, {"max-pending-bytes", *maxPendingBytes}, {"max-queue-pending", int64(*maxQueuePending)}, {"max-queues", int64(*maxQueues)}} {
 		if l.v < 0 {
 			return bad(l.flag, "must not be negative (0 means no limit), not %d", l.v)
 		}
@@ -214,7 +215,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret,
 		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending,
-		MaxConnections: *maxConns}
+		MaxConnections: *maxConns, MaxQueues: noLimit(*maxQueues)}
 	// Check what the daemon would refuse now, so that a bad flag is one line naming it.
 	if err := (api.Config{Tokens: cfg.APITokens}).Validate(); err != nil {
 		return bad("api-token", "%s", oneLine(err))

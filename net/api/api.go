@@ -586,6 +586,9 @@ func nodeErrorAnswer(err error) (code int, body map[string]string, retryAfter ti
 		return http.StatusConflict, map[string]string{"error": dup.Error(), "field": "name", "id": dup.ID, "status": "exists"}, 0
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, errorBody(fe.Field, fe.Error()), 0
+	case errors.Is(err, node.ErrTooManyQueues):
+		// A new queue past --max-queues: the message names it.
+		return http.StatusConflict, errorBody("queue", err.Error()), 0
 	}
 	for _, e := range sentinels {
 		if !errors.Is(err, e.err) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -52,4 +53,12 @@ func TestListingsAreBounded(t *testing.T) {
 	b.started = make(chan struct{}, 1)
 	w = doReq(t, h, "GET", "/v1/queues/q/tasks?limit=1", "")
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+}
+
+// A new queue past the node's cap answers 409, field "queue", naming the queue.
+func TestTooManyQueuesAnswers409NamingTheQueue(t *testing.T) {
+	b := &fakeBackend{err: fmt.Errorf("%w: queue %q would be a new one", node.ErrTooManyQueues, "q")}
+	w := doReq(t, NewHandler(b, Config{}), "POST", "/q", "task.url=http://w.test/", "Content-Type", formCT)
+	e := requireError(t, w, http.StatusConflict, "queue")
+	require.Contains(t, e["error"], `"q"`)
 }

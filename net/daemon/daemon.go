@@ -70,6 +70,9 @@ type Config struct {
 	MaxPending      int   // pending tasks this node holds; default 1,000,000
 	MaxPendingBytes int64 // their approximate memory; default 2 GiB
 	MaxQueuePending int   // pending tasks of one queue this node holds; default none
+	// MaxQueues caps the queues this node makes known as coordinator (node.Config);
+	// default DefaultMaxQueues, negative: none.
+	MaxQueues int
 
 	// MaxConnections caps the API's open connections (see conns.go); default
 	// DefaultMaxConnections. Start lowers it to fit the open-file limit less
@@ -115,6 +118,9 @@ func (c *Config) FillDefaults() {
 	if c.MaxPendingBytes == 0 {
 		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}
+	if c.MaxQueues == 0 {
+		c.MaxQueues = DefaultMaxQueues
+	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
@@ -132,6 +138,9 @@ const (
 	DefaultMaxPending      = 1_000_000
 	DefaultMaxPendingBytes = 2 << 30
 )
+
+// DefaultMaxQueues is the default cap on the queues a node knows.
+const DefaultMaxQueues = 10_000
 
 // DefaultMaxConnections is the API's default connection cap: the common default
 // open-file limit of 1024.
@@ -295,6 +304,7 @@ func Start(cfg Config) (*Daemon, error) {
 		MaxPending:      max(cfg.MaxPending, 0),
 		MaxPendingBytes: max(cfg.MaxPendingBytes, 0),
 		MaxQueuePending: cfg.MaxQueuePending,
+		MaxQueues:       max(cfg.MaxQueues, 0),
 	}
 	drv, err = driver.New(ncfg, env, cfg.Clock)
 	if err != nil {
