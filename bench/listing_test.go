@@ -6,12 +6,16 @@ import (
 
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/miyamotohq/miyamoto/net/daemon"
 )
@@ -152,4 +156,30 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s))*p+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// The README's command for this benchmark runs as written (from the repository's
+// root), and passes: the enqueue p99 beside the listings is under its target.
+func TestREADMEListingBenchmark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a benchmark of 100,000 tasks")
+	}
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(readme), "\n### Listings beside enqueues\n")
+	require.True(t, ok, "README.md has no section \"Listings beside enqueues\"")
+	_, rest, ok = strings.Cut(rest, "```sh\n")
+	require.True(t, ok)
+	command, _, ok := strings.Cut(rest, "\n```")
+	require.True(t, ok)
+	require.Equal(t, `go test -run '^$' -bench EnqueueBesideListings -benchtime 1x ./bench/`, command)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", command)
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "p99-listings-ms")
+	t.Logf("%s", out)
 }
