@@ -178,6 +178,9 @@ type Config struct {
 	MaxPending      int   // tasks
 	MaxPendingBytes int64 // their approximate memory (taskBytes)
 	MaxQueuePending int   // tasks of any one queue
+	// MaxQueues caps the queues a coordinator makes known: past it a task or a
+	// setting of a new queue is refused (queuecap.go). 0: none.
+	MaxQueues int
 
 	// CheckTaskURL, when set, checks the URL of every task and schedule a peer sends
 	// (the door, door.go), as the API checks a client's: the daemon's refuses the

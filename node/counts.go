@@ -59,6 +59,7 @@ func (n *Node) count(e *entry, s TaskState, d int) {
 	if s == StateNone {
 		return
 	}
+	n.indexTask(e, s, d)
 	k := countKey{queue: e.task.Queue, state: s, before: e.before}
 	n.counts[k] += d
 	if n.counts[k] == 0 {
@@ -69,6 +70,10 @@ func (n *Node) count(e *entry, s TaskState, d int) {
 // recountStates rebuilds the counters from tasks.
 func (n *Node) recountStates() {
 	clear(n.counts)
+	for k := range n.index { // clearing: order does not matter
+		n.markQueue(k.queue, refTasks, false)
+	}
+	clear(n.index)
 	for _, e := range n.tasks {
 		n.count(e, e.state, +1)
 	}
@@ -121,7 +126,7 @@ func (n *Node) CheckCounts() error {
 		}
 	}
 	if len(diffs) == 0 {
-		return nil
+		return n.checkIndex()
 	}
 	slices.Sort(diffs)
 	return fmt.Errorf("task counters disagree with the tasks held: %s", strings.Join(diffs, "; "))

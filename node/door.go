@@ -441,7 +441,8 @@ func validMethod(m string) bool {
 }
 
 // validHeaders: at most MaxTaskHeaders, MaxTaskHeaderBytes of names and values,
-// names that are tokens and values without control characters.
+// names that are tokens and not reserved (CheckTaskHeaderName), values without
+// control characters.
 func validHeaders(hs []Header) bool {
 	if len(hs) > MaxTaskHeaders {
 		return false
@@ -449,7 +450,7 @@ func validHeaders(hs []Header) bool {
 	size := 0
 	for _, h := range hs {
 		size += len(h.Name) + len(h.Value)
-		if size > MaxTaskHeaderBytes || !ValidHeaderName(h.Name) || !ValidHeaderValue(h.Value) {
+		if size > MaxTaskHeaderBytes || !ValidHeaderName(h.Name) || !ValidHeaderValue(h.Value) || CheckTaskHeaderName(h.Name) != nil {
 			return false
 		}
 	}

@@ -58,6 +58,16 @@ func TestDoorRefusesEachBrokenRule(t *testing.T) {
 			tk.Headers = []Header{{"Bad Name", "v"}}
 			return storeOf(tk)
 		}, RefusedTask},
+		{"reserved header name, underscore twin", func() Message {
+			tk := doorTask(now)
+			tk.Headers = []Header{{"X_Task_Id", "forged"}}
+			return storeOf(tk)
+		}, RefusedTask},
+		{"hop-by-hop header", func() Message {
+			tk := doorTask(now)
+			tk.Headers = []Header{{"Transfer-Encoding", "chunked"}}
+			return storeOf(tk)
+		}, RefusedTask},
 		{"header value with a line break", func() Message {
 			tk := doorTask(now)
 			tk.Headers = []Header{{"X-A", "v\r\nX-Injected: 1"}}

@@ -212,7 +212,9 @@ func (fr *faultRun) violations() []string {
 	// Quiescence: long after the faults, with every task final, nodes stop talking
 	// about tasks (no endless resend loops).
 	for _, m := range h.sent {
-		gossip := m.Msg.Type == MsgQueueSet || m.Msg.Type == MsgQueueSetResp // settings gossip never stops
+		// The settings' digest is gossiped for ever; once the members agree, nothing
+		// else is (no digest answer, no setting).
+		gossip := m.Msg.Type == MsgGossip
 		if m.At > faultEnd-time.Minute && !gossip {
 			out = append(out, fmt.Sprintf("quiet: %v still sending %s", m.At, m.Msg))
 			break

@@ -76,7 +76,7 @@ func (n *Node) sweepForgotten() {
 	}
 	if n.forgetMark.After(mark) && n.env.Storage.Durable() {
 		// Durable before the forgotten tasks' records can be compacted away.
-		n.persist(func() {}, Record{Kind: RecForgotten, NextETA: n.forgetMark})
+		n.persist(func() {}, n.forgetRecord())
 		n.superseded++
 	}
 	// Reclaim the consumed prefix once it is most of the array.
@@ -96,6 +96,7 @@ func (n *Node) sweepForgotten() {
 type CompactionPolicy struct {
 	forgotten map[string]bool
 	settings  map[string]uint64 // queue -> version held when the policy was taken
+	floor     uint64            // settingsFloor when the policy was taken
 	schedules map[string]uint64 // schedule -> version held when the policy was taken
 	mark      time.Time
 	// Worth reports whether a compaction would drop anything: tasks were forgotten,
@@ -109,7 +110,7 @@ const supersededWorth = 1000
 
 // CompactionPolicy returns the policy for a compaction now.
 func (n *Node) CompactionPolicy() CompactionPolicy {
-	p := CompactionPolicy{forgotten: map[string]bool{}, settings: map[string]uint64{}, schedules: map[string]uint64{}, mark: n.forgetMark}
+	p := CompactionPolicy{forgotten: map[string]bool{}, settings: map[string]uint64{}, schedules: map[string]uint64{}, mark: n.forgetMark, floor: n.settingsFloor}
 	for _, id := range n.TakeForgotten() {
 		p.forgotten[id] = true
 	}
@@ -126,11 +127,20 @@ func (n *Node) CompactionPolicy() CompactionPolicy {
 
 // Keep reports whether a compaction keeps r: every record of a task not forgotten,
 // the newest setting of each queue and of each schedule (a deletion included) and
-// the newest forget mark (or newer ones, logged after the policy was taken).
+// the newest forget mark (or newer ones, logged after the policy was taken); not
+// the settings of queues whose tombstone was dropped.
 func (p CompactionPolicy) Keep(r *Record) bool {
 	switch r.Kind {
 	case RecSetting:
-		return r.Setting == nil || r.Setting.Version >= p.settings[r.Setting.Queue]
+		if r.Setting == nil {
+			return true
+		}
+		held, ok := p.settings[r.Setting.Queue]
+		if !ok {
+			// Not held: a dropped tombstone (or older) unless logged since.
+			return r.Setting.Version > p.floor
+		}
+		return r.Setting.Version >= held
 	case RecSchedule:
 		return r.Schedule == nil || r.Schedule.Version >= p.schedules[r.Schedule.Name]
 	case RecForgotten:

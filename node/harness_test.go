@@ -46,6 +46,7 @@ func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
 func (q *eventQueue) Pop() any {
 	old := *q
 	e := old[len(old)-1]
+	old[len(old)-1] = nil // the array outlives the pop: let the event go
 	*q = old[:len(old)-1]
 	return e
 }

@@ -34,6 +34,15 @@ type Node struct {
 	setOps     []*setOp                 // setting changes this node coordinates
 	sync       *settingsSync            // learning the settings at start; nil once known
 	gossipStop func() bool              // the gossip timer, once armed
+	// gossipCursor: per member, the last entry sent it by gossip (gossip.go).
+	gossipCursor map[NodeID]string
+	// queueRefs says why each known queue is known (queuecap.go); tombstones
+	// counts the deletions held, swept by the tombstoneStop timer; settingsFloor
+	// is the highest version of a tombstone dropped.
+	queueRefs     map[string]uint8
+	tombstones    int
+	tombstoneStop func() bool
+	settingsFloor uint64
 
 	schedules map[string]*Schedule // cron schedules by name, deleted ones included (schedule.go)
 	runs      map[string]*schedRun // this node's running of each schedule in force
@@ -58,6 +67,9 @@ type Node struct {
 	// cluster-wide counts this node coordinates.
 	counts   map[countKey]int
 	countOps map[uint64]*countOp
+	// index orders the IDs of the tasks held by queue and state, kept like
+	// counts (index.go), for listings.
+	index map[stateKey]*idIndex
 
 	// bootTime is the local time Start ran. forgotAt is when the node may have lost
 	// its memory: bootTime without durable storage, or the time a LossReporter gave.
@@ -201,21 +213,24 @@ func New(cfg Config, env Env) (*Node, error) {
 	}
 	msgObs, _ := env.Observer.(MessageObserver)
 	return &Node{
-		cfg:         cfg,
-		env:         env,
-		msgObs:      msgObs,
-		members:     members,
-		tasks:       make(map[string]*entry),
-		openByQueue: make(map[string]int),
-		pending:     make(map[string]*enqueueOp),
-		queries:     make(map[string]*queryOp),
-		settings:    make(map[string]*QueueSetting),
-		schedules:   make(map[string]*Schedule),
-		runs:        make(map[string]*schedRun),
-		buckets:     make(map[string]*bucket),
-		lists:       make(map[uint64]*listOp),
-		countOps:    make(map[uint64]*countOp),
-		counts:      make(map[countKey]int),
+		cfg:          cfg,
+		env:          env,
+		msgObs:       msgObs,
+		members:      members,
+		tasks:        make(map[string]*entry),
+		openByQueue:  make(map[string]int),
+		pending:      make(map[string]*enqueueOp),
+		queries:      make(map[string]*queryOp),
+		settings:     make(map[string]*QueueSetting),
+		schedules:    make(map[string]*Schedule),
+		runs:         make(map[string]*schedRun),
+		buckets:      make(map[string]*bucket),
+		lists:        make(map[uint64]*listOp),
+		countOps:     make(map[uint64]*countOp),
+		counts:       make(map[countKey]int),
+		index:        make(map[stateKey]*idIndex),
+		queueRefs:    make(map[string]uint8),
+		gossipCursor: make(map[NodeID]string),
 	}, nil
 }
 
@@ -298,6 +313,7 @@ func (n *Node) Start() error {
 	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == nil {
 		n.armGossip()
 	}
+	n.maybeArmTombstoneSweep()
 	if lossy {
 		// The floors of what we may have forgotten must outlive this start: a later
 		// start that reports no loss would not know them. A Release with no holder
@@ -334,6 +350,7 @@ func (n *Node) replay(r Record) {
 		if r.NextETA.After(n.forgetMark) {
 			n.forgetMark = r.NextETA
 		}
+		n.settingsFloor = max(n.settingsFloor, r.Attempt)
 		return
 	}
 	if r.Kind == RecTask {
@@ -536,6 +553,10 @@ func (n *Node) step(m Message) {
 		n.handleCount(m)
 	case MsgCountResp:
 		n.handleCountResp(m)
+	case MsgGossip:
+		n.handleGossip(m)
+	case MsgGossipResp:
+		n.handleGossipResp(m)
 	}
 }
 
@@ -614,6 +635,10 @@ func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
 		return
 	}
 	if err := n.admit(t); err != nil {
+		reply(EnqueueResult{Err: err})
+		return
+	}
+	if err := n.admitQueue(t.Queue); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
 	}

@@ -9,8 +9,9 @@ import (
 
 // Queue settings are replicated to every member: a change made through any node
 // gets the next version, is sent to all members, and the highest (Version, Origin)
-// wins everywhere. Members that missed it catch up through gossip: every
-// SyncInterval each node sends its settings to one random member.
+// wins everywhere. Members that missed it catch up through gossip (gossip.go): every
+// SyncInterval each node sends a digest of its settings to one random member, and
+// what differs is repaired a chunk at a time.
 //
 // Rate limits and concurrency caps hold for the whole cluster: each limited queue
 // has one token node (placement of the queue name on the ring), which keeps the
@@ -125,6 +126,12 @@ func (n *Node) changeQueue(want QueueSetting, reply func(QueueSetting, int, erro
 		reply(QueueSetting{}, 0, err)
 		return
 	}
+	if !want.Deleted {
+		if err := n.admitQueue(want.Queue); err != nil {
+			reply(QueueSetting{}, 0, err)
+			return
+		}
+	}
 	// Versions are hybrid: above every version seen here and at least the local
 	// clock in milliseconds, so that a later change wins even when it is made
 	// through a node that has not heard of the earlier one yet.
@@ -200,11 +207,22 @@ func (n *Node) keepSetting(s *QueueSetting) (*QueueSetting, bool) {
 	if !s.newer(cur) {
 		return nil, false
 	}
+	if cur == nil && (n.refusedByFloor(s) || n.tombstoneExpired(s)) {
+		return nil, false // its tombstone was (or would be) dropped: see queuecap.go
+	}
 	c := *s
 	if cur != nil && c.PurgedBefore.Before(cur.PurgedBefore) {
 		c.PurgedBefore = cur.PurgedBefore
 	}
+	if cur != nil && cur.Deleted {
+		n.tombstones--
+	}
+	if c.Deleted {
+		n.tombstones++
+		n.maybeArmTombstoneSweep()
+	}
 	n.settings[s.Queue] = &c
+	n.markQueue(s.Queue, refSetting, !c.Deleted)
 	return &c, true
 }
 
@@ -370,28 +388,6 @@ func (n *Node) purge(queue string, before time.Time) (first int) {
 // adopts new settings for a queue.
 type QueueObserver interface {
 	QueueChanged(node NodeID, s QueueSetting)
-}
-
-// armGossip sends this node's settings and schedules to one random member every
-// SyncInterval.
-func (n *Node) armGossip() {
-	if len(n.members) < 2 {
-		return
-	}
-	n.gossipStop = n.env.Clock.AfterFunc(n.cfg.SyncInterval, func() {
-		n.input(func() {
-			peer := n.members[n.env.Rand.IntN(len(n.members))]
-			if peer != n.cfg.ID {
-				for _, name := range sortedKeys(n.settings) {
-					n.send(Message{Type: MsgQueueSet, To: peer, Setting: n.settings[name]})
-				}
-				for _, name := range sortedKeys(n.schedules) {
-					n.send(Message{Type: MsgScheduleSet, To: peer, Schedule: n.schedules[name]})
-				}
-			}
-			n.armGossip()
-		})
-	})
 }
 
 // --- permits: the token node's side -------------------------------------------
@@ -576,17 +572,11 @@ func (n *Node) permitDone(e *entry, attempt uint64) {
 }
 
 // ListTasks returns, sorted by ID, up to limit tasks of a queue this node holds, in
-// state (StateNone: any), with IDs after `after`.
+// state (StateNone: any), with IDs after `after`: O(log n + limit), from the index.
 func (n *Node) ListTasks(queue string, state TaskState, after string, limit int) []TaskStatus {
-	var out []TaskStatus
-	for _, id := range sortedKeys(n.tasks) {
-		if len(out) >= limit {
-			break
-		}
-		e := n.tasks[id]
-		if id <= after || e.task.Queue != queue || state != StateNone && e.state != state {
-			continue
-		}
+	ids := n.listIDs(queue, state, after, limit)
+	out := make([]TaskStatus, 0, len(ids))
+	for _, id := range ids {
 		st, _ := n.Task(id)
 		out = append(out, st)
 	}

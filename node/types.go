@@ -140,12 +140,14 @@ const (
 	MsgScheduleSetResp                    // member → sender: the Schedule of that name held now
 	MsgCount                              // any node → every member: send your task counters (Promised = request)
 	MsgCountResp                          // member → asker: its Counts (Promised = request)
+	MsgGossip                             // member → random member, every SyncInterval: Promised = digest of its settings and schedules, Retries = how many
+	MsgGossipResp                         // member → gossiper whose digest differs: its own digest and count (each side then sends a chunk)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgCountResp
+const MaxMsgType = MsgGossipResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {

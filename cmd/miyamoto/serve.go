@@ -73,6 +73,10 @@ func (o logOptions) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// minConnections is the smallest --max-connections: a console, a probe and a few
+// clients at once.
+const minConnections = 16
+
 func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, logOptions, error) {
 	var cfg daemon.Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -99,6 +103,8 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	maxPending := fs.Int("max-pending", daemon.DefaultMaxPending, "most pending tasks this node holds before it answers 503 (0: no limit)")
 	maxPendingBytes := fs.Int64("max-pending-bytes", daemon.DefaultMaxPendingBytes, "most memory its pending tasks take, approximately, before it answers 503 (0: no limit)")
 	maxQueuePending := fs.Int("max-queue-pending", 0, "most pending tasks of any one queue this node holds before it answers 503 (0: no limit)")
+	maxQueues := fs.Int("max-queues", daemon.DefaultMaxQueues, "most queues this node knows (set, or holding tasks) before it refuses a new one with 409 (0: no limit)")
+	maxConns := fs.Int("max-connections", daemon.DefaultMaxConnections, "most API connections open at once (lowered to fit the open-file limit); at the cap the oldest idle one is closed for a new one")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text (log/slog's key=value lines) or json (one JSON object a line)")
 	if err := fs.Parse(args); err != nil {
@@ -176,10 +182,13 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	for _, l := range []struct {
 		flag string
 		v    int64
-	}{{"max-pending", int64(*maxPending)}, {"max-pending-bytes", *maxPendingBytes}, {"max-queue-pending", int64(*maxQueuePending)}} {
+	}{{"max-pending", int64(*maxPending)}, {"max-pending-bytes", *maxPendingBytes}, {"max-queue-pending", int64(*maxQueuePending)}, {"max-queues", int64(*maxQueues)}} {
 		if l.v < 0 {
 			return bad(l.flag, "must not be negative (0 means no limit), not %d", l.v)
 		}
+	}
+	if *maxConns < minConnections {
+		return bad("max-connections", "must be at least %d, not %d", minConnections, *maxConns)
 	}
 	if *clusterSecret != "" && len(*clusterSecret) < 16 {
 		return bad("cluster-secret", "must be at least 16 characters (use a long random one), not %d", len(*clusterSecret))
@@ -206,7 +215,8 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Replicas: *replicas,
 		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret, InsecurePeers: *insecurePeers,
-		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending}
+		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending,
+		MaxConnections: *maxConns, MaxQueues: noLimit(*maxQueues)}
 	// Check what the daemon would refuse now, so that a bad flag is one line naming it.
 	if err := daemon.CheckPeerExposure(cfg); err != nil && !cfg.InsecurePeers {
 		msg := strings.TrimPrefix(err.Error(), "--peer-addr ")

@@ -43,6 +43,7 @@ func TestParseServeDefaults(t *testing.T) {
 		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
 		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n1",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
+		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections,
 	}, cfg)
 }
 
@@ -61,6 +62,7 @@ func TestParseServeFlags(t *testing.T) {
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
 		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
+		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections,
 	}, cfg)
 }
 
@@ -126,6 +128,7 @@ func TestParseServeSecurityFlags(t *testing.T) {
 		"--api-token", "tok-1", "--api-token", "tok-2,tok-3", "--signing-secret", secret,
 		"--deny-private", "--allow-url", "10.1.0.0/16,worker.internal", "--cluster-secret", "0123456789abcdef0",
 		"--max-pending", "0", "--max-pending-bytes", "1048576", "--max-queue-pending", "100",
+		"--max-queues", "0", "--max-connections", "64",
 	}, envOf("MIYAMOTO_API_TOKEN", "ignored-because-the-flag-is-set"))
 	require.NoError(t, err)
 	require.Equal(t, []string{"tok-1", "tok-2", "tok-3"}, cfg.APITokens)
@@ -136,6 +139,8 @@ func TestParseServeSecurityFlags(t *testing.T) {
 	require.Equal(t, -1, cfg.MaxPending, "0 on the command line is no limit, which the daemon spells negative")
 	require.EqualValues(t, 1<<20, cfg.MaxPendingBytes)
 	require.Equal(t, 100, cfg.MaxQueuePending)
+	require.Equal(t, -1, cfg.MaxQueues, "0 is no limit")
+	require.Equal(t, 64, cfg.MaxConnections)
 
 	// Secrets come from the environment too, so that they stay out of ps.
 	cfg, _, err = parseServe(nil, envOf("MIYAMOTO_API_TOKEN", "a,b", "MIYAMOTO_SIGNING_SECRET", secret, "MIYAMOTO_CLUSTER_SECRET", "0123456789abcdef0"))
@@ -180,6 +185,8 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--cluster-secret", "short"}, "cluster-secret"},
 		{[]string{"--max-pending", "-1"}, "max-pending"},
 		{[]string{"--max-queue-pending", "-5"}, "max-queue-pending"},
+		{[]string{"--max-queues", "-1"}, "max-queues"},
+		{[]string{"--max-connections", "3"}, "max-connections"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -136,6 +136,10 @@ type Config struct {
 	// (the check ran out of time) answers 503 instead. It is called concurrently.
 	CheckURL func(ctx context.Context, rawURL string) error
 
+	// MaxListings is how many task listings (GET /v1/queues/{q}/tasks) run at
+	// once; more wait up to ListingWait, then answer 503 "busy". Default 8.
+	MaxListings int
+
 	// Timeout bounds each request's wait for the cluster (and for CheckURL); default 10 s.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -153,7 +157,11 @@ const (
 	DefaultMaxTaskHeaders     = 100
 	DefaultMaxTaskHeaderBytes = 16 << 10
 	DefaultTimeout            = 10 * time.Second
+	DefaultMaxListings        = 8
 )
+
+// ListingWait is how long a listing waits for a turn when MaxListings run.
+const ListingWait = 2 * time.Second
 
 // Validate reports every problem with c at once (joined), nil when there is none.
 // NewHandler panics on a Config that fails it: call it where the flags are read.
@@ -190,6 +198,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxTaskHeaders, DefaultMaxTaskHeaders)
 	def(&c.MaxTaskHeaderBytes, DefaultMaxTaskHeaderBytes)
 	def(&c.MaxRequestHeader, DefaultMaxRequestHeader)
+	def(&c.MaxListings, DefaultMaxListings)
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}
@@ -204,6 +213,9 @@ type server struct {
 	cfg Config
 	lim limits
 	log *slog.Logger
+	// listings holds a token per listing running: each one asks every member
+	// and has every member walk its index, so they are bounded.
+	listings chan struct{}
 }
 
 // queueName is what a queue may be called: it is a path segment.
@@ -219,7 +231,7 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 		panic("api.NewHandler: " + err.Error())
 	}
 	cfg = cfg.withDefaults()
-	s := &server{b: b, cfg: cfg, log: cfg.Logger, lim: limits{
+	s := &server{b: b, cfg: cfg, log: cfg.Logger, listings: make(chan struct{}, cfg.MaxListings), lim: limits{
 		url: cfg.MaxURL, params: cfg.MaxParams, headers: cfg.MaxTaskHeaders, headerBytes: cfg.MaxTaskHeaderBytes}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -574,6 +586,9 @@ func nodeErrorAnswer(err error) (code int, body map[string]string, retryAfter ti
 		return http.StatusConflict, map[string]string{"error": dup.Error(), "field": "name", "id": dup.ID, "status": "exists"}, 0
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, errorBody(fe.Field, fe.Error()), 0
+	case errors.Is(err, node.ErrTooManyQueues):
+		// A new queue past --max-queues: the message names it.
+		return http.StatusConflict, errorBody("queue", err.Error()), 0
 	}
 	for _, e := range sentinels {
 		if !errors.Is(err, e.err) {

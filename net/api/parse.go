@@ -386,6 +386,9 @@ func parseHeaders(raw json.RawMessage, lim limits) (map[string]string, error) {
 		if !validHeaderValue(val) {
 			return nil, &node.FieldError{Field: "headers." + k, Message: "must not hold control characters (such as a line break)"}
 		}
+		if err := node.CheckTaskHeaderName(k); err != nil {
+			return nil, err
+		}
 		m[k] = val
 	}
 	return m, nil

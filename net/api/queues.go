@@ -190,6 +190,12 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			}
 			limit = n
 		}
+		if !s.takeListing(r.Context()) {
+			setRetryAfter(w, time.Second)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "busy", "error": fmt.Sprintf("%d listings are running on this node; retry shortly", cap(s.listings))})
+			return
+		}
+		defer func() { <-s.listings }()
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 		defer cancel()
 		list, missing, err := qb.ListTasks(ctx, name, state, q.Get("after"), limit)
@@ -218,6 +224,25 @@ func (s *server) queueRoutes(mux *http.ServeMux, qb QueueBackend) {
 			change(w, r, func(*http.Request) (settingsPatch, bool) { return settingsPatch{paused: &paused}, true })
 		})
 	}
+}
+
+// takeListing waits up to ListingWait for a listing's turn; false when none came
+// (the caller answers 503).
+func (s *server) takeListing(ctx context.Context) bool {
+	select {
+	case s.listings <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(ListingWait)
+	defer t.Stop()
+	select {
+	case s.listings <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // withCounts adds cluster-wide counts to the views of qs, and views (with their

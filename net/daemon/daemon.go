@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -73,6 +74,14 @@ type Config struct {
 	MaxPending      int   // pending tasks this node holds; default 1,000,000
 	MaxPendingBytes int64 // their approximate memory; default 2 GiB
 	MaxQueuePending int   // pending tasks of one queue this node holds; default none
+	// MaxQueues caps the queues this node makes known as coordinator (node.Config);
+	// default DefaultMaxQueues, negative: none.
+	MaxQueues int
+
+	// MaxConnections caps the API's open connections (see conns.go); default
+	// DefaultMaxConnections. Start lowers it to fit the open-file limit less
+	// the descriptors kept for the log, the peers and the webhooks (fdReserve).
+	MaxConnections int
 
 	Logger *slog.Logger
 	Clock  clock.Clock // default the wall clock
@@ -113,6 +122,12 @@ func (c *Config) FillDefaults() {
 	if c.MaxPendingBytes == 0 {
 		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}
+	if c.MaxQueues == 0 {
+		c.MaxQueues = DefaultMaxQueues
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -128,6 +143,47 @@ const (
 	DefaultMaxPendingBytes = 2 << 30
 )
 
+// DefaultMaxQueues is the default cap on the queues a node knows.
+const DefaultMaxQueues = 10_000
+
+// DefaultMaxConnections is the API's default connection cap: the common default
+// open-file limit of 1024.
+const DefaultMaxConnections = 1024
+
+// Descriptors kept out of the API's reach (fdReserve): the log's segments, a
+// compaction's new segment, its lock and directory, the listeners, standard
+// streams, DNS lookups; two per peer (a connection each way); and the webhooks,
+// at most webhook.DefaultMaxConcurrent calls in flight plus as many idle pooled
+// connections.
+const (
+	fdReserveBase = 64
+	minAPIConns   = 16 // below this the node refuses to start: raise the limit
+)
+
+// fdReserve is how many descriptors the node keeps for everything but API clients.
+func fdReserve(peers int) int {
+	return fdReserveBase + 2*peers + 2*webhook.DefaultMaxConcurrent
+}
+
+// connCap is the API's connection cap: MaxConnections, lowered to what the
+// open-file limit leaves after fdReserve (limit 0: unknown, not lowered).
+func (c *Config) connCap(limit int) (int, error) {
+	if c.MaxConnections < 0 {
+		return 0, fmt.Errorf("--max-connections: %d is negative", c.MaxConnections)
+	}
+	if limit <= 0 {
+		return c.MaxConnections, nil
+	}
+	reserve := fdReserve(len(c.Peers))
+	if room := limit - reserve; room < c.MaxConnections {
+		if room < minAPIConns {
+			return 0, fmt.Errorf("the open-file limit (RLIMIT_NOFILE) is %d: the node keeps %d descriptors for its log, peers and webhooks and needs %d more for clients; raise it (ulimit -n %d) or lower --max-connections", limit, reserve, minAPIConns, reserve+c.MaxConnections)
+		}
+		return room, nil
+	}
+	return c.MaxConnections, nil
+}
+
 // Daemon is a running node.
 type Daemon struct {
 	cfg       Config
@@ -138,6 +194,7 @@ type Daemon struct {
 	disp      *webhook.Dispatcher
 	httpSrv   *http.Server
 	httpLn    net.Listener
+	conns     *connLimiter
 	runDone   chan error
 
 	stopCompact, compactDone chan struct{}
@@ -202,6 +259,10 @@ func Start(cfg Config) (*Daemon, error) {
 	} else if cfg.AllowURLs != "" {
 		return nil, errors.New("--allow-url: only means something with --deny-private")
 	}
+	connCap, err := cfg.connCap(openFileLimit())
+	if err != nil {
+		return nil, err
+	}
 	apiCfg := api.Config{MaxBody: cfg.MaxBody, Tokens: cfg.APITokens, Logger: cfg.Logger.With("component", "api"), Unauthorized: d.metrics.Unauthorized}
 	if policy != nil {
 		apiCfg.CheckURL = func(ctx context.Context, u string) error {
@@ -255,6 +316,7 @@ func Start(cfg Config) (*Daemon, error) {
 		MaxPending:      max(cfg.MaxPending, 0),
 		MaxPendingBytes: max(cfg.MaxPendingBytes, 0),
 		MaxQueuePending: cfg.MaxQueuePending,
+		MaxQueues:       max(cfg.MaxQueues, 0),
 	}
 	if policy != nil {
 		ncfg.CheckTaskURL = policy.CheckURLNoLookup
@@ -269,7 +331,8 @@ func Start(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 	}
-	d.httpLn = ln
+	d.conns = newConnLimiter(ln, connCap)
+	d.httpLn = d.conns
 	if d.transport != nil {
 		if err := d.transport.Start(); err != nil {
 			ln.Close()
@@ -297,16 +360,19 @@ func Start(cfg Config) (*Daemon, error) {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20, // a hard stop in plain text; the API answers past 64 KiB in JSON
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// A keep-alive connection idle this long is closed: idle ones also make
+		// way for new ones at the connection cap (conns.go).
+		IdleTimeout:    30 * time.Second,
+		ConnState:      d.conns.connState,
+		MaxHeaderBytes: 1 << 20, // a hard stop in plain text; the API answers past 64 KiB in JSON
+		ErrorLog:       log.New(newThrottledLog(cfg.Logger, 10, 10*time.Second), "", 0),
 	}
 	go func() {
-		if err := d.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := d.httpSrv.Serve(d.conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("http server", "err", err)
 		}
 	}()
-	d.log.Info("node started", "node", self, "http", ln.Addr().String(), "members", len(members), "replicas", min(cfg.Replicas, len(members)))
+	d.log.Info("node started", "node", self, "http", ln.Addr().String(), "members", len(members), "replicas", min(cfg.Replicas, len(members)), "max_connections", connCap)
 	return d, nil
 }
 
@@ -674,12 +740,24 @@ func (b backend) WriteMetrics(w io.Writer) {
 		}
 	}
 	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, conns, ds)
+	b.d.writeConnMetrics(w)
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts() }); err == nil {
 		metrics.WriteDepth(w, b.d.cfg.NodeID, counts)
 	}
+}
+
+// writeConnMetrics writes the API connection cap's gauges and counters.
+func (d *Daemon) writeConnMetrics(w io.Writer) {
+	id := d.cfg.NodeID
+	fmt.Fprintf(w, "# HELP miyamoto_http_connections API connections open now, and the cap.\n# TYPE miyamoto_http_connections gauge\n")
+	fmt.Fprintf(w, "miyamoto_http_connections{node=%q,kind=\"open\"} %d\n", id, d.conns.open())
+	fmt.Fprintf(w, "miyamoto_http_connections{node=%q,kind=\"max\"} %d\n", id, d.conns.max)
+	fmt.Fprintf(w, "# HELP miyamoto_http_connections_closed_total Connections closed at the cap: idle ones evicted for a new one, new ones refused 503 while every one was busy.\n# TYPE miyamoto_http_connections_closed_total counter\n")
+	fmt.Fprintf(w, "miyamoto_http_connections_closed_total{node=%q,reason=\"evicted\"} %d\n", id, d.conns.evicted.Load())
+	fmt.Fprintf(w, "miyamoto_http_connections_closed_total{node=%q,reason=\"refused\"} %d\n", id, d.conns.refused.Load())
 }
 
 // observers tells several observers, each of what it has the ability to hear.

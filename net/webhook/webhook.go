@@ -57,6 +57,10 @@ type Config struct {
 	Policy *urlpolicy.Policy
 }
 
+// DefaultMaxConcurrent is how many deliveries a Dispatcher runs at once unless
+// told otherwise.
+const DefaultMaxConcurrent = 256
+
 // Dispatcher implements node.Dispatcher over HTTP.
 type Dispatcher struct {
 	client  *http.Client
@@ -84,7 +88,9 @@ var _ node.Dispatcher = (*Dispatcher)(nil)
 // unchecked.
 func NewClient(policy *urlpolicy.Policy) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 1024
+	// As many idle connections as calls in flight: the daemon keeps descriptors
+	// for both (net/daemon's fdReserve).
+	tr.MaxIdleConns = DefaultMaxConcurrent
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 90 * time.Second
 	tr.DisableCompression = true // the body is the worker's business; send no Accept-Encoding
@@ -102,7 +108,7 @@ func NewClient(policy *urlpolicy.Policy) *http.Client {
 // Client and Policy: the policy would silently not apply.
 func New(cfg Config, post func(node.DeliveryResult)) *Dispatcher {
 	if cfg.MaxConcurrent <= 0 {
-		cfg.MaxConcurrent = 256
+		cfg.MaxConcurrent = DefaultMaxConcurrent
 	}
 	if cfg.Client != nil && cfg.Policy != nil {
 		panic("webhook: Config sets both Client and Policy; build the client with NewClient(policy)")
