@@ -348,7 +348,7 @@ type Transport struct {
 	mu       sync.Mutex
 	started  bool
 	ln       net.Listener
-	conns    map[net.Conn]struct{}          // every open connection, both directions
+	conns    map[net.Conn]bool              // every open connection, both directions; true: dialed by us
 	received map[node.NodeID]*atomic.Uint64 // by hello ID: members only, fixed at New
 	wg       sync.WaitGroup
 
@@ -382,7 +382,7 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		ctx:          ctx,
 		cancel:       cancel,
 		helloTimeout: helloTimeout,
-		conns:        make(map[net.Conn]struct{}),
+		conns:        make(map[net.Conn]bool),
 		received:     make(map[node.NodeID]*atomic.Uint64),
 		warns:        newWarnLimiter(warnEvery, maxWarnHosts),
 	}
@@ -540,26 +540,49 @@ func (t *Transport) Close() error {
 				t.closeErr = err
 			}
 		}
-		for c := range t.conns {
+		for c, dialed := range t.conns {
+			if tc, ok := c.(*net.TCPConn); ok && dialed {
+				// The peer reads what we wrote, sees the end and closes its side.
+				// Closing at once could reset the connection (a heartbeat that just
+				// came is unread) and throw away what the peer has not read yet.
+				tc.CloseWrite()
+				continue
+			}
 			c.Close()
 		}
 		t.mu.Unlock()
-		t.wg.Wait()
+		waited := make(chan struct{})
+		go func() { t.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(closeLinger):
+			t.mu.Lock()
+			for c := range t.conns {
+				c.Close()
+			}
+			t.mu.Unlock()
+			<-waited
+		}
 		t.log.Info("peer transport closed")
 	})
 	return t.closeErr
 }
 
-// track registers c so that Close closes it; it reports false (and closes c) when
-// the transport is already closed.
-func (t *Transport) track(c net.Conn) bool {
+// closeLinger is how long Close waits for peers to read what was written to them and
+// close their side before it closes every connection.
+const closeLinger = 2 * time.Second
+
+// track registers c so that Close closes it (dialed: a connection we dialed, which
+// carries our messages); it reports false (and closes c) when the transport is
+// already closed.
+func (t *Transport) track(c net.Conn, dialed bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed.Load() {
 		c.Close()
 		return false
 	}
-	t.conns[c] = struct{}{}
+	t.conns[c] = dialed
 	return true
 }
 
@@ -601,7 +624,7 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		if !t.track(c) {
+		if !t.track(c, false) {
 			return
 		}
 		t.wg.Add(1)
@@ -817,7 +840,7 @@ func (t *Transport) dial(p *peer) (net.Conn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	if !t.track(c) {
+	if !t.track(c, true) {
 		return nil, ErrClosed
 	}
 	if err := t.handshakeOut(c, p); err != nil {
@@ -847,6 +870,9 @@ func (t *Transport) pump(p *peer, c net.Conn) error {
 		var m queued
 		select {
 		case <-t.done:
+			// Close half-closed c: wait until the peer has read it all and closed its
+			// side (or Close gives up waiting and closes c).
+			<-broken
 			return ErrClosed
 		case err := <-broken:
 			return err
