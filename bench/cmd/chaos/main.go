@@ -82,11 +82,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chaos: %v\n", err)
 		return exitFailed
 	}
-	if report.Failed() {
+	code := exitCodeFor(report)
+	if code != exitOK {
 		fmt.Fprintf(stdout, "FAILED (seed %d): replay with %s\n", cfg.Seed, cfg.ReplayCommand())
+	} else {
+		fmt.Fprintf(stdout, "PASSED (seed %d)\n", cfg.Seed)
+	}
+	return code
+}
+
+// exitCodeFor is the exit code a report earns: 1 on any loss, unexplained
+// duplicate, at-most-once duplicate or stuck task, else 0.
+func exitCodeFor(r *Report) int {
+	if r.Failed() {
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "PASSED (seed %d)\n", cfg.Seed)
 	return exitOK
 }
 

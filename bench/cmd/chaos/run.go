@@ -39,6 +39,8 @@ type Config struct {
 
 	Out io.Writer // the schedule and the report
 	Log io.Writer // progress
+
+	onCluster func(*Cluster) // for tests: called once the cluster exists
 }
 
 // ReplayCommand is the command that runs the same fault schedule and load again.
@@ -117,6 +119,9 @@ func Run(ctx context.Context, cfg Config) (report *Report, err error) {
 			err = cerr
 		}
 	}()
+	if cfg.onCluster != nil {
+		cfg.onCluster(cluster)
+	}
 	h, err := runPhases(ctx, cfg, schedule, cluster, worker)
 	if err != nil {
 		return nil, err
