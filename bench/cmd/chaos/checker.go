@@ -22,13 +22,14 @@ type Ack struct {
 
 // Delivery is one call the worker received, and what it answered.
 type Delivery struct {
-	Task    string    `json:"task"`
-	Queue   string    `json:"queue"`
-	Name    string    `json:"name,omitempty"`
-	Node    string    `json:"node"`
-	Attempt uint64    `json:"attempt"`
-	At      time.Time `json:"at"`
-	Status  int       `json:"status"`
+	Task     string    `json:"task"`
+	Queue    string    `json:"queue"`
+	Name     string    `json:"name,omitempty"`
+	Node     string    `json:"node"`
+	Attempt  uint64    `json:"attempt"`
+	At       time.Time `json:"at"`       // when the call came
+	Answered time.Time `json:"answered"` // when the worker answered it
+	Status   int       `json:"status"`
 }
 
 func (d Delivery) ok() bool { return d.Status >= 200 && d.Status < 300 }
@@ -58,6 +59,7 @@ type NodeView struct {
 // at the end.
 type History struct {
 	Nodes      int                   `json:"nodes"`
+	Enqueued   int                   `json:"enqueued"` // enqueues the load started
 	Acked      []Ack                 `json:"acked"`
 	NotAcked   int                   `json:"not_acked"` // enqueues that never got an answer saying stored
 	Deliveries []Delivery            `json:"deliveries"`
@@ -81,18 +83,20 @@ type Problem struct {
 	What  string
 }
 
-// Duplicate is a delivery that started after a successful one of the same task,
-// and the fault (or the node's own record) that explains it, if any.
+// Duplicate is a delivery that came after a successful one of the same task, or
+// while an earlier one was unanswered, and the fault (or the node's own record)
+// that explains it, if any.
 type Duplicate struct {
 	Task   string
 	Queue  string
-	First  Delivery // the first successful delivery
+	First  Delivery // the earlier delivery: successful, or unanswered when Again came
 	Again  Delivery
 	Reason string // empty: unexplained
 }
 
 // Report is the checker's verdict on a History.
 type Report struct {
+	Enqueued                                 int
 	Acked, AckedAtLeastOnce, AckedAtMostOnce int
 	NotAcked                                 int
 	Delivered                                int // acknowledged tasks the worker saw at least once
@@ -122,7 +126,7 @@ func (r *Report) Failed() bool {
 
 // Check judges h.
 func Check(h History) *Report {
-	r := &Report{Acked: len(h.Acked), NotAcked: h.NotAcked, Deliveries: len(h.Deliveries), Faults: len(h.Faults)}
+	r := &Report{Enqueued: h.Enqueued, Acked: len(h.Acked), NotAcked: h.NotAcked, Deliveries: len(h.Deliveries), Faults: len(h.Faults)}
 	faults := make([]Fault, len(h.Faults))
 	for i, f := range h.Faults {
 		faults[i] = f.Fault
@@ -197,22 +201,34 @@ func (r *Report) checkAtMostOnce(a Ack, ds []Delivery, views []NodeView, problem
 	}
 }
 
-// checkDuplicates finds the deliveries of an at-least-once task after its first
-// successful one, and what explains each.
+// checkDuplicates finds the deliveries of an at-least-once task that should not
+// have happened, each with what explains it: one that came after a successful
+// delivery, or while an earlier one was still unanswered (two at once).
 func (r *Report) checkDuplicates(a Ack, ds []Delivery, views []NodeView, h History) {
-	first := firstSuccess(ds)
-	if first < 0 {
-		return
-	}
-	for _, again := range ds[first+1:] {
-		d := Duplicate{Task: a.Task, Queue: a.Queue, First: ds[first], Again: again}
-		d.Reason = explain(ds[first], again, views, h)
+	for i := 1; i < len(ds); i++ {
+		prior := priorConflict(ds[:i], ds[i])
+		if prior < 0 {
+			continue
+		}
+		d := Duplicate{Task: a.Task, Queue: a.Queue, First: ds[prior], Again: ds[i]}
+		d.Reason = explain(ds[prior], ds[i], views, h)
 		if d.Reason == "" {
 			r.Unexplained = append(r.Unexplained, d)
 		} else {
 			r.Explained = append(r.Explained, d)
 		}
 	}
+}
+
+// priorConflict is the first of earlier that again should not have followed: a
+// successful delivery, or one still unanswered when again came; -1 when none.
+func priorConflict(earlier []Delivery, again Delivery) int {
+	for j, d := range earlier {
+		if d.ok() || d.Answered.After(again.At) {
+			return j
+		}
+	}
+	return -1
 }
 
 func firstSuccess(ds []Delivery) int {
@@ -224,13 +240,14 @@ func firstSuccess(ds []Delivery) int {
 	return -1
 }
 
-// explain says why again may follow the successful delivery first, or "" when
-// nothing does. A second call of one attempt is never explained: each attempt
-// belongs to one claim. Otherwise a duplicate is explained when the node that
-// made the first delivery did not see its success (its own record of the attempt
-// is an error: the answer came too late), or when a fault near the first delivery
-// hit that node or cut it off from a majority of the task's replicas, so that its
-// Done may not have reached them.
+// explain says why again may follow first, or "" when nothing does. A second call
+// of one attempt is never explained: each attempt belongs to one claim. Otherwise
+// a duplicate is explained when the node that made the first delivery did not see
+// its answer (its own record of the attempt is an error: the answer came too
+// late), or when a fault active while first was delivered (from explainBefore
+// before the call until explainAfter after the answer) hit that node or cut it off
+// from a majority of the task's replicas, so that its Done, or its word that it
+// still held the claim, may not have reached them.
 func explain(first, again Delivery, views []NodeView, h History) string {
 	if again.Attempt == first.Attempt {
 		return ""
@@ -240,13 +257,17 @@ func explain(first, again Delivery, views []NodeView, h History) string {
 	}
 	replicas := replicaIndexes(views, h.Nodes)
 	node := nodeIndex(first.Node)
-	from, to := first.At.Add(-explainBefore), first.At.Add(explainAfter)
+	answered := first.Answered
+	if answered.Before(first.At) {
+		answered = first.At
+	}
+	from, to := first.At.Add(-explainBefore), answered.Add(explainAfter)
 	for _, f := range h.Faults {
 		if f.End.Before(from) || f.Start.After(to) {
 			continue
 		}
 		if touches(f.Fault, node, replicas) {
-			return fmt.Sprintf("%s %s from %s to %s, around the first success", f.Kind, f.Note, f.Start.Format("15:04:05.000"), f.End.Format("15:04:05.000"))
+			return fmt.Sprintf("%s %s from %s to %s, while %s delivered attempt %d", f.Kind, f.Note, f.Start.Format("15:04:05.000"), f.End.Format("15:04:05.000"), first.Node, first.Attempt)
 		}
 	}
 	return ""
@@ -464,7 +485,7 @@ const maxListed = 20
 // Print writes the report: the figures, then the problems.
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "faults injected          %d (%s)\n", r.Faults, r.FaultKinds)
-	fmt.Fprintf(w, "acknowledged             %d (at-least-once %d, at-most-once %d); enqueues never acknowledged %d\n", r.Acked, r.AckedAtLeastOnce, r.AckedAtMostOnce, r.NotAcked)
+	fmt.Fprintf(w, "acknowledged             %d of %d enqueues (at-least-once %d, at-most-once %d); never acknowledged %d\n", r.Acked, r.Enqueued, r.AckedAtLeastOnce, r.AckedAtMostOnce, r.NotAcked)
 	fmt.Fprintf(w, "delivered                %d tasks (%d calls, %d answered with a failure on purpose, %d for tasks never acknowledged)\n", r.Delivered, r.Deliveries, r.WorkerFailures, r.UnackedDeliveries)
 	fmt.Fprintf(w, "lost                     %d\n", len(r.Lost))
 	fmt.Fprintf(w, "duplicates               %d explained, %d unexplained\n", len(r.Explained), len(r.Unexplained))
@@ -498,7 +519,7 @@ func printDuplicates(w io.Writer, label string, ds []Duplicate) {
 		}
 		why := d.Reason
 		if why == "" {
-			why = "no fault near the first success explains it"
+			why = "no fault near the earlier delivery explains it"
 		}
 		fmt.Fprintf(w, "%s: task %s (%s): %s after %s: %s\n", label, d.Task, d.Queue, d.Again, d.First, why)
 	}

@@ -195,3 +195,24 @@ func TestTouches(t *testing.T) {
 	require.True(t, touches(Fault{Kind: KindPowerLoss, Nodes: all}, 2, all))
 	require.False(t, touches(Fault{Kind: KindPause, Nodes: []int{1}}, 2, all))
 }
+
+// Two deliveries at once are a duplicate too, even when the first failed; and the
+// window of a fault that explains one runs until the earlier call was answered.
+func TestCheckOverlapAndSlowAnswers(t *testing.T) {
+	first := call("a", "n1", 1, 10, 500)
+	first.Answered = at(10.3)
+	overlapping := call("a", "n2", 2, 10.1, 200)
+	r := Check(history(ack("a", false), views("succeeded"), nil, first, overlapping))
+	require.Len(t, r.Unexplained, 1, printed(r))
+	pause := FaultSpan{Fault: Fault{Kind: KindPause, Nodes: []int{0}, Note: "n1"}, Start: at(9.5), End: at(14)}
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{pause}, first, overlapping))
+	require.Len(t, r.Explained, 1, printed(r))
+
+	slow := call("a", "n1", 1, 10, 200)
+	slow.Answered = at(13)
+	again := call("a", "n2", 2, 20, 200)
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{killSpan(0, 14.5, 16)}, slow, again))
+	require.Len(t, r.Explained, 1, "a kill soon after the answer explains it: %s", printed(r))
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{killSpan(0, 15.5, 16)}, slow, again))
+	require.Len(t, r.Unexplained, 1, "a kill well after the answer does not: %s", printed(r))
+}

@@ -42,6 +42,7 @@ const (
 
 // LoadResult is what the load saw.
 type LoadResult struct {
+	Started  int // enqueues started (ticks of the load)
 	Acked    []Ack
 	NotAcked int   // enqueues given up on without an answer saying stored
 	Skipped  int   // ticks with maxInFlight enqueues already waiting
@@ -71,6 +72,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) LoadResult {
 		case <-ctx.Done():
 		case <-end:
 		case <-ticker.C:
+			res.Started++ // only this goroutine writes it; read after wg.Wait
 			select {
 			case sem <- struct{}{}:
 			default:

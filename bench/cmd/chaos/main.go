@@ -14,7 +14,8 @@
 // halves), and power loss (kill -9 of every node at once, then a restart: with
 // durable storage nothing acknowledged may be lost). The worker (in this process)
 // records every call: task, attempt, calling node; it answers 200, or 500 for a
-// seeded share of calls (--fail-rate). After the load: heal (every link passes,
+// seeded share of calls (--fail-rate), after a seeded delay (--worker-delay) so
+// that a fault can strike while a delivery is in flight. After the load: heal (every link passes,
 // every node runs), drain (wait until every acknowledged task is final on every node,
 // at most --drain), then the checker reports acknowledged, delivered, lost,
 // duplicates (each explained by a fault near it, or not), at-most-once duplicates,
@@ -113,6 +114,7 @@ func flagSet(cfg *Config, seed *uint64, faults *string, printOnly *bool) *flag.F
 	fs.DurationVar(&cfg.ReplicaOffset, "replica-offset", time.Second, "the nodes' --replica-offset")
 	fs.StringVar(faults, "faults", "all", "faults to draw from: all, none, or some of "+kindList())
 	fs.Float64Var(&cfg.FailRate, "fail-rate", 0.02, "share of calls the worker answers 500 (0 to 0.5)")
+	fs.DurationVar(&cfg.WorkerDelay, "worker-delay", 300*time.Millisecond, "the worker answers each call after a seeded delay up to this (0 to 1s), so faults hit deliveries in flight")
 	fs.IntVar(&cfg.MaxCountdown, "max-countdown", 3, "tasks are due 0 to this many seconds after their enqueue")
 	fs.DurationVar(&cfg.Drain, "drain", 90*time.Second, "after the heal, how long to wait for every task to end")
 	fs.StringVar(&cfg.Binary, "binary", "", "a built miyamoto binary (default: build ./cmd/miyamoto)")
@@ -174,6 +176,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--replica-offset: must not be negative, not %s", c.ReplicaOffset)
 	case c.FailRate < 0 || c.FailRate > 0.5:
 		return fmt.Errorf("--fail-rate: must be between 0 and 0.5, not %g", c.FailRate)
+	case c.WorkerDelay < 0 || c.WorkerDelay > time.Second:
+		return fmt.Errorf("--worker-delay: must be between 0 and 1s, not %s", c.WorkerDelay)
 	case c.MaxCountdown < 0 || c.MaxCountdown > 3600:
 		return fmt.Errorf("--max-countdown: must be between 0 and 3600 seconds, not %d", c.MaxCountdown)
 	case c.Drain < time.Second:

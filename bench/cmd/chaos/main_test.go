@@ -20,6 +20,7 @@ func TestBadFlags(t *testing.T) {
 		"--fail-rate 0.9":                  "--fail-rate: must be between 0 and 0.5",
 		"--faults kill,meteor":             `--faults: "meteor" is not a fault`,
 		"--max-countdown -1":               "--max-countdown: must be between 0 and 3600",
+		"--worker-delay 2s":                "--worker-delay: must be between 0 and 1s",
 		"--drain 0s":                       "--drain: must be at least 1s",
 		"--nope":                           "flag provided but not defined: -nope",
 		"extra":                            `unexpected argument "extra"`,

@@ -32,6 +32,7 @@ type Config struct {
 	ReplicaOffset time.Duration // serve --replica-offset
 	Kinds         []FaultKind
 	FailRate      float64       // share of calls the worker answers 500
+	WorkerDelay   time.Duration // the worker answers each call after up to this long
 	MaxCountdown  int           // tasks are due 0 to this many seconds after their enqueue
 	Drain         time.Duration // how long the drain may wait for every task to end
 	Binary        string        // a built miyamoto; empty: build one
@@ -56,8 +57,8 @@ func (c Config) ReplayCommand() string {
 	case kindList():
 		faults = "all"
 	}
-	return fmt.Sprintf("go run ./bench/cmd/chaos --nodes %d --seed %d --duration %s --rate %g --lease %s --max-clock-drift %s --replica-offset %s --faults %s --fail-rate %g --max-countdown %d",
-		c.Nodes, c.Seed, c.Duration, c.Rate, c.Lease, c.Drift, c.ReplicaOffset, faults, c.FailRate, c.MaxCountdown)
+	return fmt.Sprintf("go run ./bench/cmd/chaos --nodes %d --seed %d --duration %s --rate %g --lease %s --max-clock-drift %s --replica-offset %s --faults %s --fail-rate %g --worker-delay %s --max-countdown %d",
+		c.Nodes, c.Seed, c.Duration, c.Rate, c.Lease, c.Drift, c.ReplicaOffset, faults, c.FailRate, c.WorkerDelay, c.MaxCountdown)
 }
 
 func (c Config) schedule() []Fault {
@@ -104,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (report *Report, err error) {
 			return nil, err
 		}
 	}
-	worker, err := NewWorker(cfg.Seed, cfg.FailRate)
+	worker, err := NewWorker(cfg.Seed, cfg.FailRate, cfg.WorkerDelay)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +190,7 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 	views := drain(ctx, cfg, urls, load.Acked, logf)
 	stopProgress()
 	time.Sleep(lateDelivery)
-	return &History{Nodes: cfg.Nodes, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
+	return &History{Nodes: cfg.Nodes, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
 		Faults: spans, Views: views}, nil
 }
 
