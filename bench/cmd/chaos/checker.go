@@ -65,6 +65,8 @@ type History struct {
 	Deliveries []Delivery            `json:"deliveries"`
 	Faults     []FaultSpan           `json:"faults"`
 	Views      map[string][]NodeView `json:"views"` // by task ID, one per node
+	// Crashes are the node processes that ended without being killed.
+	Crashes []string `json:"crashes,omitempty"`
 }
 
 // How near a fault must be to the first successful delivery to explain a later
@@ -112,6 +114,7 @@ type Report struct {
 	AtMostOnceDup []Problem
 	Stuck         []Problem
 	Mismatches    []Problem
+	Crashes       []string
 	// UnknownUndelivered counts at-most-once tasks that ended unknown without the
 	// worker seeing them: their claimant died or was cut off after winning its
 	// claim, which at-most-once allows (never retried).
@@ -119,14 +122,15 @@ type Report struct {
 }
 
 // Failed tells whether the run broke a promise: a loss, an unexplained duplicate,
-// a second delivery of an at-most-once task, or a task stuck after the drain.
+// a second delivery of an at-most-once task, a task stuck after the drain, or a
+// node that crashed.
 func (r *Report) Failed() bool {
-	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck) > 0
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Crashes) > 0
 }
 
 // Check judges h.
 func Check(h History) *Report {
-	r := &Report{Enqueued: h.Enqueued, Acked: len(h.Acked), NotAcked: h.NotAcked, Deliveries: len(h.Deliveries), Faults: len(h.Faults)}
+	r := &Report{Enqueued: h.Enqueued, Acked: len(h.Acked), NotAcked: h.NotAcked, Deliveries: len(h.Deliveries), Faults: len(h.Faults), Crashes: h.Crashes}
 	faults := make([]Fault, len(h.Faults))
 	for i, f := range h.Faults {
 		faults[i] = f.Fault
@@ -493,6 +497,10 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "stuck                    %d\n", len(r.Stuck))
 	fmt.Fprintf(w, "at-most-once unknown     %d (%d never delivered)\n", r.Unknown, r.UnknownUndelivered)
 	fmt.Fprintf(w, "final-state mismatches   %d\n", len(r.Mismatches))
+	fmt.Fprintf(w, "node crashes             %d\n", len(r.Crashes))
+	for _, c := range r.Crashes {
+		fmt.Fprintf(w, "CRASH: %s\n", c)
+	}
 	printProblems(w, "LOST", r.Lost)
 	printDuplicates(w, "UNEXPLAINED DUPLICATE", r.Unexplained)
 	printProblems(w, "AT-MOST-ONCE DUPLICATE", r.AtMostOnceDup)

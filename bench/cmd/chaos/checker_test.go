@@ -216,3 +216,13 @@ func TestCheckOverlapAndSlowAnswers(t *testing.T) {
 	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{killSpan(0, 15.5, 16)}, slow, again))
 	require.Len(t, r.Unexplained, 1, "a kill well after the answer does not: %s", printed(r))
 }
+
+// A node process that ended without being killed fails the run.
+func TestCheckCrash(t *testing.T) {
+	h := history(ack("a", false), views("succeeded"), nil, call("a", "n1", 1, 1, 200))
+	h.Crashes = []string{"n2 (pid 42) exited by itself at 03:04:07.000: exit status 2 (see n2.log)"}
+	r := Check(h)
+	require.True(t, r.Failed())
+	require.Equal(t, exitFailed, exitCodeFor(r))
+	require.Contains(t, printed(r), "CRASH: n2 (pid 42) exited by itself")
+}

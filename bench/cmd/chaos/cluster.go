@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -34,6 +35,9 @@ type Cluster struct {
 	cfg     ClusterConfig
 	nodes   []*nodeProc
 	proxies [][]*Proxy // [from][to]; nil on the diagonal
+
+	exitsMu sync.Mutex
+	exits   []string // processes that ended without being killed: a crash, or a refusal to start
 }
 
 // nodeProc is one node: its fixed addresses and arguments, and its process while
@@ -47,6 +51,7 @@ type nodeProc struct {
 	mu        sync.Mutex
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed when cmd's process was reaped
+	killed    *atomic.Bool  // set before cmd's process is sent SIGKILL
 	paused    bool
 	starts    int
 	lastStart time.Time
@@ -148,12 +153,27 @@ func (c *Cluster) Start(i int) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", n.name, err)
 	}
-	n.cmd, n.exited, n.paused = cmd, make(chan struct{}), false
+	n.cmd, n.exited, n.killed, n.paused = cmd, make(chan struct{}), new(atomic.Bool), false
 	n.starts++
 	n.lastStart = time.Now()
-	exited := n.exited
-	go func() { cmd.Wait(); close(exited) }()
+	exited, killed := n.exited, n.killed
+	go func() {
+		err := cmd.Wait()
+		if !killed.Load() {
+			c.exitsMu.Lock()
+			c.exits = append(c.exits, fmt.Sprintf("%s (pid %d) exited by itself at %s: %v (see %s)", n.name, cmd.Process.Pid, time.Now().Format("15:04:05.000"), err, n.logPath))
+			c.exitsMu.Unlock()
+		}
+		close(exited)
+	}()
 	return nil
+}
+
+// UnexpectedExits lists the node processes that ended without being killed.
+func (c *Cluster) UnexpectedExits() []string {
+	c.exitsMu.Lock()
+	defer c.exitsMu.Unlock()
+	return append([]string(nil), c.exits...)
 }
 
 // running tells whether n has a process that has not exited; n.mu is held.
@@ -189,6 +209,7 @@ func (c *Cluster) Kill(i int) error {
 		return nil
 	}
 	pid := n.cmd.Process.Pid
+	n.killed.Store(true)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill -9 %s (pid %d): %w", n.name, pid, err)
 	}

@@ -191,7 +191,7 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 	stopProgress()
 	time.Sleep(lateDelivery)
 	return &History{Nodes: cfg.Nodes, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
-		Faults: spans, Views: views}, nil
+		Faults: spans, Views: views, Crashes: cluster.UnexpectedExits()}, nil
 }
 
 // waitCtx runs wait under ctx bounded by d.
