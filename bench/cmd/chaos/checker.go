@@ -113,7 +113,7 @@ type Report struct {
 	Unexplained   []Duplicate
 	AtMostOnceDup []Problem
 	Stuck         []Problem
-	Mismatches    []Problem
+	Mismatches    []Problem // one per task, naming each node at odds
 	Crashes       []string
 	// UnknownUndelivered counts at-most-once tasks that ended unknown without the
 	// worker seeing them: their claimant died or was cut off after winning its
@@ -183,8 +183,8 @@ func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History) {
 	} else if lost := lostReason(a, ds, views); lost != "" {
 		r.Lost = append(r.Lost, problem("%s", lost))
 	}
-	for _, m := range mismatches(a, ds, views) {
-		r.Mismatches = append(r.Mismatches, problem("%s", m))
+	if ms := mismatches(a, ds, views); len(ms) > 0 {
+		r.Mismatches = append(r.Mismatches, problem("%s", strings.Join(ms, "; ")))
 	}
 	if a.AtMostOnce {
 		r.checkAtMostOnce(a, ds, views, problem)
@@ -496,7 +496,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "at-most-once duplicates  %d\n", len(r.AtMostOnceDup))
 	fmt.Fprintf(w, "stuck                    %d\n", len(r.Stuck))
 	fmt.Fprintf(w, "at-most-once unknown     %d (%d never delivered)\n", r.Unknown, r.UnknownUndelivered)
-	fmt.Fprintf(w, "final-state mismatches   %d\n", len(r.Mismatches))
+	fmt.Fprintf(w, "final-state mismatches   %d tasks\n", len(r.Mismatches))
 	fmt.Fprintf(w, "node crashes             %d\n", len(r.Crashes))
 	for _, c := range r.Crashes {
 		fmt.Fprintf(w, "CRASH: %s\n", c)
