@@ -42,6 +42,7 @@ type Config struct {
 	Log io.Writer // progress
 
 	onCluster func(*Cluster) // for tests: called once the cluster exists
+	tmpRoot   string         // for tests: where the run's directory goes (default: the system's)
 }
 
 // ReplayCommand is the command that runs the same fault schedule and load again.
@@ -81,7 +82,7 @@ const (
 // error when something other than the checker went wrong. Every process it
 // starts is killed by PID before it returns.
 func Run(ctx context.Context, cfg Config) (report *Report, err error) {
-	dir, err := os.MkdirTemp("", "miyamoto-chaos-")
+	dir, err := os.MkdirTemp(cfg.tmpRoot, "miyamoto-chaos-")
 	if err != nil {
 		return nil, err
 	}

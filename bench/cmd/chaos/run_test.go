@@ -47,7 +47,7 @@ func testConfig(t *testing.T, kinds []FaultKind, d time.Duration) (Config, *stri
 	out := &strings.Builder{}
 	return Config{Nodes: 3, Seed: 5, Duration: d, Rate: 10, Lease: 3 * time.Second, Drift: 200 * time.Millisecond,
 		ReplicaOffset: time.Second, Kinds: kinds, FailRate: 0.05, MaxCountdown: 2, Drain: 60 * time.Second,
-		Binary: testBinary(t), Out: out, Log: out}, out
+		Binary: testBinary(t), Out: out, Log: out, tmpRoot: t.TempDir()}, out
 }
 
 // requireAllGone checks that no process the run started is alive.
