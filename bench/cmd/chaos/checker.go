@@ -1,0 +1,534 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/net/api"
+)
+
+// Ack is a task a node acknowledged: a 200 "scheduled", or a 409 naming the task
+// an earlier try of the same enqueue stored.
+type Ack struct {
+	Task       string    `json:"task"`
+	Queue      string    `json:"queue"`
+	Name       string    `json:"name"`
+	AtMostOnce bool      `json:"at_most_once,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// Delivery is one call the worker received, and what it answered.
+type Delivery struct {
+	Task     string    `json:"task"`
+	Queue    string    `json:"queue"`
+	Name     string    `json:"name,omitempty"`
+	Node     string    `json:"node"`
+	Attempt  uint64    `json:"attempt"`
+	At       time.Time `json:"at"`       // when the call came
+	Answered time.Time `json:"answered"` // when the worker answered it
+	Status   int       `json:"status"`
+}
+
+func (d Delivery) ok() bool { return d.Status >= 200 && d.Status < 300 }
+
+func (d Delivery) String() string {
+	return fmt.Sprintf("attempt %d by %s at %s answered %d", d.Attempt, d.Node, d.At.Format("15:04:05.000"), d.Status)
+}
+
+// FaultSpan is a fault as it happened: from Start until it was healed at End.
+type FaultSpan struct {
+	Fault
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// NodeView is one node's answer to GET /v1/tasks/{id} after the drain: the task
+// (Found), 404 (not Found), or no answer (Err).
+type NodeView struct {
+	Node  string        `json:"node"`
+	Found bool          `json:"found"`
+	Err   string        `json:"err,omitempty"`
+	Task  *api.TaskView `json:"task,omitempty"`
+}
+
+// History is everything a run saw: what was acknowledged, what the worker got,
+// which faults were injected, and what every node says of every acknowledged task
+// at the end.
+type History struct {
+	Nodes      int                   `json:"nodes"`
+	Enqueued   int                   `json:"enqueued"` // enqueues the load started
+	Acked      []Ack                 `json:"acked"`
+	NotAcked   int                   `json:"not_acked"` // enqueues that never got an answer saying stored
+	Deliveries []Delivery            `json:"deliveries"`
+	Faults     []FaultSpan           `json:"faults"`
+	Views      map[string][]NodeView `json:"views"` // by task ID, one per node
+	// Crashes are the node processes that ended without being killed.
+	Crashes []string `json:"crashes,omitempty"`
+}
+
+// How near a fault must be to the first successful delivery to explain a later
+// one: it was active from explainBefore before that delivery's answer until
+// explainAfter after it (long enough for Done to reach a majority many times
+// over, on loopback).
+const (
+	explainBefore = 1 * time.Second
+	explainAfter  = 2 * time.Second
+)
+
+// Problem is one task the checker finds wrong, and why.
+type Problem struct {
+	Task  string
+	Queue string
+	What  string
+}
+
+// Duplicate is a delivery that came after a successful one of the same task, or
+// while an earlier one was unanswered, and the fault (or the node's own record)
+// that explains it, if any.
+type Duplicate struct {
+	Task   string
+	Queue  string
+	First  Delivery // the earlier delivery: successful, or unanswered when Again came
+	Again  Delivery
+	Reason string // empty: unexplained
+}
+
+// Report is the checker's verdict on a History.
+type Report struct {
+	Enqueued                                 int
+	Acked, AckedAtLeastOnce, AckedAtMostOnce int
+	NotAcked                                 int
+	Delivered                                int // acknowledged tasks the worker saw at least once
+	Deliveries                               int // calls the worker received, for any task
+	WorkerFailures                           int // calls the worker answered with a failure on purpose
+	UnackedDeliveries                        int // calls for tasks no node acknowledged (an enqueue that timed out may still be stored)
+	Faults                                   int
+	FaultKinds                               string
+
+	Lost          []Problem
+	Explained     []Duplicate
+	Unexplained   []Duplicate
+	AtMostOnceDup []Problem
+	Stuck         []Problem
+	Mismatches    []Problem // one per task, naming each node at odds
+	Crashes       []string
+	// UnknownUndelivered counts at-most-once tasks that ended unknown without the
+	// worker seeing them: their claimant died or was cut off after winning its
+	// claim, which at-most-once allows (never retried).
+	Unknown, UnknownUndelivered int
+}
+
+// Failed tells whether the run broke a promise: a loss, an unexplained duplicate,
+// a second delivery of an at-most-once task, a task stuck after the drain, or a
+// node that crashed.
+func (r *Report) Failed() bool {
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Crashes) > 0
+}
+
+// Check judges h.
+func Check(h History) *Report {
+	r := &Report{Enqueued: h.Enqueued, Acked: len(h.Acked), NotAcked: h.NotAcked, Deliveries: len(h.Deliveries), Faults: len(h.Faults), Crashes: h.Crashes}
+	faults := make([]Fault, len(h.Faults))
+	for i, f := range h.Faults {
+		faults[i] = f.Fault
+	}
+	r.FaultKinds = countKinds(faults)
+	byTask := map[string][]Delivery{}
+	for _, d := range h.Deliveries {
+		byTask[d.Task] = append(byTask[d.Task], d)
+		if !d.ok() {
+			r.WorkerFailures++
+		}
+	}
+	acked := map[string]bool{}
+	for _, a := range h.Acked {
+		if acked[a.Task] {
+			continue
+		}
+		acked[a.Task] = true
+		ds := byTask[a.Task]
+		sort.SliceStable(ds, func(i, j int) bool { return ds[i].At.Before(ds[j].At) })
+		r.checkTask(a, ds, h.Views[a.Task], h)
+	}
+	for id, ds := range byTask {
+		if !acked[id] {
+			r.UnackedDeliveries += len(ds)
+		}
+	}
+	return r
+}
+
+// finalStates are the states a task ends in.
+var finalStates = map[string]bool{"succeeded": true, "dead": true, "unknown": true, "cancelled": true}
+
+// checkTask judges one acknowledged task by its deliveries (oldest first) and what
+// each node says of it.
+func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History) {
+	if a.AtMostOnce {
+		r.AckedAtMostOnce++
+	} else {
+		r.AckedAtLeastOnce++
+	}
+	if len(ds) > 0 && (a.AtMostOnce || firstSuccess(ds) >= 0) {
+		r.Delivered++
+	}
+	problem := func(what string, args ...any) Problem {
+		return Problem{Task: a.Task, Queue: a.Queue, What: fmt.Sprintf(what, args...) + "; worker saw " + describeDeliveries(ds) + "; nodes say " + describeViews(views)}
+	}
+	if stuck := stuckReason(views); stuck != "" {
+		r.Stuck = append(r.Stuck, problem("%s", stuck))
+	} else if lost := lostReason(a, ds, views); lost != "" {
+		r.Lost = append(r.Lost, problem("%s", lost))
+	}
+	if ms := mismatches(a, ds, views); len(ms) > 0 {
+		r.Mismatches = append(r.Mismatches, problem("%s", strings.Join(ms, "; ")))
+	}
+	if a.AtMostOnce {
+		r.checkAtMostOnce(a, ds, views, problem)
+		return
+	}
+	r.checkDuplicates(a, ds, views, h)
+}
+
+func (r *Report) checkAtMostOnce(a Ack, ds []Delivery, views []NodeView, problem func(string, ...any) Problem) {
+	if len(ds) > 1 {
+		r.AtMostOnceDup = append(r.AtMostOnceDup, problem("delivered %d times", len(ds)))
+	}
+	if agreedState(views) == "unknown" {
+		r.Unknown++
+		if len(ds) == 0 {
+			r.UnknownUndelivered++
+		}
+	}
+}
+
+// checkDuplicates finds the deliveries of an at-least-once task that should not
+// have happened, each with what explains it: one that came after a successful
+// delivery, or while an earlier one was still unanswered (two at once).
+func (r *Report) checkDuplicates(a Ack, ds []Delivery, views []NodeView, h History) {
+	for i := 1; i < len(ds); i++ {
+		prior := priorConflict(ds[:i], ds[i])
+		if prior < 0 {
+			continue
+		}
+		d := Duplicate{Task: a.Task, Queue: a.Queue, First: ds[prior], Again: ds[i]}
+		d.Reason = explain(ds[prior], ds[i], views, h)
+		if d.Reason == "" {
+			r.Unexplained = append(r.Unexplained, d)
+		} else {
+			r.Explained = append(r.Explained, d)
+		}
+	}
+}
+
+// priorConflict is the first of earlier that again should not have followed: a
+// successful delivery, or one still unanswered when again came; -1 when none.
+func priorConflict(earlier []Delivery, again Delivery) int {
+	for j, d := range earlier {
+		if d.ok() || d.Answered.After(again.At) {
+			return j
+		}
+	}
+	return -1
+}
+
+func firstSuccess(ds []Delivery) int {
+	for i, d := range ds {
+		if d.ok() {
+			return i
+		}
+	}
+	return -1
+}
+
+// explain says why again may follow first, or "" when nothing does. A second call
+// of one attempt is never explained: each attempt belongs to one claim. Otherwise
+// a duplicate is explained when the node that made the first delivery did not see
+// its answer (its own record of the attempt is an error: the answer came too
+// late), or when a fault active while first was delivered (from explainBefore
+// before the call until explainAfter after the answer) hit that node or cut it off
+// from a majority of the task's replicas, so that its Done, or its word that it
+// still held the claim, may not have reached them.
+func explain(first, again Delivery, views []NodeView, h History) string {
+	if again.Attempt == first.Attempt {
+		return ""
+	}
+	if e := recordedFailure(first, views); e != "" {
+		return fmt.Sprintf("%s recorded attempt %d as %s: the worker's answer did not reach it", first.Node, first.Attempt, e)
+	}
+	replicas := replicaIndexes(views, h.Nodes)
+	node := nodeIndex(first.Node)
+	answered := first.Answered
+	if answered.Before(first.At) {
+		answered = first.At
+	}
+	from, to := first.At.Add(-explainBefore), answered.Add(explainAfter)
+	for _, f := range h.Faults {
+		if f.End.Before(from) || f.Start.After(to) {
+			continue
+		}
+		if touches(f.Fault, node, replicas) {
+			return fmt.Sprintf("%s %s from %s to %s, while %s delivered attempt %d", f.Kind, f.Note, f.Start.Format("15:04:05.000"), f.End.Format("15:04:05.000"), first.Node, first.Attempt)
+		}
+	}
+	return ""
+}
+
+// recordedFailure is the error or non-2xx status first's node recorded for its
+// attempt, if any node's history holds it.
+func recordedFailure(first Delivery, views []NodeView) string {
+	for _, v := range views {
+		if v.Task == nil {
+			continue
+		}
+		for _, at := range v.Task.AttemptsHistory {
+			if at.Attempt != first.Attempt || at.Node != first.Node || at.InFlight {
+				continue
+			}
+			if at.Error != "" {
+				return at.Error
+			}
+			if at.Status != 0 && (at.Status < 200 || at.Status >= 300) {
+				return fmt.Sprintf("HTTP %d", at.Status)
+			}
+		}
+	}
+	return ""
+}
+
+// touches tells whether f hit node: a process fault on it, or links cut so that it
+// cannot exchange messages both ways with a majority of replicas (itself counted).
+func touches(f Fault, node int, replicas []int) bool {
+	if f.Kind.isProcess() {
+		for _, n := range f.Nodes {
+			if n == node {
+				return true
+			}
+		}
+		return false
+	}
+	cut := map[Link]bool{}
+	for _, l := range f.Cuts {
+		cut[l] = true
+	}
+	reach := 0
+	for _, r := range replicas {
+		if r == node || (!cut[Link{node, r}] && !cut[Link{r, node}]) {
+			reach++
+		}
+	}
+	return reach < len(replicas)/2+1
+}
+
+// replicaIndexes is the task's replica list as the nodes report it, or every node
+// when none does.
+func replicaIndexes(views []NodeView, nodes int) []int {
+	for _, v := range views {
+		if v.Task != nil && len(v.Task.Replicas) > 0 {
+			out := make([]int, 0, len(v.Task.Replicas))
+			for _, id := range v.Task.Replicas {
+				out = append(out, nodeIndex(id))
+			}
+			return out
+		}
+	}
+	out := make([]int, nodes)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// nodeIndex is the index of node "nK" (K-1), or -1.
+func nodeIndex(id string) int {
+	var k int
+	if _, err := fmt.Sscanf(id, "n%d", &k); err != nil || k < 1 {
+		return -1
+	}
+	return k - 1
+}
+
+// stuckReason says why the task is not over after the drain, or "".
+func stuckReason(views []NodeView) string {
+	answered := 0
+	var notFinal []string
+	for _, v := range views {
+		if v.Err != "" {
+			continue
+		}
+		answered++
+		if v.Found && !finalStates[v.Task.State] {
+			notFinal = append(notFinal, v.Node+" says "+v.Task.State)
+		}
+	}
+	if answered == 0 {
+		return "no node answered for it after the drain"
+	}
+	if len(notFinal) > 0 {
+		return "not final after the drain (" + strings.Join(notFinal, ", ") + ")"
+	}
+	return ""
+}
+
+// lostReason says why an acknowledged task that is not stuck counts as lost, or "".
+// An at-least-once task is lost unless the worker answered one of its deliveries
+// with a 2xx. An at-most-once task is lost when the worker never saw it, unless it
+// ended unknown (its one claim was won and its outcome never known).
+func lostReason(a Ack, ds []Delivery, views []NodeView) string {
+	if !a.AtMostOnce {
+		if firstSuccess(ds) < 0 {
+			return "never delivered successfully"
+		}
+		return ""
+	}
+	if len(ds) > 0 {
+		return ""
+	}
+	if agreedState(views) == "unknown" {
+		return ""
+	}
+	return "never delivered, and not unknown"
+}
+
+// agreedState is the state every node that found the task gives it, or "" when
+// none found it or they disagree.
+func agreedState(views []NodeView) string {
+	state := ""
+	for _, v := range views {
+		if !v.Found {
+			continue
+		}
+		if state != "" && v.Task.State != state {
+			return ""
+		}
+		state = v.Task.State
+	}
+	return state
+}
+
+// mismatches compares each node's final state of the task with what the worker saw.
+func mismatches(a Ack, ds []Delivery, views []NodeView) []string {
+	success := firstSuccess(ds) >= 0
+	failed := len(ds) > 0 && !success
+	var out []string
+	found := 0
+	for _, v := range views {
+		if v.Found {
+			found++
+		}
+	}
+	for _, v := range views {
+		switch {
+		case v.Err != "":
+			continue
+		case !v.Found:
+			if found > 0 {
+				out = append(out, v.Node+": not found, while other nodes know it")
+			}
+			continue
+		case !finalStates[v.Task.State]:
+			continue // stuck, reported as such
+		}
+		state := v.Task.State
+		switch {
+		case state == "succeeded" && !success:
+			out = append(out, v.Node+": succeeded, but the worker answered no delivery with a 2xx")
+		case state == "cancelled":
+			out = append(out, v.Node+": cancelled, but nothing cancels tasks in this run")
+		case !a.AtMostOnce && success && state != "succeeded":
+			out = append(out, v.Node+": "+state+", but the worker answered a delivery with a 2xx")
+		case a.AtMostOnce && success && state == "dead":
+			out = append(out, v.Node+": dead, but the worker answered its delivery with a 2xx")
+		case a.AtMostOnce && failed && state == "succeeded":
+			out = append(out, v.Node+": succeeded, but the worker answered its delivery with a failure")
+		case a.AtMostOnce && len(ds) == 0 && state == "dead":
+			out = append(out, v.Node+": dead, but the worker never saw it")
+		}
+	}
+	if found > 1 && agreedState(views) == "" {
+		out = append(out, "nodes disagree on its final state")
+	}
+	return out
+}
+
+func describeDeliveries(ds []Delivery) string {
+	if len(ds) == 0 {
+		return "nothing"
+	}
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+func describeViews(views []NodeView) string {
+	parts := make([]string, 0, len(views))
+	for _, v := range views {
+		switch {
+		case v.Err != "":
+			parts = append(parts, v.Node+": no answer ("+v.Err+")")
+		case !v.Found:
+			parts = append(parts, v.Node+": not found")
+		default:
+			parts = append(parts, v.Node+": "+v.Task.State)
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing (not asked)"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// maxListed bounds how many tasks of each kind of problem Print lists.
+const maxListed = 20
+
+// Print writes the report: the figures, then the problems.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "faults injected          %d (%s)\n", r.Faults, r.FaultKinds)
+	fmt.Fprintf(w, "acknowledged             %d of %d enqueues (at-least-once %d, at-most-once %d); never acknowledged %d\n", r.Acked, r.Enqueued, r.AckedAtLeastOnce, r.AckedAtMostOnce, r.NotAcked)
+	fmt.Fprintf(w, "delivered                %d tasks (%d calls, %d answered with a failure on purpose, %d for tasks never acknowledged)\n", r.Delivered, r.Deliveries, r.WorkerFailures, r.UnackedDeliveries)
+	fmt.Fprintf(w, "lost                     %d\n", len(r.Lost))
+	fmt.Fprintf(w, "duplicates               %d explained, %d unexplained\n", len(r.Explained), len(r.Unexplained))
+	fmt.Fprintf(w, "at-most-once duplicates  %d\n", len(r.AtMostOnceDup))
+	fmt.Fprintf(w, "stuck                    %d\n", len(r.Stuck))
+	fmt.Fprintf(w, "at-most-once unknown     %d (%d never delivered)\n", r.Unknown, r.UnknownUndelivered)
+	fmt.Fprintf(w, "final-state mismatches   %d tasks\n", len(r.Mismatches))
+	fmt.Fprintf(w, "node crashes             %d\n", len(r.Crashes))
+	for _, c := range r.Crashes {
+		fmt.Fprintf(w, "CRASH: %s\n", c)
+	}
+	printProblems(w, "LOST", r.Lost)
+	printDuplicates(w, "UNEXPLAINED DUPLICATE", r.Unexplained)
+	printProblems(w, "AT-MOST-ONCE DUPLICATE", r.AtMostOnceDup)
+	printProblems(w, "STUCK", r.Stuck)
+	printProblems(w, "mismatch", r.Mismatches)
+	printDuplicates(w, "explained duplicate", r.Explained)
+}
+
+func printProblems(w io.Writer, label string, ps []Problem) {
+	for i, p := range ps {
+		if i == maxListed {
+			fmt.Fprintf(w, "%s: ... and %d more\n", label, len(ps)-maxListed)
+			return
+		}
+		fmt.Fprintf(w, "%s: task %s (%s): %s\n", label, p.Task, p.Queue, p.What)
+	}
+}
+
+func printDuplicates(w io.Writer, label string, ds []Duplicate) {
+	for i, d := range ds {
+		if i == maxListed {
+			fmt.Fprintf(w, "%s: ... and %d more\n", label, len(ds)-maxListed)
+			return
+		}
+		why := d.Reason
+		if why == "" {
+			why = "no fault near the earlier delivery explains it"
+		}
+		fmt.Fprintf(w, "%s: task %s (%s): %s after %s: %s\n", label, d.Task, d.Queue, d.Again, d.First, why)
+	}
+}

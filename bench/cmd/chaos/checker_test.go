@@ -1,0 +1,230 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/net/api"
+)
+
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+// views are three nodes' answers, each the task in state.
+func views(state string, history ...api.AttemptView) []NodeView {
+	var out []NodeView
+	for i := 0; i < 3; i++ {
+		out = append(out, NodeView{Node: nodeName(i), Found: true, Task: &api.TaskView{State: state, Replicas: []string{"n1", "n2", "n3"}, AttemptsHistory: history}})
+	}
+	return out
+}
+
+func ack(id string, amo bool) Ack {
+	q := queueAtLeastOnce
+	if amo {
+		q = queueAtMostOnce
+	}
+	return Ack{Task: id, Queue: q, AtMostOnce: amo, At: t0}
+}
+
+func call(id, node string, attempt uint64, s float64, status int) Delivery {
+	return Delivery{Task: id, Node: node, Attempt: attempt, At: at(s), Status: status}
+}
+
+// history builds a History of one acknowledged task.
+func history(a Ack, vs []NodeView, faults []FaultSpan, ds ...Delivery) History {
+	return History{Nodes: 3, Acked: []Ack{a}, Deliveries: ds, Faults: faults, Views: map[string][]NodeView{a.Task: vs}}
+}
+
+func printed(r *Report) string {
+	var b strings.Builder
+	r.Print(&b)
+	return b.String()
+}
+
+// A task delivered once, final everywhere: nothing to report, exit 0.
+func TestCheckClean(t *testing.T) {
+	r := Check(history(ack("a", false), views("succeeded"), nil, call("a", "n1", 1, 1, 200)))
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, exitOK, exitCodeFor(r))
+	require.Equal(t, 1, r.Delivered)
+	require.Empty(t, r.Mismatches)
+
+	// A failure, then a success: a retry, not a duplicate.
+	r = Check(history(ack("a", false), views("succeeded"), nil, call("a", "n1", 1, 1, 500), call("a", "n2", 2, 2, 200)))
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.WorkerFailures)
+}
+
+func TestCheckLoss(t *testing.T) {
+	notFound := []NodeView{{Node: "n1"}, {Node: "n2"}, {Node: "n3"}}
+	r := Check(history(ack("a", false), notFound, nil))
+	require.True(t, r.Failed())
+	require.Equal(t, exitFailed, exitCodeFor(r))
+	require.Len(t, r.Lost, 1)
+	require.Contains(t, printed(r), "LOST: task a (chaos-alo): never delivered successfully; worker saw nothing; nodes say n1: not found")
+
+	// Succeeded on every node, but the worker never answered a 2xx: lost, and the
+	// nodes' word disagrees with the worker's.
+	r = Check(history(ack("a", false), views("succeeded"), nil, call("a", "n1", 1, 1, 500)))
+	require.Len(t, r.Lost, 1)
+	require.Len(t, r.Mismatches, 1)
+	require.Equal(t, 3, strings.Count(r.Mismatches[0].What, "succeeded, but the worker answered no delivery with a 2xx"))
+
+	// At-most-once: never seen and not unknown is lost; never seen and unknown is
+	// what at-most-once allows.
+	r = Check(history(ack("b", true), notFound, nil))
+	require.Len(t, r.Lost, 1)
+	r = Check(history(ack("b", true), views("unknown"), nil))
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.UnknownUndelivered)
+}
+
+func killSpan(node int, from, to float64) FaultSpan {
+	return FaultSpan{Fault: Fault{Kind: KindKill, Nodes: []int{node}, Note: nodeName(node)}, Start: at(from), End: at(to)}
+}
+
+func isolateSpan(node int, from, to float64) FaultSpan {
+	var others []int
+	for i := 0; i < 3; i++ {
+		if i != node {
+			others = append(others, i)
+		}
+	}
+	return FaultSpan{Fault: Fault{Kind: KindIsolate, Cuts: cutBetween([]int{node}, others), Note: nodeName(node)}, Start: at(from), End: at(to)}
+}
+
+func TestCheckDuplicates(t *testing.T) {
+	first, again := call("a", "n1", 1, 10, 200), call("a", "n2", 2, 15, 200)
+	cases := []struct {
+		name        string
+		faults      []FaultSpan
+		views       []NodeView
+		again       Delivery
+		explained   bool
+		reasonHints string
+	}{
+		{name: "no fault", views: views("succeeded"), again: again},
+		{name: "the first deliverer killed just after", faults: []FaultSpan{killSpan(0, 10.1, 12)}, views: views("succeeded"), again: again, explained: true, reasonHints: "kill n1"},
+		{name: "the first deliverer isolated", faults: []FaultSpan{isolateSpan(0, 8, 14)}, views: views("succeeded"), again: again, explained: true, reasonHints: "isolate n1"},
+		{name: "another node killed", faults: []FaultSpan{killSpan(2, 9, 12)}, views: views("succeeded"), again: again},
+		{name: "another node isolated: n1 still reaches a majority", faults: []FaultSpan{isolateSpan(2, 9, 12)}, views: views("succeeded"), again: again},
+		{name: "a kill long before", faults: []FaultSpan{killSpan(0, 1, 8.5)}, views: views("succeeded"), again: again},
+		{name: "a kill long after", faults: []FaultSpan{killSpan(0, 12.5, 14)}, views: views("succeeded"), again: again},
+		{name: "the node recorded a timeout", views: views("succeeded", api.AttemptView{Attempt: 1, Node: "n1", Error: "timeout"}), again: again, explained: true, reasonHints: "recorded attempt 1 as timeout"},
+		{name: "the same attempt twice, even with a fault", faults: []FaultSpan{killSpan(0, 10.1, 12)}, views: views("succeeded"), again: call("a", "n2", 1, 15, 200)},
+	}
+	for _, c := range cases {
+		r := Check(history(ack("a", false), c.views, c.faults, first, c.again))
+		if c.explained {
+			require.False(t, r.Failed(), "%s: %s", c.name, printed(r))
+			require.Len(t, r.Explained, 1, c.name)
+			require.Contains(t, r.Explained[0].Reason, c.reasonHints, c.name)
+			require.Contains(t, printed(r), "explained duplicate: task a", c.name)
+			continue
+		}
+		require.True(t, r.Failed(), c.name)
+		require.Equal(t, exitFailed, exitCodeFor(r), c.name)
+		require.Len(t, r.Unexplained, 1, c.name)
+		require.Contains(t, printed(r), "UNEXPLAINED DUPLICATE: task a (chaos-alo): attempt", c.name)
+	}
+}
+
+func TestCheckAtMostOnceDuplicate(t *testing.T) {
+	r := Check(history(ack("b", true), views("succeeded"), []FaultSpan{killSpan(0, 10.1, 12)},
+		call("b", "n1", 1, 10, 200), call("b", "n2", 2, 15, 200)))
+	require.True(t, r.Failed(), "a fault never excuses an at-most-once duplicate")
+	require.Equal(t, exitFailed, exitCodeFor(r))
+	require.Len(t, r.AtMostOnceDup, 1)
+	require.Contains(t, printed(r), "AT-MOST-ONCE DUPLICATE: task b (chaos-amo): delivered 2 times")
+}
+
+func TestCheckStuck(t *testing.T) {
+	vs := views("succeeded")
+	vs[1].Task.State = "claimed"
+	r := Check(history(ack("a", false), vs, nil, call("a", "n1", 1, 1, 200)))
+	require.True(t, r.Failed())
+	require.Equal(t, exitFailed, exitCodeFor(r))
+	require.Len(t, r.Stuck, 1)
+	require.Contains(t, printed(r), "STUCK: task a (chaos-alo): not final after the drain (n2 says claimed)")
+	require.Empty(t, r.Lost, "a stuck task is not counted lost as well")
+
+	unanswered := []NodeView{{Node: "n1", Err: "no answer"}, {Node: "n2", Err: "no answer"}, {Node: "n3", Err: "no answer"}}
+	r = Check(history(ack("a", false), unanswered, nil))
+	require.Len(t, r.Stuck, 1, "no node answering is no proof of an end")
+}
+
+// Mismatches are reported but do not fail the run by themselves.
+func TestCheckMismatch(t *testing.T) {
+	vs := views("succeeded")
+	vs[2].Task.State = "dead"
+	r := Check(history(ack("a", false), vs, nil, call("a", "n1", 1, 1, 200)))
+	require.False(t, r.Failed(), printed(r))
+	require.Len(t, r.Mismatches, 1)
+	require.Contains(t, printed(r), "mismatch: task a (chaos-alo): n3: dead, but the worker answered a delivery with a 2xx; nodes disagree on its final state")
+
+	// At-most-once: a 2xx then unknown is allowed (the node died before it learnt
+	// the answer); a 2xx then dead is not.
+	r = Check(history(ack("b", true), views("unknown"), nil, call("b", "n1", 1, 1, 200)))
+	require.Empty(t, r.Mismatches)
+	require.Equal(t, 1, r.Unknown)
+	r = Check(history(ack("b", true), views("dead"), nil, call("b", "n1", 1, 1, 200)))
+	require.Len(t, r.Mismatches, 1)
+	require.Contains(t, r.Mismatches[0].What, "n1: dead, but the worker answered its delivery with a 2xx; n2: dead")
+}
+
+// Calls for tasks never acknowledged are counted, never judged.
+func TestCheckUnacked(t *testing.T) {
+	h := history(ack("a", false), views("succeeded"), nil, call("a", "n1", 1, 1, 200), call("x", "n1", 1, 1, 200), call("x", "n2", 2, 3, 200))
+	r := Check(h)
+	require.False(t, r.Failed())
+	require.Equal(t, 2, r.UnackedDeliveries)
+	require.Equal(t, 3, r.Deliveries)
+}
+
+func TestTouches(t *testing.T) {
+	all := []int{0, 1, 2}
+	oneWay := Fault{Kind: KindOneWay, Cuts: []Link{{0, 1}, {0, 2}}}
+	require.True(t, touches(oneWay, 0, all), "n1's messages reach nobody")
+	require.False(t, touches(oneWay, 1, all), "n2 still talks with n3 both ways")
+	bridge := Fault{Kind: KindBridge, Cuts: []Link{{1, 2}, {2, 1}}}
+	require.False(t, touches(bridge, 0, all), "the bridge reaches everyone")
+	require.False(t, touches(bridge, 1, all), "n2 and n1 are a majority")
+	require.True(t, touches(Fault{Kind: KindPowerLoss, Nodes: all}, 2, all))
+	require.False(t, touches(Fault{Kind: KindPause, Nodes: []int{1}}, 2, all))
+}
+
+// Two deliveries at once are a duplicate too, even when the first failed; and the
+// window of a fault that explains one runs until the earlier call was answered.
+func TestCheckOverlapAndSlowAnswers(t *testing.T) {
+	first := call("a", "n1", 1, 10, 500)
+	first.Answered = at(10.3)
+	overlapping := call("a", "n2", 2, 10.1, 200)
+	r := Check(history(ack("a", false), views("succeeded"), nil, first, overlapping))
+	require.Len(t, r.Unexplained, 1, printed(r))
+	pause := FaultSpan{Fault: Fault{Kind: KindPause, Nodes: []int{0}, Note: "n1"}, Start: at(9.5), End: at(14)}
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{pause}, first, overlapping))
+	require.Len(t, r.Explained, 1, printed(r))
+
+	slow := call("a", "n1", 1, 10, 200)
+	slow.Answered = at(13)
+	again := call("a", "n2", 2, 20, 200)
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{killSpan(0, 14.5, 16)}, slow, again))
+	require.Len(t, r.Explained, 1, "a kill soon after the answer explains it: %s", printed(r))
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{killSpan(0, 15.5, 16)}, slow, again))
+	require.Len(t, r.Unexplained, 1, "a kill well after the answer does not: %s", printed(r))
+}
+
+// A node process that ended without being killed fails the run.
+func TestCheckCrash(t *testing.T) {
+	h := history(ack("a", false), views("succeeded"), nil, call("a", "n1", 1, 1, 200))
+	h.Crashes = []string{"n2 (pid 42) exited by itself at 03:04:07.000: exit status 2 (see n2.log)"}
+	r := Check(h)
+	require.True(t, r.Failed())
+	require.Equal(t, exitFailed, exitCodeFor(r))
+	require.Contains(t, printed(r), "CRASH: n2 (pid 42) exited by itself")
+}

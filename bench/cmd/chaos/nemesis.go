@@ -1,0 +1,264 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+)
+
+// FaultKind names what the nemesis does.
+type FaultKind string
+
+// The kinds of fault, in the order --faults lists them by default.
+const (
+	KindKill      FaultKind = "kill"       // kill -9 one node, restart it later
+	KindPause     FaultKind = "pause"      // SIGSTOP one node for longer than the lease, then SIGCONT
+	KindIsolate   FaultKind = "isolate"    // cut every link to and from one node
+	KindSplit     FaultKind = "split"      // cut the cluster in two halves
+	KindOneWay    FaultKind = "one-way"    // one node's messages reach nobody, or nobody's reach it
+	KindBridge    FaultKind = "bridge"     // two halves that cannot talk, and one node that talks to both
+	KindPowerLoss FaultKind = "power-loss" // kill -9 every node at once, restart them all later
+)
+
+// AllKinds is every fault the nemesis knows.
+var AllKinds = []FaultKind{KindKill, KindPause, KindIsolate, KindSplit, KindOneWay, KindBridge, KindPowerLoss}
+
+// ParseKinds reads --faults: "all", "none" or a comma-separated list of kinds.
+func ParseKinds(s string) ([]FaultKind, error) {
+	switch strings.TrimSpace(s) {
+	case "all", "":
+		return append([]FaultKind(nil), AllKinds...), nil
+	case "none":
+		return nil, nil
+	}
+	var out []FaultKind
+	seen := map[FaultKind]bool{}
+	for _, part := range strings.Split(s, ",") {
+		k := FaultKind(strings.TrimSpace(part))
+		if !k.valid() {
+			return nil, fmt.Errorf("%q is not a fault (want all, none, or some of %s)", k, kindList())
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (k FaultKind) valid() bool {
+	for _, a := range AllKinds {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+func kindList() string {
+	names := make([]string, len(AllKinds))
+	for i, k := range AllKinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ",")
+}
+
+// isProcess tells whether the fault acts on processes (kill, pause, power loss)
+// rather than on links.
+func (k FaultKind) isProcess() bool {
+	return k == KindKill || k == KindPause || k == KindPowerLoss
+}
+
+// Link is the directed peer link From → To: the connection node From dials to node
+// To, which carries From's messages to To and To's heartbeats back (net/peer).
+// Nodes are numbered from 0; node i is called n(i+1).
+type Link struct{ From, To int }
+
+func (l Link) String() string { return nodeName(l.From) + "→" + nodeName(l.To) }
+
+// nodeName is node i's ID.
+func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
+
+// Fault is one step of the nemesis: at At (since the load started) it starts, and
+// For later it is healed (links pass again, a killed node restarts, a paused one
+// continues).
+type Fault struct {
+	Kind FaultKind
+	At   time.Duration
+	For  time.Duration
+	// Nodes are the processes a process fault hits (every node for a power loss).
+	Nodes []int
+	// Cuts are the directed links a network fault cuts, sorted.
+	Cuts []Link
+	// Blackhole: cut links accept and drop traffic; otherwise they refuse it (RST).
+	Blackhole bool
+	// Note says what it is for a reader, e.g. "split {n1} | {n2 n3}".
+	Note string
+}
+
+func (f Fault) String() string {
+	how := ""
+	if !f.Kind.isProcess() {
+		how = " (refuse)"
+		if f.Blackhole {
+			how = " (blackhole)"
+		}
+	}
+	return fmt.Sprintf("%7.1fs  %-10s %s%s for %.1fs", f.At.Seconds(), f.Kind, f.Note, how, f.For.Seconds())
+}
+
+// ScheduleConfig is what a fault schedule depends on; the same config gives the
+// same schedule.
+type ScheduleConfig struct {
+	Seed     uint64
+	Nodes    int           // at least 3
+	Duration time.Duration // the load phase; every fault is healed by its end
+	Lease    time.Duration // a pause lasts longer than this
+	Kinds    []FaultKind   // the faults to draw from; none: an empty schedule
+}
+
+// Timing of the schedule. Faults follow one another with a quiet gap between them,
+// so each duplicate the checker finds has at most one fault near it to blame.
+const (
+	warmup    = 5 * time.Second // no fault before this: the load starts on a healthy cluster
+	minGap    = 2 * time.Second
+	maxGap    = 5 * time.Second
+	minDown   = 1 * time.Second // a killed node (or every node after a power loss) stays down this long at least
+	maxDown   = 4 * time.Second
+	minCut    = 3 * time.Second // a network fault lasts this long at least
+	maxCut    = 8 * time.Second
+	pauseOver = 1 * time.Second // a pause lasts the lease plus between pauseOver and 3 × pauseOver
+)
+
+// Schedule draws a fault schedule from c.Seed: first every kind once in a shuffled
+// order (so that a short run still sees each), then kinds at random, until the next
+// fault would not be healed by c.Duration. It is deterministic: the same config
+// gives the same schedule on every machine.
+func Schedule(c ScheduleConfig) []Fault {
+	if len(c.Kinds) == 0 || c.Nodes < 3 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, 0x63_68_61_6f_73)) // "chaos"
+	order := append([]FaultKind(nil), c.Kinds...)
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	var out []Fault
+	at := min(warmup, c.Duration/6)
+	for i := 0; ; i++ {
+		kind := c.Kinds[rng.IntN(len(c.Kinds))]
+		if i < len(order) {
+			kind = order[i]
+		}
+		f := drawFault(rng, kind, c.Nodes, c.Lease)
+		f.At = at
+		if f.At+f.For > c.Duration {
+			return out
+		}
+		out = append(out, f)
+		at = f.At + f.For + between(rng, minGap, maxGap)
+	}
+}
+
+// between draws a duration in [lo, hi], to the millisecond.
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64((hi-lo)/time.Millisecond)+1))*time.Millisecond
+}
+
+// drawFault draws the nodes, links and length of one fault of kind.
+func drawFault(rng *rand.Rand, kind FaultKind, nodes int, lease time.Duration) Fault {
+	f := Fault{Kind: kind}
+	perm := rng.Perm(nodes)
+	switch kind {
+	case KindKill:
+		f.Nodes, f.For = []int{perm[0]}, between(rng, minDown, maxDown)
+		f.Note = nodeName(perm[0])
+	case KindPause:
+		f.Nodes, f.For = []int{perm[0]}, lease+between(rng, pauseOver, 3*pauseOver)
+		f.Note = nodeName(perm[0])
+	case KindPowerLoss:
+		f.Nodes, f.For = perm, between(rng, minDown, maxDown)
+		sort.Ints(f.Nodes)
+		f.Note = "every node"
+	case KindIsolate:
+		f.Cuts = cutBetween([]int{perm[0]}, perm[1:])
+		f.Note = nodeName(perm[0])
+	case KindSplit:
+		minority := max(1, (nodes-1)/2)
+		f.Cuts = cutBetween(perm[:minority], perm[minority:])
+		f.Note = groupName(perm[:minority]) + " | " + groupName(perm[minority:])
+	case KindOneWay:
+		x, others := perm[0], perm[1:]
+		if rng.IntN(2) == 0 {
+			for _, o := range others {
+				f.Cuts = append(f.Cuts, Link{x, o})
+			}
+			f.Note = nodeName(x) + " → others cut (its messages reach nobody)"
+		} else {
+			for _, o := range others {
+				f.Cuts = append(f.Cuts, Link{o, x})
+			}
+			f.Note = "others → " + nodeName(x) + " cut (nobody's messages reach it)"
+		}
+	case KindBridge:
+		bridge, rest := perm[0], perm[1:]
+		half := len(rest) / 2
+		f.Cuts = cutBetween(rest[:half], rest[half:])
+		f.Note = groupName(rest[:half]) + " | " + groupName(rest[half:]) + " bridged by " + nodeName(bridge)
+	}
+	if !kind.isProcess() {
+		f.For = between(rng, minCut, maxCut)
+		f.Blackhole = rng.IntN(2) == 0
+		sortLinks(f.Cuts)
+	}
+	return f
+}
+
+// cutBetween is every directed link between a and b, both ways.
+func cutBetween(a, b []int) []Link {
+	var out []Link
+	for _, x := range a {
+		for _, y := range b {
+			out = append(out, Link{x, y}, Link{y, x})
+		}
+	}
+	return out
+}
+
+func sortLinks(ls []Link) {
+	sort.Slice(ls, func(i, j int) bool {
+		if ls[i].From != ls[j].From {
+			return ls[i].From < ls[j].From
+		}
+		return ls[i].To < ls[j].To
+	})
+}
+
+// groupName prints a set of nodes as {n1 n3}.
+func groupName(g []int) string {
+	s := append([]int(nil), g...)
+	sort.Ints(s)
+	names := make([]string, len(s))
+	for i, n := range s {
+		names[i] = nodeName(n)
+	}
+	return "{" + strings.Join(names, " ") + "}"
+}
+
+// countKinds counts faults by kind, as "kill 2, pause 1" in AllKinds' order.
+func countKinds(faults []Fault) string {
+	n := map[FaultKind]int{}
+	for _, f := range faults {
+		n[f.Kind]++
+	}
+	var parts []string
+	for _, k := range AllKinds {
+		if n[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, n[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func testSchedule(seed uint64, nodes int, d time.Duration) ScheduleConfig {
+	return ScheduleConfig{Seed: seed, Nodes: nodes, Duration: d, Lease: 3 * time.Second, Kinds: AllKinds}
+}
+
+// The same config gives the same schedule; another seed another one.
+func TestScheduleDeterministic(t *testing.T) {
+	a := Schedule(testSchedule(42, 5, 5*time.Minute))
+	b := Schedule(testSchedule(42, 5, 5*time.Minute))
+	require.Equal(t, a, b)
+	require.NotEqual(t, a, Schedule(testSchedule(43, 5, 5*time.Minute)))
+}
+
+// Seed 1's schedule, as the README's CI run draws it: a change to how schedules
+// are drawn shows here, since it changes what every printed seed replays.
+func TestScheduleGolden(t *testing.T) {
+	var b strings.Builder
+	for _, f := range Schedule(testSchedule(1, 3, time.Minute)) {
+		b.WriteString(f.String() + "\n")
+	}
+	require.Equal(t, `    5.0s  bridge     {n3} | {n2} bridged by n1 (refuse) for 5.2s
+   14.1s  power-loss every node for 3.6s
+   22.4s  isolate    n3 (blackhole) for 5.3s
+   32.7s  one-way    n3 → others cut (its messages reach nobody) (blackhole) for 6.9s
+   44.0s  pause      n1 for 4.6s
+   52.0s  kill       n3 for 1.2s
+   56.0s  split      {n2} | {n1 n3} (blackhole) for 3.8s
+`, b.String())
+}
+
+// Faults follow one another, all healed before the load ends; each kind appears
+// once before any repeats; every fault has the shape its kind says.
+func TestScheduleShape(t *testing.T) {
+	for seed := uint64(1); seed <= 50; seed++ {
+		for _, nodes := range []int{3, 4, 5, 7} {
+			c := testSchedule(seed, nodes, 5*time.Minute)
+			faults := Schedule(c)
+			require.Greater(t, len(faults), len(AllKinds), "seed %d", seed)
+			seen := map[FaultKind]bool{}
+			for i, f := range faults {
+				if i < len(AllKinds) {
+					require.False(t, seen[f.Kind], "seed %d: %s twice before every kind ran", seed, f.Kind)
+				}
+				seen[f.Kind] = true
+				require.GreaterOrEqual(t, f.At, warmup)
+				require.LessOrEqual(t, f.At+f.For, c.Duration)
+				if i > 0 {
+					prev := faults[i-1]
+					require.GreaterOrEqual(t, f.At, prev.At+prev.For+minGap, "seed %d: faults overlap", seed)
+				}
+				checkFaultShape(t, f, nodes, c.Lease)
+			}
+		}
+	}
+}
+
+func checkFaultShape(t *testing.T, f Fault, nodes int, lease time.Duration) {
+	t.Helper()
+	for _, l := range f.Cuts {
+		require.NotEqual(t, l.From, l.To)
+		require.True(t, l.From >= 0 && l.From < nodes && l.To >= 0 && l.To < nodes, "%v", l)
+	}
+	touched := map[int]bool{}
+	for _, l := range f.Cuts {
+		touched[l.From], touched[l.To] = true, true
+	}
+	switch f.Kind {
+	case KindKill:
+		require.Len(t, f.Nodes, 1)
+	case KindPause:
+		require.Len(t, f.Nodes, 1)
+		require.Greater(t, f.For, lease, "a pause outlasts the lease")
+	case KindPowerLoss:
+		require.Len(t, f.Nodes, nodes)
+	case KindIsolate:
+		require.Len(t, f.Cuts, 2*(nodes-1))
+	case KindSplit:
+		minority := max(1, (nodes-1)/2)
+		require.Len(t, f.Cuts, 2*minority*(nodes-minority))
+	case KindOneWay:
+		require.Len(t, f.Cuts, nodes-1)
+		for _, l := range f.Cuts[1:] {
+			require.True(t, l.From == f.Cuts[0].From || l.To == f.Cuts[0].To, "one node's links, one way: %v", f.Cuts)
+		}
+	case KindBridge:
+		require.Len(t, touched, nodes-1, "the bridge keeps every link: %v", f.Cuts)
+	}
+	if f.Kind.isProcess() {
+		require.Empty(t, f.Cuts)
+	} else {
+		require.Empty(t, f.Nodes)
+		require.GreaterOrEqual(t, f.For, minCut)
+	}
+}
+
+func TestScheduleKinds(t *testing.T) {
+	require.Empty(t, Schedule(ScheduleConfig{Seed: 1, Nodes: 3, Duration: time.Minute, Lease: time.Second}), "no kinds, no faults")
+	only := Schedule(ScheduleConfig{Seed: 1, Nodes: 3, Duration: time.Minute, Lease: time.Second, Kinds: []FaultKind{KindPause}})
+	require.NotEmpty(t, only)
+	for _, f := range only {
+		require.Equal(t, KindPause, f.Kind)
+	}
+}
+
+func TestParseKinds(t *testing.T) {
+	k, err := ParseKinds("all")
+	require.NoError(t, err)
+	require.Equal(t, AllKinds, k)
+	k, err = ParseKinds("none")
+	require.NoError(t, err)
+	require.Empty(t, k)
+	k, err = ParseKinds("kill, pause,kill")
+	require.NoError(t, err)
+	require.Equal(t, []FaultKind{KindKill, KindPause}, k)
+	_, err = ParseKinds("kill,meteor")
+	require.ErrorContains(t, err, `"meteor" is not a fault`)
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// echoServer echoes every connection on loopback and counts the connections it got.
+func echoServer(t *testing.T) (addr string, accepted *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	accepted = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().String(), accepted
+}
+
+func newTestProxy(t *testing.T, target string) *Proxy {
+	t.Helper()
+	p, err := NewProxy(target)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// echoes writes msg on c and reads it back within d; it returns what came back
+// and the read's error.
+func echoes(c net.Conn, msg string, d time.Duration) (string, error) {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, len(msg))
+	n, err := io.ReadFull(c, buf)
+	return string(buf[:n]), err
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func TestProxyPasses(t *testing.T) {
+	target, accepted := echoServer(t)
+	p := newTestProxy(t, target)
+	c := dial(t, p.Addr())
+	got, err := echoes(c, "hello", 2*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "hello", got)
+	require.EqualValues(t, 1, accepted.Load())
+}
+
+// Refuse resets the connections open and every new one, and forwards nothing.
+func TestProxyRefuses(t *testing.T) {
+	target, accepted := echoServer(t)
+	p := newTestProxy(t, target)
+	open := dial(t, p.Addr())
+	_, err := echoes(open, "before", 2*time.Second)
+	require.NoError(t, err)
+
+	p.SetMode(Refuse)
+	_, err = echoes(open, "after", 2*time.Second)
+	require.Error(t, err, "an open connection must be cut")
+	require.False(t, isTimeout(err), "cut at once, not left hanging: %v", err)
+
+	requireReset(t, p.Addr())
+	require.EqualValues(t, 1, accepted.Load(), "nothing reaches the target while refusing")
+
+	p.SetMode(Pass)
+	again := dial(t, p.Addr())
+	got, err := echoes(again, "back", 2*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "back", got)
+}
+
+// Blackhole accepts and drops new connections, freezes open ones (their bytes come
+// through once it passes again, in order), and resets what it accepted while
+// blackholed when it passes again.
+func TestProxyBlackholes(t *testing.T) {
+	target, accepted := echoServer(t)
+	p := newTestProxy(t, target)
+	open := dial(t, p.Addr())
+	_, err := echoes(open, "before", 2*time.Second)
+	require.NoError(t, err)
+
+	p.SetMode(Blackhole)
+	_, err = echoes(open, "frozen", 300*time.Millisecond)
+	require.True(t, isTimeout(err), "an open connection hangs: %v", err)
+	fresh := dial(t, p.Addr()) // accepted: the dialer cannot tell
+	_, err = echoes(fresh, "dropped", 300*time.Millisecond)
+	require.True(t, isTimeout(err), "a new connection hangs: %v", err)
+	require.EqualValues(t, 1, accepted.Load(), "nothing new reaches the target")
+
+	p.SetMode(Pass)
+	open.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, len("frozen"))
+	_, err = io.ReadFull(open, buf)
+	require.NoError(t, err, "the frozen bytes arrive once the link passes")
+	require.Equal(t, "frozen", string(buf))
+	fresh.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err = fresh.Read(buf)
+	require.Error(t, err)
+	require.False(t, isTimeout(err), "a connection accepted while blackholed is reset when the link passes: %v", err)
+}
+
+// A proxy whose target is down resets each connection, as a refused dial would.
+func TestProxyTargetDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := newTestProxy(t, ln.Addr().String())
+	ln.Close() // after the proxy took its port, so that it cannot take this one
+	requireReset(t, p.Addr())
+}
+
+// requireReset checks that a connection to addr is cut at once: the reset comes as
+// the dial's error or as the first read's, never as a timeout.
+func requireReset(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		defer c.Close()
+		_, err = echoes(c, "anyone?", 3*time.Second)
+	}
+	require.Error(t, err)
+	require.False(t, isTimeout(err), "reset at once, not left hanging: %v", err)
+}
+
+// Close ends every connection and returns (bounded by the test's timeout).
+func TestProxyClose(t *testing.T) {
+	target, _ := echoServer(t)
+	p, err := NewProxy(target)
+	require.NoError(t, err)
+	c := dial(t, p.Addr())
+	_, err = echoes(c, "x", 2*time.Second)
+	require.NoError(t, err)
+	p.SetMode(Blackhole)
+	done := make(chan struct{})
+	go func() { p.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	_, err = net.DialTimeout("tcp", p.Addr(), time.Second)
+	require.Error(t, err, "a closed proxy listens no more")
+}

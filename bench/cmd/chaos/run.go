@@ -1,0 +1,462 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/net/api"
+	"github.com/miyamotohq/miyamoto/net/client"
+)
+
+// Config is one chaos run. Every field that shapes the fault schedule or the load
+// appears in ReplayCommand.
+type Config struct {
+	Nodes         int
+	Seed          uint64
+	Duration      time.Duration // the load and the faults; then heal and drain
+	Rate          float64       // enqueues a second, over both queues
+	Lease         time.Duration // serve --lease
+	Drift         time.Duration // serve --max-clock-drift
+	ReplicaOffset time.Duration // serve --replica-offset
+	Kinds         []FaultKind
+	FailRate      float64       // share of calls the worker answers 500
+	WorkerDelay   time.Duration // the worker answers each call after up to this long
+	MaxCountdown  int           // tasks are due 0 to this many seconds after their enqueue
+	Drain         time.Duration // how long the drain may wait for every task to end
+	Binary        string        // a built miyamoto; empty: build one
+	Keep          bool          // keep the run's directory (logs, data, history) even when it passes
+
+	Out io.Writer // the schedule and the report
+	Log io.Writer // progress
+
+	onCluster func(*Cluster) // for tests: called once the cluster exists
+	tmpRoot   string         // for tests: where the run's directory goes (default: the system's)
+}
+
+// ReplayCommand is the command that runs the same fault schedule and load again.
+func (c Config) ReplayCommand() string {
+	kinds := make([]string, len(c.Kinds))
+	for i, k := range c.Kinds {
+		kinds[i] = string(k)
+	}
+	faults := strings.Join(kinds, ",")
+	switch faults {
+	case "":
+		faults = "none"
+	case kindList():
+		faults = "all"
+	}
+	return fmt.Sprintf("go run ./bench/cmd/chaos --nodes %d --seed %d --duration %s --rate %g --lease %s --max-clock-drift %s --replica-offset %s --faults %s --fail-rate %g --worker-delay %s --max-countdown %d",
+		c.Nodes, c.Seed, c.Duration, c.Rate, c.Lease, c.Drift, c.ReplicaOffset, faults, c.FailRate, c.WorkerDelay, c.MaxCountdown)
+}
+
+func (c Config) schedule() []Fault {
+	return Schedule(ScheduleConfig{Seed: c.Seed, Nodes: c.Nodes, Duration: c.Duration, Lease: c.Lease, Kinds: c.Kinds})
+}
+
+// Bounds of the waits around the load.
+const (
+	buildTimeout   = 5 * time.Minute
+	startTimeout   = 60 * time.Second // every node healthy, at the start and after the heal
+	settingTimeout = 30 * time.Second // the queue settings answered 200
+	lateDelivery   = 2 * time.Second  // after every task is final, calls still coming are recorded too
+	viewTimeout    = 5 * time.Second  // one GET /v1/tasks/{id}
+	viewWorkers    = 8
+	progressEvery  = 10 * time.Second
+)
+
+// Run runs the whole chaos test: build, start, load under faults, heal, drain,
+// check. It returns the report (nil when the run could not get that far) and an
+// error when something other than the checker went wrong. Every process it
+// starts is killed by PID before it returns.
+func Run(ctx context.Context, cfg Config) (report *Report, err error) {
+	dir, err := os.MkdirTemp(cfg.tmpRoot, "miyamoto-chaos-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cfg.Keep || err != nil || (report != nil && report.Failed()) {
+			fmt.Fprintf(cfg.Out, "the run's logs, data and history.json are kept in %s\n", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
+	schedule := cfg.schedule()
+	fmt.Fprintf(cfg.Out, "chaos: seed %d, %d nodes, %s of load at %g tasks/s, lease %s, drift %s\nreplay: %s\n",
+		cfg.Seed, cfg.Nodes, cfg.Duration, cfg.Rate, cfg.Lease, cfg.Drift, cfg.ReplayCommand())
+	fmt.Fprintf(cfg.Out, "fault schedule (%d: %s):\n", len(schedule), countKinds(schedule))
+	for _, f := range schedule {
+		fmt.Fprintf(cfg.Out, "  %s\n", f)
+	}
+	bin := cfg.Binary
+	if bin == "" {
+		if bin, err = buildBinary(ctx, dir, cfg.Log); err != nil {
+			return nil, err
+		}
+	}
+	worker, err := NewWorker(cfg.Seed, cfg.FailRate, cfg.WorkerDelay)
+	if err != nil {
+		return nil, err
+	}
+	defer worker.Close()
+	cluster, err := NewCluster(ClusterConfig{Binary: bin, Dir: dir, Nodes: cfg.Nodes, Lease: cfg.Lease, Drift: cfg.Drift,
+		ReplicaOffset: cfg.ReplicaOffset, Secret: randomSecret(), Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := cluster.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if cfg.onCluster != nil {
+		cfg.onCluster(cluster)
+	}
+	h, err := runPhases(ctx, cfg, schedule, cluster, worker)
+	if err != nil {
+		return nil, err
+	}
+	writeHistory(filepath.Join(dir, "history.json"), h)
+	report = Check(*h)
+	report.Print(cfg.Out)
+	return report, nil
+}
+
+// runPhases starts the nodes, sets the queues, runs the load and the nemesis side
+// by side, heals, drains and gathers the history.
+func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Cluster, worker *Worker) (*History, error) {
+	logf := func(format string, a ...any) { fmt.Fprintf(cfg.Log, "chaos: "+format+"\n", a...) }
+	for i := 0; i < cfg.Nodes; i++ {
+		if err := cluster.Start(i); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitCtx(ctx, startTimeout, cluster.WaitHealthy); err != nil {
+		return nil, fmt.Errorf("starting the cluster: %w", err)
+	}
+	if err := setQueues(ctx, cluster); err != nil {
+		return nil, err
+	}
+	logf("%d nodes healthy, queues set; load and faults for %s", cfg.Nodes, cfg.Duration)
+	urls := make([]string, cfg.Nodes)
+	for i := range urls {
+		urls[i] = cluster.URL(i)
+	}
+	var (
+		wg     sync.WaitGroup
+		spans  []FaultSpan
+		nemErr error
+	)
+	start := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		spans, nemErr = runNemesis(ctx, cluster, schedule, start, logf)
+	}()
+	stopProgress := progress(cfg.Log, worker, start)
+	load := RunLoad(ctx, LoadConfig{Nodes: urls, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown})
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		stopProgress()
+		return nil, fmt.Errorf("interrupted: %w", err)
+	}
+	if nemErr != nil {
+		stopProgress()
+		return nil, nemErr
+	}
+	if load.BadInput != nil {
+		stopProgress()
+		return nil, load.BadInput
+	}
+	logf("load over: %d acknowledged, %d not, %d skipped; healing", len(load.Acked), load.NotAcked, load.Skipped)
+	if err := cluster.Heal(); err != nil {
+		stopProgress()
+		return nil, fmt.Errorf("healing: %w", err)
+	}
+	if err := waitCtx(ctx, startTimeout, cluster.WaitHealthy); err != nil {
+		logf("after the heal: %v (the drain goes on)", err)
+	}
+	views := drain(ctx, cfg, urls, load.Acked, logf)
+	stopProgress()
+	time.Sleep(lateDelivery)
+	return &History{Nodes: cfg.Nodes, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
+		Faults: spans, Views: views, Crashes: cluster.UnexpectedExits()}, nil
+}
+
+// waitCtx runs wait under ctx bounded by d.
+func waitCtx(ctx context.Context, d time.Duration, wait func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return wait(ctx)
+}
+
+// runNemesis applies schedule, each fault at start + its At, heals it For later,
+// and records when each really started and ended. It stops early when ctx ends.
+func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Time, logf func(string, ...any)) ([]FaultSpan, error) {
+	var spans []FaultSpan
+	for _, f := range schedule {
+		if !sleepUntil(ctx, start.Add(f.At)) {
+			return spans, nil
+		}
+		span := FaultSpan{Fault: f, Start: time.Now()}
+		logf("%s", f)
+		if err := applyFault(c, f); err != nil {
+			return spans, err
+		}
+		sleepUntil(ctx, span.Start.Add(f.For))
+		if err := healFault(c, f); err != nil {
+			return spans, err
+		}
+		span.End = time.Now()
+		spans = append(spans, span)
+	}
+	return spans, nil
+}
+
+// sleepUntil waits until t; false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Until(t)):
+		return true
+	}
+}
+
+func applyFault(c *Cluster, f Fault) error {
+	mode := Refuse
+	if f.Blackhole {
+		mode = Blackhole
+	}
+	switch f.Kind {
+	case KindKill, KindPowerLoss:
+		return killAll(c, f.Nodes)
+	case KindPause:
+		return c.Pause(f.Nodes[0])
+	default:
+		c.SetLinks(f.Cuts, mode)
+		return nil
+	}
+}
+
+// killAll sends SIGKILL to every node listed at once, and waits for them all.
+func killAll(c *Cluster, nodes []int) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = c.Kill(n) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func healFault(c *Cluster, f Fault) error {
+	switch f.Kind {
+	case KindKill, KindPowerLoss:
+		var errs []error
+		for _, n := range f.Nodes {
+			errs = append(errs, c.Start(n))
+		}
+		return errors.Join(errs...)
+	case KindPause:
+		return c.Continue(f.Nodes[0])
+	default:
+		c.SetLinks(f.Cuts, Pass)
+		return nil
+	}
+}
+
+// setQueues makes one queue at-most-once and the other at-least-once with a short
+// backoff (so that the drain does not wait out a long one), repeating each PUT
+// until it answers 200: every member then has it.
+func setQueues(ctx context.Context, c *Cluster) error {
+	cl, _ := client.New(c.URL(0), "", 10*time.Second)
+	settings := map[string]map[string]any{
+		queueAtMostOnce:  {"delivery": "at-most-once"},
+		queueAtLeastOnce: {"delivery": "at-least-once", "retry": map[string]any{"min_backoff": "0.1s", "max_backoff": "2s"}},
+	}
+	for _, q := range []string{queueAtLeastOnce, queueAtMostOnce} {
+		deadline := time.Now().Add(settingTimeout)
+		for {
+			_, err := cl.SetQueue(ctx, q, settings[q])
+			if err == nil {
+				break
+			}
+			var apiErr *client.Error
+			if errors.As(err, &apiErr) && apiErr.Code < 500 {
+				return fmt.Errorf("setting queue %s: %w", q, err)
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("setting queue %s: not answered 200 in %s: %w", q, settingTimeout, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// drain asks every node about every acknowledged task until each is final on
+// every node, or cfg.Drain passes; it returns the last answers.
+func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf func(string, ...any)) map[string][]NodeView {
+	clients := make([]*client.Client, len(urls))
+	for i, u := range urls {
+		clients[i], _ = client.New(u, "", viewTimeout)
+	}
+	views := map[string][]NodeView{}
+	pending := make([]string, 0, len(acked))
+	for _, a := range acked {
+		pending = append(pending, a.Task)
+	}
+	deadline := time.Now().Add(cfg.Drain)
+	for round := 1; len(pending) > 0; round++ {
+		got := askAll(ctx, clients, pending)
+		var still []string
+		for _, id := range pending {
+			views[id] = got[id]
+			if !finalEverywhere(got[id]) {
+				still = append(still, id)
+			}
+		}
+		logf("drain round %d: %d of %d tasks final on every node", round, len(acked)-len(still), len(acked))
+		pending = still
+		if len(pending) == 0 || time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(time.Second)) {
+			break
+		}
+	}
+	return views
+}
+
+// finalEverywhere tells whether every node found the task in a final state.
+func finalEverywhere(vs []NodeView) bool {
+	for _, v := range vs {
+		if !v.Found || !finalStates[v.Task.State] {
+			return false
+		}
+	}
+	return len(vs) > 0
+}
+
+// askAll gets GET /v1/tasks/{id} of every id from every node, viewWorkers at a time.
+func askAll(ctx context.Context, clients []*client.Client, ids []string) map[string][]NodeView {
+	out := make(map[string][]NodeView, len(ids))
+	for _, id := range ids {
+		out[id] = make([]NodeView, len(clients))
+	}
+	jobs := make(chan [2]int)
+	var wg sync.WaitGroup
+	for w := 0; w < viewWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				id, n := ids[j[0]], j[1]
+				out[id][n] = askOne(ctx, clients[n], nodeName(n), id)
+			}
+		}()
+	}
+	for i := range ids {
+		for n := range clients {
+			jobs <- [2]int{i, n}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return out
+}
+
+func askOne(ctx context.Context, c *client.Client, node, id string) NodeView {
+	v := NodeView{Node: node}
+	body, err := c.Task(ctx, id)
+	var apiErr *client.Error
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Code == http.StatusNotFound:
+		return v
+	case err != nil:
+		v.Err = err.Error()
+		return v
+	}
+	var t api.TaskView
+	if err := json.Unmarshal(body, &t); err != nil {
+		v.Err = "bad answer: " + err.Error()
+		return v
+	}
+	v.Found, v.Task = true, &t
+	return v
+}
+
+// progress prints what the worker has seen every progressEvery until stopped.
+func progress(w io.Writer, worker *Worker, start time.Time) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "chaos: %5.0fs  %d calls received by the worker\n", time.Since(start).Seconds(), worker.Count())
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// buildBinary builds cmd/miyamoto into dir.
+func buildBinary(ctx context.Context, dir string, log io.Writer) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	bin := filepath.Join(dir, "miyamoto")
+	fmt.Fprintf(log, "chaos: building %s\n", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/miyamotohq/miyamoto/cmd/miyamoto")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building miyamoto (or give --binary): %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return bin, nil
+}
+
+// randomSecret is a fresh --cluster-secret for one run.
+func randomSecret() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// writeHistory saves h for a later look (a failing run's reduction).
+func writeHistory(path string, h *History) {
+	b, err := json.MarshalIndent(h, "", " ")
+	if err == nil {
+		os.WriteFile(path, b, 0o644)
+	}
+}
+
+// httpClient is a plain client with a timeout, for health checks.
+func httpClient(timeout time.Duration) *http.Client { return &http.Client{Timeout: timeout} }
+
+// healthy tells whether base's /healthz answers 200.
+func healthy(ctx context.Context, c *http.Client, base string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
