@@ -4,10 +4,13 @@ package main
 // /v1/cluster, and listings while members are down.
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -166,6 +169,7 @@ func TestE2EListingsDegradeNotFail(t *testing.T) {
 
 	require.NoError(t, n3.cmd.Process.Signal(syscall.SIGKILL))
 	require.NoError(t, n2.cmd.Process.Signal(syscall.SIGSTOP))
+	waitStopped(t, n2)
 	for _, path := range []string{"/v1/queues", "/v1/queues/later", "/v1/queues/later/tasks"} {
 		out, took := timedGet(t, n1, path)
 		t.Logf("GET %s with n2 paused and n3 killed: %v", path, took.Round(time.Millisecond))
@@ -181,4 +185,21 @@ func TestE2EListingsDegradeNotFail(t *testing.T) {
 			require.Len(t, out["tasks"], 12)
 		}
 	}
+}
+
+// waitStopped waits (at most 5 s) until the kernel shows p stopped (state T in
+// /proc/PID/stat), so that a test does not race the signal on a loaded machine.
+func waitStopped(t *testing.T, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		require.NoError(t, err)
+		// The state follows the command name, which is in parentheses.
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pid %d is not stopped 5 s after SIGSTOP", p.cmd.Process.Pid)
 }
