@@ -286,7 +286,7 @@ func (n *Node) grantable(e *entry, from NodeID) bool {
 // handleClaimResp is the claimant's side: count grants, deliver on a quorum.
 func (n *Node) handleClaimResp(m Message) {
 	e := n.tasks[m.TaskID]
-	if e == nil || e.state.Final() {
+	if e == nil || e.state.Final() && !(m.Reject == RejectFinal && n.tellsMore(e.state, m.State)) {
 		return
 	}
 	rank := e.task.Rank(m.From)
@@ -546,8 +546,44 @@ func (n *Node) finish(e *entry, state TaskState, status int) {
 	n.sendOutcome(e)
 }
 
+// tellsMore reports whether final state to tells more of a task than from: unknown
+// (the outcome of an at-most-once attempt that this replica did not see) gives way to
+// what the delivery did, succeeded or dead.
+//
+// Invariant: replicas that hold a task final agree on its state once the messages
+// about it get through. A replica cut off from the delivery ends the task unknown
+// when the grant's lease runs out, while the deliverer's Done may have reached a
+// majority and stopped: so a replica holding unknown resends its Outcome until every
+// replica has answered (outcomeAcksNeeded), adopts the succeeded or dead an answer
+// reports, and one that replaces unknown sends its new state around again.
+func (n *Node) tellsMore(from, to TaskState) bool {
+	if n.cfg.Unsafe.KeepUnknown {
+		return false // negative controls only (L3)
+	}
+	return from == StateUnknown && (to == StateSucceeded || to == StateDead)
+}
+
+// resendOutcome sends e's final state anew to every replica, until enough have
+// acknowledged it (it replaced unknown here: those holding unknown learn it).
+func (n *Node) resendOutcome(e *entry) {
+	e.outcomeAcks, e.outcomeSends = 0, 0
+	n.sendOutcome(e)
+}
+
+// outcomeAcksNeeded is how many replicas must acknowledge e's final state before its
+// Outcome is no longer resent: a majority, so that no later claim can win; every
+// replica for unknown, whose holder keeps asking until each has answered with what
+// it holds (a replica that saw the delivery's outcome answers with it, and the
+// holder adopts it: see tellsMore).
+func outcomeAcksNeeded(e *entry) int {
+	if e.state == StateUnknown {
+		return len(e.task.Replicas)
+	}
+	return majority(e.task)
+}
+
 func (n *Node) sendOutcome(e *entry) {
-	if bits.OnesCount64(e.outcomeAcks) >= majority(e.task) {
+	if bits.OnesCount64(e.outcomeAcks) >= outcomeAcksNeeded(e) {
 		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
 		return
 	}
@@ -594,7 +630,7 @@ func (n *Node) handleOutcome(m Message) {
 	switch {
 	case m.State == StateCancelled && e.state.Final():
 		// Too late to cancel: the answer says what the task became (once durable).
-	case e.state.Final() && !(e.state == StateUnknown && m.State == StateSucceeded):
+	case e.state.Final() && !n.tellsMore(e.state, m.State):
 		// Already recorded when it became final here; answered once that record is
 		// durable (it may still be on its way to disk when the Outcome is repeated).
 	default:
@@ -603,7 +639,11 @@ func (n *Node) handleOutcome(m Message) {
 			e.lastStatus = m.Status
 		}
 		e.reason = m.Reason // the reason of the state adopted (none for a success)
+		wasUnknown := e.state == StateUnknown
 		n.adoptFinal(e, m.State, ack)
+		if wasUnknown {
+			n.resendOutcome(e)
+		}
 		return
 	}
 	n.afterSync(ack)
@@ -616,6 +656,11 @@ func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
 	n.setState(e, s)
 	n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
 	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, Reason: e.reason})
+	if s == StateUnknown && e.task.Delivery == AtMostOnce {
+		// Adopted unknown: ask every replica, like the one that decided it, until
+		// each has answered with what it holds (see tellsMore).
+		n.resendOutcome(e)
+	}
 }
 
 func (n *Node) handleOutcomeResp(m Message) {
@@ -632,9 +677,20 @@ func (n *Node) handleOutcomeResp(m Message) {
 	if rank < 0 {
 		return
 	}
+	if n.tellsMore(e.state, m.State) {
+		// We ended it unknown (cut off from the delivery), and this replica holds
+		// what the delivery did: adopt it, and tell those who may hold unknown too.
+		if m.State == StateDead {
+			e.reason = fmt.Sprintf("the delivering replica ended it dead (learnt from %s)", m.From)
+		} else {
+			e.reason = ""
+		}
+		n.adoptFinal(e, m.State, func() {})
+		n.resendOutcome(e)
+	}
 	e.outcomeAcks |= 1 << rank
 	n.ackCounted(Ack{Kind: RecOutcome, From: m.From, TaskID: m.TaskID})
-	if e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= majority(e.task) {
+	if e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= outcomeAcksNeeded(e) {
 		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
 	}
 }

@@ -57,6 +57,10 @@ type Unsafe struct {
 	// restarts runs under the defaults, and an at-most-once queue turns
 	// at-least-once.
 	SettingsNotLogged bool
+	// KeepUnknown: negative controls only: breaks L3 by never replacing unknown with
+	// the succeeded or dead another replica answers (claim.go, tellsMore), so a
+	// replica cut off from an at-most-once delivery keeps unknown for good.
+	KeepUnknown bool
 	// TickTaskPerNode: negative controls only: breaks SC1 by deriving a schedule
 	// tick's task from the enqueuing node as well as the tick (schedule.go,
 	// tickTask), so that each replica that enqueues the tick makes a task of its own.

@@ -530,6 +530,9 @@ func (c *checker) finish() {
 	}
 	c.finishSchedules(int64(w.sc.Duration))
 	for _, r := range c.order {
+		c.checkAgreement(r)
+	}
+	for _, r := range c.order {
 		if !r.acked || r.finalAt >= 0 {
 			continue
 		}
@@ -624,6 +627,39 @@ func (c *checker) lastEnd(r *taskRec) int64 {
 		end = max(end, c.deliveries[di].end)
 	}
 	return end
+}
+
+// checkAgreement is L3, at the end of the liveness phase: the replicas that are up
+// and hold r final hold the same final state. Excused: a cancel that raced the
+// success (some replicas took the cancel while one delivered; kind "cancel-race"),
+// and a disagreement after some replica lost its state (kind "lost").
+func (c *checker) checkAgreement(r *taskRec) {
+	w := c.w
+	byState := map[node.TaskState][]node.NodeID{}
+	var states []node.TaskState
+	for _, s := range w.nodes {
+		if !s.up || s.n == nil {
+			continue
+		}
+		if ts, ok := s.n.Task(r.task.ID); ok && ts.Task.Nonce == r.task.Nonce && ts.State.Final() {
+			if byState[ts.State] == nil {
+				states = append(states, ts.State)
+			}
+			byState[ts.State] = append(byState[ts.State], s.id)
+		}
+	}
+	if len(states) < 2 {
+		return
+	}
+	desc := fmt.Sprint(byState)
+	switch {
+	case len(states) == 2 && byState[node.StateCancelled] != nil && byState[node.StateSucceeded] != nil:
+		c.excused = append(c.excused, Excuse{Kind: "cancel-race", At: time.Duration(w.now), Task: r.task.ID, Cause: "a cancel raced a successful delivery: " + desc})
+	case r.lostState != 0:
+		c.excused = append(c.excused, Excuse{Kind: "lost", At: time.Duration(w.now), Task: r.task.ID, Cause: "replicas disagree after a state loss: " + desc})
+	default:
+		c.violate("L3", []string{r.task.ID}, r.task.Replicas, "replicas disagree on the final state: %s", desc)
+	}
 }
 
 func (c *checker) quorum(t *node.Task) int {

@@ -26,6 +26,7 @@ var UnsafeSwitches = map[string]UnsafeSwitch{
 	"retry_without_backoff":    {"Q4", func(u *node.Unsafe) { u.RetryWithoutBackoff = true }},
 	"ignore_pause":             {"Q5", func(u *node.Unsafe) { u.IgnorePause = true }},
 	"settings_not_logged":      {"Q6", func(u *node.Unsafe) { u.SettingsNotLogged = true }},
+	"keep_unknown":             {"L3", func(u *node.Unsafe) { u.KeepUnknown = true }},
 	"tick_task_per_node":       {"SC1", func(u *node.Unsafe) { u.TickTaskPerNode = true }},
 	"tick_primary_only":        {"SC2", func(u *node.Unsafe) { u.TickPrimaryOnly = true }},
 }

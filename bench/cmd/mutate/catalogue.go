@@ -135,7 +135,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "done-one-ack",
 		Desc:  "the finisher stops resending Done after one acknowledgement (its own), not a majority",
-		Edits: edit("node/claim.go", "e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= majority(e.task)", "e.timerKind == timerOutcome && e.outcomeAcks != 0"),
+		Edits: edit("node/claim.go", "e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= outcomeAcksNeeded(e)", "e.timerKind == timerOutcome && e.outcomeAcks != 0"),
 	},
 	{
 		Name:  "ack-adopted-before-sync",
@@ -191,6 +191,12 @@ var Catalogue = []Mutant{
 		Name:  "no-exhaustion-check-in-deliver",
 		Desc:  "the holder of a quorum delivers although the failures counted elsewhere used up the retry limits",
 		Edits: edit("node/claim.go", "if e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted(", "if false && e.task.Delivery == AtLeastOnce && e.retries > 0 && q.Retry.Exhausted("),
+	},
+
+	{
+		Name:  "unknown-not-replaced",
+		Desc:  "a replica holding an at-most-once task unknown keeps it so when another answers with the delivery's outcome",
+		Edits: edit("node/claim.go", "return from == StateUnknown && (to == StateSucceeded || to == StateDead)", "return false // mutant: unknown kept"),
 	},
 
 	// --- recovery after a loss ---------------------------------------------------------
