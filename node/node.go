@@ -288,6 +288,12 @@ func (n *Node) Start() error {
 	for _, id := range sortedKeys(n.tasks) {
 		e := n.tasks[id]
 		switch {
+		case e.state == StateUnknown && e.task.Delivery == AtMostOnce:
+			// Unknown here, maybe not elsewhere: ask every replica again (see
+			// tellsMore), as before the restart.
+			n.dropBody(e, e.state)
+			n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+			n.resendOutcome(e)
 		case e.state.Final():
 			n.dropBody(e, e.state)
 			n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))

@@ -309,7 +309,7 @@ func setQueues(ctx context.Context, c *Cluster) error {
 }
 
 // drain asks every node about every acknowledged task until each is final on
-// every node, or cfg.Drain passes; it returns the last answers.
+// every node, in one state, or cfg.Drain passes; it returns the last answers.
 func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf func(string, ...any)) map[string][]NodeView {
 	clients := make([]*client.Client, len(urls))
 	for i, u := range urls {
@@ -339,10 +339,12 @@ func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf fun
 	return views
 }
 
-// finalEverywhere tells whether every node found the task in a final state.
+// finalEverywhere tells whether every node found the task in the same final state
+// (replicas that disagree still exchange outcomes: the drain waits for them too, and
+// the checker reports a disagreement that outlives it).
 func finalEverywhere(vs []NodeView) bool {
 	for _, v := range vs {
-		if !v.Found || !finalStates[v.Task.State] {
+		if !v.Found || !finalStates[v.Task.State] || v.Task.State != vs[0].Task.State {
 			return false
 		}
 	}
