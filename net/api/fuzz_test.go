@@ -79,7 +79,7 @@ var jsonSeeds = []string{
 	`{"": ""}`,
 }
 
-// tchar is RFC 9110's token, written apart from isToken to check it.
+// tchar is RFC 9110's token, written apart from node.ValidHeaderName to check it.
 var tchar = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
 
 // requireParseError checks that a parser's error is a *node.FieldError naming a

@@ -380,10 +380,10 @@ func parseHeaders(raw json.RawMessage, lim limits) (map[string]string, error) {
 		if size += len(k) + len(val); size > lim.headerBytes {
 			return nil, &node.FieldError{Field: "headers", Message: fmt.Sprintf("are larger than %d bytes (names and values)", lim.headerBytes)}
 		}
-		if !isToken(k) {
+		if !node.ValidHeaderName(k) {
 			return nil, &node.FieldError{Field: "headers", Message: fmt.Sprintf("%.64q is not a header name (letters, digits and !#$%%&'*+-.^_`|~)", k)}
 		}
-		if !validHeaderValue(val) {
+		if !node.ValidHeaderValue(val) {
 			return nil, &node.FieldError{Field: "headers." + k, Message: "must not hold control characters (such as a line break)"}
 		}
 		if err := node.CheckTaskHeaderName(k); err != nil {
@@ -489,34 +489,6 @@ func checkDeliveredURL(req node.EnqueueRequest) error {
 		return &node.FieldError{Field: "params", Message: fmt.Sprintf("a %s task's params go into the URL's query string; URL and params are %d bytes, at most %d", req.Method, n, maxDeliveredURL)}
 	}
 	return nil
-}
-
-// isToken reports whether s is an RFC 9110 token: a valid method or header name.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue reports whether v can be sent as a header value: no control
-// characters but tab (net/http refuses to send the others).
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func scalar(v any) (string, bool) {
