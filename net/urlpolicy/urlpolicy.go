@@ -142,6 +142,23 @@ func invalidf(format string, args ...any) error {
 	return &policyError{msg: fmt.Sprintf(format, args...), kind: ErrInvalid}
 }
 
+// hostOf parses a task URL, which must be http or https with a host, and returns
+// its host and whether the Allow list lets it pass without more checks.
+func (p *Policy) hostOf(raw string) (host string, allowed bool, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", false, &policyError{msg: "url is not valid", kind: ErrInvalid, err: errors.Unwrap(err)}
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", false, invalidf("url must be http or https, not %q", u.Scheme)
+	}
+	host = u.Hostname()
+	if host == "" {
+		return "", false, invalidf("url has no host")
+	}
+	return host, p.Allow.hostAllowed(host), nil
+}
+
 // CheckURL checks a task URL at enqueue: it must be http or https with a host, and
 // the host must not be, nor resolve to, any refused address (one refused address
 // among several is enough to refuse). A host in the Allow list passes without a
@@ -151,19 +168,9 @@ func (p *Policy) CheckURL(ctx context.Context, raw string) error {
 	if p == nil {
 		return nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return &policyError{msg: "url is not valid", kind: ErrInvalid, err: errors.Unwrap(err)}
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return invalidf("url must be http or https, not %q", u.Scheme)
-	}
-	host := u.Hostname()
-	if host == "" {
-		return invalidf("url has no host")
-	}
-	if p.Allow.hostAllowed(host) {
-		return nil
+	host, allowed, err := p.hostOf(raw)
+	if err != nil || allowed {
+		return err
 	}
 	addrs, err := p.resolve(ctx, "ip", host)
 	if err != nil {
@@ -186,19 +193,9 @@ func (p *Policy) CheckURLNoLookup(raw string) error {
 	if p == nil {
 		return nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return &policyError{msg: "url is not valid", kind: ErrInvalid, err: errors.Unwrap(err)}
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return invalidf("url must be http or https, not %q", u.Scheme)
-	}
-	host := u.Hostname()
-	if host == "" {
-		return invalidf("url has no host")
-	}
-	if p.Allow.hostAllowed(host) {
-		return nil
+	host, allowed, err := p.hostOf(raw)
+	if err != nil || allowed {
+		return err
 	}
 	a, isLiteral, err := parseLiteral(host)
 	if err != nil {
