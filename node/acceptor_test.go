@@ -92,7 +92,12 @@ func claim(t *testing.T, env *acceptorEnv, n *Node, task *Task, from NodeID, a, 
 }
 
 func release(env *acceptorEnv, n *Node, task *Task, from NodeID, a, r uint64, next time.Time, retries int) {
-	n.Step(Message{Type: MsgRelease, From: from, To: "n3", TaskID: task.ID, Attempt: a, Promised: r, NextETA: next, Retries: retries})
+	step(env, n, Message{Type: MsgRelease, From: from, To: "n3", TaskID: task.ID, Attempt: a, Promised: r, NextETA: next, Retries: retries})
+}
+
+// step steps m into n, finishes the syncs it asked for and forgets what n sent.
+func step(env *acceptorEnv, n *Node, m Message) {
+	n.Step(m)
 	env.flush()
 	env.take()
 }
@@ -225,19 +230,13 @@ func TestFailuresKnownApartAreBothCounted(t *testing.T) {
 	backoff := func(k int) time.Duration { return n.queue(task.Queue).Retry.Backoff(k) }
 
 	env.now = t0.Add(time.Second)
-	n.Step(Message{Type: MsgRelease, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Promised: 1, NextETA: env.now.Add(backoff(1)), Retries: 1, Failed: 1})
-	env.flush()
-	env.take()
+	step(env, n, Message{Type: MsgRelease, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Promised: 1, NextETA: env.now.Add(backoff(1)), Retries: 1, Failed: 1})
 
 	// n2 delivered attempt 2 with grants from n1 and itself, and it failed at t2.
 	t2 := env.now.Add(backoff(1) + time.Second)
 	env.now = t2.Add(time.Millisecond)
-	n.Step(Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
-	env.flush()
-	env.take()
-	n.Step(Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
-	env.flush()
-	env.take()
+	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
+	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
 
 	check := func(n *Node, round uint64) {
 		t.Helper()
