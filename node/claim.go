@@ -601,13 +601,25 @@ func (n *Node) sendOutcome(e *entry) {
 
 func (n *Node) handleOutcome(m Message) {
 	e := n.tasks[m.TaskID]
-	if e != nil && m.Task != nil && m.Task.Nonce != e.task.Nonce {
-		// Not the task held here: another enqueue of the same name, or a forgery by
-		// someone who knows the ID (a named task's is derivable) but not the task.
-		// Its outcome is not this task's.
+	if e != nil && m.Task != nil && m.Task.Nonce != e.task.Nonce && !(m.From == e.holder && m.Attempt == e.promised && m.Attempt > 0) {
+		// Not the task held here, and not from the node this replica granted the
+		// attempt the Outcome reports on: a forgery by someone who knows the ID (a
+		// named task's is derivable) but not the task, or another enqueue of the same
+		// name (a client re-sent it through another node after a timeout, and some
+		// replicas stored the second while others hold the first). Not applied; but
+		// answered with what is held here, so that a replica of the other enqueue that
+		// asks (an at-most-once task it ended unknown, see resendOutcome) learns what
+		// became of the ID: replicas must not answer differently about one task for
+		// good (L3, seed 20 of names-resent).
 		n.refuse(m, RefusedForged, "task.nonce")
+		if e.state.Final() {
+			n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: e.state})
+		}
 		return
 	}
+	// Another nonce from the holder of the grant this replica gave: claims, grants
+	// and attempts are per ID, so that delivery was this task's, whichever enqueue of
+	// the name the holder stored.
 	ack := func() {
 		st := StateNone
 		if e != nil {

@@ -204,6 +204,46 @@ func TestDoorAdmitsValidMessages(t *testing.T) {
 // A forged Done: a member ID and the task's ID (a named task's is derivable) but
 // not the task itself (its nonce is never shown outside the replicas). It is
 // refused and the task stays scheduled; the replica's real Done is taken.
+// Two enqueues of one name (a client re-sent it through another node after a
+// timeout) can leave the replicas holding different nonces of one ID. Claims are per
+// ID, so the holder of this replica's grant delivered the ID: its Outcome is taken
+// whatever the nonce. Any other node's Outcome with another nonce is not taken, but
+// answered with the final state held here, so that a replica of the other enqueue
+// that ended the task unknown learns what became of it.
+func TestOutcomeOfAnotherEnqueueOfTheName(t *testing.T) {
+	now := epoch
+	env := &acceptorEnv{now: now}
+	n := bootAcceptor(t, env, 1)
+	tk := doorTask(now)
+	tk.ETA = now
+	step(env, n, storeOf(tk))
+	other := *tk
+	other.Nonce = tk.Nonce + 1
+
+	// n2 holds the other enqueue; it was granted attempt 1 here and delivered it.
+	resp := claim(t, env, n, &other, "n2", 1, 1)
+	require.Zero(t, resp.Reject, "claims are per ID")
+	n.Step(Message{Type: MsgOutcome, From: "n1", To: "n3", TaskID: tk.ID, Task: &other, State: StateSucceeded, Attempt: 1})
+	env.flush()
+	assert.Empty(t, env.take(), "n1 holds no grant of attempt 1 here: not taken, nothing final to tell")
+	st, _ := n.Task(tk.ID)
+	require.False(t, st.State.Final())
+
+	step(env, n, Message{Type: MsgOutcome, From: "n2", To: "n3", TaskID: tk.ID, Task: &other, State: StateSucceeded, Attempt: 1})
+	st, _ = n.Task(tk.ID)
+	require.Equal(t, StateSucceeded, st.State, "the holder of the grant delivered the ID")
+
+	// n1 ended its enqueue of the name unknown and asks: told succeeded.
+	n.Step(Message{Type: MsgOutcome, From: "n1", To: "n3", TaskID: tk.ID, Task: &other, State: StateUnknown, Attempt: 1})
+	env.flush()
+	sent := env.take()
+	require.Len(t, sent, 1)
+	assert.Equal(t, MsgOutcomeResp, sent[0].Type)
+	assert.Equal(t, StateSucceeded, sent[0].State)
+	st, _ = n.Task(tk.ID)
+	assert.Equal(t, StateSucceeded, st.State)
+}
+
 func TestDoorRefusesADoneForAnotherTask(t *testing.T) {
 	now := epoch
 	env := &acceptorEnv{now: now}

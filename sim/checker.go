@@ -529,8 +529,12 @@ func (c *checker) finish() {
 		return // reported as such; every task would be "not final" too
 	}
 	c.finishSchedules(int64(w.sc.Duration))
+	agreed := map[string]bool{}
 	for _, r := range c.order {
-		c.checkAgreement(r)
+		if !agreed[r.task.ID] {
+			agreed[r.task.ID] = true
+			c.checkAgreement(r)
+		}
 	}
 	for _, r := range c.order {
 		if !r.acked || r.finalAt >= 0 {
@@ -630,9 +634,14 @@ func (c *checker) lastEnd(r *taskRec) int64 {
 }
 
 // checkAgreement is L3, at the end of the liveness phase: the replicas that are up
-// and hold r final hold the same final state. Excused: a cancel that raced the
+// and hold r's ID final hold the same final state. Excused: a cancel that raced the
 // success (some replicas took the cancel while one delivered; kind "cancel-race"),
 // and a disagreement after some replica lost its state (kind "lost").
+//
+// By ID, not by incarnation: a client that re-sends a named enqueue after a timeout
+// may leave another incarnation of the name (another nonce) on a minority of the
+// replicas, and a client asking that replica about the task must still hear what
+// happened to it. Checked once per ID.
 func (c *checker) checkAgreement(r *taskRec) {
 	w := c.w
 	byState := map[node.TaskState][]node.NodeID{}
@@ -641,7 +650,7 @@ func (c *checker) checkAgreement(r *taskRec) {
 		if !s.up || s.n == nil {
 			continue
 		}
-		if ts, ok := s.n.Task(r.task.ID); ok && ts.Task.Nonce == r.task.Nonce && ts.State.Final() {
+		if ts, ok := s.n.Task(r.task.ID); ok && ts.State.Final() {
 			if byState[ts.State] == nil {
 				states = append(states, ts.State)
 			}
@@ -652,10 +661,14 @@ func (c *checker) checkAgreement(r *taskRec) {
 		return
 	}
 	desc := fmt.Sprint(byState)
+	lost := false
+	for _, o := range c.byID[r.task.ID] {
+		lost = lost || o.lostState != 0
+	}
 	switch {
 	case len(states) == 2 && byState[node.StateCancelled] != nil && byState[node.StateSucceeded] != nil:
 		c.excused = append(c.excused, Excuse{Kind: "cancel-race", At: time.Duration(w.now), Task: r.task.ID, Cause: "a cancel raced a successful delivery: " + desc})
-	case r.lostState != 0:
+	case lost:
 		c.excused = append(c.excused, Excuse{Kind: "lost", At: time.Duration(w.now), Task: r.task.ID, Cause: "replicas disagree after a state loss: " + desc})
 	default:
 		c.violate("L3", []string{r.task.ID}, r.task.Replicas, "replicas disagree on the final state: %s", desc)

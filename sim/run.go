@@ -317,6 +317,7 @@ type workload struct {
 	duplicates int // enqueues refused because their name was taken
 	full       int // enqueues refused with a 503: full, starting, or a disk that cannot write
 	requeued   int // re-queues of dead tasks (requeue_task), counted in sent
+	resent     int // named enqueues sent again after a failure (NameSpec.Resend), counted in sent
 	answered   int
 	weights    float64
 	remaining  int // requests not yet taken from workload.tasks
@@ -399,14 +400,49 @@ func (wl *workload) send() {
 	wl.submit(s, req, n)
 }
 
+// resend sends a named enqueue that failed again, unchanged, through another node
+// that is up (any node if it is the only one), a second later: what a client does
+// with the 503 "re-sending it with a task name is safe". tries counts the sends so far.
+func (wl *workload) resend(from *simNode, req node.EnqueueRequest, n, tries int) {
+	nm := wl.w.sc.Workload.Names
+	if req.Name == "" || nm == nil || tries > nm.Resend {
+		return
+	}
+	w := wl.w
+	wl.resent++
+	wl.sent++
+	w.after(time.Second, func() {
+		var live []*simNode
+		for _, s := range w.nodes {
+			if s.up && s.n != nil && s != from {
+				live = append(live, s)
+			}
+		}
+		if len(live) == 0 {
+			if !from.up || from.n == nil {
+				wl.answered++ // nobody to send it to: the client gives up
+				return
+			}
+			live = []*simNode{from}
+		}
+		wl.send1(live[w.rngWork.IntN(len(live))], req, n, tries+1)
+	})
+}
+
 // submit sends one enqueue request through s, as a client: request n of the
 // workload, or -1 for a re-queue (not counted in workload.tasks).
 func (wl *workload) submit(s *simNode, req node.EnqueueRequest, n int) {
-	w := wl.w
 	if n < 0 {
 		wl.requeued++
 		wl.sent++
 	}
+	wl.send1(s, req, n, 1)
+}
+
+// send1 is one send of a client's enqueue request (tries: this is the tries-th),
+// counted in sent by the caller.
+func (wl *workload) send1(s *simNode, req node.EnqueueRequest, n, tries int) {
+	w := wl.w
 	if w.trace != nil {
 		w.trace.enqueue(w.now, s.id, "enqueue", "", n)
 	}
@@ -429,6 +465,9 @@ func (wl *workload) submit(s *simNode, req node.EnqueueRequest, n int) {
 		case errRefused(r.Err):
 			wl.full++
 		}
+		if r.Err != nil && !errors.As(r.Err, &dup) && !gaveUp {
+			wl.resend(s, req, n, tries)
+		}
 		if w.trace != nil {
 			kind := "ack"
 			if r.Err != nil {
@@ -443,6 +482,7 @@ func (wl *workload) submit(s *simNode, req node.EnqueueRequest, n int) {
 		if !answered {
 			gaveUp = true
 			wl.answered++
+			wl.resend(s, req, n, tries)
 		}
 	})
 }

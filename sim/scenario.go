@@ -132,6 +132,11 @@ type WorkloadSpec struct {
 type NameSpec struct {
 	Fraction float64 `json:"fraction"` // share of tasks that are named
 	Pool     int     `json:"pool"`     // names drawn uniformly from name-0 .. name-(pool-1)
+	// Resend: a client whose named enqueue failed (an error other than 409, or no
+	// answer within the client's timeout) sends it again, unchanged, through another
+	// node that is up, after a second, at most this many times, as the 503's message
+	// says is safe. 0: never.
+	Resend int `json:"resend,omitempty"`
 }
 
 type QueueSpec struct {
@@ -459,6 +464,9 @@ func (sc *Scenario) Validate() error {
 		prob("workload.names.fraction", nm.Fraction)
 		if nm.Pool < 1 {
 			bad("workload.names.pool", "must be at least 1, not %d", nm.Pool)
+		}
+		if nm.Resend < 0 || nm.Resend > 10 {
+			bad("workload.names.resend", "must be 0 to 10, not %d", nm.Resend)
 		}
 	}
 	seen := map[string]bool{}

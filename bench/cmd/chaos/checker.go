@@ -125,7 +125,7 @@ type Report struct {
 // a second delivery of an at-most-once task, a task stuck after the drain, or a
 // node that crashed.
 func (r *Report) Failed() bool {
-	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Crashes) > 0
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes) > 0
 }
 
 // Check judges h.

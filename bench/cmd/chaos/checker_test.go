@@ -158,12 +158,14 @@ func TestCheckStuck(t *testing.T) {
 	require.Len(t, r.Stuck, 1, "no node answering is no proof of an end")
 }
 
-// Mismatches are reported but do not fail the run by themselves.
+// A mismatch fails the run: replicas must agree on a task's final state (the
+// simulator's L3), and with what the worker saw.
 func TestCheckMismatch(t *testing.T) {
 	vs := views("succeeded")
 	vs[2].Task.State = "dead"
 	r := Check(history(ack("a", false), vs, nil, call("a", "n1", 1, 1, 200)))
-	require.False(t, r.Failed(), printed(r))
+	require.True(t, r.Failed(), printed(r))
+	require.Equal(t, exitFailed, exitCodeFor(r))
 	require.Len(t, r.Mismatches, 1)
 	require.Contains(t, printed(r), "mismatch: task a (chaos-alo): n3: dead, but the worker answered a delivery with a 2xx; nodes disagree on its final state")
 

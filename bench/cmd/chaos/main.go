@@ -25,7 +25,8 @@
 // Every run prints its seed and the command that replays its fault schedule and
 // load (the timing of a real cluster differs from run to run; the schedule does
 // not). It exits 0 when nothing was lost, every duplicate is explained, no
-// at-most-once task ran twice and nothing is stuck; 1 otherwise or when the run
+// at-most-once task ran twice, nothing is stuck and every node's final state agrees
+// with the others' and with the worker's calls; 1 otherwise or when the run
 // itself failed; 2 on a bad flag, with one line naming it. A failing run keeps its
 // directory (each node's log, its data, and history.json with every
 // acknowledgement, call, fault and final answer) and prints where.
