@@ -741,6 +741,7 @@ func (b backend) WriteMetrics(w io.Writer) {
 	}
 	b.d.metrics.Write(w, b.d.cfg.NodeID, peers, conns, ds)
 	b.d.writeConnMetrics(w)
+	metrics.WriteProcess(w, b.d.cfg.NodeID)
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
