@@ -1,0 +1,101 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// miyamotoBinary builds cmd/miyamoto once per test binary.
+func miyamotoBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "miyamoto-bench-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "miyamoto")
+		if out, err := exec.Command("go", "build", "-o", builtBin, "github.com/miyamotohq/miyamoto/cmd/miyamoto").CombinedOutput(); err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return builtBin
+}
+
+// The memory benchmark's plumbing on a small load: every task acknowledged and held,
+// memory read, and with storage every task back after the restart.
+func TestRunMemory(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the memory benchmark reads /proc")
+	}
+	bin := miyamotoBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunMemory(ctx, MemoryConfig{Binary: bin, Tasks: 2000, Durable: true, Clients: 16})
+	require.NoError(t, err)
+	require.Equal(t, 2000, rep.Acked)
+	require.Positive(t, rep.RSSBefore)
+	require.Greater(t, rep.HeapAfter, rep.HeapBefore, "2,000 tasks take some heap")
+	require.Less(t, rep.HeapPerTask(), 64*1024.0, "far too much heap per task")
+	require.Equal(t, 2000, rep.RestartedTasks, "the restarted node holds every task")
+	require.Positive(t, rep.Restart)
+	require.NotEmpty(t, rep.SampleID)
+}
+
+// BenchmarkMemoryPerTask enqueues MIYAMOTO_MEMORY_TASKS (default 1,000,000) tasks
+// due in 30 days into one `serve` process, in memory and with storage, and reports
+// its resident set and heap growth per task, and (with storage) how long a restart
+// takes until the node serves a task it held:
+//
+//	go test -run '^$' -bench MemoryPerTask -benchtime 1x -timeout 60m ./bench/
+func BenchmarkMemoryPerTask(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("the memory benchmark reads /proc")
+	}
+	tasks := 1_000_000
+	if v := os.Getenv("MIYAMOTO_MEMORY_TASKS"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(b, err, "MIYAMOTO_MEMORY_TASKS")
+		tasks = n
+	}
+	bin := miyamotoBinary(b)
+	for _, durable := range []bool{false, true} {
+		name := "memory"
+		if durable {
+			name = "storage"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				rep, err := RunMemory(context.Background(), MemoryConfig{Binary: bin, Tasks: tasks, Durable: durable})
+				require.NoError(b, err)
+				require.Equal(b, tasks, rep.Acked)
+				b.ReportMetric(rep.RSSPerTask(), "rss-B/task")
+				b.ReportMetric(rep.HeapPerTask(), "heap-B/task")
+				b.ReportMetric(float64(tasks)/rep.Enqueue.Seconds(), "enqueues/s")
+				b.ReportMetric(float64(rep.RSSAfter)/(1<<20), "rss-MiB")
+				if durable {
+					b.ReportMetric(rep.Restart.Seconds(), "restart-s")
+					b.ReportMetric(float64(rep.RSSRestarted)/(1<<20), "rss-restarted-MiB")
+					require.Equal(b, tasks, rep.RestartedTasks)
+				}
+			}
+		})
+	}
+}
