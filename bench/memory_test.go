@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,4 +99,37 @@ func BenchmarkMemoryPerTask(b *testing.B) {
 			}
 		})
 	}
+}
+
+// The README's command for the memory benchmark runs as written (from the
+// repository's root), on 5,000 tasks instead of a million (MIYAMOTO_MEMORY_TASKS),
+// and reports every figure the README quotes.
+func TestREADMEMemoryBenchmark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two serve processes")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the memory benchmark reads /proc")
+	}
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(readme), "\n### Memory per task\n")
+	require.True(t, ok, "README.md has no section \"Memory per task\"")
+	_, rest, ok = strings.Cut(rest, "```sh\n")
+	require.True(t, ok)
+	command, _, ok := strings.Cut(rest, "\n```")
+	require.True(t, ok)
+	require.Equal(t, `go test -run '^$' -bench MemoryPerTask -benchtime 1x -timeout 60m ./bench/`, command)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", command)
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "MIYAMOTO_MEMORY_TASKS=5000")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, unit := range []string{"rss-B/task", "heap-B/task", "enqueues/s", "restart-s"} {
+		require.Contains(t, string(out), unit)
+	}
+	t.Logf("%s", out)
 }

@@ -54,6 +54,7 @@ func (n *Node) addEntry(e *entry) {
 
 // removeEntry drops e from tasks.
 func (n *Node) removeEntry(e *entry) {
+	n.unschedule(e)
 	delete(n.tasks, e.task.ID)
 	n.count(e, e.state, -1)
 	if !e.state.Final() {

@@ -55,6 +55,12 @@ type Node struct {
 	forgetQ     []forgetItem
 	forgetHead  int
 	forgetTimer func() bool
+	// timers holds the entries with a fire, claim or outcome timer armed, first due
+	// first; wake is the one Clock timer, armed for wakeAt (timers.go).
+	timers   timerHeap
+	timerSeq uint64
+	wake     func() bool
+	wakeAt   int64
 	buckets     map[string]*bucket // limited queues this node is the token node of
 	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
 	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away
@@ -173,9 +179,14 @@ type entry struct {
 	due     time.Time
 	reason  string
 
-	timer      func() bool
+	// The timer (timers.go): due at local time timerAt (Unix nanoseconds), armed
+	// as the timerSeq-th; timerIdx is its place in the node's heap plus one (0: not
+	// in it).
+	timerAt    int64
+	timerSeq   uint64
+	timerIdx   int32
 	timerKind  timerKind
-	timerEpoch uint64 // bumps on every (re)arm so that a stale callback does nothing
+	timerEpoch uint64 // bumps on every (re)arm, so that forget.go's queue skips a stale item
 }
 
 // enqueueOp is an enqueue this node coordinates. It answers the client at a
@@ -860,25 +871,12 @@ func (n *Node) arm(e *entry, kind timerKind, at time.Time) {
 		n.queueForget(e, at)
 		return
 	}
-	epoch := e.timerEpoch
-	d := max(at.Sub(n.now()), 0)
-	e.timer = n.env.Clock.AfterFunc(d, func() {
-		n.input(func() {
-			if e.timerEpoch != epoch || n.tasks[e.task.ID] != e {
-				return
-			}
-			e.timer, e.timerKind = nil, timerNone
-			n.onTimer(e, kind)
-		})
-	})
+	n.schedule(e, at)
 }
 
 func (n *Node) disarm(e *entry) {
 	e.timerEpoch++
-	if e.timer != nil {
-		e.timer()
-		e.timer = nil
-	}
+	n.unschedule(e)
 	e.timerKind = timerNone
 }
 
