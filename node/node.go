@@ -57,16 +57,16 @@ type Node struct {
 	forgetTimer func() bool
 	// timers holds the entries with a fire, claim or outcome timer armed, first due
 	// first; wake is the one Clock timer, armed for wakeAt (timers.go).
-	timers   timerHeap
-	timerSeq uint64
-	wake     func() bool
-	wakeAt   int64
-	buckets     map[string]*bucket // limited queues this node is the token node of
-	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
-	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away
-	forgetMark  time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
-	superseded  int                // records logged since the last CompactionPolicy that supersede an earlier one
-	listSeq     uint64
+	timers     timerHeap
+	timerSeq   uint64
+	wake       func() bool
+	wakeAt     int64
+	buckets    map[string]*bucket // limited queues this node is the token node of
+	lists      map[uint64]*listOp // cluster-wide listings this node coordinates
+	forgotten  []string           // tasks dropped after their dedup window, not yet compacted away
+	forgetMark time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
+	superseded int                // records logged since the last CompactionPolicy that supersede an earlier one
+	listSeq    uint64
 
 	// counts counts the entries of tasks by queue, state and the replicas ranked
 	// before this node (see counts.go), kept like open. countOps are the
