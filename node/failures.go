@@ -19,8 +19,11 @@ const failureWindow = 64
 //   - a count never exceeds the failures it stands for (a lower bound, exact inside
 //     the window), and a merge is never less than either count.
 //
-// A count from an older build (Failed 0, or no bits) locates at most its highest
-// failure; the rest of its total may lie inside the window (see merge).
+// A count from an older build (Failed 0, or no bits; only from a log an older build
+// wrote, as the wire speaks one version) locates at most its highest failure; the
+// rest of its total may lie inside the window (see merge), and a failure reported
+// there later may be one of them and be counted again: the one way a count may
+// exceed the failures it stands for, for the tasks an upgrade finds running.
 type failureCount struct {
 	retries int
 	failed  uint64
