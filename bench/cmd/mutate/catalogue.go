@@ -183,6 +183,11 @@ var Catalogue = []Mutant{
 		Edits: edit("node/failures.go", "retries: max(bits.OnesCount64(union)+unlocated, c.retries, o.retries),", "retries: max(c.retries, o.retries+0*unlocated),"),
 	},
 	{
+		Name:  "failure-below-highest-ignored",
+		Desc:  "a late failure of an attempt below the highest failed one known is not counted, although the window shows it is new",
+		Edits: edit("node/failures.go", "\tcase c.bits&(1<<(c.failed-a)) != 0:\n", "\tcase a < c.failed || c.bits&(1<<(c.failed-a)) != 0:\n"),
+	},
+	{
 		Name:  "holder-ignores-known-backoff",
 		Desc:  "the holder of a quorum delivers before the backoff of a failure it heard of while claiming is over",
 		Edits: edit("node/claim.go", "if e.task.Delivery == AtLeastOnce && now.Before(e.notBefore.Add(-n.cfg.MaxClockDrift)) {", "if false {"),
