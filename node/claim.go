@@ -440,10 +440,10 @@ func (n *Node) handleRelease(m Message) {
 }
 
 // applyRelease records that from's attempt a, claimed in round, is over without
-// success, with the failures counted so far (see failureCount) and
-// no attempt before next. It reports whether that freed a live grant this acceptor
-// gave (then the replica timer should be re-armed at the next due time), and the due
-// time it applied: next, later by the backoff of the failures this count adds to the
+// success, with the failures counted so far (see failureCount) and no attempt before
+// next. It reports whether that freed a live grant this acceptor gave (then the
+// replica timer should be re-armed at the next due time), and the due time it
+// applied: next, later by the backoff of the failures this count adds to the
 // sender's.
 //
 // Invariant: a release never frees a live grant held by someone else. A claimant that
@@ -459,8 +459,9 @@ func (n *Node) handleRelease(m Message) {
 // delivery is still running).
 func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, count failureCount, status int) (bool, time.Time) {
 	// A release moves notBefore when it tells of a failure we did not count, or
-	// reports the failure of a itself (next is then the end of its backoff).
-	if rose := e.mergeFailures(count); rose || (a != 0 && a == count.failed && count.retries > 0) {
+	// reports the failure of a itself, the highest or a late one below it (next is
+	// then the end of its backoff).
+	if rose := e.mergeFailures(count); rose || count.locates(a) {
 		if e.retries > count.retries {
 			// We knew of failures the sender did not: its backoff is too short.
 			b := n.queue(e.task.Queue).Retry.Backoff

@@ -50,6 +50,13 @@ func (c failureCount) exactPart() failureCount {
 	return failureCount{}
 }
 
+// locates reports whether c says that attempt a failed (an older build's count says
+// it of its highest failure only).
+func (c failureCount) locates(a uint64) bool {
+	x := c.exactPart()
+	return a != 0 && a <= x.failed && x.failed-a < failureWindow && x.bits&(1<<(x.failed-a)) != 0
+}
+
 // windowAt is c's bits seen from a window whose top is top ≥ c.failed: failures that
 // fall below it are dropped (they stay in retries, unlocated).
 func (c failureCount) windowAt(top uint64) uint64 {

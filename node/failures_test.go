@@ -133,3 +133,16 @@ func below(s map[uint64]bool, failed uint64) int {
 	}
 	return n
 }
+
+// A count says which attempts failed: those it locates (an older build's count, only
+// its highest), so that a release reporting a late failure moves the backoff too.
+func TestFailureCountLocates(t *testing.T) {
+	c := countOf(1, 3)
+	for a, want := range map[uint64]bool{0: false, 1: true, 2: false, 3: true, 4: false} {
+		require.Equal(t, want, c.locates(a), "attempt %d", a)
+	}
+	old := failureCount{retries: 2, failed: 3}
+	require.True(t, old.locates(3))
+	require.False(t, old.locates(2), "an older build's count locates its highest failure only")
+	require.False(t, countOf(1, 100).locates(1), "below the window")
+}
