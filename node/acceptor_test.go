@@ -230,13 +230,13 @@ func TestFailuresKnownApartAreBothCounted(t *testing.T) {
 	backoff := func(k int) time.Duration { return n.queue(task.Queue).Retry.Backoff(k) }
 
 	env.now = t0.Add(time.Second)
-	step(env, n, Message{Type: MsgRelease, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Promised: 1, NextETA: env.now.Add(backoff(1)), Retries: 1, Failed: 1})
+	step(env, n, Message{Type: MsgRelease, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Promised: 1, NextETA: env.now.Add(backoff(1)), Retries: 1, Failed: 1, FailedBits: 1})
 
 	// n2 delivered attempt 2 with grants from n1 and itself, and it failed at t2.
 	t2 := env.now.Add(backoff(1) + time.Second)
 	env.now = t2.Add(time.Millisecond)
-	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
-	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2})
+	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2, FailedBits: 1})
+	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Promised: 7, NextETA: t2.Add(backoff(1)), Retries: 1, Failed: 2, FailedBits: 1})
 
 	check := func(n *Node, round uint64) {
 		t.Helper()
@@ -250,6 +250,56 @@ func TestFailuresKnownApartAreBothCounted(t *testing.T) {
 	check(n, 2)
 	env.recs = env.recs[:env.synced]
 	check(bootAcceptor(t, env, 2), 3)
+}
+
+// Counts that locate different failures merge without loss: n1 knows attempts 1 and
+// 3 failed, n2 knows 2 and 3; each says two. n3 counts three, waits the backoff of
+// three, and rebuilds the same count from its log.
+func TestFailureCountsMergeWithoutLoss(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	step(env, n, Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+	backoff := func(k int) time.Duration { return n.queue(task.Queue).Retry.Backoff(k) }
+
+	t1 := t0.Add(time.Second)
+	env.now = t1
+	step(env, n, Message{Type: MsgRelease, From: "n1", To: "n3", TaskID: task.ID, Attempt: 3, Promised: 5, NextETA: t1.Add(backoff(2)), Retries: 2, Failed: 3, FailedBits: 0b101})
+	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 4, Promised: 6, NextETA: t1.Add(backoff(2)), Retries: 2, Failed: 3, FailedBits: 0b011})
+
+	check := func(n *Node, round uint64) {
+		t.Helper()
+		env.now = t1.Add(backoff(2) + n.Config().MaxClockDrift)
+		resp := claim(t, env, n, task, "n1", 5, round)
+		require.False(t, resp.Granted, "not at the backoff of two failures")
+		require.Equal(t, 3, resp.Retries, "{1,3} and {2,3} are three failures")
+		require.Equal(t, uint64(3), resp.Failed)
+		require.Equal(t, uint64(0b111), resp.FailedBits)
+		require.Equal(t, t1.Add(backoff(3)).Sub(env.now), resp.Lease, "the backoff of three")
+	}
+	check(n, 1)
+	env.recs = env.recs[:env.synced]
+	check(bootAcceptor(t, env, 2), 2)
+}
+
+// A failure below the highest one known is counted: n3 granted attempt 2 to n1, then
+// heard that attempt 3 (n2's, granted by others) failed. n1's lease runs out with no
+// word: attempt 2 failed too, two failures in all.
+func TestExpiredGrantBelowAKnownFailureIsCounted(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	step(env, n, Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+	require.True(t, claim(t, env, n, task, "n1", 2, 1).Granted)
+	step(env, n, Message{Type: MsgRelease, From: "n2", To: "n3", TaskID: task.ID, Attempt: 3, Promised: 7, NextETA: t0.Add(2 * time.Second), Retries: 1, Failed: 3, FailedBits: 1})
+
+	env.now = t0.Add(10*time.Second + time.Millisecond) // n1's lease is over
+	resp := claim(t, env, n, task, "n2", 4, 8)
+	require.False(t, resp.Granted, "not before the backoff of the expired attempt")
+	require.Equal(t, 2, resp.Retries, "attempts 2 and 3 failed")
+	require.Equal(t, uint64(0b11), resp.FailedBits)
 }
 
 // A task given back to a replica that lost it carries the failures counted so far

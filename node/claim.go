@@ -99,7 +99,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	if retryAt.After(next) {
 		next = retryAt
 	}
-	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
+	n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Status: e.lastStatus}.withFailures(e.failures()))
 	if e.state.Final() {
 		return
 	}
@@ -132,7 +132,7 @@ func (n *Node) handleClaim(m Message) {
 		return // not a replica of this task: ignore
 	case e.state.Final():
 		resp.Reject, resp.State, resp.Status, resp.Reason = RejectFinal, e.state, e.lastStatus, e.reason
-		resp.Retries, resp.Failed = e.retries, e.failed
+		resp = resp.withFailures(e.failures())
 	case e.amnesiac:
 		// We may have granted this at-most-once task and forgotten: we no longer
 		// know it, as far as claims go. A majority of such answers ends it unknown.
@@ -144,7 +144,7 @@ func (n *Node) handleClaim(m Message) {
 		// that restarted and claims the same attempt anew has another round number
 		// and is refused: it may have delivered already.
 		resp.Granted = true
-		resp.Retries, resp.Failed = e.retries, e.failed
+		resp = resp.withFailures(e.failures())
 		n.afterSync(func() { n.send(resp) })
 		return
 	case n.recovering() && !n.bornAfterForgetting(e.task):
@@ -159,7 +159,7 @@ func (n *Node) handleClaim(m Message) {
 		return
 	}
 	if e != nil {
-		resp.Retries, resp.Failed = e.retries, e.failed
+		resp = resp.withFailures(e.failures())
 	}
 	n.send(resp)
 }
@@ -188,7 +188,7 @@ func (n *Node) expireGrant(e *entry) {
 	if next.After(e.nextETA) {
 		e.nextETA = next
 	}
-	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
+	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Status: e.lastStatus}.withFailures(e.failures()))
 }
 
 // judgeClaim grants m's attempt or says why not, for a task this node holds and may
@@ -221,7 +221,7 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 		// No sentinel time: one read back from disk is equal in instant, not in ==.
 		e.leaseEnd = now.Add(m.Lease)
 		resp.Granted = true
-		resp.Retries, resp.Failed = e.retries, e.failed
+		resp = resp.withFailures(e.failures())
 		if m.From != n.cfg.ID && e.timerKind == timerFire {
 			// Someone else is about to fire: stay quiet until its lease is over.
 			n.pushBack(e, now.Add(m.Lease))
@@ -230,41 +230,8 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 		n.persist(func() { n.send(resp) }, rec)
 		return
 	}
-	resp.Retries, resp.Failed = e.retries, e.failed
+	resp = resp.withFailures(e.failures())
 	n.send(resp)
-}
-
-// countFailure counts the failure of attempt a (a delivery that failed, or a lease
-// that ran out with no outcome) once, and reports whether it was counted: not if
-// the count already includes a failure of a or of a later attempt (then it may
-// include a's too, and a count is never more than the failures it stands for).
-func (e *entry) countFailure(a uint64) bool {
-	if a <= e.failed {
-		return false
-	}
-	e.retries, e.failed = e.retries+1, a
-	return true
-}
-
-// mergeFailures merges a count of failures known elsewhere (retries, the highest
-// attempt it counts in failed) into e's, and reports whether e's count rose.
-//
-// Invariant: a count is a lower bound of the failures known where it is, and a merge
-// never loses a failure it can tell apart. Merging with max alone would: two
-// replicas that each know a different third failure both say 3, and the next holder
-// waits the backoff of 3 when 4 happened. A count whose highest failed attempt is
-// above ours counts a failure ours does not, so the union has at least one more than
-// ours. A count from an older build (failed 0) merges with max.
-func (e *entry) mergeFailures(retries int, failed uint64) bool {
-	before := e.retries
-	switch {
-	case retries <= 0:
-	case failed > e.failed:
-		e.retries, e.failed = max(e.retries+1, retries), failed
-	default:
-		e.retries = max(e.retries, retries)
-	}
-	return e.retries > before
 }
 
 // grantable reports whether a later attempt than e.promised may be granted to from.
@@ -293,7 +260,7 @@ func (n *Node) handleClaimResp(m Message) {
 	if rank < 0 {
 		return
 	}
-	e.mergeFailures(m.Retries, m.Failed)
+	e.mergeFailures(failuresOf(&m))
 	if m.Reject == RejectFinal {
 		e.lastStatus = m.Status
 		e.reason = m.Reason
@@ -329,7 +296,7 @@ func (n *Node) handleClaimResp(m Message) {
 		// at-most-once: it may have granted the one attempt and forgotten.) The
 		// failures counted so far and their backoff go with it, so that its grants do
 		// not make the next holder count from zero.
-		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, NextETA: e.notBefore})
+		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task, Status: e.lastStatus, NextETA: e.notBefore}.withFailures(e.failures()))
 	}
 	e.rejects |= 1 << rank
 	if m.Reject == RejectUnknown {
@@ -447,11 +414,11 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 		}
 		a := e.claiming
 		e.claiming, e.grants, e.rejects = 0, 0, 0
-		n.applyRelease(e, n.cfg.ID, a, e.round, next, e.retries, e.failed, e.lastStatus)
+		n.applyRelease(e, n.cfg.ID, a, e.round, next, e.failures(), e.lastStatus)
 		e.notBefore = next
 		n.setState(e, StateScheduled)
 		n.armFire(e)
-		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Retries: e.retries, Failed: e.failed, Status: e.lastStatus})
+		n.bcast(e.task, Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: next, Status: e.lastStatus}.withFailures(e.failures()))
 	}
 }
 
@@ -461,22 +428,22 @@ func (n *Node) handleRelease(m Message) {
 	if e == nil || e.state.Final() || m.From == n.cfg.ID {
 		return
 	}
-	freed, next := n.applyRelease(e, m.From, m.Attempt, m.Promised, m.NextETA, m.Retries, m.Failed, m.Status)
+	freed, next := n.applyRelease(e, m.From, m.Attempt, m.Promised, m.NextETA, failuresOf(&m), m.Status)
 	if freed && !e.delivering && e.claiming == 0 {
 		n.setState(e, StateScheduled)
 		n.armFire(e)
 	}
 	// The record holds the count as merged, and the backoff's end as applied, so that
 	// replaying it rebuilds the same entry whatever the queue's settings are then.
-	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, Round: m.Promised, NextETA: next, Retries: e.retries, Failed: e.failed, Status: m.Status}
+	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, Round: m.Promised, NextETA: next, Status: m.Status}.withFailures(e.failures())
 	n.persist(func() {}, rec)
 }
 
 // applyRelease records that from's attempt a, claimed in round, is over without
-// success, with the failures counted so far (retries, failed; see mergeFailures) and
-// no attempt before next. It reports whether that freed a live grant this acceptor
-// gave (then the replica timer should be re-armed at the next due time), and the due
-// time it applied: next, later by the backoff of the failures this count adds to the
+// success, with the failures counted so far (see failureCount) and no attempt before
+// next. It reports whether that freed a live grant this acceptor gave (then the
+// replica timer should be re-armed at the next due time), and the due time it
+// applied: next, later by the backoff of the failures this count adds to the
 // sender's.
 //
 // Invariant: a release never frees a live grant held by someone else. A claimant that
@@ -490,14 +457,15 @@ func (n *Node) handleRelease(m Message) {
 // the clock, so that replaying the log at start rebuilds exactly the state the node
 // had (a release read against the restart-time clock could free a grant whose
 // delivery is still running).
-func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, retries int, failed uint64, status int) (bool, time.Time) {
+func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Time, count failureCount, status int) (bool, time.Time) {
 	// A release moves notBefore when it tells of a failure we did not count, or
-	// reports the failure of a itself (next is then the end of its backoff).
-	if rose := e.mergeFailures(retries, failed); rose || (a != 0 && a == failed && retries > 0) {
-		if e.retries > retries {
+	// reports the failure of a itself, the highest or a late one below it (next is
+	// then the end of its backoff).
+	if rose := e.mergeFailures(count); rose || count.locates(a) {
+		if e.retries > count.retries {
 			// We knew of failures the sender did not: its backoff is too short.
 			b := n.queue(e.task.Queue).Retry.Backoff
-			next = next.Add(b(e.retries) - b(retries))
+			next = next.Add(b(e.retries) - b(count.retries))
 		}
 		// A delivery failed: no attempt before its backoff is over. (A release of an
 		// abandoned claim moves only the timers, never this: it would let two
@@ -541,7 +509,7 @@ func (n *Node) finish(e *entry, state TaskState, status int) {
 	}
 	n.setState(e, state)
 	e.outcomeAcks, e.outcomeSends = 0, 0
-	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, Reason: e.reason})
+	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
 	n.decided(e)
 	n.sendOutcome(e)
 }
@@ -589,7 +557,7 @@ func (n *Node) sendOutcome(e *entry) {
 	}
 	for i, r := range e.task.Replicas {
 		if e.outcomeAcks&(1<<i) == 0 {
-			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, Reason: e.reason})
+			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
 		}
 	}
 	// Resend after OutcomeRetry, doubling each time up to ClaimTimeout: slow enough
@@ -646,7 +614,7 @@ func (n *Node) handleOutcome(m Message) {
 		// Already recorded when it became final here; answered once that record is
 		// durable (it may still be on its way to disk when the Outcome is repeated).
 	default:
-		e.mergeFailures(m.Retries, m.Failed)
+		e.mergeFailures(failuresOf(&m))
 		if m.Status != 0 {
 			e.lastStatus = m.Status
 		}
@@ -667,7 +635,7 @@ func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
 	e.claiming, e.grants, e.rejects = 0, 0, 0
 	n.setState(e, s)
 	n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
-	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Retries: e.retries, Failed: e.failed, Status: e.lastStatus, Reason: e.reason})
+	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
 	if s == StateUnknown && e.task.Delivery == AtMostOnce {
 		// Adopted unknown: ask every replica, like the one that decided it, until
 		// each has answered with what it holds (see tellsMore).

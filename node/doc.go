@@ -58,6 +58,9 @@
 // end, is over (the holder's Release may be lost for good, under a one-way partition).
 // The holder of a quorum ends the task dead instead of delivering when the count has
 // used the limits up. A task given back to a replica that lost it carries the count.
+// Replicas learn failures apart, so a count locates its failed attempts in a window of
+// 64 below the highest (Failed, FailedBits): counts merge by union, without loss, and
+// a failure is counted once however many replicas report it (see failureCount).
 //
 // Nothing is acknowledged before it is durable: a Store, a grant, a final state are
 // answered once their record is synced, a repeated request once a sync covers the

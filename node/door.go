@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 	"regexp"
 	"time"
 )
@@ -185,6 +186,10 @@ func (n *Node) checkScalars(m *Message) (Refusal, string) {
 		return RefusedRange, "failed"
 	case m.Retries < 0 || m.Retries > MaxRetries:
 		return RefusedRange, "retries"
+	case (m.Failed > 0) != (m.FailedBits&1 != 0) || bits.OnesCount64(m.FailedBits) > m.Retries:
+		// A failure count whose bits say more than it counts, or locate failures
+		// below no highest one, would make a merge count failures nobody saw.
+		return RefusedRange, "failed_bits"
 	case m.Status < 0 || m.Status > 999:
 		return RefusedRange, "status"
 	case m.Lease < 0 || m.Lease > MaxLease:

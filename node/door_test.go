@@ -114,6 +114,21 @@ func TestDoorRefusesEachBrokenRule(t *testing.T) {
 			return Message{Type: MsgClaim, From: "n1", To: "n3", TaskID: "x", Attempt: math.MaxUint64, Lease: time.Second}
 		}, RefusedRange},
 		{"negative retries", func() Message { m := storeOf(doorTask(now)); m.Retries = -1; return m }, RefusedRange},
+		{"failed bits without a failed attempt", func() Message {
+			m := storeOf(doorTask(now))
+			m.Retries, m.FailedBits = 1, 1
+			return m
+		}, RefusedRange},
+		{"failed attempt without its bit", func() Message {
+			m := storeOf(doorTask(now))
+			m.Retries, m.Failed, m.FailedBits = 2, 3, 0b10
+			return m
+		}, RefusedRange},
+		{"failed bits more than retries", func() Message {
+			m := storeOf(doorTask(now))
+			m.Retries, m.Failed, m.FailedBits = 2, 3, 0b111
+			return m
+		}, RefusedRange},
 		{"lease of years", func() Message {
 			return Message{Type: MsgClaim, From: "n1", To: "n3", TaskID: "x", Attempt: 1, Lease: 10 * 365 * 24 * time.Hour}
 		}, RefusedRange},
@@ -189,9 +204,14 @@ func TestDoorAdmitsValidMessages(t *testing.T) {
 	n := bootAcceptor(t, env, 1)
 	tk := doorTask(now)
 	tk.Created = now.Add(900 * time.Millisecond) // a coordinator's clock ahead, within the drift
-	n.Step(storeOf(tk))
+	// Given back with three failures, two of them located (attempts 5 and 3).
+	given := storeOf(tk)
+	given.Retries, given.Failed, given.FailedBits = 3, 5, 0b101
+	n.Step(given)
 	env.flush()
 	require.Equal(t, []string{tk.ID}, n.TaskIDs())
+	st, _ := n.Task(tk.ID)
+	assert.Equal(t, 3, st.Retries)
 	n.Step(settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()) + 500, Origin: "n1", Paused: true, PurgedBefore: now}))
 	env.flush()
 	s, ok := n.QueueSetting("mail")

@@ -125,7 +125,8 @@ type entry struct {
 
 	state      TaskState
 	retries    int       // failed deliveries so far (a lower bound of those known here)
-	failed     uint64    // the highest attempt whose failure retries counts (see mergeFailures)
+	failed     uint64    // the highest attempt whose failure retries counts (see failureCount)
+	failedBits uint64    // the failed attempts located below failed (see failureCount)
 	lastStatus int       // last HTTP status seen
 	nextETA    time.Time // base due time of the next attempt (rank offset not added)
 	notBefore  time.Time // acceptor: grant no claim before this (less the drift allowance)
@@ -375,7 +376,7 @@ func (n *Node) replay(r Record) {
 			// A task given back carries its floor and the count of failures so far.
 			e := n.newEntry(r.Task) // counted by recount at the end of Start
 			e.floor = max(e.floor, r.Attempt)
-			n.adoptCount(e, r.Retries, r.Failed, r.Status, r.NextETA)
+			n.adoptCount(e, recordedFailures(&r), r.Status, r.NextETA)
 			n.tasks[r.Task.ID] = e
 		}
 		return
@@ -390,17 +391,17 @@ func (n *Node) replay(r Record) {
 			e.promised, e.holder, e.holderRound, e.leaseEnd, e.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
 		}
 	case RecRelease:
-		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, r.Retries, r.Failed, r.Status)
+		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, recordedFailures(&r), r.Status)
 	case RecOutcome:
 		e.state, e.lastStatus, e.reason = r.State, r.Status, r.Reason
-		e.mergeFailures(r.Retries, r.Failed)
+		e.mergeFailures(recordedFailures(&r))
 	}
 }
 
 // adoptCount merges the failures counted elsewhere into e: retries so far, the last
 // status, and the end of their backoff.
-func (n *Node) adoptCount(e *entry, retries int, failed uint64, status int, notBefore time.Time) {
-	e.mergeFailures(retries, failed)
+func (n *Node) adoptCount(e *entry, count failureCount, status int, notBefore time.Time) {
+	e.mergeFailures(count)
 	if status != 0 {
 		e.lastStatus = status
 	}
@@ -792,11 +793,11 @@ func (n *Node) handleStore(m Message) {
 
 	e := n.newEntry(t)
 	// A task given back (see handleClaimResp) carries the failures counted so far.
-	n.adoptCount(e, m.Retries, m.Failed, m.Status, m.NextETA)
+	n.adoptCount(e, failuresOf(&m), m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
 	n.armFireStored(e)
-	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Retries: m.Retries, Failed: m.Failed, Status: m.Status, NextETA: m.NextETA}
+	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures())
 	n.persist(func() { n.ackStore(m) }, rec)
 	if n.cfg.Unsafe.DropStoredTasks {
 		n.removeEntry(e) // negative controls only (L2)

@@ -200,10 +200,14 @@ type Message struct {
 	NextETA  time.Time     // Release, naive push-back; Store giving a task back: no attempt before it
 	Retries  int           // Release, Outcome, ClaimResp, Store giving a task back: failed deliveries so far
 	Failed   uint64        // with Retries: the highest attempt whose failure Retries counts (0: none known)
-	Status   int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
-	Queue    string        // Permit, PermitDone: the task's queue
-	Setting  *QueueSetting // QueueSet, QueueSetResp, QueueSyncResp
-	Schedule *Schedule     // ScheduleSet, ScheduleSetResp, QueueSyncResp
+	// FailedBits, with Retries and Failed: bit i set means attempt Failed−i failed
+	// (bit 0 set iff Failed > 0); Retries counts these and, unlocated, failures below
+	// the window (see failureCount).
+	FailedBits uint64
+	Status     int           // Release, Outcome, Store giving a task back: last HTTP status (0: none)
+	Queue      string        // Permit, PermitDone: the task's queue
+	Setting    *QueueSetting // QueueSet, QueueSetResp, QueueSyncResp
+	Schedule   *Schedule     // ScheduleSet, ScheduleSetResp, QueueSyncResp
 	// Reason says why a task ended dead or unknown: Outcome, ClaimResp RejectFinal,
 	// StatusResp.
 	Reason string
@@ -352,11 +356,15 @@ type Record struct {
 	NextETA  time.Time
 	Retries  int
 	Failed   uint64 // with Retries: the highest attempt whose failure it counts
-	State    TaskState
-	Status   int
-	Setting  *QueueSetting // RecSetting
-	Reason   string        // RecOutcome: why the task ended dead or unknown
-	Schedule *Schedule     // RecSchedule
+	// FailedBits, with Retries and Failed: the failed attempts located below Failed,
+	// as in Message.FailedBits (0 in records of older formats, which locate at most
+	// Failed).
+	FailedBits uint64
+	State      TaskState
+	Status     int
+	Setting    *QueueSetting // RecSetting
+	Reason     string        // RecOutcome: why the task ended dead or unknown
+	Schedule   *Schedule     // RecSchedule
 }
 
 // EnqueueRequest is a client's task, already parsed.

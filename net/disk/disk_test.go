@@ -48,7 +48,7 @@ func taskRecords(id string) []node.Record {
 	return []node.Record{
 		{Kind: node.RecTask, Task: fullTask(id), TaskID: id},
 		{Kind: node.RecGrant, TaskID: id, Attempt: math.MaxUint64, Holder: "n1", Round: math.MaxUint64, LeaseEnd: utc(1_700_000_200, 7)},
-		{Kind: node.RecRelease, TaskID: id, Attempt: 2, Holder: "n2", Round: 0x5eed, NextETA: utc(-5, 999_999_999), Retries: math.MinInt64, Status: 503},
+		{Kind: node.RecRelease, TaskID: id, Attempt: 2, Holder: "n2", Round: 0x5eed, NextETA: utc(-5, 999_999_999), Retries: math.MinInt64, Failed: math.MaxUint64, FailedBits: math.MaxUint64, Status: 503},
 		{Kind: node.RecOutcome, TaskID: id, Attempt: 3, State: node.StateCancelled, Retries: 4, Status: 200,
 			LeaseEnd: time.Date(9999, 1, 2, 3, 4, 5, 6, time.UTC), NextETA: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)},
 	}

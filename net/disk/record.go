@@ -17,10 +17,12 @@ import (
 // (node.Record.Failed) at the end of the payload; version 4 why a task ended dead
 // or unknown (node.Record.Reason) and a schedule (node.Record.Schedule) after it,
 // and a queue setting as net/wire's version 3 writes it (with its explicit fields
-// and deletion mark). Versions 2 to 4 are read (a version 2 record counts failures
-// as before, Failed 0; versions 2 and 3 have no Reason and no schedule, and their
-// settings read as wire.Fields.SettingFormat2 says).
-const recordVersion byte = 4
+// and deletion mark); version 5 the failed attempts a count locates
+// (node.Record.FailedBits) after the schedule. Versions 2 to 4 are read (a version 2
+// record counts failures as before, Failed 0; versions 2 to 4 have no FailedBits,
+// which node merges as an older build's count; versions 2 and 3 have no Reason and no
+// schedule, and their settings read as wire.Fields.SettingFormat2 says).
+const recordVersion byte = 5
 
 // oldestRecordVersion is the oldest payload version this build reads.
 const oldestRecordVersion byte = 2
@@ -136,12 +138,13 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
 //	          status taskPresence(1) task? settingPresence(1) setting? round failed reason
-//	          schedulePresence(1) schedule?
+//	          schedulePresence(1) schedule? failedBits
 //
 // round is node.Record.Round, a uvarint (the claim round of a grant or a release),
 // failed node.Record.Failed, a uvarint (absent in version 2), reason
 // node.Record.Reason, a string, and the schedule as wire.AppendSchedule writes it
-// (both absent before version 4).
+// (both absent before version 4), failedBits node.Record.FailedBits, a uvarint (absent
+// before version 5).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -183,10 +186,12 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 		b = binary.AppendUvarint(b, r.Failed)
 		b = wire.AppendString(b, r.Reason)
 		if r.Schedule == nil {
-			return append(b, 0)
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = wire.AppendSchedule(b, r.Schedule)
 		}
-		b = append(b, 1)
-		return wire.AppendSchedule(b, r.Schedule)
+		return binary.AppendUvarint(b, r.FailedBits)
 	})
 }
 
@@ -257,6 +262,9 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 		case has != 0:
 			f.Fail("schedule presence is %d", has)
 		}
+	}
+	if v >= 5 {
+		r.FailedBits = f.Uvarint("failed bits")
 	}
 	if f.Err() == nil && r.Kind == node.RecSchedule && r.Schedule == nil {
 		f.Fail("schedule record without a schedule")

@@ -11,9 +11,9 @@ import (
 )
 
 // A grant's claim round, a release's failure count's highest attempt and an
-// outcome's reason are logged (record format 4: the last fields before the
-// schedule's presence), and a payload cut before them, or with a byte after them,
-// is refused.
+// outcome's reason are logged (since record format 4: the last fields before the
+// schedule's presence), and a payload cut before them, or with a byte after the
+// last field, is refused.
 func TestRecordRoundIsLogged(t *testing.T) {
 	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3}
 	frame := appendRecord(nil, &r)
@@ -23,7 +23,7 @@ func TestRecordRoundIsLogged(t *testing.T) {
 	require.False(t, marker)
 	require.Equal(t, r, got)
 
-	short := payload[:len(payload)-2-len(binary.AppendUvarint(nil, r.Failed))] // cut the failed attempt, the reason and the schedule's presence
+	short := payload[:len(payload)-3-len(binary.AppendUvarint(nil, r.Failed))] // cut the failed attempt, the reason, the schedule's presence and the failed bits
 	_, _, err = decodeRecord(short)
 	require.ErrorIs(t, err, errBadPayload, "a payload without its failed attempt is damaged")
 
@@ -43,7 +43,7 @@ func TestRecordRoundIsLogged(t *testing.T) {
 // count merges as it did then, Failed 0) and format 3 (no reason).
 func TestRecordFormats2And3AreRead(t *testing.T) {
 	r := node.Record{Kind: node.RecOutcome, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3, State: node.StateDead, Reason: "why"}
-	payload := appendRecord(nil, &r)[frameHeader:]
+	payload := format4(t, appendRecord(nil, &r)[frameHeader:])
 	withoutReason := payload[1 : len(payload)-1-1-len(r.Reason)] // no reason, no schedule presence
 	got, _, err := decodeRecord(append([]byte{3}, withoutReason...))
 	require.NoError(t, err)
@@ -68,10 +68,10 @@ func TestSettingRecordFormats(t *testing.T) {
 	cfg.Delivery = node.AtMostOnce
 	set := &node.QueueSetting{Queue: "q", Config: cfg, Explicit: node.FieldDelivery | node.FieldDispatchDeadline, Deleted: true, Version: 7, Origin: "n2"}
 	r := node.Record{Kind: node.RecSetting, Setting: set}
-	payload := appendRecord(nil, &r)[frameHeader:]
-	got, _, err := decodeRecord(payload)
+	got, _, err := decodeRecord(appendRecord(nil, &r)[frameHeader:])
 	require.NoError(t, err)
 	require.Equal(t, r, got)
+	payload := format4(t, appendRecord(nil, &r)[frameHeader:])
 
 	// Format 3: the setting without its last two fields, then round and failed (no
 	// reason, no schedule presence).
@@ -91,7 +91,7 @@ func TestSettingRecordFormats(t *testing.T) {
 // record of format 4 round-trips.
 func TestRecordFormat3IsReadAndSchedulesRoundTrip(t *testing.T) {
 	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 7, Retries: 2, Failed: 3}
-	payload := appendRecord(nil, &r)[frameHeader:]
+	payload := format4(t, appendRecord(nil, &r)[frameHeader:])
 	v3 := append([]byte{3}, payload[1:len(payload)-2]...) // no reason, no schedule presence
 	got, _, err := decodeRecord(v3)
 	require.NoError(t, err)
@@ -108,8 +108,40 @@ func TestRecordFormat3IsReadAndSchedulesRoundTrip(t *testing.T) {
 	require.Equal(t, rec, got)
 
 	noSched := node.Record{Kind: node.RecSchedule, Schedule: s}
-	p := appendRecord(nil, &noSched)[frameHeader:]
+	p := format4(t, appendRecord(nil, &noSched)[frameHeader:])
 	cut := append([]byte{3}, p[1:]...) // a format 3 record cannot carry one
 	_, _, err = decodeRecord(cut)
 	require.ErrorIs(t, err, errBadPayload)
+}
+
+// format4 is payload, a record of format 5 that locates no failure (FailedBits 0), as
+// format 4 wrote it: no failed bits at the end, and its version byte.
+func format4(t *testing.T, payload []byte) []byte {
+	t.Helper()
+	require.Equal(t, recordVersion, payload[0])
+	require.Equal(t, byte(0), payload[len(payload)-1], "failed bits 0, one byte")
+	return append([]byte{4}, payload[1:len(payload)-1]...)
+}
+
+// Record format 5 carries the failed attempts a count locates (FailedBits, last), so
+// that replaying the log rebuilds the count exactly; a payload cut before them is
+// refused, and a log of format 4 is read with no bits (node merges such a count as
+// an older build's).
+func TestRecordFormat5CarriesFailedBits(t *testing.T) {
+	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 7, NextETA: time.Unix(1700000000, 0).UTC(), Retries: 70, Failed: 300, FailedBits: 1<<63 | 0b101}
+	payload := appendRecord(nil, &r)[frameHeader:]
+	require.Equal(t, byte(5), payload[0])
+	got, _, err := decodeRecord(payload)
+	require.NoError(t, err)
+	require.Equal(t, r, got)
+
+	bitsLen := len(binary.AppendUvarint(nil, r.FailedBits))
+	_, _, err = decodeRecord(payload[:len(payload)-bitsLen])
+	require.ErrorIs(t, err, errBadPayload, "a format 5 payload without its failed bits is damaged")
+
+	v4 := append([]byte{4}, payload[1:len(payload)-bitsLen]...)
+	got, _, err = decodeRecord(v4)
+	require.NoError(t, err)
+	r.FailedBits = 0
+	require.Equal(t, r, got)
 }

@@ -4,8 +4,8 @@
 //
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
-//	          state nextETA retries failed status queue setting? schedule? reason attempts
-//	          counts
+//	          state nextETA retries failed failedBits status queue setting? schedule? reason
+//	          attempts counts
 //	attempt = number node start duration inFlight status errorKind message body
 //	task    = id queue name url method headers contentType body eta created delivery replicas
 //	schedule = name cron timeZone queue url method headers contentType body missed
@@ -49,8 +49,10 @@ import (
 // node.Message.Failed after Retries; version 3 node.Message.Schedule, Reason,
 // Attempts and Counts at the end of a message, a queue setting's Explicit fields
 // and Deleted mark after its Origin, and net/peer's heartbeats (which a dialer of
-// version 2 would take for garbage).
-const Version byte = 3
+// version 2 would take for garbage); version 4 node.Message.FailedBits after Failed.
+// A frame of another version is refused (and so is a peer's hello: see net/peer):
+// a cluster runs one version.
+const Version byte = 4
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
@@ -223,6 +225,7 @@ func appendMessage(b []byte, m *node.Message) []byte {
 	b = appendTime(b, m.NextETA)
 	b = binary.AppendVarint(b, int64(m.Retries))
 	b = binary.AppendUvarint(b, m.Failed)
+	b = binary.AppendUvarint(b, m.FailedBits)
 	b = binary.AppendVarint(b, int64(m.Status))
 	b = appendString(b, m.Queue)
 	if m.Setting == nil {
@@ -529,6 +532,7 @@ func (d *decoder) message() node.Message {
 	m.NextETA = d.time("next eta")
 	m.Retries = d.int("retries")
 	m.Failed = d.uvarint("failed")
+	m.FailedBits = d.uvarint("failed bits")
 	m.Status = d.int("status")
 	m.Queue = d.string("queue")
 	if d.bool("setting presence") {

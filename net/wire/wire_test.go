@@ -41,22 +41,24 @@ func fullTask() *node.Task {
 
 func fullMessage(t node.MsgType, task *node.Task) node.Message {
 	return node.Message{
-		Type:     t,
-		From:     "node-a",
-		To:       "node-b",
-		TaskID:   "6f1c1f8e-2b7e-4d4e-9a53-6f0d6f5b9f11",
-		Task:     task,
-		Attempt:  math.MaxUint64,
-		Promised: 7,
-		Lease:    -3 * time.Second,
-		Granted:  true,
-		Reject:   node.RejectRecovering,
-		Holder:   "node-c",
-		State:    node.StateCancelled,
-		NextETA:  utc(-5, 999_999_999),
-		Retries:  math.MinInt64,
-		Status:   503,
-		Queue:    "emails",
+		Type:       t,
+		From:       "node-a",
+		To:         "node-b",
+		TaskID:     "6f1c1f8e-2b7e-4d4e-9a53-6f0d6f5b9f11",
+		Task:       task,
+		Attempt:    math.MaxUint64,
+		Promised:   7,
+		Lease:      -3 * time.Second,
+		Granted:    true,
+		Reject:     node.RejectRecovering,
+		Holder:     "node-c",
+		State:      node.StateCancelled,
+		NextETA:    utc(-5, 999_999_999),
+		Retries:    math.MinInt64,
+		Failed:     math.MaxUint64 - 1,
+		FailedBits: math.MaxUint64,
+		Status:     503,
+		Queue:      "emails",
 		Setting: &node.QueueSetting{Queue: "emails", Paused: true, Deleted: true, Explicit: node.FieldRate | node.FieldDelivery, PurgedBefore: utc(1_800_000_000, 5), Version: 12, Origin: "node-d", Config: node.QueueConfig{
 			Delivery: node.AtMostOnce, DispatchDeadline: 3 * time.Second, Rate: 2.5, BucketSize: 4, MaxConcurrent: 9,
 			Retry: node.RetryConfig{TaskRetryLimit: 5, TaskAgeLimit: time.Hour, MinBackoff: time.Second, MaxBackoff: time.Minute, MaxDoublings: 3},
@@ -261,7 +263,7 @@ func TestMalformed(t *testing.T) {
 	// followed by the message's reason, attempts count and counts count.
 	withSched := validPayload(node.Message{Type: node.MsgScheduleSet, Schedule: &node.Schedule{}})
 	// Offsets inside minimal: version, type, from, to, taskID, presence, ...; from
-	// the end: nextETA retries failed status queue settingPresence schedulePresence
+	// the end: nextETA retries failed failedBits status queue settingPresence schedulePresence
 	// reason attempts counts.
 	const presence = 5
 	// A zero attempt is 9 bytes, followed by the counts count: its error kind is
@@ -303,7 +305,7 @@ func TestMalformed(t *testing.T) {
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-10, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0)...), "nanoseconds"},
+		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-11, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0)...), "nanoseconds"},
 		{"counts count", frameOf(set(minimal, len(minimal)-1, 3)...), "counts count 3 exceeds"},
 		{"count state", frameOf(append(set(minimal, len(minimal)-1, 1), 0, byte(maxState)+1, 0, 0)...), "unknown count.state"},
 		{"count negative", frameOf(append(set(minimal, len(minimal)-1, 1), 0, 1, 0, 1)...), "count.n -1 is negative"},

@@ -179,8 +179,13 @@ var Catalogue = []Mutant{
 	},
 	{
 		Name:  "failures-merged-by-max",
-		Desc:  "two failure counts merge with max, though the other counts a failure ours does not (a higher failed attempt)",
-		Edits: edit("node/claim.go", "e.retries, e.failed = max(e.retries+1, retries), failed", "e.retries, e.failed = max(e.retries, retries), failed"),
+		Desc:  "two failure counts merge with max, not by the union of the failures they locate (a failure ours does not know is lost)",
+		Edits: edit("node/failures.go", "retries: max(bits.OnesCount64(union)+unlocated, c.retries, o.retries),", "retries: max(c.retries, o.retries+0*unlocated),"),
+	},
+	{
+		Name:  "failure-below-highest-ignored",
+		Desc:  "a late failure of an attempt below the highest failed one known is not counted, although the window shows it is new",
+		Edits: edit("node/failures.go", "\tcase c.bits&(1<<(c.failed-a)) != 0:\n", "\tcase a < c.failed || c.bits&(1<<(c.failed-a)) != 0:\n"),
 	},
 	{
 		Name:  "holder-ignores-known-backoff",
