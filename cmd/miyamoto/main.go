@@ -59,7 +59,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   miyamoto serve [flags]                         run a node
   miyamoto sim [--seeds A-B | --seed N] [--protocol naive|quorum]
-               [--trace FILE] [--check-determinism] SCENARIO_FILE...
+               [--trace FILE] [--check-determinism]
+               [--junit FILE] [--json FILE|-] SCENARIO_FILE...
   miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
   miyamoto repair-log --data-dir DIR             cut a corrupt log (node stopped)
   miyamoto version                               the build's version (also --version)

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The README's "Research tools" commands, run as written by bash from a copy of the
+// repository's layout, with the binary this test built in place of go run. The sweep
+// of every negative control must leave reports that name each one as caught.
+func TestREADMEResearchTools(t *testing.T) {
+	bin := binary(t) // skips with -short
+	requireTools(t, "bash")
+	dir := workTree(t)
+	script := replaceAll(t, readmeBlock(t, "### Research tools"), "go run ./cmd/miyamoto ", bin+" ")
+	runShell(t, dir, script, nil, 120*time.Second)
+
+	negatives, err := filepath.Glob(filepath.Join(moduleRoot(t), "scenarios", "negative-*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, negatives)
+
+	doc := readJUnit(t, filepath.Join(dir, "sim.xml"))
+	require.Equal(t, len(negatives), doc.Tests, "one test case per scenario")
+	require.Zero(t, doc.Failures, "every negative control is caught")
+	for _, c := range doc.Suites[0].Cases {
+		require.Contains(t, c.SystemOut, "caught as expected: scenario ", "%s lists no caught seed", c.Name)
+		require.Contains(t, c.SystemOut, "replay: go run ./cmd/miyamoto sim --seed ")
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, "sim.json"))
+	require.NoError(t, err)
+	rep := readJSONReport(t, b)
+	require.True(t, rep.Met)
+	require.Len(t, rep.Scenarios, len(negatives))
+	for _, s := range rep.Scenarios {
+		require.True(t, strings.HasPrefix(s.Scenario, "negative-"), s.Scenario)
+		require.Positive(t, s.Caught, "%s: nothing caught", s.Scenario)
+		require.NotEmpty(t, s.Failures, "%s: its caught seeds are not listed", s.Scenario)
+	}
+}
