@@ -150,6 +150,9 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		}
 		w.nodes = append(w.nodes, s)
 		w.byID[s.id] = s
+		if clocks && w.trace != nil {
+			w.trace.clock(s.id, s.offset, s.drift)
+		}
 	}
 	for _, s := range w.nodes {
 		w.boot(s)

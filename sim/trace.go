@@ -142,6 +142,16 @@ func (t *tracer) state(now int64, id node.NodeID, task string, attempt uint64, f
 	t.end(b)
 }
 
+// clock records a node's clock at the start: its offset from true time (ns) and its
+// rate error (local time runs at 1+drift).
+func (t *tracer) clock(id node.NodeID, offset int64, drift float64) {
+	b := t.begin(0, id, "clock")
+	b = appendInt(b, "offset", offset)
+	b = append(b, `,"drift":`...)
+	b = strconv.AppendFloat(b, drift, 'g', -1, 64)
+	t.end(b)
+}
+
 func (t *tracer) nodeEvent(now int64, id node.NodeID, kind string) {
 	t.end(t.begin(now, id, kind))
 }
