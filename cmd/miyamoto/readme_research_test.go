@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/sim/timeline"
 )
 
 // The README's "Research tools" commands, run as written by bash from a copy of the
@@ -18,7 +21,7 @@ func TestREADMEResearchTools(t *testing.T) {
 	requireTools(t, "bash")
 	dir := workTree(t)
 	script := replaceAll(t, readmeBlock(t, "### Research tools"), "go run ./cmd/miyamoto ", bin+" ")
-	runShell(t, dir, script, nil, 120*time.Second)
+	runShell(t, dir, "set -e\n"+script, nil, 120*time.Second)
 
 	negatives, err := filepath.Glob(filepath.Join(moduleRoot(t), "scenarios", "negative-*.json"))
 	require.NoError(t, err)
@@ -42,4 +45,18 @@ func TestREADMEResearchTools(t *testing.T) {
 		require.Positive(t, s.Caught, "%s: nothing caught", s.Scenario)
 		require.NotEmpty(t, s.Failures, "%s: its caught seeds are not listed", s.Scenario)
 	}
+
+	// The timeline of the S4 negative control's trace holds its violations (the
+	// browser test, TestTimelineInBrowser, shows them drawn).
+	page, err := os.ReadFile(filepath.Join(dir, "run.html"))
+	require.NoError(t, err)
+	_, data, ok := strings.Cut(string(page), "const DATA = ")
+	require.True(t, ok, "run.html holds no data")
+	data, _, _ = strings.Cut(data, ";\n")
+	var d timeline.Data
+	require.NoError(t, json.Unmarshal([]byte(data), &d))
+	require.Equal(t, "negative-S4-naive-at-most-once", d.Scenario)
+	require.Len(t, d.Nodes, 5)
+	require.NotEmpty(t, d.Violations)
+	require.Contains(t, d.Violations[0].Invariant+d.Violations[1].Invariant, "S4")
 }
