@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/miyamotohq/miyamoto/sim"
 	"github.com/miyamotohq/miyamoto/sim/timeline"
 )
 
@@ -59,4 +60,11 @@ func TestREADMEResearchTools(t *testing.T) {
 	require.Len(t, d.Nodes, 5)
 	require.NotEmpty(t, d.Violations)
 	require.Contains(t, d.Violations[0].Invariant+d.Violations[1].Invariant, "S4")
+
+	// The shrunk scenario is smaller and (the last command) still caught.
+	small, err := sim.LoadScenario(filepath.Join(dir, "s4-small.json"))
+	require.NoError(t, err)
+	require.Less(t, small.Workload.Tasks, 100)
+	require.Equal(t, []uint64{1}, small.RegressionSeeds)
+	require.Equal(t, []string{"S4"}, small.Expect.Invariants)
 }
