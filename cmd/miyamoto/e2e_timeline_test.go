@@ -96,6 +96,13 @@ func TestTimelineInBrowser(t *testing.T) {
 		at := fmt.Sprintf(`window.timeline.x(%d)`, s4.T)
 		rgba := canvasPixel(pg, at, `window.timeline.laneY(0) + 30`)
 		require.True(t, rgba[0] > 180 && rgba[1] < 120 && rgba[2] < 120, "no red violation line at the S4's time: pixel %v", rgba)
+		// ... and flagged on the lanes of the nodes involved (the two that delivered).
+		require.Len(t, s4.Nodes, 2)
+		for _, nd := range s4.Nodes {
+			rgba := canvasPixel(pg, at+" + 3", fmt.Sprintf(`window.timeline.laneY(%d) + 3`, nd+1))
+			require.True(t, rgba[0] > 180 && rgba[1] < 120 && rgba[2] < 120, "no red flag on n%d's lane: pixel %v", nd+1, rgba)
+		}
+		require.Contains(t, listed, " on "+neg.Nodes[s4.Nodes[0]].ID+", "+neg.Nodes[s4.Nodes[1]].ID+": ")
 
 		// The filter keeps that task's deliveries (two, by two nodes) and its violations.
 		wantViolations := 0
@@ -144,6 +151,21 @@ func TestTimelineInBrowser(t *testing.T) {
 		t.Logf("drawing the whole swarm run: %.1f ms", ms)
 		require.Less(t, ms, 500.0, "drawing the whole swarm run takes %.0f ms", ms)
 		pg.screenshot(dir, "timeline-swarm.png")
+	})
+
+	// Skewed clocks head their lanes.
+	t.Run("clocks", func(t *testing.T) {
+		pg := page{t: t, ctx: pg.ctx}
+		clockPath, clock := makeTimeline(t, dir, "clock-drift.json", 1)
+		openTimeline(pg, clockPath)
+		clocks := eval[[]string](pg, `window.timeline.clocks`)
+		require.Len(t, clocks, len(clock.Nodes)+1)
+		require.Empty(t, clocks[0], "the cluster lane has no clock")
+		for i, n := range clock.Nodes {
+			want := fmt.Sprintf("clock %+.1f ms, ", float64(n.Offset)/1e6)
+			require.True(t, strings.HasPrefix(clocks[i+1], want), "lane %s shows %q, want it to start %q", n.ID, clocks[i+1], want)
+			require.Contains(t, clocks[i+1], " ppm")
+		}
 	})
 	require.Empty(t, thrown(), "the page threw")
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/miyamotohq/miyamoto/sim"
@@ -81,7 +82,9 @@ type Event struct {
 type Violation struct {
 	T         int64  `json:"t"`
 	Invariant string `json:"invariant"`
-	Task      int    `json:"task"` // -1: none named
+	Task      int    `json:"task"`  // the first task involved; -1: none named
+	Tasks     []int  `json:"tasks"` // every task involved
+	Nodes     []int  `json:"nodes"` // the nodes involved
 	Detail    string `json:"detail"`
 }
 
@@ -90,22 +93,24 @@ var markKinds = []string{"claim", "grant", "reject", "release", "outcome", "succ
 
 // line is the union of the keys of every trace line (see scenarios/README.md).
 type line struct {
-	T         int64   `json:"t"`
-	Node      string  `json:"node"`
-	Kind      string  `json:"kind"`
-	Task      string  `json:"task"`
-	Attempt   int64   `json:"attempt"`
-	Msg       string  `json:"msg"`
-	From      string  `json:"from"`
-	Grant     string  `json:"grant"`
-	Reject    int64   `json:"reject"`
-	Status    int64   `json:"status"`
-	To        string  `json:"to"`
-	Fault     string  `json:"fault"`
-	Detail    string  `json:"detail"`
-	Invariant string  `json:"invariant"`
-	Offset    int64   `json:"offset"`
-	Drift     float64 `json:"drift"`
+	T         int64    `json:"t"`
+	Node      string   `json:"node"`
+	Kind      string   `json:"kind"`
+	Task      string   `json:"task"`
+	Attempt   int64    `json:"attempt"`
+	Msg       string   `json:"msg"`
+	From      string   `json:"from"`
+	Grant     string   `json:"grant"`
+	Reject    int64    `json:"reject"`
+	Status    int64    `json:"status"`
+	To        string   `json:"to"`
+	Fault     string   `json:"fault"`
+	Detail    string   `json:"detail"`
+	Invariant string   `json:"invariant"`
+	Tasks     []string `json:"tasks"` // a violation's, when more than one
+	Involved  []string `json:"nodes"` // a violation's nodes
+	Offset    int64    `json:"offset"`
+	Drift     float64  `json:"drift"`
 }
 
 // builder turns trace lines into Data.
@@ -239,8 +244,25 @@ func (b *builder) add(l line) {
 	case "fault":
 		b.fault(l)
 	case "violation":
-		b.d.Violations = append(b.d.Violations, Violation{T: l.T, Invariant: l.Invariant, Task: b.task(l.Task), Detail: l.Detail})
+		b.violation(l)
 	}
+}
+
+func (b *builder) violation(l line) {
+	v := Violation{T: l.T, Invariant: l.Invariant, Task: b.task(l.Task), Tasks: []int{}, Nodes: []int{}, Detail: l.Detail}
+	tasks := l.Tasks
+	if len(tasks) == 0 && l.Task != "" {
+		tasks = []string{l.Task}
+	}
+	for _, id := range tasks {
+		v.Tasks = append(v.Tasks, b.task(id))
+	}
+	for _, id := range l.Involved {
+		if nd := b.node(id); !slices.Contains(v.Nodes, nd) {
+			v.Nodes = append(v.Nodes, nd)
+		}
+	}
+	b.d.Violations = append(b.d.Violations, v)
 }
 
 // message marks the protocol's messages that show a task's life: claims where they

@@ -80,6 +80,24 @@ func TestParseNegativeControl(t *testing.T) {
 	require.NotEmpty(t, d.Marks)
 }
 
+// A violation with several tasks and nodes keeps them all.
+func TestParseViolationTasksAndNodes(t *testing.T) {
+	tr, res := trace(t, "negative-SC1-tick-task-per-node.json", 1)
+	d, err := Parse(bytes.NewReader(tr))
+	require.NoError(t, err)
+	want := res.Violations[0]
+	require.Greater(t, len(want.Tasks), 1, "SC1's violation names two tasks")
+	got := d.Violations[0]
+	require.Len(t, got.Tasks, len(want.Tasks))
+	for i, ti := range got.Tasks {
+		require.Equal(t, want.Tasks[i], d.Tasks[ti])
+	}
+	require.Len(t, got.Nodes, len(want.Nodes))
+	for i, ni := range got.Nodes {
+		require.Equal(t, string(want.Nodes[i]), d.Nodes[ni].ID)
+	}
+}
+
 // A swarm trace: crashes become down spans ended by the restart, and deliveries
 // a crash cut short end at the crash.
 func TestParseSwarmCrashes(t *testing.T) {
