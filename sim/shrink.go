@@ -53,6 +53,10 @@ type ShrinkResult struct {
 	Violation Violation
 }
 
+// maxShrinkPasses bounds the passes of Shrink's steps (each pass is short: the
+// scenario is already small after the first).
+const maxShrinkPasses = 5
+
 // ErrNotViolated is returned when the seed does not violate the invariant to keep.
 var ErrNotViolated = errors.New("the seed does not violate the invariant")
 
@@ -94,8 +98,16 @@ func Shrink(sc *Scenario, opts ShrinkOptions) (*ShrinkResult, error) {
 	if !s.check(cur) { // whatever the budget: without it there is no result
 		return nil, fmt.Errorf("the run changed once the swarm's %d faults were made a fixed schedule: it no longer violates %s, so there is nothing to shrink from", len(applied), s.inv)
 	}
-	for _, step := range []func(*Scenario) *Scenario{s.tasks, s.faults, s.tasks, s.shorten, s.nodes, s.safetyPhase, s.faults} {
-		cur = step(cur)
+	// Passes until one changes nothing: a step can open the way for another (fewer
+	// nodes, then fewer tasks suffice).
+	for pass := 0; pass < maxShrinkPasses && !s.cut; pass++ {
+		size := sizeOf(cur)
+		for _, step := range []func(*Scenario) *Scenario{s.tasks, s.faults, s.tasks, s.shorten, s.nodes, s.safetyPhase} {
+			cur = step(cur)
+		}
+		if sizeOf(cur) == size {
+			break
+		}
 	}
 	// The last run of cur (every step leaves its last failing candidate in s.last
 	// only when it kept it): run it once more for the violation to report.
