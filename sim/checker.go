@@ -154,7 +154,7 @@ func (c *checker) violate(inv string, tasks []string, nodes []node.NodeID, forma
 		c.violations = append(c.violations, Violation{Invariant: inv, At: time.Duration(c.w.now), Tasks: tasks, Nodes: nodes, Detail: fmt.Sprintf(format, args...)})
 	}
 	if c.w.trace != nil {
-		c.w.trace.violation(c.w.now, inv, tasks, fmt.Sprintf(format, args...))
+		c.w.trace.violation(c.w.now, inv, tasks, nodes, fmt.Sprintf(format, args...))
 	}
 }
 

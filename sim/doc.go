@@ -11,6 +11,12 @@
 // paused ones resume; it ends once every acknowledged task is final and a settling
 // time has passed, or at Scenario.LivenessBound.
 //
-// Nothing here reads the wall clock except Result.Wall, which only reports speed; the
-// trace never contains it.
+// For the people who study failures: Sweep's Summaries become a JUnit XML or JSON
+// report for CI (report.go); Shrink searches for a smaller scenario that still
+// violates an invariant (shrink.go); package sim/timeline draws a trace as an HTML
+// page.
+//
+// Nothing here reads the wall clock except Result.Wall, which only reports speed, and
+// Shrink's budget, which only decides when to stop searching; the trace never
+// contains it.
 package sim

@@ -10,6 +10,7 @@ import (
 // phase when Duration is 0).
 func (w *world) applyFault(f FaultEvent) {
 	if managementKinds[f.Kind] {
+		w.record(f, f.Kind, f.Nodes)
 		w.manage(f)
 		return
 	}
@@ -17,6 +18,7 @@ func (w *world) applyFault(f FaultEvent) {
 		return
 	}
 	nodes := w.pick(f.Nodes)
+	defer func() { w.record(f, strings.TrimSuffix(f.Kind, "_holder"), strings.Split(names(nodes), ",")) }()
 	var revert func()
 	detail := ""
 	switch f.Kind {
@@ -113,6 +115,18 @@ func (w *world) applyFault(f FaultEvent) {
 			revert()
 		})
 	}
+}
+
+// record keeps f, as applied now, when the run records faults (Options.applied).
+func (w *world) record(f FaultEvent, kind string, nodes []string) {
+	if w.applied == nil {
+		return
+	}
+	f.At, f.Kind, f.Nodes = Duration(w.now), kind, slices.DeleteFunc(nodes, func(s string) bool { return s == "" })
+	if len(f.Nodes) == 0 {
+		f.Nodes = nil
+	}
+	*w.applied = append(*w.applied, f)
 }
 
 func (w *world) addRule(r *linkRule) func() {

@@ -32,6 +32,10 @@ type Options struct {
 	// liveQueue, when set, limits L1 to that queue's tasks: a hostile member may
 	// rightly pause another queue for good, or schedule ticks into one.
 	liveQueue string
+	// applied, when set, receives every fault as it was applied, its draws resolved
+	// (nodes named, a holder's kind made plain): the swarm's faults as a schedule
+	// (shrink.go).
+	applied *[]FaultEvent
 }
 
 // injection is one message stepped into node index to at true time at.
@@ -118,7 +122,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
-	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}, liveQueue: opts.liveQueue}
+	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}, liveQueue: opts.liveQueue, applied: opts.applied}
 	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
 	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock = split(1), split(2), split(3), split(4), split(5)
 	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}
@@ -150,6 +154,9 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		}
 		w.nodes = append(w.nodes, s)
 		w.byID[s.id] = s
+		if clocks && w.trace != nil {
+			w.trace.clock(s.id, s.offset, s.drift)
+		}
 	}
 	for _, s := range w.nodes {
 		w.boot(s)

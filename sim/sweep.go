@@ -25,6 +25,7 @@ type Summary struct {
 	Path       string
 	Expect     Expectation
 	Seeds      int
+	SeedsRun   []uint64 // the seeds run, in the order run (regression seeds last)
 	Enqueued   int
 	Tasks      int // acknowledged
 	Deliveries int
@@ -132,6 +133,7 @@ func Sweep(sc *Scenario, opts SweepOptions) (*Summary, error) {
 // Add folds one seed's result into the summary.
 func (s *Summary) Add(r *Result) {
 	s.Seeds++
+	s.SeedsRun = append(s.SeedsRun, r.Seed)
 	s.Enqueued += r.Enqueued
 	s.Tasks += r.Acked
 	s.Deliveries += r.Deliveries

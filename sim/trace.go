@@ -142,6 +142,16 @@ func (t *tracer) state(now int64, id node.NodeID, task string, attempt uint64, f
 	t.end(b)
 }
 
+// clock records a node's clock at the start: its offset from true time (ns) and its
+// rate error (local time runs at 1+drift).
+func (t *tracer) clock(id node.NodeID, offset int64, drift float64) {
+	b := t.begin(0, id, "clock")
+	b = appendInt(b, "offset", offset)
+	b = append(b, `,"drift":`...)
+	b = strconv.AppendFloat(b, drift, 'g', -1, 64)
+	t.end(b)
+}
+
 func (t *tracer) nodeEvent(now int64, id node.NodeID, kind string) {
 	t.end(t.begin(now, id, kind))
 }
@@ -164,12 +174,37 @@ func (t *tracer) enqueue(now int64, id node.NodeID, kind, task string, n int) {
 	t.end(b)
 }
 
-func (t *tracer) violation(now int64, inv string, tasks []string, detail string) {
+// violation records a broken invariant: "task" is the first task involved, "tasks"
+// (when more than one) all of them, "nodes" the nodes involved (for the timeline).
+func (t *tracer) violation(now int64, inv string, tasks []string, nodes []node.NodeID, detail string) {
 	b := t.begin(now, "", "violation")
 	b = appendStr(b, "invariant", inv)
 	if len(tasks) > 0 {
 		b = appendStr(b, "task", tasks[0])
 	}
+	if len(tasks) > 1 {
+		b = appendList(b, "tasks", tasks)
+	}
+	if len(nodes) > 0 {
+		ids := make([]string, len(nodes))
+		for i, n := range nodes {
+			ids[i] = string(n)
+		}
+		b = appendList(b, "nodes", ids)
+	}
 	b = appendStr(b, "detail", detail)
 	t.end(b)
+}
+
+func appendList(b []byte, key string, list []string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':', '[')
+	for i, v := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, v)
+	}
+	return append(b, ']')
 }

@@ -23,6 +23,7 @@ type world struct {
 	events uint64 // events run
 
 	rngNet, rngFault, rngWork, rngWorker, rngClock *rand.Rand
+	applied                                        *[]FaultEvent // see Options.applied
 
 	nodes []*simNode
 	byID  map[node.NodeID]*simNode

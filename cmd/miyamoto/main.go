@@ -3,6 +3,8 @@
 //	miyamoto serve                 run a node (see serve.go)
 //	miyamoto sim [flags] FILE...   run scenario files in the simulator
 //	miyamoto replay TRACE          re-run a saved trace and check it reproduces
+//	miyamoto timeline TRACE -o FILE.html   draw a trace as one self-contained HTML page
+//	miyamoto shrink --seed N FILE  find a smaller scenario that still fails
 //	miyamoto repair-log --data-dir DIR   cut a corrupt log so that the node starts again
 //	miyamoto enqueue|task|queue|cluster  manage a cluster through a node's API (see manage.go)
 //	miyamoto version                     the build's version (also --version)
@@ -40,6 +42,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSim(args[1:], stdout, stderr)
 	case "replay":
 		return runReplay(args[1:], stdout, stderr)
+	case "timeline":
+		return runTimeline(args[1:], stdout, stderr)
+	case "shrink":
+		return runShrink(args[1:], stdout, stderr)
 	case "repair-log":
 		return runRepair(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
@@ -51,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if isManageCommand(args[0]) {
 		return runManage(args, os.LookupEnv, os.Stdin, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay, repair-log, enqueue, task, queue, cluster or version; see miyamoto help)\n", args[0])
+	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay, timeline, shrink, repair-log, enqueue, task, queue, cluster or version; see miyamoto help)\n", args[0])
 	return exitBadArgs
 }
 
@@ -59,8 +65,12 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   miyamoto serve [flags]                         run a node
   miyamoto sim [--seeds A-B | --seed N] [--protocol naive|quorum]
-               [--trace FILE] [--check-determinism] SCENARIO_FILE...
+               [--trace FILE] [--check-determinism]
+               [--junit FILE] [--json FILE|-] SCENARIO_FILE...
   miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
+  miyamoto timeline TRACE_FILE [-o FILE.html]    draw a trace as one HTML page
+  miyamoto shrink [--seed N] [--budget 60s] [-o FILE] SCENARIO_FILE|TRACE_FILE
+                                                 a smaller scenario that still fails
   miyamoto repair-log --data-dir DIR             cut a corrupt log (node stopped)
   miyamoto version                               the build's version (also --version)
 

@@ -24,6 +24,8 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	determinism := fs.Bool("check-determinism", false, "run every seed twice and compare the trace hashes (D1)")
 	parallel := fs.Int("parallel", 0, "seeds run at once (default: one per CPU)")
 	verbose := fs.Bool("v", false, "print every seed's figures")
+	junitPath := fs.String("junit", "", "also write a JUnit XML report to FILE")
+	jsonPath := fs.String("json", "", "also write a JSON summary to FILE (- for stdout; the human report then goes to stderr)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
@@ -57,6 +59,9 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	if *parallel < 0 {
 		return bad("--parallel must not be negative")
 	}
+	if *junitPath == "-" {
+		return bad("--junit needs a file name (only --json writes to stdout with -)")
+	}
 	var scenarios []*sim.Scenario
 	for _, f := range files {
 		sc, err := sim.LoadScenario(f)
@@ -66,11 +71,20 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		scenarios = append(scenarios, sc)
 	}
 
+	reports := simReports{junit: *junitPath, json: *jsonPath, meta: sim.ReportMeta{Build: version.String(), Protocol: *protocol}, stdout: stdout}
+	if *jsonPath == "-" {
+		stdout = stderr // stdout carries the JSON alone
+	}
 	fmt.Fprintf(stdout, "miyamoto sim, build %s\n", version.String())
 	if *tracePath != "" {
-		return simTraced(scenarios[0], files[0], list[0], *protocol, *tracePath, *determinism, stdout, stderr)
+		sum, code := simTraced(scenarios[0], files[0], list[0], *protocol, *tracePath, *determinism, stdout, stderr)
+		if sum != nil {
+			code = max(code, reports.write([]*sim.Summary{sum}, stderr))
+		}
+		return code
 	}
 	code := exitOK
+	var sums []*sim.Summary
 	for i, sc := range scenarios {
 		sum, err := sim.Sweep(sc, sim.SweepOptions{Seeds: list, Protocol: *protocol, CheckDeterminism: *determinism, Parallel: *parallel, ScenarioPath: files[i]})
 		if err != nil {
@@ -78,11 +92,53 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 		printSummary(stdout, sum, *verbose)
+		sums = append(sums, sum)
 		if !sum.Met() {
 			code = exitFailed
 		}
 	}
+	return max(code, reports.write(sums, stderr))
+}
+
+// simReports writes the machine-readable reports a sweep was asked for.
+type simReports struct {
+	junit, json string // file names; json "-" is stdout
+	meta        sim.ReportMeta
+	stdout      io.Writer
+}
+
+// write writes each report asked for, returning exitFailed if one could not be.
+func (r simReports) write(sums []*sim.Summary, stderr io.Writer) int {
+	code := exitOK
+	for _, rep := range []struct {
+		flag, path string
+		write      func(io.Writer, sim.ReportMeta, []*sim.Summary) error
+	}{{"--junit", r.junit, sim.WriteJUnit}, {"--json", r.json, sim.WriteJSON}} {
+		if rep.path == "" {
+			continue
+		}
+		if err := writeReport(rep.path, r.stdout, func(w io.Writer) error { return rep.write(w, r.meta, sums) }); err != nil {
+			fmt.Fprintf(stderr, "miyamoto sim: %s: %v\n", rep.flag, err)
+			code = exitFailed
+		}
+	}
 	return code
+}
+
+// writeReport writes to the file path ("-": stdout), replacing it.
+func writeReport(path string, stdout io.Writer, write func(io.Writer) error) error {
+	if path == "-" {
+		return write(stdout)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func parseSeeds(seeds, seed string) ([]uint64, error) {
@@ -110,11 +166,13 @@ func parseSeeds(seeds, seed string) ([]uint64, error) {
 	return sim.SeedRange(lo, hi), nil
 }
 
-func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath string, determinism bool, stdout, stderr io.Writer) int {
+// simTraced runs one seed and writes its trace; it returns the run's summary (nil
+// when it could not run) and the exit code.
+func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath string, determinism bool, stdout, stderr io.Writer) (*sim.Summary, int) {
 	f, err := os.Create(tracePath)
 	if err != nil {
 		fmt.Fprintf(stderr, "miyamoto sim: --trace: %v\n", err)
-		return exitBadArgs
+		return nil, exitBadArgs
 	}
 	res, err := sim.Run(sc, seed, sim.Options{Protocol: protocol, Trace: f, ScenarioPath: path})
 	if cerr := f.Close(); err == nil {
@@ -122,7 +180,7 @@ func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath s
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "miyamoto sim: %v\n", err)
-		return exitFailed
+		return nil, exitFailed
 	}
 	sum := &sim.Summary{Scenario: sc.Name, Path: path, Expect: sc.Expect, Wall: res.Wall}
 	sum.Add(res)
@@ -130,7 +188,7 @@ func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath s
 		again, err := sim.Run(sc, seed, sim.Options{Protocol: protocol, Hash: true})
 		if err != nil {
 			fmt.Fprintf(stderr, "miyamoto sim: %v\n", err)
-			return exitFailed
+			return sum, exitFailed
 		}
 		if again.TraceHash != res.TraceHash {
 			sum.Nondeterministic = append(sum.Nondeterministic, seed)
@@ -140,9 +198,9 @@ func simTraced(sc *sim.Scenario, path string, seed uint64, protocol, tracePath s
 	printSummary(stdout, sum, true)
 	fmt.Fprintf(stdout, "trace written to %s (replay: go run ./cmd/miyamoto replay %s)\n", tracePath, tracePath)
 	if !sum.Met() {
-		return exitFailed
+		return sum, exitFailed
 	}
-	return exitOK
+	return sum, exitOK
 }
 
 func printSummary(w io.Writer, s *sim.Summary, verbose bool) {

@@ -1,0 +1,132 @@
+package sim
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDDMin(t *testing.T) {
+	items := make([]int, 40)
+	for i := range items {
+		items[i] = i
+	}
+	runs := 0
+	got := ddmin(items, func(s []int) bool {
+		runs++
+		return slices.Contains(s, 3) && slices.Contains(s, 17) && slices.Contains(s, 31)
+	})
+	require.Equal(t, []int{3, 17, 31}, got)
+	require.Less(t, runs, 120, "ddmin should need far fewer tests than subsets")
+
+	require.Empty(t, ddmin(items, func([]int) bool { return true }), "nothing needed: nothing kept")
+	require.Equal(t, []int{5}, ddmin([]int{5}, func(s []int) bool { return len(s) == 1 }))
+}
+
+// firstCaught is the first seed of 1-20 on which the negative control fails as it
+// expects.
+func firstCaught(t *testing.T, sc *Scenario) uint64 {
+	t.Helper()
+	for seed := uint64(1); seed <= 20; seed++ {
+		r, err := Run(sc, seed, Options{})
+		require.NoError(t, err)
+		if pickInvariant(sc.Expect, r) != "" && slices.Contains(sc.Expect.Invariants, pickInvariant(sc.Expect, r)) {
+			return seed
+		}
+	}
+	t.Fatalf("%s: no seed of 1-20 caught", sc.Name)
+	return 0
+}
+
+// Every negative control shrinks to a scenario that still fails on its invariant by
+// itself (after a round trip through JSON, as a file), with at most a quarter of
+// the faults (or the one fault it needs) and fewer tasks; and that scenario passes
+// once its deliberate slip is taken away (the quorum protocol, no unsafe switches;
+// L1's control has none: a queue paused for good is its fault).
+func TestShrinkNegativeControls(t *testing.T) {
+	files, err := filepath.Glob("../scenarios/negative-*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		sc, err := LoadScenario(f)
+		require.NoError(t, err)
+		t.Run(sc.Name, func(t *testing.T) {
+			seed := firstCaught(t, sc)
+			res, err := Shrink(sc, ShrinkOptions{Seed: seed, Budget: time.Minute})
+			require.NoError(t, err)
+			require.False(t, res.CutShort)
+			require.Contains(t, sc.Expect.Invariants, res.Invariant)
+			t.Logf("seed %d, %s: %s -> %s (%d runs)", seed, res.Invariant, res.Before, res.After, res.Runs)
+
+			require.LessOrEqual(t, res.After.Faults, max(1, res.Before.Faults/4), "faults")
+			require.Less(t, res.After.Tasks, res.Before.Tasks, "tasks")
+			if sc.Name != "negative-S7-admit-past-limits" { // needs more tasks than its limit, 20 of 150
+				require.LessOrEqual(t, res.After.Tasks*4, res.Before.Tasks, "at most a quarter of the tasks")
+			}
+			require.LessOrEqual(t, res.After.Nodes, res.Before.Nodes)
+			require.Nil(t, res.Scenario.Faults.Swarm, "a fixed schedule")
+
+			b, err := json.Marshal(res.Scenario)
+			require.NoError(t, err)
+			shrunk, err := ParseScenario(b)
+			require.NoError(t, err, "the result is a valid scenario file:\n%s", b)
+			require.Equal(t, []uint64{seed}, shrunk.RegressionSeeds)
+			r, err := Run(shrunk, seed, Options{})
+			require.NoError(t, err)
+			require.Positive(t, r.ViolationCounts[res.Invariant], "the shrunk scenario no longer fails on its own")
+
+			if sc.Name == "negative-L1-paused-forever" {
+				return // no slip to take away: its fault (a queue paused for good) breaks L1
+			}
+			fixed := *shrunk
+			fixed.Cluster.Unsafe, fixed.Cluster.Protocol = nil, "quorum"
+			for s := uint64(1); s <= 5; s++ {
+				r, err := Run(&fixed, s, Options{})
+				require.NoError(t, err)
+				require.Zero(t, r.ViolationCounts[res.Invariant], "seed %d: the shrunk scenario fails on the fixed protocol too: %s", s, r.Report())
+			}
+		})
+	}
+}
+
+// The same input gives the same output, and a seed that does not violate the
+// invariant is refused.
+func TestShrinkDeterministicAndRefusesPassingSeeds(t *testing.T) {
+	sc, err := LoadScenario("../scenarios/negative-L3-keep-unknown.json")
+	require.NoError(t, err)
+	seed := firstCaught(t, sc)
+	a, err := Shrink(sc, ShrinkOptions{Seed: seed})
+	require.NoError(t, err)
+	b, err := Shrink(sc, ShrinkOptions{Seed: seed})
+	require.NoError(t, err)
+	ja, _ := json.Marshal(a.Scenario)
+	jb, _ := json.Marshal(b.Scenario)
+	require.JSONEq(t, string(ja), string(jb))
+	require.Equal(t, a.Runs, b.Runs)
+	require.Greater(t, a.Before.Faults, 4, "the swarm's faults were made explicit")
+
+	base, err := LoadScenario("../scenarios/baseline.json")
+	require.NoError(t, err)
+	_, err = Shrink(base, ShrinkOptions{Seed: 1})
+	require.ErrorIs(t, err, ErrNotViolated)
+	_, err = Shrink(sc, ShrinkOptions{Seed: seed, Invariant: "Q2"})
+	require.ErrorIs(t, err, ErrNotViolated)
+}
+
+// A budget too small for the search still gives a scenario that fails, and says
+// it was cut short.
+func TestShrinkBudget(t *testing.T) {
+	sc, err := LoadScenario("../scenarios/negative-L3-keep-unknown.json")
+	require.NoError(t, err)
+	seed := firstCaught(t, sc)
+	res, err := Shrink(sc, ShrinkOptions{Seed: seed, Budget: time.Nanosecond})
+	require.NoError(t, err)
+	require.True(t, res.CutShort)
+	r, err := Run(res.Scenario, seed, Options{})
+	require.NoError(t, err)
+	require.Positive(t, r.ViolationCounts[res.Invariant])
+}
