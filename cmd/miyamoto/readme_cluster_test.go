@@ -202,3 +202,29 @@ func TestE2EREADMEThreeNodeCluster(t *testing.T) {
 	}
 	w.waitFor(t, "POST /worker foo=bar", 30*time.Second)
 }
+
+// The README's "With TLS between the nodes", pasted as a script into one directory:
+// openssl makes a CA and three node certificates, three nodes start with the peer
+// port in mutual TLS, become healthy (which needs a majority of peers reachable, so
+// the TLS handshakes worked), and a task enqueued on one reaches the worker.
+func TestE2EREADMEThreeNodeClusterWithTLS(t *testing.T) {
+	binary(t) // skips with -short; warms the build cache the script's go build uses
+	for _, tool := range []string{"curl", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the README's commands need %s", tool)
+		}
+	}
+	readmePorts(t, 8081, 8082, 8083, 7101, 7102, 7103, 9099)
+	w := startPortWorker(t)
+	dir := workTree(t)
+	block := readmeBlock(t, "### With TLS between the nodes")
+
+	out := runScript(t, dir, block, 3*time.Minute)
+	require.Contains(t, out, `"status": "scheduled"`, "the enqueue did not succeed:\n%s", out)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		require.Contains(t, out, `"id": "`+id+`"`, "/v1/cluster does not list %s:\n%s", id, out)
+		require.FileExists(t, filepath.Join(dir, "tls", id+".crt"))
+	}
+	require.NotContains(t, out, `"reachable": false`, "a peer is unreachable over TLS:\n%s", out)
+	w.waitFor(t, "POST /worker over=tls", 30*time.Second)
+}

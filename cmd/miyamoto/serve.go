@@ -99,6 +99,9 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	denyPrivate := fs.Bool("deny-private", false, "refuse task URLs that resolve to loopback, private, link-local, unique-local or unspecified addresses, at enqueue and at connect time")
 	allowURL := fs.String("allow-url", "", "exceptions to --deny-private: address prefixes and host names, comma-separated (e.g. 10.1.0.0/16,worker.internal)")
 	clusterSecret := fs.String("cluster-secret", "", "peers authenticate each other with this shared secret (the same on every node, 16+ characters)")
+	peerTLSCert := fs.String("peer-tls-cert", "", "this node's certificate (PEM) for the peer port's mutual TLS; it names the node ID as a DNS subjectAltName")
+	peerTLSKey := fs.String("peer-tls-key", "", "the key (PEM) of --peer-tls-cert")
+	peerTLSCA := fs.String("peer-tls-ca", "", "the CA certificate(s) (PEM) that signed every node's --peer-tls-cert")
 	insecurePeers := fs.Bool("insecure-peers", false, "let --peer-addr listen beyond loopback without --cluster-secret (anyone who reaches it can act as a member)")
 	maxPending := fs.Int("max-pending", daemon.DefaultMaxPending, "most pending tasks this node holds before it answers 503 (0: no limit)")
 	maxPendingBytes := fs.Int64("max-pending-bytes", daemon.DefaultMaxPendingBytes, "most memory its pending tasks take, approximately, before it answers 503 (0: no limit)")
@@ -215,6 +218,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Replicas: *replicas,
 		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret, InsecurePeers: *insecurePeers,
+		PeerTLS:    daemon.PeerTLS{Cert: *peerTLSCert, Key: *peerTLSKey, CA: *peerTLSCA},
 		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending,
 		MaxConnections: *maxConns, MaxQueues: noLimit(*maxQueues)}
 	// Check what the daemon would refuse now, so that a bad flag is one line naming it.
@@ -224,6 +228,11 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 			msg += " (--peer-addr set by " + name + ")"
 		}
 		return cfg, logOptions{}, fmt.Errorf("--peer-addr %s", msg)
+	}
+	if cfg.PeerTLS.Enabled() {
+		if _, err := cfg.PeerTLS.Load(); err != nil {
+			return cfg, logOptions{}, err
+		}
 	}
 	if err := (api.Config{Tokens: cfg.APITokens}).Validate(); err != nil {
 		return bad("api-token", "%s", oneLine(err))

@@ -2,14 +2,22 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -359,4 +367,51 @@ func TestServeRefusesAnOpenPeerPortWithoutSecret(t *testing.T) {
 	}
 	_, _, err = parseServe([]string{"--peer-addr", "0.0.0.0:7088"}, envOf())
 	require.NoError(t, err, "a single node listens on no peer port")
+}
+
+// The peer TLS flags: all three or none (exit 2 naming the one missing), files that
+// load, and with them a peer port beyond loopback starts without a secret.
+func TestServePeerTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSignedPEM(t, "n1")
+	cert, key, ca := filepath.Join(dir, "n1.crt"), filepath.Join(dir, "n1.key"), filepath.Join(dir, "ca.crt")
+	require.NoError(t, os.WriteFile(cert, certPEM, 0o600))
+	require.NoError(t, os.WriteFile(key, keyPEM, 0o600))
+	require.NoError(t, os.WriteFile(ca, certPEM, 0o600))
+	peers := []string{"--peers", "n2=10.0.0.2:7088", "--peer-addr", "0.0.0.0:7088"}
+
+	cfg, _, err := parseServe(append([]string{"--peer-tls-cert", cert, "--peer-tls-key", key, "--peer-tls-ca", ca}, peers...), envOf())
+	require.NoError(t, err)
+	require.Equal(t, cert, cfg.PeerTLS.Cert)
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--peer-tls-key", key, "--peer-tls-ca", ca}, "--peer-tls-cert"},
+		{[]string{"--peer-tls-cert", cert, "--peer-tls-ca", ca}, "--peer-tls-key"},
+		{[]string{"--peer-tls-cert", cert, "--peer-tls-key", key}, "--peer-tls-ca"},
+		{[]string{"--peer-tls-cert", cert, "--peer-tls-key", key, "--peer-tls-ca", key}, "--peer-tls-ca"},
+		{[]string{"--peer-tls-cert", key, "--peer-tls-key", key, "--peer-tls-ca", ca}, "--peer-tls-cert"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(append(append([]string{"serve", "--data-dir="}, c.args...), peers...), &stdout, &stderr)
+		require.Equal(t, exitBadArgs, code, "%v", c.args)
+		require.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %q", stderr.String())
+		require.True(t, strings.HasPrefix(stderr.String(), "miyamoto: "+c.flag) || strings.Contains(stderr.String(), c.flag), "%v: %q", c.args, stderr.String())
+	}
+}
+
+// selfSignedPEM makes a certificate naming name, and its key, in PEM.
+func selfSignedPEM(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }

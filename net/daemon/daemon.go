@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"context"
 	cryptorand "crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,6 +67,7 @@ type Config struct {
 	DenyPrivate    bool     // refuse task URLs on loopback, private, link-local ... addresses
 	AllowURLs      string   // exceptions to DenyPrivate: prefixes and host names, comma-separated
 	ClusterSecret  string   // peers authenticate each other with it
+	PeerTLS        PeerTLS  // the peer port speaks mutual TLS with these files
 	// InsecurePeers lets the peer port listen beyond loopback without a
 	// ClusterSecret (see CheckPeerExposure); Start then logs one warning.
 	InsecurePeers bool
@@ -237,7 +239,14 @@ func Start(cfg Config) (*Daemon, error) {
 		if cfg.ClusterSecret != "" {
 			secret = []byte(cfg.ClusterSecret)
 		}
-		t, err := peer.New(peer.Config{Self: self, Listen: cfg.PeerAddr, Peers: peers, ClusterSecret: secret, Logger: cfg.Logger.With("component", "peer")},
+		var peerTLS *tls.Config
+		if cfg.PeerTLS.Enabled() {
+			var err error
+			if peerTLS, err = cfg.PeerTLS.Load(); err != nil {
+				return nil, err
+			}
+		}
+		t, err := peer.New(peer.Config{Self: self, Listen: cfg.PeerAddr, Peers: peers, ClusterSecret: secret, TLS: peerTLS, Logger: cfg.Logger.With("component", "peer")},
 			func(m node.Message) { post(func(n *node.Node) { n.Step(m) }) })
 		if err != nil {
 			return nil, err

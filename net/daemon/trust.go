@@ -19,7 +19,7 @@ import (
 // to be a member. A single node (no Peers) listens on no peer port. The error is
 // one line saying what to do; InsecurePeers overrides it (Start then warns).
 func CheckPeerExposure(cfg Config) error {
-	if cfg.ClusterSecret != "" || !hasOtherPeers(cfg) {
+	if cfg.ClusterSecret != "" || cfg.PeerTLS.Enabled() || !hasOtherPeers(cfg) {
 		return nil
 	}
 	addr := cfg.PeerAddr
@@ -29,7 +29,7 @@ func CheckPeerExposure(cfg Config) error {
 	if isLoopbackAddr(addr) {
 		return nil
 	}
-	return fmt.Errorf("--peer-addr %s is not a loopback address and no --cluster-secret is set: give every node the same --cluster-secret (say, openssl rand -hex 32), or pass --insecure-peers to run without one on a network you trust", addr)
+	return fmt.Errorf("--peer-addr %s is not a loopback address and neither --cluster-secret nor --peer-tls-cert is set: give every node the same --cluster-secret (say, openssl rand -hex 32) or certificates (--peer-tls-cert, --peer-tls-key, --peer-tls-ca), or pass --insecure-peers to run without either on a network you trust", addr)
 }
 
 func hasOtherPeers(cfg Config) bool {

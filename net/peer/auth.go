@@ -269,6 +269,9 @@ func (t *Transport) handshakeIn(c net.Conn, r *bufio.Reader) (from node.NodeID, 
 		t.notMember.Add(1)
 		return h.from, refuseNotMember, errNotMember
 	}
+	if err := checkCertIdentity(c, h.from); err != nil {
+		return h.from, refuseWrongNode, err
+	}
 	secret := t.cfg.ClusterSecret
 	switch {
 	case len(secret) == 0 && h.nonce == nil:

@@ -53,8 +53,8 @@
 // The secret authenticates peers; it does not encrypt, and it does not protect the
 // stream after the handshake: an attacker on the network path can still read every
 // message and inject or alter frames in an established connection. Every node
-// holding the secret can claim any node ID. Run peers on a trusted network, or through
-// a VPN or TLS tunnel when the network is not.
+// holding the secret can claim any node ID. When the network is not trusted, set
+// Config.TLS (see tls.go): mutual TLS 1.3, each certificate naming its node ID.
 //
 // # Members only
 //
@@ -83,6 +83,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -165,6 +166,11 @@ type Config struct {
 	// hex-encoded), not a password. Empty: no authentication, and the wire is exactly
 	// that of a build without this field. New keeps a copy.
 	ClusterSecret []byte
+	// TLS, when set, makes every peer connection TLS 1.3 with mutual authentication
+	// (see tls.go): Certificates holds this node's certificate, whose DNS
+	// subjectAltNames include its node ID, and RootCAs the CA that signed every
+	// node's. New keeps a copy.
+	TLS *tls.Config
 	// Heartbeat is how often the acceptor of a connection tells its dialer that it is
 	// alive (see the package doc). Default 500ms.
 	Heartbeat time.Duration
@@ -344,6 +350,8 @@ type Transport struct {
 	ctx          context.Context // cancelled by Close, for dials
 	cancel       context.CancelFunc
 	helloTimeout time.Duration // helloTimeout, shortened by tests
+	serverTLS    *tls.Config   // with Config.TLS: the acceptor's and the dialer's (tls.go)
+	clientTLS    *tls.Config
 
 	mu       sync.Mutex
 	started  bool
@@ -369,11 +377,20 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 	if deliver == nil {
 		err = errors.Join(err, errors.New("peer: deliver is nil"))
 	}
+	var serverTLS, clientTLS *tls.Config
+	if cfg.TLS != nil {
+		var tlsErr error
+		if serverTLS, clientTLS, tlsErr = tlsConfigs(cfg.TLS); tlsErr != nil {
+			err = errors.Join(err, fmt.Errorf("peer: %w", tlsErr))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
+		serverTLS:    serverTLS,
+		clientTLS:    clientTLS,
 		cfg:          cfg,
 		deliver:      deliver,
 		log:          cfg.Logger.With("node", string(cfg.Self)),
@@ -410,6 +427,9 @@ func (t *Transport) Start() error {
 	ln, err := net.Listen("tcp", t.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("peer: listen on %s: %w", t.cfg.Listen, err)
+	}
+	if t.serverTLS != nil {
+		ln = tls.NewListener(ln, t.serverTLS)
 	}
 	t.started = true
 	t.ln = ln
@@ -839,6 +859,11 @@ func (t *Transport) dial(p *peer) (net.Conn, error) {
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if t.clientTLS != nil {
+		if c, err = t.dialTLS(t.ctx, c, p.id); err != nil {
+			return nil, err
+		}
 	}
 	if !t.track(c, true) {
 		return nil, ErrClosed
