@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -153,16 +154,25 @@ func (w *world) holder() *simNode {
 	return best
 }
 
-func (w *world) randomNode() *simNode { return w.nodes[w.rngFault.IntN(len(w.nodes))] }
+func (w *world) randomNode() *simNode { return w.nodes[w.resolveRng().IntN(len(w.nodes))] }
 
 func (w *world) randomSet(k int) []*simNode {
-	perm := w.rngFault.Perm(len(w.nodes))[:k]
+	perm := w.resolveRng().Perm(len(w.nodes))[:k]
 	slices.Sort(perm)
 	out := make([]*simNode, k)
 	for i, p := range perm {
 		out[i] = w.nodes[p]
 	}
 	return out
+}
+
+// resolveRng draws the nodes of a fault that names none: the swarm's stream while
+// the swarm applies it, else the faults'.
+func (w *world) resolveRng() *rand.Rand {
+	if w.resolving != nil {
+		return w.resolving
+	}
+	return w.rngFault
 }
 
 func (w *world) pick(names []string) []*simNode {
@@ -211,12 +221,12 @@ type swarm struct {
 func (w *world) startSwarm(spec *SwarmSpec) *swarm {
 	sw := &swarm{w: w, spec: spec}
 	for _, k := range spec.Kinds {
-		if w.rngFault.IntN(2) == 0 {
+		if w.rngSwarm.IntN(2) == 0 {
 			sw.enabled = append(sw.enabled, k)
 		}
 	}
 	if len(sw.enabled) == 0 {
-		sw.enabled = []string{spec.Kinds[w.rngFault.IntN(len(spec.Kinds))]}
+		sw.enabled = []string{spec.Kinds[w.rngSwarm.IntN(len(spec.Kinds))]}
 	}
 	if w.trace != nil {
 		w.trace.fault(0, "swarm", strings.Join(sw.enabled, ","))
@@ -232,13 +242,13 @@ func (sw *swarm) next() {
 	if sw.spec.Rate <= 0 {
 		return
 	}
-	gap := time.Duration(w.rngFault.ExpFloat64() / sw.spec.Rate * float64(time.Second))
+	gap := time.Duration(w.rngSwarm.ExpFloat64() / sw.spec.Rate * float64(time.Second))
 	w.after(gap, func() {
 		if w.liveness {
 			return
 		}
-		kind := sw.enabled[w.rngFault.IntN(len(sw.enabled))]
-		d := Duration(sw.spec.MaxDuration.D()/10 + time.Duration(w.rngFault.Int64N(int64(sw.spec.MaxDuration)*9/10+1)))
+		kind := sw.enabled[w.rngSwarm.IntN(len(sw.enabled))]
+		d := Duration(sw.spec.MaxDuration.D()/10 + time.Duration(w.rngSwarm.Int64N(int64(sw.spec.MaxDuration)*9/10+1)))
 		f := FaultEvent{Kind: kind, Duration: d}
 		switch kind {
 		case "clock":
@@ -249,14 +259,16 @@ func (sw *swarm) next() {
 				f.Kind = ""
 			}
 		case "drop":
-			f.Value = 0.05 + 0.25*w.rngFault.Float64()
+			f.Value = 0.05 + 0.25*w.rngSwarm.Float64()
 		case "disk_slow":
-			f.Value = 0.05 + 2*w.rngFault.Float64()
+			f.Value = 0.05 + 2*w.rngSwarm.Float64()
 		case "duplicate", "reorder":
-			f.Value = 0.1 + 0.4*w.rngFault.Float64()
+			f.Value = 0.1 + 0.4*w.rngSwarm.Float64()
 		}
 		if f.Kind != "" {
+			w.resolving = w.rngSwarm
 			w.applyFault(f)
+			w.resolving = nil
 		}
 		sw.next()
 	})

@@ -124,7 +124,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	start := time.Now()
 	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}, liveQueue: opts.liveQueue, applied: opts.applied}
 	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
-	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock = split(1), split(2), split(3), split(4), split(5)
+	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock, w.rngSwarm = split(1), split(2), split(3), split(4), split(5), split(6)
 	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}
 	if opts.Trace != nil || opts.Hash || opts.lineSink != nil {
 		w.trace = newTracer(opts.Trace)

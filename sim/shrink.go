@@ -146,14 +146,17 @@ func pickInvariant(e Expectation, r *Result) string {
 }
 
 // explicit is sc with its faults as the run applied them: a fixed schedule instead
-// of a swarm, clocks only if the swarm turned them on, the protocol fixed.
+// of the swarm's draws, the protocol fixed. A swarm stays, with rate 0: it draws the
+// same kinds from its own stream (so the clocks are set, or not, as in the run) and
+// schedules nothing, and every other draw of the run is as it was (see
+// world.rngSwarm): the fixed schedule replays the run exactly.
 func explicit(sc *Scenario, r *Result, applied []FaultEvent, protocol string) *Scenario {
 	out := clone(sc)
 	if sw := sc.Faults.Swarm; sw != nil {
-		if slices.Contains(sw.Kinds, "clock") && !slices.Contains(r.Swarm, "clock") {
-			out.Clocks = ClockSpec{}
-		}
-		out.Faults.Swarm = nil
+		quiet := *sw
+		quiet.Kinds = slices.Clone(sw.Kinds)
+		quiet.Rate, quiet.MaxDown = 0, 0
+		out.Faults.Swarm = &quiet
 	}
 	out.Faults.Schedule = slices.Clone(applied)
 	if protocol != "" {

@@ -1,9 +1,11 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,7 +70,9 @@ func TestShrinkNegativeControls(t *testing.T) {
 				require.LessOrEqual(t, res.After.Tasks*4, res.Before.Tasks, "at most a quarter of the tasks")
 			}
 			require.LessOrEqual(t, res.After.Nodes, res.Before.Nodes)
-			require.Nil(t, res.Scenario.Faults.Swarm, "a fixed schedule")
+			if sw := res.Scenario.Faults.Swarm; sw != nil {
+				require.Zero(t, sw.Rate, "a fixed schedule: the swarm kept only draws its kinds (for the clocks)")
+			}
 
 			b, err := json.Marshal(res.Scenario)
 			require.NoError(t, err)
@@ -129,4 +133,32 @@ func TestShrinkBudget(t *testing.T) {
 	r, err := Run(res.Scenario, seed, Options{})
 	require.NoError(t, err)
 	require.Positive(t, r.ViolationCounts[res.Invariant])
+}
+
+// A swarm's faults written down as a fixed schedule replay the run exactly: the
+// swarm draws from its own stream, so the other draws (clients' queue changes, the
+// nodes of faults, the network) do not move. Same trace, event for event, but for
+// the header.
+func TestExplicitScheduleReplaysTheSwarmExactly(t *testing.T) {
+	for _, c := range []struct {
+		file     string
+		seed     uint64
+		protocol string
+	}{{"../scenarios/at-most-once-faults.json", 2, "naive"}, {"../scenarios/swarm.json", 1, ""}, {"../scenarios/swarm-durable.json", 3, ""}} {
+		sc, err := LoadScenario(c.file)
+		require.NoError(t, err)
+		var applied []FaultEvent
+		var swarmTrace, fixedTrace bytes.Buffer
+		r, err := Run(sc, c.seed, Options{Protocol: c.protocol, applied: &applied, Trace: &swarmTrace})
+		require.NoError(t, err)
+		require.NotEmpty(t, applied, c.file)
+		_, err = Run(explicit(sc, r, applied, c.protocol), c.seed, Options{Protocol: c.protocol, Trace: &fixedTrace})
+		require.NoError(t, err)
+		swarmLines := strings.Split(swarmTrace.String(), "\n")[1:]
+		fixedLines := strings.Split(fixedTrace.String(), "\n")[1:]
+		require.Equal(t, len(swarmLines), len(fixedLines), c.file)
+		for i := range swarmLines {
+			require.Equal(t, swarmLines[i], fixedLines[i], "%s seed %d: line %d differs", c.file, c.seed, i+1)
+		}
+	}
 }

@@ -23,7 +23,12 @@ type world struct {
 	events uint64 // events run
 
 	rngNet, rngFault, rngWork, rngWorker, rngClock *rand.Rand
-	applied                                        *[]FaultEvent // see Options.applied
+	// rngSwarm is the swarm's own stream: what it enables, when, which faults, and
+	// the nodes they strike (resolving is set to it while the swarm applies one), so
+	// that its faults, written down as a fixed schedule (shrink), leave every other
+	// draw of the run as it was.
+	rngSwarm, resolving *rand.Rand
+	applied             *[]FaultEvent // see Options.applied
 
 	nodes []*simNode
 	byID  map[node.NodeID]*simNode

@@ -29,22 +29,12 @@ func runShrink(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "miyamoto shrink: "+format+"\n", a...)
 		return exitBadArgs
 	}
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintln(stdout, "usage: miyamoto shrink [--seed N] [--protocol P] [--invariant INV] [--budget 60s] [-o FILE] SCENARIO_FILE|TRACE_FILE")
-				fs.SetOutput(stdout)
-				fs.PrintDefaults()
-				return exitOK
-			}
-			return bad("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+	files, err := parseInterspersed(fs, args, "usage: miyamoto shrink [--seed N] [--protocol P] [--invariant INV] [--budget 60s] [-o FILE] SCENARIO_FILE|TRACE_FILE", stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return bad("%v", err)
 	}
 	if len(files) != 1 {
 		return bad("give one scenario file with --seed N, or one trace file, e.g. miyamoto shrink --seed 3 scenarios/negative-S4-naive-at-most-once.json")

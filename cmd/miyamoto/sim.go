@@ -283,3 +283,25 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "reproduced event for event (%d lines)\n", rr.Lines)
 	return exitOK
 }
+
+// parseInterspersed parses fs over args, flags before or after the positional
+// arguments (timeline TRACE -o run.html), and returns the positional ones. After -h
+// it prints usage and the flags to stdout and returns flag.ErrHelp.
+func parseInterspersed(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(stdout, usage)
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+			}
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

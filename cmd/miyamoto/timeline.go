@@ -20,23 +20,12 @@ func runTimeline(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "miyamoto timeline: "+format+"\n", a...)
 		return exitBadArgs
 	}
-	// Flags may come before or after the trace's name (timeline TRACE -o run.html).
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintln(stdout, "usage: miyamoto timeline TRACE_FILE [-o FILE.html]")
-				fs.SetOutput(stdout)
-				fs.PrintDefaults()
-				return exitOK
-			}
-			return bad("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+	files, err := parseInterspersed(fs, args, "usage: miyamoto timeline TRACE_FILE [-o FILE.html]", stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return bad("%v", err)
 	}
 	if len(files) != 1 {
 		return bad("give exactly one trace file (written by miyamoto sim --seed N --trace FILE), e.g. miyamoto timeline swarm-7.jsonl -o run.html")
