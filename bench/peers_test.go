@@ -36,14 +36,16 @@ func TestComparePeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server and the peers: skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	// Room for every target to wait out its DrainTimeout, so that a lost task
+	// fails as missing rather than as a timeout of the whole test.
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	var progress strings.Builder
 	targets := append([]string{TargetBaseline}, PeerTargets...)
 	rep, err := Compare(ctx, CompareConfig{
 		Targets:      targets,
 		Load:         LoadConfig{Mode: ModeClosed, Concurrency: 8, Duration: 1500 * time.Millisecond},
-		DrainTimeout: 30 * time.Second,
+		DrainTimeout: 15 * time.Second,
 		Settle:       300 * time.Millisecond,
 		Progress:     &progress,
 	})
