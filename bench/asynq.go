@@ -167,7 +167,9 @@ func tryStartRedis(ctx context.Context, path string, aof bool) (*redisServer, er
 		close(rs.exited)
 	}()
 	if err := rs.waitReady(ctx, 10*time.Second); err != nil {
-		rs.stop(context.Background())
+		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rs.stop(stopCtx)
 		return nil, err
 	}
 	return rs, nil
