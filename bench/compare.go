@@ -79,7 +79,10 @@ func (c *CompareConfig) fillDefaults() error {
 // Result is what one target measured.
 type Result struct {
 	Target string
-	Rounds int // rounds run; this is the one with the median delivered rate
+	// Skipped, when not empty, says why the target did not run on this machine (a
+	// program it needs is missing); the other fields are then zero.
+	Skipped string
+	Rounds  int // rounds run; this is the one with the median delivered rate
 	// RoundRates are every round's delivered rate, in increasing order.
 	RoundRates []float64
 	Load       LoadResult // the enqueue side
@@ -102,6 +105,12 @@ type Result struct {
 	// E2EP50 and E2EP99 are percentiles of the time from sending an enqueue to the
 	// task's first arrival at the sink (the countdown included).
 	E2EP50, E2EP99 time.Duration
+	// Lateness is measured when the load sets a countdown (HasLateness): the time from
+	// a task's due time (when its enqueue was sent, plus the countdown) to its first
+	// arrival at the sink. Early counts tasks that arrived before their due time.
+	HasLateness      bool
+	LateP50, LateP99 time.Duration
+	Early            int
 	// Ratio is DeliveredRate over the baseline's; NaN when the baseline did not run.
 	Ratio float64
 }
@@ -133,6 +142,9 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 	rounds := map[string][]Result{}
 	for round := range max(cfg.Rounds, 1) {
 		for _, name := range cfg.Targets {
+			if rs := rounds[name]; len(rs) > 0 && rs[0].Skipped != "" {
+				continue // it cannot run on this machine in any round
+			}
 			if cfg.Rounds > 1 {
 				cfg.progress("round %d of %d", round+1, cfg.Rounds)
 			}
@@ -158,7 +170,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 	base, ok := rep.Result(TargetBaseline)
 	for i := range rep.Results {
 		rep.Results[i].Ratio = math.NaN()
-		if ok && base.DeliveredRate > 0 {
+		if ok && base.DeliveredRate > 0 && rep.Results[i].Skipped == "" {
 			rep.Results[i].Ratio = rep.Results[i].DeliveredRate / base.DeliveredRate
 		}
 	}
@@ -180,6 +192,8 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 		res.Nodes, res.Replicas = 1, 1
 	case TargetCluster3, TargetCluster3Disk:
 		res.Nodes, res.Replicas = 3, 3
+	default: // a peer: one process (asynq's redis-server besides), no replication
+		res.Nodes, res.Replicas = 1, 1
 	}
 	sink, err := StartSink()
 	if err != nil {
@@ -188,6 +202,11 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	defer sink.Close() // after the target stopped: see the defer below
 	cfg.progress("%s: starting", name)
 	sys, err := startTarget(ctx, name, cfg)
+	var skip *skipError
+	if errors.As(err, &skip) {
+		cfg.progress("%s: skipped: %s", name, skip.reason)
+		return Result{Target: name, Skipped: skip.reason}, nil
+	}
 	if err != nil {
 		return res, err
 	}
@@ -226,6 +245,8 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	res.Duplicates = res.Sink.Duplicates
 	acked := make(map[string]bool, len(ids))
 	e2e := make([]time.Duration, 0, len(ids))
+	var late []time.Duration
+	res.HasLateness = load.Countdown > 0
 	for _, a := range lr.Acks {
 		acked[a.ID] = true
 		arr, ok := arrivals[a.ID]
@@ -237,6 +258,13 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 			res.LastDelivery = arr.First
 		}
 		e2e = append(e2e, max(arr.First.Sub(a.Sent), 0))
+		if res.HasLateness {
+			l := arr.First.Sub(a.Sent.Add(load.Countdown))
+			late = append(late, l)
+			if l < 0 {
+				res.Early++
+			}
+		}
 	}
 	for id := range arrivals {
 		if !acked[id] {
@@ -247,6 +275,7 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 		res.DeliveredRate = float64(res.Delivered) / res.LastDelivery.Sub(lr.Start).Seconds()
 	}
 	res.E2EP50, res.E2EP99, _ = percentiles(e2e)
+	res.LateP50, res.LateP99, _ = percentiles(late)
 	cfg.progress("%s: %d delivered (%.0f/s), %d missing, %d duplicates", name, res.Delivered, res.DeliveredRate, res.Missing, res.Duplicates)
 	return res, nil
 }
@@ -265,21 +294,34 @@ func describeLoad(l LoadConfig) string {
 // WriteTable prints the report as an aligned table, one row per target.
 func (r Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tnodes/R\tacked\terrors\tshed\tenqueue/s\tp50\tp99\tmax\tdelivered/s\te2e p50\te2e p99\tmissing\tdups\tvs baseline\t")
+	fmt.Fprintln(tw, "target\tnodes/R\tacked\terrors\tshed\tenqueue/s\tp50\tp99\tmax\tdelivered/s\te2e p50\te2e p99\tlate p99\tmissing\tdups\tvs baseline\t")
 	for _, res := range r.Results {
+		if res.Skipped != "" {
+			continue // listed below the table
+		}
+		late := "n/a" // no countdown: the due time is the send
+		if res.HasLateness {
+			late = ms(res.LateP99)
+		}
 		ratio := "-"
 		if !math.IsNaN(res.Ratio) {
 			ratio = fmt.Sprintf("%.1f%%", 100*res.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%d\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t\n",
 			res.Target, res.Nodes, res.Replicas, res.Load.Acked, res.Load.ErrorCount(), res.Load.Shed,
 			res.EnqueueRate, ms(res.Load.P50), ms(res.Load.P99), ms(res.Load.Max),
-			res.DeliveredRate, ms(res.E2EP50), ms(res.E2EP99), res.Missing, res.Duplicates, ratio)
+			res.DeliveredRate, ms(res.E2EP50), ms(res.E2EP99), late, res.Missing, res.Duplicates, ratio)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, res := range r.Results {
+		if res.Skipped != "" {
+			fmt.Fprintf(w, "%s: skipped: %s\n", res.Target, res.Skipped)
+		}
+		if res.Early > 0 {
+			fmt.Fprintf(w, "%s: %d tasks delivered before their due time\n", res.Target, res.Early)
+		}
 		if len(res.Load.Errors) > 0 {
 			fmt.Fprintf(w, "%s errors by kind: %v\n", res.Target, res.Load.Errors)
 		}

@@ -16,10 +16,11 @@
 //   - RunLoad runs a LoadConfig (open loop at a rate, or closed loop with N clients)
 //     against any node and reports acknowledged enqueues, errors and latency;
 //   - Compare runs one load against the baseline, a single node (R=1) and a
-//     three-node R=3 cluster, each started in this process on loopback with a fresh
-//     sink, waits until every acknowledged task was delivered, and reports enqueue
-//     and delivered rates, latencies, duplicates and each delivered rate's ratio to
-//     the baseline's.
+//     three-node R=3 cluster (each also with storage), and the peers (asynq on a
+//     redis-server it starts and stops, River on SQLite: see peers.go), each started
+//     on loopback with a fresh sink, waits until every acknowledged task was
+//     delivered, and reports enqueue and delivered rates, latencies, lateness past
+//     the due time, duplicates and each delivered rate's ratio to the baseline's.
 //
 // The command bench/cmd/compare only binds flags to a CompareConfig:
 //

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,11 +214,13 @@ func (r *Relay) Close(ctx context.Context) error {
 	return err
 }
 
-// relayTask is what the relay keeps of an enqueue: where to send what.
+// relayTask is what the relay keeps of an enqueue: where to send what (and, for the
+// peers' frontends, when: the relay itself ignores the countdown).
 type relayTask struct {
 	url         string
 	body        []byte
 	contentType string
+	countdown   time.Duration
 }
 
 type relayFieldError struct{ field, msg string }
@@ -226,7 +229,8 @@ func (e *relayFieldError) Error() string { return e.field + " " + e.msg }
 
 // parseRelayTask is a minimal form of Miyamoto's parser (net/api/parse.go): a form
 // gives task.url and forwards every field not named task.* as the body, in the order
-// sent; a JSON object gives url and forwards params, form-encoded. Countdowns and the
+// sent; a JSON object gives url and forwards params, form-encoded. A countdown
+// (task.countdown or countdown, in seconds) is read for the peers' frontends; the
 // other task fields are read and ignored.
 func parseRelayTask(body []byte) (relayTask, error) {
 	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '{' {
@@ -247,9 +251,14 @@ func parseRelayTask(body []byte) (relayTask, error) {
 			rest = append(rest, pair)
 			continue
 		}
-		if key == "task.url" {
+		switch key {
+		case "task.url":
 			if t.url, err = url.QueryUnescape(v); err != nil {
 				return t, &relayFieldError{key, "is not valid form encoding"}
+			}
+		case "task.countdown":
+			if t.countdown, err = parseCountdown(v); err != nil {
+				return t, &relayFieldError{key, err.Error()}
 			}
 		}
 	}
@@ -263,8 +272,9 @@ func parseRelayTask(body []byte) (relayTask, error) {
 func parseRelayJSON(b []byte) (relayTask, error) {
 	t := relayTask{contentType: "application/x-www-form-urlencoded"}
 	var jt struct {
-		URL    string         `json:"url"`
-		Params map[string]any `json:"params"`
+		URL       string         `json:"url"`
+		Params    map[string]any `json:"params"`
+		Countdown *float64       `json:"countdown"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -275,6 +285,12 @@ func parseRelayJSON(b []byte) (relayTask, error) {
 		return t, &relayFieldError{"url", "is required"}
 	}
 	t.url = jt.URL
+	if jt.Countdown != nil {
+		var err error
+		if t.countdown, err = parseCountdown(strconv.FormatFloat(*jt.Countdown, 'f', -1, 64)); err != nil {
+			return t, &relayFieldError{"countdown", err.Error()}
+		}
+	}
 	v := url.Values{}
 	for k, val := range jt.Params {
 		switch x := val.(type) {
@@ -290,6 +306,15 @@ func parseRelayJSON(b []byte) (relayTask, error) {
 	}
 	t.body = []byte(v.Encode())
 	return t, nil
+}
+
+// parseCountdown reads a countdown in seconds, at most a day.
+func parseCountdown(s string) (time.Duration, error) {
+	secs, err := strconv.ParseFloat(s, 64)
+	if err != nil || secs < 0 || secs > 86400 {
+		return 0, errors.New("must be a number of seconds between 0 and 86400")
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }
 
 func writeRelayError(w http.ResponseWriter, code int, field, msg string) {

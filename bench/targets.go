@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/net/daemon"
@@ -22,10 +24,23 @@ const (
 	// everything in memory), to measure what durability costs.
 	TargetSingleDisk   = "single-disk"
 	TargetCluster3Disk = "cluster3-disk"
+	// The peers: the queues users compare Miyamoto with, each behind an HTTP
+	// frontend that takes Miyamoto's enqueue request, with a worker that POSTs every
+	// task to the same sink.
+	TargetAsynq    = "asynq"     // hibiken/asynq on a redis-server keeping nothing on disk
+	TargetAsynqAOF = "asynq-aof" // the same, redis appending every write and fsyncing it
+	TargetRiver    = "river"     // riverqueue/river on SQLite (a WAL file, synced at checkpoints)
+	// The same, every commit synced before it returns (SQLite's synchronous=FULL).
+	TargetRiverFsync = "river-fsync"
 )
 
-// AllTargets lists every target, in the order Compare runs them by default.
-var AllTargets = []string{TargetBaseline, TargetSingle, TargetCluster3, TargetSingleDisk, TargetCluster3Disk}
+// OwnTargets are the baseline and Miyamoto's targets; PeerTargets the other queues;
+// AllTargets both, in the order Compare runs them by default.
+var (
+	OwnTargets  = []string{TargetBaseline, TargetSingle, TargetCluster3, TargetSingleDisk, TargetCluster3Disk}
+	PeerTargets = []string{TargetAsynq, TargetAsynqAOF, TargetRiver, TargetRiverFsync}
+	AllTargets  = append(slices.Clone(OwnTargets), PeerTargets...)
+)
 
 // system is one running target: where to enqueue, and how to stop it.
 type system struct {
@@ -33,8 +48,9 @@ type system struct {
 	close func(context.Context) error
 }
 
-// startTarget starts the named target in this process, on loopback ports, and
-// returns once it takes tasks.
+// startTarget starts the named target in this process (and, for asynq, a
+// redis-server it stops again), on loopback ports, and returns once it takes tasks.
+// A target that cannot run on this machine returns a *skipError.
 func startTarget(ctx context.Context, name string, cfg CompareConfig) (*system, error) {
 	switch name {
 	case TargetBaseline:
@@ -51,8 +67,16 @@ func startTarget(ctx context.Context, name string, cfg CompareConfig) (*system, 
 		return startMiyamoto(ctx, 1, 1, true, cfg)
 	case TargetCluster3Disk:
 		return startMiyamoto(ctx, 3, 3, true, cfg)
+	case TargetAsynq:
+		return startAsynq(ctx, false, cfg)
+	case TargetAsynqAOF:
+		return startAsynq(ctx, true, cfg)
+	case TargetRiver:
+		return startRiver(ctx, false, cfg)
+	case TargetRiverFsync:
+		return startRiver(ctx, true, cfg)
 	}
-	return nil, fmt.Errorf("unknown target %q (want %q, %q or %q)", name, TargetBaseline, TargetSingle, TargetCluster3)
+	return nil, fmt.Errorf("unknown target %q (want one of %s)", name, strings.Join(AllTargets, ", "))
 }
 
 // startMiyamoto starts n daemons that know each other, with the given replication,

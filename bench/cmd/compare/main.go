@@ -1,9 +1,16 @@
 // Command compare runs the same enqueue workload against a bare HTTP relay (the
-// baseline), a single Miyamoto node and a three-node R=3 cluster, all in this process
-// on loopback, and prints enqueue and delivery rates side by side:
+// baseline), a single Miyamoto node, a three-node R=3 cluster (each also with storage
+// on), and the peers users compare Miyamoto with: asynq on a redis-server it starts
+// (in memory, and with appendfsync always) and River on SQLite. Everything runs in
+// this process (redis-server beside it) on loopback; it prints enqueue and delivery
+// rates, latencies, lateness, duplicates and losses side by side:
 //
 //	go run ./bench/cmd/compare -mode closed -concurrency 64 -duration 10s
 //	go run ./bench/cmd/compare -mode open -rate 2000 -duration 10s -targets baseline,single
+//	go run ./bench/cmd/compare -targets baseline,single,asynq,asynq-aof,river,river-fsync
+//
+// Without redis-server (Debian's package redis-server) the asynq targets are
+// reported as skipped, with the reason.
 //
 // The workload and the comparison live in package bench; this command only binds
 // flags. It exits 0 after printing the table, 1 when the comparison failed and 2 on

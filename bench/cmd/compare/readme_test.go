@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// readmeCompareCommands is the lines of the ```sh blocks of the README's
+// "Throughput against the physical limit" section.
+func readmeCompareCommands(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "README.md"))
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(b), "\n## Throughput against the physical limit\n")
+	require.True(t, ok, "README has no section \"## Throughput against the physical limit\"")
+	if i := strings.Index(section, "\n## "); i >= 0 {
+		section = section[:i]
+	}
+	var lines []string
+	in := false
+	for _, line := range strings.Split(section, "\n") {
+		switch {
+		case line == "```sh":
+			in = true
+		case line == "```":
+			in = false
+		case in && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
+			lines = append(lines, strings.TrimSpace(line))
+		}
+	}
+	return lines
+}
+
+// The README's comparison takes minutes, so each command runs here with its flags as
+// written and then a shorter -duration and one round (a later flag wins): every
+// target it names starts, takes its load and delivers it, or is reported skipped.
+func TestREADMECompareCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts every target: skipped with -short")
+	}
+	lines := readmeCompareCommands(t)
+	require.NotEmpty(t, lines)
+	const prefix = "go run ./bench/cmd/compare "
+	for _, line := range lines {
+		require.True(t, strings.HasPrefix(line, prefix), "README comparison section: %q is not a compare command: add a check for it", line)
+		args := strings.Fields(strings.TrimPrefix(line, prefix))
+		cfg, _, err := parseFlags(args, &strings.Builder{})
+		require.NoError(t, err, line)
+		var out, errOut strings.Builder
+		code := run(append(args, "-duration", "300ms", "-rounds", "1", "-settle", "0", "-q"), &out, &errOut)
+		require.Equal(t, exitOK, code, "%s: %s", line, errOut.String())
+		for _, target := range cfg.Targets {
+			ran := strings.Contains(out.String(), "\n"+target+" ") || strings.Contains(out.String(), " "+target+" ")
+			skipped := strings.Contains(out.String(), "\n"+target+": skipped: ")
+			require.True(t, ran || skipped, "%s: no row for %s in\n%s", line, target, out.String())
+			require.False(t, skipped && os.Getenv("CI") == "true", "%s: %s skipped in CI", line, target)
+		}
+		require.NotContains(t, out.String(), "delivered whose enqueue was not acknowledged", line)
+	}
+}
