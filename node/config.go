@@ -141,7 +141,10 @@ func DefaultQueueConfig() QueueConfig {
 // Config is one node's settings. Zero fields are filled by EnsureDefaults.
 type Config struct {
 	ID      NodeID
-	Members []NodeID // every member, this node included; order does not matter
+	Members []NodeID // every member, this node included; order does not matter: the roster of epoch 1
+	// PeerAddrs gives the peer address of members (optional; the daemon's --peers),
+	// kept in the roster so that members learn where a new member listens.
+	PeerAddrs map[NodeID]string
 
 	Replicas      int           // R, default 3, capped by the cluster size
 	ReplicaOffset time.Duration // replica k fires k×ReplicaOffset after replica 0; default 2s

@@ -78,6 +78,12 @@ const (
 	MaxAttempt = 1 << 62
 	// MaxRetries bounds a failure count.
 	MaxRetries = 1 << 30
+	// MaxMembers bounds a roster's members, MaxEpoch its epoch (one per change),
+	// MaxNodeIDLen and MaxPeerAddrLen a member's ID and address.
+	MaxMembers     = 1024
+	MaxEpoch       = 1 << 62
+	MaxNodeIDLen   = 100
+	MaxPeerAddrLen = 300
 	// MaxLease bounds a lease asked for or reported.
 	MaxLease = 7 * 24 * time.Hour
 	// versionSlack is how far past now plus the drift a setting's or a schedule's
@@ -167,6 +173,11 @@ func (n *Node) checkMessage(m *Message) (Refusal, string) {
 			return r, d
 		}
 	}
+	if m.Roster != nil {
+		if r, d := checkRoster(m.Roster); r != RefusedNone {
+			return r, d
+		}
+	}
 	return n.checkByType(m)
 }
 
@@ -197,6 +208,8 @@ func (n *Node) checkScalars(m *Message) (Refusal, string) {
 		return RefusedRange, "queue"
 	case !m.NextETA.IsZero() && !plausibleTime(m.NextETA):
 		return RefusedRange, "next_eta"
+	case m.Epoch > MaxEpoch:
+		return RefusedRange, "epoch"
 	}
 	return RefusedNone, ""
 }
@@ -270,6 +283,10 @@ func (n *Node) checkByType(m *Message) (Refusal, string) {
 	case MsgScheduleSet:
 		if m.Schedule == nil {
 			return RefusedSchedule, "schedule"
+		}
+	case MsgRoster:
+		if m.Roster == nil {
+			return RefusedRange, "roster"
 		}
 	}
 	return RefusedNone, ""
@@ -411,6 +428,32 @@ func (n *Node) validReplicas(rs []NodeID) bool {
 		}
 	}
 	return true
+}
+
+// checkRoster: an epoch above the static one, 1 to MaxMembers members sorted by
+// ID and distinct, bounded IDs and addresses, and a leader among the members (or
+// none).
+func checkRoster(r *Roster) (Refusal, string) {
+	if r.Epoch < 2 || r.Epoch > MaxEpoch {
+		return RefusedRange, "roster.epoch"
+	}
+	if len(r.Members) == 0 || len(r.Members) > MaxMembers {
+		return RefusedRange, "roster.members"
+	}
+	for i, m := range r.Members {
+		switch {
+		case m.ID == "" || len(m.ID) > MaxNodeIDLen:
+			return RefusedRange, "roster.members.id"
+		case i > 0 && r.Members[i-1].ID >= m.ID:
+			return RefusedRange, "roster.members.order"
+		case len(m.Addr) > MaxPeerAddrLen:
+			return RefusedRange, "roster.members.addr"
+		}
+	}
+	if r.Leader != "" && !r.Has(r.Leader) {
+		return RefusedRange, "roster.leader"
+	}
+	return RefusedNone, ""
 }
 
 // plausibleTime: between the Unix epoch and the latest ETA the API takes.

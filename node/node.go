@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/bits"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,8 +15,12 @@ import (
 type Node struct {
 	cfg Config
 	env Env
-	// members sorted by ID: the ring.
+	// members sorted by ID: the ring, the IDs of roster (roster.go).
 	members []NodeID
+	roster  *Roster
+	// wantReplicas is Config.Replicas as configured; cfg.Replicas is it capped by
+	// the roster's size.
+	wantReplicas int
 
 	tasks map[string]*entry
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -205,18 +208,15 @@ func New(cfg Config, env Env) (*Node, error) {
 	if env.Storage == nil {
 		env.Storage = MemoryStorage{}
 	}
-	members := slices.Clone(cfg.Members)
-	slices.Sort(members)
-	cfg.Replicas = min(cfg.Replicas, len(members))
-	if cfg.ClaimQuorum > cfg.Replicas {
-		cfg.ClaimQuorum = cfg.Replicas
+	if cfg.ClaimQuorum > min(cfg.Replicas, len(cfg.Members)) {
+		cfg.ClaimQuorum = min(cfg.Replicas, len(cfg.Members))
 	}
 	msgObs, _ := env.Observer.(MessageObserver)
-	return &Node{
+	n := &Node{
 		cfg:          cfg,
 		env:          env,
 		msgObs:       msgObs,
-		members:      members,
+		wantReplicas: cfg.Replicas,
 		tasks:        make(map[string]*entry),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),
@@ -231,7 +231,9 @@ func New(cfg Config, env Env) (*Node, error) {
 		index:        make(map[stateKey]*idIndex),
 		queueRefs:    make(map[string]uint8),
 		gossipCursor: make(map[NodeID]string),
-	}, nil
+	}
+	n.setRoster(initialRoster(cfg))
+	return n, nil
 }
 
 // ID returns the node's ID.
@@ -319,6 +321,13 @@ func (n *Node) Start() error {
 	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == nil {
 		n.armGossip()
 	}
+	if n.roster.Epoch > 1 {
+		// A roster learnt before the restart: reach its members, and keep spreading it.
+		if o, ok := n.env.Observer.(RosterObserver); ok {
+			o.RosterChanged(n.cfg.ID, n.roster)
+		}
+		n.armGossipIfIdle()
+	}
 	n.maybeArmTombstoneSweep()
 	if lossy {
 		// The floors of what we may have forgotten must outlive this start: a later
@@ -340,6 +349,10 @@ func (n *Node) Start() error {
 
 // replay applies one durable record at start.
 func (n *Node) replay(r Record) {
+	if r.Kind == RecRoster {
+		n.replayRoster(r.Roster)
+		return
+	}
 	if r.Kind == RecSchedule {
 		if r.Schedule != nil {
 			n.keepSchedule(r.Schedule)
@@ -563,6 +576,8 @@ func (n *Node) step(m Message) {
 		n.handleGossip(m)
 	case MsgGossipResp:
 		n.handleGossipResp(m)
+	case MsgRoster:
+		n.handleRoster(m)
 	}
 }
 

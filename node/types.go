@@ -142,12 +142,13 @@ const (
 	MsgCountResp                          // member → asker: its Counts (Promised = request)
 	MsgGossip                             // member → random member, every SyncInterval: Promised = digest of its settings and schedules, Retries = how many
 	MsgGossipResp                         // member → gossiper whose digest differs: its own digest and count (each side then sends a chunk)
+	MsgRoster                             // member → member of a lower epoch: adopt Roster if newer (roster.go)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgGossipResp
+const MaxMsgType = MsgRoster
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -211,6 +212,10 @@ type Message struct {
 	// most MaxAttemptHistory, oldest first).
 	Attempts []DeliveryAttempt
 	Counts   []QueueCount // CountResp
+	// Epoch: Gossip, GossipResp: the sender's roster epoch (0 for the static roster
+	// of epoch 1).
+	Epoch  uint64
+	Roster *Roster // Roster
 }
 
 func (m Message) String() string {
@@ -338,6 +343,7 @@ const (
 	RecSetting                         // a queue's Setting was adopted (settings, pause, purge)
 	RecForgotten                       // tasks created up to NextETA may have been forgotten after their dedup window
 	RecSchedule                        // a Schedule was adopted (created, changed or deleted)
+	RecRoster                          // a Roster was adopted (roster.go)
 )
 
 // Record is one durable fact about a task.
@@ -357,6 +363,7 @@ type Record struct {
 	Setting  *QueueSetting // RecSetting
 	Reason   string        // RecOutcome: why the task ended dead or unknown
 	Schedule *Schedule     // RecSchedule
+	Roster   *Roster       // RecRoster
 }
 
 // EnqueueRequest is a client's task, already parsed.

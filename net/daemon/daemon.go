@@ -305,6 +305,7 @@ func Start(cfg Config) (*Daemon, error) {
 	ncfg := node.Config{
 		ID:            self,
 		Members:       members,
+		PeerAddrs:     peerAddrs(cfg),
 		Replicas:      cfg.Replicas,
 		ReplicaOffset: cfg.ReplicaOffset,
 		MaxClockDrift: cfg.MaxClockDrift,
@@ -858,6 +859,18 @@ func (o logObserver) TickAnswered(_ node.NodeID, schedule string, tick time.Time
 	default:
 		o.log.Info("schedule tick not enqueued here", "schedule", schedule, "tick", tick.UTC().Format(time.RFC3339), "id", t.ID, "err", err)
 	}
+}
+
+// peerAddrs is where each member's peer port listens, this node's included: the
+// roster of epoch 1 keeps them, so that a member added later learns them.
+func peerAddrs(cfg Config) map[node.NodeID]string {
+	addrs := map[node.NodeID]string{node.NodeID(cfg.NodeID): cfg.PeerAddr}
+	for id, addr := range cfg.Peers {
+		if id != cfg.NodeID {
+			addrs[node.NodeID(id)] = addr
+		}
+	}
+	return addrs
 }
 
 // ParsePeers reads "id=host:port,id=host:port".

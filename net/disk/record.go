@@ -19,8 +19,9 @@ import (
 // and a queue setting as net/wire's version 3 writes it (with its explicit fields
 // and deletion mark). Versions 2 to 4 are read (a version 2 record counts failures
 // as before, Failed 0; versions 2 and 3 have no Reason and no schedule, and their
-// settings read as wire.Fields.SettingFormat2 says).
-const recordVersion byte = 4
+// settings read as wire.Fields.SettingFormat2 says); version 5 a roster
+// (node.Record.Roster) at the end. Versions 2 to 5 are read (before 5: no roster).
+const recordVersion byte = 5
 
 // oldestRecordVersion is the oldest payload version this build reads.
 const oldestRecordVersion byte = 2
@@ -47,7 +48,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecSchedule
+	maxKind  = node.RecRoster
 	maxState = node.StateCancelled
 )
 
@@ -136,12 +137,13 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
 //	          status taskPresence(1) task? settingPresence(1) setting? round failed reason
-//	          schedulePresence(1) schedule?
+//	          schedulePresence(1) schedule? rosterPresence(1) roster?
 //
 // round is node.Record.Round, a uvarint (the claim round of a grant or a release),
 // failed node.Record.Failed, a uvarint (absent in version 2), reason
 // node.Record.Reason, a string, and the schedule as wire.AppendSchedule writes it
-// (both absent before version 4).
+// (both absent before version 4), and the roster as wire.AppendRoster writes it
+// (absent before version 5).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -153,6 +155,9 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 	}
 	if r.Kind == node.RecSchedule && r.Schedule == nil {
 		panic("disk: schedule record without a schedule")
+	}
+	if r.Kind == node.RecRoster && r.Roster == nil {
+		panic("disk: roster record without a roster")
 	}
 	if r.Kind == 0 || r.Kind > maxKind {
 		panic(fmt.Sprintf("disk: unknown record kind %d", r.Kind))
@@ -183,10 +188,15 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 		b = binary.AppendUvarint(b, r.Failed)
 		b = wire.AppendString(b, r.Reason)
 		if r.Schedule == nil {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = wire.AppendSchedule(b, r.Schedule)
+		}
+		if r.Roster == nil {
 			return append(b, 0)
 		}
-		b = append(b, 1)
-		return wire.AppendSchedule(b, r.Schedule)
+		return wire.AppendRoster(append(b, 1), r.Roster)
 	})
 }
 
@@ -260,6 +270,18 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	}
 	if f.Err() == nil && r.Kind == node.RecSchedule && r.Schedule == nil {
 		f.Fail("schedule record without a schedule")
+	}
+	if v >= 5 {
+		switch has := f.Byte("roster presence"); {
+		case f.Err() != nil:
+		case has == 1:
+			r.Roster = f.Roster()
+		case has != 0:
+			f.Fail("roster presence is %d", has)
+		}
+	}
+	if f.Err() == nil && r.Kind == node.RecRoster && r.Roster == nil {
+		f.Fail("roster record without a roster")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())

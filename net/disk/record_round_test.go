@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/miyamotohq/miyamoto/net/wire"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -23,7 +24,7 @@ func TestRecordRoundIsLogged(t *testing.T) {
 	require.False(t, marker)
 	require.Equal(t, r, got)
 
-	short := payload[:len(payload)-2-len(binary.AppendUvarint(nil, r.Failed))] // cut the failed attempt, the reason and the schedule's presence
+	short := payload[:len(payload)-3-len(binary.AppendUvarint(nil, r.Failed))] // cut the failed attempt, the reason, the schedule's and the roster's presence
 	_, _, err = decodeRecord(short)
 	require.ErrorIs(t, err, errBadPayload, "a payload without its failed attempt is damaged")
 
@@ -44,7 +45,7 @@ func TestRecordRoundIsLogged(t *testing.T) {
 func TestRecordFormats2And3AreRead(t *testing.T) {
 	r := node.Record{Kind: node.RecOutcome, TaskID: "t", Attempt: 3, Holder: "n2", Round: 0xfeed, Retries: 2, Failed: 3, State: node.StateDead, Reason: "why"}
 	payload := appendRecord(nil, &r)[frameHeader:]
-	withoutReason := payload[1 : len(payload)-1-1-len(r.Reason)] // no reason, no schedule presence
+	withoutReason := payload[1 : len(payload)-1-1-1-len(r.Reason)] // no reason, no schedule nor roster presence
 	got, _, err := decodeRecord(append([]byte{3}, withoutReason...))
 	require.NoError(t, err)
 	r.Reason = ""
@@ -77,9 +78,9 @@ func TestSettingRecordFormats(t *testing.T) {
 	// reason, no schedule presence).
 	tail := len(binary.AppendUvarint(nil, r.Round)) + len(binary.AppendUvarint(nil, r.Failed))
 	extra := len(binary.AppendUvarint(nil, uint64(set.Explicit))) + 1
-	end := len(payload) - 2 - tail
+	end := len(payload) - 3 - tail
 	v3 := append([]byte{3}, payload[1:end-extra]...)
-	v3 = append(v3, payload[end:len(payload)-2]...)
+	v3 = append(v3, payload[end:len(payload)-3]...)
 	got, _, err = decodeRecord(v3)
 	require.NoError(t, err)
 	old := *set
@@ -92,7 +93,7 @@ func TestSettingRecordFormats(t *testing.T) {
 func TestRecordFormat3IsReadAndSchedulesRoundTrip(t *testing.T) {
 	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 7, Retries: 2, Failed: 3}
 	payload := appendRecord(nil, &r)[frameHeader:]
-	v3 := append([]byte{3}, payload[1:len(payload)-2]...) // no reason, no schedule presence
+	v3 := append([]byte{3}, payload[1:len(payload)-3]...) // no reason, no schedule nor roster presence
 	got, _, err := decodeRecord(v3)
 	require.NoError(t, err)
 	require.Equal(t, r, got)
@@ -113,3 +114,30 @@ func TestRecordFormat3IsReadAndSchedulesRoundTrip(t *testing.T) {
 	_, _, err = decodeRecord(cut)
 	require.ErrorIs(t, err, errBadPayload)
 }
+
+// A roster record (format 5) round-trips, a record of format 4 (no roster
+// presence) is still read, and a roster record cut before its roster is refused.
+func TestRosterRecordAndFormat4(t *testing.T) {
+	roster := &node.Roster{Epoch: 3, Leader: "n2", Members: []node.Member{{ID: "n1", Addr: "10.0.0.1:7001"}, {ID: "n2", Addr: "10.0.0.2:7001"}, {ID: "n3"}}}
+	rec := node.Record{Kind: node.RecRoster, Roster: roster}
+	payload := appendRecord(nil, &rec)[frameHeader:]
+	got, _, err := decodeRecord(payload)
+	require.NoError(t, err)
+	require.Equal(t, rec, got)
+
+	withoutRoster := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 7, Reason: "r"}
+	p := appendRecord(nil, &withoutRoster)[frameHeader:]
+	v4 := append([]byte{4}, p[1:len(p)-1]...) // no roster presence
+	got, _, err = decodeRecord(v4)
+	require.NoError(t, err)
+	require.Equal(t, withoutRoster, got)
+
+	asV4 := append([]byte{4}, payload[1:]...) // format 4 has no roster: its presence is garbage
+	_, _, err = decodeRecord(asV4)
+	require.ErrorIs(t, err, errBadPayload)
+	noRoster := append(append([]byte(nil), payload[:len(payload)-len(wireRoster(roster))-1]...), 0)
+	_, _, err = decodeRecord(noRoster)
+	require.ErrorIs(t, err, errBadPayload, "a roster record without its roster is damaged")
+}
+
+func wireRoster(r *node.Roster) []byte { return wire.AppendRoster(nil, r) }

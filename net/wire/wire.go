@@ -5,7 +5,8 @@
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
 //	          state nextETA retries failed status queue setting? schedule? reason attempts
-//	          counts
+//	          counts epoch roster?
+//	roster  = epoch members(id addr) leader
 //	attempt = number node start duration inFlight status errorKind message body
 //	task    = id queue name url method headers contentType body eta created delivery replicas
 //	schedule = name cron timeZone queue url method headers contentType body missed
@@ -49,8 +50,9 @@ import (
 // node.Message.Failed after Retries; version 3 node.Message.Schedule, Reason,
 // Attempts and Counts at the end of a message, a queue setting's Explicit fields
 // and Deleted mark after its Origin, and net/peer's heartbeats (which a dialer of
-// version 2 would take for garbage).
-const Version byte = 3
+// version 2 would take for garbage); version 4 node.Message.Epoch and Roster at
+// the end (net/peer's handshake refuses a peer of another version, as before).
+const Version byte = 4
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
@@ -252,7 +254,22 @@ func appendMessage(b []byte, m *node.Message) []byte {
 		}
 		b = binary.AppendVarint(b, int64(c.N))
 	}
-	return b
+	b = binary.AppendUvarint(b, m.Epoch)
+	if m.Roster == nil {
+		return append(b, 0)
+	}
+	return appendRoster(append(b, 1), m.Roster)
+}
+
+// appendRoster appends a roster as MsgRoster carries it.
+func appendRoster(b []byte, r *node.Roster) []byte {
+	b = binary.AppendUvarint(b, r.Epoch)
+	b = binary.AppendUvarint(b, uint64(len(r.Members)))
+	for _, mem := range r.Members {
+		b = appendString(b, string(mem.ID))
+		b = appendString(b, mem.Addr)
+	}
+	return appendString(b, string(r.Leader))
 }
 
 func appendAttempt(b []byte, a *node.DeliveryAttempt) []byte {
@@ -552,7 +569,27 @@ func (d *decoder) message() node.Message {
 			m.Counts[i] = d.queueCount()
 		}
 	}
+	m.Epoch = d.uvarint("epoch")
+	if d.bool("roster presence") {
+		m.Roster = d.roster()
+	}
 	return m
+}
+
+func (d *decoder) roster() *node.Roster {
+	r := &node.Roster{Epoch: d.uvarint("roster.epoch")}
+	// A member takes at least 2 bytes: its ID's and its address's lengths.
+	if n := d.count("roster.members", 2); n > 0 {
+		r.Members = make([]node.Member, n)
+		for i := range r.Members {
+			r.Members[i] = node.Member{ID: node.NodeID(d.string("roster.member.id")), Addr: d.string("roster.member.addr")}
+		}
+	}
+	r.Leader = node.NodeID(d.string("roster.leader"))
+	if d.err != nil {
+		return nil
+	}
+	return r
 }
 
 func (d *decoder) schedule() *node.Schedule {
