@@ -142,6 +142,11 @@ func DefaultQueueConfig() QueueConfig {
 type Config struct {
 	ID      NodeID
 	Members []NodeID // every member, this node included; order does not matter: the roster of epoch 1
+	// Join: this node starts outside any cluster and waits to be added (the
+	// daemon's --join): its roster is itself alone at epoch 0, it takes no task,
+	// until a roster that lists it arrives (or is in its log). Members must be
+	// this node alone.
+	Join bool
 	// PeerAddrs gives the peer address of members (optional; the daemon's --peers),
 	// kept in the roster so that members learn where a new member listens.
 	PeerAddrs map[NodeID]string

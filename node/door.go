@@ -146,7 +146,7 @@ func (n *Node) checkMessage(m *Message) (Refusal, string) {
 		return RefusedType, "type"
 	case m.To != n.cfg.ID:
 		return RefusedSender, "to"
-	case m.From == n.cfg.ID || !n.isMember(m.From):
+	case m.From == n.cfg.ID || !n.isMember(m.From) && !n.newMemberSends(m):
 		return RefusedSender, "from"
 	}
 	if r, d := n.checkScalars(m); r != RefusedNone {
@@ -284,9 +284,20 @@ func (n *Node) checkByType(m *Message) (Refusal, string) {
 		if m.Schedule == nil {
 			return RefusedSchedule, "schedule"
 		}
-	case MsgRoster:
+	case MsgRoster, MsgRosterPropose:
 		if m.Roster == nil {
 			return RefusedRange, "roster"
+		}
+		if m.Type == MsgRosterPropose && m.Attempt == 0 {
+			return RefusedRange, "attempt"
+		}
+	case MsgLeaderClaim:
+		if m.Attempt == 0 || m.Lease <= 0 {
+			return RefusedRange, "attempt"
+		}
+	case MsgJoin:
+		if m.Member == nil || checkMember(*m.Member) != nil {
+			return RefusedRange, "member"
 		}
 	}
 	return RefusedNone, ""
@@ -399,6 +410,18 @@ func (n *Node) latest() time.Time { return n.now().Add(n.cfg.MaxClockDrift) }
 // now (see versionSlack).
 func (n *Node) latestVersion() uint64 {
 	return uint64(max(n.latest().Add(versionSlack).UnixMilli(), 0))
+}
+
+// newMemberSends reports whether m is a roster, or a roster's proposal, from a
+// member of that roster, newer than this node's: a member this node does not
+// know yet (the leader of a joiner, a member added while it was away); or the
+// answer of a member of the roster this node is committing.
+func (n *Node) newMemberSends(m *Message) bool {
+	if m.Type == MsgRosterProposeResp {
+		return n.change != nil && n.change.roster.Has(m.From) // a joiner storing its roster
+	}
+	return (m.Type == MsgRoster || m.Type == MsgRosterPropose) && m.Roster != nil &&
+		m.Roster.Epoch > n.roster.Epoch && m.Roster.Has(m.From)
 }
 
 // isMember reports whether id is a member of the ring.

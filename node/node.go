@@ -21,6 +21,26 @@ type Node struct {
 	// wantReplicas is Config.Replicas as configured; cfg.Replicas is it capped by
 	// the roster's size.
 	wantReplicas int
+	// joining: started with Config.Join and not listed by a roster yet.
+	joining bool
+
+	// The roster lease and roster changes (leader.go): what this node granted
+	// (leaseAcc) and stored (accepted under acceptedBallot); as claimant and
+	// leader, the highest ballot seen, the ballot it leads under until leaseUntil,
+	// its claim round, the change it is committing and the joins waiting.
+	leaseAcc       leaseAcceptor
+	accepted       *Roster
+	acceptedBallot uint64
+	maxBallot      uint64
+	leaderActive   bool
+	leaderTimer    func() bool
+	leaderSeen     time.Time // when it adopted a roster another leader committed
+	leaderBackoff  time.Time // no claim of the lease before (after a failed round)
+	ballot         uint64
+	leaseUntil     time.Time
+	leaderOp       *leaderClaim
+	change         *rosterChange
+	joins          []Member
 
 	tasks map[string]*entry
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -217,6 +237,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		env:          env,
 		msgObs:       msgObs,
 		wantReplicas: cfg.Replicas,
+		joining:      cfg.Join,
 		tasks:        make(map[string]*entry),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),
@@ -250,7 +271,8 @@ func (n *Node) Start() error {
 	n.started = true
 	n.bootTime = n.now()
 	if !n.env.Storage.Durable() {
-		if len(n.members) > 1 {
+		// A joiner may be a member that forgot: it waits as one.
+		if len(n.members) > 1 || n.joining {
 			n.forgotAt = n.bootTime
 			n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
 			n.startSettingsSync()
@@ -328,6 +350,9 @@ func (n *Node) Start() error {
 		}
 		n.armGossipIfIdle()
 	}
+	if n.roster.Epoch > 1 || n.leaseAcc.holder != "" {
+		n.activateLeader()
+	}
 	n.maybeArmTombstoneSweep()
 	if lossy {
 		// The floors of what we may have forgotten must outlive this start: a later
@@ -349,8 +374,12 @@ func (n *Node) Start() error {
 
 // replay applies one durable record at start.
 func (n *Node) replay(r Record) {
-	if r.Kind == RecRoster {
+	switch r.Kind {
+	case RecRoster:
 		n.replayRoster(r.Roster)
+		return
+	case RecLeaseGrant, RecRosterAccept:
+		n.replayLeader(r)
 		return
 	}
 	if r.Kind == RecSchedule {
@@ -578,6 +607,18 @@ func (n *Node) step(m Message) {
 		n.handleGossipResp(m)
 	case MsgRoster:
 		n.handleRoster(m)
+	case MsgLeaderClaim:
+		n.handleLeaderClaim(m)
+	case MsgLeaderClaimResp:
+		n.handleLeaderClaimResp(m)
+	case MsgRosterPropose:
+		n.handleRosterPropose(m)
+	case MsgRosterProposeResp:
+		n.handleRosterProposeResp(m)
+	case MsgJoin:
+		n.handleJoin(m)
+	case MsgLeaderRelease:
+		n.handleLeaderRelease(m)
 	}
 }
 
@@ -641,6 +682,8 @@ func (n *Node) refuseNew() error {
 	switch {
 	case n.stopping:
 		return ErrStopping
+	case n.joining:
+		return ErrJoining
 	case !n.settingsKnown():
 		return ErrStarting
 	}
@@ -999,6 +1042,8 @@ func (n *Node) Ready() bool { return n.NotReady() == "" }
 // NotReady says why the node is not Ready ("" when it is).
 func (n *Node) NotReady() string {
 	switch {
+	case n.joining:
+		return "joining: waiting for the leader to add this node to the roster"
 	case !n.recoverUntil.IsZero() && n.now().Before(n.forgotAt.Add(n.cfg.MaxClockDrift)):
 		return "starting: waiting out max_clock_drift after losing its memory"
 	case !n.settingsKnown():

@@ -84,6 +84,9 @@ func NewRoster(epoch uint64, members []NodeID, addrs map[NodeID]string, leader N
 // list. A node alone leads its cluster of one; a static list of several has no
 // leader until one is elected.
 func initialRoster(cfg Config) *Roster {
+	if cfg.Join {
+		return NewRoster(0, []NodeID{cfg.ID}, cfg.PeerAddrs, "")
+	}
 	leader := NodeID("")
 	if len(cfg.Members) == 1 {
 		leader = cfg.ID
@@ -126,7 +129,19 @@ func (n *Node) maybeAdoptRoster(r *Roster) bool {
 	if n.env.Storage.Durable() {
 		n.persist(func() {}, Record{Kind: RecRoster, Roster: r})
 	}
+	if r.Leader != "" && r.Leader != n.cfg.ID {
+		n.leaderSeen = n.now() // it was alive just now: let it renew first
+	}
+	if n.joining && r.Has(n.cfg.ID) {
+		// Joined: learn the queue settings before taking tasks, as a restarted
+		// member does.
+		n.joining = false
+		n.startSettingsSync()
+	}
 	n.armGossipIfIdle()
+	if r.Epoch > 1 {
+		n.activateLeader()
+	}
 	return true
 }
 
@@ -136,6 +151,9 @@ func (n *Node) replayRoster(r *Roster) {
 		n.roster = r
 		n.members = r.IDs()
 		n.cfg.Replicas = min(n.wantReplicas, len(n.members))
+		if r.Has(n.cfg.ID) {
+			n.joining = false
+		}
 	}
 }
 

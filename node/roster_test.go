@@ -117,3 +117,132 @@ func TestDoorRefusesBadRosters(t *testing.T) {
 	require.Equal(t, uint64(1), n1.Refused()[RefusedRange], "a roster message without a roster")
 	require.Equal(t, uint64(1), n1.Roster().Epoch)
 }
+
+// joinHarness is n1..n(members) with their static roster and one more node, the
+// last, started with Config.Join.
+func joinHarness(t *testing.T, members int, seed uint64, mut func(*Config)) *harness {
+	var static []NodeID
+	for i := 1; i <= members; i++ {
+		static = append(static, NodeID("n"+string(rune('0'+i))))
+	}
+	return newHarness(t, members+1, seed, func(c *Config) {
+		if slices.Contains(static, c.ID) {
+			c.Members = static
+		} else {
+			c.Members, c.Join = []NodeID{c.ID}, true
+		}
+		if mut != nil {
+			mut(c)
+		}
+	})
+}
+
+// join asks via, again every second (as the daemon's --join does), to add id,
+// until via's roster lists it or limit passes; it returns how long it took.
+func (h *harness) join(via, id NodeID, limit time.Duration) time.Duration {
+	start := h.elapsed()
+	for h.elapsed()-start < limit {
+		var got *Roster
+		h.node(via).Join(Member{ID: id, Addr: string(id) + ":7001"}, func(r *Roster, err error) { got = r })
+		if got != nil {
+			return h.elapsed() - start
+		}
+		h.run(h.elapsed() + time.Second)
+	}
+	h.t.Fatalf("%s did not join through %s within %v", id, via, limit)
+	return 0
+}
+
+// leaders lists the live nodes that hold the roster lease now.
+func (h *harness) leaders() []NodeID {
+	var out []NodeID
+	for _, id := range h.order {
+		if sn := h.nodes[id]; !sn.down {
+			if ok, _ := sn.n.Leading(); ok {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// A cluster whose roster never changed elects no leader: no lease message at all.
+func TestStaticClusterSendsNoLeaseMessages(t *testing.T) {
+	h := newHarness(t, 3, 7, nil)
+	h.enqueue("n1", req(time.Second))
+	h.run(time.Minute)
+	for _, s := range h.sent {
+		require.NotContains(t, []MsgType{MsgLeaderClaim, MsgRosterPropose, MsgRoster}, s.Msg.Type)
+	}
+	require.Empty(t, h.leaders())
+}
+
+// A node started with Join, asking through a member that is not the leader, is
+// added: a leader is elected, commits a roster naming itself, then one adding the
+// new node; every member ends with the same roster, one leader holds the lease,
+// and the new node takes tasks.
+func TestJoinThroughAnyMember(t *testing.T) {
+	h := joinHarness(t, 3, 8, nil)
+	require.ErrorIs(t, enqueueErr(h, "n4"), ErrJoining)
+	took := h.join("n3", "n4", time.Minute)
+	t.Logf("joined in %v", took)
+	h.run(h.elapsed() + 10*time.Second)
+	want := h.node("n1").Roster()
+	require.Equal(t, []NodeID{"n1", "n2", "n3", "n4"}, want.IDs())
+	for _, id := range h.order {
+		require.True(t, want.Equal(h.node(id).Roster()), "%s holds %+v, n1 %+v", id, h.node(id).Roster(), want)
+	}
+	require.Len(t, h.leaders(), 1)
+	require.Equal(t, h.leaders()[0], want.Leader)
+	addr, _ := want.Addr("n4")
+	require.Equal(t, "n4:7001", addr)
+	require.Empty(t, h.node("n4").NotReady())
+	r := h.enqueue("n4", req(time.Second))
+	h.run(h.elapsed() + 10*time.Second)
+	require.Equal(t, StateSucceeded, h.stateOn(h.replicas(acked(t, r))[0], acked(t, r)))
+}
+
+// A cluster of one grows to two: the new roster's majority is both nodes, so the
+// joiner stores it too.
+func TestSingleNodeGrowsToTwo(t *testing.T) {
+	h := joinHarness(t, 1, 9, nil)
+	require.Equal(t, NodeID("n1"), h.node("n1").Roster().Leader)
+	h.join("n1", "n2", time.Minute)
+	h.run(h.elapsed() + 5*time.Second)
+	require.Equal(t, []NodeID{"n1", "n2"}, h.node("n2").Roster().IDs())
+	require.Equal(t, []NodeID{"n1"}, h.leaders())
+}
+
+// When the leader crashes another member wins the lease once the grants ran out,
+// and commits a roster naming itself; the lease is never held twice.
+func TestLeaderCrashElectsAnother(t *testing.T) {
+	h := joinHarness(t, 3, 10, nil)
+	h.join("n2", "n4", time.Minute)
+	h.run(h.elapsed() + 5*time.Second)
+	old := h.leaders()
+	require.Len(t, old, 1)
+	epoch := h.node("n1").Roster().Epoch
+	h.crash(old[0])
+	lease := h.node("n1").Config().Lease
+	start := h.elapsed()
+	for h.elapsed()-start < 3*lease {
+		h.run(h.elapsed() + 100*time.Millisecond)
+		require.LessOrEqual(t, len(h.leaders()), 1)
+		if len(h.leaders()) == 1 {
+			break
+		}
+	}
+	require.Len(t, h.leaders(), 1, "no new leader within three leases")
+	t.Logf("new leader %s after %v (lease %v)", h.leaders()[0], h.elapsed()-start, lease)
+	h.run(h.elapsed() + 5*time.Second)
+	next := h.leaders()[0]
+	require.NotEqual(t, old[0], next)
+	require.Equal(t, next, h.node(next).Roster().Leader)
+	require.Greater(t, h.node(next).Roster().Epoch, epoch)
+}
+
+func enqueueErr(h *harness, via NodeID) error {
+	var err error
+	h.node(via).Enqueue(req(time.Second), func(r EnqueueResult) { err = r.Err })
+	return err
+}

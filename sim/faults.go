@@ -13,6 +13,10 @@ func (w *world) applyFault(f FaultEvent) {
 		w.manage(f)
 		return
 	}
+	if f.Kind == "join" {
+		w.join(f)
+		return
+	}
 	if w.liveness {
 		return
 	}
@@ -46,6 +50,19 @@ func (w *world) applyFault(f FaultEvent) {
 					w.resume(s)
 				}
 			}
+		}
+	case "crash_leader", "isolate_leader":
+		leader := w.leader()
+		if leader == nil {
+			detail = "no leader"
+			break
+		}
+		nodes, detail = []*simNode{leader}, string(leader.id)
+		if f.Kind == "crash_leader" {
+			w.crash(leader, false)
+			revert = func() { w.restart(leader) }
+		} else {
+			revert = w.addRule(&linkRule{from: mask(nodes), to: ^mask(nodes) & all(len(w.nodes)), name: "isolate_leader " + detail})
 		}
 	case "disk_stall", "disk_slow", "disk_full", "disk_emfile", "fsync_error":
 		if len(nodes) == 0 {

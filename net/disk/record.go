@@ -48,7 +48,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecRoster
+	maxKind  = node.RecRosterAccept
 	maxState = node.StateCancelled
 )
 
@@ -156,7 +156,7 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 	if r.Kind == node.RecSchedule && r.Schedule == nil {
 		panic("disk: schedule record without a schedule")
 	}
-	if r.Kind == node.RecRoster && r.Roster == nil {
+	if (r.Kind == node.RecRoster || r.Kind == node.RecRosterAccept) && r.Roster == nil {
 		panic("disk: roster record without a roster")
 	}
 	if r.Kind == 0 || r.Kind > maxKind {
@@ -280,7 +280,7 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 			f.Fail("roster presence is %d", has)
 		}
 	}
-	if f.Err() == nil && r.Kind == node.RecRoster && r.Roster == nil {
+	if f.Err() == nil && (r.Kind == node.RecRoster || r.Kind == node.RecRosterAccept) && r.Roster == nil {
 		f.Fail("roster record without a roster")
 	}
 	if f.Err() == nil && f.Len() != 0 {

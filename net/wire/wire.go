@@ -5,8 +5,9 @@
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
 //	          state nextETA retries failed status queue setting? schedule? reason attempts
-//	          counts epoch roster?
+//	          counts epoch roster? member?
 //	roster  = epoch members(id addr) leader
+//	member  = id addr
 //	attempt = number node start duration inFlight status errorKind message body
 //	task    = id queue name url method headers contentType body eta created delivery replicas
 //	schedule = name cron timeZone queue url method headers contentType body missed
@@ -50,8 +51,8 @@ import (
 // node.Message.Failed after Retries; version 3 node.Message.Schedule, Reason,
 // Attempts and Counts at the end of a message, a queue setting's Explicit fields
 // and Deleted mark after its Origin, and net/peer's heartbeats (which a dialer of
-// version 2 would take for garbage); version 4 node.Message.Epoch and Roster at
-// the end (net/peer's handshake refuses a peer of another version, as before).
+// version 2 would take for garbage); version 4 node.Message.Epoch, Roster and
+// Member at the end (net/peer's handshake refuses a peer of another version, as before).
 const Version byte = 4
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
@@ -256,9 +257,15 @@ func appendMessage(b []byte, m *node.Message) []byte {
 	}
 	b = binary.AppendUvarint(b, m.Epoch)
 	if m.Roster == nil {
+		b = append(b, 0)
+	} else {
+		b = appendRoster(append(b, 1), m.Roster)
+	}
+	if m.Member == nil {
 		return append(b, 0)
 	}
-	return appendRoster(append(b, 1), m.Roster)
+	b = appendString(append(b, 1), string(m.Member.ID))
+	return appendString(b, m.Member.Addr)
 }
 
 // appendRoster appends a roster as MsgRoster carries it.
@@ -572,6 +579,9 @@ func (d *decoder) message() node.Message {
 	m.Epoch = d.uvarint("epoch")
 	if d.bool("roster presence") {
 		m.Roster = d.roster()
+	}
+	if d.bool("member presence") {
+		m.Member = &node.Member{ID: node.NodeID(d.string("member.id")), Addr: d.string("member.addr")}
 	}
 	return m
 }
