@@ -157,7 +157,7 @@ func (n *Node) onLeaderTick() {
 // backoff after a failed round of its own is over, its turn
 // came (rank × ClaimTimeout after that), and it is not recovering.
 func (n *Node) mayClaimLeader(now time.Time) bool {
-	if n.recovering() {
+	if n.recovering() && !n.alone() {
 		return false
 	}
 	rank := slices.Index(n.members, n.cfg.ID)
@@ -170,6 +170,11 @@ func (n *Node) mayClaimLeader(now time.Time) bool {
 	}
 	return !now.Before(free.Add(time.Duration(rank) * n.cfg.ClaimTimeout))
 }
+
+// alone reports whether this node is the whole of a static roster of one: it
+// leads its cluster whatever it forgot (no other member can have held a lease it
+// granted), so its recovery wait does not hold back the first join.
+func (n *Node) alone() bool { return n.roster.Epoch == 1 && len(n.members) == 1 }
 
 // claimLeader sends a claim of the roster lease to every member of the roster: a
 // renewal under the ballot held, or a new ballot above every one seen.
@@ -223,7 +228,7 @@ func (n *Node) handleLeaderRelease(m Message) {
 // handleLeaderClaim is the acceptor of the roster lease.
 func (n *Node) handleLeaderClaim(m Message) {
 	resp := Message{Type: MsgLeaderClaimResp, To: m.From, Attempt: m.Attempt, Epoch: n.roster.Epoch}
-	if n.recovering() || n.joining {
+	if n.recovering() && !n.alone() || n.joining {
 		resp.Reject = RejectRecovering
 		n.send(resp)
 		return

@@ -23,6 +23,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -40,14 +42,17 @@ import (
 
 // Config is a node's production settings. Zero fields get the defaults below.
 type Config struct {
-	NodeID        string            // default "n1"
-	HTTPAddr      string            // client API; default 127.0.0.1:8088
-	PeerAddr      string            // peer transport; default 127.0.0.1:7088 (only used with peers)
-	Peers         map[string]string // other members: id -> host:port
-	Replicas      int               // default 3, capped by the cluster size
-	ReplicaOffset time.Duration     // default 2s
-	MaxClockDrift time.Duration     // default 1s
-	Lease         time.Duration     // default 30s
+	NodeID   string            // default "n1"
+	HTTPAddr string            // client API; default 127.0.0.1:8088
+	PeerAddr string            // peer transport; default 127.0.0.1:7088 (a node alone listens once a node joins)
+	Peers    map[string]string // other members: id -> host:port
+	// Join is the HTTP address (host:port or URL) of any member of a running
+	// cluster: the node starts outside it and asks to be added (membership.go).
+	Join          string
+	Replicas      int           // default 3, capped by the cluster size
+	ReplicaOffset time.Duration // default 2s
+	MaxClockDrift time.Duration // default 1s
+	Lease         time.Duration // default 30s
 	// ShutdownTimeout bounds how long SIGTERM waits for deliveries in flight before
 	// cutting them (they are then released for another attempt). Default 15s.
 	ShutdownTimeout time.Duration
@@ -186,16 +191,28 @@ func (c *Config) connCap(limit int) (int, error) {
 
 // Daemon is a running node.
 type Daemon struct {
-	cfg       Config
-	log       *slog.Logger
-	drv       *driver.Driver
-	transport *peer.Transport // nil for a single node
-	store     *disk.Log       // nil in memory
-	disp      *webhook.Dispatcher
-	httpSrv   *http.Server
-	httpLn    net.Listener
-	conns     *connLimiter
-	runDone   chan error
+	cfg Config
+	log *slog.Logger
+	drv *driver.Driver
+	// tr is the peer transport: nil for a single node until a node asks to join
+	// (membership.go).
+	tr      atomic.Pointer[peer.Transport]
+	trMu    sync.Mutex // serializes opening and closing tr
+	network *clusterNetwork
+	// roster is the roster the node holds (kept by rosterObserver).
+	roster  atomic.Pointer[node.Roster]
+	store   *disk.Log // nil in memory
+	disp    *webhook.Dispatcher
+	httpSrv *http.Server
+	httpLn  net.Listener
+	conns   *connLimiter
+	runDone chan error
+	// post hands a function to the node's goroutine (for a transport made later).
+	post func(func(*node.Node))
+	// The --join loop (membership.go): its context, and closed when it ended.
+	joinCtx  context.Context
+	stopJoin context.CancelFunc
+	joinDone chan struct{}
 
 	stopCompact, compactDone chan struct{}
 	metrics                  *metrics.Node
@@ -215,14 +232,15 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i] < members[j] })
 
-	var network node.Network = dropNetwork{}
+	d.network = &clusterNetwork{d: d}
 	var drv *driver.Driver
 	post := func(f func(*node.Node)) {
 		if drv != nil {
 			drv.Post(f)
 		}
 	}
-	if len(members) > 1 {
+	d.post = post
+	if len(members) > 1 || cfg.Join != "" {
 		if err := CheckPeerExposure(cfg); err != nil {
 			if !cfg.InsecurePeers {
 				return nil, err
@@ -233,17 +251,11 @@ func Start(cfg Config) (*Daemon, error) {
 		for id, addr := range cfg.Peers {
 			peers[node.NodeID(id)] = addr
 		}
-		var secret []byte
-		if cfg.ClusterSecret != "" {
-			secret = []byte(cfg.ClusterSecret)
-		}
-		t, err := peer.New(peer.Config{Self: self, Listen: cfg.PeerAddr, Peers: peers, ClusterSecret: secret, Logger: cfg.Logger.With("component", "peer")},
-			func(m node.Message) { post(func(n *node.Node) { n.Step(m) }) })
+		t, err := d.newTransport(peers)
 		if err != nil {
 			return nil, err
 		}
-		d.transport = t
-		network = t
+		d.setTransport(t)
 	}
 	signer, err := webhook.ParseSecrets(cfg.SigningSecrets)
 	if err != nil {
@@ -285,10 +297,10 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("seeding the random source: %w", err)
 	}
 	env := node.Env{
-		Network:    network,
+		Network:    d.network,
 		Dispatcher: d.disp,
 		Rand:       rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		Observer:   observers{d.metrics, logObserver{cfg.Logger}, newRefusalLog(cfg.Logger, cfg.Clock)},
+		Observer:   observers{d.metrics, logObserver{cfg.Logger}, newRefusalLog(cfg.Logger, cfg.Clock), rosterObserver{d}},
 	}
 	if cfg.DataDir != "" {
 		l, err := disk.Open(cfg.DataDir, disk.Options{
@@ -306,6 +318,7 @@ func Start(cfg Config) (*Daemon, error) {
 		ID:            self,
 		Members:       members,
 		PeerAddrs:     peerAddrs(cfg),
+		Join:          cfg.Join != "",
 		Replicas:      cfg.Replicas,
 		ReplicaOffset: cfg.ReplicaOffset,
 		MaxClockDrift: cfg.MaxClockDrift,
@@ -334,23 +347,29 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	d.conns = newConnLimiter(ln, connCap)
 	d.httpLn = d.conns
-	if d.transport != nil {
-		if err := d.transport.Start(); err != nil {
+	if t := d.transport(); t != nil {
+		if err := t.Start(); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("--peer-addr %s: %w", cfg.PeerAddr, err)
 		}
 	}
 	if err := drv.Start(); err != nil {
 		ln.Close()
-		if d.transport != nil {
-			d.transport.Close()
+		if t := d.transport(); t != nil {
+			t.Close()
 		}
 		if d.store != nil {
 			d.store.Close()
 		}
 		return nil, fmt.Errorf("recovering the node's records: %w", err)
 	}
+	d.roster.Store(drv.Node().Roster()) // Run has not started: the node is ours
 	go func() { d.runDone <- drv.Run(context.Background()) }()
+	if cfg.Join != "" {
+		d.joinCtx, d.stopJoin = context.WithCancel(context.Background())
+		d.joinDone = make(chan struct{})
+		go d.joinLoop()
+	}
 	if d.store != nil {
 		d.stopCompact = make(chan struct{})
 		d.compactDone = make(chan struct{})
@@ -409,10 +428,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	syncCtx, cancel3 := context.WithTimeout(ctx, time.Second)
 	defer cancel3()
 	d.drv.Do(syncCtx, func(*node.Node) {})
-	if d.transport != nil {
-		d.transport.Flush(syncCtx)
-		d.transport.Close()
+	if d.stopJoin != nil {
+		d.stopJoin()
+		<-d.joinDone
 	}
+	d.closeTransport(syncCtx)
 	if d.stopCompact != nil {
 		close(d.stopCompact)
 		<-d.compactDone
@@ -680,21 +700,23 @@ func (d *Daemon) unreachableMajority() string {
 	return fmt.Sprintf("%d of %d members unreachable: %s", len(missing), len(members), strings.Join(missing, ", "))
 }
 
-// members lists the cluster's members, sorted by ID, as this node sees them now.
+// members lists the cluster's members (the roster the node holds), sorted by ID,
+// as this node sees them now.
 func (d *Daemon) members() []api.Member {
 	var stats map[node.NodeID]peer.PeerStats
 	reach := map[node.NodeID]bool{}
-	if d.transport != nil {
-		stats = d.transport.Stats().Peers
-		reach = d.transport.Reachable()
+	if t := d.transport(); t != nil {
+		stats = t.Stats().Peers
+		reach = t.Reachable()
 	}
 	out := []api.Member{{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true}}
-	for id, addr := range d.cfg.Peers {
+	for _, rm := range d.roster.Load().Members {
+		id, addr := string(rm.ID), rm.Addr
 		if id == d.cfg.NodeID {
 			continue
 		}
-		m := api.Member{ID: id, Addr: addr, Reachable: reach[node.NodeID(id)]}
-		if heard := stats[node.NodeID(id)].LastHeard; !heard.IsZero() {
+		m := api.Member{ID: id, Addr: addr, Reachable: reach[rm.ID]}
+		if heard := stats[rm.ID].LastHeard; !heard.IsZero() {
 			m.LastHeard = float64(heard.UnixNano()) / 1e9
 		}
 		out = append(out, m)
@@ -705,10 +727,11 @@ func (d *Daemon) members() []api.Member {
 
 func (b backend) Cluster() api.Cluster {
 	d := b.d
-	c := api.Cluster{Self: d.cfg.NodeID, Members: d.members()}
+	c := api.Cluster{Self: d.cfg.NodeID, Members: d.members(), Epoch: d.roster.Load().Epoch}
 	c.Replicas = min(d.cfg.Replicas, len(c.Members))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	d.drv.Do(ctx, func(n *node.Node) { c.Leader = string(n.Leader()) })
 	c.Reason = b.NotReady(ctx)
 	c.Healthy = c.Reason == ""
 	return c
@@ -716,15 +739,15 @@ func (b backend) Cluster() api.Cluster {
 
 func (b backend) WriteMetrics(w io.Writer) {
 	var peers []metrics.PeerStat
-	if b.d.transport != nil {
-		for id, p := range b.d.transport.Stats().Peers {
+	if t := b.d.transport(); t != nil {
+		for id, p := range t.Stats().Peers {
 			peers = append(peers, metrics.PeerStat{Peer: string(id), Sent: p.Sent, Received: p.Received,
 				Dropped: p.DroppedQueueFull + p.DroppedBroken + p.DroppedTooLarge + p.DroppedOld, Queued: p.Queued, Connected: p.Connected})
 		}
 	}
 	var conns *metrics.PeerConns
-	if b.d.transport != nil {
-		st := b.d.transport.Stats()
+	if t := b.d.transport(); t != nil {
+		st := t.Stats()
 		conns = &metrics.PeerConns{Refused: st.RefusedConns, NotMember: st.NotMember}
 	}
 	var ds *metrics.DiskStat
@@ -768,6 +791,14 @@ var (
 	_ node.DeliveryObserver = observers{}
 	_ node.DecisionObserver = observers{}
 )
+
+func (o observers) RosterChanged(self node.NodeID, r *node.Roster) {
+	for _, x := range o {
+		if ro, ok := x.(node.RosterObserver); ok {
+			ro.RosterChanged(self, r)
+		}
+	}
+}
 
 func (o observers) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	for _, x := range o {
@@ -818,11 +849,6 @@ func (o observers) TickAnswered(id node.NodeID, schedule string, tick time.Time,
 		}
 	}
 }
-
-// dropNetwork is the network of a cluster of one: the node never sends to a peer.
-type dropNetwork struct{}
-
-func (dropNetwork) Send(node.Message) {}
 
 // logObserver logs task state changes at debug level, and at info level a task
 // this node ended dead or unknown, with why.

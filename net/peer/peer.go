@@ -333,7 +333,9 @@ type Transport struct {
 	cfg     Config
 	deliver func(node.Message)
 	log     *slog.Logger
-	peers   map[node.NodeID]*peer // fixed at New
+	// peers maps each peer's ID to it: a map never modified once stored (AddPeer
+	// stores a copy with one more), so that Send reads it without a lock.
+	peers atomic.Pointer[map[node.NodeID]*peer]
 
 	unknownPeer  atomic.Uint64
 	refusedConns atomic.Uint64
@@ -377,7 +379,6 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		cfg:          cfg,
 		deliver:      deliver,
 		log:          cfg.Logger.With("node", string(cfg.Self)),
-		peers:        make(map[node.NodeID]*peer, len(cfg.Peers)),
 		done:         make(chan struct{}),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -386,14 +387,56 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		received:     make(map[node.NodeID]*atomic.Uint64),
 		warns:        newWarnLimiter(warnEvery, maxWarnHosts),
 	}
+	peers := make(map[node.NodeID]*peer, len(cfg.Peers))
 	for id, addr := range cfg.Peers {
 		if id == cfg.Self {
 			continue
 		}
-		t.peers[id] = &peer{id: id, addr: addr, q: make(chan queued, cfg.QueueSize)}
+		peers[id] = &peer{id: id, addr: addr, q: make(chan queued, cfg.QueueSize)}
 		t.received[id] = new(atomic.Uint64)
 	}
+	t.peers.Store(&peers)
 	return t, nil
+}
+
+// peerMap returns the peers now. The caller must not modify it.
+func (t *Transport) peerMap() map[node.NodeID]*peer { return *t.peers.Load() }
+
+// AddPeer makes id, at addr, a peer: messages for it are queued and sent, and its
+// hello is accepted. A peer already known keeps its address (a member's address
+// changes only with a restart of this transport). It reports whether id was added;
+// an ID or address that Config would refuse is an error. After Close it does
+// nothing.
+func (t *Transport) AddPeer(id node.NodeID, addr string) (bool, error) {
+	if id == t.cfg.Self {
+		return false, nil
+	}
+	if id == "" || len(id) > maxIDLen {
+		return false, fmt.Errorf("peer: node ID %.20q is empty or longer than %d bytes", id, maxIDLen)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return false, fmt.Errorf("peer: address %q of %s is not host:port: %v", addr, id, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.peerMap()
+	if old[id] != nil || t.closed.Load() {
+		return false, nil
+	}
+	peers := make(map[node.NodeID]*peer, len(old)+1)
+	for k, v := range old {
+		peers[k] = v
+	}
+	p := &peer{id: id, addr: addr, q: make(chan queued, t.cfg.QueueSize)}
+	peers[id] = p
+	t.received[id] = new(atomic.Uint64)
+	t.peers.Store(&peers)
+	if t.started {
+		t.wg.Add(1)
+		go t.runSender(p)
+	}
+	t.log.Info("peer added", "peer", string(id), "addr", addr)
+	return true, nil
 }
 
 // Start listens on Config.Listen and starts one sender per peer. Messages sent
@@ -413,10 +456,11 @@ func (t *Transport) Start() error {
 	}
 	t.started = true
 	t.ln = ln
-	t.log.Info("peer transport listening", "addr", ln.Addr().String(), "peers", len(t.peers))
-	t.wg.Add(1 + len(t.peers))
+	peers := t.peerMap()
+	t.log.Info("peer transport listening", "addr", ln.Addr().String(), "peers", len(peers))
+	t.wg.Add(1 + len(peers))
 	go t.acceptLoop(ln)
-	for _, p := range t.peers {
+	for _, p := range peers {
 		go t.runSender(p)
 	}
 	return nil
@@ -439,7 +483,7 @@ func (t *Transport) Send(m node.Message) {
 	if t.closed.Load() {
 		return
 	}
-	p := t.peers[m.To]
+	p := t.peerMap()[m.To]
 	if p == nil {
 		t.unknownPeer.Add(1)
 		return
@@ -462,7 +506,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		idle := true
-		for _, p := range t.peers {
+		for _, p := range t.peerMap() {
 			if p.connected.Load() && p.pending.Load() > 0 {
 				idle = false
 				break
@@ -481,13 +525,14 @@ func (t *Transport) Flush(ctx context.Context) error {
 
 // Stats returns a snapshot of the counters.
 func (t *Transport) Stats() Stats {
+	peers := t.peerMap()
 	s := Stats{
-		Peers:        make(map[node.NodeID]PeerStats, len(t.peers)),
+		Peers:        make(map[node.NodeID]PeerStats, len(peers)),
 		UnknownPeer:  t.unknownPeer.Load(),
 		RefusedConns: t.refusedConns.Load(),
 		NotMember:    t.notMember.Load(),
 	}
-	for id, p := range t.peers {
+	for id, p := range peers {
 		ps := PeerStats{
 			Addr:             p.addr,
 			Sent:             p.sent.Load(),
@@ -517,9 +562,10 @@ func (t *Transport) Stats() Stats {
 // Reachable reports, for every configured peer, whether it answered lately: a
 // heartbeat came on the connection to it within Config.Silence (see the package doc).
 func (t *Transport) Reachable() map[node.NodeID]bool {
-	r := make(map[node.NodeID]bool, len(t.peers))
+	peers := t.peerMap()
+	r := make(map[node.NodeID]bool, len(peers))
 	now := time.Now()
-	for id, p := range t.peers {
+	for id, p := range peers {
 		heard := p.lastHeard()
 		r[id] = !heard.IsZero() && now.Sub(heard) < t.cfg.Silence
 	}
