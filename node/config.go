@@ -255,6 +255,9 @@ func (c *Config) Validate() error {
 	if !slices.Contains(c.Members, c.ID) {
 		bad("members", "must include this node (%q)", c.ID)
 	}
+	if c.Join && len(c.Members) != 1 {
+		bad("members", "must be this node alone when it joins a cluster (join), not %d members", len(c.Members))
+	}
 	seen := map[NodeID]bool{}
 	for _, m := range c.Members {
 		if m == "" {

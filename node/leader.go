@@ -254,6 +254,9 @@ func (n *Node) handleLeaderClaim(m Message) {
 	}
 	// Invariant: a lease is granted to another holder only once the one granted
 	// before ran out on this clock; the grant is logged before it is answered.
+	if acc.promised != 0 {
+		n.superseded++ // the grant before is compacted away
+	}
 	*acc = leaseAcceptor{promised: m.Attempt, holder: m.From, leaseEnd: now.Add(m.Lease)}
 	resp.Granted = true
 	resp.Roster, resp.Promised = n.accepted, n.acceptedBallot
@@ -416,9 +419,14 @@ func (n *Node) handleRosterPropose(m Message) {
 		return
 	}
 	resp.Granted = true
-	if n.accepted != nil && n.accepted.Epoch == r.Epoch && n.acceptedBallot == m.Attempt {
-		n.afterSync(func() { n.send(resp) }) // a repeated proposal
+	if n.accepted != nil && (n.accepted.Epoch > r.Epoch || n.accepted.Epoch == r.Epoch && n.acceptedBallot == m.Attempt) {
+		// A repeated proposal, or one of an epoch the same leader went past (it
+		// proposes the next only once this one committed): stored already.
+		n.afterSync(func() { n.send(resp) })
 		return
+	}
+	if n.accepted != nil {
+		n.superseded++
 	}
 	n.accepted, n.acceptedBallot = r, m.Attempt
 	n.persist(func() { n.send(resp) }, Record{Kind: RecRosterAccept, Roster: r, Attempt: m.Attempt})

@@ -246,3 +246,42 @@ func enqueueErr(h *harness, via NodeID) error {
 	h.node(via).Enqueue(req(time.Second), func(r EnqueueResult) { err = r.Err })
 	return err
 }
+
+// A compaction keeps the newest roster, lease grant and stored roster only.
+func TestCompactionKeepsTheNewestRosterRecords(t *testing.T) {
+	h := joinHarness(t, 3, 11, nil)
+	var recs []Record
+	h.nodes["n1"].storage = func() Storage { return keptStorage{h: h, recs: &recs} }
+	h.crash("n1")
+	h.restart("n1")
+	h.join("n2", "n4", 2*time.Minute)
+	h.run(h.elapsed() + 40*time.Second) // renewals: several grants logged
+	kinds := func(rs []Record) map[RecordKind]int {
+		c := map[RecordKind]int{}
+		for _, r := range rs {
+			c[r.Kind]++
+		}
+		return c
+	}
+	before := kinds(recs)
+	require.Greater(t, before[RecLeaseGrant], 1)
+	require.Greater(t, before[RecRoster], 1)
+	n1 := h.node("n1")
+	var kept []Record
+	n1.input(func() {
+		p := n1.CompactionPolicy()
+		for i := range recs {
+			if p.Keep(&recs[i]) {
+				kept = append(kept, recs[i])
+			}
+		}
+	})
+	after := kinds(kept)
+	require.Equal(t, 1, after[RecLeaseGrant])
+	require.Equal(t, 1, after[RecRoster])
+	require.LessOrEqual(t, after[RecRosterAccept], 1)
+	h.nodes["n1"].storage = func() Storage { return keptStorage{h: h, recs: &kept} }
+	h.crash("n1")
+	h.restart("n1")
+	require.True(t, h.node("n2").Roster().Equal(h.node("n1").Roster()), "the compacted log gives back the roster")
+}
