@@ -247,7 +247,7 @@ func (sw *swarm) next() {
 		case "clock":
 			// Clocks are set once per seed; nothing happens mid-run.
 			f.Kind = ""
-		case "crash", "crash_holder", "kill", "pause", "pause_holder", "corrupt", "fsync_error":
+		case "crash", "crash_holder", "crash_leader", "kill", "pause", "pause_holder", "corrupt", "fsync_error":
 			if w.down() >= sw.spec.MaxDown {
 				f.Kind = ""
 			}
