@@ -73,6 +73,9 @@ type leaderClaim struct {
 	ballot  uint64
 	sent    time.Time
 	renewal bool
+	// The roster the claim was made under: grants count among its members.
+	epoch   uint64
+	members []NodeID
 	grants  map[NodeID]bool
 	// best is the highest roster the granting acceptors stored (accepted), with the
 	// ballot it was stored under.
@@ -184,7 +187,7 @@ func (n *Node) claimLeader(renewal bool) {
 		n.maxBallot++
 		ballot = n.maxBallot
 	}
-	op := &leaderClaim{ballot: ballot, sent: n.now(), renewal: renewal, grants: map[NodeID]bool{}}
+	op := &leaderClaim{ballot: ballot, sent: n.now(), renewal: renewal, epoch: n.roster.Epoch, members: n.members, grants: map[NodeID]bool{}}
 	n.leaderOp = op
 	for _, m := range n.members {
 		n.send(Message{Type: MsgLeaderClaim, To: m, Attempt: ballot, Lease: n.cfg.Lease, Epoch: n.roster.Epoch})
@@ -273,14 +276,14 @@ func (n *Node) handleLeaderClaimResp(m Message) {
 		return
 	}
 	op := n.leaderOp
-	if op == nil || m.Attempt != op.ballot || !n.roster.Has(m.From) {
+	if op == nil || m.Attempt != op.ballot || !slices.Contains(op.members, m.From) {
 		return
 	}
 	op.grants[m.From] = true
 	if m.Roster != nil && (op.best == nil || rosterAfter(m.Roster, m.Promised, op.best, op.bestBallot)) {
 		op.best, op.bestBallot = m.Roster, m.Promised
 	}
-	if len(op.grants) < len(n.members)/2+1 {
+	if len(op.grants) < len(op.members)/2+1 {
 		return
 	}
 	op.stop()
@@ -301,11 +304,12 @@ func (n *Node) winLease(op *leaderClaim) {
 		until = op.sent.Add(n.cfg.Lease) // negative controls only (M1)
 	}
 	wasLeading := n.leading() && n.ballot == op.ballot
-	n.ballot, n.leaseUntil = op.ballot, until
+	n.ballot, n.leaseUntil, n.leaseEpoch = op.ballot, until, op.epoch
 	if o, ok := n.env.Observer.(LeaderObserver); ok {
 		o.LeaseWon(n.cfg.ID, op.ballot, until)
 	}
 	if op.renewal && wasLeading {
+		n.nextChange() // a change may have waited for the lease of the new roster
 		return
 	}
 	n.change = nil
@@ -334,6 +338,17 @@ func (n *Node) nextChange() {
 	}
 	if n.roster.Leader != n.cfg.ID {
 		n.propose(n.rosterWith(nil))
+		return
+	}
+	if len(n.joins) > 0 && n.leaseEpoch < n.roster.Epoch {
+		// Invariant (M1): the lease is held from a majority of the roster before its
+		// members change again. One change keeps every majority of the new roster
+		// meeting every majority of the old; a second before the lease is renewed
+		// under the first could let a majority of the newest roster, which granted
+		// nothing, elect a rival.
+		if n.leaderOp == nil {
+			n.claimLeader(true)
+		}
 		return
 	}
 	for len(n.joins) > 0 {

@@ -38,6 +38,7 @@ type Node struct {
 	leaderBackoff  time.Time // no claim of the lease before (after a failed round)
 	ballot         uint64
 	leaseUntil     time.Time
+	leaseEpoch     uint64 // the roster epoch the lease was won (or last renewed) under
 	leaderOp       *leaderClaim
 	change         *rosterChange
 	joins          []Member

@@ -285,3 +285,47 @@ func TestCompactionKeepsTheNewestRosterRecords(t *testing.T) {
 	h.restart("n1")
 	require.True(t, h.node("n2").Roster().Equal(h.node("n1").Roster()), "the compacted log gives back the roster")
 }
+
+// Two nodes joining at once are added one epoch at a time, and the leader renews
+// its lease under each new roster before the next change of members (M1: two
+// changes under one lease could let a majority of the newest roster, which
+// granted nothing, elect a rival).
+func TestMembersChangeOncePerLease(t *testing.T) {
+	static := []NodeID{"n1", "n2", "n3"}
+	h := newHarness(t, 5, 12, func(c *Config) {
+		if slices.Contains(static, c.ID) {
+			c.Members = static
+		} else {
+			c.Members, c.Join = []NodeID{c.ID}, true
+		}
+	})
+	h.run(40 * time.Second) // past the recovery wait of memory storage
+	for range 30 {
+		h.node("n1").Join(Member{ID: "n4", Addr: "n4:1"}, func(*Roster, error) {})
+		h.node("n1").Join(Member{ID: "n5", Addr: "n5:1"}, func(*Roster, error) {})
+		h.run(h.elapsed() + time.Second)
+	}
+	r := h.node("n1").Roster()
+	require.Equal(t, []NodeID{"n1", "n2", "n3", "n4", "n5"}, r.IDs())
+	// For every proposal that changes the members, the leader's claim just before
+	// it was made under the roster it changes.
+	members := map[uint64]int{1: 3}
+	lastClaim := map[NodeID]uint64{}
+	changes := 0
+	for _, s := range h.sent {
+		switch m := s.Msg; m.Type {
+		case MsgLeaderClaim:
+			lastClaim[m.From] = m.Epoch
+		case MsgRosterPropose:
+			if _, seen := members[m.Roster.Epoch]; seen {
+				continue
+			}
+			members[m.Roster.Epoch] = len(m.Roster.Members)
+			if prev, ok := members[m.Roster.Epoch-1]; ok && prev != len(m.Roster.Members) {
+				changes++
+				require.Equal(t, m.Roster.Epoch-1, lastClaim[m.From], "epoch %d changes the members under a lease of epoch %d", m.Roster.Epoch, lastClaim[m.From])
+			}
+		}
+	}
+	require.Equal(t, 2, changes)
+}
