@@ -768,9 +768,27 @@ func (b backend) WriteMetrics(w io.Writer) {
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts() }); err == nil {
+	leading := false
+	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts(); leading, _ = n.Leading() }); err == nil {
 		metrics.WriteDepth(w, b.d.cfg.NodeID, counts)
+		b.d.writeRosterMetrics(w, leading)
 	}
+}
+
+// writeRosterMetrics writes the roster's epoch and size, and whether this node
+// holds the roster lease.
+func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool) {
+	id, r := d.cfg.NodeID, d.roster.Load()
+	lead := 0
+	if leading {
+		lead = 1
+	}
+	fmt.Fprintf(w, "# HELP miyamoto_roster_epoch The epoch of the roster this node holds (1: a static --peers list or a node alone; 0: joining).\n# TYPE miyamoto_roster_epoch gauge\n")
+	fmt.Fprintf(w, "miyamoto_roster_epoch{node=%q} %d\n", id, r.Epoch)
+	fmt.Fprintf(w, "# HELP miyamoto_roster_members The members of the roster this node holds.\n# TYPE miyamoto_roster_members gauge\n")
+	fmt.Fprintf(w, "miyamoto_roster_members{node=%q} %d\n", id, len(r.Members))
+	fmt.Fprintf(w, "# HELP miyamoto_leader 1 while this node holds the roster lease.\n# TYPE miyamoto_leader gauge\n")
+	fmt.Fprintf(w, "miyamoto_leader{node=%q} %d\n", id, lead)
 }
 
 // writeConnMetrics writes the API connection cap's gauges and counters.

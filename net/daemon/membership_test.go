@@ -3,6 +3,8 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -93,6 +95,14 @@ func TestJoinAndLeaderFailover(t *testing.T) {
 	}
 	c = eventuallyCluster(t, bases[other], lease+10*time.Second, "a new leader", func(c clusterView) bool { return c.Leader != "" && c.Leader != old })
 	t.Logf("new leader %s at epoch %d, %v after the old one stopped", c.Leader, c.Epoch, time.Since(stopped).Round(100*time.Millisecond))
+
+	resp, err := client.Get(bases[c.Leader] + "/metrics")
+	require.NoError(t, err)
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_leader{node=%q} 1", c.Leader))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_roster_epoch{node=%q} %d", c.Leader, c.Epoch))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_roster_members{node=%q} 3", c.Leader))
 
 	code, body, _ := post(t, bases[other], "", url.Values{"task.url": {w.srv.URL + "/after"}})
 	require.Equal(t, http.StatusOK, code, "%v", body)
