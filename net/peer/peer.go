@@ -301,8 +301,10 @@ type PeerStats struct {
 
 // peer is the outbound side of one peer plus its counters.
 type peer struct {
-	id   node.NodeID
-	addr string
+	id node.NodeID
+	// addr is where it listens; AddPeer may change it (a member that came back
+	// elsewhere), the next dial uses the new one.
+	addr atomic.Pointer[string]
 	q    chan queued
 
 	sent, droppedFull, droppedBroken, droppedLarge, droppedOld atomic.Uint64
@@ -392,21 +394,27 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		if id == cfg.Self {
 			continue
 		}
-		peers[id] = &peer{id: id, addr: addr, q: make(chan queued, cfg.QueueSize)}
+		peers[id] = newPeer(id, addr, cfg.QueueSize)
 		t.received[id] = new(atomic.Uint64)
 	}
 	t.peers.Store(&peers)
 	return t, nil
 }
 
+func newPeer(id node.NodeID, addr string, queue int) *peer {
+	p := &peer{id: id, q: make(chan queued, queue)}
+	p.addr.Store(&addr)
+	return p
+}
+
 // peerMap returns the peers now. The caller must not modify it.
 func (t *Transport) peerMap() map[node.NodeID]*peer { return *t.peers.Load() }
 
 // AddPeer makes id, at addr, a peer: messages for it are queued and sent, and its
-// hello is accepted. A peer already known keeps its address (a member's address
-// changes only with a restart of this transport). It reports whether id was added;
-// an ID or address that Config would refuse is an error. After Close it does
-// nothing.
+// hello is accepted. A peer already known at another address is dialled at addr
+// from its next connection on. It reports whether it added id or changed its
+// address; an ID or address that Config would refuse is an error. After Close it
+// does nothing.
 func (t *Transport) AddPeer(id node.NodeID, addr string) (bool, error) {
 	if id == t.cfg.Self {
 		return false, nil
@@ -420,14 +428,22 @@ func (t *Transport) AddPeer(id node.NodeID, addr string) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.peerMap()
-	if old[id] != nil || t.closed.Load() {
+	if t.closed.Load() {
 		return false, nil
+	}
+	if p := old[id]; p != nil {
+		if *p.addr.Load() == addr {
+			return false, nil
+		}
+		p.addr.Store(&addr)
+		t.log.Info("peer address changed", "peer", string(id), "addr", addr)
+		return true, nil
 	}
 	peers := make(map[node.NodeID]*peer, len(old)+1)
 	for k, v := range old {
 		peers[k] = v
 	}
-	p := &peer{id: id, addr: addr, q: make(chan queued, t.cfg.QueueSize)}
+	p := newPeer(id, addr, t.cfg.QueueSize)
 	peers[id] = p
 	t.received[id] = new(atomic.Uint64)
 	t.peers.Store(&peers)
@@ -534,7 +550,7 @@ func (t *Transport) Stats() Stats {
 	}
 	for id, p := range peers {
 		ps := PeerStats{
-			Addr:             p.addr,
+			Addr:             *p.addr.Load(),
 			Sent:             p.sent.Load(),
 			DroppedQueueFull: p.droppedFull.Load(),
 			DroppedBroken:    p.droppedBroken.Load(),
@@ -818,7 +834,7 @@ func (t *Transport) backoff(failures int) time.Duration {
 // runSender keeps a connection to p and writes its queue to it until Close.
 func (t *Transport) runSender(p *peer) {
 	defer t.wg.Done()
-	log := t.log.With("peer", string(p.id), "addr", p.addr)
+	log := t.log.With("peer", string(p.id), "addr", *p.addr.Load())
 	failures := 0
 	// An error is logged at Warn level, but the same error again at Debug level, so
 	// that a peer refusing every connection (a mismatched cluster secret, say) does not
@@ -879,7 +895,7 @@ func (t *Transport) runSender(p *peer) {
 // dial connects to p and runs the handshake. The connection it returns is tracked.
 func (t *Transport) dial(p *peer) (net.Conn, error) {
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	c, err := d.DialContext(t.ctx, "tcp", p.addr)
+	c, err := d.DialContext(t.ctx, "tcp", *p.addr.Load())
 	if err != nil {
 		return nil, err
 	}
