@@ -141,7 +141,15 @@ func DefaultQueueConfig() QueueConfig {
 // Config is one node's settings. Zero fields are filled by EnsureDefaults.
 type Config struct {
 	ID      NodeID
-	Members []NodeID // every member, this node included; order does not matter
+	Members []NodeID // every member, this node included; order does not matter: the roster of epoch 1
+	// Join: this node starts outside any cluster and waits to be added (the
+	// daemon's --join): its roster is itself alone at epoch 0, it takes no task,
+	// until a roster that lists it arrives (or is in its log). Members must be
+	// this node alone.
+	Join bool
+	// PeerAddrs gives the peer address of members (optional; the daemon's --peers),
+	// kept in the roster so that members learn where a new member listens.
+	PeerAddrs map[NodeID]string
 
 	Replicas      int           // R, default 3, capped by the cluster size
 	ReplicaOffset time.Duration // replica k fires k×ReplicaOffset after replica 0; default 2s
@@ -246,6 +254,9 @@ func (c *Config) Validate() error {
 	}
 	if !slices.Contains(c.Members, c.ID) {
 		bad("members", "must include this node (%q)", c.ID)
+	}
+	if c.Join && len(c.Members) != 1 {
+		bad("members", "must be this node alone when it joins a cluster (join), not %d members", len(c.Members))
 	}
 	seen := map[NodeID]bool{}
 	for _, m := range c.Members {

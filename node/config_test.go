@@ -69,6 +69,7 @@ func TestConfigValidateNamesFields(t *testing.T) {
 		{"lease below 2×drift", func(c *Config) { c.Lease = time.Second; c.MaxClockDrift = 3 * time.Second }, []string{"lease"}},
 		{"members missing self", func(c *Config) { c.Members = []NodeID{"b", "c"} }, []string{"members"}},
 		{"member twice", func(c *Config) { c.Members = []NodeID{"a", "b", "b"} }, []string{"members"}},
+		{"joining with members", func(c *Config) { c.Join = true; c.Members = []NodeID{"a", "b"} }, []string{"members"}},
 		{"empty id", func(c *Config) { c.ID = ""; c.Members = []NodeID{"a"} }, []string{"id", "members"}},
 		{"claim quorum above replicas", func(c *Config) { c.ClaimQuorum = 4 }, []string{"claim_quorum"}},
 		{"negative offset", func(c *Config) { c.ReplicaOffset = -time.Second }, []string{"replica_offset"}},

@@ -84,6 +84,15 @@
 // (LossReporter: a corrupt, wiped or new directory) makes the node act as one that
 // forgot at the time it reports, with the same wait counted from then.
 //
+// # Membership
+//
+// The roster (roster.go) is the cluster's membership by epoch: a static member list is
+// epoch 1; a node started with Config.Join waits outside until a roster lists it. A
+// leader holds a lease on the roster granted by a majority of its members, by the claim
+// rule of tasks, and commits each change on a majority of the old roster and of the new
+// one under its lease's ballot (leader.go). The roster decides where new tasks go,
+// never anything about a task stored: its replica list travels with it.
+//
 // # Schedules
 //
 // Cron schedules (schedule.go) are replicated data like queue settings: versioned,

@@ -79,6 +79,12 @@ const (
 	MaxAttempt = 1 << 62
 	// MaxRetries bounds a failure count.
 	MaxRetries = 1 << 30
+	// MaxMembers bounds a roster's members, MaxEpoch its epoch (one per change),
+	// MaxNodeIDLen and MaxPeerAddrLen a member's ID and address.
+	MaxMembers     = 1024
+	MaxEpoch       = 1 << 62
+	MaxNodeIDLen   = 100
+	MaxPeerAddrLen = 300
 	// MaxLease bounds a lease asked for or reported.
 	MaxLease = 7 * 24 * time.Hour
 	// versionSlack is how far past now plus the drift a setting's or a schedule's
@@ -141,7 +147,7 @@ func (n *Node) checkMessage(m *Message) (Refusal, string) {
 		return RefusedType, "type"
 	case m.To != n.cfg.ID:
 		return RefusedSender, "to"
-	case m.From == n.cfg.ID || !n.isMember(m.From):
+	case m.From == n.cfg.ID || !n.isMember(m.From) && !n.newMemberSends(m):
 		return RefusedSender, "from"
 	}
 	if r, d := n.checkScalars(m); r != RefusedNone {
@@ -165,6 +171,11 @@ func (n *Node) checkMessage(m *Message) (Refusal, string) {
 	}
 	if m.Schedule != nil {
 		if r, d := n.checkSchedule(m.Schedule); r != RefusedNone {
+			return r, d
+		}
+	}
+	if m.Roster != nil {
+		if r, d := checkRoster(m.Roster); r != RefusedNone {
 			return r, d
 		}
 	}
@@ -202,6 +213,8 @@ func (n *Node) checkScalars(m *Message) (Refusal, string) {
 		return RefusedRange, "queue"
 	case !m.NextETA.IsZero() && !plausibleTime(m.NextETA):
 		return RefusedRange, "next_eta"
+	case m.Epoch > MaxEpoch:
+		return RefusedRange, "epoch"
 	}
 	return RefusedNone, ""
 }
@@ -275,6 +288,21 @@ func (n *Node) checkByType(m *Message) (Refusal, string) {
 	case MsgScheduleSet:
 		if m.Schedule == nil {
 			return RefusedSchedule, "schedule"
+		}
+	case MsgRoster, MsgRosterPropose:
+		if m.Roster == nil {
+			return RefusedRange, "roster"
+		}
+		if m.Type == MsgRosterPropose && m.Attempt == 0 {
+			return RefusedRange, "attempt"
+		}
+	case MsgLeaderClaim:
+		if m.Attempt == 0 || m.Lease <= 0 {
+			return RefusedRange, "attempt"
+		}
+	case MsgJoin:
+		if m.Member == nil || checkMember(*m.Member) != nil {
+			return RefusedRange, "member"
 		}
 	}
 	return RefusedNone, ""
@@ -389,6 +417,18 @@ func (n *Node) latestVersion() uint64 {
 	return uint64(max(n.latest().Add(versionSlack).UnixMilli(), 0))
 }
 
+// newMemberSends reports whether m is a roster, or a roster's proposal, from a
+// member of that roster, newer than this node's: a member this node does not
+// know yet (the leader of a joiner, a member added while it was away); or the
+// answer of a member of the roster this node is committing.
+func (n *Node) newMemberSends(m *Message) bool {
+	if m.Type == MsgRosterProposeResp {
+		return n.change != nil && n.change.roster.Has(m.From) // a joiner storing its roster
+	}
+	return (m.Type == MsgRoster || m.Type == MsgRosterPropose) && m.Roster != nil &&
+		m.Roster.Epoch > n.roster.Epoch && m.Roster.Has(m.From)
+}
+
 // isMember reports whether id is a member of the ring.
 func (n *Node) isMember(id NodeID) bool {
 	for _, m := range n.members {
@@ -416,6 +456,32 @@ func (n *Node) validReplicas(rs []NodeID) bool {
 		}
 	}
 	return true
+}
+
+// checkRoster: an epoch above the static one, 1 to MaxMembers members sorted by
+// ID and distinct, bounded IDs and addresses, and a leader among the members (or
+// none).
+func checkRoster(r *Roster) (Refusal, string) {
+	if r.Epoch < 2 || r.Epoch > MaxEpoch {
+		return RefusedRange, "roster.epoch"
+	}
+	if len(r.Members) == 0 || len(r.Members) > MaxMembers {
+		return RefusedRange, "roster.members"
+	}
+	for i, m := range r.Members {
+		switch {
+		case m.ID == "" || len(m.ID) > MaxNodeIDLen:
+			return RefusedRange, "roster.members.id"
+		case i > 0 && r.Members[i-1].ID >= m.ID:
+			return RefusedRange, "roster.members.order"
+		case len(m.Addr) > MaxPeerAddrLen:
+			return RefusedRange, "roster.members.addr"
+		}
+	}
+	if r.Leader != "" && !r.Has(r.Leader) {
+		return RefusedRange, "roster.leader"
+	}
+	return RefusedNone, ""
 }
 
 // plausibleTime: between the Unix epoch and the latest ETA the API takes.

@@ -9,6 +9,9 @@ import (
 // have been stored; re-sending it with a task name is safe.
 var ErrOutcomeUnknown = errors.New("no majority of replicas answered in time: the task may or may not be stored; re-sending it with a task name is safe")
 
+// ErrJoining: the node started with Config.Join and is not a member yet.
+var ErrJoining = errors.New("this node is joining the cluster and takes no task yet: retry through another member")
+
 // ErrStopping: the node is shutting down and takes no new task.
 var ErrStopping = errors.New("the node is shutting down")
 

@@ -99,6 +99,12 @@ type CompactionPolicy struct {
 	floor     uint64            // settingsFloor when the policy was taken
 	schedules map[string]uint64 // schedule -> version held when the policy was taken
 	mark      time.Time
+	// The roster's records held when the policy was taken (leader.go): the epoch,
+	// the lease granted, and the roster stored with its ballot.
+	rosterEpoch   uint64
+	lease         leaseAcceptor
+	acceptedEpoch uint64
+	acceptedBal   uint64
 	// Worth reports whether a compaction would drop anything: tasks were forgotten,
 	// or enough records were superseded since the last policy.
 	Worth bool
@@ -110,7 +116,11 @@ const supersededWorth = 1000
 
 // CompactionPolicy returns the policy for a compaction now.
 func (n *Node) CompactionPolicy() CompactionPolicy {
-	p := CompactionPolicy{forgotten: map[string]bool{}, settings: map[string]uint64{}, schedules: map[string]uint64{}, mark: n.forgetMark, floor: n.settingsFloor}
+	p := CompactionPolicy{forgotten: map[string]bool{}, settings: map[string]uint64{}, schedules: map[string]uint64{}, mark: n.forgetMark, floor: n.settingsFloor,
+		rosterEpoch: n.roster.Epoch, lease: n.leaseAcc, acceptedBal: n.acceptedBallot}
+	if n.accepted != nil {
+		p.acceptedEpoch = n.accepted.Epoch
+	}
 	for _, id := range n.TakeForgotten() {
 		p.forgotten[id] = true
 	}
@@ -127,8 +137,9 @@ func (n *Node) CompactionPolicy() CompactionPolicy {
 
 // Keep reports whether a compaction keeps r: every record of a task not forgotten,
 // the newest setting of each queue and of each schedule (a deletion included) and
-// the newest forget mark (or newer ones, logged after the policy was taken); not
-// the settings of queues whose tombstone was dropped.
+// the newest forget mark, the newest roster, lease grant and stored roster (or
+// newer ones, logged after the policy was taken); not the settings of queues whose
+// tombstone was dropped.
 func (p CompactionPolicy) Keep(r *Record) bool {
 	switch r.Kind {
 	case RecSetting:
@@ -145,6 +156,12 @@ func (p CompactionPolicy) Keep(r *Record) bool {
 		return r.Schedule == nil || r.Schedule.Version >= p.schedules[r.Schedule.Name]
 	case RecForgotten:
 		return !r.NextETA.Before(p.mark)
+	case RecRoster:
+		return r.Roster == nil || r.Roster.Epoch >= p.rosterEpoch
+	case RecLeaseGrant:
+		return r.Attempt > p.lease.promised || r.Attempt == p.lease.promised && !r.LeaseEnd.Before(p.lease.leaseEnd)
+	case RecRosterAccept:
+		return r.Roster == nil || r.Roster.Epoch > p.acceptedEpoch || r.Roster.Epoch == p.acceptedEpoch && r.Attempt >= p.acceptedBal
 	}
 	id := r.TaskID
 	if r.Task != nil {

@@ -18,6 +18,11 @@ import (
 // The receiver keeps what is newer, as for any MsgQueueSet or MsgScheduleSet. A
 // cluster in agreement sends one message per node per SyncInterval; repairing n
 // entries takes about n/gossipChunk rounds.
+//
+// Gossip spreads the roster too (roster.go): both messages carry the sender's
+// roster epoch (Message.Epoch, 0 for the static roster of epoch 1), a member whose
+// digest matches still answers a gossiper of a lower or higher epoch, and whoever
+// holds the higher epoch pushes its roster (MsgRoster).
 
 // gossipChunk is how many settings and schedules one round sends to one member: an
 // eighth of a peer queue (4096 messages, net/peer): in 2 s a node may push a member
@@ -58,7 +63,7 @@ func (n *Node) armGossip() {
 			peer := n.members[n.env.Rand.IntN(len(n.members))]
 			if peer != n.cfg.ID {
 				sum, count := n.digest()
-				n.send(Message{Type: MsgGossip, To: peer, Promised: sum, Retries: count})
+				n.send(Message{Type: MsgGossip, To: peer, Promised: sum, Retries: count, Epoch: n.gossipEpoch()})
 			}
 			n.armGossip()
 		})
@@ -72,11 +77,15 @@ func (n *Node) handleGossip(m Message) {
 		return
 	}
 	sum, count := n.digest()
-	if sum == m.Promised && count == m.Retries {
+	same := sum == m.Promised && count == m.Retries
+	if same && m.Epoch == n.gossipEpoch() {
 		return
 	}
-	n.send(Message{Type: MsgGossipResp, To: m.From, Promised: sum, Retries: count})
-	n.pushChunk(m.From)
+	n.send(Message{Type: MsgGossipResp, To: m.From, Promised: sum, Retries: count, Epoch: n.gossipEpoch()})
+	n.maybePushRoster(m.From, m.Epoch)
+	if !same {
+		n.pushChunk(m.From)
+	}
 }
 
 // handleGossipResp sends the next chunk to a member whose digest still differs.
@@ -84,8 +93,17 @@ func (n *Node) handleGossipResp(m Message) {
 	if !slices.Contains(n.members, m.From) || m.From == n.cfg.ID {
 		return
 	}
+	n.maybePushRoster(m.From, m.Epoch)
 	if sum, count := n.digest(); sum != m.Promised || count != m.Retries {
 		n.pushChunk(m.From)
+	}
+}
+
+// armGossipIfIdle starts gossiping if it is not going yet (it starts with the
+// first setting, schedule or roster of several members).
+func (n *Node) armGossipIfIdle() {
+	if n.gossipStop == nil {
+		n.armGossip()
 	}
 }
 

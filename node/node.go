@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/bits"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,8 +15,33 @@ import (
 type Node struct {
 	cfg Config
 	env Env
-	// members sorted by ID: the ring.
+	// members sorted by ID: the ring, the IDs of roster (roster.go).
 	members []NodeID
+	roster  *Roster
+	// wantReplicas is Config.Replicas as configured; cfg.Replicas is it capped by
+	// the roster's size.
+	wantReplicas int
+	// joining: started with Config.Join and not listed by a roster yet.
+	joining bool
+
+	// The roster lease and roster changes (leader.go): what this node granted
+	// (leaseAcc) and stored (accepted under acceptedBallot); as claimant and
+	// leader, the highest ballot seen, the ballot it leads under until leaseUntil,
+	// its claim round, the change it is committing and the joins waiting.
+	leaseAcc       leaseAcceptor
+	accepted       *Roster
+	acceptedBallot uint64
+	maxBallot      uint64
+	leaderActive   bool
+	leaderTimer    func() bool
+	leaderSeen     time.Time // when it adopted a roster another leader committed
+	leaderBackoff  time.Time // no claim of the lease before (after a failed round)
+	ballot         uint64
+	leaseUntil     time.Time
+	leaseEpoch     uint64 // the roster epoch the lease was won (or last renewed) under
+	leaderOp       *leaderClaim
+	change         *rosterChange
+	joins          []Member
 
 	tasks map[string]*entry
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -217,18 +241,16 @@ func New(cfg Config, env Env) (*Node, error) {
 	if env.Storage == nil {
 		env.Storage = MemoryStorage{}
 	}
-	members := slices.Clone(cfg.Members)
-	slices.Sort(members)
-	cfg.Replicas = min(cfg.Replicas, len(members))
-	if cfg.ClaimQuorum > cfg.Replicas {
-		cfg.ClaimQuorum = cfg.Replicas
+	if cfg.ClaimQuorum > min(cfg.Replicas, len(cfg.Members)) {
+		cfg.ClaimQuorum = min(cfg.Replicas, len(cfg.Members))
 	}
 	msgObs, _ := env.Observer.(MessageObserver)
-	return &Node{
+	n := &Node{
 		cfg:          cfg,
 		env:          env,
 		msgObs:       msgObs,
-		members:      members,
+		wantReplicas: cfg.Replicas,
+		joining:      cfg.Join,
 		tasks:        make(map[string]*entry),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),
@@ -243,7 +265,9 @@ func New(cfg Config, env Env) (*Node, error) {
 		index:        make(map[stateKey]*idIndex),
 		queueRefs:    make(map[string]uint8),
 		gossipCursor: make(map[NodeID]string),
-	}, nil
+	}
+	n.setRoster(initialRoster(cfg))
+	return n, nil
 }
 
 // ID returns the node's ID.
@@ -260,7 +284,8 @@ func (n *Node) Start() error {
 	n.started = true
 	n.bootTime = n.now()
 	if !n.env.Storage.Durable() {
-		if len(n.members) > 1 {
+		// A joiner may be a member that forgot: it waits as one.
+		if len(n.members) > 1 || n.joining {
 			n.forgotAt = n.bootTime
 			n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
 			n.startSettingsSync()
@@ -331,6 +356,16 @@ func (n *Node) Start() error {
 	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == nil {
 		n.armGossip()
 	}
+	if n.roster.Epoch > 1 {
+		// A roster learnt before the restart: reach its members, and keep spreading it.
+		if o, ok := n.env.Observer.(RosterObserver); ok {
+			o.RosterChanged(n.cfg.ID, n.roster)
+		}
+		n.armGossipIfIdle()
+	}
+	if n.roster.Epoch > 1 || n.leaseAcc.holder != "" {
+		n.activateLeader()
+	}
 	n.maybeArmTombstoneSweep()
 	if lossy {
 		// The floors of what we may have forgotten must outlive this start: a later
@@ -352,6 +387,14 @@ func (n *Node) Start() error {
 
 // replay applies one durable record at start.
 func (n *Node) replay(r Record) {
+	switch r.Kind {
+	case RecRoster:
+		n.replayRoster(r.Roster)
+		return
+	case RecLeaseGrant, RecRosterAccept:
+		n.replayLeader(r)
+		return
+	}
 	if r.Kind == RecSchedule {
 		if r.Schedule != nil {
 			n.keepSchedule(r.Schedule)
@@ -575,6 +618,20 @@ func (n *Node) step(m Message) {
 		n.handleGossip(m)
 	case MsgGossipResp:
 		n.handleGossipResp(m)
+	case MsgRoster:
+		n.handleRoster(m)
+	case MsgLeaderClaim:
+		n.handleLeaderClaim(m)
+	case MsgLeaderClaimResp:
+		n.handleLeaderClaimResp(m)
+	case MsgRosterPropose:
+		n.handleRosterPropose(m)
+	case MsgRosterProposeResp:
+		n.handleRosterProposeResp(m)
+	case MsgJoin:
+		n.handleJoin(m)
+	case MsgLeaderRelease:
+		n.handleLeaderRelease(m)
 	}
 }
 
@@ -638,6 +695,8 @@ func (n *Node) refuseNew() error {
 	switch {
 	case n.stopping:
 		return ErrStopping
+	case n.joining:
+		return ErrJoining
 	case !n.settingsKnown():
 		return ErrStarting
 	}
@@ -983,6 +1042,8 @@ func (n *Node) Ready() bool { return n.NotReady() == "" }
 // NotReady says why the node is not Ready ("" when it is).
 func (n *Node) NotReady() string {
 	switch {
+	case n.joining:
+		return "joining: waiting for the leader to add this node to the roster"
 	case !n.recoverUntil.IsZero() && n.now().Before(n.forgotAt.Add(n.cfg.MaxClockDrift)):
 		return "starting: waiting out max_clock_drift after losing its memory"
 	case !n.settingsKnown():

@@ -116,38 +116,45 @@ func (t *Task) Rank(id NodeID) int {
 type MsgType uint8
 
 const (
-	MsgStore           MsgType = iota + 1 // coordinator → replica: keep Task
-	MsgStoreResp                          // replica → coordinator: stored (durably when storage is on)
-	MsgClaim                              // claimant → replicas: grant Attempt with Lease
-	MsgClaimResp                          // acceptor → claimant: Granted, or why not
-	MsgRelease                            // claimant → replicas: Attempt failed or was abandoned; next at NextETA
-	MsgOutcome                            // claimant → replicas: final State reached by Attempt
-	MsgOutcomeResp                        // replica → claimant: final state recorded
-	MsgNaiveCancel                        // naive protocol: sender is running the task, stand down
-	MsgNaivePushBack                      // naive protocol: sender's delivery failed, re-arm at NextETA
-	MsgStatus                             // any node → replica: what do you know of TaskID?
-	MsgStatusResp                         // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
-	MsgQueueSet                           // any node → every member: adopt Setting if newer
-	MsgQueueSetResp                       // member → sender: Setting.Version of Setting.Queue held now; Retries: tasks whose first replica it is that adopting Setting's purge cancelled here
-	MsgPermit                             // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
-	MsgPermitResp                         // token node → claimant: Granted, or retry after Lease
-	MsgPermitDone                         // claimant → token node: Attempt of TaskID ended; free its slot
-	MsgList                               // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
-	MsgListResp                           // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
-	MsgQueueSync                          // starting node → member: send me your queue settings (Promised = round)
-	MsgQueueSyncResp                      // member → starting node: one Setting or Schedule, or the end (both nil, Retries = settings and schedules sent)
-	MsgScheduleSet                        // any node → every member: adopt Schedule if newer
-	MsgScheduleSetResp                    // member → sender: the Schedule of that name held now
-	MsgCount                              // any node → every member: send your task counters (Promised = request)
-	MsgCountResp                          // member → asker: its Counts (Promised = request)
-	MsgGossip                             // member → random member, every SyncInterval: Promised = digest of its settings and schedules, Retries = how many
-	MsgGossipResp                         // member → gossiper whose digest differs: its own digest and count (each side then sends a chunk)
+	MsgStore             MsgType = iota + 1 // coordinator → replica: keep Task
+	MsgStoreResp                            // replica → coordinator: stored (durably when storage is on)
+	MsgClaim                                // claimant → replicas: grant Attempt with Lease
+	MsgClaimResp                            // acceptor → claimant: Granted, or why not
+	MsgRelease                              // claimant → replicas: Attempt failed or was abandoned; next at NextETA
+	MsgOutcome                              // claimant → replicas: final State reached by Attempt
+	MsgOutcomeResp                          // replica → claimant: final state recorded
+	MsgNaiveCancel                          // naive protocol: sender is running the task, stand down
+	MsgNaivePushBack                        // naive protocol: sender's delivery failed, re-arm at NextETA
+	MsgStatus                               // any node → replica: what do you know of TaskID?
+	MsgStatusResp                           // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
+	MsgQueueSet                             // any node → every member: adopt Setting if newer
+	MsgQueueSetResp                         // member → sender: Setting.Version of Setting.Queue held now; Retries: tasks whose first replica it is that adopting Setting's purge cancelled here
+	MsgPermit                               // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
+	MsgPermitResp                           // token node → claimant: Granted, or retry after Lease
+	MsgPermitDone                           // claimant → token node: Attempt of TaskID ended; free its slot
+	MsgList                                 // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
+	MsgListResp                             // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
+	MsgQueueSync                            // starting node → member: send me your queue settings (Promised = round)
+	MsgQueueSyncResp                        // member → starting node: one Setting or Schedule, or the end (both nil, Retries = settings and schedules sent)
+	MsgScheduleSet                          // any node → every member: adopt Schedule if newer
+	MsgScheduleSetResp                      // member → sender: the Schedule of that name held now
+	MsgCount                                // any node → every member: send your task counters (Promised = request)
+	MsgCountResp                            // member → asker: its Counts (Promised = request)
+	MsgGossip                               // member → random member, every SyncInterval: Promised = digest of its settings and schedules, Retries = how many
+	MsgGossipResp                           // member → gossiper whose digest differs: its own digest and count (each side then sends a chunk)
+	MsgRoster                               // member → member of a lower epoch, leader → members after a commit: adopt Roster if newer (roster.go)
+	MsgLeaderClaim                          // member → roster's members: grant the roster lease under ballot Attempt for Lease (Epoch: the claimant's roster)
+	MsgLeaderClaimResp                      // member → claimant: Granted (Roster, Promised: the roster it stored last and its ballot), or why not
+	MsgRosterPropose                        // leader → members of the old and new rosters: store Roster under ballot Attempt
+	MsgRosterProposeResp                    // member → leader: Granted: stored Roster of Epoch under Attempt (or not: Promised)
+	MsgJoin                                 // member → leader: add Member to the roster
+	MsgLeaderRelease                        // claimant → members that granted its ballot Attempt: the round failed, the lease is free
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster", "leader_claim", "leader_claim_resp", "roster_propose", "roster_propose_resp", "join", "leader_release"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgGossipResp
+const MaxMsgType = MsgLeaderRelease
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -215,6 +222,11 @@ type Message struct {
 	// most MaxAttemptHistory, oldest first).
 	Attempts []DeliveryAttempt
 	Counts   []QueueCount // CountResp
+	// Epoch: Gossip, GossipResp: the sender's roster epoch (0 for the static roster
+	// of epoch 1).
+	Epoch  uint64
+	Roster *Roster // Roster, RosterPropose, LeaderClaimResp
+	Member *Member // Join
 }
 
 func (m Message) String() string {
@@ -335,13 +347,16 @@ func (r DeliveryResult) OK() bool { return r.Status >= 200 && r.Status < 300 }
 type RecordKind uint8
 
 const (
-	RecTask      RecordKind = iota + 1 // Task was stored, its attempt floor in Attempt (given back: with Retries, Status and the backoff's end in NextETA)
-	RecGrant                           // Attempt granted to Holder in claim Round until LeaseEnd (local clock)
-	RecRelease                         // Holder's Attempt (claim Round) released; next at NextETA with Retries (no Holder: attempts up to Attempt are never granted)
-	RecOutcome                         // final State reached
-	RecSetting                         // a queue's Setting was adopted (settings, pause, purge)
-	RecForgotten                       // tasks created up to NextETA may have been forgotten after their dedup window
-	RecSchedule                        // a Schedule was adopted (created, changed or deleted)
+	RecTask         RecordKind = iota + 1 // Task was stored, its attempt floor in Attempt (given back: with Retries, Status and the backoff's end in NextETA)
+	RecGrant                              // Attempt granted to Holder in claim Round until LeaseEnd (local clock)
+	RecRelease                            // Holder's Attempt (claim Round) released; next at NextETA with Retries (no Holder: attempts up to Attempt are never granted)
+	RecOutcome                            // final State reached
+	RecSetting                            // a queue's Setting was adopted (settings, pause, purge)
+	RecForgotten                          // tasks created up to NextETA may have been forgotten after their dedup window
+	RecSchedule                           // a Schedule was adopted (created, changed or deleted)
+	RecRoster                             // a committed Roster was adopted (roster.go)
+	RecLeaseGrant                         // the roster lease was granted to Holder under ballot Attempt until LeaseEnd (local clock; leader.go)
+	RecRosterAccept                       // a proposed Roster was stored under ballot Attempt (leader.go)
 )
 
 // Record is one durable fact about a task.
@@ -365,6 +380,7 @@ type Record struct {
 	Setting    *QueueSetting // RecSetting
 	Reason     string        // RecOutcome: why the task ended dead or unknown
 	Schedule   *Schedule     // RecSchedule
+	Roster     *Roster       // RecRoster
 }
 
 // EnqueueRequest is a client's task, already parsed.

@@ -69,4 +69,10 @@ type Unsafe struct {
 	// first replica enqueue it (schedule.go, planTick): while that node is down its
 	// ticks are not run although a majority could take them.
 	TickPrimaryOnly bool
+	// LeaseWithoutDrift: negative controls only: breaks M1 by letting the leader
+	// hold the roster lease until its claim's send time plus the whole lease,
+	// without the MaxClockDrift allowance (leader.go, winLease): with clocks that
+	// measure time at different rates, it still leads after a majority's grants
+	// ran out and another member won the lease.
+	LeaseWithoutDrift bool
 }

@@ -116,17 +116,26 @@ type checker struct {
 	driftRate  float64                           // clocks.max_drift: how much faster a token node may refill
 	scheds     map[string]*schedModel            // the workload's schedules (SC1, SC2)
 	ticks      map[tickKey]*tickRec
+	// M1: per node, the true time its roster lease ends (-1: none held); per
+	// epoch, the roster committed under it.
+	leaseEnds []int64
+	committed map[uint64]*node.Roster
 }
 
 const maxKeptViolations = 50
 
 func newChecker(w *world) *checker {
 	c := &checker{w: w, ticks: map[tickKey]*tickRec{}, scheds: map[string]*schedModel{}, tasks: map[taskKey]*taskRec{}, byID: map[string][]*taskRec{}, nViolation: map[string]int{}, skew: int64(w.sc.Cluster.MaxClockDrift), grants: map[grantKey]uint64{}, grantTimes: map[grantKey]*grantInfo{}}
-	for i := range w.sc.Cluster.Nodes {
+	for i := range w.sc.Cluster.Nodes + w.sc.Cluster.Spares {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
 		c.acks = append(c.acks, newAckLog())
-		c.members = append(c.members, node.NodeID(nodeName(i)))
+		c.leaseEnds = append(c.leaseEnds, -1)
+		if i < w.sc.Cluster.Nodes {
+			// The static roster. (A limited queue's token node follows the roster:
+			// scenarios with joins use no limited queue until its handover is safe.)
+			c.members = append(c.members, node.NodeID(nodeName(i)))
+		}
 	}
 	slices.Sort(c.members)
 	c.driftRate = w.sc.Clocks.MaxDrift
@@ -449,6 +458,7 @@ func (c *checker) paused(s *simNode) { c.pausedAt[s.idx] = c.w.now }
 // log gives back at the next start (recovered).
 func (c *checker) crashed(s *simNode, lost []node.Record) {
 	c.crashedAt[s.idx] = c.w.now
+	c.leaseEnds[s.idx] = -1 // a dead process leads no more
 	cut := map[string]bool{}
 	for _, rec := range lost {
 		if rec.Task != nil {

@@ -15,6 +15,11 @@ func (w *world) applyFault(f FaultEvent) {
 		w.manage(f)
 		return
 	}
+	if f.Kind == "join" {
+		w.record(f, f.Kind, f.Nodes)
+		w.join(f)
+		return
+	}
 	if w.liveness {
 		return
 	}
@@ -49,6 +54,22 @@ func (w *world) applyFault(f FaultEvent) {
 					w.resume(s)
 				}
 			}
+		}
+	case "crash_leader", "isolate_leader":
+		leader := w.leader()
+		if len(nodes) > 0 {
+			leader = nodes[0] // as applied (a fixed schedule written by shrink names it)
+		}
+		if leader == nil {
+			detail = "no leader"
+			break
+		}
+		nodes, detail = []*simNode{leader}, string(leader.id)
+		if f.Kind == "crash_leader" {
+			w.crash(leader, false)
+			revert = func() { w.restart(leader) }
+		} else {
+			revert = w.addRule(&linkRule{from: mask(nodes), to: ^mask(nodes) & all(len(w.nodes)), name: "isolate_leader " + detail})
 		}
 	case "disk_stall", "disk_slow", "disk_full", "disk_emfile", "fsync_error":
 		if len(nodes) == 0 {
@@ -254,7 +275,7 @@ func (sw *swarm) next() {
 		case "clock":
 			// Clocks are set once per seed; nothing happens mid-run.
 			f.Kind = ""
-		case "crash", "crash_holder", "kill", "pause", "pause_holder", "corrupt", "fsync_error":
+		case "crash", "crash_holder", "crash_leader", "kill", "pause", "pause_holder", "corrupt", "fsync_error":
 			if w.down() >= sw.spec.MaxDown {
 				f.Kind = ""
 			}

@@ -26,7 +26,7 @@ var managementKinds = map[string]bool{
 func (w *world) liveNode() *simNode {
 	var live []*simNode
 	for _, s := range w.nodes {
-		if s.up && !s.paused {
+		if s.up && !s.paused && s.member() {
 			live = append(live, s)
 		}
 	}
@@ -218,7 +218,7 @@ func (w *world) setUpQueues(then func()) {
 // node (or a majority of replicas) is full, starting, or cannot write its disk.
 func errRefused(err error) bool {
 	return errors.Is(err, node.ErrNodeFull) || errors.Is(err, node.ErrQueueFull) ||
-		errors.Is(err, node.ErrStarting) || errors.Is(err, node.ErrStorage)
+		errors.Is(err, node.ErrStarting) || errors.Is(err, node.ErrStorage) || errors.Is(err, node.ErrJoining)
 }
 
 // pickTask draws an acknowledged task (of queue, when not empty) that ok accepts.

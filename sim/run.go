@@ -141,8 +141,8 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		sw = w.startSwarm(sc.Faults.Swarm)
 	}
 	clocks := sc.Clocks != (ClockSpec{}) && (sw == nil || !contains(sc.Faults.Swarm.Kinds, "clock") || sw.clockEnabled())
-	for i := range sc.Cluster.Nodes {
-		s := &simNode{w: w, idx: i, id: node.NodeID(nodeName(i))}
+	for i := range sc.Cluster.Nodes + sc.Cluster.Spares {
+		s := &simNode{w: w, idx: i, id: node.NodeID(nodeName(i)), spare: i >= sc.Cluster.Nodes}
 		if clocks {
 			if sc.Clocks.MaxOffset > 0 {
 				s.offset = w.rngClock.Int64N(2*int64(sc.Clocks.MaxOffset)+1) - int64(sc.Clocks.MaxOffset)
@@ -373,7 +373,7 @@ func (wl *workload) send() {
 	w := wl.w
 	var live []*simNode
 	for _, s := range w.nodes {
-		if s.up && !s.paused {
+		if s.up && !s.paused && s.member() {
 			live = append(live, s)
 		}
 	}

@@ -67,7 +67,10 @@ type Scenario struct {
 }
 
 type ClusterSpec struct {
-	Nodes         int      `json:"nodes"`
+	Nodes int `json:"nodes"`
+	// Spares are nodes started outside the cluster (node.Config.Join), after the
+	// Nodes members, that join events add.
+	Spares        int      `json:"spares,omitempty"`
 	Replicas      int      `json:"replicas"`
 	ReplicaOffset Duration `json:"replica_offset"`
 	Protocol      string   `json:"protocol,omitempty"`     // quorum (default) | naive
@@ -210,32 +213,35 @@ type Expectation struct {
 
 // FaultKinds lists every fault kind with what it does.
 var FaultKinds = map[string]string{
-	"crash":        "crash Nodes (volatile state lost; with durable storage a power loss: unsynced writes lost, but for torn writes), restart after Duration",
-	"crash_holder": "crash the node with the most deliveries in flight, restart after Duration",
-	"pause":        "pause Nodes (state kept, nothing runs), resume after Duration",
-	"corrupt":      "durable storage: crash Nodes (power loss) and flip one bit of a synced record of each (its length field or its payload); at restart, after Duration, the log refuses to start and the operator runs repair-log",
-	"kill":         "kill Nodes' processes (kill -9): with durable storage what they wrote stays in the page cache; restart after Duration",
-	"disk_stall":   "durable storage: every group commit (fsync) of Nodes hangs until Duration ends",
-	"disk_slow":    "durable storage: every group commit of Nodes takes up to Value seconds more, for Duration",
-	"disk_full":    "durable storage: Nodes' disks are full (ENOSPC, writes cut short) for Duration",
-	"disk_emfile":  "durable storage: Nodes cannot open files (EMFILE) for Duration",
-	"fsync_error":  "durable storage: the next fsync of Nodes' logs fails (EIO); the log stops for good and the process is restarted when Duration ends",
-	"pause_holder": "pause the node with the most deliveries in flight, resume after Duration",
-	"isolate":      "cut Nodes (one, by default drawn) off from everyone, both ways",
-	"split":        "cut Nodes (the minority side; drawn by default) from the rest, both ways",
-	"oneway":       "drop messages from Nodes[0] to everyone else; the other way still works",
-	"bridge":       "two sides that reach only Nodes[0] (the bridge), not each other",
-	"drop":         "drop messages with probability Value",
-	"duplicate":    "duplicate messages with probability Value",
-	"reorder":      "hold back messages with probability Value by up to reorder_delay",
-	"clock":        "swarm only: give the nodes clock offsets and drifts within clocks",
-	"set_queue":    "change Queue's settings to Settings through a random live node (not a fault: a client's PUT)",
-	"pause_queue":  "pause Queue through a random live node",
-	"resume_queue": "resume Queue through a random live node",
-	"purge_queue":  "purge Queue through a random live node (cancels its tasks created before now)",
-	"delete_queue": "delete Queue's settings through a random live node, as DELETE /v1/queues/{queue} does (it runs on the defaults, unpaused); Value 1 purges it in the same change (?force=true)",
-	"cancel_task":  "cancel a random acknowledged task that is not final (of Queue, when given) through a random live node",
-	"requeue_task": "re-queue a random dead task (of Queue, when given) through a random live node, as POST /v1/tasks/{id}/retry does",
+	"crash":          "crash Nodes (volatile state lost; with durable storage a power loss: unsynced writes lost, but for torn writes), restart after Duration",
+	"crash_holder":   "crash the node with the most deliveries in flight, restart after Duration",
+	"pause":          "pause Nodes (state kept, nothing runs), resume after Duration",
+	"corrupt":        "durable storage: crash Nodes (power loss) and flip one bit of a synced record of each (its length field or its payload); at restart, after Duration, the log refuses to start and the operator runs repair-log",
+	"kill":           "kill Nodes' processes (kill -9): with durable storage what they wrote stays in the page cache; restart after Duration",
+	"disk_stall":     "durable storage: every group commit (fsync) of Nodes hangs until Duration ends",
+	"disk_slow":      "durable storage: every group commit of Nodes takes up to Value seconds more, for Duration",
+	"disk_full":      "durable storage: Nodes' disks are full (ENOSPC, writes cut short) for Duration",
+	"disk_emfile":    "durable storage: Nodes cannot open files (EMFILE) for Duration",
+	"fsync_error":    "durable storage: the next fsync of Nodes' logs fails (EIO); the log stops for good and the process is restarted when Duration ends",
+	"pause_holder":   "pause the node with the most deliveries in flight, resume after Duration",
+	"isolate":        "cut Nodes (one, by default drawn) off from everyone, both ways",
+	"join":           "start adding Nodes (spares; by default the next spare not added yet) to the cluster: each asks a random live member every second until its roster lists it (not a fault: the daemon's --join)",
+	"crash_leader":   "crash the node that holds the roster lease (none: nothing), restart after Duration",
+	"isolate_leader": "cut the node that holds the roster lease off from everyone, both ways (a leader in a minority), for Duration",
+	"split":          "cut Nodes (the minority side; drawn by default) from the rest, both ways",
+	"oneway":         "drop messages from Nodes[0] to everyone else; the other way still works",
+	"bridge":         "two sides that reach only Nodes[0] (the bridge), not each other",
+	"drop":           "drop messages with probability Value",
+	"duplicate":      "duplicate messages with probability Value",
+	"reorder":        "hold back messages with probability Value by up to reorder_delay",
+	"clock":          "swarm only: give the nodes clock offsets and drifts within clocks",
+	"set_queue":      "change Queue's settings to Settings through a random live node (not a fault: a client's PUT)",
+	"pause_queue":    "pause Queue through a random live node",
+	"resume_queue":   "resume Queue through a random live node",
+	"purge_queue":    "purge Queue through a random live node (cancels its tasks created before now)",
+	"delete_queue":   "delete Queue's settings through a random live node, as DELETE /v1/queues/{queue} does (it runs on the defaults, unpaused); Value 1 purges it in the same change (?force=true)",
+	"cancel_task":    "cancel a random acknowledged task that is not final (of Queue, when given) through a random live node",
+	"requeue_task":   "re-queue a random dead task (of Queue, when given) through a random live node, as POST /v1/tasks/{id}/retry does",
 }
 
 // diskFaults are the kinds that need durable storage.
@@ -388,6 +394,9 @@ func (sc *Scenario) Validate() error {
 	if c.Nodes < 1 || c.Nodes > 64 {
 		bad("cluster.nodes", "must be between 1 and 64, not %d", c.Nodes)
 	}
+	if c.Spares < 0 || c.Nodes+c.Spares > 64 {
+		bad("cluster.spares", "must be between 0 and 64 less cluster.nodes, not %d", c.Spares)
+	}
 	if c.Replicas < 1 {
 		bad("cluster.replicas", "must be at least 1, not %d", c.Replicas)
 	} else if c.Replicas > c.Nodes {
@@ -506,7 +515,7 @@ func (sc *Scenario) Validate() error {
 		bad("workers.fail_first", "must not be negative")
 	}
 	names := map[string]bool{}
-	for i := 1; i <= c.Nodes; i++ {
+	for i := 1; i <= c.Nodes+c.Spares; i++ {
 		names[nodeName(i-1)] = true
 	}
 	for i, f := range sc.Faults.Schedule {
@@ -522,8 +531,14 @@ func (sc *Scenario) Validate() error {
 		}
 		for _, nm := range f.Nodes {
 			if !names[nm] {
-				bad(field+".nodes", "no node %q (nodes are n1..n%d)", nm, c.Nodes)
+				bad(field+".nodes", "no node %q (nodes are n1..n%d)", nm, c.Nodes+c.Spares)
 			}
+			if f.Kind == "join" && names[nm] && !isSpare(sc, nm) {
+				bad(field+".nodes", "join takes spares (n%d..n%d), not the member %q", c.Nodes+1, c.Nodes+c.Spares, nm)
+			}
+		}
+		if f.Kind == "join" && c.Spares == 0 {
+			bad(field+".kind", "join needs cluster.spares")
 		}
 		if (f.Kind == "oneway" || f.Kind == "bridge") && len(f.Nodes) > 1 {
 			bad(field+".nodes", "%s takes one node", f.Kind)
@@ -608,7 +623,7 @@ func (sc *Scenario) Validate() error {
 // invariants lists every invariant the simulator checks (DESIGN.md, "What the
 // simulator checks"): the names a scenario's expect.invariants may use. It is the
 // one list: scenarios_test.go requires a negative control for each.
-var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2"}
+var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2", "M1"}
 
 // Invariants returns the invariants the simulator checks, in order.
 func Invariants() []string { return slices.Clone(invariants) }
@@ -642,3 +657,13 @@ func (q QueueSpec) config() node.QueueConfig {
 }
 
 func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
+
+// isSpare reports whether the node named nm starts outside the cluster.
+func isSpare(sc *Scenario, nm string) bool {
+	for i := sc.Cluster.Nodes; i < sc.Cluster.Nodes+sc.Cluster.Spares; i++ {
+		if nodeName(i) == nm {
+			return true
+		}
+	}
+	return false
+}

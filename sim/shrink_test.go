@@ -64,9 +64,16 @@ func TestShrinkNegativeControls(t *testing.T) {
 			require.Contains(t, sc.Expect.Invariants, res.Invariant)
 			t.Logf("seed %d, %s: %s -> %s (%d runs)", seed, res.Invariant, res.Before, res.After, res.Runs)
 
-			require.LessOrEqual(t, res.After.Faults, max(1, res.Before.Faults/4), "faults")
+			// M1's control needs two cuts (the lease must move to a slow clock, then
+			// that leader be cut off), of four; and on seed 1 11 of its 30 tasks.
+			m1 := sc.Name == "negative-M1-no-drift"
+			if m1 {
+				require.LessOrEqual(t, res.After.Faults, 2, "faults")
+			} else {
+				require.LessOrEqual(t, res.After.Faults, max(1, res.Before.Faults/4), "faults")
+			}
 			require.Less(t, res.After.Tasks, res.Before.Tasks, "tasks")
-			if sc.Name != "negative-S7-admit-past-limits" { // needs more tasks than its limit, 20 of 150
+			if sc.Name != "negative-S7-admit-past-limits" && !m1 { // S7 needs more tasks than its limit, 20 of 150
 				require.LessOrEqual(t, res.After.Tasks*4, res.Before.Tasks, "at most a quarter of the tasks")
 			}
 			require.LessOrEqual(t, res.After.Nodes, res.Before.Nodes)

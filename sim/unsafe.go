@@ -29,6 +29,7 @@ var UnsafeSwitches = map[string]UnsafeSwitch{
 	"keep_unknown":             {"L3", func(u *node.Unsafe) { u.KeepUnknown = true }},
 	"tick_task_per_node":       {"SC1", func(u *node.Unsafe) { u.TickTaskPerNode = true }},
 	"tick_primary_only":        {"SC2", func(u *node.Unsafe) { u.TickPrimaryOnly = true }},
+	"lease_without_drift":      {"M1", func(u *node.Unsafe) { u.LeaseWithoutDrift = true }},
 }
 
 // UnsafeNames lists the switches' names, sorted.

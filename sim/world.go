@@ -89,6 +89,10 @@ type simNode struct {
 	offset int64   // clock offset, ns
 	drift  float64 // clock rate error: local time runs at 1+drift
 
+	// spare: started outside the cluster (node.Config.Join); asked: a join event
+	// started adding it (membership.go).
+	spare, asked bool
+
 	disk     *simDisk // nil with memory storage
 	inflight int      // webhooks this node started that have not ended
 	started  int      // incarnations started, for seeding
@@ -169,6 +173,14 @@ func (o simObserver) QueueChanged(id node.NodeID, set node.QueueSetting) {
 
 func (o simObserver) MessageSent(m node.Message) { o.s.w.check.nodeSent(o.s, m) }
 
+func (o simObserver) LeaseWon(self node.NodeID, ballot uint64, until time.Time) {
+	o.s.w.check.leaseWon(o.s, ballot, until)
+}
+
+func (o simObserver) RosterCommitted(self node.NodeID, r *node.Roster) {
+	o.s.w.check.rosterCommitted(o.s, r)
+}
+
 func (o simObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	w := o.s.w
 	w.check.stateChanged(o.s, t, from, to)
@@ -181,13 +193,17 @@ func (o simObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, att
 
 func (w *world) newNodeConfig(s *simNode) node.Config {
 	c := w.sc.Cluster
-	members := make([]node.NodeID, len(w.nodes))
-	for i, o := range w.nodes {
+	members := make([]node.NodeID, c.Nodes)
+	for i, o := range w.nodes[:c.Nodes] {
 		members[i] = o.id
+	}
+	if s.spare {
+		members = []node.NodeID{s.id}
 	}
 	return node.Config{
 		ID:            s.id,
 		Members:       members,
+		Join:          s.spare,
 		Replicas:      c.Replicas,
 		ReplicaOffset: c.ReplicaOffset.D(),
 		Lease:         c.Lease.D(),
@@ -295,6 +311,9 @@ func (w *world) restart(s *simNode) {
 	}
 	w.boot(s)
 	w.check.restarted(s)
+	if s.spare && s.asked {
+		w.joinLoop(s) // a joiner without the roster in its log asks again, as --join does
+	}
 }
 
 func (w *world) pause(s *simNode) {

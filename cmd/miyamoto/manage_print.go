@@ -252,7 +252,7 @@ func showCluster(w io.Writer, answer []byte, _ *invocation) error {
 			rest[k] = v
 		}
 	}
-	printObject(w, rest, []string{"self", "replicas"})
+	printObject(w, rest, []string{"self", "epoch", "leader", "replicas"})
 	if len(members) > 0 {
 		fmt.Fprintln(w)
 		printTable(w, members, allColumns(members, []string{"id", "addr", "self", "reachable"}), false)

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -227,4 +228,43 @@ func TestE2EREADMEThreeNodeClusterWithTLS(t *testing.T) {
 	}
 	require.NotContains(t, out, `"reachable": false`, "a peer is unreachable over TLS:\n%s", out)
 	w.waitFor(t, "POST /worker over=tls", 30*time.Second)
+}
+
+// The README's "Growing a cluster", pasted as a script: a node alone, then two
+// that join it with --join. Every node ends in the same roster (three members,
+// one leader), and a task enqueued through a joined node reaches the worker.
+func TestE2EREADMEGrowingACluster(t *testing.T) {
+	binary(t) // skips with -short; warms the build cache the script's go build uses
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("the README's commands need curl")
+	}
+	readmePorts(t, 8091, 8092, 8093, 7111, 7112, 7113, 9099)
+	w := startPortWorker(t)
+	dir := workTree(t)
+	block := readmeBlock(t, "## Growing a cluster")
+
+	out := runScript(t, dir, block, 3*time.Minute)
+	var c struct {
+		Epoch   uint64 `json:"epoch"`
+		Leader  string `json:"leader"`
+		Members []struct {
+			ID        string `json:"id"`
+			Reachable bool   `json:"reachable"`
+		} `json:"members"`
+		Healthy bool `json:"healthy"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &c), "the last command's output is not /v1/cluster's JSON:\n%s", out)
+	require.Len(t, c.Members, 3, "/v1/cluster:\n%s", out)
+	for i, id := range []string{"a1", "a2", "a3"} {
+		require.Equal(t, id, c.Members[i].ID)
+		require.True(t, c.Members[i].Reachable, "%s unreachable:\n%s", id, out)
+	}
+	require.GreaterOrEqual(t, c.Epoch, uint64(3), "two joins commit two epochs at least")
+	require.True(t, c.Healthy, "a3 is not healthy:\n%s", out)
+
+	resp, err := http.Post("http://127.0.0.1:8093/queue", "application/x-www-form-urlencoded", strings.NewReader("task.url=http://localhost:9099/worker&grown=yes"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	w.waitFor(t, "POST /worker grown=yes", 30*time.Second)
 }

@@ -83,8 +83,9 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	fs.SetOutput(io.Discard)
 	nodeID := fs.String("node-id", "n1", "this node's ID, unique in the cluster")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8088", "address of the client HTTP API")
-	peerAddr := fs.String("peer-addr", "127.0.0.1:7088", "address other nodes reach this one at (with --peers)")
+	peerAddr := fs.String("peer-addr", "127.0.0.1:7088", "address other nodes reach this one at (with --peers or --join, or once a node joins this one)")
 	peers := fs.String("peers", "", "the other members as id=host:port,id=host:port")
+	join := fs.String("join", "", "join a running cluster through any member's HTTP address (host:port); instead of --peers")
 	replicas := fs.Int("replicas", 3, "replicas per task (capped by the cluster size)")
 	offset := fs.Duration("replica-offset", 2*time.Second, "delay between replica k and k+1 firing, e.g. 2s")
 	drift := fs.Duration("max-clock-drift", time.Second, "largest clock disagreement between nodes, e.g. 500ms")
@@ -161,6 +162,18 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if err != nil {
 		return bad("peers", "%v", err)
 	}
+	if *join != "" && len(p) > 0 {
+		return bad("join", "a node either joins a running cluster (--join) or lists its members (--peers), not both")
+	}
+	if *join != "" {
+		hostport := *join
+		if i := strings.Index(hostport, "://"); i >= 0 {
+			hostport = strings.TrimSuffix(hostport[i+3:], "/")
+		}
+		if _, port, err := splitHostPort(hostport); err != nil || port == "" {
+			return bad("join", "must be a member's HTTP address, host:port, not %q", *join)
+		}
+	}
 	if *replicas < 1 || *replicas > 64 {
 		return bad("replicas", "must be between 1 and 64, not %d", *replicas)
 	}
@@ -215,7 +228,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 			return bad(a.flag, "must be host:port, not %q", a.v)
 		}
 	}
-	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Replicas: *replicas,
+	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Join: *join, Replicas: *replicas,
 		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret, InsecurePeers: *insecurePeers,
 		PeerTLS:    daemon.PeerTLS{Cert: *peerTLSCert, Key: *peerTLSKey, CA: *peerTLSCA},

@@ -173,6 +173,8 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--lease", "2s", "--max-clock-drift", "1s"}, "lease"},
 		{[]string{"--peers", "x"}, "peers"},
 		{[]string{"--peers", "n2=127.0.0.1:abc"}, "peers"},
+		{[]string{"--join", "127.0.0.1"}, "join"},
+		{[]string{"--join", "127.0.0.1:8081", "--peers", "n2=127.0.0.1:7002"}, "join"},
 		{[]string{"--http-addr", "nohost"}, "http-addr"},
 		{[]string{"--http-addr", "127.0.0.1:http"}, "http-addr"},
 		{[]string{"--peer-addr", "127.0.0.1"}, "peer-addr"},

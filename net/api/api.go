@@ -4,7 +4,8 @@
 //	GET    /v1/tasks/{id}    a task's state, attempts, last status code, replicas, attempt history and why it died
 //	DELETE /v1/tasks/{id}    cancel a task
 //	POST   /v1/tasks/{id}/retry  re-queue a dead task as a new task
-//	GET    /v1/cluster       members, this node, reachability
+//	GET    /v1/cluster       roster epoch, leader, members, this node, reachability
+//	POST   /v1/cluster/join  add a node (serve --join): {"id", "peer_addr"}
 //	GET    /v1/queues        queues, their settings, their tasks across the cluster by state
 //	GET    /v1/queues/{q}    a queue's settings (set and effective) and counts; PUT changes them (JSON, partial); DELETE removes them
 //	POST   /v1/queues/{q}/pause, /resume, /purge
@@ -94,9 +95,14 @@ type Describer interface {
 
 // Cluster is GET /v1/cluster's answer.
 type Cluster struct {
-	Self     string   `json:"self"`
-	Replicas int      `json:"replicas"`
-	Members  []Member `json:"members"`
+	Self     string `json:"self"`
+	Replicas int    `json:"replicas"`
+	// Epoch is the roster's (1: the static --peers list, or a node alone; 0: a
+	// node that is joining); Leader the member this node knows holds the roster
+	// lease (empty: none known, as in a cluster whose roster never changed).
+	Epoch   uint64   `json:"epoch"`
+	Leader  string   `json:"leader,omitempty"`
+	Members []Member `json:"members"`
 	// Healthy is what GET /healthz says of this node: it can take a task (it reaches
 	// a majority of the members among other things); Reason says why not.
 	Healthy bool   `json:"healthy"`
@@ -265,6 +271,9 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 	}
 	if sb, ok := b.(ScheduleBackend); ok {
 		s.scheduleRoutes(mux, sb)
+	}
+	if mb, ok := b.(MembershipBackend); ok {
+		s.clusterRoutes(mux, mb)
 	}
 	mux.HandleFunc("GET /v1/tasks/{id}", s.getTask)
 	mux.HandleFunc("DELETE /v1/tasks/{id}", s.cancelTask)
@@ -565,6 +574,8 @@ var sentinels = []struct {
 	// was stored; another node (or this one, a little later) takes it.
 	{err: node.ErrStarting, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "starting"},
 	{err: node.ErrStorage, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "unavailable"},
+	// The node has not been added to the cluster yet (serve --join).
+	{err: node.ErrJoining, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "joining"},
 }
 
 // writeNodeError maps the node's errors to HTTP answers.

@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"context"
 	cryptorand "crypto/rand"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -41,14 +42,17 @@ import (
 
 // Config is a node's production settings. Zero fields get the defaults below.
 type Config struct {
-	NodeID        string            // default "n1"
-	HTTPAddr      string            // client API; default 127.0.0.1:8088
-	PeerAddr      string            // peer transport; default 127.0.0.1:7088 (only used with peers)
-	Peers         map[string]string // other members: id -> host:port
-	Replicas      int               // default 3, capped by the cluster size
-	ReplicaOffset time.Duration     // default 2s
-	MaxClockDrift time.Duration     // default 1s
-	Lease         time.Duration     // default 30s
+	NodeID   string            // default "n1"
+	HTTPAddr string            // client API; default 127.0.0.1:8088
+	PeerAddr string            // peer transport; default 127.0.0.1:7088 (a node alone listens once a node joins)
+	Peers    map[string]string // other members: id -> host:port
+	// Join is the HTTP address (host:port or URL) of any member of a running
+	// cluster: the node starts outside it and asks to be added (membership.go).
+	Join          string
+	Replicas      int           // default 3, capped by the cluster size
+	ReplicaOffset time.Duration // default 2s
+	MaxClockDrift time.Duration // default 1s
+	Lease         time.Duration // default 30s
 	// ShutdownTimeout bounds how long SIGTERM waits for deliveries in flight before
 	// cutting them (they are then released for another attempt). Default 15s.
 	ShutdownTimeout time.Duration
@@ -188,16 +192,28 @@ func (c *Config) connCap(limit int) (int, error) {
 
 // Daemon is a running node.
 type Daemon struct {
-	cfg       Config
-	log       *slog.Logger
-	drv       *driver.Driver
-	transport *peer.Transport // nil for a single node
-	store     *disk.Log       // nil in memory
-	disp      *webhook.Dispatcher
-	httpSrv   *http.Server
-	httpLn    net.Listener
-	conns     *connLimiter
-	runDone   chan error
+	cfg Config
+	log *slog.Logger
+	drv *driver.Driver
+	// tr is the peer transport: nil for a single node until a node asks to join
+	// (membership.go).
+	tr      atomic.Pointer[peer.Transport]
+	trMu    sync.Mutex // serializes opening and closing tr
+	network *clusterNetwork
+	// roster is the roster the node holds (kept by rosterObserver).
+	roster  atomic.Pointer[node.Roster]
+	store   *disk.Log // nil in memory
+	disp    *webhook.Dispatcher
+	httpSrv *http.Server
+	httpLn  net.Listener
+	conns   *connLimiter
+	runDone chan error
+	// post hands a function to the node's goroutine (for a transport made later).
+	post func(func(*node.Node))
+	// The --join loop (membership.go): its context, and closed when it ended.
+	joinCtx  context.Context
+	stopJoin context.CancelFunc
+	joinDone chan struct{}
 
 	stopCompact, compactDone chan struct{}
 	metrics                  *metrics.Node
@@ -217,14 +233,15 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i] < members[j] })
 
-	var network node.Network = dropNetwork{}
+	d.network = &clusterNetwork{d: d}
 	var drv *driver.Driver
 	post := func(f func(*node.Node)) {
 		if drv != nil {
 			drv.Post(f)
 		}
 	}
-	if len(members) > 1 {
+	d.post = post
+	if len(members) > 1 || cfg.Join != "" {
 		if err := CheckPeerExposure(cfg); err != nil {
 			if !cfg.InsecurePeers {
 				return nil, err
@@ -235,24 +252,11 @@ func Start(cfg Config) (*Daemon, error) {
 		for id, addr := range cfg.Peers {
 			peers[node.NodeID(id)] = addr
 		}
-		var secret []byte
-		if cfg.ClusterSecret != "" {
-			secret = []byte(cfg.ClusterSecret)
-		}
-		var peerTLS *tls.Config
-		if cfg.PeerTLS.Enabled() {
-			var err error
-			if peerTLS, err = cfg.PeerTLS.Load(); err != nil {
-				return nil, err
-			}
-		}
-		t, err := peer.New(peer.Config{Self: self, Listen: cfg.PeerAddr, Peers: peers, ClusterSecret: secret, TLS: peerTLS, Logger: cfg.Logger.With("component", "peer")},
-			func(m node.Message) { post(func(n *node.Node) { n.Step(m) }) })
+		t, err := d.newTransport(peers)
 		if err != nil {
 			return nil, err
 		}
-		d.transport = t
-		network = t
+		d.setTransport(t)
 	}
 	signer, err := webhook.ParseSecrets(cfg.SigningSecrets)
 	if err != nil {
@@ -294,10 +298,10 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("seeding the random source: %w", err)
 	}
 	env := node.Env{
-		Network:    network,
+		Network:    d.network,
 		Dispatcher: d.disp,
 		Rand:       rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		Observer:   observers{d.metrics, logObserver{cfg.Logger}, newRefusalLog(cfg.Logger, cfg.Clock)},
+		Observer:   observers{d.metrics, logObserver{cfg.Logger}, newRefusalLog(cfg.Logger, cfg.Clock), rosterObserver{d}},
 	}
 	if cfg.DataDir != "" {
 		l, err := disk.Open(cfg.DataDir, disk.Options{
@@ -314,6 +318,8 @@ func Start(cfg Config) (*Daemon, error) {
 	ncfg := node.Config{
 		ID:            self,
 		Members:       members,
+		PeerAddrs:     peerAddrs(cfg),
+		Join:          cfg.Join != "",
 		Replicas:      cfg.Replicas,
 		ReplicaOffset: cfg.ReplicaOffset,
 		MaxClockDrift: cfg.MaxClockDrift,
@@ -342,23 +348,29 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	d.conns = newConnLimiter(ln, connCap)
 	d.httpLn = d.conns
-	if d.transport != nil {
-		if err := d.transport.Start(); err != nil {
+	if t := d.transport(); t != nil {
+		if err := t.Start(); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("--peer-addr %s: %w", cfg.PeerAddr, err)
 		}
 	}
 	if err := drv.Start(); err != nil {
 		ln.Close()
-		if d.transport != nil {
-			d.transport.Close()
+		if t := d.transport(); t != nil {
+			t.Close()
 		}
 		if d.store != nil {
 			d.store.Close()
 		}
 		return nil, fmt.Errorf("recovering the node's records: %w", err)
 	}
+	d.roster.Store(drv.Node().Roster()) // Run has not started: the node is ours
 	go func() { d.runDone <- drv.Run(context.Background()) }()
+	if cfg.Join != "" {
+		d.joinCtx, d.stopJoin = context.WithCancel(context.Background())
+		d.joinDone = make(chan struct{})
+		go d.joinLoop()
+	}
 	if d.store != nil {
 		d.stopCompact = make(chan struct{})
 		d.compactDone = make(chan struct{})
@@ -417,10 +429,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	syncCtx, cancel3 := context.WithTimeout(ctx, time.Second)
 	defer cancel3()
 	d.drv.Do(syncCtx, func(*node.Node) {})
-	if d.transport != nil {
-		d.transport.Flush(syncCtx)
-		d.transport.Close()
+	if d.stopJoin != nil {
+		d.stopJoin()
+		<-d.joinDone
 	}
+	d.closeTransport(syncCtx)
 	if d.stopCompact != nil {
 		close(d.stopCompact)
 		<-d.compactDone
@@ -688,21 +701,23 @@ func (d *Daemon) unreachableMajority() string {
 	return fmt.Sprintf("%d of %d members unreachable: %s", len(missing), len(members), strings.Join(missing, ", "))
 }
 
-// members lists the cluster's members, sorted by ID, as this node sees them now.
+// members lists the cluster's members (the roster the node holds), sorted by ID,
+// as this node sees them now.
 func (d *Daemon) members() []api.Member {
 	var stats map[node.NodeID]peer.PeerStats
 	reach := map[node.NodeID]bool{}
-	if d.transport != nil {
-		stats = d.transport.Stats().Peers
-		reach = d.transport.Reachable()
+	if t := d.transport(); t != nil {
+		stats = t.Stats().Peers
+		reach = t.Reachable()
 	}
 	out := []api.Member{{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true}}
-	for id, addr := range d.cfg.Peers {
+	for _, rm := range d.roster.Load().Members {
+		id, addr := string(rm.ID), rm.Addr
 		if id == d.cfg.NodeID {
 			continue
 		}
-		m := api.Member{ID: id, Addr: addr, Reachable: reach[node.NodeID(id)]}
-		if heard := stats[node.NodeID(id)].LastHeard; !heard.IsZero() {
+		m := api.Member{ID: id, Addr: addr, Reachable: reach[rm.ID]}
+		if heard := stats[rm.ID].LastHeard; !heard.IsZero() {
 			m.LastHeard = float64(heard.UnixNano()) / 1e9
 		}
 		out = append(out, m)
@@ -713,10 +728,11 @@ func (d *Daemon) members() []api.Member {
 
 func (b backend) Cluster() api.Cluster {
 	d := b.d
-	c := api.Cluster{Self: d.cfg.NodeID, Members: d.members()}
+	c := api.Cluster{Self: d.cfg.NodeID, Members: d.members(), Epoch: d.roster.Load().Epoch}
 	c.Replicas = min(d.cfg.Replicas, len(c.Members))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	d.drv.Do(ctx, func(n *node.Node) { c.Leader = string(n.Leader()) })
 	c.Reason = b.NotReady(ctx)
 	c.Healthy = c.Reason == ""
 	return c
@@ -724,15 +740,15 @@ func (b backend) Cluster() api.Cluster {
 
 func (b backend) WriteMetrics(w io.Writer) {
 	var peers []metrics.PeerStat
-	if b.d.transport != nil {
-		for id, p := range b.d.transport.Stats().Peers {
+	if t := b.d.transport(); t != nil {
+		for id, p := range t.Stats().Peers {
 			peers = append(peers, metrics.PeerStat{Peer: string(id), Sent: p.Sent, Received: p.Received,
 				Dropped: p.DroppedQueueFull + p.DroppedBroken + p.DroppedTooLarge + p.DroppedOld, Queued: p.Queued, Connected: p.Connected})
 		}
 	}
 	var conns *metrics.PeerConns
-	if b.d.transport != nil {
-		st := b.d.transport.Stats()
+	if t := b.d.transport(); t != nil {
+		st := t.Stats()
 		conns = &metrics.PeerConns{Refused: st.RefusedConns, NotMember: st.NotMember}
 	}
 	var ds *metrics.DiskStat
@@ -754,9 +770,27 @@ func (b backend) WriteMetrics(w io.Writer) {
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts() }); err == nil {
+	leading := false
+	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts(); leading, _ = n.Leading() }); err == nil {
 		metrics.WriteDepth(w, b.d.cfg.NodeID, counts)
+		b.d.writeRosterMetrics(w, leading)
 	}
+}
+
+// writeRosterMetrics writes the roster's epoch and size, and whether this node
+// holds the roster lease.
+func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool) {
+	id, r := d.cfg.NodeID, d.roster.Load()
+	lead := 0
+	if leading {
+		lead = 1
+	}
+	fmt.Fprintf(w, "# HELP miyamoto_roster_epoch The epoch of the roster this node holds (1: a static --peers list or a node alone; 0: joining).\n# TYPE miyamoto_roster_epoch gauge\n")
+	fmt.Fprintf(w, "miyamoto_roster_epoch{node=%q} %d\n", id, r.Epoch)
+	fmt.Fprintf(w, "# HELP miyamoto_roster_members The members of the roster this node holds.\n# TYPE miyamoto_roster_members gauge\n")
+	fmt.Fprintf(w, "miyamoto_roster_members{node=%q} %d\n", id, len(r.Members))
+	fmt.Fprintf(w, "# HELP miyamoto_leader 1 while this node holds the roster lease.\n# TYPE miyamoto_leader gauge\n")
+	fmt.Fprintf(w, "miyamoto_leader{node=%q} %d\n", id, lead)
 }
 
 // writeConnMetrics writes the API connection cap's gauges and counters.
@@ -777,6 +811,14 @@ var (
 	_ node.DeliveryObserver = observers{}
 	_ node.DecisionObserver = observers{}
 )
+
+func (o observers) RosterChanged(self node.NodeID, r *node.Roster) {
+	for _, x := range o {
+		if ro, ok := x.(node.RosterObserver); ok {
+			ro.RosterChanged(self, r)
+		}
+	}
+}
 
 func (o observers) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
 	for _, x := range o {
@@ -828,11 +870,6 @@ func (o observers) TickAnswered(id node.NodeID, schedule string, tick time.Time,
 	}
 }
 
-// dropNetwork is the network of a cluster of one: the node never sends to a peer.
-type dropNetwork struct{}
-
-func (dropNetwork) Send(node.Message) {}
-
 // logObserver logs task state changes at debug level, and at info level a task
 // this node ended dead or unknown, with why.
 type logObserver struct{ log *slog.Logger }
@@ -868,6 +905,18 @@ func (o logObserver) TickAnswered(_ node.NodeID, schedule string, tick time.Time
 	default:
 		o.log.Info("schedule tick not enqueued here", "schedule", schedule, "tick", tick.UTC().Format(time.RFC3339), "id", t.ID, "err", err)
 	}
+}
+
+// peerAddrs is where each member's peer port listens, this node's included: the
+// roster of epoch 1 keeps them, so that a member added later learns them.
+func peerAddrs(cfg Config) map[node.NodeID]string {
+	addrs := map[node.NodeID]string{node.NodeID(cfg.NodeID): cfg.PeerAddr}
+	for id, addr := range cfg.Peers {
+		if id != cfg.NodeID {
+			addrs[node.NodeID(id)] = addr
+		}
+	}
+	return addrs
 }
 
 // ParsePeers reads "id=host:port,id=host:port".

@@ -16,10 +16,11 @@ import (
 // CheckPeerExposure refuses a cluster whose peer port listens beyond loopback
 // without a cluster secret: the peer port carries tasks, outcomes and queue
 // settings past the API token, so without a secret anyone who reaches it can claim
-// to be a member. A single node (no Peers) listens on no peer port. The error is
+// to be a member. A single node (no Peers, no Join) listens on no peer port until
+// a node joins it (then the same rule refuses the join). The error is
 // one line saying what to do; InsecurePeers overrides it (Start then warns).
 func CheckPeerExposure(cfg Config) error {
-	if cfg.ClusterSecret != "" || cfg.PeerTLS.Enabled() || !hasOtherPeers(cfg) {
+	if cfg.ClusterSecret != "" || cfg.PeerTLS.Enabled() || !hasOtherPeers(cfg) && cfg.Join == "" {
 		return nil
 	}
 	addr := cfg.PeerAddr

@@ -18,10 +18,11 @@ import (
 // or unknown (node.Record.Reason) and a schedule (node.Record.Schedule) after it,
 // and a queue setting as net/wire's version 3 writes it (with its explicit fields
 // and deletion mark); version 5 the failed attempts a count locates
-// (node.Record.FailedBits) after the schedule. Versions 2 to 4 are read (a version 2
-// record counts failures as before, Failed 0; versions 2 to 4 have no FailedBits,
-// which node merges as an older build's count; versions 2 and 3 have no Reason and no
-// schedule, and their settings read as wire.Fields.SettingFormat2 says).
+// (node.Record.FailedBits) after the schedule, then a roster (node.Record.Roster).
+// Versions 2 to 5 are read (a version 2 record counts failures as before, Failed 0;
+// versions 2 to 4 have no FailedBits, which node merges as an older build's count,
+// and no roster; versions 2 and 3 have no Reason and no schedule, and their settings
+// read as wire.Fields.SettingFormat2 says).
 const recordVersion byte = 5
 
 // oldestRecordVersion is the oldest payload version this build reads.
@@ -49,7 +50,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecSchedule
+	maxKind  = node.RecRosterAccept
 	maxState = node.StateCancelled
 )
 
@@ -138,13 +139,13 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)
 //	          status taskPresence(1) task? settingPresence(1) setting? round failed reason
-//	          schedulePresence(1) schedule? failedBits
+//	          schedulePresence(1) schedule? failedBits rosterPresence(1) roster?
 //
 // round is node.Record.Round, a uvarint (the claim round of a grant or a release),
 // failed node.Record.Failed, a uvarint (absent in version 2), reason
 // node.Record.Reason, a string, and the schedule as wire.AppendSchedule writes it
-// (both absent before version 4), failedBits node.Record.FailedBits, a uvarint (absent
-// before version 5).
+// (both absent before version 4), failedBits node.Record.FailedBits, a uvarint, and
+// the roster as wire.AppendRoster writes it (both absent before version 5).
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
@@ -156,6 +157,9 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 	}
 	if r.Kind == node.RecSchedule && r.Schedule == nil {
 		panic("disk: schedule record without a schedule")
+	}
+	if (r.Kind == node.RecRoster || r.Kind == node.RecRosterAccept) && r.Roster == nil {
+		panic("disk: roster record without a roster")
 	}
 	if r.Kind == 0 || r.Kind > maxKind {
 		panic(fmt.Sprintf("disk: unknown record kind %d", r.Kind))
@@ -191,7 +195,11 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 			b = append(b, 1)
 			b = wire.AppendSchedule(b, r.Schedule)
 		}
-		return binary.AppendUvarint(b, r.FailedBits)
+		b = binary.AppendUvarint(b, r.FailedBits)
+		if r.Roster == nil {
+			return append(b, 0)
+		}
+		return wire.AppendRoster(append(b, 1), r.Roster)
 	})
 }
 
@@ -268,6 +276,18 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	}
 	if f.Err() == nil && r.Kind == node.RecSchedule && r.Schedule == nil {
 		f.Fail("schedule record without a schedule")
+	}
+	if v >= 5 {
+		switch has := f.Byte("roster presence"); {
+		case f.Err() != nil:
+		case has == 1:
+			r.Roster = f.Roster()
+		case has != 0:
+			f.Fail("roster presence is %d", has)
+		}
+	}
+	if f.Err() == nil && (r.Kind == node.RecRoster || r.Kind == node.RecRosterAccept) && r.Roster == nil {
+		f.Fail("roster record without a roster")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())

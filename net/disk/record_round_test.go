@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/miyamotohq/miyamoto/net/wire"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -23,7 +24,7 @@ func TestRecordRoundIsLogged(t *testing.T) {
 	require.False(t, marker)
 	require.Equal(t, r, got)
 
-	short := payload[:len(payload)-3-len(binary.AppendUvarint(nil, r.Failed))] // cut the failed attempt, the reason, the schedule's presence and the failed bits
+	short := payload[:len(payload)-4-len(binary.AppendUvarint(nil, r.Failed))] // cut the failed attempt, the reason, the schedule's presence, the failed bits and the roster's presence
 	_, _, err = decodeRecord(short)
 	require.ErrorIs(t, err, errBadPayload, "a payload without its failed attempt is damaged")
 
@@ -114,13 +115,14 @@ func TestRecordFormat3IsReadAndSchedulesRoundTrip(t *testing.T) {
 	require.ErrorIs(t, err, errBadPayload)
 }
 
-// format4 is payload, a record of format 5 that locates no failure (FailedBits 0), as
-// format 4 wrote it: no failed bits at the end, and its version byte.
+// format4 is payload, a record of format 5 that locates no failure (FailedBits 0)
+// and has no roster, as format 4 wrote it: neither the failed bits nor the roster's
+// presence at the end, and its version byte.
 func format4(t *testing.T, payload []byte) []byte {
 	t.Helper()
 	require.Equal(t, recordVersion, payload[0])
-	require.Equal(t, byte(0), payload[len(payload)-1], "failed bits 0, one byte")
-	return append([]byte{4}, payload[1:len(payload)-1]...)
+	require.Equal(t, []byte{0, 0}, payload[len(payload)-2:], "failed bits 0 and no roster, a byte each")
+	return append([]byte{4}, payload[1:len(payload)-2]...)
 }
 
 // Record format 5 carries the failed attempts a count locates (FailedBits, last), so
@@ -135,7 +137,7 @@ func TestRecordFormat5CarriesFailedBits(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, r, got)
 
-	bitsLen := len(binary.AppendUvarint(nil, r.FailedBits))
+	bitsLen := len(binary.AppendUvarint(nil, r.FailedBits)) + 1 // and the roster's presence
 	_, _, err = decodeRecord(payload[:len(payload)-bitsLen])
 	require.ErrorIs(t, err, errBadPayload, "a format 5 payload without its failed bits is damaged")
 
@@ -145,3 +147,30 @@ func TestRecordFormat5CarriesFailedBits(t *testing.T) {
 	r.FailedBits = 0
 	require.Equal(t, r, got)
 }
+
+// A roster record (format 5) round-trips, a record of format 4 (no roster
+// presence) is still read, and a roster record cut before its roster is refused.
+func TestRosterRecordAndFormat4(t *testing.T) {
+	roster := &node.Roster{Epoch: 3, Leader: "n2", Members: []node.Member{{ID: "n1", Addr: "10.0.0.1:7001"}, {ID: "n2", Addr: "10.0.0.2:7001"}, {ID: "n3"}}}
+	rec := node.Record{Kind: node.RecRoster, Roster: roster}
+	payload := appendRecord(nil, &rec)[frameHeader:]
+	got, _, err := decodeRecord(payload)
+	require.NoError(t, err)
+	require.Equal(t, rec, got)
+
+	withoutRoster := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 7, Reason: "r"}
+	p := appendRecord(nil, &withoutRoster)[frameHeader:]
+	v4 := format4(t, p)
+	got, _, err = decodeRecord(v4)
+	require.NoError(t, err)
+	require.Equal(t, withoutRoster, got)
+
+	asV4 := append([]byte{4}, payload[1:]...) // format 4 has no roster: its presence is garbage
+	_, _, err = decodeRecord(asV4)
+	require.ErrorIs(t, err, errBadPayload)
+	noRoster := append(append([]byte(nil), payload[:len(payload)-len(wireRoster(roster))-1]...), 0)
+	_, _, err = decodeRecord(noRoster)
+	require.ErrorIs(t, err, errBadPayload, "a roster record without its roster is damaged")
+}
+
+func wireRoster(r *node.Roster) []byte { return wire.AppendRoster(nil, r) }

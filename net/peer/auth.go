@@ -264,7 +264,7 @@ func (t *Transport) handshakeIn(c net.Conn, r *bufio.Reader) (from node.NodeID, 
 	if err != nil {
 		return h.from, 0, err
 	}
-	if t.peers[h.from] == nil {
+	if t.peerMap()[h.from] == nil {
 		// Only members may speak: a stranger gets no state and no metric of its own.
 		t.notMember.Add(1)
 		return h.from, refuseNotMember, errNotMember

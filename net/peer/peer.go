@@ -307,8 +307,10 @@ type PeerStats struct {
 
 // peer is the outbound side of one peer plus its counters.
 type peer struct {
-	id   node.NodeID
-	addr string
+	id node.NodeID
+	// addr is where it listens; AddPeer may change it (a member that came back
+	// elsewhere), the next dial uses the new one.
+	addr atomic.Pointer[string]
 	q    chan queued
 
 	sent, droppedFull, droppedBroken, droppedLarge, droppedOld atomic.Uint64
@@ -339,7 +341,9 @@ type Transport struct {
 	cfg     Config
 	deliver func(node.Message)
 	log     *slog.Logger
-	peers   map[node.NodeID]*peer // fixed at New
+	// peers maps each peer's ID to it: a map never modified once stored (AddPeer
+	// stores a copy with one more), so that Send reads it without a lock.
+	peers atomic.Pointer[map[node.NodeID]*peer]
 
 	unknownPeer  atomic.Uint64
 	refusedConns atomic.Uint64
@@ -394,7 +398,6 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		cfg:          cfg,
 		deliver:      deliver,
 		log:          cfg.Logger.With("node", string(cfg.Self)),
-		peers:        make(map[node.NodeID]*peer, len(cfg.Peers)),
 		done:         make(chan struct{}),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -403,14 +406,70 @@ func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
 		received:     make(map[node.NodeID]*atomic.Uint64),
 		warns:        newWarnLimiter(warnEvery, maxWarnHosts),
 	}
+	peers := make(map[node.NodeID]*peer, len(cfg.Peers))
 	for id, addr := range cfg.Peers {
 		if id == cfg.Self {
 			continue
 		}
-		t.peers[id] = &peer{id: id, addr: addr, q: make(chan queued, cfg.QueueSize)}
+		peers[id] = newPeer(id, addr, cfg.QueueSize)
 		t.received[id] = new(atomic.Uint64)
 	}
+	t.peers.Store(&peers)
 	return t, nil
+}
+
+func newPeer(id node.NodeID, addr string, queue int) *peer {
+	p := &peer{id: id, q: make(chan queued, queue)}
+	p.addr.Store(&addr)
+	return p
+}
+
+// peerMap returns the peers now. The caller must not modify it.
+func (t *Transport) peerMap() map[node.NodeID]*peer { return *t.peers.Load() }
+
+// AddPeer makes id, at addr, a peer: messages for it are queued and sent, and its
+// hello is accepted. A peer already known at another address is dialled at addr
+// from its next connection on. It reports whether it added id or changed its
+// address; an ID or address that Config would refuse is an error. After Close it
+// does nothing.
+func (t *Transport) AddPeer(id node.NodeID, addr string) (bool, error) {
+	if id == t.cfg.Self {
+		return false, nil
+	}
+	if id == "" || len(id) > maxIDLen {
+		return false, fmt.Errorf("peer: node ID %.20q is empty or longer than %d bytes", id, maxIDLen)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return false, fmt.Errorf("peer: address %q of %s is not host:port: %v", addr, id, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.peerMap()
+	if t.closed.Load() {
+		return false, nil
+	}
+	if p := old[id]; p != nil {
+		if *p.addr.Load() == addr {
+			return false, nil
+		}
+		p.addr.Store(&addr)
+		t.log.Info("peer address changed", "peer", string(id), "addr", addr)
+		return true, nil
+	}
+	peers := make(map[node.NodeID]*peer, len(old)+1)
+	for k, v := range old {
+		peers[k] = v
+	}
+	p := newPeer(id, addr, t.cfg.QueueSize)
+	peers[id] = p
+	t.received[id] = new(atomic.Uint64)
+	t.peers.Store(&peers)
+	if t.started {
+		t.wg.Add(1)
+		go t.runSender(p)
+	}
+	t.log.Info("peer added", "peer", string(id), "addr", addr)
+	return true, nil
 }
 
 // Start listens on Config.Listen and starts one sender per peer. Messages sent
@@ -433,10 +492,11 @@ func (t *Transport) Start() error {
 	}
 	t.started = true
 	t.ln = ln
-	t.log.Info("peer transport listening", "addr", ln.Addr().String(), "peers", len(t.peers))
-	t.wg.Add(1 + len(t.peers))
+	peers := t.peerMap()
+	t.log.Info("peer transport listening", "addr", ln.Addr().String(), "peers", len(peers))
+	t.wg.Add(1 + len(peers))
 	go t.acceptLoop(ln)
-	for _, p := range t.peers {
+	for _, p := range peers {
 		go t.runSender(p)
 	}
 	return nil
@@ -459,7 +519,7 @@ func (t *Transport) Send(m node.Message) {
 	if t.closed.Load() {
 		return
 	}
-	p := t.peers[m.To]
+	p := t.peerMap()[m.To]
 	if p == nil {
 		t.unknownPeer.Add(1)
 		return
@@ -482,7 +542,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		idle := true
-		for _, p := range t.peers {
+		for _, p := range t.peerMap() {
 			if p.connected.Load() && p.pending.Load() > 0 {
 				idle = false
 				break
@@ -501,15 +561,16 @@ func (t *Transport) Flush(ctx context.Context) error {
 
 // Stats returns a snapshot of the counters.
 func (t *Transport) Stats() Stats {
+	peers := t.peerMap()
 	s := Stats{
-		Peers:        make(map[node.NodeID]PeerStats, len(t.peers)),
+		Peers:        make(map[node.NodeID]PeerStats, len(peers)),
 		UnknownPeer:  t.unknownPeer.Load(),
 		RefusedConns: t.refusedConns.Load(),
 		NotMember:    t.notMember.Load(),
 	}
-	for id, p := range t.peers {
+	for id, p := range peers {
 		ps := PeerStats{
-			Addr:             p.addr,
+			Addr:             *p.addr.Load(),
 			Sent:             p.sent.Load(),
 			DroppedQueueFull: p.droppedFull.Load(),
 			DroppedBroken:    p.droppedBroken.Load(),
@@ -537,9 +598,10 @@ func (t *Transport) Stats() Stats {
 // Reachable reports, for every configured peer, whether it answered lately: a
 // heartbeat came on the connection to it within Config.Silence (see the package doc).
 func (t *Transport) Reachable() map[node.NodeID]bool {
-	r := make(map[node.NodeID]bool, len(t.peers))
+	peers := t.peerMap()
+	r := make(map[node.NodeID]bool, len(peers))
 	now := time.Now()
-	for id, p := range t.peers {
+	for id, p := range peers {
 		heard := p.lastHeard()
 		r[id] = !heard.IsZero() && now.Sub(heard) < t.cfg.Silence
 	}
@@ -792,7 +854,7 @@ func (t *Transport) backoff(failures int) time.Duration {
 // runSender keeps a connection to p and writes its queue to it until Close.
 func (t *Transport) runSender(p *peer) {
 	defer t.wg.Done()
-	log := t.log.With("peer", string(p.id), "addr", p.addr)
+	log := t.log.With("peer", string(p.id), "addr", *p.addr.Load())
 	failures := 0
 	// An error is logged at Warn level, but the same error again at Debug level, so
 	// that a peer refusing every connection (a mismatched cluster secret, say) does not
@@ -853,7 +915,7 @@ func (t *Transport) runSender(p *peer) {
 // dial connects to p and runs the handshake. The connection it returns is tracked.
 func (t *Transport) dial(p *peer) (net.Conn, error) {
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	c, err := d.DialContext(t.ctx, "tcp", p.addr)
+	c, err := d.DialContext(t.ctx, "tcp", *p.addr.Load())
 	if err != nil {
 		return nil, err
 	}

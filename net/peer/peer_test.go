@@ -676,7 +676,7 @@ func benchmarkSend(b *testing.B, secret []byte) {
 	got.Add(b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		for len(send.peers["b"].q) == cap(send.peers["b"].q) {
+		for len(send.peerMap()["b"].q) == cap(send.peerMap()["b"].q) {
 			runtime.Gosched()
 		}
 		send.Send(m)
@@ -711,4 +711,46 @@ func TestStaleMessagesDropped(t *testing.T) {
 	eventually(t, "the fresh message arriving", func() bool { return box.count("a") >= 1 })
 	require.Equal(t, []node.Message{testMsg("a", "b", 99)}, box.from("a"))
 	require.EqualValues(t, 10, a.Stats().Peers["b"].DroppedOld)
+}
+
+// Two transports that start knowing no peer exchange messages once each added the
+// other (a cluster growing by joins): before, a message is dropped as for an
+// unknown peer and a hello is refused.
+func TestAddPeer(t *testing.T) {
+	ts, boxes := clusterWith(t, func(id node.NodeID, c *Config) { c.Peers = nil }, "a", "b")
+	ts[0].Send(testMsg("a", "b", 1))
+	require.Equal(t, uint64(1), ts[0].Stats().UnknownPeer)
+	addr := func(tr *Transport) string { return tr.Addr().String() }
+	added, err := ts[0].AddPeer("b", addr(ts[1]))
+	require.NoError(t, err)
+	require.True(t, added)
+	added, err = ts[0].AddPeer("b", addr(ts[1]))
+	require.NoError(t, err)
+	require.False(t, added, "known at that address already")
+	_, err = ts[0].AddPeer("c", "no port")
+	require.Error(t, err)
+	_, err = ts[1].AddPeer("a", addr(ts[0]))
+	require.NoError(t, err)
+	ts[0].Send(testMsg("a", "b", 2))
+	ts[1].Send(testMsg("b", "a", 3))
+	eventually(t, "both messages arrive", func() bool { return boxes[1].count("a") == 1 && boxes[0].count("b") == 1 })
+	require.Contains(t, ts[0].Reachable(), node.NodeID("b"))
+}
+
+// A peer that comes back at another address is dialled there once AddPeer says so.
+func TestAddPeerChangesTheAddress(t *testing.T) {
+	ts, boxes := clusterWith(t, func(id node.NodeID, c *Config) { c.Peers = nil }, "a", "b")
+	_, err := ts[0].AddPeer("b", freeAddr(t)) // nobody listens there
+	require.NoError(t, err)
+	_, err = ts[1].AddPeer("a", ts[0].Addr().String())
+	require.NoError(t, err)
+	ts[0].Send(testMsg("a", "b", 1))
+	time.Sleep(100 * time.Millisecond)
+	require.Zero(t, boxes[1].count("a"), "sent to the wrong address")
+	changed, err := ts[0].AddPeer("b", ts[1].Addr().String())
+	require.NoError(t, err)
+	require.True(t, changed)
+	require.Equal(t, ts[1].Addr().String(), ts[0].Stats().Peers["b"].Addr)
+	ts[0].Send(testMsg("a", "b", 2))
+	eventually(t, "a message reaches b at its new address", func() bool { return boxes[1].count("a") >= 1 })
 }

@@ -22,6 +22,9 @@ func AppendSetting(b []byte, s *node.QueueSetting) []byte { return appendSetting
 // AppendSchedule appends a schedule as ScheduleSet messages carry it.
 func AppendSchedule(b []byte, s *node.Schedule) []byte { return appendSchedule(b, s) }
 
+// AppendRoster appends a roster as Roster messages carry it.
+func AppendRoster(b []byte, r *node.Roster) []byte { return appendRoster(b, r) }
+
 // Fields reads fields written with this package's encodings. After the first error
 // every read returns a zero value and Err reports that error (wrapping ErrMalformed).
 // `what` names the field in the error.
@@ -49,6 +52,9 @@ func (f *Fields) Fail(format string, a ...any) { f.d.fail(format, a...) }
 
 // Schedule reads a schedule written by AppendSchedule (nil after an error).
 func (f *Fields) Schedule() *node.Schedule { return f.d.schedule() }
+
+// Roster reads a roster written by AppendRoster (nil after an error).
+func (f *Fields) Roster() *node.Roster { return f.d.roster() }
 
 // Len is how many bytes are left; Err the first error.
 func (f *Fields) Len() int   { return len(f.d.b) }

@@ -5,7 +5,9 @@
 //	frame   = length(4 bytes, big endian: len(version)+len(message)) version(1 byte) message
 //	message = type from to taskID task? attempt promised lease granted reject holder
 //	          state nextETA retries failed failedBits status queue setting? schedule? reason
-//	          attempts counts
+//	          attempts counts epoch roster? member?
+//	roster  = epoch members(id addr) leader
+//	member  = id addr
 //	attempt = number node start duration inFlight status errorKind message body
 //	task    = id queue name url method headers contentType body eta created delivery replicas
 //	schedule = name cron timeZone queue url method headers contentType body missed
@@ -49,9 +51,9 @@ import (
 // node.Message.Failed after Retries; version 3 node.Message.Schedule, Reason,
 // Attempts and Counts at the end of a message, a queue setting's Explicit fields
 // and Deleted mark after its Origin, and net/peer's heartbeats (which a dialer of
-// version 2 would take for garbage); version 4 node.Message.FailedBits after Failed.
-// A frame of another version is refused (and so is a peer's hello: see net/peer):
-// a cluster runs one version.
+// version 2 would take for garbage); version 4 node.Message.FailedBits after Failed,
+// and Epoch, Roster and Member at the end. A frame of another version is refused
+// (and so is a peer's hello: see net/peer): a cluster runs one version.
 const Version byte = 4
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
@@ -255,7 +257,28 @@ func appendMessage(b []byte, m *node.Message) []byte {
 		}
 		b = binary.AppendVarint(b, int64(c.N))
 	}
-	return b
+	b = binary.AppendUvarint(b, m.Epoch)
+	if m.Roster == nil {
+		b = append(b, 0)
+	} else {
+		b = appendRoster(append(b, 1), m.Roster)
+	}
+	if m.Member == nil {
+		return append(b, 0)
+	}
+	b = appendString(append(b, 1), string(m.Member.ID))
+	return appendString(b, m.Member.Addr)
+}
+
+// appendRoster appends a roster as MsgRoster carries it.
+func appendRoster(b []byte, r *node.Roster) []byte {
+	b = binary.AppendUvarint(b, r.Epoch)
+	b = binary.AppendUvarint(b, uint64(len(r.Members)))
+	for _, mem := range r.Members {
+		b = appendString(b, string(mem.ID))
+		b = appendString(b, mem.Addr)
+	}
+	return appendString(b, string(r.Leader))
 }
 
 func appendAttempt(b []byte, a *node.DeliveryAttempt) []byte {
@@ -556,7 +579,30 @@ func (d *decoder) message() node.Message {
 			m.Counts[i] = d.queueCount()
 		}
 	}
+	m.Epoch = d.uvarint("epoch")
+	if d.bool("roster presence") {
+		m.Roster = d.roster()
+	}
+	if d.bool("member presence") {
+		m.Member = &node.Member{ID: node.NodeID(d.string("member.id")), Addr: d.string("member.addr")}
+	}
 	return m
+}
+
+func (d *decoder) roster() *node.Roster {
+	r := &node.Roster{Epoch: d.uvarint("roster.epoch")}
+	// A member takes at least 2 bytes: its ID's and its address's lengths.
+	if n := d.count("roster.members", 2); n > 0 {
+		r.Members = make([]node.Member, n)
+		for i := range r.Members {
+			r.Members[i] = node.Member{ID: node.NodeID(d.string("roster.member.id")), Addr: d.string("roster.member.addr")}
+		}
+	}
+	r.Leader = node.NodeID(d.string("roster.leader"))
+	if d.err != nil {
+		return nil
+	}
+	return r
 }
 
 func (d *decoder) schedule() *node.Schedule {

@@ -74,6 +74,10 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 			Missed: node.MissedOne, Deleted: true, Created: utc(1_700_000_000, 9), Version: 1 << 40, Origin: "node-e"},
 		Counts: []node.QueueCount{{Queue: "emails", State: node.StateScheduled, N: 3},
 			{Queue: "emails", State: node.StateDead, Before: []node.NodeID{"node-a", "node-c"}, N: math.MaxInt64}, {}},
+		Epoch: math.MaxUint64,
+		Roster: &node.Roster{Epoch: 7, Leader: "node-b", Members: []node.Member{
+			{ID: "node-a", Addr: "10.0.0.1:7001"}, {ID: "node-b", Addr: "[::1]:7002"}, {ID: "node-c"}}},
+		Member: &node.Member{ID: "node-d", Addr: "10.0.0.4:7001"},
 	}
 }
 
@@ -266,9 +270,15 @@ func TestMalformed(t *testing.T) {
 	// the end: nextETA retries failed failedBits status queue settingPresence schedulePresence
 	// reason attempts counts.
 	const presence = 5
+	// Every message ends with its epoch, roster and member presence, a byte each when
+	// zero: the offsets from the end below count from before them (noTail).
+	const rosterTail = 3
+	noTail := func(p []byte) []byte { return p[:len(p)-rosterTail] }
+	tail := []byte{0, 0, 0}
+	minimal, withSched, withAttempt := noTail(minimal), noTail(validPayload(node.Message{Type: node.MsgScheduleSet, Schedule: &node.Schedule{}})), noTail(validPayload(node.Message{Type: node.MsgStatusResp, Attempts: []node.DeliveryAttempt{{}}}))
+	whole := func(p []byte) []byte { return append(append([]byte(nil), p...), tail...) }
 	// A zero attempt is 9 bytes, followed by the counts count: its error kind is
 	// the fourth byte from the end, the attempts count the eleventh.
-	withAttempt := validPayload(node.Message{Type: node.MsgStatusResp, Attempts: []node.DeliveryAttempt{{}}})
 	set := func(p []byte, i int, v ...byte) []byte {
 		q := append([]byte(nil), p[:i]...)
 		q = append(q, v...)
@@ -284,39 +294,42 @@ func TestMalformed(t *testing.T) {
 		want  string
 	}{
 		{"empty frame", frameOf(), "no version"},
-		{"bad version", frameOf(set(minimal, 0, Version+1)...), fmt.Sprintf("version %d", Version+1)},
-		{"version zero", frameOf(set(minimal, 0, 0)...), "version 0"},
+		{"bad version", frameOf(whole(set(minimal, 0, Version+1))...), fmt.Sprintf("version %d", Version+1)},
+		{"version zero", frameOf(whole(set(minimal, 0, 0))...), "version 0"},
 		{"over max frame", binary.BigEndian.AppendUint32(nil, MaxFrame+1), "exceeds the maximum"},
 		{"length 0xFFFFFFFF", []byte{0xff, 0xff, 0xff, 0xff}, "exceeds the maximum"},
-		{"type zero", frameOf(set(minimal, 1, 0)...), "unknown message type 0"},
-		{"type unknown", frameOf(set(minimal, 1, byte(node.MaxMsgType)+1)...), "unknown message type"},
-		{"type 255", frameOf(set(minimal, 1, 255)...), "unknown message type 255"},
+		{"type zero", frameOf(whole(set(minimal, 1, 0))...), "unknown message type 0"},
+		{"type unknown", frameOf(whole(set(minimal, 1, byte(node.MaxMsgType)+1))...), "unknown message type"},
+		{"type 255", frameOf(whole(set(minimal, 1, 255))...), "unknown message type 255"},
 		{"only version", frameOf(Version), "truncated before type"},
-		{"truncated message", frameOf(minimal[:len(minimal)-1]...), "truncated"},
+		{"truncated message", frameOf(whole(minimal[:len(minimal)-1])...), "truncated"},
 		{"truncated task", frameOf(withTask[:len(withTask)-10]...), "truncated"},
-		{"trailing byte", frameOf(append(append([]byte(nil), minimal...), 0)...), "trailing"},
+		{"trailing byte", frameOf(whole(append(append([]byte(nil), minimal...), 0))...), "trailing"},
 		{"from longer than frame", frameOf(Version, 1, 100, 'a'), "from length 100 exceeds"},
 		{"from length huge", frameOf(append([]byte{Version, 1}, huge...)...), "from length"},
 		{"uvarint overflow", frameOf(Version, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), "overflows"},
-		{"presence 2", frameOf(set(minimal, presence, 2)...), "task presence is not a boolean"},
+		{"presence 2", frameOf(whole(set(minimal, presence, 2))...), "task presence is not a boolean"},
 		{"headers count huge", frameOf(append(set(withTask, presence+6, 0x80, 0x80, 0x80, 0x80, 0x08), make([]byte, 20)...)...), "task.headers count"},
 		{"headers count > bytes/2", frameOf(set(withTask, presence+6, 20)...), "task.headers count 20 exceeds"},
 		{"body longer than frame", frameOf(set(withTask, presence+8, 100)...), "task.body length 100 exceeds"},
 		{"replicas count", frameOf(set(withTask, presence+13, 100)...), "task.replicas count 100 exceeds"},
 		{"bad time tag", frameOf(set(withTask, presence+9, 7)...), "unknown time tag 7"},
 		{"bad delivery", frameOf(set(withTask, presence+12, 9)...), "unknown delivery mode 9"},
-		{"wide time bad nanos", frameOf(append(set(minimal, len(minimal)-11, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0)...), "nanoseconds"},
-		{"counts count", frameOf(set(minimal, len(minimal)-1, 3)...), "counts count 3 exceeds"},
-		{"count state", frameOf(append(set(minimal, len(minimal)-1, 1), 0, byte(maxState)+1, 0, 0)...), "unknown count.state"},
-		{"count negative", frameOf(append(set(minimal, len(minimal)-1, 1), 0, 1, 0, 1)...), "count.n -1 is negative"},
-		{"granted 2", frameOf(set(minimal, presence+4, 2)...), "granted is not a boolean"},
-		{"unknown missed policy", frameOf(set(withSched, len(withSched)-8, byte(maxMissed)+1)...), "unknown missed-tick policy"},
-		{"schedule deleted 2", frameOf(set(withSched, len(withSched)-7, 2)...), "schedule.deleted is not a boolean"},
-		{"unknown reject", frameOf(set(minimal, presence+5, byte(maxReject)+1)...), "unknown reject"},
-		{"unknown state", frameOf(set(minimal, presence+7, byte(maxState)+1)...), "unknown task state"},
-		{"unknown error kind", frameOf(set(withAttempt, len(withAttempt)-4, byte(maxErrKind)+1)...), "unknown error kind"},
-		{"attempts count", frameOf(set(withAttempt, len(withAttempt)-11, 2)...), "attempts count 2 exceeds"},
-		{"in flight 2", frameOf(set(withAttempt, len(withAttempt)-6, 2)...), "attempt.in_flight is not a boolean"},
+		{"wide time bad nanos", frameOf(whole(append(set(minimal, len(minimal)-11, append([]byte{2, 0}, binary.AppendUvarint(nil, uint64(time.Second))...)...), 0, 0, 0, 0, 0))...), "nanoseconds"},
+		{"counts count", frameOf(whole(set(minimal, len(minimal)-1, 3))...), "counts count 3 exceeds"},
+		{"count state", frameOf(whole(append(set(minimal, len(minimal)-1, 1), 0, byte(maxState)+1, 0, 0))...), "unknown count.state"},
+		{"count negative", frameOf(whole(append(set(minimal, len(minimal)-1, 1), 0, 1, 0, 1))...), "count.n -1 is negative"},
+		{"granted 2", frameOf(whole(set(minimal, presence+4, 2))...), "granted is not a boolean"},
+		{"unknown missed policy", frameOf(whole(set(withSched, len(withSched)-8, byte(maxMissed)+1))...), "unknown missed-tick policy"},
+		{"schedule deleted 2", frameOf(whole(set(withSched, len(withSched)-7, 2))...), "schedule.deleted is not a boolean"},
+		{"unknown reject", frameOf(whole(set(minimal, presence+5, byte(maxReject)+1))...), "unknown reject"},
+		{"unknown state", frameOf(whole(set(minimal, presence+7, byte(maxState)+1))...), "unknown task state"},
+		{"unknown error kind", frameOf(whole(set(withAttempt, len(withAttempt)-4, byte(maxErrKind)+1))...), "unknown error kind"},
+		{"attempts count", frameOf(whole(set(withAttempt, len(withAttempt)-11, 2))...), "attempts count 2 exceeds"},
+		{"roster presence 2", frameOf(append(append([]byte(nil), minimal...), 0, 2, 0)...), "roster presence is not a boolean"},
+		{"member presence 2", frameOf(append(append([]byte(nil), minimal...), 0, 0, 2)...), "member presence is not a boolean"},
+		{"roster members count", frameOf(append(append([]byte(nil), minimal...), 0, 1, 2, 9, 0)...), "roster.members count 9 exceeds"},
+		{"in flight 2", frameOf(whole(set(withAttempt, len(withAttempt)-6, 2))...), "attempt.in_flight is not a boolean"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,110 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/net/daemon"
+)
+
+// clusterView is what the test reads of GET /v1/cluster.
+type clusterView struct {
+	Epoch   uint64 `json:"epoch"`
+	Leader  string `json:"leader"`
+	Healthy bool   `json:"healthy"`
+	Members []struct {
+		ID        string `json:"id"`
+		Reachable bool   `json:"reachable"`
+	} `json:"members"`
+}
+
+func cluster(t *testing.T, base string) clusterView {
+	t.Helper()
+	resp, err := client.Get(base + "/v1/cluster")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var c clusterView
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&c))
+	return c
+}
+
+// eventuallyCluster polls base's /v1/cluster until ok accepts it, at most within.
+func eventuallyCluster(t *testing.T, base string, within time.Duration, what string, ok func(clusterView) bool) clusterView {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var c clusterView
+	for time.Now().Before(deadline) {
+		if c = cluster(t, base); ok(c) {
+			return c
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s; last /v1/cluster of %s: %+v", what, within, base, c)
+	return c
+}
+
+// A node alone grows to three with --join (the third asking a member that does not
+// lead); when the leader stops, another member leads within a lease and a few
+// seconds, and enqueues through the others keep working.
+func TestJoinAndLeaderFailover(t *testing.T) {
+	w := newWorker(t, 0)
+	const lease = 3 * time.Second
+	ids := []string{"n1", "n2", "n3"}
+	bases := map[string]string{}
+	daemons := map[string]*daemon.Daemon{}
+	for i, id := range ids {
+		cfg := daemon.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Lease: lease, MaxClockDrift: 500 * time.Millisecond}
+		if i == 1 {
+			cfg.Join = bases["n1"]
+		}
+		if i == 2 {
+			cfg.Join = bases["n2"]
+		}
+		d, err := daemon.Start(cfg)
+		require.NoError(t, err)
+		shutdownAtEnd(t, d)
+		daemons[id], bases[id] = d, "http://"+d.HTTPAddr()
+		if i == 0 {
+			waitHealthy(t, bases[id])
+		}
+		eventuallyCluster(t, bases[id], time.Minute, id+" joins", func(c clusterView) bool { return len(c.Members) == i+1 && c.Healthy })
+	}
+	c := eventuallyCluster(t, bases["n3"], 30*time.Second, "every member reachable from n3, a leader known", func(c clusterView) bool {
+		return c.Leader != "" && len(c.Members) == 3 && c.Members[0].Reachable && c.Members[1].Reachable && c.Members[2].Reachable
+	})
+	old := c.Leader
+	t.Logf("leader %s at epoch %d", old, c.Epoch)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, daemons[old].Shutdown(ctx))
+	stopped := time.Now()
+	var other string
+	for _, id := range ids {
+		if id != old {
+			other = id
+		}
+	}
+	c = eventuallyCluster(t, bases[other], lease+10*time.Second, "a new leader", func(c clusterView) bool { return c.Leader != "" && c.Leader != old })
+	t.Logf("new leader %s at epoch %d, %v after the old one stopped", c.Leader, c.Epoch, time.Since(stopped).Round(100*time.Millisecond))
+
+	resp, err := client.Get(bases[c.Leader] + "/metrics")
+	require.NoError(t, err)
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_leader{node=%q} 1", c.Leader))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_roster_epoch{node=%q} %d", c.Leader, c.Epoch))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_roster_members{node=%q} 3", c.Leader))
+
+	code, body, _ := post(t, bases[other], "", url.Values{"task.url": {w.srv.URL + "/after"}})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	w.waitFor(t, body["id"].(string), 30*time.Second)
+}
