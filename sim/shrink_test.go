@@ -73,7 +73,7 @@ func TestShrinkNegativeControls(t *testing.T) {
 				require.LessOrEqual(t, res.After.Faults, max(1, res.Before.Faults/4), "faults")
 			}
 			require.Less(t, res.After.Tasks, res.Before.Tasks, "tasks")
-			if sc.Name != "negative-S7-admit-past-limits" && !m1 { // S7 needs more tasks than its limit, 20 of 150
+			if !m1 {
 				require.LessOrEqual(t, res.After.Tasks*4, res.Before.Tasks, "at most a quarter of the tasks")
 			}
 			require.LessOrEqual(t, res.After.Nodes, res.Before.Nodes)
