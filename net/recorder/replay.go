@@ -238,9 +238,13 @@ func (p *replayEnv) AfterFunc(d time.Duration, f func()) func() bool {
 
 func (p *replayEnv) draw(what string) uint64 { return p.next(evRand, what).uvarint() }
 
-func (p *replayEnv) Uint64() uint64       { return p.draw("drew a random number") }
-func (p *replayEnv) IntN(n int) int       { return int(p.draw(fmt.Sprintf("drew a random number below %d", n))) }
-func (p *replayEnv) Int64N(n int64) int64 { return int64(p.draw(fmt.Sprintf("drew a random number below %d", n))) }
+func (p *replayEnv) Uint64() uint64 { return p.draw("drew a random number") }
+func (p *replayEnv) IntN(n int) int {
+	return int(p.draw(fmt.Sprintf("drew a random number below %d", n)))
+}
+func (p *replayEnv) Int64N(n int64) int64 {
+	return int64(p.draw(fmt.Sprintf("drew a random number below %d", n)))
+}
 
 func (p *replayEnv) Send(m node.Message) {
 	got := wire.AppendFrame(nil, m)
