@@ -2,7 +2,7 @@
 //
 //	miyamoto serve                 run a node (see serve.go)
 //	miyamoto sim [flags] FILE...   run scenario files in the simulator
-//	miyamoto replay TRACE          re-run a saved trace and check it reproduces
+//	miyamoto replay TRACE|DIR      re-run a saved trace, or a node's flight recording, and check it reproduces
 //	miyamoto timeline TRACE -o FILE.html   draw a trace as one self-contained HTML page
 //	miyamoto shrink --seed N FILE  find a smaller scenario that still fails
 //	miyamoto repair-log --data-dir DIR   cut a corrupt log so that the node starts again
@@ -67,7 +67,8 @@ func usage(w io.Writer) {
   miyamoto sim [--seeds A-B | --seed N] [--protocol naive|quorum]
                [--trace FILE] [--check-determinism]
                [--junit FILE] [--json FILE|-] SCENARIO_FILE...
-  miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
+  miyamoto replay TRACE_FILE|DIR                 re-run a trace or a node's recording
+                                                 (serve --record DIR), check it reproduces
   miyamoto timeline TRACE_FILE [-o FILE.html]    draw a trace as one HTML page
   miyamoto shrink [--seed N] [--budget 60s] [-o FILE] SCENARIO_FILE|TRACE_FILE
                                                  a smaller scenario that still fails

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	bin "encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Three nodes run with --record under load while n2 is killed with SIGKILL and
+// restarted; `miyamoto replay DIR` of each node's recording re-executes every run
+// (n2 has two) and finds the same decisions. A recording whose bytes were changed
+// is not reproduced.
+func TestE2ERecordReplayThreeNodes(t *testing.T) {
+	root := t.TempDir()
+	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
+	procs := newProcs(t, dirs)
+	for _, p := range procs {
+		launch(t, p, procs, "--record", p.dataDir+".rec", "--record-size", "64MB",
+			"--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "500ms")
+	}
+	for _, p := range procs {
+		waitHealthy(t, p)
+	}
+	w := newWorker(t, 0)
+	var ids []string
+	send := func(from, to int, on []*proc) {
+		for i := from; i < to; i++ {
+			ids = append(ids, enqueue(t, on[i%len(on)], url.Values{
+				"task.url":       {w.srv.URL + "/work"},
+				"task.countdown": {fmt.Sprintf("%.1f", float64(i%10)/10)},
+				"n":              {fmt.Sprint(i)},
+			}))
+		}
+	}
+	send(0, 60, procs)
+	require.NoError(t, procs[1].cmd.Process.Signal(syscall.SIGKILL))
+	procs[1].cmd.Wait()
+	send(60, 90, []*proc{procs[0], procs[2]})
+	restart(t, procs[1])
+	waitHealthy(t, procs[1])
+	send(90, 120, procs)
+	w.waitAll(t, ids, 30*time.Second)
+	time.Sleep(time.Second) // outcomes spread
+	for _, p := range procs {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, p.cmd.Wait(), "%s did not stop cleanly", p.id)
+	}
+	for _, p := range procs {
+		out, err := exec.Command(binary(t), "replay", p.dataDir+".rec").CombinedOutput()
+		require.NoError(t, err, "replay of %s:\n%s", p.id, out)
+		runs := strings.Count(string(out), "reproduced input for input")
+		want := 1
+		if p.id == "n2" {
+			want = 2 // killed and restarted: two runs
+		}
+		require.Equal(t, want, runs, "replay of %s:\n%s", p.id, out)
+		require.NotContains(t, string(out), "NOT reproduced")
+	}
+
+	// Change one recorded byte of n1's first enqueue (its task's URL) and re-frame
+	// the file as the recorder would: replay must name the first difference.
+	tampered := tamperRecording(t, dirs[0]+".rec")
+	out, err := exec.Command(binary(t), "replay", tampered).CombinedOutput()
+	require.Error(t, err, "a changed recording was reproduced:\n%s", out)
+	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode())
+	require.Contains(t, string(out), "NOT reproduced: first difference at input")
+}
+
+// tamperRecording copies dir with "/work" in its first enqueue changed to "/wirk"
+// and returns the copy.
+func tamperRecording(t *testing.T, dir string) string {
+	t.Helper()
+	out := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	done := false
+	for _, e := range entries {
+		b, err := os.ReadFile(dir + "/" + e.Name())
+		require.NoError(t, err)
+		if !done {
+			b, done = rewriteFirstEnqueue(t, b)
+		}
+		require.NoError(t, os.WriteFile(out+"/"+e.Name(), b, 0o644))
+	}
+	require.True(t, done, "no enqueue found in the recording")
+	return out
+}
+
+// rewriteFirstEnqueue changes the first recorded enqueue in a recording file's bytes
+// (see net/recorder's format: magic, then frames of uvarint length, CRC-32C, payload)
+// and fixes that frame's checksum.
+func rewriteFirstEnqueue(t *testing.T, b []byte) ([]byte, bool) {
+	t.Helper()
+	const magic = "MIYAREC1"
+	require.True(t, strings.HasPrefix(string(b), magic))
+	table := crc32.MakeTable(crc32.Castagnoli)
+	for off := len(magic); off < len(b); {
+		size, k := bin.Uvarint(b[off:])
+		if k <= 0 || off+k+4+int(size) > len(b) {
+			return b, false
+		}
+		payload := b[off+k+4 : off+k+4+int(size)]
+		if bytes.Contains(payload, []byte(`"op":"enqueue"`)) {
+			i := bytes.Index(payload, []byte("/work"))
+			require.GreaterOrEqual(t, i, 0)
+			payload[i+1] = 'i'
+			bin.BigEndian.PutUint32(b[off+k:], crc32.Checksum(payload, table))
+			return b, true
+		}
+		off += k + 4 + int(size)
+	}
+	return b, false
+}
