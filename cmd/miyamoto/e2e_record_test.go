@@ -110,7 +110,8 @@ func rewriteFirstEnqueue(t *testing.T, b []byte) ([]byte, bool) {
 			return b, false
 		}
 		payload := b[off+k+4 : off+k+4+int(size)]
-		if bytes.Contains(payload, []byte(`"op":"enqueue"`)) {
+		// The first group that holds the URL is its enqueue, whose input comes first.
+		if bytes.Contains(payload, []byte("/work")) {
 			i := bytes.Index(payload, []byte("/work"))
 			require.GreaterOrEqual(t, i, 0)
 			payload[i+1] = 'i'

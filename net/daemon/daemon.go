@@ -518,7 +518,7 @@ type backend struct{ d *Daemon }
 func (b backend) Enqueue(ctx context.Context, req node.EnqueueRequest) (string, error) {
 	ch := make(chan node.EnqueueResult, 1)
 	if !b.d.drv.Post(func(n *node.Node) {
-		b.d.rec.Call(recorder.Call{Op: recorder.OpEnqueue, Enqueue: &req})
+		b.d.rec.Enqueue(req)
 		n.Enqueue(req, func(r node.EnqueueResult) { ch <- r })
 	}) {
 		return "", node.ErrStopping

@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"github.com/miyamotohq/miyamoto/net/wire"
 )
 
 // magic opens every recording file.
@@ -44,6 +46,7 @@ const (
 	inResult                 // a webhook's result
 	inCall                   // an API call: JSON of Call
 	inOpaque                 // a function the daemon posted without a label
+	inEnqueue                // an enqueue: its request, in binary
 )
 
 // Event kinds, inside a group.
@@ -65,7 +68,7 @@ const (
 func isOutput(ev byte) bool { return ev >= evSend }
 
 var inputNames = map[byte]string{inNew: "new", inStart: "start", inStep: "message", inTimer: "timer",
-	inSync: "sync", inResult: "webhook result", inCall: "API call", inOpaque: "unlabelled input"}
+	inSync: "sync", inResult: "webhook result", inCall: "API call", inOpaque: "unlabelled input", inEnqueue: "enqueue"}
 
 var eventNames = map[byte]string{evNow: "clock reading", evRand: "random draw", evCancel: "timer cancel",
 	evStoreErr: "storage health", evLoad: "log load", evLost: "loss report", evSend: "message sent",
@@ -183,6 +186,18 @@ func (d *dec) bytes() []byte {
 	n := d.uvarint()
 	if d.err != nil || uint64(len(d.b)) < n {
 		d.fail("a byte string")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// frame reads a net/wire frame, which carries its own length.
+func (d *dec) frame() []byte {
+	n := wire.FrameLen(d.b)
+	if d.err != nil || n < 0 || n > len(d.b) {
+		d.fail("a message")
 		return nil
 	}
 	v := d.b[:n:n]

@@ -121,7 +121,7 @@ func (p *replayEnv) input(kind byte, d *dec, cfg node.Config, n **node.Node) (fu
 			}
 		}, nil
 	case inStep:
-		m, _, err := wire.DecodeFrame(d.bytes())
+		m, _, err := wire.DecodeFrame(d.frame())
 		if err != nil {
 			return nil, fmt.Errorf("a recorded message does not decode: %w", err)
 		}
@@ -129,6 +129,9 @@ func (p *replayEnv) input(kind byte, d *dec, cfg node.Config, n **node.Node) (fu
 	case inResult:
 		r := decodeResult(d)
 		return func() { (*n).HandleDeliveryResult(r) }, d.err
+	case inEnqueue:
+		req := decodeEnqueue(d)
+		return func() { (*n).Enqueue(req, func(node.EnqueueResult) {}) }, d.err
 	case inCall:
 		var c Call
 		if err := json.Unmarshal(d.bytes(), &c); err != nil {
@@ -248,7 +251,7 @@ func (p *replayEnv) Int64N(n int64) int64 {
 
 func (p *replayEnv) Send(m node.Message) {
 	got := wire.AppendFrame(nil, m)
-	want := p.next(evSend, "sent "+describeMessage(got)).bytes()
+	want := p.next(evSend, "sent "+describeMessage(got)).frame()
 	if !bytes.Equal(want, got) {
 		panic(divergence{"sent " + describeMessage(want), "sent " + describeMessage(got)})
 	}
@@ -311,7 +314,7 @@ func describeInput(kind byte, g []byte) string {
 	d := dec{b: g[1:]}
 	switch kind {
 	case inStep:
-		return "received " + describeMessage(d.bytes())
+		return "received " + describeMessage(d.frame())
 	case inTimer:
 		return fmt.Sprintf("timer %d fired", d.uvarint())
 	case inSync:
@@ -321,6 +324,9 @@ func describeInput(kind byte, g []byte) string {
 		return fmt.Sprintf("webhook result of %s attempt %d: status %d %v", r.TaskID, r.Attempt, r.Status, r.Err)
 	case inCall:
 		return "API call " + string(d.bytes())
+	case inEnqueue:
+		req := decodeEnqueue(&d)
+		return fmt.Sprintf("enqueue to queue %s of %s %s (%d bytes)", req.Queue, req.Method, req.URL, len(req.Body))
 	}
 	return inputNames[kind]
 }
@@ -336,7 +342,7 @@ func describeEvent(d *dec) string {
 	case evCancel:
 		return fmt.Sprintf("a timer cancel (stopped: %v)", d.bool())
 	case evSend:
-		return "sent " + describeMessage(d.bytes())
+		return "sent " + describeMessage(d.frame())
 	case evDispatch:
 		return fmt.Sprintf("started delivery of %s attempt %d", d.str(), d.uvarint())
 	case evAppend:
