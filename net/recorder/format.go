@@ -38,15 +38,15 @@ const magic = "MIYAREC1"
 
 // Input kinds: the first byte of a group.
 const (
-	inNew    byte = iota + 1 // what node.New read, before any input
-	inStart                  // node.Start
-	inStep                   // a peer message: its wire frame
-	inTimer                  // a timer fired: its number
-	inSync                   // a storage sync completed: its number
-	inResult                 // a webhook's result
-	inCall                   // an API call: JSON of Call
-	inOpaque                 // a function the daemon posted without a label
-	inEnqueue                // an enqueue: its request, in binary
+	inNew     byte = iota + 1 // what node.New read, before any input
+	inStart                   // node.Start
+	inStep                    // a peer message: its wire frame
+	inTimer                   // a timer fired: its number
+	inSync                    // a storage sync completed: its number
+	inResult                  // a webhook's result
+	inCall                    // an API call: JSON of Call
+	inOpaque                  // a function the daemon posted without a label
+	inEnqueue                 // an enqueue: its request, in binary
 )
 
 // Event kinds, inside a group.

@@ -68,6 +68,9 @@ func (r *Recorder) Close() error {
 func (r *Recorder) Err() error {
 	r.ring.mu.Lock()
 	defer r.ring.mu.Unlock()
+	if errors.Is(r.ring.err, errClosed) {
+		return nil
+	}
 	return r.ring.err
 }
 
@@ -99,7 +102,7 @@ func (r *Recorder) writeGroup() {
 	if !r.labelled {
 		r.cur = append(enc{inOpaque}, r.cur...)
 	}
-	r.ring.writeGroup(appendFrame(nil, r.cur))
+	r.ring.writeGroup(r.cur)
 	r.cur, r.labelled, r.effects = r.cur[:0], false, false
 }
 
@@ -109,8 +112,11 @@ func (r *Recorder) label(kind byte, args func(enc) enc) {
 	if r == nil || r.labelled {
 		return
 	}
-	head := args(enc{kind})
-	r.cur = append(head, r.cur...)
+	if len(r.cur) == 0 {
+		r.cur = args(append(r.cur, kind))
+	} else {
+		r.cur = append(args(enc{kind}), r.cur...)
+	}
 	r.labelled = true
 }
 
@@ -285,9 +291,9 @@ func (g recRand) draw(v uint64) uint64 {
 	return v
 }
 
-func (g recRand) Uint64() uint64         { return g.draw(g.inner.Uint64()) }
-func (g recRand) IntN(n int) int         { return int(g.draw(uint64(g.inner.IntN(n)))) }
-func (g recRand) Int64N(n int64) int64   { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
+func (g recRand) Uint64() uint64       { return g.draw(g.inner.Uint64()) }
+func (g recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
+func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
 
 // Send records the message's wire frame, which carries its own length.
 func (n recNetwork) Send(m node.Message) {

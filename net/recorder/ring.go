@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/gob"
 	"errors"
@@ -31,22 +30,27 @@ type Header struct {
 }
 
 // ring writes groups to the files of a recording, dropping the oldest file when the
-// directory holds more than max bytes. The node's goroutine writes; a flusher
-// goroutine pushes buffered groups to the file every flushEvery.
+// directory holds more than max bytes. The node's goroutine only appends framed
+// groups to a buffer in memory (it never waits for the disk); the writer goroutine
+// moves the buffer to the current file every flushEvery, or sooner when it grows.
 type ring struct {
 	dir      string
 	max      int64 // bytes the directory may hold
-	fileSize int64 // a file is closed past this size
-	hdr      Header
+	fileSize int64 // a file is closed past this size (at a group's end)
 
-	mu    sync.Mutex
+	mu      sync.Mutex
+	pending []byte // framed groups not yet written
+	spare   []byte // the writer's last buffer, for reuse
+	err     error  // the first error: recording stops there, the node goes on
+	hdr     Header // Seq moves on with each file
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+
+	// Only the writer goroutine (or close, after it stopped) touches what follows.
 	f     *os.File
-	w     *bufio.Writer
 	size  int64 // bytes in the current file
 	files []ringFile
-	err   error // the first write error: recording stops, the node goes on
-	stop  chan struct{}
-	done  chan struct{}
 }
 
 type ringFile struct {
@@ -56,6 +60,10 @@ type ringFile struct {
 
 // flushEvery bounds what a killed process loses of its recording.
 const flushEvery = 100 * time.Millisecond
+
+// maxPending bounds the groups waiting for a slow disk: past it the recording stops
+// (Err says why) rather than the node's memory growing.
+const maxPending = 64 << 20
 
 // minFileSize keeps the file count sane for a small --record-size.
 const minFileSize = 64 << 10
@@ -78,7 +86,7 @@ func openRing(dir string, maxBytes int64, hdr Header) (*ring, error) {
 		return nil, err
 	}
 	r := &ring{dir: dir, max: maxBytes, fileSize: max(maxBytes/8, minFileSize), hdr: hdr,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	for _, e := range entries {
 		run, _, ok := parseFileName(e.Name())
 		if !ok || !e.Type().IsRegular() {
@@ -96,65 +104,110 @@ func openRing(dir string, maxBytes int64, hdr Header) (*ring, error) {
 	if err := r.openFile(); err != nil {
 		return nil, err
 	}
-	go r.flushLoop()
+	go r.writeLoop()
 	return r, nil
 }
 
-// openFile starts file hdr.Seq of the run with its header. Called with mu held.
+// openFile starts file hdr.Seq of the run with its header.
 func (r *ring) openFile() error {
 	var hdr bytes.Buffer
-	if err := gob.NewEncoder(&hdr).Encode(r.hdr); err != nil {
+	r.mu.Lock()
+	h := r.hdr
+	r.mu.Unlock()
+	if err := gob.NewEncoder(&hdr).Encode(h); err != nil {
 		return fmt.Errorf("recording header: %w", err)
 	}
-	name := fileName(r.hdr.Run, r.hdr.Seq)
+	name := fileName(h.Run, h.Seq)
 	f, err := os.OpenFile(filepath.Join(r.dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
-	r.f, r.w, r.size = f, bufio.NewWriterSize(f, 256<<10), 0
+	r.f, r.size = f, 0
 	r.files = append(r.files, ringFile{name: name})
-	r.write(append([]byte(magic), appendFrame(nil, hdr.Bytes())...))
-	return nil
+	return r.writeFile(append([]byte(magic), appendFrame(nil, hdr.Bytes())...))
 }
 
-// write appends b to the current file. Called with mu held.
-func (r *ring) write(b []byte) {
-	if r.err != nil {
-		return
-	}
-	if _, err := r.w.Write(b); err != nil {
-		r.err = err
-		return
+// writeFile appends b to the current file.
+func (r *ring) writeFile(b []byte) error {
+	if _, err := r.f.Write(b); err != nil {
+		return err
 	}
 	r.size += int64(len(b))
 	r.files[len(r.files)-1].size = r.size
+	return nil
 }
 
-// writeGroup appends one framed group, moving to a new file when this one is full.
-func (r *ring) writeGroup(frame []byte) {
+// writeGroup frames a group into the pending buffer; called on the node's goroutine.
+func (r *ring) writeGroup(group []byte) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil || r.f == nil {
+	if r.err == nil {
+		r.pending = appendFrame(r.pending, group)
+		if len(r.pending) > maxPending {
+			r.err = fmt.Errorf("the disk took the recording slower than the node made it (over %d MiB waiting): recording stopped", maxPending>>20)
+			r.pending = nil
+		}
+	}
+	full := int64(len(r.pending)) >= r.fileSize/4
+	r.mu.Unlock()
+	if full {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *ring) writeLoop() {
+	defer close(r.done)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			r.flush()
+			return
+		case <-t.C:
+		case <-r.kick:
+		}
+		r.flush()
+	}
+}
+
+// flush writes the pending groups, whole, to the current file, then moves to the
+// next file when this one is full.
+func (r *ring) flush() {
+	r.mu.Lock()
+	buf := r.pending
+	r.pending = r.spare[:0]
+	failed := r.err != nil
+	r.mu.Unlock()
+	if len(buf) == 0 || failed {
 		return
 	}
-	r.write(frame)
-	if r.size >= r.fileSize {
-		r.rotate()
+	err := r.writeFile(buf)
+	if err == nil && r.size >= r.fileSize {
+		err = r.rotate()
 	}
+	r.mu.Lock()
+	r.spare = buf[:0]
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
 }
 
 // rotate closes the current file, opens the next and drops the oldest files while
-// the directory holds more than max. The current file is never dropped. Called
-// with mu held.
-func (r *ring) rotate() {
-	if err := r.closeFile(); err != nil {
-		r.err = err
-		return
+// the directory holds more than max. The current file is never dropped.
+func (r *ring) rotate() error {
+	if err := r.f.Close(); err != nil {
+		return err
 	}
+	r.f = nil
+	r.mu.Lock()
 	r.hdr.Seq++
+	r.mu.Unlock()
 	if err := r.openFile(); err != nil {
-		r.err = err
-		return
+		return err
 	}
 	total := int64(0)
 	for _, f := range r.files {
@@ -163,52 +216,34 @@ func (r *ring) rotate() {
 	for total > r.max && len(r.files) > 1 {
 		old := r.files[0]
 		if err := os.Remove(filepath.Join(r.dir, old.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			r.err = err
-			return
+			return err
 		}
 		total -= old.size
 		r.files = r.files[1:]
 	}
+	return nil
 }
 
-func (r *ring) closeFile() error {
-	if r.f == nil {
-		return nil
-	}
-	err := r.w.Flush()
-	if cerr := r.f.Close(); err == nil {
-		err = cerr
-	}
-	r.f, r.w = nil, nil
-	return err
-}
-
-func (r *ring) flushLoop() {
-	defer close(r.done)
-	t := time.NewTicker(flushEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-			r.mu.Lock()
-			if r.w != nil && r.err == nil {
-				r.err = r.w.Flush()
-			}
-			r.mu.Unlock()
-		}
-	}
-}
-
-// close flushes and closes the current file; later groups are dropped.
+// close writes what is pending and closes the current file; later groups are dropped.
 func (r *ring) close() error {
 	close(r.stop)
 	<-r.done
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.closeFile(); r.err == nil {
-		r.err = err
+	if r.f != nil {
+		if err := r.f.Close(); r.err == nil {
+			r.err = err
+		}
+		r.f = nil
+	}
+	if r.err == nil {
+		r.err = errClosed
+	}
+	if errors.Is(r.err, errClosed) {
+		return nil
 	}
 	return r.err
 }
+
+// errClosed stops groups that come after close.
+var errClosed = errors.New("the recording is closed")
