@@ -3,8 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/miyamotohq/miyamoto/net/recorder"
+	"github.com/miyamotohq/miyamoto/node"
+	"github.com/miyamotohq/miyamoto/sim"
 )
 
 // replayRecording re-executes every run of a node's flight recording (serve
@@ -40,4 +45,91 @@ func replayRecording(dir string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return code
+}
+
+// runCheck merges the flight recordings of several nodes (serve --record DIR, one
+// directory per node) and runs the simulator's checker over what really happened.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "-") }) {
+		fmt.Fprintln(stderr, "miyamoto check: give the recording directories of the nodes (serve --record DIR): miyamoto check DIR...")
+		return exitBadArgs
+	}
+	var observed []recorder.Observed
+	for _, dir := range args {
+		obs, err := recorder.Observe(dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "miyamoto check: %v\n", err)
+			return exitBadArgs
+		}
+		for _, o := range obs {
+			fmt.Fprintf(stdout, "%s: node %s, run %d: ", dir, o.NodeID, o.Run)
+			switch {
+			case o.Skipped != "":
+				fmt.Fprintf(stdout, "not checked: %s\n", o.Skipped)
+			case o.Diff != nil:
+				fmt.Fprintf(stdout, "%d events, up to its first difference with the recording (input %d: %s)\n", len(o.Events), o.Diff.Input, o.Diff.What)
+			default:
+				fmt.Fprintf(stdout, "%d events\n", len(o.Events))
+			}
+		}
+		observed = append(observed, obs...)
+	}
+	cl := recordedCluster(observed)
+	events := toSimEvents(recorder.Merge(observed))
+	res := sim.CheckRecorded(cl, events)
+	fmt.Fprintf(stdout, "checked %d events of %d members: %d tasks, %d acknowledged, %d deliveries, %d excused\n",
+		len(events), len(cl.Members), res.Tasks, res.Acked, res.Deliveries, len(res.Excused))
+	if len(res.Violations) == 0 {
+		fmt.Fprintln(stdout, "no violation (S1-S5, Q1-Q4, Q6)")
+		return exitOK
+	}
+	total := 0
+	var names []string
+	for inv, n := range res.ViolationCounts {
+		total += n
+		names = append(names, inv)
+	}
+	slices.Sort(names)
+	fmt.Fprintf(stdout, "%d violation(s) of %s\n", total, strings.Join(names, ", "))
+	for _, v := range res.Violations {
+		fmt.Fprintf(stdout, "  %s (%s)\n", v, res.Origin.Add(v.At).UTC().Format(time.RFC3339Nano))
+	}
+	return exitFailed
+}
+
+// recordedCluster is the cluster the recordings describe: every member any names,
+// the largest drift allowance and dedup window configured.
+func recordedCluster(observed []recorder.Observed) sim.RecordedCluster {
+	var cl sim.RecordedCluster
+	seen := map[node.NodeID]bool{}
+	for _, o := range observed {
+		for _, m := range o.Config.Members {
+			if !seen[m] {
+				seen[m] = true
+				cl.Members = append(cl.Members, m)
+			}
+		}
+		cl.MaxClockDrift = max(cl.MaxClockDrift, o.Config.MaxClockDrift)
+		cl.DedupWindow = max(cl.DedupWindow, o.Config.DedupWindow)
+		cl.DefaultQueue = o.Config.DefaultQueue
+	}
+	slices.Sort(cl.Members)
+	return cl
+}
+
+var simKinds = map[recorder.EventKind]sim.RecordedKind{
+	recorder.EventStart: sim.RecStart, recorder.EventStop: sim.RecStop, recorder.EventState: sim.RecState,
+	recorder.EventSent: sim.RecSent, recorder.EventSend: sim.RecSend, recorder.EventReceive: sim.RecReceive,
+	recorder.EventDispatch: sim.RecDispatch, recorder.EventResult: sim.RecResult, recorder.EventAcked: sim.RecAcked,
+	recorder.EventQueueChanged: sim.RecQueueChanged,
+}
+
+func toSimEvents(events []recorder.Event) []sim.RecordedEvent {
+	out := make([]sim.RecordedEvent, len(events))
+	for i, e := range events {
+		out[i] = sim.RecordedEvent{Node: e.Node.ID, At: e.At, Kind: simKinds[e.Kind], Task: e.Task, From: e.From, To: e.To,
+			Message: e.Message, SendIndex: e.SendIndex, Lost: e.Lost, Delivery: e.Delivery, Attempt: e.Attempt,
+			Status: e.Result.Status, Setting: e.Setting, Durable: e.Durable, Loaded: e.Loaded}
+	}
+	return out
 }

@@ -54,7 +54,10 @@ func Replay(dir string) ([]Replayed, error) {
 }
 
 // ReplayRun re-executes one run (see Replay).
-func ReplayRun(run *Run) Replayed {
+func ReplayRun(run *Run) Replayed { return replayRun(run, nil) }
+
+// replayRun re-executes one run, telling obs (when not nil) what the node did.
+func replayRun(run *Run, obs *observer) Replayed {
 	res := Replayed{NodeID: run.Header.NodeID, Run: run.Header.Run, Gap: run.Gap}
 	if !run.Start {
 		res.Skipped = fmt.Sprintf("its start (%s) was dropped by the ring: replay starts at a node's start; raise --record-size", fileName(run.Header.Run, 0))
@@ -65,7 +68,7 @@ func ReplayRun(run *Run) Replayed {
 		res.Diff = &Difference{What: "configuration", Recorded: "the node's configuration", Replayed: err.Error()}
 		return res
 	}
-	p := &replayEnv{durable: run.Header.Durable, timers: map[uint64]func(){}, syncs: map[uint64]func(){}}
+	p := &replayEnv{durable: run.Header.Durable, timers: map[uint64]func(){}, syncs: map[uint64]func(){}, obs: obs}
 	var n *node.Node
 	for i, g := range run.Groups {
 		d := dec{b: g}
@@ -80,6 +83,9 @@ func ReplayRun(run *Run) Replayed {
 			return res
 		}
 		p.events = d
+		if obs != nil {
+			obs.beginInput(kind, d)
+		}
 		if diff := p.run(apply); diff != nil {
 			diff.Input, diff.What = i, describeInput(kind, g)
 			res.Diff = diff
@@ -108,7 +114,11 @@ func (p *replayEnv) input(kind byte, d *dec, cfg node.Config, n **node.Node) (fu
 	switch kind {
 	case inNew:
 		return func() {
-			nn, err := node.New(cfg, node.Env{Clock: p, Network: p, Dispatcher: p, Storage: p, Rand: p})
+			env := node.Env{Clock: p, Network: p, Dispatcher: p, Storage: p, Rand: p}
+			if p.obs != nil {
+				env.Observer = p.obs
+			}
+			nn, err := node.New(cfg, env)
 			if err != nil {
 				panic(fmt.Sprintf("node.New: %v", err))
 			}
@@ -121,17 +131,18 @@ func (p *replayEnv) input(kind byte, d *dec, cfg node.Config, n **node.Node) (fu
 			}
 		}, nil
 	case inStep:
-		m, _, err := wire.DecodeFrame(d.frame())
+		frame := d.frame()
+		m, _, err := wire.DecodeFrame(frame)
 		if err != nil {
 			return nil, fmt.Errorf("a recorded message does not decode: %w", err)
 		}
-		return func() { (*n).Step(m) }, d.err
+		return func() { p.obs.received(m, frame); (*n).Step(m) }, d.err
 	case inResult:
 		r := decodeResult(d)
-		return func() { (*n).HandleDeliveryResult(r) }, d.err
+		return func() { p.obs.result(r); (*n).HandleDeliveryResult(r) }, d.err
 	case inEnqueue:
 		req := decodeEnqueue(d)
-		return func() { (*n).Enqueue(req, func(node.EnqueueResult) {}) }, d.err
+		return func() { (*n).Enqueue(req, p.obs.enqueueAnswered) }, d.err
 	case inCall:
 		var c Call
 		if err := json.Unmarshal(d.bytes(), &c); err != nil {
@@ -194,6 +205,7 @@ type replayEnv struct {
 	nTimers  uint64
 	nSyncs   uint64
 	startErr error
+	obs      *observer // nil: replay only
 }
 
 var (
@@ -220,7 +232,11 @@ func (p *replayEnv) next(kind byte, replayed string) *dec {
 	return &p.events
 }
 
-func (p *replayEnv) Now() time.Time { return nanosTime(p.next(evNow, "read the clock").varint()) }
+func (p *replayEnv) Now() time.Time {
+	t := nanosTime(p.next(evNow, "read the clock").varint())
+	p.obs.clock(t)
+	return t
+}
 
 func (p *replayEnv) AfterFunc(d time.Duration, f func()) func() bool {
 	p.nTimers++
@@ -255,6 +271,7 @@ func (p *replayEnv) Send(m node.Message) {
 	if !bytes.Equal(want, got) {
 		panic(divergence{"sent " + describeMessage(want), "sent " + describeMessage(got)})
 	}
+	p.obs.sent(m, got)
 }
 
 func (p *replayEnv) Dispatch(del node.Delivery) {
@@ -264,6 +281,7 @@ func (p *replayEnv) Dispatch(del node.Delivery) {
 	if want != got {
 		panic(divergence{"started " + want, "started " + got})
 	}
+	p.obs.dispatched(del)
 }
 
 func (p *replayEnv) Durable() bool { return p.durable }
@@ -291,6 +309,7 @@ func (p *replayEnv) Load() ([]node.Record, error) {
 	e := p.next(evLoad, "loaded its log")
 	msg := e.str()
 	recs := decodeRecords(e)
+	p.obs.loaded(p.durable, recs)
 	if msg != "" {
 		return recs, errors.New(msg)
 	}
