@@ -14,16 +14,16 @@ type EventKind uint8
 
 // What a replayed node did, as Observe reports it.
 const (
-	EventStart      EventKind = iota + 1 // a run began: Durable, Loaded
-	EventStop                            // a run ended (the process stopped or was killed)
-	EventState                           // a task's state changed here: Task, From, To, Attempt
-	EventSent                            // the node sent Message (to itself too): node.MessageObserver
-	EventSend                            // Message left through the network: Key matches its EventReceive
-	EventReceive                         // Message arrived from a peer
-	EventDispatch                        // a delivery started: Delivery
-	EventResult                          // a delivery ended: Result (Synthetic: never recorded, see Observe)
-	EventAcked                           // an enqueue this node coordinated was acknowledged: Task
-	EventQueueChanged                    // the node's copy of a queue's setting changed: Setting
+	EventStart        EventKind = iota + 1 // a run began: Durable, Loaded
+	EventStop                              // a run ended (the process stopped or was killed)
+	EventState                             // a task's state changed here: Task, From, To, Attempt
+	EventSent                              // the node sent Message (to itself too): node.MessageObserver
+	EventSend                              // Message left through the network: Key matches its EventReceive
+	EventReceive                           // Message arrived from a peer
+	EventDispatch                          // a delivery started: Delivery
+	EventResult                            // a delivery ended: Result (Synthetic: never recorded, see Observe)
+	EventAcked                             // an enqueue this node coordinated was acknowledged: Task
+	EventQueueChanged                      // the node's copy of a queue's setting changed: Setting
 )
 
 // Event is one thing a recorded node did, at a reading of its own clock.
