@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -138,4 +140,70 @@ func rewriteFirstEnqueue(t *testing.T, b []byte) ([]byte, bool) {
 		off += k + 4 + int(size)
 	}
 	return b, false
+}
+
+var (
+	unsafeOnce sync.Once
+	unsafeBin  string
+	unsafeErr  error
+)
+
+// unsafeBinary builds the test-only broken build (net/daemon's unsafe_build.go) once.
+func unsafeBinary(t *testing.T) string {
+	t.Helper()
+	binary(t) // skips with -short
+	unsafeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "miyamoto-unsafe-")
+		if err != nil {
+			unsafeErr = err
+			return
+		}
+		unsafeBin = filepath.Join(dir, "miyamoto")
+		out, err := exec.Command("go", "build", "-tags", "miyamoto_unsafe", "-o", unsafeBin, ".").CombinedOutput()
+		if err != nil {
+			unsafeErr = fmt.Errorf("go build -tags miyamoto_unsafe: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, unsafeErr)
+	return unsafeBin
+}
+
+// A cluster of the test-only broken build running the naive protocol, with a
+// worker slower than the replica offset, delivers each task more than once; `check`
+// over its recordings flags it and exits 1.
+func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
+	bin := unsafeBinary(t)
+	root := t.TempDir()
+	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
+	procs := newProcs(t, dirs)
+	for _, p := range procs {
+		launchWith(t, bin, []string{"MIYAMOTO_UNSAFE_PROTOCOL=naive"}, p, procs, "--record", p.dataDir+".rec",
+			"--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "300ms")
+	}
+	for _, p := range procs {
+		waitHealthy(t, p)
+	}
+	w := newWorker(t, time.Second) // slower than the replica offset: the next replica fires meanwhile
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, enqueue(t, procs[i%3], url.Values{"task.url": {w.srv.URL + "/work"}, "n": {fmt.Sprint(i)}}))
+	}
+	w.waitAll(t, ids, 20*time.Second)
+	time.Sleep(2 * time.Second)
+	twice := 0
+	for _, d := range w.snapshot() {
+		if len(d) > 1 {
+			twice++
+		}
+	}
+	require.Positive(t, twice, "the naive build delivered no task twice: the test shows nothing")
+	for _, p := range procs {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		p.cmd.Wait()
+	}
+	out, err := exec.Command(binary(t), "check", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec").CombinedOutput()
+	require.Error(t, err, "check found nothing wrong:\n%s", out)
+	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
+	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
+	t.Logf("check:\n%s", out)
 }

@@ -334,6 +334,9 @@ func Start(cfg Config) (*Daemon, error) {
 	if policy != nil {
 		ncfg.CheckTaskURL = policy.CheckURLNoLookup
 	}
+	if adjustNodeConfig != nil {
+		adjustNodeConfig(&ncfg)
+	}
 	var rec driver.Recorder // an interface holding a nil *Recorder would not be nil
 	if cfg.RecordDir != "" {
 		r, err := recorder.Open(recorder.Options{Dir: cfg.RecordDir, MaxSize: cfg.RecordSize, Config: ncfg,
@@ -399,6 +402,9 @@ func Start(cfg Config) (*Daemon, error) {
 	d.log.Info("node started", "node", self, "http", ln.Addr().String(), "members", len(members), "replicas", min(cfg.Replicas, len(members)), "max_connections", connCap)
 	return d, nil
 }
+
+// adjustNodeConfig is nil but in a test-only build (unsafe_build.go).
+var adjustNodeConfig func(*node.Config)
 
 // closeStore closes the log, if any, on a failed start.
 func (d *Daemon) closeStore() {
