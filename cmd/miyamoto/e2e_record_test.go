@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/sim"
 )
 
 // Three nodes run with --record under load while n2 is killed with SIGKILL and
@@ -85,6 +87,28 @@ func TestE2ERecordReplayThreeNodes(t *testing.T) {
 	require.Equal(t, 120, tasks, "every task reached a recording replica")
 	require.GreaterOrEqual(t, acked, 90)
 	require.GreaterOrEqual(t, deliveries, 100)
+
+	// import turns the recordings into a scenario: n2's kill and restart are its one
+	// fault, it has the 120 tasks, and the simulator runs it without a violation.
+	incident := filepath.Join(root, "incident.json")
+	out, err = exec.Command(binary(t), "import", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec", "-o", incident).CombinedOutput()
+	require.NoError(t, err, "import:\n%s", out)
+	sc, err := sim.LoadScenario(incident)
+	require.NoError(t, err)
+	require.Equal(t, 3, sc.Cluster.Nodes)
+	require.Equal(t, 120, sc.Workload.Tasks)
+	require.Equal(t, "durable", sc.Cluster.Storage)
+	var kills []sim.FaultEvent
+	for _, f := range sc.Faults.Schedule {
+		if f.Kind == "kill" {
+			kills = append(kills, f)
+		}
+	}
+	require.Len(t, kills, 1, "faults: %+v", sc.Faults.Schedule)
+	require.Equal(t, []string{"n2"}, kills[0].Nodes)
+	require.Positive(t, kills[0].Duration.D())
+	out, err = exec.Command(binary(t), "sim", "--seed", "1", incident).CombinedOutput()
+	require.NoError(t, err, "sim of the imported scenario:\n%s", out)
 
 	// Change one recorded byte of n1's first enqueue (its task's URL) and re-frame
 	// the file as the recorder would: replay must name the first difference.
@@ -205,5 +229,4 @@ func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
 	require.Error(t, err, "check found nothing wrong:\n%s", out)
 	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
 	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
-	t.Logf("check:\n%s", out)
 }

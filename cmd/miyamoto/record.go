@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -132,4 +136,62 @@ func toSimEvents(events []recorder.Event) []sim.RecordedEvent {
 			Status: e.Result.Status, Setting: e.Setting, Durable: e.Durable, Loaded: e.Loaded}
 	}
 	return out
+}
+
+// runImport turns the flight recordings of a cluster's nodes into a scenario whose
+// fixed fault schedule replays the incident in the simulator (sim.ImportRecorded).
+func runImport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	out := fs.String("o", "incident.json", "the scenario file to write")
+	name := fs.String("name", "", "the scenario's name (default: the file's name without .json)")
+	dirs, err := parseInterleaved(fs, args)
+	if err != nil || len(dirs) == 0 {
+		msg := "give the recording directories of the nodes (serve --record DIR)"
+		if err != nil {
+			msg = err.Error()
+		}
+		fmt.Fprintf(stderr, "miyamoto import: %s: miyamoto import DIR... [-o incident.json] [--name NAME]\n", msg)
+		return exitBadArgs
+	}
+	var observed []recorder.Observed
+	for _, dir := range dirs {
+		obs, err := recorder.Observe(dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "miyamoto import: %v\n", err)
+			return exitBadArgs
+		}
+		observed = append(observed, obs...)
+	}
+	if *name == "" {
+		*name = strings.TrimSuffix(filepath.Base(*out), ".json")
+	}
+	opts := sim.ImportOptions{Name: *name}
+	for _, o := range observed {
+		c := o.Config
+		opts.Replicas, opts.ReplicaOffset, opts.Lease, opts.Protocol = c.Replicas, c.ReplicaOffset, c.Lease, c.Protocol
+		for _, e := range o.Events {
+			opts.Durable = opts.Durable || e.Kind == recorder.EventStart && e.Durable
+		}
+	}
+	sc, err := sim.ImportRecorded(recordedCluster(observed), opts, toSimEvents(recorder.Merge(observed)))
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto import: %v\n", err)
+		return exitFailed
+	}
+	b, err := json.MarshalIndent(sc, "", "  ")
+	if err != nil {
+		fmt.Fprintf(stderr, "miyamoto import: %v\n", err)
+		return exitFailed
+	}
+	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+		fmt.Fprintf(stderr, "miyamoto import: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d nodes, %d tasks, %d faults; run it with: miyamoto sim --seed 1 %s\n",
+		*out, sc.Cluster.Nodes, sc.Workload.Tasks, len(sc.Faults.Schedule), *out)
+	for _, f := range sc.Faults.Schedule {
+		fmt.Fprintf(stdout, "  at %s: %s %s for %s\n", f.At.D(), f.Kind, strings.Join(f.Nodes, ","), f.Duration.D())
+	}
+	return exitOK
 }
