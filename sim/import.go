@@ -31,8 +31,8 @@ const isolationMin = 3
 // into a scenario whose fixed fault schedule replays the incident in the simulator:
 // the members become n1..nN in ID order; each gap between two runs of a node (its
 // process stopped, then started again) is a kill (durable storage) or a crash of
-// that long; a stretch in which every message to and from a live node was lost is an
-// isolate of that node; the network's latency is the range of the delays seen
+// that long; a stretch in which every message to and from a live node was lost, with
+// more than one peer, is an isolate of that node; the network's latency is the range of the delays seen
 // (send to receive, across clocks: at least 100 µs), and its drop rate the share
 // of other messages lost; the workload has as many tasks, at the rate they were
 // created, with their countdowns' range and their queues; the workers answer with
@@ -59,10 +59,10 @@ func ImportRecorded(cl RecordedCluster, opts ImportOptions, events []RecordedEve
 	sc.Duration = Duration(max(im.end.Sub(im.origin).Round(time.Second)+time.Second, time.Second))
 	sc.LivenessBound = Duration(2 * time.Minute)
 	sc.Expect = Expectation{Outcome: "pass"}
-	crashes := im.crashes(opts.Durable)
-	sc.Faults.Schedule = append(crashes, im.isolations()...)
+	crashes, isolations := im.crashes(opts.Durable), im.isolations()
+	sc.Faults.Schedule = append(crashes, isolations...)
 	sort.SliceStable(sc.Faults.Schedule, func(i, j int) bool { return sc.Faults.Schedule[i].At < sc.Faults.Schedule[j].At })
-	sc.Network = im.network()
+	sc.Network = im.network(isolations)
 	sc.Workload = im.workload()
 	sc.Workers = im.workers()
 	sc.fillDefaults()
@@ -164,14 +164,20 @@ func (im *importer) peerSends() map[node.NodeID][]RecordedEvent {
 }
 
 // isolations: stretches of at least isolationMin messages to and from a node, all
-// lost.
+// lost, with more than one of its peers (in a cluster of more than two).
 func (im *importer) isolations() []FaultEvent {
 	var out []FaultEvent
 	sends := im.peerSends()
 	for _, m := range im.members {
 		var run []RecordedEvent
 		flush := func(next time.Time) {
-			if len(run) >= isolationMin {
+			// Cut off from one peer only, it is the peer that is cut off (or a
+			// link, which the simulator has no fault for).
+			peers := map[node.NodeID]bool{}
+			for _, e := range run {
+				peers[e.Node], peers[e.Message.To] = true, true
+			}
+			if len(run) >= isolationMin && len(peers)-1 >= min(2, len(im.members)-1) {
 				end := next
 				if end.IsZero() {
 					end = run[len(run)-1].At.Add(time.Second)
@@ -193,14 +199,24 @@ func (im *importer) isolations() []FaultEvent {
 }
 
 // network: the delays seen and the share of messages lost outside isolations.
-func (im *importer) network() NetworkSpec {
+func (im *importer) network(isolations []FaultEvent) NetworkSpec {
+	isolated := func(id node.NodeID, t time.Time) bool {
+		at := im.since(t)
+		for _, f := range isolations {
+			if f.Nodes[0] == im.name[id] && at >= f.At && at < f.At+f.Duration {
+				return true
+			}
+		}
+		return false
+	}
 	var delays []time.Duration
 	lost, sent := 0, 0
 	for _, e := range im.events {
 		switch {
 		case e.Kind == RecReceive && e.SendIndex >= 0:
 			delays = append(delays, e.At.Sub(im.events[e.SendIndex].At))
-		case e.Kind == RecSend && e.Message.To != e.Node && im.receiving(e.Message.To, e.At):
+		case e.Kind == RecSend && e.Message.To != e.Node && im.receiving(e.Message.To, e.At) &&
+			!isolated(e.Node, e.At) && !isolated(e.Message.To, e.At):
 			sent++
 			if e.Lost {
 				lost++
