@@ -57,9 +57,9 @@ const (
 	evStoreErr                 // StorageHealth.Err: its message, "" for nil
 	evLoad                     // Storage.Load: error message, then the record frames
 	evLost                     // LossReporter.LostSince
-	evSend                     // Network.Send: the wire frame
+	evSend                     // Network.Send: a summary and the hash of its wire frame
 	evDispatch                 // Dispatcher.Dispatch: task, attempt, deadline
-	evAppend                   // Storage.Append: the record frames
+	evAppend                   // Storage.Append: a summary and the hash of the record frames
 	evSync                     // Storage.Sync: its number
 	evTimer                    // Clock.AfterFunc: its number and delay
 )
@@ -110,6 +110,7 @@ type enc []byte
 func (e enc) byte(v byte) enc      { return append(e, v) }
 func (e enc) uvarint(v uint64) enc { return binary.AppendUvarint(e, v) }
 func (e enc) varint(v int64) enc   { return binary.AppendVarint(e, v) }
+func (e enc) uint64(v uint64) enc  { return binary.BigEndian.AppendUint64(e, v) }
 func (e enc) bytes(b []byte) enc   { return append(e.uvarint(uint64(len(b))), b...) }
 func (e enc) str(s string) enc     { return append(e.uvarint(uint64(len(s))), s...) }
 func (e enc) bool(v bool) enc {
@@ -202,6 +203,16 @@ func (d *dec) frame() []byte {
 	}
 	v := d.b[:n:n]
 	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) uint64() uint64 {
+	if d.err != nil || len(d.b) < 8 {
+		d.fail("a hash")
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
 	return v
 }
 

@@ -3,6 +3,8 @@ package recorder
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/net/disk"
@@ -34,7 +36,8 @@ type Recorder struct {
 	effects   bool // cur holds an output event
 	timers    uint64
 	syncs     uint64
-	recovered bool // node.New's group was written
+	scratch   []byte // frames being hashed
+	recovered bool   // node.New's group was written
 }
 
 var _ driver.Recorder = (*Recorder)(nil)
@@ -295,11 +298,41 @@ func (g recRand) Uint64() uint64       { return g.draw(g.inner.Uint64()) }
 func (g recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
 func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
 
-// Send records the message's wire frame, which carries its own length.
+// Send records a summary of the message and a hash of its wire frame: enough for
+// Replay to compare (it re-makes the message itself), at a fraction of the bytes.
 func (n recNetwork) Send(m node.Message) {
+	n.r.scratch = wire.AppendFrame(n.r.scratch[:0], m)
 	n.r.event(evSend)
-	n.r.cur = wire.AppendFrame(n.r.cur, m)
+	n.r.cur = appendSent(n.r.cur, m, n.r.scratch)
 	n.inner.Send(m)
+}
+
+// appendSent is the recorded form of a sent message: type, receiver, task, attempt,
+// whether it grants, and the hash of its frame.
+func appendSent(e enc, m node.Message, frame []byte) enc {
+	return e.byte(byte(m.Type)).str(string(m.To)).str(m.TaskID).uvarint(m.Attempt).bool(m.Granted).uint64(frameKey(frame))
+}
+
+// sentSummary reads what appendSent wrote.
+type sentSummary struct {
+	typ     node.MsgType
+	to      node.NodeID
+	task    string
+	attempt uint64
+	granted bool
+	hash    uint64
+}
+
+func decodeSent(d *dec) sentSummary {
+	return sentSummary{node.MsgType(d.byte()), node.NodeID(d.str()), d.str(), d.uvarint(), d.bool(), d.uint64()}
+}
+
+func (s sentSummary) String() string {
+	out := fmt.Sprintf("%s →%s task %s attempt %d", s.typ, s.to, s.task, s.attempt)
+	if s.typ == node.MsgClaimResp {
+		out += fmt.Sprintf(" granted %v", s.granted)
+	}
+	return out
 }
 
 type recNetwork struct {
@@ -333,10 +366,43 @@ var (
 
 func (s recStorage) Durable() bool { return s.inner.Durable() }
 
+// Append records a summary of each record and a hash of their frames (see Send).
 func (s recStorage) Append(recs ...node.Record) {
+	s.r.scratch = appendRecordFrames(s.r.scratch[:0], recs)
 	s.r.event(evAppend)
-	s.r.cur = appendRecords(s.r.cur, recs)
+	s.r.cur = appendAppended(s.r.cur, recs, s.r.scratch)
 	s.inner.Append(recs...)
+}
+
+func appendRecordFrames(dst []byte, recs []node.Record) []byte {
+	for i := range recs {
+		dst = disk.AppendRecordFrame(dst, &recs[i])
+	}
+	return dst
+}
+
+// appendAppended is the recorded form of an Append: per record its kind, task,
+// attempt and state, then the hash of all their frames.
+func appendAppended(e enc, recs []node.Record, frames []byte) enc {
+	e = e.uvarint(uint64(len(recs)))
+	for i := range recs {
+		r := &recs[i]
+		id := r.TaskID
+		if id == "" && r.Task != nil {
+			id = r.Task.ID
+		}
+		e = e.byte(byte(r.Kind)).str(id).uvarint(r.Attempt).byte(byte(r.State))
+	}
+	return e.uint64(frameKey(frames))
+}
+
+func describeAppended(d *dec) (string, uint64) {
+	var b strings.Builder
+	b.WriteString("appended")
+	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
+		fmt.Fprintf(&b, " [kind %d task %s attempt %d state %s]", d.byte(), d.str(), d.uvarint(), node.TaskState(d.byte()))
+	}
+	return b.String(), d.uint64()
 }
 
 func (s recStorage) Sync(done func()) {

@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -266,12 +265,13 @@ func (p *replayEnv) Int64N(n int64) int64 {
 }
 
 func (p *replayEnv) Send(m node.Message) {
-	got := wire.AppendFrame(nil, m)
-	want := p.next(evSend, "sent "+describeMessage(got)).frame()
-	if !bytes.Equal(want, got) {
-		panic(divergence{"sent " + describeMessage(want), "sent " + describeMessage(got)})
+	frame := wire.AppendFrame(nil, m)
+	got := decodeSent(&dec{b: appendSent(nil, m, frame)})
+	want := decodeSent(p.next(evSend, "sent "+got.String()))
+	if want != got {
+		panic(divergence{"sent " + want.String(), "sent " + got.String() + differingHash(want.hash, got.hash)})
 	}
-	p.obs.sent(m, got)
+	p.obs.sent(m, frame)
 }
 
 func (p *replayEnv) Dispatch(del node.Delivery) {
@@ -287,14 +287,11 @@ func (p *replayEnv) Dispatch(del node.Delivery) {
 func (p *replayEnv) Durable() bool { return p.durable }
 
 func (p *replayEnv) Append(recs ...node.Record) {
-	got := appendRecords(nil, recs)
-	want := p.next(evAppend, describeRecords(recs)).b
-	e := dec{b: want}
-	wantRecs := decodeRecords(&e)
-	if !bytes.HasPrefix(want, got) || e.err != nil {
-		panic(divergence{describeRecords(wantRecs), describeRecords(recs)})
+	gotText, gotHash := describeAppended(&dec{b: appendAppended(nil, recs, appendRecordFrames(nil, recs))})
+	wantText, wantHash := describeAppended(p.next(evAppend, gotText))
+	if wantText != gotText || wantHash != gotHash {
+		panic(divergence{wantText, gotText + differingHash(wantHash, gotHash)})
 	}
-	p.events.b = want[len(got):]
 }
 
 func (p *replayEnv) Sync(done func()) {
@@ -350,6 +347,14 @@ func describeInput(kind byte, g []byte) string {
 	return inputNames[kind]
 }
 
+// differingHash explains a difference that the summaries do not show.
+func differingHash(want, got uint64) string {
+	if want == got {
+		return ""
+	}
+	return fmt.Sprintf(" (its encoding differs: hash %016x, recorded %016x)", got, want)
+}
+
 // describeEvent reads the event at the front of d and names it.
 func describeEvent(d *dec) string {
 	kind := d.byte()
@@ -361,11 +366,12 @@ func describeEvent(d *dec) string {
 	case evCancel:
 		return fmt.Sprintf("a timer cancel (stopped: %v)", d.bool())
 	case evSend:
-		return "sent " + describeMessage(d.frame())
+		return "sent " + decodeSent(d).String()
 	case evDispatch:
 		return fmt.Sprintf("started delivery of %s attempt %d", d.str(), d.uvarint())
 	case evAppend:
-		return describeRecords(decodeRecords(d))
+		text, _ := describeAppended(d)
+		return text
 	case evSync:
 		return fmt.Sprintf("sync %d", d.uvarint())
 	case evTimer:
@@ -387,13 +393,4 @@ func describeMessage(frame []byte) string {
 		s += fmt.Sprintf(" granted %v", m.Granted)
 	}
 	return s
-}
-
-func describeRecords(recs []node.Record) string {
-	var b bytes.Buffer
-	b.WriteString("appended")
-	for _, r := range recs {
-		fmt.Fprintf(&b, " [kind %d task %s attempt %d state %s]", r.Kind, r.TaskID, r.Attempt, r.State)
-	}
-	return b.String()
 }
