@@ -177,13 +177,15 @@ func (r *ring) writeLoop() {
 // next file when this one is full.
 func (r *ring) flush() {
 	r.mu.Lock()
-	buf := r.pending
-	r.pending = r.spare[:0]
-	failed := r.err != nil
-	r.mu.Unlock()
-	if len(buf) == 0 || failed {
+	if len(r.pending) == 0 || r.err != nil {
+		r.mu.Unlock()
 		return
 	}
+	// The node's goroutine appends to the spare buffer while this one writes buf;
+	// spare is nil until buf comes back, so that the two never share an array.
+	buf := r.pending
+	r.pending, r.spare = r.spare[:0], nil
+	r.mu.Unlock()
 	err := r.writeFile(buf)
 	if err == nil && r.size >= r.fileSize {
 		err = r.rotate()
