@@ -37,6 +37,7 @@ type Recorder struct {
 	timers    uint64
 	syncs     uint64
 	scratch   []byte // frames being hashed
+	early     enc    // events of the running input that came before its label
 	recovered bool   // node.New's group was written
 }
 
@@ -109,18 +110,29 @@ func (r *Recorder) writeGroup() {
 	r.cur, r.labelled, r.effects = r.cur[:0], false, false
 }
 
-// label starts the group with its input; events already in it (none, when the
-// label comes first in the posted function, as it must) stay after.
-func (r *Recorder) label(kind byte, args func(enc) enc) {
+// beginLabel starts the group with its input's kind, and reports whether the
+// caller is to append the input's arguments and call endLabel: not when the input
+// is labelled already. Events already in the group (none, when the label comes first
+// in the posted function, as it must) are moved after the label by endLabel. Two
+// calls rather than one taking a closure: a closure that captures the arguments
+// costs an allocation per input.
+func (r *Recorder) beginLabel(kind byte) bool {
 	if r == nil || r.labelled {
-		return
-	}
-	if len(r.cur) == 0 {
-		r.cur = args(append(r.cur, kind))
-	} else {
-		r.cur = append(args(enc{kind}), r.cur...)
+		return false
 	}
 	r.labelled = true
+	if len(r.cur) > 0 {
+		r.early = append(r.early[:0], r.cur...)
+	}
+	r.cur = append(r.cur[:0], kind)
+	return true
+}
+
+func (r *Recorder) endLabel() {
+	if len(r.early) > 0 {
+		r.cur = append(r.cur, r.early...)
+		r.early = r.early[:0]
+	}
 }
 
 // Step labels the running input as the peer message m.
@@ -128,7 +140,10 @@ func (r *Recorder) Step(m node.Message) {
 	if r == nil {
 		return
 	}
-	r.label(inStep, func(e enc) enc { return wire.AppendFrame(e, m) })
+	if r.beginLabel(inStep) {
+		r.cur = wire.AppendFrame(r.cur, m)
+		r.endLabel()
+	}
 }
 
 // Result labels the running input as the webhook result res.
@@ -136,7 +151,10 @@ func (r *Recorder) Result(res node.DeliveryResult) {
 	if r == nil {
 		return
 	}
-	r.label(inResult, func(e enc) enc { return appendResult(e, res) })
+	if r.beginLabel(inResult) {
+		r.cur = appendResult(r.cur, res)
+		r.endLabel()
+	}
 }
 
 // Enqueue labels the running input as an enqueue of req: the API's busiest call,
@@ -145,7 +163,10 @@ func (r *Recorder) Enqueue(req node.EnqueueRequest) {
 	if r == nil {
 		return
 	}
-	r.label(inEnqueue, func(e enc) enc { return appendEnqueue(e, req) })
+	if r.beginLabel(inEnqueue) {
+		r.cur = appendEnqueue(r.cur, req)
+		r.endLabel()
+	}
 }
 
 func appendEnqueue(e enc, req node.EnqueueRequest) enc {
@@ -179,7 +200,10 @@ func (r *Recorder) Call(c Call) {
 	if err != nil {
 		panic("recorder: an API call does not encode: " + err.Error()) // Call holds plain data only
 	}
-	r.label(inCall, func(e enc) enc { return e.bytes(b) })
+	if r.beginLabel(inCall) {
+		r.cur = r.cur.bytes(b)
+		r.endLabel()
+	}
 }
 
 // event starts an event in the running input's group; the caller appends its
@@ -272,7 +296,10 @@ func (c recClock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.r.event(evTimer)
 	c.r.cur = c.r.cur.uvarint(id).varint(int64(d))
 	cancel := c.inner.AfterFunc(d, func() {
-		c.r.label(inTimer, func(e enc) enc { return e.uvarint(id) })
+		if c.r.beginLabel(inTimer) {
+			c.r.cur = c.r.cur.uvarint(id)
+			c.r.endLabel()
+		}
 		f()
 	})
 	return func() bool {
@@ -417,7 +444,10 @@ func (s recStorage) Sync(done func()) {
 			s.r.EndInput()
 			s.r.BeginInput()
 		}
-		s.r.label(inSync, func(e enc) enc { return e.uvarint(id) })
+		if s.r.beginLabel(inSync) {
+			s.r.cur = s.r.cur.uvarint(id)
+			s.r.endLabel()
+		}
 		done()
 	})
 }

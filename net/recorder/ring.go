@@ -65,6 +65,10 @@ const flushEvery = 100 * time.Millisecond
 // (Err says why) rather than the node's memory growing.
 const maxPending = 64 << 20
 
+// pendingStart is the buffers' first capacity: what a busy node records between two
+// flushes, so that the node's goroutine seldom grows a buffer.
+const pendingStart = 1 << 20
+
 // minFileSize keeps the file count sane for a small --record-size.
 const minFileSize = 64 << 10
 
@@ -86,7 +90,8 @@ func openRing(dir string, maxBytes int64, hdr Header) (*ring, error) {
 		return nil, err
 	}
 	r := &ring{dir: dir, max: maxBytes, fileSize: max(maxBytes/8, minFileSize), hdr: hdr,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		pending: make([]byte, 0, pendingStart), spare: make([]byte, 0, pendingStart)}
 	for _, e := range entries {
 		run, _, ok := parseFileName(e.Name())
 		if !ok || !e.Type().IsRegular() {
