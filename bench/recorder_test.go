@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ func BenchmarkRecorderCost(b *testing.B) {
 			var rate, cpu [2]float64
 			for _, record := range []bool{round%2 == 1, round%2 == 0} {
 				bases, stop := startCluster(b, record)
+				runtime.GC() // the last run's garbage is not this run's work
 				began, cpuBefore := time.Now(), processCPU(b)
 				var wg sync.WaitGroup
 				for c := range clients {
@@ -232,6 +234,7 @@ func nodeEnqueueRate(b *testing.B, record bool, req node.EnqueueRequest, count i
 	}()
 	var answered atomic.Int64
 	done := make(chan struct{})
+	runtime.GC() // the last run's garbage is not this run's work
 	began := time.Now()
 	for range count {
 		d.Post(func(n *node.Node) {

@@ -51,7 +51,7 @@ const (
 
 // Event kinds, inside a group.
 const (
-	evNow      byte = iota + 1 // Clock.Now: unix nanoseconds
+	evNow      byte = iota + 1 // Clock.Now: unix nanoseconds, the group's first; then since the last (nowField)
 	evRand                     // a random draw
 	evCancel                   // a timer's cancel: whether it stopped the timer
 	evStoreErr                 // StorageHealth.Err: its message, "" for nil
@@ -118,6 +118,27 @@ func (e enc) bool(v bool) enc {
 		return e.byte(1)
 	}
 	return e.byte(0)
+}
+
+// nowField is what a clock reading of now (unix ns) is recorded as: the group's
+// first reading whole, the next ones as the time since the one before (a few bytes
+// instead of nine). last is the group's last reading, 0 before its first.
+func nowField(last *int64, now int64) int64 {
+	v := now
+	if *last != 0 {
+		v = now - *last
+	}
+	*last = now
+	return v
+}
+
+// nowValue reverses nowField.
+func nowValue(last *int64, v int64) int64 {
+	if *last != 0 {
+		v += *last
+	}
+	*last = v
+	return v
 }
 
 // timeNanos is t as unix nanoseconds, 0 for the zero time.

@@ -38,6 +38,7 @@ type Recorder struct {
 	syncs     uint64
 	scratch   []byte // frames being hashed
 	early     enc    // events of the running input that came before its label
+	lastNow   int64  // the group's last clock reading (unix ns), 0 before its first
 	recovered bool   // node.New's group was written
 }
 
@@ -85,10 +86,10 @@ func (r *Recorder) BeginInput() {
 		// that Replay finds the groups in their places.
 		r.recovered = true
 		r.writeGroup()
-		r.cur, r.labelled = append(r.cur[:0], inStart), true
+		r.cur, r.labelled, r.lastNow = append(r.cur[:0], inStart), true, 0
 		return
 	}
-	r.cur, r.labelled, r.effects = r.cur[:0], false, false
+	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
 }
 
 // EndInput writes the group of the input that ended (driver.Recorder). An
@@ -107,7 +108,7 @@ func (r *Recorder) writeGroup() {
 		r.cur = append(enc{inOpaque}, r.cur...)
 	}
 	r.ring.writeGroup(r.cur)
-	r.cur, r.labelled, r.effects = r.cur[:0], false, false
+	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
 }
 
 // beginLabel starts the group with its input's kind, and reports whether the
@@ -286,7 +287,7 @@ type recClock struct {
 func (c recClock) Now() time.Time {
 	t := c.inner.Now().Round(0)
 	c.r.event(evNow)
-	c.r.cur = c.r.cur.varint(timeNanos(t))
+	c.r.cur = c.r.cur.varint(nowField(&c.r.lastNow, timeNanos(t)))
 	return t
 }
 

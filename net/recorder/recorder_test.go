@@ -148,7 +148,7 @@ func TestReplayShowsTheFirstDifference(t *testing.T) {
 // start went is not replayed but says why.
 func TestRingDropsOldFiles(t *testing.T) {
 	dir := t.TempDir()
-	const size = 256 << 10
+	const size = 100 << 10
 	t.Run("run", func(t *testing.T) {
 		load(t, cluster(t, dir, 1, size), 400)
 	})

@@ -81,7 +81,7 @@ func replayRun(run *Run, obs *observer) Replayed {
 			res.Diff = &Difference{Input: i, What: what, Recorded: "a readable input", Replayed: err.Error()}
 			return res
 		}
-		p.events = d
+		p.events, p.lastNow = d, 0
 		if obs != nil {
 			obs.beginInput(kind, d)
 		}
@@ -205,6 +205,7 @@ type replayEnv struct {
 	nSyncs   uint64
 	startErr error
 	obs      *observer // nil: replay only
+	lastNow  int64     // the group's last clock reading (see nowField)
 }
 
 var (
@@ -232,7 +233,7 @@ func (p *replayEnv) next(kind byte, replayed string) *dec {
 }
 
 func (p *replayEnv) Now() time.Time {
-	t := nanosTime(p.next(evNow, "read the clock").varint())
+	t := nanosTime(nowValue(&p.lastNow, p.next(evNow, "read the clock").varint()))
 	p.obs.clock(t)
 	return t
 }
@@ -360,7 +361,12 @@ func describeEvent(d *dec) string {
 	kind := d.byte()
 	switch kind {
 	case evNow:
-		return "a clock reading of " + nanosTime(d.varint()).UTC().Format(time.RFC3339Nano)
+		// Only a group's first reading is whole; the others count from the one before.
+		v := d.varint()
+		if v > int64(365*24*time.Hour) {
+			return "a clock reading of " + nanosTime(v).UTC().Format(time.RFC3339Nano)
+		}
+		return fmt.Sprintf("a clock reading %v after the last", time.Duration(v))
 	case evRand:
 		return fmt.Sprintf("a random draw of %d", d.uvarint())
 	case evCancel:

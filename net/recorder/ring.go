@@ -152,7 +152,8 @@ func (r *ring) writeGroup(group []byte) {
 			r.pending = nil
 		}
 	}
-	full := int64(len(r.pending)) >= r.fileSize/4
+	// Written early, the buffers stay at their first size (and in the CPU's caches).
+	full := len(r.pending) >= min(int(r.fileSize/4), pendingStart/2)
 	r.mu.Unlock()
 	if full {
 		select {
