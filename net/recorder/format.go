@@ -53,7 +53,7 @@ const (
 const (
 	evNow      byte = iota + 1 // Clock.Now: unix nanoseconds, the group's first; then since the last (nowField)
 	evRand                     // a random draw
-	evCancel                   // a timer's cancel: whether it stopped the timer
+	evCancel                   // unused: a timer's cancel is not recorded (recClock.AfterFunc)
 	evStoreErr                 // StorageHealth.Err: its message, "" for nil
 	evLoad                     // Storage.Load: error message, then the record frames
 	evLost                     // LossReporter.LostSince
