@@ -52,7 +52,8 @@ const (
 // Event kinds, inside a group.
 const (
 	evNow      byte = iota + 1 // Clock.Now: unix nanoseconds, the group's first; then since the last (nowField)
-	evRand                     // a random draw
+	evRand                     // a random draw below a bound (IntN, Int64N): a uvarint
+	evRand64                   // a full random draw (Uint64): 8 bytes, smaller than its uvarint
 	evCancel                   // unused: a timer's cancel is not recorded (recClock.AfterFunc)
 	evStoreErr                 // StorageHealth.Err: its message, "" for nil
 	evLoad                     // Storage.Load: error message, then the record frames
@@ -70,7 +71,7 @@ func isOutput(ev byte) bool { return ev >= evSend }
 var inputNames = map[byte]string{inNew: "new", inStart: "start", inStep: "message", inTimer: "timer",
 	inSync: "sync", inResult: "webhook result", inCall: "API call", inOpaque: "unlabelled input", inEnqueue: "enqueue"}
 
-var eventNames = map[byte]string{evNow: "clock reading", evRand: "random draw", evCancel: "timer cancel",
+var eventNames = map[byte]string{evNow: "clock reading", evRand: "random draw", evRand64: "random draw", evCancel: "timer cancel",
 	evStoreErr: "storage health", evLoad: "log load", evLost: "loss report", evSend: "message sent",
 	evDispatch: "delivery started", evAppend: "records appended", evSync: "sync", evTimer: "timer armed"}
 

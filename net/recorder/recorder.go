@@ -320,7 +320,13 @@ func (g recRand) draw(v uint64) uint64 {
 	return v
 }
 
-func (g recRand) Uint64() uint64       { return g.draw(g.inner.Uint64()) }
+func (g recRand) Uint64() uint64 {
+	v := g.inner.Uint64()
+	g.r.event(evRand64)
+	g.r.cur = g.r.cur.uint64(v)
+	return v
+}
+
 func (g recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
 func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
 

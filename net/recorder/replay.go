@@ -253,7 +253,7 @@ func (p *replayEnv) AfterFunc(d time.Duration, f func()) func() bool {
 
 func (p *replayEnv) draw(what string) uint64 { return p.next(evRand, what).uvarint() }
 
-func (p *replayEnv) Uint64() uint64 { return p.draw("drew a random number") }
+func (p *replayEnv) Uint64() uint64 { return p.next(evRand64, "drew a random number").uint64() }
 func (p *replayEnv) IntN(n int) int {
 	return int(p.draw(fmt.Sprintf("drew a random number below %d", n)))
 }
@@ -365,6 +365,8 @@ func describeEvent(d *dec) string {
 		return fmt.Sprintf("a clock reading %v after the last", time.Duration(v))
 	case evRand:
 		return fmt.Sprintf("a random draw of %d", d.uvarint())
+	case evRand64:
+		return fmt.Sprintf("a random draw of %d", d.uint64())
 	case evCancel:
 		return fmt.Sprintf("a timer cancel (stopped: %v)", d.bool())
 	case evSend:
