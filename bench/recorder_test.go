@@ -118,14 +118,28 @@ func processCPU(b *testing.B) time.Duration {
 }
 
 // startCluster starts three nodes on loopback, recording when record is set, and
-// returns their API bases and the function that stops them.
+// returns their API bases and the function that stops them. The peer ports are
+// picked free and then bound by the nodes: another process may take one in between,
+// so a start that finds its port taken is tried again with new ones.
 func startCluster(b *testing.B, record bool) (bases []string, stop func()) {
 	b.Helper()
+	for attempt := 1; ; attempt++ {
+		bases, stop, err := tryCluster(b, record)
+		if err == nil {
+			return bases, stop
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			b.Fatal(err)
+		}
+	}
+}
+
+func tryCluster(b *testing.B, record bool) (bases []string, stop func(), err error) {
 	peers := map[string]string{}
 	for i := 1; i <= 3; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			b.Fatal(err)
+			return nil, nil, err
 		}
 		peers[fmt.Sprintf("n%d", i)] = ln.Addr().String()
 		ln.Close()
@@ -148,7 +162,8 @@ func startCluster(b *testing.B, record bool) (bases []string, stop func()) {
 		}
 		d, err := daemon.Start(cfg)
 		if err != nil {
-			b.Fatal(err)
+			stop()
+			return nil, nil, err
 		}
 		daemons = append(daemons, d)
 		bases = append(bases, "http://"+d.HTTPAddr())
@@ -157,7 +172,7 @@ func startCluster(b *testing.B, record bool) (bases []string, stop func()) {
 	for _, base := range bases {
 		waitReady(b, client, base)
 	}
-	return bases, stop
+	return bases, stop, nil
 }
 
 // BenchmarkRecorderNodeCost states what recording costs the node's goroutine, the
