@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/stretchr/testify/require"
 
 	"github.com/miyamotohq/miyamoto/net/daemon"
 	"github.com/miyamotohq/miyamoto/net/driver"
@@ -284,3 +287,30 @@ func (dropNet) Send(node.Message) {}
 type dropDispatcher struct{}
 
 func (dropDispatcher) Dispatch(node.Delivery) {}
+
+// The README's command for the recorder's benchmarks runs as written (from the
+// repository's root), and passes: neither is past twice its target.
+func TestREADMERecorderBenchmarks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two benchmarks of a minute or so")
+	}
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(readme), "\nWhat recording costs, measured by two benchmarks:\n")
+	require.True(t, ok, "README.md has no paragraph on the recorder's benchmarks")
+	_, rest, ok = strings.Cut(rest, "```sh\n")
+	require.True(t, ok)
+	command, _, ok := strings.Cut(rest, "\n```")
+	require.True(t, ok)
+	require.Equal(t, `go test -run '^$' -bench 'RecorderNodeCost|RecorderCost$' -benchtime 1x ./bench/`, command)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", command)
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "cpu-recorded/plain")
+	require.Contains(t, string(out), "enqueues/s-recorded")
+	t.Logf("%s", out)
+}
