@@ -168,3 +168,24 @@ func TestRingDropsOldFiles(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, res[0].Skipped, "dropped by the ring")
 }
+
+// A node without durable storage (--data-dir=) is recorded and replayed too: it
+// loads nothing at start, and appends and syncs nothing.
+func TestReplayOfAMemoryNode(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("run", func(t *testing.T) {
+		d, err := daemon.Start(daemon.Config{HTTPAddr: "127.0.0.1:0", RecordDir: dir, RecordSize: 1 << 20})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, d.Shutdown(ctx))
+		})
+		load(t, map[string]string{"n1": "http://" + d.HTTPAddr()}, 10)
+	})
+	res, err := recorder.Replay(dir)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Nil(t, res[0].Diff, "%v", res[0].Diff)
+	require.Greater(t, res[0].Inputs, 20)
+}
