@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"fmt"
 	"hash/crc32"
 	"sort"
 	"time"
@@ -77,13 +76,8 @@ func Observe(dir string) ([]Observed, error) {
 	var out []Observed
 	for _, r := range runs {
 		obs := &observer{who: NodeRun{node.NodeID(r.Header.NodeID), r.Header.Run}, open: map[deliveryKey]Event{}}
-		res := Replayed{NodeID: r.Header.NodeID, Run: r.Header.Run, Gap: r.Gap}
-		if !r.Start {
-			res = ReplayRun(r) // says why it is skipped
-		} else {
-			res = replayRun(r, obs)
-			obs.stop()
-		}
+		res := replayRun(r, obs) // a run without its start is skipped, and says why
+		obs.stop()
 		out = append(out, Observed{Replayed: res, Config: r.Header.Config, Events: obs.events})
 	}
 	return out, nil
@@ -115,7 +109,7 @@ func (o *observer) add(e Event) {
 
 // beginInput sets the clock to the input's first reading, so that what the input
 // does before it reads the clock is not placed at the previous input's time.
-func (o *observer) beginInput(kind byte, d dec) {
+func (o *observer) beginInput(d dec) {
 	for len(d.b) > 0 && d.err == nil {
 		if d.b[0] == evNow {
 			d.byte()
@@ -298,18 +292,4 @@ func Merge(runs []Observed) []Event {
 		}
 		out = append(out, e)
 	}
-}
-
-// String describes an event in one line.
-func (e Event) String() string {
-	s := fmt.Sprintf("%s %s/%d ", e.At.UTC().Format(time.RFC3339Nano), e.Node.ID, e.Node.Run)
-	switch e.Kind {
-	case EventState:
-		return s + fmt.Sprintf("task %s %s → %s", e.Task.ID, e.From, e.To)
-	case EventDispatch:
-		return s + fmt.Sprintf("delivers %s attempt %d", e.Task.ID, e.Attempt)
-	case EventResult:
-		return s + fmt.Sprintf("delivery of %s attempt %d ended: %d", e.Result.TaskID, e.Attempt, e.Result.Status)
-	}
-	return s + fmt.Sprintf("event %d", e.Kind)
 }

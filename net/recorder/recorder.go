@@ -71,6 +71,9 @@ func (r *Recorder) Close() error {
 
 // Err reports the first write error; recording stopped there, the node went on.
 func (r *Recorder) Err() error {
+	if r == nil {
+		return nil
+	}
 	r.ring.mu.Lock()
 	defer r.ring.mu.Unlock()
 	if errors.Is(r.ring.err, errClosed) {

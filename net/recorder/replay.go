@@ -39,7 +39,7 @@ func (d *Difference) String() string {
 
 // Replay re-executes every run of the recording in dir from its start, feeding the
 // recorded inputs, clock readings, random draws and storage answers, and compares
-// what the node does with what it recorded. Options bound the work: none yet.
+// what the node does with what it recorded.
 func Replay(dir string) ([]Replayed, error) {
 	runs, err := ReadDir(dir)
 	if err != nil {
@@ -83,7 +83,7 @@ func replayRun(run *Run, obs *observer) Replayed {
 		}
 		p.events, p.lastNow = d, 0
 		if obs != nil {
-			obs.beginInput(kind, d)
+			obs.beginInput(d)
 		}
 		if diff := p.run(apply); diff != nil {
 			diff.Input, diff.What = i, describeInput(kind, g)
