@@ -199,6 +199,9 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if *allowURL != "" && !*denyPrivate {
 		return bad("allow-url", "only means something with --deny-private")
 	}
+	if *record != "" && *dataDir != "" && filepath.Clean(*record) == filepath.Clean(*dataDir) {
+		return bad("record", "must not be the --data-dir (%s): give the recording a directory of its own", *dataDir)
+	}
 	recSize, err := parseSize(*recordSize)
 	if err != nil {
 		return bad("record-size", "%v", err)

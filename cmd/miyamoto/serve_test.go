@@ -200,6 +200,7 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--max-queue-pending", "-5"}, "max-queue-pending"},
 		{[]string{"--max-queues", "-1"}, "max-queues"},
 		{[]string{"--max-connections", "3"}, "max-connections"},
+		{[]string{"--record", "/d/n1/", "--data-dir", "/d/n1"}, "record"},
 		{[]string{"--record-size", "big"}, "record-size"},
 		{[]string{"--record-size", "256XB"}, "record-size"},
 		{[]string{"--record-size", "0"}, "record-size"},
