@@ -506,7 +506,10 @@ func (d *Daemon) compactLoop() {
 		}
 		var policy node.CompactionPolicy
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := d.drv.Do(ctx, func(n *node.Node) { policy = n.CompactionPolicy() })
+		err := d.drv.Do(ctx, func(n *node.Node) {
+			d.rec.Call(recorder.Call{Op: recorder.OpCompactionPolicy})
+			policy = n.CompactionPolicy()
+		})
 		cancel()
 		if err != nil || !policy.Worth {
 			continue

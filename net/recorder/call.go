@@ -6,9 +6,10 @@ import (
 	"github.com/miyamotohq/miyamoto/node"
 )
 
-// Call is an API request that changes the node (or may send messages), as the
-// daemon passes it to the node: Op names the node's method, the other fields are its
-// arguments. Reads of the node's state that change nothing are not recorded.
+// Call is an API request (or the daemon's own call) that changes the node or may
+// send messages, as the daemon passes it to the node: Op names the node's method,
+// the other fields are its arguments. Reads of the node's state that change nothing
+// are not recorded.
 type Call struct {
 	Op       string               `json:"op"`
 	Enqueue  *node.EnqueueRequest `json:"enqueue,omitempty"`
@@ -37,6 +38,9 @@ const (
 	OpCountCluster   = "count-cluster"
 	OpListCluster    = "list-cluster"
 	OpDrain          = "drain"
+	// OpCompactionPolicy: the daemon's compaction takes the node's policy, which
+	// clears what the node noted for the next one.
+	OpCompactionPolicy = "compaction-policy"
 )
 
 // apply makes the call on n, dropping its reply: Replay compares what the node did,
@@ -76,6 +80,8 @@ func (c Call) apply(n *node.Node) error {
 		n.ListCluster(c.ID, c.State, c.After, c.Limit, func([]node.TaskStatus, []node.NodeID) {})
 	case OpDrain:
 		n.Drain()
+	case OpCompactionPolicy:
+		n.CompactionPolicy()
 	default:
 		return fmt.Errorf("recording: unknown API call %q", c.Op)
 	}

@@ -189,3 +189,33 @@ func TestReplayOfAMemoryNode(t *testing.T) {
 	require.Nil(t, res[0].Diff, "%v", res[0].Diff)
 	require.Greater(t, res[0].Inputs, 20)
 }
+
+// The daemon's compaction takes the node's policy (which clears what the node
+// noted for it): recorded as a call, it replays.
+func TestReplayAcrossCompactions(t *testing.T) {
+	dir := t.TempDir()
+	recDir := filepath.Join(dir, "rec")
+	t.Run("run", func(t *testing.T) {
+		d, err := daemon.Start(daemon.Config{HTTPAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), RecordDir: recDir, RecordSize: 1 << 20,
+			DedupWindow: 300 * time.Millisecond, CompactInterval: 200 * time.Millisecond})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, d.Shutdown(ctx))
+		})
+		load(t, map[string]string{"n1": "http://" + d.HTTPAddr()}, 10)
+		time.Sleep(1500 * time.Millisecond) // past the dedup window and a few compactions
+	})
+	runs, err := recorder.ReadDir(recDir)
+	require.NoError(t, err)
+	calls := 0
+	for _, g := range runs[0].Groups {
+		if bytes.Contains(g, []byte(`"op":"compaction-policy"`)) {
+			calls++
+		}
+	}
+	require.Positive(t, calls, "no compaction was recorded")
+	res := recorder.ReplayRun(runs[0])
+	require.Nil(t, res.Diff, "%v", res.Diff)
+}
