@@ -12,16 +12,18 @@ type RecordedKind uint8
 
 // What production nodes did, as their flight recordings (net/recorder) show it.
 const (
-	RecStart        RecordedKind = iota + 1 // a node's process started: Durable, Loaded
-	RecStop                                 // it stopped or was killed
-	RecState                                // Task's state changed on Node: From, To
-	RecSent                                 // Node sent Message (to itself too)
-	RecSend                                 // Message left Node through the network; Lost: no recording shows it arrive
-	RecReceive                              // Message arrived at Node; SendIndex: its RecSend, -1 unknown
-	RecDispatch                             // Node started Delivery
-	RecResult                               // a delivery of Node ended with Status
-	RecAcked                                // an enqueue of Task was acknowledged to its client
-	RecQueueChanged                         // Node's copy of a queue setting changed: Setting
+	RecStart         RecordedKind = iota + 1 // a node's process started: Durable, Loaded
+	RecStop                                  // it stopped or was killed
+	RecState                                 // Task's state changed on Node: From, To
+	RecSent                                  // Node sent Message (to itself too)
+	RecSend                                  // Message left Node through the network; Lost: no recording shows it arrive
+	RecReceive                               // Message arrived at Node; SendIndex: its RecSend, -1 unknown
+	RecDispatch                              // Node started Delivery
+	RecResult                                // a delivery of Node ended with Status
+	RecAcked                                 // an enqueue of Task was acknowledged to its client
+	RecQueueChanged                          // Node's copy of a queue setting changed: Setting
+	RecQueuePut                              // a client's queue change came to Node: Op ("set-queue", "purge-queue", "delete-queue"), Put, Setting.Queue, Setting.Paused (asked)
+	RecQueueAnswered                         // Node answered the change Put: Setting, OK
 )
 
 // RecordedEvent is one thing a production node did, at a reading of its clock.
@@ -40,6 +42,9 @@ type RecordedEvent struct {
 	Setting   node.QueueSetting
 	Durable   bool
 	Loaded    []node.Record
+	Op        string
+	Put       int
+	OK        bool
 }
 
 // RecordedCluster is what CheckRecorded needs to know of the cluster.
@@ -64,7 +69,7 @@ type RecordedResult struct {
 // CheckRecorded runs the simulator's checker over what production nodes really did,
 // in the order given (net/recorder's Merge: by clock reading, a message received
 // after it was sent). Each node's clock stands for true time; MaxClockDrift is the
-// allowance, as in a simulated run. The safety invariants S1–S5 and Q1–Q4, Q6 are
+// allowance, as in a simulated run. The safety invariants S1–S5 and Q1–Q6 are
 // checked as events come; liveness (L1, L2) is not, since a recording ends at an
 // arbitrary time with tasks still pending, nor are S6–S8, which read a node's state
 // the recording does not keep.
@@ -96,7 +101,8 @@ func CheckRecorded(cl RecordedCluster, events []RecordedEvent) RecordedResult {
 	c.members = members
 	w.check = c
 	f := &recordedFeed{w: w, c: c, shift: epoch.Sub(origin), tasks: map[*node.Task]*node.Task{},
-		deliveries: map[recDeliveryKey]int{}, know: map[int][]uint64{}, defaults: cl.DefaultQueue, durable: map[node.NodeID]bool{}}
+		deliveries: map[recDeliveryKey]int{}, know: map[int][]uint64{}, defaults: cl.DefaultQueue, durable: map[node.NodeID]bool{},
+		puts: map[recPutKey]*recPut{}}
 	for i, e := range events {
 		s := w.byID[e.Node]
 		if s == nil {
@@ -129,6 +135,17 @@ type recordedFeed struct {
 	know       map[int][]uint64          // per RecSend index: what its receiver learns
 	defaults   node.QueueConfig
 	durable    map[node.NodeID]bool // per node: its last start's storage keeps records
+	puts       map[recPutKey]*recPut
+}
+
+type recPutKey struct {
+	node node.NodeID
+	put  int
+}
+
+type recPut struct {
+	op  string
+	rec *putRec
 }
 
 // task is t with its times moved by shift, so that S5 and Q4 compare them with the
@@ -210,6 +227,8 @@ func (f *recordedFeed) feed(i int, s *simNode, e RecordedEvent) {
 	case RecQueueChanged:
 		f.queue(e.Setting.Queue)
 		c.queueChanged(s.id, e.Setting)
+	case RecQueuePut, RecQueueAnswered:
+		f.queuePut(s, e)
 	}
 }
 
@@ -258,3 +277,34 @@ func (f *recordedFeed) stopped(s *simNode) {
 
 // durableOf: whether s's last start said its storage is durable.
 func (f *recordedFeed) durableOf(s *simNode) bool { return f.durable[s.id] }
+
+// queuePut follows a client's queue change as the simulator's clients make them
+// (manage.go): issued, then answered; a resume or a deletion unpauses the queue when
+// issued, a pause pauses it once answered (Q5), and the answered setting is what
+// later tasks of the queue get (Q6).
+func (f *recordedFeed) queuePut(s *simNode, e RecordedEvent) {
+	c, q := f.c, e.Setting.Queue
+	k := recPutKey{s.id, e.Put}
+	if e.Kind == RecQueuePut {
+		f.queue(q)
+		f.puts[k] = &recPut{op: e.Op, rec: c.putIssued(q)}
+		if e.Op == "delete-queue" || e.Op == "set-queue" && !e.Setting.Paused {
+			c.queueResumed(q)
+		}
+		return
+	}
+	p := f.puts[k]
+	if p == nil {
+		return
+	}
+	delete(f.puts, k)
+	set := e.Setting
+	if p.op == "delete-queue" {
+		// Q6 holds the queue to what the client asked for: after a deletion, the defaults.
+		set.Config, set.Paused = f.defaults, false
+	}
+	c.putAnswered(p.rec, set, e.OK)
+	if e.OK && set.Paused && p.op != "purge-queue" {
+		c.queuePaused(set.Queue, p.rec)
+	}
+}

@@ -117,3 +117,25 @@ func TestImportRecordedSeesCrashesAndIsolations(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, res.Failed(), res.Report())
 }
+
+// A client paused the task's queue (the change answered 200) before a delivery
+// started: Q5. The same run with the queue resumed first passes.
+func TestCheckRecordedFlagsADeliveryOfAPausedQueue(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	run := func(resumeFirst bool) RecordedResult {
+		evs := recordedRun(t0, func(task *node.Task, at func(int) time.Time) []RecordedEvent {
+			paused := node.QueueSetting{Queue: task.Queue, Config: node.DefaultQueueConfig(), Paused: true}
+			evs := []RecordedEvent{
+				{Node: "n2", At: at(40), Kind: RecQueuePut, Op: "set-queue", Put: 1, Setting: node.QueueSetting{Queue: task.Queue, Paused: true}},
+				{Node: "n2", At: at(60), Kind: RecQueueAnswered, Put: 1, Setting: paused, OK: true},
+			}
+			if resumeFirst {
+				evs = append(evs, RecordedEvent{Node: "n3", At: at(80), Kind: RecQueuePut, Op: "set-queue", Put: 1, Setting: node.QueueSetting{Queue: task.Queue}})
+			}
+			return append(evs, RecordedEvent{Node: "n1", At: at(200), Kind: RecDispatch, Delivery: node.Delivery{Task: task, Attempt: 1}})
+		})
+		return CheckRecorded(recordedCl, evs)
+	}
+	require.Contains(t, run(false).ViolationCounts, "Q5", "%v", run(false).Violations)
+	require.Empty(t, run(true).Violations)
+}

@@ -76,7 +76,7 @@ func usage(w io.Writer) {
   miyamoto replay TRACE_FILE|DIR                 re-run a trace or a node's recording
                                                  (serve --record DIR), check it reproduces
   miyamoto check DIR...                          check the recordings of several nodes
-                                                 for violations (S1-S5, Q1-Q4, Q6)
+                                                 for violations (S1-S5, Q1-Q6)
   miyamoto import DIR... [-o incident.json]      turn the recordings into a scenario
                                                  that replays the incident in sim
   miyamoto timeline TRACE_FILE [-o FILE.html]    draw a trace as one HTML page

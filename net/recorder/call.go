@@ -43,9 +43,9 @@ const (
 	OpCompactionPolicy = "compaction-policy"
 )
 
-// apply makes the call on n, dropping its reply: Replay compares what the node did,
-// and the reply is made of that.
-func (c Call) apply(n *node.Node) error {
+// apply makes the call on n, dropping its reply (Replay compares what the node did,
+// and the reply is made of that) but for a queue change's, which obs hears of.
+func (c Call) apply(n *node.Node, obs *observer) error {
 	switch c.Op {
 	case OpEnqueue:
 		if c.Enqueue == nil {
@@ -62,11 +62,14 @@ func (c Call) apply(n *node.Node) error {
 		if c.Config == nil {
 			return fmt.Errorf("recording: a queue change without its settings")
 		}
-		n.SetQueue(c.ID, *c.Config, c.Explicit, c.Paused, func(node.QueueSetting, error) {})
+		put := obs.queuePut(c.Op, c.ID, c.Paused)
+		n.SetQueue(c.ID, *c.Config, c.Explicit, c.Paused, func(s node.QueueSetting, err error) { obs.queueAnswered(put, s, err) })
 	case OpPurgeQueue:
-		n.PurgeQueue(c.ID, func(node.QueueSetting, int, error) {})
+		put := obs.queuePut(c.Op, c.ID, false)
+		n.PurgeQueue(c.ID, func(s node.QueueSetting, _ int, err error) { obs.queueAnswered(put, s, err) })
 	case OpDeleteQueue:
-		n.DeleteQueue(c.ID, c.Purge, func(node.QueueSetting, int, error) {})
+		put := obs.queuePut(c.Op, c.ID, false)
+		n.DeleteQueue(c.ID, c.Purge, func(s node.QueueSetting, _ int, err error) { obs.queueAnswered(put, s, err) })
 	case OpPutSchedule:
 		if c.Schedule == nil {
 			return fmt.Errorf("recording: a schedule change without its schedule")

@@ -13,16 +13,18 @@ type EventKind uint8
 
 // What a replayed node did, as Observe reports it.
 const (
-	EventStart        EventKind = iota + 1 // a run began: Durable, Loaded
-	EventStop                              // a run ended (the process stopped or was killed)
-	EventState                             // a task's state changed here: Task, From, To, Attempt
-	EventSent                              // the node sent Message (to itself too): node.MessageObserver
-	EventSend                              // Message left through the network: Key matches its EventReceive
-	EventReceive                           // Message arrived from a peer
-	EventDispatch                          // a delivery started: Delivery
-	EventResult                            // a delivery ended: Result (Synthetic: never recorded, see Observe)
-	EventAcked                             // an enqueue this node coordinated was acknowledged: Task
-	EventQueueChanged                      // the node's copy of a queue's setting changed: Setting
+	EventStart         EventKind = iota + 1 // a run began: Durable, Loaded
+	EventStop                               // a run ended (the process stopped or was killed)
+	EventState                              // a task's state changed here: Task, From, To, Attempt
+	EventSent                               // the node sent Message (to itself too): node.MessageObserver
+	EventSend                               // Message left through the network: Key matches its EventReceive
+	EventReceive                            // Message arrived from a peer
+	EventDispatch                           // a delivery started: Delivery
+	EventResult                             // a delivery ended: Result (Synthetic: never recorded, see Observe)
+	EventAcked                              // an enqueue this node coordinated was acknowledged: Task
+	EventQueueChanged                       // the node's copy of a queue's setting changed: Setting
+	EventQueuePut                           // a client's queue change came to this node: Op, Put, Setting.Queue, Setting.Paused (asked)
+	EventQueueAnswered                      // the change Put was answered: Setting, OK
 )
 
 // Event is one thing a recorded node did, at a reading of its own clock.
@@ -47,6 +49,11 @@ type Event struct {
 	// recording shows it received.
 	SendIndex int
 	Lost      bool
+	// EventQueuePut, EventQueueAnswered: the call (Op, as in Call), its number in
+	// the run, and whether it was answered with success.
+	Op  string
+	Put int
+	OK  bool
 }
 
 // NodeRun names one run of one node.
@@ -95,6 +102,7 @@ type observer struct {
 	now    time.Time
 	events []Event
 	open   map[deliveryKey]Event // deliveries started and not ended
+	puts   int                   // queue changes issued here
 }
 
 var (
@@ -172,6 +180,23 @@ func (o *observer) result(r node.DeliveryResult) {
 func (o *observer) enqueueAnswered(r node.EnqueueResult) {
 	if o != nil && r.Err == nil && r.Task != nil {
 		o.add(Event{Kind: EventAcked, Task: r.Task})
+	}
+}
+
+// queuePut: a client's queue change (Op) of queue was issued here; it returns the
+// change's number, for queueAnswered.
+func (o *observer) queuePut(op, queue string, paused bool) int {
+	if o == nil {
+		return 0
+	}
+	o.puts++
+	o.add(Event{Kind: EventQueuePut, Op: op, Put: o.puts, Setting: node.QueueSetting{Queue: queue, Paused: paused}})
+	return o.puts
+}
+
+func (o *observer) queueAnswered(put int, s node.QueueSetting, err error) {
+	if o != nil {
+		o.add(Event{Kind: EventQueueAnswered, Put: put, Setting: s, OK: err == nil})
 	}
 }
 

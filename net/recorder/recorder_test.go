@@ -219,3 +219,44 @@ func TestReplayAcrossCompactions(t *testing.T) {
 	res := recorder.ReplayRun(runs[0])
 	require.Nil(t, res.Diff, "%v", res.Diff)
 }
+
+// A queue paused through the API shows in the observed events as a change issued
+// and answered with the pause, for check's Q5 and Q6.
+func TestObserveSeesAQueuePause(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("run", func(t *testing.T) {
+		d, err := daemon.Start(daemon.Config{HTTPAddr: "127.0.0.1:0", RecordDir: dir, RecordSize: 1 << 20})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, d.Shutdown(ctx))
+		})
+		require.Eventually(t, func() bool {
+			resp, err := http.Post("http://"+d.HTTPAddr()+"/v1/queues/emails/pause", "", nil)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		}, 10*time.Second, 50*time.Millisecond)
+	})
+	obs, err := recorder.Observe(dir)
+	require.NoError(t, err)
+	require.Len(t, obs, 1)
+	var put, answered *recorder.Event
+	for i, e := range obs[0].Events {
+		switch e.Kind {
+		case recorder.EventQueuePut:
+			put = &obs[0].Events[i]
+		case recorder.EventQueueAnswered:
+			answered = &obs[0].Events[i]
+		}
+	}
+	require.NotNil(t, put)
+	require.Equal(t, "emails", put.Setting.Queue)
+	require.NotNil(t, answered)
+	require.True(t, answered.OK)
+	require.True(t, answered.Setting.Paused)
+	require.Equal(t, put.Put, answered.Put)
+}

@@ -148,7 +148,7 @@ func (p *replayEnv) input(kind byte, d *dec, cfg node.Config, n **node.Node) (fu
 			return nil, fmt.Errorf("a recorded API call does not decode: %w", err)
 		}
 		return func() {
-			if err := c.apply(*n); err != nil {
+			if err := c.apply(*n, p.obs); err != nil {
 				panic(err.Error())
 			}
 		}, d.err
