@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
+	if unsafeBin != "" {
+		os.RemoveAll(filepath.Dir(unsafeBin))
+	}
 	os.Exit(code)
 }
 
@@ -124,12 +127,22 @@ func newProcs(t *testing.T, dirs []string) []*proc {
 // end of the test.
 func launch(t *testing.T, p *proc, procs []*proc, extra ...string) {
 	t.Helper()
+	launchWith(t, binary(t), nil, p, procs, extra...)
+}
+
+// launchWith is launch with another build of the binary, and env added to the
+// process's environment.
+func launchWith(t *testing.T, bin string, env []string, p *proc, procs []*proc, extra ...string) {
+	t.Helper()
 	var peers []string
 	for _, q := range procs {
 		peers = append(peers, q.id+"="+q.peer)
 	}
 	args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--peers", strings.Join(peers, ","), "--data-dir", p.dataDir}, extra...)
-	p.cmd = exec.Command(binary(t), args...)
+	p.cmd = exec.Command(bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {

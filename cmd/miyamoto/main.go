@@ -2,7 +2,9 @@
 //
 //	miyamoto serve                 run a node (see serve.go)
 //	miyamoto sim [flags] FILE...   run scenario files in the simulator
-//	miyamoto replay TRACE          re-run a saved trace and check it reproduces
+//	miyamoto replay TRACE|DIR      re-run a saved trace, or a node's flight recording, and check it reproduces
+//	miyamoto check DIR...          run the simulator's checker over nodes' flight recordings
+//	miyamoto import DIR... -o FILE turn nodes' flight recordings into a scenario
 //	miyamoto timeline TRACE -o FILE.html   draw a trace as one self-contained HTML page
 //	miyamoto shrink --seed N FILE  find a smaller scenario that still fails
 //	miyamoto repair-log --data-dir DIR   cut a corrupt log so that the node starts again
@@ -42,6 +44,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSim(args[1:], stdout, stderr)
 	case "replay":
 		return runReplay(args[1:], stdout, stderr)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
+	case "import":
+		return runImport(args[1:], stdout, stderr)
 	case "timeline":
 		return runTimeline(args[1:], stdout, stderr)
 	case "shrink":
@@ -57,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if isManageCommand(args[0]) {
 		return runManage(args, os.LookupEnv, os.Stdin, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay, timeline, shrink, repair-log, enqueue, task, queue, cluster or version; see miyamoto help)\n", args[0])
+	fmt.Fprintf(stderr, "miyamoto: unknown command %q (want serve, sim, replay, check, import, timeline, shrink, repair-log, enqueue, task, queue, cluster or version; see miyamoto help)\n", args[0])
 	return exitBadArgs
 }
 
@@ -67,7 +73,12 @@ func usage(w io.Writer) {
   miyamoto sim [--seeds A-B | --seed N] [--protocol naive|quorum]
                [--trace FILE] [--check-determinism]
                [--junit FILE] [--json FILE|-] SCENARIO_FILE...
-  miyamoto replay TRACE_FILE                     re-run a trace, check it reproduces
+  miyamoto replay TRACE_FILE|DIR                 re-run a trace or a node's recording
+                                                 (serve --record DIR), check it reproduces
+  miyamoto check DIR...                          check the recordings of several nodes
+                                                 for violations (S1-S5, Q1-Q6)
+  miyamoto import DIR... [-o incident.json]      turn the recordings into a scenario
+                                                 that replays the incident in sim
   miyamoto timeline TRACE_FILE [-o FILE.html]    draw a trace as one HTML page
   miyamoto shrink [--seed N] [--budget 60s] [-o FILE] SCENARIO_FILE|TRACE_FILE
                                                  a smaller scenario that still fails

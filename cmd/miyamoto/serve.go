@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -109,6 +110,8 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	maxQueuePending := fs.Int("max-queue-pending", 0, "most pending tasks of any one queue this node holds before it answers 503 (0: no limit)")
 	maxQueues := fs.Int("max-queues", daemon.DefaultMaxQueues, "most queues this node knows (set, or holding tasks) before it refuses a new one with 409 (0: no limit)")
 	maxConns := fs.Int("max-connections", daemon.DefaultMaxConnections, "most API connections open at once (lowered to fit the open-file limit); at the cap the oldest idle one is closed for a new one")
+	record := fs.String("record", "", "flight recorder: keep every input of the node, its clock readings and random draws in this directory, for miyamoto replay, check and import (empty: off)")
+	recordSize := fs.String("record-size", "256MB", "most bytes --record keeps (KB, MB, GB are powers of 1024); the oldest files go first")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text (log/slog's key=value lines) or json (one JSON object a line)")
 	if err := fs.Parse(args); err != nil {
@@ -212,6 +215,16 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if *allowURL != "" && !*denyPrivate {
 		return bad("allow-url", "only means something with --deny-private")
 	}
+	if *record != "" && *dataDir != "" && filepath.Clean(*record) == filepath.Clean(*dataDir) {
+		return bad("record", "must not be the --data-dir (%s): give the recording a directory of its own", *dataDir)
+	}
+	recSize, err := parseSize(*recordSize)
+	if err != nil {
+		return bad("record-size", "%v", err)
+	}
+	if recSize < minRecordSize {
+		return bad("record-size", "must be at least 1MB, not %s", *recordSize)
+	}
 	var logs logOptions
 	if err := logs.Level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return bad("log-level", "must be debug, info, warn or error, not %q", *logLevel)
@@ -233,7 +246,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret, InsecurePeers: *insecurePeers,
 		PeerTLS:    daemon.PeerTLS{Cert: *peerTLSCert, Key: *peerTLSKey, CA: *peerTLSCA},
 		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending,
-		MaxConnections: *maxConns, MaxQueues: noLimit(*maxQueues)}
+		MaxConnections: *maxConns, MaxQueues: noLimit(*maxQueues), RecordDir: *record, RecordSize: recSize}
 	// Check what the daemon would refuse now, so that a bad flag is one line naming it.
 	if err := daemon.CheckPeerExposure(cfg); err != nil && !cfg.InsecurePeers {
 		msg := strings.TrimPrefix(err.Error(), "--peer-addr ")
@@ -335,3 +348,26 @@ func splitHostPort(s string) (string, string, error) {
 	}
 	return s[:i], s[i+1:], nil
 }
+
+// minRecordSize is the smallest --record-size: a few files of the ring.
+const minRecordSize = 1 << 20
+
+// parseSize reads a byte count: a number, optionally followed by B, KB, MB, GB or
+// TB (powers of 1024; KiB, MiB ... and K, M ... mean the same).
+func parseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	digits := strings.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' })
+	if digits < 0 {
+		digits = len(t)
+	}
+	shift, ok := sizeUnits[strings.TrimSpace(t[digits:])]
+	n, err := strconv.ParseInt(t[:digits], 10, 64)
+	if !ok || err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%q is not a size such as 256MB", s)
+	}
+	return n << shift, nil
+}
+
+var sizeUnits = map[string]uint{"": 0, "B": 0,
+	"K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20,
+	"G": 30, "GB": 30, "GIB": 30, "T": 40, "TB": 40, "TIB": 40}

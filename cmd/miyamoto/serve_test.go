@@ -51,8 +51,21 @@ func TestParseServeDefaults(t *testing.T) {
 		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
 		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n1",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
-		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections,
+		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections, RecordSize: daemon.DefaultRecordSize,
 	}, cfg)
+}
+
+func TestParseServeRecord(t *testing.T) {
+	for arg, want := range map[string]int64{"256MB": 256 << 20, "1GB": 1 << 30, "2gib": 2 << 30, "1048576": 1 << 20, "4096K": 4 << 20, " 3 MB ": 3 << 20} {
+		cfg, _, err := parseServe([]string{"--record", "/tmp/rec", "--record-size", arg}, envOf())
+		require.NoError(t, err, arg)
+		require.Equal(t, "/tmp/rec", cfg.RecordDir)
+		require.Equal(t, want, cfg.RecordSize, arg)
+	}
+	cfg, _, err := parseServe(nil, envOf("MIYAMOTO_RECORD", "/r", "MIYAMOTO_RECORD_SIZE", "8MB"))
+	require.NoError(t, err)
+	require.Equal(t, "/r", cfg.RecordDir)
+	require.Equal(t, int64(8<<20), cfg.RecordSize)
 }
 
 func TestParseServeFlags(t *testing.T) {
@@ -70,7 +83,7 @@ func TestParseServeFlags(t *testing.T) {
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
 		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
-		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections,
+		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections, RecordSize: daemon.DefaultRecordSize,
 	}, cfg)
 }
 
@@ -197,6 +210,12 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--max-queue-pending", "-5"}, "max-queue-pending"},
 		{[]string{"--max-queues", "-1"}, "max-queues"},
 		{[]string{"--max-connections", "3"}, "max-connections"},
+		{[]string{"--record", "/d/n1/", "--data-dir", "/d/n1"}, "record"},
+		{[]string{"--record-size", "big"}, "record-size"},
+		{[]string{"--record-size", "256XB"}, "record-size"},
+		{[]string{"--record-size", "0"}, "record-size"},
+		{[]string{"--record-size", "100KB"}, "record-size"},
+		{[]string{"--record-size", "99999999999TB"}, "record-size"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -257,8 +257,11 @@ func indent(w io.Writer, text string) {
 
 func runReplay(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(stderr, "miyamoto replay: give exactly one trace file: miyamoto replay TRACE_FILE")
+		fmt.Fprintln(stderr, "miyamoto replay: give exactly one trace file or recording directory: miyamoto replay TRACE_FILE|DIR")
 		return exitBadArgs
+	}
+	if info, err := os.Stat(args[0]); err == nil && info.IsDir() {
+		return replayRecording(args[0], stdout, stderr)
 	}
 	f, err := os.Open(args[0])
 	if err != nil {

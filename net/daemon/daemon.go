@@ -34,6 +34,7 @@ import (
 	"github.com/miyamotohq/miyamoto/net/driver"
 	"github.com/miyamotohq/miyamoto/net/metrics"
 	"github.com/miyamotohq/miyamoto/net/peer"
+	"github.com/miyamotohq/miyamoto/net/recorder"
 	"github.com/miyamotohq/miyamoto/net/ui"
 	"github.com/miyamotohq/miyamoto/net/urlpolicy"
 	"github.com/miyamotohq/miyamoto/net/webhook"
@@ -89,6 +90,11 @@ type Config struct {
 	// the descriptors kept for the log, the peers and the webhooks (fdReserve).
 	MaxConnections int
 
+	// RecordDir, when set, keeps the node's flight recording there (net/recorder),
+	// in at most RecordSize bytes (default DefaultRecordSize).
+	RecordDir  string
+	RecordSize int64
+
 	Logger *slog.Logger
 	Clock  clock.Clock // default the wall clock
 }
@@ -134,6 +140,9 @@ func (c *Config) FillDefaults() {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
+	if c.RecordSize == 0 {
+		c.RecordSize = DefaultRecordSize
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -148,6 +157,9 @@ const (
 	DefaultMaxPending      = 1_000_000
 	DefaultMaxPendingBytes = 2 << 30
 )
+
+// DefaultRecordSize is the default bound of a flight recording: 256 MiB.
+const DefaultRecordSize = 256 << 20
 
 // DefaultMaxQueues is the default cap on the queues a node knows.
 const DefaultMaxQueues = 10_000
@@ -202,7 +214,8 @@ type Daemon struct {
 	network *clusterNetwork
 	// roster is the roster the node holds (kept by rosterObserver).
 	roster  atomic.Pointer[node.Roster]
-	store   *disk.Log // nil in memory
+	store   *disk.Log          // nil in memory
+	rec     *recorder.Recorder // nil when not recording
 	disp    *webhook.Dispatcher
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -291,7 +304,7 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	d.disp = webhook.New(webhook.Config{NodeID: cfg.NodeID, Signer: signer, Policy: policy}, func(r node.DeliveryResult) {
 		d.metrics.Delivered(r)
-		post(func(n *node.Node) { n.HandleDeliveryResult(r) })
+		post(func(n *node.Node) { d.rec.Result(r); n.HandleDeliveryResult(r) })
 	})
 	var seed [16]byte
 	if _, err := cryptorand.Read(seed[:]); err != nil {
@@ -336,8 +349,23 @@ func Start(cfg Config) (*Daemon, error) {
 	if policy != nil {
 		ncfg.CheckTaskURL = policy.CheckURLNoLookup
 	}
-	drv, err = driver.New(ncfg, env, cfg.Clock)
+	if adjustNodeConfig != nil {
+		adjustNodeConfig(&ncfg)
+	}
+	var rec driver.Recorder // an interface holding a nil *Recorder would not be nil
+	if cfg.RecordDir != "" {
+		r, err := recorder.Open(recorder.Options{Dir: cfg.RecordDir, MaxSize: cfg.RecordSize, Config: ncfg,
+			DenyPrivate: cfg.DenyPrivate, AllowURLs: cfg.AllowURLs, Durable: d.store != nil})
+		if err != nil {
+			d.closeStore()
+			return nil, fmt.Errorf("--record %s: %w", cfg.RecordDir, err)
+		}
+		d.rec, rec = r, r
+	}
+	drv, err = driver.NewRecorded(ncfg, env, cfg.Clock, rec)
 	if err != nil {
+		d.closeStore()
+		d.rec.Close()
 		return nil, err
 	}
 	d.drv = drv
@@ -359,9 +387,8 @@ func Start(cfg Config) (*Daemon, error) {
 		if t := d.transport(); t != nil {
 			t.Close()
 		}
-		if d.store != nil {
-			d.store.Close()
-		}
+		d.closeStore()
+		d.rec.Close()
 		return nil, fmt.Errorf("recovering the node's records: %w", err)
 	}
 	d.roster.Store(drv.Node().Roster()) // Run has not started: the node is ours
@@ -397,6 +424,16 @@ func Start(cfg Config) (*Daemon, error) {
 	return d, nil
 }
 
+// adjustNodeConfig is nil but in a test-only build (unsafe_build.go).
+var adjustNodeConfig func(*node.Config)
+
+// closeStore closes the log, if any, on a failed start.
+func (d *Daemon) closeStore() {
+	if d.store != nil {
+		d.store.Close()
+	}
+}
+
 // withConsole serves the web console's files at ui.Path and everything else with
 // the API. The files are public: they hold no data, and every request the console
 // makes for data goes through the API and its token check. Any method but GET and
@@ -419,7 +456,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	httpCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	errHTTP := d.httpSrv.Shutdown(httpCtx)
-	d.drv.Post(func(n *node.Node) { n.Drain() })
+	d.drv.Post(func(n *node.Node) { d.rec.Call(recorder.Call{Op: recorder.OpDrain}); n.Drain() })
 	dispCtx, cancel2 := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
 	defer cancel2()
 	if err := d.disp.Close(dispCtx); err != nil {
@@ -440,6 +477,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	d.drv.Stop()
 	<-d.drv.Done()
+	if err := d.rec.Close(); err != nil {
+		d.log.Error("closing the flight recording", "err", err)
+	}
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {
 			d.store = nil
@@ -488,7 +528,10 @@ func (d *Daemon) compactLoop() {
 		}
 		var policy node.CompactionPolicy
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := d.drv.Do(ctx, func(n *node.Node) { policy = n.CompactionPolicy() })
+		err := d.drv.Do(ctx, func(n *node.Node) {
+			d.rec.Call(recorder.Call{Op: recorder.OpCompactionPolicy})
+			policy = n.CompactionPolicy()
+		})
 		cancel()
 		if err != nil || !policy.Worth {
 			continue
@@ -505,7 +548,10 @@ type backend struct{ d *Daemon }
 
 func (b backend) Enqueue(ctx context.Context, req node.EnqueueRequest) (string, error) {
 	ch := make(chan node.EnqueueResult, 1)
-	if !b.d.drv.Post(func(n *node.Node) { n.Enqueue(req, func(r node.EnqueueResult) { ch <- r }) }) {
+	if !b.d.drv.Post(func(n *node.Node) {
+		b.d.rec.Enqueue(req)
+		n.Enqueue(req, func(r node.EnqueueResult) { ch <- r })
+	}) {
 		return "", node.ErrStopping
 	}
 	select {
@@ -519,17 +565,26 @@ func (b backend) Enqueue(ctx context.Context, req node.EnqueueRequest) (string, 
 }
 
 func (b backend) Lookup(ctx context.Context, id string) (node.TaskStatus, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) { n.Lookup(id, reply) })
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpLookup, ID: id})
+		n.Lookup(id, reply)
+	})
 }
 
 var _ api.Describer = backend{}
 
 func (b backend) Describe(ctx context.Context, id string) (node.TaskStatus, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) { n.Describe(id, reply) })
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskStatus, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpDescribe, ID: id})
+		n.Describe(id, reply)
+	})
 }
 
 func (b backend) Cancel(ctx context.Context, id string) (node.TaskState, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskState, error)) { n.Cancel(id, reply) })
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.TaskState, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpCancel, ID: id})
+		n.Cancel(id, reply)
+	})
 }
 
 var _ api.QueueBackend = backend{}
@@ -542,6 +597,7 @@ func (b backend) QueueSetting(ctx context.Context, queue string) (node.QueueSett
 
 func (b backend) SetQueue(ctx context.Context, queue string, cfg node.QueueConfig, explicit node.SettingFields, paused bool) (node.QueueSetting, error) {
 	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpSetQueue, ID: queue, Config: &cfg, Explicit: explicit, Paused: paused})
 		n.SetQueue(queue, cfg, explicit, paused, reply)
 	})
 }
@@ -559,6 +615,7 @@ func (b backend) Queues(ctx context.Context) ([]api.QueueView, error) {
 
 func (b backend) ClusterCounts(ctx context.Context) (map[string]map[string]int, []string, error) {
 	c, err := call(ctx, b.d.drv, func(n *node.Node, reply func(node.ClusterCounts, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpCountCluster})
 		n.CountCluster(func(c node.ClusterCounts) { reply(c, nil) })
 	})
 	if err != nil {
@@ -579,11 +636,17 @@ func (b backend) ClusterCounts(ctx context.Context) (map[string]map[string]int, 
 }
 
 func (b backend) PurgeQueue(ctx context.Context, queue string) (node.QueueSetting, int, error) {
-	return changeCounted(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, int, error)) { n.PurgeQueue(queue, reply) })
+	return changeCounted(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, int, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpPurgeQueue, ID: queue})
+		n.PurgeQueue(queue, reply)
+	})
 }
 
 func (b backend) DeleteQueue(ctx context.Context, queue string, purge bool) (node.QueueSetting, int, error) {
-	return changeCounted(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, int, error)) { n.DeleteQueue(queue, purge, reply) })
+	return changeCounted(ctx, b.d.drv, func(n *node.Node, reply func(node.QueueSetting, int, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpDeleteQueue, ID: queue, Purge: purge})
+		n.DeleteQueue(queue, purge, reply)
+	})
 }
 
 // changeCounted is call for the queue changes that answer with a count of
@@ -620,11 +683,17 @@ func (b backend) Schedule(ctx context.Context, name string) (node.Schedule, erro
 }
 
 func (b backend) PutSchedule(ctx context.Context, s node.Schedule) (node.Schedule, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.Schedule, error)) { n.PutSchedule(s, reply) })
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.Schedule, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpPutSchedule, Schedule: &s})
+		n.PutSchedule(s, reply)
+	})
 }
 
 func (b backend) DeleteSchedule(ctx context.Context, name string) (node.Schedule, error) {
-	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.Schedule, error)) { n.DeleteSchedule(name, reply) })
+	return call(ctx, b.d.drv, func(n *node.Node, reply func(node.Schedule, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpDeleteSchedule, ID: name})
+		n.DeleteSchedule(name, reply)
+	})
 }
 
 // call starts an asynchronous request on the node's goroutine and waits for its
@@ -653,6 +722,7 @@ func (b backend) ListTasks(ctx context.Context, queue string, state node.TaskSta
 		missing []node.NodeID
 	}
 	r, err := call(ctx, b.d.drv, func(n *node.Node, reply func(res, error)) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpListCluster, ID: queue, State: state, After: after, Limit: limit})
 		n.ListCluster(queue, state, after, limit, func(l []node.TaskStatus, m []node.NodeID) { reply(res{l, m}, nil) })
 	})
 	var missing []string

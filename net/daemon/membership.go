@@ -13,6 +13,7 @@ import (
 
 	"github.com/miyamotohq/miyamoto/net/api"
 	"github.com/miyamotohq/miyamoto/net/peer"
+	"github.com/miyamotohq/miyamoto/net/recorder"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -88,7 +89,7 @@ func (d *Daemon) newTransport(peers map[node.NodeID]string) (*peer.Transport, er
 		}
 	}
 	return peer.New(peer.Config{Self: node.NodeID(d.cfg.NodeID), Listen: d.cfg.PeerAddr, Peers: peers, ClusterSecret: secret, TLS: peerTLS, Logger: d.cfg.Logger.With("component", "peer")},
-		func(m node.Message) { d.post(func(n *node.Node) { n.Step(m) }) })
+		func(m node.Message) { d.post(func(n *node.Node) { d.rec.Step(m); n.Step(m) }) })
 }
 
 // ensureTransport opens the peer port of a node alone when a node asks to join.
@@ -136,6 +137,7 @@ func (b backend) Join(ctx context.Context, m node.Member) (*node.Roster, bool, e
 	var listed bool
 	var joinErr error
 	err := b.d.drv.Do(ctx, func(n *node.Node) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpJoin, Member: &m})
 		n.Join(m, func(r *node.Roster, err error) { listed, joinErr = r != nil, err })
 		roster = n.Roster()
 	})

@@ -135,6 +135,11 @@ func DecodeFrames(b []byte, visit func(node.Record)) (consumed int) {
 	return consumed
 }
 
+// AppendRecordFrame appends r's framed record to dst, as the log writes it; the flight
+// recorder (net/recorder) keeps the records a node loaded and appended this way, and
+// DecodeFrames reads them back.
+func AppendRecordFrame(dst []byte, r *node.Record) []byte { return appendRecord(dst, r) }
+
 // appendRecord appends r's frame to dst.
 //
 //	payload = version(1) kind(1) taskID attempt holder leaseEnd nextETA retries state(1)

@@ -31,13 +31,34 @@ type Driver struct {
 	stopped bool
 	started bool
 	done    chan struct{}
+	rec     Recorder // nil: not recording
+}
+
+// Recorder watches every input the driver runs, for the flight recorder
+// (net/recorder): WrapEnv wraps the node's environment once, when the node is
+// built, and BeginInput and EndInput bracket each input on the node's goroutine
+// (Start included), so that what the node reads and does in between is told apart
+// by input.
+type Recorder interface {
+	WrapEnv(node.Env) node.Env
+	BeginInput()
+	EndInput()
 }
 
 // New builds the node with env, its Clock replaced by one backed by clk whose
 // callbacks are posted to the driver's goroutine.
 func New(cfg node.Config, env node.Env, clk clock.Clock) (*Driver, error) {
-	d := &Driver{clock: clk, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return NewRecorded(cfg, env, clk, nil)
+}
+
+// NewRecorded is New with rec watching every input (rec may be nil). rec wraps the
+// environment after its Clock was replaced, so it sees the node's own clock.
+func NewRecorded(cfg node.Config, env node.Env, clk clock.Clock, rec Recorder) (*Driver, error) {
+	d := &Driver{clock: clk, wake: make(chan struct{}, 1), done: make(chan struct{}), rec: rec}
 	env.Clock = Clock{c: clk, post: d.postFunc}
+	if rec != nil {
+		env = rec.WrapEnv(env)
+	}
 	n, err := node.New(cfg, env)
 	if err != nil {
 		return nil, err
@@ -54,7 +75,20 @@ func (d *Driver) Node() *node.Node { return d.node }
 // once. Run starts the node itself if Start was not called.
 func (d *Driver) Start() error {
 	d.started = true
-	return d.node.Start()
+	var err error
+	d.runInput(func(n *node.Node) { err = n.Start() })
+	return err
+}
+
+// runInput runs one input, bracketed for the recorder when there is one.
+func (d *Driver) runInput(f func(*node.Node)) {
+	if d.rec == nil {
+		f(d.node)
+		return
+	}
+	d.rec.BeginInput()
+	f(d.node)
+	d.rec.EndInput()
 }
 
 // Run starts the node and runs inputs until ctx is done or Stop is called.
@@ -72,7 +106,7 @@ func (d *Driver) Run(ctx context.Context) error {
 		stopped := d.stopped
 		d.mu.Unlock()
 		for _, f := range batch {
-			f(d.node)
+			d.runInput(f)
 		}
 		if stopped {
 			return nil

@@ -1,0 +1,497 @@
+package recorder
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/net/disk"
+	"github.com/miyamotohq/miyamoto/net/driver"
+	"github.com/miyamotohq/miyamoto/net/wire"
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Options configure a Recorder.
+type Options struct {
+	Dir     string // the recording's directory; created if missing
+	MaxSize int64  // bytes the directory may hold; the oldest files are dropped past it
+	// Config is the node's configuration, and DenyPrivate and AllowURLs the daemon's
+	// URL policy that Config.CheckTaskURL applies, kept for Replay.
+	Config      node.Config
+	DenyPrivate bool
+	AllowURLs   string
+	// Durable: the node's storage keeps records across a crash (WrapEnv checks it).
+	Durable bool
+}
+
+// Recorder records one run of a node. A nil *Recorder records nothing, so the
+// daemon calls its labelling methods without checking.
+type Recorder struct {
+	ring *ring
+	// Only the node's goroutine touches what follows.
+	cur       enc  // the group of the input running now; nil between inputs
+	labelled  bool // cur starts with its input's kind
+	effects   bool // cur holds an output event
+	timers    uint64
+	syncs     uint64
+	scratch   []byte // frames being hashed
+	early     enc    // events of the running input that came before its label
+	lastNow   int64  // the group's last clock reading (unix ns), 0 before its first
+	recovered bool   // node.New's group was written
+}
+
+var _ driver.Recorder = (*Recorder)(nil)
+
+// Open starts a new run of the recording in opts.Dir.
+func Open(opts Options) (*Recorder, error) {
+	if opts.MaxSize <= 0 {
+		return nil, errors.New("the recording's size must be positive")
+	}
+	cfg := opts.Config
+	cfg.EnsureDefaults()
+	r, err := openRing(opts.Dir, opts.MaxSize, Header{NodeID: string(cfg.ID), Config: cfg,
+		DenyPrivate: opts.DenyPrivate, AllowURLs: opts.AllowURLs, Durable: opts.Durable, Started: time.Now()})
+	if err != nil {
+		return nil, err
+	}
+	// node.New's reads (if any) come before the first input: they form group inNew.
+	return &Recorder{ring: r, cur: enc{inNew}, labelled: true}, nil
+}
+
+// Close writes what is buffered and closes the recording; call it after the driver
+// stopped. It returns the first error writing met (recording stopped there).
+func (r *Recorder) Close() error {
+	if r == nil {
+		return nil
+	}
+	return r.ring.close()
+}
+
+// Err reports the first write error; recording stopped there, the node went on.
+func (r *Recorder) Err() error {
+	if r == nil {
+		return nil
+	}
+	r.ring.mu.Lock()
+	defer r.ring.mu.Unlock()
+	if errors.Is(r.ring.err, errClosed) {
+		return nil
+	}
+	return r.ring.err
+}
+
+// BeginInput starts the group of an input (driver.Recorder).
+func (r *Recorder) BeginInput() {
+	if !r.recovered {
+		// The first input is Start: close node.New's group first, even empty, so
+		// that Replay finds the groups in their places.
+		r.recovered = true
+		r.writeGroup()
+		r.cur, r.labelled, r.lastNow = append(r.cur[:0], inStart), true, 0
+		return
+	}
+	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+}
+
+// EndInput writes the group of the input that ended (driver.Recorder). An
+// unlabelled input that did nothing (a read of the node's state for the API or
+// the metrics) is not written: Replay need not run it.
+func (r *Recorder) EndInput() {
+	if !r.labelled && !r.effects {
+		r.cur = r.cur[:0]
+		return
+	}
+	r.writeGroup()
+}
+
+func (r *Recorder) writeGroup() {
+	if !r.labelled {
+		r.cur = append(enc{inOpaque}, r.cur...)
+	}
+	r.ring.writeGroup(r.cur)
+	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+}
+
+// beginLabel starts the group with its input's kind, and reports whether the
+// caller is to append the input's arguments and call endLabel: not when the input
+// is labelled already. Events already in the group (none, when the label comes first
+// in the posted function, as it must) are moved after the label by endLabel. Two
+// calls rather than one taking a closure: a closure that captures the arguments
+// costs an allocation per input.
+func (r *Recorder) beginLabel(kind byte) bool {
+	if r == nil || r.labelled {
+		return false
+	}
+	r.labelled = true
+	if len(r.cur) > 0 {
+		r.early = append(r.early[:0], r.cur...)
+	}
+	r.cur = append(r.cur[:0], kind)
+	return true
+}
+
+func (r *Recorder) endLabel() {
+	if len(r.early) > 0 {
+		r.cur = append(r.cur, r.early...)
+		r.early = r.early[:0]
+	}
+}
+
+// Step labels the running input as the peer message m.
+func (r *Recorder) Step(m node.Message) {
+	if r == nil {
+		return
+	}
+	if r.beginLabel(inStep) {
+		r.cur = wire.AppendFrame(r.cur, m)
+		r.endLabel()
+	}
+}
+
+// Result labels the running input as the webhook result res.
+func (r *Recorder) Result(res node.DeliveryResult) {
+	if r == nil {
+		return
+	}
+	if r.beginLabel(inResult) {
+		r.cur = appendResult(r.cur, res)
+		r.endLabel()
+	}
+}
+
+// Enqueue labels the running input as an enqueue of req: the API's busiest call,
+// in binary rather than Call's JSON, which cost the node a tenth of its throughput.
+func (r *Recorder) Enqueue(req node.EnqueueRequest) {
+	if r == nil {
+		return
+	}
+	if r.beginLabel(inEnqueue) {
+		r.cur = appendEnqueue(r.cur, req)
+		r.endLabel()
+	}
+}
+
+func appendEnqueue(e enc, req node.EnqueueRequest) enc {
+	e = e.str(req.Queue).str(req.Name).str(req.URL).str(req.Method).uvarint(uint64(len(req.Headers)))
+	for _, h := range req.Headers {
+		e = e.str(h.Name).str(h.Value)
+	}
+	return e.str(req.ContentType).bytes(req.Body).varint(int64(req.Countdown)).varint(timeNanos(req.ETA))
+}
+
+func decodeEnqueue(d *dec) node.EnqueueRequest {
+	req := node.EnqueueRequest{Queue: d.str(), Name: d.str(), URL: d.str(), Method: d.str()}
+	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
+		req.Headers = append(req.Headers, node.Header{Name: d.str(), Value: d.str()})
+	}
+	req.ContentType = d.str()
+	if body := d.bytes(); len(body) > 0 {
+		req.Body = append([]byte(nil), body...)
+	}
+	req.Countdown = time.Duration(d.varint())
+	req.ETA = nanosTime(d.varint())
+	return req
+}
+
+// Call labels the running input as the API call c.
+func (r *Recorder) Call(c Call) {
+	if r == nil {
+		return
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic("recorder: an API call does not encode: " + err.Error()) // Call holds plain data only
+	}
+	if r.beginLabel(inCall) {
+		r.cur = r.cur.bytes(b)
+		r.endLabel()
+	}
+}
+
+// event starts an event in the running input's group; the caller appends its
+// arguments to r.cur. (Appending in place, without a closure, keeps the recorder's
+// cost on the node's goroutine low.)
+func (r *Recorder) event(kind byte) {
+	if isOutput(kind) {
+		r.effects = true
+	}
+	r.cur = append(r.cur, kind)
+}
+
+func appendResult(e enc, res node.DeliveryResult) enc {
+	msg := ""
+	if res.Err != nil {
+		msg = res.Err.Error()
+	}
+	return e.str(res.TaskID).uvarint(res.Attempt).varint(int64(res.Status)).str(msg).
+		byte(byte(res.ErrorKind)).str(res.Body).varint(int64(res.RetryAfter))
+}
+
+func decodeResult(d *dec) node.DeliveryResult {
+	res := node.DeliveryResult{TaskID: d.str(), Attempt: d.uvarint(), Status: int(d.varint())}
+	if msg := d.str(); msg != "" {
+		res.Err = errors.New(msg)
+	}
+	res.ErrorKind = node.ErrorKind(d.byte())
+	res.Body = d.str()
+	res.RetryAfter = time.Duration(d.varint())
+	return res
+}
+
+func appendRecords(e enc, recs []node.Record) enc {
+	e = e.uvarint(uint64(len(recs)))
+	for i := range recs {
+		e = e.bytes(disk.AppendRecordFrame(nil, &recs[i]))
+	}
+	return e
+}
+
+func decodeRecords(d *dec) []node.Record {
+	n := d.uvarint()
+	var recs []node.Record
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		b := d.bytes()
+		got := 0
+		if disk.DecodeFrames(b, func(rec node.Record) { recs = append(recs, rec); got++ }) != len(b) || got != 1 {
+			d.fail("a record")
+		}
+	}
+	return recs
+}
+
+// WrapEnv wraps env so that every read and every action of the node is recorded
+// (driver.Recorder).
+func (r *Recorder) WrapEnv(env node.Env) node.Env {
+	if env.Storage == nil {
+		env.Storage = node.MemoryStorage{}
+	}
+	if env.Storage.Durable() != r.ring.hdr.Durable {
+		panic("recorder: Options.Durable does not match the node's storage")
+	}
+	env.Clock = recClock{r, env.Clock}
+	env.Rand = recRand{r, env.Rand}
+	env.Network = recNetwork{r, env.Network}
+	env.Dispatcher = recDispatcher{r, env.Dispatcher}
+	env.Storage = recStorage{r, env.Storage}
+	return env
+}
+
+type recClock struct {
+	r     *Recorder
+	inner node.Clock
+}
+
+// Now strips the monotonic reading: a replay can rebuild a wall reading but not a
+// monotonic one, and time.Time's Sub prefers the latter, so the recorded node must
+// compute with what is recorded. It then sees a step of the wall clock as a step (a
+// clock fault the protocol bounds by MaxClockDrift), not smoothed over.
+func (c recClock) Now() time.Time {
+	t := c.inner.Now().Round(0)
+	c.r.event(evNow)
+	c.r.cur = c.r.cur.varint(nowField(&c.r.lastNow, timeNanos(t)))
+	return t
+}
+
+func (c recClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.r.timers++
+	id := c.r.timers
+	c.r.event(evTimer)
+	c.r.cur = c.r.cur.uvarint(id).varint(int64(d))
+	cancel := c.inner.AfterFunc(d, func() {
+		if c.r.beginLabel(inTimer) {
+			c.r.cur = c.r.cur.uvarint(id)
+			c.r.endLabel()
+		}
+		f()
+	})
+	// What a cancel answers is not recorded: the node never reads it (node/ calls
+	// cancel as a statement), so Replay answers true. A timer that fired before its
+	// cancel came (its callback already posted) fires in the recording all the same.
+	return cancel
+}
+
+type recRand struct {
+	r     *Recorder
+	inner node.Rand
+}
+
+func (g recRand) draw(v uint64) uint64 {
+	g.r.event(evRand)
+	g.r.cur = g.r.cur.uvarint(v)
+	return v
+}
+
+func (g recRand) Uint64() uint64 {
+	v := g.inner.Uint64()
+	g.r.event(evRand64)
+	g.r.cur = g.r.cur.uint64(v)
+	return v
+}
+
+func (g recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
+func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
+
+// Send records a summary of the message and a hash of its wire frame: enough for
+// Replay to compare (it re-makes the message itself), at a fraction of the bytes.
+func (n recNetwork) Send(m node.Message) {
+	n.r.scratch = wire.AppendFrame(n.r.scratch[:0], m)
+	n.r.event(evSend)
+	n.r.cur = appendSent(n.r.cur, m, n.r.scratch)
+	n.inner.Send(m)
+}
+
+// appendSent is the recorded form of a sent message: type, receiver, task, attempt,
+// whether it grants, and the hash of its frame.
+func appendSent(e enc, m node.Message, frame []byte) enc {
+	return e.byte(byte(m.Type)).str(string(m.To)).str(m.TaskID).uvarint(m.Attempt).bool(m.Granted).uint64(frameKey(frame))
+}
+
+// sentSummary reads what appendSent wrote.
+type sentSummary struct {
+	typ     node.MsgType
+	to      node.NodeID
+	task    string
+	attempt uint64
+	granted bool
+	hash    uint64
+}
+
+func decodeSent(d *dec) sentSummary {
+	return sentSummary{node.MsgType(d.byte()), node.NodeID(d.str()), d.str(), d.uvarint(), d.bool(), d.uint64()}
+}
+
+func (s sentSummary) String() string {
+	out := fmt.Sprintf("%s →%s task %s attempt %d", s.typ, s.to, s.task, s.attempt)
+	if s.typ == node.MsgClaimResp {
+		out += fmt.Sprintf(" granted %v", s.granted)
+	}
+	return out
+}
+
+type recNetwork struct {
+	r     *Recorder
+	inner node.Network
+}
+
+type recDispatcher struct {
+	r     *Recorder
+	inner node.Dispatcher
+}
+
+func (d recDispatcher) Dispatch(del node.Delivery) {
+	d.r.event(evDispatch)
+	d.r.cur = d.r.cur.str(del.Task.ID).uvarint(del.Attempt).varint(int64(del.Deadline))
+	d.inner.Dispatch(del)
+}
+
+// recStorage always has the optional abilities the node looks for (LossReporter,
+// StorageHealth), answering as the node would without them, so that Replay's
+// storage, which has them too, is asked the same questions.
+type recStorage struct {
+	r     *Recorder
+	inner node.Storage
+}
+
+var (
+	_ node.LossReporter  = recStorage{}
+	_ node.StorageHealth = recStorage{}
+)
+
+func (s recStorage) Durable() bool { return s.inner.Durable() }
+
+// Append records a summary of each record and a hash of their frames (see Send).
+func (s recStorage) Append(recs ...node.Record) {
+	s.r.scratch = appendRecordFrames(s.r.scratch[:0], recs)
+	s.r.event(evAppend)
+	s.r.cur = appendAppended(s.r.cur, recs, s.r.scratch)
+	s.inner.Append(recs...)
+}
+
+func appendRecordFrames(dst []byte, recs []node.Record) []byte {
+	for i := range recs {
+		dst = disk.AppendRecordFrame(dst, &recs[i])
+	}
+	return dst
+}
+
+// appendAppended is the recorded form of an Append: per record its kind, task,
+// attempt and state, then the hash of all their frames.
+func appendAppended(e enc, recs []node.Record, frames []byte) enc {
+	e = e.uvarint(uint64(len(recs)))
+	for i := range recs {
+		r := &recs[i]
+		id := r.TaskID
+		if id == "" && r.Task != nil {
+			id = r.Task.ID
+		}
+		e = e.byte(byte(r.Kind)).str(id).uvarint(r.Attempt).byte(byte(r.State))
+	}
+	return e.uint64(frameKey(frames))
+}
+
+func describeAppended(d *dec) (string, uint64) {
+	var b strings.Builder
+	b.WriteString("appended")
+	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
+		fmt.Fprintf(&b, " [kind %d task %s attempt %d state %s]", d.byte(), d.str(), d.uvarint(), node.TaskState(d.byte()))
+	}
+	return b.String(), d.uint64()
+}
+
+func (s recStorage) Sync(done func()) {
+	s.r.syncs++
+	id := s.r.syncs
+	s.r.event(evSync)
+	s.r.cur = s.r.cur.uvarint(id)
+	s.inner.Sync(func() {
+		if s.r.labelled {
+			// The log completes several syncs in one posted function (net/disk): each
+			// is an input of its own, as the node sees it.
+			s.r.EndInput()
+			s.r.BeginInput()
+		}
+		if s.r.beginLabel(inSync) {
+			s.r.cur = s.r.cur.uvarint(id)
+			s.r.endLabel()
+		}
+		done()
+	})
+}
+
+func (s recStorage) Load() ([]node.Record, error) {
+	recs, err := s.inner.Load()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	s.r.event(evLoad)
+	s.r.cur = appendRecords(s.r.cur.str(msg), recs)
+	return recs, err
+}
+
+func (s recStorage) LostSince() (time.Time, bool) {
+	var since time.Time
+	lost := false
+	if lr, ok := s.inner.(node.LossReporter); ok {
+		since, lost = lr.LostSince()
+	}
+	s.r.event(evLost)
+	s.r.cur = s.r.cur.varint(timeNanos(since)).bool(lost)
+	return since, lost
+}
+
+func (s recStorage) Err() error {
+	var err error
+	if h, ok := s.inner.(node.StorageHealth); ok {
+		err = h.Err()
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	s.r.event(evStoreErr)
+	s.r.cur = s.r.cur.str(msg)
+	return err
+}

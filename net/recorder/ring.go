@@ -1,0 +1,257 @@
+package recorder
+
+import (
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/miyamotohq/miyamoto/node"
+)
+
+// Header opens every file of a recording: what Replay needs besides the groups.
+type Header struct {
+	NodeID string
+	Run    uint64 // one start of the process; a restart is the next run
+	Seq    uint64 // the file's number in its run; 0 holds the start
+	// Config is the node's configuration (gob drops CheckTaskURL, a function; the
+	// daemon's URL policy below rebuilds it).
+	Config      node.Config
+	Durable     bool // whether the node's storage keeps records across a crash
+	DenyPrivate bool
+	AllowURLs   string
+	Started     time.Time // the run's start, on the wall clock
+}
+
+// ring writes groups to the files of a recording, dropping the oldest file when the
+// directory holds more than max bytes. The node's goroutine only appends framed
+// groups to a buffer in memory (it never waits for the disk); the writer goroutine
+// moves the buffer to the current file every flushEvery, or sooner when it grows.
+type ring struct {
+	dir      string
+	max      int64 // bytes the directory may hold
+	fileSize int64 // a file is closed past this size (at a group's end)
+
+	mu      sync.Mutex
+	pending []byte // framed groups not yet written
+	spare   []byte // the writer's last buffer, for reuse
+	err     error  // the first error: recording stops there, the node goes on
+	hdr     Header // Seq moves on with each file
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+
+	// Only the writer goroutine (or close, after it stopped) touches what follows.
+	f     *os.File
+	size  int64 // bytes in the current file
+	files []ringFile
+}
+
+type ringFile struct {
+	name string
+	size int64
+}
+
+// flushEvery bounds what a killed process loses of its recording.
+const flushEvery = 100 * time.Millisecond
+
+// maxPending bounds the groups waiting for a slow disk: past it the recording stops
+// (Err says why) rather than the node's memory growing.
+const maxPending = 64 << 20
+
+// pendingStart is the buffers' first capacity: what a busy node records between two
+// flushes, so that the node's goroutine seldom grows a buffer.
+const pendingStart = 1 << 20
+
+// minFileSize keeps the file count sane for a small --record-size.
+const minFileSize = 64 << 10
+
+// fileName names file seq of run.
+func fileName(run, seq uint64) string { return fmt.Sprintf("r%06d-%06d.rec", run, seq) }
+
+func parseFileName(name string) (run, seq uint64, ok bool) {
+	n, err := fmt.Sscanf(name, "r%06d-%06d.rec", &run, &seq)
+	return run, seq, err == nil && n == 2 && name == fileName(run, seq)
+}
+
+// openRing starts the next run in dir, creating it if needed.
+func openRing(dir string, maxBytes int64, hdr Header) (*ring, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &ring{dir: dir, max: maxBytes, fileSize: max(maxBytes/8, minFileSize), hdr: hdr,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		pending: make([]byte, 0, pendingStart), spare: make([]byte, 0, pendingStart)}
+	for _, e := range entries {
+		run, _, ok := parseFileName(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		r.files = append(r.files, ringFile{e.Name(), info.Size()})
+		r.hdr.Run = max(r.hdr.Run, run+1)
+	}
+	r.hdr.Run = max(r.hdr.Run, 1)
+	sort.Slice(r.files, func(i, j int) bool { return r.files[i].name < r.files[j].name })
+	if err := r.openFile(); err != nil {
+		return nil, err
+	}
+	go r.writeLoop()
+	return r, nil
+}
+
+// openFile starts file hdr.Seq of the run with its header.
+func (r *ring) openFile() error {
+	var hdr bytes.Buffer
+	r.mu.Lock()
+	h := r.hdr
+	r.mu.Unlock()
+	if err := gob.NewEncoder(&hdr).Encode(h); err != nil {
+		return fmt.Errorf("recording header: %w", err)
+	}
+	name := fileName(h.Run, h.Seq)
+	f, err := os.OpenFile(filepath.Join(r.dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	r.f, r.size = f, 0
+	r.files = append(r.files, ringFile{name: name})
+	return r.writeFile(append([]byte(magic), appendFrame(nil, hdr.Bytes())...))
+}
+
+// writeFile appends b to the current file.
+func (r *ring) writeFile(b []byte) error {
+	if _, err := r.f.Write(b); err != nil {
+		return err
+	}
+	r.size += int64(len(b))
+	r.files[len(r.files)-1].size = r.size
+	return nil
+}
+
+// writeGroup frames a group into the pending buffer; called on the node's goroutine.
+func (r *ring) writeGroup(group []byte) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.pending = appendFrame(r.pending, group)
+		if len(r.pending) > maxPending {
+			r.err = fmt.Errorf("the disk took the recording slower than the node made it (over %d MiB waiting): recording stopped", maxPending>>20)
+			r.pending = nil
+		}
+	}
+	// Written early, the buffers stay at their first size (and in the CPU's caches).
+	full := len(r.pending) >= min(int(r.fileSize/4), pendingStart/2)
+	r.mu.Unlock()
+	if full {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *ring) writeLoop() {
+	defer close(r.done)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			r.flush()
+			return
+		case <-t.C:
+		case <-r.kick:
+		}
+		r.flush()
+	}
+}
+
+// flush writes the pending groups, whole, to the current file, then moves to the
+// next file when this one is full.
+func (r *ring) flush() {
+	r.mu.Lock()
+	if len(r.pending) == 0 || r.err != nil {
+		r.mu.Unlock()
+		return
+	}
+	// The node's goroutine appends to the spare buffer while this one writes buf;
+	// spare is nil until buf comes back, so that the two never share an array.
+	buf := r.pending
+	r.pending, r.spare = r.spare[:0], nil
+	r.mu.Unlock()
+	err := r.writeFile(buf)
+	if err == nil && r.size >= r.fileSize {
+		err = r.rotate()
+	}
+	r.mu.Lock()
+	r.spare = buf[:0]
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+}
+
+// rotate closes the current file, opens the next and drops the oldest files while
+// the directory holds more than max. The current file is never dropped.
+func (r *ring) rotate() error {
+	if err := r.f.Close(); err != nil {
+		return err
+	}
+	r.f = nil
+	r.mu.Lock()
+	r.hdr.Seq++
+	r.mu.Unlock()
+	if err := r.openFile(); err != nil {
+		return err
+	}
+	total := int64(0)
+	for _, f := range r.files {
+		total += f.size
+	}
+	for total > r.max && len(r.files) > 1 {
+		old := r.files[0]
+		if err := os.Remove(filepath.Join(r.dir, old.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		total -= old.size
+		r.files = r.files[1:]
+	}
+	return nil
+}
+
+// close writes what is pending and closes the current file; later groups are dropped.
+func (r *ring) close() error {
+	close(r.stop)
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f != nil {
+		if err := r.f.Close(); r.err == nil {
+			r.err = err
+		}
+		r.f = nil
+	}
+	if r.err == nil {
+		r.err = errClosed
+	}
+	if errors.Is(r.err, errClosed) {
+		return nil
+	}
+	return r.err
+}
+
+// errClosed stops groups that come after close.
+var errClosed = errors.New("the recording is closed")
