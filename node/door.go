@@ -300,7 +300,7 @@ func (n *Node) checkByType(m *Message) (Refusal, string) {
 		if m.Attempt == 0 || m.Lease <= 0 {
 			return RefusedRange, "attempt"
 		}
-	case MsgJoin:
+	case MsgJoin, MsgRemove:
 		if m.Member == nil || checkMember(*m.Member) != nil {
 			return RefusedRange, "member"
 		}
@@ -429,20 +429,22 @@ func (n *Node) newMemberSends(m *Message) bool {
 		m.Roster.Epoch > n.roster.Epoch && m.Roster.Has(m.From)
 }
 
-// isMember reports whether id is a member of the ring.
+// isMember reports whether id is a member of the ring, or a member removed from
+// it while this node ran (departed): tasks stored before a removal still name it
+// as a replica, and it still answers for them (remove.go).
 func (n *Node) isMember(id NodeID) bool {
 	for _, m := range n.members {
 		if m == id {
 			return true
 		}
 	}
-	return false
+	return n.departed[id]
 }
 
 // validReplicas: one to min(64, members) distinct members (ranks are bits of a
 // uint64).
 func (n *Node) validReplicas(rs []NodeID) bool {
-	if len(rs) == 0 || len(rs) > min(64, len(n.members)) {
+	if len(rs) == 0 || len(rs) > min(64, len(n.members)+len(n.departed)) {
 		return false
 	}
 	for i, r := range rs {

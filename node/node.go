@@ -42,6 +42,14 @@ type Node struct {
 	leaderOp       *leaderClaim
 	change         *rosterChange
 	joins          []Member
+	// Removals (remove.go): the members waiting to be removed (on the leader),
+	// whether this node learnt it was removed, when it last heard from each
+	// member and since when it leads (for Config.RemoveAfter).
+	removals []NodeID
+	removed  bool
+	departed map[NodeID]bool // members removed while this node ran (door.go's isMember)
+	heard    map[NodeID]time.Time
+	ledSince time.Time
 
 	tasks map[string]*entry
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -251,6 +259,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		msgObs:       msgObs,
 		wantReplicas: cfg.Replicas,
 		joining:      cfg.Join,
+		heard:        map[NodeID]time.Time{},
 		tasks:        make(map[string]*entry),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),
@@ -559,6 +568,7 @@ func (n *Node) input(f func()) {
 func (n *Node) Step(m Message) {
 	n.input(func() {
 		if n.admitMessage(m) {
+			n.heardFrom(m.From)
 			n.step(m)
 		}
 	})
@@ -632,6 +642,8 @@ func (n *Node) step(m Message) {
 		n.handleJoin(m)
 	case MsgLeaderRelease:
 		n.handleLeaderRelease(m)
+	case MsgRemove:
+		n.handleRemove(m)
 	}
 }
 
@@ -697,6 +709,8 @@ func (n *Node) refuseNew() error {
 		return ErrStopping
 	case n.joining:
 		return ErrJoining
+	case n.removed:
+		return ErrRemoved
 	case !n.settingsKnown():
 		return ErrStarting
 	}
@@ -1044,6 +1058,8 @@ func (n *Node) NotReady() string {
 	switch {
 	case n.joining:
 		return "joining: waiting for the leader to add this node to the roster"
+	case n.removed:
+		return fmt.Sprintf("removed: the cluster's roster (epoch %d) no longer lists this node", n.roster.Epoch)
 	case !n.recoverUntil.IsZero() && n.now().Before(n.forgotAt.Add(n.cfg.MaxClockDrift)):
 		return "starting: waiting out max_clock_drift after losing its memory"
 	case !n.settingsKnown():

@@ -149,12 +149,13 @@ const (
 	MsgRosterProposeResp                    // member → leader: Granted: stored Roster of Epoch under Attempt (or not: Promised)
 	MsgJoin                                 // member → leader: add Member to the roster
 	MsgLeaderRelease                        // claimant → members that granted its ballot Attempt: the round failed, the lease is free
+	MsgRemove                               // member → leader: remove Member.ID from the roster
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster", "leader_claim", "leader_claim_resp", "roster_propose", "roster_propose_resp", "join", "leader_release"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster", "leader_claim", "leader_claim_resp", "roster_propose", "roster_propose_resp", "join", "leader_release", "remove"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgLeaderRelease
+const MaxMsgType = MsgRemove
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -226,7 +227,7 @@ type Message struct {
 	// of epoch 1).
 	Epoch  uint64
 	Roster *Roster // Roster, RosterPropose, LeaderClaimResp
-	Member *Member // Join
+	Member *Member // Join, Remove (its ID)
 }
 
 func (m Message) String() string {

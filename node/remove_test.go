@@ -1,0 +1,127 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// remove asks via, again every second, to remove id, until via's roster no
+// longer lists it or limit passes; it returns how long it took.
+func (h *harness) remove(via, id NodeID, limit time.Duration) time.Duration {
+	start := h.elapsed()
+	for h.elapsed()-start < limit {
+		var got *Roster
+		var err error
+		h.node(via).Remove(id, func(r *Roster, e error) { got, err = r, e })
+		if got != nil {
+			return h.elapsed() - start
+		}
+		require.ErrorIs(h.t, err, ErrRemovePending)
+		h.run(h.elapsed() + time.Second)
+	}
+	h.t.Fatalf("%s was not removed through %s within %v", id, via, limit)
+	return 0
+}
+
+// grownToFour is n1..n3 with n4 joined, so that a leader keeps the roster.
+func grownToFour(t *testing.T, seed uint64, mut func(*Config)) *harness {
+	h := joinHarness(t, 3, seed, mut)
+	h.join("n1", "n4", time.Minute)
+	h.run(h.elapsed() + 5*time.Second)
+	require.Len(t, h.leaders(), 1)
+	return h
+}
+
+// A member removed through a member that does not lead leaves every roster; it
+// learns it, takes no task and says why; new tasks are placed without it, and a
+// task stored before on it still succeeds.
+func TestRemoveThroughAnyMember(t *testing.T) {
+	h := grownToFour(t, 21, nil)
+	leader := h.leaders()[0]
+	via, gone := NodeID("n2"), NodeID("n3")
+	if leader == via || leader == gone {
+		via, gone = "n4", "n1"
+		if leader == gone {
+			gone = "n3"
+		}
+	}
+	before := h.enqueue(via, req(20*time.Second))
+	h.run(h.elapsed() + time.Second)
+	oldID := acked(t, before)
+
+	took := h.remove(via, gone, time.Minute)
+	t.Logf("%s removed in %v", gone, took)
+	h.run(h.elapsed() + 10*time.Second)
+	want := h.node(leader).Roster()
+	require.False(t, want.Has(gone))
+	require.Len(t, want.Members, 3)
+	for _, id := range h.order {
+		require.True(t, want.Equal(h.node(id).Roster()), "%s holds %+v, leader %+v", id, h.node(id).Roster(), want)
+	}
+	require.True(t, h.node(gone).Removed())
+	require.Contains(t, h.node(gone).NotReady(), "removed")
+	require.ErrorIs(t, enqueueErr(h, gone), ErrRemoved)
+	require.Equal(t, []NodeID{leader}, h.leaders())
+
+	for range 10 {
+		r := h.enqueue(via, req(time.Second))
+		h.run(h.elapsed() + time.Second)
+		require.NotContains(t, h.replicas(acked(t, r)), gone, "a new task is placed without the removed member")
+	}
+	h.run(h.elapsed() + 30*time.Second)
+	for _, r := range h.replicas(oldID) {
+		t.Logf("%s: %v", r, h.stateOn(r, oldID))
+	}
+	require.Equal(t, StateSucceeded, h.stateOn(h.replicas(oldID)[0], oldID), "a task stored before the removal still fires")
+
+	var again *Roster
+	h.node(via).Remove(gone, func(r *Roster, err error) { again = r })
+	require.NotNil(t, again, "removing a member that is gone answers at once")
+}
+
+// The leader may be removed: it commits the roster without itself, stops
+// leading, and another member takes the lease.
+func TestRemoveTheLeader(t *testing.T) {
+	h := grownToFour(t, 22, nil)
+	old := h.leaders()[0]
+	h.remove(old, old, time.Minute)
+	lease := h.node("n1").Config().Lease
+	h.run(h.elapsed() + 3*lease)
+	leaders := h.leaders()
+	require.Len(t, leaders, 1)
+	require.NotEqual(t, old, leaders[0])
+	require.False(t, h.node(leaders[0]).Roster().Has(old))
+	require.True(t, h.node(old).Removed())
+}
+
+// The only member cannot be removed; a bad ID is named.
+func TestRemoveRefusesTheLastMemberAndBadIDs(t *testing.T) {
+	h := newHarness(t, 1, 23, nil)
+	var err error
+	h.node("n1").Remove("n1", func(_ *Roster, e error) { err = e })
+	require.ErrorIs(t, err, ErrLastMember)
+	h.node("n1").Remove("", func(_ *Roster, e error) { err = e })
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "id", fe.Field)
+}
+
+// With RemoveAfter, the leader removes a member it has not heard from for that
+// long, and only then.
+func TestRemoveAfterUnreachable(t *testing.T) {
+	h := grownToFour(t, 24, func(c *Config) { c.RemoveAfter = time.Minute })
+	leader := h.leaders()[0]
+	dead := NodeID("n4")
+	if leader == dead {
+		dead = "n3"
+	}
+	h.crash(dead)
+	start := h.elapsed()
+	h.run(start + 50*time.Second)
+	require.True(t, h.node(leader).Roster().Has(dead), "removed before RemoveAfter")
+	h.run(start + 2*time.Minute)
+	require.False(t, h.node(leader).Roster().Has(dead), "not removed after RemoveAfter")
+	require.Len(t, h.node(leader).Roster().Members, 3, "only the dead member is removed")
+}
