@@ -53,6 +53,8 @@ type Config struct {
 	ReplicaOffset time.Duration // default 2s
 	MaxClockDrift time.Duration // default 1s
 	Lease         time.Duration // default 30s
+	// RemoveAfter: the leader removes a member unreachable this long (0: never).
+	RemoveAfter time.Duration
 	// ShutdownTimeout bounds how long SIGTERM waits for deliveries in flight before
 	// cutting them (they are then released for another attempt). Default 15s.
 	ShutdownTimeout time.Duration
@@ -324,6 +326,7 @@ func Start(cfg Config) (*Daemon, error) {
 		ReplicaOffset: cfg.ReplicaOffset,
 		MaxClockDrift: cfg.MaxClockDrift,
 		Lease:         cfg.Lease,
+		RemoveAfter:   cfg.RemoveAfter,
 		DedupWindow:   cfg.DedupWindow,
 
 		MaxTaskBody: cmp.Or(cfg.MaxBody, api.DefaultMaxBody),
@@ -710,8 +713,12 @@ func (d *Daemon) members() []api.Member {
 		stats = t.Stats().Peers
 		reach = t.Reachable()
 	}
-	out := []api.Member{{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true}}
-	for _, rm := range d.roster.Load().Members {
+	out := []api.Member{}
+	roster := d.roster.Load()
+	if roster.Epoch == 0 || roster.Has(node.NodeID(d.cfg.NodeID)) { // not once it was removed
+		out = append(out, api.Member{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true})
+	}
+	for _, rm := range roster.Members {
 		id, addr := string(rm.ID), rm.Addr
 		if id == d.cfg.NodeID {
 			continue
@@ -732,7 +739,7 @@ func (b backend) Cluster() api.Cluster {
 	c.Replicas = min(d.cfg.Replicas, len(c.Members))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	d.drv.Do(ctx, func(n *node.Node) { c.Leader = string(n.Leader()) })
+	d.drv.Do(ctx, func(n *node.Node) { c.Leader, c.Removed = string(n.Leader()), n.Removed() })
 	c.Reason = b.NotReady(ctx)
 	c.Healthy = c.Reason == ""
 	return c
