@@ -179,3 +179,26 @@ func (n *Node) noteDeparted(old, next *Roster) {
 		delete(n.departed, m.ID)
 	}
 }
+
+// TasksOnRemoved counts the tasks this node holds, not final, whose replica list
+// names a member no longer in the roster: what re-replication would have to move,
+// and what still depends on removed members until then. It scans the tasks only
+// when this node saw a member removed.
+func (n *Node) TasksOnRemoved() int {
+	if len(n.departed) == 0 {
+		return 0
+	}
+	c := 0
+	for _, e := range n.tasks {
+		if e.state.Final() {
+			continue
+		}
+		for _, r := range e.task.Replicas {
+			if !n.roster.Has(r) {
+				c++
+				break
+			}
+		}
+	}
+	return c
+}

@@ -40,17 +40,23 @@ func grownToFour(t *testing.T, seed uint64, mut func(*Config)) *harness {
 func TestRemoveThroughAnyMember(t *testing.T) {
 	h := grownToFour(t, 21, nil)
 	leader := h.leaders()[0]
-	via, gone := NodeID("n2"), NodeID("n3")
-	if leader == via || leader == gone {
-		via, gone = "n4", "n1"
-		if leader == gone {
-			gone = "n3"
-		}
-	}
-	before := h.enqueue(via, req(20*time.Second))
+	before := h.enqueue(leader, req(20*time.Second))
 	h.run(h.elapsed() + time.Second)
 	oldID := acked(t, before)
-
+	// gone: a replica of the task that does not lead; via: a member that does not
+	// lead either.
+	var via, gone NodeID
+	for _, r := range h.replicas(oldID) {
+		if r != leader && gone == "" {
+			gone = r
+		}
+	}
+	for _, id := range h.order {
+		if id != leader && id != gone && via == "" {
+			via = id
+		}
+	}
+	require.Zero(t, h.node(via).TasksOnRemoved())
 	took := h.remove(via, gone, time.Minute)
 	t.Logf("%s removed in %v", gone, took)
 	h.run(h.elapsed() + 10*time.Second)
@@ -59,6 +65,11 @@ func TestRemoveThroughAnyMember(t *testing.T) {
 	require.Len(t, want.Members, 3)
 	for _, id := range h.order {
 		require.True(t, want.Equal(h.node(id).Roster()), "%s holds %+v, leader %+v", id, h.node(id).Roster(), want)
+	}
+	for _, r := range h.replicas(oldID) {
+		if r != gone {
+			require.Equal(t, 1, h.node(r).TasksOnRemoved(), "%s counts the pending task that names %s", r, gone)
+		}
 	}
 	require.True(t, h.node(gone).Removed())
 	require.Contains(t, h.node(gone).NotReady(), "removed")
@@ -75,6 +86,7 @@ func TestRemoveThroughAnyMember(t *testing.T) {
 		t.Logf("%s: %v", r, h.stateOn(r, oldID))
 	}
 	require.Equal(t, StateSucceeded, h.stateOn(h.replicas(oldID)[0], oldID), "a task stored before the removal still fires")
+	require.Zero(t, h.node(via).TasksOnRemoved(), "a final task is not counted")
 
 	var again *Roster
 	h.node(via).Remove(gone, func(r *Roster, err error) { again = r })

@@ -111,6 +111,9 @@ type Cluster struct {
 	// Removed: this node learnt that the roster no longer lists it (POST
 	// /v1/cluster/members/{id}/remove); it takes no task.
 	Removed bool `json:"removed,omitempty"`
+	// TasksOnRemoved counts the tasks this node holds, not final, whose replica
+	// list names a removed member (absent when none).
+	TasksOnRemoved int `json:"tasks_on_removed,omitempty"`
 }
 
 // Member is one node as this node sees it.

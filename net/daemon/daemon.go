@@ -739,7 +739,9 @@ func (b backend) Cluster() api.Cluster {
 	c.Replicas = min(d.cfg.Replicas, len(c.Members))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	d.drv.Do(ctx, func(n *node.Node) { c.Leader, c.Removed = string(n.Leader()), n.Removed() })
+	d.drv.Do(ctx, func(n *node.Node) {
+		c.Leader, c.Removed, c.TasksOnRemoved = string(n.Leader()), n.Removed(), n.TasksOnRemoved()
+	})
 	c.Reason = b.NotReady(ctx)
 	c.Healthy = c.Reason == ""
 	return c
@@ -777,16 +779,16 @@ func (b backend) WriteMetrics(w io.Writer) {
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	leading := false
-	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts(); leading, _ = n.Leading() }); err == nil {
+	leading, onRemoved := false, 0
+	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts(); leading, _ = n.Leading(); onRemoved = n.TasksOnRemoved() }); err == nil {
 		metrics.WriteDepth(w, b.d.cfg.NodeID, counts)
-		b.d.writeRosterMetrics(w, leading)
+		b.d.writeRosterMetrics(w, leading, onRemoved)
 	}
 }
 
 // writeRosterMetrics writes the roster's epoch and size, and whether this node
 // holds the roster lease.
-func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool) {
+func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool, onRemoved int) {
 	id, r := d.cfg.NodeID, d.roster.Load()
 	lead := 0
 	if leading {
@@ -798,6 +800,8 @@ func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool) {
 	fmt.Fprintf(w, "miyamoto_roster_members{node=%q} %d\n", id, len(r.Members))
 	fmt.Fprintf(w, "# HELP miyamoto_leader 1 while this node holds the roster lease.\n# TYPE miyamoto_leader gauge\n")
 	fmt.Fprintf(w, "miyamoto_leader{node=%q} %d\n", id, lead)
+	fmt.Fprintf(w, "# HELP miyamoto_tasks_on_removed_members Tasks this node holds, not final, whose replica list names a member removed from the roster.\n# TYPE miyamoto_tasks_on_removed_members gauge\n")
+	fmt.Fprintf(w, "miyamoto_tasks_on_removed_members{node=%q} %d\n", id, onRemoved)
 }
 
 // writeConnMetrics writes the API connection cap's gauges and counters.

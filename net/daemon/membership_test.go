@@ -170,6 +170,12 @@ func TestRemoveMember(t *testing.T) {
 	code, body, _ = post(t, bases[via], "", url.Values{"task.url": {w.srv.URL + "/after"}})
 	require.Equal(t, http.StatusOK, code, "%v", body)
 	w.waitFor(t, body["id"].(string), 30*time.Second)
+	resp, err = client.Get(bases[via] + "/metrics")
+	require.NoError(t, err)
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_roster_members{node=%q} 2", via))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_tasks_on_removed_members{node=%q} 0", via))
 
 	code, body = postRemove(t, bases[via], "nobody")
 	require.Equal(t, http.StatusOK, code, "removing a non-member is idempotent: %v", body)
