@@ -92,6 +92,8 @@ type simNode struct {
 	// spare: started outside the cluster (node.Config.Join); asked: a join event
 	// started adding it (membership.go).
 	spare, asked bool
+	// removing: a remove or replace event started removing it (membership.go).
+	removing bool
 
 	disk     *simDisk // nil with memory storage
 	inflight int      // webhooks this node started that have not ended
