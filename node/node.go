@@ -48,8 +48,11 @@ type Node struct {
 	removals []NodeID
 	removed  bool
 	departed map[NodeID]bool // members removed while this node ran (door.go's isMember)
-	heard    map[NodeID]time.Time
-	ledSince time.Time
+	// Re-replication (move.go): the scan's timer and the moves this node makes.
+	moveTimer     func() bool
+	movesInFlight int
+	heard         map[NodeID]time.Time
+	ledSince      time.Time
 
 	tasks map[string]*entry
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -191,6 +194,15 @@ type entry struct {
 	rejects      uint64    // bitmask over replica ranks
 	unknowns     uint64    // replicas (by rank) that said they do not hold the task
 	delivering   bool
+
+	// re-replication (move.go): moving: the claim is (or became) for a move; move:
+	// the move under way once it won; bestPending: the newest pending list the
+	// grants of this round reported; pending (acceptor): a new list stored under a
+	// grant, not known to be in force.
+	moving      bool
+	move        *moveOp
+	bestPending *Task
+	pending     *Task
 
 	// outcome propagation (the node that ended the task)
 	outcomeAcks  uint64 // bitmask over replica ranks
@@ -430,6 +442,8 @@ func (n *Node) replay(r Record) {
 			e.floor = max(e.floor, r.Attempt)
 			n.adoptCount(e, recordedFailures(&r), r.Status, r.NextETA)
 			n.tasks[r.Task.ID] = e
+		} else if r.Task.ListVersion > 0 {
+			n.replayMove(n.tasks[r.Task.ID], r)
 		}
 		return
 	}
@@ -438,6 +452,8 @@ func (n *Node) replay(r Record) {
 		return
 	}
 	switch r.Kind {
+	case RecMove:
+		n.replayMove(e, r)
 	case RecGrant:
 		if r.Attempt > e.promised {
 			e.promised, e.holder, e.holderRound, e.leaseEnd, e.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
@@ -644,6 +660,10 @@ func (n *Node) step(m Message) {
 		n.handleLeaderRelease(m)
 	case MsgRemove:
 		n.handleRemove(m)
+	case MsgMove:
+		n.handleMove(m)
+	case MsgMoveResp:
+		n.handleMoveResp(m)
 	}
 }
 
@@ -829,6 +849,17 @@ func (n *Node) handleStore(m Message) {
 		return
 	}
 	if e, ok := n.tasks[t.ID]; ok {
+		if e.task.Nonce == t.Nonce && t.ListVersion > e.task.ListVersion {
+			// A move's new list, in force: take it with the failures and floor.
+			e.floor = max(e.floor, m.Attempt)
+			n.adoptCount(e, failuresOf(&m), m.Status, m.NextETA)
+			n.adoptList(e, t)
+			if !e.state.Final() && e.claiming == 0 && !e.delivering {
+				n.armFire(e)
+			}
+			n.afterSync(func() { n.ackStore(m) })
+			return
+		}
 		if e.task.Nonce != t.Nonce {
 			// Another enqueue of the same name: the first one stands.
 			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state})
@@ -865,7 +896,9 @@ func (n *Node) handleStore(m Message) {
 	}
 
 	e := n.newEntry(t)
-	// A task given back (see handleClaimResp) carries the failures counted so far.
+	// A task given back (see handleClaimResp) carries the failures counted so far;
+	// a moved one also its floor (move.go).
+	e.floor = max(e.floor, m.Attempt)
 	n.adoptCount(e, failuresOf(&m), m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
@@ -884,6 +917,7 @@ func (n *Node) ackStore(m Message) {
 func (n *Node) handleStoreResp(m Message) {
 	op := n.pending[m.TaskID]
 	if op == nil {
+		n.handleMoveStoreResp(m)
 		return
 	}
 	rank := op.task.Rank(m.From)

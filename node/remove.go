@@ -178,6 +178,9 @@ func (n *Node) noteDeparted(old, next *Roster) {
 	for _, m := range next.Members {
 		delete(n.departed, m.ID)
 	}
+	if len(n.departed) > 0 && n.started {
+		n.armMoves()
+	}
 }
 
 // TasksOnRemoved counts the tasks this node holds, not final, whose replica list

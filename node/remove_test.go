@@ -36,7 +36,7 @@ func grownToFour(t *testing.T, seed uint64, mut func(*Config)) *harness {
 
 // A member removed through a member that does not lead leaves every roster; it
 // learns it, takes no task and says why; new tasks are placed without it, and a
-// task stored before on it still succeeds.
+// task stored before on it is moved off it and still succeeds.
 func TestRemoveThroughAnyMember(t *testing.T) {
 	h := grownToFour(t, 21, nil)
 	leader := h.leaders()[0]
@@ -57,6 +57,7 @@ func TestRemoveThroughAnyMember(t *testing.T) {
 		}
 	}
 	require.Zero(t, h.node(via).TasksOnRemoved())
+	oldReplicas := h.replicas(oldID)
 	took := h.remove(via, gone, time.Minute)
 	t.Logf("%s removed in %v", gone, took)
 	h.run(h.elapsed() + 10*time.Second)
@@ -66,9 +67,11 @@ func TestRemoveThroughAnyMember(t *testing.T) {
 	for _, id := range h.order {
 		require.True(t, want.Equal(h.node(id).Roster()), "%s holds %+v, leader %+v", id, h.node(id).Roster(), want)
 	}
-	for _, r := range h.replicas(oldID) {
+	for _, r := range oldReplicas {
 		if r != gone {
-			require.Equal(t, 1, h.node(r).TasksOnRemoved(), "%s counts the pending task that names %s", r, gone)
+			st, _ := h.node(r).Task(oldID)
+			require.NotContains(t, st.Task.Replicas, gone, "%s: the pending task was moved off the removed node", r)
+			require.Zero(t, h.node(r).TasksOnRemoved(), "%s: no task left naming %s", r, gone)
 		}
 	}
 	require.True(t, h.node(gone).Removed())
@@ -136,4 +139,45 @@ func TestRemoveAfterUnreachable(t *testing.T) {
 	h.run(start + 2*time.Minute)
 	require.False(t, h.node(leader).Roster().Has(dead), "not removed after RemoveAfter")
 	require.Len(t, h.node(leader).Roster().Members, 3, "only the dead member is removed")
+}
+
+// Re-replication: after a replica of a pending task is removed, its mover claims
+// it, stores the new list on a majority of the old list and the task on a
+// majority of the new one; every member then holds a list of members (a version
+// above 0), nothing names the removed node, and the task fires once.
+func TestRemovedReplicaIsReplaced(t *testing.T) {
+	h := grownToFour(t, 26, nil)
+	leader := h.leaders()[0]
+	r := h.enqueue(leader, req(time.Minute))
+	h.run(h.elapsed() + time.Second)
+	id := acked(t, r)
+	var gone NodeID
+	for _, rep := range h.replicas(id) {
+		if rep != leader && gone == "" {
+			gone = rep
+		}
+	}
+	h.remove(leader, gone, time.Minute)
+	h.run(h.elapsed() + 20*time.Second)
+	for _, n := range h.order {
+		if n == gone {
+			continue
+		}
+		st, ok := h.node(n).Task(id)
+		if !ok || st.Task.ListVersion == 0 {
+			continue
+		}
+		require.NotContains(t, st.Task.Replicas, gone, "%s holds a list naming the removed node", n)
+		require.Len(t, st.Task.Replicas, 3)
+		require.Zero(t, h.node(n).TasksOnRemoved(), "%s still counts the task", n)
+	}
+	moved := 0
+	for _, n := range h.order {
+		if st, ok := h.node(n).Task(id); ok && n != gone && st.Task.ListVersion > 0 && st.Task.Rank(n) >= 0 {
+			moved++
+		}
+	}
+	require.GreaterOrEqual(t, moved, 2, "a majority of the new list holds the moved task")
+	h.run(h.elapsed() + time.Minute)
+	require.Len(t, h.deliveriesOf(id), 1)
 }

@@ -156,6 +156,7 @@ func (w *world) remove(f FaultEvent) []*simNode {
 		}
 		nodes = []*simNode{members[w.resolveRng().IntN(len(members))]}
 	}
+	w.removals = true
 	for _, s := range nodes {
 		if w.trace != nil {
 			w.trace.fault(w.now, "remove", string(s.id))

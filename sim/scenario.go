@@ -633,7 +633,7 @@ func (sc *Scenario) Validate() error {
 // invariants lists every invariant the simulator checks (DESIGN.md, "What the
 // simulator checks"): the names a scenario's expect.invariants may use. It is the
 // one list: scenarios_test.go requires a negative control for each.
-var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2", "M1"}
+var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2", "M1", "M2"}
 
 // Invariants returns the invariants the simulator checks, in order.
 func Invariants() []string { return slices.Clone(invariants) }

@@ -36,6 +36,7 @@ type world struct {
 	net        netState
 	wireBuf    []byte // the last message's frame (see transmit)
 	liveness   bool   // in the liveness phase: no more faults
+	removals   bool   // a remove or replace event ran (the checker's M2)
 	livenessAt int64  // true time the liveness phase began (when liveness)
 	stopped    bool
 
