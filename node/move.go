@@ -57,6 +57,10 @@ type moveOp struct {
 	inForce bool   // a majority of old stored next
 }
 
+// Moves returns the moves this node makes now and those it finished since it
+// started (metrics).
+func (n *Node) Moves() (inFlight int, done uint64) { return n.movesInFlight, n.movesDone }
+
 // armMoves starts the scan for tasks to move, if it is not running.
 func (n *Node) armMoves() {
 	if n.moveTimer != nil || n.stopping {
@@ -311,6 +315,7 @@ func (n *Node) handleMoveStoreResp(m Message) {
 		return
 	}
 	n.endMove(e)
+	n.movesDone++
 	e.floor = max(e.floor, op.attempt)
 	n.adoptList(e, op.next)
 	// Release the attempt the move was claimed under, on the old list and the new.

@@ -51,6 +51,7 @@ type Node struct {
 	// Re-replication (move.go): the scan's timer and the moves this node makes.
 	moveTimer     func() bool
 	movesInFlight int
+	movesDone     uint64
 	heard         map[NodeID]time.Time
 	ledSince      time.Time
 

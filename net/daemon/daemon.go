@@ -779,16 +779,28 @@ func (b backend) WriteMetrics(w io.Writer) {
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	leading, onRemoved := false, 0
-	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts(); leading, _ = n.Leading(); onRemoved = n.TasksOnRemoved() }); err == nil {
+	var mv moveStats
+	leading := false
+	if err := b.d.drv.Do(ctx, func(n *node.Node) {
+		counts = n.Counts()
+		leading, _ = n.Leading()
+		mv.onRemoved = n.TasksOnRemoved()
+		mv.inFlight, mv.done = n.Moves()
+	}); err == nil {
 		metrics.WriteDepth(w, b.d.cfg.NodeID, counts)
-		b.d.writeRosterMetrics(w, leading, onRemoved)
+		b.d.writeRosterMetrics(w, leading, mv)
 	}
 }
 
 // writeRosterMetrics writes the roster's epoch and size, and whether this node
 // holds the roster lease.
-func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool, onRemoved int) {
+// moveStats is re-replication's progress on this node (node/move.go).
+type moveStats struct {
+	onRemoved, inFlight int
+	done                uint64
+}
+
+func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool, mv moveStats) {
 	id, r := d.cfg.NodeID, d.roster.Load()
 	lead := 0
 	if leading {
@@ -801,7 +813,11 @@ func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool, onRemoved int) {
 	fmt.Fprintf(w, "# HELP miyamoto_leader 1 while this node holds the roster lease.\n# TYPE miyamoto_leader gauge\n")
 	fmt.Fprintf(w, "miyamoto_leader{node=%q} %d\n", id, lead)
 	fmt.Fprintf(w, "# HELP miyamoto_tasks_on_removed_members Tasks this node holds, not final, whose replica list names a member removed from the roster.\n# TYPE miyamoto_tasks_on_removed_members gauge\n")
-	fmt.Fprintf(w, "miyamoto_tasks_on_removed_members{node=%q} %d\n", id, onRemoved)
+	fmt.Fprintf(w, "miyamoto_tasks_on_removed_members{node=%q} %d\n", id, mv.onRemoved)
+	fmt.Fprintf(w, "# HELP miyamoto_moves_in_flight Tasks this node is moving to a new replica list now (re-replication).\n# TYPE miyamoto_moves_in_flight gauge\n")
+	fmt.Fprintf(w, "miyamoto_moves_in_flight{node=%q} %d\n", id, mv.inFlight)
+	fmt.Fprintf(w, "# HELP miyamoto_moves_total Tasks this node moved to a new replica list since it started.\n# TYPE miyamoto_moves_total counter\n")
+	fmt.Fprintf(w, "miyamoto_moves_total{node=%q} %d\n", id, mv.done)
 }
 
 // writeConnMetrics writes the API connection cap's gauges and counters.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,11 @@ func TestRemoveMember(t *testing.T) {
 		gone = "n1"
 	}
 
+	// A task due after the removal: its replica list names the member removed, so
+	// it is moved to the members left before it fires.
+	code, before, _ := post(t, bases[via], "", url.Values{"task.url": {w.srv.URL + "/before"}, "task.countdown": {"6"}})
+	require.Equal(t, http.StatusOK, code, "%v", before)
+
 	status := map[string]any{}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && status["status"] != "removed" {
@@ -163,6 +169,24 @@ func TestRemoveMember(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	require.Equal(t, "removed", h["status"], "%v", h)
+	w.waitFor(t, before["id"].(string), 30*time.Second)
+	moves := 0
+	for _, id := range ids {
+		if id == gone {
+			continue
+		}
+		resp, err := client.Get(bases[id] + "/metrics")
+		require.NoError(t, err)
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var n int
+		if i := strings.Index(string(text), fmt.Sprintf("miyamoto_moves_total{node=%q} ", id)); i >= 0 {
+			fmt.Sscanf(string(text[i:]), fmt.Sprintf("miyamoto_moves_total{node=%q} %%d", id), &n)
+		}
+		moves += n
+	}
+	require.GreaterOrEqual(t, moves, 1, "the task due after the removal was moved")
+
 	code, body, _ := post(t, bases[gone], "", url.Values{"task.url": {w.srv.URL + "/refused"}})
 	require.Equal(t, http.StatusServiceUnavailable, code, "%v", body)
 	require.Equal(t, "removed", body["status"], "%v", body)
@@ -176,6 +200,7 @@ func TestRemoveMember(t *testing.T) {
 	resp.Body.Close()
 	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_roster_members{node=%q} 2", via))
 	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_tasks_on_removed_members{node=%q} 0", via))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_moves_in_flight{node=%q} 0", via))
 
 	code, body = postRemove(t, bases[via], "nobody")
 	require.Equal(t, http.StatusOK, code, "removing a non-member is idempotent: %v", body)
