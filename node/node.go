@@ -1072,6 +1072,9 @@ func (n *Node) setState(e *entry, to TaskState) {
 	n.observe(e, from, to)
 	if to.Final() {
 		e.delivering = false
+		if e.moving {
+			n.endMove(e) // a final task is not moved: its move no longer counts (move.go)
+		}
 	}
 }
 

@@ -178,6 +178,20 @@ func TestRemovedReplicaIsReplaced(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, moved, 2, "a majority of the new list holds the moved task")
+
+	// The removed node claims under the old list (forgetting the move it stored):
+	// no member that holds the new list grants it.
+	g := h.node(gone)
+	before := len(h.sentOf(MsgClaimResp, id))
+	g.input(func() {
+		e := g.tasks[id]
+		e.pending = nil
+		g.startClaim(e, g.now())
+	})
+	h.run(h.elapsed() + time.Second)
+	for _, s := range h.sentOf(MsgClaimResp, id)[before:] {
+		require.False(t, s.Msg.To == gone && s.Msg.Granted && s.Msg.From != gone, "%s granted a claim under the old list", s.Msg.From)
+	}
 	h.run(h.elapsed() + time.Minute)
 	require.Len(t, h.deliveriesOf(id), 1)
 }
