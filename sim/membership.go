@@ -147,7 +147,7 @@ func (w *world) remove(f FaultEvent) []*simNode {
 	if len(f.Nodes) == 0 {
 		var members []*simNode
 		for _, s := range w.nodes {
-			if s.member() && !s.removing {
+			if !s.removing && (s.n != nil && s.member() || s.n == nil && !s.spare) { // a node down may be removed
 				members = append(members, s)
 			}
 		}
