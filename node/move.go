@@ -12,12 +12,16 @@ import (
 // claimed under, so two moves never give two lists one version.
 //
 //  1. The mover (the first replica of the list, by rank, that the roster still
-//     lists) wins an ordinary claim on the task: nobody else is delivering it.
+//     lists; the first replica when it lists none) wins an ordinary claim on the
+//     task, marked as a move so that it is granted before the task is due:
+//     nobody else is delivering it.
 //  2. It sends the new list (MsgMove) to the replicas of the old list; a replica
 //     stores it as pending (RecMove) only while the grant of that attempt to that
 //     mover is the one standing, as a Paxos acceptor takes a value only under the
-//     ballot it promised. From then on it refuses claims made under the old list
-//     (RejectMoved) but grants them for a move, reporting the pending list.
+//     ballot it promised. From then on every grant it gives reports the pending
+//     list, and a claimant told of one moves instead of delivering: in effect it
+//     refuses deliveries under the old list. Once the new list is in force, a
+//     claim made under the old one is refused outright (RejectMoved).
 //  3. Once a majority of the old list stored it, the new list is in force: the
 //     mover stores the task (with its failure count and its attempt as the floor)
 //     on the new list (MsgStore), and once a majority of the new list stored it,
