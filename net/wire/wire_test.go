@@ -350,7 +350,7 @@ func TestEnumBounds(t *testing.T) {
 	require.True(t, strings.HasPrefix((maxState+1).String(), "state("), "node has task states past maxState: update wire")
 	require.False(t, strings.HasPrefix(maxState.String(), "state("))
 	require.Equal(t, node.AtMostOnce, maxDelivery)
-	require.Equal(t, node.RejectForgotten, maxReject)
+	require.Equal(t, node.RejectMoved, maxReject)
 	require.True(t, strings.HasPrefix((maxReject+1).String(), "reject("), "node has rejects past maxReject: update wire")
 	require.True(t, strings.HasPrefix((maxErrKind+1).String(), "error_kind("), "node has error kinds past maxErrKind: update wire")
 }
