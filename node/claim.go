@@ -15,7 +15,14 @@ func (n *Node) fire(e *entry) {
 	if e.state.Final() || e.delivering || e.claiming != 0 || n.stopping {
 		return
 	}
+	if e.task.ListVersion > 0 && e.rank < 0 || e.pending != nil && e.pending.Rank(n.cfg.ID) < 0 {
+		return // not a replica of the list in force, or of the one a move stored (move.go)
+	}
 	now := n.now()
+	if e.pending != nil && n.movesInFlight >= MaxMovesInFlight {
+		n.arm(e, timerFire, now.Add(moveEvery))
+		return
+	}
 	if !n.settingsKnown() {
 		// Not before this node knows the queue's settings (see settingsSync).
 		n.arm(e, timerFire, now.Add(pausePoll+time.Duration(e.rank)*n.cfg.ReplicaOffset))
@@ -63,6 +70,10 @@ func (n *Node) fire(e *entry) {
 		n.finish(e, StateUnknown, 0)
 		return
 	}
+	if e.pending != nil {
+		n.startMove(e, now) // finish the move a grant stored here
+		return
+	}
 	n.startClaim(e, now)
 }
 
@@ -70,6 +81,7 @@ func (n *Node) fire(e *entry) {
 func (n *Node) startClaim(e *entry, now time.Time) {
 	e.claiming = max(e.promised, e.floor, e.seen) + 1
 	e.seen = e.claiming
+	e.bestPending = nil
 	// round tells a duplicate of this claim from the same attempt claimed again after
 	// a restart, and the Release of this round from that of another.
 	e.round = n.env.Rand.Uint64() | 1
@@ -77,7 +89,11 @@ func (n *Node) startClaim(e *entry, now time.Time) {
 	e.claimSent = now
 	e.grants, e.rejects, e.unknowns = 0, 0, 0
 	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
-	n.bcast(e.task, Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: e.round})
+	m := Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: e.round}
+	if e.moving {
+		m.Reason = moveClaim // granted before the task is due: nothing is delivered (move.go)
+	}
+	n.bcast(e.task, m)
 }
 
 // abandonClaim gives up the attempt being claimed (never delivered) and tries again
@@ -86,6 +102,9 @@ func (n *Node) startClaim(e *entry, now time.Time) {
 func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	if e.claiming == 0 || e.delivering {
 		return
+	}
+	if e.moving {
+		n.endMove(e)
 	}
 	a := e.claiming
 	n.permitDone(e, a)
@@ -121,6 +140,9 @@ func (n *Node) claimBackoff(e *entry) time.Duration {
 func (n *Node) handleClaim(m Message) {
 	e := n.tasks[m.TaskID]
 	resp := Message{Type: MsgClaimResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
+	if e != nil && m.Task != nil && m.Task.ListVersion > e.task.ListVersion {
+		n.adoptList(e, m.Task) // claims are made under lists in force only (move.go)
+	}
 	switch {
 	case e == nil && m.Task != nil && n.mayHaveForgotten(m.Task):
 		resp.Reject = RejectForgotten
@@ -145,6 +167,9 @@ func (n *Node) handleClaim(m Message) {
 		// and is refused: it may have delivered already.
 		resp.Granted = true
 		resp = resp.withFailures(e.failures())
+		if e.pending != nil {
+			resp.Task = e.pending
+		}
 		n.afterSync(func() { n.send(resp) })
 		return
 	case n.recovering() && !n.bornAfterForgetting(e.task):
@@ -153,6 +178,9 @@ func (n *Node) handleClaim(m Message) {
 		// over. (handleStore does not learn such tasks during the wait; this guards
 		// any other way in.)
 		resp.Reject = RejectRecovering
+	case m.Task != nil && m.Task.ListVersion < e.task.ListVersion:
+		// Invariant: no grant under a list a move replaced (move.go).
+		resp.Reject, resp.Task = RejectMoved, e.task
 	default:
 		n.expireGrant(e)
 		n.judgeClaim(e, m, resp)
@@ -195,7 +223,7 @@ func (n *Node) expireGrant(e *entry) {
 // grant.
 func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 	switch {
-	case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):
+	case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)) && m.Reason != moveClaim:
 		// Not due yet by our clock (a failed delivery's backoff the claimant missed,
 		// or its clock runs ahead): refuse, and say when to come back.
 		resp.Reject, resp.Promised, resp.Holder = RejectPromised, max(e.promised, e.floor), e.holder
@@ -222,6 +250,9 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 		e.leaseEnd = now.Add(m.Lease)
 		resp.Granted = true
 		resp = resp.withFailures(e.failures())
+		if e.pending != nil {
+			resp.Task = e.pending // the claimant must finish this move (move.go)
+		}
 		if m.From != n.cfg.ID && e.timerKind == timerFire {
 			// Someone else is about to fire: stay quiet until its lease is over.
 			n.pushBack(e, now.Add(m.Lease))
@@ -281,9 +312,24 @@ func (n *Node) handleClaimResp(m Message) {
 	if m.Granted {
 		e.grants |= 1 << rank
 		n.ackCounted(Ack{Kind: RecGrant, From: m.From, TaskID: m.TaskID, Attempt: m.Attempt, Holder: n.cfg.ID})
-		if bits.OnesCount64(e.grants) >= n.quorum(e.task) {
-			n.deliver(e)
+		if p := m.Task; p != nil && p.ListVersion > e.task.ListVersion && (e.bestPending == nil || p.ListVersion > e.bestPending.ListVersion) {
+			e.bestPending = p // a move's list, perhaps in force: finish it (move.go)
 		}
+		if bits.OnesCount64(e.grants) >= n.quorum(e.task) {
+			if e.moving || e.bestPending != nil {
+				n.claimedForMove(e)
+			} else {
+				n.deliver(e)
+			}
+		}
+		return
+	}
+	if m.Reject == RejectMoved {
+		// Our list was replaced: take the one in force and claim under it.
+		if m.Task != nil {
+			n.adoptList(e, m.Task)
+		}
+		n.abandonClaim(e, n.now().Add(n.claimBackoff(e)))
 		return
 	}
 	// Remember the attempt that beat ours so that the next claim outbids it. This is

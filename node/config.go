@@ -164,6 +164,9 @@ type Config struct {
 	OutcomeRetry   time.Duration // resend Done/Dead until a majority acknowledged; default 200ms
 	DedupWindow    time.Duration // keep final tasks this long; default 1h
 	SyncInterval   time.Duration // gossip queue settings to a random member this often; default 2s
+	// RemoveAfter: the leader removes from the roster a member it has not heard
+	// from for this long (0, the default: never; remove.go). At least Lease.
+	RemoveAfter time.Duration
 	// ListTimeout bounds a cluster-wide listing or count: members that have not
 	// answered by then are named as missing in a partial answer. Default 1.5s.
 	ListTimeout time.Duration
@@ -293,6 +296,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, not %s", d.v)
 		}
+	}
+	if c.RemoveAfter != 0 && c.RemoveAfter < c.Lease {
+		bad("remove_after", "must be 0 (never) or at least the lease (%s), not %s", c.Lease, c.RemoveAfter)
 	}
 	if err := c.DefaultQueue.Validate(); err != nil {
 		errs = append(errs, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -300,7 +301,11 @@ func (n *Node) checkByType(m *Message) (Refusal, string) {
 		if m.Attempt == 0 || m.Lease <= 0 {
 			return RefusedRange, "attempt"
 		}
-	case MsgJoin:
+	case MsgMove:
+		if m.Task == nil || m.Attempt == 0 || m.Task.ListVersion != m.Attempt {
+			return RefusedRange, "task.list_version"
+		}
+	case MsgJoin, MsgRemove:
 		if m.Member == nil || checkMember(*m.Member) != nil {
 			return RefusedRange, "member"
 		}
@@ -336,7 +341,9 @@ func (n *Node) checkTask(t *Task) (Refusal, string) {
 	case t.Created.After(n.latest()):
 		return RefusedFuture, "task.created"
 	}
-	if !n.validReplicas(t.Replicas) {
+	if !n.validReplicas(t.Replicas) && !(t.ListVersion > 0 && wellFormedList(t.Replicas)) {
+		// A moved list (move.go) may name members added after this node's roster:
+		// a removed node learns no newer roster, yet stores the list it is moved to.
 		return RefusedTask, "task.replicas"
 	}
 	if n.cfg.CheckTaskURL != nil {
@@ -429,20 +436,22 @@ func (n *Node) newMemberSends(m *Message) bool {
 		m.Roster.Epoch > n.roster.Epoch && m.Roster.Has(m.From)
 }
 
-// isMember reports whether id is a member of the ring.
+// isMember reports whether id is a member of the ring, or a member removed from
+// it while this node ran (departed): tasks stored before a removal still name it
+// as a replica, and it still answers for them (remove.go).
 func (n *Node) isMember(id NodeID) bool {
 	for _, m := range n.members {
 		if m == id {
 			return true
 		}
 	}
-	return false
+	return n.departed[id]
 }
 
 // validReplicas: one to min(64, members) distinct members (ranks are bits of a
 // uint64).
 func (n *Node) validReplicas(rs []NodeID) bool {
-	if len(rs) == 0 || len(rs) > min(64, len(n.members)) {
+	if len(rs) == 0 || len(rs) > min(64, len(n.members)+len(n.departed)) {
 		return false
 	}
 	for i, r := range rs {
@@ -550,6 +559,19 @@ func ValidHeaderName(s string) bool {
 func ValidHeaderValue(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// wellFormedList: one to 64 distinct, non-empty IDs of at most MaxNodeIDLen bytes.
+func wellFormedList(rs []NodeID) bool {
+	if len(rs) == 0 || len(rs) > 64 {
+		return false
+	}
+	for i, r := range rs {
+		if r == "" || len(r) > MaxNodeIDLen || slices.Contains(rs[:i], r) {
 			return false
 		}
 	}

@@ -42,6 +42,18 @@ type Node struct {
 	leaderOp       *leaderClaim
 	change         *rosterChange
 	joins          []Member
+	// Removals (remove.go): the members waiting to be removed (on the leader),
+	// whether this node learnt it was removed, when it last heard from each
+	// member and since when it leads (for Config.RemoveAfter).
+	removals []NodeID
+	removed  bool
+	departed map[NodeID]bool // members removed while this node ran (door.go's isMember)
+	// Re-replication (move.go): the scan's timer and the moves this node makes.
+	moveTimer     func() bool
+	movesInFlight int
+	movesDone     uint64
+	heard         map[NodeID]time.Time
+	ledSince      time.Time
 
 	tasks map[string]*entry
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -184,6 +196,15 @@ type entry struct {
 	unknowns     uint64    // replicas (by rank) that said they do not hold the task
 	delivering   bool
 
+	// re-replication (move.go): moving: the claim is (or became) for a move; move:
+	// the move under way once it won; bestPending: the newest pending list the
+	// grants of this round reported; pending (acceptor): a new list stored under a
+	// grant, not known to be in force.
+	moving      bool
+	move        *moveOp
+	bestPending *Task
+	pending     *Task
+
 	// outcome propagation (the node that ended the task)
 	outcomeAcks  uint64 // bitmask over replica ranks
 	outcomeSends int    // rounds of Outcome sent so far
@@ -251,6 +272,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		msgObs:       msgObs,
 		wantReplicas: cfg.Replicas,
 		joining:      cfg.Join,
+		heard:        map[NodeID]time.Time{},
 		tasks:        make(map[string]*entry),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),
@@ -421,6 +443,8 @@ func (n *Node) replay(r Record) {
 			e.floor = max(e.floor, r.Attempt)
 			n.adoptCount(e, recordedFailures(&r), r.Status, r.NextETA)
 			n.tasks[r.Task.ID] = e
+		} else if r.Task.ListVersion > 0 {
+			n.replayMove(n.tasks[r.Task.ID], r)
 		}
 		return
 	}
@@ -429,6 +453,8 @@ func (n *Node) replay(r Record) {
 		return
 	}
 	switch r.Kind {
+	case RecMove:
+		n.replayMove(e, r)
 	case RecGrant:
 		if r.Attempt > e.promised {
 			e.promised, e.holder, e.holderRound, e.leaseEnd, e.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
@@ -559,6 +585,7 @@ func (n *Node) input(f func()) {
 func (n *Node) Step(m Message) {
 	n.input(func() {
 		if n.admitMessage(m) {
+			n.heardFrom(m.From)
 			n.step(m)
 		}
 	})
@@ -632,6 +659,12 @@ func (n *Node) step(m Message) {
 		n.handleJoin(m)
 	case MsgLeaderRelease:
 		n.handleLeaderRelease(m)
+	case MsgRemove:
+		n.handleRemove(m)
+	case MsgMove:
+		n.handleMove(m)
+	case MsgMoveResp:
+		n.handleMoveResp(m)
 	}
 }
 
@@ -697,6 +730,8 @@ func (n *Node) refuseNew() error {
 		return ErrStopping
 	case n.joining:
 		return ErrJoining
+	case n.removed:
+		return ErrRemoved
 	case !n.settingsKnown():
 		return ErrStarting
 	}
@@ -815,6 +850,17 @@ func (n *Node) handleStore(m Message) {
 		return
 	}
 	if e, ok := n.tasks[t.ID]; ok {
+		if e.task.Nonce == t.Nonce && t.ListVersion > e.task.ListVersion {
+			// A move's new list, in force: take it with the failures and floor.
+			e.floor = max(e.floor, m.Attempt)
+			n.adoptCount(e, failuresOf(&m), m.Status, m.NextETA)
+			n.adoptList(e, t)
+			if !e.state.Final() && e.claiming == 0 && !e.delivering {
+				n.armFire(e)
+			}
+			n.afterSync(func() { n.ackStore(m) })
+			return
+		}
 		if e.task.Nonce != t.Nonce {
 			// Another enqueue of the same name: the first one stands.
 			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state})
@@ -851,7 +897,9 @@ func (n *Node) handleStore(m Message) {
 	}
 
 	e := n.newEntry(t)
-	// A task given back (see handleClaimResp) carries the failures counted so far.
+	// A task given back (see handleClaimResp) carries the failures counted so far;
+	// a moved one also its floor (move.go).
+	e.floor = max(e.floor, m.Attempt)
 	n.adoptCount(e, failuresOf(&m), m.Status, m.NextETA)
 	n.addEntry(e)
 	n.observe(e, StateNone, StateScheduled)
@@ -870,6 +918,7 @@ func (n *Node) ackStore(m Message) {
 func (n *Node) handleStoreResp(m Message) {
 	op := n.pending[m.TaskID]
 	if op == nil {
+		n.handleMoveStoreResp(m)
 		return
 	}
 	rank := op.task.Rank(m.From)
@@ -1023,6 +1072,9 @@ func (n *Node) setState(e *entry, to TaskState) {
 	n.observe(e, from, to)
 	if to.Final() {
 		e.delivering = false
+		if e.moving {
+			n.endMove(e) // a final task is not moved: its move no longer counts (move.go)
+		}
 	}
 }
 
@@ -1044,6 +1096,8 @@ func (n *Node) NotReady() string {
 	switch {
 	case n.joining:
 		return "joining: waiting for the leader to add this node to the roster"
+	case n.removed:
+		return fmt.Sprintf("removed: the cluster's roster (epoch %d) no longer lists this node", n.roster.Epoch)
 	case !n.recoverUntil.IsZero() && n.now().Before(n.forgotAt.Add(n.cfg.MaxClockDrift)):
 		return "starting: waiting out max_clock_drift after losing its memory"
 	case !n.settingsKnown():

@@ -109,6 +109,7 @@ func (n *Node) Roster() *Roster { return n.roster }
 // tasks and the members it asks and gossips with. The replication factor follows
 // the roster's size up to Config.Replicas.
 func (n *Node) setRoster(r *Roster) {
+	n.noteDeparted(n.roster, r)
 	n.roster = r
 	n.members = r.IDs()
 	n.cfg.Replicas = min(n.wantReplicas, len(n.members))
@@ -119,8 +120,7 @@ func (n *Node) setRoster(r *Roster) {
 
 // maybeAdoptRoster adopts r when it is newer than the roster held, logging it
 // first; it reports whether it did. A roster that drops this node is adopted as
-// well (the node learns it was removed) but keeps it answering: removal is a later
-// step.
+// well: the node learns it was removed (remove.go).
 func (n *Node) maybeAdoptRoster(r *Roster) bool {
 	if r == nil || r.Epoch <= n.roster.Epoch {
 		return false
@@ -128,6 +128,11 @@ func (n *Node) maybeAdoptRoster(r *Roster) bool {
 	n.setRoster(r)
 	if n.env.Storage.Durable() {
 		n.persist(func() {}, Record{Kind: RecRoster, Roster: r})
+	}
+	if !n.joining && !r.Has(n.cfg.ID) {
+		n.noteRemoved()
+	} else if r.Has(n.cfg.ID) {
+		n.removed = false // added again
 	}
 	if r.Leader != "" && r.Leader != n.cfg.ID {
 		n.leaderSeen = n.now() // it was alive just now: let it renew first
@@ -148,12 +153,14 @@ func (n *Node) maybeAdoptRoster(r *Roster) bool {
 // replayRoster applies a RecRoster at start: the highest epoch logged wins.
 func (n *Node) replayRoster(r *Roster) {
 	if r != nil && r.Epoch > n.roster.Epoch {
+		n.noteDeparted(n.roster, r)
 		n.roster = r
 		n.members = r.IDs()
 		n.cfg.Replicas = min(n.wantReplicas, len(n.members))
 		if r.Has(n.cfg.ID) {
 			n.joining = false
 		}
+		n.removed = !n.joining && !r.Has(n.cfg.ID)
 	}
 }
 

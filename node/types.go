@@ -88,6 +88,10 @@ type Task struct {
 	// Replicas in rank order, chosen at enqueue; they travel with the task so that
 	// safety never depends on the current roster.
 	Replicas []NodeID
+	// ListVersion is the version of Replicas: 0 as placed at enqueue, else the
+	// attempt under which re-replication moved the task to this list (move.go).
+	// Claims carry it; a replica that stored a newer list refuses older claims.
+	ListVersion uint64
 }
 
 // ParamsInQuery reports whether a task of this method (any case) carries its
@@ -149,12 +153,15 @@ const (
 	MsgRosterProposeResp                    // member → leader: Granted: stored Roster of Epoch under Attempt (or not: Promised)
 	MsgJoin                                 // member → leader: add Member to the roster
 	MsgLeaderRelease                        // claimant → members that granted its ballot Attempt: the round failed, the lease is free
+	MsgRemove                               // member → leader: remove Member.ID from the roster
+	MsgMove                                 // mover → replicas of the old list: store Task's new list (ListVersion = Attempt) under the grant of Attempt, round Promised (move.go)
+	MsgMoveResp                             // replica → mover: Granted: stored the new list of Attempt (or not; RejectFinal with State)
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster", "leader_claim", "leader_claim_resp", "roster_propose", "roster_propose_resp", "join", "leader_release"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster", "leader_claim", "leader_claim_resp", "roster_propose", "roster_propose_resp", "join", "leader_release", "remove", "move", "move_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgLeaderRelease
+const MaxMsgType = MsgMoveResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -175,12 +182,13 @@ const (
 	RejectExists            // StoreResp: another task with this ID (the same name) is held
 	RejectFull              // StoreResp: the replica holds its limit of pending tasks
 	RejectForgotten         // the replica may have finished this task and forgotten it after its dedup window
+	RejectMoved             // the claim's replica list was replaced: Task is the list in force (move.go)
 )
 
 // MaxReject is the highest Reject this version knows.
-const MaxReject = RejectForgotten
+const MaxReject = RejectMoved
 
-var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering", "exists", "full", "forgotten"}
+var rejectNames = [...]string{"none", "promised", "final", "unknown", "recovering", "exists", "full", "forgotten", "moved"}
 
 func (r Reject) String() string {
 	if int(r) < len(rejectNames) {
@@ -226,7 +234,7 @@ type Message struct {
 	// of epoch 1).
 	Epoch  uint64
 	Roster *Roster // Roster, RosterPropose, LeaderClaimResp
-	Member *Member // Join
+	Member *Member // Join, Remove (its ID)
 }
 
 func (m Message) String() string {
@@ -357,6 +365,7 @@ const (
 	RecRoster                             // a committed Roster was adopted (roster.go)
 	RecLeaseGrant                         // the roster lease was granted to Holder under ballot Attempt until LeaseEnd (local clock; leader.go)
 	RecRosterAccept                       // a proposed Roster was stored under ballot Attempt (leader.go)
+	RecMove                               // Task's new replica list was stored under attempt Attempt, not known to be in force yet (move.go)
 )
 
 // Record is one durable fact about a task.

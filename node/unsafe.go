@@ -75,4 +75,9 @@ type Unsafe struct {
 	// measure time at different rates, it still leads after a majority's grants
 	// ran out and another member won the lease.
 	LeaseWithoutDrift bool
+	// MoveSkipOldMajority: negative controls only: breaks M2 by having a mover store
+	// a task on its new replica list without first making a majority of the old
+	// list store the new one (move.go, claimedForMove): the old list's replicas
+	// still grant claims under it, so a task can be delivered under both lists.
+	MoveSkipOldMajority bool
 }

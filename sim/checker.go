@@ -52,11 +52,15 @@ type delivery struct {
 	status  int
 	inc     uint64 // the node's incarnation that started it
 	fail    int    // for a failed delivery: its number among the task's failures, from 0
+	list    uint64 // the version of the replica list it was claimed under (node/move.go)
 }
 
 // taskRec is everything the checker knows about one task.
 type taskRec struct {
-	task       *node.Task
+	task *node.Task
+	// members are the task's replicas across its lists: the first list, then each
+	// member a move added (node/move.go). Ranks index it.
+	members    []node.NodeID
 	acked      bool
 	deliveries []int // indexes into checker.deliveries
 	active     int   // deliveries in flight
@@ -175,10 +179,27 @@ type taskKey struct {
 
 func keyOf(t *node.Task) taskKey { return taskKey{t.ID, t.Nonce} }
 
+// rank is id's position among the task's members (-1: none).
+func (r *taskRec) rank(id node.NodeID) int { return slices.Index(r.members, id) }
+
+// addList adds the members of a moved list t (node/move.go) that r does not have.
+func (r *taskRec) addList(t *node.Task) {
+	if t.ListVersion == 0 {
+		return
+	}
+	for _, id := range t.Replicas {
+		if !slices.Contains(r.members, id) && len(r.members) < 64 {
+			r.members = append(slices.Clip(r.members), id)
+			r.knowsFinal = append(r.knowsFinal, -1)
+			r.know = append(r.know, 0)
+		}
+	}
+}
+
 func (c *checker) rec(t *node.Task) *taskRec {
 	r := c.tasks[keyOf(t)]
 	if r == nil {
-		r = &taskRec{task: t, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), know: make([]uint64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
+		r = &taskRec{task: t, members: t.Replicas, success: -1, finalAt: -1, knowsFinal: make([]int64, len(t.Replicas)), know: make([]uint64, len(t.Replicas)), byAttempt: map[uint64]*simNode{}}
 		for i := range r.knowsFinal {
 			r.knowsFinal[i] = -1
 		}
@@ -224,7 +245,8 @@ func (c *checker) enqueueAcked(t *node.Task, sentAt int64) {
 
 func (c *checker) stateChanged(s *simNode, t *node.Task, from, to node.TaskState) {
 	r := c.rec(t)
-	rank := t.Rank(s.id)
+	r.addList(t)
+	rank := r.rank(s.id)
 	if from == node.StateNone && rank >= 0 {
 		r.held |= 1 << rank
 	}
@@ -257,7 +279,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 	now := c.w.now
 	r := c.rec(d.Task)
 	id := len(c.deliveries)
-	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: now, end: -1})
+	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: now, end: -1, list: d.Task.ListVersion})
 	tasks := []string{d.Task.ID}
 
 	if r.active > 0 { // S1
@@ -269,6 +291,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 		}
 		c.violate("S1", tasks, []node.NodeID{other.node.id, s.id}, "delivery of attempt %d by %s overlaps attempt %d by %s, in flight since %s",
 			d.Attempt, s.id, other.attempt, other.node.id, time.Duration(other.start))
+		c.checkMovedDuplicate(tasks, other, s, d)
 	}
 	if prev, ok := r.byAttempt[d.Attempt]; ok && prev != s { // S2
 		c.violate("S2", tasks, []node.NodeID{prev.id, s.id}, "attempt %d delivered by both %s and %s", d.Attempt, prev.id, s.id)
@@ -284,7 +307,9 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 			time.Duration(now), due, time.Duration(c.skew))
 	}
 	if r.success >= 0 { // S3
-		c.checkAfterSuccess(r, s, d.Attempt)
+		if c.checkAfterSuccess(r, s, d.Attempt) {
+			c.checkMovedDuplicate(tasks, c.deliveries[r.success], s, d)
+		}
 	}
 	c.checkQueue(r, s, d)
 	c.checkQ6AtDelivery(s, d)
@@ -293,7 +318,8 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 	return id
 }
 
-// checkAfterSuccess decides whether a delivery starting after a success is excused:
+// checkAfterSuccess decides whether a delivery starting after a success is excused
+// (and reports whether it was a violation):
 // it is only when the success's outcome had not reached a majority of replicas that
 // still remember it when the delivery's claim won its quorum, because its holder
 // crashed, paused or lost contact, or because a replica that knew lost its state.
@@ -302,7 +328,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 // starts: a claimant that won its quorum before the success reached a majority may
 // start after (it was paused with its last grant in its input buffer, say), and no
 // replica could have stopped it.
-func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
+func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) (violated bool) {
 	succ := c.deliveries[r.success]
 	holder := succ.node
 	won := c.quorumAt(r, s, attempt)
@@ -316,7 +342,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 	if knowers >= len(r.task.Replicas)/2+1 {
 		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas (before the claim won its quorum at %s)",
 			attempt, s.id, holder.id, time.Duration(r.successEnd), time.Duration(won))
-		return
+		return true
 	}
 	var causes []string
 	if c.crashedAt[holder.idx] >= succ.start {
@@ -340,9 +366,10 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) {
 	if len(causes) == 0 {
 		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s with no crash, pause, partition or loss to excuse it",
 			attempt, s.id, holder.id, time.Duration(r.successEnd))
-		return
+		return true
 	}
 	c.excused = append(c.excused, Excuse{Kind: "duplicate", At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
+	return false
 }
 
 // keptSendingDone reports whether the success's holder did its part by time `at`:
@@ -381,7 +408,7 @@ func (c *checker) nodeSent(s *simNode, m node.Message) {
 	if len(recs) == 0 {
 		return
 	}
-	rank := recs[0].task.Rank(s.id) // one ID, one placement
+	rank := recs[0].rank(s.id) // one ID, one placement
 	if rank < 0 {
 		return
 	}
@@ -431,7 +458,7 @@ func (c *checker) deliveryEnded(id int, status int) {
 		d.fail = r.failures
 		r.failures++
 		bit := failBit(d.fail)
-		if rank := r.task.Rank(d.node.id); rank >= 0 && d.node.up && d.node.incarnation == d.inc {
+		if rank := r.rank(d.node.id); rank >= 0 && d.node.up && d.node.incarnation == d.inc {
 			r.know[rank] |= bit // the result reaches only the incarnation that started it
 		}
 		for i := range r.know {
@@ -477,13 +504,13 @@ func (c *checker) crashed(s *simNode, lost []node.Record) {
 // every task when all, or of the tasks in cut.
 func (c *checker) forgetKnowledge(s *simNode, all bool, cut map[string]bool) {
 	for _, r := range c.order {
-		if rank := r.task.Rank(s.id); rank >= 0 && (all || cut[r.task.ID]) {
+		if rank := r.rank(s.id); rank >= 0 && (all || cut[r.task.ID]) {
 			r.know[rank] = 0
 		}
 	}
 	for k, ranks := range c.grants {
 		if r := c.byID[k.task]; len(r) > 0 && (all || cut[k.task]) {
-			if rank := r[0].task.Rank(s.id); rank >= 0 {
+			if rank := r[0].rank(s.id); rank >= 0 {
 				c.grants[k] = ranks &^ (1 << rank) // it no longer knows it gave them
 			}
 		}
@@ -518,7 +545,7 @@ func (c *checker) recovered(s *simNode) {
 // of every task not in final.
 func (c *checker) forget(s *simNode, stored, final map[string]bool) {
 	for _, r := range c.order {
-		rank := r.task.Rank(s.id)
+		rank := r.rank(s.id)
 		if rank < 0 {
 			continue
 		}
@@ -539,6 +566,7 @@ func (c *checker) finish() {
 		return // reported as such; every task would be "not final" too
 	}
 	c.finishSchedules(int64(w.sc.Duration))
+	c.checkM2()
 	agreed := map[string]bool{}
 	for _, r := range c.order {
 		if !agreed[r.task.ID] {
@@ -825,7 +853,7 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 func (c *checker) checkRetry(r *taskRec, s *simNode, retry node.RetryConfig) {
 	now := c.w.now
 	var known uint64
-	if rank := r.task.Rank(s.id); rank >= 0 {
+	if rank := r.rank(s.id); rank >= 0 {
 		known = r.know[rank]
 	}
 	failures, forgotten, lastEnd, lastForgotten := 0, 0, int64(-1), int64(-1)
@@ -909,6 +937,13 @@ func (c *checker) sent(from *simNode, m node.Message) []uint64 {
 	if len(recs) == 0 {
 		return nil
 	}
+	if m.Task != nil && m.Task.ListVersion != 0 {
+		for _, r := range recs {
+			if r.task.Nonce == m.Task.Nonce {
+				r.addList(m.Task)
+			}
+		}
+	}
 	switch m.Type {
 	case node.MsgRelease, node.MsgClaimResp, node.MsgOutcome, node.MsgStore, node.MsgNaivePushBack:
 	default:
@@ -916,7 +951,7 @@ func (c *checker) sent(from *simNode, m node.Message) []uint64 {
 	}
 	know := make([]uint64, len(recs))
 	for i, r := range recs {
-		if rank := r.task.Rank(from.id); rank >= 0 {
+		if rank := r.rank(from.id); rank >= 0 {
 			know[i] = r.know[rank]
 		}
 	}
@@ -928,7 +963,7 @@ func (c *checker) sent(from *simNode, m node.Message) []uint64 {
 // the task (back) to it.
 func (c *checker) learn(to *simNode, m node.Message, know []uint64) {
 	for i, r := range c.byID[m.TaskID] {
-		if rank := r.task.Rank(to.id); rank >= 0 && i < len(know) && (r.held&(1<<rank) != 0 || m.Type == node.MsgStore) {
+		if rank := r.rank(to.id); rank >= 0 && i < len(know) && (r.held&(1<<rank) != 0 || m.Type == node.MsgStore) {
 			r.know[rank] |= know[i]
 		}
 	}
@@ -1091,5 +1126,50 @@ func (c *checker) restarted(s *simNode) {
 				s.id, g.attempt, g.holder, time.Duration(g.at), acc.Promised, acc.Holder, acc.Released)
 			delete(a.grants, id)
 		}
+	}
+}
+
+// checkM2, at the end of a run in which a member was removed: every acknowledged
+// task that is not final has a majority of its replica list in force (the newest
+// list a live node holds: node/move.go) on live members, that is nodes up that
+// the cluster still lists.
+func (c *checker) checkM2() {
+	w := c.w
+	if !w.removals {
+		return
+	}
+	for _, r := range c.order {
+		if !r.acked || r.finalAt >= 0 {
+			continue
+		}
+		var list *node.Task
+		for _, s := range w.nodes {
+			if s.up && s.n != nil {
+				if ts, ok := s.n.Task(r.task.ID); ok && ts.Task.Nonce == r.task.Nonce && (list == nil || ts.Task.ListVersion > list.ListVersion) {
+					list = ts.Task
+				}
+			}
+		}
+		if list == nil {
+			continue // L2 judges a lost task
+		}
+		live := 0
+		for _, id := range list.Replicas {
+			if s := w.byID[id]; s != nil && s.up && s.member() {
+				live++
+			}
+		}
+		if live < len(list.Replicas)/2+1 {
+			c.violate("M2", []string{r.task.ID}, list.Replicas, "only %d of the %d replicas of its list in force (version %d) are live members after the removals", live, len(list.Replicas), list.ListVersion)
+		}
+	}
+}
+
+// checkMovedDuplicate reports M2 beside a duplicate (S1, S3) whose two deliveries
+// were claimed under different replica lists: a reconfiguration let both happen.
+func (c *checker) checkMovedDuplicate(tasks []string, prev delivery, s *simNode, d node.Delivery) {
+	if prev.list != d.Task.ListVersion {
+		c.violate("M2", tasks, []node.NodeID{prev.node.id, s.id}, "delivered under two replica lists: attempt %d by %s under list version %d, attempt %d by %s under version %d",
+			prev.attempt, prev.node.id, prev.list, d.Attempt, s.id, d.Task.ListVersion)
 	}
 }

@@ -20,6 +20,21 @@ func (w *world) applyFault(f FaultEvent) {
 		w.join(f)
 		return
 	}
+	if f.Kind == "remove" || f.Kind == "replace" {
+		if w.liveness {
+			return
+		}
+		var nodes []*simNode
+		if f.Kind == "remove" {
+			nodes = w.remove(f)
+		} else {
+			nodes = w.replace(f)
+		}
+		if len(nodes) > 0 {
+			w.record(f, f.Kind, strings.Split(names(nodes), ","))
+		}
+		return
+	}
 	if w.liveness {
 		return
 	}

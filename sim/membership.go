@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -12,8 +13,11 @@ import (
 // as the daemon does with --join, and a join event has each ask a random live
 // member every second until its own roster lists it (node.Join, the input the
 // HTTP API's join uses); a joiner that restarts without the roster in its log asks
-// again. crash_leader and isolate_leader (faults.go) aim at the node holding the
-// roster lease. The checker's M1 judges the lease and the rosters committed.
+// again. A remove event has a random live member asked every second to remove a
+// member (node.Remove, the input the HTTP API's remove uses) until that member's
+// roster no longer lists it; replace removes a member and joins a spare at once.
+// crash_leader and isolate_leader (faults.go) aim at the node holding the roster
+// lease. The checker's M1 judges the lease and the rosters committed.
 
 // join starts adding the spares f names (by default the next one not asked yet).
 func (w *world) join(f FaultEvent) {
@@ -54,11 +58,11 @@ func (w *world) joinLoop(s *simNode) {
 	ask()
 }
 
-// member reports whether s (up) is in the cluster: a node of the static roster, or
-// a spare its own roster lists.
+// member reports whether s (up) is in the cluster: a node of the static roster
+// that did not learn it was removed, or a spare its own roster lists.
 func (s *simNode) member() bool {
 	if !s.spare {
-		return true
+		return !s.n.Removed()
 	}
 	r := s.n.Roster()
 	return r.Epoch > 0 && r.Has(s.id)
@@ -134,4 +138,80 @@ func joinIDs(ids []node.NodeID) string {
 		names[i] = string(id)
 	}
 	return strings.Join(names, ",")
+}
+
+// remove starts removing the members f names (by default one drawn among the
+// members, unless that would leave fewer than two); it returns them.
+func (w *world) remove(f FaultEvent) []*simNode {
+	nodes := w.pick(f.Nodes)
+	if len(f.Nodes) == 0 {
+		var members []*simNode
+		for _, s := range w.nodes {
+			if !s.removing && (s.n != nil && s.member() || s.n == nil && !s.spare) { // a node down may be removed
+				members = append(members, s)
+			}
+		}
+		if len(members) <= 2 {
+			return nil
+		}
+		nodes = []*simNode{members[w.resolveRng().IntN(len(members))]}
+	}
+	w.removals = true
+	for _, s := range nodes {
+		if w.trace != nil {
+			w.trace.fault(w.now, "remove", string(s.id))
+		}
+		if !s.removing {
+			s.removing = true
+			w.removeLoop(s)
+		}
+	}
+	return nodes
+}
+
+// removeLoop asks a random live member (not s) to remove s, every second, until
+// the member asked answers that its roster no longer lists s (or that s is the
+// last member).
+func (w *world) removeLoop(s *simNode) {
+	var ask func()
+	ask = func() {
+		if w.stopped {
+			return
+		}
+		if via := w.liveMember(s); via != nil {
+			done := false
+			via.n.Remove(s.id, func(r *node.Roster, err error) { done = r != nil || errors.Is(err, node.ErrLastMember) })
+			if done {
+				return
+			}
+		}
+		w.after(time.Second, ask)
+	}
+	ask()
+}
+
+// replace removes a member and joins a spare: f.Nodes[0] (by default drawn among
+// the members) and f.Nodes[1] (by default the next spare not asked yet); it
+// returns both.
+func (w *world) replace(f FaultEvent) []*simNode {
+	var spare *simNode
+	if len(f.Nodes) > 1 {
+		spare = w.pick(f.Nodes[1:2])[0]
+	} else {
+		for _, s := range w.nodes {
+			if s.spare && !s.asked {
+				spare = s
+				break
+			}
+		}
+	}
+	if spare == nil {
+		return nil // no spare left: nothing to replace with
+	}
+	gone := w.remove(FaultEvent{Nodes: f.Nodes[:min(len(f.Nodes), 1)]})
+	if len(gone) == 0 {
+		return nil
+	}
+	w.join(FaultEvent{Nodes: []string{string(spare.id)}})
+	return append(gone, spare)
 }

@@ -226,6 +226,8 @@ var FaultKinds = map[string]string{
 	"pause_holder":   "pause the node with the most deliveries in flight, resume after Duration",
 	"isolate":        "cut Nodes (one, by default drawn) off from everyone, both ways",
 	"join":           "start adding Nodes (spares; by default the next spare not added yet) to the cluster: each asks a random live member every second until its roster lists it (not a fault: the daemon's --join)",
+	"remove":         "start removing Nodes (members; by default one drawn, unless that leaves fewer than two) from the cluster: a random live member is asked every second until its roster no longer lists it (node.Remove, the API's remove); the node keeps running",
+	"replace":        "remove Nodes[0] (a member; by default drawn) and join Nodes[1] (a spare; by default the next not added yet) at once",
 	"crash_leader":   "crash the node that holds the roster lease (none: nothing), restart after Duration",
 	"isolate_leader": "cut the node that holds the roster lease off from everyone, both ways (a leader in a minority), for Duration",
 	"split":          "cut Nodes (the minority side; drawn by default) from the rest, both ways",
@@ -540,6 +542,14 @@ func (sc *Scenario) Validate() error {
 		if f.Kind == "join" && c.Spares == 0 {
 			bad(field+".kind", "join needs cluster.spares")
 		}
+		if f.Kind == "replace" {
+			if c.Spares == 0 || len(f.Nodes) > 2 {
+				bad(field+".kind", "replace needs cluster.spares and takes at most two nodes (a member, then a spare)")
+			}
+			if len(f.Nodes) == 2 && !isSpare(sc, f.Nodes[1]) {
+				bad(field+".nodes", "replace joins a spare (n%d..n%d), not %q", c.Nodes+1, c.Nodes+c.Spares, f.Nodes[1])
+			}
+		}
 		if (f.Kind == "oneway" || f.Kind == "bridge") && len(f.Nodes) > 1 {
 			bad(field+".nodes", "%s takes one node", f.Kind)
 		}
@@ -623,7 +633,7 @@ func (sc *Scenario) Validate() error {
 // invariants lists every invariant the simulator checks (DESIGN.md, "What the
 // simulator checks"): the names a scenario's expect.invariants may use. It is the
 // one list: scenarios_test.go requires a negative control for each.
-var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2", "M1"}
+var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2", "M1", "M2"}
 
 // Invariants returns the invariants the simulator checks, in order.
 func Invariants() []string { return slices.Clone(invariants) }

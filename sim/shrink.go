@@ -175,8 +175,8 @@ func clone(sc *Scenario) *Scenario {
 func sizeOf(sc *Scenario) ShrinkSize {
 	s := ShrinkSize{Tasks: sc.Workload.Tasks, Nodes: sc.Cluster.Nodes, Duration: sc.Duration.D()}
 	for _, f := range sc.Faults.Schedule {
-		if f.Kind == "join" {
-			continue // a spare joining is not a fault (see scenarios/README.md)
+		if f.Kind == "join" || f.Kind == "remove" || f.Kind == "replace" {
+			continue // a member joining or leaving is not a fault (see scenarios/README.md)
 		}
 		s.Faults++
 		s.FaultTime += f.Duration.D()

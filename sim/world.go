@@ -36,6 +36,7 @@ type world struct {
 	net        netState
 	wireBuf    []byte // the last message's frame (see transmit)
 	liveness   bool   // in the liveness phase: no more faults
+	removals   bool   // a remove or replace event ran (the checker's M2)
 	livenessAt int64  // true time the liveness phase began (when liveness)
 	stopped    bool
 
@@ -92,6 +93,8 @@ type simNode struct {
 	// spare: started outside the cluster (node.Config.Join); asked: a join event
 	// started adding it (membership.go).
 	spare, asked bool
+	// removing: a remove or replace event started removing it (membership.go).
+	removing bool
 
 	disk     *simDisk // nil with memory storage
 	inflight int      // webhooks this node started that have not ended

@@ -14,6 +14,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,6 +109,9 @@ var manageCommands = []manageCommand{
 			fs.StringVar(&inv.after, "after", "", "the page after this task ID (the previous page's next)")
 		},
 		call: callQueueTasks, show: showQueueTasks},
+	// Before "cluster": findCommand takes the first command whose words match.
+	{words: "cluster remove", args: "ID", min: 1, max: 1, help: "remove a member from the cluster; waits until the roster no longer lists it",
+		call: callClusterRemove, show: showClusterRemove},
 	{words: "cluster", help: "the members and what this node sees of them",
 		call: func(ctx context.Context, c *client.Client, _ *invocation) ([]byte, error) { return c.Cluster(ctx) },
 		show: showCluster},
@@ -551,4 +555,64 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// removeEvery is how often `cluster remove` asks again while the removal is
+// pending.
+const removeEvery = 500 * time.Millisecond
+
+// callClusterRemove checks that the ID names a member (so that a typo is not
+// taken for a removal done), then asks the server to remove it until the answer
+// says removed, or --timeout passes.
+func callClusterRemove(ctx context.Context, c *client.Client, inv *invocation) ([]byte, error) {
+	id := inv.args[0]
+	view, err := c.Cluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cl struct {
+		Members []struct{ ID string }
+	}
+	if err := json.Unmarshal(view, &cl); err != nil {
+		return nil, fmt.Errorf("the server's /v1/cluster is not JSON: %v", err)
+	}
+	var ids []string
+	for _, m := range cl.Members {
+		ids = append(ids, m.ID)
+	}
+	if !slices.Contains(ids, id) {
+		return nil, fmt.Errorf("%s is not a member of the cluster (members: %s)", id, strings.Join(ids, ", "))
+	}
+	for {
+		answer, err := c.RemoveMember(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		var a struct{ Status string }
+		if json.Unmarshal(answer, &a) == nil && a.Status == "removed" {
+			return answer, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the removal of %s is still pending after --timeout; run the command again to wait more", id)
+		case <-time.After(removeEvery):
+		}
+	}
+}
+
+func showClusterRemove(w io.Writer, answer []byte, inv *invocation) error {
+	obj, err := decodeObject(answer)
+	if err != nil {
+		return err
+	}
+	roster, _ := obj["roster"].(map[string]any)
+	var ids []string
+	members, _ := roster["members"].([]any)
+	for _, m := range members {
+		if id, ok := field(m, "id").(string); ok {
+			ids = append(ids, id)
+		}
+	}
+	fmt.Fprintf(w, "removed %s; roster epoch %v: %s\n", inv.args[0], roster["epoch"], strings.Join(ids, ", "))
+	return nil
 }

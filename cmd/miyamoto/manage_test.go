@@ -444,3 +444,41 @@ func TestREADMEManageCommands(t *testing.T) {
 	require.Regexp(t, `(?m)^queue emails purged: `, text)
 	require.Regexp(t, `(?m)^miyamoto \S+.* go1\.`, text, "--version")
 }
+
+// cluster remove refuses an ID the cluster does not list (exit 1, naming the
+// members), and otherwise asks again while the removal is pending, then prints
+// the roster left; against a fake server.
+func TestManageClusterRemoveFakeServer(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == "GET" && r.URL.Path == "/v1/cluster":
+			fmt.Fprint(w, `{"self": "a1", "epoch": 3, "members": [{"id": "a1"}, {"id": "a2"}, {"id": "a3"}]}`)
+		case r.Method == "POST" && r.URL.Path == "/v1/cluster/members/a3/remove":
+			asked++
+			if asked < 3 {
+				w.WriteHeader(http.StatusAccepted)
+				fmt.Fprint(w, `{"status": "pending", "roster": {"epoch": 3, "members": [{"id": "a1"}, {"id": "a2"}, {"id": "a3"}]}}`)
+				return
+			}
+			fmt.Fprint(w, `{"status": "removed", "roster": {"epoch": 4, "leader": "a1", "members": [{"id": "a1"}, {"id": "a2"}]}}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"error": "unexpected %s %s"}`, r.Method, r.URL.Path)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	env := cliEnv{"MIYAMOTO_SERVER": srv.URL}
+
+	require.Equal(t, "miyamoto cluster remove: a4 is not a member of the cluster (members: a1, a2, a3)\n", env.fails(t, exitFailed, "cluster", "remove", "a4"))
+	require.Equal(t, "removed a3; roster epoch 4: a1, a2\n", env.ok(t, "cluster", "remove", "a3"))
+	mu.Lock()
+	require.Equal(t, 3, asked, "asked again while pending")
+	mu.Unlock()
+	require.Equal(t, "miyamoto cluster remove: usage: miyamoto cluster remove ID (0 argument(s) given)\n", env.fails(t, exitBadArgs, "cluster", "remove"))
+	require.Contains(t, env.ok(t, "cluster"), "epoch", "plain `cluster` still shows the cluster")
+}

@@ -232,7 +232,8 @@ func TestE2EREADMEThreeNodeClusterWithTLS(t *testing.T) {
 
 // The README's "Growing a cluster", pasted as a script: a node alone, then two
 // that join it with --join. Every node ends in the same roster (three members,
-// one leader), and a task enqueued through a joined node reaches the worker.
+// one leader), and a task enqueued through a joined node reaches the worker. Then
+// its "Removing a member" removes one of the three.
 func TestE2EREADMEGrowingACluster(t *testing.T) {
 	binary(t) // skips with -short; warms the build cache the script's go build uses
 	if _, err := exec.LookPath("curl"); err != nil {
@@ -267,4 +268,27 @@ func TestE2EREADMEGrowingACluster(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	w.waitFor(t, "POST /worker grown=yes", 30*time.Second)
+
+	// "Removing a member", run after it on the same nodes: a3 leaves the roster of
+	// a1 and a2, says it was removed, and a task enqueued through a1 still fires.
+	out = runScript(t, dir, readmeBlock(t, "### Removing a member"), time.Minute)
+	line, rest, _ := strings.Cut(out, "\n")
+	require.Regexp(t, `^removed a3; roster epoch \d+: a1, a2$`, line, "cluster remove printed:\n%s", out)
+	dec := json.NewDecoder(strings.NewReader(rest))
+	var after struct {
+		Members []struct{ ID string } `json:"members"`
+		Healthy bool                  `json:"healthy"`
+	}
+	require.NoError(t, dec.Decode(&after), "not /v1/cluster's JSON:\n%s", out)
+	require.Len(t, after.Members, 2, "a1's /v1/cluster still lists a3:\n%s", out)
+	require.True(t, after.Healthy, "a1 is not healthy:\n%s", out)
+	var health map[string]string
+	require.NoError(t, dec.Decode(&health), "not /healthz's JSON:\n%s", out)
+	require.Equal(t, "removed", health["status"], "a3's /healthz:\n%s", out)
+
+	resp, err = http.Post("http://127.0.0.1:8091/queue", "application/x-www-form-urlencoded", strings.NewReader("task.url=http://localhost:9099/worker&shrunk=yes"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	w.waitFor(t, "POST /worker shrunk=yes", 30*time.Second)
 }

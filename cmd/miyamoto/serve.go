@@ -91,6 +91,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	offset := fs.Duration("replica-offset", 2*time.Second, "delay between replica k and k+1 firing, e.g. 2s")
 	drift := fs.Duration("max-clock-drift", time.Second, "largest clock disagreement between nodes, e.g. 500ms")
 	lease := fs.Duration("lease", 30*time.Second, "how long a claim holds; deliveries end max-clock-drift before it")
+	removeAfter := fs.Duration("remove-after", 0, "the leader removes a member unreachable this long, e.g. 10m (0: never; at least --lease)")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight deliveries may finish")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
 	dedup := fs.Duration("dedup-window", time.Hour, "how long a finished task's name stays taken, e.g. 1h")
@@ -186,6 +187,9 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if *drift < 0 {
 		return bad("max-clock-drift", "must not be negative, not %s", *drift)
 	}
+	if *removeAfter != 0 && *removeAfter < *lease {
+		return bad("remove-after", "must be 0 (never) or at least --lease (%s), not %s", *lease, *removeAfter)
+	}
 	if *lease <= 2**drift {
 		return bad("lease", "must be longer than twice --max-clock-drift (%s), not %s", 2**drift, *lease)
 	}
@@ -242,7 +246,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		}
 	}
 	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Join: *join, Replicas: *replicas,
-		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
+		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, RemoveAfter: *removeAfter, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret, InsecurePeers: *insecurePeers,
 		PeerTLS:    daemon.PeerTLS{Cert: *peerTLSCert, Key: *peerTLSKey, CA: *peerTLSCA},
 		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending,

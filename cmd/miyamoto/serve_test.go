@@ -73,7 +73,7 @@ func TestParseServeFlags(t *testing.T) {
 		"--node-id", "n2", "--http-addr", "127.0.0.1:9000", "--peer-addr", "127.0.0.1:9100",
 		"--peers", "n1=127.0.0.1:9101,n3=127.0.0.1:9103", "--replicas", "2", "--replica-offset", "500ms",
 		"--max-clock-drift", "250ms", "--lease", "5s", "--shutdown-timeout", "3s", "--max-body", "4096",
-		"--log-level", "debug",
+		"--log-level", "debug", "--remove-after", "10m",
 	}, envOf())
 	require.NoError(t, err)
 	require.Equal(t, logOptions{Level: slog.LevelDebug}, logs)
@@ -81,7 +81,7 @@ func TestParseServeFlags(t *testing.T) {
 		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100",
 		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
-		ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
+		RemoveAfter: 10 * time.Minute, ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections, RecordSize: daemon.DefaultRecordSize,
 	}, cfg)
@@ -216,6 +216,8 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--record-size", "0"}, "record-size"},
 		{[]string{"--record-size", "100KB"}, "record-size"},
 		{[]string{"--record-size", "99999999999TB"}, "record-size"},
+		{[]string{"--remove-after", "5s", "--lease", "10s"}, "remove-after"},
+		{[]string{"--remove-after", "-1m"}, "remove-after"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

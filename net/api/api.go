@@ -6,6 +6,7 @@
 //	POST   /v1/tasks/{id}/retry  re-queue a dead task as a new task
 //	GET    /v1/cluster       roster epoch, leader, members, this node, reachability
 //	POST   /v1/cluster/join  add a node (serve --join): {"id", "peer_addr"}
+//	POST   /v1/cluster/members/{id}/remove  remove a member: 200 "removed" once the roster no longer lists it, 202 "pending"
 //	GET    /v1/queues        queues, their settings, their tasks across the cluster by state
 //	GET    /v1/queues/{q}    a queue's settings (set and effective) and counts; PUT changes them (JSON, partial); DELETE removes them
 //	POST   /v1/queues/{q}/pause, /resume, /purge
@@ -14,7 +15,7 @@
 //	GET    /v1/schedules/{name}  one schedule; PUT creates or replaces it (JSON: cron,
 //	                         time_zone, queue, task, missed); DELETE deletes it
 //	GET    /metrics          counters in the Prometheus text format
-//	GET    /healthz          200 {"status": "ok"} while the node can take a task; 503 {"status": "starting"|"unavailable", "reason"} otherwise
+//	GET    /healthz          200 {"status": "ok"} while the node can take a task; 503 {"status": "starting"|"unavailable"|"removed", "reason"} otherwise
 //	GET    /livez            200 {"status": "alive"} while the process serves HTTP
 //
 // Cluster-wide answers (counts, task lists) come within node.Config.ListTimeout even
@@ -107,6 +108,12 @@ type Cluster struct {
 	// a majority of the members among other things); Reason says why not.
 	Healthy bool   `json:"healthy"`
 	Reason  string `json:"reason,omitempty"`
+	// Removed: this node learnt that the roster no longer lists it (POST
+	// /v1/cluster/members/{id}/remove); it takes no task.
+	Removed bool `json:"removed,omitempty"`
+	// TasksOnRemoved counts the tasks this node holds, not final, whose replica
+	// list names a removed member (absent when none).
+	TasksOnRemoved int `json:"tasks_on_removed,omitempty"`
 }
 
 // Member is one node as this node sees it.
@@ -245,9 +252,12 @@ func NewHandler(b Backend, cfg Config) http.Handler {
 		defer cancel()
 		if why := s.b.NotReady(ctx); why != "" {
 			setRetryAfter(w, time.Second)
-			status := "starting"
-			if !strings.HasPrefix(why, "starting") {
-				status = "unavailable"
+			status := "unavailable"
+			switch {
+			case strings.HasPrefix(why, "starting"):
+				status = "starting"
+			case strings.HasPrefix(why, "removed"):
+				status = "removed" // it will not take tasks again unless it joins again
 			}
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": status, "reason": why})
 			return
@@ -576,6 +586,8 @@ var sentinels = []struct {
 	{err: node.ErrStorage, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "unavailable"},
 	// The node has not been added to the cluster yet (serve --join).
 	{err: node.ErrJoining, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "joining"},
+	// The node was removed from the cluster: another member takes it.
+	{err: node.ErrRemoved, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "removed"},
 }
 
 // writeNodeError maps the node's errors to HTTP answers.

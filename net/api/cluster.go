@@ -20,6 +20,11 @@ type MembershipBackend interface {
 	// leader and the joiner asks again. ErrJoinRefused: this node cannot let the
 	// cluster grow (the message says why).
 	Join(ctx context.Context, m node.Member) (r *node.Roster, listed bool, err error)
+	// Remove asks the cluster to remove member id (POST
+	// /v1/cluster/members/{id}/remove). It returns the roster this node holds, and
+	// whether it no longer lists id: if it still does, the request went to the
+	// leader and the caller asks again. node.ErrLastMember: id is the only member.
+	Remove(ctx context.Context, id node.NodeID) (r *node.Roster, removed bool, err error)
 }
 
 // ErrJoinRefused: this node will not let the cluster grow as it is configured.
@@ -60,7 +65,36 @@ type JoinAnswer struct {
 	Roster RosterView `json:"roster"`
 }
 
+// RemoveAnswer is POST /v1/cluster/members/{id}/remove's answer: status
+// "removed" (200) once the roster no longer lists the member (also when it never
+// did: a removal is idempotent), "pending" (202) while the leader removes it.
+type RemoveAnswer struct {
+	Status string     `json:"status"`
+	Roster RosterView `json:"roster"`
+}
+
 func (s *server) clusterRoutes(mux *http.ServeMux, mb MembershipBackend) {
+	mux.HandleFunc("POST /v1/cluster/members/{id}/remove", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if id == "" || len(id) > node.MaxNodeIDLen {
+			writeError(w, http.StatusBadRequest, "id", "must be the member's node ID (1-100 bytes)")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+		defer cancel()
+		roster, removed, err := mb.Remove(ctx, node.NodeID(id))
+		switch {
+		case errors.Is(err, node.ErrLastMember):
+			writeError(w, http.StatusConflict, "id", err.Error())
+		case err != nil:
+			writeNodeError(w, err)
+		case removed:
+			writeJSON(w, http.StatusOK, RemoveAnswer{Status: "removed", Roster: ViewRoster(roster)})
+		default:
+			setRetryAfter(w, 0)
+			writeJSON(w, http.StatusAccepted, RemoveAnswer{Status: "pending", Roster: ViewRoster(roster)})
+		}
+	})
 	mux.HandleFunc("POST /v1/cluster/join", func(w http.ResponseWriter, r *http.Request) {
 		body, ok := readBody(w, r, 64<<10)
 		if !ok {

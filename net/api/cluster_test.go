@@ -32,6 +32,48 @@ func (f *joinFake) Join(_ context.Context, m node.Member) (*node.Roster, bool, e
 	return node.NewRoster(uint64(len(members)), members, map[node.NodeID]string{"n1": "10.0.0.1:7088", m.ID: m.Addr}, "n1"), f.asked[m.ID] > 1, nil
 }
 
+// Remove removes a member once it was asked twice; n1 is the only member left
+// (node.ErrLastMember).
+func (f *joinFake) Remove(_ context.Context, id node.NodeID) (*node.Roster, bool, error) {
+	if id == "n1" {
+		return nil, false, node.ErrLastMember
+	}
+	f.asked[id]++
+	members := []node.NodeID{"n1"}
+	if f.asked[id] < 2 {
+		members = append(members, id)
+	}
+	return node.NewRoster(uint64(f.asked[id]+1), members, nil, "n1"), f.asked[id] > 1, nil
+}
+
+// A removal is pending (202) until the roster no longer lists the member (200);
+// the only member is refused with 409 naming the id.
+func TestRemovePendingThenRemoved(t *testing.T) {
+	f := &joinFake{asked: map[node.NodeID]int{}}
+	h := NewHandler(f, Config{})
+	w := do(t, h, "POST", "/v1/cluster/members/n2/remove", "application/json", "")
+	require.Equal(t, http.StatusAccepted, w.Code, w.Body.String())
+	var ans RemoveAnswer
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &ans))
+	require.Equal(t, "pending", ans.Status)
+	require.Len(t, ans.Roster.Members, 2)
+
+	w = do(t, h, "POST", "/v1/cluster/members/n2/remove", "application/json", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &ans))
+	require.Equal(t, "removed", ans.Status)
+	require.Equal(t, []MemberAddr{{ID: "n1"}}, ans.Roster.Members)
+
+	w = do(t, h, "POST", "/v1/cluster/members/n1/remove", "application/json", "")
+	requireError(t, w, http.StatusConflict, "id")
+	long := make([]byte, node.MaxNodeIDLen+1)
+	for i := range long {
+		long[i] = 'x'
+	}
+	w = do(t, h, "POST", "/v1/cluster/members/"+string(long)+"/remove", "application/json", "")
+	requireError(t, w, http.StatusBadRequest, "id")
+}
+
 // A join is pending (202) until the roster lists the new node (200); the answer
 // carries the roster with every member's peer address.
 func TestJoinPendingThenMember(t *testing.T) {

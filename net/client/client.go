@@ -202,6 +202,12 @@ func (c *Client) Cluster(ctx context.Context) ([]byte, error) {
 	return c.getJSON(ctx, "/v1/cluster", nil)
 }
 
+// RemoveMember is POST /v1/cluster/members/{id}/remove, once: its answer says
+// "removed" (200) or "pending" (202: ask again until it says removed).
+func (c *Client) RemoveMember(ctx context.Context, id string) ([]byte, error) {
+	return c.postJSON(ctx, "/v1/cluster/members/"+seg(id)+"/remove", nil)
+}
+
 // Queues is GET /v1/queues: every queue with its settings and counts.
 func (c *Client) Queues(ctx context.Context) ([]byte, error) {
 	return c.getJSON(ctx, "/v1/queues", nil)

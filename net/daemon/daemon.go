@@ -54,6 +54,8 @@ type Config struct {
 	ReplicaOffset time.Duration // default 2s
 	MaxClockDrift time.Duration // default 1s
 	Lease         time.Duration // default 30s
+	// RemoveAfter: the leader removes a member unreachable this long (0: never).
+	RemoveAfter time.Duration
 	// ShutdownTimeout bounds how long SIGTERM waits for deliveries in flight before
 	// cutting them (they are then released for another attempt). Default 15s.
 	ShutdownTimeout time.Duration
@@ -337,6 +339,7 @@ func Start(cfg Config) (*Daemon, error) {
 		ReplicaOffset: cfg.ReplicaOffset,
 		MaxClockDrift: cfg.MaxClockDrift,
 		Lease:         cfg.Lease,
+		RemoveAfter:   cfg.RemoveAfter,
 		DedupWindow:   cfg.DedupWindow,
 
 		MaxTaskBody: cmp.Or(cfg.MaxBody, api.DefaultMaxBody),
@@ -780,8 +783,12 @@ func (d *Daemon) members() []api.Member {
 		stats = t.Stats().Peers
 		reach = t.Reachable()
 	}
-	out := []api.Member{{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true}}
-	for _, rm := range d.roster.Load().Members {
+	out := []api.Member{}
+	roster := d.roster.Load()
+	if roster.Epoch == 0 || roster.Has(node.NodeID(d.cfg.NodeID)) { // not once it was removed
+		out = append(out, api.Member{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true})
+	}
+	for _, rm := range roster.Members {
 		id, addr := string(rm.ID), rm.Addr
 		if id == d.cfg.NodeID {
 			continue
@@ -802,7 +809,9 @@ func (b backend) Cluster() api.Cluster {
 	c.Replicas = min(d.cfg.Replicas, len(c.Members))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	d.drv.Do(ctx, func(n *node.Node) { c.Leader = string(n.Leader()) })
+	d.drv.Do(ctx, func(n *node.Node) {
+		c.Leader, c.Removed, c.TasksOnRemoved = string(n.Leader()), n.Removed(), n.TasksOnRemoved()
+	})
 	c.Reason = b.NotReady(ctx)
 	c.Healthy = c.Reason == ""
 	return c
@@ -840,16 +849,28 @@ func (b backend) WriteMetrics(w io.Writer) {
 	var counts map[string]map[node.TaskState]int
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	var mv moveStats
 	leading := false
-	if err := b.d.drv.Do(ctx, func(n *node.Node) { counts = n.Counts(); leading, _ = n.Leading() }); err == nil {
+	if err := b.d.drv.Do(ctx, func(n *node.Node) {
+		counts = n.Counts()
+		leading, _ = n.Leading()
+		mv.onRemoved = n.TasksOnRemoved()
+		mv.inFlight, mv.done = n.Moves()
+	}); err == nil {
 		metrics.WriteDepth(w, b.d.cfg.NodeID, counts)
-		b.d.writeRosterMetrics(w, leading)
+		b.d.writeRosterMetrics(w, leading, mv)
 	}
 }
 
 // writeRosterMetrics writes the roster's epoch and size, and whether this node
 // holds the roster lease.
-func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool) {
+// moveStats is re-replication's progress on this node (node/move.go).
+type moveStats struct {
+	onRemoved, inFlight int
+	done                uint64
+}
+
+func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool, mv moveStats) {
 	id, r := d.cfg.NodeID, d.roster.Load()
 	lead := 0
 	if leading {
@@ -861,6 +882,12 @@ func (d *Daemon) writeRosterMetrics(w io.Writer, leading bool) {
 	fmt.Fprintf(w, "miyamoto_roster_members{node=%q} %d\n", id, len(r.Members))
 	fmt.Fprintf(w, "# HELP miyamoto_leader 1 while this node holds the roster lease.\n# TYPE miyamoto_leader gauge\n")
 	fmt.Fprintf(w, "miyamoto_leader{node=%q} %d\n", id, lead)
+	fmt.Fprintf(w, "# HELP miyamoto_tasks_on_removed_members Tasks this node holds, not final, whose replica list names a member removed from the roster.\n# TYPE miyamoto_tasks_on_removed_members gauge\n")
+	fmt.Fprintf(w, "miyamoto_tasks_on_removed_members{node=%q} %d\n", id, mv.onRemoved)
+	fmt.Fprintf(w, "# HELP miyamoto_moves_in_flight Tasks this node is moving to a new replica list now (re-replication).\n# TYPE miyamoto_moves_in_flight gauge\n")
+	fmt.Fprintf(w, "miyamoto_moves_in_flight{node=%q} %d\n", id, mv.inFlight)
+	fmt.Fprintf(w, "# HELP miyamoto_moves_total Tasks this node moved to a new replica list since it started.\n# TYPE miyamoto_moves_total counter\n")
+	fmt.Fprintf(w, "miyamoto_moves_total{node=%q} %d\n", id, mv.done)
 }
 
 // writeConnMetrics writes the API connection cap's gauges and counters.

@@ -151,6 +151,25 @@ func (b backend) Join(ctx context.Context, m node.Member) (*node.Roster, bool, e
 	return roster, listed, nil
 }
 
+// Remove asks the node to remove member id (POST /v1/cluster/members/{id}/remove).
+func (b backend) Remove(ctx context.Context, id node.NodeID) (*node.Roster, bool, error) {
+	var roster *node.Roster
+	var removed bool
+	var removeErr error
+	err := b.d.drv.Do(ctx, func(n *node.Node) {
+		b.d.rec.Call(recorder.Call{Op: recorder.OpRemove, ID: string(id)})
+		n.Remove(id, func(r *node.Roster, err error) { removed, removeErr = r != nil, err })
+		roster = n.Roster()
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if removeErr != nil && !errors.Is(removeErr, node.ErrRemovePending) {
+		return nil, false, removeErr
+	}
+	return roster, removed, nil
+}
+
 // joinLoop asks the member given by --join to add this node, every joinEvery,
 // until the node's roster lists it or the daemon stops.
 func (d *Daemon) joinLoop() {

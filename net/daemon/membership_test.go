@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,4 +108,111 @@ func TestJoinAndLeaderFailover(t *testing.T) {
 	code, body, _ := post(t, bases[other], "", url.Values{"task.url": {w.srv.URL + "/after"}})
 	require.Equal(t, http.StatusOK, code, "%v", body)
 	w.waitFor(t, body["id"].(string), 30*time.Second)
+}
+
+// A member of three is removed through a member that does not lead: the others'
+// roster drops it, it says it was removed (/healthz 503 "removed", /v1/cluster
+// removed), refuses enqueues, and enqueues through the others keep working.
+func TestRemoveMember(t *testing.T) {
+	w := newWorker(t, 0)
+	ids := []string{"n1", "n2", "n3"}
+	bases := map[string]string{}
+	for i, id := range ids {
+		cfg := daemon.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+		if i > 0 {
+			cfg.Join = bases["n1"]
+		}
+		d, err := daemon.Start(cfg)
+		require.NoError(t, err)
+		shutdownAtEnd(t, d)
+		bases[id] = "http://" + d.HTTPAddr()
+		if i == 0 {
+			waitHealthy(t, bases[id])
+		}
+		eventuallyCluster(t, bases[id], time.Minute, id+" joins", func(c clusterView) bool { return len(c.Members) == i+1 && c.Healthy })
+	}
+	c := eventuallyCluster(t, bases["n2"], 30*time.Second, "a leader known", func(c clusterView) bool { return c.Leader != "" && len(c.Members) == 3 })
+	via, gone := "n2", "n3"
+	if c.Leader == via {
+		via = "n1"
+	}
+	if c.Leader == gone {
+		gone = "n1"
+	}
+
+	// A task due after the removal: its replica list names the member removed, so
+	// it is moved to the members left before it fires.
+	code, before, _ := post(t, bases[via], "", url.Values{"task.url": {w.srv.URL + "/before"}, "task.countdown": {"6"}})
+	require.Equal(t, http.StatusOK, code, "%v", before)
+
+	status := map[string]any{}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && status["status"] != "removed" {
+		var code int
+		code, status = postRemove(t, bases[via], gone)
+		require.Contains(t, []int{http.StatusOK, http.StatusAccepted}, code, "%v", status)
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Equal(t, "removed", status["status"], "%v", status)
+	for _, id := range ids {
+		if id == gone {
+			continue
+		}
+		eventuallyCluster(t, bases[id], 10*time.Second, id+" drops "+gone, func(c clusterView) bool { return len(c.Members) == 2 && c.Healthy })
+	}
+
+	eventuallyCluster(t, bases[gone], 10*time.Second, gone+" learns it was removed", func(c clusterView) bool { return !c.Healthy })
+	resp, err := client.Get(bases[gone] + "/healthz")
+	require.NoError(t, err)
+	var h map[string]string
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&h))
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "removed", h["status"], "%v", h)
+	w.waitFor(t, before["id"].(string), 30*time.Second)
+	moves := 0
+	for _, id := range ids {
+		if id == gone {
+			continue
+		}
+		resp, err := client.Get(bases[id] + "/metrics")
+		require.NoError(t, err)
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var n int
+		if i := strings.Index(string(text), fmt.Sprintf("miyamoto_moves_total{node=%q} ", id)); i >= 0 {
+			fmt.Sscanf(string(text[i:]), fmt.Sprintf("miyamoto_moves_total{node=%q} %%d", id), &n)
+		}
+		moves += n
+	}
+	require.GreaterOrEqual(t, moves, 1, "the task due after the removal was moved")
+
+	code, body, _ := post(t, bases[gone], "", url.Values{"task.url": {w.srv.URL + "/refused"}})
+	require.Equal(t, http.StatusServiceUnavailable, code, "%v", body)
+	require.Equal(t, "removed", body["status"], "%v", body)
+
+	code, body, _ = post(t, bases[via], "", url.Values{"task.url": {w.srv.URL + "/after"}})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	w.waitFor(t, body["id"].(string), 30*time.Second)
+	resp, err = client.Get(bases[via] + "/metrics")
+	require.NoError(t, err)
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_roster_members{node=%q} 2", via))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_tasks_on_removed_members{node=%q} 0", via))
+	require.Contains(t, string(metricsText), fmt.Sprintf("miyamoto_moves_in_flight{node=%q} 0", via))
+
+	code, body = postRemove(t, bases[via], "nobody")
+	require.Equal(t, http.StatusOK, code, "removing a non-member is idempotent: %v", body)
+}
+
+// postRemove posts POST /v1/cluster/members/{id}/remove to base.
+func postRemove(t *testing.T, base, id string) (int, map[string]any) {
+	t.Helper()
+	resp, err := client.Post(base+"/v1/cluster/members/"+id+"/remove", "application/json", nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return resp.StatusCode, out
 }

@@ -50,7 +50,7 @@ const kindMarker byte = 0
 
 // Highest enum values this version knows; anything above is refused on load.
 const (
-	maxKind  = node.RecRosterAccept
+	maxKind  = node.RecMove
 	maxState = node.StateCancelled
 )
 
@@ -150,11 +150,12 @@ func AppendRecordFrame(dst []byte, r *node.Record) []byte { return appendRecord(
 // failed node.Record.Failed, a uvarint (absent in version 2), reason
 // node.Record.Reason, a string, and the schedule as wire.AppendSchedule writes it
 // (both absent before version 4), failedBits node.Record.FailedBits, a uvarint, and
-// the roster as wire.AppendRoster writes it (both absent before version 5).
+// the roster as wire.AppendRoster writes it (both absent before version 5), then,
+// only for a moved task (node.Task.ListVersion above 0), its list version, a uvarint.
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
 func appendRecord(dst []byte, r *node.Record) []byte {
-	if r.Kind == node.RecTask && r.Task == nil {
+	if (r.Kind == node.RecTask || r.Kind == node.RecMove) && r.Task == nil {
 		panic(fmt.Sprintf("disk: task record without a task (task id %q)", r.TaskID))
 	}
 	if r.Kind == node.RecSetting && r.Setting == nil {
@@ -202,9 +203,16 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 		}
 		b = binary.AppendUvarint(b, r.FailedBits)
 		if r.Roster == nil {
-			return append(b, 0)
+			b = append(b, 0)
+		} else {
+			b = wire.AppendRoster(append(b, 1), r.Roster)
 		}
-		return wire.AppendRoster(append(b, 1), r.Roster)
+		// The task's list version, last and only when not 0 (a moved task), so that
+		// every other record is as format 5 wrote it.
+		if r.Task != nil && r.Task.ListVersion != 0 {
+			b = binary.AppendUvarint(b, r.Task.ListVersion)
+		}
+		return b
 	})
 }
 
@@ -293,6 +301,14 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	}
 	if f.Err() == nil && (r.Kind == node.RecRoster || r.Kind == node.RecRosterAccept) && r.Roster == nil {
 		f.Fail("roster record without a roster")
+	}
+	if f.Err() == nil && v >= 5 && f.Len() != 0 && r.Task != nil {
+		if r.Task.ListVersion = f.Uvarint("task list version"); f.Err() == nil && r.Task.ListVersion == 0 {
+			f.Fail("a task list version of 0 is written as absent")
+		}
+	}
+	if f.Err() == nil && (r.Kind == node.RecTask || r.Kind == node.RecMove) && r.Task == nil {
+		f.Fail("task record without a task")
 	}
 	if f.Err() == nil && f.Len() != 0 {
 		f.Fail("%d trailing bytes after the record", f.Len())

@@ -174,3 +174,22 @@ func TestRosterRecordAndFormat4(t *testing.T) {
 }
 
 func wireRoster(r *node.Roster) []byte { return wire.AppendRoster(nil, r) }
+
+// A moved task's list version is written last in its record, only when not 0, and
+// read back (RecTask and RecMove alike).
+func TestRecordCarriesListVersion(t *testing.T) {
+	task := &node.Task{ID: "t", Queue: "q", URL: "http://w/", ETA: time.Unix(1700000000, 0).UTC(), Created: time.Unix(1700000000, 0).UTC(), Replicas: []node.NodeID{"n2", "n4"}}
+	plain := appendRecord(nil, &node.Record{Kind: node.RecTask, TaskID: "t", Task: task})
+	moved := *task
+	moved.ListVersion = 7
+	for _, kind := range []node.RecordKind{node.RecTask, node.RecMove} {
+		r := node.Record{Kind: kind, TaskID: "t", Task: &moved, Attempt: 7}
+		frame := appendRecord(nil, &r)
+		got, _, err := decodeRecord(frame[frameHeader:])
+		require.NoError(t, err)
+		require.Equal(t, r, got)
+	}
+	got, _, err := decodeRecord(plain[frameHeader:])
+	require.NoError(t, err)
+	require.Zero(t, got.Task.ListVersion)
+}

@@ -13,7 +13,7 @@ import (
 type Call struct {
 	Op       string               `json:"op"`
 	Enqueue  *node.EnqueueRequest `json:"enqueue,omitempty"`
-	ID       string               `json:"id,omitempty"` // task ID, queue or schedule name
+	ID       string               `json:"id,omitempty"` // task ID, queue, schedule or member ID
 	Config   *node.QueueConfig    `json:"config,omitempty"`
 	Explicit node.SettingFields   `json:"explicit,omitempty"`
 	Paused   bool                 `json:"paused,omitempty"`
@@ -39,7 +39,8 @@ const (
 	OpCountCluster   = "count-cluster"
 	OpListCluster    = "list-cluster"
 	OpDrain          = "drain"
-	OpJoin           = "join" // a node asks to join (POST /v1/cluster/join)
+	OpJoin           = "join"   // a node asks to join (POST /v1/cluster/join)
+	OpRemove         = "remove" // remove member ID (POST /v1/cluster/members/{id}/remove)
 	// OpCompactionPolicy: the daemon's compaction takes the node's policy, which
 	// clears what the node noted for the next one.
 	OpCompactionPolicy = "compaction-policy"
@@ -90,6 +91,8 @@ func (c Call) apply(n *node.Node, obs *observer) error {
 			return fmt.Errorf("recording: a join without its member")
 		}
 		n.Join(*c.Member, func(*node.Roster, error) {})
+	case OpRemove:
+		n.Remove(node.NodeID(c.ID), func(*node.Roster, error) {})
 	case OpCompactionPolicy:
 		n.CompactionPolicy()
 	default:

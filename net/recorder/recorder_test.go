@@ -262,8 +262,9 @@ func TestObserveSeesAQueuePause(t *testing.T) {
 }
 
 // A node alone, recorded, that another node joins (POST /v1/cluster/join, the
-// roster's election and change): both recordings replay input for input.
-func TestReplayAcrossAJoin(t *testing.T) {
+// roster's election and change) and that is then removed (POST
+// /v1/cluster/members/{id}/remove): both recordings replay input for input.
+func TestReplayAcrossAJoinAndARemoval(t *testing.T) {
 	dir := t.TempDir()
 	sub := t.Run("run", func(t *testing.T) {
 		start := func(id, join string) string {
@@ -294,6 +295,11 @@ func TestReplayAcrossAJoin(t *testing.T) {
 		b := start("j2", strings.TrimPrefix(a, "http://"))
 		healthy(b, 60*time.Second)
 		load(t, map[string]string{"j1": a, "j2": b}, 10)
+		resp, err := http.Post(a+"/v1/cluster/members/j2/remove", "application/json", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Less(t, resp.StatusCode, 300, "remove j2")
+		time.Sleep(500 * time.Millisecond)
 	})
 	require.True(t, sub)
 	for _, id := range []string{"j1", "j2"} {

@@ -52,7 +52,8 @@ import (
 // Attempts and Counts at the end of a message, a queue setting's Explicit fields
 // and Deleted mark after its Origin, and net/peer's heartbeats (which a dialer of
 // version 2 would take for garbage); version 4 node.Message.FailedBits after Failed,
-// and Epoch, Roster and Member at the end. A frame of another version is refused
+// and Epoch, Roster and Member at the end (and, in version 4 still, the task's
+// ListVersion after them, only when not 0). A frame of another version is refused
 // (and so is a peer's hello: see net/peer): a cluster runs one version.
 const Version byte = 4
 
@@ -264,10 +265,17 @@ func appendMessage(b []byte, m *node.Message) []byte {
 		b = appendRoster(append(b, 1), m.Roster)
 	}
 	if m.Member == nil {
-		return append(b, 0)
+		b = append(b, 0)
+	} else {
+		b = appendString(append(b, 1), string(m.Member.ID))
+		b = appendString(b, m.Member.Addr)
 	}
-	b = appendString(append(b, 1), string(m.Member.ID))
-	return appendString(b, m.Member.Addr)
+	// The task's list version, last and only when not 0 (a moved task: see
+	// node/move.go), so that every other frame is as version 4 wrote it.
+	if m.Task != nil && m.Task.ListVersion != 0 {
+		b = binary.AppendUvarint(b, m.Task.ListVersion)
+	}
+	return b
 }
 
 // appendRoster appends a roster as MsgRoster carries it.
@@ -585,6 +593,12 @@ func (d *decoder) message() node.Message {
 	}
 	if d.bool("member presence") {
 		m.Member = &node.Member{ID: node.NodeID(d.string("member.id")), Addr: d.string("member.addr")}
+	}
+	if d.err == nil && len(d.b) > 0 && m.Task != nil {
+		m.Task.ListVersion = d.uvarint("task.list_version")
+		if d.err == nil && m.Task.ListVersion == 0 {
+			d.fail("a task list version of 0 is written as absent")
+		}
 	}
 	return m
 }

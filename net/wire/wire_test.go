@@ -350,7 +350,7 @@ func TestEnumBounds(t *testing.T) {
 	require.True(t, strings.HasPrefix((maxState+1).String(), "state("), "node has task states past maxState: update wire")
 	require.False(t, strings.HasPrefix(maxState.String(), "state("))
 	require.Equal(t, node.AtMostOnce, maxDelivery)
-	require.Equal(t, node.RejectForgotten, maxReject)
+	require.Equal(t, node.RejectMoved, maxReject)
 	require.True(t, strings.HasPrefix((maxReject+1).String(), "reject("), "node has rejects past maxReject: update wire")
 	require.True(t, strings.HasPrefix((maxErrKind+1).String(), "error_kind("), "node has error kinds past maxErrKind: update wire")
 }
@@ -486,4 +486,23 @@ func TestSettingFormats(t *testing.T) {
 	f = NewFields(bad)
 	require.Nil(t, f.Setting())
 	require.ErrorContains(t, f.Err(), "unknown setting fields")
+}
+
+// A moved task's list version travels last, only when not 0: a frame without it
+// is byte for byte what it was, one with it round-trips, and a 0 written out is
+// refused.
+func TestTaskListVersionTrails(t *testing.T) {
+	m := fullMessage(node.MsgMove, fullTask())
+	plain := AppendFrame(nil, m)
+	moved := *m.Task
+	moved.ListVersion = 300
+	m.Task = &moved
+	frame := AppendFrame(nil, m)
+	require.Equal(t, len(plain)+2, len(frame), "two bytes more: the uvarint 300")
+	require.Equal(t, m, roundTrip(t, m))
+
+	zero := append(plain[:len(plain):len(plain)], 0)
+	binary.BigEndian.PutUint32(zero, uint32(len(zero)-4))
+	_, _, err := DecodeFrame(zero)
+	require.ErrorIs(t, err, ErrMalformed)
 }

@@ -111,7 +111,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "grant-ignores-backoff",
 		Desc:  "an acceptor grants a claim that comes before the failed delivery's backoff is over (notBefore not checked)",
-		Edits: edit("node/claim.go", "case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)):", "case false:"),
+		Edits: edit("node/claim.go", "case n.now().Before(e.notBefore.Add(-n.cfg.MaxClockDrift)) && m.Reason != moveClaim:", "case false:"),
 	},
 	{
 		Name:  "regrant-acked-before-sync",
