@@ -247,10 +247,20 @@ type settingsSync struct {
 	round    uint64
 	started  time.Time
 	answered map[NodeID]bool
-	// got counts, per member, the settings received in this round (by queue), and
-	// want what its end marker said it sent.
+	// got counts, per member, the settings received in answer to its latest ask
+	// (asks, echoed in each answer's Attempt) by queue, and want what that answer's
+	// end marker said it sent.
+	//
+	// Invariant: a member counts as answered only when one answer, whole, arrived:
+	// its end marker and every setting it counted. Counting one answer's settings
+	// against another's marker let a node restarted without memory end its round
+	// missing a setting it had acknowledged (Q6: seed 309 of settings-learning-chain,
+	// an end marker "1" from before the member learnt a second setting, then only
+	// that second setting of a later answer).
 	got  map[NodeID]map[string]bool
 	want map[NodeID]int
+	ask  map[NodeID]uint64 // the latest ask a member's answer echoed
+	asks uint64
 }
 
 // startSettingsSync asks every other member for its settings, again every
@@ -259,7 +269,7 @@ func (n *Node) startSettingsSync() {
 	// The round is the start time: one round per incarnation, and no draw from the
 	// random source (which would shift every ID drawn after it).
 	n.sync = &settingsSync{round: uint64(n.bootTime.UnixNano()) | 1, started: n.now(), answered: map[NodeID]bool{n.cfg.ID: true},
-		got: map[NodeID]map[string]bool{}, want: map[NodeID]int{}}
+		got: map[NodeID]map[string]bool{}, want: map[NodeID]int{}, ask: map[NodeID]uint64{}}
 	n.askSettings()
 }
 
@@ -268,9 +278,10 @@ func (n *Node) askSettings() {
 	if sy == nil {
 		return
 	}
+	sy.asks++
 	for _, m := range n.members {
 		if !sy.answered[m] {
-			n.send(Message{Type: MsgQueueSync, To: m, Promised: sy.round})
+			n.send(Message{Type: MsgQueueSync, To: m, Promised: sy.round, Attempt: sy.asks})
 		}
 	}
 	n.env.Clock.AfterFunc(pausePoll, func() {
@@ -288,14 +299,14 @@ func (n *Node) askSettings() {
 func (n *Node) handleQueueSync(m Message) {
 	names := sortedKeys(n.settings)
 	for _, name := range names {
-		n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Setting: n.settings[name]})
+		n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Attempt: m.Attempt, Setting: n.settings[name]})
 	}
 	// Schedules are learnt the same way, in the same round (schedule.go).
 	scheds := sortedKeys(n.schedules)
 	for _, name := range scheds {
-		n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Schedule: n.schedules[name]})
+		n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Attempt: m.Attempt, Schedule: n.schedules[name]})
 	}
-	n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Retries: len(names) + len(scheds)})
+	n.send(Message{Type: MsgQueueSyncResp, To: m.From, Promised: m.Promised, Attempt: m.Attempt, Retries: len(names) + len(scheds)})
 }
 
 func (n *Node) handleQueueSyncResp(m Message) {
@@ -303,9 +314,20 @@ func (n *Node) handleQueueSyncResp(m Message) {
 	if sy == nil || m.Promised != sy.round || sy.answered[m.From] || !slices.Contains(n.members, m.From) {
 		return
 	}
+	// An answer to a later ask starts the count again; one to an earlier ask is
+	// still adopted, but not counted.
+	current := m.Attempt >= sy.ask[m.From]
+	if m.Attempt > sy.ask[m.From] {
+		sy.ask[m.From] = m.Attempt
+		delete(sy.got, m.From)
+		delete(sy.want, m.From)
+	}
 	// got is keyed by queue name, and by "\x00" and the name for a schedule (no
 	// queue name starts so).
 	got := func(key string) {
+		if !current {
+			return
+		}
 		if sy.got[m.From] == nil {
 			sy.got[m.From] = map[string]bool{}
 		}
@@ -323,7 +345,7 @@ func (n *Node) handleQueueSyncResp(m Message) {
 		}
 		n.adoptSchedule(s)
 		got("\x00" + s.Name)
-	} else {
+	} else if current {
 		sy.want[m.From] = max(m.Retries, 0)
 	}
 	if w, ok := sy.want[m.From]; ok && len(sy.got[m.From]) >= w {
