@@ -57,23 +57,7 @@ func startPeerFrontend(enqueue peerEnqueuer) (*peerFrontend, error) {
 		return nil, fmt.Errorf("peer frontend: %w", err)
 	}
 	f := &peerFrontend{enqueue: enqueue, ln: ln, served: make(chan struct{})}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{queue}", f.handleEnqueue)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status": "ok"}` + "\n"))
-	})
-	f.srv = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	go func() {
-		defer close(f.served)
-		f.srv.Serve(ln) // http.ErrServerClosed after Close
-	}()
+	f.srv = serveEnqueues(ln, f.handleEnqueue, f.served)
 	return f, nil
 }
 

@@ -106,13 +106,21 @@ func StartRelay(cfg RelayConfig) (*Relay, error) {
 		cancel: cancel,
 		served: make(chan struct{}),
 	}
+	r.srv = serveEnqueues(ln, r.handleEnqueue, r.served)
+	return r, nil
+}
+
+// serveEnqueues serves, on ln, POST /{queue} with enqueue and GET /healthz, until
+// its server is closed; then it closes served. The relay and the peers' frontends
+// share it, so that every target takes the load's requests the same way.
+func serveEnqueues(ln net.Listener, enqueue http.HandlerFunc, served chan struct{}) *http.Server {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{queue}", r.handleEnqueue)
+	mux.HandleFunc("POST /{queue}", enqueue)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status": "ok"}` + "\n"))
 	})
-	r.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -120,10 +128,10 @@ func StartRelay(cfg RelayConfig) (*Relay, error) {
 		IdleTimeout:       2 * time.Minute,
 	}
 	go func() {
-		defer close(r.served)
-		r.srv.Serve(ln) // http.ErrServerClosed after Close
+		defer close(served)
+		srv.Serve(ln) // http.ErrServerClosed after Close
 	}()
-	return r, nil
+	return srv
 }
 
 // URL is the relay's base URL, e.g. http://127.0.0.1:41234.

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/miyamotohq/miyamoto/bench/readme"
 	"github.com/miyamotohq/miyamoto/net/daemon"
 )
 
@@ -605,24 +606,7 @@ func TestREADMEDeployingCommands(t *testing.T) {
 // starts with heading (up to the next "## "), comments and blank lines left out.
 func readmeCommands(t *testing.T, heading string) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	lines, err := readme.Commands(filepath.Join(repoRoot, "README.md"), heading)
 	require.NoError(t, err)
-	_, section, ok := strings.Cut(string(b), "\n"+heading+"\n")
-	require.True(t, ok, "README has no section %q", heading)
-	if i := strings.Index(section, "\n## "); i >= 0 {
-		section = section[:i]
-	}
-	var lines []string
-	in := false
-	for _, line := range strings.Split(section, "\n") {
-		switch {
-		case line == "```sh":
-			in = true
-		case line == "```":
-			in = false
-		case in && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
-			lines = append(lines, strings.TrimSpace(line))
-		}
-	}
 	return lines
 }

@@ -7,31 +7,16 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/bench/readme"
 )
 
 // readmeCompareCommands is the lines of the ```sh blocks of the README's
 // "Throughput against the physical limit" section.
 func readmeCompareCommands(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "README.md"))
+	lines, err := readme.Commands(filepath.Join("..", "..", "..", "README.md"), "## Throughput against the physical limit")
 	require.NoError(t, err)
-	_, section, ok := strings.Cut(string(b), "\n## Throughput against the physical limit\n")
-	require.True(t, ok, "README has no section \"## Throughput against the physical limit\"")
-	if i := strings.Index(section, "\n## "); i >= 0 {
-		section = section[:i]
-	}
-	var lines []string
-	in := false
-	for _, line := range strings.Split(section, "\n") {
-		switch {
-		case line == "```sh":
-			in = true
-		case line == "```":
-			in = false
-		case in && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
-			lines = append(lines, strings.TrimSpace(line))
-		}
-	}
 	return lines
 }
 
