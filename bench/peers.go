@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -66,19 +65,8 @@ func (f *peerFrontend) URL() string { return "http://" + f.ln.Addr().String() }
 
 func (f *peerFrontend) handleEnqueue(w http.ResponseWriter, req *http.Request) {
 	received := time.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 1<<20))
-	if err != nil {
-		writeRelayError(w, http.StatusBadRequest, "body", "could not be read")
-		return
-	}
-	t, err := parseRelayTask(body)
-	if err != nil {
-		var fe *relayFieldError
-		if errors.As(err, &fe) {
-			writeRelayError(w, http.StatusBadRequest, fe.field, fe.msg)
-			return
-		}
-		writeRelayError(w, http.StatusBadRequest, "body", err.Error())
+	t, ok := readRelayTask(w, req, 1<<20)
+	if !ok {
 		return
 	}
 	task := peerTask{ID: uuid.NewString(), Queue: req.PathValue("queue"), URL: t.url, ContentType: t.contentType, Body: t.body}

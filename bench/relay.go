@@ -143,19 +143,8 @@ func (r *Relay) Stats() RelayStats {
 }
 
 func (r *Relay) handleEnqueue(w http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBody))
-	if err != nil {
-		writeRelayError(w, http.StatusBadRequest, "body", "could not be read")
-		return
-	}
-	t, err := parseRelayTask(body)
-	if err != nil {
-		var fe *relayFieldError
-		if errors.As(err, &fe) {
-			writeRelayError(w, http.StatusBadRequest, fe.field, fe.msg)
-			return
-		}
-		writeRelayError(w, http.StatusBadRequest, "body", err.Error())
+	t, ok := readRelayTask(w, req, r.cfg.MaxBody)
+	if !ok {
 		return
 	}
 	id := uuid.NewString()
@@ -234,6 +223,27 @@ type relayTask struct {
 type relayFieldError struct{ field, msg string }
 
 func (e *relayFieldError) Error() string { return e.field + " " + e.msg }
+
+// readRelayTask reads and parses an enqueue request's body (at most maxBody bytes),
+// or answers 400 naming the field and reports false.
+func readRelayTask(w http.ResponseWriter, req *http.Request, maxBody int64) (relayTask, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBody))
+	if err != nil {
+		writeRelayError(w, http.StatusBadRequest, "body", "could not be read")
+		return relayTask{}, false
+	}
+	t, err := parseRelayTask(body)
+	if err != nil {
+		var fe *relayFieldError
+		if errors.As(err, &fe) {
+			writeRelayError(w, http.StatusBadRequest, fe.field, fe.msg)
+		} else {
+			writeRelayError(w, http.StatusBadRequest, "body", err.Error())
+		}
+		return relayTask{}, false
+	}
+	return t, true
+}
 
 // parseRelayTask is a minimal form of Miyamoto's parser (net/api/parse.go): a form
 // gives task.url and forwards every field not named task.* as the body, in the order
