@@ -58,8 +58,8 @@ type nodeProc struct {
 }
 
 // freeAddrs reserves n loopback ports by listening on them, then frees them for the
-// nodes to take (a port another process takes meanwhile fails that node's start,
-// which the run reports).
+// nodes to take (a port another process takes meanwhile fails that node's start:
+// startCluster then tries again on new ports).
 func freeAddrs(n int) ([]string, error) {
 	var lns []net.Listener
 	defer func() {
@@ -264,6 +264,16 @@ func (c *Cluster) Heal() error {
 		errs = append(errs, c.Continue(i), c.Start(i))
 	}
 	return errors.Join(errs...)
+}
+
+// portTaken reports whether a node's log says its port was taken.
+func (c *Cluster) portTaken() bool {
+	for _, n := range c.nodes {
+		if b, err := os.ReadFile(n.logPath); err == nil && strings.Contains(string(b), "address already in use") {
+			return true
+		}
+	}
+	return false
 }
 
 // healthPoll is how often WaitHealthy asks.

@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (report *Report, err error) {
 		return nil, err
 	}
 	defer worker.Close()
-	cluster, err := NewCluster(ClusterConfig{Binary: bin, Dir: dir, Nodes: cfg.Nodes, Lease: cfg.Lease, Drift: cfg.Drift,
+	cluster, err := startCluster(ctx, ClusterConfig{Binary: bin, Dir: dir, Nodes: cfg.Nodes, Lease: cfg.Lease, Drift: cfg.Drift,
 		ReplicaOffset: cfg.ReplicaOffset, Secret: randomSecret(), Log: cfg.Log})
 	if err != nil {
 		return nil, err
@@ -134,18 +134,49 @@ func Run(ctx context.Context, cfg Config) (report *Report, err error) {
 	return report, nil
 }
 
-// runPhases starts the nodes, sets the queues, runs the load and the nemesis side
+// startTries bounds startCluster's attempts.
+const startTries = 3
+
+// startCluster makes the cluster and starts every node until each is healthy. The
+// ports are picked free and then bound by the nodes, so another process may take one
+// in between: a start that fails so ("address already in use" in a node's log) is
+// tried again on new ports, each attempt in a directory of its own.
+func startCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
+	dir := cc.Dir
+	for try := 1; ; try++ {
+		if try > 1 {
+			cc.Dir = filepath.Join(dir, fmt.Sprintf("start-%d", try))
+			if err := os.MkdirAll(cc.Dir, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		c, err := NewCluster(cc)
+		if err != nil {
+			return nil, err
+		}
+		for i := range cc.Nodes {
+			if err == nil {
+				err = c.Start(i)
+			}
+		}
+		if err == nil {
+			err = waitCtx(ctx, startTimeout, c.WaitHealthy)
+		}
+		if err == nil {
+			return c, nil
+		}
+		c.Close()
+		if try == startTries || !c.portTaken() {
+			return nil, fmt.Errorf("starting the cluster: %w", err)
+		}
+		fmt.Fprintf(cc.Log, "chaos: a port was taken by another process while the cluster started; again on new ports (%s)\n", err)
+	}
+}
+
+// runPhases sets the queues, runs the load and the nemesis side
 // by side, heals, drains and gathers the history.
 func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Cluster, worker *Worker) (*History, error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(cfg.Log, "chaos: "+format+"\n", a...) }
-	for i := 0; i < cfg.Nodes; i++ {
-		if err := cluster.Start(i); err != nil {
-			return nil, err
-		}
-	}
-	if err := waitCtx(ctx, startTimeout, cluster.WaitHealthy); err != nil {
-		return nil, fmt.Errorf("starting the cluster: %w", err)
-	}
 	if err := setQueues(ctx, cluster); err != nil {
 		return nil, err
 	}
