@@ -18,15 +18,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// putQueue sets a queue's settings, as a client would: a 503 "not every member
+// acknowledged the setting in time; it keeps spreading, retry to confirm" (a member
+// slow to answer on a loaded machine) is retried, at most three times.
 func putQueue(t *testing.T, p *proc, queue, body string) {
 	t.Helper()
-	req, err := http.NewRequest("PUT", "http://"+p.http+"/v1/queues/"+queue, strings.NewReader(body))
-	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	require.Equal(t, 200, resp.StatusCode, string(b))
+	for try := 1; ; try++ {
+		req, err := http.NewRequest("PUT", "http://"+p.http+"/v1/queues/"+queue, strings.NewReader(body))
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && try < 3 && strings.Contains(string(b), "retry to confirm") {
+			continue
+		}
+		require.Equal(t, 200, resp.StatusCode, string(b))
+		return
+	}
 }
 
 func enqueueTo(t *testing.T, p *proc, queue string, form url.Values) (int, map[string]string) {
