@@ -191,54 +191,48 @@ func (p *serveProc) memory(ctx context.Context, base string) (rss, heap int64, e
 	return rss, int64(v), err
 }
 
-// scrapeGauge returns the value of the first sample of metric name on /metrics.
-func scrapeGauge(ctx context.Context, base, name string) (float64, error) {
+// sumSamples fetches /metrics once and sums the samples of metric name whose line
+// contains label (any sample when label is empty); n is how many it summed.
+func sumSamples(ctx context.Context, base, name, label string) (sum float64, n int, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
-			f := strings.Fields(line)
-			return strconv.ParseFloat(f[len(f)-1], 64)
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") || !strings.Contains(line, label) {
+			continue
 		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		sum, n = sum+v, n+1
 	}
-	return 0, fmt.Errorf("bench: %s not on /metrics", name)
+	return sum, n, sc.Err()
+}
+
+// scrapeGauge returns the value of the gauge name on /metrics (one sample).
+func scrapeGauge(ctx context.Context, base, name string) (float64, error) {
+	v, n, err := sumSamples(ctx, base, name, "")
+	if err == nil && n == 0 {
+		err = fmt.Errorf("bench: %s not on /metrics", name)
+	}
+	return v, err
 }
 
 // pendingTasks sums miyamoto_queue_tasks{state="scheduled"} on /metrics.
 func pendingTasks(ctx context.Context, base string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	total := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "miyamoto_queue_tasks{") && strings.Contains(line, `state="scheduled"`) {
-			f := strings.Fields(line)
-			v, err := strconv.Atoi(f[len(f)-1])
-			if err != nil {
-				return 0, err
-			}
-			total += v
-		}
-	}
-	return total, sc.Err()
+	v, _, err := sumSamples(ctx, base, "miyamoto_queue_tasks", `state="scheduled"`)
+	return int(v), err
 }
 
 // enqueueMany sends cfg.Tasks enqueues, each with a body of at most 7 bytes ("n="
