@@ -21,19 +21,12 @@ func TestCompareSmoke(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var progress strings.Builder
-	rep, err := Compare(ctx, CompareConfig{
+	rep, _ := compareLogged(t, ctx, CompareConfig{
 		Targets:      OwnTargets,
 		Load:         LoadConfig{Mode: ModeClosed, Concurrency: 4, Duration: time.Second},
 		DrainTimeout: 15 * time.Second,
 		Settle:       300 * time.Millisecond,
-		Progress:     &progress,
 	})
-	var table strings.Builder
-	rep.WriteTable(&table)
-	t.Logf("\n%s", table.String())
-	require.NoError(t, err, progress.String())
-	require.Len(t, rep.Results, len(OwnTargets))
 	for _, res := range rep.Results {
 		require.Positive(t, res.Load.Acked, res.Target)
 		require.Zero(t, res.Load.ErrorCount(), "%s: %v", res.Target, res.Load.Errors)
@@ -175,4 +168,21 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	require.ErrorContains(t, err, `unknown target "mars"`)
 	require.ErrorContains(t, err, `"single" is listed twice`)
 	require.ErrorContains(t, err, "Rate:")
+}
+
+// compareLogged runs cfg, logs its table, and requires it to succeed with one result
+// per target; it returns the report and the table.
+func compareLogged(t *testing.T, ctx context.Context, cfg CompareConfig) (Report, string) {
+	t.Helper()
+	var progress strings.Builder
+	if cfg.Progress == nil {
+		cfg.Progress = &progress
+	}
+	rep, err := Compare(ctx, cfg)
+	var table strings.Builder
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	require.NoError(t, err, progress.String())
+	require.Len(t, rep.Results, len(cfg.Targets))
+	return rep, table.String()
 }

@@ -40,23 +40,16 @@ func TestComparePeers(t *testing.T) {
 	// fails as missing rather than as a timeout of the whole test.
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
-	var progress strings.Builder
 	targets := append([]string{TargetBaseline}, PeerTargets...)
-	rep, err := Compare(ctx, CompareConfig{
+	rep, table := compareLogged(t, ctx, CompareConfig{
 		Targets:      targets,
 		Load:         LoadConfig{Mode: ModeClosed, Concurrency: 8, Duration: 1500 * time.Millisecond},
 		DrainTimeout: 15 * time.Second,
 		Settle:       300 * time.Millisecond,
-		Progress:     &progress,
 	})
-	var table strings.Builder
-	rep.WriteTable(&table)
-	t.Logf("\n%s", table.String())
-	require.NoError(t, err, progress.String())
-	require.Len(t, rep.Results, len(targets))
 	for _, res := range rep.Results {
 		if !checkPeerRuns(t, res) {
-			require.Contains(t, table.String(), res.Target+": skipped: ")
+			require.Contains(t, table, res.Target+": skipped: ")
 			continue
 		}
 		require.Positive(t, res.Load.Acked, res.Target)
@@ -70,7 +63,7 @@ func TestComparePeers(t *testing.T) {
 		require.LessOrEqual(t, res.DeliveredRate, res.EnqueueRate*1.01, "%s: delivered faster than acknowledged", res.Target)
 		require.False(t, res.HasLateness, "%s: no countdown, no lateness", res.Target)
 		require.False(t, res.Ratio != res.Ratio, "%s: no ratio to the baseline", res.Target)
-		require.Contains(t, table.String(), res.Target+" ", "a row for %s", res.Target)
+		require.Contains(t, table, res.Target+" ", "a row for %s", res.Target)
 	}
 }
 
@@ -84,17 +77,12 @@ func TestComparePeersCountdown(t *testing.T) {
 	defer cancel()
 	const countdown = 400 * time.Millisecond
 	targets := []string{TargetSingle, TargetAsynq, TargetRiver}
-	rep, err := Compare(ctx, CompareConfig{
+	rep, table := compareLogged(t, ctx, CompareConfig{
 		Targets:      targets,
 		Load:         LoadConfig{Mode: ModeOpen, Rate: 100, Duration: time.Second, Countdown: countdown},
 		DrainTimeout: 30 * time.Second,
 		Settle:       -1,
 	})
-	var table strings.Builder
-	rep.WriteTable(&table)
-	t.Logf("\n%s", table.String())
-	require.NoError(t, err)
-	require.Len(t, rep.Results, len(targets))
 	for _, res := range rep.Results {
 		if !checkPeerRuns(t, res) {
 			continue
@@ -106,7 +94,7 @@ func TestComparePeersCountdown(t *testing.T) {
 		// Bounded by the peers' own polls: asynq's forwarder every 50 ms, River's job
 		// scheduler every 5 s (not configurable).
 		require.Less(t, res.LateP99, 8*time.Second, res.Target)
-		require.NotContains(t, table.String(), res.Target+"  n/a", res.Target)
+		require.NotContains(t, table, res.Target+"  n/a", res.Target)
 		if res.Target == TargetAsynq {
 			// asynq keeps a due time in whole Unix seconds (ProcessAt's score in
 			// redis), so a task may run up to a second early, never more.
