@@ -17,8 +17,8 @@ import (
 // (5 s) plus a second per member (5).
 const walkLeaderBound = 10 * time.Second
 
-// readmeSectionBlocks returns every ```sh block of README.md between the line
-// heading and the next heading of any level, joined into one script.
+// readmeSectionBlocks returns every ```sh block of README.md's section under the
+// line heading (see readmeSection), joined into one script.
 func readmeSectionBlocks(t *testing.T, heading string) string {
 	t.Helper()
 	section := readmeSection(t, heading)
@@ -111,14 +111,14 @@ func TestE2EREADMEWalkthrough(t *testing.T) {
 }
 
 // readmeSection returns the README's text under the line heading, up to the next
-// heading of any level.
+// heading ("## " or deeper: a line "# ..." may be a comment in a shell block).
 func readmeSection(t *testing.T, heading string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	_, section, ok := strings.Cut(string(b), "\n"+heading+"\n")
 	require.True(t, ok, "README.md has no line %q", heading)
-	section, _, _ = strings.Cut(section, "\n#")
+	section, _, _ = strings.Cut(section, "\n##")
 	return section
 }
 
