@@ -337,14 +337,14 @@ func (s *shrinker) nodes(cur *Scenario) *Scenario {
 		c.Cluster.Nodes = n
 		c.Faults.Schedule = c.Faults.Schedule[:0]
 		for _, f := range cur.Faults.Schedule {
-			named := len(f.Nodes) > 0
+			named, link := len(f.Nodes) > 0, f.Kind == "oneway" && len(f.Nodes) == 2
 			f.Nodes = slices.DeleteFunc(slices.Clone(f.Nodes), func(id string) bool {
 				var i int
 				_, err := fmt.Sscanf(id, "n%d", &i)
 				return err != nil || i > n
 			})
-			if named && len(f.Nodes) == 0 {
-				continue
+			if named && len(f.Nodes) == 0 || link && len(f.Nodes) < 2 {
+				continue // a link with one end gone is no link (not every link of the other end)
 			}
 			c.Faults.Schedule = append(c.Faults.Schedule, f)
 		}
