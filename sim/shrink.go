@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -329,31 +330,43 @@ func (s *shrinker) shorten(cur *Scenario) *Scenario {
 	return cur
 }
 
-// nodes tries clusters of fewer nodes, from the fewest (the replicas) up; faults
-// that name a node that is gone lose it, and those left naming none are dropped.
+// nodes tries clusters of fewer nodes, from the fewest (the replicas) up (see
+// withNodes).
 func (s *shrinker) nodes(cur *Scenario) *Scenario {
 	for n := cur.Cluster.Replicas; n < cur.Cluster.Nodes; n++ {
-		c := clone(cur)
-		c.Cluster.Nodes = n
-		c.Faults.Schedule = c.Faults.Schedule[:0]
-		for _, f := range cur.Faults.Schedule {
-			named, link := len(f.Nodes) > 0, f.Kind == "oneway" && len(f.Nodes) == 2
-			f.Nodes = slices.DeleteFunc(slices.Clone(f.Nodes), func(id string) bool {
-				var i int
-				_, err := fmt.Sscanf(id, "n%d", &i)
-				return err != nil || i > n
-			})
-			if named && len(f.Nodes) == 0 || link && len(f.Nodes) < 2 {
-				continue // a link with one end gone is no link (not every link of the other end)
-			}
-			c.Faults.Schedule = append(c.Faults.Schedule, f)
-		}
-		if s.fails(c) {
+		if c := withNodes(cur, n); s.fails(c) {
 			s.logf("nodes: %d -> %d", cur.Cluster.Nodes, n)
 			return c
 		}
 	}
 	return cur
+}
+
+// withNodes is sc with its first n nodes: faults that name a node that is gone lose
+// it, and those left naming none are dropped, as is a one-way link with an end gone
+// (it is not every link of the other end); clock offsets of nodes gone are dropped.
+func withNodes(sc *Scenario, n int) *Scenario {
+	gone := func(id string) bool {
+		var i int
+		_, err := fmt.Sscanf(id, "n%d", &i)
+		return err != nil || i > n
+	}
+	c := clone(sc)
+	c.Cluster.Nodes = n
+	c.Faults.Schedule = c.Faults.Schedule[:0]
+	for _, f := range sc.Faults.Schedule {
+		named, link := len(f.Nodes) > 0, f.Kind == "oneway" && len(f.Nodes) == 2
+		f.Nodes = slices.DeleteFunc(slices.Clone(f.Nodes), gone)
+		if named && len(f.Nodes) == 0 || link && len(f.Nodes) < 2 {
+			continue
+		}
+		c.Faults.Schedule = append(c.Faults.Schedule, f)
+	}
+	if len(sc.Clocks.Offsets) > 0 {
+		c.Clocks.Offsets = maps.Clone(sc.Clocks.Offsets)
+		maps.DeleteFunc(c.Clocks.Offsets, func(id string, _ Duration) bool { return gone(id) })
+	}
+	return c
 }
 
 // safetyPhase cuts the safety phase to just past the violation (and the last

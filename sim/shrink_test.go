@@ -160,3 +160,29 @@ func TestExplicitScheduleReplaysTheSwarmExactly(t *testing.T) {
 		}
 	}
 }
+
+// Fewer nodes: faults lose the nodes that are gone, a one-way link with an end gone
+// goes, and so do the clock offsets of nodes gone.
+func TestWithNodes(t *testing.T) {
+	sc := mustParse(t, patched(t, func(m map[string]any) {
+		obj(m, "cluster")["nodes"] = 5
+		m["clocks"] = map[string]any{"offsets": map[string]any{"n2": "10ms", "n5": "20ms"}}
+		obj(m, "faults")["schedule"] = []any{
+			map[string]any{"at": "1s", "kind": "oneway", "nodes": []any{"n1", "n4"}},
+			map[string]any{"at": "1s", "kind": "oneway", "nodes": []any{"n1", "n2"}},
+			map[string]any{"at": "1s", "kind": "isolate", "nodes": []any{"n2", "n5"}},
+			map[string]any{"at": "1s", "kind": "crash", "nodes": []any{"n4"}},
+			map[string]any{"at": "1s", "kind": "drop", "value": 0.1},
+		}
+	}))
+	c := withNodes(sc, 3)
+	require.NoError(t, c.Validate())
+	require.Equal(t, 3, c.Cluster.Nodes)
+	require.Equal(t, []FaultEvent{
+		{At: Duration(time.Second), Kind: "oneway", Nodes: []string{"n1", "n2"}},
+		{At: Duration(time.Second), Kind: "isolate", Nodes: []string{"n2"}},
+		{At: Duration(time.Second), Kind: "drop", Value: 0.1},
+	}, c.Faults.Schedule)
+	require.Equal(t, map[string]Duration{"n2": Duration(10 * time.Millisecond)}, c.Clocks.Offsets)
+	require.Len(t, sc.Clocks.Offsets, 2, "the original is left as it was")
+}
