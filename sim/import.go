@@ -37,12 +37,12 @@ const isolationMin = 3
 // (durable storage) or a crash of that long; a stretch in which every message to
 // and from a live node was lost, both ways, with more than one peer, is an isolate
 // of that node; a stretch of messages lost on one link (from one node to another)
-// outside those is a oneway of that link (oneways); the network's latency is the range of the delays seen
-// (send to receive, across clocks: at least 100 µs), and its drop rate the share
-// of other messages lost; the workload has as many tasks, at the rate they were
-// created, with their countdowns' range and their queues; the workers answer with
-// the latencies and the shares of 4xx, 5xx and no answer seen. The end of a run at
-// the end of the recording is not a fault.
+// outside those is a oneway of that link (oneways); the network's latency is the
+// range of the delays seen (send to receive, on true time: at least 100 µs), and
+// its drop rate the share of other messages lost; the workload has as many tasks,
+// at the rate they were created, with their countdowns' range and their queues; the
+// workers answer with the latencies and the shares of 4xx, 5xx and no answer seen.
+// The end of a run at the end of the recording is not a fault.
 func ImportRecorded(cl RecordedCluster, opts ImportOptions, events []RecordedEvent) (*Scenario, error) {
 	if len(events) == 0 {
 		return nil, fmt.Errorf("the recordings hold no event")
@@ -185,8 +185,8 @@ func (im *importer) isolations() []FaultEvent {
 	for _, m := range im.members {
 		var run []RecordedEvent
 		flush := func(next time.Time) {
-			// Cut off from one peer only, it is the peer that is cut off (or a
-			// link, which the simulator has no fault for).
+			// Cut off from one peer only, it is the peer that is cut off, or a
+			// link (oneways).
 			peers := map[node.NodeID]bool{}
 			to, from := false, false
 			for _, e := range run {
@@ -220,15 +220,15 @@ func (im *importer) isolations() []FaultEvent {
 // fault of that link, until the next message from a to b arrived. A link lost both
 // ways gives two; a node that could send to none of its peers, one per peer.
 func (im *importer) oneways(isolations []FaultEvent) []FaultEvent {
-	links := map[clockLink][]RecordedEvent{}
+	links := map[nodeLink][]RecordedEvent{}
 	for _, e := range im.events {
 		if e.Kind == RecSend && e.Message.To != e.Node && im.receiving(e.Message.To, e.At) {
-			l := clockLink{e.Node, e.Message.To}
+			l := nodeLink{e.Node, e.Message.To}
 			links[l] = append(links[l], e)
 		}
 	}
 	var out []FaultEvent
-	for _, l := range slices.SortedFunc(maps.Keys(links), func(a, b clockLink) int {
+	for _, l := range slices.SortedFunc(maps.Keys(links), func(a, b nodeLink) int {
 		return cmp.Or(cmp.Compare(a.from, b.from), cmp.Compare(a.to, b.to))
 	}) {
 		var run []RecordedEvent
@@ -245,7 +245,7 @@ func (im *importer) oneways(isolations []FaultEvent) []FaultEvent {
 		}
 		for _, e := range links[l] {
 			switch {
-			case im.isolated(isolations, e.Node, e.At) || im.isolated(isolations, e.Message.To, e.At):
+			case im.cut(isolations, e.Node, e.Message.To, e.At):
 				flush(e.At)
 			case e.Lost:
 				run = append(run, e)
@@ -256,17 +256,6 @@ func (im *importer) oneways(isolations []FaultEvent) []FaultEvent {
 		flush(time.Time{})
 	}
 	return out
-}
-
-// isolated reports whether one of the faults (isolations) cuts id off at t.
-func (im *importer) isolated(isolations []FaultEvent, id node.NodeID, t time.Time) bool {
-	at := im.since(t)
-	for _, f := range isolations {
-		if f.Kind == "isolate" && f.Nodes[0] == im.name[id] && at >= f.At && at < f.At+f.Duration {
-			return true
-		}
-	}
-	return false
 }
 
 // cut reports whether one of the faults (isolations and one-way links) drops a

@@ -22,8 +22,8 @@ func readAt(e RecordedEvent) time.Time {
 	return e.Read
 }
 
-// clockLink is a direction between two nodes.
-type clockLink struct{ from, to node.NodeID }
+// nodeLink is one direction between two nodes.
+type nodeLink struct{ from, to node.NodeID }
 
 // clockOffsets estimates each member's clock offset from the messages the
 // recordings show, as NTP does. A message sent from a at a's reading s and received
@@ -42,7 +42,7 @@ func clockOffsets(members []node.NodeID, events []RecordedEvent) map[node.NodeID
 	if len(members) == 0 {
 		return nil
 	}
-	quickest := map[clockLink]time.Duration{}
+	quickest := map[nodeLink]time.Duration{}
 	for _, e := range events {
 		if e.Kind != RecReceive || e.SendIndex < 0 || e.Bound.IsZero() {
 			continue
@@ -51,7 +51,7 @@ func clockOffsets(members []node.NodeID, events []RecordedEvent) map[node.NodeID
 		if send.Node == e.Node || send.Bound.IsZero() {
 			continue
 		}
-		d, l := e.Bound.Sub(send.Bound), clockLink{send.Node, e.Node}
+		d, l := e.Bound.Sub(send.Bound), nodeLink{send.Node, e.Node}
 		if q, ok := quickest[l]; !ok || d < q {
 			quickest[l] = d
 		}
@@ -77,10 +77,10 @@ func clockOffsets(members []node.NodeID, events []RecordedEvent) map[node.NodeID
 // offsetsFromFirst is each member's clock against the first member's, through the
 // pairs of members that exchanged messages both ways, by the way of least error
 // (Dijkstra's search over the pairs; ties go to the lower ID).
-func offsetsFromFirst(members []node.NodeID, quickest map[clockLink]time.Duration) map[node.NodeID]clockEstimate {
+func offsetsFromFirst(members []node.NodeID, quickest map[nodeLink]time.Duration) map[node.NodeID]clockEstimate {
 	between := func(a, b node.NodeID) (clockEstimate, bool) {
-		up, okUp := quickest[clockLink{a, b}]
-		down, okDown := quickest[clockLink{b, a}]
+		up, okUp := quickest[nodeLink{a, b}]
+		down, okDown := quickest[nodeLink{b, a}]
 		if !okUp || !okDown {
 			return clockEstimate{}, false
 		}
