@@ -14,9 +14,9 @@ import (
 // that, run with the same seed, still violates it. The swarm's draws are first made
 // explicit (the faults it applied become a fixed schedule); then the tasks are cut
 // (to none, else by binary search), delta debugging (Zeller's ddmin) removes faults
-// and cron schedules, faults are shortened, nodes removed and the safety phase cut. Every step is a run of the
-// simulator, in a fixed order, so the result is the same on every machine unless the
-// budget cuts the search short.
+// and cron schedules, faults are shortened, nodes removed and the safety phase cut.
+// Every step is a run of the simulator, in a fixed order, so the result is the same
+// on every machine unless the budget cuts the search short.
 
 // ShrinkOptions say what to shrink.
 type ShrinkOptions struct {
