@@ -109,7 +109,6 @@ func TestE2ERecordReplayThreeNodes(t *testing.T) {
 	// One machine, one clock: the offsets measured are within their errors (on
 	// loopback, tens of microseconds), so none is written.
 	require.Empty(t, sc.Clocks.Offsets)
-	require.Less(t, sc.Network.Latency.Max.D(), 100*time.Millisecond, "delays on one clock")
 	require.Equal(t, []string{"n2"}, kills[0].Nodes)
 	require.Positive(t, kills[0].Duration.D())
 	out, err = exec.Command(binary(t), "sim", "--seed", "1", incident).CombinedOutput()
