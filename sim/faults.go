@@ -106,8 +106,12 @@ func (w *world) applyFault(f FaultEvent) {
 		if len(nodes) == 0 {
 			nodes = []*simNode{w.randomNode()}
 		}
-		detail = names(nodes) + "->others"
-		revert = w.addRule(&linkRule{from: mask(nodes), to: ^mask(nodes) & all(len(w.nodes)), oneway: true, name: "oneway " + detail})
+		to := ^mask(nodes[:1]) & all(len(w.nodes))
+		detail = names(nodes[:1]) + "->others"
+		if len(nodes) == 2 { // one link, as an imported incident saw it
+			to, detail = mask(nodes[1:]), names(nodes[:1])+"->"+names(nodes[1:])
+		}
+		revert = w.addRule(&linkRule{from: mask(nodes[:1]), to: to, oneway: true, name: "oneway " + detail})
 	case "bridge":
 		if len(nodes) == 0 {
 			nodes = []*simNode{w.randomNode()}

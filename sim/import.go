@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -29,20 +30,26 @@ const isolationMin = 3
 
 // ImportRecorded turns what production nodes did (CheckRecorded's events, merged)
 // into a scenario whose fixed fault schedule replays the incident in the simulator:
-// the members become n1..nN in ID order; each gap between two runs of a node (its
-// process stopped, then started again) is a kill (durable storage) or a crash of
-// that long; a stretch in which every message to and from a live node was lost, with
-// more than one peer, is an isolate of that node; the network's latency is the range of the delays seen
-// (send to receive, across clocks: at least 100 µs), and its drop rate the share
-// of other messages lost; the workload has as many tasks, at the rate they were
-// created, with their countdowns' range and their queues; the workers answer with
-// the latencies and the shares of 4xx, 5xx and no answer seen. The end of a run at
-// the end of the recording is not a fault.
+// the members become n1..nN in ID order; their clocks' offsets, measured from the
+// messages' send and receive readings (clockOffsets), become clocks.offsets, and
+// every time below is on true time (a reading less its clock's offset); each gap
+// between two runs of a node (its process stopped, then started again) is a kill
+// (durable storage) or a crash of that long; a stretch in which every message to
+// and from a live node was lost, both ways, with more than one peer, is an isolate
+// of that node; a stretch of messages lost on one link (from one node to another)
+// outside those is a oneway of that link (oneways); the network's latency is the
+// range of the delays seen (send to receive, on true time: at least 100 µs), and
+// its drop rate the share of other messages lost; the workload has as many tasks,
+// at the rate they were created, with their countdowns' range and their queues; the
+// workers answer with the latencies and the shares of 4xx, 5xx and no answer seen.
+// The end of a run at the end of the recording is not a fault.
 func ImportRecorded(cl RecordedCluster, opts ImportOptions, events []RecordedEvent) (*Scenario, error) {
 	if len(events) == 0 {
 		return nil, fmt.Errorf("the recordings hold no event")
 	}
-	im := newImporter(cl, events)
+	members := slices.Sorted(slices.Values(cl.Members))
+	offsets := clockOffsets(members, events)
+	im := newImporter(cl, onTrueTime(events, offsets))
 	sc := &Scenario{Name: opts.Name}
 	names := make([]string, len(im.members))
 	for i, m := range im.members {
@@ -59,10 +66,17 @@ func ImportRecorded(cl RecordedCluster, opts ImportOptions, events []RecordedEve
 	sc.Duration = Duration(max(im.end.Sub(im.origin).Round(time.Second)+time.Second, time.Second))
 	sc.LivenessBound = Duration(2 * time.Minute)
 	sc.Expect = Expectation{Outcome: "pass"}
-	crashes, isolations := im.crashes(opts.Durable), im.isolations()
-	sc.Faults.Schedule = append(crashes, isolations...)
+	for m, off := range offsets {
+		if sc.Clocks.Offsets == nil {
+			sc.Clocks.Offsets = map[string]Duration{}
+		}
+		sc.Clocks.Offsets[im.name[m]] = Duration(off)
+	}
+	isolations := im.isolations()
+	oneways := im.oneways(isolations)
+	sc.Faults.Schedule = slices.Concat(im.crashes(opts.Durable), isolations, oneways)
 	sort.SliceStable(sc.Faults.Schedule, func(i, j int) bool { return sc.Faults.Schedule[i].At < sc.Faults.Schedule[j].At })
-	sc.Network = im.network(isolations)
+	sc.Network = im.network(slices.Concat(isolations, oneways))
 	sc.Workload = im.workload()
 	sc.Workers = im.workers()
 	sc.fillDefaults()
@@ -171,13 +185,16 @@ func (im *importer) isolations() []FaultEvent {
 	for _, m := range im.members {
 		var run []RecordedEvent
 		flush := func(next time.Time) {
-			// Cut off from one peer only, it is the peer that is cut off (or a
-			// link, which the simulator has no fault for).
+			// Cut off from one peer only, it is the peer that is cut off, or a
+			// link (oneways).
 			peers := map[node.NodeID]bool{}
+			to, from := false, false
 			for _, e := range run {
 				peers[e.Node], peers[e.Message.To] = true, true
+				to, from = to || e.Message.To == m, from || e.Node == m
 			}
-			if len(run) >= isolationMin && len(peers)-1 >= min(2, len(im.members)-1) {
+			// Lost one way only, it is one-way links (oneways), not a cut-off node.
+			if len(run) >= isolationMin && len(peers)-1 >= min(2, len(im.members)-1) && to && from {
 				end := next
 				if end.IsZero() {
 					end = run[len(run)-1].At.Add(time.Second)
@@ -198,17 +215,74 @@ func (im *importer) isolations() []FaultEvent {
 	return out
 }
 
-// network: the delays seen and the share of messages lost outside isolations.
-func (im *importer) network(isolations []FaultEvent) NetworkSpec {
-	isolated := func(id node.NodeID, t time.Time) bool {
-		at := im.since(t)
-		for _, f := range isolations {
-			if f.Nodes[0] == im.name[id] && at >= f.At && at < f.At+f.Duration {
+// oneways: a link from a to b whose messages were all lost, at least isolationMin in
+// a row, outside an isolation of either end (which explains them), is a oneway
+// fault of that link, until the next message from a to b arrived. A link lost both
+// ways gives two; a node that could send to none of its peers, one per peer.
+func (im *importer) oneways(isolations []FaultEvent) []FaultEvent {
+	links := map[nodeLink][]RecordedEvent{}
+	for _, e := range im.events {
+		if e.Kind == RecSend && e.Message.To != e.Node && im.receiving(e.Message.To, e.At) {
+			l := nodeLink{e.Node, e.Message.To}
+			links[l] = append(links[l], e)
+		}
+	}
+	var out []FaultEvent
+	for _, l := range slices.SortedFunc(maps.Keys(links), func(a, b nodeLink) int {
+		return cmp.Or(cmp.Compare(a.from, b.from), cmp.Compare(a.to, b.to))
+	}) {
+		var run []RecordedEvent
+		flush := func(next time.Time) {
+			if len(run) >= isolationMin {
+				end := next
+				if end.IsZero() {
+					end = run[len(run)-1].At.Add(time.Second)
+				}
+				out = append(out, FaultEvent{At: im.since(run[0].At), Kind: "oneway", Nodes: []string{im.name[l.from], im.name[l.to]},
+					Duration: Duration(max(end.Sub(run[0].At), time.Millisecond))})
+			}
+			run = nil
+		}
+		for _, e := range links[l] {
+			switch {
+			case im.cut(isolations, e.Node, e.Message.To, e.At):
+				flush(e.At)
+			case e.Lost:
+				run = append(run, e)
+			default:
+				flush(e.At)
+			}
+		}
+		flush(time.Time{})
+	}
+	return out
+}
+
+// cut reports whether one of the faults (isolations and one-way links) drops a
+// message from one node to another sent at t.
+func (im *importer) cut(faults []FaultEvent, from, to node.NodeID, t time.Time) bool {
+	at := im.since(t)
+	for _, f := range faults {
+		if at < f.At || at >= f.At+f.Duration {
+			continue
+		}
+		switch f.Kind {
+		case "isolate":
+			if f.Nodes[0] == im.name[from] || f.Nodes[0] == im.name[to] {
+				return true
+			}
+		case "oneway":
+			if f.Nodes[0] == im.name[from] && f.Nodes[1] == im.name[to] {
 				return true
 			}
 		}
-		return false
 	}
+	return false
+}
+
+// network: the delays seen and the share of messages lost outside the faults
+// (isolations and one-way links).
+func (im *importer) network(faults []FaultEvent) NetworkSpec {
 	var delays []time.Duration
 	lost, sent := 0, 0
 	for _, e := range im.events {
@@ -216,7 +290,7 @@ func (im *importer) network(isolations []FaultEvent) NetworkSpec {
 		case e.Kind == RecReceive && e.SendIndex >= 0:
 			delays = append(delays, e.At.Sub(im.events[e.SendIndex].At))
 		case e.Kind == RecSend && e.Message.To != e.Node && im.receiving(e.Message.To, e.At) &&
-			!isolated(e.Node, e.At) && !isolated(e.Message.To, e.At):
+			!im.cut(faults, e.Node, e.Message.To, e.At):
 			sent++
 			if e.Lost {
 				lost++

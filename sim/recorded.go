@@ -45,6 +45,13 @@ type RecordedEvent struct {
 	Op        string
 	Put       int
 	OK        bool
+	// Read is Node's clock reading as recorded, where the merge moved At later (to
+	// keep a node's events in order, a receive after its send); zero: At.
+	Read time.Time
+	// Bound, for a RecSend, is a reading of Node's clock taken no later than the
+	// send; for a RecReceive, one taken no earlier than the arrival (net/recorder's
+	// Event.Bound). Zero: none; the message does not measure clocks.
+	Bound time.Time
 }
 
 // RecordedCluster is what CheckRecorded needs to know of the cluster.

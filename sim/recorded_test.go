@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"bytes"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,4 +140,78 @@ func TestCheckRecordedFlagsADeliveryOfAPausedQueue(t *testing.T) {
 	}
 	require.Contains(t, run(false).ViolationCounts, "Q5", "%v", run(false).Violations)
 	require.Empty(t, run(true).Violations)
+}
+
+// n2's clock reads 2 s ahead of the others', and for a while n1's messages to n3
+// were lost while n3's to n1 arrived: the import gives n2 a clock offset of 2 s
+// (not a network 2 s slow), and the link n1→n3 a oneway fault (not an isolation).
+func TestImportRecordedSeesClockOffsetsAndOneWayLinks(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	ahead := map[node.NodeID]time.Duration{"n2": 2 * time.Second}
+	// at is node id's clock reading at true time ms (plus µs).
+	at := func(id node.NodeID, ms, us int) time.Time {
+		return t0.Add(time.Duration(ms)*time.Millisecond + time.Duration(us)*time.Microsecond + ahead[id])
+	}
+	var evs []RecordedEvent
+	for _, id := range []node.NodeID{"n1", "n2", "n3"} {
+		evs = append(evs, RecordedEvent{Node: id, At: at(id, 0, 0), Kind: RecStart})
+	}
+	// send: a message from one node to another at true time ms, 1.2 ms on the way
+	// (1 ms when quick), or lost.
+	send := func(ms int, from, to node.NodeID, lost, quick bool) {
+		evs = append(evs, RecordedEvent{Node: from, At: at(from, ms, 0), Bound: at(from, ms, 0), Kind: RecSend, Message: node.Message{From: from, To: to}, Lost: lost})
+		delay := 1200
+		if quick {
+			delay = 1000
+		}
+		if !lost {
+			evs = append(evs, RecordedEvent{Node: to, At: at(to, ms, delay), Bound: at(to, ms, delay), Kind: RecReceive, Message: node.Message{From: from, To: to}, SendIndex: len(evs) - 1})
+		}
+	}
+	pairs := [][2]node.NodeID{{"n1", "n2"}, {"n2", "n1"}, {"n1", "n3"}, {"n3", "n1"}, {"n2", "n3"}, {"n3", "n2"}}
+	for ms := 100; ms < 1000; ms += 100 {
+		for i, p := range pairs {
+			send(ms+i, p[0], p[1], false, ms == 500)
+		}
+	}
+	for ms := 1000; ms < 2000; ms += 100 { // n1 → n3 lost; n3 → n1, and the rest, arrive
+		send(ms, "n1", "n3", true, false)
+		send(ms+10, "n3", "n1", false, false)
+		send(ms+20, "n1", "n2", false, false)
+		send(ms+30, "n2", "n3", false, false)
+	}
+	send(2000, "n1", "n3", false, false)
+	for _, id := range []node.NodeID{"n1", "n2", "n3"} {
+		evs = append(evs, RecordedEvent{Node: id, At: at(id, 3000, 0), Kind: RecStop})
+	}
+
+	sc, err := ImportRecorded(recordedCl, ImportOptions{Name: "incident", Replicas: 3, ReplicaOffset: time.Second, Lease: 5 * time.Second}, evs)
+	require.NoError(t, err)
+	require.Equal(t, map[string]Duration{"n2": Duration(2 * time.Second)}, sc.Clocks.Offsets, "n2's clock is 2 s ahead; n1's and n3's agree")
+	require.Equal(t, []FaultEvent{
+		{At: Duration(1000 * time.Millisecond), Kind: "oneway", Nodes: []string{"n1", "n3"}, Duration: Duration(1000 * time.Millisecond)},
+	}, sc.Faults.Schedule)
+	require.Equal(t, Range{Duration(1000 * time.Microsecond), Duration(1200 * time.Microsecond)}, sc.Network.Latency, "delays on true time")
+	require.Zero(t, sc.Network.Drop, "the losses are the one-way link's")
+
+	// As net/recorder's Merge gives them: a receive no earlier than its send, the
+	// node's own reading kept in Read. The same scenario comes out.
+	merged := slices.Clone(evs)
+	for i, e := range merged {
+		if e.Kind == RecReceive && e.At.Before(merged[e.SendIndex].At) {
+			merged[i].Read, merged[i].At = e.At, merged[e.SendIndex].At
+		}
+	}
+	require.NotEqual(t, evs, merged, "some receives were moved")
+	fromMerged, err := ImportRecorded(recordedCl, ImportOptions{Name: "incident", Replicas: 3, ReplicaOffset: time.Second, Lease: 5 * time.Second}, merged)
+	require.NoError(t, err)
+	require.Equal(t, sc, fromMerged)
+
+	// The scenario runs in the simulator, n2's clock 2 s ahead.
+	var trace bytes.Buffer
+	res, err := Run(sc, 1, Options{Trace: &trace})
+	require.NoError(t, err)
+	require.Contains(t, trace.String(), `"node":"n2","kind":"clock","offset":2000000000`)
+	require.Contains(t, trace.String(), `"detail":"n1->n3"`)
+	require.False(t, res.Failed(), res.Report())
 }

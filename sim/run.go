@@ -140,7 +140,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	if sc.Faults.Swarm != nil {
 		sw = w.startSwarm(sc.Faults.Swarm)
 	}
-	clocks := sc.Clocks != (ClockSpec{}) && (sw == nil || !contains(sc.Faults.Swarm.Kinds, "clock") || sw.clockEnabled())
+	clocks := sc.Clocks.drawn() && (sw == nil || !contains(sc.Faults.Swarm.Kinds, "clock") || sw.clockEnabled())
 	for i := range sc.Cluster.Nodes + sc.Cluster.Spares {
 		s := &simNode{w: w, idx: i, id: node.NodeID(nodeName(i)), spare: i >= sc.Cluster.Nodes}
 		if clocks {
@@ -149,12 +149,16 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 			}
 			s.drift = (2*w.rngClock.Float64() - 1) * sc.Clocks.MaxDrift
 		}
+		fixed, isFixed := sc.Clocks.Offsets[string(s.id)]
+		if isFixed {
+			s.offset = int64(fixed)
+		}
 		if sc.Cluster.Storage == "durable" {
 			s.disk = newSimDisk(s)
 		}
 		w.nodes = append(w.nodes, s)
 		w.byID[s.id] = s
-		if clocks && w.trace != nil {
+		if (clocks || isFixed) && w.trace != nil {
 			w.trace.clock(s.id, s.offset, s.drift)
 		}
 	}
@@ -344,7 +348,7 @@ func (w *world) startWorkload() *workload {
 	// node that starts without durable storage takes tasks: it takes only tasks
 	// surely created after its start (node.Config.RecoveryWait), so after
 	// max_clock_drift has passed on every clock.
-	earliest := int64(w.sc.Cluster.MaxClockDrift) + int64(w.sc.Clocks.MaxOffset) + int64(time.Millisecond)
+	earliest := int64(w.sc.Cluster.MaxClockDrift) + int64(w.sc.Clocks.maxOffset()) + int64(time.Millisecond)
 	w.setUpQueues(func() {
 		if wl.remaining > 0 {
 			w.at(earliest, wl.next)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -114,10 +115,24 @@ type DiskSpec struct {
 }
 
 // ClockSpec bounds the clock faults: each node gets an offset in ±MaxOffset and a
-// rate error in ±MaxDrift (0.001 = 1 ms per second).
+// rate error in ±MaxDrift (0.001 = 1 ms per second). Offsets fixes the offset of the
+// nodes it names (what an imported incident measured), in place of a drawn one.
 type ClockSpec struct {
-	MaxOffset Duration `json:"max_offset,omitempty"`
-	MaxDrift  float64  `json:"max_drift,omitempty"`
+	MaxOffset Duration            `json:"max_offset,omitempty"`
+	MaxDrift  float64             `json:"max_drift,omitempty"`
+	Offsets   map[string]Duration `json:"offsets,omitempty"`
+}
+
+// drawn reports whether the nodes' clocks get random offsets and drifts.
+func (c ClockSpec) drawn() bool { return c.MaxOffset != 0 || c.MaxDrift != 0 }
+
+// maxOffset is the farthest any clock is off: MaxOffset, or a fixed offset beyond it.
+func (c ClockSpec) maxOffset() Duration {
+	m := c.MaxOffset
+	for _, off := range c.Offsets {
+		m = max(m, off, -off)
+	}
+	return m
 }
 
 type WorkloadSpec struct {
@@ -231,7 +246,7 @@ var FaultKinds = map[string]string{
 	"crash_leader":   "crash the node that holds the roster lease (none: nothing), restart after Duration",
 	"isolate_leader": "cut the node that holds the roster lease off from everyone, both ways (a leader in a minority), for Duration",
 	"split":          "cut Nodes (the minority side; drawn by default) from the rest, both ways",
-	"oneway":         "drop messages from Nodes[0] to everyone else; the other way still works",
+	"oneway":         "drop messages from Nodes[0] to everyone else, or with two Nodes to Nodes[1] only (a one-way link); the other way still works",
 	"bridge":         "two sides that reach only Nodes[0] (the bridge), not each other",
 	"drop":           "drop messages with probability Value",
 	"duplicate":      "duplicate messages with probability Value",
@@ -463,6 +478,14 @@ func (sc *Scenario) Validate() error {
 	if sc.Clocks.MaxDrift < 0 || sc.Clocks.MaxDrift >= 0.5 {
 		bad("clocks.max_drift", "must be between 0 and 0.5, not %g", sc.Clocks.MaxDrift)
 	}
+	for _, nm := range slices.Sorted(maps.Keys(sc.Clocks.Offsets)) {
+		if off := sc.Clocks.Offsets[nm]; off > maxDur || off < -maxDur {
+			bad("clocks.offsets."+nm, "must be within ±%s, not %s", maxDur.D(), off.D())
+		}
+		if !validNodeName(sc, nm) {
+			bad("clocks.offsets", "no node %q (nodes are n1..n%d)", nm, c.Nodes+c.Spares)
+		}
+	}
 	w := sc.Workload
 	if w.Tasks < 0 {
 		bad("workload.tasks", "must not be negative")
@@ -550,8 +573,11 @@ func (sc *Scenario) Validate() error {
 				bad(field+".nodes", "replace joins a spare (n%d..n%d), not %q", c.Nodes+1, c.Nodes+c.Spares, f.Nodes[1])
 			}
 		}
-		if (f.Kind == "oneway" || f.Kind == "bridge") && len(f.Nodes) > 1 {
-			bad(field+".nodes", "%s takes one node", f.Kind)
+		if f.Kind == "bridge" && len(f.Nodes) > 1 {
+			bad(field+".nodes", "bridge takes one node")
+		}
+		if f.Kind == "oneway" && (len(f.Nodes) > 2 || len(f.Nodes) == 2 && f.Nodes[0] == f.Nodes[1]) {
+			bad(field+".nodes", "oneway takes one node (its messages to every other are lost) or two different ones (the first's messages to the second are lost)")
 		}
 		if diskFaults[f.Kind] && c.Storage != "durable" {
 			bad(field+".kind", "%s needs cluster.storage durable", f.Kind)
@@ -667,6 +693,16 @@ func (q QueueSpec) config() node.QueueConfig {
 }
 
 func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
+
+// validNodeName reports whether nm names a node of sc, member or spare.
+func validNodeName(sc *Scenario, nm string) bool {
+	for i := range sc.Cluster.Nodes + sc.Cluster.Spares {
+		if nodeName(i) == nm {
+			return true
+		}
+	}
+	return false
+}
 
 // isSpare reports whether the node named nm starts outside the cluster.
 func isSpare(sc *Scenario, nm string) bool {

@@ -146,6 +146,24 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"management request in a swarm", patched(t, func(m map[string]any) {
 			obj(m, "faults")["swarm"] = map[string]any{"kinds": []any{"requeue_task"}, "rate": 1, "max_duration": "1s"}
 		}), "faults.swarm.kinds"},
+		{"clock offset of an unknown node", patched(t, func(m map[string]any) { m["clocks"] = map[string]any{"offsets": map[string]any{"n9": "1s"}} }),
+			`clocks.offsets: no node "n9"`},
+		{"clock offset beyond the cap", patched(t, func(m map[string]any) { m["clocks"] = map[string]any{"offsets": map[string]any{"n2": "-200h"}} }),
+			"clocks.offsets.n2: must be within"},
+		{"clock offset as a number", patched(t, func(m map[string]any) { m["clocks"] = map[string]any{"offsets": map[string]any{"n2": 5}} }),
+			"clocks.offsets"},
+		{"oneway link to itself", patched(t, func(m map[string]any) {
+			f := firstFault(m)
+			f["kind"], f["nodes"] = "oneway", []any{"n1", "n1"}
+		}), "faults.schedule[0].nodes: oneway takes one node"},
+		{"oneway of three nodes", patched(t, func(m map[string]any) {
+			f := firstFault(m)
+			f["kind"], f["nodes"] = "oneway", []any{"n1", "n2", "n3"}
+		}), "faults.schedule[0].nodes: oneway takes one node"},
+		{"bridge of two nodes", patched(t, func(m map[string]any) {
+			f := firstFault(m)
+			f["kind"], f["nodes"] = "bridge", []any{"n1", "n2"}
+		}), "faults.schedule[0].nodes: bridge takes one node"},
 		{"bad queue retry", patched(t, func(m map[string]any) {
 			obj(m, "workload")["queues"] = []any{map[string]any{"name": "q", "retry": map[string]any{"min_backoff": "-1s"}}}
 		}), "workload.queues[0]: retry.min_backoff"},

@@ -269,7 +269,7 @@ func (c *checker) tickAnswered(schedule string, tick time.Time, t *node.Task, er
 // finishSchedules is SC2, once the run is over.
 func (c *checker) finishSchedules(livenessStart int64) {
 	sc := c.w.sc
-	skew := int64(sc.Clocks.MaxOffset) + int64(sc.Cluster.MaxClockDrift)
+	skew := int64(sc.Clocks.maxOffset()) + int64(sc.Cluster.MaxClockDrift)
 	slots := int64(node.ScheduleLead) + int64(sc.Cluster.Replicas)*int64(sc.Cluster.ReplicaOffset)
 	delivered := map[tickKey]bool{}
 	for k, tr := range c.ticks {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -11,11 +12,11 @@ import (
 
 // Shrinking: from a seed that violates an invariant, search for a smaller scenario
 // that, run with the same seed, still violates it. The swarm's draws are first made
-// explicit (the faults it applied become a fixed schedule); then delta debugging
-// (Zeller's ddmin) removes faults, a binary search cuts the tasks, faults are
-// shortened, nodes removed and the safety phase cut. Every step is a run of the
-// simulator, in a fixed order, so the result is the same on every machine unless the
-// budget cuts the search short.
+// explicit (the faults it applied become a fixed schedule); then the tasks are cut
+// (to none, else by binary search), delta debugging (Zeller's ddmin) removes faults
+// and cron schedules, faults are shortened, nodes removed and the safety phase cut.
+// Every step is a run of the simulator, in a fixed order, so the result is the same
+// on every machine unless the budget cuts the search short.
 
 // ShrinkOptions say what to shrink.
 type ShrinkOptions struct {
@@ -101,7 +102,7 @@ func Shrink(sc *Scenario, opts ShrinkOptions) (*ShrinkResult, error) {
 	// nodes, then fewer tasks suffice).
 	for pass := 0; pass < maxShrinkPasses && !s.cut; pass++ {
 		size := sizeOf(cur)
-		for _, step := range []func(*Scenario) *Scenario{s.tasks, s.faults, s.tasks, s.shorten, s.nodes, s.safetyPhase} {
+		for _, step := range []func(*Scenario) *Scenario{s.tasks, s.faults, s.schedules, s.tasks, s.shorten, s.nodes, s.safetyPhase} {
 			cur = step(cur)
 		}
 		if sizeOf(cur) == size {
@@ -168,6 +169,7 @@ func explicit(sc *Scenario, r *Result, applied []FaultEvent, protocol string) *S
 func clone(sc *Scenario) *Scenario {
 	out := *sc
 	out.Faults.Schedule = slices.Clone(sc.Faults.Schedule)
+	out.Workload.Schedules = slices.Clone(sc.Workload.Schedules)
 	out.RegressionSeeds = nil
 	return &out
 }
@@ -175,13 +177,18 @@ func clone(sc *Scenario) *Scenario {
 func sizeOf(sc *Scenario) ShrinkSize {
 	s := ShrinkSize{Tasks: sc.Workload.Tasks, Nodes: sc.Cluster.Nodes, Duration: sc.Duration.D()}
 	for _, f := range sc.Faults.Schedule {
-		if f.Kind == "join" || f.Kind == "remove" || f.Kind == "replace" {
-			continue // a member joining or leaving is not a fault (see scenarios/README.md)
+		if !countsAsFault(f) {
+			continue
 		}
 		s.Faults++
 		s.FaultTime += f.Duration.D()
 	}
 	return s
+}
+
+// countsAsFault: a member joining or leaving is not a fault (see scenarios/README.md).
+func countsAsFault(f FaultEvent) bool {
+	return f.Kind != "join" && f.Kind != "remove" && f.Kind != "replace"
 }
 
 // finish names the result and says where it came from; it keeps the original's
@@ -226,8 +233,20 @@ func (s *shrinker) logf(format string, a ...any) {
 	fmt.Fprintf(s.opts.Log, format+"\n", a...)
 }
 
-// tasks finds, by binary search, the fewest tasks that still fail.
+// tasks finds the fewest tasks that still fail: none at all first (a violation of
+// the cluster's own state, M1 say, may need no task), then by binary search. The
+// count is not monotone (fewer tasks draw the network's delays differently), so
+// the search finds a small count that fails, not always the smallest.
 func (s *shrinker) tasks(cur *Scenario) *Scenario {
+	if cur.Workload.Tasks == 0 {
+		return cur
+	}
+	c := clone(cur)
+	c.Workload.Tasks = 0
+	if s.fails(c) {
+		s.logf("tasks: %d -> 0", cur.Workload.Tasks)
+		return c
+	}
 	lo, hi := 1, cur.Workload.Tasks
 	for lo < hi {
 		mid := lo + (hi-lo)/2
@@ -243,6 +262,26 @@ func (s *shrinker) tasks(cur *Scenario) *Scenario {
 		s.logf("tasks: %d -> %d", cur.Workload.Tasks, hi)
 		cur = clone(cur)
 		cur.Workload.Tasks = hi
+	}
+	return cur
+}
+
+// schedules removes the workload's cron schedules by delta debugging (each is a
+// client's PUT of a schedule and the tasks of its ticks).
+func (s *shrinker) schedules(cur *Scenario) *Scenario {
+	before := len(cur.Workload.Schedules)
+	if before == 0 {
+		return cur
+	}
+	kept := ddmin(cur.Workload.Schedules, func(sp []ScheduleSpec) bool {
+		c := clone(cur)
+		c.Workload.Schedules = slices.Clone(sp)
+		return s.fails(c)
+	})
+	if len(kept) < before {
+		s.logf("schedules: %d -> %d", before, len(kept))
+		cur = clone(cur)
+		cur.Workload.Schedules = kept
 	}
 	return cur
 }
@@ -269,8 +308,8 @@ func (s *shrinker) shorten(cur *Scenario) *Scenario {
 	before := sizeOf(cur).FaultTime
 	for i := range cur.Faults.Schedule {
 		f := cur.Faults.Schedule[i]
-		if managementKinds[f.Kind] {
-			continue
+		if managementKinds[f.Kind] || !countsAsFault(f) {
+			continue // a client's request or a member's change: its duration means nothing
 		}
 		d := f.Duration.D()
 		if d == 0 {
@@ -291,31 +330,43 @@ func (s *shrinker) shorten(cur *Scenario) *Scenario {
 	return cur
 }
 
-// nodes tries clusters of fewer nodes, from the fewest (the replicas) up; faults
-// that name a node that is gone lose it, and those left naming none are dropped.
+// nodes tries clusters of fewer nodes, from the fewest (the replicas) up (see
+// withNodes).
 func (s *shrinker) nodes(cur *Scenario) *Scenario {
 	for n := cur.Cluster.Replicas; n < cur.Cluster.Nodes; n++ {
-		c := clone(cur)
-		c.Cluster.Nodes = n
-		c.Faults.Schedule = c.Faults.Schedule[:0]
-		for _, f := range cur.Faults.Schedule {
-			named := len(f.Nodes) > 0
-			f.Nodes = slices.DeleteFunc(slices.Clone(f.Nodes), func(id string) bool {
-				var i int
-				_, err := fmt.Sscanf(id, "n%d", &i)
-				return err != nil || i > n
-			})
-			if named && len(f.Nodes) == 0 {
-				continue
-			}
-			c.Faults.Schedule = append(c.Faults.Schedule, f)
-		}
-		if s.fails(c) {
+		if c := withNodes(cur, n); s.fails(c) {
 			s.logf("nodes: %d -> %d", cur.Cluster.Nodes, n)
 			return c
 		}
 	}
 	return cur
+}
+
+// withNodes is sc with its first n nodes: faults that name a node that is gone lose
+// it, and those left naming none are dropped, as is a one-way link with an end gone
+// (it is not every link of the other end); clock offsets of nodes gone are dropped.
+func withNodes(sc *Scenario, n int) *Scenario {
+	gone := func(id string) bool {
+		var i int
+		_, err := fmt.Sscanf(id, "n%d", &i)
+		return err != nil || i > n
+	}
+	c := clone(sc)
+	c.Cluster.Nodes = n
+	c.Faults.Schedule = c.Faults.Schedule[:0]
+	for _, f := range sc.Faults.Schedule {
+		named, link := len(f.Nodes) > 0, f.Kind == "oneway" && len(f.Nodes) == 2
+		f.Nodes = slices.DeleteFunc(slices.Clone(f.Nodes), gone)
+		if named && len(f.Nodes) == 0 || link && len(f.Nodes) < 2 {
+			continue
+		}
+		c.Faults.Schedule = append(c.Faults.Schedule, f)
+	}
+	if len(sc.Clocks.Offsets) > 0 {
+		c.Clocks.Offsets = maps.Clone(sc.Clocks.Offsets)
+		maps.DeleteFunc(c.Clocks.Offsets, func(id string, _ Duration) bool { return gone(id) })
+	}
+	return c
 }
 
 // safetyPhase cuts the safety phase to just past the violation (and the last

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -132,7 +133,7 @@ func toSimEvents(events []recorder.Event) []sim.RecordedEvent {
 	out := make([]sim.RecordedEvent, len(events))
 	for i, e := range events {
 		out[i] = sim.RecordedEvent{Node: e.Node.ID, At: e.At, Kind: simKinds[e.Kind], Task: e.Task, From: e.From, To: e.To,
-			Message: e.Message, SendIndex: e.SendIndex, Lost: e.Lost, Delivery: e.Delivery, Attempt: e.Attempt,
+			Message: e.Message, SendIndex: e.SendIndex, Lost: e.Lost, Read: e.Read, Bound: e.Bound, Delivery: e.Delivery, Attempt: e.Attempt,
 			Status: e.Result.Status, Setting: e.Setting, Durable: e.Durable, Loaded: e.Loaded, Op: e.Op, Put: e.Put, OK: e.OK}
 	}
 	return out
@@ -192,6 +193,9 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		*out, sc.Cluster.Nodes, sc.Workload.Tasks, len(sc.Faults.Schedule), *out)
 	for _, f := range sc.Faults.Schedule {
 		fmt.Fprintf(stdout, "  at %s: %s %s for %s\n", f.At.D(), f.Kind, strings.Join(f.Nodes, ","), f.Duration.D())
+	}
+	for _, n := range slices.Sorted(maps.Keys(sc.Clocks.Offsets)) {
+		fmt.Fprintf(stdout, "  clock of %s: off by %s\n", n, sc.Clocks.Offsets[n].D())
 	}
 	return exitOK
 }

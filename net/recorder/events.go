@@ -49,6 +49,15 @@ type Event struct {
 	// recording shows it received.
 	SendIndex int
 	Lost      bool
+	// Read is At as the node recorded it, before Merge moved it (to keep a node's
+	// events in order, or a receive after its send): the node's own clock.
+	Read time.Time
+	// Bound places an EventSend or EventReceive on the node's clock for measuring
+	// clocks, where At may not: for a send, the latest reading the node took before
+	// it (the send came no earlier); for a receive, the first reading of the input
+	// that took it (the message had arrived by then). Zero when the node took no
+	// such reading.
+	Bound time.Time
 	// EventQueuePut, EventQueueAnswered: the call (Op, as in Call), its number in
 	// the run, and whether it was answered with success.
 	Op  string
@@ -98,11 +107,14 @@ type deliveryKey struct {
 // observer collects the events of one replayed run. Every method is a no-op on a
 // nil observer (a plain replay).
 type observer struct {
-	who    NodeRun
-	now    time.Time
-	events []Event
-	open   map[deliveryKey]Event // deliveries started and not ended
-	puts   int                   // queue changes issued here
+	who NodeRun
+	now time.Time
+	// lastRead is the latest reading the node took (not a look ahead); inputRead
+	// the first reading of the current input, zero when it takes none.
+	lastRead, inputRead time.Time
+	events              []Event
+	open                map[deliveryKey]Event // deliveries started and not ended
+	puts                int                   // queue changes issued here
 }
 
 var (
@@ -118,10 +130,12 @@ func (o *observer) add(e Event) {
 // beginInput sets the clock to the input's first reading, so that what the input
 // does before it reads the clock is not placed at the previous input's time.
 func (o *observer) beginInput(d dec) {
+	o.inputRead = time.Time{}
 	for len(d.b) > 0 && d.err == nil {
 		if d.b[0] == evNow {
 			d.byte()
-			o.clock(nanosTime(d.varint()))
+			o.inputRead = nanosTime(d.varint())
+			o.clock(o.inputRead)
 			return
 		}
 		describeEvent(&d) // skips the event
@@ -131,6 +145,14 @@ func (o *observer) beginInput(d dec) {
 func (o *observer) clock(t time.Time) {
 	if o != nil && t.After(o.now) {
 		o.now = t
+	}
+}
+
+// read is a reading the node took.
+func (o *observer) read(t time.Time) {
+	if o != nil {
+		o.lastRead = t
+		o.clock(t)
 	}
 }
 
@@ -146,13 +168,13 @@ func (o *observer) QueueChanged(_ node.NodeID, s node.QueueSetting) {
 
 func (o *observer) sent(m node.Message, frame []byte) {
 	if o != nil {
-		o.add(Event{Kind: EventSend, Message: m, Key: frameKey(frame)})
+		o.add(Event{Kind: EventSend, Message: m, Key: frameKey(frame), Bound: o.lastRead})
 	}
 }
 
 func (o *observer) received(m node.Message, frame []byte) {
 	if o != nil {
-		o.add(Event{Kind: EventReceive, Message: m, Key: frameKey(frame)})
+		o.add(Event{Kind: EventReceive, Message: m, Key: frameKey(frame), Bound: o.inputRead})
 	}
 }
 
@@ -295,6 +317,7 @@ func Merge(runs []Observed) []Event {
 		id := ids[best]
 		e := byNode[id][heads[best]]
 		heads[best]++
+		e.Read = e.At
 		if e.At.Before(last[id]) && !e.Synthetic {
 			e.At = last[id]
 		}

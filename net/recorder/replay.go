@@ -234,7 +234,7 @@ func (p *replayEnv) next(kind byte, replayed string) *dec {
 
 func (p *replayEnv) Now() time.Time {
 	t := nanosTime(nowValue(&p.lastNow, p.next(evNow, "read the clock").varint()))
-	p.obs.clock(t)
+	p.obs.read(t)
 	return t
 }
 

@@ -1,0 +1,70 @@
+package sim
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// traceLines runs sc with seed 1 and returns its trace's events (not the header).
+func traceLines(t *testing.T, sc *Scenario) []map[string]any {
+	t.Helper()
+	var buf bytes.Buffer
+	_, err := Run(sc, 1, Options{Trace: &buf})
+	require.NoError(t, err)
+	var out []map[string]any
+	lines := bufio.NewScanner(&buf)
+	lines.Buffer(nil, 1<<20)
+	for first := true; lines.Scan(); first = false {
+		if first {
+			continue
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(lines.Bytes(), &m))
+		out = append(out, m)
+	}
+	return out
+}
+
+// clocks.offsets fixes a node's clock offset (and only its): the trace's clock line
+// says so, and the nodes it does not name keep exact clocks.
+func TestFixedClockOffsets(t *testing.T) {
+	sc := mustParse(t, patched(t, func(m map[string]any) {
+		m["clocks"] = map[string]any{"offsets": map[string]any{"n2": "300ms", "n3": "-1.5s"}}
+		obj(m, "cluster")["max_clock_drift"] = "2s"
+		obj(m, "cluster")["lease"] = "10s"
+	}))
+	require.Equal(t, Duration(1500e6), sc.Clocks.maxOffset())
+	offsets := map[string]float64{}
+	for _, l := range traceLines(t, sc) {
+		if l["kind"] == "clock" {
+			offsets[l["node"].(string)] = l["offset"].(float64)
+		}
+	}
+	require.Equal(t, map[string]float64{"n2": 300e6, "n3": -1500e6}, offsets)
+}
+
+// A oneway fault that names two nodes cuts one link, one way: every message from
+// the first to the second is dropped by the partition, and none other is.
+func TestOnewayLink(t *testing.T) {
+	sc := mustParse(t, patched(t, func(m map[string]any) {
+		f := firstFault(m)
+		f["kind"], f["nodes"], f["at"], f["duration"] = "oneway", []any{"n1", "n2"}, "0s", "5s"
+	}))
+	partitioned, n2ToN1 := 0, 0
+	for _, l := range traceLines(t, sc) {
+		if l["kind"] == "drop" && l["why"] == "partition" {
+			partitioned++
+			require.Equal(t, "n1", l["from"], "%v", l)
+			require.Equal(t, "n2", l["node"], "%v", l)
+		}
+		if l["kind"] == "recv" && l["from"] == "n2" && l["node"] == "n1" {
+			n2ToN1++
+		}
+	}
+	require.Positive(t, partitioned, "n1's messages to n2 were dropped")
+	require.Positive(t, n2ToN1, "n2's messages to n1 arrived")
+}
