@@ -126,6 +126,9 @@ func (n *Node) CheckCounts() error {
 		}
 	}
 	if len(diffs) == 0 {
+		if err := checkNoExtra(); err != nil {
+			return err
+		}
 		return n.checkIndex()
 	}
 	slices.Sort(diffs)

@@ -1,0 +1,61 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"testing"
+	"time"
+)
+
+// heapPerPending enqueues tasks like the memory benchmark's (bench/memory.go: a
+// 7-byte form body, due in 30 days) into one node in virtual time and returns the
+// live heap they cost per task. With MIYAMOTO_HEAP_PROFILE set it writes a heap
+// profile there, for `go tool pprof -sample_index=inuse_space`.
+func heapPerPending(t *testing.T, tasks int) float64 {
+	h := newHarness(t, 1, 1, nil)
+	before := liveHeap()
+	for i := range tasks {
+		h.enqueue("n1", EnqueueRequest{Queue: "default", URL: "http://127.0.0.1:9/hook",
+			ContentType: "application/x-www-form-urlencoded", Body: fmt.Appendf(nil, "n=%d", i%100000),
+			Countdown: 30 * 24 * time.Hour})
+		if i%1000 == 999 {
+			h.run(h.elapsed() + time.Millisecond)
+		}
+	}
+	h.run(h.elapsed() + time.Second)
+	h.sent, h.states = nil, nil
+	after := liveHeap()
+	if path := os.Getenv("MIYAMOTO_HEAP_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(h.node("n1").tasks); got != tasks {
+		t.Fatalf("the node holds %d tasks, want %d", got, tasks)
+	}
+	runtime.KeepAlive(h)
+	return float64(after-before) / float64(tasks)
+}
+
+// liveHeap collects garbage and returns the bytes of live heap objects.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func TestHeapPerPendingTask(t *testing.T) {
+	if testing.Short() {
+		t.Skip("enqueues 50,000 tasks")
+	}
+	per := heapPerPending(t, 50_000)
+	t.Logf("live heap per pending task: %.0f B", per)
+}
