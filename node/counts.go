@@ -50,7 +50,7 @@ func beforeOf(t *Task, rank int) string {
 	for i, r := range t.Replicas[:rank] {
 		ids[i] = string(r)
 	}
-	return strings.Join(ids, beforeSep)
+	return common(strings.Join(ids, beforeSep))
 }
 
 // count adds d (+1 or -1) to the counter of e in state s. StateNone (an entry being

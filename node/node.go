@@ -56,6 +56,8 @@ type Node struct {
 	ledSince      time.Time
 
 	tasks map[string]*entry
+	// placed holds the replica lists new tasks share, by first replica (memory.go).
+	placed map[NodeID][]NodeID
 	// open counts the entries of tasks that are not final (overall, in bytes, by
 	// queue), for the admission limits; see limits.go. Every insertion, removal and
 	// state change of an entry goes through addEntry, removeEntry or setState.
@@ -721,19 +723,19 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 	}
 	t := &Task{
 		ID:          id.String(),
-		Queue:       req.Queue,
+		Queue:       common(req.Queue),
 		Name:        req.Name,
 		URL:         req.URL,
-		Method:      req.Method,
+		Method:      common(req.Method),
 		Headers:     req.Headers,
-		ContentType: req.ContentType,
+		ContentType: common(req.ContentType),
 		Body:        req.Body,
 		ETA:         eta,
 		Created:     now,
 		Nonce:       n.env.Rand.Uint64(),
 		Delivery:    n.queue(req.Queue).Delivery,
 	}
-	t.Replicas = n.Placement(t.ID)
+	t.Replicas = n.sharedPlacement(t.ID)
 	n.coordinate(t, reply)
 }
 
