@@ -65,7 +65,7 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
-// A pending task never claimed allocates no entryExtra, and costs about 515 bytes of
+// A pending task never claimed allocates no entryExtra, and costs about 500 bytes of
 // live heap (README, "Memory per task"); 883 before entryExtra. The bound leaves
 // room for the collector's and the map's noise, not for another entryExtra.
 func TestHeapPerPendingTask(t *testing.T) {

@@ -362,7 +362,6 @@ func (n *Node) adoptList(e *entry, t *Task) {
 	}
 	e.task = t
 	e.rank = t.Rank(n.cfg.ID)
-	e.before = beforeOf(t, e.rank)
 	if held {
 		n.count(e, e.state, +1)
 	}
@@ -386,7 +385,6 @@ func (n *Node) replayMove(e *entry, r Record) {
 	}
 	if t.ListVersion > e.task.ListVersion && t.Nonce == e.task.Nonce {
 		e.task, e.rank = t, t.Rank(n.cfg.ID)
-		e.before = beforeOf(t, e.rank)
 		e.floor = max(e.floor, r.Attempt)
 		e.mergeFailures(recordedFailures(&r))
 		if e.pending != nil && e.pending.ListVersion <= t.ListVersion {

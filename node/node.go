@@ -165,9 +165,6 @@ type entry struct {
 	*entryExtra
 
 	task *Task
-	// before: the replicas ranked before this node in the task's list, joined (the
-	// key of its counter; see counts.go).
-	before string
 
 	nextETA   time.Time // base due time of the next attempt (rank offset not added)
 	notBefore time.Time // acceptor: grant no claim before this (less the drift allowance)
@@ -501,7 +498,7 @@ func (n *Node) adoptCount(e *entry, count failureCount, status int, notBefore ti
 
 func (n *Node) newEntry(t *Task) *entry {
 	rank := t.Rank(n.cfg.ID)
-	return &entry{entryExtra: &noExtra, task: t, rank: rank, before: beforeOf(t, rank), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
+	return &entry{entryExtra: &noExtra, task: t, rank: rank, state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
 }
 
 // forgetFloor is the attempt floor of a task this node may have granted and then
