@@ -7,6 +7,8 @@ import (
 	"runtime/pprof"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // heapPerPending enqueues tasks like the memory benchmark's (bench/memory.go: a
@@ -120,4 +122,48 @@ func TestHeapPerFinishedTask(t *testing.T) {
 	if per > 1500 {
 		t.Fatalf("a finished task costs %.0f B of live heap, want at most 1500", per)
 	}
+}
+
+// ownExtras counts the entries of id's tasks that have an entryExtra of their own.
+func ownExtras(h *harness, id NodeID) int {
+	n := 0
+	for _, e := range h.node(id).tasks {
+		if e.entryExtra != &noExtra {
+			n++
+		}
+	}
+	return n
+}
+
+// Tasks waiting for their due time allocate no entryExtra on any replica: not on
+// the coordinator, not on the replicas that stored them from a message, and not on
+// a replica that read them back from its log after a restart.
+func TestPendingTasksHaveNoExtra(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	var recs []Record
+	h.nodes["n2"].storage = func() Storage { return keptStorage{h: h, recs: &recs} }
+	h.crash("n2")
+	h.restart("n2")
+	h.run(h.elapsed() + time.Second)
+	var rs []*enqResult
+	for i := range 60 {
+		rs = append(rs, h.enqueue(NodeID(fmt.Sprintf("n%d", i%3+1)), EnqueueRequest{Queue: "default",
+			URL: "http://w/hook", Countdown: 30 * 24 * time.Hour}))
+	}
+	h.run(h.elapsed() + time.Second)
+	for _, r := range rs {
+		acked(t, r)
+	}
+	held := 0
+	for _, id := range h.order {
+		held += len(h.node(id).tasks)
+		require.Zero(t, ownExtras(h, id), "node %s", id)
+	}
+	require.Equal(t, 180, held, "three replicas of each task")
+
+	h.crash("n2")
+	h.restart("n2")
+	h.run(h.elapsed() + time.Second)
+	require.Len(t, h.node("n2").tasks, 60, "n2 read its tasks back")
+	require.Zero(t, ownExtras(h, "n2"))
 }
