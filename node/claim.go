@@ -37,7 +37,7 @@ func (n *Node) fire(e *entry) {
 			n.pushBack(e, e.leaseEnd)
 			return
 		}
-		e.reason = fmt.Sprintf("at-most-once: %s held its one attempt and gave no outcome before its lease ran out", e.holder)
+		e.ext().reason = fmt.Sprintf("at-most-once: %s held its one attempt and gave no outcome before its lease ran out", e.holder)
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -49,11 +49,11 @@ func (n *Node) fire(e *entry) {
 		// Give the others a lease to decide it; if nobody has by then, its outcome
 		// is unknown for good (we may have delivered it).
 		if !e.amnesiacWaited {
-			e.amnesiacWaited = true
+			e.ext().amnesiacWaited = true
 			n.pushBack(e, now.Add(n.cfg.Lease))
 			return
 		}
-		e.reason = "at-most-once: this replica lost its records of the task and no other replica decided it within a lease"
+		e.ext().reason = "at-most-once: this replica lost its records of the task and no other replica decided it within a lease"
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -66,7 +66,7 @@ func (n *Node) fire(e *entry) {
 	if e.task.Delivery == AtMostOnce && e.promised > 0 && e.holder == n.cfg.ID && !e.released {
 		// We were granted an attempt before and no longer know whether we delivered it
 		// (only possible after recovering our own grant from storage).
-		e.reason = "at-most-once: this node held its one attempt when it restarted and cannot tell whether it delivered it"
+		e.ext().reason = "at-most-once: this node held its one attempt when it restarted and cannot tell whether it delivered it"
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -79,15 +79,16 @@ func (n *Node) fire(e *entry) {
 
 // startClaim asks every replica for the next attempt.
 func (n *Node) startClaim(e *entry, now time.Time) {
-	e.claiming = max(e.promised, e.floor, e.seen) + 1
-	e.seen = e.claiming
-	e.bestPending = nil
+	x := e.ext()
+	x.claiming = max(x.promised, e.floor, x.seen) + 1
+	x.seen = x.claiming
+	x.bestPending = nil
 	// round tells a duplicate of this claim from the same attempt claimed again after
 	// a restart, and the Release of this round from that of another.
-	e.round = n.env.Rand.Uint64() | 1
-	e.permitting, e.permitted = false, false
-	e.claimSent = now
-	e.grants, e.rejects, e.unknowns = 0, 0, 0
+	x.round = n.env.Rand.Uint64() | 1
+	x.permitting, x.permitted = false, false
+	x.claimSent = now
+	x.grants, x.rejects, x.unknowns = 0, 0, 0
 	n.arm(e, timerClaim, now.Add(n.cfg.ClaimTimeout))
 	m := Message{Type: MsgClaim, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, Lease: n.cfg.Lease, Promised: e.round}
 	if e.moving {
@@ -108,9 +109,10 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 	}
 	a := e.claiming
 	n.permitDone(e, a)
-	e.claiming, e.grants, e.rejects = 0, 0, 0
+	x := e.ext()
+	x.claiming, x.grants, x.rejects = 0, 0, 0
 	if e.promised == a && e.holder == n.cfg.ID && e.holderRound == e.round {
-		e.released = true // our own acceptor's grant; handleRelease skips our own message
+		e.ext().released = true // our own acceptor's grant; handleRelease skips our own message
 	}
 	// The other replicas learn when we try again, so that they do not take their
 	// turn at once and compete with us (acceptors refuse claims before it).
@@ -131,7 +133,7 @@ func (n *Node) abandonClaim(e *entry, retryAt time.Time) {
 // claimBackoff is how long to wait before claiming again after a failed round:
 // ClaimTimeout with jitter, doubling with each failed round in a row, at most a lease.
 func (n *Node) claimBackoff(e *entry) time.Duration {
-	e.failedRounds++
+	e.ext().failedRounds++
 	d := n.jitter(n.cfg.ClaimTimeout) << min(e.failedRounds-1, 5)
 	return min(d, n.cfg.Lease)
 }
@@ -205,7 +207,7 @@ func (n *Node) expireGrant(e *entry) {
 	if e.promised == 0 || e.released || e.delivering || !n.leaseExpired(e) {
 		return
 	}
-	e.released = true
+	e.ext().released = true
 	// The count may hold this failure already (learnt from a message that did not
 	// say when it ended): the backoff still runs from the lease's end.
 	e.countFailure(e.promised)
@@ -241,13 +243,14 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 		// Invariant: a grant of attempt a > promised happens only when the previous
 		// attempt was released, expired here, or belongs to the same claimant.
 		now := n.now()
-		e.promised, e.holder, e.released = m.Attempt, m.From, false
-		e.holderRound = m.Promised
+		x := e.ext()
+		x.promised, x.holder, x.released = m.Attempt, m.From, false
+		e.ext().holderRound = m.Promised
 		// Invariant: leaseEnd is always a real time (grant time plus the lease asked
 		// for), also in at-most-once, where it says when the holder's attempt is
 		// surely over, not when the grant expires (it never does: see grantable).
 		// No sentinel time: one read back from disk is equal in instant, not in ==.
-		e.leaseEnd = now.Add(m.Lease)
+		e.ext().leaseEnd = now.Add(m.Lease)
 		resp.Granted = true
 		resp = resp.withFailures(e.failures())
 		if e.pending != nil {
@@ -293,15 +296,15 @@ func (n *Node) handleClaimResp(m Message) {
 	}
 	e.mergeFailures(failuresOf(&m))
 	if m.Reject == RejectFinal {
-		e.lastStatus = m.Status
-		e.reason = m.Reason
+		e.ext().lastStatus = m.Status
+		e.ext().reason = m.Reason
 		n.adoptFinal(e, m.State, func() {})
 		return
 	}
 	if m.Reject == RejectForgotten && !e.delivering {
 		// A replica finished this task and forgot it after its dedup window: it is
 		// over, and its outcome is known nowhere any more.
-		e.reason = fmt.Sprintf("%s finished this task and forgot it after its dedup window: its outcome is known nowhere any more", m.From)
+		e.ext().reason = fmt.Sprintf("%s finished this task and forgot it after its dedup window: its outcome is known nowhere any more", m.From)
 		n.adoptFinal(e, StateUnknown, func() {})
 		n.decided(e)
 		return
@@ -310,10 +313,10 @@ func (n *Node) handleClaimResp(m Message) {
 		return // about a claim round we gave up
 	}
 	if m.Granted {
-		e.grants |= 1 << rank
+		e.ext().grants |= 1 << rank
 		n.ackCounted(Ack{Kind: RecGrant, From: m.From, TaskID: m.TaskID, Attempt: m.Attempt, Holder: n.cfg.ID})
 		if p := m.Task; p != nil && p.ListVersion > e.task.ListVersion && (e.bestPending == nil || p.ListVersion > e.bestPending.ListVersion) {
-			e.bestPending = p // a move's list, perhaps in force: finish it (move.go)
+			e.ext().bestPending = p // a move's list, perhaps in force: finish it (move.go)
 		}
 		if bits.OnesCount64(e.grants) >= n.quorum(e.task) {
 			if e.moving || e.bestPending != nil {
@@ -335,7 +338,7 @@ func (n *Node) handleClaimResp(m Message) {
 	// Remember the attempt that beat ours so that the next claim outbids it. This is
 	// claimant state only: the acceptor's record (promised, holder) is never changed
 	// by what a claimant hears, or it could forget a grant it gave.
-	e.seen = max(e.seen, m.Promised)
+	e.ext().seen = max(e.seen, m.Promised)
 	if m.Reject == RejectUnknown && e.task.Delivery == AtLeastOnce {
 		// The replica lost the task in a crash and has finished its recovery wait, so
 		// every grant it gave before has expired: give the task back to it. (Never for
@@ -344,14 +347,14 @@ func (n *Node) handleClaimResp(m Message) {
 		// not make the next holder count from zero.
 		n.send(Message{Type: MsgStore, To: m.From, TaskID: e.task.ID, Task: e.task, Status: e.lastStatus, NextETA: e.notBefore}.withFailures(e.failures()))
 	}
-	e.rejects |= 1 << rank
+	e.ext().rejects |= 1 << rank
 	if m.Reject == RejectUnknown {
-		e.unknowns |= 1 << rank
+		e.ext().unknowns |= 1 << rank
 	}
 	if e.task.Delivery == AtMostOnce && e.failedRounds >= lostRounds && bits.OnesCount64(e.unknowns) >= majority(e.task) {
 		// A majority of replicas lost the task round after round: it can never be
 		// claimed safely again, and whether it was delivered is unknown.
-		e.reason = "at-most-once: a majority of its replicas lost the task, so whether it was delivered is unknown"
+		e.ext().reason = "at-most-once: a majority of its replicas lost the task, so whether it was delivered is unknown"
 		n.finish(e, StateUnknown, 0)
 		return
 	}
@@ -376,7 +379,7 @@ func (n *Node) deliver(e *entry) {
 	// may have eaten it.
 	if deadline <= 0 {
 		if e.task.Delivery == AtMostOnce {
-			e.reason = "at-most-once: the lease of its one attempt ran out before the delivery could start"
+			e.ext().reason = "at-most-once: the lease of its one attempt ran out before the delivery could start"
 			n.finish(e, StateUnknown, 0)
 			return
 		}
@@ -411,8 +414,8 @@ func (n *Node) deliver(e *entry) {
 		}
 		return
 	}
-	e.delivering = true
-	e.failedRounds = 0
+	e.ext().delivering = true
+	e.ext().failedRounds = 0
 	n.disarm(e)
 	n.setState(e, StateClaimed)
 	n.recordStart(e)
@@ -429,11 +432,11 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 	if e == nil || !e.delivering || e.claiming != r.Attempt {
 		return
 	}
-	e.delivering = false
+	e.ext().delivering = false
 	n.recordResult(e, r)
 	n.permitDone(e, r.Attempt)
 	if r.Status != 0 {
-		e.lastStatus = r.Status
+		e.ext().lastStatus = r.Status
 	}
 	if n.cfg.Protocol == ProtocolNaive {
 		n.naiveResult(e, r)
@@ -459,7 +462,8 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 			next = now // negative controls only (Q4)
 		}
 		a := e.claiming
-		e.claiming, e.grants, e.rejects = 0, 0, 0
+		x := e.ext()
+		x.claiming, x.grants, x.rejects = 0, 0, 0
 		n.applyRelease(e, n.cfg.ID, a, e.round, next, e.failures(), e.lastStatus)
 		e.notBefore = next
 		n.setState(e, StateScheduled)
@@ -521,14 +525,14 @@ func (n *Node) applyRelease(e *entry, from NodeID, a, round uint64, next time.Ti
 		}
 	}
 	if status != 0 {
-		e.lastStatus = status
+		e.ext().lastStatus = status
 	}
 	if next.After(e.nextETA) {
 		e.nextETA = next
 	}
 	switch {
 	case a == e.promised && e.holder == from && round == e.holderRound && !e.released:
-		e.released = true
+		e.ext().released = true
 		return true, next
 	case a > e.promised:
 		// An attempt we never granted is over: it was claimed, so it may have been
@@ -548,13 +552,14 @@ func (n *Node) leaseExpired(e *entry) bool {
 // until a majority has acknowledged.
 func (n *Node) finish(e *entry, state TaskState, status int) {
 	if status != 0 {
-		e.lastStatus = status
+		e.ext().lastStatus = status
 	}
 	if e.reason == "" {
-		e.reason = n.finalReason(e, state)
+		e.ext().reason = n.finalReason(e, state)
 	}
 	n.setState(e, state)
-	e.outcomeAcks, e.outcomeSends = 0, 0
+	x := e.ext()
+	x.outcomeAcks, x.outcomeSends = 0, 0
 	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
 	n.decided(e)
 	n.sendOutcome(e)
@@ -580,7 +585,8 @@ func (n *Node) tellsMore(from, to TaskState) bool {
 // resendOutcome sends e's final state anew to every replica, until enough have
 // acknowledged it (it replaced unknown here: those holding unknown learn it).
 func (n *Node) resendOutcome(e *entry) {
-	e.outcomeAcks, e.outcomeSends = 0, 0
+	x := e.ext()
+	x.outcomeAcks, x.outcomeSends = 0, 0
 	n.sendOutcome(e)
 }
 
@@ -609,7 +615,7 @@ func (n *Node) sendOutcome(e *entry) {
 	// Resend after OutcomeRetry, doubling each time up to ClaimTimeout: slow enough
 	// not to flood a replica that is down, quick enough to reach one that comes back
 	// before the leases it gave run out.
-	e.outcomeSends++
+	e.ext().outcomeSends++
 	n.arm(e, timerOutcome, n.now().Add(min(n.cfg.OutcomeRetry<<min(e.outcomeSends-1, 16), max(n.cfg.ClaimTimeout, n.cfg.OutcomeRetry))))
 }
 
@@ -662,9 +668,9 @@ func (n *Node) handleOutcome(m Message) {
 	default:
 		e.mergeFailures(failuresOf(&m))
 		if m.Status != 0 {
-			e.lastStatus = m.Status
+			e.ext().lastStatus = m.Status
 		}
-		e.reason = m.Reason // the reason of the state adopted (none for a success)
+		e.ext().reason = m.Reason // the reason of the state adopted (none for a success)
 		wasUnknown := e.state == StateUnknown
 		n.adoptFinal(e, m.State, ack)
 		if wasUnknown {
@@ -678,7 +684,8 @@ func (n *Node) handleOutcome(m Message) {
 // adoptFinal records a final state another replica reached, durably, then runs then.
 // Invariant: a final state is acknowledged only once it would survive a crash.
 func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
-	e.claiming, e.grants, e.rejects = 0, 0, 0
+	x := e.ext()
+	x.claiming, x.grants, x.rejects = 0, 0, 0
 	n.setState(e, s)
 	n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
 	n.persist(then, Record{Kind: RecOutcome, TaskID: e.task.ID, State: s, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
@@ -707,14 +714,14 @@ func (n *Node) handleOutcomeResp(m Message) {
 		// We ended it unknown (cut off from the delivery), and this replica holds
 		// what the delivery did: adopt it, and tell those who may hold unknown too.
 		if m.State == StateDead {
-			e.reason = fmt.Sprintf("the delivering replica ended it dead (learnt from %s)", m.From)
+			e.ext().reason = fmt.Sprintf("the delivering replica ended it dead (learnt from %s)", m.From)
 		} else {
-			e.reason = ""
+			e.ext().reason = ""
 		}
 		n.adoptFinal(e, m.State, func() {})
 		n.resendOutcome(e)
 	}
-	e.outcomeAcks |= 1 << rank
+	e.ext().outcomeAcks |= 1 << rank
 	n.ackCounted(Ack{Kind: RecOutcome, From: m.From, TaskID: m.TaskID})
 	if e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= outcomeAcksNeeded(e) {
 		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))

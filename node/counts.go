@@ -46,12 +46,22 @@ func beforeOf(t *Task, rank int) string {
 	if rank < 0 {
 		rank = len(t.Replicas) // not a replica: any replica that answers counts it instead
 	}
+	switch rank {
+	case 0:
+		return ""
+	case 1:
+		return string(t.Replicas[0])
+	}
 	ids := make([]string, rank)
 	for i, r := range t.Replicas[:rank] {
 		ids[i] = string(r)
 	}
 	return strings.Join(ids, beforeSep)
 }
+
+// before is the key of e's counter: the replicas ranked before this node in its
+// list, joined. Computed, not kept: a string per entry cost 16 bytes a task.
+func (e *entry) before() string { return beforeOf(e.task, e.rank) }
 
 // count adds d (+1 or -1) to the counter of e in state s. StateNone (an entry being
 // set up) is not counted.
@@ -60,7 +70,7 @@ func (n *Node) count(e *entry, s TaskState, d int) {
 		return
 	}
 	n.indexTask(e, s, d)
-	k := countKey{queue: e.task.Queue, state: s, before: e.before}
+	k := countKey{queue: e.task.Queue, state: s, before: e.before()}
 	n.counts[k] += d
 	if n.counts[k] == 0 {
 		delete(n.counts, k)
@@ -108,7 +118,7 @@ func (n *Node) CheckCounts() error {
 	actual := map[countKey]int{}
 	for _, e := range n.tasks {
 		if e.state != StateNone {
-			actual[countKey{queue: e.task.Queue, state: e.state, before: e.before}]++
+			actual[countKey{queue: e.task.Queue, state: e.state, before: e.before()}]++
 		}
 	}
 	keys := map[countKey]bool{}
@@ -126,6 +136,9 @@ func (n *Node) CheckCounts() error {
 		}
 	}
 	if len(diffs) == 0 {
+		if err := checkNoExtra(); err != nil {
+			return err
+		}
 		return n.checkIndex()
 	}
 	slices.Sort(diffs)

@@ -119,7 +119,11 @@ func (e *entry) failures() failureCount {
 }
 
 func (e *entry) setFailures(c failureCount) {
-	e.retries, e.failed, e.failedBits = c.retries, c.failed, c.bits
+	if c == e.failures() {
+		return // most tasks never fail: keep them without an entryExtra
+	}
+	x := e.ext()
+	x.retries, x.failed, x.failedBits = c.retries, c.failed, c.bits
 }
 
 // countFailure counts the failure of attempt a (a delivery that failed, or a lease

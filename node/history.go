@@ -16,10 +16,10 @@ import (
 
 // recordStart adds the delivery of e's attempt in flight to e's history.
 func (n *Node) recordStart(e *entry) {
-	e.due = e.notBefore
-	e.history = append(e.history, DeliveryAttempt{Number: e.claiming, Node: n.cfg.ID, Start: n.now(), InFlight: true})
+	e.ext().due = e.notBefore
+	e.ext().history = append(e.history, DeliveryAttempt{Number: e.claiming, Node: n.cfg.ID, Start: n.now(), InFlight: true})
 	if over := len(e.history) - MaxAttemptHistory; over > 0 {
-		e.history = slices.Delete(e.history, 0, over)
+		e.ext().history = slices.Delete(e.history, 0, over)
 	}
 }
 
@@ -30,7 +30,7 @@ func (n *Node) recordResult(e *entry, r DeliveryResult) {
 	if i < 0 || e.history[i].Number != r.Attempt || !e.history[i].InFlight {
 		return
 	}
-	a := &e.history[i]
+	a := &e.ext().history[i]
 	a.InFlight = false
 	a.Duration = n.now().Sub(a.Start)
 	a.Status = r.Status

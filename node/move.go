@@ -143,7 +143,7 @@ func (n *Node) mayMoveNow(e *entry, now time.Time) bool {
 
 // startMove claims the task for a move.
 func (n *Node) startMove(e *entry, now time.Time) {
-	e.moving = true
+	e.ext().moving = true
 	n.movesInFlight++
 	n.startClaim(e, now)
 }
@@ -151,10 +151,10 @@ func (n *Node) startMove(e *entry, now time.Time) {
 // endMove forgets the move of e (done or given up).
 func (n *Node) endMove(e *entry) {
 	if e.moving {
-		e.moving = false
+		e.ext().moving = false
 		n.movesInFlight--
 	}
-	e.move = nil
+	e.ext().move = nil
 }
 
 // claimedForMove runs when a claim won a majority and is for a move (ours, or
@@ -162,7 +162,7 @@ func (n *Node) endMove(e *entry) {
 // replicas, within the claim's lease.
 func (n *Node) claimedForMove(e *entry) {
 	if !e.moving {
-		e.moving = true
+		e.ext().moving = true
 		n.movesInFlight++
 	}
 	now := n.now()
@@ -178,7 +178,7 @@ func (n *Node) claimedForMove(e *entry) {
 	t := *next
 	t.ListVersion = e.claiming
 	op := &moveOp{next: &t, old: e.task, attempt: e.claiming}
-	e.move = op
+	e.ext().move = op
 	// The claim timer now bounds the whole move by the lease.
 	n.arm(e, timerClaim, leaseEnd)
 	if n.cfg.Unsafe.MoveSkipOldMajority {
@@ -267,7 +267,7 @@ func (n *Node) handleMove(m Message) {
 		// Invariant: a new list is stored only under the grant standing here, so
 		// that of two movers only the one a majority still grants can win.
 	default:
-		e.pending = m.Task
+		e.ext().pending = m.Task
 		if e.pending.Rank(n.cfg.ID) < 0 && e.claiming == 0 {
 			n.disarm(e) // the new list does not name us: nothing left to fire here
 		}
@@ -324,9 +324,10 @@ func (n *Node) handleMoveStoreResp(m Message) {
 	n.adoptList(e, op.next)
 	// Release the attempt the move was claimed under, on the old list and the new.
 	a := e.claiming
-	e.claiming, e.grants, e.rejects = 0, 0, 0
+	x := e.ext()
+	x.claiming, x.grants, x.rejects = 0, 0, 0
 	if e.promised == a && e.holder == n.cfg.ID && e.holderRound == e.round {
-		e.released = true
+		e.ext().released = true
 	}
 	rel := Message{Type: MsgRelease, TaskID: e.task.ID, Attempt: a, Promised: e.round, NextETA: e.nextETA, Status: e.lastStatus}.withFailures(e.failures())
 	for _, r := range unionNodes(op.old.Replicas, op.next.Replicas) {
@@ -361,12 +362,11 @@ func (n *Node) adoptList(e *entry, t *Task) {
 	}
 	e.task = t
 	e.rank = t.Rank(n.cfg.ID)
-	e.before = beforeOf(t, e.rank)
 	if held {
 		n.count(e, e.state, +1)
 	}
 	if e.pending != nil && e.pending.ListVersion <= t.ListVersion {
-		e.pending = nil
+		e.ext().pending = nil
 	}
 	if e.rank < 0 && e.claiming == 0 {
 		n.disarm(e)
@@ -379,17 +379,16 @@ func (n *Node) replayMove(e *entry, r Record) {
 	t := r.Task
 	if r.Kind == RecMove {
 		if t.ListVersion > e.task.ListVersion && (e.pending == nil || t.ListVersion > e.pending.ListVersion) {
-			e.pending = t
+			e.ext().pending = t
 		}
 		return
 	}
 	if t.ListVersion > e.task.ListVersion && t.Nonce == e.task.Nonce {
 		e.task, e.rank = t, t.Rank(n.cfg.ID)
-		e.before = beforeOf(t, e.rank)
 		e.floor = max(e.floor, r.Attempt)
 		e.mergeFailures(recordedFailures(&r))
 		if e.pending != nil && e.pending.ListVersion <= t.ListVersion {
-			e.pending = nil
+			e.ext().pending = nil
 		}
 	}
 }

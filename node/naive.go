@@ -15,10 +15,10 @@ func (n *Node) naiveFire(e *entry) {
 		}
 	}
 	// Each replica counts attempts on its own: the naive scheme has no ballots.
-	e.claiming = e.promised + 1
-	e.promised = e.claiming
-	e.holder = n.cfg.ID
-	e.delivering = true
+	e.ext().claiming = e.promised + 1
+	e.ext().promised = e.claiming
+	e.ext().holder = n.cfg.ID
+	e.ext().delivering = true
 	n.setState(e, StateClaimed)
 	n.recordStart(e)
 	n.env.Dispatcher.Dispatch(Delivery{Task: e.task, Attempt: e.claiming, Retries: e.retries, Deadline: n.queue(e.task.Queue).DispatchDeadline, PreviousStatus: e.lastStatus})
@@ -29,7 +29,7 @@ func (n *Node) naiveResult(e *entry, r DeliveryResult) {
 		n.finish(e, StateSucceeded, r.Status)
 		return
 	}
-	e.retries++
+	e.ext().retries++
 	retry := n.queue(e.task.Queue).Retry
 	now := n.now()
 	if retry.Exhausted(e.retries, now.Sub(e.task.Created)) {
@@ -52,7 +52,7 @@ func (n *Node) handleNaiveCancel(m Message) {
 	if e == nil || e.state.Final() || e.delivering {
 		return
 	}
-	e.naiveStoodDown = true
+	e.ext().naiveStoodDown = true
 	n.disarm(e)
 	n.setState(e, StateClaimed)
 }
@@ -62,9 +62,9 @@ func (n *Node) handleNaivePushBack(m Message) {
 	if e == nil || e.state.Final() || e.delivering {
 		return
 	}
-	e.naiveStoodDown = false
-	e.retries = max(e.retries, m.Retries)
-	e.lastStatus = m.Status
+	e.ext().naiveStoodDown = false
+	e.ext().retries = max(e.retries, m.Retries)
+	e.ext().lastStatus = m.Status
 	if m.NextETA.After(e.nextETA) {
 		e.nextETA = m.NextETA
 	}

@@ -56,6 +56,8 @@ type Node struct {
 	ledSince      time.Time
 
 	tasks map[string]*entry
+	// placed holds the replica lists new tasks share, by first replica (memory.go).
+	placed map[NodeID][]NodeID
 	// open counts the entries of tasks that are not final (overall, in bytes, by
 	// queue), for the admission limits; see limits.go. Every insertion, removal and
 	// state change of an entry goes through addEntry, removeEntry or setState.
@@ -152,20 +154,45 @@ const (
 //   - floor only grows; an attempt is granted only above max(promised, floor);
 //   - claiming != 0 ⇒ claiming > every attempt this node delivered before;
 //   - delivering ⇒ state == StateClaimed and claiming is the attempt in flight.
+//
+// Most tasks wait for their due time and are never claimed, failed or moved: the
+// fields only claims, failures, outcomes and moves use live in entryExtra, which a
+// pending task does not allocate (see ext): its entry is 112 bytes, not 456.
 type entry struct {
-	task *Task
-	rank int
-	// before: the replicas ranked before this node in the task's list, joined (the
-	// key of its counter; see counts.go).
-	before string
+	// entryExtra is never nil: until a field of it is first written it is
+	// noExtra, shared and all zero, so reads need no check. Every write goes
+	// through ext() (memory.go).
+	*entryExtra
 
+	task *Task
+
+	nextETA   time.Time // base due time of the next attempt (rank offset not added)
+	notBefore time.Time // acceptor: grant no claim before this (less the drift allowance)
+	// floor: no attempt up to floor is ever granted here. It covers attempts
+	// released by claimants we did not grant (they may have been delivered with
+	// others' grants), and those we may have granted before we forgot the task
+	// (forgetFloor).
+	floor uint64
+
+	// The timer (timers.go): due at local time timerAt (Unix nanoseconds), armed
+	// as the timerSeq-th; timerIdx is its place in the node's heap plus one (0: not
+	// in it).
+	timerAt    int64
+	timerSeq   uint64
+	timerEpoch uint64 // bumps on every (re)arm, so that forget.go's queue skips a stale item
+	rank       int
+	timerIdx   int32
+	timerKind  timerKind
 	state      TaskState
-	retries    int       // failed deliveries so far (a lower bound of those known here)
-	failed     uint64    // the highest attempt whose failure retries counts (see failureCount)
-	failedBits uint64    // the failed attempts located below failed (see failureCount)
-	lastStatus int       // last HTTP status seen
-	nextETA    time.Time // base due time of the next attempt (rank offset not added)
-	notBefore  time.Time // acceptor: grant no claim before this (less the drift allowance)
+}
+
+// entryExtra is the part of an entry that only a task claimed, failed, ended or
+// moved needs.
+type entryExtra struct {
+	retries    int    // failed deliveries so far (a lower bound of those known here)
+	failed     uint64 // the highest attempt whose failure retries counts (see failureCount)
+	failedBits uint64 // the failed attempts located below failed (see failureCount)
+	lastStatus int    // last HTTP status seen
 
 	// acceptor side
 	promised uint64 // highest attempt granted
@@ -176,11 +203,6 @@ type entry struct {
 	holderRound uint64
 	leaseEnd    time.Time // local time the grant's lease ends (the grant itself never expires in at-most-once)
 	released    bool      // promised attempt was released by its holder
-	// floor: no attempt up to floor is ever granted here. It covers attempts
-	// released by claimants we did not grant (they may have been delivered with
-	// others' grants), and those we may have granted before we forgot the task
-	// (forgetFloor).
-	floor uint64
 
 	// claimant side
 	claiming     uint64    // attempt whose grants we are gathering or delivering
@@ -224,15 +246,6 @@ type entry struct {
 	history []DeliveryAttempt
 	due     time.Time
 	reason  string
-
-	// The timer (timers.go): due at local time timerAt (Unix nanoseconds), armed
-	// as the timerSeq-th; timerIdx is its place in the node's heap plus one (0: not
-	// in it).
-	timerAt    int64
-	timerSeq   uint64
-	timerIdx   int32
-	timerKind  timerKind
-	timerEpoch uint64 // bumps on every (re)arm, so that forget.go's queue skips a stale item
 }
 
 // enqueueOp is an enqueue this node coordinates. It answers the client at a
@@ -341,7 +354,7 @@ func (n *Node) Start() error {
 		for _, e := range n.tasks {
 			// An at-most-once grant never expires, so no wait makes up for one we
 			// may have forgotten: never grant nor claim such a task again.
-			e.amnesiac = e.task.Delivery == AtMostOnce && !e.state.Final() && !n.bornAfterForgetting(e.task)
+			e.ext().amnesiac = e.task.Delivery == AtMostOnce && !e.state.Final() && !n.bornAfterForgetting(e.task)
 		}
 	}
 	for _, id := range sortedKeys(n.tasks) {
@@ -457,12 +470,13 @@ func (n *Node) replay(r Record) {
 		n.replayMove(e, r)
 	case RecGrant:
 		if r.Attempt > e.promised {
-			e.promised, e.holder, e.holderRound, e.leaseEnd, e.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
+			x := e.ext()
+			x.promised, x.holder, x.holderRound, x.leaseEnd, x.released = r.Attempt, r.Holder, r.Round, r.LeaseEnd, false
 		}
 	case RecRelease:
 		n.applyRelease(e, r.Holder, r.Attempt, r.Round, r.NextETA, recordedFailures(&r), r.Status)
 	case RecOutcome:
-		e.state, e.lastStatus, e.reason = r.State, r.Status, r.Reason
+		e.state, e.ext().lastStatus, e.ext().reason = r.State, r.Status, r.Reason
 		e.mergeFailures(recordedFailures(&r))
 	}
 }
@@ -472,7 +486,7 @@ func (n *Node) replay(r Record) {
 func (n *Node) adoptCount(e *entry, count failureCount, status int, notBefore time.Time) {
 	e.mergeFailures(count)
 	if status != 0 {
-		e.lastStatus = status
+		e.ext().lastStatus = status
 	}
 	if notBefore.After(e.notBefore) {
 		e.notBefore = notBefore
@@ -484,7 +498,7 @@ func (n *Node) adoptCount(e *entry, count failureCount, status int, notBefore ti
 
 func (n *Node) newEntry(t *Task) *entry {
 	rank := t.Rank(n.cfg.ID)
-	return &entry{task: t, rank: rank, before: beforeOf(t, rank), state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
+	return &entry{entryExtra: &noExtra, task: t, rank: rank, state: StateScheduled, nextETA: t.ETA, notBefore: t.ETA, floor: n.forgetFloor(t)}
 }
 
 // forgetFloor is the attempt floor of a task this node may have granted and then
@@ -706,19 +720,19 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 	}
 	t := &Task{
 		ID:          id.String(),
-		Queue:       req.Queue,
+		Queue:       common(req.Queue),
 		Name:        req.Name,
 		URL:         req.URL,
-		Method:      req.Method,
+		Method:      common(req.Method),
 		Headers:     req.Headers,
-		ContentType: req.ContentType,
+		ContentType: common(req.ContentType),
 		Body:        req.Body,
 		ETA:         eta,
 		Created:     now,
 		Nonce:       n.env.Rand.Uint64(),
 		Delivery:    n.queue(req.Queue).Delivery,
 	}
-	t.Replicas = n.Placement(t.ID)
+	t.Replicas = n.sharedPlacement(t.ID)
 	n.coordinate(t, reply)
 }
 
@@ -1071,7 +1085,7 @@ func (n *Node) setState(e *entry, to TaskState) {
 	e.state = to
 	n.observe(e, from, to)
 	if to.Final() {
-		e.delivering = false
+		e.ext().delivering = false
 		if e.moving {
 			n.endMove(e) // a final task is not moved: its move no longer counts (move.go)
 		}

@@ -553,8 +553,8 @@ const SlotGrace = 50 * time.Millisecond
 
 // askPermit asks the token node whether e's won attempt may start.
 func (n *Node) askPermit(e *entry, lease time.Duration) {
-	e.permitting = true
-	e.permitAsked = n.now()
+	e.ext().permitting = true
+	e.ext().permitAsked = n.now()
 	n.send(Message{Type: MsgPermit, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: e.claiming, Queue: e.task.Queue, Lease: lease})
 }
 
@@ -563,10 +563,10 @@ func (n *Node) handlePermitResp(m Message) {
 	if e == nil || !e.permitting || e.claiming != m.Attempt || e.delivering {
 		return
 	}
-	e.permitting = false
+	e.ext().permitting = false
 	if m.Granted && n.now().Sub(e.permitAsked) > PermitValidity {
 		// Too late to start now without bunching up with later permits: give it back.
-		e.permitted = true
+		e.ext().permitted = true
 		n.abandonClaim(e, n.now().Add(n.jitter(n.cfg.ClaimTimeout)))
 		return
 	}
@@ -580,7 +580,7 @@ func (n *Node) handlePermitResp(m Message) {
 		n.abandonClaim(e, n.now().Add(wait))
 		return
 	}
-	e.permitted = true
+	e.ext().permitted = true
 	n.deliver(e)
 }
 
@@ -589,7 +589,8 @@ func (n *Node) permitDone(e *entry, attempt uint64) {
 	if !e.permitted && !e.permitting {
 		return
 	}
-	e.permitted, e.permitting = false, false
+	x := e.ext()
+	x.permitted, x.permitting = false, false
 	n.send(Message{Type: MsgPermitDone, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: attempt, Queue: e.task.Queue})
 }
 

@@ -185,7 +185,7 @@ func TestRemovedReplicaIsReplaced(t *testing.T) {
 	before := len(h.sentOf(MsgClaimResp, id))
 	g.input(func() {
 		e := g.tasks[id]
-		e.pending = nil
+		e.ext().pending = nil
 		g.startClaim(e, g.now())
 	})
 	h.run(h.elapsed() + time.Second)

@@ -536,7 +536,7 @@ func (n *Node) tickTask(s *Schedule, tick time.Time) *Task {
 		Nonce:       h.Sum64() | 1,
 		Delivery:    n.queue(s.Queue).Delivery,
 	}
-	t.Replicas = n.Placement(id)
+	t.Replicas = n.sharedPlacement(id)
 	return t
 }
 

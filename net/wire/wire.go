@@ -42,6 +42,7 @@ import (
 	"io"
 	"math"
 	"time"
+	"unique"
 
 	"github.com/miyamotohq/miyamoto/node"
 )
@@ -506,6 +507,11 @@ func (d *decoder) bytes(what string) []byte {
 
 func (d *decoder) string(what string) string { return string(d.bytes(what)) }
 
+// common decodes a string that many tasks share (a queue name, a method, a content
+// type, a node ID) as one canonical copy: a node holding a million tasks keeps one
+// "default", not a million.
+func (d *decoder) common(what string) string { return unique.Make(string(d.bytes(what))).Value() }
+
 func (d *decoder) time(what string) time.Time {
 	switch tag := d.byte1(what); {
 	case d.err != nil:
@@ -751,7 +757,7 @@ func (d *decoder) request(f *requestFields) (headers []node.Header, contentType 
 			headers[i].Value = d.string(f.value)
 		}
 	}
-	contentType = d.string(f.contentType)
+	contentType = d.common(f.contentType)
 	if b := d.bytes(f.body); len(b) > 0 {
 		body = append([]byte(nil), b...)
 	}
@@ -761,10 +767,10 @@ func (d *decoder) request(f *requestFields) (headers []node.Header, contentType 
 func (d *decoder) task() *node.Task {
 	t := &node.Task{}
 	t.ID = d.string("task.id")
-	t.Queue = d.string("task.queue")
+	t.Queue = d.common("task.queue")
 	t.Name = d.string("task.name")
 	t.URL = d.string("task.url")
-	t.Method = d.string("task.method")
+	t.Method = d.common("task.method")
 	t.Headers, t.ContentType, t.Body = d.request(&taskRequest)
 	t.ETA = d.time("task.eta")
 	t.Created = d.time("task.created")
@@ -776,7 +782,7 @@ func (d *decoder) task() *node.Task {
 	if n := d.count("task.replicas", 1); n > 0 {
 		t.Replicas = make([]node.NodeID, n)
 		for i := range t.Replicas {
-			t.Replicas[i] = node.NodeID(d.string("task.replica"))
+			t.Replicas[i] = node.NodeID(d.common("task.replica"))
 		}
 	}
 	if d.err != nil {

@@ -54,7 +54,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "claim-ignores-seen",
 		Desc:  "a new claim bids max(promised, floor)+1, ignoring the higher attempts it heard of (seen)",
-		Edits: edit("node/claim.go", "e.claiming = max(e.promised, e.floor, e.seen) + 1", "e.claiming = max(e.promised, e.floor) + 1"),
+		Edits: edit("node/claim.go", "x.claiming = max(x.promised, e.floor, x.seen) + 1", "x.claiming = max(x.promised, e.floor) + 1"),
 	},
 	{
 		Name:  "stagger-from-rank-one",
@@ -71,7 +71,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "acceptor-lease-early",
 		Desc:  "the acceptor's lease expires a drift early (grant time + lease - max_clock_drift)",
-		Edits: edit("node/claim.go", "e.leaseEnd = now.Add(m.Lease)", "e.leaseEnd = now.Add(m.Lease - n.cfg.MaxClockDrift)"),
+		Edits: edit("node/claim.go", "e.ext().leaseEnd = now.Add(m.Lease)", "e.ext().leaseEnd = now.Add(m.Lease - n.cfg.MaxClockDrift)"),
 	},
 	{
 		Name:  "holder-asks-again",
@@ -223,7 +223,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "no-amnesiac-marking",
 		Desc:  "after a reported loss, at-most-once tasks from before it are not marked amnesiac",
-		Edits: edit("node/node.go", "e.amnesiac = e.task.Delivery == AtMostOnce &&", "e.amnesiac = false && e.task.Delivery == AtMostOnce &&"),
+		Edits: edit("node/node.go", "e.ext().amnesiac = e.task.Delivery == AtMostOnce &&", "e.ext().amnesiac = false && e.task.Delivery == AtMostOnce &&"),
 	},
 	{
 		Name:  "born-after-no-drift",
