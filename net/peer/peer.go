@@ -12,7 +12,8 @@
 // (magic "MIYA", wire.Version, length-prefixed sender ID), and writes every message
 // queued at that moment as one batch with a single write. It reconnects with
 // exponential backoff and jitter. Inbound connections are read by one goroutine each,
-// which checks the hello and calls deliver for every frame.
+// which checks the hello and calls deliver for every frame (NewBatched: once for each
+// run of frames that arrived together, so the node wakes once per batch).
 //
 // # Heartbeats and reachability
 //
@@ -339,7 +340,7 @@ func (p *peer) setErr(err error) {
 // Transport is a node.Network over TCP. Send may be called from any goroutine.
 type Transport struct {
 	cfg     Config
-	deliver func(node.Message)
+	deliver func([]node.Message)
 	log     *slog.Logger
 	// peers maps each peer's ID to it: a map never modified once stored (AddPeer
 	// stores a copy with one more), so that Send reads it without a lock.
@@ -377,6 +378,21 @@ type Transport struct {
 // sender, and the sender's queue fills and drops. deliver is never called after
 // Close returns.
 func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
+	if deliver == nil {
+		return NewBatched(cfg, nil)
+	}
+	return NewBatched(cfg, func(ms []node.Message) {
+		for _, m := range ms {
+			deliver(m)
+		}
+	})
+}
+
+// NewBatched is New with deliver called once for every run of messages that arrived
+// together on one connection (at most maxDeliverBatch, in the order sent), so that
+// the node's goroutine is woken once per run rather than once per message. deliver
+// must not keep ms: the transport reuses it after deliver returns.
+func NewBatched(cfg Config, deliver func(ms []node.Message)) (*Transport, error) {
 	cfg, err := cfg.withDefaults()
 	if deliver == nil {
 		err = errors.Join(err, errors.New("peer: deliver is nil"))
@@ -748,14 +764,19 @@ func (t *Transport) serveConn(c net.Conn) {
 	recv := t.receivedFor(from)
 	t.log.Debug("peer connected in", "from", string(from), "remote", remote, "authenticated", len(t.cfg.ClusterSecret) > 0)
 	var buf []byte
+	var batch []node.Message
 	for {
-		var m node.Message
-		m, buf, err = wire.ReadFrame(r, buf)
-		if err == nil && m.From != from {
-			err = fmt.Errorf("message from %q on the connection of %q", m.From, from)
+		// Read one frame, waiting for it, then every whole frame already buffered
+		// behind it: they were most likely written together, and go to the node as
+		// one batch.
+		batch, buf, err = t.readBatch(r, batch[:0], buf, from)
+		recv.Add(uint64(len(batch)))
+		if len(batch) > 0 && !t.closed.Load() {
+			t.deliver(batch)
 		}
-		if err == nil && m.To != t.cfg.Self {
-			err = fmt.Errorf("message for %q arrived at %q: the peers' address maps disagree", m.To, t.cfg.Self)
+		clear(batch) // let the delivered tasks go
+		if cap(buf) > keepBufBytes {
+			buf = nil
 		}
 		if err != nil {
 			switch {
@@ -770,15 +791,51 @@ func (t *Transport) serveConn(c net.Conn) {
 			}
 			return
 		}
-		if cap(buf) > keepBufBytes {
-			buf = nil
-		}
-		recv.Add(1)
 		if t.closed.Load() {
 			return
 		}
-		t.deliver(m)
 	}
+}
+
+// maxDeliverBatch bounds the messages read from one connection before they are
+// delivered, so that a sender's steady stream still reaches the node in good time.
+const maxDeliverBatch = 256
+
+// readBatch appends to batch the next frame of r, waiting for it, and then every
+// whole frame r has buffered, up to maxDeliverBatch in all. It stops at the first
+// frame that does not decode or does not come from the connection's node to this
+// one, returning the messages before it and the error.
+func (t *Transport) readBatch(r *bufio.Reader, batch []node.Message, buf []byte, from node.NodeID) ([]node.Message, []byte, error) {
+	for {
+		var m node.Message
+		var err error
+		m, buf, err = wire.ReadFrame(r, buf)
+		if err == nil && m.From != from {
+			err = fmt.Errorf("message from %q on the connection of %q", m.From, from)
+		}
+		if err == nil && m.To != t.cfg.Self {
+			err = fmt.Errorf("message for %q arrived at %q: the peers' address maps disagree", m.To, t.cfg.Self)
+		}
+		if err != nil {
+			return batch, buf, err
+		}
+		batch = append(batch, m)
+		if len(batch) >= maxDeliverBatch || !wholeFrameBuffered(r) {
+			return batch, buf, nil
+		}
+	}
+}
+
+// wholeFrameBuffered reports whether r holds a whole frame that reading needs no
+// wait for.
+func wholeFrameBuffered(r *bufio.Reader) bool {
+	n := r.Buffered()
+	head, err := r.Peek(min(n, 4))
+	if err != nil {
+		return false
+	}
+	size := wire.FrameLen(head)
+	return size >= 0 && size <= n
 }
 
 // sendHeartbeats writes a heartbeat to the dialer of c every Config.Heartbeat, the
