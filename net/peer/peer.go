@@ -763,21 +763,18 @@ func (t *Transport) serveConn(c net.Conn) {
 	go t.sendHeartbeats(c, stopBeats)
 	recv := t.receivedFor(from)
 	t.log.Debug("peer connected in", "from", string(from), "remote", remote, "authenticated", len(t.cfg.ClusterSecret) > 0)
-	var buf []byte
+	fr := wire.NewFrameReader(r)
 	var batch []node.Message
 	for {
 		// Read one frame, waiting for it, then every whole frame already buffered
 		// behind it: they were most likely written together, and go to the node as
 		// one batch.
-		batch, buf, err = t.readBatch(r, batch[:0], buf, from)
+		batch, err = t.readBatch(fr, batch[:0], from)
 		recv.Add(uint64(len(batch)))
 		if len(batch) > 0 && !t.closed.Load() {
 			t.deliver(batch)
 		}
 		clear(batch) // let the delivered tasks go
-		if cap(buf) > keepBufBytes {
-			buf = nil
-		}
 		if err != nil {
 			switch {
 			case t.closed.Load():
@@ -801,15 +798,13 @@ func (t *Transport) serveConn(c net.Conn) {
 // delivered, so that a sender's steady stream still reaches the node in good time.
 const maxDeliverBatch = 256
 
-// readBatch appends to batch the next frame of r, waiting for it, and then every
-// whole frame r has buffered, up to maxDeliverBatch in all. It stops at the first
+// readBatch appends to batch the next frame of fr, waiting for it, and then every
+// whole frame fr has buffered, up to maxDeliverBatch in all. It stops at the first
 // frame that does not decode or does not come from the connection's node to this
 // one, returning the messages before it and the error.
-func (t *Transport) readBatch(r *bufio.Reader, batch []node.Message, buf []byte, from node.NodeID) ([]node.Message, []byte, error) {
+func (t *Transport) readBatch(fr *wire.FrameReader, batch []node.Message, from node.NodeID) ([]node.Message, error) {
 	for {
-		var m node.Message
-		var err error
-		m, buf, err = wire.ReadFrame(r, buf)
+		m, err := fr.Read()
 		if err == nil && m.From != from {
 			err = fmt.Errorf("message from %q on the connection of %q", m.From, from)
 		}
@@ -817,25 +812,13 @@ func (t *Transport) readBatch(r *bufio.Reader, batch []node.Message, buf []byte,
 			err = fmt.Errorf("message for %q arrived at %q: the peers' address maps disagree", m.To, t.cfg.Self)
 		}
 		if err != nil {
-			return batch, buf, err
+			return batch, err
 		}
 		batch = append(batch, m)
-		if len(batch) >= maxDeliverBatch || !wholeFrameBuffered(r) {
-			return batch, buf, nil
+		if len(batch) >= maxDeliverBatch || !fr.WholeFrameBuffered() {
+			return batch, nil
 		}
 	}
-}
-
-// wholeFrameBuffered reports whether r holds a whole frame that reading needs no
-// wait for.
-func wholeFrameBuffered(r *bufio.Reader) bool {
-	n := r.Buffered()
-	head, err := r.Peek(min(n, 4))
-	if err != nil {
-		return false
-	}
-	size := wire.FrameLen(head)
-	return size >= 0 && size <= n
 }
 
 // sendHeartbeats writes a heartbeat to the dialer of c every Config.Heartbeat, the
