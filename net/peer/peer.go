@@ -286,6 +286,9 @@ type PeerStats struct {
 	Addr string
 	// Sent counts messages written to a connection (not necessarily received).
 	Sent uint64
+	// Writes counts the batches those were written in, one write each: Sent/Writes
+	// is the mean batch.
+	Writes uint64
 	// DroppedQueueFull counts messages Send dropped because the queue was full.
 	DroppedQueueFull uint64
 	// DroppedBroken counts messages lost in a batch whose write failed.
@@ -314,8 +317,8 @@ type peer struct {
 	addr atomic.Pointer[string]
 	q    chan queued
 
-	sent, droppedFull, droppedBroken, droppedLarge, droppedOld atomic.Uint64
-	connected                                                  atomic.Bool
+	sent, writes, droppedFull, droppedBroken, droppedLarge, droppedOld atomic.Uint64
+	connected                                                          atomic.Bool
 	// pending counts messages Send is queueing or has queued that are not yet
 	// written or dropped; Flush waits for it to reach zero.
 	pending atomic.Int64
@@ -593,6 +596,7 @@ func (t *Transport) Stats() Stats {
 			DroppedTooLarge:  p.droppedLarge.Load(),
 			Queued:           len(p.q),
 			DroppedOld:       p.droppedOld.Load(),
+			Writes:           p.writes.Load(),
 			Connected:        p.connected.Load(),
 			LastHeard:        p.lastHeard(),
 		}
@@ -1040,6 +1044,7 @@ func (t *Transport) pump(p *peer, c net.Conn) error {
 			}
 		}
 		p.sent.Add(n)
+		p.writes.Add(1)
 		p.pending.Add(-taken) // after the counters, so that Flush sees them
 		if cap(buf) > keepBufBytes {
 			buf = nil

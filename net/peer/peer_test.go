@@ -796,4 +796,9 @@ func TestDeliverBatches(t *testing.T) {
 		require.Equal(t, testMsg("a", "b", k), got[k], "message %d", k)
 	}
 	require.Less(t, calls, sent/2, "delivered one by one")
+	// The sender counts a batch after its write returns, maybe after b read it.
+	eventually(t, "a counting what it sent", func() bool { return a.Stats().Peers["b"].Sent == sent })
+	st := a.Stats().Peers["b"]
+	require.NotZero(t, st.Writes)
+	require.Less(t, st.Writes, uint64(sent/2), "written one by one")
 }
