@@ -39,6 +39,7 @@ type Driver struct {
 // closure per message was the daemon's largest allocation under load.
 type input struct {
 	f    func(*node.Node)
+	call func() // a timer's callback, when f is nil
 	step func(*node.Node, node.Message)
 	m    node.Message
 }
@@ -104,11 +105,14 @@ func (d *Driver) runInput(in *input) {
 }
 
 func (in *input) run(n *node.Node) {
-	if in.f != nil {
+	switch {
+	case in.f != nil:
 		in.f(n)
-		return
+	case in.call != nil:
+		in.call()
+	default:
+		in.step(n, in.m)
 	}
-	in.step(n, in.m)
 }
 
 // Run starts the node and runs inputs until ctx is done or Stop is called.
@@ -163,13 +167,15 @@ func (d *Driver) Done() <-chan struct{} { return d.done }
 
 // Post queues f to run on the node's goroutine. It never blocks; after Stop it
 // reports false and f never runs.
-func (d *Driver) Post(f func(*node.Node)) bool {
+func (d *Driver) Post(f func(*node.Node)) bool { return d.post(input{f: f}) }
+
+func (d *Driver) post(in input) bool {
 	d.mu.Lock()
 	if d.stopped {
 		d.mu.Unlock()
 		return false
 	}
-	d.queue = append(d.queue, input{f: f})
+	d.queue = append(d.queue, in)
 	d.mu.Unlock()
 	d.signal()
 	return true
@@ -193,7 +199,8 @@ func (d *Driver) PostMessages(ms []node.Message, step func(*node.Node, node.Mess
 	return true
 }
 
-func (d *Driver) postFunc(f func()) { d.Post(func(*node.Node) { f() }) }
+// postFunc posts a timer's callback as it is, with no closure around it.
+func (d *Driver) postFunc(f func()) { d.post(input{call: f}) }
 
 func (d *Driver) signal() {
 	select {

@@ -394,3 +394,26 @@ func BenchmarkPostMessages(b *testing.B) {
 	})
 	b.Run("batch", func(b *testing.B) { run(b, func(d *Driver) { d.PostMessages(ms, step) }) })
 }
+
+// BenchmarkTimerCallbacks posts batches of 16 timer callbacks, as Clock does when
+// timers fire, and waits for each batch to run. ns/op and allocs/op are per callback.
+func BenchmarkTimerCallbacks(b *testing.B) {
+	const batch = 16
+	d := start(b, clock.New())
+	var ran atomic.Int64
+	f := func() { ran.Add(1) }
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += batch {
+		for range batch {
+			d.postFunc(f)
+		}
+		if err := d.Do(ctx, func(*node.Node) {}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if ran.Load() == 0 {
+		b.Fatal("no callback ran")
+	}
+}
