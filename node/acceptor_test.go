@@ -61,7 +61,7 @@ func (a *acceptorEnv) take() []Message {
 var acceptorMembers = []NodeID{"n1", "n2", "n3"}
 
 // bootAcceptor starts n3 (a replica of every test task) on env's records.
-func bootAcceptor(t *testing.T, env *acceptorEnv, seed uint64) *Node {
+func bootAcceptor(t testing.TB, env *acceptorEnv, seed uint64) *Node {
 	t.Helper()
 	q := DefaultQueueConfig()
 	q.Retry.MinBackoff = 5 * time.Second // longer than MaxClockDrift, so that a backoff shows

@@ -172,7 +172,7 @@ func (n *Node) handleClaim(m Message) {
 		if e.pending != nil {
 			resp.Task = e.pending
 		}
-		n.afterSync(func() { n.send(resp) })
+		n.sendAfterSync(resp)
 		return
 	case n.recovering() && !n.bornAfterForgetting(e.task):
 		// Invariant: a node that may have lost its memory grants nothing for a task it
@@ -261,7 +261,7 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 			n.pushBack(e, now.Add(m.Lease))
 		}
 		rec := Record{Kind: RecGrant, TaskID: e.task.ID, Attempt: e.promised, Holder: e.holder, Round: e.holderRound, LeaseEnd: e.leaseEnd}
-		n.persist(func() { n.send(resp) }, rec)
+		n.persistThenSend(resp, rec)
 		return
 	}
 	resp = resp.withFailures(e.failures())
@@ -640,12 +640,13 @@ func (n *Node) handleOutcome(m Message) {
 	// Another nonce from the holder of the grant this replica gave: claims, grants
 	// and attempts are per ID, so that delivery was this task's, whichever enqueue of
 	// the name the holder stored.
+	from, taskID := m.From, m.TaskID // not m: ack would move it to the heap
 	ack := func() {
 		st := StateNone
 		if e != nil {
 			st = e.state
 		}
-		n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: st})
+		n.send(Message{Type: MsgOutcomeResp, To: from, TaskID: taskID, State: st})
 	}
 	if e == nil && m.Task != nil && m.State.Final() && m.Task.Rank(n.cfg.ID) >= 0 {
 		// We lost the task (or never got it): keep it as final, so that we can never

@@ -852,6 +852,9 @@ func hasPrefixFold(s, prefix string) bool {
 }
 
 func (n *Node) handleStore(m Message) {
+	// The acknowledgements below wait for a sync: they keep the two fields they need,
+	// not m, which would then be moved to the heap for every Store.
+	ack := storeAck{to: m.From, taskID: m.TaskID}
 	t := m.Task
 	if t == nil || t.Rank(n.cfg.ID) < 0 {
 		return
@@ -872,7 +875,7 @@ func (n *Node) handleStore(m Message) {
 			if !e.state.Final() && e.claiming == 0 && !e.delivering {
 				n.armFire(e)
 			}
-			n.afterSync(func() { n.ackStore(m) })
+			n.afterSync(func() { n.ackStore(ack) })
 			return
 		}
 		if e.task.Nonce != t.Nonce {
@@ -884,10 +887,10 @@ func (n *Node) handleStore(m Message) {
 		// once the first copy's record is durable. Invariant: no Store is acknowledged
 		// before its task is synced, even when the request is repeated.
 		if n.cfg.Unsafe.AckRepeatedStoreEarly {
-			n.ackStore(m) // negative controls only (S8)
+			n.ackStore(ack) // negative controls only (S8)
 			return
 		}
-		n.afterSync(func() { n.ackStore(m) })
+		n.afterSync(func() { n.ackStore(ack) })
 		return
 	}
 	if n.mayHaveForgotten(t) {
@@ -900,7 +903,7 @@ func (n *Node) handleStore(m Message) {
 		// Purged: keep it as cancelled, so that it never runs.
 		e := n.newEntry(t)
 		n.addEntry(e)
-		n.adoptFinal(e, StateCancelled, func() { n.ackStore(m) })
+		n.adoptFinal(e, StateCancelled, func() { n.ackStore(ack) })
 		return
 	}
 	if err := n.admit(t); err != nil || n.storageErr() != nil {
@@ -919,14 +922,20 @@ func (n *Node) handleStore(m Message) {
 	n.observe(e, StateNone, StateScheduled)
 	n.armFireStored(e)
 	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures())
-	n.persist(func() { n.ackStore(m) }, rec)
+	n.persist(func() { n.ackStore(ack) }, rec)
 	if n.cfg.Unsafe.DropStoredTasks {
 		n.removeEntry(e) // negative controls only (L2)
 	}
 }
 
-func (n *Node) ackStore(m Message) {
-	n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID})
+// storeAck is whom to acknowledge a Store to, and for which task.
+type storeAck struct {
+	to     NodeID
+	taskID string
+}
+
+func (n *Node) ackStore(a storeAck) {
+	n.send(Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID})
 }
 
 func (n *Node) handleStoreResp(m Message) {
@@ -974,6 +983,15 @@ func (n *Node) afterSync(then func()) { n.persist(then) }
 
 // persist makes recs durable, then runs then. Without durable storage it runs then at
 // once: the records would not survive a crash anyway.
+// sendAfterSync sends m once every record appended so far is durable (afterSync).
+// It takes its own copy of m, so that only the call that waits moves a message to
+// the heap, not every caller's.
+func (n *Node) sendAfterSync(m Message) { n.afterSync(func() { n.send(m) }) }
+
+// persistThenSend is persist(recs) then send m, with its own copy of m, as
+// sendAfterSync.
+func (n *Node) persistThenSend(m Message, recs ...Record) { n.persist(func() { n.send(m) }, recs...) }
+
 func (n *Node) persist(then func(), recs ...Record) {
 	s := n.env.Storage
 	if !s.Durable() {

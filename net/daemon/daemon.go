@@ -225,6 +225,10 @@ type Daemon struct {
 	runDone chan error
 	// post hands a function to the node's goroutine (for a transport made later).
 	post func(func(*node.Node))
+	// postMessages hands a batch of peer messages to the node's goroutine, each to
+	// be run by step (made once, so that a batch allocates no function value).
+	postMessages func([]node.Message)
+	step         func(*node.Node, node.Message)
 	// The --join loop (membership.go): its context, and closed when it ended.
 	joinCtx  context.Context
 	stopJoin context.CancelFunc
@@ -256,6 +260,12 @@ func Start(cfg Config) (*Daemon, error) {
 		}
 	}
 	d.post = post
+	d.step = d.stepMessage
+	d.postMessages = func(ms []node.Message) {
+		if drv != nil {
+			drv.PostMessages(ms, d.step)
+		}
+	}
 	if len(members) > 1 || cfg.Join != "" {
 		if err := CheckPeerExposure(cfg); err != nil {
 			if !cfg.InsecurePeers {

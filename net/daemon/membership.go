@@ -88,8 +88,14 @@ func (d *Daemon) newTransport(peers map[node.NodeID]string) (*peer.Transport, er
 			return nil, err
 		}
 	}
-	return peer.New(peer.Config{Self: node.NodeID(d.cfg.NodeID), Listen: d.cfg.PeerAddr, Peers: peers, ClusterSecret: secret, TLS: peerTLS, Logger: d.cfg.Logger.With("component", "peer")},
-		func(m node.Message) { d.post(func(n *node.Node) { d.rec.Step(m); n.Step(m) }) })
+	return peer.NewBatched(peer.Config{Self: node.NodeID(d.cfg.NodeID), Listen: d.cfg.PeerAddr, Peers: peers, ClusterSecret: secret, TLS: peerTLS, Logger: d.cfg.Logger.With("component", "peer")},
+		d.postMessages)
+}
+
+// stepMessage is one peer message's input on the node's goroutine.
+func (d *Daemon) stepMessage(n *node.Node, m node.Message) {
+	d.rec.Step(m)
+	n.Step(m)
 }
 
 // ensureTransport opens the peer port of a node alone when a node asks to join.

@@ -26,13 +26,26 @@ type Driver struct {
 	clock clock.Clock
 
 	mu      sync.Mutex
-	queue   []func(*node.Node)
+	queue   []input
 	wake    chan struct{}
 	stopped bool
 	started bool
 	done    chan struct{}
 	rec     Recorder // nil: not recording
 }
+
+// input is one posted input: f, or when f is nil, step applied to m. Messages are
+// queued by value beside the functions so that posting one allocates nothing: a
+// closure per message was the daemon's largest allocation under load.
+type input struct {
+	f    func(*node.Node)
+	call func() // a timer's callback, when f is nil
+	step func(*node.Node, node.Message)
+	m    node.Message
+}
+
+// maxKeptQueue bounds, in inputs, the queue Run keeps for reuse after a wake-up.
+const maxKeptQueue = 4096
 
 // Recorder watches every input the driver runs, for the flight recorder
 // (net/recorder): WrapEnv wraps the node's environment once, when the node is
@@ -76,19 +89,30 @@ func (d *Driver) Node() *node.Node { return d.node }
 func (d *Driver) Start() error {
 	d.started = true
 	var err error
-	d.runInput(func(n *node.Node) { err = n.Start() })
+	d.runInput(&input{f: func(n *node.Node) { err = n.Start() }})
 	return err
 }
 
 // runInput runs one input, bracketed for the recorder when there is one.
-func (d *Driver) runInput(f func(*node.Node)) {
+func (d *Driver) runInput(in *input) {
 	if d.rec == nil {
-		f(d.node)
+		in.run(d.node)
 		return
 	}
 	d.rec.BeginInput()
-	f(d.node)
+	in.run(d.node)
 	d.rec.EndInput()
+}
+
+func (in *input) run(n *node.Node) {
+	switch {
+	case in.f != nil:
+		in.f(n)
+	case in.call != nil:
+		in.call()
+	default:
+		in.step(n, in.m)
+	}
 }
 
 // Run starts the node and runs inputs until ctx is done or Stop is called.
@@ -99,14 +123,22 @@ func (d *Driver) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	// Two queues take turns: Post appends to one while Run runs the other, so a
+	// steady load reuses both instead of growing a new slice per wake-up.
+	var spare []input
 	for {
 		d.mu.Lock()
 		batch := d.queue
-		d.queue = nil
+		d.queue = spare
 		stopped := d.stopped
 		d.mu.Unlock()
-		for _, f := range batch {
-			d.runInput(f)
+		for i := range batch {
+			d.runInput(&batch[i])
+		}
+		clear(batch) // let the messages' tasks and the closures go
+		spare = nil
+		if cap(batch) <= maxKeptQueue {
+			spare = batch[:0]
 		}
 		if stopped {
 			return nil
@@ -135,19 +167,40 @@ func (d *Driver) Done() <-chan struct{} { return d.done }
 
 // Post queues f to run on the node's goroutine. It never blocks; after Stop it
 // reports false and f never runs.
-func (d *Driver) Post(f func(*node.Node)) bool {
+func (d *Driver) Post(f func(*node.Node)) bool { return d.post(input{f: f}) }
+
+func (d *Driver) post(in input) bool {
 	d.mu.Lock()
 	if d.stopped {
 		d.mu.Unlock()
 		return false
 	}
-	d.queue = append(d.queue, f)
+	d.queue = append(d.queue, in)
 	d.mu.Unlock()
 	d.signal()
 	return true
 }
 
-func (d *Driver) postFunc(f func()) { d.Post(func(*node.Node) { f() }) }
+// PostMessages queues step(node, m) for each of ms, in order, as one input per
+// message, and wakes the node's goroutine once. It is Post for a batch of peer
+// messages without a closure per message; ms is copied, so the caller may reuse it.
+// It never blocks; after Stop it reports false and nothing runs.
+func (d *Driver) PostMessages(ms []node.Message, step func(*node.Node, node.Message)) bool {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return false
+	}
+	for i := range ms {
+		d.queue = append(d.queue, input{step: step, m: ms[i]})
+	}
+	d.mu.Unlock()
+	d.signal()
+	return true
+}
+
+// postFunc posts a timer's callback as it is, with no closure around it.
+func (d *Driver) postFunc(f func()) { d.post(input{call: f}) }
 
 func (d *Driver) signal() {
 	select {

@@ -12,7 +12,8 @@
 // (magic "MIYA", wire.Version, length-prefixed sender ID), and writes every message
 // queued at that moment as one batch with a single write. It reconnects with
 // exponential backoff and jitter. Inbound connections are read by one goroutine each,
-// which checks the hello and calls deliver for every frame.
+// which checks the hello and calls deliver for every frame (NewBatched: once for each
+// run of frames that arrived together, so the node wakes once per batch).
 //
 // # Heartbeats and reachability
 //
@@ -285,6 +286,9 @@ type PeerStats struct {
 	Addr string
 	// Sent counts messages written to a connection (not necessarily received).
 	Sent uint64
+	// Writes counts the batches those were written in, one write each: Sent/Writes
+	// is the mean batch.
+	Writes uint64
 	// DroppedQueueFull counts messages Send dropped because the queue was full.
 	DroppedQueueFull uint64
 	// DroppedBroken counts messages lost in a batch whose write failed.
@@ -313,8 +317,8 @@ type peer struct {
 	addr atomic.Pointer[string]
 	q    chan queued
 
-	sent, droppedFull, droppedBroken, droppedLarge, droppedOld atomic.Uint64
-	connected                                                  atomic.Bool
+	sent, writes, droppedFull, droppedBroken, droppedLarge, droppedOld atomic.Uint64
+	connected                                                          atomic.Bool
 	// pending counts messages Send is queueing or has queued that are not yet
 	// written or dropped; Flush waits for it to reach zero.
 	pending atomic.Int64
@@ -339,7 +343,7 @@ func (p *peer) setErr(err error) {
 // Transport is a node.Network over TCP. Send may be called from any goroutine.
 type Transport struct {
 	cfg     Config
-	deliver func(node.Message)
+	deliver func([]node.Message)
 	log     *slog.Logger
 	// peers maps each peer's ID to it: a map never modified once stored (AddPeer
 	// stores a copy with one more), so that Send reads it without a lock.
@@ -377,6 +381,21 @@ type Transport struct {
 // sender, and the sender's queue fills and drops. deliver is never called after
 // Close returns.
 func New(cfg Config, deliver func(node.Message)) (*Transport, error) {
+	if deliver == nil {
+		return NewBatched(cfg, nil)
+	}
+	return NewBatched(cfg, func(ms []node.Message) {
+		for _, m := range ms {
+			deliver(m)
+		}
+	})
+}
+
+// NewBatched is New with deliver called once for every run of messages that arrived
+// together on one connection (at most maxDeliverBatch, in the order sent), so that
+// the node's goroutine is woken once per run rather than once per message. deliver
+// must not keep ms: the transport reuses it after deliver returns.
+func NewBatched(cfg Config, deliver func(ms []node.Message)) (*Transport, error) {
 	cfg, err := cfg.withDefaults()
 	if deliver == nil {
 		err = errors.Join(err, errors.New("peer: deliver is nil"))
@@ -577,6 +596,7 @@ func (t *Transport) Stats() Stats {
 			DroppedTooLarge:  p.droppedLarge.Load(),
 			Queued:           len(p.q),
 			DroppedOld:       p.droppedOld.Load(),
+			Writes:           p.writes.Load(),
 			Connected:        p.connected.Load(),
 			LastHeard:        p.lastHeard(),
 		}
@@ -747,16 +767,18 @@ func (t *Transport) serveConn(c net.Conn) {
 	go t.sendHeartbeats(c, stopBeats)
 	recv := t.receivedFor(from)
 	t.log.Debug("peer connected in", "from", string(from), "remote", remote, "authenticated", len(t.cfg.ClusterSecret) > 0)
-	var buf []byte
+	fr := wire.NewFrameReader(r)
+	var batch []node.Message
 	for {
-		var m node.Message
-		m, buf, err = wire.ReadFrame(r, buf)
-		if err == nil && m.From != from {
-			err = fmt.Errorf("message from %q on the connection of %q", m.From, from)
+		// Read one frame, waiting for it, then every whole frame already buffered
+		// behind it: they were most likely written together, and go to the node as
+		// one batch.
+		batch, err = t.readBatch(fr, batch[:0], from)
+		recv.Add(uint64(len(batch)))
+		if len(batch) > 0 && !t.closed.Load() {
+			t.deliver(batch)
 		}
-		if err == nil && m.To != t.cfg.Self {
-			err = fmt.Errorf("message for %q arrived at %q: the peers' address maps disagree", m.To, t.cfg.Self)
-		}
+		clear(batch) // let the delivered tasks go
 		if err != nil {
 			switch {
 			case t.closed.Load():
@@ -770,14 +792,36 @@ func (t *Transport) serveConn(c net.Conn) {
 			}
 			return
 		}
-		if cap(buf) > keepBufBytes {
-			buf = nil
-		}
-		recv.Add(1)
 		if t.closed.Load() {
 			return
 		}
-		t.deliver(m)
+	}
+}
+
+// maxDeliverBatch bounds the messages read from one connection before they are
+// delivered, so that a sender's steady stream still reaches the node in good time.
+const maxDeliverBatch = 256
+
+// readBatch appends to batch the next frame of fr, waiting for it, and then every
+// whole frame fr has buffered, up to maxDeliverBatch in all. It stops at the first
+// frame that does not decode or does not come from the connection's node to this
+// one, returning the messages before it and the error.
+func (t *Transport) readBatch(fr *wire.FrameReader, batch []node.Message, from node.NodeID) ([]node.Message, error) {
+	for {
+		m, err := fr.Read()
+		if err == nil && m.From != from {
+			err = fmt.Errorf("message from %q on the connection of %q", m.From, from)
+		}
+		if err == nil && m.To != t.cfg.Self {
+			err = fmt.Errorf("message for %q arrived at %q: the peers' address maps disagree", m.To, t.cfg.Self)
+		}
+		if err != nil {
+			return batch, err
+		}
+		batch = append(batch, m)
+		if len(batch) >= maxDeliverBatch || !fr.WholeFrameBuffered() {
+			return batch, nil
+		}
 	}
 }
 
@@ -1000,6 +1044,7 @@ func (t *Transport) pump(p *peer, c net.Conn) error {
 			}
 		}
 		p.sent.Add(n)
+		p.writes.Add(1)
 		p.pending.Add(-taken) // after the counters, so that Flush sees them
 		if cap(buf) > keepBufBytes {
 			buf = nil

@@ -72,8 +72,16 @@ type Dispatcher struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // deliveries not yet posted
+	// work hands a delivery to an idle worker; workers counts the worker
+	// goroutines, which Close waits for after cancelling ctx.
+	work    chan node.Delivery
+	workers sync.WaitGroup
 }
+
+// workerIdle is how long a worker goroutine waits for another delivery before it
+// ends, so the pool shrinks back after a burst.
+const workerIdle = 10 * time.Second
 
 var _ node.Dispatcher = (*Dispatcher)(nil)
 
@@ -120,19 +128,44 @@ func New(cfg Config, post func(node.DeliveryResult)) *Dispatcher {
 		cfg.MaxResponseBody = 64 << 10
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, signer: cfg.Signer, ctx: ctx, cancel: cancel}
+	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, signer: cfg.Signer, ctx: ctx, cancel: cancel,
+		work: make(chan node.Delivery)}
 }
 
 // ErrNoSlot: the deadline passed while every slot was busy; nothing was sent.
 var ErrNoSlot = errors.New("no free delivery slot before the deadline")
 
-// Dispatch starts one delivery and returns at once.
+// Dispatch starts one delivery and returns at once: an idle worker goroutine takes
+// it, or a new one. Workers are kept between deliveries (up to workerIdle) because a
+// new goroutine per delivery grew its stack through net/http's calls each time.
 func (d *Dispatcher) Dispatch(dl node.Delivery) {
 	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
+	select {
+	case d.work <- dl:
+	default:
+		d.workers.Add(1)
+		go d.runWorker(dl)
+	}
+}
+
+// runWorker delivers dl, then every delivery handed to it, until it has waited
+// workerIdle for one or the Dispatcher is closed.
+func (d *Dispatcher) runWorker(dl node.Delivery) {
+	defer d.workers.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
 		d.post(d.deliver(dl))
-	}()
+		d.wg.Done()
+		idle.Reset(workerIdle)
+		select {
+		case dl = <-d.work:
+		case <-idle.C:
+			return
+		case <-d.ctx.Done():
+			return
+		}
+	}
 }
 
 func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
@@ -281,17 +314,19 @@ func RetryAfter(v string, now time.Time) time.Duration {
 }
 
 // Close waits for the deliveries in flight until ctx is done, then cuts the rest
-// (their results report the cut). It returns ctx's error if it had to cut.
+// (their results report the cut). It returns ctx's error if it had to cut, once
+// every worker goroutine has ended.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		d.cancel()
-		return nil
 	case <-ctx.Done():
-		d.cancel()
-		<-done
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	d.cancel()
+	<-done
+	d.workers.Wait()
+	return err
 }

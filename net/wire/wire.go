@@ -42,7 +42,6 @@ import (
 	"io"
 	"math"
 	"time"
-	"unique"
 
 	"github.com/miyamotohq/miyamoto/node"
 )
@@ -154,16 +153,27 @@ func DecodeFrame(b []byte) (m node.Message, n int, err error) {
 // memory for the frame grows with the bytes that actually arrive, so a peer cannot
 // make it allocate much more than it sent.
 func ReadFrame(r *bufio.Reader, buf []byte) (node.Message, []byte, error) {
+	buf, err := readFrameBody(r, buf)
+	if err != nil {
+		return node.Message{}, buf, err
+	}
+	m, err := decodeBody(buf)
+	return m, buf, err
+}
+
+// readFrameBody reads one frame from r into buf (reused when large enough) and
+// returns its body: the version byte and the message.
+func readFrameBody(r *bufio.Reader, buf []byte) ([]byte, error) {
 	var hdr [headerLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return node.Message{}, buf, err
+		return buf, err
 	}
 	size := binary.BigEndian.Uint32(hdr[:])
 	if size > MaxFrame {
-		return node.Message{}, buf, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrMalformed, size, MaxFrame)
+		return buf, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrMalformed, size, MaxFrame)
 	}
 	if size == 0 {
-		return node.Message{}, buf, fmt.Errorf("%w: empty frame has no version byte", ErrMalformed)
+		return buf, fmt.Errorf("%w: empty frame has no version byte", ErrMalformed)
 	}
 	const step = 64 << 10
 	buf = buf[:0]
@@ -179,12 +189,11 @@ func ReadFrame(r *bufio.Reader, buf []byte) (node.Message, []byte, error) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return node.Message{}, buf, err
+			return buf, err
 		}
 		buf = buf[:len(buf)+want]
 	}
-	m, err := decodeBody(buf)
-	return m, buf, err
+	return buf, nil
 }
 
 // AppendTask appends t's encoding (the task field of a message, with no version byte
@@ -193,11 +202,14 @@ func ReadFrame(r *bufio.Reader, buf []byte) (node.Message, []byte, error) {
 func AppendTask(dst []byte, t *node.Task) []byte { return appendTask(dst, t) }
 
 // decodeBody decodes a version byte and one message that fill b exactly.
-func decodeBody(b []byte) (node.Message, error) {
+func decodeBody(b []byte) (node.Message, error) { return decodeBodyNames(b, nil) }
+
+// decodeBodyNames is decodeBody sharing recurring strings through t (nil: none).
+func decodeBodyNames(b []byte, t *names) (node.Message, error) {
 	if b[0] != Version {
 		return node.Message{}, fmt.Errorf("%w: version %d, this build speaks %d", ErrMalformed, b[0], Version)
 	}
-	d := decoder{b: b[1:]}
+	d := decoder{b: b[1:], names: t}
 	m := d.message()
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d trailing bytes after the message", len(d.b))
@@ -400,6 +412,9 @@ func appendTime(b []byte, t time.Time) []byte {
 type decoder struct {
 	b   []byte
 	err error
+	// names, when not nil, shares one copy of each recurring string (see
+	// FrameReader); nil: every string is a new copy.
+	names *names
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -507,10 +522,16 @@ func (d *decoder) bytes(what string) []byte {
 
 func (d *decoder) string(what string) string { return string(d.bytes(what)) }
 
-// common decodes a string that many tasks share (a queue name, a method, a content
-// type, a node ID) as one canonical copy: a node holding a million tasks keeps one
-// "default", not a million.
-func (d *decoder) common(what string) string { return unique.Make(string(d.bytes(what))).Value() }
+// name is string for a field whose values recur from message to message (node IDs,
+// queues, URLs, methods, header names, content types): with a table, each distinct
+// value is allocated once.
+func (d *decoder) name(what string) string { return d.names.get(d.bytes(what)) }
+
+// common is name for a field that tasks keep for as long as they are held (a queue
+// name, a method, a content type, a replica's ID): its value is one canonical copy
+// for the whole process, so a node holding a million tasks keeps one "default", not
+// a million, whichever stream or log they came from.
+func (d *decoder) common(what string) string { return d.names.canonical(d.bytes(what)) }
 
 func (d *decoder) time(what string) time.Time {
 	switch tag := d.byte1(what); {
@@ -547,8 +568,8 @@ func (d *decoder) message() node.Message {
 	if d.err == nil && (m.Type == 0 || m.Type > node.MaxMsgType) {
 		d.fail("unknown message type %d", m.Type)
 	}
-	m.From = node.NodeID(d.string("from"))
-	m.To = node.NodeID(d.string("to"))
+	m.From = node.NodeID(d.name("from"))
+	m.To = node.NodeID(d.name("to"))
 	m.TaskID = d.string("task id")
 	if d.bool("task presence") {
 		m.Task = d.task()
@@ -561,7 +582,7 @@ func (d *decoder) message() node.Message {
 	if d.err == nil && m.Reject > maxReject {
 		d.fail("unknown reject %d", m.Reject)
 	}
-	m.Holder = node.NodeID(d.string("holder"))
+	m.Holder = node.NodeID(d.name("holder"))
 	m.State = node.TaskState(d.byte1("state"))
 	if d.err == nil && m.State > maxState {
 		d.fail("unknown task state %d", m.State)
@@ -571,7 +592,7 @@ func (d *decoder) message() node.Message {
 	m.Failed = d.uvarint("failed")
 	m.FailedBits = d.uvarint("failed bits")
 	m.Status = d.int("status")
-	m.Queue = d.string("queue")
+	m.Queue = d.name("queue")
 	if d.bool("setting presence") {
 		m.Setting = d.setting()
 	}
@@ -753,7 +774,7 @@ func (d *decoder) request(f *requestFields) (headers []node.Header, contentType 
 	if n := d.count(f.headers, 2); n > 0 {
 		headers = make([]node.Header, n)
 		for i := range headers {
-			headers[i].Name = d.string(f.name)
+			headers[i].Name = d.name(f.name)
 			headers[i].Value = d.string(f.value)
 		}
 	}
@@ -769,7 +790,7 @@ func (d *decoder) task() *node.Task {
 	t.ID = d.string("task.id")
 	t.Queue = d.common("task.queue")
 	t.Name = d.string("task.name")
-	t.URL = d.string("task.url")
+	t.URL = d.name("task.url")
 	t.Method = d.common("task.method")
 	t.Headers, t.ContentType, t.Body = d.request(&taskRequest)
 	t.ETA = d.time("task.eta")

@@ -116,7 +116,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "regrant-acked-before-sync",
 		Desc:  "a repeated claim round is granted again at once, before the first grant's record is synced",
-		Edits: edit("node/claim.go", "n.afterSync(func() { n.send(resp) })", "n.send(resp) // at once, not after the sync"),
+		Edits: edit("node/claim.go", "n.sendAfterSync(resp)", "n.send(resp) // at once, not after the sync"),
 	},
 	{
 		Name:  "store-back-at-most-once",
