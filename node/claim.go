@@ -281,6 +281,12 @@ func (n *Node) grantable(e *entry, from NodeID) bool {
 	if e.task.Delivery == AtMostOnce {
 		return false // an at-most-once grant never expires
 	}
+	if e.delivering {
+		// Our own delivery has not reported yet (we were paused past its lease, its
+		// result queued behind this claim): its failure, or success, is not counted.
+		// Its deadline was cut to the lease, so the wait is short.
+		return false
+	}
 	return n.leaseExpired(e)
 }
 
