@@ -9,7 +9,6 @@ import (
 
 	"github.com/miyamotohq/miyamoto/net/disk"
 	"github.com/miyamotohq/miyamoto/net/driver"
-	"github.com/miyamotohq/miyamoto/net/wire"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -31,15 +30,19 @@ type Options struct {
 type Recorder struct {
 	ring *ring
 	// Only the node's goroutine touches what follows.
-	cur       enc  // the group of the input running now; nil between inputs
-	labelled  bool // cur starts with its input's kind
-	effects   bool // cur holds an output event
-	timers    uint64
-	syncs     uint64
-	scratch   []byte // frames being hashed
-	early     enc    // events of the running input that came before its label
-	lastNow   int64  // the group's last clock reading (unix ns), 0 before its first
-	recovered bool   // node.New's group was written
+	cur      enc  // the group of the input running now; nil between inputs
+	labelled bool // cur starts with its input's kind
+	effects  bool // cur holds an output event
+	timers   uint64
+	syncs    uint64
+	scratch  []byte // frames being hashed
+	early    enc    // events of the running input that came before its label
+	// defs are the parts of cur the writer encodes (see deferred), earlyDefs
+	// those of early.
+	defs      []deferred
+	earlyDefs []deferred
+	lastNow   int64 // the group's last clock reading (unix ns), 0 before its first
+	recovered bool  // node.New's group was written
 }
 
 var _ driver.Recorder = (*Recorder)(nil)
@@ -93,6 +96,7 @@ func (r *Recorder) BeginInput() {
 		return
 	}
 	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+	r.clearDefs()
 }
 
 // EndInput writes the group of the input that ended (driver.Recorder). An
@@ -101,6 +105,7 @@ func (r *Recorder) BeginInput() {
 func (r *Recorder) EndInput() {
 	if !r.labelled && !r.effects {
 		r.cur = r.cur[:0]
+		r.clearDefs()
 		return
 	}
 	r.writeGroup()
@@ -109,9 +114,25 @@ func (r *Recorder) EndInput() {
 func (r *Recorder) writeGroup() {
 	if !r.labelled {
 		r.cur = append(enc{inOpaque}, r.cur...)
+		for i := range r.defs {
+			r.defs[i].at++
+		}
 	}
-	r.ring.writeGroup(r.cur)
+	r.ring.writeGroup(r.cur, r.defs)
 	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+	r.clearDefs()
+}
+
+// clearDefs empties defs (the ring copied them), not keeping the messages alive.
+func (r *Recorder) clearDefs() {
+	clear(r.defs)
+	r.defs = r.defs[:0]
+}
+
+// deferMessage leaves m's wire frame (or, with hash, its hash) at the current end
+// of the group for the writer goroutine to encode.
+func (r *Recorder) deferMessage(m node.Message, hash bool) {
+	r.defs = append(r.defs, deferred{at: len(r.cur), m: m, hash: hash})
 }
 
 // beginLabel starts the group with its input's kind, and reports whether the
@@ -127,6 +148,8 @@ func (r *Recorder) beginLabel(kind byte) bool {
 	r.labelled = true
 	if len(r.cur) > 0 {
 		r.early = append(r.early[:0], r.cur...)
+		r.earlyDefs = append(r.earlyDefs[:0], r.defs...)
+		r.clearDefs()
 	}
 	r.cur = append(r.cur[:0], kind)
 	return true
@@ -134,6 +157,12 @@ func (r *Recorder) beginLabel(kind byte) bool {
 
 func (r *Recorder) endLabel() {
 	if len(r.early) > 0 {
+		for _, d := range r.earlyDefs {
+			d.at += len(r.cur)
+			r.defs = append(r.defs, d)
+		}
+		clear(r.earlyDefs)
+		r.earlyDefs = r.earlyDefs[:0]
 		r.cur = append(r.cur, r.early...)
 		r.early = r.early[:0]
 	}
@@ -145,7 +174,7 @@ func (r *Recorder) Step(m node.Message) {
 		return
 	}
 	if r.beginLabel(inStep) {
-		r.cur = wire.AppendFrame(r.cur, m)
+		r.deferMessage(m, false)
 		r.endLabel()
 	}
 }
@@ -335,17 +364,24 @@ func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int6
 
 // Send records a summary of the message and a hash of its wire frame: enough for
 // Replay to compare (it re-makes the message itself), at a fraction of the bytes.
+// The writer goroutine encodes and hashes the frame (see deferred).
 func (n recNetwork) Send(m node.Message) {
-	n.r.scratch = wire.AppendFrame(n.r.scratch[:0], m)
 	n.r.event(evSend)
-	n.r.cur = appendSent(n.r.cur, m, n.r.scratch)
+	n.r.cur = appendSentSummary(n.r.cur, m)
+	n.r.deferMessage(m, true)
 	n.inner.Send(m)
 }
 
-// appendSent is the recorded form of a sent message: type, receiver, task, attempt,
-// whether it grants, and the hash of its frame.
+// appendSent is the recorded form of a sent message: its summary and the hash of
+// its frame.
 func appendSent(e enc, m node.Message, frame []byte) enc {
-	return e.byte(byte(m.Type)).str(string(m.To)).str(m.TaskID).uvarint(m.Attempt).bool(m.Granted).uint64(frameKey(frame))
+	return appendSentSummary(e, m).uint64(frameKey(frame))
+}
+
+// appendSentSummary is a sent message's type, receiver, task, attempt and whether
+// it grants.
+func appendSentSummary(e enc, m node.Message) enc {
+	return e.byte(byte(m.Type)).str(string(m.To)).str(m.TaskID).uvarint(m.Attempt).bool(m.Granted)
 }
 
 // sentSummary reads what appendSent wrote.
