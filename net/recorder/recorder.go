@@ -43,9 +43,14 @@ type Recorder struct {
 	earlyDefs []deferred
 	lastNow   int64 // the group's last clock reading (unix ns), 0 before its first
 	recovered bool  // node.New's group was written
+	// timerFired is labelTimer as a func value, made once (see numberedClock).
+	timerFired func(uint64)
 }
 
 var _ driver.Recorder = (*Recorder)(nil)
+
+// The daemon's clock spares the recorder a closure per timer.
+var _ numberedClock = driver.Clock{}
 
 // Open starts a new run of the recording in opts.Dir.
 func Open(opts Options) (*Recorder, error) {
@@ -60,7 +65,9 @@ func Open(opts Options) (*Recorder, error) {
 		return nil, err
 	}
 	// node.New's reads (if any) come before the first input: they form group inNew.
-	return &Recorder{ring: r, cur: enc{inNew}, labelled: true}, nil
+	rec := &Recorder{ring: r, cur: enc{inNew}, labelled: true}
+	rec.timerFired = rec.labelTimer
+	return rec, nil
 }
 
 // Close writes what is buffered and closes the recording; call it after the driver
@@ -323,22 +330,37 @@ func (c recClock) Now() time.Time {
 	return t
 }
 
+// numberedClock is an optional ability of the clock the recorder wraps (net/driver's
+// has it): AfterFuncNumbered arms f as AfterFunc does and, when the timer fires,
+// calls fired(id) right before f, on the node's goroutine, without the closure per
+// timer that wrapping f would cost.
+type numberedClock interface {
+	AfterFuncNumbered(d time.Duration, id uint64, fired func(uint64), f func()) func() bool
+}
+
 func (c recClock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.r.timers++
 	id := c.r.timers
 	c.r.event(evTimer)
 	c.r.cur = c.r.cur.uvarint(id).varint(int64(d))
-	cancel := c.inner.AfterFunc(d, func() {
-		if c.r.beginLabel(inTimer) {
-			c.r.cur = c.r.cur.uvarint(id)
-			c.r.endLabel()
-		}
-		f()
-	})
 	// What a cancel answers is not recorded: the node never reads it (node/ calls
 	// cancel as a statement), so Replay answers true. A timer that fired before its
 	// cancel came (its callback already posted) fires in the recording all the same.
-	return cancel
+	if nc, ok := c.inner.(numberedClock); ok {
+		return nc.AfterFuncNumbered(d, id, c.r.timerFired, f)
+	}
+	return c.inner.AfterFunc(d, func() {
+		c.r.labelTimer(id)
+		f()
+	})
+}
+
+// labelTimer labels the running input as timer id firing.
+func (r *Recorder) labelTimer(id uint64) {
+	if r.beginLabel(inTimer) {
+		r.cur = r.cur.uvarint(id)
+		r.endLabel()
+	}
 }
 
 type recRand struct {
