@@ -35,14 +35,14 @@ type Recorder struct {
 	effects  bool // cur holds an output event
 	timers   uint64
 	syncs    uint64
-	scratch  []byte // frames being hashed
-	early    enc    // events of the running input that came before its label
+	early    enc // events of the running input that came before its label
 	// defs are the parts of cur the writer encodes (see deferred), earlyDefs
 	// those of early.
 	defs      []deferred
 	earlyDefs []deferred
-	lastNow   int64 // the group's last clock reading (unix ns), 0 before its first
-	recovered bool  // node.New's group was written
+	recs      []node.Record // the records of cur's deferred parts
+	lastNow   int64         // the group's last clock reading (unix ns), 0 before its first
+	recovered bool          // node.New's group was written
 	// timerFired is labelTimer as a func value, made once (see numberedClock).
 	timerFired func(uint64)
 }
@@ -125,21 +125,34 @@ func (r *Recorder) writeGroup() {
 			r.defs[i].at++
 		}
 	}
-	r.ring.writeGroup(r.cur, r.defs)
+	r.ring.writeGroup(r.cur, r.defs, r.recs)
 	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
 	r.clearDefs()
 }
 
-// clearDefs empties defs (the ring copied them), not keeping the messages alive.
+// clearDefs empties defs and recs (the ring copied them), not keeping the
+// messages and records alive.
 func (r *Recorder) clearDefs() {
 	clear(r.defs)
-	r.defs = r.defs[:0]
+	clear(r.recs)
+	r.defs, r.recs = r.defs[:0], r.recs[:0]
 }
 
 // deferMessage leaves m's wire frame (or, with hash, its hash) at the current end
 // of the group for the writer goroutine to encode.
 func (r *Recorder) deferMessage(m node.Message, hash bool) {
-	r.defs = append(r.defs, deferred{at: len(r.cur), m: m, hash: hash})
+	kind := defFrame
+	if hash {
+		kind = defFrameHash
+	}
+	r.defs = append(r.defs, deferred{at: len(r.cur), kind: kind, m: m})
+}
+
+// deferRecordsHash leaves the hash of recs' frames at the current end of the group
+// for the writer goroutine to compute, with a copy of recs.
+func (r *Recorder) deferRecordsHash(recs []node.Record) {
+	r.defs = append(r.defs, deferred{at: len(r.cur), kind: defRecordsHash, first: len(r.recs), n: len(recs)})
+	r.recs = append(r.recs, recs...)
 }
 
 // beginLabel starts the group with its input's kind, and reports whether the
@@ -459,11 +472,12 @@ var (
 
 func (s recStorage) Durable() bool { return s.inner.Durable() }
 
-// Append records a summary of each record and a hash of their frames (see Send).
+// Append records a summary of each record and a hash of their frames (see Send),
+// which the writer goroutine computes.
 func (s recStorage) Append(recs ...node.Record) {
-	s.r.scratch = appendRecordFrames(s.r.scratch[:0], recs)
 	s.r.event(evAppend)
-	s.r.cur = appendAppended(s.r.cur, recs, s.r.scratch)
+	s.r.cur = appendAppendedSummary(s.r.cur, recs)
+	s.r.deferRecordsHash(recs)
 	s.inner.Append(recs...)
 }
 
@@ -477,6 +491,12 @@ func appendRecordFrames(dst []byte, recs []node.Record) []byte {
 // appendAppended is the recorded form of an Append: per record its kind, task,
 // attempt and state, then the hash of all their frames.
 func appendAppended(e enc, recs []node.Record, frames []byte) enc {
+	return appendAppendedSummary(e, recs).uint64(frameKey(frames))
+}
+
+// appendAppendedSummary is an Append's summary: per record its kind, task, attempt
+// and state.
+func appendAppendedSummary(e enc, recs []node.Record) enc {
 	e = e.uvarint(uint64(len(recs)))
 	for i := range recs {
 		r := &recs[i]
@@ -486,7 +506,7 @@ func appendAppended(e enc, recs []node.Record, frames []byte) enc {
 		}
 		e = e.byte(byte(r.Kind)).str(id).uvarint(r.Attempt).byte(byte(r.State))
 	}
-	return e.uint64(frameKey(frames))
+	return e
 }
 
 func describeAppended(d *dec) (string, uint64) {

@@ -57,24 +57,39 @@ type ring struct {
 	files   []ringFile
 	out     []byte // the framed batch being written
 	payload []byte // a group with its deferred parts filled in
-	frame   []byte // a deferred message's wire frame, to hash
+	frame   []byte // a deferred message's or records' frames, to hash
 }
 
 // deferred is a part of a group that the writer goroutine encodes rather than the
-// node's: a message's wire frame (a received message, whole) or the hash of it (a
-// sent one, see appendSent), at byte at of the group without its deferred parts.
-// Encoding and hashing messages was most of what recording cost the node. The writer
-// reads the message later, from another goroutine, as net/peer's sender does: the
-// node never changes what a message it sent or received points to (a task, setting,
-// schedule or roster is copied, not changed: see node's dropBody).
+// node's, at byte at of the group without its deferred parts: a message's wire
+// frame (a received message, whole), the hash of it (a sent one, see appendSent),
+// or the hash of appended records' frames (see appendAppended). Encoding and
+// hashing them was most of what recording cost the node. The writer reads them
+// later, from another goroutine, as net/peer's sender does messages: the node never
+// changes what a message or record points to (a task, setting, schedule or roster
+// is copied, not changed: see node's dropBody). The records themselves are copied.
 type deferred struct {
 	at   int
-	m    node.Message
-	hash bool // the frame's hash (8 bytes); false: the frame itself
+	kind deferredKind
+	m    node.Message // defFrame, defFrameHash
+	// defRecordsHash: the records are recs[first:first+n] of the group (of the
+	// batch, once in one).
+	first, n int
 }
+
+type deferredKind uint8
+
+const (
+	defFrame       deferredKind = iota // a message's wire frame
+	defFrameHash                       // the hash of a message's wire frame: 8 bytes
+	defRecordsHash                     // the hash of records' frames: 8 bytes
+)
 
 // deferredSize is what a deferred part holds in memory, counted against maxPending.
 const deferredSize = int(unsafe.Sizeof(deferred{}))
+
+// recordSize is what a deferred record holds in memory.
+const recordSize = int(unsafe.Sizeof(node.Record{}))
 
 // batch is the groups the node's goroutine hands the writer: their bytes without
 // their deferred parts, one after the other, and the deferred parts in order.
@@ -82,6 +97,7 @@ type batch struct {
 	bytes  []byte
 	groups []groupEnd
 	defs   []deferred
+	recs   []node.Record // the records of the defRecordsHash parts
 }
 
 // groupEnd marks a group's end in a batch: its last byte's offset plus one, and the
@@ -91,11 +107,12 @@ type groupEnd struct{ end, defs int }
 func newBatch() *batch { return &batch{bytes: make([]byte, 0, pendingStart)} }
 
 // size is what the batch holds in memory, roughly.
-func (b *batch) size() int { return len(b.bytes) + len(b.defs)*deferredSize }
+func (b *batch) size() int { return len(b.bytes) + len(b.defs)*deferredSize + len(b.recs)*recordSize }
 
 func (b *batch) reset() {
-	clear(b.defs) // the messages are the node's: do not keep them alive
-	b.bytes, b.groups, b.defs = b.bytes[:0], b.groups[:0], b.defs[:0]
+	clear(b.defs) // the messages and records are the node's: do not keep them alive
+	clear(b.recs)
+	b.bytes, b.groups, b.defs, b.recs = b.bytes[:0], b.groups[:0], b.defs[:0], b.recs[:0]
 }
 
 type ringFile struct {
@@ -187,18 +204,20 @@ func (r *ring) writeFile(b []byte) error {
 	return nil
 }
 
-// writeGroup adds a group and its deferred parts (their offsets in group) to the
-// pending batch; called on the node's goroutine.
-func (r *ring) writeGroup(group []byte, defs []deferred) {
+// writeGroup adds a group, its deferred parts (their offsets in group) and their
+// records to the pending batch; called on the node's goroutine.
+func (r *ring) writeGroup(group []byte, defs []deferred, recs []node.Record) {
 	r.mu.Lock()
 	p := r.pending
 	if r.err == nil {
-		base := len(p.bytes)
+		base, recBase := len(p.bytes), len(p.recs)
 		p.bytes = append(p.bytes, group...)
 		for _, d := range defs {
 			d.at += base
+			d.first += recBase
 			p.defs = append(p.defs, d)
 		}
+		p.recs = append(p.recs, recs...)
 		p.groups = append(p.groups, groupEnd{end: len(p.bytes), defs: len(p.defs)})
 		if p.size() > maxPending {
 			r.err = fmt.Errorf("the disk took the recording slower than the node made it (over %d MiB waiting): recording stopped", maxPending>>20)
@@ -229,7 +248,7 @@ func (r *ring) frameBatch(out []byte, b *batch) []byte {
 		for ; di < g.defs; di++ {
 			d := &b.defs[di]
 			payload = append(payload, b.bytes[pos:d.at]...)
-			payload = r.appendDeferred(payload, d)
+			payload = r.appendDeferred(payload, b, d)
 			pos = d.at
 		}
 		payload = append(payload, b.bytes[pos:g.end]...)
@@ -239,11 +258,15 @@ func (r *ring) frameBatch(out []byte, b *batch) []byte {
 	return out
 }
 
-func (r *ring) appendDeferred(dst []byte, d *deferred) []byte {
-	if !d.hash {
+func (r *ring) appendDeferred(dst []byte, b *batch, d *deferred) []byte {
+	switch d.kind {
+	case defFrame:
 		return wire.AppendFrame(dst, d.m)
+	case defFrameHash:
+		r.frame = wire.AppendFrame(r.frame[:0], d.m)
+	case defRecordsHash:
+		r.frame = appendRecordFrames(r.frame[:0], b.recs[d.first:d.first+d.n])
 	}
-	r.frame = wire.AppendFrame(r.frame[:0], d.m)
 	return binary.BigEndian.AppendUint64(dst, frameKey(r.frame))
 }
 

@@ -3,6 +3,7 @@ package recorder
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestRingKeepsEveryGroupAcrossIdleFlushes(t *testing.T) {
 		for i := range 2000 {
 			g := fmt.Sprintf("burst %d group %d %s", burst, i, make([]byte, i%300))
 			want = append(want, g)
-			r.writeGroup([]byte(g), nil)
+			r.writeGroup([]byte(g), nil, nil)
 		}
 		time.Sleep(3 * flushEvery) // idle flushes
 	}
@@ -54,7 +55,7 @@ func TestRingBuffersNeverShareAnArray(t *testing.T) {
 	}
 	for _, step := range []string{"data", "flush", "flush", "data", "flush", "data", "flush", "flush", "flush", "data", "data", "flush"} {
 		if step == "data" {
-			r.writeGroup([]byte("a group"), nil)
+			r.writeGroup([]byte("a group"), nil, nil)
 		} else {
 			r.flush()
 		}
@@ -62,34 +63,43 @@ func TestRingBuffersNeverShareAnArray(t *testing.T) {
 	}
 }
 
-// The messages the writer encodes land where the node's goroutine left them: a
-// received message's frame right after its label, a sent one's hash after its
-// summary, also when the send came before the label (moved after it) or the input
-// has no label (an opaque byte put in front).
+// The messages and records the writer encodes land where the node's goroutine left
+// them: a received message's frame right after its label, a sent one's hash after
+// its summary, appended records' hash after theirs, also when the send came before
+// the label (moved after it) or the input has no label (an opaque byte put in
+// front). The records are copied: the node may reuse their array.
 func TestDeferredMessagesLandInPlace(t *testing.T) {
 	dir := t.TempDir()
-	rec, err := Open(Options{Dir: dir, MaxSize: 64 << 20, Config: node.Config{ID: "n1", Members: []node.NodeID{"n1", "n2"}}})
+	rec, err := Open(Options{Dir: dir, MaxSize: 64 << 20, Config: node.Config{ID: "n1", Members: []node.NodeID{"n1", "n2"}}, Durable: true})
 	require.NoError(t, err)
-	env := rec.WrapEnv(node.Env{Network: dropNetwork{}})
+	env := rec.WrapEnv(node.Env{Network: dropNetwork{}, Storage: durableStorage{}})
 	rec.BeginInput() // node.New and Start
 	rec.EndInput()
 
 	sent := node.Message{Type: node.MsgStore, From: "n1", To: "n2", TaskID: "t1",
 		Task: &node.Task{ID: "t1", URL: "http://127.0.0.1:9/", Body: []byte("body")}}
 	got := node.Message{Type: node.MsgClaim, From: "n2", To: "n1", TaskID: "t2", Attempt: 3, Promised: 99}
+	first := []node.Record{{Kind: node.RecOutcome, TaskID: "t3", State: node.StateSucceeded}}
 	rec.BeginInput() // a send before the label
 	env.Network.Send(sent)
 	rec.Step(got)
+	env.Storage.Append(first...)
 	rec.EndInput()
 	rec.BeginInput() // no label at all
 	env.Network.Send(sent)
+	recs := []node.Record{{Kind: node.RecTask, Task: sent.Task}, {Kind: node.RecGrant, TaskID: "t2", Attempt: 3, Round: 99}}
+	appended := slices.Clone(recs)
+	env.Storage.Append(recs...)
+	recs[1].Attempt = 4 // the node's array, reused
 	rec.EndInput()
 	require.NoError(t, rec.Close())
 
 	sentEvent := appendSent(enc{evSend}, sent, wire.AppendFrame(nil, sent))
+	appendEvent := appendAppended(enc{evAppend}, appended, appendRecordFrames(nil, appended))
 	want := [][]byte{
-		append(append(enc{inStep}, wire.AppendFrame(nil, got)...), sentEvent...),
-		append(enc{inOpaque}, sentEvent...),
+		append(append(append(enc{inStep}, wire.AppendFrame(nil, got)...), sentEvent...),
+			appendAppended(enc{evAppend}, first, appendRecordFrames(nil, first))...),
+		append(append(enc{inOpaque}, sentEvent...), appendEvent...),
 	}
 	_, groups, torn, err := readFile(filepath.Join(dir, fileName(1, 0)))
 	require.NoError(t, err)
@@ -103,3 +113,11 @@ func TestDeferredMessagesLandInPlace(t *testing.T) {
 type dropNetwork struct{}
 
 func (dropNetwork) Send(node.Message) {}
+
+// durableStorage is a durable node.Storage that keeps nothing.
+type durableStorage struct{}
+
+func (durableStorage) Durable() bool                { return true }
+func (durableStorage) Append(...node.Record)        {}
+func (durableStorage) Sync(func())                  {}
+func (durableStorage) Load() ([]node.Record, error) { return nil, nil }
