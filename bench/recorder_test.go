@@ -149,7 +149,7 @@ func tryCluster(b *testing.B, record bool) (bases []string, stop func(), err err
 	}
 	dir := b.TempDir()
 	var daemons []*daemon.Daemon
-	stop = func() {
+	stopAll := func() {
 		for _, d := range daemons {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			d.Shutdown(ctx)
@@ -157,7 +157,9 @@ func tryCluster(b *testing.B, record bool) (bases []string, stop func(), err err
 		}
 		daemons = nil
 	}
-	b.Cleanup(func() { stop() })
+	// Not the result stop, which a failed start returns nil: the cleanup called it
+	// and panicked when a peer port was taken.
+	b.Cleanup(stopAll)
 	for id, addr := range peers {
 		cfg := daemon.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", PeerAddr: addr, Peers: peers, MaxClockDrift: 100 * time.Millisecond}
 		if record {
@@ -165,7 +167,7 @@ func tryCluster(b *testing.B, record bool) (bases []string, stop func(), err err
 		}
 		d, err := daemon.Start(cfg)
 		if err != nil {
-			stop()
+			stopAll()
 			return nil, nil, err
 		}
 		daemons = append(daemons, d)
@@ -175,7 +177,7 @@ func tryCluster(b *testing.B, record bool) (bases []string, stop func(), err err
 	for _, base := range bases {
 		waitReady(b, client, base)
 	}
-	return bases, stop, nil
+	return bases, stopAll, nil
 }
 
 // BenchmarkRecorderNodeCost states what recording costs the node's goroutine, the
