@@ -169,7 +169,8 @@ func (r *Recorder) beginLabel(kind byte) bool {
 	if len(r.cur) > 0 {
 		r.early = append(r.early[:0], r.cur...)
 		r.earlyDefs = append(r.earlyDefs[:0], r.defs...)
-		r.clearDefs()
+		clear(r.defs) // not recs: the early parts still point into them
+		r.defs = r.defs[:0]
 	}
 	r.cur = append(r.cur[:0], kind)
 	return true

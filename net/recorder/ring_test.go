@@ -80,10 +80,12 @@ func TestDeferredMessagesLandInPlace(t *testing.T) {
 		Task: &node.Task{ID: "t1", URL: "http://127.0.0.1:9/", Body: []byte("body")}}
 	got := node.Message{Type: node.MsgClaim, From: "n2", To: "n1", TaskID: "t2", Attempt: 3, Promised: 99}
 	first := []node.Record{{Kind: node.RecOutcome, TaskID: "t3", State: node.StateSucceeded}}
-	rec.BeginInput() // a send before the label
+	after := []node.Record{{Kind: node.RecGrant, TaskID: "t2", Attempt: 3, Holder: "n2"}}
+	rec.BeginInput() // a send and an append before the label
 	env.Network.Send(sent)
-	rec.Step(got)
 	env.Storage.Append(first...)
+	rec.Step(got)
+	env.Storage.Append(after...)
 	rec.EndInput()
 	rec.BeginInput() // no label at all
 	env.Network.Send(sent)
@@ -97,8 +99,9 @@ func TestDeferredMessagesLandInPlace(t *testing.T) {
 	sentEvent := appendSent(enc{evSend}, sent, wire.AppendFrame(nil, sent))
 	appendEvent := appendAppended(enc{evAppend}, appended, appendRecordFrames(nil, appended))
 	want := [][]byte{
-		append(append(append(enc{inStep}, wire.AppendFrame(nil, got)...), sentEvent...),
-			appendAppended(enc{evAppend}, first, appendRecordFrames(nil, first))...),
+		slices.Concat(enc{inStep}, wire.AppendFrame(nil, got), sentEvent,
+			appendAppended(enc{evAppend}, first, appendRecordFrames(nil, first)),
+			appendAppended(enc{evAppend}, after, appendRecordFrames(nil, after))),
 		append(append(enc{inOpaque}, sentEvent...), appendEvent...),
 	}
 	_, groups, torn, err := readFile(filepath.Join(dir, fileName(1, 0)))
