@@ -247,3 +247,12 @@ func (c Clock) AfterFunc(d time.Duration, f func()) func() bool {
 	t := c.c.AfterFunc(d, func() { c.post(f) })
 	return t.Stop
 }
+
+// AfterFuncNumbered is AfterFunc that, when the timer fires, calls fired(id) on the
+// node's goroutine right before f. The flight recorder (net/recorder) labels a
+// timer's input with it: a wrapper of f would cost a closure per timer armed, and a
+// node arms one per enqueue.
+func (c Clock) AfterFuncNumbered(d time.Duration, id uint64, fired func(uint64), f func()) func() bool {
+	t := c.c.AfterFunc(d, func() { c.post(func() { fired(id); f() }) })
+	return t.Stop
+}

@@ -7,8 +7,9 @@
 //
 // It sits between the driver (net/driver) and the node: the driver brackets every
 // input with BeginInput/EndInput, the daemon labels the inputs it posts (Step,
-// Result, Call), and WrapEnv wraps the node's environment. Everything here but the
-// file writing runs on the node's goroutine; it must never call into the node.
+// Result, Call), and WrapEnv wraps the node's environment. Everything here runs on
+// the node's goroutine but the writer's work (framing and checksums, the wire
+// encoding and hashing of messages, the files); it must never call into the node.
 //
 // # Format
 //

@@ -9,7 +9,6 @@ import (
 
 	"github.com/miyamotohq/miyamoto/net/disk"
 	"github.com/miyamotohq/miyamoto/net/driver"
-	"github.com/miyamotohq/miyamoto/net/wire"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -31,18 +30,27 @@ type Options struct {
 type Recorder struct {
 	ring *ring
 	// Only the node's goroutine touches what follows.
-	cur       enc  // the group of the input running now; nil between inputs
-	labelled  bool // cur starts with its input's kind
-	effects   bool // cur holds an output event
-	timers    uint64
-	syncs     uint64
-	scratch   []byte // frames being hashed
-	early     enc    // events of the running input that came before its label
-	lastNow   int64  // the group's last clock reading (unix ns), 0 before its first
-	recovered bool   // node.New's group was written
+	cur      enc  // the group of the input running now; nil between inputs
+	labelled bool // cur starts with its input's kind
+	effects  bool // cur holds an output event
+	timers   uint64
+	syncs    uint64
+	early    enc // events of the running input that came before its label
+	// defs are the parts of cur the writer encodes (see deferred), earlyDefs
+	// those of early.
+	defs      []deferred
+	earlyDefs []deferred
+	recs      []node.Record // the records of cur's deferred parts
+	lastNow   int64         // the group's last clock reading (unix ns), 0 before its first
+	recovered bool          // node.New's group was written
+	// timerFired is labelTimer as a func value, made once (see numberedClock).
+	timerFired func(uint64)
 }
 
 var _ driver.Recorder = (*Recorder)(nil)
+
+// The daemon's clock spares the recorder a closure per timer.
+var _ numberedClock = driver.Clock{}
 
 // Open starts a new run of the recording in opts.Dir.
 func Open(opts Options) (*Recorder, error) {
@@ -57,7 +65,9 @@ func Open(opts Options) (*Recorder, error) {
 		return nil, err
 	}
 	// node.New's reads (if any) come before the first input: they form group inNew.
-	return &Recorder{ring: r, cur: enc{inNew}, labelled: true}, nil
+	rec := &Recorder{ring: r, cur: enc{inNew}, labelled: true}
+	rec.timerFired = rec.labelTimer
+	return rec, nil
 }
 
 // Close writes what is buffered and closes the recording; call it after the driver
@@ -93,6 +103,7 @@ func (r *Recorder) BeginInput() {
 		return
 	}
 	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+	r.clearDefs()
 }
 
 // EndInput writes the group of the input that ended (driver.Recorder). An
@@ -101,6 +112,7 @@ func (r *Recorder) BeginInput() {
 func (r *Recorder) EndInput() {
 	if !r.labelled && !r.effects {
 		r.cur = r.cur[:0]
+		r.clearDefs()
 		return
 	}
 	r.writeGroup()
@@ -109,9 +121,38 @@ func (r *Recorder) EndInput() {
 func (r *Recorder) writeGroup() {
 	if !r.labelled {
 		r.cur = append(enc{inOpaque}, r.cur...)
+		for i := range r.defs {
+			r.defs[i].at++
+		}
 	}
-	r.ring.writeGroup(r.cur)
+	r.ring.writeGroup(r.cur, r.defs, r.recs)
 	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+	r.clearDefs()
+}
+
+// clearDefs empties defs and recs (the ring copied them), not keeping the
+// messages and records alive.
+func (r *Recorder) clearDefs() {
+	clear(r.defs)
+	clear(r.recs)
+	r.defs, r.recs = r.defs[:0], r.recs[:0]
+}
+
+// deferMessage leaves m's wire frame (or, with hash, its hash) at the current end
+// of the group for the writer goroutine to encode.
+func (r *Recorder) deferMessage(m node.Message, hash bool) {
+	kind := defFrame
+	if hash {
+		kind = defFrameHash
+	}
+	r.defs = append(r.defs, deferred{at: len(r.cur), kind: kind, m: m})
+}
+
+// deferRecordsHash leaves the hash of recs' frames at the current end of the group
+// for the writer goroutine to compute, with a copy of recs.
+func (r *Recorder) deferRecordsHash(recs []node.Record) {
+	r.defs = append(r.defs, deferred{at: len(r.cur), kind: defRecordsHash, first: len(r.recs), n: len(recs)})
+	r.recs = append(r.recs, recs...)
 }
 
 // beginLabel starts the group with its input's kind, and reports whether the
@@ -127,6 +168,9 @@ func (r *Recorder) beginLabel(kind byte) bool {
 	r.labelled = true
 	if len(r.cur) > 0 {
 		r.early = append(r.early[:0], r.cur...)
+		r.earlyDefs = append(r.earlyDefs[:0], r.defs...)
+		clear(r.defs) // not recs: the early parts still point into them
+		r.defs = r.defs[:0]
 	}
 	r.cur = append(r.cur[:0], kind)
 	return true
@@ -134,6 +178,12 @@ func (r *Recorder) beginLabel(kind byte) bool {
 
 func (r *Recorder) endLabel() {
 	if len(r.early) > 0 {
+		for _, d := range r.earlyDefs {
+			d.at += len(r.cur)
+			r.defs = append(r.defs, d)
+		}
+		clear(r.earlyDefs)
+		r.earlyDefs = r.earlyDefs[:0]
 		r.cur = append(r.cur, r.early...)
 		r.early = r.early[:0]
 	}
@@ -145,7 +195,7 @@ func (r *Recorder) Step(m node.Message) {
 		return
 	}
 	if r.beginLabel(inStep) {
-		r.cur = wire.AppendFrame(r.cur, m)
+		r.deferMessage(m, false)
 		r.endLabel()
 	}
 }
@@ -294,22 +344,37 @@ func (c recClock) Now() time.Time {
 	return t
 }
 
+// numberedClock is an optional ability of the clock the recorder wraps (net/driver's
+// has it): AfterFuncNumbered arms f as AfterFunc does and, when the timer fires,
+// calls fired(id) right before f, on the node's goroutine, without the closure per
+// timer that wrapping f would cost.
+type numberedClock interface {
+	AfterFuncNumbered(d time.Duration, id uint64, fired func(uint64), f func()) func() bool
+}
+
 func (c recClock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.r.timers++
 	id := c.r.timers
 	c.r.event(evTimer)
 	c.r.cur = c.r.cur.uvarint(id).varint(int64(d))
-	cancel := c.inner.AfterFunc(d, func() {
-		if c.r.beginLabel(inTimer) {
-			c.r.cur = c.r.cur.uvarint(id)
-			c.r.endLabel()
-		}
-		f()
-	})
 	// What a cancel answers is not recorded: the node never reads it (node/ calls
 	// cancel as a statement), so Replay answers true. A timer that fired before its
 	// cancel came (its callback already posted) fires in the recording all the same.
-	return cancel
+	if nc, ok := c.inner.(numberedClock); ok {
+		return nc.AfterFuncNumbered(d, id, c.r.timerFired, f)
+	}
+	return c.inner.AfterFunc(d, func() {
+		c.r.labelTimer(id)
+		f()
+	})
+}
+
+// labelTimer labels the running input as timer id firing.
+func (r *Recorder) labelTimer(id uint64) {
+	if r.beginLabel(inTimer) {
+		r.cur = r.cur.uvarint(id)
+		r.endLabel()
+	}
 }
 
 type recRand struct {
@@ -335,17 +400,24 @@ func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int6
 
 // Send records a summary of the message and a hash of its wire frame: enough for
 // Replay to compare (it re-makes the message itself), at a fraction of the bytes.
+// The writer goroutine encodes and hashes the frame (see deferred).
 func (n recNetwork) Send(m node.Message) {
-	n.r.scratch = wire.AppendFrame(n.r.scratch[:0], m)
 	n.r.event(evSend)
-	n.r.cur = appendSent(n.r.cur, m, n.r.scratch)
+	n.r.cur = appendSentSummary(n.r.cur, m)
+	n.r.deferMessage(m, true)
 	n.inner.Send(m)
 }
 
-// appendSent is the recorded form of a sent message: type, receiver, task, attempt,
-// whether it grants, and the hash of its frame.
+// appendSent is the recorded form of a sent message: its summary and the hash of
+// its frame.
 func appendSent(e enc, m node.Message, frame []byte) enc {
-	return e.byte(byte(m.Type)).str(string(m.To)).str(m.TaskID).uvarint(m.Attempt).bool(m.Granted).uint64(frameKey(frame))
+	return appendSentSummary(e, m).uint64(frameKey(frame))
+}
+
+// appendSentSummary is a sent message's type, receiver, task, attempt and whether
+// it grants.
+func appendSentSummary(e enc, m node.Message) enc {
+	return e.byte(byte(m.Type)).str(string(m.To)).str(m.TaskID).uvarint(m.Attempt).bool(m.Granted)
 }
 
 // sentSummary reads what appendSent wrote.
@@ -401,11 +473,12 @@ var (
 
 func (s recStorage) Durable() bool { return s.inner.Durable() }
 
-// Append records a summary of each record and a hash of their frames (see Send).
+// Append records a summary of each record and a hash of their frames (see Send),
+// which the writer goroutine computes.
 func (s recStorage) Append(recs ...node.Record) {
-	s.r.scratch = appendRecordFrames(s.r.scratch[:0], recs)
 	s.r.event(evAppend)
-	s.r.cur = appendAppended(s.r.cur, recs, s.r.scratch)
+	s.r.cur = appendAppendedSummary(s.r.cur, recs)
+	s.r.deferRecordsHash(recs)
 	s.inner.Append(recs...)
 }
 
@@ -419,6 +492,12 @@ func appendRecordFrames(dst []byte, recs []node.Record) []byte {
 // appendAppended is the recorded form of an Append: per record its kind, task,
 // attempt and state, then the hash of all their frames.
 func appendAppended(e enc, recs []node.Record, frames []byte) enc {
+	return appendAppendedSummary(e, recs).uint64(frameKey(frames))
+}
+
+// appendAppendedSummary is an Append's summary: per record its kind, task, attempt
+// and state.
+func appendAppendedSummary(e enc, recs []node.Record) enc {
 	e = e.uvarint(uint64(len(recs)))
 	for i := range recs {
 		r := &recs[i]
@@ -428,7 +507,7 @@ func appendAppended(e enc, recs []node.Record, frames []byte) enc {
 		}
 		e = e.byte(byte(r.Kind)).str(id).uvarint(r.Attempt).byte(byte(r.State))
 	}
-	return e.uint64(frameKey(frames))
+	return e
 }
 
 func describeAppended(d *dec) (string, uint64) {

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unsafe"
 
+	"github.com/miyamotohq/miyamoto/net/wire"
 	"github.com/miyamotohq/miyamoto/node"
 )
 
@@ -30,17 +33,18 @@ type Header struct {
 }
 
 // ring writes groups to the files of a recording, dropping the oldest file when the
-// directory holds more than max bytes. The node's goroutine only appends framed
-// groups to a buffer in memory (it never waits for the disk); the writer goroutine
-// moves the buffer to the current file every flushEvery, or sooner when it grows.
+// directory holds more than max bytes. The node's goroutine only appends groups to a
+// batch in memory (it never waits for the disk); the writer goroutine frames the
+// batch (encoding its deferred parts and the checksums) and moves it to the current
+// file every flushEvery, or sooner when it grows.
 type ring struct {
 	dir      string
 	max      int64 // bytes the directory may hold
 	fileSize int64 // a file is closed past this size (at a group's end)
 
 	mu      sync.Mutex
-	pending []byte // framed groups not yet written
-	spare   []byte // the writer's last buffer, for reuse
+	pending *batch // groups not yet written
+	spare   *batch // the writer's last batch, for reuse; nil while the writer holds it
 	err     error  // the first error: recording stops there, the node goes on
 	hdr     Header // Seq moves on with each file
 	kick    chan struct{}
@@ -48,9 +52,67 @@ type ring struct {
 	done    chan struct{}
 
 	// Only the writer goroutine (or close, after it stopped) touches what follows.
-	f     *os.File
-	size  int64 // bytes in the current file
-	files []ringFile
+	f       *os.File
+	size    int64 // bytes in the current file
+	files   []ringFile
+	out     []byte // the framed batch being written
+	payload []byte // a group with its deferred parts filled in
+	frame   []byte // a deferred message's or records' frames, to hash
+}
+
+// deferred is a part of a group that the writer goroutine encodes rather than the
+// node's, at byte at of the group without its deferred parts: a message's wire
+// frame (a received message, whole), the hash of it (a sent one, see appendSent),
+// or the hash of appended records' frames (see appendAppended). Encoding and
+// hashing them was most of what recording cost the node. The writer reads them
+// later, from another goroutine, as net/peer's sender does messages: the node never
+// changes what a message or record points to (a task, setting, schedule or roster
+// is copied, not changed: see node's dropBody). The records themselves are copied.
+type deferred struct {
+	at   int
+	kind deferredKind
+	m    node.Message // defFrame, defFrameHash
+	// defRecordsHash: the records are recs[first:first+n] of the group (of the
+	// batch, once in one).
+	first, n int
+}
+
+type deferredKind uint8
+
+const (
+	defFrame       deferredKind = iota // a message's wire frame
+	defFrameHash                       // the hash of a message's wire frame: 8 bytes
+	defRecordsHash                     // the hash of records' frames: 8 bytes
+)
+
+// deferredSize is what a deferred part holds in memory, counted against maxPending.
+const deferredSize = int(unsafe.Sizeof(deferred{}))
+
+// recordSize is what a deferred record holds in memory.
+const recordSize = int(unsafe.Sizeof(node.Record{}))
+
+// batch is the groups the node's goroutine hands the writer: their bytes without
+// their deferred parts, one after the other, and the deferred parts in order.
+type batch struct {
+	bytes  []byte
+	groups []groupEnd
+	defs   []deferred
+	recs   []node.Record // the records of the defRecordsHash parts
+}
+
+// groupEnd marks a group's end in a batch: its last byte's offset plus one, and the
+// number of deferred parts of it and the groups before it.
+type groupEnd struct{ end, defs int }
+
+func newBatch() *batch { return &batch{bytes: make([]byte, 0, pendingStart)} }
+
+// size is what the batch holds in memory, roughly.
+func (b *batch) size() int { return len(b.bytes) + len(b.defs)*deferredSize + len(b.recs)*recordSize }
+
+func (b *batch) reset() {
+	clear(b.defs) // the messages and records are the node's: do not keep them alive
+	clear(b.recs)
+	b.bytes, b.groups, b.defs, b.recs = b.bytes[:0], b.groups[:0], b.defs[:0], b.recs[:0]
 }
 
 type ringFile struct {
@@ -91,7 +153,7 @@ func openRing(dir string, maxBytes int64, hdr Header) (*ring, error) {
 	}
 	r := &ring{dir: dir, max: maxBytes, fileSize: max(maxBytes/8, minFileSize), hdr: hdr,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		pending: make([]byte, 0, pendingStart), spare: make([]byte, 0, pendingStart)}
+		pending: newBatch(), spare: newBatch()}
 	for _, e := range entries {
 		run, _, ok := parseFileName(e.Name())
 		if !ok || !e.Type().IsRegular() {
@@ -142,18 +204,28 @@ func (r *ring) writeFile(b []byte) error {
 	return nil
 }
 
-// writeGroup frames a group into the pending buffer; called on the node's goroutine.
-func (r *ring) writeGroup(group []byte) {
+// writeGroup adds a group, its deferred parts (their offsets in group) and their
+// records to the pending batch; called on the node's goroutine.
+func (r *ring) writeGroup(group []byte, defs []deferred, recs []node.Record) {
 	r.mu.Lock()
+	p := r.pending
 	if r.err == nil {
-		r.pending = appendFrame(r.pending, group)
-		if len(r.pending) > maxPending {
+		base, recBase := len(p.bytes), len(p.recs)
+		p.bytes = append(p.bytes, group...)
+		for _, d := range defs {
+			d.at += base
+			d.first += recBase
+			p.defs = append(p.defs, d)
+		}
+		p.recs = append(p.recs, recs...)
+		p.groups = append(p.groups, groupEnd{end: len(p.bytes), defs: len(p.defs)})
+		if p.size() > maxPending {
 			r.err = fmt.Errorf("the disk took the recording slower than the node made it (over %d MiB waiting): recording stopped", maxPending>>20)
-			r.pending = nil
+			p.reset()
 		}
 	}
 	// Written early, the buffers stay at their first size (and in the CPU's caches).
-	full := len(r.pending) >= min(int(r.fileSize/4), pendingStart/2)
+	full := p.size() >= min(int(r.fileSize/4), pendingStart/2)
 	r.mu.Unlock()
 	if full {
 		select {
@@ -161,6 +233,41 @@ func (r *ring) writeGroup(group []byte) {
 		default:
 		}
 	}
+}
+
+// frameBatch appends the groups of b to out as frames, their deferred parts encoded.
+func (r *ring) frameBatch(out []byte, b *batch) []byte {
+	start, di := 0, 0
+	for _, g := range b.groups {
+		if di == g.defs {
+			out = appendFrame(out, b.bytes[start:g.end])
+			start = g.end
+			continue
+		}
+		payload, pos := r.payload[:0], start
+		for ; di < g.defs; di++ {
+			d := &b.defs[di]
+			payload = append(payload, b.bytes[pos:d.at]...)
+			payload = r.appendDeferred(payload, b, d)
+			pos = d.at
+		}
+		payload = append(payload, b.bytes[pos:g.end]...)
+		out = appendFrame(out, payload)
+		r.payload, start = payload, g.end
+	}
+	return out
+}
+
+func (r *ring) appendDeferred(dst []byte, b *batch, d *deferred) []byte {
+	switch d.kind {
+	case defFrame:
+		return wire.AppendFrame(dst, d.m)
+	case defFrameHash:
+		r.frame = wire.AppendFrame(r.frame[:0], d.m)
+	case defRecordsHash:
+		r.frame = appendRecordFrames(r.frame[:0], b.recs[d.first:d.first+d.n])
+	}
+	return binary.BigEndian.AppendUint64(dst, frameKey(r.frame))
 }
 
 func (r *ring) writeLoop() {
@@ -183,21 +290,23 @@ func (r *ring) writeLoop() {
 // next file when this one is full.
 func (r *ring) flush() {
 	r.mu.Lock()
-	if len(r.pending) == 0 || r.err != nil {
+	if len(r.pending.groups) == 0 || r.err != nil {
 		r.mu.Unlock()
 		return
 	}
-	// The node's goroutine appends to the spare buffer while this one writes buf;
-	// spare is nil until buf comes back, so that the two never share an array.
-	buf := r.pending
-	r.pending, r.spare = r.spare[:0], nil
+	// The node's goroutine appends to the spare batch while this one writes b;
+	// spare is nil until b comes back, so that the two never share an array.
+	b := r.pending
+	r.pending, r.spare = r.spare, nil
 	r.mu.Unlock()
-	err := r.writeFile(buf)
+	r.out = r.frameBatch(r.out[:0], b)
+	err := r.writeFile(r.out)
 	if err == nil && r.size >= r.fileSize {
 		err = r.rotate()
 	}
+	b.reset()
 	r.mu.Lock()
-	r.spare = buf[:0]
+	r.spare = b
 	if err != nil && r.err == nil {
 		r.err = err
 	}

@@ -3,10 +3,14 @@ package recorder
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/net/wire"
+	"github.com/miyamotohq/miyamoto/node"
 )
 
 // Groups written in bursts with idle flushes between them come back whole and in
@@ -20,7 +24,7 @@ func TestRingKeepsEveryGroupAcrossIdleFlushes(t *testing.T) {
 		for i := range 2000 {
 			g := fmt.Sprintf("burst %d group %d %s", burst, i, make([]byte, i%300))
 			want = append(want, g)
-			r.writeGroup([]byte(g))
+			r.writeGroup([]byte(g), nil, nil)
 		}
 		time.Sleep(3 * flushEvery) // idle flushes
 	}
@@ -46,15 +50,77 @@ func TestRingBuffersNeverShareAnArray(t *testing.T) {
 	<-r.done
 	t.Cleanup(func() { r.f.Close() })
 	shared := func() bool {
-		p, s := r.pending[:cap(r.pending)], r.spare[:cap(r.spare)]
+		p, s := r.pending.bytes[:cap(r.pending.bytes)], r.spare.bytes[:cap(r.spare.bytes)]
 		return len(p) > 0 && len(s) > 0 && &p[0] == &s[0]
 	}
 	for _, step := range []string{"data", "flush", "flush", "data", "flush", "data", "flush", "flush", "flush", "data", "data", "flush"} {
 		if step == "data" {
-			r.writeGroup([]byte("a group"))
+			r.writeGroup([]byte("a group"), nil, nil)
 		} else {
 			r.flush()
 		}
 		require.False(t, shared(), "after %s the pending and spare buffers share an array", step)
 	}
 }
+
+// The messages and records the writer encodes land where the node's goroutine left
+// them: a received message's frame right after its label, a sent one's hash after
+// its summary, appended records' hash after theirs, also when the send came before
+// the label (moved after it) or the input has no label (an opaque byte put in
+// front). The records are copied: the node may reuse their array.
+func TestDeferredMessagesLandInPlace(t *testing.T) {
+	dir := t.TempDir()
+	rec, err := Open(Options{Dir: dir, MaxSize: 64 << 20, Config: node.Config{ID: "n1", Members: []node.NodeID{"n1", "n2"}}, Durable: true})
+	require.NoError(t, err)
+	env := rec.WrapEnv(node.Env{Network: dropNetwork{}, Storage: durableStorage{}})
+	rec.BeginInput() // node.New and Start
+	rec.EndInput()
+
+	sent := node.Message{Type: node.MsgStore, From: "n1", To: "n2", TaskID: "t1",
+		Task: &node.Task{ID: "t1", URL: "http://127.0.0.1:9/", Body: []byte("body")}}
+	got := node.Message{Type: node.MsgClaim, From: "n2", To: "n1", TaskID: "t2", Attempt: 3, Promised: 99}
+	first := []node.Record{{Kind: node.RecOutcome, TaskID: "t3", State: node.StateSucceeded}}
+	after := []node.Record{{Kind: node.RecGrant, TaskID: "t2", Attempt: 3, Holder: "n2"}}
+	rec.BeginInput() // a send and an append before the label
+	env.Network.Send(sent)
+	env.Storage.Append(first...)
+	rec.Step(got)
+	env.Storage.Append(after...)
+	rec.EndInput()
+	rec.BeginInput() // no label at all
+	env.Network.Send(sent)
+	recs := []node.Record{{Kind: node.RecTask, Task: sent.Task}, {Kind: node.RecGrant, TaskID: "t2", Attempt: 3, Round: 99}}
+	appended := slices.Clone(recs)
+	env.Storage.Append(recs...)
+	recs[1].Attempt = 4 // the node's array, reused
+	rec.EndInput()
+	require.NoError(t, rec.Close())
+
+	sentEvent := appendSent(enc{evSend}, sent, wire.AppendFrame(nil, sent))
+	appendEvent := appendAppended(enc{evAppend}, appended, appendRecordFrames(nil, appended))
+	want := [][]byte{
+		slices.Concat(enc{inStep}, wire.AppendFrame(nil, got), sentEvent,
+			appendAppended(enc{evAppend}, first, appendRecordFrames(nil, first)),
+			appendAppended(enc{evAppend}, after, appendRecordFrames(nil, after))),
+		append(append(enc{inOpaque}, sentEvent...), appendEvent...),
+	}
+	_, groups, torn, err := readFile(filepath.Join(dir, fileName(1, 0)))
+	require.NoError(t, err)
+	require.Empty(t, torn)
+	require.Len(t, groups, 2+len(want)) // node.New's and Start's first
+	for i, w := range want {
+		require.Equal(t, w, groups[2+i], "group %d", 2+i)
+	}
+}
+
+type dropNetwork struct{}
+
+func (dropNetwork) Send(node.Message) {}
+
+// durableStorage is a durable node.Storage that keeps nothing.
+type durableStorage struct{}
+
+func (durableStorage) Durable() bool                { return true }
+func (durableStorage) Append(...node.Record)        {}
+func (durableStorage) Sync(func())                  {}
+func (durableStorage) Load() ([]node.Record, error) { return nil, nil }
