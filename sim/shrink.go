@@ -269,35 +269,30 @@ func (s *shrinker) tasks(cur *Scenario) *Scenario {
 // schedules removes the workload's cron schedules by delta debugging (each is a
 // client's PUT of a schedule and the tasks of its ticks).
 func (s *shrinker) schedules(cur *Scenario) *Scenario {
-	before := len(cur.Workload.Schedules)
-	if before == 0 {
-		return cur
-	}
-	kept := ddmin(cur.Workload.Schedules, func(sp []ScheduleSpec) bool {
-		c := clone(cur)
-		c.Workload.Schedules = slices.Clone(sp)
-		return s.fails(c)
-	})
-	if len(kept) < before {
-		s.logf("schedules: %d -> %d", before, len(kept))
-		cur = clone(cur)
-		cur.Workload.Schedules = kept
-	}
-	return cur
+	return ddminField(s, cur, "schedules", func(c *Scenario) *[]ScheduleSpec { return &c.Workload.Schedules })
 }
 
 // faults removes faults by delta debugging.
 func (s *shrinker) faults(cur *Scenario) *Scenario {
-	before := len(cur.Faults.Schedule)
-	kept := ddmin(cur.Faults.Schedule, func(fs []FaultEvent) bool {
+	return ddminField(s, cur, "faults", func(c *Scenario) *[]FaultEvent { return &c.Faults.Schedule })
+}
+
+// ddminField removes elements of the list field picks out of cur by delta debugging,
+// keeping what the run still fails without, and logs the sizes under what.
+func ddminField[T any](s *shrinker, cur *Scenario, what string, field func(*Scenario) *[]T) *Scenario {
+	before := len(*field(cur))
+	if before == 0 {
+		return cur
+	}
+	kept := ddmin(*field(cur), func(xs []T) bool {
 		c := clone(cur)
-		c.Faults.Schedule = slices.Clone(fs)
+		*field(c) = slices.Clone(xs)
 		return s.fails(c)
 	})
 	if len(kept) < before {
-		s.logf("faults: %d -> %d", before, len(kept))
+		s.logf("%s: %d -> %d", what, before, len(kept))
 		cur = clone(cur)
-		cur.Faults.Schedule = kept
+		*field(cur) = kept
 	}
 	return cur
 }
