@@ -222,16 +222,8 @@ func TestExchangeThree(t *testing.T) {
 }
 
 func TestReconnect(t *testing.T) {
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	peers := map[node.NodeID]string{"a": addrA, "b": addrB}
-	cfg := func(self node.NodeID) Config {
-		return Config{Self: self, Listen: peers[self], Peers: peers,
-			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t)}
-	}
-	a, err := New(cfg("a"), func(node.Message) {})
-	require.NoError(t, err)
-	require.NoError(t, a.Start())
-	t.Cleanup(func() { a.Close() })
+	cfg := pairConfig(t, 0)
+	a := startTransport(t, cfg("a"))
 
 	// b is down: a fails to connect and says so.
 	eventually(t, "a failing to reach b", func() bool { return a.Stats().Peers["b"].LastError != "" })
@@ -688,16 +680,8 @@ func benchmarkSend(b *testing.B, secret []byte) {
 // Messages that waited longer than MaxAge for an unreachable peer are dropped, not
 // delivered late: a restarted node must not receive a backlog from before its start.
 func TestStaleMessagesDropped(t *testing.T) {
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	peers := map[node.NodeID]string{"a": addrA, "b": addrB}
-	cfg := func(self node.NodeID) Config {
-		return Config{Self: self, Listen: peers[self], Peers: peers, MaxAge: 100 * time.Millisecond,
-			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t)}
-	}
-	a, err := New(cfg("a"), func(node.Message) {})
-	require.NoError(t, err)
-	require.NoError(t, a.Start())
-	t.Cleanup(func() { a.Close() })
+	cfg := pairConfig(t, 100*time.Millisecond)
+	a := startTransport(t, cfg("a"))
 	for k := range 10 {
 		a.Send(testMsg("a", "b", k)) // b is down: these wait
 	}
@@ -760,16 +744,8 @@ func TestAddPeerChangesTheAddress(t *testing.T) {
 // a backlog queued while the receiver was down arrives in far fewer calls than
 // messages.
 func TestDeliverBatches(t *testing.T) {
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	peers := map[node.NodeID]string{"a": addrA, "b": addrB}
-	cfg := func(self node.NodeID) Config {
-		return Config{Self: self, Listen: peers[self], Peers: peers,
-			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t)}
-	}
-	a, err := New(cfg("a"), func(node.Message) {})
-	require.NoError(t, err)
-	require.NoError(t, a.Start())
-	t.Cleanup(func() { a.Close() })
+	cfg := pairConfig(t, 0)
+	a := startTransport(t, cfg("a"))
 	const sent = 100
 	for k := range sent {
 		a.Send(testMsg("a", "b", k)) // b is down: these wait, then go in one write
@@ -802,4 +778,24 @@ func TestDeliverBatches(t *testing.T) {
 	st := a.Stats().Peers["b"]
 	require.NotZero(t, st.Writes)
 	require.Less(t, st.Writes, uint64(sent/2), "written one by one")
+}
+
+// pairConfig gives the configurations of two transports "a" and "b" on free loopback
+// ports that know each other, retrying fast; maxAge is Config.MaxAge (0: the default).
+func pairConfig(t *testing.T, maxAge time.Duration) func(node.NodeID) Config {
+	peers := map[node.NodeID]string{"a": freeAddr(t), "b": freeAddr(t)}
+	return func(self node.NodeID) Config {
+		return Config{Self: self, Listen: peers[self], Peers: peers, MaxAge: maxAge,
+			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t)}
+	}
+}
+
+// startTransport starts a transport that drops what it receives; it is closed at
+// the end of the test.
+func startTransport(t *testing.T, cfg Config) *Transport {
+	tr, err := New(cfg, func(node.Message) {})
+	require.NoError(t, err)
+	require.NoError(t, tr.Start())
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }
