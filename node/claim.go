@@ -319,11 +319,10 @@ func (n *Node) handleClaimResp(m Message) {
 	if m.Granted {
 		e.ext().grants |= 1 << rank
 		n.ackCounted(Ack{Kind: RecGrant, From: m.From, TaskID: m.TaskID, Attempt: m.Attempt, Holder: n.cfg.ID})
-		if p := m.Task; p != nil && e.move == nil && p.ListVersion > e.task.ListVersion && (e.bestPending == nil || m.Promised > e.bestBallot) {
+		if p := m.Task; p != nil && p.ListVersion > e.task.ListVersion && (e.bestPending == nil || m.Promised > e.bestBallot) {
 			// A move's list, perhaps in force: finish the one stored under the
 			// highest attempt, as a Paxos proposer takes the value of the highest
-			// ballot (move.go). Not once the move is under way: a grant that comes
-			// after the quorum must not make one attempt propose a second list.
+			// ballot (move.go).
 			x := e.ext()
 			x.bestPending, x.bestBallot = p, m.Promised
 		}

@@ -182,7 +182,13 @@ func (n *Node) claimedForMove(e *entry) {
 	now := n.now()
 	leaseEnd := e.claimSent.Add(n.cfg.Lease - n.cfg.MaxClockDrift)
 	next := e.bestPending // as it is: never renumbered (see the package doc above)
-	if next == nil {
+	if op := e.move; op != nil && op.attempt == e.claiming {
+		// Invariant: one attempt proposes one list. A grant after the quorum runs
+		// this again; neither a pending list it reports nor a roster learnt since
+		// may change the list (two lists under one ballot: a later claimant could
+		// finish the one that is not in force; seed 354 of remove-replace-swarm).
+		next = op.next
+	} else if next == nil {
 		if next = n.nextList(e.task); next != nil {
 			next.ListVersion = e.claiming
 		}

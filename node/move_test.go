@@ -110,8 +110,8 @@ func TestLateGrantDoesNotChangeTheMovedList(t *testing.T) {
 	release(env, n, task, "n2", 4, 24, t0, 0)
 
 	e := n.tasks[task.ID]
-	n.input(func() { n.startClaim(e, env.now) }) // its Claim to itself waits for a sync
-	env.flush() // n3's own grant
+	n.input(func() { n.startClaim(e, env.now) })
+	env.flush() // n3's own grant, once its Claim to itself is synced
 	env.take()
 	older := movedTo(task, 1, "n1", "n2", "n4")
 	rival := movedTo(task, 2, "n2", "n1", "n5")
@@ -121,6 +121,30 @@ func TestLateGrantDoesNotChangeTheMovedList(t *testing.T) {
 	for _, m := range env.take() {
 		require.False(t, m.Type == MsgMove && m.Task.ListVersion != rival.ListVersion, "a second list under attempt 5: %v", m)
 	}
+}
+
+// The same for a move of this node's own: the list it computed when the quorum
+// came stays the list of that attempt, whatever a later grant reports (or the
+// roster says by then).
+func TestLateGrantDoesNotChangeOwnMove(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	step(env, n, Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+
+	e := n.tasks[task.ID]
+	n.input(func() { n.startMove(e, env.now) })
+	env.flush()
+	env.take()
+	n.Step(Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 1, Granted: true})
+	env.flush()
+	own := e.move.next
+	require.Equal(t, uint64(1), own.ListVersion)
+	env.take()
+	late := movedTo(task, 1, "n2", "n1", "n5")
+	n.Step(Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Granted: true, Task: late, Promised: 1})
+	requireMoves(t, env, own, 1)
 }
 
 // requireMoves checks that n sent Moves of want under attempt a to the other
