@@ -82,7 +82,7 @@ func (n *Node) startClaim(e *entry, now time.Time) {
 	x := e.ext()
 	x.claiming = max(x.promised, e.floor, x.seen) + 1
 	x.seen = x.claiming
-	x.bestPending = nil
+	x.bestPending, x.bestBallot = nil, 0
 	// round tells a duplicate of this claim from the same attempt claimed again after
 	// a restart, and the Release of this round from that of another.
 	x.round = n.env.Rand.Uint64() | 1
@@ -169,9 +169,7 @@ func (n *Node) handleClaim(m Message) {
 		// and is refused: it may have delivered already.
 		resp.Granted = true
 		resp = resp.withFailures(e.failures())
-		if e.pending != nil {
-			resp.Task = e.pending
-		}
+		resp.Task, resp.Promised = e.pending, e.pendingBallot
 		n.sendAfterSync(resp)
 		return
 	case n.recovering() && !n.bornAfterForgetting(e.task):
@@ -253,9 +251,9 @@ func (n *Node) judgeClaim(e *entry, m Message, resp Message) {
 		e.ext().leaseEnd = now.Add(m.Lease)
 		resp.Granted = true
 		resp = resp.withFailures(e.failures())
-		if e.pending != nil {
-			resp.Task = e.pending // the claimant must finish this move (move.go)
-		}
+		// The claimant must finish this move (move.go); Promised says under which
+		// attempt it was stored, so that it finishes the one stored last.
+		resp.Task, resp.Promised = e.pending, e.pendingBallot
 		if m.From != n.cfg.ID && e.timerKind == timerFire {
 			// Someone else is about to fire: stay quiet until its lease is over.
 			n.pushBack(e, now.Add(m.Lease))
@@ -321,8 +319,12 @@ func (n *Node) handleClaimResp(m Message) {
 	if m.Granted {
 		e.ext().grants |= 1 << rank
 		n.ackCounted(Ack{Kind: RecGrant, From: m.From, TaskID: m.TaskID, Attempt: m.Attempt, Holder: n.cfg.ID})
-		if p := m.Task; p != nil && p.ListVersion > e.task.ListVersion && (e.bestPending == nil || p.ListVersion > e.bestPending.ListVersion) {
-			e.ext().bestPending = p // a move's list, perhaps in force: finish it (move.go)
+		if p := m.Task; p != nil && p.ListVersion > e.task.ListVersion && (e.bestPending == nil || m.Promised > e.bestBallot) {
+			// A move's list, perhaps in force: finish the one stored under the
+			// highest attempt, as a Paxos proposer takes the value of the highest
+			// ballot (move.go).
+			x := e.ext()
+			x.bestPending, x.bestBallot = p, m.Promised
 		}
 		if bits.OnesCount64(e.grants) >= n.quorum(e.task) {
 			if e.moving || e.bestPending != nil {

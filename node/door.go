@@ -302,7 +302,7 @@ func (n *Node) checkByType(m *Message) (Refusal, string) {
 			return RefusedRange, "attempt"
 		}
 	case MsgMove:
-		if m.Task == nil || m.Attempt == 0 || m.Task.ListVersion != m.Attempt {
+		if m.Task == nil || m.Attempt == 0 || m.Task.ListVersion == 0 || m.Task.ListVersion > m.Attempt {
 			return RefusedRange, "task.list_version"
 		}
 	case MsgJoin, MsgRemove:

@@ -8,8 +8,13 @@ import (
 
 // Re-replication: a task whose replica list names a member no longer in the
 // roster is moved to a list of members, by DESIGN's rule. The list has a version
-// (Task.ListVersion): 0 as placed at enqueue, else the attempt the move was
-// claimed under, so two moves never give two lists one version.
+// (Task.ListVersion): 0 as placed at enqueue, else the attempt under which a
+// mover first proposed it, so two moves never give two lists one version. Each
+// list in force chooses its successor as one Paxos instance does a value: the
+// attempts claimed under it are the ballots, a pending list stored under a grant
+// is the accepted value, with that grant's attempt as its ballot. Versions grow
+// along the chain of lists in force: every attempt claimed under a list is above
+// its version (the mover stores the list with its attempt as the floor).
 //
 //  1. The mover (the first replica of the list, by rank, that the roster still
 //     lists; the first replica when it lists none) wins an ordinary claim on the
@@ -28,10 +33,19 @@ import (
 //     the move is done: it adopts the new list and releases its attempt.
 //
 // A claimant whose majority of grants reports a pending list must finish that
-// move (the highest version reported, under its own attempt) instead of
-// delivering: if a majority stored it, every later majority of grants reports it,
-// so a list that may be in force is never lost and no one delivers under the
-// list it replaced. A replica that holds a pending list naming it claims for that
+// move (the list stored under the highest attempt, as it is, version and all,
+// under its own attempt) instead of delivering: if a majority stored it, every
+// later majority of grants reports it, so a list that may be in force is never
+// lost and no one delivers under the list it replaced.
+//
+// Invariant: finishing another's move never renumbers its list. The list may
+// have been in force for long and replaced by later moves since (the grants
+// come from replicas of an old list that heard of none of them); under a new
+// version, its own attempt, it could outrank those later lists, take their
+// place on replicas that hold them, and let a claim under it deliver a task
+// its successors had finished (S3, seed 541 of remove-replace-swarm). Under
+// the version it was first proposed with, every replica that holds a later
+// list keeps that one, and its claims are refused (RejectMoved). A replica that holds a pending list naming it claims for that
 // move when its timer fires; one that the pending list does not name stays
 // quiet. Lists in force spread by claims (a replica adopts a newer list a claim
 // carries) and by RejectMoved answers.
@@ -53,7 +67,7 @@ const moveClaim = "move"
 
 // moveOp is a move this node makes of one task.
 type moveOp struct {
-	next    *Task // the new list, ListVersion = attempt
+	next    *Task // the new list (ListVersion: attempt, or that of the move it finishes)
 	old     *Task // the list the claim was won under
 	attempt uint64
 	oldAcks uint64 // ranks in old that stored next
@@ -167,17 +181,23 @@ func (n *Node) claimedForMove(e *entry) {
 	}
 	now := n.now()
 	leaseEnd := e.claimSent.Add(n.cfg.Lease - n.cfg.MaxClockDrift)
-	next := e.bestPending
-	if next == nil {
-		next = n.nextList(e.task)
+	next := e.bestPending // as it is: never renumbered (see the package doc above)
+	if op := e.move; op != nil && op.attempt == e.claiming {
+		// Invariant: one attempt proposes one list. A grant after the quorum runs
+		// this again; neither a pending list it reports nor a roster learnt since
+		// may change the list (two lists under one ballot: a later claimant could
+		// finish the one that is not in force; seed 354 of remove-replace-swarm).
+		next = op.next
+	} else if next == nil {
+		if next = n.nextList(e.task); next != nil {
+			next.ListVersion = e.claiming
+		}
 	}
 	if next == nil || !now.Before(leaseEnd) {
 		n.abandonClaim(e, now.Add(n.claimBackoff(e)))
 		return
 	}
-	t := *next
-	t.ListVersion = e.claiming
-	op := &moveOp{next: &t, old: e.task, attempt: e.claiming}
+	op := &moveOp{next: next, old: e.task, attempt: e.claiming}
 	e.ext().move = op
 	// The claim timer now bounds the whole move by the lease.
 	n.arm(e, timerClaim, leaseEnd)
@@ -256,18 +276,27 @@ func (n *Node) handleMove(m Message) {
 	switch {
 	case e.state.Final():
 		resp.Reject, resp.State = RejectFinal, e.state
-	case e.pending != nil && e.pending.ListVersion == m.Task.ListVersion || e.task.ListVersion >= m.Task.ListVersion:
-		// Stored already (or in force already): answer once it is durable.
-		resp.Granted = e.task.ListVersion == m.Task.ListVersion || e.pending != nil && e.pending.ListVersion == m.Task.ListVersion
+	case e.task.ListVersion >= m.Task.ListVersion:
+		// In force already (granted: a version names one list), or a later list
+		// is: answer once it is durable.
+		resp.Granted = e.task.ListVersion == m.Task.ListVersion
 		n.afterSync(func() { n.send(resp) })
 		return
-	case e.pending != nil && e.pending.ListVersion > m.Task.ListVersion:
-		// A later move stored its list here already.
+	case e.pending != nil && e.pending.ListVersion == m.Task.ListVersion && e.pendingBallot == m.Attempt:
+		// Stored already under this attempt (a repeated Move): answer once it is
+		// durable. Stored under another attempt only, it counts for this mover
+		// only if stored again under its grant, below: an acceptor that took the
+		// list again under a later ballot must not count for an earlier one.
+		resp.Granted = true
+		n.afterSync(func() { n.send(resp) })
+		return
 	case m.Attempt != e.promised || m.From != e.holder || m.Promised != e.holderRound || e.released:
 		// Invariant: a new list is stored only under the grant standing here, so
-		// that of two movers only the one a majority still grants can win.
+		// that of two movers only the one a majority still grants can win. (So
+		// pendingBallot never exceeds promised.)
 	default:
-		e.ext().pending = m.Task
+		x := e.ext()
+		x.pending, x.pendingBallot = m.Task, m.Attempt
 		if e.pending.Rank(n.cfg.ID) < 0 && e.claiming == 0 {
 			n.disarm(e) // the new list does not name us: nothing left to fire here
 		}
@@ -366,7 +395,8 @@ func (n *Node) adoptList(e *entry, t *Task) {
 		n.count(e, e.state, +1)
 	}
 	if e.pending != nil && e.pending.ListVersion <= t.ListVersion {
-		e.ext().pending = nil
+		x := e.ext()
+		x.pending, x.pendingBallot = nil, 0
 	}
 	if e.rank < 0 && e.claiming == 0 {
 		n.disarm(e)
@@ -378,8 +408,10 @@ func (n *Node) adoptList(e *entry, t *Task) {
 func (n *Node) replayMove(e *entry, r Record) {
 	t := r.Task
 	if r.Kind == RecMove {
-		if t.ListVersion > e.task.ListVersion && (e.pending == nil || t.ListVersion > e.pending.ListVersion) {
-			e.ext().pending = t
+		// Each RecMove was stored under a grant at least as high as the one before.
+		if t.ListVersion > e.task.ListVersion && (e.pending == nil || r.Attempt >= e.pendingBallot) {
+			x := e.ext()
+			x.pending, x.pendingBallot = t, r.Attempt
 		}
 		return
 	}
@@ -388,7 +420,8 @@ func (n *Node) replayMove(e *entry, r Record) {
 		e.floor = max(e.floor, r.Attempt)
 		e.mergeFailures(recordedFailures(&r))
 		if e.pending != nil && e.pending.ListVersion <= t.ListVersion {
-			e.ext().pending = nil
+			x := e.ext()
+			x.pending, x.pendingBallot = nil, 0
 		}
 	}
 }

@@ -219,13 +219,17 @@ type entryExtra struct {
 	delivering   bool
 
 	// re-replication (move.go): moving: the claim is (or became) for a move; move:
-	// the move under way once it won; bestPending: the newest pending list the
-	// grants of this round reported; pending (acceptor): a new list stored under a
-	// grant, not known to be in force.
-	moving      bool
-	move        *moveOp
-	bestPending *Task
-	pending     *Task
+	// the move under way once it won; bestPending: the pending list the grants of
+	// this round reported that was stored under the highest attempt, bestBallot;
+	// pending (acceptor): a new list stored under a grant, not known to be in
+	// force, and pendingBallot the attempt of the grant it was last stored under
+	// (a Paxos acceptor's accepted ballot).
+	moving        bool
+	move          *moveOp
+	bestPending   *Task
+	bestBallot    uint64
+	pending       *Task
+	pendingBallot uint64
 
 	// outcome propagation (the node that ended the task)
 	outcomeAcks  uint64 // bitmask over replica ranks

@@ -89,8 +89,9 @@ type Task struct {
 	// safety never depends on the current roster.
 	Replicas []NodeID
 	// ListVersion is the version of Replicas: 0 as placed at enqueue, else the
-	// attempt under which re-replication moved the task to this list (move.go).
-	// Claims carry it; a replica that stored a newer list refuses older claims.
+	// attempt under which re-replication first proposed this list (move.go); a
+	// mover that finishes another's move keeps it. Claims carry it; a replica
+	// that stored a newer list refuses older claims.
 	ListVersion uint64
 }
 
@@ -154,7 +155,7 @@ const (
 	MsgJoin                                 // member → leader: add Member to the roster
 	MsgLeaderRelease                        // claimant → members that granted its ballot Attempt: the round failed, the lease is free
 	MsgRemove                               // member → leader: remove Member.ID from the roster
-	MsgMove                                 // mover → replicas of the old list: store Task's new list (ListVersion = Attempt) under the grant of Attempt, round Promised (move.go)
+	MsgMove                                 // mover → replicas of the old list: store Task's new list (ListVersion at most Attempt) under the grant of Attempt, round Promised (move.go)
 	MsgMoveResp                             // replica → mover: Granted: stored the new list of Attempt (or not; RejectFinal with State)
 )
 
@@ -365,7 +366,7 @@ const (
 	RecRoster                             // a committed Roster was adopted (roster.go)
 	RecLeaseGrant                         // the roster lease was granted to Holder under ballot Attempt until LeaseEnd (local clock; leader.go)
 	RecRosterAccept                       // a proposed Roster was stored under ballot Attempt (leader.go)
-	RecMove                               // Task's new replica list was stored under attempt Attempt, not known to be in force yet (move.go)
+	RecMove                               // Task's new replica list was stored under the grant of attempt Attempt, not known to be in force yet (move.go)
 )
 
 // Record is one durable fact about a task.
