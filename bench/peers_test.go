@@ -60,7 +60,14 @@ func TestComparePeers(t *testing.T) {
 		require.Zero(t, res.Unacked, "%s: tasks delivered that were not acknowledged", res.Target)
 		require.Equal(t, res.Load.Acked, res.Sink.Total, res.Target)
 		require.Positive(t, res.DeliveredRate, res.Target)
-		require.LessOrEqual(t, res.DeliveredRate, res.EnqueueRate*1.01, "%s: delivered faster than acknowledged", res.Target)
+		// A queue may deliver a task before its acknowledgement reaches the client
+		// (river's worker picks the job up as its insert commits), but no task before
+		// its enqueue was sent: the last delivery comes at most the slowest enqueue's
+		// latency before the last acknowledgement.
+		if window := res.Load.Elapsed - res.Load.Max; window > 0 {
+			bound := float64(res.Load.Acked) / window.Seconds()
+			require.LessOrEqual(t, res.DeliveredRate, bound*1.01, "%s: delivered faster than enqueued", res.Target)
+		}
 		require.False(t, res.HasLateness, "%s: no countdown, no lateness", res.Target)
 		require.False(t, res.Ratio != res.Ratio, "%s: no ratio to the baseline", res.Target)
 		require.Contains(t, table, res.Target+" ", "a row for %s", res.Target)
