@@ -79,15 +79,21 @@ func acceptorTask(created time.Time) *Task {
 // claim steps a Claim of attempt a (round r) from `from` and returns the node's answer.
 func claim(t *testing.T, env *acceptorEnv, n *Node, task *Task, from NodeID, a, r uint64) Message {
 	t.Helper()
-	n.Step(Message{Type: MsgClaim, From: from, To: "n3", TaskID: task.ID, Task: task, Attempt: a, Lease: 10 * time.Second, Promised: r})
+	return answer(t, env, n, Message{Type: MsgClaim, From: from, To: "n3", TaskID: task.ID, Task: task, Attempt: a, Lease: 10 * time.Second, Promised: r}, MsgClaimResp)
+}
+
+// answer steps m into n and returns n's one answer of type want to m's sender.
+func answer(t *testing.T, env *acceptorEnv, n *Node, m Message, want MsgType) Message {
+	t.Helper()
+	n.Step(m)
 	env.flush()
 	var resp []Message
-	for _, m := range env.take() {
-		if m.Type == MsgClaimResp && m.To == from {
-			resp = append(resp, m)
+	for _, out := range env.take() {
+		if out.Type == want && out.To == m.From {
+			resp = append(resp, out)
 		}
 	}
-	require.Len(t, resp, 1, "one answer to the claim")
+	require.Len(t, resp, 1, "one answer to the %s", m.Type)
 	return resp[0]
 }
 

@@ -20,16 +20,7 @@ func movedTo(task *Task, v uint64, rs ...NodeID) *Task {
 // and returns n's answer.
 func stepMove(t *testing.T, env *acceptorEnv, n *Node, next *Task, from NodeID, a, r uint64) Message {
 	t.Helper()
-	n.Step(Message{Type: MsgMove, From: from, To: "n3", TaskID: next.ID, Task: next, Attempt: a, Promised: r})
-	env.flush()
-	var resp []Message
-	for _, m := range env.take() {
-		if m.Type == MsgMoveResp && m.To == from {
-			resp = append(resp, m)
-		}
-	}
-	require.Len(t, resp, 1, "one answer to the move")
-	return resp[0]
+	return answer(t, env, n, Message{Type: MsgMove, From: from, To: "n3", TaskID: next.ID, Task: next, Attempt: a, Promised: r}, MsgMoveResp)
 }
 
 // An old list's replica holds a pending list with the attempt it last stored it
