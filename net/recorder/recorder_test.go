@@ -174,13 +174,7 @@ func TestRingDropsOldFiles(t *testing.T) {
 func TestReplayOfAMemoryNode(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("run", func(t *testing.T) {
-		d, err := daemon.Start(daemon.Config{HTTPAddr: "127.0.0.1:0", RecordDir: dir, RecordSize: 1 << 20})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, d.Shutdown(ctx))
-		})
+		d := startRecordedMemoryNode(t, dir)
 		load(t, map[string]string{"n1": "http://" + d.HTTPAddr()}, 10)
 	})
 	res, err := recorder.Replay(dir)
@@ -225,13 +219,7 @@ func TestReplayAcrossCompactions(t *testing.T) {
 func TestObserveSeesAQueuePause(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("run", func(t *testing.T) {
-		d, err := daemon.Start(daemon.Config{HTTPAddr: "127.0.0.1:0", RecordDir: dir, RecordSize: 1 << 20})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, d.Shutdown(ctx))
-		})
+		d := startRecordedMemoryNode(t, dir)
 		require.Eventually(t, func() bool {
 			resp, err := http.Post("http://"+d.HTTPAddr()+"/v1/queues/emails/pause", "", nil)
 			if err != nil {
@@ -310,4 +298,18 @@ func TestReplayAcrossAJoinAndARemoval(t *testing.T) {
 			require.Nil(t, r.Diff, "%s: %v", id, r.Diff)
 		}
 	}
+}
+
+// startRecordedMemoryNode starts a one-node daemon without durable storage that
+// records into dir; it is shut down at the end of the (sub)test.
+func startRecordedMemoryNode(t *testing.T, dir string) *daemon.Daemon {
+	t.Helper()
+	d, err := daemon.Start(daemon.Config{HTTPAddr: "127.0.0.1:0", RecordDir: dir, RecordSize: 1 << 20})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, d.Shutdown(ctx))
+	})
+	return d
 }
