@@ -100,6 +100,7 @@ type Node struct {
 	wake       func() bool
 	wakeAt     int64
 	buckets    map[string]*bucket // limited queues this node is the token node of
+	tok        tokenLease         // what lets it grant their permits (token.go)
 	lists      map[uint64]*listOp // cluster-wide listings this node coordinates
 	forgotten  []string           // tasks dropped after their dedup window, not yet compacted away
 	forgetMark time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
@@ -329,6 +330,7 @@ func (n *Node) Start() error {
 			n.recoverUntil = n.bootTime.Add(n.cfg.RecoveryWait)
 			n.startSettingsSync()
 		}
+		n.kickTokenLease()
 		return nil
 	}
 	recs, err := n.env.Storage.Load()
@@ -421,6 +423,7 @@ func (n *Node) Start() error {
 		}
 	}
 	n.recount()
+	n.kickTokenLease()
 	return nil
 }
 
@@ -643,6 +646,10 @@ func (n *Node) step(m Message) {
 		n.handlePermitResp(m)
 	case MsgPermitDone:
 		n.handlePermitDone(m)
+	case MsgTokenLease:
+		n.handleTokenLease(m)
+	case MsgTokenLeaseResp:
+		n.handleTokenLeaseResp(m)
 	case MsgList:
 		n.handleList(m)
 	case MsgListResp:

@@ -196,6 +196,7 @@ func (n *Node) adoptSetting(s *QueueSetting) (cancelled int) {
 	if n.gossipStop == nil {
 		n.armGossip()
 	}
+	n.kickTokenLease()
 	return cancelled
 }
 
@@ -452,6 +453,11 @@ func (n *Node) handlePermit(m Message) {
 	if !n.settingsKnown() {
 		// A token node that does not know the queue's limits yet grants nothing.
 		resp.Lease = pausePoll
+		n.send(resp)
+		return
+	}
+	if ok, retry := n.tokenReady(q, now); !ok {
+		resp.Lease = retry
 		n.send(resp)
 		return
 	}

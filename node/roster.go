@@ -116,6 +116,7 @@ func (n *Node) setRoster(r *Roster) {
 	if o, ok := n.env.Observer.(RosterObserver); ok && n.started {
 		o.RosterChanged(n.cfg.ID, r)
 	}
+	n.kickTokenLease() // a new epoch needs a new token lease, and the queues moved
 }
 
 // maybeAdoptRoster adopts r when it is newer than the roster held, logging it

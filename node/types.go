@@ -157,12 +157,14 @@ const (
 	MsgRemove                               // member → leader: remove Member.ID from the roster
 	MsgMove                                 // mover → replicas of the old list: store Task's new list (ListVersion at most Attempt) under the grant of Attempt, round Promised (move.go)
 	MsgMoveResp                             // replica → mover: Granted: stored the new list of Attempt (or not; RejectFinal with State)
+	MsgTokenLease                           // token node → roster's members: round Attempt of the token lease of Epoch (token.go)
+	MsgTokenLeaseResp                       // member → token node: Granted: its roster is of Epoch and it stored none later
 )
 
-var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster", "leader_claim", "leader_claim_resp", "roster_propose", "roster_propose_resp", "join", "leader_release", "remove", "move", "move_resp"}
+var msgNames = [...]string{"", "store", "store_resp", "claim", "claim_resp", "release", "outcome", "outcome_resp", "naive_cancel", "naive_push_back", "status", "status_resp", "queue_set", "queue_set_resp", "permit", "permit_resp", "permit_done", "list", "list_resp", "queue_sync", "queue_sync_resp", "schedule_set", "schedule_set_resp", "count", "count_resp", "gossip", "gossip_resp", "roster", "leader_claim", "leader_claim_resp", "roster_propose", "roster_propose_resp", "join", "leader_release", "remove", "move", "move_resp", "token_lease", "token_lease_resp"}
 
 // MaxMsgType is the highest message type this version knows.
-const MaxMsgType = MsgMoveResp
+const MaxMsgType = MsgTokenLeaseResp
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {

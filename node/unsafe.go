@@ -80,4 +80,9 @@ type Unsafe struct {
 	// list store the new one (move.go, claimedForMove): the old list's replicas
 	// still grant claims under it, so a task can be delivered under both lists.
 	MoveSkipOldMajority bool
+	// TokenWithoutLease: negative controls only: breaks Q2 (and Q1) by letting a
+	// token node grant permits without holding the token lease and without waiting
+	// after it takes one up (token.go, tokenReady): around a roster change the old
+	// and the new token node of a queue both grant.
+	TokenWithoutLease bool
 }

@@ -31,6 +31,7 @@ var UnsafeSwitches = map[string]UnsafeSwitch{
 	"tick_primary_only":        {"SC2", func(u *node.Unsafe) { u.TickPrimaryOnly = true }},
 	"lease_without_drift":      {"M1", func(u *node.Unsafe) { u.LeaseWithoutDrift = true }},
 	"move_skip_old_majority":   {"M2", func(u *node.Unsafe) { u.MoveSkipOldMajority = true }},
+	"token_without_lease":      {"Q2", func(u *node.Unsafe) { u.TokenWithoutLease = true }},
 }
 
 // UnsafeNames lists the switches' names, sorted.

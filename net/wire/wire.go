@@ -53,9 +53,12 @@ import (
 // and Deleted mark after its Origin, and net/peer's heartbeats (which a dialer of
 // version 2 would take for garbage); version 4 node.Message.FailedBits after Failed,
 // and Epoch, Roster and Member at the end (and, in version 4 still, the task's
-// ListVersion after them, only when not 0). A frame of another version is refused
-// (and so is a peer's hello: see net/peer): a cluster runs one version.
-const Version byte = 4
+// ListVersion after them, only when not 0); version 5 the token lease's two message
+// types (node.MsgTokenLease, MsgTokenLeaseResp), with no new field: a member of
+// version 4 would refuse them, and grant permits without the lease. A frame of
+// another version is refused (and so is a peer's hello: see net/peer): a cluster
+// runs one version.
+const Version byte = 5
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build

@@ -263,6 +263,36 @@ var Catalogue = []Mutant{
 		Edits: edit("node/queues.go", "q.MaxConcurrent > 0 && now.Before(wait) {", "q.MaxConcurrent > 0 && !n.env.Storage.Durable() && now.Before(wait) {"),
 	},
 	{
+		Name:  "token-answer-older-epoch",
+		Desc:  "a member answers yes to a token lease round of an older epoch than its roster's: the old token node keeps its lease after a roster change",
+		Edits: edit("node/token.go", "yes := m.Epoch == n.roster.Epoch &&", "yes := m.Epoch <= n.roster.Epoch &&"),
+	},
+	{
+		Name:  "token-answer-ignores-stored",
+		Desc:  "a member that stored (accepted) the next epoch's roster still answers yes to the current epoch's token node",
+		Edits: edit("node/token.go", "n.accepted.Epoch <= m.Epoch)", "n.accepted.Epoch <= m.Epoch+1)"),
+	},
+	{
+		Name:  "token-answer-while-recovering",
+		Desc:  "a member in its recovery wait (it may have forgotten a later roster it stored) answers yes to a token lease round",
+		Edits: edit("node/token.go", "!n.joining && !(n.recovering() && !n.alone()) &&", "!n.joining &&"),
+	},
+	{
+		Name:  "token-no-wait",
+		Desc:  "a token node grants as soon as it takes up the token lease, without waiting for the old one to stop",
+		Edits: edit("node/token.go", "if ready := n.tok.since.Add(wait); now.Before(ready) {", "if ready := n.tok.since; now.Before(ready) {"),
+	},
+	{
+		Name:  "token-cap-no-permit-wait",
+		Desc:  "a new token node of a capped queue waits for the old one to stop, but not for the permits it gave to lapse",
+		Edits: edit("node/token.go", "wait += n.cfg.Lease + n.cfg.MaxClockDrift + PermitValidity", "wait += PermitValidity"),
+	},
+	{
+		Name:  "token-lapse-unseen",
+		Desc:  "a token node whose lease lapsed between two looks takes the next answer as a renewal, not as a lease taken up again (no wait)",
+		Edits: edit("node/token.go", "if t.held && !now.Before(t.until) {", "if false && t.held && !now.Before(t.until) {"),
+	},
+	{
 		Name:  "admission-off-by-one",
 		Desc:  "a node admits a task while already holding max_pending (> for >=)",
 		Edits: edit("node/limits.go", "n.open >= c.MaxPending {", "n.open > c.MaxPending {"),

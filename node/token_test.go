@@ -1,0 +1,159 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// tokenHarness is three in-memory nodes with a short lease and queue "q" capped
+// (and rated) on every node, run past the members' recovery wait.
+func tokenHarness(t *testing.T, q QueueConfig) (*harness, NodeID) {
+	h := newHarness(t, 3, 1, func(c *Config) {
+		c.Lease, c.MaxClockDrift, c.ClaimTimeout = 2*time.Second, 100*time.Millisecond, 200*time.Millisecond
+	})
+	h.setQueues(map[string]QueueConfig{"q": q})
+	return h, TokenNode(h.order, "q")
+}
+
+// askPermit steps a permit request for a new attempt of task id into the token
+// node, from another member, and returns the answer it sent.
+func askPermit(h *harness, token NodeID, id string, attempt uint64) Message {
+	h.t.Helper()
+	from := NodeID("client-side")
+	for _, id := range h.order {
+		if id != token {
+			from = id
+		}
+	}
+	n := h.node(token)
+	before := len(h.sentOf(MsgPermitResp, id))
+	n.input(func() {
+		n.step(Message{Type: MsgPermit, From: from, To: token, TaskID: id, Attempt: attempt, Queue: "q", Lease: time.Second})
+	})
+	resps := h.sentOf(MsgPermitResp, id)
+	require.Len(h.t, resps, before+1, "one answer to the permit request")
+	return resps[len(resps)-1].Msg
+}
+
+func TestTokenNodeGrantsOnlyWhileItHoldsTheLeaseAndAfterItsWait(t *testing.T) {
+	q := DefaultQueueConfig()
+	q.MaxConcurrent = 1
+	h, token := tokenHarness(t, q)
+	n := h.node(token)
+
+	// The members are still in their recovery wait: nobody answers yes.
+	resp := askPermit(h, token, "a", 1)
+	require.False(t, resp.Granted, "no lease yet")
+	h.run(n.cfg.RecoveryWait)
+	require.True(t, n.tok.held, "a majority answered once its recovery wait was over")
+
+	// Held, but the wait after taking it up (term, drift, a lease, PermitValidity)
+	// has not passed.
+	resp = askPermit(h, token, "b", 1)
+	require.False(t, resp.Granted)
+	require.Positive(t, resp.Lease, "told when to come back")
+	h.run(h.elapsed() + resp.Lease)
+	require.True(t, askPermit(h, token, "c", 1).Granted, "granted once the wait passed")
+
+	// Cut off from both others: once the answers are older than the term, it
+	// grants nothing more, not even after the cap's slot frees.
+	h.isolate(token)
+	h.run(h.elapsed() + n.tokenLeaseTerm())
+	n.input(func() { n.step(Message{Type: MsgPermitDone, From: h.order[0], To: token, TaskID: "c", Attempt: 1, Queue: "q"}) })
+	require.False(t, askPermit(h, token, "d", 1).Granted, "a token node cut off from a majority grants nothing")
+	require.False(t, n.tok.held)
+
+	// Back: it takes the lease up again and waits again before granting.
+	h.heal()
+	h.run(h.elapsed() + time.Second)
+	require.True(t, n.tok.held)
+	resp = askPermit(h, token, "e", 1)
+	require.False(t, resp.Granted, "a lease taken up again starts with the wait")
+	h.run(h.elapsed() + resp.Lease)
+	require.True(t, askPermit(h, token, "f", 1).Granted)
+}
+
+func TestTokenLeaseRateOnlyWaitsLessThanACap(t *testing.T) {
+	capped := DefaultQueueConfig()
+	capped.MaxConcurrent = 1
+	rated := DefaultQueueConfig()
+	rated.Rate, rated.BucketSize = 100, 1
+	h, token := tokenHarness(t, rated)
+	n := h.node(token)
+	now := n.now()
+	n.tok = tokenLease{epoch: n.roster.Epoch, held: true, since: now, until: now.Add(time.Hour),
+		answered: map[NodeID]time.Time{h.order[0]: now.Add(time.Hour), h.order[1]: now.Add(time.Hour), h.order[2]: now.Add(time.Hour)}}
+	_, rateWait := n.tokenReady(rated, now)
+	_, capWait := n.tokenReady(capped, now)
+	require.Equal(t, n.tokenLeaseTerm()+2*n.cfg.MaxClockDrift, rateWait)
+	require.Equal(t, rateWait+n.cfg.Lease+n.cfg.MaxClockDrift+PermitValidity, capWait)
+}
+
+func TestTokenLeaseAnswers(t *testing.T) {
+	q := DefaultQueueConfig()
+	q.MaxConcurrent = 1
+	h, _ := tokenHarness(t, q)
+	h.run(h.node("n1").cfg.RecoveryWait)
+	m := h.node("n2")
+	answer := func(epoch uint64) bool {
+		var got *Message
+		m.input(func() { m.handleTokenLease(Message{Type: MsgTokenLease, From: "n1", To: "n2", Attempt: 7, Epoch: epoch}) })
+		for i := len(h.sent) - 1; i >= 0; i-- {
+			if s := h.sent[i].Msg; s.Type == MsgTokenLeaseResp && s.From == "n2" && s.Attempt == 7 {
+				got = &s
+				break
+			}
+		}
+		require.NotNil(t, got)
+		require.Equal(t, epoch, got.Epoch)
+		return got.Granted
+	}
+	require.True(t, answer(1), "at the round's epoch, nothing later stored")
+	require.False(t, answer(2), "a round of an epoch this member does not have")
+
+	m.input(func() { m.accepted, m.acceptedBallot = NewRoster(2, h.order, nil, "n3"), 5 })
+	require.False(t, answer(1), "it stored a later roster: that one may be committed already")
+
+	m.input(func() { m.accepted = nil; m.recoverUntil = m.now().Add(time.Minute) })
+	require.False(t, answer(1), "recovering: it may have forgotten a later roster it stored")
+}
+
+func TestTokenLeaseStartsOverAtANewEpoch(t *testing.T) {
+	q := DefaultQueueConfig()
+	q.MaxConcurrent = 1
+	h, token := tokenHarness(t, q)
+	n := h.node(token)
+	h.run(n.cfg.RecoveryWait + n.tokenLeaseTerm() + 2*n.cfg.Lease)
+	require.True(t, askPermit(h, token, "a", 1).Granted)
+	since := n.tok.since
+
+	// Every member adopts epoch 2 (same members): the lease of epoch 1 counts
+	// for nothing, and the one of epoch 2 starts with the wait.
+	r := NewRoster(2, h.order, nil, h.order[0])
+	for _, id := range h.order {
+		nn := h.node(id)
+		nn.input(func() { nn.maybeAdoptRoster(r) })
+	}
+	h.run(h.elapsed() + time.Second)
+	require.True(t, n.tok.held)
+	require.True(t, n.tok.since.After(since), "taken up anew at the new epoch")
+	require.False(t, askPermit(h, token, "b", 1).Granted, "the new epoch's lease starts with the wait")
+}
+
+func TestAloneTokenNodeNeedsNoLease(t *testing.T) {
+	h := newHarness(t, 1, 1, nil)
+	q := DefaultQueueConfig()
+	q.Rate, q.BucketSize = 10, 2
+	h.setQueues(map[string]QueueConfig{"q": q})
+	h.run(time.Second)
+	resp := askPermit(h, "n1", "a", 1) // a new bucket starts empty: a slot
+	require.False(t, resp.Granted)
+	require.LessOrEqual(t, resp.Lease, 100*time.Millisecond, "its slot, not a lease's wait")
+	h.run(h.elapsed() + resp.Lease)
+	require.True(t, askPermit(h, "n1", "a", 1).Granted)
+	for _, s := range h.sent {
+		require.NotEqual(t, MsgTokenLease, s.Msg.Type, "a node alone sends no token lease round")
+	}
+}
