@@ -61,7 +61,9 @@ func TestTokenNodeGrantsOnlyWhileItHoldsTheLeaseAndAfterItsWait(t *testing.T) {
 	// grants nothing more, not even after the cap's slot frees.
 	h.isolate(token)
 	h.run(h.elapsed() + n.tokenLeaseTerm())
-	n.input(func() { n.step(Message{Type: MsgPermitDone, From: h.order[0], To: token, TaskID: "c", Attempt: 1, Queue: "q"}) })
+	n.input(func() {
+		n.step(Message{Type: MsgPermitDone, From: h.order[0], To: token, TaskID: "c", Attempt: 1, Queue: "q"})
+	})
 	require.False(t, askPermit(h, token, "d", 1).Granted, "a token node cut off from a majority grants nothing")
 	require.False(t, n.tok.held)
 
@@ -99,7 +101,9 @@ func TestTokenLeaseAnswers(t *testing.T) {
 	m := h.node("n2")
 	answer := func(epoch uint64) bool {
 		var got *Message
-		m.input(func() { m.handleTokenLease(Message{Type: MsgTokenLease, From: "n1", To: "n2", Attempt: 7, Epoch: epoch}) })
+		m.input(func() {
+			m.handleTokenLease(Message{Type: MsgTokenLease, From: "n1", To: "n2", Attempt: 7, Epoch: epoch})
+		})
 		for i := len(h.sent) - 1; i >= 0; i-- {
 			if s := h.sent[i].Msg; s.Type == MsgTokenLeaseResp && s.From == "n2" && s.Attempt == 7 {
 				got = &s
