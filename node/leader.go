@@ -504,14 +504,10 @@ func (n *Node) Join(m Member, reply func(*Roster, error)) {
 			return
 		}
 		if addr, ok := n.roster.Addr(m.ID); ok && addr == m.Addr {
-			if len(n.departed) > 0 {
-				// A joiner asking again after it was listed missed the roster (lost
-				// on the way), and learns it from nobody else: it gossips with no one
-				// and refuses members' gossip. Send it. TODO(issue 14): do this in
-				// every cluster; it is limited to clusters that had a removal only so
-				// that runs without one stay byte-identical to their recorded traces.
-				n.send(Message{Type: MsgRoster, To: m.ID, Roster: n.roster})
-			}
+			// A joiner asking again after it was listed missed the roster (lost on
+			// the way), and learns it from nobody else: it gossips with no one and
+			// refuses members' gossip. Send it.
+			n.send(Message{Type: MsgRoster, To: m.ID, Roster: n.roster})
 			reply(n.roster, nil)
 			return
 		}

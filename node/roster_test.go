@@ -329,3 +329,22 @@ func TestMembersChangeOncePerLease(t *testing.T) {
 	}
 	require.Equal(t, 2, changes)
 }
+
+// A joiner that missed the roster listing it (every message to it lost while the
+// change committed without it) learns it when it asks to join again: the member it
+// asks sends it the roster, in any cluster, with or without an earlier removal.
+func TestJoinerThatMissedItsRosterLearnsItByAskingAgain(t *testing.T) {
+	h := joinHarness(t, 3, 11, nil)
+	for _, id := range []NodeID{"n1", "n2", "n3"} {
+		h.block(id, "n4")
+	}
+	h.join("n3", "n4", time.Minute)
+	h.heal()
+	h.run(h.elapsed() + 5*time.Second)
+	require.Zero(t, h.node("n4").Roster().Epoch, "nothing else tells the joiner it was listed")
+
+	h.join("n2", "n4", time.Minute) // what the daemon's --join does, every second
+	h.run(h.elapsed() + time.Second)
+	require.Equal(t, h.node("n1").Roster().Epoch, h.node("n4").Roster().Epoch, "asking again brings the roster")
+	require.True(t, h.node("n4").Roster().Has("n4"))
+}
