@@ -90,13 +90,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(rep.rows) > 0 {
 		rep.writeTable(stdout)
 	}
+	return exitCode(rep, err, cfg.strict, stderr)
+}
+
+// exitCode says how the comparison ended: failed when a run failed, or with strict
+// when a judged figure is out of tolerance (one line on stderr says which).
+func exitCode(rep report, err error, strict bool, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "versus: %v\n", err)
 		return exitFailed
 	}
-	if cfg.strict && len(rep.outOfTolerance()) > 0 {
-		fmt.Fprintf(stderr, "versus: -strict: %s more than %g%% worse than the base\n",
-			strings.Join(rep.outOfTolerance(), ", "), cfg.tolerance)
+	if bad := rep.outOfTolerance(); strict && len(bad) > 0 {
+		fmt.Fprintf(stderr, "versus: -strict: %s more than %g%% worse than the base\n", strings.Join(bad, ", "), rep.tolerance)
 		return exitFailed
 	}
 	return exitOK
@@ -111,7 +116,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.base, "base", "", "the commit to compare the working tree against (required), e.g. 096cb31")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds (base and current alternate); each figure is the median")
-	fs.StringVar(&cfg.simBench, "sim-bench", "^BenchmarkSim5NodeR3", "the simulator benchmarks of package bench to run (a -test.bench pattern; empty for none)")
+	fs.StringVar(&cfg.simBench, "sim-bench", "Sim5NodeR3", "the simulator benchmarks of package bench to run (a -test.bench pattern; empty for none)")
 	fs.StringVar(&cfg.benchtime, "benchtime", "20x", "-test.benchtime of each simulator run (N iterations as Nx, or a duration)")
 	targets := fs.String("targets", strings.Join(throughputTargets, ","),
 		"compare targets to run beside the relay baseline, comma-separated, of "+strings.Join(throughputTargets, ", ")+" (empty for none)")
