@@ -96,7 +96,7 @@ PASS
 	got, err := parseBenchOutput(out)
 	require.NoError(t, err)
 	require.Equal(t, map[string]map[string]float64{
-		"BenchmarkSim5NodeR3": {"ns/op": 74707867, "events/run": 37712, "events/s": 504800, "x-realtime": 1548, "B/op": 32415527, "allocs/op": 400510},
+		"BenchmarkSim5NodeR3":        {"ns/op": 74707867, "events/run": 37712, "events/s": 504800, "x-realtime": 1548, "B/op": 32415527, "allocs/op": 400510},
 		"BenchmarkSim5NodeR3Durable": {"ns/op": 111790242, "events/run": 46657},
 	}, got)
 	_, err = parseBenchOutput("PASS\n")
