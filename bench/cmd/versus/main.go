@@ -1,9 +1,10 @@
 // Command versus measures this working tree against an earlier commit of the
 // repository, on the same machine, in one run: the simulator's speed (the
 // BenchmarkSim5NodeR3 family of package bench, events/s and × real time) and the
-// throughput of a single node and of a three-node R=3 cluster (each tree's own
-// bench/cmd/compare, delivered/s as a share of the relay baseline measured in the same
-// run), interleaved round by round, and prints each figure's median on both sides:
+// throughput of a single node and of a three-node R=3 cluster, in memory and with
+// storage (each tree's own bench/cmd/compare: delivered/s, and its share of the relay
+// baseline measured in the same compare run), interleaved round by round, and prints
+// each figure's median on both sides, then every round's figures:
 //
 //	go run ./bench/cmd/versus -base 096cb31
 //	go run ./bench/cmd/versus -base 096cb31 -rounds 5 -duration 5s -strict

@@ -141,8 +141,10 @@ func TestReportVerdicts(t *testing.T) {
 	require.Regexp(t, `^\s*metric\s+base 096cb31\s+current abc1234\s+current/base\s+within 5%$`, lines[0])
 	require.Regexp(t, `^\s*Sim5NodeR3 events/s\s+110\s+105\s+0\.955\s+yes$`, lines[1])
 	require.Regexp(t, `^\s*single delivered/s ÷ relay\s+75\.0%\s+65\.0%\s+0\.867\s+NO \(-13\.3%\)$`, lines[2])
-	require.Regexp(t, `^\s*single delivered/s\s+7,500\s+9,000\s+1\.200\s+-$`, lines[3])
+	require.Regexp(t, `^\s*single delivered/s\s+7,500\s+9,000\s+1\.200\s+yes$`, lines[3])
 	require.Contains(t, out.String(), "current abc1234 with uncommitted changes")
+	require.Contains(t, out.String(), "\nEach round, in order ")
+	require.Regexp(t, `\n\s*Sim5NodeR3 events/s\s+100 / 120 / 110\s+105 / 90 / 107\n`, out.String())
 
 	var errOut strings.Builder
 	require.Equal(t, exitOK, exitCode(rep, nil, false, &errOut), "out of tolerance without -strict")

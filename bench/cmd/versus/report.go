@@ -39,16 +39,18 @@ func metricsFor(benches, targets []string) []metric {
 	for _, t := range targets {
 		ms = append(ms,
 			metric{throughputKey(t, "share"), t + " delivered/s ÷ relay", true, func(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }},
-			metric{throughputKey(t, "delivered"), t + " delivered/s", false, thousands},
+			metric{throughputKey(t, "delivered"), t + " delivered/s", true, thousands},
 		)
 	}
 	return ms
 }
 
-// row is one metric's medians on both sides.
+// row is one metric's medians on both sides, and the figures of every round they
+// are the medians of (in the order run).
 type row struct {
 	metric
-	base, current float64
+	base, current             float64
+	baseRounds, currentRounds []float64
 }
 
 // ratio is current over base.
@@ -67,7 +69,7 @@ func rowsFrom(metrics []metric, base, current []figures) []row {
 		if len(b) == 0 || len(c) == 0 {
 			continue
 		}
-		rows = append(rows, row{metric: m, base: median(b), current: median(c)})
+		rows = append(rows, row{metric: m, base: median(b), current: median(c), baseRounds: b, currentRounds: c})
 	}
 	return rows
 }
@@ -139,7 +141,30 @@ func (r report) writeTable(w io.Writer) error {
 	for _, n := range r.notes {
 		fmt.Fprintf(w, "Note: %s.\n", n)
 	}
+	if r.rounds > 1 {
+		return r.writeRounds(w)
+	}
 	return nil
+}
+
+// writeRounds prints every round's figures of each row, so that a reader sees how
+// much the machine's noise moved them.
+func (r report) writeRounds(w io.Writer) error {
+	fmt.Fprintf(w, "\nEach round, in order (the base went first in odd rounds, the current side in even ones):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "metric\tbase\tcurrent\t\n")
+	for _, row := range r.rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", row.label, joinFormatted(row.baseRounds, row.format), joinFormatted(row.currentRounds, row.format))
+	}
+	return tw.Flush()
+}
+
+func joinFormatted(vs []float64, format func(float64) string) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = format(v)
+	}
+	return strings.Join(s, " / ")
 }
 
 func ratio(v float64) string {
