@@ -73,16 +73,16 @@ asynq: skipped: redis-server is not installed
 `
 	rows, err := parseCompareTable(base)
 	require.NoError(t, err)
-	require.Equal(t, map[string]compareRow{"baseline": {delivered: 20818}, "cluster3": {delivered: 8894, missing: 2, dups: 1}}, rows)
+	require.Equal(t, map[string]compareRow{"baseline": {delivered: 20818, acked: 20833}, "cluster3": {delivered: 8894, acked: 8914, missing: 2, dups: 1}}, rows)
 	rows, err = parseCompareTable(current)
 	require.NoError(t, err)
-	require.Equal(t, map[string]compareRow{"baseline": {delivered: 20818}, "single": {delivered: 14393}}, rows)
+	require.Equal(t, map[string]compareRow{"baseline": {delivered: 20818, acked: 20833}, "single": {delivered: 14393, acked: 14411}}, rows)
 
 	_, err = parseCompareTable("")
 	require.ErrorContains(t, err, "no table")
 	_, err = parseCompareTable("target  acked\nsingle  3\n")
 	require.ErrorContains(t, err, `no column "delivered/s"`)
-	_, err = parseCompareTable("target  delivered/s  missing  dups\nsingle  fast  0  0\n")
+	_, err = parseCompareTable("target  acked  delivered/s  missing  dups\nsingle  3  fast  0  0\n")
 	require.ErrorContains(t, err, "cannot read the row")
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -122,33 +123,28 @@ func runSim(ctx context.Context, t *tree, cfg config, figs figures) error {
 	return nil
 }
 
-// runThroughput runs the side's bench/cmd/compare once, over the relay baseline and
-// the asked targets, and adds each target's delivered rate and its share of the
-// baseline's to figs. It returns warnings about lost or duplicated tasks.
+// runThroughput runs the side's bench/cmd/compare once for the relay baseline and
+// once for each asked target, one process each (so that the process's CPU time is
+// that target's, with the load generator's and the sink's), and adds to figs each
+// target's delivered rate, its share of the baseline's, and its acknowledged tasks
+// per CPU second: the figure a busy machine moves least, as other work takes wall
+// time from a run but not its CPU time. It returns warnings about lost or
+// duplicated tasks.
 func runThroughput(ctx context.Context, t *tree, cfg config, figs figures) ([]string, error) {
-	out, err := runCmd(ctx, t.root, t.compare, "-q", "-mode", "closed",
-		"-concurrency", strconv.Itoa(cfg.conc), "-duration", cfg.duration.String(), "-rounds", "1",
-		"-targets", strings.Join(append([]string{"baseline"}, cfg.targets...), ","))
-	if err != nil {
-		return nil, fmt.Errorf("%s side: bench/cmd/compare: %v", t.side, err)
-	}
-	rows, err := parseCompareTable(out)
-	if err != nil {
-		return nil, fmt.Errorf("%s side: bench/cmd/compare: %v", t.side, err)
-	}
-	baseline, ok := rows["baseline"]
-	if !ok || baseline.delivered <= 0 {
-		return nil, fmt.Errorf("%s side: bench/cmd/compare printed no delivered rate for the baseline:\n%s", t.side, out)
-	}
-	figs[throughputKey("baseline", "delivered")] = baseline.delivered
 	var warnings []string
-	for _, target := range cfg.targets {
-		r, ok := rows[target]
-		if !ok {
-			return nil, fmt.Errorf("%s side: bench/cmd/compare printed no row for %s:\n%s", t.side, target, out)
+	var baseline float64
+	for _, target := range append([]string{"baseline"}, cfg.targets...) {
+		r, err := runCompare(ctx, t, cfg, target)
+		if err != nil {
+			return warnings, err
 		}
 		figs[throughputKey(target, "delivered")] = r.delivered
-		figs[throughputKey(target, "share")] = r.delivered / baseline.delivered
+		figs[throughputKey(target, "per-cpu")] = float64(r.acked) / r.cpu.Seconds()
+		if target == "baseline" {
+			baseline = r.delivered
+			continue
+		}
+		figs[throughputKey(target, "share")] = r.delivered / baseline
 		if r.missing > 0 || r.dups > 0 {
 			warnings = append(warnings, fmt.Sprintf("%s: %d missing, %d duplicates", target, r.missing, r.dups))
 		}
@@ -156,10 +152,30 @@ func runThroughput(ctx context.Context, t *tree, cfg config, figs figures) ([]st
 	return warnings, nil
 }
 
+// runCompare runs the side's bench/cmd/compare on one target and returns its row.
+func runCompare(ctx context.Context, t *tree, cfg config, target string) (compareRow, error) {
+	out, cpu, err := runCmdCPU(ctx, t.root, t.compare, "-q", "-mode", "closed",
+		"-concurrency", strconv.Itoa(cfg.conc), "-duration", cfg.duration.String(), "-rounds", "1", "-targets", target)
+	if err != nil {
+		return compareRow{}, fmt.Errorf("%s side: bench/cmd/compare: %v", t.side, err)
+	}
+	rows, err := parseCompareTable(out)
+	if err != nil {
+		return compareRow{}, fmt.Errorf("%s side: bench/cmd/compare: %v", t.side, err)
+	}
+	r, ok := rows[target]
+	if !ok || r.delivered <= 0 || r.acked <= 0 || cpu <= 0 {
+		return compareRow{}, fmt.Errorf("%s side: bench/cmd/compare measured no delivered rate for %s:\n%s", t.side, target, out)
+	}
+	r.cpu = cpu
+	return r, nil
+}
+
 // compareRow is what this command reads of one row of compare's table.
 type compareRow struct {
-	delivered     float64
-	missing, dups int
+	delivered            float64
+	acked, missing, dups int
+	cpu                  time.Duration // the compare process's, set by runCompare
 }
 
 // columnGap separates the columns of compare's table (a tabwriter with a padding of
@@ -179,7 +195,7 @@ func parseCompareTable(out string) (map[string]compareRow, error) {
 	for i, c := range cols {
 		idx[c] = i
 	}
-	for _, need := range []string{"target", "delivered/s", "missing", "dups"} {
+	for _, need := range []string{"target", "acked", "delivered/s", "missing", "dups"} {
 		if _, ok := idx[need]; !ok {
 			return nil, fmt.Errorf("its table has no column %q: %q", need, lines[0])
 		}
@@ -191,12 +207,13 @@ func parseCompareTable(out string) (map[string]compareRow, error) {
 			break // the table ended
 		}
 		delivered, err1 := strconv.ParseFloat(fields[idx["delivered/s"]], 64)
-		missing, err2 := strconv.Atoi(fields[idx["missing"]])
-		dups, err3 := strconv.Atoi(fields[idx["dups"]])
-		if err1 != nil || err2 != nil || err3 != nil {
+		acked, err2 := strconv.Atoi(fields[idx["acked"]])
+		missing, err3 := strconv.Atoi(fields[idx["missing"]])
+		dups, err4 := strconv.Atoi(fields[idx["dups"]])
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
 			return nil, fmt.Errorf("cannot read the row %q", line)
 		}
-		rows[fields[idx["target"]]] = compareRow{delivered: delivered, missing: missing, dups: dups}
+		rows[fields[idx["target"]]] = compareRow{delivered: delivered, acked: acked, missing: missing, dups: dups}
 	}
 	return rows, nil
 }

@@ -34,12 +34,16 @@ func metricsFor(benches, targets []string) []metric {
 		)
 	}
 	if len(targets) > 0 {
-		ms = append(ms, metric{throughputKey("baseline", "delivered"), "relay baseline delivered/s", false, thousands})
+		ms = append(ms,
+			metric{throughputKey("baseline", "delivered"), "relay baseline delivered/s", false, thousands},
+			metric{throughputKey("baseline", "per-cpu"), "relay baseline tasks per CPU second", false, thousands},
+		)
 	}
 	for _, t := range targets {
 		ms = append(ms,
 			metric{throughputKey(t, "share"), t + " delivered/s ÷ relay", true, func(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }},
 			metric{throughputKey(t, "delivered"), t + " delivered/s", true, thousands},
+			metric{throughputKey(t, "per-cpu"), t + " tasks per CPU second", true, thousands},
 		)
 	}
 	return ms

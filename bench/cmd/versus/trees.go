@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // tree is one side of the comparison: a copy of the repository and the benchmark
@@ -177,6 +178,13 @@ func alignWorkload(base, cur *tree) ([]string, error) {
 // runCmd runs name with args in dir (the current directory when empty) and returns
 // its standard output; a failure's error carries the end of its standard error.
 func runCmd(ctx context.Context, dir, name string, args ...string) (string, error) {
+	out, _, err := runCmdCPU(ctx, dir, name, args...)
+	return out, err
+}
+
+// runCmdCPU is runCmd that also returns the CPU time (user and system) the process
+// used, children waited for included.
+func runCmdCPU(ctx context.Context, dir, name string, args ...string) (string, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
@@ -186,11 +194,11 @@ func runCmd(ctx context.Context, dir, name string, args ...string) (string, erro
 		msg := lastLines(stderr.String()+stdout.String(), 5)
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) && msg != "" {
-			return stdout.String(), fmt.Errorf("%s %s: %v:\n%s", filepath.Base(name), strings.Join(args, " "), err, msg)
+			return stdout.String(), 0, fmt.Errorf("%s %s: %v:\n%s", filepath.Base(name), strings.Join(args, " "), err, msg)
 		}
-		return stdout.String(), fmt.Errorf("%s: %v", filepath.Base(name), err)
+		return stdout.String(), 0, fmt.Errorf("%s: %v", filepath.Base(name), err)
 	}
-	return stdout.String(), nil
+	return stdout.String(), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // lastLines returns the last n non-empty lines of s.
