@@ -126,7 +126,8 @@ func (r report) outOfTolerance() []string {
 // current/base, within the tolerance), then how they were measured and the notes.
 func (r report) writeTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "metric\tbase %s\tcurrent %s\tcurrent/base\twithin %g%%\t\n", r.base, strings.Fields(r.current)[0], r.tolerance)
+	current, _, _ := strings.Cut(r.current, " ") // the commit, without "with uncommitted changes"
+	fmt.Fprintf(tw, "metric\tbase %s\tcurrent %s\tcurrent/base\twithin %g%%\t\n", r.base, current, r.tolerance)
 	for _, row := range r.rows {
 		verdict := "-"
 		if row.judged {
