@@ -26,6 +26,12 @@
 //
 //	go run ./bench/cmd/compare -mode closed -concurrency 32 -duration 10s
 //
+// The command bench/cmd/versus runs both benchmarks in this working tree and in an
+// earlier commit's (written to a temporary directory), round by round, and prints
+// the two sides' medians (the README's "Before and after membership"):
+//
+//	go run ./bench/cmd/versus -base 096cb31 -rounds 5
+//
 // It must never send traffic beyond 127.0.0.1: every server it starts listens on
 // loopback, and the command takes no address. Every load is bounded in time, every
 // wait has a deadline, and everything started is stopped before Compare returns.
