@@ -15,9 +15,10 @@ import (
 // token node grants a permit only while it holds the token lease of its roster's
 // epoch: a majority of that roster's members answered, to a round it sent less
 // than a term (tokenLeaseTerm) minus MaxClockDrift ago, that they were at exactly that
-// epoch. A member answers yes only while its roster is of that epoch, it stored
-// (accepted) no roster of a later one, it is not recovering (it may have forgotten
-// that it did) and it is not joining. It promises nothing and logs nothing.
+// epoch. A member answers yes only while its roster is of that epoch, it is not
+// recovering (it may have forgotten a later roster it held) and not joining, and it
+// stored (accepted) no roster of a later epoch (a guard for a change of several
+// members at once, which no leader proposes). It promises nothing and logs nothing.
 //
 // And a token node that takes the lease up, at start, at a new epoch, or after it
 // lapsed, grants nothing for a while: rates for a term plus twice the drift

@@ -271,6 +271,11 @@ var Catalogue = []Mutant{
 		Name:  "token-answer-ignores-stored",
 		Desc:  "a member that stored (accepted) the next epoch's roster still answers yes to the current epoch's token node",
 		Edits: edit("node/token.go", "n.accepted.Epoch <= m.Epoch)", "n.accepted.Epoch <= m.Epoch+1)"),
+		Equivalent: "every roster change adds or removes one member (a new leader's keeps them), so a majority of " +
+			"the next roster that adopted it meets every majority of this one, and a member's adopted epoch only " +
+			"grows (a member that forgot answers no while recovering): the old token node loses its lease " +
+			"before the new one takes its own up, whatever a member stored but did not adopt yet. The check " +
+			"only guards a change of several members at once, which no leader proposes",
 	},
 	{
 		Name:  "token-answer-while-recovering",
