@@ -122,6 +122,10 @@ func TestTokenLeaseAnswers(t *testing.T) {
 
 	m.input(func() { m.accepted = nil; m.recoverUntil = m.now().Add(time.Minute) })
 	require.False(t, answer(1), "recovering: it may have forgotten a later roster it stored")
+
+	m.input(func() { m.recoverUntil = time.Time{}; m.maybeAdoptRoster(NewRoster(2, h.order, nil, "n3")) })
+	require.True(t, answer(2))
+	require.False(t, answer(1), "a member at a later epoch answers no to the old token node")
 }
 
 func TestTokenLeaseStartsOverAtANewEpoch(t *testing.T) {
