@@ -314,4 +314,46 @@ var Catalogue = []Mutant{
 		Desc:  "a replica fires before the start-up settings sync is done (it delivers under the defaults)",
 		Edits: edit("node/claim.go", "\tif !n.settingsKnown() {\n\t\t// Not before this node knows", "\tif false {\n\t\t// Not before this node knows"),
 	},
+
+	// --- membership: the roster lease, roster changes, moves ---------------------------
+	{
+		Name:  "leader-grant-during-lease",
+		Desc:  "a member grants the roster lease to a higher ballot of another claimant while the lease it granted runs",
+		Edits: edit("node/leader.go", "acc.holder != m.From && now.Before(acc.leaseEnd)", "acc.holder != m.From && false"),
+	},
+	{
+		Name:  "roster-commit-old-majority-only",
+		Desc:  "a roster change commits once a majority of the old roster stored it, not of the new one too",
+		Edits: edit("node/leader.go", "if !majorityStored(ch.old, ch.acks) || !majorityStored(ch.roster, ch.acks) {", "if !majorityStored(ch.old, ch.acks) {"),
+	},
+	{
+		Name:  "roster-commit-new-majority-only",
+		Desc:  "a roster change commits once a majority of the new roster stored it, not of the old one too",
+		Edits: edit("node/leader.go", "if !majorityStored(ch.old, ch.acks) || !majorityStored(ch.roster, ch.acks) {", "if !majorityStored(ch.roster, ch.acks) {"),
+	},
+	{
+		Name:  "roster-change-without-renewal",
+		Desc:  "the leader changes the members again before its lease is renewed under the roster it just committed",
+		Edits: edit("node/leader.go", "if (len(n.joins) > 0 || len(n.removals) > 0) && n.leaseEpoch < n.roster.Epoch {", "if false {"),
+	},
+	{
+		Name:  "new-leader-drops-stored-roster",
+		Desc:  "a new leader does not finish the highest roster a majority may have stored, and proposes its own at that epoch",
+		Edits: edit("node/leader.go", "if op.best != nil && op.best.Epoch > n.roster.Epoch {\n\t\t// It may have been committed", "if false {\n\t\t// It may have been committed"),
+	},
+	{
+		Name:  "roster-stored-under-lower-ballot",
+		Desc:  "a member stores a proposed roster whatever its ballot (below one it granted or stored under)",
+		Edits: edit("node/leader.go", "if m.Attempt < n.leaseAcc.promised || m.Attempt < n.acceptedBallot {", "if false {"),
+	},
+	{
+		Name:  "claim-under-moved-list",
+		Desc:  "an acceptor grants a claim made under a replica list a move replaced",
+		Edits: edit("node/claim.go", "case m.Task != nil && m.Task.ListVersion < e.task.ListVersion:", "case false:"),
+	},
+	{
+		Name:  "move-without-floor",
+		Desc:  "a finished move does not raise the floor to the attempt it was claimed under",
+		Edits: edit("node/move.go", "\te.floor = max(e.floor, op.attempt)\n\tn.adoptList(e, op.next)", "\tn.adoptList(e, op.next)"),
+	},
 }
