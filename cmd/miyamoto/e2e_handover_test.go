@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -102,19 +103,48 @@ func (w *cappedWorker) waitRunning(t *testing.T, since time.Time, within time.Du
 	})
 }
 
-// waitAll waits until every task of ids has a finished, answered call, at most within.
-func (w *cappedWorker) waitAll(t *testing.T, ids []string, within time.Duration) {
-	t.Helper()
-	waitUntil(t, within, "every acknowledged task delivered", func() (bool, string) {
-		calls, _, _ := w.snapshot()
-		var missing []string
-		for _, id := range ids {
-			if !slices.ContainsFunc(calls[id], func(c call) bool { return !c.cut }) {
-				missing = append(missing, id)
-			}
+// missing returns the tasks of ids with no finished, answered call.
+func (w *cappedWorker) missing(ids []string) []string {
+	calls, _, _ := w.snapshot()
+	var out []string
+	for _, id := range ids {
+		if !slices.ContainsFunc(calls[id], func(c call) bool { return !c.cut }) {
+			out = append(out, id)
 		}
-		return len(missing) == 0, fmt.Sprintf("%d of %d missing, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
-	})
+	}
+	return out
+}
+
+// waitAll waits until every task of ids has a finished, answered call, at most
+// within; if some has not, it fails the test with what the nodes say of them.
+func (w *cappedWorker) waitAll(t *testing.T, ids []string, within time.Duration, nodes []*proc) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for len(w.missing(ids)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	missing := w.missing(ids)
+	if len(missing) == 0 {
+		return
+	}
+	for _, id := range missing[:min(3, len(missing))] {
+		for _, p := range nodes {
+			t.Logf("%s on %s: %s", id, p.id, getBody("http://"+p.http+"/v1/tasks/"+id))
+		}
+	}
+	t.Fatalf("%d of %d acknowledged tasks never delivered within %s, e.g. %v", len(missing), len(ids), within, missing[:min(3, len(missing))])
+}
+
+// getBody returns the status and body of a GET of u, or the error.
+func getBody(u string) string {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
 }
 
 // handoverQueue picks a queue name whose token node moves at each step of the
@@ -191,9 +221,9 @@ func TestE2ELimitsHoldAcrossRosterChanges(t *testing.T) {
 
 	w := newCappedWorker(t)
 	putQueue(t, all[0], queue, `{"max_concurrent": 2}`)
-	// About 2.5 tasks a second, below the 3.6 a second two 550 ms calls at a time
+	// About 1.7 tasks a second, well below the 3.6 a second two 550 ms calls at a time
 	// take, so that the backlog each hand-over's wait builds drains between them.
-	load := startLoadTo(t, queue, w.srv.URL+"/work", 400*time.Millisecond, members)
+	load := startLoadTo(t, queue, w.srv.URL+"/work", 600*time.Millisecond, members)
 	// Each change comes once the queue runs again after the one before (its token
 	// node waited out the hand-over) and its permits are out: the moment a token
 	// node without the lease would grant beside the old one's calls.
@@ -225,7 +255,7 @@ func TestE2ELimitsHoldAcrossRosterChanges(t *testing.T) {
 	t.Logf("%d tasks acknowledged, %d enqueues refused, after %s", len(acked), refused, time.Since(began).Round(100*time.Millisecond))
 	require.Greater(t, len(acked), 40, "the load ran through the roster changes")
 
-	w.waitAll(t, acked, 40*time.Second)
+	w.waitAll(t, acked, 40*time.Second, all)
 	time.Sleep(2500 * time.Millisecond) // a replica that missed an outcome fires within 2 × replica offset
 	calls, maxInFlight, maxAt := w.snapshot()
 	t.Logf("every acknowledged task delivered after %s; at most %d calls in flight at once (first at %s)",
