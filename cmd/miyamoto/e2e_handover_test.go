@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -91,6 +92,13 @@ func (w *cappedWorker) snapshot() (calls map[string][]call, maxInFlight int, max
 		calls[id] = slices.Clone(cs)
 	}
 	return calls, w.maxInFlight, w.maxAt
+}
+
+// current returns the calls in flight now.
+func (w *cappedWorker) current() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.inFlight
 }
 
 // waitRunning waits until a call starts after since, at most within.
@@ -221,21 +229,36 @@ func TestE2ELimitsHoldAcrossRosterChanges(t *testing.T) {
 
 	w := newCappedWorker(t)
 	putQueue(t, all[0], queue, `{"max_concurrent": 2}`)
-	// About 1.7 tasks a second, well below the 3.6 a second two 550 ms calls at a time
-	// take, so that the backlog each hand-over's wait builds drains between them.
-	load := startLoadTo(t, queue, w.srv.URL+"/work", 600*time.Millisecond, members)
+	// A task a second, well below the 3.6 a second two 550 ms calls at a time take,
+	// so that the backlog each hand-over's wait builds drains soon after.
+	load := startLoadTo(t, queue, w.srv.URL+"/work", time.Second, members)
 	// Each change comes once the queue runs again after the one before (its token
-	// node waited out the hand-over) and its permits are out: the moment a token
-	// node without the lease would grant beside the old one's calls.
+	// node waited out the hand-over), and a burst of tasks due at once has both
+	// slots busy and more waiting: the moment a token node without the lease would
+	// grant beside the old one's calls.
+	var burst []string
+	fill := func() {
+		t.Helper()
+		for i := range 5 {
+			code, out := enqueueTo(t, members[i%len(members)], queue, url.Values{"task.url": {w.srv.URL + "/work"}, "burst": {fmt.Sprint(i)}})
+			if code == http.StatusOK {
+				burst = append(burst, out["id"])
+			}
+		}
+		waitUntil(t, 20*time.Second, "both slots busy", func() (bool, string) {
+			n := w.current()
+			return n >= 2, fmt.Sprintf("%d in flight", n)
+		})
+	}
 	changed := time.Now()
 	settle := func(what string) {
 		t.Helper()
 		w.waitRunning(t, changed, 20*time.Second)
 		t.Logf("the queue runs again %s after %s", time.Since(changed).Round(100*time.Millisecond), what)
-		time.Sleep(time.Second)
 	}
 	settle("the start")
 	for _, p := range all[3:] {
+		fill()
 		join(p)
 		changed = time.Now()
 		members = append(members, p)
@@ -243,6 +266,7 @@ func TestE2ELimitsHoldAcrossRosterChanges(t *testing.T) {
 		settle(p.id + " joined")
 	}
 	for _, id := range []node.NodeID{token, other} {
+		fill()
 		gone := byID(id)
 		members = slices.DeleteFunc(members, func(p *proc) bool { return p == gone })
 		load.setTargets(members)
@@ -252,12 +276,15 @@ func TestE2ELimitsHoldAcrossRosterChanges(t *testing.T) {
 	}
 	load.halt()
 	acked, refused := load.results()
-	t.Logf("%d tasks acknowledged, %d enqueues refused, after %s", len(acked), refused, time.Since(began).Round(100*time.Millisecond))
-	require.Greater(t, len(acked), 40, "the load ran through the roster changes")
+	t.Logf("%d tasks acknowledged (and %d of bursts), %d enqueues refused, after %s", len(acked), len(burst), refused, time.Since(began).Round(100*time.Millisecond))
+	acked = append(acked, burst...)
+	calls, maxInFlight, maxAt := w.snapshot()
+	require.LessOrEqual(t, maxInFlight, 2, "max_concurrent 2 did not hold across the roster changes: %s",
+		inFlightAt(calls, maxAt))
 
 	w.waitAll(t, acked, 40*time.Second, all)
 	time.Sleep(2500 * time.Millisecond) // a replica that missed an outcome fires within 2 × replica offset
-	calls, maxInFlight, maxAt := w.snapshot()
+	calls, maxInFlight, maxAt = w.snapshot()
 	t.Logf("every acknowledged task delivered after %s; at most %d calls in flight at once (first at %s)",
 		time.Since(began).Round(100*time.Millisecond), maxInFlight, maxAt.Format(time.StampMilli))
 	logQueueStalls(t, calls)
