@@ -323,7 +323,8 @@ func logQueueStalls(t *testing.T, calls map[string][]call) {
 	var lastEnd time.Time
 	for _, c := range all {
 		if !lastEnd.IsZero() && c.start.Sub(lastEnd) > 2*time.Second {
-			t.Logf("no call from %s to %s (%s)", lastEnd.Format("15:04:05.0"), c.start.Format("15:04:05.0"), c.start.Sub(lastEnd).Round(100*time.Millisecond))
+			t.Logf("no call from %s to %s (%s), then attempt %s of %s by %s", lastEnd.Format("15:04:05.0"), c.start.Format("15:04:05.0"),
+				c.start.Sub(lastEnd).Round(100*time.Millisecond), c.attempt, c.id, c.node)
 		}
 		if c.end.After(lastEnd) {
 			lastEnd = c.end
