@@ -42,7 +42,6 @@ func launchServe(t *testing.T, p *proc, extra ...string) {
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGCONT) // a test may have stopped it
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
 		if t.Failed() {
