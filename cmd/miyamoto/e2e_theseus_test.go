@@ -29,7 +29,15 @@ import (
 // of the test.
 func launchJoin(t *testing.T, p *proc, via string, extra ...string) {
 	t.Helper()
-	args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--join", via, "--data-dir", p.dataDir}, extra...)
+	launchServe(t, p, append([]string{"--join", via}, extra...)...)
+}
+
+// launchServe starts p with serve, its ID, addresses and data directory, and extra
+// (no --peers: alone, unless extra has --join); the process is killed at the end of
+// the test.
+func launchServe(t *testing.T, p *proc, extra ...string) {
+	t.Helper()
+	args := append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--peer-addr", p.peer, "--data-dir", p.dataDir}, extra...)
 	p.cmd = exec.Command(binary(t), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	require.NoError(t, p.cmd.Start())
@@ -137,6 +145,11 @@ type steadyLoad struct {
 }
 
 func startLoad(t *testing.T, workerURL string, interval time.Duration, targets []*proc) *steadyLoad {
+	return startLoadTo(t, "queue", workerURL, interval, targets)
+}
+
+// startLoadTo is startLoad into the named queue.
+func startLoadTo(t *testing.T, queue, workerURL string, interval time.Duration, targets []*proc) *steadyLoad {
 	l := &steadyLoad{targets: slices.Clone(targets), stop: make(chan struct{}), done: make(chan struct{})}
 	c := &http.Client{Timeout: 5 * time.Second}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -154,7 +167,7 @@ func startLoad(t *testing.T, workerURL string, interval time.Duration, targets [
 			p := l.targets[i%len(l.targets)]
 			l.mu.Unlock()
 			form := url.Values{"task.url": {workerURL}, "task.countdown": {fmt.Sprintf("%.1f", 3*rng.Float64())}, "n": {fmt.Sprint(i)}}
-			l.record(c.PostForm("http://"+p.http+"/queue", form))
+			l.record(c.PostForm("http://"+p.http+"/"+queue, form))
 		}
 	}()
 	t.Cleanup(l.halt)
