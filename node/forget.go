@@ -24,12 +24,14 @@ func (n *Node) mayHaveForgotten(t *Task) bool {
 // forgot a later-created one meanwhile will not get that task back: it stays on
 // the replicas that have it.)
 
-// forgetItem is a final entry to drop at a local time, unless it was re-armed or
-// disarmed since (its timerEpoch moved on) or replaced.
+// forgetItem is a final task to drop at a local time (Unix nanoseconds), unless its
+// entry was re-armed, disarmed or replaced since (its timerEpoch, unique to one arm
+// of one entry, moved on). It names the task by ID, not by entry: the entry may be
+// frozen into its tomb meanwhile, and thawed again (tomb.go).
 type forgetItem struct {
-	e     *entry
+	id    string
+	at    int64
 	epoch uint64
-	at    time.Time
 }
 
 // queueForget schedules e (final, its timer just disarmed) to be dropped at at. The
@@ -39,14 +41,15 @@ func (n *Node) queueForget(e *entry, at time.Time) {
 	if n.cfg.Unsafe.ForgetAtOnce {
 		at = n.now() // negative controls only (Q3)
 	}
-	n.forgetQ = append(n.forgetQ, forgetItem{e: e, epoch: e.timerEpoch, at: at})
+	n.forgetQ = append(n.forgetQ, forgetItem{id: e.task.ID, epoch: e.timerEpoch, at: at.UnixNano()})
+	n.queueFreeze(e)
 	if n.forgetTimer == nil {
-		n.armForgetTimer(at)
+		n.armForgetTimer(at.UnixNano())
 	}
 }
 
-func (n *Node) armForgetTimer(at time.Time) {
-	n.forgetTimer = n.env.Clock.AfterFunc(max(at.Sub(n.now()), 0), func() {
+func (n *Node) armForgetTimer(at int64) {
+	n.forgetTimer = n.env.Clock.AfterFunc(max(time.Duration(at-n.now().UnixNano()), 0), func() {
 		n.input(n.sweepForgotten)
 	})
 }
@@ -59,13 +62,13 @@ func (n *Node) sweepForgotten() {
 	mark := n.forgetMark
 	for n.forgetHead < len(n.forgetQ) {
 		it := n.forgetQ[n.forgetHead]
-		if it.at.After(now) {
+		if it.at > now.UnixNano() {
 			break
 		}
 		n.forgetQ[n.forgetHead] = forgetItem{}
 		n.forgetHead++
-		e := it.e
-		if e.timerEpoch != it.epoch || e.timerKind != timerForget || n.tasks[e.task.ID] != e {
+		e := n.entryOf(it.id)
+		if e == nil || e.timerEpoch != it.epoch || e.timerKind != timerForget {
 			continue // re-armed, disarmed or replaced since
 		}
 		e.timerKind = timerNone

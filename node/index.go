@@ -56,11 +56,12 @@ func (x *idIndex) insert(id string) {
 		x.blocks[bi] = b
 		return
 	}
-	// Split: the upper half gets an array of its own, so that later inserts into
-	// the lower half cannot write over it.
+	// Split: each half gets an array of its own, of the longest block's size: the
+	// array Insert just grew is about twice that, and kept by the lower half it
+	// cost a third of the index's memory.
+	lower := append(make([]string, 0, 2*indexBlock), b[:indexBlock]...)
 	upper := append(make([]string, 0, 2*indexBlock), b[indexBlock:]...)
-	clear(b[indexBlock:])
-	x.blocks[bi] = b[:indexBlock]
+	x.blocks[bi] = lower
 	x.blocks = slices.Insert(x.blocks, bi+1, upper)
 }
 
@@ -214,7 +215,7 @@ func (n *Node) listIDs(queue string, state TaskState, after string, limit int) [
 // checkIndex compares the indexes with the tasks held: nil when they agree.
 func (n *Node) checkIndex() error {
 	held := 0
-	for _, e := range n.tasks {
+	for _, e := range n.heldEntries() {
 		if e.state == StateNone {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +57,21 @@ type Node struct {
 	ledSince      time.Time
 
 	tasks map[string]*entry
+	// tombs holds the finished tasks frozen into their compact form, by ID;
+	// toFreeze (from freezeHead on) the finished ones waiting to be, oldest first;
+	// words and wordCode the dictionary their encoding names words by (tomb.go).
+	tombs      map[string]string
+	toFreeze   []string
+	freezeHead int
+	words      []string
+	wordCode   map[string]uint32
+	// tasksPeak is the most entries tasks held since it was last rebuilt: a Go map
+	// keeps its buckets when entries leave it, so once most have been frozen or
+	// forgotten freezeOld copies it into a smaller one.
+	tasksPeak int
+	// timerEpochs numbers the (re)arms of entries' timers, so that an epoch names
+	// one arm of one entry (forget.go's queue checks it).
+	timerEpochs uint64
 	// placed holds the replica lists new tasks share, by first replica (memory.go).
 	placed map[NodeID][]NodeID
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -179,11 +195,14 @@ type entry struct {
 	// in it).
 	timerAt    int64
 	timerSeq   uint64
-	timerEpoch uint64 // bumps on every (re)arm, so that forget.go's queue skips a stale item
+	timerEpoch uint64 // changes on every (re)arm, so that forget.go's queue skips a stale item
 	rank       int
 	timerIdx   int32
 	timerKind  timerKind
 	state      TaskState
+	// frozen: this entry was replaced by its tomb (tomb.go); a closure that kept it
+	// reads the task's state through stateNow.
+	frozen bool
 }
 
 // entryExtra is the part of an entry that only a task claimed, failed, ended or
@@ -291,6 +310,8 @@ func New(cfg Config, env Env) (*Node, error) {
 		joining:      cfg.Join,
 		heard:        map[NodeID]time.Time{},
 		tasks:        make(map[string]*entry),
+		tombs:        make(map[string]string),
+		wordCode:     make(map[string]uint32),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),
 		queries:      make(map[string]*queryOp),
@@ -577,6 +598,10 @@ func (n *Node) bcast(t *Task, m Message) {
 	}
 }
 
+// maxKeptSelfq is the longest self-message queue whose array input keeps for the
+// next input.
+const maxKeptSelfq = 1024
+
 // input wraps every public entry point: it runs f, then the messages this node sent
 // to itself, so that each handler runs to completion before the next starts.
 func (n *Node) input(f func()) {
@@ -595,6 +620,10 @@ func (n *Node) input(f func()) {
 	}
 	clear(n.selfq)
 	n.selfq = n.selfq[:0]
+	if cap(n.selfq) > maxKeptSelfq {
+		n.selfq = nil // a burst's array (a wake that fired many timers) is not kept
+	}
+	n.freezeOld()
 	n.inInput = false
 }
 
@@ -870,7 +899,7 @@ func (n *Node) handleStore(m Message) {
 	if n.recovering() && !n.bornAfterForgetting(t) {
 		return
 	}
-	if e, ok := n.tasks[t.ID]; ok {
+	if e := n.entryOf(t.ID); e != nil {
 		if e.task.Nonce == t.Nonce && t.ListVersion > e.task.ListVersion {
 			// A move's new list, in force: take it with the failures and floor.
 			e.floor = max(e.floor, m.Attempt)
@@ -1020,7 +1049,8 @@ func (n *Node) arm(e *entry, kind timerKind, at time.Time) {
 }
 
 func (n *Node) disarm(e *entry) {
-	e.timerEpoch++
+	n.timerEpochs++
+	e.timerEpoch = n.timerEpochs
 	n.unschedule(e)
 	e.timerKind = timerNone
 }
@@ -1230,7 +1260,7 @@ func (n *Node) Drain() {
 
 // Task returns this node's view of a task.
 func (n *Node) Task(id string) (TaskStatus, bool) {
-	e := n.tasks[id]
+	e := n.peek(id)
 	if e == nil {
 		return TaskStatus{}, false
 	}
@@ -1250,7 +1280,7 @@ type AcceptorState struct {
 // Acceptor returns this node's acceptor state for a task (the simulator checks with
 // it that a restart rebuilds the grants acknowledged before the crash).
 func (n *Node) Acceptor(id string) (AcceptorState, bool) {
-	e := n.tasks[id]
+	e := n.peek(id)
 	if e == nil {
 		return AcceptorState{}, false
 	}
@@ -1258,7 +1288,11 @@ func (n *Node) Acceptor(id string) (AcceptorState, bool) {
 }
 
 // TaskIDs returns the IDs of every task this node holds, sorted.
-func (n *Node) TaskIDs() []string { return sortedKeys(n.tasks) }
+func (n *Node) TaskIDs() []string {
+	ids := append(sortedKeys(n.tasks), n.tombIDs()...)
+	slices.Sort(ids)
+	return ids
+}
 
 // nameSpace is the UUID namespace of IDs derived from task names.
 var nameSpace = uuid.MustParse("6d69796d-616d-6f74-6f2d-7461736b6e6d")
