@@ -60,11 +60,13 @@ type Node struct {
 	// tombs holds the finished tasks frozen into their compact form, by ID;
 	// toFreeze (from freezeHead on) the finished ones waiting to be, oldest first;
 	// words and wordCode the dictionary their encoding names words by (tomb.go).
-	tombs      map[string]string
-	toFreeze   []string
-	freezeHead int
-	words      []string
-	wordCode   map[string]uint32
+	tombs       map[string]uint64 // handles in arena
+	arena       tombArena
+	tombScratch []byte // the encoding buffer, reused
+	toFreeze    []string
+	freezeHead  int
+	words       []string
+	wordCode    map[string]uint32
 	// tasksPeak is the most entries tasks held since it was last rebuilt: a Go map
 	// keeps its buckets when entries leave it, so once most have been frozen or
 	// forgotten freezeOld copies it into a smaller one.
@@ -310,7 +312,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		joining:      cfg.Join,
 		heard:        map[NodeID]time.Time{},
 		tasks:        make(map[string]*entry),
-		tombs:        make(map[string]string),
+		tombs:        make(map[string]uint64),
 		wordCode:     make(map[string]uint32),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),

@@ -15,7 +15,7 @@ import (
 // thousand tasks a second would hold 3.6 million of them. So once a finished entry
 // is idle (its forget timer armed, nothing in flight) and older than the
 // Config.FinishedDetail most recently finished ones, it is frozen: encoded into one
-// string (a tomb), kept in tombs by ID, and the entry is dropped. Whatever
+// record (a tomb, kept in tombArena), found in tombs by ID, and the entry is dropped. Whatever
 // addresses the task again (a claim, an outcome, a store, a move, its forget
 // timer) thaws it back into an entry first (entryOf), and the end of the input
 // queues it to be frozen again; reads that change nothing (Task, Acceptor, a
@@ -47,7 +47,7 @@ func (n *Node) freeze(e *entry) bool {
 		return false
 	}
 	delete(n.tasks, e.task.ID)
-	n.tombs[e.task.ID] = rec
+	n.tombs[e.task.ID] = n.arena.put(rec)
 	e.frozen = true
 	return true
 }
@@ -59,12 +59,13 @@ func (n *Node) entryOf(id string) *entry {
 	if e := n.tasks[id]; e != nil {
 		return e
 	}
-	rec, ok := n.tombs[id]
+	h, ok := n.tombs[id]
 	if !ok {
 		return nil
 	}
-	e := n.decodeTomb(id, rec)
+	e := n.decodeTomb(id, n.arena.get(h))
 	delete(n.tombs, id)
+	n.arena.release(h)
 	n.tasks[id] = e
 	n.tasksPeak = max(n.tasksPeak, len(n.tasks))
 	n.toFreeze = append(n.toFreeze, id)
@@ -77,8 +78,8 @@ func (n *Node) peek(id string) *entry {
 	if e := n.tasks[id]; e != nil {
 		return e
 	}
-	if rec, ok := n.tombs[id]; ok {
-		return n.decodeTomb(id, rec)
+	if h, ok := n.tombs[id]; ok {
+		return n.decodeTomb(id, n.arena.get(h))
 	}
 	return nil
 }
@@ -200,11 +201,14 @@ var (
 // tombReader reads the fields of a tomb in the order tombWriter wrote them.
 type tombReader struct {
 	n   *Node
-	buf string
+	buf []byte
 }
 
 func (r *tombReader) uvarint() uint64 {
-	v, k := uvarintString(r.buf)
+	v, k := binary.Uvarint(r.buf)
+	if k <= 0 {
+		panic(fmt.Sprintf("node: a tomb ends inside a varint (%d bytes left)", len(r.buf)))
+	}
 	r.buf = r.buf[k:]
 	return v
 }
@@ -215,14 +219,14 @@ func (r *tombReader) varint() int64 {
 }
 
 func (r *tombReader) fixed64() uint64 {
-	v := binary.LittleEndian.Uint64([]byte(r.buf[:8]))
+	v := binary.LittleEndian.Uint64(r.buf[:8])
 	r.buf = r.buf[8:]
 	return v
 }
 
 func (r *tombReader) str() string {
 	l := int(r.uvarint())
-	s := r.buf[:l]
+	s := string(r.buf[:l]) // a copy: the arena's bytes are not kept
 	r.buf = r.buf[l:]
 	return s
 }
@@ -236,19 +240,6 @@ func (r *tombReader) word() string {
 
 func (r *tombReader) time(base int64) time.Time {
 	return time.Unix(0, base+r.varint()).UTC()
-}
-
-// uvarintString is binary.Uvarint over a string (tombs are strings: immutable).
-func uvarintString(s string) (uint64, int) {
-	var v uint64
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b < 0x80 {
-			return v | uint64(b)<<(7*i), i + 1
-		}
-		v |= uint64(b&0x7f) << (7 * i)
-	}
-	panic(fmt.Sprintf("node: a tomb ends inside a varint (%d bytes)", len(s)))
 }
 
 // tombFields lists the fields of an entry and its extra that a tomb keeps beside
@@ -283,8 +274,8 @@ const (
 )
 
 // encodeTomb encodes e. ok is false when some value has no encoding.
-func (n *Node) encodeTomb(e *entry) (string, bool) {
-	w := tombWriter{n: n, ok: true}
+func (n *Node) encodeTomb(e *entry) ([]byte, bool) {
+	w := tombWriter{n: n, buf: n.tombScratch[:0], ok: true}
 	t := e.task
 	base := t.Created.UnixNano()
 	w.time(t.Created, 0)
@@ -316,7 +307,8 @@ func (n *Node) encodeTomb(e *entry) (string, bool) {
 			w.attempt(a, base)
 		}
 	}
-	return string(w.buf), w.ok
+	n.tombScratch = w.buf
+	return w.buf, w.ok
 }
 
 // encodeTask writes the task's fields but its ID (the tomb's key) and Created (the
@@ -415,7 +407,7 @@ func isZeroField(f any) bool {
 }
 
 // decodeTomb rebuilds the entry a tomb was encoded from (see the invariant above).
-func (n *Node) decodeTomb(id string, rec string) *entry {
+func (n *Node) decodeTomb(id string, rec []byte) *entry {
 	r := tombReader{n: n, buf: rec}
 	created := r.time(0)
 	base := created.UnixNano()
@@ -456,7 +448,7 @@ func (n *Node) decodeTask(r *tombReader, t *Task, base int64) {
 	}
 	t.ContentType = r.word()
 	if l := r.uvarint(); l > 0 {
-		t.Body = []byte(r.buf[:l-1])
+		t.Body = append([]byte(nil), r.buf[:l-1]...)
 		r.buf = r.buf[l-1:]
 	}
 	t.ETA = r.time(base)
@@ -531,8 +523,8 @@ func (n *Node) heldEntries() []*entry {
 	for _, e := range n.tasks {
 		out = append(out, e)
 	}
-	for id, rec := range n.tombs {
-		out = append(out, n.decodeTomb(id, rec))
+	for id, h := range n.tombs {
+		out = append(out, n.decodeTomb(id, n.arena.get(h)))
 	}
 	return out
 }
