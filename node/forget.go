@@ -29,9 +29,27 @@ func (n *Node) mayHaveForgotten(t *Task) bool {
 // of one entry, moved on). It names the task by ID, not by entry: the entry may be
 // frozen into its tomb meanwhile, and thawed again (tomb.go).
 type forgetItem struct {
-	id    string
+	id    string // or, with rawForget in epoch, the raw key of a frozen task's ID
 	at    int64
 	epoch uint64
+}
+
+// rawForget marks a forgetItem whose id is a raw key (tomb.go); epochs never
+// reach it.
+const rawForget = 1 << 63
+
+// renameForget names e's item in the forget queue by raw, the raw key of its ID,
+// so that the queue no longer keeps the ID's string. An entry armed for forgetting
+// keeps its item's place in timerAt (only the timer heap reads timerAt, and
+// schedule sets it anew).
+func (n *Node) renameForget(e *entry, raw string) {
+	i := int(e.timerAt) - n.forgetBase
+	if i < n.forgetHead || i >= len(n.forgetQ) {
+		return
+	}
+	if it := &n.forgetQ[i]; it.epoch == e.timerEpoch && it.id == e.task.ID {
+		it.id, it.epoch = raw, it.epoch|rawForget
+	}
 }
 
 // queueForget schedules e (final, its timer just disarmed) to be dropped at at. The
@@ -41,6 +59,7 @@ func (n *Node) queueForget(e *entry, at time.Time) {
 	if n.cfg.Unsafe.ForgetAtOnce {
 		at = n.now() // negative controls only (Q3)
 	}
+	e.timerAt = int64(n.forgetBase + len(n.forgetQ))
 	n.forgetQ = append(n.forgetQ, forgetItem{id: e.task.ID, epoch: e.timerEpoch, at: at.UnixNano()})
 	n.queueFreeze(e)
 	if n.forgetTimer == nil {
@@ -67,8 +86,12 @@ func (n *Node) sweepForgotten() {
 		}
 		n.forgetQ[n.forgetHead] = forgetItem{}
 		n.forgetHead++
-		e := n.entryOf(it.id)
-		if e == nil || e.timerEpoch != it.epoch || e.timerKind != timerForget {
+		id, epoch := it.id, it.epoch
+		if epoch&rawForget != 0 {
+			id, epoch = idOfRaw(id), epoch&^rawForget
+		}
+		e := n.entryOf(id)
+		if e == nil || e.timerEpoch != epoch || e.timerKind != timerForget {
 			continue // re-armed, disarmed or replaced since
 		}
 		e.timerKind = timerNone
@@ -85,6 +108,7 @@ func (n *Node) sweepForgotten() {
 	// Reclaim the consumed prefix once it is most of the array.
 	if n.forgetHead > 1024 && n.forgetHead*2 > len(n.forgetQ) {
 		n.forgetQ = append(n.forgetQ[:0], n.forgetQ[n.forgetHead:]...)
+		n.forgetBase += n.forgetHead
 		n.forgetHead = 0
 	}
 	if n.forgetHead < len(n.forgetQ) {

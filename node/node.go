@@ -60,7 +60,7 @@ type Node struct {
 	// tombs holds the finished tasks frozen into their compact form, by ID;
 	// toFreeze (from freezeHead on) the finished ones waiting to be, oldest first;
 	// words and wordCode the dictionary their encoding names words by (tomb.go).
-	tombs       map[string]uint64 // handles in arena
+	tombs       map[string]uint64 // by raw key (rawKey): handles in arena
 	arena       tombArena
 	tombScratch []byte // the encoding buffer, reused
 	toFreeze    []string
@@ -110,6 +110,7 @@ type Node struct {
 	// them all instead of one timer per finished task.
 	forgetQ     []forgetItem
 	forgetHead  int
+	forgetBase  int // the place in the queue's whole history of forgetQ[0]
 	forgetTimer func() bool
 	// timers holds the entries with a fire, claim or outcome timer armed, first due
 	// first; wake is the one Clock timer, armed for wakeAt (timers.go).

@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Finished tasks in a compact form. A task that reached a final state is kept for
@@ -38,18 +40,87 @@ func (n *Node) tombable(e *entry) bool {
 }
 
 // freeze replaces e, if it may be, by its tomb. It reports whether it did.
+//
+// A frozen task is named by its raw key, the 16 bytes of its ID (a UUID: every
+// ID a node makes is one; a task of another ID stays an entry), in tombs, in the
+// index and in the forget queue: the 36-character ID cost a 48-byte string.
 func (n *Node) freeze(e *entry) bool {
-	if !n.tombable(e) {
+	k, ok := rawKey(e.task.ID)
+	if !ok || !n.tombable(e) {
 		return false
+	}
+	x := n.index[stateKey{e.task.Queue, e.state}]
+	if x == nil {
+		return false // not indexed: nothing to move (cannot happen to a held final task)
 	}
 	rec, ok := n.encodeTomb(e)
 	if !ok {
 		return false
 	}
+	raw := string(k[:])
 	delete(n.tasks, e.task.ID)
-	n.tombs[e.task.ID] = n.arena.put(rec)
+	n.tombs[raw] = n.arena.put(rec)
+	x.remove(e.task.ID)
+	if x.frozen == nil {
+		x.frozen = &idIndex{}
+	}
+	x.frozen.insert(raw)
+	n.renameForget(e, raw)
 	e.frozen = true
 	return true
+}
+
+// rawKey returns the 16 bytes a UUID in canonical form (lower case) stands for;
+// ok is false for any other string.
+func rawKey(id string) (k [16]byte, ok bool) {
+	if len(id) != 36 {
+		return k, false
+	}
+	j := 0
+	for i := 0; i < 36; {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if id[i] != '-' {
+				return k, false
+			}
+			i++
+			continue
+		}
+		hi, ok1 := hexDigit(id[i])
+		lo, ok2 := hexDigit(id[i+1])
+		if !ok1 || !ok2 {
+			return k, false
+		}
+		k[j] = hi<<4 | lo
+		i, j = i+2, j+1
+	}
+	return k, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// idOfRaw returns the ID a raw key stands for.
+func idOfRaw(raw string) string {
+	var u uuid.UUID
+	copy(u[:], raw)
+	return u.String()
+}
+
+// tombOf returns the handle of id's tomb.
+func (n *Node) tombOf(id string) (uint64, bool) {
+	k, ok := rawKey(id)
+	if !ok {
+		return 0, false
+	}
+	h, ok := n.tombs[string(k[:])]
+	return h, ok
 }
 
 // entryOf returns the entry of a held task, thawing it from its tomb if it was
@@ -59,13 +130,17 @@ func (n *Node) entryOf(id string) *entry {
 	if e := n.tasks[id]; e != nil {
 		return e
 	}
-	h, ok := n.tombs[id]
+	h, ok := n.tombOf(id)
 	if !ok {
 		return nil
 	}
 	e := n.decodeTomb(id, n.arena.get(h))
-	delete(n.tombs, id)
+	k, _ := rawKey(id)
+	delete(n.tombs, string(k[:]))
 	n.arena.release(h)
+	x := n.index[stateKey{e.task.Queue, e.state}]
+	x.frozen.remove(string(k[:]))
+	x.insert(id)
 	n.tasks[id] = e
 	n.tasksPeak = max(n.tasksPeak, len(n.tasks))
 	n.toFreeze = append(n.toFreeze, id)
@@ -78,7 +153,7 @@ func (n *Node) peek(id string) *entry {
 	if e := n.tasks[id]; e != nil {
 		return e
 	}
-	if h, ok := n.tombs[id]; ok {
+	if h, ok := n.tombOf(id); ok {
 		return n.decodeTomb(id, n.arena.get(h))
 	}
 	return nil
@@ -366,8 +441,8 @@ func (w *tombWriter) field(f any, base int64) {
 		}
 		w.buf = append(w.buf, 1)
 		w.buf = binary.LittleEndian.AppendUint64(w.buf, *p.p)
-	case *int64: // timerAt: Unix nanoseconds
-		w.varint(*p - base)
+	case *int64: // timerAt: of a task armed for forgetting, its place in the queue
+		w.varint(*p)
 	case *int:
 		w.varint(int64(*p))
 	case *bool: // present means true
@@ -490,7 +565,7 @@ func (r *tombReader) field(f any, base int64) {
 		}
 		*p.p = r.fixed64()
 	case *int64:
-		*p = base + r.varint()
+		*p = r.varint()
 	case *int:
 		*p = int(r.varint())
 	case *bool:
@@ -509,8 +584,8 @@ func (r *tombReader) field(f any, base int64) {
 // tombIDs returns the IDs of the frozen tasks, sorted.
 func (n *Node) tombIDs() []string {
 	ids := make([]string, 0, len(n.tombs))
-	for id := range n.tombs {
-		ids = append(ids, id)
+	for raw := range n.tombs {
+		ids = append(ids, idOfRaw(raw))
 	}
 	slices.Sort(ids)
 	return ids
@@ -523,8 +598,10 @@ func (n *Node) heldEntries() []*entry {
 	for _, e := range n.tasks {
 		out = append(out, e)
 	}
-	for id, h := range n.tombs {
-		out = append(out, n.decodeTomb(id, n.arena.get(h)))
+	for raw, h := range n.tombs {
+		e := n.decodeTomb(idOfRaw(raw), n.arena.get(h))
+		e.frozen = true
+		out = append(out, e)
 	}
 	return out
 }
