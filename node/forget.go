@@ -24,32 +24,45 @@ func (n *Node) mayHaveForgotten(t *Task) bool {
 // forgot a later-created one meanwhile will not get that task back: it stays on
 // the replicas that have it.)
 
-// forgetItem is a final task to drop at a local time (Unix nanoseconds), unless its
-// entry was re-armed, disarmed or replaced since (its timerEpoch, unique to one arm
-// of one entry, moved on). It names the task by ID, not by entry: the entry may be
-// frozen into its tomb meanwhile, and thawed again (tomb.go).
+// forgetItem is a final task to drop at a local time (Unix nanoseconds). It names
+// the task by ID (or, once the task was frozen, by the raw key of its ID: tomb.go),
+// not by entry: the entry may be frozen meanwhile, and thawed again.
+//
+// An entry armed for forgetting keeps in timerAt (which only the timer heap reads
+// otherwise: schedule sets it anew) the place of its item in the queue's whole
+// history: an item whose place its task's entry no longer names is stale (the
+// entry was re-armed, disarmed or replaced since).
 type forgetItem struct {
-	id    string // or, with rawForget in epoch, the raw key of a frozen task's ID
-	at    int64
-	epoch uint64
+	id string
+	at int64
 }
 
-// rawForget marks a forgetItem whose id is a raw key (tomb.go); epochs never
-// reach it.
-const rawForget = 1 << 63
-
 // renameForget names e's item in the forget queue by raw, the raw key of its ID,
-// so that the queue no longer keeps the ID's string. An entry armed for forgetting
-// keeps its item's place in timerAt (only the timer heap reads timerAt, and
-// schedule sets it anew).
+// so that the queue no longer keeps the ID's string.
 func (n *Node) renameForget(e *entry, raw string) {
 	i := int(e.timerAt) - n.forgetBase
 	if i < n.forgetHead || i >= len(n.forgetQ) {
 		return
 	}
-	if it := &n.forgetQ[i]; it.epoch == e.timerEpoch && it.id == e.task.ID {
-		it.id, it.epoch = raw, it.epoch|rawForget
+	if it := &n.forgetQ[i]; it.id == e.task.ID {
+		it.id = raw
 	}
+}
+
+// forgetting returns the entry the forget queue's item at place pos (in the
+// queue's whole history) drops, nil when stale. An id of 16 bytes may be a raw
+// key: the place tells which task it is.
+func (n *Node) forgetting(it forgetItem, pos int) *entry {
+	armed := func(e *entry) bool { return e != nil && e.timerKind == timerForget && e.timerAt == int64(pos) }
+	if len(it.id) == 16 {
+		if e := n.entryOf(idOfRaw(it.id)); armed(e) {
+			return e
+		}
+	}
+	if e := n.entryOf(it.id); armed(e) {
+		return e
+	}
+	return nil
 }
 
 // queueForget schedules e (final, its timer just disarmed) to be dropped at at. The
@@ -60,7 +73,7 @@ func (n *Node) queueForget(e *entry, at time.Time) {
 		at = n.now() // negative controls only (Q3)
 	}
 	e.timerAt = int64(n.forgetBase + len(n.forgetQ))
-	n.forgetQ = append(n.forgetQ, forgetItem{id: e.task.ID, epoch: e.timerEpoch, at: at.UnixNano()})
+	n.forgetQ = append(n.forgetQ, forgetItem{id: e.task.ID, at: at.UnixNano()})
 	n.queueFreeze(e)
 	if n.forgetTimer == nil {
 		n.armForgetTimer(at.UnixNano())
@@ -85,13 +98,10 @@ func (n *Node) sweepForgotten() {
 			break
 		}
 		n.forgetQ[n.forgetHead] = forgetItem{}
+		pos := n.forgetBase + n.forgetHead
 		n.forgetHead++
-		id, epoch := it.id, it.epoch
-		if epoch&rawForget != 0 {
-			id, epoch = idOfRaw(id), epoch&^rawForget
-		}
-		e := n.entryOf(id)
-		if e == nil || e.timerEpoch != epoch || e.timerKind != timerForget {
+		e := n.forgetting(it, pos)
+		if e == nil {
 			continue // re-armed, disarmed or replaced since
 		}
 		e.timerKind = timerNone

@@ -71,9 +71,6 @@ type Node struct {
 	// keeps its buckets when entries leave it, so once most have been frozen or
 	// forgotten freezeOld copies it into a smaller one.
 	tasksPeak int
-	// timerEpochs numbers the (re)arms of entries' timers, so that an epoch names
-	// one arm of one entry (forget.go's queue checks it).
-	timerEpochs uint64
 	// placed holds the replica lists new tasks share, by first replica (memory.go).
 	placed map[NodeID][]NodeID
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -195,14 +192,14 @@ type entry struct {
 
 	// The timer (timers.go): due at local time timerAt (Unix nanoseconds), armed
 	// as the timerSeq-th; timerIdx is its place in the node's heap plus one (0: not
-	// in it).
-	timerAt    int64
-	timerSeq   uint64
-	timerEpoch uint64 // changes on every (re)arm, so that forget.go's queue skips a stale item
-	rank       int
-	timerIdx   int32
-	timerKind  timerKind
-	state      TaskState
+	// in it). Armed for forgetting, timerAt is its place in the forget queue
+	// (forget.go).
+	timerAt   int64
+	timerSeq  uint64
+	rank      int
+	timerIdx  int32
+	timerKind timerKind
+	state     TaskState
 	// frozen: this entry was replaced by its tomb (tomb.go); a closure that kept it
 	// reads the task's state through stateNow.
 	frozen bool
@@ -1052,8 +1049,6 @@ func (n *Node) arm(e *entry, kind timerKind, at time.Time) {
 }
 
 func (n *Node) disarm(e *entry) {
-	n.timerEpochs++
-	e.timerEpoch = n.timerEpochs
 	n.unschedule(e)
 	e.timerKind = timerNone
 }

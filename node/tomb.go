@@ -29,7 +29,7 @@ import (
 // line of the attempt history; the compact form keeps the line itself (attempt,
 // node, start, duration, status, error kind). A tomb is counted and indexed under
 // its state as the entry was (freezing touches no counter), and its place in the
-// forget queue stays valid (forgetItem names the task by ID and timer epoch).
+// forget queue stays valid (forgetItem names the task by ID and its place).
 
 // tombable reports whether e may be frozen now: final, held, waiting out the
 // dedup window and nothing in flight or in the timer heap; no move state (the
@@ -323,7 +323,7 @@ func (r *tombReader) time(base int64) time.Time {
 // tombable's conditions.
 func tombFields(e *entry, x *entryExtra) []any {
 	return []any{
-		&e.nextETA, &e.notBefore, &e.floor, &e.timerAt, &e.timerSeq, &e.timerEpoch, &e.rank,
+		&e.nextETA, &e.notBefore, &e.floor, &e.timerAt, &e.rank,
 		&x.retries, &x.failed, &x.failedBits, &x.lastStatus,
 		&x.promised, &x.holder, random{&x.holderRound}, &x.leaseEnd, &x.released,
 		&x.claiming, sameOr{p: &x.round, same: &x.holderRound}, &x.permitting, &x.permitted, &x.permitAsked, &x.seen, &x.failedRounds,
@@ -353,7 +353,7 @@ func (n *Node) encodeTomb(e *entry) ([]byte, bool) {
 	w := tombWriter{n: n, buf: n.tombScratch[:0], ok: true}
 	t := e.task
 	base := t.Created.UnixNano()
-	w.time(t.Created, 0)
+	w.time(t.Created, n.bootTime.UnixNano()) // fewer bytes than from 1970
 	n.encodeTask(&w, t, base)
 	w.buf = append(w.buf, byte(e.state))
 
@@ -484,7 +484,7 @@ func isZeroField(f any) bool {
 // decodeTomb rebuilds the entry a tomb was encoded from (see the invariant above).
 func (n *Node) decodeTomb(id string, rec []byte) *entry {
 	r := tombReader{n: n, buf: rec}
-	created := r.time(0)
+	created := r.time(n.bootTime.UnixNano())
 	base := created.UnixNano()
 	t := &Task{ID: id, Created: created}
 	n.decodeTask(&r, t, base)

@@ -16,6 +16,7 @@ var notInTomb = map[string]string{
 	"entryExtra":  "kept as a flag and the other fields",
 	"task":        "encodeTask",
 	"timerIdx":    "tombable: not in the timer heap",
+	"timerSeq":    "only the timer heap reads it, and schedule sets it",
 	"timerKind":   "tombable: timerForget",
 	"state":       "its own byte",
 	"frozen":      "set on the entry a tomb replaced",
