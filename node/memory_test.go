@@ -126,8 +126,10 @@ func TestHeapPerFinishedTask(t *testing.T) {
 	}
 	per := heapPerFinished(t, 20_000, 1)
 	t.Logf("live heap per finished task: %.0f B", per)
-	if per > 350 {
-		t.Fatalf("a finished task costs %.0f B of live heap, want at most 350", per)
+	// Issue 16's target is 200 B: 195 measured here, 178 with 100,000 tasks (the
+	// map's slots are fuller). The bound allows the collector's noise.
+	if per > 210 {
+		t.Fatalf("a finished task costs %.0f B of live heap, want at most 210", per)
 	}
 }
 
