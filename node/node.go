@@ -1246,9 +1246,11 @@ func (n *Node) TakeForgotten() []string {
 func (n *Node) Drain() {
 	n.input(func() {
 		n.stopping = true
-		for _, id := range sortedKeys(n.tasks) {
-			if e := n.tasks[id]; e.claiming != 0 && !e.delivering {
-				n.abandonClaim(e, n.now().Add(n.cfg.Lease))
+		// Frozen tasks too (tomb.go): a finished task's deliverer still names its
+		// attempt in claiming, and releases it here like any other.
+		for _, id := range n.TaskIDs() {
+			if e := n.peek(id); e.claiming != 0 && !e.delivering {
+				n.abandonClaim(n.entryOf(id), n.now().Add(n.cfg.Lease))
 			}
 		}
 	})
