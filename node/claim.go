@@ -140,7 +140,7 @@ func (n *Node) claimBackoff(e *entry) time.Duration {
 
 // handleClaim is the acceptor's side of a claim.
 func (n *Node) handleClaim(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	resp := Message{Type: MsgClaimResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
 	if e != nil && m.Task != nil && m.Task.ListVersion > e.task.ListVersion {
 		n.adoptList(e, m.Task) // claims are made under lists in force only (move.go)
@@ -290,7 +290,7 @@ func (n *Node) grantable(e *entry, from NodeID) bool {
 
 // handleClaimResp is the claimant's side: count grants, deliver on a quorum.
 func (n *Node) handleClaimResp(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || e.state.Final() && !(m.Reject == RejectFinal && n.tellsMore(e.state, m.State)) {
 		return
 	}
@@ -436,7 +436,7 @@ func (n *Node) HandleDeliveryResult(r DeliveryResult) {
 }
 
 func (n *Node) handleDeliveryResult(r DeliveryResult) {
-	e := n.tasks[r.TaskID]
+	e := n.entryOf(r.TaskID)
 	if e == nil || !e.delivering || e.claiming != r.Attempt {
 		return
 	}
@@ -482,7 +482,7 @@ func (n *Node) handleDeliveryResult(r DeliveryResult) {
 
 // handleRelease: the holder of an attempt failed it (or abandoned the claim).
 func (n *Node) handleRelease(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || e.state.Final() || m.From == n.cfg.ID {
 		return
 	}
@@ -628,7 +628,7 @@ func (n *Node) sendOutcome(e *entry) {
 }
 
 func (n *Node) handleOutcome(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e != nil && m.Task != nil && m.Task.Nonce != e.task.Nonce && !(m.From == e.holder && m.Attempt == e.promised && m.Attempt > 0) {
 		// Not the task held here, and not from the node this replica granted the
 		// attempt the Outcome reports on: a forgery by someone who knows the ID (a
@@ -652,7 +652,7 @@ func (n *Node) handleOutcome(m Message) {
 	ack := func() {
 		st := StateNone
 		if e != nil {
-			st = e.state
+			st = n.stateNow(e) // e may have been frozen (tomb.go) before the sync ended
 		}
 		n.send(Message{Type: MsgOutcomeResp, To: from, TaskID: taskID, State: st})
 	}
@@ -709,7 +709,7 @@ func (n *Node) handleOutcomeResp(m Message) {
 	if n.cancelAnswered(m) {
 		return
 	}
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	// Only a replica that holds the task final counts: one that lost it (or never
 	// had it) would not stop a later claim, so it must not make Done look safe.
 	if e == nil || !e.state.Final() || !m.State.Final() {

@@ -163,6 +163,11 @@ type Config struct {
 	EnqueueTimeout time.Duration // answer ErrOutcomeUnknown after this; default 5s
 	OutcomeRetry   time.Duration // resend Done/Dead until a majority acknowledged; default 200ms
 	DedupWindow    time.Duration // keep final tasks this long; default 1h
+	// FinishedDetail: the finished tasks a node keeps in full, the most recently
+	// finished; older ones it keeps for the rest of DedupWindow in a compact form
+	// whose attempt history has no answer bodies nor error texts (tomb.go).
+	// Default 1000.
+	FinishedDetail int
 	SyncInterval   time.Duration // gossip queue settings to a random member this often; default 2s
 	// RemoveAfter: the leader removes from the roster a member it has not heard
 	// from for this long (0, the default: never; remove.go). At least Lease.
@@ -234,6 +239,9 @@ func (c *Config) EnsureDefaults() {
 	if c.DedupWindow == 0 {
 		c.DedupWindow = time.Hour
 	}
+	if c.FinishedDetail == 0 {
+		c.FinishedDetail = 1000
+	}
 	if c.SyncInterval == 0 {
 		c.SyncInterval = 2 * time.Second
 	}
@@ -296,6 +304,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, not %s", d.v)
 		}
+	}
+	if c.FinishedDetail < 0 {
+		bad("finished_detail", "must be positive (or 0 for the default), not %d", c.FinishedDetail)
 	}
 	if c.RemoveAfter != 0 && c.RemoveAfter < c.Lease {
 		bad("remove_after", "must be 0 (never) or at least the lease (%s), not %s", c.Lease, c.RemoveAfter)

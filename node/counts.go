@@ -116,7 +116,7 @@ func (n *Node) QueueCounts(queue string) map[TaskState]int {
 // simulator's checks: nil when they agree, else an error naming the first difference.
 func (n *Node) CheckCounts() error {
 	actual := map[countKey]int{}
-	for _, e := range n.tasks {
+	for _, e := range n.heldEntries() {
 		if e.state != StateNone {
 			actual[countKey{queue: e.task.Queue, state: e.state, before: e.before()}]++
 		}

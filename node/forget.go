@@ -24,12 +24,45 @@ func (n *Node) mayHaveForgotten(t *Task) bool {
 // forgot a later-created one meanwhile will not get that task back: it stays on
 // the replicas that have it.)
 
-// forgetItem is a final entry to drop at a local time, unless it was re-armed or
-// disarmed since (its timerEpoch moved on) or replaced.
+// forgetItem is a final task to drop at a local time (Unix nanoseconds). It names
+// the task by ID (or, once the task was frozen, by the raw key of its ID: tomb.go),
+// not by entry: the entry may be frozen meanwhile, and thawed again.
+//
+// An entry armed for forgetting keeps in timerAt (which only the timer heap reads
+// otherwise: schedule sets it anew) the place of its item in the queue's whole
+// history: an item whose place its task's entry no longer names is stale (the
+// entry was re-armed, disarmed or replaced since).
 type forgetItem struct {
-	e     *entry
-	epoch uint64
-	at    time.Time
+	id string
+	at int64
+}
+
+// renameForget names e's item in the forget queue by raw, the raw key of its ID,
+// so that the queue no longer keeps the ID's string.
+func (n *Node) renameForget(e *entry, raw string) {
+	i := int(e.timerAt) - n.forgetBase
+	if i < n.forgetHead || i >= len(n.forgetQ) {
+		return
+	}
+	if it := &n.forgetQ[i]; it.id == e.task.ID {
+		it.id = raw
+	}
+}
+
+// forgetting returns the entry the forget queue's item at place pos (in the
+// queue's whole history) drops, nil when stale. An id of 16 bytes may be a raw
+// key: the place tells which task it is.
+func (n *Node) forgetting(it forgetItem, pos int) *entry {
+	armed := func(e *entry) bool { return e != nil && e.timerKind == timerForget && e.timerAt == int64(pos) }
+	if len(it.id) == 16 {
+		if e := n.entryOf(idOfRaw(it.id)); armed(e) {
+			return e
+		}
+	}
+	if e := n.entryOf(it.id); armed(e) {
+		return e
+	}
+	return nil
 }
 
 // queueForget schedules e (final, its timer just disarmed) to be dropped at at. The
@@ -39,14 +72,16 @@ func (n *Node) queueForget(e *entry, at time.Time) {
 	if n.cfg.Unsafe.ForgetAtOnce {
 		at = n.now() // negative controls only (Q3)
 	}
-	n.forgetQ = append(n.forgetQ, forgetItem{e: e, epoch: e.timerEpoch, at: at})
+	e.timerAt = int64(n.forgetBase + len(n.forgetQ))
+	n.forgetQ = append(n.forgetQ, forgetItem{id: e.task.ID, at: at.UnixNano()})
+	n.queueFreeze(e)
 	if n.forgetTimer == nil {
-		n.armForgetTimer(at)
+		n.armForgetTimer(at.UnixNano())
 	}
 }
 
-func (n *Node) armForgetTimer(at time.Time) {
-	n.forgetTimer = n.env.Clock.AfterFunc(max(at.Sub(n.now()), 0), func() {
+func (n *Node) armForgetTimer(at int64) {
+	n.forgetTimer = n.env.Clock.AfterFunc(max(time.Duration(at-n.now().UnixNano()), 0), func() {
 		n.input(n.sweepForgotten)
 	})
 }
@@ -59,13 +94,14 @@ func (n *Node) sweepForgotten() {
 	mark := n.forgetMark
 	for n.forgetHead < len(n.forgetQ) {
 		it := n.forgetQ[n.forgetHead]
-		if it.at.After(now) {
+		if it.at > now.UnixNano() {
 			break
 		}
 		n.forgetQ[n.forgetHead] = forgetItem{}
+		pos := n.forgetBase + n.forgetHead
 		n.forgetHead++
-		e := it.e
-		if e.timerEpoch != it.epoch || e.timerKind != timerForget || n.tasks[e.task.ID] != e {
+		e := n.forgetting(it, pos)
+		if e == nil {
 			continue // re-armed, disarmed or replaced since
 		}
 		e.timerKind = timerNone
@@ -82,6 +118,7 @@ func (n *Node) sweepForgotten() {
 	// Reclaim the consumed prefix once it is most of the array.
 	if n.forgetHead > 1024 && n.forgetHead*2 > len(n.forgetQ) {
 		n.forgetQ = append(n.forgetQ[:0], n.forgetQ[n.forgetHead:]...)
+		n.forgetBase += n.forgetHead
 		n.forgetHead = 0
 	}
 	if n.forgetHead < len(n.forgetQ) {

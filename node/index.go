@@ -19,6 +19,9 @@ import (
 type idIndex struct {
 	blocks [][]string
 	n      int
+	// frozen indexes the frozen tasks (tomb.go) by raw key, the 16 bytes of their
+	// ID; nil until one is. The order of raw keys is that of the IDs.
+	frozen *idIndex
 }
 
 // indexBlock is half the longest block: an insertion moves at most 2×indexBlock
@@ -56,11 +59,12 @@ func (x *idIndex) insert(id string) {
 		x.blocks[bi] = b
 		return
 	}
-	// Split: the upper half gets an array of its own, so that later inserts into
-	// the lower half cannot write over it.
+	// Split: each half gets an array of its own, of the longest block's size: the
+	// array Insert just grew is about twice that, and kept by the lower half it
+	// cost a third of the index's memory.
+	lower := append(make([]string, 0, 2*indexBlock), b[:indexBlock]...)
 	upper := append(make([]string, 0, 2*indexBlock), b[indexBlock:]...)
-	clear(b[indexBlock:])
-	x.blocks[bi] = b[:indexBlock]
+	x.blocks[bi] = lower
 	x.blocks = slices.Insert(x.blocks, bi+1, upper)
 }
 
@@ -85,10 +89,20 @@ func (x *idIndex) remove(id string) {
 // len is the number of strings held.
 func (x *idIndex) len() int { return x.n }
 
-// cursor iterates an idIndex in order, from the first string above a bound.
+// held is the number of tasks indexed: by ID, and frozen.
+func (x *idIndex) held() int {
+	if x.frozen == nil {
+		return x.n
+	}
+	return x.n + x.frozen.n
+}
+
+// cursor iterates an idIndex in order, from the first string above a bound. A
+// cursor over raw keys (a frozen index) yields the IDs they stand for.
 type cursor struct {
 	x          *idIndex
 	block, pos int
+	raw        bool
 }
 
 // after returns a cursor at the first string above `after` ("": the first).
@@ -104,10 +118,31 @@ func (x *idIndex) after(after string) cursor {
 	return c
 }
 
+// rawAfter returns a cursor over raw keys at the first whose ID is above `after`.
+func (x *idIndex) rawAfter(after string) cursor {
+	if k, ok := rawKey(after); ok {
+		c := x.after(string(k[:]))
+		c.raw = true
+		return c
+	}
+	// No ID of a task that can be frozen: compare as IDs.
+	above := func(raw string) bool { return idOfRaw(raw) > after }
+	bi := sort.Search(len(x.blocks), func(i int) bool { b := x.blocks[i]; return above(b[len(b)-1]) })
+	c := cursor{x: x, block: bi, raw: true}
+	if bi < len(x.blocks) {
+		b := x.blocks[bi]
+		c.pos = sort.Search(len(b), func(j int) bool { return above(b[j]) })
+	}
+	return c
+}
+
 // peek returns the string at the cursor; ok is false at the end.
 func (c *cursor) peek() (string, bool) {
 	if c.x == nil || c.block >= len(c.x.blocks) {
 		return "", false
+	}
+	if c.raw {
+		return idOfRaw(c.x.blocks[c.block][c.pos]), true
 	}
 	return c.x.blocks[c.block][c.pos], true
 }
@@ -165,7 +200,7 @@ func (n *Node) indexTask(e *entry, s TaskState, d int) {
 		return
 	}
 	x.remove(e.task.ID)
-	if x.len() == 0 {
+	if x.held() == 0 {
 		delete(n.index, k)
 		n.markQueue(k.queue, refTasks, n.holdsQueue(k.queue))
 	}
@@ -191,6 +226,9 @@ func (n *Node) listIDs(queue string, state TaskState, after string, limit int) [
 		}
 		if x := n.index[stateKey{queue, s}]; x != nil {
 			cursors = append(cursors, x.after(after))
+			if x.frozen != nil {
+				cursors = append(cursors, x.frozen.rawAfter(after))
+			}
 		}
 	}
 	var out []string
@@ -214,7 +252,7 @@ func (n *Node) listIDs(queue string, state TaskState, after string, limit int) [
 // checkIndex compares the indexes with the tasks held: nil when they agree.
 func (n *Node) checkIndex() error {
 	held := 0
-	for _, e := range n.tasks {
+	for _, e := range n.heldEntries() {
 		if e.state == StateNone {
 			continue
 		}
@@ -223,16 +261,29 @@ func (n *Node) checkIndex() error {
 		if x == nil {
 			return fmt.Errorf("task %s (queue %q, %s) is in no index", e.task.ID, e.task.Queue, e.state)
 		}
-		if _, _, ok := x.find(e.task.ID); !ok {
+		if e.frozen {
+			k, _ := rawKey(e.task.ID)
+			if x.frozen == nil {
+				return fmt.Errorf("frozen task %s (queue %q, %s) is in no frozen index", e.task.ID, e.task.Queue, e.state)
+			}
+			if _, _, ok := x.frozen.find(string(k[:])); !ok {
+				return fmt.Errorf("frozen task %s (queue %q, %s) is not in its frozen index", e.task.ID, e.task.Queue, e.state)
+			}
+		} else if _, _, ok := x.find(e.task.ID); !ok {
 			return fmt.Errorf("task %s (queue %q, %s) is not in its index", e.task.ID, e.task.Queue, e.state)
 		}
 	}
 	indexed := 0
 	var errs []string
 	for k, x := range n.index { // sorted below
-		indexed += x.len()
+		indexed += x.held()
 		if err := x.check(); err != nil {
 			errs = append(errs, fmt.Sprintf("index of queue %q %s: %v", k.queue, k.state, err))
+		}
+		if x.frozen != nil {
+			if err := x.frozen.check(); err != nil {
+				errs = append(errs, fmt.Sprintf("frozen index of queue %q %s: %v", k.queue, k.state, err))
+			}
 		}
 	}
 	if len(errs) > 0 {

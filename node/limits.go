@@ -46,6 +46,7 @@ func (n *Node) countOpen(e *entry, d int) {
 // addEntry puts e in tasks, counting it by state, and as pending if it is.
 func (n *Node) addEntry(e *entry) {
 	n.tasks[e.task.ID] = e
+	n.tasksPeak = max(n.tasksPeak, len(n.tasks))
 	n.count(e, e.state, +1)
 	if !e.state.Final() {
 		n.countOpen(e, +1)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"testing"
 	"time"
 
@@ -83,8 +84,8 @@ func TestHeapPerPendingTask(t *testing.T) {
 
 // heapPerFinished enqueues tasks due at once into one node, lets them all succeed
 // and returns the live heap each costs while it is kept for the dedup window.
-func heapPerFinished(t *testing.T, tasks int) float64 {
-	h := newHarness(t, 1, 1, nil)
+func heapPerFinished(t *testing.T, tasks int, detail int) float64 {
+	h := newHarness(t, 1, 1, func(c *Config) { c.FinishedDetail = detail })
 	before := liveHeap()
 	for i := range tasks {
 		h.enqueue("n1", EnqueueRequest{Queue: "default", URL: "http://127.0.0.1:9/hook",
@@ -95,32 +96,40 @@ func heapPerFinished(t *testing.T, tasks int) float64 {
 	}
 	h.run(h.elapsed() + time.Minute) // well inside the dedup window (an hour)
 	h.sent, h.states, h.deliveries, h.perTask, h.ended, h.decisions = nil, nil, nil, nil, nil, nil
+	h.queue = slices.Clone(h.queue) // the harness's own array, grown by the burst
 	after := liveHeap()
 	writeHeapProfile(t, "finished")
 	n := h.node("n1")
-	for id, e := range n.tasks {
-		if e.state != StateSucceeded {
-			t.Fatalf("task %s is %s, want succeeded", id, e.state)
+	ids := n.TaskIDs()
+	for _, id := range ids {
+		if st, _ := n.Task(id); st.State != StateSucceeded {
+			t.Fatalf("task %s is %s, want succeeded", id, st.State)
 		}
 	}
-	if len(n.tasks) != tasks {
-		t.Fatalf("the node holds %d tasks, want %d", len(n.tasks), tasks)
+	if len(ids) != tasks {
+		t.Fatalf("the node holds %d tasks, want %d", len(ids), tasks)
+	}
+	if got, want := n.Tombs(), tasks-detail; got != want {
+		t.Fatalf("the node holds %d tasks in the compact form, want %d", got, want)
 	}
 	runtime.KeepAlive(h)
 	return float64(after-before) / float64(tasks)
 }
 
-// A finished task kept for the dedup window keeps its entry, entryExtra (its
-// history), Task, and its place in the map and index: about 1,000 bytes, far from
-// issue 16's 200 (README, "Memory per task"). The bound only catches a growth.
+// A finished task kept for the dedup window, once frozen into its tomb (tomb.go),
+// costs its encoded record, its slot in the tombs map, its ID string, its place in
+// the forget queue and in the index (README, "Memory per task"); as an entry it
+// cost about 1,050 bytes.
 func TestHeapPerFinishedTask(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 20,000 tasks")
 	}
-	per := heapPerFinished(t, 20_000)
+	per := heapPerFinished(t, 20_000, 1)
 	t.Logf("live heap per finished task: %.0f B", per)
-	if per > 1500 {
-		t.Fatalf("a finished task costs %.0f B of live heap, want at most 1500", per)
+	// Issue 16's target is 200 B: 195 measured here, 178 with 100,000 tasks (the
+	// map's slots are fuller). The bound allows the collector's noise.
+	if per > 210 {
+		t.Fatalf("a finished task costs %.0f B of live heap, want at most 210", per)
 	}
 }
 

@@ -268,7 +268,7 @@ func (n *Node) ringFrom(id string) []NodeID {
 
 // handleMove is a replica of the old list storing the new one, as pending.
 func (n *Node) handleMove(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || e.task.Rank(m.From) < 0 || m.Task.Nonce != e.task.Nonce {
 		return
 	}
@@ -310,7 +310,7 @@ func (n *Node) handleMove(m Message) {
 // handleMoveResp counts a replica of the old list that stored the new one; a
 // majority puts the new list in force.
 func (n *Node) handleMoveResp(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || e.move == nil || e.move.attempt != m.Attempt || e.move.inForce {
 		return
 	}
@@ -334,7 +334,7 @@ func (n *Node) handleMoveResp(m Message) {
 // handleMoveStoreResp counts a replica of the new list that stored the task; a
 // majority ends the move.
 func (n *Node) handleMoveStoreResp(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || e.move == nil || !e.move.inForce || m.Reject != RejectNone {
 		return
 	}

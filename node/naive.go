@@ -48,7 +48,7 @@ func (n *Node) naiveResult(e *entry, r DeliveryResult) {
 }
 
 func (n *Node) handleNaiveCancel(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || e.state.Final() || e.delivering {
 		return
 	}
@@ -58,7 +58,7 @@ func (n *Node) handleNaiveCancel(m Message) {
 }
 
 func (n *Node) handleNaivePushBack(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || e.state.Final() || e.delivering {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +57,20 @@ type Node struct {
 	ledSince      time.Time
 
 	tasks map[string]*entry
+	// tombs holds the finished tasks frozen into their compact form, by ID;
+	// toFreeze (from freezeHead on) the finished ones waiting to be, oldest first;
+	// words and wordCode the dictionary their encoding names words by (tomb.go).
+	tombs       map[string]uint64 // by raw key (rawKey): handles in arena
+	arena       tombArena
+	tombScratch []byte // the encoding buffer, reused
+	toFreeze    []string
+	freezeHead  int
+	words       []string
+	wordCode    map[string]uint32
+	// tasksPeak is the most entries tasks held since it was last rebuilt: a Go map
+	// keeps its buckets when entries leave it, so once most have been frozen or
+	// forgotten freezeOld copies it into a smaller one.
+	tasksPeak int
 	// placed holds the replica lists new tasks share, by first replica (memory.go).
 	placed map[NodeID][]NodeID
 	// open counts the entries of tasks that are not final (overall, in bytes, by
@@ -92,6 +107,7 @@ type Node struct {
 	// them all instead of one timer per finished task.
 	forgetQ     []forgetItem
 	forgetHead  int
+	forgetBase  int // the place in the queue's whole history of forgetQ[0]
 	forgetTimer func() bool
 	// timers holds the entries with a fire, claim or outcome timer armed, first due
 	// first; wake is the one Clock timer, armed for wakeAt (timers.go).
@@ -177,14 +193,17 @@ type entry struct {
 
 	// The timer (timers.go): due at local time timerAt (Unix nanoseconds), armed
 	// as the timerSeq-th; timerIdx is its place in the node's heap plus one (0: not
-	// in it).
-	timerAt    int64
-	timerSeq   uint64
-	timerEpoch uint64 // bumps on every (re)arm, so that forget.go's queue skips a stale item
-	rank       int
-	timerIdx   int32
-	timerKind  timerKind
-	state      TaskState
+	// in it). Armed for forgetting, timerAt is its place in the forget queue
+	// (forget.go).
+	timerAt   int64
+	timerSeq  uint64
+	rank      int
+	timerIdx  int32
+	timerKind timerKind
+	state     TaskState
+	// frozen: this entry was replaced by its tomb (tomb.go); a closure that kept it
+	// reads the task's state through stateNow.
+	frozen bool
 }
 
 // entryExtra is the part of an entry that only a task claimed, failed, ended or
@@ -292,6 +311,8 @@ func New(cfg Config, env Env) (*Node, error) {
 		joining:      cfg.Join,
 		heard:        map[NodeID]time.Time{},
 		tasks:        make(map[string]*entry),
+		tombs:        make(map[string]uint64),
+		wordCode:     make(map[string]uint32),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),
 		queries:      make(map[string]*queryOp),
@@ -580,6 +601,10 @@ func (n *Node) bcast(t *Task, m Message) {
 	}
 }
 
+// maxKeptSelfq is the longest self-message queue whose array input keeps for the
+// next input.
+const maxKeptSelfq = 1024
+
 // input wraps every public entry point: it runs f, then the messages this node sent
 // to itself, so that each handler runs to completion before the next starts.
 func (n *Node) input(f func()) {
@@ -598,6 +623,10 @@ func (n *Node) input(f func()) {
 	}
 	clear(n.selfq)
 	n.selfq = n.selfq[:0]
+	if cap(n.selfq) > maxKeptSelfq {
+		n.selfq = nil // a burst's array (a wake that fired many timers) is not kept
+	}
+	n.freezeOld()
 	n.inInput = false
 }
 
@@ -877,7 +906,7 @@ func (n *Node) handleStore(m Message) {
 	if n.recovering() && !n.bornAfterForgetting(t) {
 		return
 	}
-	if e, ok := n.tasks[t.ID]; ok {
+	if e := n.entryOf(t.ID); e != nil {
 		if e.task.Nonce == t.Nonce && t.ListVersion > e.task.ListVersion {
 			// A move's new list, in force: take it with the failures and floor.
 			e.floor = max(e.floor, m.Attempt)
@@ -1027,7 +1056,6 @@ func (n *Node) arm(e *entry, kind timerKind, at time.Time) {
 }
 
 func (n *Node) disarm(e *entry) {
-	e.timerEpoch++
 	n.unschedule(e)
 	e.timerKind = timerNone
 }
@@ -1225,9 +1253,11 @@ func (n *Node) TakeForgotten() []string {
 func (n *Node) Drain() {
 	n.input(func() {
 		n.stopping = true
-		for _, id := range sortedKeys(n.tasks) {
-			if e := n.tasks[id]; e.claiming != 0 && !e.delivering {
-				n.abandonClaim(e, n.now().Add(n.cfg.Lease))
+		// Frozen tasks too (tomb.go): a finished task's deliverer still names its
+		// attempt in claiming, and releases it here like any other.
+		for _, id := range n.TaskIDs() {
+			if e := n.peek(id); e.claiming != 0 && !e.delivering {
+				n.abandonClaim(n.entryOf(id), n.now().Add(n.cfg.Lease))
 			}
 		}
 	})
@@ -1237,7 +1267,7 @@ func (n *Node) Drain() {
 
 // Task returns this node's view of a task.
 func (n *Node) Task(id string) (TaskStatus, bool) {
-	e := n.tasks[id]
+	e := n.peek(id)
 	if e == nil {
 		return TaskStatus{}, false
 	}
@@ -1257,7 +1287,7 @@ type AcceptorState struct {
 // Acceptor returns this node's acceptor state for a task (the simulator checks with
 // it that a restart rebuilds the grants acknowledged before the crash).
 func (n *Node) Acceptor(id string) (AcceptorState, bool) {
-	e := n.tasks[id]
+	e := n.peek(id)
 	if e == nil {
 		return AcceptorState{}, false
 	}
@@ -1265,7 +1295,11 @@ func (n *Node) Acceptor(id string) (AcceptorState, bool) {
 }
 
 // TaskIDs returns the IDs of every task this node holds, sorted.
-func (n *Node) TaskIDs() []string { return sortedKeys(n.tasks) }
+func (n *Node) TaskIDs() []string {
+	ids := append(sortedKeys(n.tasks), n.tombIDs()...)
+	slices.Sort(ids)
+	return ids
+}
 
 // nameSpace is the UUID namespace of IDs derived from task names.
 var nameSpace = uuid.MustParse("6d69796d-616d-6f74-6f2d-7461736b6e6d")

@@ -37,7 +37,7 @@ const describeGrace = 300 * time.Millisecond
 func (n *Node) Lookup(id string, reply func(TaskStatus, error)) {
 	n.input(func() {
 		if st, ok := n.Task(id); ok && st.State.Final() {
-			st.Attempts = historyOf(n.tasks[id])
+			st.Attempts = historyOf(n.peek(id))
 			reply(st, nil)
 			return
 		}
@@ -172,7 +172,7 @@ func (n *Node) handleStatus(m Message) {
 	resp := Message{Type: MsgStatusResp, To: m.From, TaskID: m.TaskID}
 	if st, ok := n.Task(m.TaskID); ok {
 		resp.Task, resp.State, resp.Attempt, resp.Retries, resp.Status, resp.NextETA = st.Task, st.State, st.Attempt, st.Retries, st.LastStatus, st.NextETA
-		resp.Reason, resp.Attempts = st.Reason, historyOf(n.tasks[m.TaskID])
+		resp.Reason, resp.Attempts = st.Reason, historyOf(n.peek(m.TaskID))
 	}
 	n.send(resp)
 }

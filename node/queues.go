@@ -565,7 +565,7 @@ func (n *Node) askPermit(e *entry, lease time.Duration) {
 }
 
 func (n *Node) handlePermitResp(m Message) {
-	e := n.tasks[m.TaskID]
+	e := n.entryOf(m.TaskID)
 	if e == nil || !e.permitting || e.claiming != m.Attempt || e.delivering {
 		return
 	}

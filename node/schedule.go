@@ -543,7 +543,7 @@ func (n *Node) tickTask(s *Schedule, tick time.Time) *Task {
 // enqueueTick enqueues the task of tick t, unless this node knows it final already.
 func (n *Node) enqueueTick(r *schedRun, t time.Time) {
 	task := n.tickTask(r.sched, t)
-	if e := n.tasks[task.ID]; e != nil && e.state.Final() {
+	if e := n.peek(task.ID); e != nil && e.state.Final() {
 		if r.missed.Equal(t) {
 			r.missed = time.Time{}
 		}
