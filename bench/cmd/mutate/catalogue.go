@@ -325,11 +325,19 @@ var Catalogue = []Mutant{
 		Name:  "roster-commit-old-majority-only",
 		Desc:  "a roster change commits once a majority of the old roster stored it, not of the new one too",
 		Edits: edit("node/leader.go", "if !majorityStored(ch.old, ch.acks) || !majorityStored(ch.roster, ch.acks) {", "if !majorityStored(ch.old, ch.acks) {"),
+		Equivalent: "every roster change adds or removes one member (a new leader's keeps them), and then a " +
+			"majority of either roster meets every majority of the other: the roster stored by a majority of " +
+			"one is met by every later majority of both, which is what the two halves of the rule are for. " +
+			"The rule is the general one, for a change of several members at once, which no leader proposes",
 	},
 	{
 		Name:  "roster-commit-new-majority-only",
 		Desc:  "a roster change commits once a majority of the new roster stored it, not of the old one too",
 		Edits: edit("node/leader.go", "if !majorityStored(ch.old, ch.acks) || !majorityStored(ch.roster, ch.acks) {", "if !majorityStored(ch.roster, ch.acks) {"),
+		Equivalent: "every roster change adds or removes one member (a new leader's keeps them), and then a " +
+			"majority of either roster meets every majority of the other: the roster stored by a majority of " +
+			"one is met by every later majority of both, which is what the two halves of the rule are for. " +
+			"The rule is the general one, for a change of several members at once, which no leader proposes",
 	},
 	{
 		Name:  "roster-change-without-renewal",
