@@ -105,6 +105,11 @@ type RosterObserver interface {
 // Roster returns the roster this node holds now. The caller must not modify it.
 func (n *Node) Roster() *Roster { return n.roster }
 
+// Joining reports whether this node, started to join a cluster (Config.Join), has
+// not yet been listed by a roster. Once listed it stays false, also after the node
+// is removed: a removed node does not ask to join again by itself.
+func (n *Node) Joining() bool { return n.joining }
+
 // setRoster makes r the roster this node works with: the ring that places new
 // tasks and the members it asks and gossips with. The replication factor follows
 // the roster's size up to Config.Replicas.

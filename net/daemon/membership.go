@@ -177,7 +177,9 @@ func (b backend) Remove(ctx context.Context, id node.NodeID) (*node.Roster, bool
 }
 
 // joinLoop asks the member given by --join to add this node, every joinEvery,
-// until the node's roster lists it or the daemon stops.
+// until a roster listed it or the daemon stops. It stops for good once listed:
+// a node removed before the loop looked again (a removal within a second of the
+// join) must not ask to be added back.
 func (d *Daemon) joinLoop() {
 	defer close(d.joinDone)
 	url := strings.TrimSuffix(d.cfg.Join, "/")
@@ -203,12 +205,12 @@ func (d *Daemon) joinLoop() {
 	}
 }
 
-// joined reports whether the node's roster lists it.
+// joined reports whether a roster listed the node (it may have been removed since).
 func (d *Daemon) joined() bool {
 	ctx, cancel := context.WithTimeout(d.joinCtx, time.Second)
 	defer cancel()
 	in := false
-	d.drv.Do(ctx, func(n *node.Node) { r := n.Roster(); in = r.Epoch > 0 && r.Has(n.ID()) })
+	d.drv.Do(ctx, func(n *node.Node) { in = n.Roster().Epoch > 0 && !n.Joining() })
 	return in
 }
 

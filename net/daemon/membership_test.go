@@ -216,3 +216,40 @@ func postRemove(t *testing.T, base, id string) (int, map[string]any) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
 	return resp.StatusCode, out
 }
+
+// A node removed within a second of being listed (before its --join loop looked
+// again) stays removed: the loop stops once a roster listed the node, so it does not
+// ask to be added back. TestRemoveMember failed in CI that way: the removed node took
+// an enqueue again, listed by a later roster.
+func TestRemovedRightAfterJoiningStaysRemoved(t *testing.T) {
+	n1 := daemon.Config{NodeID: "n1", HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+	d1, err := daemon.Start(n1)
+	require.NoError(t, err)
+	shutdownAtEnd(t, d1)
+	base1 := "http://" + d1.HTTPAddr()
+	waitHealthy(t, base1)
+	d2, err := daemon.Start(daemon.Config{NodeID: "n2", HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond, Join: base1})
+	require.NoError(t, err)
+	shutdownAtEnd(t, d2)
+	base2 := "http://" + d2.HTTPAddr()
+
+	// Remove n2 the moment n1's roster lists it, polling every 10 ms.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && len(cluster(t, base1).Members) < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Len(t, cluster(t, base1).Members, 2, "n2 joined")
+	status := map[string]any{}
+	for time.Now().Before(deadline) && status["status"] != "removed" {
+		var code int
+		code, status = postRemove(t, base1, "n2")
+		require.Contains(t, []int{http.StatusOK, http.StatusAccepted}, code, "%v", status)
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Equal(t, "removed", status["status"], "%v", status)
+
+	// Three of its join loop's periods later, it is still out, and says so.
+	time.Sleep(3 * time.Second)
+	require.Len(t, cluster(t, base1).Members, 1, "n2 was added back: %+v", cluster(t, base1))
+	eventuallyCluster(t, base2, 5*time.Second, "n2 learns it was removed", func(c clusterView) bool { return !c.Healthy })
+}
