@@ -8,8 +8,40 @@ import (
 )
 
 // applyFault starts fault f now; it reverts after f.Duration (or at the liveness
-// phase when Duration is 0).
+// phase when Duration is 0). A fault aimed at a moment (f.On) is armed now and
+// started at that moment (trigger).
 func (w *world) applyFault(f FaultEvent) {
+	if f.On != "" {
+		if !w.liveness {
+			w.armedFaults = append(w.armedFaults, f)
+		}
+		return
+	}
+	w.startFault(f)
+}
+
+// trigger starts the faults armed for moment on, which node s has just reached in
+// its input: each is aimed at s.
+func (w *world) trigger(on string, s *simNode) {
+	if len(w.armedFaults) == 0 {
+		return
+	}
+	var rest []FaultEvent
+	for _, f := range w.armedFaults {
+		if f.On != on {
+			rest = append(rest, f)
+			continue
+		}
+		if !w.liveness {
+			f.Nodes = []string{string(s.id)}
+			w.startFault(f)
+		}
+	}
+	w.armedFaults = rest
+}
+
+// startFault starts f now (applyFault).
+func (w *world) startFault(f FaultEvent) {
 	if managementKinds[f.Kind] {
 		w.record(f, f.Kind, f.Nodes)
 		w.manage(f)

@@ -68,3 +68,33 @@ func TestOnewayLink(t *testing.T) {
 	require.Positive(t, partitioned, "n1's messages to n2 were dropped")
 	require.Positive(t, n2ToN1, "n2's messages to n1 arrived")
 }
+
+// A fault aimed at a moment (on: roster_committed) strikes the node that reached it
+// inside that input: the leader that commits a roster is cut off before the roster
+// messages that tell the members reach anyone, and a fault whose moment never comes
+// is not applied.
+func TestFaultAimedAtRosterCommit(t *testing.T) {
+	sc, err := LoadScenario("../scenarios/leader-cut-at-commit.json")
+	require.NoError(t, err)
+	sc.Faults.Schedule = sc.Faults.Schedule[:2] // the first join and the first cut
+	var cutAt float64
+	var cut string
+	rosterDropped := 0
+	for _, l := range traceLines(t, sc) {
+		switch {
+		case l["kind"] == "fault" && l["fault"] == "isolate_leader":
+			require.Zero(t, cutAt, "the fault is applied once")
+			cutAt, cut = l["t"].(float64), l["detail"].(string)
+		case l["kind"] == "drop" && l["msg"] == "roster" && l["why"] == "partition" && l["t"] == cutAt:
+			require.Equal(t, cut, l["from"])
+			rosterDropped++
+		}
+	}
+	require.NotZero(t, cutAt, "the leader committed a roster, so the fault was applied")
+	require.Equal(t, 4, rosterDropped, "the commit's roster message to each other member of five is cut")
+
+	sc.Faults.Schedule = sc.Faults.Schedule[1:2] // no join: no leader, no commit
+	for _, l := range traceLines(t, sc) {
+		require.NotEqual(t, "isolate_leader", l["fault"], "no roster was committed, so nothing is cut")
+	}
+}

@@ -207,6 +207,18 @@ type FaultEvent struct {
 	// queue when empty).
 	Queue    string     `json:"queue,omitempty"`
 	Settings *QueueSpec `json:"settings,omitempty"`
+	// On, when set, aims the fault at a moment of the protocol instead of a time: it
+	// is armed at At and applied at the first such moment after, inside the node's
+	// input, so that it cuts what the node sends next in that input. The one moment
+	// so far is "roster_committed" (a leader just counted the stores that commit a
+	// roster, and has not told the members yet), for isolate_leader: the leader
+	// that committed is cut off before anyone learnt the commit.
+	On string `json:"on,omitempty"`
+}
+
+// FaultTriggers are the moments FaultEvent.On can name, with the kinds each takes.
+var FaultTriggers = map[string][]string{
+	"roster_committed": {"isolate_leader"},
 }
 
 // SwarmSpec: each seed turns each listed kind on with probability 1/2 (at least one),
@@ -550,6 +562,13 @@ func (sc *Scenario) Validate() error {
 		}
 		if f.At < 0 || f.At > sc.Duration {
 			bad(field+".at", "must be within the safety phase (0 to duration %s)", sc.Duration.D())
+		}
+		if f.On != "" {
+			if kinds, ok := FaultTriggers[f.On]; !ok {
+				bad(field+".on", "unknown moment %q (roster_committed)", f.On)
+			} else if !slices.Contains(kinds, f.Kind) {
+				bad(field+".on", "%s takes only %s", f.On, strings.Join(kinds, ", "))
+			}
 		}
 		if f.Duration < 0 {
 			bad(field+".duration", "must not be negative")

@@ -94,6 +94,11 @@ func TestParseScenarioErrors(t *testing.T) {
 			obj(m, "faults")["swarm"] = map[string]any{"kinds": []any{"crash", "meteor"}, "rate": 1, "max_duration": "1s"}
 		}), "faults.swarm.kinds"},
 		{"fault after the safety phase", patched(t, func(m map[string]any) { firstFault(m)["at"] = "6s" }), "faults.schedule[0].at"},
+		{"unknown moment", patched(t, func(m map[string]any) { firstFault(m)["on"] = "lunch" }), "faults.schedule[0].on"},
+		{"moment with a kind it does not take", patched(t, func(m map[string]any) {
+			f := firstFault(m)
+			f["kind"], f["on"] = "crash", "roster_committed"
+		}), "faults.schedule[0].on"},
 		{"fault before time 0", patched(t, func(m map[string]any) { firstFault(m)["at"] = "-1s" }), "faults.schedule[0].at"},
 		{"violation without invariants", patched(t, func(m map[string]any) { m["expect"] = map[string]any{"outcome": "violation"} }), "expect.invariants"},
 		{"unknown invariant", patched(t, func(m map[string]any) {

@@ -29,6 +29,7 @@ type world struct {
 	// draw of the run as it was.
 	rngSwarm, resolving *rand.Rand
 	applied             *[]FaultEvent // see Options.applied
+	armedFaults         []FaultEvent  // faults aimed at a moment, waiting for it (trigger)
 
 	nodes []*simNode
 	byID  map[node.NodeID]*simNode
@@ -182,6 +183,7 @@ func (o simObserver) LeaseWon(self node.NodeID, ballot uint64, until time.Time) 
 
 func (o simObserver) RosterCommitted(self node.NodeID, r *node.Roster) {
 	o.s.w.check.rosterCommitted(o.s, r)
+	o.s.w.trigger("roster_committed", o.s)
 }
 
 func (o simObserver) TaskStateChanged(t *node.Task, from, to node.TaskState, attempt uint64) {
