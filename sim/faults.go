@@ -207,6 +207,7 @@ func (w *world) addRule(r *linkRule) func() {
 	return func() {
 		if i := slices.Index(w.net.rules, r); i >= 0 {
 			w.net.rules = slices.Delete(w.net.rules, i, i+1)
+			w.releaseHeld()
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -97,4 +98,45 @@ func TestFaultAimedAtRosterCommit(t *testing.T) {
 	for _, l := range traceLines(t, sc) {
 		require.NotEqual(t, "isolate_leader", l["fault"], "no roster was committed, so nothing is cut")
 	}
+}
+
+// A silent partition (network.partition "hold") loses nothing on a link whose two
+// ends stay up: every message it blocked arrives, late, after it heals, in the order
+// held; a message held for a node that crashed meanwhile is lost with its connection.
+func TestSilentPartitionHoldsMessages(t *testing.T) {
+	run := func(crashN2 bool) (held, arrivedLate, lost int) {
+		sc := mustParse(t, patched(t, func(m map[string]any) {
+			obj(m, "network")["partition"] = "hold"
+			f := firstFault(m)
+			f["kind"], f["nodes"], f["at"], f["duration"] = "oneway", []any{"n1", "n2"}, "0s", "3s"
+			if crashN2 {
+				obj(m, "faults")["schedule"] = []any{f, map[string]any{"at": "1s", "kind": "crash", "nodes": []any{"n2"}, "duration": "1s"}}
+			}
+		}))
+		var heldAt []float64
+		for _, l := range traceLines(t, sc) {
+			fromN1ToN2 := l["from"] == "n1" && l["node"] == "n2"
+			switch {
+			case l["kind"] == "hold":
+				require.True(t, fromN1ToN2, "only the cut link holds: %v", l)
+				require.Less(t, l["t"].(float64), 3e9)
+				heldAt = append(heldAt, l["t"].(float64))
+			case l["kind"] == "drop" && l["why"] == "partition":
+				require.True(t, fromN1ToN2, "%v", l)
+				require.GreaterOrEqual(t, l["t"].(float64), 3e9, "held messages are lost at the heal, not before")
+				lost++
+			case l["kind"] == "recv" && fromN1ToN2 && l["t"].(float64) >= 3e9 && l["t"].(float64) < 3e9+float64(time.Second):
+				arrivedLate++
+			}
+		}
+		return len(heldAt), arrivedLate, lost
+	}
+	held, late, lost := run(false)
+	require.Positive(t, held)
+	require.Zero(t, lost, "both ends stayed up: nothing held is lost")
+	require.GreaterOrEqual(t, late, held, "every held message arrives after the heal")
+
+	held, _, lost = run(true)
+	require.Positive(t, lost, "n2 restarted: what was held for its old process is lost")
+	require.Less(t, lost, held+1)
 }

@@ -75,6 +75,9 @@ func (sn simNetwork) Send(m node.Message) {
 		return
 	}
 	switch {
+	case w.blocked(s.idx, to.idx) && w.sc.Network.Partition == "hold":
+		w.hold(s, to, m)
+		return
 	case w.blocked(s.idx, to.idx):
 		w.dropped(m, "partition")
 		return
@@ -89,18 +92,64 @@ func (sn simNetwork) Send(m node.Message) {
 	}
 }
 
-// transmit carries m to `to`, and with it know: what the checker says a receiver can
-// learn from it (checker.sent).
-func (w *world) transmit(to *simNode, m node.Message, know []uint64) {
-	// What a real node receives: every message is encoded and decoded by the
-	// production codec, sharing no memory with the sender's (the decoder copies
-	// what it keeps, so the buffer is reused).
+// heldMessage is a message a silent partition holds (NetworkSpec.Partition "hold"):
+// written to a connection that stays open, it arrives when the link heals, unless
+// either end's process died since (its connection with it).
+type heldMessage struct {
+	from, to       *simNode
+	fromInc, toInc uint64
+	m              node.Message
+	know           []uint64
+}
+
+// hold keeps m, blocked on its way from s to to, until the link heals.
+func (w *world) hold(s, to *simNode, m node.Message) {
+	if w.trace != nil {
+		w.trace.message(w.now, "hold", m, "partition")
+	}
+	know := w.check.sent(s, m)
+	w.held = append(w.held, heldMessage{from: s, to: to, fromInc: s.incarnation, toInc: to.incarnation, m: w.wireCopy(m), know: know})
+}
+
+// releaseHeld sends on, in the order they were held, the held messages whose link is
+// no longer blocked; those whose sender or receiver restarted since are lost.
+func (w *world) releaseHeld() {
+	var still []heldMessage
+	for _, h := range w.held {
+		switch {
+		case h.from.incarnation != h.fromInc || h.to.incarnation != h.toInc:
+			w.dropped(h.m, "partition")
+		case w.blocked(h.from.idx, h.to.idx):
+			still = append(still, h)
+		default:
+			w.deliverAfterLatency(h.to, h.m, h.know)
+		}
+	}
+	w.held = still
+}
+
+// wireCopy is m as a receiver gets it: encoded and decoded by the production codec,
+// sharing no memory with the sender's (the decoder copies what it keeps, so the
+// buffer is reused).
+func (w *world) wireCopy(m node.Message) node.Message {
 	w.wireBuf = wire.AppendFrame(w.wireBuf[:0], m)
 	got, _, err := wire.DecodeFrame(w.wireBuf)
 	if err != nil {
 		panic(fmt.Sprintf("sim: wire codec failed on %v: %v", m, err))
 	}
-	m = got
+	return got
+}
+
+// transmit carries m to `to`, and with it know: what the checker says a receiver can
+// learn from it (checker.sent).
+func (w *world) transmit(to *simNode, m node.Message, know []uint64) {
+	// What a real node receives: every message goes through the production codec.
+	w.deliverAfterLatency(to, w.wireCopy(m), know)
+}
+
+// deliverAfterLatency has `to` receive m after the network's latency (and a
+// reorder's hold-back).
+func (w *world) deliverAfterLatency(to *simNode, m node.Message, know []uint64) {
 	d := w.uniform(w.rngNet, w.sc.Network.Latency)
 	if w.net.reorder > 0 && w.rngNet.Float64() < w.net.reorder {
 		d += time.Duration(w.rngNet.Int64N(int64(w.sc.Network.ReorderDelay) + 1))

@@ -307,6 +307,7 @@ func (w *world) beginLiveness() {
 	}
 	w.net.rules, w.net.active = nil, nil
 	w.net.drop, w.net.duplicate, w.net.reorder = 0, 0, 0
+	w.releaseHeld() // before the restarts below: a node that was up keeps its connections
 	for _, s := range w.nodes {
 		w.resume(s)
 		w.restart(s)

@@ -97,6 +97,12 @@ type NetworkSpec struct {
 	// more, so that later messages overtake it.
 	Reorder      float64  `json:"reorder,omitempty"`
 	ReorderDelay Duration `json:"reorder_delay,omitempty"`
+	// Partition is what a partition does to the messages it blocks: "drop" (the
+	// default: the link is cut, as a proxy that closes connections does) or "hold"
+	// (a silent partition, as a firewall that drops packets makes: the sender's
+	// connection stays open, TCP keeps what was written, and delivers it, late, when
+	// the link heals, unless either end's process died meanwhile).
+	Partition string `json:"partition,omitempty"`
 }
 
 // DiskSpec describes the simulated disks of durable storage (net/disk's real log
@@ -209,16 +215,19 @@ type FaultEvent struct {
 	Settings *QueueSpec `json:"settings,omitempty"`
 	// On, when set, aims the fault at a moment of the protocol instead of a time: it
 	// is armed at At and applied at the first such moment after, inside the node's
-	// input, so that it cuts what the node sends next in that input. The one moment
-	// so far is "roster_committed" (a leader just counted the stores that commit a
-	// roster, and has not told the members yet), for isolate_leader: the leader
-	// that committed is cut off before anyone learnt the commit.
+	// input, so that it cuts what the node sends next in that input. The moments:
+	// "roster_committed" (a leader just counted the stores that commit a roster, and
+	// has not told the members yet) and "roster_proposed" (a leader is sending the
+	// proposal of a roster, none has left yet), for isolate_leader: the leader is
+	// cut off before anyone learnt the commit, or before its proposal reached
+	// anyone.
 	On string `json:"on,omitempty"`
 }
 
 // FaultTriggers are the moments FaultEvent.On can name, with the kinds each takes.
 var FaultTriggers = map[string][]string{
 	"roster_committed": {"isolate_leader"},
+	"roster_proposed":  {"isolate_leader"},
 }
 
 // SwarmSpec: each seed turns each listed kind on with probability 1/2 (at least one),
@@ -475,6 +484,9 @@ func (sc *Scenario) Validate() error {
 	if n.ReorderDelay < 0 {
 		bad("network.reorder_delay", "must not be negative")
 	}
+	if n.Partition != "" && n.Partition != "drop" && n.Partition != "hold" {
+		bad("network.partition", "%q is neither drop nor hold", n.Partition)
+	}
 	rng("disk.sync_latency", sc.Disk.SyncLatency)
 	prob("disk.torn_writes", sc.Disk.TornWrites)
 	if sc.Disk.SegmentSize < 4<<10 || sc.Disk.SegmentSize > 1<<30 {
@@ -565,7 +577,7 @@ func (sc *Scenario) Validate() error {
 		}
 		if f.On != "" {
 			if kinds, ok := FaultTriggers[f.On]; !ok {
-				bad(field+".on", "unknown moment %q (roster_committed)", f.On)
+				bad(field+".on", "unknown moment %q (roster_committed, roster_proposed)", f.On)
 			} else if !slices.Contains(kinds, f.Kind) {
 				bad(field+".on", "%s takes only %s", f.On, strings.Join(kinds, ", "))
 			}

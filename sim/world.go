@@ -30,6 +30,7 @@ type world struct {
 	rngSwarm, resolving *rand.Rand
 	applied             *[]FaultEvent // see Options.applied
 	armedFaults         []FaultEvent  // faults aimed at a moment, waiting for it (trigger)
+	held                []heldMessage // messages a silent partition holds (releaseHeld)
 
 	nodes []*simNode
 	byID  map[node.NodeID]*simNode
@@ -175,7 +176,12 @@ func (o simObserver) QueueChanged(id node.NodeID, set node.QueueSetting) {
 	o.s.w.check.queueChanged(id, set)
 }
 
-func (o simObserver) MessageSent(m node.Message) { o.s.w.check.nodeSent(o.s, m) }
+func (o simObserver) MessageSent(m node.Message) {
+	o.s.w.check.nodeSent(o.s, m)
+	if m.Type == node.MsgRosterPropose {
+		o.s.w.trigger("roster_proposed", o.s)
+	}
+}
 
 func (o simObserver) LeaseWon(self node.NodeID, ballot uint64, until time.Time) {
 	o.s.w.check.leaseWon(o.s, ballot, until)
