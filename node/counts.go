@@ -193,9 +193,7 @@ func (n *Node) CountCluster(reply func(ClusterCounts)) {
 		n.listSeq++
 		op := &countOp{id: n.listSeq, answers: map[NodeID][]QueueCount{}, reply: reply}
 		n.countOps[op.id] = op
-		op.stop = n.env.Clock.AfterFunc(n.cfg.ListTimeout, func() {
-			n.input(func() { n.finishCount(op) })
-		})
+		op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmCountTimeout, id: op.id})
 		for _, m := range n.members {
 			n.send(Message{Type: MsgCount, To: m, Promised: op.id})
 		}

@@ -10,7 +10,7 @@
 //	n.Enqueue(req, reply)           // a client asks for a task
 //	n.Step(msg)                     // a peer message arrived (checked at the door first: door.go)
 //	n.HandleDeliveryResult(result)  // a webhook started by the Dispatcher finished
-//	timer callbacks                 // functions given to Clock.AfterFunc
+//	timer callbacks                 // alarms (alarms.go), armed with Clock.AfterFunc
 //	storage callbacks               // functions given to Storage.Sync
 //
 // Its effects go through the environment handed to New (Env): the Clock, the Network,

@@ -81,9 +81,7 @@ func (n *Node) queueForget(e *entry, at time.Time) {
 }
 
 func (n *Node) armForgetTimer(at int64) {
-	n.forgetTimer = n.env.Clock.AfterFunc(max(time.Duration(at-n.now().UnixNano()), 0), func() {
-		n.input(n.sweepForgotten)
-	})
+	n.forgetTimer = n.after(max(time.Duration(at-n.now().UnixNano()), 0), alarm{kind: alarmForget})
 }
 
 // sweepForgotten drops every queued entry whose time has come, then re-arms the

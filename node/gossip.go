@@ -58,16 +58,17 @@ func (n *Node) armGossip() {
 	if len(n.members) < 2 {
 		return
 	}
-	n.gossipStop = n.env.Clock.AfterFunc(n.cfg.SyncInterval, func() {
-		n.input(func() {
-			peer := n.members[n.env.Rand.IntN(len(n.members))]
-			if peer != n.cfg.ID {
-				sum, count := n.digest()
-				n.send(Message{Type: MsgGossip, To: peer, Promised: sum, Retries: count, Epoch: n.gossipEpoch()})
-			}
-			n.armGossip()
-		})
-	})
+	n.gossipStop = n.after(n.cfg.SyncInterval, alarm{kind: alarmGossip})
+}
+
+// gossip sends this node's digest to one random member, and arms the next round.
+func (n *Node) gossip() {
+	peer := n.members[n.env.Rand.IntN(len(n.members))]
+	if peer != n.cfg.ID {
+		sum, count := n.digest()
+		n.send(Message{Type: MsgGossip, To: peer, Promised: sum, Retries: count, Epoch: n.gossipEpoch()})
+	}
+	n.armGossip()
 }
 
 // handleGossip answers a digest that differs from this node's with its own digest

@@ -70,6 +70,7 @@ type leaseAcceptor struct {
 
 // leaderClaim is a claim round of the roster lease this node is making.
 type leaderClaim struct {
+	seq     uint64 // what alarms name it by (alarms.go)
 	ballot  uint64
 	sent    time.Time
 	renewal bool
@@ -86,6 +87,7 @@ type leaderClaim struct {
 
 // rosterChange is the roster of the next epoch the leader is committing.
 type rosterChange struct {
+	seq    uint64 // what alarms name it by (alarms.go)
 	roster *Roster
 	old    *Roster
 	ballot uint64
@@ -132,7 +134,7 @@ func (n *Node) armLeaderTick(d time.Duration) {
 	if n.leaderTimer != nil {
 		n.leaderTimer()
 	}
-	n.leaderTimer = n.env.Clock.AfterFunc(d, func() { n.input(n.onLeaderTick) })
+	n.leaderTimer = n.after(d, alarm{kind: alarmLeaderTick})
 }
 
 // onLeaderTick renews the lease this node holds when half of it is left, or
@@ -188,22 +190,22 @@ func (n *Node) claimLeader(renewal bool) {
 		n.maxBallot++
 		ballot = n.maxBallot
 	}
-	op := &leaderClaim{ballot: ballot, sent: n.now(), renewal: renewal, epoch: n.roster.Epoch, members: n.members, grants: map[NodeID]bool{}}
+	op := &leaderClaim{seq: n.nextOpSeq(), ballot: ballot, sent: n.now(), renewal: renewal, epoch: n.roster.Epoch, members: n.members, grants: map[NodeID]bool{}}
 	n.leaderOp = op
 	for _, m := range n.members {
 		n.send(Message{Type: MsgLeaderClaim, To: m, Attempt: ballot, Lease: n.cfg.Lease, Epoch: n.roster.Epoch})
 	}
-	op.stop = n.env.Clock.AfterFunc(n.cfg.ClaimTimeout, func() {
-		n.input(func() {
-			if n.leaderOp == op {
-				n.leaderOp = nil
-				n.releaseLeaderClaim(op)
-				// Claimants that collided try again at random times apart.
-				span := int64(n.cfg.ClaimTimeout) * int64(len(n.members))
-				n.leaderBackoff = n.now().Add(time.Duration(n.env.Rand.Int64N(span)))
-			}
-		})
-	})
+	op.stop = n.after(n.cfg.ClaimTimeout, alarm{kind: alarmLeaderClaim, id: op.seq})
+}
+
+// leaderClaimTimedOut gives up op, this node's claim of the lease, which a
+// majority did not grant in time.
+func (n *Node) leaderClaimTimedOut(op *leaderClaim) {
+	n.leaderOp = nil
+	n.releaseLeaderClaim(op)
+	// Claimants that collided try again at random times apart.
+	span := int64(n.cfg.ClaimTimeout) * int64(len(n.members))
+	n.leaderBackoff = n.now().Add(time.Duration(n.env.Rand.Int64N(span)))
 }
 
 // releaseLeaderClaim frees the grants of a claim round that won no majority, so
@@ -388,7 +390,7 @@ func (n *Node) rosterWith(j *Member) *Roster {
 // propose starts committing r (the roster of the next epoch) under the lease's
 // ballot.
 func (n *Node) propose(r *Roster) {
-	n.change = &rosterChange{roster: r, old: n.roster, ballot: n.ballot, acks: map[NodeID]bool{}}
+	n.change = &rosterChange{seq: n.nextOpSeq(), roster: r, old: n.roster, ballot: n.ballot, acks: map[NodeID]bool{}}
 	n.sendProposals(n.change)
 }
 
@@ -406,7 +408,7 @@ func (n *Node) sendProposals(ch *rosterChange) {
 			n.send(Message{Type: MsgRosterPropose, To: id, Attempt: ch.ballot, Roster: ch.roster})
 		}
 	}
-	n.env.Clock.AfterFunc(n.cfg.OutcomeRetry, func() { n.input(func() { n.sendProposals(ch) }) })
+	n.after(n.cfg.OutcomeRetry, alarm{kind: alarmProposals, id: ch.seq})
 }
 
 // unionIDs is the members of a and b, sorted, each once.

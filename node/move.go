@@ -67,8 +67,9 @@ const moveClaim = "move"
 
 // moveOp is a move this node makes of one task.
 type moveOp struct {
-	next    *Task // the new list (ListVersion: attempt, or that of the move it finishes)
-	old     *Task // the list the claim was won under
+	seq     uint64 // what alarms name it by (alarms.go)
+	next    *Task  // the new list (ListVersion: attempt, or that of the move it finishes)
+	old     *Task  // the list the claim was won under
 	attempt uint64
 	oldAcks uint64 // ranks in old that stored next
 	newAcks uint64 // ranks in next that stored the task
@@ -84,7 +85,7 @@ func (n *Node) armMoves() {
 	if n.moveTimer != nil || n.stopping {
 		return
 	}
-	n.moveTimer = n.env.Clock.AfterFunc(moveEvery, func() { n.input(n.onMoveTick) })
+	n.moveTimer = n.after(moveEvery, alarm{kind: alarmMoveTick})
 }
 
 // onMoveTick starts moves up to MaxMovesInFlight, lowest task ID first; it
@@ -197,7 +198,7 @@ func (n *Node) claimedForMove(e *entry) {
 		n.abandonClaim(e, now.Add(n.claimBackoff(e)))
 		return
 	}
-	op := &moveOp{next: next, old: e.task, attempt: e.claiming}
+	op := &moveOp{seq: n.nextOpSeq(), next: next, old: e.task, attempt: e.claiming}
 	e.ext().move = op
 	// The claim timer now bounds the whole move by the lease.
 	n.arm(e, timerClaim, leaseEnd)
@@ -226,7 +227,7 @@ func (n *Node) sendMove(e *entry, op *moveOp) {
 			}
 		}
 	}
-	n.env.Clock.AfterFunc(n.cfg.OutcomeRetry, func() { n.input(func() { n.sendMove(e, op) }) })
+	n.after(n.cfg.OutcomeRetry, alarm{kind: alarmMoveResend, id: op.seq, key: e.task.ID})
 }
 
 // nextList is t's list with every member the roster no longer lists replaced by

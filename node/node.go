@@ -122,6 +122,7 @@ type Node struct {
 	forgetMark time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
 	superseded int                // records logged since the last CompactionPolicy that supersede an earlier one
 	listSeq    uint64
+	opSeq      uint64 // numbers the operations alarms name (alarms.go)
 
 	// counts counts the entries of tasks by queue, state and the replicas ranked
 	// before this node (see counts.go), kept like open. countOps are the
@@ -277,6 +278,7 @@ type entryExtra struct {
 // all have or EnqueueTimeout passed, so that a lost message does not leave a task
 // with fewer copies than it could have.
 type enqueueOp struct {
+	seq      uint64 // what alarms name it by (alarms.go)
 	task     *Task
 	acks     uint64
 	exists   uint64 // replicas that hold another task with this ID (same name)
@@ -808,7 +810,7 @@ func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
 		reply(EnqueueResult{Err: err})
 		return
 	}
-	op := &enqueueOp{task: t, reply: reply, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
+	op := &enqueueOp{seq: n.nextOpSeq(), task: t, reply: reply, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
 	n.pending[t.ID] = op
 	n.sendStores(op)
 }
@@ -831,13 +833,7 @@ func (n *Node) sendStores(op *enqueueOp) {
 		}
 	}
 	wait := min(n.cfg.OutcomeRetry, op.deadline.Sub(n.now()))
-	op.stop = n.env.Clock.AfterFunc(wait, func() {
-		n.input(func() {
-			if n.pending[t.ID] == op {
-				n.sendStores(op)
-			}
-		})
-	})
+	op.stop = n.after(wait, alarm{kind: alarmStoreResend, id: op.seq, key: t.ID})
 }
 
 // ValidateRequest checks a request and fills its defaults (method POST, queue "default").

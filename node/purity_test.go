@@ -28,6 +28,7 @@ const (
 	violImport      = "forbidden import"
 	violForeignDeps = "non-stdlib import"
 	violCronRunner  = "cron runner"
+	violRawTimer    = "timer not an alarm"
 )
 
 // forbiddenImports may not appear in node/'s non-test files.
@@ -144,6 +145,11 @@ func checkPurity(fset *token.FileSet, filename string, src any) ([]purityViolati
 			if timeNames[pkgIdent(nd.X)] && slices.Contains(wallClockFuncs, nd.Sel.Name) {
 				report(nd.Pos(), violWallClock, "time.%s: use the Env's Clock", nd.Sel.Name)
 			}
+			if nd.Sel.Name == "AfterFunc" && !timeNames[pkgIdent(nd.X)] && filepath.Base(filename) != "alarms.go" {
+				// Every timer is data, armed through Node.after (alarms.go), so that a
+				// snapshot can write it down.
+				report(nd.Pos(), violRawTimer, "%s.AfterFunc: arm an alarm (Node.after in alarms.go), not a function", "Clock")
+			}
 			if cronNames[pkgIdent(nd.X)] && !slices.Contains(cronParsing, nd.Sel.Name) {
 				report(nd.Pos(), violCronRunner, "cron.%s: node/ may use robfig/cron's parser only, not its runner", nd.Sel.Name)
 			}
@@ -228,6 +234,7 @@ func f(src *r2.Rand) {
 	_ = r2.New(r2.NewPCG(1, 2))
 	_ = src.IntN(3) // fine: the seeded source
 	_ = clk.Duration(3) // fine: not a clock read
+	_ = env.Clock.AfterFunc(1, func() {})
 }
 `
 	fset := token.NewFileSet()
@@ -251,6 +258,7 @@ func f(src *r2.Rand) {
 	assert.Equal(t, 8, count[violImport], "imports: %v", lines[violImport])
 	assert.Equal(t, 1, count[violForeignDeps], "foreign deps: %v", lines[violForeignDeps])
 	assert.Equal(t, 1, count[violCronRunner], "cron runner: %v", lines[violCronRunner])
+	assert.Equal(t, 1, count[violRawTimer], "timers not alarms: %v", lines[violRawTimer])
 
 	// A specific line: the go statement is on the line after "func f(".
 	goLine := strings.Count(bad[:strings.Index(bad, "go func")], "\n") + 1

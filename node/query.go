@@ -12,6 +12,7 @@ import (
 
 // queryOp is a Lookup, Describe or Cancel this node coordinates for a client.
 type queryOp struct {
+	seq      uint64 // what alarms name it by (alarms.go)
 	replicas []NodeID
 	answered uint64 // replicas (by index) that answered
 	found    TaskStatus
@@ -41,7 +42,7 @@ func (n *Node) Lookup(id string, reply func(TaskStatus, error)) {
 			reply(st, nil)
 			return
 		}
-		op := &queryOp{replicas: n.Placement(id), lookup: reply}
+		op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), lookup: reply}
 		n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
 	})
 }
@@ -53,7 +54,7 @@ func (n *Node) Lookup(id string, reply func(TaskStatus, error)) {
 // otherwise it answers like Lookup.
 func (n *Node) Describe(id string, reply func(TaskStatus, error)) {
 	n.input(func() {
-		op := &queryOp{replicas: n.Placement(id), lookup: reply, describe: true}
+		op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), lookup: reply, describe: true}
 		n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
 	})
 }
@@ -64,7 +65,7 @@ func (n *Node) Describe(id string, reply func(TaskStatus, error)) {
 // outcome no longer changes the task. ErrNotFound when a majority does not hold it.
 func (n *Node) Cancel(id string, reply func(TaskState, error)) {
 	n.input(func() {
-		op := &queryOp{replicas: n.Placement(id), cancel: reply}
+		op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), cancel: reply}
 		n.startQuery(id, op, Message{Type: MsgOutcome, TaskID: id, State: StateCancelled})
 	})
 }
@@ -102,14 +103,7 @@ func (n *Node) armQuery(key string, op *queryOp, d time.Duration) {
 	if op.stop != nil {
 		op.stop()
 	}
-	op.stop = n.env.Clock.AfterFunc(d, func() {
-		n.input(func() {
-			if n.queries[key] == op {
-				delete(n.queries, key)
-				n.finishQuery(op, true)
-			}
-		})
-	})
+	op.stop = n.after(d, alarm{kind: alarmQueryTimeout, id: op.seq, key: key})
 }
 
 func chainLookup(a, b func(TaskStatus, error)) func(TaskStatus, error) {

@@ -86,13 +86,7 @@ func (n *Node) maybeArmTombstoneSweep() {
 	if n.tombstoneStop != nil || n.tombstones == 0 {
 		return
 	}
-	n.tombstoneStop = n.env.Clock.AfterFunc(n.tombstoneSweep(), func() {
-		n.input(func() {
-			n.tombstoneStop = nil
-			n.sweepTombstones()
-			n.maybeArmTombstoneSweep()
-		})
-	})
+	n.tombstoneStop = n.after(n.tombstoneSweep(), alarm{kind: alarmTombstones})
 }
 
 // sweepTombstones drops the tombstones that outlived the dedup window, raises the

@@ -71,6 +71,7 @@ func (n *Node) QueueNames() []string {
 }
 
 type setOp struct {
+	seq     uint64 // what alarms name it by (alarms.go)
 	setting *QueueSetting
 	acks    map[NodeID]bool
 	// cancelled sums what the members reported their adoption of the setting's
@@ -141,11 +142,9 @@ func (n *Node) changeQueue(want QueueSetting, reply func(QueueSetting, int, erro
 	if cur := n.settings[s.Queue]; cur != nil && s.PurgedBefore.Before(cur.PurgedBefore) {
 		s.PurgedBefore = cur.PurgedBefore // a purge, once made, stays
 	}
-	op := &setOp{setting: s, acks: map[NodeID]bool{}, reply: reply}
+	op := &setOp{seq: n.nextOpSeq(), setting: s, acks: map[NodeID]bool{}, reply: reply}
 	n.setOps = append(n.setOps, op)
-	op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
-		n.input(func() { n.finishSet(op, ErrNotEveryMember) })
-	})
+	op.stop = n.after(n.cfg.EnqueueTimeout, alarm{kind: alarmQueueSetTimeout, id: op.seq})
 	for _, m := range n.members {
 		n.send(Message{Type: MsgQueueSet, To: m, Setting: s})
 	}
@@ -245,6 +244,7 @@ var ErrStarting = errors.New("the node is starting: it is learning the queue set
 
 // settingsSync is the state of the start-up round that learns the settings.
 type settingsSync struct {
+	seq      uint64 // what alarms name it by (alarms.go)
 	round    uint64
 	started  time.Time
 	answered map[NodeID]bool
@@ -269,7 +269,7 @@ type settingsSync struct {
 func (n *Node) startSettingsSync() {
 	// The round is the start time: one round per incarnation, and no draw from the
 	// random source (which would shift every ID drawn after it).
-	n.sync = &settingsSync{round: uint64(n.bootTime.UnixNano()) | 1, started: n.now(), answered: map[NodeID]bool{n.cfg.ID: true},
+	n.sync = &settingsSync{seq: n.nextOpSeq(), round: uint64(n.bootTime.UnixNano()) | 1, started: n.now(), answered: map[NodeID]bool{n.cfg.ID: true},
 		got: map[NodeID]map[string]bool{}, want: map[NodeID]int{}, ask: map[NodeID]uint64{}}
 	n.askSettings()
 }
@@ -285,14 +285,7 @@ func (n *Node) askSettings() {
 			n.send(Message{Type: MsgQueueSync, To: m, Promised: sy.round, Attempt: sy.asks})
 		}
 	}
-	n.env.Clock.AfterFunc(pausePoll, func() {
-		n.input(func() {
-			if n.sync == sy {
-				n.maybeSettingsSynced()
-				n.askSettings()
-			}
-		})
-	})
+	n.after(pausePoll, alarm{kind: alarmSettingsPoll, id: sy.seq})
 }
 
 // handleQueueSync answers a member that is learning the settings: every setting
@@ -642,9 +635,7 @@ func (n *Node) ListCluster(queue string, state TaskState, after string, limit in
 		n.listSeq++
 		op := &listOp{id: n.listSeq, limit: limit, views: map[string]TaskStatus{}, items: map[NodeID]int{}, want: map[NodeID]int{}, reply: reply}
 		n.lists[op.id] = op
-		op.stop = n.env.Clock.AfterFunc(n.cfg.ListTimeout, func() {
-			n.input(func() { n.finishList(op) })
-		})
+		op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmListTimeout, id: op.id})
 		for _, m := range n.members {
 			n.send(Message{Type: MsgList, To: m, Queue: queue, State: state, TaskID: after, Attempt: uint64(limit), Promised: op.id})
 		}

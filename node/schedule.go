@@ -250,6 +250,7 @@ type ScheduleObserver interface {
 // --- the API's side: changes, lookups ---------------------------------------------
 
 type schedOp struct {
+	seq   uint64 // what alarms name it by (alarms.go)
 	sched *Schedule
 	acks  map[NodeID]bool
 	reply func(Schedule, error)
@@ -298,11 +299,9 @@ func (n *Node) changeSchedule(s Schedule, reply func(Schedule, error)) {
 	if s.Created.IsZero() {
 		s.Created = n.now()
 	}
-	op := &schedOp{sched: &s, acks: map[NodeID]bool{}, reply: reply}
+	op := &schedOp{seq: n.nextOpSeq(), sched: &s, acks: map[NodeID]bool{}, reply: reply}
 	n.schedOps = append(n.schedOps, op)
-	op.stop = n.env.Clock.AfterFunc(n.cfg.EnqueueTimeout, func() {
-		n.input(func() { n.finishSchedule(op, ErrNotEveryMember) })
-	})
+	op.stop = n.after(n.cfg.EnqueueTimeout, alarm{kind: alarmScheduleSetTimeout, id: op.seq})
 	for _, m := range n.members {
 		n.send(Message{Type: MsgScheduleSet, To: m, Schedule: &s})
 	}
@@ -405,6 +404,7 @@ func (n *Node) keepSchedule(s *Schedule) (*Schedule, bool) {
 
 // schedRun is this node's running of one schedule version.
 type schedRun struct {
+	seq   uint64 // what alarms name it by (alarms.go)
 	sched *Schedule
 	spec  *CronSpec
 	// since: the node runs this version from this local time on; it acts on the
@@ -437,7 +437,7 @@ func (n *Node) runSchedule(s *Schedule, atStart bool) {
 		return // validated by whoever made it; a node that cannot read it runs nothing
 	}
 	now := n.now()
-	r := &schedRun{sched: s, spec: spec, since: now}
+	r := &schedRun{seq: n.nextOpSeq(), sched: s, spec: spec, since: now}
 	// A tick's last slot comes (R−1) × ReplicaOffset after its first, which is
 	// ScheduleLead before it: planning starts with the ticks whose last slot is still
 	// to come, and never before the version's creation.
@@ -468,13 +468,7 @@ func (n *Node) planTicks(r *schedRun) {
 			return // no tick in five years: nothing to arm
 		}
 		if first := t.Add(-ScheduleLead); first.After(now) {
-			r.planStop = n.env.Clock.AfterFunc(first.Sub(now), func() {
-				n.input(func() {
-					if !r.stopped {
-						n.planTicks(r)
-					}
-				})
-			})
+			r.planStop = n.after(first.Sub(now), alarm{kind: alarmPlanTicks, id: r.seq, key: r.sched.Name})
 			return
 		}
 		r.cursor = t
@@ -501,13 +495,7 @@ func (n *Node) planTick(r *schedRun, t time.Time) {
 	}
 	// Always through a timer, even when the slot is now: Start plans ticks too, and
 	// sends nothing itself.
-	n.env.Clock.AfterFunc(max(slot.Sub(n.now()), 0), func() {
-		n.input(func() {
-			if !r.stopped {
-				n.enqueueTick(r, t)
-			}
-		})
-	})
+	n.after(max(slot.Sub(n.now()), 0), alarm{kind: alarmTick, id: r.seq, key: r.sched.Name, at: t})
 }
 
 // tickTask is the task of a schedule's tick: the same on every node (see the top of
@@ -583,19 +571,20 @@ func (n *Node) armCatchUp(r *schedRun, d time.Duration) {
 		return
 	}
 	r.catchUp = true
-	n.env.Clock.AfterFunc(d, func() {
-		n.input(func() {
-			r.catchUp = false
-			if r.stopped || r.missed.IsZero() {
-				return
-			}
-			if n.now().Sub(r.missed) > n.cfg.DedupWindow/2 {
-				r.missed = time.Time{} // too old to run late: it may have run and been forgotten
-				return
-			}
-			n.enqueueTick(r, r.missed)
-		})
-	})
+	n.after(d, alarm{kind: alarmCatchUp, id: r.seq, key: r.sched.Name})
+}
+
+// catchUpTick enqueues r's missed tick, late, unless it is too old to.
+func (n *Node) catchUpTick(r *schedRun) {
+	r.catchUp = false
+	if r.stopped || r.missed.IsZero() {
+		return
+	}
+	if n.now().Sub(r.missed) > n.cfg.DedupWindow/2 {
+		r.missed = time.Time{} // too old to run late: it may have run and been forgotten
+		return
+	}
+	n.enqueueTick(r, r.missed)
 }
 
 // latestTick returns the latest tick of r at or before now, no older than half the

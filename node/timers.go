@@ -76,9 +76,7 @@ func (n *Node) armWake() {
 		n.wake()
 	}
 	n.wakeAt = first
-	n.wake = n.env.Clock.AfterFunc(max(time.Duration(first-n.now().UnixNano()), 0), func() {
-		n.input(n.fireTimers)
-	})
+	n.wake = n.after(max(time.Duration(first-n.now().UnixNano()), 0), alarm{kind: alarmWake})
 }
 
 // fireTimers runs every timer due by now that was armed before this wake, then

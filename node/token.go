@@ -148,7 +148,7 @@ func (n *Node) kickTokenLease() {
 }
 
 func (n *Node) armTokenLease(d time.Duration) {
-	n.tok.timer = n.env.Clock.AfterFunc(d, func() { n.input(n.renewTokenLease) })
+	n.tok.timer = n.after(d, alarm{kind: alarmTokenLease})
 }
 
 // renewTokenLease sends a round to every member (this node too), and again a

@@ -1,0 +1,150 @@
+package node
+
+import "time"
+
+// Alarms: every timer the node arms is data, an alarm, not a function. An alarm
+// names what it is for (its kind) and the operation, task or schedule it belongs
+// to (id, key, at); ring looks that up when the timer fires and does what the
+// kind says, or nothing if the operation ended or was replaced since. Two alarms
+// of one kind for one thing are told apart by the operation's sequence number
+// (nextOpSeq), as the closures they replace were by the pointers they held.
+//
+// Why data: a snapshot of the node (for the flight recorder's replay from the
+// middle of a run, see net/recorder) must write down every armed timer and re-arm
+// it on the restored node; a function cannot be written down, an alarm can.
+// Log syncs and clients' replies are still functions (the other half of that
+// work).
+
+// alarmKind says what an alarm does when it rings.
+type alarmKind uint8
+
+const (
+	alarmNone               alarmKind = iota
+	alarmWake                         // timers.go: fire the due entries' timers
+	alarmForget                       // forget.go: drop the entries past their dedup window
+	alarmGossip                       // gossip.go: send a digest to a random member
+	alarmTombstones                   // queuecap.go: sweep deleted queues' tombstones
+	alarmLeaderTick                   // leader.go: renew or claim the roster lease
+	alarmLeaderClaim                  // leader.go: give up the claim of the lease (id: leaderClaim.seq)
+	alarmProposals                    // leader.go: resend a roster change (id: rosterChange.seq)
+	alarmMoveTick                     // move.go: start moves
+	alarmMoveResend                   // move.go: resend a move (key: task ID, id: moveOp.seq)
+	alarmStoreResend                  // node.go: resend an enqueue's stores (key: task ID, id: enqueueOp.seq)
+	alarmQueryTimeout                 // query.go: answer a lookup or cancel (key: its key, id: queryOp.seq)
+	alarmQueueSetTimeout              // queues.go: end a queue change (id: setOp.seq)
+	alarmSettingsPoll                 // queues.go: ask for the settings again (id: settingsSync.seq)
+	alarmListTimeout                  // queues.go: answer a cluster listing (id: listOp.id)
+	alarmCountTimeout                 // counts.go: answer a cluster count (id: countOp.id)
+	alarmScheduleSetTimeout           // schedule.go: end a schedule change (id: schedOp.seq)
+	alarmPlanTicks                    // schedule.go: plan a schedule's next ticks (key: name, id: schedRun.seq)
+	alarmTick                         // schedule.go: enqueue a tick's task (key: name, id: schedRun.seq, at: the tick)
+	alarmCatchUp                      // schedule.go: enqueue a missed tick late (key: name, id: schedRun.seq)
+	alarmTokenLease                   // token.go: renew the token lease
+	alarmKinds                        // the number of kinds
+)
+
+// alarm is a timer as data (see the top of this file).
+type alarm struct {
+	kind alarmKind
+	id   uint64
+	key  string
+	at   time.Time
+}
+
+// after arms a timer that rings a after d, as an input of the node.
+func (n *Node) after(d time.Duration, a alarm) (cancel func() bool) {
+	return n.env.Clock.AfterFunc(d, func() { n.input(func() { n.ring(a) }) })
+}
+
+// nextOpSeq numbers an operation that alarms may refer to.
+func (n *Node) nextOpSeq() uint64 {
+	n.opSeq++
+	return n.opSeq
+}
+
+// ring does what a says, if what it refers to is still there.
+func (n *Node) ring(a alarm) {
+	switch a.kind {
+	case alarmWake:
+		n.fireTimers()
+	case alarmForget:
+		n.sweepForgotten()
+	case alarmGossip:
+		n.gossip()
+	case alarmTombstones:
+		n.tombstoneStop = nil
+		n.sweepTombstones()
+		n.maybeArmTombstoneSweep()
+	case alarmLeaderTick:
+		n.onLeaderTick()
+	case alarmLeaderClaim:
+		if op := n.leaderOp; op != nil && op.seq == a.id {
+			n.leaderClaimTimedOut(op)
+		}
+	case alarmProposals:
+		if ch := n.change; ch != nil && ch.seq == a.id {
+			n.sendProposals(ch)
+		}
+	case alarmMoveTick:
+		n.onMoveTick()
+	case alarmMoveResend:
+		if e := n.tasks[a.key]; e != nil && e.move != nil && e.move.seq == a.id {
+			n.sendMove(e, e.move)
+		}
+	case alarmStoreResend:
+		if op := n.pending[a.key]; op != nil && op.seq == a.id {
+			n.sendStores(op)
+		}
+	case alarmQueryTimeout:
+		if op := n.queries[a.key]; op != nil && op.seq == a.id {
+			delete(n.queries, a.key)
+			n.finishQuery(op, true)
+		}
+	case alarmQueueSetTimeout:
+		for _, op := range n.setOps {
+			if op.seq == a.id {
+				n.finishSet(op, ErrNotEveryMember)
+				break
+			}
+		}
+	case alarmSettingsPoll:
+		if sy := n.sync; sy != nil && sy.seq == a.id {
+			n.maybeSettingsSynced()
+			n.askSettings()
+		}
+	case alarmListTimeout:
+		if op := n.lists[a.id]; op != nil {
+			n.finishList(op)
+		}
+	case alarmCountTimeout:
+		if op := n.countOps[a.id]; op != nil {
+			n.finishCount(op)
+		}
+	case alarmScheduleSetTimeout:
+		for _, op := range n.schedOps {
+			if op.seq == a.id {
+				n.finishSchedule(op, ErrNotEveryMember)
+				break
+			}
+		}
+	case alarmPlanTicks, alarmTick, alarmCatchUp:
+		r := n.runs[a.key]
+		if r == nil || r.seq != a.id {
+			return // stopped: a run leaves runs only when it stops (runSchedule)
+		}
+		switch a.kind {
+		case alarmPlanTicks:
+			if !r.stopped {
+				n.planTicks(r)
+			}
+		case alarmTick:
+			if !r.stopped {
+				n.enqueueTick(r, a.at)
+			}
+		default:
+			n.catchUpTick(r)
+		}
+	case alarmTokenLease:
+		n.renewTokenLease()
+	}
+}
