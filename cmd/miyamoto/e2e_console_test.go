@@ -216,6 +216,7 @@ func openBrowser(t *testing.T, browser string) (page, func() []string) {
 // and their counts; it pauses a queue and re-queues a dead task, and the API
 // (asked through another node) agrees.
 func TestE2EConsoleInBrowser(t *testing.T) {
+	t.Parallel()
 	binary(t) // skips with -short
 	browser := requireBrowser(t)
 	var secret [16]byte
@@ -393,6 +394,7 @@ func fakeAPI(t *testing.T) *httptest.Server {
 // as partial, unset settings as unset, a node that is not ready as such, and a
 // worker's answer as text, never as markup.
 func TestConsoleRendersUnknownFieldsAndPartialAnswers(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("browser test: skipped with -short")
 	}

@@ -33,6 +33,7 @@ func restart(t *testing.T, p *proc) {
 // SIGKILL before any is due (power loss) and restarted. Every task is delivered, none
 // twice: nothing acknowledged was lost.
 func TestE2EPowerLossLosesNothing(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3)
 	w := newWorker(t, 0)
 	var ids []string
@@ -71,6 +72,7 @@ func TestE2EPowerLossLosesNothing(t *testing.T) {
 // wait out the lease, and deliver each task once more with a higher attempt; the
 // second attempt succeeds and there is no third.
 func TestE2EPowerLossMidDelivery(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3, "--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "500ms")
 	var mu sync.Mutex
 	got := map[string][]delivery{}

@@ -195,6 +195,7 @@ func (w *holdingWorker) deliveries(id string) []delivery {
 // a lease and a few seconds, never be delivered again, and the cluster must go back to
 // its idle chatter: no claim storm over a task whose one attempt is spent.
 func TestE2EPowerLossAtMostOnceEndsUnknown(t *testing.T) {
+	t.Parallel()
 	const lease = 3 * time.Second
 	procs := startCluster(t, 3, "--lease", lease.String(), "--max-clock-drift", "200ms", "--replica-offset", "500ms")
 	putQueue(t, procs[0], "once", `{"delivery": "at-most-once"}`)
@@ -281,6 +282,7 @@ func TestE2EPowerLossAtMostOnceEndsUnknown(t *testing.T) {
 // task each restarted node takes is stored and delivered at-most-once (one delivery to
 // a worker that answers 500, never retried), and every node shows the setting.
 func TestE2EAtMostOnceSurvivesPowerLoss(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3, "--lease", "5s", "--max-clock-drift", "200ms", "--replica-offset", "500ms")
 	putQueue(t, procs[1], "once", `{"delivery": "at-most-once"}`)
 	killAll(t, procs)
@@ -431,10 +433,16 @@ func mountTmpfs(t *testing.T, size string) string {
 // acknowledged: after a restart on a bigger disk every task answered "scheduled" is
 // there and is delivered once, and no task answered "unavailable" (nothing stored)
 // ever runs.
-func TestE2EFullDiskRefusesLosesNothing(t *testing.T) { fullDisk(t, 1) }
+func TestE2EFullDiskRefusesLosesNothing(t *testing.T) {
+	t.Parallel()
+	fullDisk(t, 1)
+}
 
 // The same with three nodes, each on its own 2 MB disk, every task on all three.
-func TestE2EFullDiskClusterRefusesLosesNothing(t *testing.T) { fullDisk(t, 3) }
+func TestE2EFullDiskClusterRefusesLosesNothing(t *testing.T) {
+	t.Parallel()
+	fullDisk(t, 3)
+}
 
 func fullDisk(t *testing.T, nodes int) {
 	requireRoot(t)
@@ -597,6 +605,7 @@ func fullDisk(t *testing.T, nodes int) {
 // under the running process) the log's retries succeed, /healthz answers 200 again,
 // new tasks are taken, and everything acknowledged runs once.
 func TestE2EFullDiskRecoversWithoutRestart(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	binary(t)
 	mnt := mountTmpfs(t, "2m")
@@ -657,6 +666,7 @@ func TestE2EFullDiskRecoversWithoutRestart(t *testing.T) {
 // One node of three on a full disk: it refuses to coordinate (503 unavailable) and to
 // store, the other two take every task through them, and each runs once.
 func TestE2EOneFullDiskOfThree(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	binary(t)
 	mnt := mountTmpfs(t, "2m")

@@ -202,6 +202,7 @@ func handoverQueue(t *testing.T) (queue string, token, other node.NodeID) {
 // test looks at. The lease is short (3 s, drift 200 ms) so that a hand-over waits
 // about 4.75 s (a quarter lease, three drifts, a lease, a drift and a permit).
 func TestE2ELimitsHoldAcrossRosterChanges(t *testing.T) {
+	t.Parallel()
 	binary(t) // skips with -short
 	began := time.Now()
 	opts := []string{"--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "1s"}

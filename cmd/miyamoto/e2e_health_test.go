@@ -79,6 +79,7 @@ func (c clusterAnswer) reachable() map[string]bool {
 // naming them, within a few seconds, and 200 again once they are back; /livez stays
 // 200 all along. One member killed (-9) leaves a majority: still 200.
 func TestE2EHealthzNeedsAMajority(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3)
 	n1, n2, n3 := procs[0], procs[1], procs[2]
 	var c clusterAnswer
@@ -120,6 +121,7 @@ func TestE2EHealthzNeedsAMajority(t *testing.T) {
 // The first of three nodes to start answers 503 naming the others until a majority
 // is up; with the second it answers 200.
 func TestE2EHealthzStartOneOfThree(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	procs := newProcs(t, []string{filepath.Join(root, "n1"), filepath.Join(root, "n2"), filepath.Join(root, "n3")})
 	n1, n2 := procs[0], procs[1]
@@ -152,6 +154,7 @@ func timedGet(t *testing.T, p *proc, path string) (map[string]any, time.Duration
 // down, saying who is missing, and without partial keys when every member answered.
 // Counts are each task once, from the members that answer.
 func TestE2EListingsDegradeNotFail(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3)
 	n1, n2, n3 := procs[0], procs[1], procs[2]
 	for i := range 12 {

@@ -52,6 +52,7 @@ func enqueueTo(t *testing.T, p *proc, queue string, form url.Values) (int, map[s
 // A queue set to 5/s with bucket 1 spreads 20 tasks, all due at once and enqueued
 // through all three nodes, over about 4 s: the limit holds for the whole cluster.
 func TestE2EQueueRateLimitSpreadsTasks(t *testing.T) {
+	t.Parallel()
 	// A short lease shortens what the token node waits before it grants (the
 	// members' recovery wait, then a quarter lease and three drift allowances).
 	procs := startCluster(t, 3, "--lease", "4s", "--max-clock-drift", "500ms")
@@ -91,6 +92,7 @@ func TestE2EQueueRateLimitSpreadsTasks(t *testing.T) {
 // A worker that answers 500 gets the retries the queue asks for, with its backoff,
 // then the task is dead.
 func TestE2EQueueRetriesThenDead(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3)
 	var mu sync.Mutex
 	var arrivals []time.Time
@@ -197,6 +199,7 @@ func TestE2EQueueRetriesThenDead(t *testing.T) {
 
 // Purging a queue cancels every task in it, on every node; none of them runs.
 func TestE2EQueuePurge(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3)
 	w := newWorker(t, 0)
 	var ids []string
@@ -228,6 +231,7 @@ func TestE2EQueuePurge(t *testing.T) {
 // A task name is unique in its queue across the cluster: the same name sent to
 // another node answers 409 with the first task's ID; the task runs once.
 func TestE2EDuplicateNameConflicts(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3)
 	w := newWorker(t, 0)
 	form := url.Values{"task.url": {w.srv.URL}, "task.name": {"welcome-42"}, "task.countdown": {"1"}}

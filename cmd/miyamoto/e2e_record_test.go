@@ -27,6 +27,7 @@ import (
 // (n2 has two) and finds the same decisions. A recording whose bytes were changed
 // is not reproduced.
 func TestE2ERecordReplayThreeNodes(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
 	procs := newProcs(t, dirs)
@@ -203,6 +204,7 @@ func unsafeBinary(t *testing.T) string {
 // stand-down message does it too, but on loopback only by a race; the restart is
 // certain.)
 func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
+	t.Parallel()
 	bin := unsafeBinary(t)
 	root := t.TempDir()
 	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}

@@ -70,6 +70,7 @@ func httpDo(t *testing.T, method, url, body string) (int, string) {
 // repeat allowed is S3's exception: a tick the killed node had just delivered, whose
 // Done died with it, delivered again by another node after its lease.
 func TestE2EScheduleEverySecondSurvivesKill(t *testing.T) {
+	t.Parallel()
 	procs := startCluster(t, 3, "--lease", "8s", "--max-clock-drift", "500ms")
 	w := newTickWorker(t, "every-second")
 	code, body := httpDo(t, "PUT", "http://"+procs[0].http+"/v1/schedules/every-second",

@@ -221,6 +221,7 @@ func (l *steadyLoad) results() (acked []string, refused int) {
 // old one is stopped with SIGTERM. At the end no original node is left, and every
 // acknowledged task was delivered exactly once.
 func TestE2EShipOfTheseus(t *testing.T) {
+	t.Parallel()
 	began := time.Now()
 	// Short leases, as the chaos test uses, so that the leader's removal (its
 	// lease must run out before another leads) takes seconds.

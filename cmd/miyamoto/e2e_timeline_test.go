@@ -57,6 +57,7 @@ func canvasPixel(pg page, px, py string) []int {
 }
 
 func TestTimelineInBrowser(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("browser test: skipped with -short")
 	}

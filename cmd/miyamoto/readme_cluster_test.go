@@ -23,6 +23,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestE2EREADMEFixedPorts runs the README's blocks that use fixed ports. Every one
+// needs the worker's port 9099, so they run one after another (readmePorts also
+// keeps out those of another test process); together they run beside the other
+// end-to-end tests, which choose free ports.
+func TestE2EREADMEFixedPorts(t *testing.T) {
+	t.Parallel()
+	t.Run("Walkthrough", readmeWalkthrough)
+	t.Run("ThreeNodeCluster", readmeThreeNodeCluster)
+	t.Run("ThreeNodeClusterWithTLS", readmeThreeNodeClusterWithTLS)
+	t.Run("GrowingACluster", readmeGrowingACluster)
+	t.Run("FlightRecorder", readmeFlightRecorder)
+}
+
 // moduleRoot is the module's root (the tests run in cmd/miyamoto).
 func moduleRoot(t *testing.T) string {
 	t.Helper()
@@ -185,7 +198,7 @@ func (w *portWorker) waitFor(t *testing.T, want string, within time.Duration) {
 // The README's "A three-node cluster on one machine", pasted as a script into one
 // directory: three nodes start (each with its own default data directory), the
 // script waits until each is healthy, enqueues, and the task reaches the worker.
-func TestE2EREADMEThreeNodeCluster(t *testing.T) {
+func readmeThreeNodeCluster(t *testing.T) {
 	binary(t) // skips with -short; warms the build cache the script's go build uses
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("the README's commands need curl")
@@ -208,7 +221,7 @@ func TestE2EREADMEThreeNodeCluster(t *testing.T) {
 // openssl makes a CA and three node certificates, three nodes start with the peer
 // port in mutual TLS, become healthy (which needs a majority of peers reachable, so
 // the TLS handshakes worked), and a task enqueued on one reaches the worker.
-func TestE2EREADMEThreeNodeClusterWithTLS(t *testing.T) {
+func readmeThreeNodeClusterWithTLS(t *testing.T) {
 	binary(t) // skips with -short; warms the build cache the script's go build uses
 	for _, tool := range []string{"curl", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -234,7 +247,7 @@ func TestE2EREADMEThreeNodeClusterWithTLS(t *testing.T) {
 // that join it with --join. Every node ends in the same roster (three members,
 // one leader), and a task enqueued through a joined node reaches the worker. Then
 // its "Removing a member" removes one of the three.
-func TestE2EREADMEGrowingACluster(t *testing.T) {
+func readmeGrowingACluster(t *testing.T) {
 	binary(t) // skips with -short; warms the build cache the script's go build uses
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("the README's commands need curl")

@@ -11,7 +11,7 @@ import (
 // The README's "Flight recorder", pasted as a script into one directory: three
 // recorded nodes take 30 tasks and stop; replay reproduces n1's recording, check
 // finds no violation over the three, import writes a scenario and sim runs it.
-func TestE2EREADMEFlightRecorder(t *testing.T) {
+func readmeFlightRecorder(t *testing.T) {
 	binary(t) // skips with -short; warms the build cache the script's go build uses
 	requireTools(t, "bash", "curl")
 	readmePorts(t, 8081, 8082, 8083, 7101, 7102, 7103, 9099)

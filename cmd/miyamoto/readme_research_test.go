@@ -18,6 +18,7 @@ import (
 // repository's layout, with the binary this test built in place of go run. The sweep
 // of every negative control must leave reports that name each one as caught.
 func TestREADMEResearchTools(t *testing.T) {
+	t.Parallel()
 	bin := binary(t) // skips with -short
 	requireTools(t, "bash")
 	dir := workTree(t)

@@ -44,7 +44,7 @@ func readmeSectionBlocks(t *testing.T, heading string) string {
 // within the bound the README states, twenty more tasks through a survivor, two
 // removals, and every acknowledged task delivered exactly once, counted by
 // X-Task-Id in the sink's own output. Its last block stops the sink and the nodes.
-func TestE2EREADMEWalkthrough(t *testing.T) {
+func readmeWalkthrough(t *testing.T) {
 	binary(t) // skips with -short; warms the build cache the script's go build uses
 	requireTools(t, "bash", "curl")
 	readmePorts(t, 8101, 8102, 8103, 8104, 8105, 7121, 7122, 7123, 7124, 7125, 9099)

@@ -298,6 +298,7 @@ func TestRunServeHelp(t *testing.T) {
 
 // SIGTERM with a delivery in flight: the node lets the delivery finish, then exits 0.
 func TestE2ESigtermFinishesDeliveryInFlight(t *testing.T) {
+	t.Parallel()
 	bin := binary(t)
 
 	var received, completed, cut atomic.Int32

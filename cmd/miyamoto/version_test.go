@@ -35,6 +35,7 @@ func TestVersionCommand(t *testing.T) {
 // A version set at link time, as a release build sets it, is what --version, the
 // simulator's output and its trace header say.
 func TestVersionSetAtLinkTime(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary: skipped with -short")
 	}

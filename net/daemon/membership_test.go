@@ -56,6 +56,7 @@ func eventuallyCluster(t *testing.T, base string, within time.Duration, what str
 // lead); when the leader stops, another member leads within a lease and a few
 // seconds, and enqueues through the others keep working.
 func TestJoinAndLeaderFailover(t *testing.T) {
+	t.Parallel()
 	w := newWorker(t, 0)
 	const lease = 3 * time.Second
 	ids := []string{"n1", "n2", "n3"}
@@ -114,6 +115,7 @@ func TestJoinAndLeaderFailover(t *testing.T) {
 // roster drops it, it says it was removed (/healthz 503 "removed", /v1/cluster
 // removed), refuses enqueues, and enqueues through the others keep working.
 func TestRemoveMember(t *testing.T) {
+	t.Parallel()
 	w := newWorker(t, 0)
 	ids := []string{"n1", "n2", "n3"}
 	bases := map[string]string{}
@@ -222,6 +224,7 @@ func postRemove(t *testing.T, base, id string) (int, map[string]any) {
 // ask to be added back. TestRemoveMember failed in CI that way: the removed node took
 // an enqueue again, listed by a later roster.
 func TestRemovedRightAfterJoiningStaysRemoved(t *testing.T) {
+	t.Parallel()
 	n1 := daemon.Config{NodeID: "n1", HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
 	d1, err := daemon.Start(n1)
 	require.NoError(t, err)

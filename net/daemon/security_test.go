@@ -197,18 +197,36 @@ func TestPendingLimitUnderLoad(t *testing.T) {
 	require.Equal(t, 200, code)
 }
 
-// freeAddr returns a loopback address nobody listens on right now.
+// handedOut holds every address freeAddr returned in this test process.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// freeAddr returns a loopback address nobody listens on right now, never the same
+// one twice in this test process: the cluster tests run in parallel, and an address
+// closed here until a daemon binds it could otherwise go to another test meanwhile.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(http.NotFoundHandler())
-	addr := srv.Listener.Addr().String()
-	srv.Close()
-	return addr
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		srv := httptest.NewServer(http.NotFoundHandler())
+		addr := srv.Listener.Addr().String()
+		srv.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("no loopback address that this test process had not handed out already, in 100 tries")
+	return ""
 }
 
 // TestClusterSecretWired: two nodes with the same --cluster-secret form a majority
 // and deliver; a third with another secret is refused by both and never reachable.
 func TestClusterSecretWired(t *testing.T) {
+	t.Parallel()
 	ids := []string{"n1", "n2", "n3"}
 	peerAddrs := map[string]string{}
 	for _, id := range ids {
