@@ -403,7 +403,14 @@ func (n *Node) Start() error {
 			// cut with the process. Wait for the lease we might hold, then try again.
 			e.state = StateScheduled
 			if e.promised > 0 && !e.released {
-				n.pushBack(e, e.leaseEnd)
+				// Not before the task is due either: a grant may end before that (a move
+				// is claimed early, move.go), and acceptors grant a drift allowance
+				// early (seed 18 of mover-restarts-before-due).
+				until := e.leaseEnd
+				if e.task.ETA.After(until) {
+					until = e.task.ETA
+				}
+				n.pushBack(e, until)
 			} else {
 				n.armFire(e)
 			}

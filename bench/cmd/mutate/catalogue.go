@@ -364,4 +364,9 @@ var Catalogue = []Mutant{
 		Desc:  "a finished move does not raise the floor to the attempt it was claimed under",
 		Edits: edit("node/move.go", "\te.floor = max(e.floor, op.attempt)\n\tn.adoptList(e, op.next)", "\tn.adoptList(e, op.next)"),
 	},
+	{
+		Name:  "restart-fires-at-grant-end",
+		Desc:  "a restarted node with an unreleased grant arms the task at the grant's end, even when that is before the task is due",
+		Edits: edit("node/node.go", "\t\t\t\tn.pushBack(e, until)", "\t\t\t\tn.pushBack(e, e.leaseEnd)"),
+	},
 }
