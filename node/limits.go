@@ -63,8 +63,12 @@ func (n *Node) removeEntry(e *entry) {
 	}
 }
 
-// recount rebuilds the counters from tasks (at start, after the records replayed).
+// recount rebuilds the counters from tasks (at start, after the records replayed:
+// no task is frozen or cold yet, they go so at the end of inputs).
 func (n *Node) recount() {
+	if len(n.tombs) > 0 {
+		panic(fmt.Sprintf("node: recount with %d tasks frozen or cold", len(n.tombs)))
+	}
 	n.open, n.openBytes = 0, 0
 	clear(n.openByQueue)
 	clear(n.counts)
@@ -106,6 +110,11 @@ func (n *Node) PendingCount(q string) (total, inQueue int) { return n.open, n.op
 func (n *Node) Pending() (tracked, actual int) {
 	for _, e := range n.tasks {
 		if !e.state.Final() {
+			actual++
+		}
+	}
+	for _, id := range n.coldIDs() { // every cold task is pending (cold.go)
+		if !n.peek(id).state.Final() {
 			actual++
 		}
 	}

@@ -105,12 +105,17 @@ func (n *Node) onMoveTick() {
 			ids = append(ids, id)
 		}
 	}
+	for _, id := range n.coldIDs() { // read without thawing (cold.go)
+		if n.needsMove(n.peek(id)) {
+			ids = append(ids, id)
+		}
+	}
 	slices.Sort(ids) // not the map's order
 	for _, id := range ids {
 		if n.movesInFlight >= MaxMovesInFlight {
 			break
 		}
-		if e := n.tasks[id]; n.mayMoveNow(e, now) {
+		if e := n.entryOf(id); n.mayMoveNow(e, now) {
 			n.startMove(e, now)
 		}
 	}

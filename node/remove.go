@@ -192,7 +192,7 @@ func (n *Node) TasksOnRemoved() int {
 		return 0
 	}
 	c := 0
-	for _, e := range n.tasks {
+	for _, e := range n.liveAndCold() {
 		if e.state.Final() {
 			continue
 		}

@@ -1,0 +1,241 @@
+package node
+
+import (
+	"container/heap"
+	"encoding/binary"
+)
+
+// Cold tasks: pending tasks in the compact form. Most tasks a node holds wait for
+// their due time and are never claimed, failed or moved before it; as an entry, a
+// Task, an ID string, a map slot and a place in the timer heap, one cost about 500
+// bytes of live heap. So once a pending task has no protocol state (no
+// entryExtra: no claim, grant, failure, outcome or move; its one timer is the
+// replica timer), its timer is due at least Config.ColdAhead after the clock's last
+// reading, and Config.PendingDetail tasks were armed to wait after it, it goes
+// cold: it is encoded as a tomb (tomb.go) with its timer's arm order in front, kept
+// in tombs under its raw key like a finished task's, and its timer moves from the
+// node's heap to a compact one (cold: due time, arm order, raw key; 32 bytes).
+//
+// A cold task is thawed back into its entry and Task, with its timer's place in
+// the node's heap unchanged, when anything may change it (entryOf: a claim, a
+// store, a cancel, an outcome, a move, a purge) and when its timer comes due: the
+// node's one wake is armed for the first timer of both heaps (armWake), and the
+// wake thaws the cold timers due by then before it fires any (fireTimers). No
+// timer of its own thaws a task ahead of that: the simulator's traces and the
+// flight recorder count every Clock.AfterFunc (and every clock reading), so a cold
+// task must not cost one. Reads that change nothing (a status answer, a listing, a
+// count, a drain's look, the scan for moves) decode it without thawing (peek).
+// Thawed, it is in line to go cold again.
+//
+// Invariant: going cold changes nothing the node does. The two heaps together hold
+// what the one heap would, with the same (due time, arm order), so the wake is
+// armed at the same times for the same durations and the timers fire in the same
+// order; the entry decoded is the one encoded, field by field; counters and
+// indexes are untouched (a cold task is indexed as frozen, by raw key). The cold
+// heap is cleaned lazily: an item whose task was thawed, or re-armed, since it was
+// pushed is stale (its task is no longer cold, or is cold under another arm
+// order) and dropped when it reaches the top; armWake and fireTimers look past
+// stale items only, so a stale item never arms the wake.
+
+// coldHandle marks, in tombs, the handle of a cold task: its bytes are in
+// coldArena (pending tasks thaw in due order, not in the order they went cold, so
+// they do not share chunks with the finished tasks, which are forgotten in about
+// the order they froze).
+const coldHandle = 1 << 63
+
+// coldItem is a cold task's timer: its due time and arm order (the entry's
+// timerAt and timerSeq) and the raw key of its ID.
+type coldItem struct {
+	at  int64
+	seq uint64
+	raw [16]byte
+}
+
+// coldHeap implements heap.Interface over the cold timers, in the timer heap's
+// order.
+type coldHeap []coldItem
+
+func (h coldHeap) Len() int { return len(h) }
+func (h coldHeap) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].seq < h[j].seq
+}
+func (h coldHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *coldHeap) Push(x any)   { *h = append(*h, x.(coldItem)) }
+func (h *coldHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// queueCool puts a task whose replica timer was just armed in line to go cold once
+// PendingDetail more were.
+func (n *Node) queueCool(id string) {
+	n.toCool = append(n.toCool, id)
+}
+
+// coolable reports whether e may go cold now (now: the clock's last reading).
+func (n *Node) coolable(e *entry, now int64) bool {
+	return e.state == StateScheduled && e.entryExtra == &noExtra && e.timerKind == timerFire &&
+		e.timerIdx != 0 && n.tasks[e.task.ID] == e && e.timerAt-now >= int64(n.cfg.ColdAhead)
+}
+
+// coolOld makes cold, at the end of an input, the queued tasks beyond the
+// PendingDetail most recent that may go cold. One that may not (due soon, claimed,
+// no longer held, already cold) leaves the line: it comes back when its replica
+// timer is armed again or it is thawed. It reads no clock (that would be an input
+// the flight recorder records): lastNow is the latest reading the input took.
+func (n *Node) coolOld() {
+	for len(n.toCool)-n.coolHead > n.cfg.PendingDetail {
+		id := n.toCool[n.coolHead]
+		n.toCool[n.coolHead] = ""
+		n.coolHead++
+		if e := n.tasks[id]; e != nil && n.coolable(e, n.lastNow) {
+			n.freezeCold(e)
+		}
+	}
+	// Reclaim the consumed prefix once it is most of the array.
+	if n.coolHead > 1024 && n.coolHead*2 > len(n.toCool) {
+		n.toCool = append(n.toCool[:0], n.toCool[n.coolHead:]...)
+		n.coolHead = 0
+	}
+}
+
+// freezeCold replaces e (coolable) by its cold tomb, and its timer in the node's
+// heap by a cold one with the same due time and arm order. It reports whether it
+// did (not for an ID that is no UUID, nor a value the tomb cannot encode).
+func (n *Node) freezeCold(e *entry) bool {
+	k, ok := rawKey(e.task.ID)
+	if !ok {
+		return false
+	}
+	x := n.index[stateKey{e.task.Queue, e.state}]
+	if x == nil {
+		return false // not indexed: cannot happen to a held pending task
+	}
+	rec, ok := n.encodeTomb(e)
+	if !ok {
+		return false
+	}
+	n.coldScratch = append(binary.AppendUvarint(n.coldScratch[:0], e.timerSeq), rec...)
+	raw := string(k[:])
+	heap.Remove(&n.timers, int(e.timerIdx-1))
+	heap.Push(&n.cold, coldItem{at: e.timerAt, seq: e.timerSeq, raw: k})
+	n.coldTopOK = false
+	delete(n.tasks, e.task.ID)
+	n.tombs[raw] = n.coldArena.put(n.coldScratch) | coldHandle
+	x.remove(e.task.ID)
+	if x.frozen == nil {
+		x.frozen = &idIndex{}
+	}
+	x.frozen.insert(raw)
+	e.frozen = true
+	n.colds++
+	return true
+}
+
+// tombBytes returns the bytes of the tomb of handle h (a finished task's or a cold
+// one's, with its arm order in front); read, never keep.
+func (n *Node) tombBytes(h uint64) []byte {
+	if h&coldHandle != 0 {
+		return n.coldArena.get(h &^ coldHandle)
+	}
+	return n.arena.get(h)
+}
+
+// releaseTomb frees the tomb of handle h.
+func (n *Node) releaseTomb(h uint64) {
+	if h&coldHandle != 0 {
+		n.coldArena.release(h &^ coldHandle)
+		return
+	}
+	n.arena.release(h)
+}
+
+// decodeHeld rebuilds the entry of the tomb of handle h: a cold task's with its
+// replica timer's arm order (not in the node's heap: timerIdx 0).
+func (n *Node) decodeHeld(id string, h uint64) *entry {
+	rec := n.tombBytes(h)
+	if h&coldHandle == 0 {
+		return n.decodeTomb(id, rec)
+	}
+	seq, k := binary.Uvarint(rec)
+	e := n.decodeTomb(id, rec[k:])
+	e.timerKind, e.timerSeq = timerFire, seq
+	return e
+}
+
+// coldSeq returns the arm order of the cold task of handle h.
+func (n *Node) coldSeq(h uint64) uint64 {
+	seq, _ := binary.Uvarint(n.tombBytes(h))
+	return seq
+}
+
+// coldTop returns the first valid cold timer, dropping the stale items above it;
+// ok is false when there is none.
+func (n *Node) coldTop() (it coldItem, ok bool) {
+	for len(n.cold) > 0 {
+		it = n.cold[0]
+		if n.coldTopOK {
+			return it, true
+		}
+		if h, held := n.tombs[string(it.raw[:])]; held && h&coldHandle != 0 && n.coldSeq(h) == it.seq {
+			n.coldTopOK = true
+			return it, true
+		}
+		heap.Pop(&n.cold) // stale: thawed, or re-armed and cold again, since
+	}
+	return it, false
+}
+
+// thawDueCold thaws the cold tasks whose timers are due by now, back into the
+// node's heap (fireTimers then fires them in order with the others).
+func (n *Node) thawDueCold(now int64) {
+	for {
+		it, ok := n.coldTop()
+		if !ok || it.at > now {
+			return
+		}
+		n.thaw(idOfRaw(string(it.raw[:]))) // pops it (as stale) at the next coldTop
+	}
+}
+
+// coldIDs returns the IDs of the cold tasks, in no order.
+func (n *Node) coldIDs() []string {
+	ids := make([]string, 0, n.colds)
+	for raw, h := range n.tombs { // the callers sort, or count
+		if h&coldHandle != 0 {
+			ids = append(ids, idOfRaw(raw))
+		}
+	}
+	return ids
+}
+
+// thawColdOf thaws the cold tasks of a queue (before a walk of the tasks that may
+// change them: a purge).
+func (n *Node) thawColdOf(queue string) {
+	for _, id := range n.coldIDs() { // thawing in any order changes nothing
+		if e := n.peek(id); e.task.Queue == queue {
+			n.entryOf(id)
+		}
+	}
+}
+
+// liveAndCold returns the entries held and the cold tasks' (decoded, not thawed),
+// in no order: for walks that only read.
+func (n *Node) liveAndCold() []*entry {
+	out := make([]*entry, 0, len(n.tasks)+n.colds)
+	for _, e := range n.tasks { // the callers count
+		out = append(out, e)
+	}
+	for _, id := range n.coldIDs() {
+		out = append(out, n.peek(id))
+	}
+	return out
+}
+
+// Colds returns how many pending tasks this node holds cold.
+func (n *Node) Colds() int { return n.colds }
