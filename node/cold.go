@@ -134,6 +134,7 @@ func (n *Node) freezeCold(e *entry) bool {
 	x.frozen.insert(raw)
 	e.frozen = true
 	n.colds++
+	n.coldsMade++
 	return true
 }
 
@@ -239,3 +240,7 @@ func (n *Node) liveAndCold() []*entry {
 
 // Colds returns how many pending tasks this node holds cold.
 func (n *Node) Colds() int { return n.colds }
+
+// ColdsMade returns how many times a pending task went cold on this node since it
+// was made (for tests: that a run exercised cold tasks at all).
+func (n *Node) ColdsMade() uint64 { return n.coldsMade }

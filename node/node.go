@@ -68,13 +68,14 @@ type Node struct {
 	// Cold tasks (cold.go): pending tasks in the compact form, in tombs beside the
 	// finished ones (their handles marked coldHandle, their bytes in coldArena);
 	// cold is their timers' heap, coldTopOK whether its first item is known valid;
-	// colds counts them; toCool (from coolHead on) the pending tasks in line to go
+	// colds counts them, coldsMade every time one went cold; toCool (from coolHead on) the pending tasks in line to go
 	// cold, oldest first; lastNow the latest clock reading the node took.
 	coldArena   tombArena
 	cold        coldHeap
 	coldTopOK   bool
 	coldScratch []byte // the encoding buffer, reused
 	colds       int
+	coldsMade   uint64 // for tests (ColdsMade)
 	toCool      []string
 	coolHead    int
 	lastNow     int64
