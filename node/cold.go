@@ -116,17 +116,16 @@ func (n *Node) freezeCold(e *entry) bool {
 	if x == nil {
 		return false // not indexed: cannot happen to a held pending task
 	}
-	rec, ok := n.encodeTomb(e)
+	rec, ok := n.encodeCold(e)
 	if !ok {
 		return false
 	}
-	n.coldScratch = append(binary.AppendUvarint(n.coldScratch[:0], e.timerSeq), rec...)
 	raw := string(k[:])
 	heap.Remove(&n.timers, int(e.timerIdx-1))
 	heap.Push(&n.cold, coldItem{at: e.timerAt, seq: e.timerSeq, raw: k})
 	n.coldTopOK = false
 	delete(n.tasks, e.task.ID)
-	n.tombs[raw] = n.coldArena.put(n.coldScratch) | coldHandle
+	n.tombs[raw] = n.coldArena.put(rec) | coldHandle
 	x.remove(e.task.ID)
 	if x.frozen == nil {
 		x.frozen = &idIndex{}
@@ -136,6 +135,15 @@ func (n *Node) freezeCold(e *entry) bool {
 	n.colds++
 	n.coldsMade++
 	return true
+}
+
+// encodeCold encodes a coolable e: its replica timer's arm order, then its tomb
+// (tomb.go; timerAt is among tombFields). ok is false when some value has no
+// encoding. The bytes are a scratch buffer's: valid until the next call.
+func (n *Node) encodeCold(e *entry) ([]byte, bool) {
+	rec, ok := n.encodeTomb(e)
+	n.coldScratch = append(binary.AppendUvarint(n.coldScratch[:0], e.timerSeq), rec...)
+	return n.coldScratch, ok
 }
 
 // tombBytes returns the bytes of the tomb of handle h (a finished task's or a cold
