@@ -233,17 +233,45 @@ func (n *Node) thawColdOf(queue string) {
 	}
 }
 
-// liveAndCold returns the entries held and the cold tasks' (decoded, not thawed),
-// in no order: for walks that only read.
-func (n *Node) liveAndCold() []*entry {
-	out := make([]*entry, 0, len(n.tasks)+n.colds)
-	for _, e := range n.tasks { // the callers count
-		out = append(out, e)
+// coldNamesGone reports whether the cold task of handle h names a replica the
+// roster no longer lists. It reads its tomb only as far as the replica list,
+// decoding nothing else: the walks after a member's removal (TasksOnRemoved, which
+// /metrics reads, and the scan for moves) look at every cold task each time, and a
+// whole decode of a million would hold the node's goroutine for a second.
+func (n *Node) coldNamesGone(h uint64) bool {
+	rec := n.tombBytes(h)
+	_, k := binary.Uvarint(rec) // the arm order
+	r := tombReader{n: n, buf: rec[k:]}
+	// As decodeTomb and decodeTask read, up to the replicas.
+	r.varint()   // Created
+	r.skipWord() // Queue
+	r.skipStr()  // Name
+	r.skipWord() // URL
+	r.skipWord() // Method
+	for range r.uvarint() {
+		r.skipWord()
+		r.skipStr()
 	}
-	for _, id := range n.coldIDs() {
-		out = append(out, n.peek(id))
+	r.skipWord() // ContentType
+	if l := r.uvarint(); l > 0 {
+		r.buf = r.buf[l-1:] // Body
 	}
-	return out
+	r.varint()        // ETA
+	r.buf = r.buf[9:] // Nonce, Delivery
+	for range r.uvarint() {
+		if !n.roster.Has(NodeID(r.word())) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *tombReader) skipStr() { r.buf = r.buf[r.uvarint():] }
+
+func (r *tombReader) skipWord() {
+	if r.uvarint() == 0 {
+		r.skipStr()
+	}
 }
 
 // Colds returns how many pending tasks this node holds cold.

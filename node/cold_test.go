@@ -79,6 +79,36 @@ func TestColdRoundTrip(t *testing.T) {
 	}
 }
 
+// coldNamesGone, which reads a cold tomb only up to the replica list, reads it
+// as decodeTask does: for tasks with and without headers, body, name and words
+// out of the dictionary, it says what the decoded list says.
+func TestColdNamesGoneReadsTheList(t *testing.T) {
+	h := newHarness(t, 1, 1, nil) // the roster lists n1 alone
+	n := h.node("n1")
+	long := "http://w/" + strings.Repeat("x", maxWordLen) // written in full, not as a word
+	for i, mut := range []func(e *entry){
+		func(e *entry) {},
+		func(e *entry) { e.task.Replicas = []NodeID{"n1"} },
+		func(e *entry) { e.task.Body, e.task.Headers, e.task.Name = nil, nil, "" },
+		func(e *entry) { e.task.URL, e.task.Replicas = long, []NodeID{"n1"} },
+		func(e *entry) { e.task.URL, e.task.Headers = long, []Header{{long, "v"}} },
+		func(e *entry) { e.task.Replicas = []NodeID{NodeID(long), "n1"} },
+	} {
+		e := fullEntry("0b8e3c1e-7a52-4c55-9a3b-2a8d6c0f4e11")
+		setEveryField(t, e)
+		mut(e)
+		rec, ok := n.encodeCold(e)
+		require.True(t, ok)
+		hd := n.coldArena.put(rec) | coldHandle
+		gone := false
+		for _, r := range n.decodeHeld(e.task.ID, hd).task.Replicas {
+			gone = gone || !n.roster.Has(r)
+		}
+		require.Equal(t, gone, n.coldNamesGone(hd), "case %d", i)
+		n.releaseTomb(hd)
+	}
+}
+
 // Every field of entry is one setEveryField sets or one coldWhere explains, and
 // coolable holds of the entry coldWhere leaves: a cold entry is what coolable
 // allows.

@@ -113,9 +113,9 @@ func (n *Node) Pending() (tracked, actual int) {
 			actual++
 		}
 	}
-	for _, id := range n.coldIDs() { // every cold task is pending (cold.go)
-		if !n.peek(id).state.Final() {
-			actual++
+	for _, h := range n.tombs { // a count: order does not matter
+		if h&coldHandle != 0 {
+			actual++ // a cold task is pending (coolable), and stays so while cold
 		}
 	}
 	return n.open, actual
