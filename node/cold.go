@@ -102,6 +102,31 @@ func (n *Node) coolOld() {
 		n.toCool = append(n.toCool[:0], n.toCool[n.coolHead:]...)
 		n.coolHead = 0
 	}
+	if len(n.cold) > 2*n.colds+1024 {
+		n.dropStaleCold()
+	}
+}
+
+// dropStaleCold drops the stale items of the cold heap, once they are most of it
+// (a task thawed and cold again leaves one until its due time comes).
+func (n *Node) dropStaleCold() {
+	kept := n.cold[:0]
+	for _, it := range n.cold {
+		if n.coldValid(it) {
+			kept = append(kept, it)
+		}
+	}
+	clear(n.cold[len(kept):])
+	n.cold = kept
+	heap.Init(&n.cold)
+	n.coldTopOK = false
+}
+
+// coldValid reports whether it is the timer of a task cold now: one it was not
+// thawed from, nor re-armed since.
+func (n *Node) coldValid(it coldItem) bool {
+	h, held := n.tombs[string(it.raw[:])]
+	return held && h&coldHandle != 0 && n.coldSeq(h) == it.seq
 }
 
 // freezeCold replaces e (coolable) by its cold tomb, and its timer in the node's
@@ -116,7 +141,7 @@ func (n *Node) freezeCold(e *entry) bool {
 	if x == nil {
 		return false // not indexed: cannot happen to a held pending task
 	}
-	rec, ok := n.encodeCold(e)
+	rec, ok := n.encodeCold(e, k)
 	if !ok {
 		return false
 	}
@@ -137,14 +162,20 @@ func (n *Node) freezeCold(e *entry) bool {
 	return true
 }
 
-// encodeCold encodes a coolable e: its replica timer's arm order, then its tomb
-// (tomb.go; timerAt is among tombFields). ok is false when some value has no
-// encoding. The bytes are a scratch buffer's: valid until the next call.
-func (n *Node) encodeCold(e *entry) ([]byte, bool) {
+// encodeCold encodes a coolable e, whose ID has the raw key k: k (so that a
+// sparse chunk can find its tombs' owners: releaseTomb), its replica timer's arm
+// order, then its tomb (tomb.go; timerAt is among tombFields). ok is false when
+// some value has no encoding. The bytes are a scratch buffer's: valid until the
+// next call.
+func (n *Node) encodeCold(e *entry, k [16]byte) ([]byte, bool) {
 	rec, ok := n.encodeTomb(e)
-	n.coldScratch = append(binary.AppendUvarint(n.coldScratch[:0], e.timerSeq), rec...)
+	buf := append(n.coldScratch[:0], k[:]...)
+	n.coldScratch = append(binary.AppendUvarint(buf, e.timerSeq), rec...)
 	return n.coldScratch, ok
 }
+
+// coldBody returns the bytes of a cold tomb after its raw key.
+func (n *Node) coldBody(h uint64) []byte { return n.tombBytes(h)[16:] }
 
 // tombBytes returns the bytes of the tomb of handle h (a finished task's or a cold
 // one's, with its arm order in front); read, never keep.
@@ -155,22 +186,33 @@ func (n *Node) tombBytes(h uint64) []byte {
 	return n.arena.get(h)
 }
 
-// releaseTomb frees the tomb of handle h.
+// releaseTomb frees the tomb of handle h. A chunk of cold tombs that became
+// sparse has its tombs moved to the current chunk: cold tasks thaw in the order
+// they come due, not the order they went cold, so without that one task due in a
+// month would keep the 64 KiB of a chunk whose other tasks fired within the hour.
 func (n *Node) releaseTomb(h uint64) {
-	if h&coldHandle != 0 {
-		n.coldArena.release(h &^ coldHandle)
+	if h&coldHandle == 0 {
+		n.arena.release(h)
 		return
 	}
-	n.arena.release(h)
+	num, sparse := n.coldArena.release(h &^ coldHandle)
+	if !sparse {
+		return
+	}
+	// A cold tomb starts with its raw key: it is held while tombs names it by
+	// that handle.
+	n.coldArena.relocate(num,
+		func(rec []byte, h uint64) bool { return n.tombs[string(rec[:16])] == h|coldHandle },
+		func(rec []byte, h uint64) { n.tombs[string(rec[:16])] = h | coldHandle })
 }
 
 // decodeHeld rebuilds the entry of the tomb of handle h: a cold task's with its
 // replica timer's arm order (not in the node's heap: timerIdx 0).
 func (n *Node) decodeHeld(id string, h uint64) *entry {
-	rec := n.tombBytes(h)
 	if h&coldHandle == 0 {
-		return n.decodeTomb(id, rec)
+		return n.decodeTomb(id, n.tombBytes(h))
 	}
+	rec := n.coldBody(h)
 	seq, k := binary.Uvarint(rec)
 	e := n.decodeTomb(id, rec[k:])
 	e.timerKind, e.timerSeq = timerFire, seq
@@ -179,7 +221,7 @@ func (n *Node) decodeHeld(id string, h uint64) *entry {
 
 // coldSeq returns the arm order of the cold task of handle h.
 func (n *Node) coldSeq(h uint64) uint64 {
-	seq, _ := binary.Uvarint(n.tombBytes(h))
+	seq, _ := binary.Uvarint(n.coldBody(h))
 	return seq
 }
 
@@ -191,7 +233,7 @@ func (n *Node) coldTop() (it coldItem, ok bool) {
 		if n.coldTopOK {
 			return it, true
 		}
-		if h, held := n.tombs[string(it.raw[:])]; held && h&coldHandle != 0 && n.coldSeq(h) == it.seq {
+		if n.coldValid(it) {
 			n.coldTopOK = true
 			return it, true
 		}
@@ -239,7 +281,7 @@ func (n *Node) thawColdOf(queue string) {
 // /metrics reads, and the scan for moves) look at every cold task each time, and a
 // whole decode of a million would hold the node's goroutine for a second.
 func (n *Node) coldNamesGone(h uint64) bool {
-	rec := n.tombBytes(h)
+	rec := n.coldBody(h)
 	_, k := binary.Uvarint(rec) // the arm order
 	r := tombReader{n: n, buf: rec[k:]}
 	// As decodeTomb and decodeTask read, up to the replicas.

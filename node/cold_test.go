@@ -66,7 +66,7 @@ func TestColdRoundTrip(t *testing.T) {
 		e.task.ETA = epoch.Add(30 * 24 * time.Hour)
 		setEveryField(t, e)
 		mut(e)
-		rec, ok := n.encodeCold(e)
+		rec, ok := n.encodeCold(e, [16]byte{1, 2})
 		require.True(t, ok)
 		h := n.coldArena.put(rec) | coldHandle
 		got := n.decodeHeld(e.task.ID, h)
@@ -97,7 +97,7 @@ func TestColdNamesGoneReadsTheList(t *testing.T) {
 		e := fullEntry("0b8e3c1e-7a52-4c55-9a3b-2a8d6c0f4e11")
 		setEveryField(t, e)
 		mut(e)
-		rec, ok := n.encodeCold(e)
+		rec, ok := n.encodeCold(e, [16]byte{1, 2})
 		require.True(t, ok)
 		hd := n.coldArena.put(rec) | coldHandle
 		gone := false
@@ -256,5 +256,83 @@ func TestColdTasksFireInOrder(t *testing.T) {
 		want[len(ids)-1-i] = id
 	}
 	require.Equal(t, want, order, "delivered in due order")
+	require.NoError(t, n.CheckCounts())
+}
+
+// liveChunks counts the chunks of an arena that are not dropped.
+func liveChunks(a *tombArena) int {
+	c := 0
+	for _, ch := range a.chunks {
+		if ch.buf != nil {
+			c++
+		}
+	}
+	return c
+}
+
+// Cold tasks thaw in due order, not in the order they went cold: a chunk of their
+// tombs whose tasks mostly fired has the rest moved, so that a few tasks due late
+// do not keep every chunk; they still decode, count and fire as before. Tasks
+// thawed and cold again leave stale timers in the cold heap, dropped once they
+// are most of it.
+func TestColdChunksAndHeapStayCompact(t *testing.T) {
+	h := newHarness(t, 3, 1, func(c *Config) { c.PendingDetail, c.ColdAhead = 1, time.Nanosecond })
+	n := h.node("n1")
+	var ids, late []string
+	var rs []*enqResult
+	for i := range 3000 {
+		countdown := 2 * time.Minute
+		if i%100 == 0 {
+			countdown = 2 * time.Hour
+		}
+		r := h.enqueue("n1", req(countdown))
+		if i%500 == 499 {
+			h.run(h.elapsed() + 10*time.Millisecond)
+		}
+		rs = append(rs, r)
+	}
+	h.run(h.elapsed() + time.Second)
+	for i, r := range rs {
+		ids = append(ids, acked(t, r))
+		if i%100 == 0 {
+			late = append(late, ids[i])
+		}
+	}
+	require.Equal(t, 2999, n.Colds())
+	before := liveChunks(&n.coldArena)
+	require.Greater(t, before, 3, "the cold tombs fill several chunks")
+
+	// A Store repeated (as a coordinator resends it) thaws its task, which goes
+	// cold again, and leaves a stale item in the cold heap: three rounds over
+	// every task would leave 9,000.
+	for range 3 {
+		for _, id := range ids {
+			st, _ := n.Task(id)
+			n.Step(Message{Type: MsgStore, From: "n2", To: "n1", TaskID: id, Task: st.Task})
+		}
+		h.run(h.elapsed() + time.Millisecond)
+	}
+	require.Equal(t, 2999, n.Colds())
+	require.GreaterOrEqual(t, n.ColdsMade(), uint64(4*2999), "every task thawed and went cold again three times")
+	require.Empty(t, n.Refused())
+	require.LessOrEqual(t, len(n.cold), 2*n.Colds()+1024, "stale cold timers are dropped once they are most")
+	require.NoError(t, n.CheckCounts())
+
+	h.run(h.elapsed() + 3*time.Minute)
+	require.Equal(t, len(late), n.Colds(), "the tasks due late are cold still")
+	t.Logf("chunks %d before %d", liveChunks(&n.coldArena), before)
+	require.LessOrEqual(t, liveChunks(&n.coldArena), 2, "their tombs were moved off the chunks that emptied")
+	require.NoError(t, n.CheckCounts())
+	for _, id := range late {
+		st, ok := n.Task(id)
+		require.True(t, ok)
+		require.Equal(t, StateScheduled, st.State)
+	}
+	h.run(h.elapsed() + 2*time.Hour)
+	require.Zero(t, n.Colds())
+	for _, id := range late {
+		st, _ := n.Task(id)
+		require.Equal(t, StateSucceeded, st.State, "task %s fired after its tomb moved", id)
+	}
 	require.NoError(t, n.CheckCounts())
 }
