@@ -83,13 +83,20 @@ func (n *Node) coolable(e *entry, now int64) bool {
 		e.timerIdx != 0 && n.tasks[e.task.ID] == e && e.timerAt-now >= int64(n.cfg.ColdAhead)
 }
 
+// coolPerInput bounds the tasks coolOld looks at in one input (each one it makes
+// cold costs an encoding, a few microseconds): after a restart every pending task
+// of the log is in line at once, and a million of them made cold in one input
+// held the node's goroutine for seconds (its /metrics answered without the
+// queues' depths). The line drains over the next inputs instead.
+const coolPerInput = 4096
+
 // coolOld makes cold, at the end of an input, the queued tasks beyond the
 // PendingDetail most recent that may go cold. One that may not (due soon, claimed,
 // no longer held, already cold) leaves the line: it comes back when its replica
 // timer is armed again or it is thawed. It reads no clock (that would be an input
 // the flight recorder records): lastNow is the latest reading the input took.
 func (n *Node) coolOld() {
-	for len(n.toCool)-n.coolHead > n.cfg.PendingDetail {
+	for budget := coolPerInput; budget > 0 && len(n.toCool)-n.coolHead > n.cfg.PendingDetail; budget-- {
 		id := n.toCool[n.coolHead]
 		n.toCool[n.coolHead] = ""
 		n.coolHead++

@@ -336,3 +336,23 @@ func TestColdChunksAndHeapStayCompact(t *testing.T) {
 	}
 	require.NoError(t, n.CheckCounts())
 }
+
+// A long line of tasks to go cold (a restart puts every pending task of the log
+// in it at once) drains over several inputs, coolPerInput at a time, not in one.
+func TestColdLineDrainsOverInputs(t *testing.T) {
+	h := newHarness(t, 1, 1, func(c *Config) { c.PendingDetail = 1 << 30 })
+	for i := range 2*coolPerInput + 100 {
+		h.enqueue("n1", req(time.Hour+time.Duration(i)*time.Millisecond))
+	}
+	h.run(h.elapsed() + time.Second)
+	n := h.node("n1")
+	require.Zero(t, n.Colds())
+	n.cfg.PendingDetail = 1 // as a restart with a line this long would see it
+	n.Describe("0b8e3c1e-7a52-4c55-9a3b-2a8d6c0f4e11", func(TaskStatus, error) {}) // one input
+	require.Equal(t, coolPerInput, n.Colds(), "one input made coolPerInput tasks cold")
+	for range 3 {
+		n.Describe("0b8e3c1e-7a52-4c55-9a3b-2a8d6c0f4e11", func(TaskStatus, error) {})
+	}
+	require.Equal(t, 2*coolPerInput+99, n.Colds(), "the next inputs drained the line")
+	require.NoError(t, n.CheckCounts())
+}
