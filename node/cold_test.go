@@ -347,8 +347,9 @@ func TestColdLineDrainsOverInputs(t *testing.T) {
 	h.run(h.elapsed() + time.Second)
 	n := h.node("n1")
 	require.Zero(t, n.Colds())
-	n.cfg.PendingDetail = 1 // as a restart with a line this long would see it
-	n.Describe("0b8e3c1e-7a52-4c55-9a3b-2a8d6c0f4e11", func(TaskStatus, error) {}) // one input
+	// As a restart with a line this long would see it; then one input.
+	n.cfg.PendingDetail = 1
+	n.Describe("0b8e3c1e-7a52-4c55-9a3b-2a8d6c0f4e11", func(TaskStatus, error) {})
 	require.Equal(t, coolPerInput, n.Colds(), "one input made coolPerInput tasks cold")
 	for range 3 {
 		n.Describe("0b8e3c1e-7a52-4c55-9a3b-2a8d6c0f4e11", func(TaskStatus, error) {})
