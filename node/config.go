@@ -168,7 +168,15 @@ type Config struct {
 	// whose attempt history has no answer bodies nor error texts (tomb.go).
 	// Default 1000.
 	FinishedDetail int
-	SyncInterval   time.Duration // gossip queue settings to a random member this often; default 2s
+	// PendingDetail and ColdAhead say when a pending task goes cold (cold.go): kept
+	// in the compact form of a finished one until it comes due or something
+	// addresses it. A task waiting for its due time with no protocol state goes cold
+	// once PendingDetail replica timers were armed after its own, if its timer is
+	// due at least ColdAhead later than the clock's last reading. Defaults 1000 and
+	// 1m; cold or not, the node does the same.
+	PendingDetail int
+	ColdAhead     time.Duration
+	SyncInterval  time.Duration // gossip queue settings to a random member this often; default 2s
 	// RemoveAfter: the leader removes from the roster a member it has not heard
 	// from for this long (0, the default: never; remove.go). At least Lease.
 	RemoveAfter time.Duration
@@ -242,6 +250,12 @@ func (c *Config) EnsureDefaults() {
 	if c.FinishedDetail == 0 {
 		c.FinishedDetail = 1000
 	}
+	if c.PendingDetail == 0 {
+		c.PendingDetail = 1000
+	}
+	if c.ColdAhead == 0 {
+		c.ColdAhead = time.Minute
+	}
 	if c.SyncInterval == 0 {
 		c.SyncInterval = 2 * time.Second
 	}
@@ -307,6 +321,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FinishedDetail < 0 {
 		bad("finished_detail", "must be positive (or 0 for the default), not %d", c.FinishedDetail)
+	}
+	if c.PendingDetail < 0 {
+		bad("pending_detail", "must be positive (or 0 for the default), not %d", c.PendingDetail)
+	}
+	if c.ColdAhead < 0 {
+		bad("cold_ahead", "must be positive (or 0 for the default), not %s", c.ColdAhead)
 	}
 	if c.RemoveAfter != 0 && c.RemoveAfter < c.Lease {
 		bad("remove_after", "must be 0 (never) or at least the lease (%s), not %s", c.Lease, c.RemoveAfter)

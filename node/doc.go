@@ -111,4 +111,13 @@
 // answered RejectFull; when no majority can store a task the coordinator answers
 // ErrNodeFull and cancels the copies stored meanwhile). Only tasks that are not final
 // count (limits.go); a finished task is kept for the dedup window without its body.
+//
+// # Compact forms
+//
+// Most tasks a node holds are idle: finished and waiting out the dedup window, or
+// pending and waiting for their due time. Those are kept encoded, not as entries:
+// finished ones as tombs (tomb.go, Config.FinishedDetail), pending ones with no
+// protocol state as cold tasks (cold.go, Config.PendingDetail and ColdAhead), and
+// thawed back into entries whenever anything may change them. Neither form changes
+// what the node sends, records or decides, nor any timer it arms.
 package node

@@ -63,8 +63,12 @@ func (n *Node) removeEntry(e *entry) {
 	}
 }
 
-// recount rebuilds the counters from tasks (at start, after the records replayed).
+// recount rebuilds the counters from tasks (at start, after the records replayed:
+// no task is frozen or cold yet, they go so at the end of inputs).
 func (n *Node) recount() {
+	if len(n.tombs) > 0 {
+		panic(fmt.Sprintf("node: recount with %d tasks frozen or cold", len(n.tombs)))
+	}
 	n.open, n.openBytes = 0, 0
 	clear(n.openByQueue)
 	clear(n.counts)
@@ -107,6 +111,11 @@ func (n *Node) Pending() (tracked, actual int) {
 	for _, e := range n.tasks {
 		if !e.state.Final() {
 			actual++
+		}
+	}
+	for _, h := range n.tombs { // a count: order does not matter
+		if h&coldHandle != 0 {
+			actual++ // a cold task is pending (coolable), and stays so while cold
 		}
 	}
 	return n.open, actual

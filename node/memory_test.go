@@ -13,11 +13,12 @@ import (
 )
 
 // heapPerPending enqueues tasks like the memory benchmark's (bench/memory.go: a
-// 7-byte form body, due in 30 days) into one node in virtual time and returns the
-// live heap they cost per task. With MIYAMOTO_HEAP_PROFILE set it writes a heap
-// profile (writeHeapProfile), for `go tool pprof -sample_index=inuse_space`.
-func heapPerPending(t *testing.T, tasks int) float64 {
-	h := newHarness(t, 1, 1, nil)
+// 7-byte form body, due in 30 days) into one node in virtual time, with detail as
+// its PendingDetail, and returns the live heap they cost per task and how many went
+// cold (cold.go). With MIYAMOTO_HEAP_PROFILE set it writes a heap profile
+// (writeHeapProfile), for `go tool pprof -sample_index=inuse_space`.
+func heapPerPending(t *testing.T, tasks, detail int) (perTask float64, colds int) {
+	h := newHarness(t, 1, 1, func(c *Config) { c.PendingDetail = detail })
 	before := liveHeap()
 	for i := range tasks {
 		h.enqueue("n1", EnqueueRequest{Queue: "default", URL: "http://127.0.0.1:9/hook",
@@ -31,8 +32,12 @@ func heapPerPending(t *testing.T, tasks int) float64 {
 	h.sent, h.states = nil, nil
 	after := liveHeap()
 	writeHeapProfile(t, "pending")
-	if got := len(h.node("n1").tasks); got != tasks {
-		t.Fatalf("the node holds %d tasks, want %d", got, tasks)
+	n := h.node("n1")
+	if got := len(n.tasks) + n.Colds(); got != tasks || n.Tombs() != 0 {
+		t.Fatalf("the node holds %d pending tasks (%d finished), want %d", got, n.Tombs(), tasks)
+	}
+	if err := n.CheckCounts(); err != nil {
+		t.Fatal(err)
 	}
 	for id, e := range h.node("n1").tasks {
 		if e.entryExtra != &noExtra {
@@ -40,7 +45,7 @@ func heapPerPending(t *testing.T, tasks int) float64 {
 		}
 	}
 	runtime.KeepAlive(h)
-	return float64(after-before) / float64(tasks)
+	return float64(after-before) / float64(tasks), n.Colds()
 }
 
 // writeHeapProfile writes a heap profile to $MIYAMOTO_HEAP_PROFILE-kind.pprof,
@@ -69,16 +74,25 @@ func liveHeap() uint64 {
 }
 
 // A pending task never claimed allocates no entryExtra, and costs about 500 bytes of
-// live heap (README, "Memory per task"); 883 before entryExtra. The bound leaves
-// room for the collector's and the map's noise, not for another entryExtra.
+// live heap as an entry (README, "Memory per task"; 883 before entryExtra); cold
+// (cold.go), about 200. The bounds leave room for the collector's and the map's
+// noise, not for another entryExtra nor for cold tasks kept as entries.
 func TestHeapPerPendingTask(t *testing.T) {
 	if testing.Short() {
-		t.Skip("enqueues 50,000 tasks")
+		t.Skip("enqueues 2 × 50,000 tasks")
 	}
-	per := heapPerPending(t, 50_000)
-	t.Logf("live heap per pending task: %.0f B", per)
-	if per > 600 {
-		t.Fatalf("a pending task costs %.0f B of live heap, want at most 600", per)
+	hot, colds := heapPerPending(t, 50_000, 1_000_000)
+	t.Logf("live heap per pending task, none cold: %.0f B", hot)
+	require.Zero(t, colds)
+	if hot > 600 {
+		t.Fatalf("a pending task costs %.0f B of live heap, want at most 600", hot)
+	}
+	cold, colds := heapPerPending(t, 50_000, 0)
+	t.Logf("live heap per pending task, %d of 50,000 cold: %.0f B", colds, cold)
+	require.Equal(t, 50_000-1000, colds, "all but the PendingDetail most recent went cold")
+	// Issue 16's target is 350 B of live heap (700 B of RSS at the default GOGC).
+	if cold > 350 {
+		t.Fatalf("a pending task costs %.0f B of live heap with cold tasks, want at most 350", cold)
 	}
 }
 
@@ -165,7 +179,7 @@ func TestPendingTasksHaveNoExtra(t *testing.T) {
 	}
 	held := 0
 	for _, id := range h.order {
-		held += len(h.node(id).tasks)
+		held += len(h.node(id).tasks) + h.node(id).Colds()
 		require.Zero(t, ownExtras(h, id), "node %s", id)
 	}
 	require.Equal(t, 180, held, "three replicas of each task")

@@ -106,12 +106,21 @@ func (n *Node) onMoveTick() {
 			ids = append(ids, id)
 		}
 	}
+	for raw, h := range n.tombs { // sorted below
+		// A cold task is read without thawing (cold.go), and decoded only when
+		// its list names a member gone.
+		if h&coldHandle != 0 && n.coldNamesGone(h) {
+			if id := idOfRaw(raw); n.needsMove(n.peek(id)) {
+				ids = append(ids, id)
+			}
+		}
+	}
 	slices.Sort(ids) // not the map's order
 	for _, id := range ids {
 		if n.movesInFlight >= MaxMovesInFlight {
 			break
 		}
-		if e := n.tasks[id]; n.mayMoveNow(e, now) {
+		if e := n.entryOf(id); n.mayMoveNow(e, now) {
 			n.startMove(e, now)
 		}
 	}

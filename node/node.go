@@ -65,6 +65,20 @@ type Node struct {
 	tombScratch []byte // the encoding buffer, reused
 	toFreeze    []string
 	freezeHead  int
+	// Cold tasks (cold.go): pending tasks in the compact form, in tombs beside the
+	// finished ones (their handles marked coldHandle, their bytes in coldArena);
+	// cold is their timers' heap, coldTopOK whether its first item is known valid;
+	// colds counts them, coldsMade every time one went cold; toCool (from coolHead on) the pending tasks in line to go
+	// cold, oldest first; lastNow the latest clock reading the node took.
+	coldArena   tombArena
+	cold        coldHeap
+	coldTopOK   bool
+	coldScratch []byte // the encoding buffer, reused
+	colds       int
+	coldsMade   uint64 // for tests (ColdsMade)
+	toCool      []string
+	coolHead    int
+	lastNow     int64
 	words       []string
 	wordCode    map[string]uint32
 	// tasksPeak is the most entries tasks held since it was last rebuilt: a Go map
@@ -560,7 +574,11 @@ func (n *Node) forgetFloor(t *Task) uint64 {
 	return uint64(max(n.recoverUntil.Sub(t.Created).Milliseconds(), 0))
 }
 
-func (n *Node) now() time.Time { return n.env.Clock.Now() }
+func (n *Node) now() time.Time {
+	t := n.env.Clock.Now()
+	n.lastNow = t.UnixNano() // for coolOld, which must not read the clock (cold.go)
+	return t
+}
 
 func (n *Node) recovering() bool {
 	return !n.recoverUntil.IsZero() && n.now().Before(n.recoverUntil)
@@ -635,6 +653,7 @@ func (n *Node) input(f func()) {
 	if cap(n.selfq) > maxKeptSelfq {
 		n.selfq = nil // a burst's array (a wake that fired many timers) is not kept
 	}
+	n.coolOld()
 	n.freezeOld()
 	n.inInput = false
 }
@@ -1056,6 +1075,9 @@ func (n *Node) arm(e *entry, kind timerKind, at time.Time) {
 		return
 	}
 	n.schedule(e, at)
+	if kind == timerFire && e.entryExtra == &noExtra {
+		n.queueCool(e.task.ID) // a task waiting for its due time may go cold (cold.go)
+	}
 }
 
 func (n *Node) disarm(e *entry) {

@@ -388,6 +388,7 @@ func (n *Node) handleQueueSetResp(m Message) {
 // purge cancels the tasks of a queue created before a time, here, and returns how
 // many of those it cancelled this node is the first replica of.
 func (n *Node) purge(queue string, before time.Time) (first int) {
+	n.thawColdOf(queue) // a purge may cancel them (cold.go)
 	for _, id := range sortedKeys(n.tasks) {
 		e := n.tasks[id]
 		if e.task.Queue == queue && e.task.Created.Before(before) && !e.state.Final() {

@@ -192,6 +192,11 @@ func (n *Node) TasksOnRemoved() int {
 		return 0
 	}
 	c := 0
+	for _, h := range n.tombs { // a count: order does not matter
+		if h&coldHandle != 0 && n.coldNamesGone(h) {
+			c++ // a cold task is pending (its tomb is read, not decoded)
+		}
+	}
 	for _, e := range n.tasks {
 		if e.state.Final() {
 			continue

@@ -63,12 +63,13 @@ func (n *Node) unschedule(e *entry) {
 	}
 }
 
-// armWake arms the wake for the first timer, unless one is armed as early.
+// armWake arms the wake for the first timer (of the node's heap and the cold one:
+// cold.go), unless one is armed as early.
 func (n *Node) armWake() {
-	if len(n.timers) == 0 {
+	first, ok := n.firstTimer()
+	if !ok {
 		return
 	}
-	first := n.timers[0].timerAt
 	if n.wake != nil {
 		if n.wakeAt <= first {
 			return
@@ -79,11 +80,26 @@ func (n *Node) armWake() {
 	n.wake = n.after(max(time.Duration(first-n.now().UnixNano()), 0), alarm{kind: alarmWake})
 }
 
+// firstTimer returns the due time of the first timer armed, in either heap; ok is
+// false when none is.
+func (n *Node) firstTimer() (at int64, ok bool) {
+	cold, coldOK := n.coldTop()
+	switch {
+	case len(n.timers) > 0 && (!coldOK || n.timers[0].timerAt <= cold.at):
+		return n.timers[0].timerAt, true
+	case coldOK:
+		return cold.at, true
+	}
+	return 0, false
+}
+
 // fireTimers runs every timer due by now that was armed before this wake, then
-// re-arms the wake for the next one.
+// re-arms the wake for the next one. The cold timers due by now are thawed first,
+// into their places in the heap.
 func (n *Node) fireTimers() {
 	n.wake, n.wakeAt = nil, 0
 	now, last := n.now().UnixNano(), n.timerSeq
+	n.thawDueCold(now)
 	for len(n.timers) > 0 && n.timers[0].timerAt <= now && n.timers[0].timerSeq <= last {
 		e := heap.Pop(&n.timers).(*entry)
 		kind := e.timerKind

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -124,26 +125,47 @@ func (n *Node) tombOf(id string) (uint64, bool) {
 }
 
 // entryOf returns the entry of a held task, thawing it from its tomb if it was
-// frozen (it is queued to be frozen again once the input ends); nil when the task
-// is not held. Every lookup that may change the task or its timers goes through it.
+// frozen or cold (it is queued to be frozen, or to go cold, again once the input
+// ends); nil when the task is not held. Every lookup that may change the task or
+// its timers goes through it.
 func (n *Node) entryOf(id string) *entry {
 	if e := n.tasks[id]; e != nil {
 		return e
 	}
+	e := n.thaw(id)
+	if e == nil {
+		return nil
+	}
+	if e.timerKind == timerFire {
+		n.queueCool(id)
+	} else {
+		n.toFreeze = append(n.toFreeze, id)
+	}
+	return e
+}
+
+// thaw brings a frozen or cold task back into its entry (a cold one's timer back
+// into the node's heap, at its place: its due time and arm order are the ones it
+// had); nil when id has no tomb.
+func (n *Node) thaw(id string) *entry {
 	h, ok := n.tombOf(id)
 	if !ok {
 		return nil
 	}
-	e := n.decodeTomb(id, n.arena.get(h))
+	e := n.decodeHeld(id, h)
 	k, _ := rawKey(id)
 	delete(n.tombs, string(k[:]))
-	n.arena.release(h)
+	n.releaseTomb(h)
 	x := n.index[stateKey{e.task.Queue, e.state}]
 	x.frozen.remove(string(k[:]))
 	x.insert(id)
 	n.tasks[id] = e
 	n.tasksPeak = max(n.tasksPeak, len(n.tasks))
-	n.toFreeze = append(n.toFreeze, id)
+	if h&coldHandle != 0 {
+		n.colds--
+		n.coldTopOK = false // its cold item is stale now
+		heap.Push(&n.timers, e)
+	}
 	return e
 }
 
@@ -154,7 +176,7 @@ func (n *Node) peek(id string) *entry {
 		return e
 	}
 	if h, ok := n.tombOf(id); ok {
-		return n.decodeTomb(id, n.arena.get(h))
+		return n.decodeHeld(id, h)
 	}
 	return nil
 }
@@ -213,7 +235,7 @@ func (n *Node) maybeShrinkTasks() {
 }
 
 // Tombs returns how many finished tasks this node holds in the compact form.
-func (n *Node) Tombs() int { return len(n.tombs) }
+func (n *Node) Tombs() int { return len(n.tombs) - n.colds }
 
 // --- the encoding -------------------------------------------------------------------
 
@@ -581,7 +603,7 @@ func (r *tombReader) field(f any, base int64) {
 	}
 }
 
-// tombIDs returns the IDs of the frozen tasks, sorted.
+// tombIDs returns the IDs of the frozen and cold tasks, sorted.
 func (n *Node) tombIDs() []string {
 	ids := make([]string, 0, len(n.tombs))
 	for raw := range n.tombs {
@@ -599,7 +621,7 @@ func (n *Node) heldEntries() []*entry {
 		out = append(out, e)
 	}
 	for raw, h := range n.tombs {
-		e := n.decodeTomb(idOfRaw(raw), n.arena.get(h))
+		e := n.decodeHeld(idOfRaw(raw), h)
 		e.frozen = true
 		out = append(out, e)
 	}

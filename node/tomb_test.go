@@ -16,9 +16,9 @@ import (
 var notInTomb = map[string]string{
 	"entryExtra":  "kept as a flag and the other fields",
 	"task":        "encodeTask",
-	"timerIdx":    "tombable: not in the timer heap",
-	"timerSeq":    "only the timer heap reads it, and schedule sets it",
-	"timerKind":   "tombable: timerForget",
+	"timerIdx":    "tombable: not in the timer heap (a cold task: in the cold heap, cold.go)",
+	"timerSeq":    "only the timer heap reads it, and schedule sets it (a cold task's is in front of its tomb)",
+	"timerKind":   "tombable: timerForget (coolable: timerFire)",
 	"state":       "its own byte",
 	"frozen":      "set on the entry a tomb replaced",
 	"delivering":  "tombable: false",

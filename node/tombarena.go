@@ -19,6 +19,7 @@ type tombArena struct {
 type tombChunk struct {
 	buf  []byte // nil once dropped
 	live int    // tombs in it not freed
+	put  int    // tombs put in it
 }
 
 // tombChunkSize is the size of a chunk; a longer tomb (a dead task's large body)
@@ -36,6 +37,7 @@ func (a *tombArena) put(rec []byte) uint64 {
 	c.buf = binary.AppendUvarint(c.buf, uint64(len(rec)))
 	c.buf = append(c.buf, rec...)
 	c.live++
+	c.put++
 	return uint64(a.cur)<<32 | uint64(off)
 }
 
@@ -59,13 +61,37 @@ func (a *tombArena) get(h uint64) []byte {
 }
 
 // release frees the tomb of handle h, and its chunk once that holds no other
-// (unless tombs are still appended to it).
-func (a *tombArena) release(h uint64) {
-	num := uint32(h >> 32)
+// (unless tombs are still appended to it). It returns the chunk's number and
+// whether the chunk, not dropped, now holds less than a quarter of the tombs put
+// in it (see relocate).
+func (a *tombArena) release(h uint64) (num uint32, sparse bool) {
+	num = uint32(h >> 32)
 	c := &a.chunks[num]
 	c.live--
 	if c.live == 0 && num != a.cur {
-		c.buf = nil
-		a.free = append(a.free, num)
+		a.drop(num)
+		return num, false
 	}
+	return num, num != a.cur && c.live*4 < c.put
+}
+
+func (a *tombArena) drop(num uint32) {
+	a.chunks[num] = tombChunk{}
+	a.free = append(a.free, num)
+}
+
+// relocate moves the tombs of chunk num that live says are still held to the
+// chunk tombs are appended to, telling moved the new handle of each, and drops
+// the chunk. live is given each tomb and its handle.
+func (a *tombArena) relocate(num uint32, live func(rec []byte, h uint64) bool, moved func(rec []byte, h uint64)) {
+	buf := a.chunks[num].buf
+	for off := 0; off < len(buf); {
+		l, k := binary.Uvarint(buf[off:])
+		rec := buf[off+k : off+k+int(l)]
+		if live(rec, uint64(num)<<32|uint64(off)) {
+			moved(rec, a.put(rec))
+		}
+		off += k + int(l)
+	}
+	a.drop(num)
 }

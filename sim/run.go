@@ -36,6 +36,10 @@ type Options struct {
 	// (nodes named, a holder's kind made plain): the swarm's faults as a schedule
 	// (shrink.go).
 	applied *[]FaultEvent
+	// tweak, when set, changes each node's config, and started sees each node
+	// made (compact_test.go: the compact forms' knobs, which change no trace).
+	tweak   func(*node.Config)
+	started func(*node.Node)
 }
 
 // injection is one message stepped into node index to at true time at.
@@ -122,7 +126,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
-	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}, liveQueue: opts.liveQueue, applied: opts.applied}
+	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}, liveQueue: opts.liveQueue, applied: opts.applied, tweak: opts.tweak, started: opts.started}
 	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
 	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock, w.rngSwarm = split(1), split(2), split(3), split(4), split(5), split(6)
 	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}

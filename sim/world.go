@@ -49,6 +49,8 @@ type world struct {
 	changeGen map[string]int
 	trace     *tracer
 	liveQueue string // see Options.liveQueue
+	tweak     func(*node.Config)
+	started   func(*node.Node)
 }
 
 // at schedules fn at true time t (never in the past).
@@ -281,9 +283,16 @@ func (w *world) start(s *simNode, env node.Env) error {
 		}
 		env.Storage = st
 	}
-	n, err := node.New(w.newNodeConfig(s), env)
+	cfg := w.newNodeConfig(s)
+	if w.tweak != nil {
+		w.tweak(&cfg)
+	}
+	n, err := node.New(cfg, env)
 	if err != nil {
 		panic("sim: node config rejected after scenario validation: " + err.Error())
+	}
+	if w.started != nil {
+		w.started(n)
 	}
 	s.n = n
 	return n.Start()
