@@ -18,6 +18,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,7 +69,10 @@ type Dispatcher struct {
 	post    func(node.DeliveryResult)
 	maxBody int64
 	nodeID  string
-	signer  *Signer
+	// nodeIDValue is X-Miyamoto-Node's value, shared by every delivery (net/http
+	// only reads a request's headers).
+	nodeIDValue []string
+	signer      *Signer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -128,7 +132,7 @@ func New(cfg Config, post func(node.DeliveryResult)) *Dispatcher {
 		cfg.MaxResponseBody = 64 << 10
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, signer: cfg.Signer, ctx: ctx, cancel: cancel,
+	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, nodeIDValue: []string{cfg.NodeID}, signer: cfg.Signer, ctx: ctx, cancel: cancel,
 		work: make(chan node.Delivery)}
 }
 
@@ -186,7 +190,7 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 		return failed(res, err)
 	}
 	if d.nodeID != "" {
-		req.Header.Set("X-Miyamoto-Node", d.nodeID)
+		req.Header[hdrMiyamotoNode] = d.nodeIDValue
 	}
 	if d.signer != nil {
 		d.signer.setHeaders(req.Header, dl.Task.ID, time.Now(), sentBody(dl.Task))
@@ -198,7 +202,9 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 	res.Body = readPrefix(resp.Body, min(node.MaxAttemptBody, d.maxBody), d.maxBody)
 	resp.Body.Close()
 	res.Status = resp.StatusCode
-	res.RetryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		res.RetryAfter = RetryAfter(v, time.Now())
+	}
 	return res
 }
 
@@ -228,31 +234,93 @@ func NewRequest(ctx context.Context, dl node.Delivery) (*http.Request, error) {
 	if paramsInQuery(t) {
 		target, contentType = withQuery(t.URL, string(t.Body)), ""
 	}
-	req, err := http.NewRequestWithContext(ctx, t.Method, target, strings.NewReader(string(body)))
+	// A task's body is never changed once stored: the request reads it in place.
+	req, err := http.NewRequestWithContext(ctx, t.Method, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("task url: %w", err)
 	}
-	for _, h := range t.Headers {
-		req.Header.Add(h.Name, h.Value)
+	// Sized for every header at once, so the map never grows while filled.
+	h := make(http.Header, len(t.Headers)+maxOwnHeaders)
+	req.Header = h
+	for _, th := range t.Headers {
+		h.Add(th.Name, th.Value)
 	}
+	// Miyamoto's own headers win over the task's: each replaces the canonical key.
+	// Their values share one backing array, and the numbers one string, instead of
+	// an allocation each: this runs once per delivery.
+	own := ownHeaders{h: h, vals: make([]string, 0, maxOwnHeaders)}
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		own.set(hdrContentType, contentType)
 	}
-	req.Header.Set("User-Agent", "miyamoto/"+Version)
-	req.Header.Set("X-Task-Id", t.ID)
-	req.Header.Set("X-Task-Queue", t.Queue)
+	own.set(hdrUserAgent, userAgent)
+	own.set(hdrTaskID, t.ID)
+	own.set(hdrTaskQueue, t.Queue)
 	if t.Name != "" {
-		req.Header.Set("X-Task-Name", t.Name)
+		own.set(hdrTaskName, t.Name)
 	}
-	req.Header.Set("X-Task-Attempt", strconv.FormatUint(dl.Attempt, 10))
-	req.Header.Set("X-Task-Retry-Count", strconv.Itoa(dl.Retries))
-	req.Header.Set("X-Task-ETA", strconv.FormatFloat(float64(t.ETA.UnixNano())/1e9, 'f', 3, 64))
-	if dl.PreviousStatus != 0 {
-		req.Header.Set("X-Task-Previous-Response", strconv.Itoa(dl.PreviousStatus))
-	}
+	var buf [96]byte
+	nums := strconv.AppendUint(buf[:0], dl.Attempt, 10)
+	attemptEnd := len(nums)
+	nums = strconv.AppendInt(nums, int64(dl.Retries), 10)
+	retriesEnd := len(nums)
+	nums = strconv.AppendFloat(nums, float64(t.ETA.UnixNano())/1e9, 'f', 3, 64)
+	etaEnd := len(nums)
 	// The worker should stop by then: after it another replica may run the task.
-	req.Header.Set("X-Task-Deadline", strconv.FormatFloat(dl.Deadline.Seconds(), 'f', 3, 64))
+	nums = strconv.AppendFloat(nums, dl.Deadline.Seconds(), 'f', 3, 64)
+	deadlineEnd := len(nums)
+	if dl.PreviousStatus != 0 {
+		nums = strconv.AppendInt(nums, int64(dl.PreviousStatus), 10)
+	}
+	str := string(nums)
+	own.set(hdrTaskAttempt, str[:attemptEnd])
+	own.set(hdrTaskRetryCount, str[attemptEnd:retriesEnd])
+	own.set(hdrTaskETA, str[retriesEnd:etaEnd])
+	if dl.PreviousStatus != 0 {
+		own.set(hdrTaskPreviousResponse, str[deadlineEnd:])
+	}
+	own.set(hdrTaskDeadline, str[etaEnd:deadlineEnd])
 	return req, nil
+}
+
+// The canonical names of the headers Miyamoto sets on every delivery (a header map
+// is keyed by canonical names; setting the key directly skips canonicalising it).
+var (
+	hdrContentType          = http.CanonicalHeaderKey("Content-Type")
+	hdrUserAgent            = http.CanonicalHeaderKey("User-Agent")
+	hdrTaskID               = http.CanonicalHeaderKey("X-Task-Id")
+	hdrTaskQueue            = http.CanonicalHeaderKey("X-Task-Queue")
+	hdrTaskName             = http.CanonicalHeaderKey("X-Task-Name")
+	hdrTaskAttempt          = http.CanonicalHeaderKey("X-Task-Attempt")
+	hdrTaskRetryCount       = http.CanonicalHeaderKey("X-Task-Retry-Count")
+	hdrTaskETA              = http.CanonicalHeaderKey("X-Task-ETA")
+	hdrTaskPreviousResponse = http.CanonicalHeaderKey("X-Task-Previous-Response")
+	hdrTaskDeadline         = http.CanonicalHeaderKey("X-Task-Deadline")
+	hdrMiyamotoNode         = http.CanonicalHeaderKey("X-Miyamoto-Node")
+)
+
+const userAgent = "miyamoto/" + Version
+
+// maxOwnHeaders is how many headers NewRequest and deliver set at most (the ten
+// above NewRequest's and X-Miyamoto-Node).
+const maxOwnHeaders = 11
+
+// ownHeaders sets single-valued headers whose values share one backing array.
+type ownHeaders struct {
+	h    http.Header
+	vals []string
+}
+
+// set replaces key (canonical) with the one value v. Each value's slice is capped
+// at its one element, so that an Add to it later copies instead of overwriting the
+// next header's value.
+func (o *ownHeaders) set(key, v string) {
+	if len(o.vals) == cap(o.vals) {
+		o.h[key] = []string{v}
+		return
+	}
+	o.vals = append(o.vals, v)
+	n := len(o.vals)
+	o.h[key] = o.vals[n-1 : n : n]
 }
 
 // paramsInQuery reports whether t's body is params to send in the query string: a
