@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -201,13 +202,15 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	default: // a peer: one process (asynq's redis-server besides), no replication
 		res.Nodes, res.Replicas = 1, 1
 	}
-	sink, err := StartSink()
+	var sink *Sink
+	labelled(ctx, roleSink, func(context.Context) { sink, err = StartSink() })
 	if err != nil {
 		return res, err
 	}
 	defer sink.Close() // after the target stopped: see the defer below
 	cfg.progress("%s: starting", name)
-	sys, err := startTarget(ctx, name, cfg)
+	var sys *system
+	labelled(ctx, roleTarget, func(ctx context.Context) { sys, err = startTarget(ctx, name, cfg) })
 	var skip *skipError
 	if errors.As(err, &skip) {
 		cfg.progress("%s: skipped: %s", name, skip.reason)
@@ -228,7 +231,8 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	load.Target, load.Targets, load.WorkerURL = sys.urls[0], sys.urls, sink.URL()+"/work"
 	cfg.progress("%s: load %s for %v", name, describeLoad(load), load.Duration)
 	cpuStart := processCPU()
-	lr, err := RunLoad(ctx, load)
+	var lr LoadResult
+	labelled(ctx, roleLoad, func(ctx context.Context) { lr, err = RunLoad(ctx, load) })
 	if err != nil {
 		return res, err
 	}
@@ -287,6 +291,25 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	res.LateP50, res.LateP99, _ = percentiles(late)
 	cfg.progress("%s: %d delivered (%.0f/s), %d missing, %d duplicates", name, res.Delivered, res.DeliveredRate, res.Missing, res.Duplicates)
 	return res, nil
+}
+
+// The roles of a comparison's goroutines, as the profiler label "bench" names them
+// in a CPU profile (compare -cpuprofile; go tool pprof -tags, or -tagfocus
+// bench=target): the load generator and its HTTP client (load), the sink and its
+// HTTP server (sink), and everything the target runs, its HTTP servers and clients
+// included (target). A goroutine inherits the labels of the one that started it, so
+// net/http's connection goroutines carry their server's or client's role; the
+// runtime's own (the garbage collector's workers) carry none.
+const (
+	roleLoad   = "load"
+	roleSink   = "sink"
+	roleTarget = "target"
+)
+
+// labelled runs f with the goroutine labelled bench=role, and every goroutine it
+// starts with it.
+func labelled(ctx context.Context, role string, f func(context.Context)) {
+	pprof.Do(ctx, pprof.Labels("bench", role), f)
 }
 
 func describeLoad(l LoadConfig) string {
