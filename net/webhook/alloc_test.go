@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +68,28 @@ func TestNewRequestAllocations(t *testing.T) {
 	})
 	if allocs > 13 {
 		t.Fatalf("NewRequest made %.0f allocations per call, want at most 13", allocs)
+	}
+}
+
+// readPrefix keeps the first bytes and drains the rest up to the bound; a short
+// answer is read once, into a pooled buffer.
+func TestReadPrefix(t *testing.T) {
+	long := strings.Repeat("x", 300) + strings.Repeat("y", 200)
+	r := strings.NewReader(long)
+	if got := readPrefix(r, node.MaxAttemptBody, 400); got != long[:node.MaxAttemptBody] {
+		t.Fatalf("readPrefix kept %q, want the first %d bytes", got, node.MaxAttemptBody)
+	}
+	if r.Len() != 100 {
+		t.Fatalf("%d bytes left unread, want 100 (read up to the bound of 400)", r.Len())
+	}
+	if got := readPrefix(strings.NewReader("database is down"), node.MaxAttemptBody, 400); got != "database is down" {
+		t.Fatalf("readPrefix kept %q of a short answer", got)
+	}
+	if got := readPrefix(strings.NewReader(long), 10, 400); got != long[:10] {
+		t.Fatalf("readPrefix kept %q, want the first 10 bytes", got)
+	}
+	empty := strings.NewReader("")
+	if allocs := testing.AllocsPerRun(100, func() { empty.Reset(""); readPrefix(empty, node.MaxAttemptBody, 400) }); allocs > 0 {
+		t.Fatalf("readPrefix of an empty answer made %.0f allocations, want none", allocs)
 	}
 }

@@ -214,14 +214,23 @@ func failed(res node.DeliveryResult, err error) node.DeliveryResult {
 	return res
 }
 
-// readPrefix returns the first keep bytes of body and reads (then drops) the rest
-// up to max bytes in all, so that the connection can be reused.
+// readPrefix returns the first keep bytes (at most node.MaxAttemptBody) of body
+// and reads (then drops) the rest up to max bytes in all, so that the connection
+// can be reused. An answer shorter than keep was read to its end already: most
+// are (an empty 200), and they cost no buffer and no second read.
 func readPrefix(body io.Reader, keep, max int64) string {
-	buf := make([]byte, keep)
-	n, _ := io.ReadFull(body, buf)
-	io.Copy(io.Discard, io.LimitReader(body, max-int64(n)))
+	bp := prefixBufs.Get().(*[node.MaxAttemptBody]byte)
+	defer prefixBufs.Put(bp)
+	buf := bp[:min(keep, node.MaxAttemptBody)]
+	n, err := io.ReadFull(body, buf)
+	if err == nil {
+		io.Copy(io.Discard, io.LimitReader(body, max-int64(n)))
+	}
 	return string(buf[:n])
 }
+
+// prefixBufs holds readPrefix's buffers between deliveries.
+var prefixBufs = sync.Pool{New: func() any { return new([node.MaxAttemptBody]byte) }}
 
 // NewRequest builds the HTTP request for a delivery: the task's method, URL, body and
 // headers, then Miyamoto's own headers (which win over the task's). A GET, HEAD or
