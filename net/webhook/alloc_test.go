@@ -2,6 +2,9 @@ package webhook
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +94,61 @@ func TestReadPrefix(t *testing.T) {
 	empty := strings.NewReader("")
 	if allocs := testing.AllocsPerRun(100, func() { empty.Reset(""); readPrefix(empty, node.MaxAttemptBody, 400) }); allocs > 0 {
 		t.Fatalf("readPrefix of an empty answer made %.0f allocations, want none", allocs)
+	}
+}
+
+// BenchmarkDeliver is one delivery to a loopback worker that answers 200 with no
+// body, the Dispatcher's side and the worker's together.
+func BenchmarkDeliver(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	d := New(Config{NodeID: "n1"}, func(node.DeliveryResult) {})
+	defer d.Close(context.Background())
+	dl := benchDelivery()
+	dl.Task.URL = srv.URL + "/work"
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := d.deliver(dl); r.Status != http.StatusOK {
+			b.Fatalf("answered %d (%v)", r.Status, r.Err)
+		}
+	}
+}
+
+// Without http.Client.Do, a delivery still does what Do did for it: a URL's user
+// and password become Basic authorization (unless the task set its own), and an
+// error reads as Do's did, the password masked.
+func TestSendAsClientDoDid(t *testing.T) {
+	auth := make(chan string, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth <- r.Header.Get("Authorization")
+	}))
+	defer srv.Close()
+	d := New(Config{}, func(node.DeliveryResult) {})
+	defer d.Close(context.Background())
+	dl := benchDelivery()
+	dl.Task.URL = strings.Replace(srv.URL, "http://", "http://alice:s3cret@", 1) + "/work"
+	if r := d.deliver(dl); r.Status != http.StatusOK {
+		t.Fatalf("answered %d (%v)", r.Status, r.Err)
+	}
+	if got := <-auth; got != "Basic YWxpY2U6czNjcmV0" {
+		t.Fatalf("Authorization = %q, want alice's Basic credentials", got)
+	}
+	dl.Task.Headers = []node.Header{{Name: "Authorization", Value: "Bearer mine"}}
+	d.deliver(dl)
+	if got := <-auth; got != "Bearer mine" {
+		t.Fatalf("Authorization = %q, want the task's own", got)
+	}
+
+	dl.Task.Headers = nil
+	dl.Task.URL = "http://bob:hunter2@127.0.0.1:1/work"
+	r := d.deliver(dl)
+	want := `Post "http://bob:***@127.0.0.1:1/work": `
+	if r.Err == nil || !strings.HasPrefix(r.Err.Error(), want) || strings.Contains(r.Err.Error(), "hunter2") {
+		t.Fatalf("error %v, want it to start %q and hide the password", r.Err, want)
+	}
+	if r.ErrorKind != node.ErrorRefused {
+		t.Fatalf("error kind %v, want refused", r.ErrorKind)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,11 +65,13 @@ const DefaultMaxConcurrent = 256
 
 // Dispatcher implements node.Dispatcher over HTTP.
 type Dispatcher struct {
-	client  *http.Client
-	sem     *semaphore.Weighted
-	post    func(node.DeliveryResult)
-	maxBody int64
-	nodeID  string
+	client *http.Client
+	// transport is client's, when client is NewClient's own: send skips Do then.
+	transport http.RoundTripper
+	sem       *semaphore.Weighted
+	post      func(node.DeliveryResult)
+	maxBody   int64
+	nodeID    string
 	// nodeIDValue is X-Miyamoto-Node's value, shared by every delivery (net/http
 	// only reads a request's headers).
 	nodeIDValue []string
@@ -125,14 +128,16 @@ func New(cfg Config, post func(node.DeliveryResult)) *Dispatcher {
 	if cfg.Client != nil && cfg.Policy != nil {
 		panic("webhook: Config sets both Client and Policy; build the client with NewClient(policy)")
 	}
+	var transport http.RoundTripper // set when the client is NewClient's
 	if cfg.Client == nil {
 		cfg.Client = NewClient(cfg.Policy)
+		transport = cfg.Client.Transport
 	}
 	if cfg.MaxResponseBody <= 0 {
 		cfg.MaxResponseBody = 64 << 10
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, nodeIDValue: []string{cfg.NodeID}, signer: cfg.Signer, ctx: ctx, cancel: cancel,
+	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, nodeIDValue: []string{cfg.NodeID}, signer: cfg.Signer, ctx: ctx, cancel: cancel, transport: transport,
 		work: make(chan node.Delivery)}
 }
 
@@ -195,7 +200,7 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 	if d.signer != nil {
 		d.signer.setHeaders(req.Header, dl.Task.ID, time.Now(), sentBody(dl.Task))
 	}
-	resp, err := d.client.Do(req)
+	resp, err := d.send(req)
 	if err != nil {
 		return failed(res, err)
 	}
@@ -206,6 +211,45 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 		res.RetryAfter = RetryAfter(v, time.Now())
 	}
 	return res
+}
+
+// send makes one request. Through the default client it goes to the client's
+// transport directly: http.Client.Do would copy every header for redirects that are
+// never followed (NewClient returns them as they are) and run its redirect loop
+// once, on every delivery. What Do does that matters here is done the same way: the
+// URL's user and password become Basic authorization unless the task set its own,
+// and an error is wrapped as Do wraps it ("Post \"URL\": ..."), so the attempt
+// history reads alike. A client from Config.Client goes through its Do, whatever
+// it was set up to do.
+func (d *Dispatcher) send(req *http.Request) (*http.Response, error) {
+	if d.transport == nil {
+		return d.client.Do(req)
+	}
+	if u := req.URL.User; u != nil && req.Header.Get("Authorization") == "" {
+		password, _ := u.Password()
+		req.SetBasicAuth(u.Username(), password)
+	}
+	resp, err := d.transport.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: urlErrorOp(req.Method), URL: stripPassword(req.URL), Err: err}
+	}
+	return resp, nil
+}
+
+// urlErrorOp is the Op of the *url.Error that http.Client.Do would return.
+func urlErrorOp(method string) string {
+	if method == "" {
+		return "Get"
+	}
+	return method[:1] + strings.ToLower(method[1:])
+}
+
+// stripPassword is u as http.Client.Do names it in an error: a password as ***.
+func stripPassword(u *url.URL) string {
+	if _, set := u.User.Password(); set {
+		return strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1)
+	}
+	return u.String()
 }
 
 // failed is res with no answer because of err.
