@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -113,6 +114,12 @@ type Result struct {
 	Early            int
 	// Ratio is DeliveredRate over the baseline's; NaN when the baseline did not run.
 	Ratio float64
+	// CPUPerTask is the CPU time this whole process (load generator, sink and
+	// target alike) used from the first enqueue until every acknowledged task had
+	// arrived, over the tasks delivered; 0 where it cannot be read. On a machine
+	// shared with other work it moves much less than the rates: other processes take
+	// wall time from a run, not CPU time from its tasks.
+	CPUPerTask time.Duration
 }
 
 // Report is a whole comparison.
@@ -195,13 +202,15 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	default: // a peer: one process (asynq's redis-server besides), no replication
 		res.Nodes, res.Replicas = 1, 1
 	}
-	sink, err := StartSink()
+	var sink *Sink
+	labelled(ctx, roleSink, func(context.Context) { sink, err = StartSink() })
 	if err != nil {
 		return res, err
 	}
 	defer sink.Close() // after the target stopped: see the defer below
 	cfg.progress("%s: starting", name)
-	sys, err := startTarget(ctx, name, cfg)
+	var sys *system
+	labelled(ctx, roleTarget, func(ctx context.Context) { sys, err = startTarget(ctx, name, cfg) })
 	var skip *skipError
 	if errors.As(err, &skip) {
 		cfg.progress("%s: skipped: %s", name, skip.reason)
@@ -221,7 +230,9 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	load := cfg.Load
 	load.Target, load.Targets, load.WorkerURL = sys.urls[0], sys.urls, sink.URL()+"/work"
 	cfg.progress("%s: load %s for %v", name, describeLoad(load), load.Duration)
-	lr, err := RunLoad(ctx, load)
+	cpuStart := processCPU()
+	var lr LoadResult
+	labelled(ctx, roleLoad, func(ctx context.Context) { lr, err = RunLoad(ctx, load) })
 	if err != nil {
 		return res, err
 	}
@@ -230,6 +241,7 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	ids := lr.IDs()
 	cfg.progress("%s: %d acknowledged (%.0f/s), waiting for deliveries", name, lr.Acked, lr.Rate)
 	res.Missing = sink.WaitFor(ctx, ids, cfg.DrainTimeout)
+	cpu := processCPU() - cpuStart
 	if res.Missing == 0 && cfg.Settle > 0 {
 		select {
 		case <-time.After(cfg.Settle):
@@ -273,11 +285,31 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	}
 	if res.Delivered > 0 {
 		res.DeliveredRate = float64(res.Delivered) / res.LastDelivery.Sub(lr.Start).Seconds()
+		res.CPUPerTask = cpu / time.Duration(res.Delivered)
 	}
 	res.E2EP50, res.E2EP99, _ = percentiles(e2e)
 	res.LateP50, res.LateP99, _ = percentiles(late)
 	cfg.progress("%s: %d delivered (%.0f/s), %d missing, %d duplicates", name, res.Delivered, res.DeliveredRate, res.Missing, res.Duplicates)
 	return res, nil
+}
+
+// The roles of a comparison's goroutines, as the profiler label "bench" names them
+// in a CPU profile (compare -cpuprofile; go tool pprof -tags, or -tagfocus
+// bench=target): the load generator and its HTTP client (load), the sink and its
+// HTTP server (sink), and everything the target runs, its HTTP servers and clients
+// included (target). A goroutine inherits the labels of the one that started it, so
+// net/http's connection goroutines carry their server's or client's role; the
+// runtime's own (the garbage collector's workers) carry none.
+const (
+	roleLoad   = "load"
+	roleSink   = "sink"
+	roleTarget = "target"
+)
+
+// labelled runs f with the goroutine labelled bench=role, and every goroutine it
+// starts with it.
+func labelled(ctx context.Context, role string, f func(context.Context)) {
+	pprof.Do(ctx, pprof.Labels("bench", role), f)
 }
 
 func describeLoad(l LoadConfig) string {
@@ -294,7 +326,7 @@ func describeLoad(l LoadConfig) string {
 // WriteTable prints the report as an aligned table, one row per target.
 func (r Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tnodes/R\tacked\terrors\tshed\tenqueue/s\tp50\tp99\tmax\tdelivered/s\te2e p50\te2e p99\tlate p99\tmissing\tdups\tvs baseline\t")
+	fmt.Fprintln(tw, "target\tnodes/R\tacked\terrors\tshed\tenqueue/s\tp50\tp99\tmax\tdelivered/s\te2e p50\te2e p99\tlate p99\tmissing\tdups\tvs baseline\tcpu/task\t")
 	for _, res := range r.Results {
 		if res.Skipped != "" {
 			continue // listed below the table
@@ -307,10 +339,10 @@ func (r Report) WriteTable(w io.Writer) error {
 		if !math.IsNaN(res.Ratio) {
 			ratio = fmt.Sprintf("%.1f%%", 100*res.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n",
 			res.Target, res.Nodes, res.Replicas, res.Load.Acked, res.Load.ErrorCount(), res.Load.Shed,
 			res.EnqueueRate, ms(res.Load.P50), ms(res.Load.P99), ms(res.Load.Max),
-			res.DeliveredRate, ms(res.E2EP50), ms(res.E2EP99), late, res.Missing, res.Duplicates, ratio)
+			res.DeliveredRate, ms(res.E2EP50), ms(res.E2EP99), late, res.Missing, res.Duplicates, ratio, us(res.CPUPerTask))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -337,6 +369,14 @@ func (r Report) WriteTable(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// us prints a CPU time per task in microseconds; "-" when it was not measured.
+func us(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fus", float64(d)/float64(time.Microsecond))
 }
 
 // ms prints a duration in milliseconds with enough digits for sub-millisecond values.

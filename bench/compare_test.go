@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -38,6 +39,9 @@ func TestCompareSmoke(t *testing.T) {
 		require.Equal(t, res.Load.Acked, res.Sink.Total, res.Target)
 		require.Positive(t, res.DeliveredRate, res.Target)
 		require.False(t, res.Ratio != res.Ratio, "%s: no ratio to the baseline", res.Target)
+		if runtime.GOOS == "linux" {
+			require.Positive(t, res.CPUPerTask, "%s: no CPU time per task", res.Target)
+		}
 	}
 }
 

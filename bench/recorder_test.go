@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,10 +69,10 @@ func BenchmarkRecorderCost(b *testing.B) {
 			for c := range chunks {
 				for k := range 2 {
 					i := (c + k) % 2
-					began, cpuBefore := time.Now(), processCPU(b)
+					began, cpuBefore := time.Now(), processCPU()
 					feedCluster(b, client, clusters[i], clients, batches, batch)
 					elapsed[i] += time.Since(began)
-					spent[i] += processCPU(b) - cpuBefore
+					spent[i] += processCPU() - cpuBefore
 				}
 			}
 			var rate, cpu [2]float64
@@ -124,15 +123,6 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-// processCPU is the CPU time (user and system) this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // startCluster starts three nodes on loopback, recording when record is set, and

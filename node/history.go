@@ -76,14 +76,16 @@ func (n *Node) decided(e *entry) {
 // say: the last delivery failed and used up the retry limits, or an at-most-once
 // delivery failed or got no answer.
 func (n *Node) finalReason(e *entry, state TaskState) string {
-	last := n.lastFailure(e)
+	// The last failure is described only for the states that name it: a task
+	// that succeeded (most of them) has no reason, and describing its attempt cost
+	// a dozen allocations per task.
 	switch {
 	case state == StateDead && e.task.Delivery == AtMostOnce:
-		return "at-most-once: its one delivery failed (" + last + ")"
+		return "at-most-once: its one delivery failed (" + n.lastFailure(e) + ")"
 	case state == StateDead:
-		return fmt.Sprintf("retry limits reached (%s) after %d failed deliveries; last: %s", limitsText(n.queue(e.task.Queue).Retry), e.retries, last)
+		return fmt.Sprintf("retry limits reached (%s) after %d failed deliveries; last: %s", limitsText(n.queue(e.task.Queue).Retry), e.retries, n.lastFailure(e))
 	case state == StateUnknown:
-		return "at-most-once: its one delivery got no answer (" + last + ")"
+		return "at-most-once: its one delivery got no answer (" + n.lastFailure(e) + ")"
 	}
 	return ""
 }

@@ -104,6 +104,9 @@ func checkParsedURL(raw string) error {
 func parseForm(body []byte, lim limits) (node.EnqueueRequest, error) {
 	var req node.EnqueueRequest
 	var rest strings.Builder
+	// Room for a typical form's fields at once, not for any body: a huge one is
+	// cut at the params limit.
+	rest.Grow(min(len(body), 512))
 	params := 0
 	seen := map[string]bool{}
 	// A bounded split: no slice of every pair (strings.Split, url.ParseQuery) is

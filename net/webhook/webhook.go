@@ -18,12 +18,14 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,12 +65,17 @@ const DefaultMaxConcurrent = 256
 
 // Dispatcher implements node.Dispatcher over HTTP.
 type Dispatcher struct {
-	client  *http.Client
-	sem     *semaphore.Weighted
-	post    func(node.DeliveryResult)
-	maxBody int64
-	nodeID  string
-	signer  *Signer
+	client *http.Client
+	// transport is client's, when client is NewClient's own: send skips Do then.
+	transport http.RoundTripper
+	sem       *semaphore.Weighted
+	post      func(node.DeliveryResult)
+	maxBody   int64
+	nodeID    string
+	// nodeIDValue is X-Miyamoto-Node's value, shared by every delivery (net/http
+	// only reads a request's headers).
+	nodeIDValue []string
+	signer      *Signer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -121,14 +128,16 @@ func New(cfg Config, post func(node.DeliveryResult)) *Dispatcher {
 	if cfg.Client != nil && cfg.Policy != nil {
 		panic("webhook: Config sets both Client and Policy; build the client with NewClient(policy)")
 	}
+	var transport http.RoundTripper // set when the client is NewClient's
 	if cfg.Client == nil {
 		cfg.Client = NewClient(cfg.Policy)
+		transport = cfg.Client.Transport
 	}
 	if cfg.MaxResponseBody <= 0 {
 		cfg.MaxResponseBody = 64 << 10
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, signer: cfg.Signer, ctx: ctx, cancel: cancel,
+	return &Dispatcher{client: cfg.Client, sem: semaphore.NewWeighted(cfg.MaxConcurrent), post: post, maxBody: cfg.MaxResponseBody, nodeID: cfg.NodeID, nodeIDValue: []string{cfg.NodeID}, signer: cfg.Signer, ctx: ctx, cancel: cancel, transport: transport,
 		work: make(chan node.Delivery)}
 }
 
@@ -186,20 +195,61 @@ func (d *Dispatcher) deliver(dl node.Delivery) node.DeliveryResult {
 		return failed(res, err)
 	}
 	if d.nodeID != "" {
-		req.Header.Set("X-Miyamoto-Node", d.nodeID)
+		req.Header[hdrMiyamotoNode] = d.nodeIDValue
 	}
 	if d.signer != nil {
 		d.signer.setHeaders(req.Header, dl.Task.ID, time.Now(), sentBody(dl.Task))
 	}
-	resp, err := d.client.Do(req)
+	resp, err := d.send(req)
 	if err != nil {
 		return failed(res, err)
 	}
 	res.Body = readPrefix(resp.Body, min(node.MaxAttemptBody, d.maxBody), d.maxBody)
 	resp.Body.Close()
 	res.Status = resp.StatusCode
-	res.RetryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		res.RetryAfter = RetryAfter(v, time.Now())
+	}
 	return res
+}
+
+// send makes one request. Through the default client it goes to the client's
+// transport directly: http.Client.Do would copy every header for redirects that are
+// never followed (NewClient returns them as they are) and run its redirect loop
+// once, on every delivery. What Do does that matters here is done the same way: the
+// URL's user and password become Basic authorization unless the task set its own,
+// and an error is wrapped as Do wraps it ("Post \"URL\": ..."), so the attempt
+// history reads alike. A client from Config.Client goes through its Do, whatever
+// it was set up to do.
+func (d *Dispatcher) send(req *http.Request) (*http.Response, error) {
+	if d.transport == nil {
+		return d.client.Do(req)
+	}
+	if u := req.URL.User; u != nil && req.Header.Get("Authorization") == "" {
+		password, _ := u.Password()
+		req.SetBasicAuth(u.Username(), password)
+	}
+	resp, err := d.transport.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: urlErrorOp(req.Method), URL: stripPassword(req.URL), Err: err}
+	}
+	return resp, nil
+}
+
+// urlErrorOp is the Op of the *url.Error that http.Client.Do would return.
+func urlErrorOp(method string) string {
+	if method == "" {
+		return "Get"
+	}
+	return method[:1] + strings.ToLower(method[1:])
+}
+
+// stripPassword is u as http.Client.Do names it in an error: a password as ***.
+func stripPassword(u *url.URL) string {
+	if _, set := u.User.Password(); set {
+		return strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1)
+	}
+	return u.String()
 }
 
 // failed is res with no answer because of err.
@@ -208,14 +258,23 @@ func failed(res node.DeliveryResult, err error) node.DeliveryResult {
 	return res
 }
 
-// readPrefix returns the first keep bytes of body and reads (then drops) the rest
-// up to max bytes in all, so that the connection can be reused.
+// readPrefix returns the first keep bytes (at most node.MaxAttemptBody) of body
+// and reads (then drops) the rest up to max bytes in all, so that the connection
+// can be reused. An answer shorter than keep was read to its end already: most
+// are (an empty 200), and they cost no buffer and no second read.
 func readPrefix(body io.Reader, keep, max int64) string {
-	buf := make([]byte, keep)
-	n, _ := io.ReadFull(body, buf)
-	io.Copy(io.Discard, io.LimitReader(body, max-int64(n)))
+	bp := prefixBufs.Get().(*[node.MaxAttemptBody]byte)
+	defer prefixBufs.Put(bp)
+	buf := bp[:min(keep, node.MaxAttemptBody)]
+	n, err := io.ReadFull(body, buf)
+	if err == nil {
+		io.Copy(io.Discard, io.LimitReader(body, max-int64(n)))
+	}
 	return string(buf[:n])
 }
+
+// prefixBufs holds readPrefix's buffers between deliveries.
+var prefixBufs = sync.Pool{New: func() any { return new([node.MaxAttemptBody]byte) }}
 
 // NewRequest builds the HTTP request for a delivery: the task's method, URL, body and
 // headers, then Miyamoto's own headers (which win over the task's). A GET, HEAD or
@@ -228,31 +287,93 @@ func NewRequest(ctx context.Context, dl node.Delivery) (*http.Request, error) {
 	if paramsInQuery(t) {
 		target, contentType = withQuery(t.URL, string(t.Body)), ""
 	}
-	req, err := http.NewRequestWithContext(ctx, t.Method, target, strings.NewReader(string(body)))
+	// A task's body is never changed once stored: the request reads it in place.
+	req, err := http.NewRequestWithContext(ctx, t.Method, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("task url: %w", err)
 	}
-	for _, h := range t.Headers {
-		req.Header.Add(h.Name, h.Value)
+	// Sized for every header at once, so the map never grows while filled.
+	h := make(http.Header, len(t.Headers)+maxOwnHeaders)
+	req.Header = h
+	for _, th := range t.Headers {
+		h.Add(th.Name, th.Value)
 	}
+	// Miyamoto's own headers win over the task's: each replaces the canonical key.
+	// Their values share one backing array, and the numbers one string, instead of
+	// an allocation each: this runs once per delivery.
+	own := ownHeaders{h: h, vals: make([]string, 0, maxOwnHeaders)}
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		own.set(hdrContentType, contentType)
 	}
-	req.Header.Set("User-Agent", "miyamoto/"+Version)
-	req.Header.Set("X-Task-Id", t.ID)
-	req.Header.Set("X-Task-Queue", t.Queue)
+	own.set(hdrUserAgent, userAgent)
+	own.set(hdrTaskID, t.ID)
+	own.set(hdrTaskQueue, t.Queue)
 	if t.Name != "" {
-		req.Header.Set("X-Task-Name", t.Name)
+		own.set(hdrTaskName, t.Name)
 	}
-	req.Header.Set("X-Task-Attempt", strconv.FormatUint(dl.Attempt, 10))
-	req.Header.Set("X-Task-Retry-Count", strconv.Itoa(dl.Retries))
-	req.Header.Set("X-Task-ETA", strconv.FormatFloat(float64(t.ETA.UnixNano())/1e9, 'f', 3, 64))
-	if dl.PreviousStatus != 0 {
-		req.Header.Set("X-Task-Previous-Response", strconv.Itoa(dl.PreviousStatus))
-	}
+	var buf [96]byte
+	nums := strconv.AppendUint(buf[:0], dl.Attempt, 10)
+	attemptEnd := len(nums)
+	nums = strconv.AppendInt(nums, int64(dl.Retries), 10)
+	retriesEnd := len(nums)
+	nums = strconv.AppendFloat(nums, float64(t.ETA.UnixNano())/1e9, 'f', 3, 64)
+	etaEnd := len(nums)
 	// The worker should stop by then: after it another replica may run the task.
-	req.Header.Set("X-Task-Deadline", strconv.FormatFloat(dl.Deadline.Seconds(), 'f', 3, 64))
+	nums = strconv.AppendFloat(nums, dl.Deadline.Seconds(), 'f', 3, 64)
+	deadlineEnd := len(nums)
+	if dl.PreviousStatus != 0 {
+		nums = strconv.AppendInt(nums, int64(dl.PreviousStatus), 10)
+	}
+	str := string(nums)
+	own.set(hdrTaskAttempt, str[:attemptEnd])
+	own.set(hdrTaskRetryCount, str[attemptEnd:retriesEnd])
+	own.set(hdrTaskETA, str[retriesEnd:etaEnd])
+	if dl.PreviousStatus != 0 {
+		own.set(hdrTaskPreviousResponse, str[deadlineEnd:])
+	}
+	own.set(hdrTaskDeadline, str[etaEnd:deadlineEnd])
 	return req, nil
+}
+
+// The canonical names of the headers Miyamoto sets on every delivery (a header map
+// is keyed by canonical names; setting the key directly skips canonicalising it).
+var (
+	hdrContentType          = http.CanonicalHeaderKey("Content-Type")
+	hdrUserAgent            = http.CanonicalHeaderKey("User-Agent")
+	hdrTaskID               = http.CanonicalHeaderKey("X-Task-Id")
+	hdrTaskQueue            = http.CanonicalHeaderKey("X-Task-Queue")
+	hdrTaskName             = http.CanonicalHeaderKey("X-Task-Name")
+	hdrTaskAttempt          = http.CanonicalHeaderKey("X-Task-Attempt")
+	hdrTaskRetryCount       = http.CanonicalHeaderKey("X-Task-Retry-Count")
+	hdrTaskETA              = http.CanonicalHeaderKey("X-Task-ETA")
+	hdrTaskPreviousResponse = http.CanonicalHeaderKey("X-Task-Previous-Response")
+	hdrTaskDeadline         = http.CanonicalHeaderKey("X-Task-Deadline")
+	hdrMiyamotoNode         = http.CanonicalHeaderKey("X-Miyamoto-Node")
+)
+
+const userAgent = "miyamoto/" + Version
+
+// maxOwnHeaders is how many headers NewRequest and deliver set at most (the ten
+// above NewRequest's and X-Miyamoto-Node).
+const maxOwnHeaders = 11
+
+// ownHeaders sets single-valued headers whose values share one backing array.
+type ownHeaders struct {
+	h    http.Header
+	vals []string
+}
+
+// set replaces key (canonical) with the one value v. Each value's slice is capped
+// at its one element, so that an Add to it later copies instead of overwriting the
+// next header's value.
+func (o *ownHeaders) set(key, v string) {
+	if len(o.vals) == cap(o.vals) {
+		o.h[key] = []string{v}
+		return
+	}
+	o.vals = append(o.vals, v)
+	n := len(o.vals)
+	o.h[key] = o.vals[n-1 : n : n]
 }
 
 // paramsInQuery reports whether t's body is params to send in the query string: a
