@@ -416,17 +416,13 @@ func (n *Node) Start() error {
 			// Whatever we were doing before the crash is gone: a delivery in flight was
 			// cut with the process. Wait for the lease we might hold, then try again.
 			e.state = StateScheduled
+			n.armFire(e)
 			if e.promised > 0 && !e.released {
-				// Not before the task is due either: a grant may end before that (a move
-				// is claimed early, move.go), and acceptors grant a drift allowance
-				// early (seed 18 of mover-restarts-before-due).
-				until := e.leaseEnd
-				if e.task.ETA.After(until) {
-					until = e.task.ETA
-				}
-				n.pushBack(e, until)
-			} else {
-				n.armFire(e)
+				// Later still if the grant ends later; never earlier than armed, so not
+				// before the task is due (or a failure's backoff is over): a grant may
+				// end before that (a move is claimed early, move.go), and acceptors
+				// grant a drift allowance early (seed 18 of mover-restarts-before-due).
+				n.pushBack(e, e.leaseEnd)
 			}
 		}
 	}

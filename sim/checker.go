@@ -965,12 +965,16 @@ func (c *checker) sent(from *simNode, m node.Message) []uint64 {
 	return know
 }
 
-// learn: to handles a message that carried know (from sent). A replica that does
-// not hold the task drops what the message says, unless it is a Store that gives
-// the task (back) to it.
+// learn: to handled a message that carried know (from sent). A replica that does
+// not hold the task drops what the message says. A Store, which may give the task
+// (back) to it, is learnt after the node took it (receive), and only if it then
+// holds the task: a node that refused it (in its recovery wait, say) learnt nothing
+// (seed 160 of corruption-rolling-r5 with a restart that waited out the backoff: a
+// refused Store was taken to carry two failures no replica still knew, and a
+// correct retry was reported as early).
 func (c *checker) learn(to *simNode, m node.Message, know []uint64) {
 	for i, r := range c.byID[m.TaskID] {
-		if rank := r.rank(to.id); rank >= 0 && i < len(know) && (r.held&(1<<rank) != 0 || m.Type == node.MsgStore) {
+		if rank := r.rank(to.id); rank >= 0 && i < len(know) && r.held&(1<<rank) != 0 {
 			r.know[rank] |= know[i]
 		}
 	}

@@ -208,6 +208,35 @@ func TestQ4CountsWhatCanBeKnown(t *testing.T) {
 	deliverAt(w, n3, task, 2, 3*time.Second, 4*time.Second, 200)
 	require.Len(t, w.check.violations, 1)
 	require.Equal(t, "Q4", w.check.violations[0].Invariant)
+
+	// A Store that gives the task back teaches the failures it carries only to a
+	// node that took it: one that lost the task and refused the Store (its recovery
+	// wait) learnt nothing, and passes nothing on.
+	w, task = checkerWorld(t, `{"min_backoff": "10s", "max_backoff": "10s"}`, "10ms")
+	n1, n2, n3 = w.nodes[0], w.nodes[1], w.nodes[2]
+	deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 503)
+	w.check.crashed(n2, nil) // n2 loses the task (no durable storage)
+	store := node.Message{Type: node.MsgStore, From: "n1", To: "n2", TaskID: task.ID, Task: task, Retries: 1}
+	w.check.learn(n2, store, w.check.sent(n1, store)) // refused: n2 does not hold the task
+	w.check.crashed(n1, nil)
+	grant = node.Message{Type: node.MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 2, Granted: true}
+	w.check.learn(n3, grant, w.check.sent(n2, grant))
+	deliverAt(w, n3, task, 2, 3*time.Second, 4*time.Second, 200)
+	require.Empty(t, w.check.violations, "nobody who could tell n3 knew of the failure")
+	require.Len(t, w.check.excused, 1)
+
+	// Taken, it is learnt.
+	w, task = checkerWorld(t, `{"min_backoff": "10s", "max_backoff": "10s"}`, "10ms")
+	n1, n2, n3 = w.nodes[0], w.nodes[1], w.nodes[2]
+	deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 503)
+	w.check.crashed(n2, nil)
+	w.check.stateChanged(n2, task, node.StateNone, node.StateScheduled) // n2 took the Store
+	w.check.learn(n2, store, w.check.sent(n1, store))
+	w.check.crashed(n1, nil)
+	w.check.learn(n3, grant, w.check.sent(n2, grant))
+	deliverAt(w, n3, task, 2, 3*time.Second, 4*time.Second, 200)
+	require.Len(t, w.check.violations, 1)
+	require.Equal(t, "Q4", w.check.violations[0].Invariant)
 }
 
 // grantBy has acceptor grant claimant's attempt now (as the node would send it).

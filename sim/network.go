@@ -167,11 +167,16 @@ func (w *world) receive(to *simNode, m node.Message, know []uint64) {
 	}
 	inc := to.incarnation
 	to.input(inc, func() {
-		w.check.learn(to, m, know)
+		if m.Type != node.MsgStore {
+			w.check.learn(to, m, know)
+		}
 		if m.Type == node.MsgRelease {
 			w.check.releaseReached(to, m)
 		}
 		to.n.Step(m)
+		if m.Type == node.MsgStore {
+			w.check.learn(to, m, know) // once it holds the task, if it took it
+		}
 	})
 }
 

@@ -366,7 +366,7 @@ var Catalogue = []Mutant{
 	},
 	{
 		Name:  "restart-fires-at-grant-end",
-		Desc:  "a restarted node with an unreleased grant arms the task at the grant's end, even when that is before the task is due",
-		Edits: edit("node/node.go", "\t\t\t\tn.pushBack(e, until)", "\t\t\t\tn.pushBack(e, e.leaseEnd)"),
+		Desc:  "a restarted node with an unreleased grant arms the task at the grant's end, even when that is before the task is due or its backoff is over",
+		Edits: edit("node/node.go", "\t\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t\t}", "\t\t\t\tn.disarm(e)\n\t\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t\t}"),
 	},
 }
