@@ -216,7 +216,7 @@ func (n *Node) expireGrant(e *entry) {
 	if next.After(e.nextETA) {
 		e.nextETA = next
 	}
-	n.persist(func() {}, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Status: e.lastStatus}.withFailures(e.failures()))
+	n.persist(nil, Record{Kind: RecRelease, TaskID: e.task.ID, Holder: e.holder, Attempt: e.promised, Round: e.holderRound, NextETA: next, Status: e.lastStatus}.withFailures(e.failures()))
 }
 
 // judgeClaim grants m's attempt or says why not, for a task this node holds and may
@@ -302,14 +302,14 @@ func (n *Node) handleClaimResp(m Message) {
 	if m.Reject == RejectFinal {
 		e.ext().lastStatus = m.Status
 		e.ext().reason = m.Reason
-		n.adoptFinal(e, m.State, func() {})
+		n.adoptFinal(e, m.State, nil)
 		return
 	}
 	if m.Reject == RejectForgotten && !e.delivering {
 		// A replica finished this task and forgot it after its dedup window: it is
 		// over, and its outcome is known nowhere any more.
 		e.ext().reason = fmt.Sprintf("%s finished this task and forgot it after its dedup window: its outcome is known nowhere any more", m.From)
-		n.adoptFinal(e, StateUnknown, func() {})
+		n.adoptFinal(e, StateUnknown, nil)
 		n.decided(e)
 		return
 	}
@@ -494,7 +494,7 @@ func (n *Node) handleRelease(m Message) {
 	// The record holds the count as merged, and the backoff's end as applied, so that
 	// replaying it rebuilds the same entry whatever the queue's settings are then.
 	rec := Record{Kind: RecRelease, TaskID: e.task.ID, Holder: m.From, Attempt: m.Attempt, Round: m.Promised, NextETA: next, Status: m.Status}.withFailures(e.failures())
-	n.persist(func() {}, rec)
+	n.persist(nil, rec)
 }
 
 // applyRelease records that from's attempt a, claimed in round, is over without
@@ -568,7 +568,7 @@ func (n *Node) finish(e *entry, state TaskState, status int) {
 	n.setState(e, state)
 	x := e.ext()
 	x.outcomeAcks, x.outcomeSends = 0, 0
-	n.persist(func() {}, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
+	n.persist(nil, Record{Kind: RecOutcome, TaskID: e.task.ID, State: state, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
 	n.decided(e)
 	n.sendOutcome(e)
 }
@@ -649,25 +649,19 @@ func (n *Node) handleOutcome(m Message) {
 	// and attempts are per ID, so that delivery was this task's, whichever enqueue of
 	// the name the holder stored.
 	from, taskID := m.From, m.TaskID // not m: ack would move it to the heap
-	ack := func() {
-		st := StateNone
-		if e != nil {
-			st = n.stateNow(e) // e may have been frozen (tomb.go) before the sync ended
-		}
-		n.send(Message{Type: MsgOutcomeResp, To: from, TaskID: taskID, State: st})
-	}
 	if e == nil && m.Task != nil && m.State.Final() && m.Task.Rank(n.cfg.ID) >= 0 {
 		// We lost the task (or never got it): keep it as final, so that we can never
 		// be talked into granting it again.
 		e = n.newEntry(m.Task)
 		e.state = StateNone
 		n.addEntry(e)
-		n.persist(func() {}, Record{Kind: RecTask, Task: m.Task, TaskID: m.Task.ID})
+		n.persist(nil, Record{Kind: RecTask, Task: m.Task, TaskID: m.Task.ID})
 	}
 	if e == nil {
-		ack()
+		n.send(Message{Type: MsgOutcomeResp, To: from, TaskID: taskID, State: StateNone})
 		return
 	}
+	ack := &syncAction{kind: syncOutcomeAck, to: from, taskID: taskID, e: e}
 	switch {
 	case m.State == StateCancelled && e.state.Final():
 		// Too late to cancel: the answer says what the task became (once durable).
@@ -692,7 +686,7 @@ func (n *Node) handleOutcome(m Message) {
 
 // adoptFinal records a final state another replica reached, durably, then runs then.
 // Invariant: a final state is acknowledged only once it would survive a crash.
-func (n *Node) adoptFinal(e *entry, s TaskState, then func()) {
+func (n *Node) adoptFinal(e *entry, s TaskState, then *syncAction) {
 	x := e.ext()
 	x.claiming, x.grants, x.rejects = 0, 0, 0
 	n.setState(e, s)
@@ -727,7 +721,7 @@ func (n *Node) handleOutcomeResp(m Message) {
 		} else {
 			e.ext().reason = ""
 		}
-		n.adoptFinal(e, m.State, func() {})
+		n.adoptFinal(e, m.State, nil)
 		n.resendOutcome(e)
 	}
 	e.ext().outcomeAcks |= 1 << rank

@@ -11,7 +11,7 @@
 //	n.Step(msg)                     // a peer message arrived (checked at the door first: door.go)
 //	n.HandleDeliveryResult(result)  // a webhook started by the Dispatcher finished
 //	timer callbacks                 // alarms (alarms.go), armed with Clock.AfterFunc
-//	storage callbacks               // functions given to Storage.Sync
+//	storage callbacks               // sync actions (syncs.go), run when Storage.Sync is done
 //
 // Its effects go through the environment handed to New (Env): the Clock, the Network,
 // the Dispatcher, the Storage, a seeded random source and an Observer. In production

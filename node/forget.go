@@ -110,7 +110,7 @@ func (n *Node) sweepForgotten() {
 	}
 	if n.forgetMark.After(mark) && n.env.Storage.Durable() {
 		// Durable before the forgotten tasks' records can be compacted away.
-		n.persist(func() {}, n.forgetRecord())
+		n.persist(nil, n.forgetRecord())
 		n.superseded++
 	}
 	// Reclaim the consumed prefix once it is most of the array.

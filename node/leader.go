@@ -268,7 +268,7 @@ func (n *Node) handleLeaderClaim(m Message) {
 	resp.Roster, resp.Promised = n.accepted, n.acceptedBallot
 	n.activateLeader()
 	rec := Record{Kind: RecLeaseGrant, Attempt: acc.promised, Holder: acc.holder, LeaseEnd: acc.leaseEnd}
-	n.persist(func() { n.send(resp) }, rec)
+	n.persist(sendThen(resp), rec)
 }
 
 // handleLeaderClaimResp counts a grant of this node's claim; a majority of the
@@ -445,14 +445,14 @@ func (n *Node) handleRosterPropose(m Message) {
 	if n.accepted != nil && (n.accepted.Epoch > r.Epoch || n.accepted.Epoch == r.Epoch && n.acceptedBallot == m.Attempt) {
 		// A repeated proposal, or one of an epoch the same leader went past (it
 		// proposes the next only once this one committed): stored already.
-		n.afterSync(func() { n.send(resp) })
+		n.afterSync(sendThen(resp))
 		return
 	}
 	if n.accepted != nil {
 		n.superseded++
 	}
 	n.accepted, n.acceptedBallot = r, m.Attempt
-	n.persist(func() { n.send(resp) }, Record{Kind: RecRosterAccept, Roster: r, Attempt: m.Attempt})
+	n.persist(sendThen(resp), Record{Kind: RecRosterAccept, Roster: r, Attempt: m.Attempt})
 }
 
 // handleRosterProposeResp counts a member that stored the change; a majority of

@@ -290,7 +290,7 @@ func (n *Node) handleMove(m Message) {
 		// In force already (granted: a version names one list), or a later list
 		// is: answer once it is durable.
 		resp.Granted = e.task.ListVersion == m.Task.ListVersion
-		n.afterSync(func() { n.send(resp) })
+		n.afterSync(sendThen(resp))
 		return
 	case e.pending != nil && e.pending.ListVersion == m.Task.ListVersion && e.pendingBallot == m.Attempt:
 		// Stored already under this attempt (a repeated Move): answer once it is
@@ -298,7 +298,7 @@ func (n *Node) handleMove(m Message) {
 		// only if stored again under its grant, below: an acceptor that took the
 		// list again under a later ballot must not count for an earlier one.
 		resp.Granted = true
-		n.afterSync(func() { n.send(resp) })
+		n.afterSync(sendThen(resp))
 		return
 	case m.Attempt != e.promised || m.From != e.holder || m.Promised != e.holderRound || e.released:
 		// Invariant: a new list is stored only under the grant standing here, so
@@ -311,7 +311,7 @@ func (n *Node) handleMove(m Message) {
 			n.disarm(e) // the new list does not name us: nothing left to fire here
 		}
 		resp.Granted = true
-		n.persist(func() { n.send(resp) }, Record{Kind: RecMove, TaskID: e.task.ID, Task: m.Task, Attempt: m.Attempt})
+		n.persist(sendThen(resp), Record{Kind: RecMove, TaskID: e.task.ID, Task: m.Task, Attempt: m.Attempt})
 		return
 	}
 	n.send(resp)
@@ -326,7 +326,7 @@ func (n *Node) handleMoveResp(m Message) {
 	}
 	op := e.move
 	if m.Reject == RejectFinal {
-		n.adoptFinal(e, m.State, func() {})
+		n.adoptFinal(e, m.State, nil)
 		n.endMove(e)
 		return
 	}
@@ -411,7 +411,7 @@ func (n *Node) adoptList(e *entry, t *Task) {
 	if e.rank < 0 && e.claiming == 0 {
 		n.disarm(e)
 	}
-	n.persist(func() {}, Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: e.lastStatus, NextETA: e.notBefore}.withFailures(e.failures()))
+	n.persist(nil, Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: e.lastStatus, NextETA: e.notBefore}.withFailures(e.failures()))
 }
 
 // replayMove applies a RecMove, or a RecTask of a newer list, at start.

@@ -459,7 +459,7 @@ func (n *Node) Start() error {
 			}
 		}
 		if len(recs) > 0 {
-			n.persist(func() {}, recs...)
+			n.persist(nil, recs...)
 		}
 	}
 	n.recount()
@@ -933,7 +933,7 @@ func (n *Node) handleStore(m Message) {
 			if !e.state.Final() && e.claiming == 0 && !e.delivering {
 				n.armFire(e)
 			}
-			n.afterSync(func() { n.ackStore(ack) })
+			n.afterSync(ack.then())
 			return
 		}
 		if e.task.Nonce != t.Nonce {
@@ -948,7 +948,7 @@ func (n *Node) handleStore(m Message) {
 			n.ackStore(ack) // negative controls only (S8)
 			return
 		}
-		n.afterSync(func() { n.ackStore(ack) })
+		n.afterSync(ack.then())
 		return
 	}
 	if n.mayHaveForgotten(t) {
@@ -961,7 +961,7 @@ func (n *Node) handleStore(m Message) {
 		// Purged: keep it as cancelled, so that it never runs.
 		e := n.newEntry(t)
 		n.addEntry(e)
-		n.adoptFinal(e, StateCancelled, func() { n.ackStore(ack) })
+		n.adoptFinal(e, StateCancelled, ack.then())
 		return
 	}
 	if err := n.admit(t); err != nil || n.storageErr() != nil {
@@ -980,7 +980,7 @@ func (n *Node) handleStore(m Message) {
 	n.observe(e, StateNone, StateScheduled)
 	n.armFireStored(e)
 	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures())
-	n.persist(func() { n.ackStore(ack) }, rec)
+	n.persist(ack.then(), rec)
 	if n.cfg.Unsafe.DropStoredTasks {
 		n.removeEntry(e) // negative controls only (L2)
 	}
@@ -1033,31 +1033,31 @@ func (n *Node) handleStoreResp(m Message) {
 	}
 }
 
-// afterSync runs then once everything this node appended so far is durable: the
+// afterSync does then once everything this node appended so far is durable: the
 // answer to a request whose record may still be on its way to disk (a repeated
-// Store, claim round or Outcome, a setting). Without durable storage it runs then at
-// once. After a storage error that stops the log it never runs.
-func (n *Node) afterSync(then func()) { n.persist(then) }
+// Store, claim round or Outcome, a setting). Without durable storage it does then at
+// once. After a storage error that stops the log it never does.
+func (n *Node) afterSync(then *syncAction) { n.persist(then) }
 
-// persist makes recs durable, then runs then. Without durable storage it runs then at
-// once: the records would not survive a crash anyway.
 // sendAfterSync sends m once every record appended so far is durable (afterSync).
 // It takes its own copy of m, so that only the call that waits moves a message to
 // the heap, not every caller's.
-func (n *Node) sendAfterSync(m Message) { n.afterSync(func() { n.send(m) }) }
+func (n *Node) sendAfterSync(m Message) { n.afterSync(sendThen(m)) }
 
 // persistThenSend is persist(recs) then send m, with its own copy of m, as
 // sendAfterSync.
-func (n *Node) persistThenSend(m Message, recs ...Record) { n.persist(func() { n.send(m) }, recs...) }
+func (n *Node) persistThenSend(m Message, recs ...Record) { n.persist(sendThen(m), recs...) }
 
-func (n *Node) persist(then func(), recs ...Record) {
+// persist makes recs durable, then does then (nil: nothing). Without durable
+// storage it does then at once: the records would not survive a crash anyway.
+func (n *Node) persist(then *syncAction, recs ...Record) {
 	s := n.env.Storage
 	if !s.Durable() {
-		then()
+		n.afterSynced(then)
 		return
 	}
 	s.Append(recs...)
-	s.Sync(func() { n.input(then) })
+	s.Sync(func() { n.input(func() { n.afterSynced(then) }) })
 }
 
 // --- timers ----------------------------------------------------------------------

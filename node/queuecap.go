@@ -117,7 +117,7 @@ func (n *Node) sweepTombstones() {
 	}
 	if n.settingsFloor > floor && n.env.Storage.Durable() {
 		// Durable before the tombstones' records can be compacted away.
-		n.persist(func() {}, n.forgetRecord())
+		n.persist(nil, n.forgetRecord())
 		n.superseded++
 	}
 }

@@ -171,7 +171,7 @@ func (n *Node) handleQueueSet(m Message) {
 	// Invariant: a member acknowledges a setting only once its record is durable, so
 	// that a change answered 200 (every member acknowledged) survives a power loss of
 	// every member: an at-most-once queue never turns at-least-once.
-	n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled}) })
+	n.afterSync(sendThen(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled}))
 }
 
 // adoptSetting keeps s if it is newer than what this node has, and logs it. It
@@ -395,7 +395,7 @@ func (n *Node) purge(queue string, before time.Time) (first int) {
 			if e.task.Rank(n.cfg.ID) == 0 {
 				first++
 			}
-			n.adoptFinal(e, StateCancelled, func() {})
+			n.adoptFinal(e, StateCancelled, nil)
 		}
 	}
 	return first

@@ -133,7 +133,7 @@ func (n *Node) maybeAdoptRoster(r *Roster) bool {
 	}
 	n.setRoster(r)
 	if n.env.Storage.Durable() {
-		n.persist(func() {}, Record{Kind: RecRoster, Roster: r})
+		n.persist(nil, Record{Kind: RecRoster, Roster: r})
 	}
 	if !n.joining && !r.Has(n.cfg.ID) {
 		n.noteRemoved()

@@ -350,7 +350,7 @@ func (n *Node) handleScheduleSet(m Message) {
 	// Invariant: a member acknowledges a schedule only once its record is durable,
 	// so that a change answered 200 survives the loss of any minority, and of every
 	// member's power at once.
-	n.afterSync(func() { n.send(Message{Type: MsgScheduleSetResp, To: m.From, Schedule: cur}) })
+	n.afterSync(sendThen(Message{Type: MsgScheduleSetResp, To: m.From, Schedule: cur}))
 }
 
 func (n *Node) handleScheduleSetResp(m Message) {

@@ -140,7 +140,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "ack-adopted-before-sync",
 		Desc:  "an adopted final outcome is acknowledged before its record is synced",
-		Edits: edit("node/claim.go", "\tn.persist(then, Record{Kind: RecOutcome", "\tthen()\n\tn.persist(func() {}, Record{Kind: RecOutcome"),
+		Edits: edit("node/claim.go", "\tn.persist(then, Record{Kind: RecOutcome", "\tn.afterSynced(then)\n\tn.persist(nil, Record{Kind: RecOutcome"),
 	},
 	{
 		Name:  "majority-half",
@@ -307,7 +307,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "setting-acked-before-sync",
 		Desc:  "a member acknowledges a queue setting before its record is synced",
-		Edits: edit("node/queues.go", "n.afterSync(func() { n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled}) })", "n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled})"),
+		Edits: edit("node/queues.go", "n.afterSync(sendThen(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled}))", "n.send(Message{Type: MsgQueueSetResp, To: m.From, Setting: cur, Retries: cancelled})"),
 	},
 	{
 		Name:  "fire-before-settings-known",

@@ -1,0 +1,44 @@
+package node
+
+// What a node does once a log sync it waited for has ended is data too, a
+// syncAction, not a function (see alarms.go on why: a snapshot must write down
+// every sync waiting). Each answers a peer once its request's record is durable.
+
+// syncKind says what a syncAction does.
+type syncKind uint8
+
+const (
+	syncSend       syncKind = iota + 1 // send msg
+	syncOutcomeAck                     // answer an Outcome with what the task is then (to, taskID, e)
+)
+
+// syncAction is what to do once a sync ends; nil is nothing.
+type syncAction struct {
+	kind   syncKind
+	msg    Message // syncSend
+	to     NodeID  // syncOutcomeAck: who sent the Outcome
+	taskID string  // syncOutcomeAck
+	e      *entry  // syncOutcomeAck: the entry held when the Outcome came
+}
+
+// sendThen is the action that sends m (its own copy).
+func sendThen(m Message) *syncAction { return &syncAction{kind: syncSend, msg: m} }
+
+// then is the action that acknowledges a's Store.
+func (a storeAck) then() *syncAction {
+	return sendThen(Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID})
+}
+
+// afterSynced does a, now that what it waited for is durable.
+func (n *Node) afterSynced(a *syncAction) {
+	if a == nil {
+		return
+	}
+	switch a.kind {
+	case syncSend:
+		n.send(a.msg)
+	case syncOutcomeAck:
+		// The state now: e may have been frozen (tomb.go) before the sync ended.
+		n.send(Message{Type: MsgOutcomeResp, To: a.to, TaskID: a.taskID, State: n.stateNow(a.e)})
+	}
+}
