@@ -75,11 +75,12 @@ func (sn simNetwork) Send(m node.Message) {
 		return
 	}
 	switch {
-	case w.blocked(s.idx, to.idx) && w.sc.Network.Partition == "hold":
-		w.hold(s, to, m)
-		return
 	case w.blocked(s.idx, to.idx):
-		w.dropped(m, "partition")
+		if w.sc.Network.Partition == "hold" {
+			w.hold(s, to, m)
+		} else {
+			w.dropped(m, "partition")
+		}
 		return
 	case w.net.drop > 0 && w.rngNet.Float64() < w.net.drop:
 		w.dropped(m, "loss")
