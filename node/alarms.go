@@ -40,6 +40,7 @@ const (
 	alarmTick                         // schedule.go: enqueue a tick's task (key: name, id: schedRun.seq, at: the tick)
 	alarmCatchUp                      // schedule.go: enqueue a missed tick late (key: name, id: schedRun.seq)
 	alarmTokenLease                   // token.go: renew the token lease
+	alarmPermitHold                   // queues.go: answer a permit asked early for its slot (key: task ID, id: attempt)
 	alarmKinds                        // the number of kinds
 )
 
@@ -84,6 +85,11 @@ func (n *Node) ring(a alarm) {
 	case alarmProposals:
 		if ch := n.change; ch != nil && ch.seq == a.id {
 			n.sendProposals(ch)
+		}
+	case alarmPermitHold:
+		if m, ok := n.heldPermits[a.key]; ok && m.Attempt == a.id {
+			delete(n.heldPermits, a.key)
+			n.handlePermit(m)
 		}
 	case alarmMoveTick:
 		n.onMoveTick()

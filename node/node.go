@@ -125,18 +125,21 @@ type Node struct {
 	forgetTimer func() bool
 	// timers holds the entries with a fire, claim or outcome timer armed, first due
 	// first; wake is the one Clock timer, armed for wakeAt (timers.go).
-	timers     timerHeap
-	timerSeq   uint64
-	wake       func() bool
-	wakeAt     int64
-	buckets    map[string]*bucket // limited queues this node is the token node of
-	tok        tokenLease         // what lets it grant their permits (token.go)
-	lists      map[uint64]*listOp // cluster-wide listings this node coordinates
-	forgotten  []string           // tasks dropped after their dedup window, not yet compacted away
-	forgetMark time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
-	superseded int                // records logged since the last CompactionPolicy that supersede an earlier one
-	listSeq    uint64
-	opSeq      uint64 // numbers the operations alarms name (alarms.go)
+	timers   timerHeap
+	timerSeq uint64
+	wake     func() bool
+	wakeAt   int64
+	buckets  map[string]*bucket // limited queues this node is the token node of
+	// heldPermits: asks that came at most SlotEarly before their slot, by task ID;
+	// they are answered at the slot (handlePermit).
+	heldPermits map[string]Message
+	tok         tokenLease         // what lets it grant their permits (token.go)
+	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
+	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away
+	forgetMark  time.Time          // the latest Created of a task dropped after its dedup window (see forget.go)
+	superseded  int                // records logged since the last CompactionPolicy that supersede an earlier one
+	listSeq     uint64
+	opSeq       uint64 // numbers the operations alarms name (alarms.go)
 
 	// counts counts the entries of tasks by queue, state and the replicas ranked
 	// before this node (see counts.go), kept like open. countOps are the
@@ -178,6 +181,7 @@ const (
 	timerClaim             // claim round timed out
 	timerOutcome           // resend the final outcome to replicas that did not acknowledge
 	timerForget            // drop the final task after the dedup window
+	timerPermit            // a won claim kept while its rate slot comes: ask the token node again
 )
 
 // entry is one replica's state for one task. Invariants:
@@ -240,17 +244,18 @@ type entryExtra struct {
 	released    bool      // promised attempt was released by its holder
 
 	// claimant side
-	claiming     uint64    // attempt whose grants we are gathering or delivering
-	round        uint64    // random number of the claim round for claiming (sent as Claim's and Release's Promised)
-	permitting   bool      // won the claim, waiting for the token node's permit
-	permitted    bool      // holds the token node's permit for claiming
-	permitAsked  time.Time // local time the permit was asked for
-	seen         uint64    // highest attempt this node has claimed or heard of
-	failedRounds int       // claim rounds in a row that won no quorum
-	claimSent    time.Time // local time the claim was sent: the lease counts from here
-	grants       uint64    // bitmask over replica ranks
-	rejects      uint64    // bitmask over replica ranks
-	unknowns     uint64    // replicas (by rank) that said they do not hold the task
+	claiming     uint64        // attempt whose grants we are gathering or delivering
+	round        uint64        // random number of the claim round for claiming (sent as Claim's and Release's Promised)
+	permitting   bool          // won the claim, waiting for the token node's permit
+	permitted    bool          // holds the token node's permit for claiming
+	permitAsked  time.Time     // local time the permit was asked for
+	claimTook    time.Duration // how long the claim round of claiming took, to the first permit asked
+	seen         uint64        // highest attempt this node has claimed or heard of
+	failedRounds int           // claim rounds in a row that won no quorum
+	claimSent    time.Time     // local time the claim was sent: the lease counts from here
+	grants       uint64        // bitmask over replica ranks
+	rejects      uint64        // bitmask over replica ranks
+	unknowns     uint64        // replicas (by rank) that said they do not hold the task
 	delivering   bool
 
 	// re-replication (move.go): moving: the claim is (or became) for a move; move:
@@ -1122,6 +1127,8 @@ func (n *Node) onTimer(e *entry, kind timerKind) {
 		}
 	case timerClaim:
 		n.abandonClaim(e, n.now().Add(n.claimBackoff(e)))
+	case timerPermit:
+		n.askPermitAgain(e)
 	case timerOutcome:
 		n.sendOutcome(e)
 	case timerForget:

@@ -500,12 +500,16 @@ func (n *Node) handlePermit(m Message) {
 	case q.MaxConcurrent > 0 && len(b.inflight) >= limit:
 		resp.Reject = RejectPromised // full: the claimant backs off, doubling
 		resp.Lease = n.cfg.OutcomeRetry
-	case !rateOK && reserved:
-		resp.Lease = slot.Sub(now)
 	case !rateOK:
-		slot = b.tat.Add(-gcraTau(q))
-		b.slots[m.TaskID] = slot
-		b.tat = b.tat.Add(gcraT(q))
+		if !reserved {
+			slot = b.tat.Add(-gcraTau(q))
+			b.slots[m.TaskID] = slot
+			b.tat = b.tat.Add(gcraT(q))
+		}
+		if slot.Sub(now) <= SlotEarly {
+			n.holdPermit(m, slot.Sub(now))
+			return
+		}
 		resp.Lease = slot.Sub(now)
 	default:
 		resp.Granted = true
@@ -551,11 +555,68 @@ const PermitValidity = 200 * time.Millisecond
 // reserved start may thus lag its slot by SlotGrace plus PermitValidity.
 const SlotGrace = 50 * time.Millisecond
 
+// SlotEarly is how early a claimant may come back for its slot: the token node
+// holds the ask and answers it at the slot. A claimant aims at its slot knowing
+// only the round trip of its last ask (waitForSlot); the two margins take the
+// difference between that round trip and the next. The grant is made at the slot,
+// so the hold changes nothing of what Q1 bounds; the claimant still drops a
+// permit that reaches it later than PermitValidity after it asked.
+const SlotEarly = 50 * time.Millisecond
+
+// holdPermit answers the ask m, which came d before its slot, at the slot.
+func (n *Node) holdPermit(m Message, d time.Duration) {
+	if n.heldPermits == nil {
+		n.heldPermits = map[string]Message{}
+	}
+	n.heldPermits[m.TaskID] = m
+	n.after(d, alarm{kind: alarmPermitHold, key: m.TaskID, id: m.Attempt})
+}
+
 // askPermit asks the token node whether e's won attempt may start.
 func (n *Node) askPermit(e *entry, lease time.Duration) {
-	e.ext().permitting = true
-	e.ext().permitAsked = n.now()
+	now := n.now()
+	x := e.ext()
+	if x.permitAsked.Before(x.claimSent) {
+		x.claimTook = now.Sub(x.claimSent) // the first ask of this claim
+	}
+	x.permitting = true
+	x.permitAsked = now
 	n.send(Message{Type: MsgPermit, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: e.claiming, Queue: e.task.Queue, Lease: lease})
+}
+
+// askPermitAgain asks for the permit of a claim kept while its slot came
+// (waitForSlot): the claim timer runs again from here, and deliver re-checks
+// everything the wait may have changed (the lease left, a pause of the queue).
+func (n *Node) askPermitAgain(e *entry) {
+	if e.claiming == 0 || e.delivering || e.permitting || e.state.Final() {
+		return
+	}
+	n.arm(e, timerClaim, n.now().Add(n.cfg.ClaimTimeout))
+	n.deliver(e)
+}
+
+// waitForSlot decides what a claimant told "not yet, in wait" does. The token
+// node keeps a slot for it only SlotGrace past its time, and a claimant that gave
+// its claim up must win a claim round again before it can ask: on slow links that
+// round alone is later than SlotGrace, so the slot was lost at every try and the
+// task queued behind every other, for ever. So a short wait keeps the won claim
+// and asks again a round trip (the one just measured) before the slot: the wait
+// counts from the token node's answer, which took part of that to come, and the
+// ask takes the rest (SlotEarly and SlotGrace absorb the difference between two
+// round trips). A longer wait gives the claim back (other replicas may take over
+// should this node die meanwhile) and claims again early by twice the claim round
+// and the round trip it just took, to be at the token node before the slot however
+// much slower the next round is, with a short wait left.
+func (n *Node) waitForSlot(e *entry, wait time.Duration) {
+	now := n.now()
+	rtt := now.Sub(e.permitAsked)
+	keep := max(PermitValidity, 2*(e.claimTook+rtt))
+	// The delivery still needs most of the lease the claim won.
+	if wait <= keep && !now.Add(wait).After(e.claimSent.Add(n.cfg.Lease/4)) {
+		n.arm(e, timerPermit, now.Add(wait-min(wait, rtt)))
+		return
+	}
+	n.abandonClaim(e, now.Add(wait-min(wait, keep)))
 }
 
 func (n *Node) handlePermitResp(m Message) {
@@ -570,14 +631,14 @@ func (n *Node) handlePermitResp(m Message) {
 		n.abandonClaim(e, n.now().Add(n.jitter(n.cfg.ClaimTimeout)))
 		return
 	}
+	if !m.Granted && m.Reject == RejectPromised {
+		// The queue is at its concurrency cap: give the claim back and come back
+		// after a backoff that doubles.
+		n.abandonClaim(e, n.now().Add(max(m.Lease, n.claimBackoff(e))))
+		return
+	}
 	if !m.Granted {
-		// Not now: give the claim back and come back when our slot is due, or, when
-		// the queue is at its concurrency cap, after a backoff that doubles.
-		wait := m.Lease
-		if m.Reject == RejectPromised {
-			wait = max(wait, n.claimBackoff(e))
-		}
-		n.abandonClaim(e, n.now().Add(wait))
+		n.waitForSlot(e, m.Lease) // not now: our slot, or the token node's lease, is to come
 		return
 	}
 	e.ext().permitted = true

@@ -165,3 +165,41 @@ func TestAloneTokenNodeNeedsNoLease(t *testing.T) {
 		require.NotEqual(t, MsgTokenLease, s.Msg.Type, "a node alone sends no token lease round")
 	}
 }
+
+// An ask that comes at most SlotEarly before its slot is held and granted at the
+// slot, not answered "wait" (the claimant could not come back in time: on slow
+// links its next ask would be late for the slot); one that comes earlier is told
+// the wait left and keeps its slot.
+func TestEarlyAskForASlotIsHeldToTheSlot(t *testing.T) {
+	rated := DefaultQueueConfig()
+	rated.Rate, rated.BucketSize = 5, 1
+	h, token := tokenHarness(t, rated)
+	n := h.node(token)
+	h.run(n.cfg.RecoveryWait)
+	resp := askPermit(h, token, "warm-up", 1)
+	require.False(t, resp.Granted)
+	h.run(h.elapsed() + resp.Lease)
+
+	resp = askPermit(h, token, "b", 1)
+	require.False(t, resp.Granted, "a new bucket starts empty: the first slot is 200 ms away")
+	require.Equal(t, 200*time.Millisecond, resp.Lease)
+	slot := h.elapsed() + resp.Lease
+
+	h.run(slot - SlotEarly - 10*time.Millisecond)
+	resp = askPermit(h, token, "b", 1)
+	require.False(t, resp.Granted, "too early to be held")
+	require.Equal(t, SlotEarly+10*time.Millisecond, resp.Lease, "told the wait left to the same slot")
+
+	h.run(slot - SlotEarly/2)
+	before := len(h.sentOf(MsgPermitResp, "b"))
+	n.input(func() {
+		n.step(Message{Type: MsgPermit, From: h.order[0], To: token, TaskID: "b", Attempt: 1, Queue: "q", Lease: time.Second})
+	})
+	require.Len(t, h.sentOf(MsgPermitResp, "b"), before, "held: no answer before the slot")
+	h.run(slot - time.Millisecond)
+	require.Len(t, h.sentOf(MsgPermitResp, "b"), before, "held: no answer before the slot")
+	h.run(slot)
+	resps := h.sentOf(MsgPermitResp, "b")
+	require.Len(t, resps, before+1)
+	require.True(t, resps[len(resps)-1].Msg.Granted, "granted at the slot")
+}

@@ -348,7 +348,7 @@ func tombFields(e *entry, x *entryExtra) []any {
 		&e.nextETA, &e.notBefore, &e.floor, &e.timerAt, &e.rank,
 		&x.retries, &x.failed, &x.failedBits, &x.lastStatus,
 		&x.promised, &x.holder, random{&x.holderRound}, &x.leaseEnd, &x.released,
-		&x.claiming, sameOr{p: &x.round, same: &x.holderRound}, &x.permitting, &x.permitted, &x.permitAsked, &x.seen, &x.failedRounds,
+		&x.claiming, sameOr{p: &x.round, same: &x.holderRound}, &x.permitting, &x.permitted, &x.permitAsked, &x.claimTook, &x.seen, &x.failedRounds,
 		&x.claimSent, &x.grants, &x.rejects, &x.unknowns,
 		&x.bestBallot, &x.pendingBallot, &x.outcomeAcks, &x.outcomeSends,
 		&x.amnesiac, &x.amnesiacWaited, &x.naiveStoodDown, &x.due, &x.reason,
@@ -465,6 +465,8 @@ func (w *tombWriter) field(f any, base int64) {
 		w.buf = binary.LittleEndian.AppendUint64(w.buf, *p.p)
 	case *int64: // timerAt: of a task armed for forgetting, its place in the queue
 		w.varint(*p)
+	case *time.Duration:
+		w.varint(int64(*p))
 	case *int:
 		w.varint(int64(*p))
 	case *bool: // present means true
@@ -488,6 +490,8 @@ func isZeroField(f any) bool {
 	case sameOr:
 		return *p.p == 0
 	case *int64:
+		return *p == 0
+	case *time.Duration:
 		return *p == 0
 	case *int:
 		return *p == 0
@@ -588,6 +592,8 @@ func (r *tombReader) field(f any, base int64) {
 		*p.p = r.fixed64()
 	case *int64:
 		*p = r.varint()
+	case *time.Duration:
+		*p = time.Duration(r.varint())
 	case *int:
 		*p = int(r.varint())
 	case *bool:

@@ -86,6 +86,8 @@ func fullEntry(id string) *entry {
 			*p.p = 1<<62 | uint64(i)
 		case *int64:
 			*p = base.Add(time.Duration(i) * time.Second).UnixNano()
+		case *time.Duration:
+			*p = time.Duration(i+1) * time.Millisecond
 		case *int:
 			*p = -(i + 1)
 		case *bool:

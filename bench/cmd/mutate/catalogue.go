@@ -258,6 +258,16 @@ var Catalogue = []Mutant{
 		Edits: edit("node/queues.go", "len(b.inflight) >= limit:", "len(b.inflight) > limit:"),
 	},
 	{
+		Name:  "slot-wait-gives-claim-up",
+		Desc:  "a claimant told to wait for its rate slot always gives its won claim up and claims again, so on slow links it misses its slot every time",
+		Edits: edit("node/queues.go", "if wait <= keep && !now.Add(wait)", "if false && wait <= keep && !now.Add(wait)"),
+	},
+	{
+		Name:  "early-permit-not-held",
+		Desc:  "the token node answers an ask that came a little before its slot with the wait left instead of holding it to the slot",
+		Edits: edit("node/queues.go", "if slot.Sub(now) <= SlotEarly {", "if slot.Sub(now) <= 0 {"),
+	},
+	{
 		Name:  "token-wait-only-without-storage",
 		Desc:  "a restarted token node waits out forgotten permits only when it has no durable storage",
 		Edits: edit("node/queues.go", "q.MaxConcurrent > 0 && now.Before(wait) {", "q.MaxConcurrent > 0 && !n.env.Storage.Durable() && now.Before(wait) {"),
