@@ -158,6 +158,13 @@ type Config struct {
 	// they read and in how much time they measure over one lease. Deadlines end this
 	// much before the lease. Default 1s.
 	MaxClockDrift time.Duration
+	// PermitValidity bounds how long after asking the token node for a permit a
+	// claimant of a limited queue may still start the delivery it was granted: a
+	// later answer is dropped and the claim tried again (queues.go). Q1 allows a
+	// start to lag its slot by this plus SlotGrace, so longer loosens the rate limit;
+	// it must be longer than the slowest round trip between members, or their
+	// permits always come too late. Default DefaultPermitValidity (200ms).
+	PermitValidity time.Duration
 
 	ClaimTimeout   time.Duration // give up a claim round after this; default 1s
 	EnqueueTimeout time.Duration // answer ErrOutcomeUnknown after this; default 5s
@@ -235,6 +242,9 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxClockDrift == 0 {
 		c.MaxClockDrift = time.Second
 	}
+	if c.PermitValidity == 0 {
+		c.PermitValidity = DefaultPermitValidity
+	}
 	if c.ClaimTimeout == 0 {
 		c.ClaimTimeout = time.Second
 	}
@@ -304,6 +314,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lease <= 2*c.MaxClockDrift {
 		bad("lease", "must be longer than twice max_clock_drift (%s), not %s", 2*c.MaxClockDrift, c.Lease)
+	}
+	if c.PermitValidity < 0 || c.PermitValidity > c.Lease/4 {
+		bad("permit_validity", "must be positive and at most a quarter of the lease (%s), not %s", c.Lease/4, c.PermitValidity)
 	}
 	if c.Lease > MaxLease {
 		bad("lease", "must be at most %s (peers refuse longer claims), not %s", MaxLease, c.Lease)

@@ -605,9 +605,9 @@ func TestRateLimitAcrossNodes(t *testing.T) {
 	slices.Sort(starts)
 	for i := 1; i < len(starts); i++ {
 		// 1/rate apart, less what a permit's lag (PermitValidity + SlotGrace) allows.
-		require.GreaterOrEqual(t, starts[i]-starts[i-1], 500*time.Millisecond-PermitValidity-SlotGrace, "starts %v", starts)
+		require.GreaterOrEqual(t, starts[i]-starts[i-1], 500*time.Millisecond-DefaultPermitValidity-SlotGrace, "starts %v", starts)
 	}
-	require.GreaterOrEqual(t, starts[len(starts)-1]-starts[0], 11*500*time.Millisecond-PermitValidity-SlotGrace)
+	require.GreaterOrEqual(t, starts[len(starts)-1]-starts[0], 11*500*time.Millisecond-DefaultPermitValidity-SlotGrace)
 }
 
 // ListCluster sees every task of a queue once, whichever node is asked, although with

@@ -545,11 +545,12 @@ func (n *Node) handlePermitDone(m Message) {
 
 // --- permits: the claimant's side ----------------------------------------------
 
-// PermitValidity bounds how long after asking a claimant may use a permit: a start
-// can lag its grant by at most this much, so deliveries in any window T stay within
-// rate×(T + PermitValidity) + bucket_size even when answers are slow or the claimant
-// paused. A later answer is dropped and the claim retried.
-const PermitValidity = 200 * time.Millisecond
+// DefaultPermitValidity is Config.PermitValidity's default: how long after asking
+// a claimant may use a permit. A start can lag its grant by at most this much, so
+// deliveries in any window T stay within rate×(T + PermitValidity + SlotGrace) +
+// bucket_size even when answers are slow or the claimant paused. A later answer is
+// dropped and the claim retried.
+const DefaultPermitValidity = 200 * time.Millisecond
 
 // SlotGrace is how late a denied claimant may come back for its reserved slot. A
 // reserved start may thus lag its slot by SlotGrace plus PermitValidity.
@@ -610,13 +611,24 @@ func (n *Node) askPermitAgain(e *entry) {
 func (n *Node) waitForSlot(e *entry, wait time.Duration) {
 	now := n.now()
 	rtt := now.Sub(e.permitAsked)
-	keep := max(PermitValidity, 2*(e.claimTook+rtt))
+	keep := max(n.cfg.PermitValidity, 2*(e.claimTook+rtt))
 	// The delivery still needs most of the lease the claim won.
 	if wait <= keep && !now.Add(wait).After(e.claimSent.Add(n.cfg.Lease/4)) {
 		n.arm(e, timerPermit, now.Add(wait-min(wait, rtt)))
 		return
 	}
-	n.abandonClaim(e, now.Add(wait-min(wait, keep)))
+	// The slot is this task's, whichever replica comes for it, and we are the one
+	// it was given to: come back for it even if another replica said it would try
+	// later (the nextETA of its Release), but never before the task is due or a
+	// failure's backoff is over (notBefore).
+	at := now.Add(wait - min(wait, keep))
+	if at.Before(e.nextETA) {
+		e.nextETA = at
+		if at.Before(e.notBefore) {
+			e.nextETA = e.notBefore
+		}
+	}
+	n.abandonClaim(e, at)
 }
 
 func (n *Node) handlePermitResp(m Message) {
@@ -625,7 +637,7 @@ func (n *Node) handlePermitResp(m Message) {
 		return
 	}
 	e.ext().permitting = false
-	if m.Granted && n.now().Sub(e.permitAsked) > PermitValidity {
+	if m.Granted && n.now().Sub(e.permitAsked) > n.cfg.PermitValidity {
 		// Too late to start now without bunching up with later permits: give it back.
 		e.ext().permitted = true
 		n.abandonClaim(e, n.now().Add(n.jitter(n.cfg.ClaimTimeout)))

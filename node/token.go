@@ -78,7 +78,7 @@ func (n *Node) tokenReady(q QueueConfig, now time.Time) (ok bool, retry time.Dur
 	}
 	wait := n.tokenLeaseTerm() + 2*n.cfg.MaxClockDrift
 	if q.MaxConcurrent > 0 {
-		wait += n.cfg.Lease + n.cfg.MaxClockDrift + PermitValidity
+		wait += n.cfg.Lease + n.cfg.MaxClockDrift + n.cfg.PermitValidity
 	}
 	if ready := n.tok.since.Add(wait); now.Before(ready) {
 		return false, ready.Sub(now)

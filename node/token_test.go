@@ -90,7 +90,7 @@ func TestTokenLeaseRateOnlyWaitsLessThanACap(t *testing.T) {
 	_, rateWait := n.tokenReady(rated, now)
 	_, capWait := n.tokenReady(capped, now)
 	require.Equal(t, n.tokenLeaseTerm()+2*n.cfg.MaxClockDrift, rateWait)
-	require.Equal(t, rateWait+n.cfg.Lease+n.cfg.MaxClockDrift+PermitValidity, capWait)
+	require.Equal(t, rateWait+n.cfg.Lease+n.cfg.MaxClockDrift+n.cfg.PermitValidity, capWait)
 }
 
 func TestTokenLeaseAnswers(t *testing.T) {

@@ -118,8 +118,11 @@ type checker struct {
 	held       map[node.NodeID]map[string]uint64 // newest setting version held, per member and queue (Q6)
 	members    []node.NodeID                     // sorted, as the nodes sort them
 	driftRate  float64                           // clocks.max_drift: how much faster a token node may refill
-	scheds     map[string]*schedModel            // the workload's schedules (SC1, SC2)
-	ticks      map[tickKey]*tickRec
+	// permitLag is how long a start may lag its rate slot: node.SlotGrace to come
+	// back for it, the configured permit validity for the permit to travel.
+	permitLag time.Duration
+	scheds    map[string]*schedModel // the workload's schedules (SC1, SC2)
+	ticks     map[tickKey]*tickRec
 	// M1: per node, the true time its roster lease ends (-1: none held); per
 	// epoch, the roster committed under it.
 	leaseEnds []int64
@@ -143,6 +146,10 @@ func newChecker(w *world) *checker {
 	}
 	slices.Sort(c.members)
 	c.driftRate = w.sc.Clocks.MaxDrift
+	c.permitLag = node.SlotGrace + node.DefaultPermitValidity
+	if pv := w.sc.Cluster.PermitValidity; pv > 0 {
+		c.permitLag = node.SlotGrace + pv.D()
+	}
 	c.dedupWindow = w.sc.Cluster.DedupWindow.D()
 	if c.dedupWindow == 0 {
 		c.dedupWindow = time.Hour // node.Config's default
@@ -155,7 +162,7 @@ func newChecker(w *world) *checker {
 	for _, q := range w.sc.Workload.Queues {
 		cfg := q.config()
 		m := &queueModel{cfg: cfg, retry: cfg.Retry, retryKnown: true, pausedSince: -1, lastResume: -1}
-		m.tokens = m.capacity(c.driftRate)
+		m.tokens = m.capacity(c.driftRate, c.permitLag)
 		c.queues[q.Name] = m
 	}
 	return c
@@ -771,8 +778,8 @@ func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
 	if q == nil || node.TokenNode(c.members, set.Queue) != id {
 		return
 	}
-	q.refill(c.w.now, c.driftRate)
-	q.graceCap, q.graceUntil = q.capacity(c.driftRate), c.w.now+int64(node.PermitValidity+node.SlotGrace)
+	q.refill(c.w.now, c.driftRate, c.permitLag)
+	q.graceCap, q.graceUntil = q.capacity(c.driftRate, c.permitLag), c.w.now+int64(c.permitLag)
 	q.cfg = set.Config
 	if set.Config.Retry != q.retry {
 		q.retryKnown = false
@@ -780,14 +787,13 @@ func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
 }
 
 // capacity is the model bucket's size: bucket_size plus what the rate adds while a
-// start may lag its slot (node.SlotGrace to come back for it, node.PermitValidity
-// for the permit to travel).
-func (q *queueModel) capacity(drift float64) float64 {
-	return float64(q.cfg.BucketSize) + q.cfg.Rate*(1+drift)*(node.PermitValidity+node.SlotGrace).Seconds()
+// start may lag its slot (checker.permitLag).
+func (q *queueModel) capacity(drift float64, lag time.Duration) float64 {
+	return float64(q.cfg.BucketSize) + q.cfg.Rate*(1+drift)*lag.Seconds()
 }
 
-func (q *queueModel) refill(now int64, drift float64) {
-	capacity := q.capacity(drift)
+func (q *queueModel) refill(now int64, drift float64, lag time.Duration) {
+	capacity := q.capacity(drift, lag)
 	if now < q.graceUntil {
 		capacity = max(capacity, q.graceCap)
 	}
@@ -810,7 +816,7 @@ func (c *checker) queueResumed(queue string) {
 }
 
 // checkQueue checks the queue invariants for a delivery that starts now:
-// Q1 rate (deliveries in any window T ≤ rate×(T + PermitValidity + SlotGrace) + bucket_size,
+// Q1 rate (deliveries in any window T ≤ rate×(T + permit validity + SlotGrace) + bucket_size,
 // cluster-wide, with the rate scaled by the clock drift bound), Q2
 // concurrency (in flight ≤ max_concurrent), Q4 backoff (the gap after a failed
 // delivery is at least the queue's backoff), Q5 pause (none while paused).
@@ -830,7 +836,7 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 		c.violate("Q5", tasks, []node.NodeID{s.id}, "delivery started on %s while queue %q is paused (since %s)", s.id, r.task.Queue, time.Duration(q.pausedSince))
 	}
 	if q.cfg.Rate > 0 {
-		q.refill(now, c.driftRate)
+		q.refill(now, c.driftRate, c.permitLag)
 		if q.tokens < 1-1e-9 {
 			c.violate("Q1", tasks, []node.NodeID{s.id}, "queue %q started more than rate %g/s with bucket %d allows", r.task.Queue, q.cfg.Rate, q.cfg.BucketSize)
 		}

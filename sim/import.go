@@ -59,7 +59,7 @@ func ImportRecorded(cl RecordedCluster, opts ImportOptions, events []RecordedEve
 		im.origin.UTC().Format(time.RFC3339), im.end.UTC().Format(time.RFC3339))
 	sc.Cluster = ClusterSpec{Nodes: len(im.members), Replicas: min(max(opts.Replicas, 1), len(im.members)),
 		ReplicaOffset: Duration(opts.ReplicaOffset), Protocol: opts.Protocol.String(), Lease: Duration(opts.Lease),
-		MaxClockDrift: Duration(cl.MaxClockDrift), DedupWindow: Duration(cl.DedupWindow), Storage: "memory"}
+		MaxClockDrift: Duration(cl.MaxClockDrift), PermitValidity: Duration(cl.PermitValidity), DedupWindow: Duration(cl.DedupWindow), Storage: "memory"}
 	if opts.Durable {
 		sc.Cluster.Storage = "durable"
 	}

@@ -58,8 +58,10 @@ type RecordedEvent struct {
 type RecordedCluster struct {
 	Members       []node.NodeID
 	MaxClockDrift time.Duration // S5's and Q4's allowance, as configured
-	DedupWindow   time.Duration
-	DefaultQueue  node.QueueConfig // what a queue nobody set works by
+	// PermitValidity is the members' (node.Config; 0: its default): Q1 allows for it.
+	PermitValidity time.Duration
+	DedupWindow    time.Duration
+	DefaultQueue   node.QueueConfig // what a queue nobody set works by
 }
 
 // RecordedResult is CheckRecorded's verdict.
@@ -95,6 +97,7 @@ func CheckRecorded(cl RecordedCluster, events []RecordedEvent) RecordedResult {
 	sc := &Scenario{}
 	sc.Cluster.Nodes = len(cl.Members)
 	sc.Cluster.MaxClockDrift = Duration(cl.MaxClockDrift)
+	sc.Cluster.PermitValidity = Duration(cl.PermitValidity)
 	sc.Cluster.DedupWindow = Duration(cl.DedupWindow)
 	w := &world{sc: sc, byID: map[node.NodeID]*simNode{}}
 	members := slices.Clone(cl.Members)
@@ -182,7 +185,7 @@ func (f *recordedFeed) queue(name string) {
 		return
 	}
 	m := &queueModel{cfg: f.defaults, retry: f.defaults.Retry, retryKnown: true, pausedSince: -1, lastResume: -1}
-	m.tokens = m.capacity(f.c.driftRate)
+	m.tokens = m.capacity(f.c.driftRate, f.c.permitLag)
 	f.c.queues[name] = m
 }
 

@@ -78,7 +78,9 @@ type ClusterSpec struct {
 	ClaimQuorum   int      `json:"claim_quorum,omitempty"` // 0: majority
 	Lease         Duration `json:"lease,omitempty"`
 	MaxClockDrift Duration `json:"max_clock_drift,omitempty"`
-	Storage       string   `json:"storage,omitempty"` // memory (default) | durable
+	// PermitValidity is node.Config's (0: its default); Q1 allows for it.
+	PermitValidity Duration `json:"permit_validity,omitempty"`
+	Storage        string   `json:"storage,omitempty"` // memory (default) | durable
 	// DedupWindow is how long a finished task (and its name) is kept (node.Config).
 	DedupWindow Duration `json:"dedup_window,omitempty"`
 	// Admission limits of every node (node.Config); 0: none.
@@ -475,6 +477,9 @@ func (sc *Scenario) Validate() error {
 	capped("cluster.dedup_window", c.DedupWindow)
 	if c.Lease <= 2*c.MaxClockDrift {
 		bad("cluster.lease", "must be longer than twice max_clock_drift")
+	}
+	if c.PermitValidity < 0 || c.PermitValidity > c.Lease/4 {
+		bad("cluster.permit_validity", "must be positive and at most a quarter of the lease (0: the default, 200ms)")
 	}
 	n := sc.Network
 	rng("network.latency", n.Latency)

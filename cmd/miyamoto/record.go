@@ -103,7 +103,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 // recordedCluster is the cluster the recordings describe: every member any names,
-// the largest drift allowance and dedup window configured.
+// the largest drift allowance, permit validity and dedup window configured.
 func recordedCluster(observed []recorder.Observed) sim.RecordedCluster {
 	var cl sim.RecordedCluster
 	seen := map[node.NodeID]bool{}
@@ -115,6 +115,7 @@ func recordedCluster(observed []recorder.Observed) sim.RecordedCluster {
 			}
 		}
 		cl.MaxClockDrift = max(cl.MaxClockDrift, o.Config.MaxClockDrift)
+		cl.PermitValidity = max(cl.PermitValidity, o.Config.PermitValidity)
 		cl.DedupWindow = max(cl.DedupWindow, o.Config.DedupWindow)
 		cl.DefaultQueue = o.Config.DefaultQueue
 	}

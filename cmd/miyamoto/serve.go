@@ -21,6 +21,7 @@ import (
 	"github.com/miyamotohq/miyamoto/net/urlpolicy"
 	"github.com/miyamotohq/miyamoto/net/version"
 	"github.com/miyamotohq/miyamoto/net/webhook"
+	"github.com/miyamotohq/miyamoto/node"
 )
 
 // serveFlags lists serve's flags; each may also come from MIYAMOTO_<NAME> in the
@@ -91,6 +92,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	offset := fs.Duration("replica-offset", 2*time.Second, "delay between replica k and k+1 firing, e.g. 2s")
 	drift := fs.Duration("max-clock-drift", time.Second, "largest clock disagreement between nodes, e.g. 500ms")
 	lease := fs.Duration("lease", 30*time.Second, "how long a claim holds; deliveries end max-clock-drift before it")
+	permitValidity := fs.Duration("permit-validity", node.DefaultPermitValidity, "how late a limited queue's permit may reach its claimant; longer than the slowest round trip between members (at most a quarter of --lease)")
 	removeAfter := fs.Duration("remove-after", 0, "the leader removes a member unreachable this long, e.g. 10m (0: never; at least --lease)")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight deliveries may finish")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
@@ -193,6 +195,9 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	if *lease <= 2**drift {
 		return bad("lease", "must be longer than twice --max-clock-drift (%s), not %s", 2**drift, *lease)
 	}
+	if *permitValidity <= 0 || *permitValidity > *lease/4 {
+		return bad("permit-validity", "must be positive and at most a quarter of --lease (%s), not %s", *lease/4, *permitValidity)
+	}
 	if *shutdown <= 0 {
 		return bad("shutdown-timeout", "must be positive, not %s", *shutdown)
 	}
@@ -246,7 +251,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 		}
 	}
 	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Join: *join, Replicas: *replicas,
-		ReplicaOffset: *offset, MaxClockDrift: *drift, Lease: *lease, RemoveAfter: *removeAfter, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
+		ReplicaOffset: *offset, MaxClockDrift: *drift, PermitValidity: *permitValidity, Lease: *lease, RemoveAfter: *removeAfter, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret, InsecurePeers: *insecurePeers,
 		PeerTLS:    daemon.PeerTLS{Cert: *peerTLSCert, Key: *peerTLSKey, CA: *peerTLSCA},
 		MaxPending: noLimit(*maxPending), MaxPendingBytes: int64(noLimit(int(*maxPendingBytes))), MaxQueuePending: *maxQueuePending,

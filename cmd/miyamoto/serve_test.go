@@ -48,7 +48,7 @@ func TestParseServeDefaults(t *testing.T) {
 	require.Equal(t, logOptions{Level: slog.LevelInfo}, logs)
 	require.Equal(t, daemon.Config{
 		NodeID: "n1", HTTPAddr: "127.0.0.1:8088", PeerAddr: "127.0.0.1:7088", Peers: map[string]string{},
-		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second,
+		Replicas: 3, ReplicaOffset: 2 * time.Second, MaxClockDrift: time.Second, Lease: 30 * time.Second, PermitValidity: 200 * time.Millisecond,
 		ShutdownTimeout: 15 * time.Second, MaxBody: 1 << 20, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n1",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections, RecordSize: daemon.DefaultRecordSize,
@@ -73,7 +73,7 @@ func TestParseServeFlags(t *testing.T) {
 		"--node-id", "n2", "--http-addr", "127.0.0.1:9000", "--peer-addr", "127.0.0.1:9100",
 		"--peers", "n1=127.0.0.1:9101,n3=127.0.0.1:9103", "--replicas", "2", "--replica-offset", "500ms",
 		"--max-clock-drift", "250ms", "--lease", "5s", "--shutdown-timeout", "3s", "--max-body", "4096",
-		"--log-level", "debug", "--remove-after", "10m",
+		"--log-level", "debug", "--remove-after", "10m", "--permit-validity", "400ms",
 	}, envOf())
 	require.NoError(t, err)
 	require.Equal(t, logOptions{Level: slog.LevelDebug}, logs)
@@ -81,7 +81,7 @@ func TestParseServeFlags(t *testing.T) {
 		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100",
 		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
-		RemoveAfter: 10 * time.Minute, ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
+		PermitValidity: 400 * time.Millisecond, RemoveAfter: 10 * time.Minute, ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
 		MaxPending: daemon.DefaultMaxPending, MaxPendingBytes: daemon.DefaultMaxPendingBytes,
 		MaxQueues: daemon.DefaultMaxQueues, MaxConnections: daemon.DefaultMaxConnections, RecordSize: daemon.DefaultRecordSize,
 	}, cfg)
@@ -182,6 +182,8 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--replica-offset", "-1s"}, "replica-offset"},
 		{[]string{"--replica-offset", "abc"}, "replica-offset"},
 		{[]string{"--max-clock-drift", "-1s"}, "max-clock-drift"},
+		{[]string{"--permit-validity", "0s"}, "permit-validity"},
+		{[]string{"--permit-validity", "2s", "--lease", "4s", "--max-clock-drift", "500ms"}, "permit-validity"},
 		{[]string{"--lease", "1s", "--max-clock-drift", "1s"}, "lease"},
 		{[]string{"--lease", "2s", "--max-clock-drift", "1s"}, "lease"},
 		{[]string{"--peers", "x"}, "peers"},

@@ -53,7 +53,10 @@ type Config struct {
 	Replicas      int           // default 3, capped by the cluster size
 	ReplicaOffset time.Duration // default 2s
 	MaxClockDrift time.Duration // default 1s
-	Lease         time.Duration // default 30s
+	// PermitValidity is node.Config's (default 200ms): longer than the slowest round
+	// trip between members, or limited queues never deliver.
+	PermitValidity time.Duration
+	Lease          time.Duration // default 30s
 	// RemoveAfter: the leader removes a member unreachable this long (0: never).
 	RemoveAfter time.Duration
 	// ShutdownTimeout bounds how long SIGTERM waits for deliveries in flight before
@@ -341,16 +344,17 @@ func Start(cfg Config) (*Daemon, error) {
 		env.Storage = l
 	}
 	ncfg := node.Config{
-		ID:            self,
-		Members:       members,
-		PeerAddrs:     peerAddrs(cfg),
-		Join:          cfg.Join != "",
-		Replicas:      cfg.Replicas,
-		ReplicaOffset: cfg.ReplicaOffset,
-		MaxClockDrift: cfg.MaxClockDrift,
-		Lease:         cfg.Lease,
-		RemoveAfter:   cfg.RemoveAfter,
-		DedupWindow:   cfg.DedupWindow,
+		ID:             self,
+		Members:        members,
+		PeerAddrs:      peerAddrs(cfg),
+		Join:           cfg.Join != "",
+		Replicas:       cfg.Replicas,
+		ReplicaOffset:  cfg.ReplicaOffset,
+		MaxClockDrift:  cfg.MaxClockDrift,
+		PermitValidity: cfg.PermitValidity,
+		Lease:          cfg.Lease,
+		RemoveAfter:    cfg.RemoveAfter,
+		DedupWindow:    cfg.DedupWindow,
 
 		MaxTaskBody: cmp.Or(cfg.MaxBody, api.DefaultMaxBody),
 

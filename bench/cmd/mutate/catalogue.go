@@ -268,6 +268,11 @@ var Catalogue = []Mutant{
 		Edits: edit("node/queues.go", "if slot.Sub(now) <= SlotEarly {", "if slot.Sub(now) <= 0 {"),
 	},
 	{
+		Name:  "slot-retry-waits-for-others",
+		Desc:  "a claimant given a rate slot comes back no earlier than the next try another replica announced, even when that is after its slot",
+		Edits: edit("node/queues.go", "if at.Before(e.nextETA) {", "if false && at.Before(e.nextETA) {"),
+	},
+	{
 		Name:  "token-wait-only-without-storage",
 		Desc:  "a restarted token node waits out forgotten permits only when it has no durable storage",
 		Edits: edit("node/queues.go", "q.MaxConcurrent > 0 && now.Before(wait) {", "q.MaxConcurrent > 0 && !n.env.Storage.Durable() && now.Before(wait) {"),
@@ -300,7 +305,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "token-cap-no-permit-wait",
 		Desc:  "a new token node of a capped queue waits for the old one to stop, but not for the permits it gave to lapse",
-		Edits: edit("node/token.go", "wait += n.cfg.Lease + n.cfg.MaxClockDrift + PermitValidity", "wait += PermitValidity"),
+		Edits: edit("node/token.go", "wait += n.cfg.Lease + n.cfg.MaxClockDrift + n.cfg.PermitValidity", "wait += n.cfg.PermitValidity"),
 	},
 	{
 		Name:  "token-lapse-unseen",
