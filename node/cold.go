@@ -31,7 +31,7 @@ import (
 // what the one heap would, with the same (due time, arm order), so the wake is
 // armed at the same times for the same durations and the timers fire in the same
 // order; the entry decoded is the one encoded, field by field; counters and
-// indexes are untouched (a cold task is indexed as frozen, by raw key). The cold
+// indexes are untouched (the index keeps a UUID by raw key in any form). The cold
 // heap is cleaned lazily: an item whose task was thawed, or re-armed, since it was
 // pushed is stale (its task is no longer cold, or is cold under another arm
 // order) and dropped when it reaches the top; armWake and fireTimers look past
@@ -144,8 +144,7 @@ func (n *Node) freezeCold(e *entry) bool {
 	if !ok {
 		return false
 	}
-	x := n.index[stateKey{e.task.Queue, e.state}]
-	if x == nil {
+	if n.index[stateKey{e.task.Queue, e.state}] == nil {
 		return false // not indexed: cannot happen to a held pending task
 	}
 	rec, ok := n.encodeCold(e, k)
@@ -158,11 +157,6 @@ func (n *Node) freezeCold(e *entry) bool {
 	n.coldTopOK = false
 	delete(n.tasks, e.task.ID)
 	n.tombs[raw] = n.coldArena.put(rec) | coldHandle
-	x.remove(e.task.ID)
-	if x.frozen == nil {
-		x.frozen = &idIndex{}
-	}
-	x.frozen.insert(raw)
 	e.frozen = true
 	n.colds++
 	n.coldsMade++

@@ -43,16 +43,16 @@ func (n *Node) tombable(e *entry) bool {
 // freeze replaces e, if it may be, by its tomb. It reports whether it did.
 //
 // A frozen task is named by its raw key, the 16 bytes of its ID (a UUID: every
-// ID a node makes is one; a task of another ID stays an entry), in tombs, in the
-// index and in the forget queue: the 36-character ID cost a 48-byte string.
+// ID a node makes is one; a task of another ID stays an entry), in tombs and in
+// the forget queue: the 36-character ID cost a 48-byte string. The index keeps
+// every UUID by raw key already (index.go), so freezing leaves it alone.
 func (n *Node) freeze(e *entry) bool {
 	k, ok := rawKey(e.task.ID)
 	if !ok || !n.tombable(e) {
 		return false
 	}
-	x := n.index[stateKey{e.task.Queue, e.state}]
-	if x == nil {
-		return false // not indexed: nothing to move (cannot happen to a held final task)
+	if n.index[stateKey{e.task.Queue, e.state}] == nil {
+		return false // not indexed (cannot happen to a held final task)
 	}
 	rec, ok := n.encodeTomb(e)
 	if !ok {
@@ -61,11 +61,6 @@ func (n *Node) freeze(e *entry) bool {
 	raw := string(k[:])
 	delete(n.tasks, e.task.ID)
 	n.tombs[raw] = n.arena.put(rec)
-	x.remove(e.task.ID)
-	if x.frozen == nil {
-		x.frozen = &idIndex{}
-	}
-	x.frozen.insert(raw)
 	n.renameForget(e, raw)
 	e.frozen = true
 	return true
@@ -156,9 +151,6 @@ func (n *Node) thaw(id string) *entry {
 	k, _ := rawKey(id)
 	delete(n.tombs, string(k[:]))
 	n.releaseTomb(h)
-	x := n.index[stateKey{e.task.Queue, e.state}]
-	x.frozen.remove(string(k[:]))
-	x.insert(id)
 	n.tasks[id] = e
 	n.tasksPeak = max(n.tasksPeak, len(n.tasks))
 	if h&coldHandle != 0 {
