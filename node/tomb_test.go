@@ -35,7 +35,7 @@ func fieldPointer(f any) uintptr {
 	case random:
 		return reflect.ValueOf(p.p).Pointer()
 	case sameOr:
-		return reflect.ValueOf(p.p).Pointer()
+		return reflect.ValueOf(p.p()).Pointer()
 	}
 	return reflect.ValueOf(f).Pointer()
 }
@@ -83,7 +83,7 @@ func fullEntry(id string) *entry {
 		case random:
 			*p.p = 1<<63 | uint64(i)
 		case sameOr:
-			*p.p = 1<<62 | uint64(i)
+			*p.p() = 1<<62 | uint64(i)
 		case *int64:
 			*p = base.Add(time.Duration(i) * time.Second).UnixNano()
 		case *int:
