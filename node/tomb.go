@@ -67,40 +67,42 @@ func (n *Node) freeze(e *entry) bool {
 }
 
 // rawKey returns the 16 bytes a UUID in canonical form (lower case) stands for;
-// ok is false for any other string.
+// ok is false for any other string. Every index insertion and removal, lookup of
+// a tomb and freeze parses an ID, so it reads each digit's value from a table.
 func rawKey(id string) (k [16]byte, ok bool) {
-	if len(id) != 36 {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
 		return k, false
 	}
-	j := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if id[i] != '-' {
-				return k, false
-			}
-			i++
-			continue
-		}
-		hi, ok1 := hexDigit(id[i])
-		lo, ok2 := hexDigit(id[i+1])
-		if !ok1 || !ok2 {
-			return k, false
-		}
+	var bad byte
+	for j, i := range uuidDigitPairs {
+		hi, lo := hexValue[id[i]], hexValue[id[i+1]]
+		bad |= hi | lo
 		k[j] = hi<<4 | lo
-		i, j = i+2, j+1
+	}
+	if bad > 0xf {
+		return [16]byte{}, false
 	}
 	return k, true
 }
 
-func hexDigit(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
+// uuidDigitPairs are the offsets in a UUID's canonical form of its 16 bytes'
+// first hex digits.
+var uuidDigitPairs = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// hexValue is the value of each lower-case hex digit, and 0xff for any other byte.
+var hexValue = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case '0' <= c && c <= '9':
+			t[c] = byte(c - '0')
+		case 'a' <= c && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		default:
+			t[c] = 0xff
+		}
 	}
-	return 0, false
-}
+	return t
+}()
 
 // idOfRaw returns the ID a raw key stands for.
 func idOfRaw(raw string) string {
