@@ -37,22 +37,33 @@ type idKey string
 
 func (a idKey) compare(b idKey) int { return strings.Compare(string(a), string(b)) }
 
-// rawID is the raw key of a UUID task ID (rawKey), a value with no pointer in it:
-// a block of them is memory the garbage collector does not scan, and shifting one
-// within its block costs no write barrier. Kept as strings, the index cost freezing
-// a task most of its time, in the write barriers of those shifts (and the string's
-// 16-byte header is no smaller than the key itself).
-type rawID [16]byte
+// rawID is the raw key of a UUID task ID (rawKey) as two big-endian halves, whose
+// order is that of the IDs: a value with no pointer in it, so a block of them is
+// memory the garbage collector does not scan, and shifting one within its block
+// costs no write barrier. Kept as strings, the index cost freezing a task most of
+// its time, in the write barriers of those shifts (and the string's 16-byte header
+// is no smaller than the key itself).
+type rawID struct{ hi, lo uint64 }
+
+// rawIDOf is the rawID of a raw key.
+func rawIDOf(k [16]byte) rawID {
+	return rawID{binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:])}
+}
 
 func (a rawID) compare(b rawID) int {
-	if x, y := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8]); x != y {
-		return cmp.Compare(x, y)
+	if a.hi != b.hi {
+		return cmp.Compare(a.hi, b.hi)
 	}
-	return cmp.Compare(binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:]))
+	return cmp.Compare(a.lo, b.lo)
 }
 
 // id is the task ID k stands for.
-func (k rawID) id() string { return uuid.UUID(k).String() }
+func (a rawID) id() string {
+	var u uuid.UUID
+	binary.BigEndian.PutUint64(u[:8], a.hi)
+	binary.BigEndian.PutUint64(u[8:], a.lo)
+	return u.String()
+}
 
 // blockSet is an ordered set: a list of sorted blocks, each at most 2×indexBlock
 // long, and, once there are two blocks or more, the last key of each block beside
@@ -101,10 +112,28 @@ func (x *blockSet[K]) find(k K) (block, pos int, ok bool) {
 
 // searchKeys returns the position of the first key of sorted ks at or above k.
 func searchKeys[K setKey[K]](ks []K, k K) int {
+	// Most keys are raw: compared inline, not through the generic method.
+	if raws, ok := any(ks).([]rawID); ok {
+		return searchRawIDs(raws, *any(&k).(*rawID))
+	}
 	lo, hi := 0, len(ks)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
 		if ks[mid].compare(k) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// searchRawIDs is searchKeys for raw keys.
+func searchRawIDs(ks []rawID, k rawID) int {
+	lo, hi := 0, len(ks)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if m := ks[mid]; m.hi < k.hi || m.hi == k.hi && m.lo < k.lo {
 			lo = mid + 1
 		} else {
 			hi = mid
@@ -181,7 +210,7 @@ func (x *blockSet[K]) len() int { return x.n }
 // insert adds id (nothing if it is there).
 func (x *idIndex) insert(id string) {
 	if k, ok := rawKey(id); ok {
-		x.raws.insert(rawID(k))
+		x.raws.insert(rawIDOf(k))
 		return
 	}
 	x.ids.insert(idKey(id))
@@ -190,7 +219,7 @@ func (x *idIndex) insert(id string) {
 // remove deletes id (nothing if it is not there).
 func (x *idIndex) remove(id string) {
 	if k, ok := rawKey(id); ok {
-		x.raws.remove(rawID(k))
+		x.raws.remove(rawIDOf(k))
 		return
 	}
 	x.ids.remove(idKey(id))
@@ -199,7 +228,7 @@ func (x *idIndex) remove(id string) {
 // has reports whether id is indexed.
 func (x *idIndex) has(id string) bool {
 	if k, ok := rawKey(id); ok {
-		_, _, ok := x.raws.find(rawID(k))
+		_, _, ok := x.raws.find(rawIDOf(k))
 		return ok
 	}
 	_, _, ok := x.ids.find(idKey(id))
@@ -296,7 +325,7 @@ func (x *idIndex) after(after string) *idsCursor {
 // rawAfter returns a cursor over the raw keys whose ID is above `after`.
 func (x *idIndex) rawAfter(after string) *rawCursor {
 	if k, ok := rawKey(after); ok {
-		return &rawCursor{x.raws.after(rawID(k), false)}
+		return &rawCursor{x.raws.after(rawIDOf(k), false)}
 	}
 	// Not a UUID: compare as IDs.
 	f := &x.raws

@@ -88,7 +88,7 @@ func TestRawIndexAgreesWithSortedIDs(t *testing.T) {
 		for j := range k {
 			k[j] = byte(r.IntN(4)) * 85 // few distinct bytes: long common prefixes
 		}
-		id := rawID(k).id()
+		id := rawIDOf(k).id()
 		ids = append(ids, id)
 		x.insert(id)
 		model[id] = true

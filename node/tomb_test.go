@@ -310,7 +310,7 @@ func TestRawKeyTakesCanonicalUUIDsOnly(t *testing.T) {
 		k, ok := rawKey(id)
 		require.True(t, ok, id)
 		require.Equal(t, [16]byte(u), k, id)
-		require.Equal(t, id, rawID(k).id())
+		require.Equal(t, id, rawIDOf(k).id())
 		for i := range id {
 			for _, c := range []byte{'-', 'g', 'A', 'F', '/', ':', '`', 0, 0xff} {
 				if c == id[i] {
