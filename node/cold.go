@@ -132,7 +132,7 @@ func (n *Node) dropStaleCold() {
 // coldValid reports whether it is the timer of a task cold now: one it was not
 // thawed from, nor re-armed since.
 func (n *Node) coldValid(it coldItem) bool {
-	h, held := n.tombs[string(it.raw[:])]
+	h, held := n.tombs[rawIDOf(it.raw)]
 	return held && h&coldHandle != 0 && n.coldSeq(h) == it.seq
 }
 
@@ -151,12 +151,11 @@ func (n *Node) freezeCold(e *entry) bool {
 	if !ok {
 		return false
 	}
-	raw := string(k[:])
 	heap.Remove(&n.timers, int(e.timerIdx-1))
 	heap.Push(&n.cold, coldItem{at: e.timerAt, seq: e.timerSeq, raw: k})
 	n.coldTopOK = false
 	delete(n.tasks, e.task.ID)
-	n.tombs[raw] = n.coldArena.put(rec) | coldHandle
+	n.tombs[rawIDOf(k)] = n.coldArena.put(rec) | coldHandle
 	e.frozen = true
 	n.colds++
 	n.coldsMade++
@@ -203,8 +202,8 @@ func (n *Node) releaseTomb(h uint64) {
 	// A cold tomb starts with its raw key: it is held while tombs names it by
 	// that handle.
 	n.coldArena.relocate(num,
-		func(rec []byte, h uint64) bool { return n.tombs[string(rec[:16])] == h|coldHandle },
-		func(rec []byte, h uint64) { n.tombs[string(rec[:16])] = h | coldHandle })
+		func(rec []byte, h uint64) bool { return n.tombs[rawIDOf([16]byte(rec[:16]))] == h|coldHandle },
+		func(rec []byte, h uint64) { n.tombs[rawIDOf([16]byte(rec[:16]))] = h | coldHandle })
 }
 
 // decodeHeld rebuilds the entry of the tomb of handle h: a cold task's with its
@@ -251,7 +250,7 @@ func (n *Node) thawDueCold(now int64) {
 		if !ok || it.at > now {
 			return
 		}
-		n.thaw(idOfRaw(string(it.raw[:]))) // pops it (as stale) at the next coldTop
+		n.thaw(rawIDOf(it.raw).id()) // pops it (as stale) at the next coldTop
 	}
 }
 
@@ -260,7 +259,7 @@ func (n *Node) coldIDs() []string {
 	ids := make([]string, 0, n.colds)
 	for raw, h := range n.tombs { // the callers sort, or count
 		if h&coldHandle != 0 {
-			ids = append(ids, idOfRaw(raw))
+			ids = append(ids, raw.id())
 		}
 	}
 	return ids

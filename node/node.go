@@ -60,7 +60,7 @@ type Node struct {
 	// tombs holds the finished tasks frozen into their compact form, by ID;
 	// toFreeze (from freezeHead on) the finished ones waiting to be, oldest first;
 	// words and wordCode the dictionary their encoding names words by (tomb.go).
-	tombs       map[string]uint64 // by raw key (rawKey): handles in arena
+	tombs       map[rawID]uint64 // by raw key, inline (nothing to scan): handles in arena
 	arena       tombArena
 	tombScratch []byte // the encoding buffer, reused
 	toFreeze    []string
@@ -327,7 +327,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		joining:      cfg.Join,
 		heard:        map[NodeID]time.Time{},
 		tasks:        make(map[string]*entry),
-		tombs:        make(map[string]uint64),
+		tombs:        make(map[rawID]uint64),
 		wordCode:     make(map[string]uint32),
 		openByQueue:  make(map[string]int),
 		pending:      make(map[string]*enqueueOp),

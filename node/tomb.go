@@ -60,7 +60,7 @@ func (n *Node) freeze(e *entry) bool {
 	}
 	raw := string(k[:])
 	delete(n.tasks, e.task.ID)
-	n.tombs[raw] = n.arena.put(rec)
+	n.tombs[rawIDOf(k)] = n.arena.put(rec)
 	n.renameForget(e, raw)
 	e.frozen = true
 	return true
@@ -117,7 +117,7 @@ func (n *Node) tombOf(id string) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	h, ok := n.tombs[string(k[:])]
+	h, ok := n.tombs[rawIDOf(k)]
 	return h, ok
 }
 
@@ -151,7 +151,7 @@ func (n *Node) thaw(id string) *entry {
 	}
 	e := n.decodeHeld(id, h)
 	k, _ := rawKey(id)
-	delete(n.tombs, string(k[:]))
+	delete(n.tombs, rawIDOf(k))
 	n.releaseTomb(h)
 	n.tasks[id] = e
 	n.tasksPeak = max(n.tasksPeak, len(n.tasks))
@@ -611,7 +611,7 @@ func (r *tombReader) field(f any, base int64) {
 func (n *Node) tombIDs() []string {
 	ids := make([]string, 0, len(n.tombs))
 	for raw := range n.tombs {
-		ids = append(ids, idOfRaw(raw))
+		ids = append(ids, raw.id())
 	}
 	slices.Sort(ids)
 	return ids
@@ -625,7 +625,7 @@ func (n *Node) heldEntries() []*entry {
 		out = append(out, e)
 	}
 	for raw, h := range n.tombs {
-		e := n.decodeHeld(idOfRaw(raw), h)
+		e := n.decodeHeld(raw.id(), h)
 		e.frozen = true
 		out = append(out, e)
 	}
