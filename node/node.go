@@ -980,7 +980,7 @@ func (n *Node) handleStore(m Message) {
 	n.observe(e, StateNone, StateScheduled)
 	n.armFireStored(e)
 	rec := Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures())
-	n.persistThenSend(ack.msg(), rec)
+	n.persist(ack.then(), rec)
 	if n.cfg.Unsafe.DropStoredTasks {
 		n.removeEntry(e) // negative controls only (L2)
 	}
@@ -1042,29 +1042,31 @@ func (n *Node) afterSync(then *syncAction) { n.persist(then) }
 // sendAfterSync sends m once every record appended so far is durable (afterSync).
 // It takes its own copy of m, so that only the call that waits moves a message to
 // the heap, not every caller's.
-func (n *Node) sendAfterSync(m Message) { n.persistThenSend(m) }
+func (n *Node) sendAfterSync(m Message) { n.afterSync(sendThen(m)) }
 
 // persistThenSend is persist(recs) then send m, with its own copy of m, as
-// sendAfterSync. Without durable storage it sends m at once, as persist would do
-// the action, without allocating one (about 400 bytes: a Message is most of it).
-func (n *Node) persistThenSend(m Message, recs ...Record) {
-	if !n.env.Storage.Durable() {
-		n.send(m)
-		return
-	}
-	n.persist(sendThen(m), recs...)
-}
+// sendAfterSync.
+func (n *Node) persistThenSend(m Message, recs ...Record) { n.persist(sendThen(m), recs...) }
 
 // persist makes recs durable, then does then (nil: nothing). Without durable
 // storage it does then at once: the records would not survive a crash anyway.
+//
+// It keeps neither then nor recs: it copies them when it must wait, so that
+// without durable storage the callers' action and records stay on their stacks
+// (they were about 1 KB of allocations a task on each replica).
 func (n *Node) persist(then *syncAction, recs ...Record) {
 	s := n.env.Storage
 	if !s.Durable() {
 		n.afterSynced(then)
 		return
 	}
-	s.Append(recs...)
-	s.Sync(func() { n.input(func() { n.afterSynced(then) }) })
+	s.Append(slices.Clone(recs)...)
+	var waiting *syncAction
+	if then != nil {
+		a := *then
+		waiting = &a
+	}
+	s.Sync(func() { n.input(func() { n.afterSynced(waiting) }) })
 }
 
 // --- timers ----------------------------------------------------------------------

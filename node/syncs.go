@@ -25,10 +25,9 @@ type syncAction struct {
 func sendThen(m Message) *syncAction { return &syncAction{kind: syncSend, msg: m} }
 
 // then is the action that acknowledges a's Store.
-func (a storeAck) then() *syncAction { return sendThen(a.msg()) }
-
-// msg is the acknowledgement of a's Store.
-func (a storeAck) msg() Message { return Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID} }
+func (a storeAck) then() *syncAction {
+	return sendThen(Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID})
+}
 
 // afterSynced does a, now that what it waited for is durable.
 func (n *Node) afterSynced(a *syncAction) {
