@@ -31,7 +31,7 @@ import (
 // what the one heap would, with the same (due time, arm order), so the wake is
 // armed at the same times for the same durations and the timers fire in the same
 // order; the entry decoded is the one encoded, field by field; counters and
-// indexes are untouched (a cold task is indexed as frozen, by raw key). The cold
+// indexes are untouched (the index keeps a UUID by raw key in any form). The cold
 // heap is cleaned lazily: an item whose task was thawed, or re-armed, since it was
 // pushed is stale (its task is no longer cold, or is cold under another arm
 // order) and dropped when it reaches the top; armWake and fireTimers look past
@@ -132,7 +132,7 @@ func (n *Node) dropStaleCold() {
 // coldValid reports whether it is the timer of a task cold now: one it was not
 // thawed from, nor re-armed since.
 func (n *Node) coldValid(it coldItem) bool {
-	h, held := n.tombs[string(it.raw[:])]
+	h, held := n.tombs[rawIDOf(it.raw)]
 	return held && h&coldHandle != 0 && n.coldSeq(h) == it.seq
 }
 
@@ -144,25 +144,18 @@ func (n *Node) freezeCold(e *entry) bool {
 	if !ok {
 		return false
 	}
-	x := n.index[stateKey{e.task.Queue, e.state}]
-	if x == nil {
+	if n.index[stateKey{e.task.Queue, e.state}] == nil {
 		return false // not indexed: cannot happen to a held pending task
 	}
 	rec, ok := n.encodeCold(e, k)
 	if !ok {
 		return false
 	}
-	raw := string(k[:])
 	heap.Remove(&n.timers, int(e.timerIdx-1))
 	heap.Push(&n.cold, coldItem{at: e.timerAt, seq: e.timerSeq, raw: k})
 	n.coldTopOK = false
 	delete(n.tasks, e.task.ID)
-	n.tombs[raw] = n.coldArena.put(rec) | coldHandle
-	x.remove(e.task.ID)
-	if x.frozen == nil {
-		x.frozen = &idIndex{}
-	}
-	x.frozen.insert(raw)
+	n.tombs[rawIDOf(k)] = n.coldArena.put(rec) | coldHandle
 	e.frozen = true
 	n.colds++
 	n.coldsMade++
@@ -209,8 +202,8 @@ func (n *Node) releaseTomb(h uint64) {
 	// A cold tomb starts with its raw key: it is held while tombs names it by
 	// that handle.
 	n.coldArena.relocate(num,
-		func(rec []byte, h uint64) bool { return n.tombs[string(rec[:16])] == h|coldHandle },
-		func(rec []byte, h uint64) { n.tombs[string(rec[:16])] = h | coldHandle })
+		func(rec []byte, h uint64) bool { return n.tombs[rawIDOf([16]byte(rec[:16]))] == h|coldHandle },
+		func(rec []byte, h uint64) { n.tombs[rawIDOf([16]byte(rec[:16]))] = h | coldHandle })
 }
 
 // decodeHeld rebuilds the entry of the tomb of handle h: a cold task's with its
@@ -257,7 +250,7 @@ func (n *Node) thawDueCold(now int64) {
 		if !ok || it.at > now {
 			return
 		}
-		n.thaw(idOfRaw(string(it.raw[:]))) // pops it (as stale) at the next coldTop
+		n.thaw(rawIDOf(it.raw).id()) // pops it (as stale) at the next coldTop
 	}
 }
 
@@ -266,7 +259,7 @@ func (n *Node) coldIDs() []string {
 	ids := make([]string, 0, n.colds)
 	for raw, h := range n.tombs { // the callers sort, or count
 		if h&coldHandle != 0 {
-			ids = append(ids, idOfRaw(raw))
+			ids = append(ids, raw.id())
 		}
 	}
 	return ids

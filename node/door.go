@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math/bits"
-	"regexp"
 	"slices"
 	"time"
 )
@@ -104,11 +103,24 @@ const maxUnixSeconds = 1e11
 // from a peer.
 var TaskMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}
 
-// queueNameRule is what a queue may be called (net/api: a path segment).
-var queueNameRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
-
-// ValidQueueName reports whether s can name a queue.
-func ValidQueueName(s string) bool { return queueNameRule.MatchString(s) }
+// ValidQueueName reports whether s can name a queue (net/api: a path segment):
+// 1-100 letters, digits, '_', '-' or '.', the first a letter or digit. It is
+// ^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$ checked by hand: the door checks it on every
+// message that carries a task, and as a regexp it was 4% of a node's CPU time
+// in BenchmarkClusterTasks.
+func ValidQueueName(s string) bool {
+	if len(s) == 0 || len(s) > 100 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // admitMessage runs the door's rules on m, a message from a peer, and reports
 // whether to handle it; a refusal is counted and told to the RefusalObserver.

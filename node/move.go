@@ -110,7 +110,7 @@ func (n *Node) onMoveTick() {
 		// A cold task is read without thawing (cold.go), and decoded only when
 		// its list names a member gone.
 		if h&coldHandle != 0 && n.coldNamesGone(h) {
-			if id := idOfRaw(raw); n.needsMove(n.peek(id)) {
+			if id := raw.id(); n.needsMove(n.peek(id)) {
 				ids = append(ids, id)
 			}
 		}

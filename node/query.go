@@ -227,6 +227,9 @@ func moreAdvanced(a, b TaskStatus) bool {
 
 // cancelAnswered counts an OutcomeResp for a Cancel this node coordinates.
 func (n *Node) cancelAnswered(m Message) bool {
+	if len(n.queries) == 0 {
+		return false // the common case, every OutcomeResp: no key to build
+	}
 	key := queryKey(m.TaskID, MsgOutcome)
 	op := n.queries[key]
 	if op == nil {

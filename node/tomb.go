@@ -43,16 +43,16 @@ func (n *Node) tombable(e *entry) bool {
 // freeze replaces e, if it may be, by its tomb. It reports whether it did.
 //
 // A frozen task is named by its raw key, the 16 bytes of its ID (a UUID: every
-// ID a node makes is one; a task of another ID stays an entry), in tombs, in the
-// index and in the forget queue: the 36-character ID cost a 48-byte string.
+// ID a node makes is one; a task of another ID stays an entry), in tombs and in
+// the forget queue: the 36-character ID cost a 48-byte string. The index keeps
+// every UUID by raw key already (index.go), so freezing leaves it alone.
 func (n *Node) freeze(e *entry) bool {
 	k, ok := rawKey(e.task.ID)
 	if !ok || !n.tombable(e) {
 		return false
 	}
-	x := n.index[stateKey{e.task.Queue, e.state}]
-	if x == nil {
-		return false // not indexed: nothing to move (cannot happen to a held final task)
+	if n.index[stateKey{e.task.Queue, e.state}] == nil {
+		return false // not indexed (cannot happen to a held final task)
 	}
 	rec, ok := n.encodeTomb(e)
 	if !ok {
@@ -60,52 +60,49 @@ func (n *Node) freeze(e *entry) bool {
 	}
 	raw := string(k[:])
 	delete(n.tasks, e.task.ID)
-	n.tombs[raw] = n.arena.put(rec)
-	x.remove(e.task.ID)
-	if x.frozen == nil {
-		x.frozen = &idIndex{}
-	}
-	x.frozen.insert(raw)
+	n.tombs[rawIDOf(k)] = n.arena.put(rec)
 	n.renameForget(e, raw)
 	e.frozen = true
 	return true
 }
 
 // rawKey returns the 16 bytes a UUID in canonical form (lower case) stands for;
-// ok is false for any other string.
+// ok is false for any other string. Every index insertion and removal, lookup of
+// a tomb and freeze parses an ID, so it reads each digit's value from a table.
 func rawKey(id string) (k [16]byte, ok bool) {
-	if len(id) != 36 {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
 		return k, false
 	}
-	j := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if id[i] != '-' {
-				return k, false
-			}
-			i++
-			continue
-		}
-		hi, ok1 := hexDigit(id[i])
-		lo, ok2 := hexDigit(id[i+1])
-		if !ok1 || !ok2 {
-			return k, false
-		}
+	var bad byte
+	for j, i := range uuidDigitPairs {
+		hi, lo := hexValue[id[i]], hexValue[id[i+1]]
+		bad |= hi | lo
 		k[j] = hi<<4 | lo
-		i, j = i+2, j+1
+	}
+	if bad > 0xf {
+		return [16]byte{}, false
 	}
 	return k, true
 }
 
-func hexDigit(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
+// uuidDigitPairs are the offsets in a UUID's canonical form of its 16 bytes'
+// first hex digits.
+var uuidDigitPairs = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// hexValue is the value of each lower-case hex digit, and 0xff for any other byte.
+var hexValue = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case '0' <= c && c <= '9':
+			t[c] = byte(c - '0')
+		case 'a' <= c && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		default:
+			t[c] = 0xff
+		}
 	}
-	return 0, false
-}
+	return t
+}()
 
 // idOfRaw returns the ID a raw key stands for.
 func idOfRaw(raw string) string {
@@ -120,7 +117,7 @@ func (n *Node) tombOf(id string) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	h, ok := n.tombs[string(k[:])]
+	h, ok := n.tombs[rawIDOf(k)]
 	return h, ok
 }
 
@@ -154,11 +151,8 @@ func (n *Node) thaw(id string) *entry {
 	}
 	e := n.decodeHeld(id, h)
 	k, _ := rawKey(id)
-	delete(n.tombs, string(k[:]))
+	delete(n.tombs, rawIDOf(k))
 	n.releaseTomb(h)
-	x := n.index[stateKey{e.task.Queue, e.state}]
-	x.frozen.remove(string(k[:]))
-	x.insert(id)
 	n.tasks[id] = e
 	n.tasksPeak = max(n.tasksPeak, len(n.tasks))
 	if h&coldHandle != 0 {
@@ -343,17 +337,23 @@ func (r *tombReader) time(base int64) time.Time {
 // the task and the history, in the order it writes them. A field added to entry or
 // entryExtra must be added here (TestTombKeepsEveryField fails until it is) or to
 // tombable's conditions.
-func tombFields(e *entry, x *entryExtra) []any {
-	return []any{
+//
+// It returns an array, not a slice, so that the list stays on the stack: as a
+// slice it was half of what freezing a task allocated.
+func tombFields(e *entry, x *entryExtra) [tombFieldCount]any {
+	return [tombFieldCount]any{
 		&e.nextETA, &e.notBefore, &e.floor, &e.timerAt, &e.rank,
 		&x.retries, &x.failed, &x.failedBits, &x.lastStatus,
 		&x.promised, &x.holder, random{&x.holderRound}, &x.leaseEnd, &x.released,
-		&x.claiming, sameOr{p: &x.round, same: &x.holderRound}, &x.permitting, &x.permitted, &x.permitAsked, &x.claimTook, &x.seen, &x.failedRounds,
+		&x.claiming, sameOr{x}, &x.permitting, &x.permitted, &x.permitAsked, &x.claimTook, &x.seen, &x.failedRounds,
 		&x.claimSent, &x.grants, &x.rejects, &x.unknowns,
 		&x.bestBallot, &x.pendingBallot, &x.outcomeAcks, &x.outcomeSends,
 		&x.amnesiac, &x.amnesiacWaited, &x.naiveStoodDown, &x.due, &x.reason,
 	}
 }
+
+// tombFieldCount is the number of fields tombFields lists.
+const tombFieldCount = 35
 
 // random is a field of random bits (a claim round's number): 8 bytes, where a
 // varint would take 10.
@@ -361,7 +361,11 @@ type random struct{ p *uint64 }
 
 // sameOr is a random field that often equals another written before it (the
 // claimant's round and the round its own grant went to): one byte when it does.
-type sameOr struct{ p, same *uint64 }
+// It holds one pointer, so that listing it in tombFields allocates nothing.
+type sameOr struct{ x *entryExtra }
+
+func (f sameOr) p() *uint64    { return &f.x.round }
+func (f sameOr) same() *uint64 { return &f.x.holderRound }
 
 // Flags of a tomb's header beside the presence bits of tombFields.
 const (
@@ -387,13 +391,13 @@ func (n *Node) encodeTomb(e *entry) ([]byte, bool) {
 	if len(e.history) > 0 {
 		present |= tombHasHistory
 	}
-	for i, f := range fields {
+	for i, f := range &fields {
 		if !isZeroField(f) {
 			present |= 1 << (tombFlagBits + i)
 		}
 	}
 	w.uvarint(present)
-	for i, f := range fields {
+	for i, f := range &fields {
 		if present&(1<<(tombFlagBits+i)) != 0 {
 			w.field(f, base)
 		}
@@ -457,12 +461,12 @@ func (w *tombWriter) field(f any, base int64) {
 	case random:
 		w.buf = binary.LittleEndian.AppendUint64(w.buf, *p.p)
 	case sameOr:
-		if *p.p == *p.same {
+		if *p.p() == *p.same() {
 			w.buf = append(w.buf, 0)
 			return
 		}
 		w.buf = append(w.buf, 1)
-		w.buf = binary.LittleEndian.AppendUint64(w.buf, *p.p)
+		w.buf = binary.LittleEndian.AppendUint64(w.buf, *p.p())
 	case *int64: // timerAt: of a task armed for forgetting, its place in the queue
 		w.varint(*p)
 	case *time.Duration:
@@ -488,7 +492,7 @@ func isZeroField(f any) bool {
 	case random:
 		return *p.p == 0
 	case sameOr:
-		return *p.p == 0
+		return *p.p() == 0
 	case *int64:
 		return *p == 0
 	case *time.Duration:
@@ -586,10 +590,10 @@ func (r *tombReader) field(f any, base int64) {
 		same := r.buf[0] == 0
 		r.buf = r.buf[1:]
 		if same {
-			*p.p = *p.same
+			*p.p() = *p.same()
 			return
 		}
-		*p.p = r.fixed64()
+		*p.p() = r.fixed64()
 	case *int64:
 		*p = r.varint()
 	case *time.Duration:
@@ -613,7 +617,7 @@ func (r *tombReader) field(f any, base int64) {
 func (n *Node) tombIDs() []string {
 	ids := make([]string, 0, len(n.tombs))
 	for raw := range n.tombs {
-		ids = append(ids, idOfRaw(raw))
+		ids = append(ids, raw.id())
 	}
 	slices.Sort(ids)
 	return ids
@@ -627,7 +631,7 @@ func (n *Node) heldEntries() []*entry {
 		out = append(out, e)
 	}
 	for raw, h := range n.tombs {
-		e := n.decodeHeld(idOfRaw(raw), h)
+		e := n.decodeHeld(raw.id(), h)
 		e.frozen = true
 		out = append(out, e)
 	}

@@ -3,11 +3,13 @@ package node
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 )
 
@@ -35,7 +37,7 @@ func fieldPointer(f any) uintptr {
 	case random:
 		return reflect.ValueOf(p.p).Pointer()
 	case sameOr:
-		return reflect.ValueOf(p.p).Pointer()
+		return reflect.ValueOf(p.p()).Pointer()
 	}
 	return reflect.ValueOf(f).Pointer()
 }
@@ -83,7 +85,7 @@ func fullEntry(id string) *entry {
 		case random:
 			*p.p = 1<<63 | uint64(i)
 		case sameOr:
-			*p.p = 1<<62 | uint64(i)
+			*p.p() = 1<<62 | uint64(i)
 		case *int64:
 			*p = base.Add(time.Duration(i) * time.Second).UnixNano()
 		case *time.Duration:
@@ -296,4 +298,49 @@ func TestFreezingChangesNothingSent(t *testing.T) {
 		}
 	}
 	require.NotZero(t, releases, "the drain released the deliverers' attempts")
+}
+
+// rawKey takes exactly the canonical lower-case UUIDs, and gives their 16 bytes.
+func TestRawKeyTakesCanonicalUUIDsOnly(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		var u uuid.UUID
+		for j := range u {
+			u[j] = byte(r.Uint32())
+		}
+		id := u.String()
+		k, ok := rawKey(id)
+		require.True(t, ok, id)
+		require.Equal(t, [16]byte(u), k, id)
+		require.Equal(t, id, rawIDOf(k).id())
+		for i := range id {
+			for _, c := range []byte{'-', 'g', 'A', 'F', '/', ':', '`', 0, 0xff} {
+				if c == id[i] {
+					continue
+				}
+				bad := id[:i] + string([]byte{c}) + id[i+1:]
+				_, ok := rawKey(bad)
+				require.False(t, ok, "%q", bad)
+			}
+		}
+		for _, bad := range []string{id[1:], id + "0", strings.ReplaceAll(id, "-", ""), strings.ToUpper(id)} {
+			if bad == id {
+				continue
+			}
+			_, ok := rawKey(bad)
+			require.False(t, ok, "%q", bad)
+		}
+	}
+}
+
+func BenchmarkRawKey(b *testing.B) {
+	id := uuid.UUID{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x0f, 0xed, 0xcb, 0xa9, 0x87, 0x65, 0x43, 0x21}.String()
+	var sum byte
+	for b.Loop() {
+		k, _ := rawKey(id)
+		sum += k[15]
+	}
+	if sum == 1 {
+		b.Log(sum) // keeps the result alive
+	}
 }

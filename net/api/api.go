@@ -231,22 +231,8 @@ type server struct {
 }
 
 // validQueueName reports whether s may name a queue (it is a path segment):
-// 1-100 letters, digits, '_', '-' or '.', the first a letter or digit. It is
-// ^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$ checked by hand: it runs on every enqueue, and
-// the regexp cost more than the rest of the name's handling.
-func validQueueName(s string) bool {
-	if len(s) == 0 || len(s) > 100 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
+// node.ValidQueueName, the rule the node's door applies to every task it takes.
+func validQueueName(s string) bool { return node.ValidQueueName(s) }
 
 // reserved path segments that are not queues.
 var reserved = map[string]bool{"v1": true, "healthz": true, "livez": true, "metrics": true}

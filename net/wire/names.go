@@ -18,7 +18,11 @@ const (
 // names keeps one copy of each short string it was asked for (the process's
 // canonical one, so that values the node keeps are shared across streams too). A nil *names copies
 // every time. Not safe for concurrent use.
-type names struct{ m map[string]string }
+type names struct {
+	m map[string]string
+	// list is the replica list last decoded through the table (decoder.replicas).
+	list []node.NodeID
+}
 
 // get returns b as a string, the copy already kept when there is one.
 func (t *names) get(b []byte) string {

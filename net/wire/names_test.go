@@ -65,6 +65,10 @@ func TestFrameReaderSharesNames(t *testing.T) {
 	require.True(t, same(string(got[0].From), string(got[5].From)), "node IDs copied per message")
 	require.True(t, same(got[0].Task.URL, got[4].Task.URL), "URLs copied per message")
 	require.False(t, same(got[0].TaskID, got[1].TaskID), "task IDs are not shared: they do not recur")
+	sameList := func(a, b *node.Task) bool { return unsafe.SliceData(a.Replicas) == unsafe.SliceData(b.Replicas) }
+	require.True(t, sameList(got[0].Task, got[7].Task), "equal replica lists copied per message")
+	require.False(t, sameList(got[7].Task, got[12].Task), "a different list shares the one before")
+	require.Equal(t, fullTask().Replicas, got[12].Task.Replicas)
 
 	// A broken frame is the same error as ReadFrame's.
 	fr = NewFrameReader(bufio.NewReader(bytes.NewReader([]byte{0, 0, 0, 0})))

@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/miyamotohq/miyamoto/node"
@@ -804,13 +805,32 @@ func (d *decoder) task() *node.Task {
 		d.fail("unknown delivery mode %d", t.Delivery)
 	}
 	if n := d.count("task.replicas", 1); n > 0 {
-		t.Replicas = make([]node.NodeID, n)
-		for i := range t.Replicas {
-			t.Replicas[i] = node.NodeID(d.common("task.replica"))
-		}
+		t.Replicas = d.replicas(n)
 	}
 	if d.err != nil {
 		return nil
 	}
 	return t
+}
+
+// replicas reads a replica list of n IDs. With a names table, a list equal to the
+// one it gave last is that same slice: a stream carries few distinct lists (every
+// message about a task carries its list), and tasks share lists in the node too,
+// which never changes one in place (node.Task: "never modified").
+func (d *decoder) replicas(n int) []node.NodeID {
+	var buf [8]node.NodeID
+	ids := buf[:0]
+	if n > len(buf) {
+		ids = make([]node.NodeID, 0, n)
+	}
+	for range n {
+		ids = append(ids, node.NodeID(d.common("task.replica")))
+	}
+	if d.names == nil {
+		return slices.Clone(ids)
+	}
+	if !slices.Equal(d.names.list, ids) {
+		d.names.list = slices.Clone(ids)
+	}
+	return d.names.list
 }
