@@ -12,8 +12,7 @@ import "time"
 // Why data: a snapshot of the node (for the flight recorder's replay from the
 // middle of a run, see net/recorder) must write down every armed timer and re-arm
 // it on the restored node; a function cannot be written down, an alarm can.
-// Log syncs and clients' replies are still functions (the other half of that
-// work).
+// Log syncs' actions (syncs.go) and clients' replies (replies.go) are data too.
 
 // alarmKind says what an alarm does when it rings.
 type alarmKind uint8

@@ -181,7 +181,7 @@ type ClusterCounts struct {
 type countOp struct {
 	id      uint64
 	answers map[NodeID][]QueueCount
-	reply   func(ClusterCounts)
+	client  ReplyID
 	stop    func() bool
 }
 
@@ -189,15 +189,17 @@ type countOp struct {
 // sends its counters, and reply is called once all have answered, or after
 // ListTimeout with those that did.
 func (n *Node) CountCluster(reply func(ClusterCounts)) {
-	n.input(func() {
-		n.listSeq++
-		op := &countOp{id: n.listSeq, answers: map[NodeID][]QueueCount{}, reply: reply}
-		n.countOps[op.id] = op
-		op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmCountTimeout, id: op.id})
-		for _, m := range n.members {
-			n.send(Message{Type: MsgCount, To: m, Promised: op.id})
-		}
-	})
+	n.input(func() { n.countCluster(n.await(func(a Answer) { reply(a.Counts) })) })
+}
+
+func (n *Node) countCluster(client ReplyID) {
+	n.listSeq++
+	op := &countOp{id: n.listSeq, answers: map[NodeID][]QueueCount{}, client: client}
+	n.countOps[op.id] = op
+	op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmCountTimeout, id: op.id})
+	for _, m := range n.members {
+		n.send(Message{Type: MsgCount, To: m, Promised: op.id})
+	}
 }
 
 func (n *Node) handleCount(m Message) {
@@ -238,5 +240,5 @@ func (n *Node) finishCount(op *countOp) {
 			out.Queues[c.Queue][c.State] += c.N
 		}
 	}
-	op.reply(out)
+	n.answer(op.client, Answer{Counts: out})
 }

@@ -91,6 +91,10 @@ type Env struct {
 	// Rand is the node's seeded random source: task IDs, claim rounds and jitter.
 	Rand     Rand
 	Observer Observer // optional
+	// Replies takes the answers to clients' requests (replies.go). Optional: nil
+	// means the node takes reply functions (Enqueue's, Lookup's, ...) and calls
+	// them.
+	Replies Replies
 }
 
 // Rand is the node's source of randomness, seeded by whoever builds the node (a

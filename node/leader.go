@@ -500,22 +500,29 @@ func majorityStored(r *Roster, acks map[NodeID]bool) bool {
 // elected); the joiner asks again until it is listed. A FieldError names a bad ID
 // or address.
 func (n *Node) Join(m Member, reply func(*Roster, error)) {
-	n.input(func() {
-		if err := checkMember(m); err != nil {
-			reply(nil, err)
-			return
-		}
-		if addr, ok := n.roster.Addr(m.ID); ok && addr == m.Addr {
-			// A joiner asking again after it was listed missed the roster (lost on
-			// the way), and learns it from nobody else: it gossips with no one and
-			// refuses members' gossip. Send it.
-			n.send(Message{Type: MsgRoster, To: m.ID, Roster: n.roster})
-			reply(n.roster, nil)
-			return
-		}
-		n.handleJoinOf(m, true)
-		reply(nil, ErrJoinPending)
-	})
+	n.input(func() { n.join(m, n.await(rosterReply(reply))) })
+}
+
+func rosterReply(reply func(*Roster, error)) func(Answer) {
+	return func(a Answer) { reply(a.Roster, a.Err) }
+}
+
+func (n *Node) join(m Member, client ReplyID) {
+	reply := func(r *Roster, err error) { n.answer(client, Answer{Roster: r, Err: err}) }
+	if err := checkMember(m); err != nil {
+		reply(nil, err)
+		return
+	}
+	if addr, ok := n.roster.Addr(m.ID); ok && addr == m.Addr {
+		// A joiner asking again after it was listed missed the roster (lost on
+		// the way), and learns it from nobody else: it gossips with no one and
+		// refuses members' gossip. Send it.
+		n.send(Message{Type: MsgRoster, To: m.ID, Roster: n.roster})
+		reply(n.roster, nil)
+		return
+	}
+	n.handleJoinOf(m, true)
+	reply(nil, ErrJoinPending)
 }
 
 // checkMember checks a joining member's ID and address.

@@ -138,7 +138,7 @@ func (n *Node) refuseFull(op *enqueueOp, rank int, from NodeID) {
 			n.send(Message{Type: MsgOutcome, To: r, TaskID: t.ID, Task: t, State: StateCancelled})
 		}
 	}
-	op.reply(EnqueueResult{ID: t.ID, Err: fmt.Errorf("replica %s: %w", from, ErrNodeFull)})
+	n.answerEnqueue(op.client, t, EnqueueResult{ID: t.ID, Err: fmt.Errorf("replica %s: %w", from, ErrNodeFull)})
 }
 
 // dropBody frees the body of a task that ended in state (called as it becomes

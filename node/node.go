@@ -137,6 +137,10 @@ type Node struct {
 	superseded int                // records logged since the last CompactionPolicy that supersede an earlier one
 	listSeq    uint64
 	opSeq      uint64 // numbers the operations alarms name (alarms.go)
+	// replySeq numbers the requests taken with a reply function, which funcs
+	// keeps (nil when Env.Replies was given); see replies.go.
+	replySeq uint64
+	funcs    *replyFuncs
 
 	// counts counts the entries of tasks by queue, state and the replicas ranked
 	// before this node (see counts.go), kept like open. countOps are the
@@ -297,7 +301,7 @@ type enqueueOp struct {
 	acks     uint64
 	exists   uint64 // replicas that hold another task with this ID (same name)
 	full     uint64 // replicas that refused it under their limits (RejectFull)
-	reply    func(EnqueueResult)
+	client   enqueueClient
 	replied  bool
 	deadline time.Time
 	stop     func() bool
@@ -319,7 +323,13 @@ func New(cfg Config, env Env) (*Node, error) {
 		cfg.ClaimQuorum = min(cfg.Replicas, len(cfg.Members))
 	}
 	msgObs, _ := env.Observer.(MessageObserver)
+	var funcs *replyFuncs
+	if env.Replies == nil {
+		funcs = &replyFuncs{fns: map[ReplyID]func(Answer){}}
+		env.Replies = funcs
+	}
 	n := &Node{
+		funcs:        funcs,
 		cfg:          cfg,
 		env:          env,
 		msgObs:       msgObs,
@@ -752,10 +762,11 @@ func (n *Node) step(m Message) {
 // answers reply once a majority stored it (or ErrOutcomeUnknown after EnqueueTimeout).
 // reply is called exactly once, as part of some later input or of this one.
 func (n *Node) Enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
-	n.input(func() { n.enqueue(req, reply) })
+	n.input(func() { n.enqueue(req, n.await(func(a Answer) { reply(a.Enqueue) })) })
 }
 
-func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
+func (n *Node) enqueue(req EnqueueRequest, client ReplyID) {
+	reply := func(res EnqueueResult) { n.answer(client, Answer{Enqueue: res}) }
 	if err := n.refuseNew(); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
@@ -797,7 +808,7 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		Delivery:    n.queue(req.Queue).Delivery,
 	}
 	t.Replicas = n.sharedPlacement(t.ID)
-	n.coordinate(t, reply)
+	n.coordinate(t, enqueueClient{id: client})
 }
 
 // refuseNew says why this node takes no new task now (nil when it does): it is
@@ -819,7 +830,8 @@ func (n *Node) refuseNew() error {
 // coordinate stores the new task t on its replicas and answers reply once a
 // majority holds it (see sendStores). A task this node already coordinates answers
 // as a duplicate name.
-func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
+func (n *Node) coordinate(t *Task, client enqueueClient) {
+	reply := func(res EnqueueResult) { n.answerEnqueue(client, t, res) }
 	if n.pending[t.ID] != nil {
 		reply(EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
 		return
@@ -832,7 +844,7 @@ func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
 		reply(EnqueueResult{Err: err})
 		return
 	}
-	op := &enqueueOp{seq: n.nextOpSeq(), task: t, reply: reply, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
+	op := &enqueueOp{seq: n.nextOpSeq(), task: t, client: client, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
 	n.pending[t.ID] = op
 	n.sendStores(op)
 }
@@ -845,7 +857,7 @@ func (n *Node) sendStores(op *enqueueOp) {
 	if !n.now().Before(op.deadline) {
 		delete(n.pending, t.ID)
 		if !op.replied {
-			op.reply(EnqueueResult{ID: t.ID, Err: ErrOutcomeUnknown})
+			n.answerEnqueue(op.client, op.task, EnqueueResult{ID: t.ID, Err: ErrOutcomeUnknown})
 		}
 		return
 	}
@@ -1017,7 +1029,7 @@ func (n *Node) handleStoreResp(m Message) {
 			delete(n.pending, m.TaskID)
 			op.stop()
 			t := op.task
-			op.reply(EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
+			n.answerEnqueue(op.client, op.task, EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
 		}
 		return
 	}
@@ -1025,7 +1037,7 @@ func (n *Node) handleStoreResp(m Message) {
 	n.ackCounted(Ack{Kind: RecTask, From: m.From, TaskID: m.TaskID, Nonce: op.task.Nonce})
 	if !op.replied && bits.OnesCount64(op.acks) >= majority(op.task) {
 		op.replied = true
-		op.reply(EnqueueResult{ID: m.TaskID, Task: op.task})
+		n.answerEnqueue(op.client, op.task, EnqueueResult{ID: m.TaskID, Task: op.task})
 	}
 	if bits.OnesCount64(op.acks) == len(op.task.Replicas) {
 		delete(n.pending, m.TaskID)
