@@ -182,7 +182,7 @@ type countOp struct {
 	id      uint64
 	answers map[NodeID][]QueueCount
 	client  ReplyID
-	stop    func() bool
+	stop    alarmID
 }
 
 // CountCluster counts the tasks of every queue across the cluster: every member
@@ -222,7 +222,7 @@ func (n *Node) finishCount(op *countOp) {
 		return
 	}
 	delete(n.countOps, op.id)
-	op.stop()
+	n.stopAlarm(op.stop)
 	out := ClusterCounts{Queues: map[string]map[TaskState]int{}}
 	for _, mem := range n.members {
 		if _, ok := op.answers[mem]; !ok {

@@ -82,7 +82,7 @@ type leaderClaim struct {
 	// ballot it was stored under.
 	best       *Roster
 	bestBallot uint64
-	stop       func() bool
+	stop       alarmID
 }
 
 // rosterChange is the roster of the next epoch the leader is committing.
@@ -131,8 +131,8 @@ func (n *Node) activateLeader() {
 }
 
 func (n *Node) armLeaderTick(d time.Duration) {
-	if n.leaderTimer != nil {
-		n.leaderTimer()
+	if n.leaderTimer != 0 {
+		n.stopAlarm(n.leaderTimer)
 	}
 	n.leaderTimer = n.after(d, alarm{kind: alarmLeaderTick})
 }
@@ -140,7 +140,7 @@ func (n *Node) armLeaderTick(d time.Duration) {
 // onLeaderTick renews the lease this node holds when half of it is left, or
 // claims it when the lease it granted ran out and its turn came.
 func (n *Node) onLeaderTick() {
-	n.leaderTimer = nil
+	n.leaderTimer = 0
 	if n.stopping || !n.roster.Has(n.cfg.ID) {
 		return
 	}
@@ -289,7 +289,7 @@ func (n *Node) handleLeaderClaimResp(m Message) {
 	if len(op.grants) < len(op.members)/2+1 {
 		return
 	}
-	op.stop()
+	n.stopAlarm(op.stop)
 	n.leaderOp = nil
 	n.winLease(op)
 }

@@ -132,7 +132,7 @@ func (n *Node) refuseFull(op *enqueueOp, rank int, from NodeID) {
 	}
 	op.replied = true
 	delete(n.pending, t.ID)
-	op.stop()
+	n.stopAlarm(op.stop)
 	for i, r := range t.Replicas {
 		if op.acks&(1<<i) != 0 {
 			n.send(Message{Type: MsgOutcome, To: r, TaskID: t.ID, Task: t, State: StateCancelled})

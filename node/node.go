@@ -34,7 +34,7 @@ type Node struct {
 	acceptedBallot uint64
 	maxBallot      uint64
 	leaderActive   bool
-	leaderTimer    func() bool
+	leaderTimer    alarmID
 	leaderSeen     time.Time // when it adopted a roster another leader committed
 	leaderBackoff  time.Time // no claim of the lease before (after a failed round)
 	ballot         uint64
@@ -50,7 +50,7 @@ type Node struct {
 	removed  bool
 	departed map[NodeID]bool // members removed while this node ran (door.go's isMember)
 	// Re-replication (move.go): the scan's timer and the moves this node makes.
-	moveTimer     func() bool
+	moveTimer     alarmID
 	movesInFlight int
 	movesDone     uint64
 	heard         map[NodeID]time.Time
@@ -100,7 +100,7 @@ type Node struct {
 	maxVersion uint64                   // highest setting version seen
 	setOps     []*setOp                 // setting changes this node coordinates
 	sync       *settingsSync            // learning the settings at start; nil once known
-	gossipStop func() bool              // the gossip timer, once armed
+	gossipStop alarmID                  // the gossip timer, once armed
 	// gossipCursor: per member, the last entry sent it by gossip (gossip.go).
 	gossipCursor map[NodeID]string
 	// queueRefs says why each known queue is known (queuecap.go); tombstones
@@ -108,7 +108,7 @@ type Node struct {
 	// is the highest version of a tombstone dropped.
 	queueRefs     map[string]uint8
 	tombstones    int
-	tombstoneStop func() bool
+	tombstoneStop alarmID
 	settingsFloor uint64
 
 	schedules map[string]*Schedule // cron schedules by name, deleted ones included (schedule.go)
@@ -122,12 +122,12 @@ type Node struct {
 	forgetQ     []forgetItem
 	forgetHead  int
 	forgetBase  int // the place in the queue's whole history of forgetQ[0]
-	forgetTimer func() bool
+	forgetTimer alarmID
 	// timers holds the entries with a fire, claim or outcome timer armed, first due
 	// first; wake is the one Clock timer, armed for wakeAt (timers.go).
 	timers     timerHeap
 	timerSeq   uint64
-	wake       func() bool
+	wake       alarmID
 	wakeAt     int64
 	buckets    map[string]*bucket // limited queues this node is the token node of
 	tok        tokenLease         // what lets it grant their permits (token.go)
@@ -137,6 +137,9 @@ type Node struct {
 	superseded int                // records logged since the last CompactionPolicy that supersede an earlier one
 	listSeq    uint64
 	opSeq      uint64 // numbers the operations alarms name (alarms.go)
+	// alarms are the armed alarms by ID, alarmSeq the last ID given (alarms.go).
+	alarms   map[alarmID]*armedAlarm
+	alarmSeq uint64
 	// replySeq numbers the requests taken with a reply function, which funcs
 	// keeps (nil when Env.Replies was given); see replies.go.
 	replySeq uint64
@@ -304,7 +307,7 @@ type enqueueOp struct {
 	client   enqueueClient
 	replied  bool
 	deadline time.Time
-	stop     func() bool
+	stop     alarmID
 }
 
 // New builds a node. Call Start before any other input.
@@ -352,6 +355,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		index:        make(map[stateKey]*idIndex),
 		queueRefs:    make(map[string]uint8),
 		gossipCursor: make(map[NodeID]string),
+		alarms:       make(map[alarmID]*armedAlarm),
 	}
 	n.setRoster(initialRoster(cfg))
 	return n, nil
@@ -444,7 +448,7 @@ func (n *Node) Start() error {
 	for _, name := range sortedKeys(n.schedules) {
 		n.runSchedule(n.schedules[name], true) // it may have missed ticks while down
 	}
-	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == nil {
+	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == 0 {
 		n.armGossip()
 	}
 	if n.roster.Epoch > 1 {
@@ -1027,7 +1031,7 @@ func (n *Node) handleStoreResp(m Message) {
 		if !op.replied && bits.OnesCount64(op.exists) >= majority(op.task) {
 			op.replied = true
 			delete(n.pending, m.TaskID)
-			op.stop()
+			n.stopAlarm(op.stop)
 			t := op.task
 			n.answerEnqueue(op.client, op.task, EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
 		}
@@ -1041,7 +1045,7 @@ func (n *Node) handleStoreResp(m Message) {
 	}
 	if bits.OnesCount64(op.acks) == len(op.task.Replicas) {
 		delete(n.pending, m.TaskID)
-		op.stop()
+		n.stopAlarm(op.stop)
 	}
 }
 

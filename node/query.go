@@ -26,7 +26,7 @@ type queryOp struct {
 	// second identical query joining the first (startQuery).
 	lookups []ReplyID
 	cancels []ReplyID
-	stop    func() bool
+	stop    alarmID
 }
 
 // describeGrace is how long a Describe whose answer is already final waits for the
@@ -107,8 +107,8 @@ const describeSuffix = "+describe"
 
 // armQuery (re)sets op's deadline: after d it answers with what it has.
 func (n *Node) armQuery(key string, op *queryOp, d time.Duration) {
-	if op.stop != nil {
-		op.stop()
+	if op.stop != 0 {
+		n.stopAlarm(op.stop)
 	}
 	op.stop = n.after(d, alarm{kind: alarmQueryTimeout, id: op.seq, key: key})
 }
@@ -117,8 +117,8 @@ func queryKey(id string, t MsgType) string { return id + "/" + t.String() }
 
 // finishQuery answers the client. timedOut: not every needed replica answered.
 func (n *Node) finishQuery(op *queryOp, timedOut bool) {
-	if op.stop != nil {
-		op.stop()
+	if op.stop != 0 {
+		n.stopAlarm(op.stop)
 	}
 	lookup := func(st TaskStatus, err error) {
 		for _, id := range op.lookups {

@@ -78,7 +78,7 @@ type setOp struct {
 	// purge cancelled (each task once: by its first replica).
 	cancelled int
 	client    ReplyID
-	stop      func() bool
+	stop      alarmID
 }
 
 // SetQueue changes a queue's settings (and pause) cluster-wide: cfg is the whole
@@ -162,7 +162,7 @@ func (n *Node) finishSet(op *setOp, err error) {
 	for i, o := range n.setOps {
 		if o == op {
 			n.setOps = append(n.setOps[:i], n.setOps[i+1:]...)
-			op.stop()
+			n.stopAlarm(op.stop)
 			n.answer(op.client, Answer{Setting: *op.setting, Purged: op.cancelled, Err: err})
 			return
 		}
@@ -200,7 +200,7 @@ func (n *Node) adoptSetting(s *QueueSetting) (cancelled int) {
 	if o, ok := n.env.Observer.(QueueObserver); ok {
 		o.QueueChanged(n.cfg.ID, *c)
 	}
-	if n.gossipStop == nil {
+	if n.gossipStop == 0 {
 		n.armGossip()
 	}
 	n.kickTokenLease()
@@ -632,7 +632,7 @@ type listOp struct {
 	items  map[NodeID]int        // tasks received from each member
 	want   map[NodeID]int        // tasks each member said it sent (after its end marker)
 	client ReplyID
-	stop   func() bool
+	stop   alarmID
 }
 
 // ListCluster lists a queue's tasks across the cluster: every member sends its
@@ -691,7 +691,7 @@ func (n *Node) finishList(op *listOp) {
 		return
 	}
 	delete(n.lists, op.id)
-	op.stop()
+	n.stopAlarm(op.stop)
 	var missing []NodeID
 	for _, mem := range n.members {
 		if w, ok := op.want[mem]; !ok || op.items[mem] < w {

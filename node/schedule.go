@@ -254,7 +254,7 @@ type schedOp struct {
 	sched  *Schedule
 	acks   map[NodeID]bool
 	client ReplyID
-	stop   func() bool
+	stop   alarmID
 }
 
 // PutSchedule creates or replaces a schedule cluster-wide. reply is called once
@@ -319,7 +319,7 @@ func (n *Node) finishSchedule(op *schedOp, err error) {
 	for i, o := range n.schedOps {
 		if o == op {
 			n.schedOps = append(n.schedOps[:i], n.schedOps[i+1:]...)
-			op.stop()
+			n.stopAlarm(op.stop)
 			n.answer(op.client, Answer{Schedule: *op.sched, Err: err})
 			return
 		}
@@ -391,7 +391,7 @@ func (n *Node) adoptSchedule(s *Schedule) {
 	// A schedule learnt while the node learns the settings at start is one it may
 	// have run before: its missed ticks are looked for, as after a restart.
 	n.runSchedule(c, n.sync != nil)
-	if n.gossipStop == nil {
+	if n.gossipStop == 0 {
 		n.armGossip()
 	}
 }
@@ -424,7 +424,7 @@ type schedRun struct {
 	// missed (MissedOne): the latest tick this node could not enqueue (zero: none).
 	missed   time.Time
 	catchUp  bool // a catch-up timer is armed
-	planStop func() bool
+	planStop alarmID
 }
 
 // runSchedule (re)starts this node's running of s, after stopping the one of an
@@ -432,8 +432,8 @@ type schedRun struct {
 func (n *Node) runSchedule(s *Schedule, atStart bool) {
 	if old := n.runs[s.Name]; old != nil {
 		old.stopped = true
-		if old.planStop != nil {
-			old.planStop()
+		if old.planStop != 0 {
+			n.stopAlarm(old.planStop)
 		}
 		delete(n.runs, s.Name)
 	}
