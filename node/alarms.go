@@ -76,7 +76,11 @@ func (n *Node) after(d time.Duration, a alarm) alarmID {
 
 // armAlarm asks the Clock to ring alarm id (a) after d.
 func (n *Node) armAlarm(id alarmID, a alarm, d time.Duration) (cancel func() bool) {
-	return n.env.Clock.AfterFunc(d, func() { n.input(func() { n.rang(id, a) }) })
+	f := func() { n.input(func() { n.rang(id, a) }) }
+	if ac, ok := n.env.Clock.(AlarmClock); ok {
+		return ac.AfterAlarm(uint64(id), d, f)
+	}
+	return n.env.Clock.AfterFunc(d, f)
 }
 
 // rang rings alarm id: a stopped one too, when the Clock could not stop it in

@@ -14,6 +14,15 @@ type Clock interface {
 	AfterFunc(d time.Duration, f func()) (cancel func() bool)
 }
 
+// AlarmClock is an optional ability of a Clock: AfterAlarm is AfterFunc told which
+// of the node's alarms it arms, numbered 1, 2, ... in the order the node armed them
+// since it was built. A restored node (Restore) arms its alarms again under the
+// numbers they had, so such a clock can match them with the original's. The node
+// calls it instead of AfterFunc.
+type AlarmClock interface {
+	AfterAlarm(id uint64, d time.Duration, f func()) (cancel func() bool)
+}
+
 // Network carries messages to peers. Send never blocks and may lose, delay,
 // duplicate or reorder messages; the protocol tolerates all of these.
 // The receiver calls (*Node).Step with the message.

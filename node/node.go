@@ -140,6 +140,10 @@ type Node struct {
 	// alarms are the armed alarms by ID, alarmSeq the last ID given (alarms.go).
 	alarms   map[alarmID]*armedAlarm
 	alarmSeq uint64
+	// syncs are the log syncs asked and not ended, by number, with what each
+	// does then (nil: nothing); syncSeq the last number given (syncs.go).
+	syncs   map[uint64]*syncAction
+	syncSeq uint64
 	// replySeq numbers the requests taken with a reply function, which funcs
 	// keeps (nil when Env.Replies was given); see replies.go.
 	replySeq uint64
@@ -356,6 +360,7 @@ func New(cfg Config, env Env) (*Node, error) {
 		queueRefs:    make(map[string]uint8),
 		gossipCursor: make(map[NodeID]string),
 		alarms:       make(map[alarmID]*armedAlarm),
+		syncs:        make(map[uint64]*syncAction),
 	}
 	n.setRoster(initialRoster(cfg))
 	return n, nil
@@ -1073,7 +1078,22 @@ func (n *Node) persist(then *syncAction, recs ...Record) {
 		return
 	}
 	s.Append(recs...)
-	s.Sync(func() { n.input(func() { n.afterSynced(then) }) })
+	n.syncSeq++
+	id := n.syncSeq
+	n.syncs[id] = then
+	n.askSync(id)
+}
+
+// askSync asks Storage for sync id (syncs.go), whose end is an input.
+func (n *Node) askSync(id uint64) {
+	n.env.Storage.Sync(func() { n.input(func() { n.synced(id) }) })
+}
+
+// synced does what sync id waited for (syncs.go).
+func (n *Node) synced(id uint64) {
+	then := n.syncs[id]
+	delete(n.syncs, id)
+	n.afterSynced(then)
 }
 
 // --- timers ----------------------------------------------------------------------
