@@ -289,6 +289,9 @@ func (tw *twin) compare() {
 			c = tw.copyOut[i]
 		}
 		tw.compared[fmt.Sprintf("%T", o)]++
+		if m, ok := o.(outSend); ok {
+			tw.compared[m.M.Type.String()]++
+		}
 		if !reflect.DeepEqual(o, c) {
 			tw.t.Fatalf("at %v, output %d of %d/%d: the original did\n\t%s\nthe restored copy did\n\t%s",
 				tw.h.elapsed(), i, len(tw.origOut), len(tw.copyOut), describeOut(o), describeOut(c))
@@ -396,7 +399,7 @@ func runTwin(t *testing.T, seed uint64) {
 	}
 	for range 25 {
 		at := time.Duration(r.Int64N(int64(end)))
-		k := r.IntN(7)
+		k, pause := r.IntN(7), r.IntN(2) == 0
 		h.at(at, func() {
 			id := "no-such-task"
 			if len(ids) > 0 {
@@ -419,7 +422,7 @@ func runTwin(t *testing.T, seed uint64) {
 					q.Retry.TaskRetryLimit = 2
 					n.changeQueue(QueueSetting{Queue: "default", Config: q, Explicit: FieldTaskRetryLimit}, c)
 				default:
-					n.changeQueue(QueueSetting{Queue: "limited", Config: limited, Paused: true}, c)
+					n.changeQueue(QueueSetting{Queue: "amo", Config: amo, Paused: pause}, c)
 				}
 			})
 		})
