@@ -86,6 +86,12 @@ func Restore(cfg Config, env Env, snap []byte) (n *Node, err error) {
 	return n, nil
 }
 
+// SyncsWaiting returns the numbers of the log syncs the node waits for, in the
+// order it asked Storage for them (1, 2, ... since it was built: its Storage's
+// Sync calls, counted). A node Restore built asked its Storage again for each, in
+// this order, so that whoever numbers the syncs can pair them.
+func (n *Node) SyncsWaiting() []uint64 { return slices.Sorted(maps.Keys(n.syncs)) }
+
 // reparseSpecs parses again the cron expression of every schedule run (a
 // snapshot does not hold the parsed form).
 func (n *Node) reparseSpecs() {
@@ -104,7 +110,7 @@ func (n *Node) rearm() {
 		al := n.alarms[id]
 		al.cancel = n.armAlarm(id, al.alarm, time.Duration(max(al.at-now, 0)))
 	}
-	for _, id := range slices.Sorted(maps.Keys(n.syncs)) {
+	for _, id := range n.SyncsWaiting() {
 		n.askSync(id)
 	}
 }

@@ -145,7 +145,7 @@ func TestReplayShowsTheFirstDifference(t *testing.T) {
 }
 
 // The ring keeps the directory under its bound: old files go, and a run whose
-// start went is not replayed but says why.
+// start went replays from the snapshot opening its oldest file kept.
 func TestRingDropsOldFiles(t *testing.T) {
 	dir := t.TempDir()
 	const size = 100 << 10
@@ -166,7 +166,13 @@ func TestRingDropsOldFiles(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "the first file should have been dropped")
 	res, err := recorder.Replay(recDir)
 	require.NoError(t, err)
-	require.Contains(t, res[0].Skipped, "dropped by the ring")
+	require.Len(t, res, 1)
+	require.Empty(t, res[0].Skipped)
+	require.Nil(t, res[0].Diff, "%v", res[0].Diff)
+	require.NotEmpty(t, res[0].From, "the replay should have started from a snapshot")
+	require.NotEqual(t, "r000001-000000.rec", res[0].From)
+	t.Logf("%+v %v", res[0], names(entries))
+	require.Greater(t, res[0].Inputs, 100)
 }
 
 // A node without durable storage (--data-dir=) is recorded and replayed too: it
@@ -312,4 +318,13 @@ func startRecordedMemoryNode(t *testing.T, dir string) *daemon.Daemon {
 		require.NoError(t, d.Shutdown(ctx))
 	})
 	return d
+}
+
+func names(es []os.DirEntry) []string {
+	var out []string
+	for _, e := range es {
+		info, _ := e.Info()
+		out = append(out, fmt.Sprint(e.Name(), " ", info.Size()))
+	}
+	return out
 }
