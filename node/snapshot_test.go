@@ -573,3 +573,47 @@ func valueDiff(a, b reflect.Value, path string, seen map[[2]uintptr]bool) string
 	}
 	return ""
 }
+
+// BenchmarkSnapshot measures a snapshot and a restore of a node holding 20,000
+// tasks: pending (most of them cold, as a node with many keeps them) or finished
+// (frozen into tombs), and reports the bytes per task.
+func BenchmarkSnapshot(b *testing.B) {
+	for _, finished := range []bool{false, true} {
+		name := "pending"
+		if finished {
+			name = "finished"
+		}
+		b.Run(name, func(b *testing.B) {
+			const tasks = 20_000
+			h := newHarness(b, 1, 1, nil)
+			countdown := time.Hour
+			if finished {
+				countdown = 0
+			}
+			for i := range tasks {
+				h.enqueue("n1", EnqueueRequest{URL: "http://worker.example/task", Countdown: countdown, Body: []byte(fmt.Sprint("n=", i))})
+				if i%1000 == 999 {
+					h.run(h.elapsed() + 100*time.Millisecond)
+				}
+			}
+			h.run(h.elapsed() + 10*time.Second)
+			n := h.node("n1")
+			var snap []byte
+			b.ResetTimer()
+			for b.Loop() {
+				var err error
+				if snap, err = n.Snapshot(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			start := time.Now()
+			if _, err := Restore(n.cfg, Env{Clock: &fakeClock{h: h, id: "n1"}, Network: fakeNetwork{h: h}, Dispatcher: &fakeDispatcher{h: h, id: "n1"},
+				Rand: rand.New(rand.NewPCG(1, 2))}, snap); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "restore-ms")
+			b.ReportMetric(float64(len(snap))/tasks, "bytes/task")
+		})
+	}
+}
