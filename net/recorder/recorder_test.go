@@ -328,3 +328,38 @@ func names(es []os.DirEntry) []string {
 	}
 	return out
 }
+
+// With the run's start kept, replay checks the snapshot opening each later file
+// against the replayed node's own state there: a snapshot changed is a difference.
+func TestReplayChecksTheSnapshotsOfLaterFiles(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("run", func(t *testing.T) {
+		load(t, cluster(t, dir, 1, 600<<10), 400)
+	})
+	runs, err := recorder.ReadDir(filepath.Join(dir, "n1", "rec"))
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	r := runs[0]
+	require.True(t, r.Start, "the ring should have kept the run's start")
+	require.Greater(t, len(r.Files), 1, "the run should span several files")
+	res := recorder.ReplayRun(r)
+	require.Nil(t, res.Diff, "%v", res.Diff)
+	require.Empty(t, res.From)
+
+	const inSnapshot = 10 // the input kind of a snapshot group (format.go)
+	snapshots := 0
+	for i, g := range r.Groups {
+		if g[0] != inSnapshot {
+			continue
+		}
+		if snapshots++; snapshots == 1 {
+			changed := bytes.Clone(g)
+			changed[len(changed)-1] ^= 1
+			r.Groups[i] = changed
+		}
+	}
+	require.Equal(t, len(r.Files)-1, snapshots, "every file after the first opens with a snapshot")
+	diff := recorder.ReplayRun(r).Diff
+	require.NotNil(t, diff)
+	require.Equal(t, "the snapshot at the start of a file", diff.What)
+}
