@@ -85,10 +85,11 @@ type setOp struct {
 // new configuration, explicit the fields of it a client set. reply is called once
 // every member acknowledged (nil), or after EnqueueTimeout with ErrNotEveryMember.
 func (n *Node) SetQueue(name string, cfg QueueConfig, explicit SettingFields, paused bool, reply func(QueueSetting, error)) {
-	n.input(func() {
-		want := QueueSetting{Queue: name, Config: cfg, Explicit: explicit, Paused: paused}
-		n.changeQueue(want, n.await(func(a Answer) { reply(a.Setting, a.Err) }))
-	})
+	n.input(func() { n.setQueue(name, cfg, explicit, paused, n.await(func(a Answer) { reply(a.Setting, a.Err) })) })
+}
+
+func (n *Node) setQueue(name string, cfg QueueConfig, explicit SettingFields, paused bool, client ReplyID) {
+	n.changeQueue(QueueSetting{Queue: name, Config: cfg, Explicit: explicit, Paused: paused}, client)
 }
 
 // PurgeQueue cancels every task of the queue created before now, cluster-wide; the
@@ -99,11 +100,13 @@ func (n *Node) SetQueue(name string, cfg QueueConfig, explicit SettingFields, pa
 // this node's request reached it; a repeated purge counts none of the tasks an
 // earlier one cancelled.
 func (n *Node) PurgeQueue(name string, reply func(QueueSetting, int, error)) {
-	n.input(func() {
-		cur, _ := n.QueueSetting(name)
-		cur.PurgedBefore = n.now()
-		n.changeQueue(cur, n.await(settingReply(reply)))
-	})
+	n.input(func() { n.purgeQueue(name, n.await(settingReply(reply))) })
+}
+
+func (n *Node) purgeQueue(name string, client ReplyID) {
+	cur, _ := n.QueueSetting(name)
+	cur.PurgedBefore = n.now()
+	n.changeQueue(cur, client)
 }
 
 // DeleteQueue removes a queue's settings cluster-wide: it runs on the defaults,
@@ -112,13 +115,15 @@ func (n *Node) PurgeQueue(name string, reply func(QueueSetting, int, error)) {
 // member and survives restarts the same way. With purge, the same change purges the
 // queue too, and the answer counts the tasks cancelled as PurgeQueue's does.
 func (n *Node) DeleteQueue(name string, purge bool, reply func(QueueSetting, int, error)) {
-	n.input(func() {
-		s := QueueSetting{Queue: name, Config: n.cfg.DefaultQueue, Deleted: true}
-		if purge {
-			s.PurgedBefore = n.now()
-		}
-		n.changeQueue(s, n.await(settingReply(reply)))
-	})
+	n.input(func() { n.deleteQueue(name, purge, n.await(settingReply(reply))) })
+}
+
+func (n *Node) deleteQueue(name string, purge bool, client ReplyID) {
+	s := QueueSetting{Queue: name, Config: n.cfg.DefaultQueue, Deleted: true}
+	if purge {
+		s.PurgedBefore = n.now()
+	}
+	n.changeQueue(s, client)
 }
 
 // changeQueue makes want (its queue, config, explicit fields, pause, deletion and

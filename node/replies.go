@@ -67,6 +67,68 @@ func (n *Node) await(f func(Answer)) ReplyID {
 	return id
 }
 
+// The requests by ID: each is the method of the same name without For, answered
+// through Env.Replies with id (the caller's number for it, never 0) instead of a
+// reply function. A node whose Env.Replies is nil takes reply functions only.
+
+// EnqueueFor is Enqueue answered to id.
+func (n *Node) EnqueueFor(id ReplyID, req EnqueueRequest) {
+	n.byID(id, func() { n.enqueue(req, id) })
+}
+
+// LookupFor is Lookup answered to id.
+func (n *Node) LookupFor(id ReplyID, taskID string) { n.byID(id, func() { n.lookup(taskID, id) }) }
+
+// DescribeFor is Describe answered to id.
+func (n *Node) DescribeFor(id ReplyID, taskID string) { n.byID(id, func() { n.describe(taskID, id) }) }
+
+// CancelFor is Cancel answered to id.
+func (n *Node) CancelFor(id ReplyID, taskID string) { n.byID(id, func() { n.cancel(taskID, id) }) }
+
+// SetQueueFor is SetQueue answered to id.
+func (n *Node) SetQueueFor(id ReplyID, name string, cfg QueueConfig, explicit SettingFields, paused bool) {
+	n.byID(id, func() { n.setQueue(name, cfg, explicit, paused, id) })
+}
+
+// PurgeQueueFor is PurgeQueue answered to id.
+func (n *Node) PurgeQueueFor(id ReplyID, name string) { n.byID(id, func() { n.purgeQueue(name, id) }) }
+
+// DeleteQueueFor is DeleteQueue answered to id.
+func (n *Node) DeleteQueueFor(id ReplyID, name string, purge bool) {
+	n.byID(id, func() { n.deleteQueue(name, purge, id) })
+}
+
+// ListClusterFor is ListCluster answered to id.
+func (n *Node) ListClusterFor(id ReplyID, queue string, state TaskState, after string, limit int) {
+	n.byID(id, func() { n.listCluster(queue, state, after, limit, id) })
+}
+
+// CountClusterFor is CountCluster answered to id.
+func (n *Node) CountClusterFor(id ReplyID) { n.byID(id, func() { n.countCluster(id) }) }
+
+// JoinFor is Join answered to id.
+func (n *Node) JoinFor(id ReplyID, m Member) { n.byID(id, func() { n.join(m, id) }) }
+
+// RemoveFor is Remove answered to id.
+func (n *Node) RemoveFor(id ReplyID, member NodeID) { n.byID(id, func() { n.remove(member, id) }) }
+
+// PutScheduleFor is PutSchedule answered to id.
+func (n *Node) PutScheduleFor(id ReplyID, s Schedule) { n.byID(id, func() { n.putSchedule(s, id) }) }
+
+// DeleteScheduleFor is DeleteSchedule answered to id.
+func (n *Node) DeleteScheduleFor(id ReplyID, name string) {
+	n.byID(id, func() { n.deleteSchedule(name, id) })
+}
+
+// byID runs a request by ID as an input; it panics when the node takes reply
+// functions (Env.Replies nil): their numbers and the caller's would mix.
+func (n *Node) byID(id ReplyID, f func()) {
+	if n.funcs != nil || id == 0 {
+		panic("node: a request by ID needs Env.Replies, and an ID other than 0")
+	}
+	n.input(f)
+}
+
 // answer gives the client of request id its answer (none for 0).
 func (n *Node) answer(id ReplyID, a Answer) {
 	if id != 0 {
