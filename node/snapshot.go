@@ -69,7 +69,7 @@ func Restore(cfg Config, env Env, snap []byte) (n *Node, err error) {
 	if v := r.uvarint(); v != snapshotVersion {
 		return nil, fmt.Errorf("%w: %d, not %d", ErrSnapshotVersion, v, snapshotVersion)
 	}
-	keep := *n
+	env, msgObs, funcs := n.env, n.msgObs, n.funcs // New's, from env
 	defer func() {
 		if p := recover(); p != nil {
 			n, err = nil, fmt.Errorf("node: corrupt snapshot: %v", p)
@@ -79,7 +79,7 @@ func Restore(cfg Config, env Env, snap []byte) (n *Node, err error) {
 	if len(r.buf) != 0 {
 		return nil, fmt.Errorf("node: corrupt snapshot: %d bytes after its end", len(r.buf))
 	}
-	n.env, n.msgObs, n.funcs = keep.env, keep.msgObs, keep.funcs
+	n.env, n.msgObs, n.funcs = env, msgObs, funcs
 	n.cfg.CheckTaskURL = cfg.CheckTaskURL
 	n.reparseSpecs()
 	n.rearm()

@@ -124,6 +124,15 @@ func (g *codecGen) own(t reflect.Type) bool {
 	return t.PkgPath() == g.pkg && t.Name() != "" && !isBasic(t.Kind())
 }
 
+// conv is expr converted to type to, or expr itself when t (expr's type when
+// writing, the destination's when reading) is have, the codec call's own type.
+func conv(t reflect.Type, have, to, expr string) string {
+	if t.String() == have {
+		return expr
+	}
+	return to + "(" + expr + ")"
+}
+
 // deref is the expression *p, without a needless *&.
 func deref(p string) string {
 	if strings.HasPrefix(p, "&") {
@@ -214,17 +223,17 @@ func (g *codecGen) encInline(t reflect.Type, p string, depth int, where string) 
 	x := fmt.Sprintf("x%d", depth)
 	switch k := t.Kind(); {
 	case k == reflect.Bool:
-		return fmt.Sprintf("w.bool(bool(%s))", deref(p))
+		return fmt.Sprintf("w.bool(%s)", conv(t, "bool", "bool", deref(p)))
 	case k >= reflect.Int && k <= reflect.Int64:
-		return fmt.Sprintf("w.varint(int64(%s))", deref(p))
+		return fmt.Sprintf("w.varint(%s)", conv(t, "int64", "int64", deref(p)))
 	case k >= reflect.Uint && k <= reflect.Uintptr:
-		return fmt.Sprintf("w.uvarint(uint64(%s))", deref(p))
+		return fmt.Sprintf("w.uvarint(%s)", conv(t, "uint64", "uint64", deref(p)))
 	case k == reflect.Float32 || k == reflect.Float64:
-		return fmt.Sprintf("w.float(float64(%s))", deref(p))
+		return fmt.Sprintf("w.float(%s)", conv(t, "float64", "float64", deref(p)))
 	case k == reflect.String:
-		return fmt.Sprintf("w.str(string(%s))", deref(p))
+		return fmt.Sprintf("w.str(%s)", conv(t, "string", "string", deref(p)))
 	case k == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && t.Elem().Name() == "uint8":
-		return fmt.Sprintf("w.bytes([]byte(%s))", deref(p))
+		return fmt.Sprintf("w.bytes(%s)", conv(t, "[]uint8", "[]byte", deref(p)))
 	case k == reflect.Slice:
 		return fmt.Sprintf("encSlice(w, %s, func(w *snapW, %s *%s) { %s })", deref(p), x, g.typeName(t.Elem()), g.enc(t.Elem(), x, depth+1, where))
 	case k == reflect.Array:
@@ -262,17 +271,17 @@ func (g *codecGen) decInline(t reflect.Type, p string, depth int, where string) 
 	tn := g.typeName(t)
 	switch k := t.Kind(); {
 	case k == reflect.Bool:
-		return fmt.Sprintf("%s = %s(r.bool())", deref(p), tn)
+		return fmt.Sprintf("%s = %s", deref(p), conv(t, "bool", tn, "r.bool()"))
 	case k >= reflect.Int && k <= reflect.Int64:
-		return fmt.Sprintf("%s = %s(r.varint())", deref(p), tn)
+		return fmt.Sprintf("%s = %s", deref(p), conv(t, "int64", tn, "r.varint()"))
 	case k >= reflect.Uint && k <= reflect.Uintptr:
-		return fmt.Sprintf("%s = %s(r.uvarint())", deref(p), tn)
+		return fmt.Sprintf("%s = %s", deref(p), conv(t, "uint64", tn, "r.uvarint()"))
 	case k == reflect.Float32 || k == reflect.Float64:
-		return fmt.Sprintf("%s = %s(r.float())", deref(p), tn)
+		return fmt.Sprintf("%s = %s", deref(p), conv(t, "float64", tn, "r.float()"))
 	case k == reflect.String:
-		return fmt.Sprintf("%s = %s(r.str())", deref(p), tn)
+		return fmt.Sprintf("%s = %s", deref(p), conv(t, "string", tn, "r.str()"))
 	case k == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && t.Elem().Name() == "uint8":
-		return fmt.Sprintf("%s = %s(r.bytes())", deref(p), tn)
+		return fmt.Sprintf("%s = %s", deref(p), conv(t, "[]uint8", tn, "r.bytes()"))
 	case k == reflect.Slice:
 		return fmt.Sprintf("%s = decSlice(r, func(r *snapR, %s *%s) { %s })", deref(p), x, g.typeName(t.Elem()), g.dec(t.Elem(), x, depth+1, where))
 	case k == reflect.Array:
