@@ -12,8 +12,7 @@ import "time"
 // Why data: a snapshot of the node (for the flight recorder's replay from the
 // middle of a run, see net/recorder) must write down every armed timer and re-arm
 // it on the restored node; a function cannot be written down, an alarm can.
-// Log syncs and clients' replies are still functions (the other half of that
-// work).
+// Log syncs' actions (syncs.go) and clients' replies (replies.go) are data too.
 
 // alarmKind says what an alarm does when it rings.
 type alarmKind uint8
@@ -52,9 +51,52 @@ type alarm struct {
 	at   time.Time
 }
 
+// alarmID names an armed alarm, in the order they were armed (Node.alarmSeq); 0 is
+// none. A field that may cancel its alarm holds its ID.
+type alarmID uint64
+
+// armedAlarm is an alarm armed and not yet rung nor stopped: what it is, its
+// deadline on the node's clock (Unix nanoseconds: a restored node re-arms it for
+// that instant) and the Clock's cancel (not part of the node's state).
+type armedAlarm struct {
+	alarm
+	at     int64
+	cancel func() bool
+}
+
 // after arms a timer that rings a after d, as an input of the node.
-func (n *Node) after(d time.Duration, a alarm) (cancel func() bool) {
-	return n.env.Clock.AfterFunc(d, func() { n.input(func() { n.ring(a) }) })
+func (n *Node) after(d time.Duration, a alarm) alarmID {
+	n.alarmSeq++
+	id := alarmID(n.alarmSeq)
+	// The deadline is read without n.now: lastNow feeds coolOld's decisions, which
+	// must not depend on whether a timer was armed.
+	at := n.env.Clock.Now().Add(d).UnixNano()
+	n.alarms[id] = &armedAlarm{alarm: a, at: at, cancel: n.armAlarm(id, a, d)}
+	return id
+}
+
+// armAlarm asks the Clock to ring alarm id (a) after d.
+func (n *Node) armAlarm(id alarmID, a alarm, d time.Duration) (cancel func() bool) {
+	f := func() { n.input(func() { n.rang(id, a) }) }
+	if ac, ok := n.env.Clock.(AlarmClock); ok {
+		return ac.AfterAlarm(uint64(id), d, f)
+	}
+	return n.env.Clock.AfterFunc(d, f)
+}
+
+// rang rings alarm id: a stopped one too, when the Clock could not stop it in
+// time (its handler finds it stale, as for any other alarm).
+func (n *Node) rang(id alarmID, a alarm) {
+	delete(n.alarms, id)
+	n.ring(a)
+}
+
+// stopAlarm cancels alarm id (none for 0).
+func (n *Node) stopAlarm(id alarmID) {
+	if al := n.alarms[id]; al != nil {
+		delete(n.alarms, id)
+		al.cancel()
+	}
 }
 
 // nextOpSeq numbers an operation that alarms may refer to.
@@ -73,7 +115,7 @@ func (n *Node) ring(a alarm) {
 	case alarmGossip:
 		n.gossip()
 	case alarmTombstones:
-		n.tombstoneStop = nil
+		n.tombstoneStop = 0
 		n.sweepTombstones()
 		n.maybeArmTombstoneSweep()
 	case alarmLeaderTick:

@@ -181,23 +181,25 @@ type ClusterCounts struct {
 type countOp struct {
 	id      uint64
 	answers map[NodeID][]QueueCount
-	reply   func(ClusterCounts)
-	stop    func() bool
+	client  ReplyID
+	stop    alarmID
 }
 
 // CountCluster counts the tasks of every queue across the cluster: every member
 // sends its counters, and reply is called once all have answered, or after
 // ListTimeout with those that did.
 func (n *Node) CountCluster(reply func(ClusterCounts)) {
-	n.input(func() {
-		n.listSeq++
-		op := &countOp{id: n.listSeq, answers: map[NodeID][]QueueCount{}, reply: reply}
-		n.countOps[op.id] = op
-		op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmCountTimeout, id: op.id})
-		for _, m := range n.members {
-			n.send(Message{Type: MsgCount, To: m, Promised: op.id})
-		}
-	})
+	n.input(func() { n.countCluster(n.await(func(a Answer) { reply(a.Counts) })) })
+}
+
+func (n *Node) countCluster(client ReplyID) {
+	n.listSeq++
+	op := &countOp{id: n.listSeq, answers: map[NodeID][]QueueCount{}, client: client}
+	n.countOps[op.id] = op
+	op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmCountTimeout, id: op.id})
+	for _, m := range n.members {
+		n.send(Message{Type: MsgCount, To: m, Promised: op.id})
+	}
 }
 
 func (n *Node) handleCount(m Message) {
@@ -220,7 +222,7 @@ func (n *Node) finishCount(op *countOp) {
 		return
 	}
 	delete(n.countOps, op.id)
-	op.stop()
+	n.stopAlarm(op.stop)
 	out := ClusterCounts{Queues: map[string]map[TaskState]int{}}
 	for _, mem := range n.members {
 		if _, ok := op.answers[mem]; !ok {
@@ -238,5 +240,5 @@ func (n *Node) finishCount(op *countOp) {
 			out.Queues[c.Queue][c.State] += c.N
 		}
 	}
-	op.reply(out)
+	n.answer(op.client, Answer{Counts: out})
 }

@@ -14,7 +14,10 @@
 //	storage callbacks               // sync actions (syncs.go), run when Storage.Sync is done
 //
 // Its effects go through the environment handed to New (Env): the Clock, the Network,
-// the Dispatcher, the Storage, a seeded random source and an Observer. In production
+// the Dispatcher, the Storage, a seeded random source, an Observer and, optionally,
+// Replies for the answers to clients (replies.go). Between two inputs, Snapshot
+// writes the node's whole state as bytes, and Restore builds a node from them that
+// goes on exactly as the original would (snapshot.go). In production
 // net/ implements these with real IO and posts every callback into the goroutine that
 // owns the node; in the simulator sim/ implements them on one event loop in virtual
 // time. The same code runs in both.

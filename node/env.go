@@ -14,6 +14,15 @@ type Clock interface {
 	AfterFunc(d time.Duration, f func()) (cancel func() bool)
 }
 
+// AlarmClock is an optional ability of a Clock: AfterAlarm is AfterFunc told which
+// of the node's alarms it arms, numbered 1, 2, ... in the order the node armed them
+// since it was built. A restored node (Restore) arms its alarms again under the
+// numbers they had, so such a clock can match them with the original's. The node
+// calls it instead of AfterFunc.
+type AlarmClock interface {
+	AfterAlarm(id uint64, d time.Duration, f func()) (cancel func() bool)
+}
+
 // Network carries messages to peers. Send never blocks and may lose, delay,
 // duplicate or reorder messages; the protocol tolerates all of these.
 // The receiver calls (*Node).Step with the message.
@@ -91,6 +100,10 @@ type Env struct {
 	// Rand is the node's seeded random source: task IDs, claim rounds and jitter.
 	Rand     Rand
 	Observer Observer // optional
+	// Replies takes the answers to clients' requests (replies.go). Optional: nil
+	// means the node takes reply functions (Enqueue's, Lookup's, ...) and calls
+	// them.
+	Replies Replies
 }
 
 // Rand is the node's source of randomness, seeded by whoever builds the node (a

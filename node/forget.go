@@ -75,7 +75,7 @@ func (n *Node) queueForget(e *entry, at time.Time) {
 	e.timerAt = int64(n.forgetBase + len(n.forgetQ))
 	n.forgetQ = append(n.forgetQ, forgetItem{id: e.task.ID, at: at.UnixNano()})
 	n.queueFreeze(e)
-	if n.forgetTimer == nil {
+	if n.forgetTimer == 0 {
 		n.armForgetTimer(at.UnixNano())
 	}
 }
@@ -87,7 +87,7 @@ func (n *Node) armForgetTimer(at int64) {
 // sweepForgotten drops every queued entry whose time has come, then re-arms the
 // timer for the next one.
 func (n *Node) sweepForgotten() {
-	n.forgetTimer = nil
+	n.forgetTimer = 0
 	now := n.now()
 	mark := n.forgetMark
 	for n.forgetHead < len(n.forgetQ) {

@@ -103,7 +103,7 @@ func (n *Node) handleGossipResp(m Message) {
 // armGossipIfIdle starts gossiping if it is not going yet (it starts with the
 // first setting, schedule or roster of several members).
 func (n *Node) armGossipIfIdle() {
-	if n.gossipStop == nil {
+	if n.gossipStop == 0 {
 		n.armGossip()
 	}
 }

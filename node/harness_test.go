@@ -139,6 +139,12 @@ type harness struct {
 	states     []stateChange
 	decisions  []decision
 	ended      []DeliveryAttempt // DeliveryObserver notifications
+
+	// mirror, by node, takes every message and webhook result the node takes,
+	// right after it (snapshot_test.go's restored copy).
+	mirror map[NodeID]*Node
+	// envMut, when set, adjusts each node's Env before New (newHarnessEnv).
+	envMut func(h *harness, id NodeID, env *Env)
 }
 
 // decision is one DecisionObserver notification.
@@ -152,7 +158,13 @@ type decision struct {
 // newHarness builds n nodes "n1".."nN" that all list each other as members. mut,
 // when not nil, adjusts every node's Config before New.
 func newHarness(t testing.TB, n int, seed uint64, mut func(*Config)) *harness {
+	return newHarnessEnv(t, n, seed, mut, nil)
+}
+
+// newHarnessEnv is newHarness with envMut adjusting each node's Env before New.
+func newHarnessEnv(t testing.TB, n int, seed uint64, mut func(*Config), envMut func(*harness, NodeID, *Env)) *harness {
 	h := &harness{
+		envMut:  envMut,
 		t:       t,
 		seed:    seed,
 		now:     epoch,
@@ -199,6 +211,9 @@ func (h *harness) boot(sn *simNode, stream uint64) {
 		// that two nodes do not draw the same task IDs.
 		Rand:     rand.New(rand.NewPCG(h.seed, stream+uint64(inc)<<32)),
 		Observer: &observer{h: h, id: sn.id},
+	}
+	if h.envMut != nil {
+		h.envMut(h, sn.id, &env)
 	}
 	n, err := New(sn.cfg, env)
 	require.NoError(h.t, err)
@@ -422,6 +437,9 @@ func (nw fakeNetwork) Send(m Message) {
 				return
 			}
 			h.nodes[m.To].n.Step(m)
+			if tw := h.mirror[m.To]; tw != nil {
+				tw.Step(m)
+			}
 		})
 	}
 }
@@ -449,6 +467,9 @@ func (fd *fakeDispatcher) Dispatch(d Delivery) {
 	h.schedule(lat, func() {
 		if h.alive(fd.id, fd.inc) {
 			h.nodes[fd.id].n.HandleDeliveryResult(res)
+			if tw := h.mirror[fd.id]; tw != nil {
+				tw.HandleDeliveryResult(res)
+			}
 		}
 	})
 }

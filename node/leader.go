@@ -82,7 +82,7 @@ type leaderClaim struct {
 	// ballot it was stored under.
 	best       *Roster
 	bestBallot uint64
-	stop       func() bool
+	stop       alarmID
 }
 
 // rosterChange is the roster of the next epoch the leader is committing.
@@ -131,8 +131,8 @@ func (n *Node) activateLeader() {
 }
 
 func (n *Node) armLeaderTick(d time.Duration) {
-	if n.leaderTimer != nil {
-		n.leaderTimer()
+	if n.leaderTimer != 0 {
+		n.stopAlarm(n.leaderTimer)
 	}
 	n.leaderTimer = n.after(d, alarm{kind: alarmLeaderTick})
 }
@@ -140,7 +140,7 @@ func (n *Node) armLeaderTick(d time.Duration) {
 // onLeaderTick renews the lease this node holds when half of it is left, or
 // claims it when the lease it granted ran out and its turn came.
 func (n *Node) onLeaderTick() {
-	n.leaderTimer = nil
+	n.leaderTimer = 0
 	if n.stopping || !n.roster.Has(n.cfg.ID) {
 		return
 	}
@@ -289,7 +289,7 @@ func (n *Node) handleLeaderClaimResp(m Message) {
 	if len(op.grants) < len(op.members)/2+1 {
 		return
 	}
-	op.stop()
+	n.stopAlarm(op.stop)
 	n.leaderOp = nil
 	n.winLease(op)
 }
@@ -500,22 +500,29 @@ func majorityStored(r *Roster, acks map[NodeID]bool) bool {
 // elected); the joiner asks again until it is listed. A FieldError names a bad ID
 // or address.
 func (n *Node) Join(m Member, reply func(*Roster, error)) {
-	n.input(func() {
-		if err := checkMember(m); err != nil {
-			reply(nil, err)
-			return
-		}
-		if addr, ok := n.roster.Addr(m.ID); ok && addr == m.Addr {
-			// A joiner asking again after it was listed missed the roster (lost on
-			// the way), and learns it from nobody else: it gossips with no one and
-			// refuses members' gossip. Send it.
-			n.send(Message{Type: MsgRoster, To: m.ID, Roster: n.roster})
-			reply(n.roster, nil)
-			return
-		}
-		n.handleJoinOf(m, true)
-		reply(nil, ErrJoinPending)
-	})
+	n.input(func() { n.join(m, n.await(rosterReply(reply))) })
+}
+
+func rosterReply(reply func(*Roster, error)) func(Answer) {
+	return func(a Answer) { reply(a.Roster, a.Err) }
+}
+
+func (n *Node) join(m Member, client ReplyID) {
+	reply := func(r *Roster, err error) { n.answer(client, Answer{Roster: r, Err: err}) }
+	if err := checkMember(m); err != nil {
+		reply(nil, err)
+		return
+	}
+	if addr, ok := n.roster.Addr(m.ID); ok && addr == m.Addr {
+		// A joiner asking again after it was listed missed the roster (lost on
+		// the way), and learns it from nobody else: it gossips with no one and
+		// refuses members' gossip. Send it.
+		n.send(Message{Type: MsgRoster, To: m.ID, Roster: n.roster})
+		reply(n.roster, nil)
+		return
+	}
+	n.handleJoinOf(m, true)
+	reply(nil, ErrJoinPending)
 }
 
 // checkMember checks a joining member's ID and address.

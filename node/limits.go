@@ -132,13 +132,13 @@ func (n *Node) refuseFull(op *enqueueOp, rank int, from NodeID) {
 	}
 	op.replied = true
 	delete(n.pending, t.ID)
-	op.stop()
+	n.stopAlarm(op.stop)
 	for i, r := range t.Replicas {
 		if op.acks&(1<<i) != 0 {
 			n.send(Message{Type: MsgOutcome, To: r, TaskID: t.ID, Task: t, State: StateCancelled})
 		}
 	}
-	op.reply(EnqueueResult{ID: t.ID, Err: fmt.Errorf("replica %s: %w", from, ErrNodeFull)})
+	n.answerEnqueue(op.client, t, EnqueueResult{ID: t.ID, Err: fmt.Errorf("replica %s: %w", from, ErrNodeFull)})
 }
 
 // dropBody frees the body of a task that ended in state (called as it becomes

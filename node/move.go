@@ -82,7 +82,7 @@ func (n *Node) Moves() (inFlight int, done uint64) { return n.movesInFlight, n.m
 
 // armMoves starts the scan for tasks to move, if it is not running.
 func (n *Node) armMoves() {
-	if n.moveTimer != nil || n.stopping {
+	if n.moveTimer != 0 || n.stopping {
 		return
 	}
 	n.moveTimer = n.after(moveEvery, alarm{kind: alarmMoveTick})
@@ -91,7 +91,7 @@ func (n *Node) armMoves() {
 // onMoveTick starts moves up to MaxMovesInFlight, lowest task ID first; it
 // keeps scanning while any task is left to move.
 func (n *Node) onMoveTick() {
-	n.moveTimer = nil
+	n.moveTimer = 0
 	if n.stopping {
 		return
 	}

@@ -34,7 +34,7 @@ type Node struct {
 	acceptedBallot uint64
 	maxBallot      uint64
 	leaderActive   bool
-	leaderTimer    func() bool
+	leaderTimer    alarmID
 	leaderSeen     time.Time // when it adopted a roster another leader committed
 	leaderBackoff  time.Time // no claim of the lease before (after a failed round)
 	ballot         uint64
@@ -50,7 +50,7 @@ type Node struct {
 	removed  bool
 	departed map[NodeID]bool // members removed while this node ran (door.go's isMember)
 	// Re-replication (move.go): the scan's timer and the moves this node makes.
-	moveTimer     func() bool
+	moveTimer     alarmID
 	movesInFlight int
 	movesDone     uint64
 	heard         map[NodeID]time.Time
@@ -100,7 +100,7 @@ type Node struct {
 	maxVersion uint64                   // highest setting version seen
 	setOps     []*setOp                 // setting changes this node coordinates
 	sync       *settingsSync            // learning the settings at start; nil once known
-	gossipStop func() bool              // the gossip timer, once armed
+	gossipStop alarmID                  // the gossip timer, once armed
 	// gossipCursor: per member, the last entry sent it by gossip (gossip.go).
 	gossipCursor map[NodeID]string
 	// queueRefs says why each known queue is known (queuecap.go); tombstones
@@ -108,7 +108,7 @@ type Node struct {
 	// is the highest version of a tombstone dropped.
 	queueRefs     map[string]uint8
 	tombstones    int
-	tombstoneStop func() bool
+	tombstoneStop alarmID
 	settingsFloor uint64
 
 	schedules map[string]*Schedule // cron schedules by name, deleted ones included (schedule.go)
@@ -122,12 +122,12 @@ type Node struct {
 	forgetQ     []forgetItem
 	forgetHead  int
 	forgetBase  int // the place in the queue's whole history of forgetQ[0]
-	forgetTimer func() bool
+	forgetTimer alarmID
 	// timers holds the entries with a fire, claim or outcome timer armed, first due
 	// first; wake is the one Clock timer, armed for wakeAt (timers.go).
 	timers   timerHeap
 	timerSeq uint64
-	wake     func() bool
+	wake     alarmID
 	wakeAt   int64
 	buckets  map[string]*bucket // limited queues this node is the token node of
 	// heldPermits: asks that came at most SlotEarly before their slot, by task ID;
@@ -140,6 +140,17 @@ type Node struct {
 	superseded  int                // records logged since the last CompactionPolicy that supersede an earlier one
 	listSeq     uint64
 	opSeq       uint64 // numbers the operations alarms name (alarms.go)
+	// alarms are the armed alarms by ID, alarmSeq the last ID given (alarms.go).
+	alarms   map[alarmID]*armedAlarm
+	alarmSeq uint64
+	// syncs are the log syncs asked and not ended, by number, with what each
+	// does then (nil: nothing); syncSeq the last number given (syncs.go).
+	syncs   map[uint64]*syncAction
+	syncSeq uint64
+	// replySeq numbers the requests taken with a reply function, which funcs
+	// keeps (nil when Env.Replies was given); see replies.go.
+	replySeq uint64
+	funcs    *replyFuncs
 
 	// counts counts the entries of tasks by queue, state and the replicas ranked
 	// before this node (see counts.go), kept like open. countOps are the
@@ -302,10 +313,10 @@ type enqueueOp struct {
 	acks     uint64
 	exists   uint64 // replicas that hold another task with this ID (same name)
 	full     uint64 // replicas that refused it under their limits (RejectFull)
-	reply    func(EnqueueResult)
+	client   enqueueClient
 	replied  bool
 	deadline time.Time
-	stop     func() bool
+	stop     alarmID
 }
 
 // New builds a node. Call Start before any other input.
@@ -324,7 +335,13 @@ func New(cfg Config, env Env) (*Node, error) {
 		cfg.ClaimQuorum = min(cfg.Replicas, len(cfg.Members))
 	}
 	msgObs, _ := env.Observer.(MessageObserver)
+	var funcs *replyFuncs
+	if env.Replies == nil {
+		funcs = &replyFuncs{fns: map[ReplyID]func(Answer){}}
+		env.Replies = funcs
+	}
 	n := &Node{
+		funcs:        funcs,
 		cfg:          cfg,
 		env:          env,
 		msgObs:       msgObs,
@@ -347,6 +364,8 @@ func New(cfg Config, env Env) (*Node, error) {
 		index:        make(map[stateKey]*idIndex),
 		queueRefs:    make(map[string]uint8),
 		gossipCursor: make(map[NodeID]string),
+		alarms:       make(map[alarmID]*armedAlarm),
+		syncs:        make(map[uint64]*syncAction),
 	}
 	n.setRoster(initialRoster(cfg))
 	return n, nil
@@ -439,7 +458,7 @@ func (n *Node) Start() error {
 	for _, name := range sortedKeys(n.schedules) {
 		n.runSchedule(n.schedules[name], true) // it may have missed ticks while down
 	}
-	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == nil {
+	if len(n.settings)+len(n.schedules) > 0 && n.gossipStop == 0 {
 		n.armGossip()
 	}
 	if n.roster.Epoch > 1 {
@@ -757,10 +776,11 @@ func (n *Node) step(m Message) {
 // answers reply once a majority stored it (or ErrOutcomeUnknown after EnqueueTimeout).
 // reply is called exactly once, as part of some later input or of this one.
 func (n *Node) Enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
-	n.input(func() { n.enqueue(req, reply) })
+	n.input(func() { n.enqueue(req, n.await(func(a Answer) { reply(a.Enqueue) })) })
 }
 
-func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
+func (n *Node) enqueue(req EnqueueRequest, client ReplyID) {
+	reply := func(res EnqueueResult) { n.answer(client, Answer{Enqueue: res}) }
 	if err := n.refuseNew(); err != nil {
 		reply(EnqueueResult{Err: err})
 		return
@@ -802,7 +822,7 @@ func (n *Node) enqueue(req EnqueueRequest, reply func(EnqueueResult)) {
 		Delivery:    n.queue(req.Queue).Delivery,
 	}
 	t.Replicas = n.sharedPlacement(t.ID)
-	n.coordinate(t, reply)
+	n.coordinate(t, enqueueClient{id: client})
 }
 
 // refuseNew says why this node takes no new task now (nil when it does): it is
@@ -824,7 +844,8 @@ func (n *Node) refuseNew() error {
 // coordinate stores the new task t on its replicas and answers reply once a
 // majority holds it (see sendStores). A task this node already coordinates answers
 // as a duplicate name.
-func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
+func (n *Node) coordinate(t *Task, client enqueueClient) {
+	reply := func(res EnqueueResult) { n.answerEnqueue(client, t, res) }
 	if n.pending[t.ID] != nil {
 		reply(EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
 		return
@@ -837,7 +858,7 @@ func (n *Node) coordinate(t *Task, reply func(EnqueueResult)) {
 		reply(EnqueueResult{Err: err})
 		return
 	}
-	op := &enqueueOp{seq: n.nextOpSeq(), task: t, reply: reply, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
+	op := &enqueueOp{seq: n.nextOpSeq(), task: t, client: client, deadline: n.now().Add(n.cfg.EnqueueTimeout)}
 	n.pending[t.ID] = op
 	n.sendStores(op)
 }
@@ -850,7 +871,7 @@ func (n *Node) sendStores(op *enqueueOp) {
 	if !n.now().Before(op.deadline) {
 		delete(n.pending, t.ID)
 		if !op.replied {
-			op.reply(EnqueueResult{ID: t.ID, Err: ErrOutcomeUnknown})
+			n.answerEnqueue(op.client, op.task, EnqueueResult{ID: t.ID, Err: ErrOutcomeUnknown})
 		}
 		return
 	}
@@ -1020,9 +1041,9 @@ func (n *Node) handleStoreResp(m Message) {
 		if !op.replied && bits.OnesCount64(op.exists) >= majority(op.task) {
 			op.replied = true
 			delete(n.pending, m.TaskID)
-			op.stop()
+			n.stopAlarm(op.stop)
 			t := op.task
-			op.reply(EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
+			n.answerEnqueue(op.client, op.task, EnqueueResult{ID: t.ID, Err: &DuplicateNameError{Queue: t.Queue, Name: t.Name, ID: t.ID}})
 		}
 		return
 	}
@@ -1030,11 +1051,11 @@ func (n *Node) handleStoreResp(m Message) {
 	n.ackCounted(Ack{Kind: RecTask, From: m.From, TaskID: m.TaskID, Nonce: op.task.Nonce})
 	if !op.replied && bits.OnesCount64(op.acks) >= majority(op.task) {
 		op.replied = true
-		op.reply(EnqueueResult{ID: m.TaskID, Task: op.task})
+		n.answerEnqueue(op.client, op.task, EnqueueResult{ID: m.TaskID, Task: op.task})
 	}
 	if bits.OnesCount64(op.acks) == len(op.task.Replicas) {
 		delete(n.pending, m.TaskID)
-		op.stop()
+		n.stopAlarm(op.stop)
 	}
 }
 
@@ -1065,13 +1086,30 @@ func (n *Node) persist(then *syncAction, recs ...Record) {
 		n.afterSynced(then)
 		return
 	}
+	// The records and the action may live on the caller's stack (and recs be a
+	// buffer it reuses): keep copies, only now that they wait for a sync.
 	s.Append(slices.Clone(recs)...)
 	var waiting *syncAction
 	if then != nil {
 		a := *then
 		waiting = &a
 	}
-	s.Sync(func() { n.input(func() { n.afterSynced(waiting) }) })
+	n.syncSeq++
+	id := n.syncSeq
+	n.syncs[id] = waiting
+	n.askSync(id)
+}
+
+// askSync asks Storage for sync id (syncs.go), whose end is an input.
+func (n *Node) askSync(id uint64) {
+	n.env.Storage.Sync(func() { n.input(func() { n.synced(id) }) })
+}
+
+// synced does what sync id waited for (syncs.go).
+func (n *Node) synced(id uint64) {
+	then := n.syncs[id]
+	delete(n.syncs, id)
+	n.afterSynced(then)
 }
 
 // --- timers ----------------------------------------------------------------------

@@ -22,9 +22,11 @@ type queryOp struct {
 	describe bool              // Describe: hear every replica, even once the answer is final
 	grace    bool              // Describe: the wait was cut to describeGrace
 	states   []TaskState       // Cancel: state each answering replica reports after it
-	lookup   func(TaskStatus, error)
-	cancel   func(TaskState, error)
-	stop     func() bool
+	// lookups (Lookup, Describe) or cancels (Cancel): the requests it answers, a
+	// second identical query joining the first (startQuery).
+	lookups []ReplyID
+	cancels []ReplyID
+	stop    alarmID
 }
 
 // describeGrace is how long a Describe whose answer is already final waits for the
@@ -36,15 +38,21 @@ const describeGrace = 300 * time.Millisecond
 // calls reply with the most advanced view: ErrNotFound when every replica answered
 // without it, ErrOutcomeUnknown when some did not answer in time.
 func (n *Node) Lookup(id string, reply func(TaskStatus, error)) {
-	n.input(func() {
-		if st, ok := n.Task(id); ok && st.State.Final() {
-			st.Attempts = historyOf(n.peek(id))
-			reply(st, nil)
-			return
-		}
-		op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), lookup: reply}
-		n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
-	})
+	n.input(func() { n.lookup(id, n.await(statusReply(reply))) })
+}
+
+func (n *Node) lookup(id string, client ReplyID) {
+	if st, ok := n.Task(id); ok && st.State.Final() {
+		st.Attempts = historyOf(n.peek(id))
+		n.answer(client, Answer{Status: st})
+		return
+	}
+	op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), lookups: []ReplyID{client}}
+	n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
+}
+
+func statusReply(reply func(TaskStatus, error)) func(Answer) {
+	return func(a Answer) { reply(a.Status, a.Err) }
 }
 
 // Describe is Lookup for a client that wants the task's whole history (GET
@@ -53,10 +61,12 @@ func (n *Node) Lookup(id string, reply func(TaskStatus, error)) {
 // made. Once a final answer came it waits describeGrace at most for the others;
 // otherwise it answers like Lookup.
 func (n *Node) Describe(id string, reply func(TaskStatus, error)) {
-	n.input(func() {
-		op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), lookup: reply, describe: true}
-		n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
-	})
+	n.input(func() { n.describe(id, n.await(statusReply(reply))) })
+}
+
+func (n *Node) describe(id string, client ReplyID) {
+	op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), lookups: []ReplyID{client}, describe: true}
+	n.startQuery(id, op, Message{Type: MsgStatus, TaskID: id})
 }
 
 // Cancel ends a task as cancelled on its replicas unless it is final already, and
@@ -64,10 +74,12 @@ func (n *Node) Describe(id string, reply func(TaskStatus, error)) {
 // or the final state that won. A delivery already in flight is not stopped, but its
 // outcome no longer changes the task. ErrNotFound when a majority does not hold it.
 func (n *Node) Cancel(id string, reply func(TaskState, error)) {
-	n.input(func() {
-		op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), cancel: reply}
-		n.startQuery(id, op, Message{Type: MsgOutcome, TaskID: id, State: StateCancelled})
-	})
+	n.input(func() { n.cancel(id, n.await(func(a Answer) { reply(a.State, a.Err) })) })
+}
+
+func (n *Node) cancel(id string, client ReplyID) {
+	op := &queryOp{seq: n.nextOpSeq(), replicas: n.Placement(id), cancels: []ReplyID{client}}
+	n.startQuery(id, op, Message{Type: MsgOutcome, TaskID: id, State: StateCancelled})
 }
 
 func (n *Node) startQuery(id string, op *queryOp, m Message) {
@@ -77,13 +89,8 @@ func (n *Node) startQuery(id string, op *queryOp, m Message) {
 	}
 	if old := n.queries[key]; old != nil {
 		// A second identical query joins the first: answer both together.
-		prevL, prevC := old.lookup, old.cancel
-		if op.lookup != nil {
-			old.lookup = chainLookup(prevL, op.lookup)
-		}
-		if op.cancel != nil {
-			old.cancel = chainCancel(prevC, op.cancel)
-		}
+		old.lookups = append(old.lookups, op.lookups...)
+		old.cancels = append(old.cancels, op.cancels...)
 		return
 	}
 	n.queries[key] = op
@@ -100,46 +107,42 @@ const describeSuffix = "+describe"
 
 // armQuery (re)sets op's deadline: after d it answers with what it has.
 func (n *Node) armQuery(key string, op *queryOp, d time.Duration) {
-	if op.stop != nil {
-		op.stop()
+	if op.stop != 0 {
+		n.stopAlarm(op.stop)
 	}
 	op.stop = n.after(d, alarm{kind: alarmQueryTimeout, id: op.seq, key: key})
-}
-
-func chainLookup(a, b func(TaskStatus, error)) func(TaskStatus, error) {
-	if a == nil {
-		return b
-	}
-	return func(s TaskStatus, err error) { a(s, err); b(s, err) }
-}
-
-func chainCancel(a, b func(TaskState, error)) func(TaskState, error) {
-	if a == nil {
-		return b
-	}
-	return func(s TaskState, err error) { a(s, err); b(s, err) }
 }
 
 func queryKey(id string, t MsgType) string { return id + "/" + t.String() }
 
 // finishQuery answers the client. timedOut: not every needed replica answered.
 func (n *Node) finishQuery(op *queryOp, timedOut bool) {
-	if op.stop != nil {
-		op.stop()
+	if op.stop != 0 {
+		n.stopAlarm(op.stop)
+	}
+	lookup := func(st TaskStatus, err error) {
+		for _, id := range op.lookups {
+			n.answer(id, Answer{Status: st, Err: err})
+		}
+	}
+	cancel := func(st TaskState, err error) {
+		for _, id := range op.cancels {
+			n.answer(id, Answer{State: st, Err: err})
+		}
 	}
 	switch {
-	case op.lookup != nil && op.held:
+	case op.lookups != nil && op.held:
 		st := op.found
 		st.Attempts = op.attempts
 		if st.Reason == "" && (st.State == StateDead || st.State == StateUnknown) {
 			st.Reason = op.reason
 		}
-		op.lookup(st, nil)
-	case op.lookup != nil && timedOut:
-		op.lookup(TaskStatus{}, ErrOutcomeUnknown)
-	case op.lookup != nil:
-		op.lookup(TaskStatus{}, ErrNotFound)
-	case op.cancel != nil:
+		lookup(st, nil)
+	case op.lookups != nil && timedOut:
+		lookup(TaskStatus{}, ErrOutcomeUnknown)
+	case op.lookups != nil:
+		lookup(TaskStatus{}, ErrNotFound)
+	case op.cancels != nil:
 		held, final := 0, StateNone
 		for _, s := range op.states {
 			if s != StateNone {
@@ -151,13 +154,13 @@ func (n *Node) finishQuery(op *queryOp, timedOut bool) {
 		}
 		switch {
 		case final != StateNone:
-			op.cancel(final, nil)
+			cancel(final, nil)
 		case held > 0 && !timedOut:
-			op.cancel(StateCancelled, nil)
+			cancel(StateCancelled, nil)
 		case timedOut:
-			op.cancel(StateNone, ErrOutcomeUnknown)
+			cancel(StateNone, ErrOutcomeUnknown)
 		default:
-			op.cancel(StateNone, ErrNotFound)
+			cancel(StateNone, ErrNotFound)
 		}
 	}
 }

@@ -83,7 +83,7 @@ func (n *Node) tombstoneSweep() time.Duration {
 
 // maybeArmTombstoneSweep arms the sweep when a tombstone is held and none is armed.
 func (n *Node) maybeArmTombstoneSweep() {
-	if n.tombstoneStop != nil || n.tombstones == 0 {
+	if n.tombstoneStop != 0 || n.tombstones == 0 {
 		return
 	}
 	n.tombstoneStop = n.after(n.tombstoneSweep(), alarm{kind: alarmTombstones})

@@ -77,17 +77,19 @@ type setOp struct {
 	// cancelled sums what the members reported their adoption of the setting's
 	// purge cancelled (each task once: by its first replica).
 	cancelled int
-	reply     func(QueueSetting, int, error)
-	stop      func() bool
+	client    ReplyID
+	stop      alarmID
 }
 
 // SetQueue changes a queue's settings (and pause) cluster-wide: cfg is the whole
 // new configuration, explicit the fields of it a client set. reply is called once
 // every member acknowledged (nil), or after EnqueueTimeout with ErrNotEveryMember.
 func (n *Node) SetQueue(name string, cfg QueueConfig, explicit SettingFields, paused bool, reply func(QueueSetting, error)) {
-	n.input(func() {
-		n.changeQueue(QueueSetting{Queue: name, Config: cfg, Explicit: explicit, Paused: paused}, func(s QueueSetting, _ int, err error) { reply(s, err) })
-	})
+	n.input(func() { n.setQueue(name, cfg, explicit, paused, n.await(func(a Answer) { reply(a.Setting, a.Err) })) })
+}
+
+func (n *Node) setQueue(name string, cfg QueueConfig, explicit SettingFields, paused bool, client ReplyID) {
+	n.changeQueue(QueueSetting{Queue: name, Config: cfg, Explicit: explicit, Paused: paused}, client)
 }
 
 // PurgeQueue cancels every task of the queue created before now, cluster-wide; the
@@ -98,11 +100,13 @@ func (n *Node) SetQueue(name string, cfg QueueConfig, explicit SettingFields, pa
 // this node's request reached it; a repeated purge counts none of the tasks an
 // earlier one cancelled.
 func (n *Node) PurgeQueue(name string, reply func(QueueSetting, int, error)) {
-	n.input(func() {
-		cur, _ := n.QueueSetting(name)
-		cur.PurgedBefore = n.now()
-		n.changeQueue(cur, reply)
-	})
+	n.input(func() { n.purgeQueue(name, n.await(settingReply(reply))) })
+}
+
+func (n *Node) purgeQueue(name string, client ReplyID) {
+	cur, _ := n.QueueSetting(name)
+	cur.PurgedBefore = n.now()
+	n.changeQueue(cur, client)
 }
 
 // DeleteQueue removes a queue's settings cluster-wide: it runs on the defaults,
@@ -111,18 +115,27 @@ func (n *Node) PurgeQueue(name string, reply func(QueueSetting, int, error)) {
 // member and survives restarts the same way. With purge, the same change purges the
 // queue too, and the answer counts the tasks cancelled as PurgeQueue's does.
 func (n *Node) DeleteQueue(name string, purge bool, reply func(QueueSetting, int, error)) {
-	n.input(func() {
-		s := QueueSetting{Queue: name, Config: n.cfg.DefaultQueue, Deleted: true}
-		if purge {
-			s.PurgedBefore = n.now()
-		}
-		n.changeQueue(s, reply)
-	})
+	n.input(func() { n.deleteQueue(name, purge, n.await(settingReply(reply))) })
+}
+
+func (n *Node) deleteQueue(name string, purge bool, client ReplyID) {
+	s := QueueSetting{Queue: name, Config: n.cfg.DefaultQueue, Deleted: true}
+	if purge {
+		s.PurgedBefore = n.now()
+	}
+	n.changeQueue(s, client)
 }
 
 // changeQueue makes want (its queue, config, explicit fields, pause, deletion and
 // purge) the queue's setting cluster-wide under a new version.
-func (n *Node) changeQueue(want QueueSetting, reply func(QueueSetting, int, error)) {
+func settingReply(reply func(QueueSetting, int, error)) func(Answer) {
+	return func(a Answer) { reply(a.Setting, a.Purged, a.Err) }
+}
+
+func (n *Node) changeQueue(want QueueSetting, client ReplyID) {
+	reply := func(s QueueSetting, purged int, err error) {
+		n.answer(client, Answer{Setting: s, Purged: purged, Err: err})
+	}
 	if err := want.Config.Validate(); err != nil {
 		reply(QueueSetting{}, 0, err)
 		return
@@ -142,7 +155,7 @@ func (n *Node) changeQueue(want QueueSetting, reply func(QueueSetting, int, erro
 	if cur := n.settings[s.Queue]; cur != nil && s.PurgedBefore.Before(cur.PurgedBefore) {
 		s.PurgedBefore = cur.PurgedBefore // a purge, once made, stays
 	}
-	op := &setOp{seq: n.nextOpSeq(), setting: s, acks: map[NodeID]bool{}, reply: reply}
+	op := &setOp{seq: n.nextOpSeq(), setting: s, acks: map[NodeID]bool{}, client: client}
 	n.setOps = append(n.setOps, op)
 	op.stop = n.after(n.cfg.EnqueueTimeout, alarm{kind: alarmQueueSetTimeout, id: op.seq})
 	for _, m := range n.members {
@@ -154,8 +167,8 @@ func (n *Node) finishSet(op *setOp, err error) {
 	for i, o := range n.setOps {
 		if o == op {
 			n.setOps = append(n.setOps[:i], n.setOps[i+1:]...)
-			op.stop()
-			op.reply(*op.setting, op.cancelled, err)
+			n.stopAlarm(op.stop)
+			n.answer(op.client, Answer{Setting: *op.setting, Purged: op.cancelled, Err: err})
 			return
 		}
 	}
@@ -192,7 +205,7 @@ func (n *Node) adoptSetting(s *QueueSetting) (cancelled int) {
 	if o, ok := n.env.Observer.(QueueObserver); ok {
 		o.QueueChanged(n.cfg.ID, *c)
 	}
-	if n.gossipStop == nil {
+	if n.gossipStop == 0 {
 		n.armGossip()
 	}
 	n.kickTokenLease()
@@ -691,13 +704,13 @@ func ParseTaskState(s string) (TaskState, bool) {
 
 // listOp is a cluster-wide listing this node coordinates.
 type listOp struct {
-	id    uint64
-	limit int
-	views map[string]TaskStatus // by task ID: the most advanced view
-	items map[NodeID]int        // tasks received from each member
-	want  map[NodeID]int        // tasks each member said it sent (after its end marker)
-	reply func([]TaskStatus, []NodeID)
-	stop  func() bool
+	id     uint64
+	limit  int
+	views  map[string]TaskStatus // by task ID: the most advanced view
+	items  map[NodeID]int        // tasks received from each member
+	want   map[NodeID]int        // tasks each member said it sent (after its end marker)
+	client ReplyID
+	stop   alarmID
 }
 
 // ListCluster lists a queue's tasks across the cluster: every member sends its
@@ -706,14 +719,18 @@ type listOp struct {
 // answer within ListTimeout are named in missing (the list may then lack tasks).
 func (n *Node) ListCluster(queue string, state TaskState, after string, limit int, reply func(list []TaskStatus, missing []NodeID)) {
 	n.input(func() {
-		n.listSeq++
-		op := &listOp{id: n.listSeq, limit: limit, views: map[string]TaskStatus{}, items: map[NodeID]int{}, want: map[NodeID]int{}, reply: reply}
-		n.lists[op.id] = op
-		op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmListTimeout, id: op.id})
-		for _, m := range n.members {
-			n.send(Message{Type: MsgList, To: m, Queue: queue, State: state, TaskID: after, Attempt: uint64(limit), Promised: op.id})
-		}
+		n.listCluster(queue, state, after, limit, n.await(func(a Answer) { reply(a.List, a.Missing) }))
 	})
+}
+
+func (n *Node) listCluster(queue string, state TaskState, after string, limit int, client ReplyID) {
+	n.listSeq++
+	op := &listOp{id: n.listSeq, limit: limit, views: map[string]TaskStatus{}, items: map[NodeID]int{}, want: map[NodeID]int{}, client: client}
+	n.lists[op.id] = op
+	op.stop = n.after(n.cfg.ListTimeout, alarm{kind: alarmListTimeout, id: op.id})
+	for _, m := range n.members {
+		n.send(Message{Type: MsgList, To: m, Queue: queue, State: state, TaskID: after, Attempt: uint64(limit), Promised: op.id})
+	}
 }
 
 func (n *Node) handleList(m Message) {
@@ -752,7 +769,7 @@ func (n *Node) finishList(op *listOp) {
 		return
 	}
 	delete(n.lists, op.id)
-	op.stop()
+	n.stopAlarm(op.stop)
 	var missing []NodeID
 	for _, mem := range n.members {
 		if w, ok := op.want[mem]; !ok || op.items[mem] < w {
@@ -766,5 +783,5 @@ func (n *Node) finishList(op *listOp) {
 		}
 		out = append(out, op.views[id])
 	}
-	op.reply(out, missing)
+	n.answer(op.client, Answer{List: out, Missing: missing})
 }

@@ -39,19 +39,22 @@ func (n *Node) Removed() bool { return n.removed }
 // being elected): ask again until the roster no longer lists it. ErrLastMember
 // refuses to remove the only member; a FieldError names a bad ID.
 func (n *Node) Remove(id NodeID, reply func(*Roster, error)) {
-	n.input(func() {
-		switch {
-		case id == "" || len(id) > MaxNodeIDLen:
-			reply(nil, fieldErr("id", "must be 1-%d bytes", MaxNodeIDLen))
-		case !n.roster.Has(id):
-			reply(n.roster, nil)
-		case len(n.members) == 1:
-			reply(nil, ErrLastMember)
-		default:
-			n.handleRemoveOf(id, true)
-			reply(nil, ErrRemovePending)
-		}
-	})
+	n.input(func() { n.remove(id, n.await(rosterReply(reply))) })
+}
+
+func (n *Node) remove(id NodeID, client ReplyID) {
+	reply := func(r *Roster, err error) { n.answer(client, Answer{Roster: r, Err: err}) }
+	switch {
+	case id == "" || len(id) > MaxNodeIDLen:
+		reply(nil, fieldErr("id", "must be 1-%d bytes", MaxNodeIDLen))
+	case !n.roster.Has(id):
+		reply(n.roster, nil)
+	case len(n.members) == 1:
+		reply(nil, ErrLastMember)
+	default:
+		n.handleRemoveOf(id, true)
+		reply(nil, ErrRemovePending)
+	}
 }
 
 // handleRemoveOf queues id's removal when this node leads, or forwards it to the

@@ -250,56 +250,64 @@ type ScheduleObserver interface {
 // --- the API's side: changes, lookups ---------------------------------------------
 
 type schedOp struct {
-	seq   uint64 // what alarms name it by (alarms.go)
-	sched *Schedule
-	acks  map[NodeID]bool
-	reply func(Schedule, error)
-	stop  func() bool
+	seq    uint64 // what alarms name it by (alarms.go)
+	sched  *Schedule
+	acks   map[NodeID]bool
+	client ReplyID
+	stop   alarmID
 }
 
 // PutSchedule creates or replaces a schedule cluster-wide. reply is called once
 // every member acknowledged it (nil), after EnqueueTimeout with ErrNotEveryMember,
 // or at once with a *FieldError.
 func (n *Node) PutSchedule(s Schedule, reply func(Schedule, error)) {
-	n.input(func() {
-		s.Deleted, s.Created = false, time.Time{}
-		if _, err := ValidateSchedule(&s, n.now()); err != nil {
-			reply(Schedule{}, err)
-			return
-		}
-		if cur := n.schedules[s.Name]; cur != nil && !cur.Deleted {
-			// A change keeps the schedule's creation: the ticks whose slots are still
-			// to come are not dropped by the new version.
-			s.Created = cur.Created
-		}
-		n.changeSchedule(s, reply)
-	})
+	n.input(func() { n.putSchedule(s, n.await(scheduleReply(reply))) })
+}
+
+func scheduleReply(reply func(Schedule, error)) func(Answer) {
+	return func(a Answer) { reply(a.Schedule, a.Err) }
+}
+
+func (n *Node) putSchedule(s Schedule, client ReplyID) {
+	s.Deleted, s.Created = false, time.Time{}
+	if _, err := ValidateSchedule(&s, n.now()); err != nil {
+		n.answer(client, Answer{Err: err})
+		return
+	}
+	if cur := n.schedules[s.Name]; cur != nil && !cur.Deleted {
+		// A change keeps the schedule's creation: the ticks whose slots are still
+		// to come are not dropped by the new version.
+		s.Created = cur.Created
+	}
+	n.changeSchedule(s, client)
 }
 
 // DeleteSchedule deletes a schedule cluster-wide (ErrScheduleNotFound when none of
 // that name is in force here); the answer comes as for PutSchedule. Tasks already
 // enqueued for its ticks (up to ScheduleLead ahead) still run.
 func (n *Node) DeleteSchedule(name string, reply func(Schedule, error)) {
-	n.input(func() {
-		cur := n.schedules[name]
-		if cur == nil || cur.Deleted {
-			reply(Schedule{}, ErrScheduleNotFound)
-			return
-		}
-		s := *cur
-		s.Deleted = true
-		n.changeSchedule(s, reply)
-	})
+	n.input(func() { n.deleteSchedule(name, n.await(scheduleReply(reply))) })
 }
 
-func (n *Node) changeSchedule(s Schedule, reply func(Schedule, error)) {
+func (n *Node) deleteSchedule(name string, client ReplyID) {
+	cur := n.schedules[name]
+	if cur == nil || cur.Deleted {
+		n.answer(client, Answer{Err: ErrScheduleNotFound})
+		return
+	}
+	s := *cur
+	s.Deleted = true
+	n.changeSchedule(s, client)
+}
+
+func (n *Node) changeSchedule(s Schedule, client ReplyID) {
 	// Versions are hybrid, as queue settings' are (changeQueue).
 	s.Version = max(n.maxVersion+1, uint64(max(n.now().UnixMilli(), 0)))
 	s.Origin = n.cfg.ID
 	if s.Created.IsZero() {
 		s.Created = n.now()
 	}
-	op := &schedOp{seq: n.nextOpSeq(), sched: &s, acks: map[NodeID]bool{}, reply: reply}
+	op := &schedOp{seq: n.nextOpSeq(), sched: &s, acks: map[NodeID]bool{}, client: client}
 	n.schedOps = append(n.schedOps, op)
 	op.stop = n.after(n.cfg.EnqueueTimeout, alarm{kind: alarmScheduleSetTimeout, id: op.seq})
 	for _, m := range n.members {
@@ -311,8 +319,8 @@ func (n *Node) finishSchedule(op *schedOp, err error) {
 	for i, o := range n.schedOps {
 		if o == op {
 			n.schedOps = append(n.schedOps[:i], n.schedOps[i+1:]...)
-			op.stop()
-			op.reply(*op.sched, err)
+			n.stopAlarm(op.stop)
+			n.answer(op.client, Answer{Schedule: *op.sched, Err: err})
 			return
 		}
 	}
@@ -383,7 +391,7 @@ func (n *Node) adoptSchedule(s *Schedule) {
 	// A schedule learnt while the node learns the settings at start is one it may
 	// have run before: its missed ticks are looked for, as after a restart.
 	n.runSchedule(c, n.sync != nil)
-	if n.gossipStop == nil {
+	if n.gossipStop == 0 {
 		n.armGossip()
 	}
 }
@@ -416,7 +424,7 @@ type schedRun struct {
 	// missed (MissedOne): the latest tick this node could not enqueue (zero: none).
 	missed   time.Time
 	catchUp  bool // a catch-up timer is armed
-	planStop func() bool
+	planStop alarmID
 }
 
 // runSchedule (re)starts this node's running of s, after stopping the one of an
@@ -424,8 +432,8 @@ type schedRun struct {
 func (n *Node) runSchedule(s *Schedule, atStart bool) {
 	if old := n.runs[s.Name]; old != nil {
 		old.stopped = true
-		if old.planStop != nil {
-			old.planStop()
+		if old.planStop != 0 {
+			n.stopAlarm(old.planStop)
 		}
 		delete(n.runs, s.Name)
 	}
@@ -537,32 +545,40 @@ func (n *Node) enqueueTick(r *schedRun, t time.Time) {
 		}
 		return
 	}
-	obs, _ := n.env.Observer.(ScheduleObserver)
-	if obs != nil {
+	if obs, _ := n.env.Observer.(ScheduleObserver); obs != nil {
 		obs.TickEnqueued(n.cfg.ID, r.sched.Name, t, task)
 	}
-	answer := func(res EnqueueResult) {
-		if obs != nil {
-			obs.TickAnswered(n.cfg.ID, r.sched.Name, t, task, res.Err)
-		}
-		var dup *DuplicateNameError
-		switch {
-		case res.Err == nil || errors.As(res.Err, &dup):
-			if r.missed.Equal(t) {
-				r.missed = time.Time{}
-			}
-		case errors.Is(res.Err, ErrStopping):
-			// Shutting down: the others take the tick; nothing to catch up here.
-		case r.sched.Missed == MissedOne && !r.stopped && !t.Before(r.missed):
-			r.missed = t
-			n.armCatchUp(r, pausePoll)
-		}
-	}
+	tick := &tickRef{name: r.sched.Name, seq: r.seq, at: t}
 	if err := n.refuseNew(); err != nil {
-		answer(EnqueueResult{ID: task.ID, Err: err})
+		n.tickAnswered(*tick, task, EnqueueResult{ID: task.ID, Err: err})
 		return
 	}
-	n.coordinate(task, answer)
+	n.coordinate(task, enqueueClient{tick: tick})
+}
+
+// tickAnswered takes the answer to the enqueue of a schedule's tick: a tick whose
+// task was not taken is tried again later (MissedOne), if its run still goes.
+func (n *Node) tickAnswered(tick tickRef, task *Task, res EnqueueResult) {
+	if obs, _ := n.env.Observer.(ScheduleObserver); obs != nil {
+		obs.TickAnswered(n.cfg.ID, tick.name, tick.at, task, res.Err)
+	}
+	r := n.runs[tick.name]
+	if r == nil || r.seq != tick.seq {
+		return // the run stopped: nothing of it is left to change
+	}
+	t := tick.at
+	var dup *DuplicateNameError
+	switch {
+	case res.Err == nil || errors.As(res.Err, &dup):
+		if r.missed.Equal(t) {
+			r.missed = time.Time{}
+		}
+	case errors.Is(res.Err, ErrStopping):
+		// Shutting down: the others take the tick; nothing to catch up here.
+	case r.sched.Missed == MissedOne && !r.stopped && !t.Before(r.missed):
+		r.missed = t
+		n.armCatchUp(r, pausePoll)
+	}
 }
 
 // armCatchUp tries r's missed tick again after d (MissedOne).

@@ -70,11 +70,11 @@ func (n *Node) armWake() {
 	if !ok {
 		return
 	}
-	if n.wake != nil {
+	if n.wake != 0 {
 		if n.wakeAt <= first {
 			return
 		}
-		n.wake()
+		n.stopAlarm(n.wake)
 	}
 	n.wakeAt = first
 	n.wake = n.after(max(time.Duration(first-n.now().UnixNano()), 0), alarm{kind: alarmWake})
@@ -97,7 +97,7 @@ func (n *Node) firstTimer() (at int64, ok bool) {
 // re-arms the wake for the next one. The cold timers due by now are thawed first,
 // into their places in the heap.
 func (n *Node) fireTimers() {
-	n.wake, n.wakeAt = nil, 0
+	n.wake, n.wakeAt = 0, 0
 	now, last := n.now().UnixNano(), n.timerSeq
 	n.thawDueCold(now)
 	for len(n.timers) > 0 && n.timers[0].timerAt <= now && n.timers[0].timerSeq <= last {

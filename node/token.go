@@ -60,7 +60,7 @@ type tokenLease struct {
 	// (local times). A look finds it lapsed when the until it saw has passed.
 	held         bool
 	until, since time.Time
-	timer        func() bool
+	timer        alarmID
 }
 
 // tokenReady reports whether this node may grant a permit of queue q now as its
@@ -142,7 +142,7 @@ func (n *Node) needsTokenLease() bool {
 // kickTokenLease starts renewing the lease when this node needs it and is not
 // renewing it yet.
 func (n *Node) kickTokenLease() {
-	if n.tok.timer == nil && n.started && n.needsTokenLease() {
+	if n.tok.timer == 0 && n.started && n.needsTokenLease() {
 		n.armTokenLease(0)
 	}
 }
@@ -154,7 +154,7 @@ func (n *Node) armTokenLease(d time.Duration) {
 // renewTokenLease sends a round to every member (this node too), and again a
 // third of the term later, for as long as the node needs the lease.
 func (n *Node) renewTokenLease() {
-	n.tok.timer = nil
+	n.tok.timer = 0
 	if !n.needsTokenLease() {
 		return
 	}

@@ -203,6 +203,36 @@ func unsafeBinary(t *testing.T) string {
 // still running. `check` over the recordings flags it and exits 1. (A lost or late
 // stand-down message does it too, but on loopback only by a race; the restart is
 // certain.)
+// A node records with the smallest --record-size while it takes tasks of 4 KB
+// bodies: the ring drops the run's first files, and `miyamoto replay` starts from
+// the snapshot that opens the oldest file kept and reproduces the rest.
+func TestE2EReplayFromASnapshotOnceTheRingDroppedTheStart(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	procs := newProcs(t, []string{root + "/n1"})
+	p := procs[0]
+	rec := p.dataDir + ".rec"
+	launch(t, p, procs, "--record", rec, "--record-size", "1MB")
+	waitHealthy(t, p)
+	w := newWorker(t, 0)
+	pad := strings.Repeat("x", 4000)
+	var ids []string
+	for i := range 500 {
+		ids = append(ids, enqueue(t, p, url.Values{"task.url": {w.srv.URL + "/work"}, "n": {fmt.Sprint(i)}, "pad": {pad}}))
+	}
+	w.waitAll(t, ids, 60*time.Second)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Wait(), "the node did not stop cleanly")
+
+	_, err := os.Stat(filepath.Join(rec, "r000001-000000.rec"))
+	require.ErrorIs(t, err, os.ErrNotExist, "the ring should have dropped the run's first file")
+	out, err := exec.Command(binary(t), "replay", rec).CombinedOutput()
+	require.NoError(t, err, "replay:\n%s", out)
+	t.Logf("replay: %s", out)
+	require.Regexp(t, `reproduced input for input \(\d+ inputs\) from the snapshot opening r000001-0000\d\d\.rec`, string(out))
+	require.NotContains(t, string(out), "NOT reproduced")
+}
+
 func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
 	t.Parallel()
 	bin := unsafeBinary(t)

@@ -40,13 +40,16 @@ func replayRecording(dir string, stdout, stderr io.Writer) int {
 		}
 		replayed++
 		fmt.Fprintf(stdout, "reproduced input for input (%d inputs)", r.Inputs)
+		if r.From != "" {
+			fmt.Fprintf(stdout, " from the snapshot opening %s (the run's start was dropped by the ring)", r.From)
+		}
 		if r.Gap != "" {
 			fmt.Fprintf(stdout, ", up to a gap: %s", r.Gap)
 		}
 		fmt.Fprintln(stdout)
 	}
 	if replayed == 0 && code == exitOK {
-		fmt.Fprintf(stderr, "miyamoto replay: %s: no run could be replayed (every run's start was dropped: raise --record-size)\n", dir)
+		fmt.Fprintf(stderr, "miyamoto replay: %s: no run could be replayed (every run's start, and every snapshot after it, was dropped: raise --record-size)\n", dir)
 		return exitFailed
 	}
 	return code

@@ -386,6 +386,9 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.drv = drv
+	// Each file of the recording after the first starts with the node's snapshot,
+	// taken on its goroutine (in the recorder's EndInput) between two inputs.
+	d.rec.SnapshotWith(drv.Node().Snapshot)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -48,6 +48,10 @@ const (
 	inCall                    // an API call: JSON of Call
 	inOpaque                  // a function the daemon posted without a label
 	inEnqueue                 // an enqueue: its request, in binary
+	// inSnapshot opens every file of a run after its first: the numbers of the
+	// timers and syncs the recorder gave so far, then the node's snapshot (node's
+	// Snapshot), taken between the inputs before and after it. Not an input.
+	inSnapshot
 )
 
 // Event kinds, inside a group.
@@ -70,7 +74,8 @@ const (
 func isOutput(ev byte) bool { return ev >= evSend }
 
 var inputNames = map[byte]string{inNew: "new", inStart: "start", inStep: "message", inTimer: "timer",
-	inSync: "sync", inResult: "webhook result", inCall: "API call", inOpaque: "unlabelled input", inEnqueue: "enqueue"}
+	inSync: "sync", inResult: "webhook result", inCall: "API call", inOpaque: "unlabelled input", inEnqueue: "enqueue",
+	inSnapshot: "snapshot"}
 
 var eventNames = map[byte]string{evNow: "clock reading", evRand: "random draw", evRand64: "random draw", evCancel: "timer cancel",
 	evStoreErr: "storage health", evLoad: "log load", evLost: "loss report", evSend: "message sent",

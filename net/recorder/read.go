@@ -19,6 +19,9 @@ type Run struct {
 	// ("" when they reach it): a file dropped by the ring or damaged.
 	Start bool
 	Gap   string
+	// Snapshot: the run's first file was dropped, and the oldest kept starts with a
+	// snapshot of the node (Groups[0]), from which Replay can start.
+	Snapshot bool
 }
 
 // IsRecording reports whether dir holds recording files.
@@ -69,6 +72,7 @@ func ReadDir(dir string) ([]*Run, error) {
 		}
 		if len(cur.Files) == 0 {
 			cur.Header = hdr
+			cur.Snapshot = seq != 0 && len(groups) > 0 && len(groups[0]) > 0 && groups[0][0] == inSnapshot
 		}
 		cur.Files = append(cur.Files, name)
 		if cur.Gap == "" {

@@ -45,6 +45,7 @@ type Recorder struct {
 	recovered bool          // node.New's group was written
 	// timerFired is labelTimer as a func value, made once (see numberedClock).
 	timerFired func(uint64)
+	snapshot   func() ([]byte, error) // the node's Snapshot (SnapshotWith); nil: none
 }
 
 var _ driver.Recorder = (*Recorder)(nil)
@@ -106,6 +107,16 @@ func (r *Recorder) BeginInput() {
 	r.clearDefs()
 }
 
+// SnapshotWith has every file of the run after its first start with a snapshot of
+// the node that snap (the node's Snapshot) makes, on the node's goroutine between
+// two inputs, so that Replay can start from the oldest file the ring kept. Call it
+// before the node's first input.
+func (r *Recorder) SnapshotWith(snap func() ([]byte, error)) {
+	if r != nil {
+		r.snapshot = snap
+	}
+}
+
 // EndInput writes the group of the input that ended (driver.Recorder). An
 // unlabelled input that did nothing (a read of the node's state for the API or
 // the metrics) is not written: Replay need not run it.
@@ -113,9 +124,29 @@ func (r *Recorder) EndInput() {
 	if !r.labelled && !r.effects {
 		r.cur = r.cur[:0]
 		r.clearDefs()
+	} else {
+		r.writeGroup()
+	}
+	r.maybeRotate()
+}
+
+// maybeRotate ends the current file once the writer found it full, and starts the
+// next with a snapshot of the node: between two inputs, where the node's state is
+// whole. A snapshot that fails (the node not started yet) waits for the next
+// input's end.
+func (r *Recorder) maybeRotate() {
+	if !r.recovered || !r.ring.rotateDue.Load() {
 		return
 	}
-	r.writeGroup()
+	var group enc
+	if r.snapshot != nil {
+		snap, err := r.snapshot()
+		if err != nil {
+			return
+		}
+		group = enc{inSnapshot}.uvarint(r.timers).uvarint(r.syncs).bytes(snap)
+	}
+	r.ring.writeRotation(group)
 }
 
 func (r *Recorder) writeGroup() {

@@ -145,7 +145,7 @@ func TestReplayShowsTheFirstDifference(t *testing.T) {
 }
 
 // The ring keeps the directory under its bound: old files go, and a run whose
-// start went is not replayed but says why.
+// start went replays from the snapshot opening its oldest file kept.
 func TestRingDropsOldFiles(t *testing.T) {
 	dir := t.TempDir()
 	const size = 100 << 10
@@ -166,7 +166,13 @@ func TestRingDropsOldFiles(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "the first file should have been dropped")
 	res, err := recorder.Replay(recDir)
 	require.NoError(t, err)
-	require.Contains(t, res[0].Skipped, "dropped by the ring")
+	require.Len(t, res, 1)
+	require.Empty(t, res[0].Skipped)
+	require.Nil(t, res[0].Diff, "%v", res[0].Diff)
+	require.NotEmpty(t, res[0].From, "the replay should have started from a snapshot")
+	require.NotEqual(t, "r000001-000000.rec", res[0].From)
+	t.Logf("%+v %v", res[0], names(entries))
+	require.Greater(t, res[0].Inputs, 100)
 }
 
 // A node without durable storage (--data-dir=) is recorded and replayed too: it
@@ -312,4 +318,48 @@ func startRecordedMemoryNode(t *testing.T, dir string) *daemon.Daemon {
 		require.NoError(t, d.Shutdown(ctx))
 	})
 	return d
+}
+
+func names(es []os.DirEntry) []string {
+	var out []string
+	for _, e := range es {
+		info, _ := e.Info()
+		out = append(out, fmt.Sprint(e.Name(), " ", info.Size()))
+	}
+	return out
+}
+
+// With the run's start kept, replay checks the snapshot opening each later file
+// against the replayed node's own state there: a snapshot changed is a difference.
+func TestReplayChecksTheSnapshotsOfLaterFiles(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("run", func(t *testing.T) {
+		load(t, cluster(t, dir, 1, 600<<10), 400)
+	})
+	runs, err := recorder.ReadDir(filepath.Join(dir, "n1", "rec"))
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	r := runs[0]
+	require.True(t, r.Start, "the ring should have kept the run's start")
+	require.Greater(t, len(r.Files), 1, "the run should span several files")
+	res := recorder.ReplayRun(r)
+	require.Nil(t, res.Diff, "%v", res.Diff)
+	require.Empty(t, res.From)
+
+	const inSnapshot = 10 // the input kind of a snapshot group (format.go)
+	snapshots := 0
+	for i, g := range r.Groups {
+		if g[0] != inSnapshot {
+			continue
+		}
+		if snapshots++; snapshots == 1 {
+			changed := bytes.Clone(g)
+			changed[len(changed)-1] ^= 1
+			r.Groups[i] = changed
+		}
+	}
+	require.Equal(t, len(r.Files)-1, snapshots, "every file after the first opens with a snapshot")
+	diff := recorder.ReplayRun(r).Diff
+	require.NotNil(t, diff)
+	require.Equal(t, "the snapshot at the start of a file", diff.What)
 }

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,9 @@ type Replayed struct {
 	// reached it).
 	Gap  string
 	Diff *Difference // the first difference, nil when none
+	// From names the file whose snapshot the replay started from, when the ring
+	// had dropped the run's start ("" when it started at the node's start).
+	From string
 }
 
 // Difference is the first place a replay departed from the recording.
@@ -58,9 +62,17 @@ func ReplayRun(run *Run) Replayed { return replayRun(run, nil) }
 // replayRun re-executes one run, telling obs (when not nil) what the node did.
 func replayRun(run *Run, obs *observer) Replayed {
 	res := Replayed{NodeID: run.Header.NodeID, Run: run.Header.Run, Gap: run.Gap}
-	if !run.Start {
-		res.Skipped = fmt.Sprintf("its start (%s) was dropped by the ring: replay starts at a node's start; raise --record-size", fileName(run.Header.Run, 0))
+	switch {
+	case !run.Start && !run.Snapshot:
+		res.Skipped = fmt.Sprintf("its start (%s) was dropped by the ring, and its oldest file kept (%s) holds no snapshot of the node; raise --record-size",
+			fileName(run.Header.Run, 0), run.Files[0])
 		return res
+	case !run.Start && obs != nil:
+		// The checker follows tasks from their creation: it needs the run's start.
+		res.Skipped = fmt.Sprintf("its start (%s) was dropped by the ring (replay starts from a snapshot, check and import from a start); raise --record-size", fileName(run.Header.Run, 0))
+		return res
+	case !run.Start:
+		res.From = run.Files[0]
 	}
 	cfg, err := replayConfig(run.Header)
 	if err != nil {
@@ -73,8 +85,16 @@ func replayRun(run *Run, obs *observer) Replayed {
 		d := dec{b: g}
 		kind := d.byte()
 		what := inputNames[kind]
+		if kind == inSnapshot {
+			if diff := p.snapshot(&d, i == 0, cfg, &n); diff != nil {
+				diff.Input, diff.What = i, "the snapshot at the start of a file"
+				res.Diff = diff
+				return res
+			}
+			continue
+		}
 		apply, err := p.input(kind, &d, cfg, &n)
-		if err == nil && (i == 0) != (kind == inNew) {
+		if err == nil && i == 0 && kind != inNew || i > 0 && kind == inNew {
 			err = fmt.Errorf("recording: a %s input at position %d", what, i)
 		}
 		if err != nil {
@@ -93,6 +113,44 @@ func replayRun(run *Run, obs *observer) Replayed {
 		res.Inputs++
 	}
 	return res
+}
+
+// snapshot takes a snapshot group: the first of the run restores the node from it;
+// a later one must equal the replayed node's own snapshot there (the same state).
+func (p *replayEnv) snapshot(d *dec, first bool, cfg node.Config, n **node.Node) *Difference {
+	timers, syncs, snap := d.uvarint(), d.uvarint(), d.bytes()
+	if d.err != nil {
+		return &Difference{Recorded: "a readable snapshot", Replayed: d.err.Error()}
+	}
+	if !first {
+		got, err := (*n).Snapshot()
+		switch {
+		case err != nil:
+			return &Difference{Recorded: "the node's snapshot", Replayed: err.Error()}
+		case !bytes.Equal(got, snap):
+			return &Difference{Recorded: fmt.Sprintf("the node's state (a snapshot of %d bytes)", len(snap)),
+				Replayed: fmt.Sprintf("another state (a snapshot of %d bytes)", len(got))}
+		}
+		return nil
+	}
+	// Restoring, the node re-arms its timers and asks again for its syncs: under the
+	// numbers they were recorded with, not as new events.
+	p.restoring = true
+	env := node.Env{Clock: p, Network: p, Dispatcher: p, Storage: p, Rand: p}
+	nn, err := node.Restore(cfg, env, snap)
+	p.restoring = false
+	if err != nil {
+		return &Difference{Recorded: "a snapshot this build restores", Replayed: err.Error()}
+	}
+	ids := nn.SyncsWaiting()
+	if len(ids) != len(p.restored) {
+		return &Difference{Recorded: fmt.Sprintf("%d syncs waiting", len(ids)), Replayed: fmt.Sprintf("%d syncs asked again", len(p.restored))}
+	}
+	for i, id := range ids {
+		p.syncs[id] = p.restored[i]
+	}
+	p.restored, p.nTimers, p.nSyncs, *n = nil, timers, syncs, nn
+	return nil
 }
 
 // replayConfig is the run's node configuration with the URL check the daemon had.
@@ -206,10 +264,15 @@ type replayEnv struct {
 	startErr error
 	obs      *observer // nil: replay only
 	lastNow  int64     // the group's last clock reading (see nowField)
+	// restoring: node.Restore is running (snapshot); restored holds the syncs it
+	// asked for again, in order.
+	restoring bool
+	restored  []func()
 }
 
 var (
 	_ node.Clock         = (*replayEnv)(nil)
+	_ node.AlarmClock    = (*replayEnv)(nil)
 	_ node.Network       = (*replayEnv)(nil)
 	_ node.Dispatcher    = (*replayEnv)(nil)
 	_ node.Storage       = (*replayEnv)(nil)
@@ -233,9 +296,22 @@ func (p *replayEnv) next(kind byte, replayed string) *dec {
 }
 
 func (p *replayEnv) Now() time.Time {
+	if p.restoring {
+		return time.Time{} // re-arming: the delay it computes is not used
+	}
 	t := nanosTime(nowValue(&p.lastNow, p.next(evNow, "read the clock").varint()))
 	p.obs.read(t)
 	return t
+}
+
+// AfterAlarm takes a restored node's timers under their numbers, and arms any
+// other as AfterFunc (the numbers then agree: the node's alarms are its timers).
+func (p *replayEnv) AfterAlarm(id uint64, d time.Duration, f func()) func() bool {
+	if p.restoring {
+		p.timers[id] = f
+		return func() bool { return true }
+	}
+	return p.AfterFunc(d, f)
 }
 
 func (p *replayEnv) AfterFunc(d time.Duration, f func()) func() bool {
@@ -292,6 +368,10 @@ func (p *replayEnv) Append(recs ...node.Record) {
 }
 
 func (p *replayEnv) Sync(done func()) {
+	if p.restoring {
+		p.restored = append(p.restored, done)
+		return
+	}
 	p.nSyncs++
 	if id := p.next(evSync, fmt.Sprintf("sync %d", p.nSyncs)).uvarint(); id != p.nSyncs {
 		panic(divergence{fmt.Sprintf("sync %d", id), fmt.Sprintf("sync %d", p.nSyncs)})

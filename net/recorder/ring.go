@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -38,9 +39,12 @@ type Header struct {
 // batch (encoding its deferred parts and the checksums) and moves it to the current
 // file every flushEvery, or sooner when it grows.
 type ring struct {
-	dir      string
-	max      int64 // bytes the directory may hold
-	fileSize int64 // a file is closed past this size (at a group's end)
+	// rotateDue: the current file is full; the node's goroutine answers with a
+	// rotation mark (writeRotation) between two inputs.
+	rotateDue atomic.Bool
+	dir       string
+	max       int64 // bytes the directory may hold
+	fileSize  int64 // a file is closed past this size (at a group's end)
 
 	mu      sync.Mutex
 	pending *batch // groups not yet written
@@ -54,6 +58,7 @@ type ring struct {
 	// Only the writer goroutine (or close, after it stopped) touches what follows.
 	f       *os.File
 	size    int64 // bytes in the current file
+	opening int64 // of which its header and snapshot: the file is full at fileSize more
 	files   []ringFile
 	out     []byte // the framed batch being written
 	payload []byte // a group with its deferred parts filled in
@@ -101,8 +106,13 @@ type batch struct {
 }
 
 // groupEnd marks a group's end in a batch: its last byte's offset plus one, and the
-// number of deferred parts of it and the groups before it.
-type groupEnd struct{ end, defs int }
+// number of deferred parts of it and the groups before it. rotate marks not a
+// group but the point where the file ends; its bytes (none, or a snapshot group)
+// open the next file.
+type groupEnd struct {
+	end, defs int
+	rotate    bool
+}
 
 func newBatch() *batch { return &batch{bytes: make([]byte, 0, pendingStart)} }
 
@@ -191,7 +201,9 @@ func (r *ring) openFile() error {
 	}
 	r.f, r.size = f, 0
 	r.files = append(r.files, ringFile{name: name})
-	return r.writeFile(append([]byte(magic), appendFrame(nil, hdr.Bytes())...))
+	err = r.writeFile(append([]byte(magic), appendFrame(nil, hdr.Bytes())...))
+	r.opening = r.size
+	return err
 }
 
 // writeFile appends b to the current file.
@@ -235,10 +247,29 @@ func (r *ring) writeGroup(group []byte, defs []deferred, recs []node.Record) {
 	}
 }
 
-// frameBatch appends the groups of b to out as frames, their deferred parts encoded.
-func (r *ring) frameBatch(out []byte, b *batch) []byte {
+// writeRotation ends the current file after the groups written so far; the next
+// starts with group (a snapshot's, or nothing). Called on the node's goroutine,
+// between inputs.
+func (r *ring) writeRotation(group []byte) {
+	r.rotateDue.Store(false)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return
+	}
+	p := r.pending
+	p.bytes = append(p.bytes, group...)
+	p.groups = append(p.groups, groupEnd{end: len(p.bytes), defs: len(p.defs), rotate: true})
+}
+
+// frameBatch appends the groups from..to of b to out as frames, their deferred parts
+// encoded.
+func (r *ring) frameBatch(out []byte, b *batch, from, to int) []byte {
 	start, di := 0, 0
-	for _, g := range b.groups {
+	if from > 0 {
+		start, di = b.groups[from-1].end, b.groups[from-1].defs
+	}
+	for _, g := range b.groups[from:to] {
 		if di == g.defs {
 			out = appendFrame(out, b.bytes[start:g.end])
 			start = g.end
@@ -299,10 +330,9 @@ func (r *ring) flush() {
 	b := r.pending
 	r.pending, r.spare = r.spare, nil
 	r.mu.Unlock()
-	r.out = r.frameBatch(r.out[:0], b)
-	err := r.writeFile(r.out)
-	if err == nil && r.size >= r.fileSize {
-		err = r.rotate()
+	err := r.writeBatch(b)
+	if err == nil && r.size-r.opening >= r.fileSize {
+		r.rotateDue.Store(true)
 	}
 	b.reset()
 	r.mu.Lock()
@@ -311,6 +341,37 @@ func (r *ring) flush() {
 		r.err = err
 	}
 	r.mu.Unlock()
+}
+
+// writeBatch writes b's groups, moving to the next file at each rotation mark.
+func (r *ring) writeBatch(b *batch) error {
+	from := 0
+	for i, g := range b.groups {
+		if !g.rotate {
+			continue
+		}
+		r.out = r.frameBatch(r.out[:0], b, from, i)
+		if err := r.writeFile(r.out); err != nil {
+			return err
+		}
+		if err := r.rotate(); err != nil {
+			return err
+		}
+		start := 0
+		if i > 0 {
+			start = b.groups[i-1].end
+		}
+		if g.end > start {
+			r.out = appendFrame(r.out[:0], b.bytes[start:g.end])
+			if err := r.writeFile(r.out); err != nil {
+				return err
+			}
+			r.opening = r.size
+		}
+		from = i + 1
+	}
+	r.out = r.frameBatch(r.out[:0], b, from, len(b.groups))
+	return r.writeFile(r.out)
 }
 
 // rotate closes the current file, opens the next and drops the oldest files while
