@@ -230,10 +230,6 @@ type server struct {
 	listings chan struct{}
 }
 
-// validQueueName reports whether s may name a queue (it is a path segment):
-// node.ValidQueueName, the rule the node's door applies to every task it takes.
-func validQueueName(s string) bool { return node.ValidQueueName(s) }
-
 // reserved path segments that are not queues.
 var reserved = map[string]bool{"v1": true, "healthz": true, "livez": true, "metrics": true}
 
@@ -326,7 +322,7 @@ func limitRequest(max int, next http.Handler) http.Handler {
 
 func (s *server) enqueue(w http.ResponseWriter, r *http.Request) {
 	queue := r.PathValue("queue")
-	if !validQueueName(queue) || reserved[queue] {
+	if !node.ValidQueueName(queue) || reserved[queue] {
 		writeError(w, http.StatusBadRequest, "queue", fmt.Sprintf("%q is not a queue name: 1-100 letters, digits, '_', '-' or '.', not v1, healthz, livez or metrics", queue))
 		return
 	}

@@ -274,7 +274,7 @@ func withCounts(ctx context.Context, qb QueueBackend, qs []QueueView, counts map
 
 func (s *server) queueParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	name := r.PathValue("queue")
-	if !validQueueName(name) || reserved[name] {
+	if !node.ValidQueueName(name) || reserved[name] {
 		writeError(w, http.StatusBadRequest, "queue", fmt.Sprintf("%q is not a queue name", name))
 		return "", false
 	}

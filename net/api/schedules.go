@@ -181,7 +181,7 @@ func (s *server) parseSchedule(name string, body []byte) (node.Schedule, error) 
 	if b.Cron == nil {
 		return sc, &node.FieldError{Field: "cron", Message: "is required (e.g. \"*/10 * * * * *\", \"0 3 * * *\", \"@hourly\", \"@every 30s\")"}
 	}
-	if b.Queue != "" && (!validQueueName(b.Queue) || reserved[b.Queue]) {
+	if b.Queue != "" && (!node.ValidQueueName(b.Queue) || reserved[b.Queue]) {
 		return sc, &node.FieldError{Field: "queue", Message: fmt.Sprintf("%q is not a queue name: 1-100 letters, digits, '_', '-' or '.', not v1, healthz or metrics", b.Queue)}
 	}
 	missed, err := node.ParseMissedPolicy(b.Missed)
