@@ -141,7 +141,7 @@ func (n *Node) claimBackoff(e *entry) time.Duration {
 // handleClaim is the acceptor's side of a claim.
 func (n *Node) handleClaim(m Message) {
 	e := n.entryOf(m.TaskID)
-	resp := Message{Type: MsgClaimResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
+	resp := Message{Type: MsgClaimResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt, Round: m.Promised}
 	if e != nil && m.Task != nil && m.Task.ListVersion > e.task.ListVersion {
 		n.adoptList(e, m.Task) // claims are made under lists in force only (move.go)
 	}
@@ -313,8 +313,12 @@ func (n *Node) handleClaimResp(m Message) {
 		n.decided(e)
 		return
 	}
-	if e.claiming == 0 || e.delivering || m.Attempt != e.claiming {
-		return // about a claim round we gave up
+	if e.claiming == 0 || e.delivering || m.Attempt != e.claiming || m.Round != e.round {
+		// About a claim round we gave up, or one of the process this node was
+		// before a restart: that process may have won the same attempt with it and
+		// be delivering still (its log stopped before it kept the claim), so a grant
+		// of it must not count for ours.
+		return
 	}
 	if m.Granted {
 		e.ext().grants |= 1 << rank

@@ -82,8 +82,8 @@ func TestClaimantFinishesTheLatestPendingListUnrenumbered(t *testing.T) {
 	// under attempt 1 and stored again under attempt 4 (a mover finished it).
 	older := movedTo(task, 1, "n1", "n2", "n4")
 	rival := movedTo(task, 2, "n2", "n1", "n5")
-	n.Step(Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Task: rival, Promised: 2})
-	n.Step(Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Task: older, Promised: 4})
+	n.Step(Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Round: e.round, Task: rival, Promised: 2})
+	n.Step(Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Round: e.round, Task: older, Promised: 4})
 	env.flush()
 
 	requireMoves(t, env, older, 5)
@@ -106,9 +106,9 @@ func TestLateGrantDoesNotChangeTheMovedList(t *testing.T) {
 	env.take()
 	older := movedTo(task, 1, "n1", "n2", "n4")
 	rival := movedTo(task, 2, "n2", "n1", "n5")
-	n.Step(Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Task: rival, Promised: 2})
+	n.Step(Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Round: e.round, Task: rival, Promised: 2})
 	requireMoves(t, env, rival, 5)
-	n.Step(Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Task: older, Promised: 4})
+	n.Step(Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: task.ID, Attempt: 5, Granted: true, Round: e.round, Task: older, Promised: 4})
 	for _, m := range env.take() {
 		require.False(t, m.Type == MsgMove && m.Task.ListVersion != rival.ListVersion, "a second list under attempt 5: %v", m)
 	}
@@ -128,13 +128,13 @@ func TestLateGrantDoesNotChangeOwnMove(t *testing.T) {
 	n.input(func() { n.startMove(e, env.now) })
 	env.flush()
 	env.take()
-	n.Step(Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 1, Granted: true})
+	n.Step(Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 1, Granted: true, Round: e.round})
 	env.flush()
 	own := e.move.next
 	require.Equal(t, uint64(1), own.ListVersion)
 	env.take()
 	late := movedTo(task, 1, "n2", "n1", "n5")
-	n.Step(Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Granted: true, Task: late, Promised: 1})
+	n.Step(Message{Type: MsgClaimResp, From: "n1", To: "n3", TaskID: task.ID, Attempt: 1, Granted: true, Round: e.round, Task: late, Promised: 1})
 	requireMoves(t, env, own, 1)
 }
 

@@ -665,6 +665,7 @@ func (w *snapW) Message(v *Message) {
 	encSlice(w, v.Attempts, func(w *snapW, x0 *DeliveryAttempt) { w.DeliveryAttempt(x0) })
 	encSlice(w, v.Counts, func(w *snapW, x0 *QueueCount) { w.QueueCount(x0) })
 	w.uvarint(v.Epoch)
+	w.uvarint(v.Round)
 	encPtr(w, v.Roster, func(w *snapW, x0 *Roster) { w.Roster(x0) })
 	encPtr(w, v.Member, func(w *snapW, x0 *Member) { w.Member(x0) })
 }
@@ -694,6 +695,7 @@ func (r *snapR) Message(v *Message) {
 	v.Attempts = decSlice(r, func(r *snapR, x0 *DeliveryAttempt) { r.DeliveryAttempt(x0) })
 	v.Counts = decSlice(r, func(r *snapR, x0 *QueueCount) { r.QueueCount(x0) })
 	v.Epoch = r.uvarint()
+	v.Round = r.uvarint()
 	v.Roster = decPtr(r, func(r *snapR, x0 *Roster) { r.Roster(x0) })
 	v.Member = decPtr(r, func(r *snapR, x0 *Member) { r.Member(x0) })
 }

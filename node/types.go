@@ -235,7 +235,11 @@ type Message struct {
 	Counts   []QueueCount // CountResp
 	// Epoch: Gossip, GossipResp: the sender's roster epoch (0 for the static roster
 	// of epoch 1).
-	Epoch  uint64
+	Epoch uint64
+	// Round: ClaimResp: the claim's round (its Promised), echoed, so that the
+	// claimant counts no answer to a round it did not send (a round of the process
+	// it was before a restart, for the same attempt, duplicated or late).
+	Round  uint64
 	Roster *Roster // Roster, RosterPropose, LeaderClaimResp
 	Member *Member // Join, Remove (its ID)
 }

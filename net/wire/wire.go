@@ -56,10 +56,11 @@ import (
 // and Epoch, Roster and Member at the end (and, in version 4 still, the task's
 // ListVersion after them, only when not 0); version 5 the token lease's two message
 // types (node.MsgTokenLease, MsgTokenLeaseResp), with no new field: a member of
-// version 4 would refuse them, and grant permits without the lease. A frame of
+// version 4 would refuse them, and grant permits without the lease; version 6
+// node.Message.Round after Epoch (a claim's round, echoed by its answers). A frame of
 // another version is refused (and so is a peer's hello: see net/peer): a cluster
 // runs one version.
-const Version byte = 5
+const Version byte = 6
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
@@ -276,6 +277,7 @@ func appendMessage(b []byte, m *node.Message) []byte {
 		b = binary.AppendVarint(b, int64(c.N))
 	}
 	b = binary.AppendUvarint(b, m.Epoch)
+	b = binary.AppendUvarint(b, m.Round)
 	if m.Roster == nil {
 		b = append(b, 0)
 	} else {
@@ -619,6 +621,7 @@ func (d *decoder) message() node.Message {
 		}
 	}
 	m.Epoch = d.uvarint("epoch")
+	m.Round = d.uvarint("round")
 	if d.bool("roster presence") {
 		m.Roster = d.roster()
 	}

@@ -270,11 +270,11 @@ func TestMalformed(t *testing.T) {
 	// the end: nextETA retries failed failedBits status queue settingPresence schedulePresence
 	// reason attempts counts.
 	const presence = 5
-	// Every message ends with its epoch, roster and member presence, a byte each when
-	// zero: the offsets from the end below count from before them (noTail).
-	const rosterTail = 3
+	// Every message ends with its epoch, round, roster and member presence, a byte
+	// each when zero: the offsets from the end below count from before them (noTail).
+	const rosterTail = 4
 	noTail := func(p []byte) []byte { return p[:len(p)-rosterTail] }
-	tail := []byte{0, 0, 0}
+	tail := []byte{0, 0, 0, 0}
 	minimal, withSched, withAttempt := noTail(minimal), noTail(validPayload(node.Message{Type: node.MsgScheduleSet, Schedule: &node.Schedule{}})), noTail(validPayload(node.Message{Type: node.MsgStatusResp, Attempts: []node.DeliveryAttempt{{}}}))
 	whole := func(p []byte) []byte { return append(append([]byte(nil), p...), tail...) }
 	// A zero attempt is 9 bytes, followed by the counts count: its error kind is
@@ -326,9 +326,9 @@ func TestMalformed(t *testing.T) {
 		{"unknown state", frameOf(whole(set(minimal, presence+7, byte(maxState)+1))...), "unknown task state"},
 		{"unknown error kind", frameOf(whole(set(withAttempt, len(withAttempt)-4, byte(maxErrKind)+1))...), "unknown error kind"},
 		{"attempts count", frameOf(whole(set(withAttempt, len(withAttempt)-11, 2))...), "attempts count 2 exceeds"},
-		{"roster presence 2", frameOf(append(append([]byte(nil), minimal...), 0, 2, 0)...), "roster presence is not a boolean"},
-		{"member presence 2", frameOf(append(append([]byte(nil), minimal...), 0, 0, 2)...), "member presence is not a boolean"},
-		{"roster members count", frameOf(append(append([]byte(nil), minimal...), 0, 1, 2, 9, 0)...), "roster.members count 9 exceeds"},
+		{"roster presence 2", frameOf(append(append([]byte(nil), minimal...), 0, 0, 2, 0)...), "roster presence is not a boolean"},
+		{"member presence 2", frameOf(append(append([]byte(nil), minimal...), 0, 0, 0, 2)...), "member presence is not a boolean"},
+		{"roster members count", frameOf(append(append([]byte(nil), minimal...), 0, 0, 1, 2, 9, 0)...), "roster.members count 9 exceeds"},
 		{"in flight 2", frameOf(whole(set(withAttempt, len(withAttempt)-6, 2))...), "attempt.in_flight is not a boolean"},
 	}
 	for _, c := range cases {

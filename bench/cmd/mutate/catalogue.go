@@ -380,6 +380,11 @@ var Catalogue = []Mutant{
 		Edits: edit("node/move.go", "\te.floor = max(e.floor, op.attempt)\n\tn.adoptList(e, op.next)", "\tn.adoptList(e, op.next)"),
 	},
 	{
+		Name:  "claim-resp-ignores-round",
+		Desc:  "a claimant counts a grant of its attempt whatever claim round it answers (a duplicated grant meant for the process it was before a restart counts)",
+		Edits: edit("node/claim.go", "m.Attempt != e.claiming || m.Round != e.round {", "m.Attempt != e.claiming {"),
+	},
+	{
 		Name:  "restart-fires-at-grant-end",
 		Desc:  "a restarted node with an unreleased grant arms the task at the grant's end, even when that is before the task is due or its backoff is over",
 		Edits: edit("node/node.go", "\t\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t\t}", "\t\t\t\tn.disarm(e)\n\t\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t\t}"),
