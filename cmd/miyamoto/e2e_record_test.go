@@ -24,15 +24,17 @@ import (
 
 // Three nodes run with --record under load while n2 is killed with SIGKILL and
 // restarted; `miyamoto replay DIR` of each node's recording re-executes every run
-// (n2 has two) and finds the same decisions. A recording whose bytes were changed
-// is not reproduced.
+// (n2 has two) and finds the same decisions. The smallest --record-size makes each
+// run span several files with its start kept, so replay also checks the snapshot
+// opening each later file against the replayed node's state. A recording whose
+// bytes were changed is not reproduced.
 func TestE2ERecordReplayThreeNodes(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
 	procs := newProcs(t, dirs)
 	for _, p := range procs {
-		launch(t, p, procs, "--record", p.dataDir+".rec", "--record-size", "64MB",
+		launch(t, p, procs, "--record", p.dataDir+".rec", "--record-size", "1MB",
 			"--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "500ms")
 	}
 	for _, p := range procs {
@@ -40,12 +42,14 @@ func TestE2ERecordReplayThreeNodes(t *testing.T) {
 	}
 	w := newWorker(t, 0)
 	var ids []string
+	pad := strings.Repeat("p", 1200) // about 300 KB of recording per node: three files of 128 KB
 	send := func(from, to int, on []*proc) {
 		for i := from; i < to; i++ {
 			ids = append(ids, enqueue(t, on[i%len(on)], url.Values{
 				"task.url":       {w.srv.URL + "/work"},
 				"task.countdown": {fmt.Sprintf("%.1f", float64(i%10)/10)},
 				"n":              {fmt.Sprint(i)},
+				"pad":            {pad},
 			}))
 		}
 	}
@@ -72,7 +76,11 @@ func TestE2ERecordReplayThreeNodes(t *testing.T) {
 		}
 		require.Equal(t, want, runs, "replay of %s:\n%s", p.id, out)
 		require.NotContains(t, string(out), "NOT reproduced")
+		require.NotContains(t, string(out), "from the snapshot", "the ring should have kept every run's start")
 	}
+	laterFiles, err := filepath.Glob(dirs[0] + ".rec/r000001-00000[1-9].rec")
+	require.NoError(t, err)
+	require.NotEmpty(t, laterFiles, "n1's run should span several files, each after the first opening with a snapshot")
 
 	// The checker over the three recordings finds nothing wrong, and saw the work.
 	out, err := exec.Command(binary(t), "check", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec").CombinedOutput()

@@ -589,7 +589,10 @@ func (s recStorage) LostSince() (time.Time, bool) {
 	}
 	s.r.event(evLost)
 	s.r.cur = s.r.cur.varint(timeNanos(since)).bool(lost)
-	return since, lost
+	// The node gets the time as replay will give it: the log's LOST file parses
+	// to a UTC time, replay's reading to a local one, and a snapshot keeps the
+	// difference (the recovery wait's end, compared by its bytes).
+	return nanosTime(timeNanos(since)), lost
 }
 
 func (s recStorage) Err() error {
