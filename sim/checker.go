@@ -325,6 +325,23 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 	return id
 }
 
+// deliveryInFlight takes a delivery by s that started before the checker could
+// see it (before a recording's window, see RecordedEvent.Snapshot) and is in flight
+// now: nothing is judged of its start, whose time is unknown, but later deliveries
+// are judged against it (S1, S2, Q2) as against any in flight.
+func (c *checker) deliveryInFlight(s *simNode, d node.Delivery) int {
+	r := c.rec(d.Task)
+	id := len(c.deliveries)
+	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: c.w.now, end: -1, list: d.Task.ListVersion})
+	r.byAttempt[d.Attempt] = s
+	r.deliveries = append(r.deliveries, id)
+	r.active++
+	if q := c.queues[r.task.Queue]; q != nil {
+		q.active++
+	}
+	return id
+}
+
 // checkAfterSuccess decides whether a delivery starting after a success is excused
 // (and reports whether it was a violation):
 // it is only when the success's outcome had not reached a majority of replicas that

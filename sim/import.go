@@ -324,13 +324,24 @@ func (im *importer) workload() WorkloadSpec {
 	}
 	tasks := map[string]seen{}
 	var order []string
-	for _, e := range im.events {
-		if e.Kind != RecState || e.Task == nil || e.From != node.StateNone {
-			continue
+	add := func(at time.Time, t *node.Task) {
+		if _, ok := tasks[t.ID]; !ok {
+			tasks[t.ID] = seen{at, t}
+			order = append(order, t.ID)
 		}
-		if _, ok := tasks[e.Task.ID]; !ok {
-			tasks[e.Task.ID] = seen{e.At, e.Task}
-			order = append(order, e.Task.ID)
+	}
+	for _, e := range im.events {
+		switch {
+		case e.Kind == RecState && e.Task != nil && e.From == node.StateNone:
+			add(e.At, e.Task)
+		case e.Kind == RecStart && e.Snapshot:
+			// A window's tasks were created before it: still pending, they are
+			// part of the incident's work, taken as created at the window.
+			for _, k := range e.Known {
+				if !k.State.Final() {
+					add(e.At, k.Task)
+				}
+			}
 		}
 	}
 	w := WorkloadSpec{Tasks: len(order), Rate: 1, Countdown: Range{}}

@@ -24,6 +24,7 @@ const (
 	RecQueueChanged                          // Node's copy of a queue setting changed: Setting
 	RecQueuePut                              // a client's queue change came to Node: Op ("set-queue", "purge-queue", "delete-queue"), Put, Setting.Queue, Setting.Paused (asked)
 	RecQueueAnswered                         // Node answered the change Put: Setting, OK
+	RecInFlight                              // a delivery Node started before its window (see Snapshot) was in flight at the window's start: Delivery
 )
 
 // RecordedEvent is one thing a production node did, at a reading of its clock.
@@ -42,9 +43,16 @@ type RecordedEvent struct {
 	Setting   node.QueueSetting
 	Durable   bool
 	Loaded    []node.Record
-	Op        string
-	Put       int
-	OK        bool
+	// Snapshot, on a RecStart: what the recording kept of this run begins at a
+	// snapshot of the node, not at its start (the ring dropped it): a window. Known
+	// is every task the node held there, in its state; the checker takes them as
+	// the node's, with what it cannot have seen (their creation, deliveries that
+	// ended before) unseen.
+	Snapshot bool
+	Known    []node.TaskStatus
+	Op       string
+	Put      int
+	OK       bool
 	// Read is Node's clock reading as recorded, where the merge moved At later (to
 	// keep a node's events in order, a receive after its send); zero: At.
 	Read time.Time
@@ -223,6 +231,11 @@ func (f *recordedFeed) feed(i int, s *simNode, e RecordedEvent) {
 		d.Task = f.task(d.Task)
 		f.queue(d.Task.Queue)
 		f.deliveries[recDeliveryKey{s.id, d.Task.ID, d.Attempt}] = c.deliveryStarted(s, d)
+	case RecInFlight:
+		d := e.Delivery
+		d.Task = f.task(d.Task)
+		f.queue(d.Task.Queue)
+		f.deliveries[recDeliveryKey{s.id, d.Task.ID, d.Attempt}] = c.deliveryInFlight(s, d)
 	case RecResult:
 		k := recDeliveryKey{s.id, e.Task.ID, e.Attempt}
 		if id, ok := f.deliveries[k]; ok {
@@ -250,6 +263,9 @@ func (f *recordedFeed) started(s *simNode, e RecordedEvent) {
 	s.up, s.paused = true, false
 	s.started++
 	f.durable[s.id] = e.Durable
+	if e.Snapshot {
+		defer f.window(s, e.Known)
+	}
 	if first {
 		return
 	}
@@ -266,7 +282,29 @@ func (f *recordedFeed) started(s *simNode, e RecordedEvent) {
 			final[r.TaskID] = true
 		}
 	}
+	if e.Snapshot {
+		// The start and its log are gone: what the node held at the window is
+		// what it kept (or learnt again since).
+		for _, k := range e.Known {
+			stored[k.Task.ID] = true
+			final[k.Task.ID] = k.State.Final()
+		}
+	}
 	c.forget(s, stored, final)
+}
+
+// window: s's recording begins here, at a snapshot, holding known. Each task is
+// taken as s's from now, in its state, as if it had just come to s: its creation,
+// its acknowledgement and the deliveries that ended before are unseen, so nothing
+// is judged of them (a task created before every window is not counted as
+// acknowledged, its earlier failures not in Q4's count, an earlier success not in
+// S3's); what happens to it from here is checked as any task's.
+func (f *recordedFeed) window(s *simNode, known []node.TaskStatus) {
+	for _, k := range known {
+		t := f.task(k.Task)
+		f.queue(t.Queue)
+		f.c.stateChanged(s, t, node.StateNone, k.State)
+	}
 }
 
 // stopped: the process ended (killed or shut down): it forgot everything without

@@ -215,3 +215,44 @@ func TestImportRecordedSeesClockOffsetsAndOneWayLinks(t *testing.T) {
 	require.Contains(t, trace.String(), `"detail":"n1->n3"`)
 	require.False(t, res.Failed(), res.Report())
 }
+
+// Recordings whose windows open at snapshots: n1's and n2's starts were dropped,
+// and they hold t1, created before, n1 delivering attempt 1 since then. A delivery
+// of attempt 2 by n2 after n1's ended is no violation (nothing of t1's past is
+// judged); one while n1's is still in flight is an S1, and one of attempt 1 again
+// an S2.
+func TestCheckRecordedFromSnapshotsJudgesOnlyWhatFollows(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// Created an hour before the windows, due then: every retry limit would be
+	// judged used up, and Q3 and S5 would fire, were its past taken for seen.
+	task := &node.Task{ID: "t1", Queue: "default", ETA: at(-3600_000), Created: at(-3600_000), Nonce: 7,
+		Replicas: []node.NodeID{"n1", "n2", "n3"}, Name: "once"}
+	window := func(id node.NodeID, state node.TaskState, attempt uint64) RecordedEvent {
+		return RecordedEvent{Node: id, At: at(0), Kind: RecStart, Durable: true, Snapshot: true,
+			Known: []node.TaskStatus{{Task: task, State: state, Attempt: attempt}}}
+	}
+	run := func(second uint64, secondAt, firstEnds int) []RecordedEvent {
+		evs := []RecordedEvent{
+			window("n1", node.StateClaimed, 1),
+			{Node: "n1", At: at(0), Kind: RecInFlight, Delivery: node.Delivery{Task: task, Attempt: 1}},
+			window("n2", node.StateScheduled, 1),
+			{Node: "n3", At: at(0), Kind: RecStart, Durable: true},
+		}
+		first := RecordedEvent{Node: "n1", At: at(firstEnds), Kind: RecResult, Task: task, Attempt: 1, Status: 500}
+		next := RecordedEvent{Node: "n2", At: at(secondAt), Kind: RecDispatch, Delivery: node.Delivery{Task: task, Attempt: second}}
+		if firstEnds < secondAt {
+			return append(evs, first, next)
+		}
+		return append(evs, next, first)
+	}
+	res := CheckRecorded(recordedCl, run(2, 3000, 100))
+	require.Empty(t, res.Violations, "a task created before the windows")
+	require.Equal(t, 1, res.Tasks)
+	require.Equal(t, 2, res.Deliveries)
+
+	res = CheckRecorded(recordedCl, run(2, 100, 200))
+	require.Contains(t, res.ViolationCounts, "S1", "%v", res.Violations)
+	res = CheckRecorded(recordedCl, run(1, 300, 100))
+	require.Contains(t, res.ViolationCounts, "S2", "%v", res.Violations)
+}

@@ -24,15 +24,17 @@ import (
 
 // Three nodes run with --record under load while n2 is killed with SIGKILL and
 // restarted; `miyamoto replay DIR` of each node's recording re-executes every run
-// (n2 has two) and finds the same decisions. A recording whose bytes were changed
-// is not reproduced.
+// (n2 has two) and finds the same decisions. The smallest --record-size makes each
+// run span several files with its start kept, so replay also checks the snapshot
+// opening each later file against the replayed node's state. A recording whose
+// bytes were changed is not reproduced.
 func TestE2ERecordReplayThreeNodes(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
 	procs := newProcs(t, dirs)
 	for _, p := range procs {
-		launch(t, p, procs, "--record", p.dataDir+".rec", "--record-size", "64MB",
+		launch(t, p, procs, "--record", p.dataDir+".rec", "--record-size", "1MB",
 			"--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "500ms")
 	}
 	for _, p := range procs {
@@ -40,12 +42,14 @@ func TestE2ERecordReplayThreeNodes(t *testing.T) {
 	}
 	w := newWorker(t, 0)
 	var ids []string
+	pad := strings.Repeat("p", 1200) // about 300 KB of recording per node: three files of 128 KB
 	send := func(from, to int, on []*proc) {
 		for i := from; i < to; i++ {
 			ids = append(ids, enqueue(t, on[i%len(on)], url.Values{
 				"task.url":       {w.srv.URL + "/work"},
 				"task.countdown": {fmt.Sprintf("%.1f", float64(i%10)/10)},
 				"n":              {fmt.Sprint(i)},
+				"pad":            {pad},
 			}))
 		}
 	}
@@ -72,7 +76,11 @@ func TestE2ERecordReplayThreeNodes(t *testing.T) {
 		}
 		require.Equal(t, want, runs, "replay of %s:\n%s", p.id, out)
 		require.NotContains(t, string(out), "NOT reproduced")
+		require.NotContains(t, string(out), "from the snapshot", "the ring should have kept every run's start")
 	}
+	laterFiles, err := filepath.Glob(dirs[0] + ".rec/r000001-00000[1-9].rec")
+	require.NoError(t, err)
+	require.NotEmpty(t, laterFiles, "n1's run should span several files, each after the first opening with a snapshot")
 
 	// The checker over the three recordings finds nothing wrong, and saw the work.
 	out, err := exec.Command(binary(t), "check", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec").CombinedOutput()
@@ -231,6 +239,24 @@ func TestE2EReplayFromASnapshotOnceTheRingDroppedTheStart(t *testing.T) {
 	t.Logf("replay: %s", out)
 	require.Regexp(t, `reproduced input for input \(\d+ inputs\) from the snapshot opening r000001-0000\d\d\.rec`, string(out))
 	require.NotContains(t, string(out), "NOT reproduced")
+
+	// check and import take the run from that snapshot too: the tasks created
+	// before it are no violation, and the scenario runs.
+	out, err = exec.Command(binary(t), "check", rec).CombinedOutput()
+	require.NoError(t, err, "check:\n%s", out)
+	require.Regexp(t, `run 1: \d+ events from the snapshot opening r000001-0000\d\d\.rec`, string(out))
+	require.Contains(t, string(out), "no violation")
+	m := regexp.MustCompile(`(\d+) tasks, \d+ acknowledged, (\d+) deliveries`).FindStringSubmatch(string(out))
+	require.NotNil(t, m, "check:\n%s", out)
+	tasks, _ := strconv.Atoi(m[1])
+	deliveries, _ := strconv.Atoi(m[2])
+	require.Positive(t, tasks)
+	require.Positive(t, deliveries)
+	incident := filepath.Join(root, "incident.json")
+	out, err = exec.Command(binary(t), "import", rec, "-o", incident).CombinedOutput()
+	require.NoError(t, err, "import:\n%s", out)
+	out, err = exec.Command(binary(t), "sim", "--seed", "1", incident).CombinedOutput()
+	require.NoError(t, err, "sim of the imported scenario:\n%s", out)
 }
 
 func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
@@ -285,4 +311,70 @@ func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
 	require.Error(t, err, "check found nothing wrong:\n%s", out)
 	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
 	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
+}
+
+// The negative control of check from snapshots: the broken build of
+// TestE2ECheckFlagsABrokenBuild, recording with the smallest --record-size, first
+// takes 400 tasks of 4 KB so that the ring drops every run's start; then it
+// delivers a task twice as there. The first delivery is in a run that only a
+// snapshot opens: check takes that run from the snapshot and flags the task.
+func TestE2ECheckFlagsABrokenBuildAfterTheWindow(t *testing.T) {
+	t.Parallel()
+	bin := unsafeBinary(t)
+	root := t.TempDir()
+	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
+	procs := newProcs(t, dirs)
+	flags := []string{"--record", "", "--record-size", "1MB", "--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "300ms"}
+	start := func(p *proc) {
+		flags[1] = p.dataDir + ".rec"
+		launchWith(t, bin, []string{"MIYAMOTO_UNSAFE_PROTOCOL=naive"}, p, procs, flags...)
+	}
+	for _, p := range procs {
+		start(p)
+	}
+	for _, p := range procs {
+		waitHealthy(t, p)
+	}
+	fast := newWorker(t, 0)
+	pad := strings.Repeat("x", 4000)
+	var fill []string
+	for i := range 400 {
+		fill = append(fill, enqueue(t, procs[i%3], url.Values{"task.url": {fast.srv.URL + "/work"}, "pad": {pad}}))
+	}
+	fast.waitAll(t, fill, 60*time.Second)
+
+	slow := newWorker(t, 4*time.Second)
+	id := enqueue(t, procs[0], url.Values{"task.url": {slow.srv.URL + "/work"}})
+	slow.waitAll(t, []string{id}, 10*time.Second)
+	first := slow.snapshot()[id][0].node
+	for _, p := range procs {
+		if p.id == first {
+			continue
+		}
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		p.cmd.Wait()
+		start(p)
+		waitHealthy(t, p)
+		break
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(slow.snapshot()[id]) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Len(t, slow.snapshot()[id], 2, "the naive build delivered the task once: the test shows nothing")
+	time.Sleep(4 * time.Second) // let the deliveries finish and their outcomes be recorded
+	for _, p := range procs {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		p.cmd.Wait()
+	}
+	firstRec := root + "/" + first + ".rec"
+	_, err := os.Stat(filepath.Join(firstRec, "r000001-000000.rec"))
+	require.ErrorIs(t, err, os.ErrNotExist, "the ring should have dropped the start of %s's run", first)
+
+	out, err := exec.Command(binary(t), "check", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec").CombinedOutput()
+	require.Error(t, err, "check found nothing wrong:\n%s", out)
+	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
+	require.Regexp(t, firstRec+`: node `+first+`, run 1: \d+ events from the snapshot opening r000001-\d+\.rec`, string(out))
+	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
+	require.Regexp(t, `S[12] .*`+id, string(out), "the task delivered twice is not among the violations")
 }

@@ -76,6 +76,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, "not checked: %s\n", o.Skipped)
 			case o.Diff != nil:
 				fmt.Fprintf(stdout, "%d events, up to its first difference with the recording (input %d: %s)\n", len(o.Events), o.Diff.Input, o.Diff.What)
+			case o.From != "":
+				fmt.Fprintf(stdout, "%d events from the snapshot opening %s (the ring dropped the run's start: the tasks the node held there are checked from there on, what came before is not seen)\n", len(o.Events), o.From)
 			default:
 				fmt.Fprintf(stdout, "%d events\n", len(o.Events))
 			}
@@ -131,6 +133,7 @@ var simKinds = map[recorder.EventKind]sim.RecordedKind{
 	recorder.EventSent: sim.RecSent, recorder.EventSend: sim.RecSend, recorder.EventReceive: sim.RecReceive,
 	recorder.EventDispatch: sim.RecDispatch, recorder.EventResult: sim.RecResult, recorder.EventAcked: sim.RecAcked,
 	recorder.EventQueueChanged: sim.RecQueueChanged, recorder.EventQueuePut: sim.RecQueuePut, recorder.EventQueueAnswered: sim.RecQueueAnswered,
+	recorder.EventInFlight: sim.RecInFlight,
 }
 
 func toSimEvents(events []recorder.Event) []sim.RecordedEvent {
@@ -138,7 +141,8 @@ func toSimEvents(events []recorder.Event) []sim.RecordedEvent {
 	for i, e := range events {
 		out[i] = sim.RecordedEvent{Node: e.Node.ID, At: e.At, Kind: simKinds[e.Kind], Task: e.Task, From: e.From, To: e.To,
 			Message: e.Message, SendIndex: e.SendIndex, Lost: e.Lost, Read: e.Read, Bound: e.Bound, Delivery: e.Delivery, Attempt: e.Attempt,
-			Status: e.Result.Status, Setting: e.Setting, Durable: e.Durable, Loaded: e.Loaded, Op: e.Op, Put: e.Put, OK: e.OK}
+			Status: e.Result.Status, Setting: e.Setting, Durable: e.Durable, Loaded: e.Loaded, Snapshot: e.Snapshot, Known: e.Known,
+			Op: e.Op, Put: e.Put, OK: e.OK}
 	}
 	return out
 }

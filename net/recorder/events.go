@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"hash/crc32"
+	"slices"
 	"sort"
 	"time"
 
@@ -25,6 +26,10 @@ const (
 	EventQueueChanged                       // the node's copy of a queue's setting changed: Setting
 	EventQueuePut                           // a client's queue change came to this node: Op, Put, Setting.Queue, Setting.Paused (asked)
 	EventQueueAnswered                      // the change Put was answered: Setting, OK
+	// EventInFlight: a delivery the node started before the kept part of its run
+	// (see Snapshot) was still in flight there: its result came after. At is the
+	// kept part's start; Delivery has no Deadline.
+	EventInFlight
 )
 
 // Event is one thing a recorded node did, at a reading of its own clock.
@@ -44,6 +49,11 @@ type Event struct {
 	Setting   node.QueueSetting
 	Durable   bool
 	Loaded    []node.Record
+	// Snapshot, on an EventStart: the ring dropped the run's start, and what is
+	// kept begins at a snapshot of the node (At: its first clock reading after it).
+	// Known is then every task the restored node held, in the state it had there.
+	Snapshot bool
+	Known    []node.TaskStatus
 	// Set by Merge: for an EventReceive, the index of its EventSend in the merged
 	// history (-1: no recording shows it sent); for an EventSend, Lost when no
 	// recording shows it received.
@@ -81,7 +91,11 @@ type Observed struct {
 // Observe replays every run of the recording in dir, as Replay does, and reports
 // what each node did, event by event, with its clock reading. A run that cannot be
 // replayed gives no events (Skipped says why); one that departs from its recording
-// gives those before the difference. A delivery whose result the recording lacks
+// gives those before the difference. A run whose start the ring dropped is
+// replayed from the snapshot opening its oldest file kept: its first event is then
+// an EventStart with Snapshot set and Known the tasks the node held there, followed
+// by the queue settings it held (EventQueueChanged) and an EventInFlight for each
+// delivery it had started before and that ended after. A delivery whose result the recording lacks
 // (the process ended first) ends, as far as the worker is concerned, by its deadline:
 // a synthetic EventResult with status 0 at the delivery's start plus its deadline.
 func Observe(dir string) ([]Observed, error) {
@@ -92,7 +106,7 @@ func Observe(dir string) ([]Observed, error) {
 	var out []Observed
 	for _, r := range runs {
 		obs := &observer{who: NodeRun{node.NodeID(r.Header.NodeID), r.Header.Run}, open: map[deliveryKey]Event{}}
-		res := replayRun(r, obs) // a run without its start is skipped, and says why
+		res := replayRun(r, obs)
 		obs.stop()
 		out = append(out, Observed{Replayed: res, Config: r.Header.Config, Events: obs.events})
 	}
@@ -115,6 +129,13 @@ type observer struct {
 	events              []Event
 	open                map[deliveryKey]Event // deliveries started and not ended
 	puts                int                   // queue changes issued here
+	// window: the events that open a run kept from a snapshot, waiting for the
+	// first clock reading after it (their time); windowEnd: how many events open
+	// it once added (an EventInFlight found later goes there).
+	window    []Event
+	windowAt  time.Time
+	windowEnd int
+	known     map[string]*node.Task // the tasks the snapshot held, by ID
 }
 
 var (
@@ -123,8 +144,63 @@ var (
 )
 
 func (o *observer) add(e Event) {
+	o.openWindow()
 	e.Node, e.At = o.who, o.now
 	o.events = append(o.events, e)
+}
+
+// restored: the run's kept part begins at a snapshot, from which n was restored;
+// what it held is told as soon as the next clock reading gives it a time.
+func (o *observer) restored(n *node.Node, durable bool) {
+	if o == nil {
+		return
+	}
+	start := Event{Kind: EventStart, Durable: durable, Snapshot: true}
+	o.known = map[string]*node.Task{}
+	for _, id := range n.TaskIDs() {
+		st, ok := n.Task(id)
+		if !ok || st.Task == nil {
+			continue
+		}
+		start.Known = append(start.Known, st)
+		o.known[id] = st.Task
+	}
+	o.window = []Event{start}
+	for _, q := range n.QueueNames() {
+		if s, ok := n.QueueSetting(q); ok {
+			o.window = append(o.window, Event{Kind: EventQueueChanged, Setting: s})
+		}
+	}
+}
+
+// openWindow adds the events that open a run kept from a snapshot, at the time
+// the observer has now.
+func (o *observer) openWindow() {
+	if len(o.window) == 0 {
+		return
+	}
+	w := o.window
+	o.window, o.windowAt = nil, o.now
+	for _, e := range w {
+		e.Node, e.At = o.who, o.now
+		o.events = append(o.events, e)
+	}
+	o.windowEnd = len(o.events)
+}
+
+// inFlight: the result r came for a delivery started before the kept part of the
+// run: it was in flight since (at least) that part's start.
+func (o *observer) inFlight(r node.DeliveryResult) (Event, bool) {
+	t := o.known[r.TaskID]
+	if t == nil || o.windowAt.IsZero() {
+		return Event{}, false
+	}
+	delete(o.known, r.TaskID) // one delivery per task can be in flight there
+	e := Event{Node: o.who, At: o.windowAt, Kind: EventInFlight, Task: t, Attempt: r.Attempt,
+		Delivery: node.Delivery{Task: t, Attempt: r.Attempt}}
+	o.events = slices.Insert(o.events, o.windowEnd, e)
+	o.windowEnd++
+	return e, true
 }
 
 // beginInput sets the clock to the input's first reading, so that what the input
@@ -145,6 +221,7 @@ func (o *observer) beginInput(d dec) {
 func (o *observer) clock(t time.Time) {
 	if o != nil && t.After(o.now) {
 		o.now = t
+		o.openWindow()
 	}
 }
 
@@ -193,7 +270,9 @@ func (o *observer) result(r node.DeliveryResult) {
 	k := deliveryKey{r.TaskID, r.Attempt}
 	start, ok := o.open[k]
 	if !ok {
-		return // a stale result: its start was in an earlier run
+		if start, ok = o.inFlight(r); !ok {
+			return // a stale result: its start was in an earlier run
+		}
 	}
 	delete(o.open, k)
 	o.add(Event{Kind: EventResult, Task: start.Task, Attempt: r.Attempt, Result: r})

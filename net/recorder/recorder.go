@@ -351,7 +351,8 @@ func (r *Recorder) WrapEnv(env node.Env) node.Env {
 	if env.Storage.Durable() != r.ring.hdr.Durable {
 		panic("recorder: Options.Durable does not match the node's storage")
 	}
-	env.Clock = recClock{r, env.Clock}
+	numbered, _ := env.Clock.(numberedClock)
+	env.Clock = recClock{r, env.Clock, numbered}
 	env.Rand = recRand{r, env.Rand}
 	env.Network = recNetwork{r, env.Network}
 	env.Dispatcher = recDispatcher{r, env.Dispatcher}
@@ -362,6 +363,9 @@ func (r *Recorder) WrapEnv(env node.Env) node.Env {
 type recClock struct {
 	r     *Recorder
 	inner node.Clock
+	// numbered is inner's numberedClock, nil when it has none: asked once, not
+	// at every timer armed.
+	numbered numberedClock
 }
 
 // Now strips the monotonic reading: a replay can rebuild a wall reading but not a
@@ -391,8 +395,8 @@ func (c recClock) AfterFunc(d time.Duration, f func()) func() bool {
 	// What a cancel answers is not recorded: the node never reads it (node/ calls
 	// cancel as a statement), so Replay answers true. A timer that fired before its
 	// cancel came (its callback already posted) fires in the recording all the same.
-	if nc, ok := c.inner.(numberedClock); ok {
-		return nc.AfterFuncNumbered(d, id, c.r.timerFired, f)
+	if c.numbered != nil {
+		return c.numbered.AfterFuncNumbered(d, id, c.r.timerFired, f)
 	}
 	return c.inner.AfterFunc(d, func() {
 		c.r.labelTimer(id)
@@ -589,7 +593,10 @@ func (s recStorage) LostSince() (time.Time, bool) {
 	}
 	s.r.event(evLost)
 	s.r.cur = s.r.cur.varint(timeNanos(since)).bool(lost)
-	return since, lost
+	// The node gets the time as replay will give it: the log's LOST file parses
+	// to a UTC time, replay's reading to a local one, and a snapshot keeps the
+	// difference (the recovery wait's end, compared by its bytes).
+	return nanosTime(timeNanos(since)), lost
 }
 
 func (s recStorage) Err() error {

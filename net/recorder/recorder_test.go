@@ -173,6 +173,28 @@ func TestRingDropsOldFiles(t *testing.T) {
 	require.NotEqual(t, "r000001-000000.rec", res[0].From)
 	t.Logf("%+v %v", res[0], names(entries))
 	require.Greater(t, res[0].Inputs, 100)
+
+	// Observe (check, import) takes the run too: its events open with what the
+	// snapshot held, then follow the node from there.
+	obs, err := recorder.Observe(recDir)
+	require.NoError(t, err)
+	require.Len(t, obs, 1)
+	require.Empty(t, obs[0].Skipped)
+	require.Equal(t, res[0].From, obs[0].From)
+	evs := obs[0].Events
+	require.NotEmpty(t, evs)
+	require.Equal(t, recorder.EventStart, evs[0].Kind)
+	require.True(t, evs[0].Snapshot)
+	require.NotEmpty(t, evs[0].Known, "the node held tasks at the snapshot")
+	require.False(t, evs[0].At.IsZero(), "the window's start takes the first clock reading after the snapshot")
+	states := 0
+	for _, e := range evs[1:] {
+		require.False(t, e.At.Before(evs[0].At), "%v before the window", e)
+		if e.Kind == recorder.EventState {
+			states++
+		}
+	}
+	require.Positive(t, states)
 }
 
 // A node without durable storage (--data-dir=) is recorded and replayed too: it

@@ -67,10 +67,6 @@ func replayRun(run *Run, obs *observer) Replayed {
 		res.Skipped = fmt.Sprintf("its start (%s) was dropped by the ring, and its oldest file kept (%s) holds no snapshot of the node; raise --record-size",
 			fileName(run.Header.Run, 0), run.Files[0])
 		return res
-	case !run.Start && obs != nil:
-		// The checker follows tasks from their creation: it needs the run's start.
-		res.Skipped = fmt.Sprintf("its start (%s) was dropped by the ring (replay starts from a snapshot, check and import from a start); raise --record-size", fileName(run.Header.Run, 0))
-		return res
 	case !run.Start:
 		res.From = run.Files[0]
 	}
@@ -137,6 +133,9 @@ func (p *replayEnv) snapshot(d *dec, first bool, cfg node.Config, n **node.Node)
 	// numbers they were recorded with, not as new events.
 	p.restoring = true
 	env := node.Env{Clock: p, Network: p, Dispatcher: p, Storage: p, Rand: p}
+	if p.obs != nil {
+		env.Observer = p.obs
+	}
 	nn, err := node.Restore(cfg, env, snap)
 	p.restoring = false
 	if err != nil {
@@ -150,6 +149,7 @@ func (p *replayEnv) snapshot(d *dec, first bool, cfg node.Config, n **node.Node)
 		p.syncs[id] = p.restored[i]
 	}
 	p.restored, p.nTimers, p.nSyncs, *n = nil, timers, syncs, nn
+	p.obs.restored(nn, p.durable)
 	return nil
 }
 

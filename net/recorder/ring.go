@@ -141,6 +141,12 @@ const maxPending = 64 << 20
 // flushes, so that the node's goroutine seldom grows a buffer.
 const pendingStart = 1 << 20
 
+// kickAt is how much the node's goroutine buffers before it wakes the writer up:
+// little enough that the two buffers it fills in turn stay in the CPU's caches
+// (at 512 KiB, copying each group into them was the node's largest cost of
+// recording: BenchmarkRecorderNodeCost, profiled).
+const kickAt = 64 << 10
+
 // minFileSize keeps the file count sane for a small --record-size.
 const minFileSize = 64 << 10
 
@@ -237,7 +243,7 @@ func (r *ring) writeGroup(group []byte, defs []deferred, recs []node.Record) {
 		}
 	}
 	// Written early, the buffers stay at their first size (and in the CPU's caches).
-	full := p.size() >= min(int(r.fileSize/4), pendingStart/2)
+	full := p.size() >= min(int(r.fileSize/4), kickAt)
 	r.mu.Unlock()
 	if full {
 		select {
