@@ -11,7 +11,7 @@ import (
 // peak: 1.3 GiB where the running node had needed 0.4. So Start keeps the tasks
 // compact from the log to the first input:
 //
-//   - While the log is read, every replayLine records, the tasks created (or
+//   - While the log is read, every PendingDetail records, the tasks created (or
 //     thawed) since the last look that have nothing but their task and due time
 //     (no entryExtra) are encoded as tombs (tomb.go) into a store of their own
 //     (replayStore); a later record for one thaws it back into tasks before replay
@@ -26,10 +26,6 @@ import (
 // would have seen (a tomb decodes to the entry it encoded), the timers are armed
 // in the same order at the same times, a cold task behaves as its entry, and
 // recount ends with the counters and index it would have built from the entries.
-
-// replayLine is how many records are applied between two looks at the tasks they
-// created.
-const replayLine = 4096
 
 // replayStore holds the tasks compacted while the log is read: their tombs by raw
 // key, and the IDs created or thawed since the last look.
@@ -59,7 +55,9 @@ func (s *replayStore) apply(r *Record) {
 	if id != "" && !s.off {
 		s.line = append(s.line, id)
 	}
-	if s.applied++; s.applied%replayLine == 0 {
+	// As many records between two looks as tasks a running node keeps in full
+	// (1,000 by default; a test's 1 compacts after every record).
+	if s.applied++; s.applied%max(s.n.cfg.PendingDetail, 1) == 0 {
 		s.compactLine()
 	}
 }
