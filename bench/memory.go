@@ -47,6 +47,7 @@ type MemoryReport struct {
 	HeapBefore, HeapAfter int64         // go_heap_objects_bytes
 	Restart               time.Duration // durable only: from the restarted process's start until it serves a task it held
 	RSSRestarted          int64         // durable only: resident set after the restart
+	RSSPeakRestarted      int64         // durable only: the restarted process's peak resident set (VmHWM), reading the log included
 	HeapRestarted         int64
 	RestartedTasks        int    // durable only: tasks the restarted node counts pending
 	SampleID              string // one acknowledged task, asked for after the restart
@@ -116,6 +117,9 @@ func RunMemory(ctx context.Context, cfg MemoryConfig) (MemoryReport, error) {
 	}
 	rep.Restart = time.Since(restarted)
 	if rep.RSSRestarted, rep.HeapRestarted, err = p.memory(ctx, base); err != nil {
+		return rep, err
+	}
+	if rep.RSSPeakRestarted, err = p.peakRSS(); err != nil {
 		return rep, err
 	}
 	if rep.RestartedTasks, err = pendingTasks(ctx, base); err != nil {
@@ -189,6 +193,23 @@ func (p *serveProc) memory(ctx context.Context, base string) (rss, heap int64, e
 	}
 	v, err := scrapeGauge(ctx, base, "go_heap_objects_bytes")
 	return rss, int64(v), err
+}
+
+// peakRSS reads the process's peak resident set (VmHWM) from /proc.
+func (p *serveProc) peakRSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: the memory benchmark reads /proc (Linux): %w", err)
+	}
+	// VmHWM has VmRSS's format: reuse its parser on the line renamed.
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			if kb, ok := metrics.VmRSS("VmRSS:" + rest); ok {
+				return kb, nil
+			}
+		}
+	}
+	return 0, errors.New("bench: no VmHWM in /proc/PID/status")
 }
 
 // sumSamples fetches /metrics once and sums the samples of metric name whose line

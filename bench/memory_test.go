@@ -94,6 +94,7 @@ func BenchmarkMemoryPerTask(b *testing.B) {
 				if durable {
 					b.ReportMetric(rep.Restart.Seconds(), "restart-s")
 					b.ReportMetric(float64(rep.RSSRestarted)/(1<<20), "rss-restarted-MiB")
+					b.ReportMetric(float64(rep.RSSPeakRestarted)/(1<<20), "rss-peak-restarted-MiB")
 					require.Equal(b, tasks, rep.RestartedTasks)
 				}
 			}
@@ -128,7 +129,7 @@ func TestREADMEMemoryBenchmark(t *testing.T) {
 	cmd.Env = append(os.Environ(), "MIYAMOTO_MEMORY_TASKS=5000")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	for _, unit := range []string{"rss-B/task", "heap-B/task", "enqueues/s", "restart-s"} {
+	for _, unit := range []string{"rss-B/task", "heap-B/task", "enqueues/s", "restart-s", "rss-peak-restarted-MiB"} {
 		require.Contains(t, string(out), unit)
 	}
 	t.Logf("%s", out)

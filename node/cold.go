@@ -147,6 +147,12 @@ func (n *Node) freezeCold(e *entry) bool {
 	if n.index[stateKey{e.task.Queue, e.state}] == nil {
 		return false // not indexed: cannot happen to a held pending task
 	}
+	return n.freezeColdAs(e, k)
+}
+
+// freezeColdAs is freezeCold for a task of raw key k whose index is not checked:
+// in Start, before recount indexes it (restart.go).
+func (n *Node) freezeColdAs(e *entry, k [16]byte) bool {
 	rec, ok := n.encodeCold(e, k)
 	if !ok {
 		return false

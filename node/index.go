@@ -397,6 +397,19 @@ func (n *Node) indexTask(e *entry, s TaskState, d int) {
 	}
 }
 
+// indexRaw adds the task of raw key raw, in queue q and state s, to the index
+// (recount, for a task made cold in Start: it has no entry to pass indexTask).
+func (n *Node) indexRaw(q string, s TaskState, raw rawID) {
+	k := stateKey{q, s}
+	x := n.index[k]
+	if x == nil {
+		x = &idIndex{}
+		n.index[k] = x
+		n.markQueue(q, refTasks, true)
+	}
+	x.raws.insert(raw)
+}
+
 // holdsQueue reports whether any task of q is indexed.
 func (n *Node) holdsQueue(q string) bool {
 	for s := StateScheduled; s <= StateCancelled; s++ {

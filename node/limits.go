@@ -63,12 +63,10 @@ func (n *Node) removeEntry(e *entry) {
 	}
 }
 
-// recount rebuilds the counters from tasks (at start, after the records replayed:
-// no task is frozen or cold yet, they go so at the end of inputs).
-func (n *Node) recount() {
-	if len(n.tombs) > 0 {
-		panic(fmt.Sprintf("node: recount with %d tasks frozen or cold", len(n.tombs)))
-	}
+// recount rebuilds the counters from tasks, and from notes those of the tasks made
+// cold in Start (restart.go; at start, after the records replayed: no task is
+// frozen, and no other is cold, they go so at the end of inputs).
+func (n *Node) recount(notes []coldCount) {
 	n.open, n.openBytes = 0, 0
 	clear(n.openByQueue)
 	clear(n.counts)
@@ -80,6 +78,9 @@ func (n *Node) recount() {
 		if !e.state.Final() {
 			n.countOpen(e, +1)
 		}
+	}
+	if cold := n.countCold(notes); cold != len(n.tombs) {
+		panic(fmt.Sprintf("node: recount with %d tasks frozen or cold, %d of them made cold in Start", len(n.tombs), cold))
 	}
 }
 

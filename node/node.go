@@ -394,26 +394,26 @@ func (n *Node) Start() error {
 		n.kickTokenLease()
 		return nil
 	}
-	recs, err := n.env.Storage.Load()
-	if err != nil {
-		return fmt.Errorf("node: loading storage: %w", err)
-	}
-	lossy := false
-	if lr, ok := n.env.Storage.(LossReporter); ok && len(n.members) > 1 {
-		if since, lost := lr.LostSince(); lost {
-			// What we acknowledged before since may be gone: we may have granted an
-			// attempt or held an outcome we no longer know of. Wait as a node that
-			// forgot at since does; what we logged after since is all here.
-			n.forgotAt = n.bootTime
-			if !since.IsZero() && since.Before(n.bootTime) {
-				n.forgotAt = since
-			}
-			n.recoverUntil = n.forgotAt.Add(n.cfg.RecoveryWait)
-			lossy = true
+	streamer, streams := n.env.Storage.(RecordStreamer)
+	var recs []Record
+	if !streams {
+		var err error
+		if recs, err = n.env.Storage.Load(); err != nil {
+			return fmt.Errorf("node: loading storage: %w", err)
 		}
 	}
-	for _, r := range recs {
-		n.replay(r)
+	lossy := n.noteLoss()
+	// Tasks are kept compact from the log on (restart.go); not on a lossy start,
+	// where each needs its extra, nor for the negative control that counts nothing.
+	store := newReplayStore(n, lossy || n.cfg.Unsafe.SkipRecount)
+	if streams {
+		if err := streamer.LoadEach(store.apply); err != nil {
+			return fmt.Errorf("node: loading storage: %w", err)
+		}
+	} else {
+		for i := range recs {
+			store.apply(&recs[i])
+		}
 	}
 	if lossy {
 		// The settings in the log may lack changes it acknowledged: learn them again.
@@ -424,32 +424,13 @@ func (n *Node) Start() error {
 			e.ext().amnesiac = e.task.Delivery == AtMostOnce && !e.state.Final() && !n.bornAfterForgetting(e.task)
 		}
 	}
-	for _, id := range sortedKeys(n.tasks) {
-		e := n.tasks[id]
-		switch {
-		case e.state == StateUnknown && e.task.Delivery == AtMostOnce:
-			// Unknown here, maybe not elsewhere: ask every replica again (see
-			// tellsMore), as before the restart.
-			n.dropBody(e, e.state)
-			n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
-			n.resendOutcome(e)
-		case e.state.Final():
-			n.dropBody(e, e.state)
-			n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
-		default:
-			// Whatever we were doing before the crash is gone: a delivery in flight was
-			// cut with the process. Wait for the lease we might hold, then try again.
-			e.state = StateScheduled
-			n.armFire(e)
-			if e.promised > 0 && !e.released {
-				// Later still if the grant ends later; never earlier than armed, so not
-				// before the task is due (or a failure's backoff is over): a grant may
-				// end before that (a move is claimed early, move.go), and acceptors
-				// grant a drift allowance early (seed 18 of mover-restarts-before-due).
-				n.pushBack(e, e.leaseEnd)
-			}
+	var notes []coldCount
+	store.eachInOrder(func(id string) {
+		n.armStarted(store.entry(id))
+		if !store.off {
+			notes = n.coolStarted(notes)
 		}
-	}
+	})
 	for _, name := range sortedKeys(n.settings) {
 		if o, ok := n.env.Observer.(QueueObserver); ok {
 			o.QueueChanged(n.cfg.ID, *n.settings[name])
@@ -486,9 +467,59 @@ func (n *Node) Start() error {
 			n.persist(nil, recs...)
 		}
 	}
-	n.recount()
+	n.recount(notes)
 	n.kickTokenLease()
 	return nil
+}
+
+// noteLoss asks a durable Storage that may have lost records since when (see
+// LossReporter) and, if it did, makes the node one that forgot then. It reports
+// whether it did.
+func (n *Node) noteLoss() bool {
+	lr, ok := n.env.Storage.(LossReporter)
+	if !ok || len(n.members) <= 1 {
+		return false
+	}
+	since, lost := lr.LostSince()
+	if !lost {
+		return false
+	}
+	// What we acknowledged before since may be gone: we may have granted an
+	// attempt or held an outcome we no longer know of. Wait as a node that
+	// forgot at since does; what we logged after since is all here.
+	n.forgotAt = n.bootTime
+	if !since.IsZero() && since.Before(n.bootTime) {
+		n.forgotAt = since
+	}
+	n.recoverUntil = n.forgotAt.Add(n.cfg.RecoveryWait)
+	return true
+}
+
+// armStarted arms the timer of e, a task replayed from the log, in Start.
+func (n *Node) armStarted(e *entry) {
+	switch {
+	case e.state == StateUnknown && e.task.Delivery == AtMostOnce:
+		// Unknown here, maybe not elsewhere: ask every replica again (see
+		// tellsMore), as before the restart.
+		n.dropBody(e, e.state)
+		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+		n.resendOutcome(e)
+	case e.state.Final():
+		n.dropBody(e, e.state)
+		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+	default:
+		// Whatever we were doing before the crash is gone: a delivery in flight was
+		// cut with the process. Wait for the lease we might hold, then try again.
+		e.state = StateScheduled
+		n.armFire(e)
+		if e.promised > 0 && !e.released {
+			// Later still if the grant ends later; never earlier than armed, so not
+			// before the task is due (or a failure's backoff is over): a grant may
+			// end before that (a move is claimed early, move.go), and acceptors
+			// grant a drift allowance early (seed 18 of mover-restarts-before-due).
+			n.pushBack(e, e.leaseEnd)
+		}
+	}
 }
 
 // replay applies one durable record at start.

@@ -209,7 +209,7 @@ func RepairFS(fsys vfs.FS, dir string, now func() time.Time) (RepairReport, erro
 	defer lock.Close()
 	l := &Log{fs: fsys, dir: dir, opts: Options{Now: now}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for range 3 { // a gap, then possibly a damaged record in what is left
-		_, err := l.scan()
+		err := l.scan(nil)
 		var ce *CorruptError
 		if err == nil {
 			break
@@ -257,7 +257,7 @@ func RepairFS(fsys vfs.FS, dir string, now func() time.Time) (RepairReport, erro
 			return rep, fmt.Errorf("disk: %w", err)
 		}
 	}
-	if _, err := l.scan(); err != nil {
+	if err := l.scan(nil); err != nil {
 		return rep, err
 	}
 	return rep, nil

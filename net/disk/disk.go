@@ -620,7 +620,7 @@ func (l *Log) commit(buf []byte, needSync bool) (written int, retryable bool, er
 		return 0, false, ErrClosed
 	}
 	if !l.ready {
-		if _, err := l.scan(); err != nil {
+		if err := l.scan(nil); err != nil {
 			return 0, false, err
 		}
 	}

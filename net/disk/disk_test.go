@@ -837,3 +837,31 @@ func TestAppendRefusesOversizedRecord(t *testing.T) {
 	appendRecord(nil, &node.Record{Kind: node.RecTask, Task: big, TaskID: "big"})
 	t.Fatal("no panic")
 }
+
+// LoadEach hands over the records Load returns, in the same order, across
+// segments; a log it read takes appends as one Load read.
+func TestLoadEachStreamsWhatLoadReturns(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 1000
+	l := openT(t, dir, Options{SegmentSize: segSize})
+	l.load()
+	var ids []string
+	for i := range 12 {
+		ids = append(ids, fmt.Sprintf("t%02d", i))
+		l.sync(records(ids[i])...)
+	}
+	require.NoError(t, l.Close())
+	require.Greater(t, len(segments(t, dir)), 3, "the records span segments")
+
+	loaded := openT(t, dir, Options{SegmentSize: segSize})
+	want := loaded.load()
+	require.Equal(t, records(ids...), want)
+	require.NoError(t, loaded.Close())
+	s := openT(t, dir, Options{SegmentSize: segSize})
+	var got []node.Record
+	require.NoError(t, s.LoadEach(func(r *node.Record) { got = append(got, *r) }))
+	require.Equal(t, want, got)
+	s.sync(records("after")...)
+	require.NoError(t, s.Close())
+	require.Equal(t, records(append(ids, "after")...), openT(t, dir, Options{SegmentSize: segSize}).load())
+}

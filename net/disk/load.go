@@ -31,41 +31,65 @@ func (l *Log) Load() ([]node.Record, error) {
 	if err := l.sticky(); err != nil {
 		return nil, err
 	}
-	return l.scan()
+	var recs []node.Record
+	err := l.scan(func(r *node.Record) { recs = append(recs, *r) })
+	if err != nil {
+		return nil, err
+	}
+	return recs, nil
 }
 
-// scan reads the live segments, repairs the tail and positions the writer at the end
-// of the last segment. l.io is held.
-func (l *Log) scan() ([]node.Record, error) {
+// LoadEach is Load handing the records to visit one at a time (node.RecordStreamer):
+// a restart then holds one segment's bytes and one record at a time, not every
+// record of the log. Records before a *CorruptError may have been visited.
+func (l *Log) LoadEach(visit func(r *node.Record)) error {
+	l.io.Lock()
+	defer l.io.Unlock()
+	if l.closedIO {
+		return ErrClosed
+	}
+	if err := l.sticky(); err != nil {
+		return err
+	}
+	return l.scan(visit)
+}
+
+var _ node.RecordStreamer = (*Log)(nil)
+
+// scan reads the live segments, passing their records to visit (nil: none),
+// repairs the tail and positions the writer at the end of the last segment. l.io
+// is held.
+func (l *Log) scan(visit func(r *node.Record)) error {
 	if l.f != nil {
 		if l.dirty {
 			if err := l.fsync(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if err := l.f.Close(); err != nil {
-			return nil, err
+			return err
 		}
 		l.f = nil
 	}
 	segs, err := l.liveSegments()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var recs []node.Record
 	var size int64
 	for i, num := range segs {
 		path := l.segPath(num)
 		data, err := l.fs.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("disk: %w", err)
+			return fmt.Errorf("disk: %w", err)
 		}
 		isLast := i == len(segs)-1
 		good, torn, err := walkSegment(data, path, isLast, func(_, _ int, r *node.Record) {
-			recs = append(recs, *r)
+			if visit != nil {
+				visit(r)
+			}
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if torn != "" {
 			l.log.Warn("dropping torn tail of the log", "file", path, "offset", good, "bytes", len(data)-good, "why", torn)
@@ -77,7 +101,7 @@ func (l *Log) scan() ([]node.Record, error) {
 			// crash would cut them out of the middle of the log. Every segment but the
 			// last was fsynced before the next one was created.
 			if err := l.truncate(path, int64(good)); err != nil {
-				return nil, fmt.Errorf("disk: making the tail of the log durable: %w", err)
+				return fmt.Errorf("disk: making the tail of the log durable: %w", err)
 			}
 		}
 		size = int64(good)
@@ -87,11 +111,11 @@ func (l *Log) scan() ([]node.Record, error) {
 		l.first, l.last, l.size, l.synced = segs[0], segs[len(segs)-1], size, size
 		// The same for the segments' entries (a failed directory fsync, then a restart).
 		if err := l.fs.SyncDir(l.dir); err != nil {
-			return nil, fmt.Errorf("disk: %w", err)
+			return fmt.Errorf("disk: %w", err)
 		}
 	}
 	l.ready = true
-	return recs, nil
+	return nil
 }
 
 // walkSegment checks every record of one segment and calls visit with each record's
@@ -298,7 +322,7 @@ func (l *Log) CompactRecords(keep func(r *node.Record) bool) error {
 		return err
 	}
 	if !l.ready {
-		if _, err := l.scan(); err != nil {
+		if err := l.scan(nil); err != nil {
 			return err
 		}
 	}

@@ -243,7 +243,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "no-recount-after-replay",
 		Desc:  "Start does not recount the pending tasks after replaying the log",
-		Edits: edit("node/node.go", "\tn.recount()\n", "\t// n.recount() forgotten\n"),
+		Edits: edit("node/node.go", "\tn.recount(notes)\n", "\t// n.recount(notes) forgotten\n"),
 	},
 
 	// --- queues: limits and admission ------------------------------------------------
@@ -387,6 +387,6 @@ var Catalogue = []Mutant{
 	{
 		Name:  "restart-fires-at-grant-end",
 		Desc:  "a restarted node with an unreleased grant arms the task at the grant's end, even when that is before the task is due or its backoff is over",
-		Edits: edit("node/node.go", "\t\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t\t}", "\t\t\t\tn.disarm(e)\n\t\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t\t}"),
+		Edits: edit("node/node.go", "\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t}", "\t\t\tn.disarm(e)\n\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t}"),
 	},
 }
