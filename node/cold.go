@@ -3,6 +3,7 @@ package node
 import (
 	"container/heap"
 	"encoding/binary"
+	"time"
 )
 
 // Cold tasks: pending tasks in the compact form. Most tasks a node holds wait for
@@ -95,6 +96,15 @@ const coolPerInput = 4096
 // no longer held, already cold) leaves the line: it comes back when its replica
 // timer is armed again or it is thawed. It reads no clock (that would be an input
 // the flight recorder records): lastNow is the latest reading the input took.
+// LastClockReading is the latest clock reading the node took (zero: none yet):
+// a node restored from a snapshot was taken at about that time.
+func (n *Node) LastClockReading() time.Time {
+	if n.lastNow == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n.lastNow)
+}
+
 func (n *Node) coolOld() {
 	for budget := coolPerInput; budget > 0 && len(n.toCool)-n.coolHead > n.cfg.PendingDetail; budget-- {
 		id := n.toCool[n.coolHead]

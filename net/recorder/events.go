@@ -166,6 +166,12 @@ func (o *observer) restored(n *node.Node, durable bool) {
 		o.known[id] = st.Task
 	}
 	o.window = []Event{start}
+	if o.now.IsZero() {
+		// The window opens at the first clock reading after the snapshot, or, if
+		// the first event comes before any (an input that reads no clock), at the
+		// node's last reading before it.
+		o.now = n.LastClockReading()
+	}
 	for _, q := range n.QueueNames() {
 		if s, ok := n.QueueSetting(q); ok {
 			o.window = append(o.window, Event{Kind: EventQueueChanged, Setting: s})
