@@ -277,14 +277,34 @@ func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
 		waitHealthy(t, p)
 	}
 	w := newWorker(t, 4*time.Second)
-	id := enqueue(t, procs[0], url.Values{"task.url": {w.srv.URL + "/work"}})
+	deliverAcrossARestart(t, w, procs, start)
+	twice := 0
+	for _, d := range w.snapshot() {
+		if len(d) > 1 {
+			twice++
+		}
+	}
+	require.Positive(t, twice, "the naive build delivered no task twice: the test shows nothing")
+	out, err := exec.Command(binary(t), "check", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec").CombinedOutput()
+	require.Error(t, err, "check found nothing wrong:\n%s", out)
+	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
+	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
+}
+
+// deliverAcrossARestart enqueues a task to w's slow worker, restarts (gracefully,
+// log intact, so that the stand-down is never written down) a node other than the
+// one that delivered it, waits up to 10 s for a second delivery and 4 s for the
+// outcomes to be recorded, and stops every process. It returns the task and the
+// node that delivered it first.
+func deliverAcrossARestart(t *testing.T, w *worker, procs []*proc, start func(*proc)) (id, first string) {
+	t.Helper()
+	id = enqueue(t, procs[0], url.Values{"task.url": {w.srv.URL + "/work"}})
 	w.waitAll(t, []string{id}, 10*time.Second)
-	first := w.snapshot()[id][0].node
+	first = w.snapshot()[id][0].node
 	for _, p := range procs {
 		if p.id == first {
 			continue
 		}
-		// A graceful restart, log intact: the stand-down was never written down.
 		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 		p.cmd.Wait()
 		start(p)
@@ -296,21 +316,11 @@ func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(4 * time.Second) // let the deliveries finish and their outcomes be recorded
-	twice := 0
-	for _, d := range w.snapshot() {
-		if len(d) > 1 {
-			twice++
-		}
-	}
-	require.Positive(t, twice, "the naive build delivered no task twice: the test shows nothing")
 	for _, p := range procs {
 		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 		p.cmd.Wait()
 	}
-	out, err := exec.Command(binary(t), "check", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec").CombinedOutput()
-	require.Error(t, err, "check found nothing wrong:\n%s", out)
-	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
-	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
+	return id, first
 }
 
 // The negative control of check from snapshots: the broken build of
@@ -344,29 +354,8 @@ func TestE2ECheckFlagsABrokenBuildAfterTheWindow(t *testing.T) {
 	fast.waitAll(t, fill, 60*time.Second)
 
 	slow := newWorker(t, 4*time.Second)
-	id := enqueue(t, procs[0], url.Values{"task.url": {slow.srv.URL + "/work"}})
-	slow.waitAll(t, []string{id}, 10*time.Second)
-	first := slow.snapshot()[id][0].node
-	for _, p := range procs {
-		if p.id == first {
-			continue
-		}
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-		p.cmd.Wait()
-		start(p)
-		waitHealthy(t, p)
-		break
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(slow.snapshot()[id]) < 2 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	id, first := deliverAcrossARestart(t, slow, procs, start)
 	require.Len(t, slow.snapshot()[id], 2, "the naive build delivered the task once: the test shows nothing")
-	time.Sleep(4 * time.Second) // let the deliveries finish and their outcomes be recorded
-	for _, p := range procs {
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-		p.cmd.Wait()
-	}
 	firstRec := root + "/" + first + ".rec"
 	_, err := os.Stat(filepath.Join(firstRec, "r000001-000000.rec"))
 	require.ErrorIs(t, err, os.ErrNotExist, "the ring should have dropped the start of %s's run", first)
