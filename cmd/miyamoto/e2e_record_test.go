@@ -261,21 +261,7 @@ func TestE2EReplayFromASnapshotOnceTheRingDroppedTheStart(t *testing.T) {
 
 func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
 	t.Parallel()
-	bin := unsafeBinary(t)
-	root := t.TempDir()
-	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
-	procs := newProcs(t, dirs)
-	flags := []string{"--record", "", "--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "300ms"}
-	start := func(p *proc) {
-		flags[1] = p.dataDir + ".rec"
-		launchWith(t, bin, []string{"MIYAMOTO_UNSAFE_PROTOCOL=naive"}, p, procs, flags...)
-	}
-	for _, p := range procs {
-		start(p)
-	}
-	for _, p := range procs {
-		waitHealthy(t, p)
-	}
+	_, dirs, procs, start := startNaiveRecorded(t)
 	w := newWorker(t, 4*time.Second)
 	deliverAcrossARestart(t, w, procs, start)
 	twice := 0
@@ -289,6 +275,29 @@ func TestE2ECheckFlagsABrokenBuild(t *testing.T) {
 	require.Error(t, err, "check found nothing wrong:\n%s", out)
 	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
 	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
+}
+
+// startNaiveRecorded starts three nodes of the test-only naive build, each
+// recording into its data directory plus ".rec" (with extra flags), and waits
+// until they serve; start (re)starts one of them the same way.
+func startNaiveRecorded(t *testing.T, extra ...string) (root string, dirs []string, procs []*proc, start func(*proc)) {
+	t.Helper()
+	bin := unsafeBinary(t)
+	root = t.TempDir()
+	dirs = []string{root + "/n1", root + "/n2", root + "/n3"}
+	procs = newProcs(t, dirs)
+	flags := append([]string{"--record", "", "--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "300ms"}, extra...)
+	start = func(p *proc) {
+		flags[1] = p.dataDir + ".rec"
+		launchWith(t, bin, []string{"MIYAMOTO_UNSAFE_PROTOCOL=naive"}, p, procs, flags...)
+	}
+	for _, p := range procs {
+		start(p)
+	}
+	for _, p := range procs {
+		waitHealthy(t, p)
+	}
+	return root, dirs, procs, start
 }
 
 // deliverAcrossARestart enqueues a task to w's slow worker, restarts (gracefully,
@@ -330,21 +339,7 @@ func deliverAcrossARestart(t *testing.T, w *worker, procs []*proc, start func(*p
 // snapshot opens: check takes that run from the snapshot and flags the task.
 func TestE2ECheckFlagsABrokenBuildAfterTheWindow(t *testing.T) {
 	t.Parallel()
-	bin := unsafeBinary(t)
-	root := t.TempDir()
-	dirs := []string{root + "/n1", root + "/n2", root + "/n3"}
-	procs := newProcs(t, dirs)
-	flags := []string{"--record", "", "--record-size", "1MB", "--lease", "3s", "--max-clock-drift", "200ms", "--replica-offset", "300ms"}
-	start := func(p *proc) {
-		flags[1] = p.dataDir + ".rec"
-		launchWith(t, bin, []string{"MIYAMOTO_UNSAFE_PROTOCOL=naive"}, p, procs, flags...)
-	}
-	for _, p := range procs {
-		start(p)
-	}
-	for _, p := range procs {
-		waitHealthy(t, p)
-	}
+	root, dirs, procs, start := startNaiveRecorded(t, "--record-size", "1MB")
 	fast := newWorker(t, 0)
 	pad := strings.Repeat("x", 4000)
 	var fill []string
