@@ -331,34 +331,3 @@ func deliverAcrossARestart(t *testing.T, w *worker, procs []*proc, start func(*p
 	}
 	return id, first
 }
-
-// The negative control of check from snapshots: the broken build of
-// TestE2ECheckFlagsABrokenBuild, recording with the smallest --record-size, first
-// takes 400 tasks of 4 KB so that the ring drops every run's start; then it
-// delivers a task twice as there. The first delivery is in a run that only a
-// snapshot opens: check takes that run from the snapshot and flags the task.
-func TestE2ECheckFlagsABrokenBuildAfterTheWindow(t *testing.T) {
-	t.Parallel()
-	root, dirs, procs, start := startNaiveRecorded(t, "--record-size", "1MB")
-	fast := newWorker(t, 0)
-	pad := strings.Repeat("x", 4000)
-	var fill []string
-	for i := range 400 {
-		fill = append(fill, enqueue(t, procs[i%3], url.Values{"task.url": {fast.srv.URL + "/work"}, "pad": {pad}}))
-	}
-	fast.waitAll(t, fill, 60*time.Second)
-
-	slow := newWorker(t, 4*time.Second)
-	id, first := deliverAcrossARestart(t, slow, procs, start)
-	require.Len(t, slow.snapshot()[id], 2, "the naive build delivered the task once: the test shows nothing")
-	firstRec := root + "/" + first + ".rec"
-	_, err := os.Stat(filepath.Join(firstRec, "r000001-000000.rec"))
-	require.ErrorIs(t, err, os.ErrNotExist, "the ring should have dropped the start of %s's run", first)
-
-	out, err := exec.Command(binary(t), "check", dirs[0]+".rec", dirs[1]+".rec", dirs[2]+".rec").CombinedOutput()
-	require.Error(t, err, "check found nothing wrong:\n%s", out)
-	require.Equal(t, exitFailed, err.(*exec.ExitError).ExitCode(), "%s", out)
-	require.Regexp(t, firstRec+`: node `+first+`, run 1: \d+ events from the snapshot opening r000001-\d+\.rec`, string(out))
-	require.Regexp(t, `\d+ violation\(s\) of S[1-4]`, string(out))
-	require.Regexp(t, `S[12] .*`+id, string(out), "the task delivered twice is not among the violations")
-}
