@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
@@ -162,7 +163,18 @@ func TestE2EListingsDegradeNotFail(t *testing.T) {
 		require.Equal(t, 200, code, "%v", out)
 	}
 	// Every member holds every task (R = 3), and answers: complete, each task once.
-	list, took := timedGet(t, n1, "/v1/queues")
+	// An enqueue is acknowledged once a majority stored it: the third replica may
+	// take it a moment later, and until then the count, which each task's first
+	// replica to answer makes, can miss it. So wait (bounded) for the third copies.
+	var list map[string]any
+	var took time.Duration
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		list, took = timedGet(t, n1, "/v1/queues")
+		qs, _ := list["queues"].([]any)
+		if len(qs) == 1 && reflect.DeepEqual(qs[0].(map[string]any)["counts"], map[string]any{"scheduled": float64(12)}) || time.Now().After(deadline) {
+			break
+		}
+	}
 	t.Logf("GET /v1/queues with every member up: %v", took.Round(time.Millisecond))
 	require.NotContains(t, list, "partial")
 	require.NotContains(t, list, "missing")
