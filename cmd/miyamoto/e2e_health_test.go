@@ -57,6 +57,20 @@ func waitHealth(t *testing.T, p *proc, code int, within time.Duration) healthAns
 	return last
 }
 
+// waitAnswering waits until p's /healthz answers at all, whatever the code.
+func waitAnswering(t *testing.T, p *proc, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + p.http + "/healthz"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s's /healthz did not answer within %v", p.id, within)
+}
+
 // clusterAnswer is GET /v1/cluster's answer.
 type clusterAnswer struct {
 	Healthy bool
@@ -127,6 +141,9 @@ func TestE2EHealthzStartOneOfThree(t *testing.T) {
 	procs := newProcs(t, []string{filepath.Join(root, "n1"), filepath.Join(root, "n2"), filepath.Join(root, "n3")})
 	n1, n2 := procs[0], procs[1]
 	launch(t, n1, procs)
+	// A process start can take seconds on a machine whose disk stalls (CI at fb05497
+	// printed nothing for 10 s): the test is about the answer once it is up.
+	waitAnswering(t, n1, 60*time.Second)
 	// Long enough for every start-up wait to be over: only the majority is missing.
 	deadline := time.Now().Add(4 * time.Second)
 	var h healthAnswer
