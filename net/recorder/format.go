@@ -32,10 +32,25 @@ import (
 	"time"
 
 	"github.com/miyamotohq/miyamoto/net/wire"
+	"github.com/miyamotohq/miyamoto/node"
 )
 
 // magic opens every recording file.
 const magic = "MIYAREC1"
+
+// eventsVersion numbers the layout of groups and events below: bump it whenever
+// it changes in a way an older reader would misread.
+const eventsVersion = 1
+
+// Format names the layout of a recording this build writes and reads: its groups
+// and events, the wire encoding of the messages in them, and the node's state that
+// snapshots, records and messages hold (node.StateFingerprint). Replay re-executes a
+// recording with this build's node: one made by a build whose Format differs is
+// refused (ReadDir), since even where it decoded, the node would not be the one
+// that made its decisions.
+func Format() string {
+	return fmt.Sprintf("events %d, wire %d, state %s", eventsVersion, wire.Version, node.StateFingerprint())
+}
 
 // Input kinds: the first byte of a group.
 const (

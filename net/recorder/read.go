@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/miyamotohq/miyamoto/net/version"
 )
 
 // Run is one start of a recorded node, as far as its files are still there.
@@ -70,6 +72,9 @@ func ReadDir(dir string) ([]*Run, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := readable(hdr, filepath.Join(dir, name)); err != nil {
+			return nil, err
+		}
 		if len(cur.Files) == 0 {
 			cur.Header = hdr
 			cur.Snapshot = seq != 0 && len(groups) > 0 && len(groups[0]) > 0 && groups[0][0] == inSnapshot
@@ -89,6 +94,18 @@ func ReadDir(dir string) ([]*Run, error) {
 		}
 	}
 	return runs, nil
+}
+
+// readable refuses a file another build's format wrote, naming both builds.
+func readable(hdr Header, path string) error {
+	if hdr.Format == Format() {
+		return nil
+	}
+	by := "a build from before recordings named their build and format"
+	if hdr.Build != "" {
+		by = fmt.Sprintf("build %s (recording format %q)", hdr.Build, hdr.Format)
+	}
+	return fmt.Errorf("%s was recorded by %s; this build, %s, reads format %q: use the build that recorded it (its binary, or the commit its version names)", path, by, version.String(), Format())
 }
 
 // readFile reads one file's header and whole groups; torn says where a damaged or

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/miyamotohq/miyamoto/net/version"
 	"github.com/miyamotohq/miyamoto/net/wire"
 	"github.com/miyamotohq/miyamoto/node"
 )
@@ -31,6 +32,11 @@ type Header struct {
 	DenyPrivate bool
 	AllowURLs   string
 	Started     time.Time // the run's start, on the wall clock
+	// Build is the recording build's version (net/version), Format the layout of
+	// what it wrote (see Format): a build reads only recordings of its own Format.
+	// Empty in recordings made before they carried them.
+	Build  string
+	Format string
 }
 
 // ring writes groups to the files of a recording, dropping the oldest file when the
@@ -167,6 +173,7 @@ func openRing(dir string, maxBytes int64, hdr Header) (*ring, error) {
 	if err != nil {
 		return nil, err
 	}
+	hdr.Build, hdr.Format = version.String(), Format()
 	r := &ring{dir: dir, max: maxBytes, fileSize: max(maxBytes/8, minFileSize), hdr: hdr,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		pending: newBatch(), spare: newBatch()}

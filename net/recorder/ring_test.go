@@ -1,7 +1,10 @@
 package recorder
 
 import (
+	"bytes"
+	"encoding/gob"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -124,3 +127,46 @@ func (durableStorage) Durable() bool                { return true }
 func (durableStorage) Append(...node.Record)        {}
 func (durableStorage) Sync(func())                  {}
 func (durableStorage) Load() ([]node.Record, error) { return nil, nil }
+
+// A recording of another format (another build's node, or one from before
+// recordings named their format) is refused by ReadDir, naming both builds; the
+// same file with this build's format reads.
+func TestReadDirRefusesAnotherFormat(t *testing.T) {
+	dir := t.TempDir()
+	r, err := openRing(dir, 64<<20, Header{NodeID: "n1"})
+	require.NoError(t, err)
+	r.writeGroup([]byte("a group"), nil, nil)
+	require.NoError(t, r.close())
+	path := filepath.Join(dir, fileName(1, 0))
+	hdr, groups, _, err := readFile(path)
+	require.NoError(t, err)
+	require.Equal(t, Format(), hdr.Format)
+	require.NotEmpty(t, hdr.Build)
+	_, err = ReadDir(dir)
+	require.NoError(t, err)
+
+	rewrite := func(h Header) {
+		var enc bytes.Buffer
+		require.NoError(t, gob.NewEncoder(&enc).Encode(h))
+		b := append([]byte(magic), appendFrame(nil, enc.Bytes())...)
+		for _, g := range groups {
+			b = appendFrame(b, g)
+		}
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+	}
+	other := hdr
+	other.Build, other.Format = "v0.9.0 (0123456789ab)", "events 1, wire 5, state 00000000deadbeef"
+	rewrite(other)
+	_, err = ReadDir(dir)
+	require.ErrorContains(t, err, "was recorded by build v0.9.0 (0123456789ab) (recording format \"events 1, wire 5, state 00000000deadbeef\")")
+	require.ErrorContains(t, err, "use the build that recorded it")
+
+	other.Build, other.Format = "", ""
+	rewrite(other)
+	_, err = ReadDir(dir)
+	require.ErrorContains(t, err, "was recorded by a build from before recordings named their build and format")
+
+	rewrite(hdr)
+	_, err = ReadDir(dir)
+	require.NoError(t, err)
+}
