@@ -46,6 +46,57 @@ import (
 //     skipped. A tick older than half the dedup window is never run late: its task
 //     may have run and been forgotten since.
 
+// Ticks and the roster. A tick's replica list is the placement of its ID on the
+// ring of the roster its scheduler knows, and members learn a new roster at
+// different times: while a join spread, one scheduler placed a tick on the old
+// roster's list and two others on the new one's, two lists that shared one member,
+// each won a claim quorum, and the tick ran twice (S1; the scenario
+// schedule-tick-during-join). So a scheduler enqueues a tick only while it holds the
+// token lease of its roster's epoch (token.go), and at an epoch above 1 only once
+// the lease of that epoch was first taken up, here, a term and twice the drift
+// allowance before the tick's first slot (ScheduleLead before the tick).
+//
+// Why only one roster's schedulers then enqueue a tick: token.go's argument shows
+// that once a lease of epoch E' is taken up at A, every lease of an earlier epoch
+// has lapsed by A plus that wait. Say u enqueued tick t under epoch E and w under
+// E' > E. w took its lease up at A with A plus the wait at or before t's first slot,
+// so every lease of E lapsed by then; but u held its lease of E when it enqueued
+// the tick, at or after its own slot, which is not before the first. So every Store
+// of a tick, sent when it may and resent as late as it may, names one list. The
+// static roster of epoch 1 has no earlier epoch: holding its lease is enough.
+//
+// What it costs: a node cut off from a majority of the roster enqueues no tick (the
+// others do); after every roster change (a join, a removal, a new leader) no tick
+// whose first slot comes within a term and twice the drift allowance (with the
+// defaults, 30 s / 4 + 3 × 1 s = 10.5 s) is enqueued, by anyone: those ticks are
+// missed, as with MissedSkip; and a member in its recovery wait answers no to the
+// lease's rounds, so a cluster whose members all start as ones that forgot (new
+// data directories, or memory) runs no tick until a majority is past that wait.
+// (Acceptors refusing claims made under another list than theirs, tried as a
+// second guard, made the bug worse: claims under each list then never meet at an
+// acceptor, whose record of a grant is what keeps two claims apart.)
+
+// tickMayEnqueue reports whether this node may send the Stores of tick t's task now
+// (see "Ticks and the roster" above), and if not, whether it may later: when it
+// holds no lease now but one it takes up again would do.
+func (n *Node) tickMayEnqueue(t time.Time) (ok, later bool) {
+	if n.cfg.Unsafe.TickWithoutLease || n.alone() {
+		return true, false // TickWithoutLease: negative controls only (S1)
+	}
+	held := n.lookAtTokenLease(n.now())
+	if !held {
+		n.kickTokenLease()
+	}
+	if n.roster.Epoch <= 1 {
+		return held, !held
+	}
+	// The first take-up of this epoch's lease, here: one from now on would come
+	// after the tick's first slot, which is past.
+	taken := n.tok.taken
+	inTime := !taken.IsZero() && !taken.Add(n.tokenLeaseTerm()+2*n.cfg.MaxClockDrift).After(t.Add(-ScheduleLead))
+	return held && inTime, !held && inTime
+}
+
 // ScheduleLead is how long before a tick its task is enqueued (by the first of its
 // replicas): it is due at the tick, and delivered on time.
 const ScheduleLead = time.Second
@@ -454,6 +505,7 @@ func (n *Node) runSchedule(s *Schedule, atStart bool) {
 		r.cursor = s.Created
 	}
 	n.runs[s.Name] = r
+	n.kickTokenLease() // its ticks need the token lease (see "Ticks and the roster")
 	if atStart && s.Missed == MissedOne {
 		if t := n.latestTick(r, now); !t.IsZero() {
 			r.missed = t
@@ -542,6 +594,16 @@ func (n *Node) enqueueTick(r *schedRun, t time.Time) {
 	if e := n.peek(task.ID); e != nil && e.state.Final() {
 		if r.missed.Equal(t) {
 			r.missed = time.Time{}
+		}
+		return
+	}
+	if ok, later := n.tickMayEnqueue(t); !ok {
+		switch {
+		case later && r.sched.Missed == MissedOne && !r.stopped && !t.Before(r.missed):
+			r.missed = t
+			n.armCatchUp(r, pausePoll)
+		case !later && r.missed.Equal(t):
+			r.missed = time.Time{} // never this node's: left to schedulers that may
 		}
 		return
 	}

@@ -194,10 +194,34 @@ func requireEveryTickOnce(t *testing.T, got map[int64]int, from, to, every time.
 	}
 }
 
+// establishedCluster is the configuration of the schedule tests' nodes: in memory,
+// a node answers no to the token lease's rounds, which ticks need, for its recovery
+// wait (37 s with the defaults) after every start, so that a fresh cluster runs no
+// tick for that long (schedule.go, "Ticks and the roster"). These tests are about
+// the ticks of a cluster past that: its nodes wait a millisecond.
+func establishedCluster(c *Config) { c.RecoveryWait = time.Millisecond }
+
+// A fresh cluster in memory runs no tick before a majority of its members is past
+// its recovery wait; then every tick.
+func TestScheduleFreshClusterWaitsForTheLease(t *testing.T) {
+	h := newHarness(t, 3, 1, func(c *Config) { c.Lease = 8 * time.Second; c.MaxClockDrift = 500 * time.Millisecond })
+	_, err := h.putSchedule("n2", Schedule{Name: "beat", Cron: "* * * * * *", URL: "http://w/beat"})
+	require.NoError(t, err)
+	h.run(40 * time.Second)
+	ticks := h.tickDeliveries("beat", 0)
+	// Started 2 s before zero: the wait (8 s + 1 s + 5 s) ends at 12 s, and a tick is
+	// enqueued from a second before it (its last replica's slot two seconds later).
+	for _, d := range h.deliveries {
+		require.GreaterOrEqual(t, d.At, 12*time.Second, "a tick delivered before the lease could be held")
+	}
+	require.NotContains(t, ticks, epoch.Add(9*time.Second).Unix(), "every slot of tick 9 s came before the lease")
+	requireEveryTickOnce(t, ticks, 14*time.Second, 39*time.Second, time.Second)
+}
+
 // Three nodes all run the schedule; every tick is delivered once, on time: its
 // first replica enqueues it ahead of the tick.
 func TestScheduleEveryTickOnce(t *testing.T) {
-	h := newHarness(t, 3, 1, nil)
+	h := newHarness(t, 3, 1, establishedCluster)
 	got, err := h.putSchedule("n2", Schedule{Name: "beat", Cron: "*/2 * * * * *", URL: "http://w/beat", Queue: "cron"})
 	require.NoError(t, err)
 	require.Equal(t, "cron", got.Queue)
@@ -224,7 +248,7 @@ func TestScheduleEveryTickOnce(t *testing.T) {
 // ticks whose turn was its own, and the restarted node learns the schedule from
 // the others. No tick is missed or run twice.
 func TestScheduleSurvivesACrash(t *testing.T) {
-	h := newHarness(t, 3, 2, nil)
+	h := newHarness(t, 3, 2, establishedCluster)
 	_, err := h.putSchedule("n1", Schedule{Name: "beat", Cron: "* * * * * *", URL: "http://w/beat"})
 	require.NoError(t, err)
 	h.at(10*time.Second+300*time.Millisecond, func() { h.crash("n1") })
@@ -237,7 +261,7 @@ func TestScheduleSurvivesACrash(t *testing.T) {
 
 // A tick's first replica is cut off: the second one enqueues it.
 func TestScheduleTickSurvivesAnIsolatedFirstReplica(t *testing.T) {
-	h := newHarness(t, 3, 3, nil)
+	h := newHarness(t, 3, 3, establishedCluster)
 	_, err := h.putSchedule("n1", Schedule{Name: "beat", Cron: "* * * * * *", URL: "http://w/beat"})
 	require.NoError(t, err)
 	h.at(5*time.Second, func() { h.isolate("n3") })

@@ -708,6 +708,7 @@ func (w *snapW) TokenLease(v *tokenLease) {
 	w.bool(v.held)
 	w.time(v.until)
 	w.time(v.since)
+	w.time(v.taken)
 	w.uvarint(uint64(v.timer))
 }
 
@@ -719,6 +720,7 @@ func (r *snapR) TokenLease(v *tokenLease) {
 	v.held = r.bool()
 	v.until = r.time()
 	v.since = r.time()
+	v.taken = r.time()
 	v.timer = alarmID(r.uvarint())
 }
 
@@ -832,6 +834,7 @@ func (w *snapW) Unsafe(v *Unsafe) {
 	w.bool(v.KeepUnknown)
 	w.bool(v.TickTaskPerNode)
 	w.bool(v.TickPrimaryOnly)
+	w.bool(v.TickWithoutLease)
 	w.bool(v.LeaseWithoutDrift)
 	w.bool(v.MoveSkipOldMajority)
 	w.bool(v.TokenWithoutLease)
@@ -851,6 +854,7 @@ func (r *snapR) Unsafe(v *Unsafe) {
 	v.KeepUnknown = r.bool()
 	v.TickTaskPerNode = r.bool()
 	v.TickPrimaryOnly = r.bool()
+	v.TickWithoutLease = r.bool()
 	v.LeaseWithoutDrift = r.bool()
 	v.MoveSkipOldMajority = r.bool()
 	v.TokenWithoutLease = r.bool()

@@ -60,7 +60,10 @@ type tokenLease struct {
 	// (local times). A look finds it lapsed when the until it saw has passed.
 	held         bool
 	until, since time.Time
-	timer        alarmID
+	// taken: when the lease of this epoch was first taken up here (schedule.go's
+	// ticks wait from it); zero until then.
+	taken time.Time
+	timer alarmID
 }
 
 // tokenReady reports whether this node may grant a permit of queue q now as its
@@ -100,6 +103,9 @@ func (n *Node) lookAtTokenLease(now time.Time) bool {
 	t.until = n.tokenLeaseUntil()
 	if !t.held && now.Before(t.until) {
 		t.held, t.since = true, now
+		if t.taken.IsZero() {
+			t.taken = now
+		}
 		clear(n.buckets)
 	}
 	return t.held
@@ -128,8 +134,8 @@ func (n *Node) needsTokenLease() bool {
 	if n.alone() || n.joining || n.removed || n.stopping || !n.roster.Has(n.cfg.ID) {
 		return false
 	}
-	if n.cfg.DefaultQueue.Limited() {
-		return true // every queue is limited: any may be ours
+	if n.cfg.DefaultQueue.Limited() || len(n.runs) > 0 {
+		return true // every queue is limited: any may be ours; or ticks need it (schedule.go)
 	}
 	for name, s := range n.settings { // a yes/no: the order never reaches an output
 		if !s.Deleted && s.Config.Limited() && n.tokenNode(name) == n.cfg.ID {

@@ -69,6 +69,10 @@ type Unsafe struct {
 	// first replica enqueue it (schedule.go, planTick): while that node is down its
 	// ticks are not run although a majority could take them.
 	TickPrimaryOnly bool
+	// TickWithoutLease: negative controls only: breaks S1 during a roster change by
+	// letting a scheduler enqueue a tick without the token lease (schedule.go's
+	// "Ticks and the roster"): schedulers of two rosters place one tick on two lists.
+	TickWithoutLease bool
 	// LeaseWithoutDrift: negative controls only: breaks M1 by letting the leader
 	// hold the roster lease until its claim's send time plus the whole lease,
 	// without the MaxClockDrift allowance (leader.go, winLease): with clocks that

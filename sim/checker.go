@@ -121,8 +121,12 @@ type checker struct {
 	// permitLag is how long a start may lag its rate slot: node.SlotGrace to come
 	// back for it, the configured permit validity for the permit to travel.
 	permitLag time.Duration
-	scheds    map[string]*schedModel // the workload's schedules (SC1, SC2)
-	ticks     map[tickKey]*tickRec
+	scheds    map[string]*schedModel    // the workload's schedules (SC1, SC2)
+	boots     map[node.NodeID][]bootRec // every start of each node (SC2)
+	// rosterChanges: the true time of every roster commit (SC2: ticks wait for the
+	// token lease of the new epoch).
+	rosterChanges []int64
+	ticks         map[tickKey]*tickRec
 	// M1: per node, the true time its roster lease ends (-1: none held); per
 	// epoch, the roster committed under it.
 	leaseEnds []int64

@@ -266,6 +266,58 @@ func (c *checker) tickAnswered(schedule string, tick time.Time, t *node.Task, er
 	c.enqueueAcked(t, tr.firstStart)
 }
 
+// bootRec is one start of a node: when, and when its recovery wait ends (the same
+// when it started with its memory).
+type bootRec struct{ at, recovered int64 }
+
+// booted notes a start of s, and whether it started in a recovery wait.
+func (c *checker) booted(s *simNode) {
+	b := bootRec{at: c.w.now, recovered: c.w.now}
+	if s.n != nil && s.n.Recovering() {
+		cfg := c.w.newNodeConfig(s)
+		cfg.EnsureDefaults()
+		b.recovered += int64(cfg.RecoveryWait) // at most: a restart inside a wait ends with it
+	}
+	if c.boots == nil {
+		c.boots = map[node.NodeID][]bootRec{}
+	}
+	c.boots[s.id] = append(c.boots[s.id], b)
+}
+
+// leaseMayBeHeld reports whether, at true time at, a majority of the cluster's
+// first members had started and were past their recovery wait: only then may a
+// scheduler hold the token lease that ticks need (node's schedule.go, "Ticks and
+// the roster"), a member in its recovery wait answering no to its rounds.
+func (c *checker) leaseMayBeHeld(at int64) bool {
+	n := c.w.sc.Cluster.Nodes
+	if n <= 1 {
+		return true // alone: no lease
+	}
+	ok := 0
+	for _, s := range c.w.nodes[:n] {
+		var last *bootRec
+		for i, b := range c.boots[s.id] {
+			if b.at <= at {
+				last = &c.boots[s.id][i]
+			}
+		}
+		if last != nil && last.recovered <= at {
+			ok++
+		}
+	}
+	return ok >= n/2+1
+}
+
+// rosterChangedWithin reports whether a roster was committed in [from, to].
+func (c *checker) rosterChangedWithin(from, to int64) bool {
+	for _, at := range c.rosterChanges {
+		if at >= from && at <= to {
+			return true
+		}
+	}
+	return false
+}
+
 // finishSchedules is SC2, once the run is over.
 func (c *checker) finishSchedules(livenessStart int64) {
 	sc := c.w.sc
@@ -279,6 +331,12 @@ func (c *checker) finishSchedules(livenessStart int64) {
 			}
 		}
 	}
+	// From the members' recovery to a tick's first slot: a term of the token lease
+	// for its rounds and the drift allowance twice, on every clock.
+	cfg := c.w.newNodeConfig(c.w.nodes[0])
+	cfg.EnsureDefaults()
+	// (and a second for the new roster to reach the members and their first round).
+	leaseLag := int64(cfg.Lease/4+3*cfg.MaxClockDrift+time.Second) + int64(sc.Clocks.maxOffset())
 	for _, name := range sortedKeys(c.scheds) {
 		m := c.scheds[name]
 		if m.answered < 0 || m.cron == nil {
@@ -294,6 +352,9 @@ func (c *checker) finishSchedules(livenessStart int64) {
 		}
 		missing := 0
 		for t, n := m.next(epoch.Add(time.Duration(from))), 0; !t.IsZero() && t.Sub(epoch) <= time.Duration(to) && n < 100000; t, n = m.next(t), n+1 {
+			if first := int64(t.Sub(epoch)) - int64(node.ScheduleLead); !c.leaseMayBeHeld(first-leaseLag) || c.rosterChangedWithin(first-leaseLag, first) {
+				continue // no scheduler could hold the lease in time for its first slot
+			}
 			k := tickKey{name, t.Unix()}
 			if tr := c.ticks[k]; tr != nil && (tr.acked || delivered[k]) {
 				continue

@@ -32,6 +32,7 @@ var UnsafeSwitches = map[string]UnsafeSwitch{
 	"lease_without_drift":      {"M1", func(u *node.Unsafe) { u.LeaseWithoutDrift = true }},
 	"move_skip_old_majority":   {"M2", func(u *node.Unsafe) { u.MoveSkipOldMajority = true }},
 	"token_without_lease":      {"Q2", func(u *node.Unsafe) { u.TokenWithoutLease = true }},
+	"tick_without_lease":       {"S1", func(u *node.Unsafe) { u.TickWithoutLease = true }},
 }
 
 // UnsafeNames lists the switches' names, sorted.

@@ -191,6 +191,7 @@ func (o simObserver) LeaseWon(self node.NodeID, ballot uint64, until time.Time) 
 
 func (o simObserver) RosterCommitted(self node.NodeID, r *node.Roster) {
 	o.s.w.check.rosterCommitted(o.s, r)
+	o.s.w.check.rosterChanges = append(o.s.w.check.rosterChanges, o.s.w.now)
 	o.s.w.trigger("roster_committed", o.s)
 }
 
@@ -273,6 +274,7 @@ func (w *world) boot(s *simNode) {
 		w.check.recovered(s)
 		w.housekeep(s, s.incarnation)
 	}
+	w.check.booted(s)
 }
 
 // start builds the node of s's new incarnation on env and starts it.

@@ -72,6 +72,15 @@ func httpDo(t *testing.T, method, url, body string) (int, string) {
 func TestE2EScheduleEverySecondSurvivesKill(t *testing.T) {
 	t.Parallel()
 	procs := startCluster(t, 3, "--lease", "8s", "--max-clock-drift", "500ms")
+	// New data directories count as wiped ones: a member answers no to the token
+	// lease's rounds, which ticks need (README, "Ticks while the roster changes"),
+	// until its recovery wait is over (8 s + 2 × 500 ms + 5 s). The test is about
+	// the ticks after that.
+	for _, p := range procs {
+		require.Eventually(t, func() bool { return strings.Contains(p.log.String(), "recovery wait over") },
+			30*time.Second, 100*time.Millisecond, "%s: its recovery wait never ended", p.id)
+	}
+	time.Sleep(3 * time.Second) // the lease's first rounds
 	w := newTickWorker(t, "every-second")
 	code, body := httpDo(t, "PUT", "http://"+procs[0].http+"/v1/schedules/every-second",
 		`{"cron": "* * * * * *", "time_zone": "Europe/Paris", "task": {"url": "`+w.srv.URL+`/tick", "params": {"from": "cron"}}}`)

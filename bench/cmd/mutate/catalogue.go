@@ -268,6 +268,16 @@ var Catalogue = []Mutant{
 		Edits: edit("node/queues.go", "if slot.Sub(now) <= SlotEarly {", "if slot.Sub(now) <= 0 {"),
 	},
 	{
+		Name:  "tick-without-lease",
+		Desc:  "a scheduler enqueues a tick whether or not it holds the token lease of its roster's epoch, so during a join two rosters place one tick on two lists",
+		Edits: edit("node/schedule.go", "if n.cfg.Unsafe.TickWithoutLease || n.alone() {", "if true || n.cfg.Unsafe.TickWithoutLease || n.alone() {"),
+	},
+	{
+		Name:  "tick-lease-no-wait",
+		Desc:  "at an epoch above 1 a scheduler enqueues ticks as soon as it takes the token lease up, without the wait that outlasts the leases of the epoch before",
+		Edits: edit("node/schedule.go", "!taken.Add(n.tokenLeaseTerm()+2*n.cfg.MaxClockDrift).After(", "!taken.After("),
+	},
+	{
 		Name:  "slot-retry-waits-for-others",
 		Desc:  "a claimant given a rate slot comes back no earlier than the next try another replica announced, even when that is after its slot",
 		Edits: edit("node/queues.go", "if at.Before(e.nextETA) {", "if false && at.Before(e.nextETA) {"),
