@@ -617,3 +617,37 @@ func BenchmarkSnapshot(b *testing.B) {
 		})
 	}
 }
+
+// A read of a node's state between inputs (the API's and the metrics' reads, the
+// daemon's health and recovery checks) leaves the state as it found it, even when
+// the read takes the clock: the flight recorder does not record such reads, so a
+// state they changed is one a replay does not reach (a later file's snapshot then
+// differs from the replayed node's). Before this held, the reads that took the
+// clock moved its last reading (lastNow, which coolOld decides by).
+func TestReadsBetweenInputsLeaveTheStateAlone(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	h.enqueue("n1", req(5*time.Second))
+	h.run(2 * time.Second)
+	n := h.node("n1")
+	reads := []struct {
+		name string
+		read func()
+	}{
+		{"Leader", func() { n.Leader() }},
+		{"Leading", func() { n.Leading() }},
+		{"NotReady", func() { n.NotReady() }},
+		{"Recovering", func() { n.Recovering() }},
+		{"Counts", func() { n.Counts() }},
+		{"ListTasks", func() { n.ListTasks("", StateNone, "", 10) }},
+		{"TaskIDs", func() { n.TaskIDs() }},
+	}
+	for _, r := range reads {
+		before, err := n.Snapshot()
+		require.NoError(t, err)
+		h.now = h.now.Add(time.Second) // the read comes later than the last input
+		r.read()
+		after, err := n.Snapshot()
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(before, after), "%s between inputs changed the node's state", r.name)
+	}
+}
