@@ -40,7 +40,8 @@ type Header struct {
 
 // ring writes groups to the files of a recording, dropping the oldest file when the
 // directory holds more than max bytes. The node's goroutine only appends groups to a
-// batch in memory (it never waits for the disk); the writer goroutine frames the
+// batch in memory (it never waits for the disk, but while a start streams a large
+// log: waitWriter); the writer goroutine frames the
 // batch (encoding its deferred parts and the checksums) and moves it to the current
 // file every flushEvery, or sooner when it grows.
 type ring struct {
