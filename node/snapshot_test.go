@@ -651,3 +651,28 @@ func TestReadsBetweenInputsLeaveTheStateAlone(t *testing.T) {
 		require.True(t, bytes.Equal(before, after), "%s between inputs changed the node's state", r.name)
 	}
 }
+
+// A snapshot's times are a function of their instants and of whether they are
+// UTC or local, never of a monotonic reading: snapshot, restore and snapshot
+// again give the same bytes when the node holds times read from a real clock (a
+// monotonic reading), local and UTC, as a node outside the simulator does. (The
+// property test above runs in virtual time, where every time is alike.)
+func TestSnapshotTimesKeepTheirLocationAndNoMonotonicReading(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	h.enqueue("n1", req(5*time.Second))
+	h.run(time.Second)
+	n := h.node("n1")
+	wall := time.Now() // local, with a monotonic reading
+	n.leaderSeen, n.forgetMark, n.ledSince = wall, wall.UTC(), wall.Add(time.Second)
+	snap, err := n.Snapshot()
+	require.NoError(t, err)
+	cp, err := Restore(n.cfg, Env{Clock: &fakeClock{h: h, id: "n1"}, Network: fakeNetwork{h: h}, Dispatcher: &fakeDispatcher{h: h, id: "n1"},
+		Rand: rand.New(rand.NewPCG(1, 2))}, snap)
+	require.NoError(t, err)
+	again, err := cp.Snapshot()
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(snap, again), "a restored node's snapshot differs from the one it came from")
+	require.Equal(t, time.Local, cp.leaderSeen.Location())
+	require.Equal(t, time.UTC, cp.forgetMark.Location())
+	require.True(t, cp.leaderSeen.Equal(wall.Round(0)) && cp.forgetMark.Equal(wall.Round(0)))
+}
