@@ -629,6 +629,8 @@ func TestReadsBetweenInputsLeaveTheStateAlone(t *testing.T) {
 	h.enqueue("n1", req(5*time.Second))
 	h.run(2 * time.Second)
 	n := h.node("n1")
+	ids := n.TaskIDs()
+	require.NotEmpty(t, ids)
 	reads := []struct {
 		name string
 		read func()
@@ -638,8 +640,21 @@ func TestReadsBetweenInputsLeaveTheStateAlone(t *testing.T) {
 		{"NotReady", func() { n.NotReady() }},
 		{"Recovering", func() { n.Recovering() }},
 		{"Counts", func() { n.Counts() }},
+		{"QueueCounts", func() { n.QueueCounts("default") }},
+		{"CheckCounts", func() { require.NoError(t, n.CheckCounts()) }},
 		{"ListTasks", func() { n.ListTasks("", StateNone, "", 10) }},
 		{"TaskIDs", func() { n.TaskIDs() }},
+		{"Task", func() { n.Task(ids[0]) }},
+		{"Acceptor", func() { n.Acceptor(ids[0]) }},
+		{"Placement", func() { n.Placement(ids[0]) }},
+		{"QueueSetting", func() { n.QueueSetting("default") }},
+		{"QueueNames", func() { n.QueueNames() }},
+		{"Schedules", func() { n.Schedules() }},
+		{"Pending", func() { n.Pending() }},
+		{"Moves", func() { n.Moves() }},
+		{"TasksOnRemoved", func() { n.TasksOnRemoved() }},
+		{"Refused", func() { n.Refused() }},
+		{"Tombs", func() { n.Tombs() }},
 	}
 	for _, r := range reads {
 		before, err := n.Snapshot()
