@@ -465,7 +465,8 @@ func differingHash(want, got uint64) string {
 	return fmt.Sprintf(" (its encoding differs: hash %016x, recorded %016x)", got, want)
 }
 
-// describeEvent reads the event at the front of d and names it.
+// describeEvent reads the event at the front of d and names it (the observer
+// skips events with it: it reads each whole).
 func describeEvent(d *dec) string {
 	kind := d.byte()
 	switch kind {
@@ -493,6 +494,24 @@ func describeEvent(d *dec) string {
 		return fmt.Sprintf("sync %d", d.uvarint())
 	case evTimer:
 		return fmt.Sprintf("timer %d armed for %v", d.uvarint(), time.Duration(d.varint()))
+	case evStoreErr:
+		if msg := d.str(); msg != "" {
+			return "a storage health of " + msg
+		}
+		return "a storage health of ok"
+	case evLost:
+		since, lost := nanosTime(d.varint()), d.bool()
+		if !lost {
+			return "a loss report of none"
+		}
+		return "a loss report of records synced before " + since.UTC().Format(time.RFC3339Nano)
+	case evLoad:
+		msg := d.str()
+		recs := decodeRecords(d)
+		if msg != "" {
+			return fmt.Sprintf("a log load of %d records that failed: %s", len(recs), msg)
+		}
+		return fmt.Sprintf("a log load of %d records", len(recs))
 	case evLoadRec:
 		rec := decodeRecord(d)
 		return fmt.Sprintf("a log record loaded (kind %d task %s)", rec.Kind, rec.TaskID)
