@@ -180,7 +180,7 @@ func (r *Recorder) maybeWritePart() {
 	r.part = append(append(r.part[:0], inPart), r.cur...)
 	r.ring.writeGroup(r.part, nil, nil)
 	r.cur = r.cur[:0]
-	r.ring.waitWriter(maxPending / 4)
+	r.ring.waitWriter(4 * partSize)
 }
 
 // clearDefs empties defs and recs (the ring copied them), not keeping the
