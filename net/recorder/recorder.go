@@ -46,7 +46,7 @@ type Recorder struct {
 	// timerFired is labelTimer as a func value, made once (see numberedClock).
 	timerFired func(uint64)
 	snapshot   func() ([]byte, error) // the node's Snapshot (SnapshotWith); nil: none
-	part       []byte                 // a part of cur being written (writePart)
+	part       []byte                 // a part of cur being written (maybeWritePart)
 	frame      []byte                 // a loaded record's frame being encoded
 }
 
