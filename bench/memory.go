@@ -29,6 +29,9 @@ type MemoryConfig struct {
 	Binary  string // a built miyamoto binary
 	Tasks   int
 	Durable bool // with a data directory (else --data-dir=, memory only)
+	// RecordSize, when set, runs the node with the flight recorder (--record) and
+	// this --record-size.
+	RecordSize string
 	// Clients send the enqueues, each on its own keep-alive connection; default 64.
 	Clients int
 	// Countdown of every task; default 30 days (nothing fires during the run).
@@ -139,8 +142,11 @@ func startServe(ctx context.Context, cfg MemoryConfig, addr, dir string) (*serve
 	if cfg.Durable {
 		dataDir = "--data-dir=" + filepath.Join(dir, "n1")
 	}
-	cmd := exec.Command(cfg.Binary, "serve", "--http-addr", addr, dataDir,
-		"--max-pending", "0", "--max-pending-bytes", "0", "--log-level", "warn")
+	args := []string{"serve", "--http-addr", addr, dataDir, "--max-pending", "0", "--max-pending-bytes", "0", "--log-level", "warn"}
+	if cfg.RecordSize != "" {
+		args = append(args, "--record", filepath.Join(dir, "rec"), "--record-size", cfg.RecordSize)
+	}
+	cmd := exec.Command(cfg.Binary, args...)
 	cmd.Stdout = io.Discard
 	cmd.Stderr = io.Discard
 	if cfg.Log != nil {

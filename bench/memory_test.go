@@ -60,10 +60,27 @@ func TestRunMemory(t *testing.T) {
 	require.NotEmpty(t, rep.SampleID)
 }
 
+// The restart of a node with the flight recorder holds every task too (its log
+// streamed through the recorder's storage).
+func TestRunMemoryRecorded(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the memory benchmark reads /proc")
+	}
+	bin := miyamotoBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunMemory(ctx, MemoryConfig{Binary: bin, Tasks: 2000, Durable: true, Clients: 16, RecordSize: "1MB"})
+	require.NoError(t, err)
+	require.Equal(t, 2000, rep.Acked)
+	require.Equal(t, 2000, rep.RestartedTasks, "the restarted node holds every task")
+	require.Positive(t, rep.RSSPeakRestarted)
+}
+
 // BenchmarkMemoryPerTask enqueues MIYAMOTO_MEMORY_TASKS (default 1,000,000) tasks
 // due in 30 days into one `serve` process, in memory and with storage, and reports
 // its resident set and heap growth per task, and (with storage) how long a restart
-// takes until the node serves a task it held:
+// takes until the node serves a task it held. With MIYAMOTO_MEMORY_RECORD set to a
+// --record-size, it runs a third time with storage and the flight recorder:
 //
 //	go test -run '^$' -bench MemoryPerTask -benchtime 1x -timeout 60m ./bench/
 func BenchmarkMemoryPerTask(b *testing.B) {
@@ -77,14 +94,20 @@ func BenchmarkMemoryPerTask(b *testing.B) {
 		tasks = n
 	}
 	bin := miyamotoBinary(b)
-	for _, durable := range []bool{false, true} {
-		name := "memory"
-		if durable {
-			name = "storage"
-		}
-		b.Run(name, func(b *testing.B) {
+	type memoryRun struct {
+		name       string
+		durable    bool
+		recordSize string // --record-size; "": no flight recorder
+	}
+	runs := []memoryRun{{"memory", false, ""}, {"storage", true, ""}}
+	if size := os.Getenv("MIYAMOTO_MEMORY_RECORD"); size != "" {
+		runs = append(runs, memoryRun{"storage-recorded", true, size})
+	}
+	for _, run := range runs {
+		durable := run.durable
+		b.Run(run.name, func(b *testing.B) {
 			for b.Loop() {
-				rep, err := RunMemory(context.Background(), MemoryConfig{Binary: bin, Tasks: tasks, Durable: durable})
+				rep, err := RunMemory(context.Background(), MemoryConfig{Binary: bin, Tasks: tasks, Durable: durable, RecordSize: run.recordSize})
 				require.NoError(b, err)
 				require.Equal(b, tasks, rep.Acked)
 				b.ReportMetric(rep.RSSPerTask(), "rss-B/task")

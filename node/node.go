@@ -383,6 +383,9 @@ func (n *Node) Start() error {
 		panic("node: Start called twice")
 	}
 	n.started = true
+	// Start is the node's first input (see now).
+	n.inInput = true
+	defer func() { n.inInput = false }()
 	n.bootTime = n.now()
 	if !n.env.Storage.Durable() {
 		// A joiner may be a member that forgot: it waits as one.
@@ -625,9 +628,17 @@ func (n *Node) forgetFloor(t *Task) uint64 {
 	return uint64(max(n.recoverUntil.Sub(t.Created).Milliseconds(), 0))
 }
 
+// now reads the clock. Inside an input (Start and New count as inputs) the reading
+// is kept in lastNow, for coolOld, which must not read the clock (cold.go). A read
+// of the node's state between inputs (Leader, NotReady, Recovering: the API's, the
+// metrics', the daemon's checks) keeps nothing: it must leave the state as it found
+// it, for the flight recorder does not record it, and a replay would not reach a
+// state it changed (a later file's snapshot would differ from the replayed node's).
 func (n *Node) now() time.Time {
 	t := n.env.Clock.Now()
-	n.lastNow = t.UnixNano() // for coolOld, which must not read the clock (cold.go)
+	if n.inInput || !n.started {
+		n.lastNow = t.UnixNano()
+	}
 	return t
 }
 

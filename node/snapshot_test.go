@@ -617,3 +617,77 @@ func BenchmarkSnapshot(b *testing.B) {
 		})
 	}
 }
+
+// A read of a node's state between inputs (the API's and the metrics' reads, the
+// daemon's health and recovery checks) leaves the state as it found it, even when
+// the read takes the clock: the flight recorder does not record such reads, so a
+// state they changed is one a replay does not reach (a later file's snapshot then
+// differs from the replayed node's). Before this held, the reads that took the
+// clock moved its last reading (lastNow, which coolOld decides by).
+func TestReadsBetweenInputsLeaveTheStateAlone(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	h.enqueue("n1", req(5*time.Second))
+	h.run(2 * time.Second)
+	n := h.node("n1")
+	ids := n.TaskIDs()
+	require.NotEmpty(t, ids)
+	reads := []struct {
+		name string
+		read func()
+	}{
+		{"Leader", func() { n.Leader() }},
+		{"Leading", func() { n.Leading() }},
+		{"NotReady", func() { n.NotReady() }},
+		{"Recovering", func() { n.Recovering() }},
+		{"Counts", func() { n.Counts() }},
+		{"QueueCounts", func() { n.QueueCounts("default") }},
+		{"CheckCounts", func() { require.NoError(t, n.CheckCounts()) }},
+		{"ListTasks", func() { n.ListTasks("", StateNone, "", 10) }},
+		{"TaskIDs", func() { n.TaskIDs() }},
+		{"Task", func() { n.Task(ids[0]) }},
+		{"Acceptor", func() { n.Acceptor(ids[0]) }},
+		{"Placement", func() { n.Placement(ids[0]) }},
+		{"QueueSetting", func() { n.QueueSetting("default") }},
+		{"QueueNames", func() { n.QueueNames() }},
+		{"Schedules", func() { n.Schedules() }},
+		{"Pending", func() { n.Pending() }},
+		{"Moves", func() { n.Moves() }},
+		{"TasksOnRemoved", func() { n.TasksOnRemoved() }},
+		{"Refused", func() { n.Refused() }},
+		{"Tombs", func() { n.Tombs() }},
+	}
+	for _, r := range reads {
+		before, err := n.Snapshot()
+		require.NoError(t, err)
+		h.now = h.now.Add(time.Second) // the read comes later than the last input
+		r.read()
+		after, err := n.Snapshot()
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(before, after), "%s between inputs changed the node's state", r.name)
+	}
+}
+
+// A snapshot's times are a function of their instants and of whether they are
+// UTC or local, never of a monotonic reading: snapshot, restore and snapshot
+// again give the same bytes when the node holds times read from a real clock (a
+// monotonic reading), local and UTC, as a node outside the simulator does. (The
+// property test above runs in virtual time, where every time is alike.)
+func TestSnapshotTimesKeepTheirLocationAndNoMonotonicReading(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	h.enqueue("n1", req(5*time.Second))
+	h.run(time.Second)
+	n := h.node("n1")
+	wall := time.Now() // local, with a monotonic reading
+	n.leaderSeen, n.forgetMark, n.ledSince = wall, wall.UTC(), wall.Add(time.Second)
+	snap, err := n.Snapshot()
+	require.NoError(t, err)
+	cp, err := Restore(n.cfg, Env{Clock: &fakeClock{h: h, id: "n1"}, Network: fakeNetwork{h: h}, Dispatcher: &fakeDispatcher{h: h, id: "n1"},
+		Rand: rand.New(rand.NewPCG(1, 2))}, snap)
+	require.NoError(t, err)
+	again, err := cp.Snapshot()
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(snap, again), "a restored node's snapshot differs from the one it came from")
+	require.Equal(t, time.Local, cp.leaderSeen.Location())
+	require.Equal(t, time.UTC, cp.forgetMark.Location())
+	require.True(t, cp.leaderSeen.Equal(wall.Round(0)) && cp.forgetMark.Equal(wall.Round(0)))
+}

@@ -39,8 +39,9 @@ import (
 const magic = "MIYAREC1"
 
 // eventsVersion numbers the layout of groups and events below: bump it whenever
-// it changes in a way an older reader would misread.
-const eventsVersion = 1
+// it changes in a way an older reader would misread. 2: a start that streams its
+// log (evLoadRec, evLoadEnd, the start's parts).
+const eventsVersion = 2
 
 // Format names the layout of a recording this build writes and reads: its groups
 // and events, the wire encoding of the messages in them, and the node's state that
@@ -67,6 +68,10 @@ const (
 	// timers and syncs the recorder gave so far, then the node's snapshot (node's
 	// Snapshot), taken between the inputs before and after it. Not an input.
 	inSnapshot
+	// inPart is the front of the next group, written early because it grew large
+	// (a start streaming its log, Recorder.writePart); the bytes after the kind are
+	// the group's next bytes. Reading joins the parts to their group. Not an input.
+	inPart
 )
 
 // Event kinds, inside a group.
@@ -83,18 +88,21 @@ const (
 	evAppend                   // Storage.Append: a summary and the hash of the record frames
 	evSync                     // Storage.Sync: its number
 	evTimer                    // Clock.AfterFunc: its number and delay
+	evLoadRec                  // RecordStreamer.LoadEach handed over a record: its frame
+	evLoadEnd                  // RecordStreamer.LoadEach returned: its error message, "" for nil
 )
 
 // isOutput tells the events that are the node's decisions from what it read.
-func isOutput(ev byte) bool { return ev >= evSend }
+func isOutput(ev byte) bool { return ev >= evSend && ev <= evTimer }
 
 var inputNames = map[byte]string{inNew: "new", inStart: "start", inStep: "message", inTimer: "timer",
 	inSync: "sync", inResult: "webhook result", inCall: "API call", inOpaque: "unlabelled input", inEnqueue: "enqueue",
-	inSnapshot: "snapshot"}
+	inSnapshot: "snapshot", inPart: "part of an input"}
 
 var eventNames = map[byte]string{evNow: "clock reading", evRand: "random draw", evRand64: "random draw", evCancel: "timer cancel",
 	evStoreErr: "storage health", evLoad: "log load", evLost: "loss report", evSend: "message sent",
-	evDispatch: "delivery started", evAppend: "records appended", evSync: "sync", evTimer: "timer armed"}
+	evDispatch: "delivery started", evAppend: "records appended", evSync: "sync", evTimer: "timer armed",
+	evLoadRec: "log record loaded", evLoadEnd: "log load's end"}
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 

@@ -128,13 +128,26 @@ func readFile(path string) (hdr Header, groups [][]byte, torn string, err error)
 		return hdr, nil, "", fmt.Errorf("%s: its header does not decode: %w", path, err)
 	}
 	b = b[n:]
+	var parts []byte // the front of the next group, from its inPart frames
 	for len(b) > 0 {
 		payload, n, err := nextFrame(b)
 		if err != nil {
+			// Parts without their group's end are an input cut short: dropped.
 			return hdr, groups, "torn end of " + name, nil
 		}
-		groups = append(groups, payload)
 		b = b[n:]
+		switch {
+		case len(payload) > 0 && payload[0] == inPart:
+			parts = append(parts, payload[1:]...)
+		case parts != nil:
+			groups = append(groups, append(parts, payload...))
+			parts = nil
+		default:
+			groups = append(groups, payload)
+		}
+	}
+	if parts != nil {
+		return hdr, groups, "torn end of " + name, nil // killed while the input ran
 	}
 	return hdr, groups, "", nil
 }

@@ -46,6 +46,8 @@ type Recorder struct {
 	// timerFired is labelTimer as a func value, made once (see numberedClock).
 	timerFired func(uint64)
 	snapshot   func() ([]byte, error) // the node's Snapshot (SnapshotWith); nil: none
+	part       []byte                 // a part of cur being written (maybeWritePart)
+	frame      []byte                 // a loaded record's frame being encoded
 }
 
 var _ driver.Recorder = (*Recorder)(nil)
@@ -61,7 +63,8 @@ func Open(opts Options) (*Recorder, error) {
 	cfg := opts.Config
 	cfg.EnsureDefaults()
 	r, err := openRing(opts.Dir, opts.MaxSize, Header{NodeID: string(cfg.ID), Config: cfg,
-		DenyPrivate: opts.DenyPrivate, AllowURLs: opts.AllowURLs, Durable: opts.Durable, Started: time.Now()})
+		DenyPrivate: opts.DenyPrivate, AllowURLs: opts.AllowURLs, Durable: opts.Durable, Started: time.Now(),
+		StreamedLoad: true})
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +162,25 @@ func (r *Recorder) writeGroup() {
 	r.ring.writeGroup(r.cur, r.defs, r.recs)
 	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
 	r.clearDefs()
+}
+
+// partSize is how large the running input's group may grow before its front is
+// written as a part (see maybeWritePart).
+const partSize = 256 << 10
+
+// maybeWritePart writes the front of the running input's group as a part (inPart)
+// once it holds partSize bytes and no deferred part, then waits until the writer
+// caught up: a start streaming its log then holds a part of it at a time, not
+// every record of the log as its group (the node itself holds one record at a
+// time; see node.RecordStreamer). Reading joins the parts to their group.
+func (r *Recorder) maybeWritePart() {
+	if len(r.cur) < partSize || len(r.defs) > 0 {
+		return
+	}
+	r.part = append(append(r.part[:0], inPart), r.cur...)
+	r.ring.writeGroup(r.part, nil, nil)
+	r.cur = r.cur[:0]
+	r.ring.waitWriter(4 * partSize)
 }
 
 // clearDefs empties defs and recs (the ring copied them), not keeping the
@@ -333,13 +355,20 @@ func decodeRecords(d *dec) []node.Record {
 	n := d.uvarint()
 	var recs []node.Record
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		b := d.bytes()
-		got := 0
-		if disk.DecodeFrames(b, func(rec node.Record) { recs = append(recs, rec); got++ }) != len(b) || got != 1 {
-			d.fail("a record")
-		}
+		recs = append(recs, decodeRecord(d))
 	}
 	return recs
+}
+
+// decodeRecord reads one record's frame.
+func decodeRecord(d *dec) node.Record {
+	b := d.bytes()
+	var rec node.Record
+	got := 0
+	if disk.DecodeFrames(b, func(r node.Record) { rec = r; got++ }) != len(b) || got != 1 {
+		d.fail("a record")
+	}
+	return rec
 }
 
 // WrapEnv wraps env so that every read and every action of the node is recorded
@@ -494,16 +523,17 @@ func (d recDispatcher) Dispatch(del node.Delivery) {
 }
 
 // recStorage always has the optional abilities the node looks for (LossReporter,
-// StorageHealth), answering as the node would without them, so that Replay's
-// storage, which has them too, is asked the same questions.
+// StorageHealth, RecordStreamer), answering as the node would without them, so
+// that Replay's storage, which has them too, is asked the same questions.
 type recStorage struct {
 	r     *Recorder
 	inner node.Storage
 }
 
 var (
-	_ node.LossReporter  = recStorage{}
-	_ node.StorageHealth = recStorage{}
+	_ node.LossReporter   = recStorage{}
+	_ node.StorageHealth  = recStorage{}
+	_ node.RecordStreamer = recStorage{}
 )
 
 func (s recStorage) Durable() bool { return s.inner.Durable() }
@@ -583,6 +613,39 @@ func (s recStorage) Load() ([]node.Record, error) {
 	s.r.event(evLoad)
 	s.r.cur = appendRecords(s.r.cur.str(msg), recs)
 	return recs, err
+}
+
+// LoadEach streams the log (node.RecordStreamer), recording each record as it
+// goes by (evLoadRec) and then the error (evLoadEnd), so that a start with
+// --record holds no more of the log at once than one without (maybeWritePart). A
+// storage that does not stream is loaded whole and handed over one record at a
+// time: recStorage always streams, so that Replay knows how a run loaded
+// (Header.StreamedLoad).
+func (s recStorage) LoadEach(visit func(r *node.Record)) error {
+	each := func(rec *node.Record) {
+		s.r.frame = disk.AppendRecordFrame(s.r.frame[:0], rec)
+		s.r.event(evLoadRec)
+		s.r.cur = s.r.cur.bytes(s.r.frame)
+		visit(rec)
+		s.r.maybeWritePart()
+	}
+	var err error
+	if st, ok := s.inner.(node.RecordStreamer); ok {
+		err = st.LoadEach(each)
+	} else {
+		var recs []node.Record
+		recs, err = s.inner.Load()
+		for i := range recs {
+			each(&recs[i])
+		}
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	s.r.event(evLoadEnd)
+	s.r.cur = s.r.cur.str(msg)
+	return err
 }
 
 func (s recStorage) LostSince() (time.Time, bool) {

@@ -75,7 +75,7 @@ func replayRun(run *Run, obs *observer) Replayed {
 		res.Diff = &Difference{What: "configuration", Recorded: "the node's configuration", Replayed: err.Error()}
 		return res
 	}
-	p := &replayEnv{durable: run.Header.Durable, timers: map[uint64]func(){}, syncs: map[uint64]func(){}, obs: obs}
+	p := &replayEnv{durable: run.Header.Durable, streamed: run.Header.StreamedLoad, timers: map[uint64]func(){}, syncs: map[uint64]func(){}, obs: obs}
 	var n *node.Node
 	for i, g := range run.Groups {
 		d := dec{b: g}
@@ -132,11 +132,7 @@ func (p *replayEnv) snapshot(d *dec, first bool, cfg node.Config, n **node.Node)
 	// Restoring, the node re-arms its timers and asks again for its syncs: under the
 	// numbers they were recorded with, not as new events.
 	p.restoring = true
-	env := node.Env{Clock: p, Network: p, Dispatcher: p, Storage: p, Rand: p}
-	if p.obs != nil {
-		env.Observer = p.obs
-	}
-	nn, err := node.Restore(cfg, env, snap)
+	nn, err := node.Restore(cfg, p.env(), snap)
 	p.restoring = false
 	if err != nil {
 		return &Difference{Recorded: "a snapshot this build restores", Replayed: err.Error()}
@@ -171,11 +167,7 @@ func (p *replayEnv) input(kind byte, d *dec, cfg node.Config, n **node.Node) (fu
 	switch kind {
 	case inNew:
 		return func() {
-			env := node.Env{Clock: p, Network: p, Dispatcher: p, Storage: p, Rand: p}
-			if p.obs != nil {
-				env.Observer = p.obs
-			}
-			nn, err := node.New(cfg, env)
+			nn, err := node.New(cfg, p.env())
 			if err != nil {
 				panic(fmt.Sprintf("node.New: %v", err))
 			}
@@ -252,11 +244,26 @@ func (p *replayEnv) run(apply func()) (diff *Difference) {
 	return nil
 }
 
+// env is the replayed node's environment: p, its storage streaming as the
+// recorded node's did.
+func (p *replayEnv) env() node.Env {
+	var storage node.Storage = p
+	if p.streamed {
+		storage = streamingReplay{p}
+	}
+	env := node.Env{Clock: p, Network: p, Dispatcher: p, Storage: storage, Rand: p}
+	if p.obs != nil {
+		env.Observer = p.obs
+	}
+	return env
+}
+
 // replayEnv is the whole environment of a replayed node: it answers every read from
 // the recorded events and checks every action against them, in order.
 type replayEnv struct {
 	events   dec
 	durable  bool
+	streamed bool // the recorded node's storage streamed (Header.StreamedLoad)
 	timers   map[uint64]func()
 	syncs    map[uint64]func()
 	nTimers  uint64
@@ -390,6 +397,32 @@ func (p *replayEnv) Load() ([]node.Record, error) {
 	return recs, nil
 }
 
+// streamingReplay is the replayed node's storage when the recorded node's
+// streamed its log (Header.StreamedLoad): the node then asks LoadEach, not Load.
+type streamingReplay struct{ *replayEnv }
+
+var _ node.RecordStreamer = streamingReplay{}
+
+// LoadEach hands over the records the recording holds, one at a time, as the
+// recorded node took them; the observer gets them all at the end, as from Load.
+func (s streamingReplay) LoadEach(visit func(r *node.Record)) error {
+	p := s.replayEnv
+	var kept []node.Record
+	for len(p.events.b) > 0 && p.events.b[0] == evLoadRec {
+		rec := decodeRecord(p.next(evLoadRec, "loaded a record"))
+		if p.obs != nil {
+			kept = append(kept, rec)
+		}
+		visit(&rec)
+	}
+	msg := p.next(evLoadEnd, "finished loading its log").str()
+	p.obs.loaded(p.durable, kept)
+	if msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
 func (p *replayEnv) LostSince() (time.Time, bool) {
 	e := p.next(evLost, "asked whether its log lost records")
 	return nanosTime(e.varint()), e.bool()
@@ -432,7 +465,8 @@ func differingHash(want, got uint64) string {
 	return fmt.Sprintf(" (its encoding differs: hash %016x, recorded %016x)", got, want)
 }
 
-// describeEvent reads the event at the front of d and names it.
+// describeEvent reads the event at the front of d and names it (the observer
+// skips events with it: it reads each whole).
 func describeEvent(d *dec) string {
 	kind := d.byte()
 	switch kind {
@@ -460,6 +494,32 @@ func describeEvent(d *dec) string {
 		return fmt.Sprintf("sync %d", d.uvarint())
 	case evTimer:
 		return fmt.Sprintf("timer %d armed for %v", d.uvarint(), time.Duration(d.varint()))
+	case evStoreErr:
+		if msg := d.str(); msg != "" {
+			return "a storage health of " + msg
+		}
+		return "a storage health of ok"
+	case evLost:
+		since, lost := nanosTime(d.varint()), d.bool()
+		if !lost {
+			return "a loss report of none"
+		}
+		return "a loss report of records synced before " + since.UTC().Format(time.RFC3339Nano)
+	case evLoad:
+		msg := d.str()
+		recs := decodeRecords(d)
+		if msg != "" {
+			return fmt.Sprintf("a log load of %d records that failed: %s", len(recs), msg)
+		}
+		return fmt.Sprintf("a log load of %d records", len(recs))
+	case evLoadRec:
+		rec := decodeRecord(d)
+		return fmt.Sprintf("a log record loaded (kind %d task %s)", rec.Kind, rec.TaskID)
+	case evLoadEnd:
+		if msg := d.str(); msg != "" {
+			return "the log's load failed: " + msg
+		}
+		return "the log's load ended"
 	}
 	if name, ok := eventNames[kind]; ok {
 		return "a " + name

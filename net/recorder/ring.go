@@ -37,11 +37,17 @@ type Header struct {
 	// Empty in recordings made before they carried them.
 	Build  string
 	Format string
+	// StreamedLoad: the recorder gave the node a streaming storage
+	// (node.RecordStreamer), so a durable node's start read its log by LoadEach
+	// (events evLoadRec, evLoadEnd), not by Load (evLoad). Recordings made before
+	// it existed are false.
+	StreamedLoad bool
 }
 
 // ring writes groups to the files of a recording, dropping the oldest file when the
 // directory holds more than max bytes. The node's goroutine only appends groups to a
-// batch in memory (it never waits for the disk); the writer goroutine frames the
+// batch in memory (it never waits for the disk, but while a start streams a large
+// log: waitWriter); the writer goroutine frames the
 // batch (encoding its deferred parts and the checksums) and moves it to the current
 // file every flushEvery, or sooner when it grows.
 type ring struct {
@@ -259,6 +265,32 @@ func (r *ring) writeGroup(group []byte, defs []deferred, recs []node.Record) {
 		}
 	}
 }
+
+// waitWriter wakes the writer up and waits until the groups pending hold less than
+// limit bytes, the recording stopped, or maxWriterWait passed. Only a start's
+// streamed load calls it, on the node's goroutine (which otherwise never waits
+// for the disk): it reads the log faster than the writer writes it, and would
+// stop the recording at maxPending.
+func (r *ring) waitWriter(limit int) {
+	deadline := time.Now().Add(maxWriterWait)
+	for {
+		r.mu.Lock()
+		size, err := r.pending.size(), r.err
+		r.mu.Unlock()
+		if size < limit || err != nil || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// maxWriterWait bounds a wait for the writer: a disk that stalls longer stops the
+// recording (maxPending) rather than the node's start.
+const maxWriterWait = 10 * time.Second
 
 // writeRotation ends the current file after the groups written so far; the next
 // starts with group (a snapshot's, or nothing). Called on the node's goroutine,
