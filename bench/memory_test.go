@@ -41,39 +41,29 @@ func miyamotoBinary(t testing.TB) string {
 }
 
 // The memory benchmark's plumbing on a small load: every task acknowledged and held,
-// memory read, and with storage every task back after the restart.
+// memory read, and with storage every task back after the restart; also with the
+// flight recorder (its log streamed through the recorder's storage at the restart).
 func TestRunMemory(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the memory benchmark reads /proc")
 	}
 	bin := miyamotoBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rep, err := RunMemory(ctx, MemoryConfig{Binary: bin, Tasks: 2000, Durable: true, Clients: 16})
-	require.NoError(t, err)
-	require.Equal(t, 2000, rep.Acked)
-	require.Positive(t, rep.RSSBefore)
-	require.Greater(t, rep.HeapAfter, rep.HeapBefore, "2,000 tasks take some heap")
-	require.Less(t, rep.HeapPerTask(), 64*1024.0, "far too much heap per task")
-	require.Equal(t, 2000, rep.RestartedTasks, "the restarted node holds every task")
-	require.Positive(t, rep.Restart)
-	require.NotEmpty(t, rep.SampleID)
-}
-
-// The restart of a node with the flight recorder holds every task too (its log
-// streamed through the recorder's storage).
-func TestRunMemoryRecorded(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the memory benchmark reads /proc")
+	for _, record := range []string{"", "1MB"} {
+		t.Run("record="+record, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			rep, err := RunMemory(ctx, MemoryConfig{Binary: bin, Tasks: 2000, Durable: true, Clients: 16, RecordSize: record})
+			require.NoError(t, err)
+			require.Equal(t, 2000, rep.Acked)
+			require.Positive(t, rep.RSSBefore)
+			require.Greater(t, rep.HeapAfter, rep.HeapBefore, "2,000 tasks take some heap")
+			require.Less(t, rep.HeapPerTask(), 64*1024.0, "far too much heap per task")
+			require.Equal(t, 2000, rep.RestartedTasks, "the restarted node holds every task")
+			require.Positive(t, rep.Restart)
+			require.Positive(t, rep.RSSPeakRestarted)
+			require.NotEmpty(t, rep.SampleID)
+		})
 	}
-	bin := miyamotoBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rep, err := RunMemory(ctx, MemoryConfig{Binary: bin, Tasks: 2000, Durable: true, Clients: 16, RecordSize: "1MB"})
-	require.NoError(t, err)
-	require.Equal(t, 2000, rep.Acked)
-	require.Equal(t, 2000, rep.RestartedTasks, "the restarted node holds every task")
-	require.Positive(t, rep.RSSPeakRestarted)
 }
 
 // BenchmarkMemoryPerTask enqueues MIYAMOTO_MEMORY_TASKS (default 1,000,000) tasks

@@ -55,16 +55,22 @@ func cluster(t *testing.T, dir string, n int, recordSize int64) map[string]strin
 		bases[id] = "http://" + d.HTTPAddr()
 	}
 	for _, base := range bases {
-		require.Eventually(t, func() bool {
-			resp, err := http.Get(base + "/healthz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		}, 10*time.Second, 20*time.Millisecond)
+		waitHealthy(t, base)
 	}
 	return bases
+}
+
+// waitHealthy waits (10 s at most) until the daemon at base answers /healthz 200.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 10*time.Second, 20*time.Millisecond, "%s never answered /healthz 200", base)
 }
 
 // load enqueues count tasks through the nodes in turn and waits until the worker

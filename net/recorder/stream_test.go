@@ -31,14 +31,7 @@ func startDurableRecordedNode(t *testing.T, dir string) string {
 		require.NoError(t, d.Shutdown(ctx))
 	})
 	base := "http://" + d.HTTPAddr()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, 10*time.Second, 20*time.Millisecond)
+	waitHealthy(t, base)
 	return base
 }
 
