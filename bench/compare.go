@@ -58,8 +58,8 @@ func (c *CompareConfig) fillDefaults() error {
 	var errs []error
 	seen := map[string]bool{}
 	for _, t := range c.Targets {
-		if !slices.Contains(AllTargets, t) {
-			errs = append(errs, fmt.Errorf("Targets: unknown target %q (want %s)", t, strings.Join(AllTargets, ", ")))
+		if !slices.Contains(KnownTargets, t) {
+			errs = append(errs, fmt.Errorf("Targets: unknown target %q (want %s)", t, strings.Join(KnownTargets, ", ")))
 		} else if seen[t] {
 			errs = append(errs, fmt.Errorf("Targets: %q is listed twice", t))
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/net/recorder"
 )
 
 // TestCompareSmoke runs the comparison of Miyamoto's targets with a tiny load and checks the tool's
@@ -189,4 +191,22 @@ func compareLogged(t *testing.T, ctx context.Context, cfg CompareConfig) (Report
 	require.NoError(t, err, progress.String())
 	require.Len(t, rep.Results, len(cfg.Targets))
 	return rep, table.String()
+}
+
+// The -record targets run every node with its flight recorder: each node's
+// directory holds a recording while the target runs.
+func TestRecordTargetsRecord(t *testing.T) {
+	for _, name := range RecordTargets {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s, err := startTarget(ctx, name, CompareConfig{ShutdownTimeout: 5 * time.Second})
+			require.NoError(t, err)
+			defer s.close(context.Background())
+			require.Len(t, s.recordDirs, len(s.urls))
+			for _, dir := range s.recordDirs {
+				require.True(t, recorder.IsRecording(dir), "%s holds no recording", dir)
+			}
+		})
+	}
 }

@@ -32,20 +32,29 @@ const (
 	TargetRiver    = "river"     // riverqueue/river on SQLite (a WAL file, synced at checkpoints)
 	// The same, every commit synced before it returns (SQLite's synchronous=FULL).
 	TargetRiverFsync = "river-fsync"
+	// Miyamoto's storage targets with every node's flight recorder on (serve
+	// --record, a 256 MB ring in the temporary directory): what recording costs a
+	// cluster's delivered rate, HTTP in and out included. Not run by default.
+	TargetSingleDiskRecord   = "single-disk-record"
+	TargetCluster3DiskRecord = "cluster3-disk-record"
 )
 
 // OwnTargets are the baseline and Miyamoto's targets; PeerTargets the other queues;
-// AllTargets both, in the order Compare runs them by default.
+// AllTargets both, in the order Compare runs them by default. RecordTargets are run
+// when named; KnownTargets is every name.
 var (
-	OwnTargets  = []string{TargetBaseline, TargetSingle, TargetCluster3, TargetSingleDisk, TargetCluster3Disk}
-	PeerTargets = []string{TargetAsynq, TargetAsynqAOF, TargetRiver, TargetRiverFsync}
-	AllTargets  = append(slices.Clone(OwnTargets), PeerTargets...)
+	OwnTargets    = []string{TargetBaseline, TargetSingle, TargetCluster3, TargetSingleDisk, TargetCluster3Disk}
+	PeerTargets   = []string{TargetAsynq, TargetAsynqAOF, TargetRiver, TargetRiverFsync}
+	AllTargets    = append(slices.Clone(OwnTargets), PeerTargets...)
+	RecordTargets = []string{TargetSingleDiskRecord, TargetCluster3DiskRecord}
+	KnownTargets  = append(slices.Clone(AllTargets), RecordTargets...)
 )
 
 // system is one running target: where to enqueue, and how to stop it.
 type system struct {
-	urls  []string // base URLs of its HTTP APIs
-	close func(context.Context) error
+	urls       []string // base URLs of its HTTP APIs
+	close      func(context.Context) error
+	recordDirs []string // its nodes' flight recordings (the -record targets)
 }
 
 // startTarget starts the named target in this process (and, for asynq, a
@@ -60,13 +69,17 @@ func startTarget(ctx context.Context, name string, cfg CompareConfig) (*system, 
 		}
 		return &system{urls: []string{r.URL()}, close: r.Close}, nil
 	case TargetSingle:
-		return startMiyamoto(ctx, 1, 1, false, cfg)
+		return startMiyamoto(ctx, 1, 1, storeMemory, cfg)
 	case TargetCluster3:
-		return startMiyamoto(ctx, 3, 3, false, cfg)
+		return startMiyamoto(ctx, 3, 3, storeMemory, cfg)
 	case TargetSingleDisk:
-		return startMiyamoto(ctx, 1, 1, true, cfg)
+		return startMiyamoto(ctx, 1, 1, storeDisk, cfg)
 	case TargetCluster3Disk:
-		return startMiyamoto(ctx, 3, 3, true, cfg)
+		return startMiyamoto(ctx, 3, 3, storeDisk, cfg)
+	case TargetSingleDiskRecord:
+		return startMiyamoto(ctx, 1, 1, storeDiskRecord, cfg)
+	case TargetCluster3DiskRecord:
+		return startMiyamoto(ctx, 3, 3, storeDiskRecord, cfg)
 	case TargetAsynq:
 		return startAsynq(ctx, false, cfg)
 	case TargetAsynqAOF:
@@ -76,18 +89,18 @@ func startTarget(ctx context.Context, name string, cfg CompareConfig) (*system, 
 	case TargetRiverFsync:
 		return startRiver(ctx, true, cfg)
 	}
-	return nil, fmt.Errorf("unknown target %q (want one of %s)", name, strings.Join(AllTargets, ", "))
+	return nil, fmt.Errorf("unknown target %q (want one of %s)", name, strings.Join(KnownTargets, ", "))
 }
 
 // startMiyamoto starts n daemons that know each other, with the given replication,
 // and waits until each /healthz answers 200. A cluster's peer ports are picked free
 // and then bound by the daemons, so another process may take one in between: the
 // whole start is retried a few times on an error.
-func startMiyamoto(ctx context.Context, n, replicas int, durable bool, cfg CompareConfig) (*system, error) {
+func startMiyamoto(ctx context.Context, n, replicas int, store storeMode, cfg CompareConfig) (*system, error) {
 	var err error
 	for try := 0; try < 3; try++ {
 		var s *system
-		if s, err = tryStartMiyamoto(ctx, n, replicas, durable, cfg); err == nil {
+		if s, err = tryStartMiyamoto(ctx, n, replicas, store, cfg); err == nil {
 			return s, nil
 		}
 		if ctx.Err() != nil {
@@ -97,7 +110,18 @@ func startMiyamoto(ctx context.Context, n, replicas int, durable bool, cfg Compa
 	return nil, err
 }
 
-func tryStartMiyamoto(ctx context.Context, n, replicas int, durable bool, cfg CompareConfig) (*system, error) {
+// storeMode is what a Miyamoto target keeps: everything in memory, a log on disk,
+// or a log and the flight recorder's ring.
+type storeMode int
+
+const (
+	storeMemory storeMode = iota
+	storeDisk
+	storeDiskRecord
+)
+
+func tryStartMiyamoto(ctx context.Context, n, replicas int, store storeMode, cfg CompareConfig) (*system, error) {
+	durable := store != storeMemory
 	dataRoot := ""
 	if durable {
 		dir, err := os.MkdirTemp("", "miyamoto-bench-")
@@ -143,6 +167,9 @@ func tryStartMiyamoto(ctx context.Context, n, replicas int, durable bool, cfg Co
 		if durable {
 			dc.DataDir = filepath.Join(dataRoot, id)
 		}
+		if store == storeDiskRecord {
+			dc.RecordDir, dc.RecordSize = filepath.Join(dataRoot, "rec-"+id), 256<<20
+		}
 		if n > 1 {
 			dc.PeerAddr = peers[id]
 			dc.Peers = map[string]string{}
@@ -162,8 +189,11 @@ func tryStartMiyamoto(ctx context.Context, n, replicas int, durable bool, cfg Co
 		daemons = append(daemons, d)
 	}
 	s := &system{close: stopAll}
-	for _, d := range daemons {
+	for i, d := range daemons {
 		s.urls = append(s.urls, "http://"+d.HTTPAddr())
+		if store == storeDiskRecord {
+			s.recordDirs = append(s.recordDirs, filepath.Join(dataRoot, "rec-"+ids[i]))
+		}
 	}
 	for i, u := range s.urls {
 		if err := waitHealthy(ctx, u, 15*time.Second); err != nil {

@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -133,7 +134,7 @@ func parseFlags(args []string, usage io.Writer) (bench.CompareConfig, options, e
 	countdown := fs.Duration("countdown", 0, "countdown of every task (0: due at once)")
 	maxInFlight := fs.Int("max-in-flight", 1024, "open loop: requests due and unanswered before new ones are shed")
 	connections := fs.Int("connections", 64, "open loop: clients (keep-alive connections) per node")
-	targets := fs.String("targets", strings.Join(bench.AllTargets, ","), "comma-separated: "+strings.Join(bench.AllTargets, ", "))
+	targets := fs.String("targets", strings.Join(bench.AllTargets, ","), "comma-separated: "+strings.Join(bench.KnownTargets, ", ")+" (the -record ones only when named)")
 	drain := fs.Duration("drain-timeout", 60*time.Second, "how long to wait for every acknowledged task to be delivered")
 	settle := fs.Duration("settle", time.Second, "how long to keep counting after the last delivery, for late duplicates")
 	fs.StringVar(&opts.trace, "trace", "", "write an execution trace of the whole run to this file (go tool trace)")
@@ -199,12 +200,8 @@ func parseFlags(args []string, usage io.Writer) (bench.CompareConfig, options, e
 	seen := map[string]bool{}
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
-		known := false
-		for _, k := range bench.AllTargets {
-			known = known || t == k
-		}
-		if !known {
-			return bad("targets", "%q is not a target (want a comma-separated list of %s)", t, strings.Join(bench.AllTargets, ", "))
+		if !slices.Contains(bench.KnownTargets, t) {
+			return bad("targets", "%q is not a target (want a comma-separated list of %s)", t, strings.Join(bench.KnownTargets, ", "))
 		}
 		if seen[t] {
 			return bad("targets", "%q is listed twice", t)
