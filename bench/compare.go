@@ -195,9 +195,9 @@ func (c CompareConfig) progress(format string, a ...any) {
 func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result, err error) {
 	res.Target = name
 	switch name {
-	case TargetBaseline, TargetSingle, TargetSingleDisk:
+	case TargetBaseline, TargetSingle, TargetSingleDisk, TargetSingleDiskRecord:
 		res.Nodes, res.Replicas = 1, 1
-	case TargetCluster3, TargetCluster3Disk:
+	case TargetCluster3, TargetCluster3Disk, TargetCluster3DiskRecord:
 		res.Nodes, res.Replicas = 3, 3
 	default: // a peer: one process (asynq's redis-server besides), no replication
 		res.Nodes, res.Replicas = 1, 1

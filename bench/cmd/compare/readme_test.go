@@ -15,9 +15,20 @@ import (
 // "Throughput against the physical limit" section.
 func readmeCompareCommands(t *testing.T) []string {
 	t.Helper()
-	lines, err := readme.Commands(filepath.Join("..", "..", "..", "README.md"), "## Throughput against the physical limit")
+	path := filepath.Join("..", "..", "..", "README.md")
+	lines, err := readme.Commands(path, "## Throughput against the physical limit")
 	require.NoError(t, err)
-	return lines
+	// And the flight recorder's cost with HTTP in and out (the ```sh block after
+	// that paragraph's first words).
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(b), "\n**With HTTP in and out**")
+	require.True(t, ok, "README.md has no paragraph on the recorder's cost with HTTP")
+	_, rest, ok = strings.Cut(rest, "```sh\n")
+	require.True(t, ok)
+	block, _, ok := strings.Cut(rest, "\n```")
+	require.True(t, ok)
+	return append(lines, strings.Split(block, "\n")...)
 }
 
 // The README's comparison takes minutes, so each command runs here with its flags as
