@@ -55,13 +55,13 @@ func cluster(t *testing.T, dir string, n int, recordSize int64) map[string]strin
 		bases[id] = "http://" + d.HTTPAddr()
 	}
 	for _, base := range bases {
-		waitHealthy(t, base)
+		waitHealthy(t, base, 10*time.Second)
 	}
 	return bases
 }
 
-// waitHealthy waits (10 s at most) until the daemon at base answers /healthz 200.
-func waitHealthy(t *testing.T, base string) {
+// waitHealthy waits (within at most) until the daemon at base answers /healthz 200.
+func waitHealthy(t *testing.T, base string, within time.Duration) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(base + "/healthz")
@@ -70,7 +70,7 @@ func waitHealthy(t *testing.T, base string) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	}, 10*time.Second, 20*time.Millisecond, "%s never answered /healthz 200", base)
+	}, within, 20*time.Millisecond, "%s never answered /healthz 200", base)
 }
 
 // load enqueues count tasks through the nodes in turn and waits until the worker
@@ -302,20 +302,10 @@ func TestReplayAcrossAJoinAndARemoval(t *testing.T) {
 			})
 			return "http://" + d.HTTPAddr()
 		}
-		healthy := func(base string, within time.Duration) {
-			require.Eventually(t, func() bool {
-				resp, err := http.Get(base + "/healthz")
-				if err != nil {
-					return false
-				}
-				resp.Body.Close()
-				return resp.StatusCode == 200
-			}, within, 50*time.Millisecond)
-		}
 		a := start("j1", "")
-		healthy(a, 10*time.Second)
+		waitHealthy(t, a, 10*time.Second)
 		b := start("j2", strings.TrimPrefix(a, "http://"))
-		healthy(b, 60*time.Second)
+		waitHealthy(t, b, 60*time.Second)
 		load(t, map[string]string{"j1": a, "j2": b}, 10)
 		resp, err := http.Post(a+"/v1/cluster/members/j2/remove", "application/json", nil)
 		require.NoError(t, err)

@@ -31,7 +31,7 @@ func startDurableRecordedNode(t *testing.T, dir string) string {
 		require.NoError(t, d.Shutdown(ctx))
 	})
 	base := "http://" + d.HTTPAddr()
-	waitHealthy(t, base)
+	waitHealthy(t, base, 10*time.Second)
 	return base
 }
 
