@@ -3,8 +3,8 @@ package node
 import (
 	"fmt"
 	"hash/fnv"
+	"io"
 	"reflect"
-	"strings"
 )
 
 // StateFingerprint names the layout of what a node's snapshot, records and
@@ -12,8 +12,8 @@ import (
 // Record and Message. A recording (net/recorder) carries it, so that a build whose
 // state differs refuses the recording with a clear error rather than misreading it.
 // It changes with any field (also one Snapshot leaves out): conservative, and free
-// of the generator.
-// Computed on each call (a node keeps no lock): callers ask once per file.
+// of the generator. Computed on each call (a node keeps no lock): callers ask once
+// per file.
 func StateFingerprint() string {
 	h := fnv.New64a()
 	seen := map[reflect.Type]bool{}
@@ -24,7 +24,7 @@ func StateFingerprint() string {
 }
 
 // describeType writes t's shape to w, each named type's fields once.
-func describeType(w interface{ Write([]byte) (int, error) }, t reflect.Type, seen map[reflect.Type]bool) {
+func describeType(w io.Writer, t reflect.Type, seen map[reflect.Type]bool) {
 	fmt.Fprintf(w, "%s;", t.String())
 	if seen[t] {
 		return
@@ -37,12 +37,9 @@ func describeType(w interface{ Write([]byte) (int, error) }, t reflect.Type, see
 		describeType(w, t.Key(), seen)
 		describeType(w, t.Elem(), seen)
 	case reflect.Struct:
-		var b strings.Builder
 		for i := range t.NumField() {
 			f := t.Field(i)
-			fmt.Fprintf(&b, "%s ", f.Name)
-			w.Write([]byte(b.String()))
-			b.Reset()
+			fmt.Fprintf(w, "%s ", f.Name)
 			describeType(w, f.Type, seen)
 		}
 	}
