@@ -371,7 +371,7 @@ func (n *Node) checkSetting(s *QueueSetting) (Refusal, string) {
 	switch {
 	case !ValidQueueName(s.Queue):
 		return RefusedSetting, "setting.queue"
-	case !n.isMember(s.Origin):
+	case !wellFormedOrigin(s.Origin):
 		return RefusedSetting, "setting.origin"
 	case s.Version == 0:
 		return RefusedSetting, "setting.version"
@@ -396,7 +396,7 @@ func (n *Node) checkSchedule(s *Schedule) (Refusal, string) {
 	switch {
 	case !scheduleName.MatchString(s.Name):
 		return RefusedSchedule, "schedule.name"
-	case !n.isMember(s.Origin):
+	case !wellFormedOrigin(s.Origin):
 		return RefusedSchedule, "schedule.origin"
 	case s.Version == 0:
 		return RefusedSchedule, "schedule.version"
@@ -451,6 +451,16 @@ func (n *Node) newMemberSends(m *Message) bool {
 // isMember reports whether id is a member of the ring, or a member removed from
 // it while this node ran (departed): tasks stored before a removal still name it
 // as a replica, and it still answers for them (remove.go).
+// wellFormedOrigin reports whether id may name the member that made a setting or
+// a schedule: a node ID, which need not be a member this node knows. It was once
+// required to be one (or one seen leaving), and a node that joined after the
+// origin had left refused the setting or schedule for good: a schedule made
+// through a member later replaced ran on elsewhere after a DELETE through the
+// joiner, which had never learnt it (schedules-ship-of-theseus, stop 24). The
+// origin only breaks ties between versions; a member could name any member in it
+// anyway.
+func wellFormedOrigin(id NodeID) bool { return id != "" && len(id) <= MaxNodeIDLen }
+
 func (n *Node) isMember(id NodeID) bool {
 	for _, m := range n.members {
 		if m == id {

@@ -161,9 +161,13 @@ func TestDoorRefusesEachBrokenRule(t *testing.T) {
 			c.Rate, c.BucketSize = 1e-12, 1
 			return settingMsg(QueueSetting{Queue: "mail", Config: c, Version: uint64(now.UnixMilli()), Origin: "n1"})
 		}, RefusedSetting},
-		{"setting origin not a member", func() Message {
-			return settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()), Origin: "evil"})
+		{"setting with no origin", func() Message {
+			return settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()), Origin: ""})
 		}, RefusedSetting},
+		{"schedule origin too long", func() Message {
+			s := Schedule{Name: "beat", Cron: "@every 10s", Queue: "mail", URL: "http://w/", Method: "POST", Created: now, Version: 5, Origin: NodeID(strings.Repeat("n", MaxNodeIDLen+1))}
+			return Message{Type: MsgScheduleSet, From: "n1", To: "n3", Schedule: &s}
+		}, RefusedSchedule},
 		{"schedule version 2^64-1", func() Message {
 			s := Schedule{Name: "beat", Cron: "@every 10s", Queue: "mail", URL: "http://w/", Method: "POST", Created: now, Version: math.MaxUint64, Origin: "n1"}
 			return Message{Type: MsgScheduleSet, From: "n1", To: "n3", Schedule: &s}
@@ -286,4 +290,23 @@ func TestDoorRefusesADoneForAnotherTask(t *testing.T) {
 	env.flush()
 	st, _ = n.Task(tk.ID)
 	assert.Equal(t, StateSucceeded, st.State)
+}
+
+// A setting or schedule whose origin this node never knew (a member removed before
+// this node joined) is taken: the origin only breaks ties between versions.
+// (Refused once, a joiner never learnt a schedule made through a member replaced
+// before it joined: schedules-ship-of-theseus, stop 24.)
+func TestDoorTakesAnOriginThatLeftBeforeThisNodeJoined(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	env := &acceptorEnv{now: now}
+	n := bootAcceptor(t, env, 1)
+	n.Step(settingMsg(QueueSetting{Queue: "mail", Config: DefaultQueueConfig(), Version: uint64(now.UnixMilli()), Origin: "n9"}))
+	s := Schedule{Name: "beat", Cron: "@every 10s", Queue: "mail", URL: "http://w/", Method: "POST", Created: now, Version: uint64(now.UnixMilli()), Origin: "n9"}
+	n.Step(Message{Type: MsgScheduleSet, From: "n1", To: "n3", Schedule: &s})
+	env.flush()
+	assert.Empty(t, env.refusals)
+	_, ok := n.QueueSetting("mail")
+	assert.True(t, ok, "the setting is adopted")
+	_, ok = n.Schedule("beat")
+	assert.True(t, ok, "the schedule is adopted")
 }
