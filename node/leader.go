@@ -74,6 +74,12 @@ type leaderClaim struct {
 	ballot  uint64
 	sent    time.Time
 	renewal bool
+	// whileLeading: a claim of a higher ballot by the leader itself (a member
+	// refused its change for a higher promise). Its grants stand for the lease it
+	// holds too, so a failed one is not released: releasing would end that lease
+	// at the acceptors while this node still leads on it (M1 on seeds 19, 98 and
+	// 143 of limits-across-roster-changes, when it was).
+	whileLeading bool
 	// The roster the claim was made under: grants count among its members.
 	epoch   uint64
 	members []NodeID
@@ -190,7 +196,7 @@ func (n *Node) claimLeader(renewal bool) {
 		n.maxBallot++
 		ballot = n.maxBallot
 	}
-	op := &leaderClaim{seq: n.nextOpSeq(), ballot: ballot, sent: n.now(), renewal: renewal, epoch: n.roster.Epoch, members: n.members, grants: map[NodeID]bool{}}
+	op := &leaderClaim{seq: n.nextOpSeq(), ballot: ballot, sent: n.now(), renewal: renewal, whileLeading: !renewal && n.leading(), epoch: n.roster.Epoch, members: n.members, grants: map[NodeID]bool{}}
 	n.leaderOp = op
 	for _, m := range n.members {
 		n.send(Message{Type: MsgLeaderClaim, To: m, Attempt: ballot, Lease: n.cfg.Lease, Epoch: n.roster.Epoch})
@@ -213,7 +219,7 @@ func (n *Node) leaderClaimTimedOut(op *leaderClaim) {
 // claimants that each hold some grants would otherwise block each other for a
 // whole lease. A renewal's grants are kept: the lease is still ours.
 func (n *Node) releaseLeaderClaim(op *leaderClaim) {
-	if op.renewal {
+	if op.renewal || op.whileLeading {
 		return
 	}
 	for _, id := range n.members { // in order: not the map's
@@ -461,6 +467,15 @@ func (n *Node) handleRosterProposeResp(m Message) {
 	ch := n.change
 	if !m.Granted {
 		n.maxBallot = max(n.maxBallot, m.Promised)
+		if ch != nil && m.Promised > ch.ballot && n.leading() && n.leaderOp == nil {
+			// The member promised a higher ballot (another claimed the lease and
+			// failed): it refuses this one's proposals for good, and a change whose
+			// new roster needs it never commits (the leader re-proposed to it for
+			// 100 s, schedules-ship-of-theseus seed 107). Claim the lease again above
+			// that ballot; the claim won, the change is proposed again under it
+			// (winLease: the highest roster a majority stored).
+			n.claimLeader(false)
+		}
 		return
 	}
 	if ch == nil || m.Attempt != ch.ballot || m.Epoch != ch.roster.Epoch {

@@ -278,6 +278,16 @@ var Catalogue = []Mutant{
 		Edits: edit("node/schedule.go", "!taken.Add(n.tokenLeaseTerm()+2*n.cfg.MaxClockDrift).After(", "!taken.After("),
 	},
 	{
+		Name:  "refused-change-keeps-ballot",
+		Desc:  "a leader whose roster change a member refuses for a higher promise goes on proposing under its own ballot, so a change that needs that member never commits",
+		Edits: edit("node/leader.go", "if ch != nil && m.Promised > ch.ballot && n.leading() && n.leaderOp == nil {", "if false && ch != nil && m.Promised > ch.ballot && n.leading() && n.leaderOp == nil {"),
+	},
+	{
+		Name:  "reclaim-while-leading-released",
+		Desc:  "a claim the leader makes while it leads is released when it fails, ending at the acceptors the lease it still holds",
+		Edits: edit("node/leader.go", "if op.renewal || op.whileLeading {", "if op.renewal {"),
+	},
+	{
 		Name:  "slot-retry-waits-for-others",
 		Desc:  "a claimant given a rate slot comes back no earlier than the next try another replica announced, even when that is after its slot",
 		Edits: edit("node/queues.go", "if at.Before(e.nextETA) {", "if false && at.Before(e.nextETA) {"),
