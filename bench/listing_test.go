@@ -6,7 +6,6 @@ import (
 
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/bench/readme"
 
 	"github.com/miyamotohq/miyamoto/net/daemon"
 )
@@ -164,14 +165,8 @@ func TestREADMEListingBenchmark(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a benchmark of 100,000 tasks")
 	}
-	readme, err := os.ReadFile("../README.md")
+	command, err := readme.BlockAfter("../README.md", "\n### Listings beside enqueues\n")
 	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(readme), "\n### Listings beside enqueues\n")
-	require.True(t, ok, "README.md has no section \"Listings beside enqueues\"")
-	_, rest, ok = strings.Cut(rest, "```sh\n")
-	require.True(t, ok)
-	command, _, ok := strings.Cut(rest, "\n```")
-	require.True(t, ok)
 	require.Equal(t, `go test -run '^$' -bench EnqueueBesideListings -benchtime 1x ./bench/`, command)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -7,12 +7,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/miyamotohq/miyamoto/bench/readme"
 )
 
 var (
@@ -125,14 +126,8 @@ func TestREADMEMemoryBenchmark(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the memory benchmark reads /proc")
 	}
-	readme, err := os.ReadFile("../README.md")
+	command, err := readme.BlockAfter("../README.md", "\n### Memory per task\n")
 	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(readme), "\n### Memory per task\n")
-	require.True(t, ok, "README.md has no section \"Memory per task\"")
-	_, rest, ok = strings.Cut(rest, "```sh\n")
-	require.True(t, ok)
-	command, _, ok := strings.Cut(rest, "\n```")
-	require.True(t, ok)
 	require.Equal(t, `go test -run '^$' -bench MemoryPerTask -benchtime 1x -timeout 60m ./bench/`, command)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

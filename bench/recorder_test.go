@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -20,6 +19,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/stretchr/testify/require"
 
+	"github.com/miyamotohq/miyamoto/bench/readme"
 	"github.com/miyamotohq/miyamoto/net/daemon"
 	"github.com/miyamotohq/miyamoto/net/driver"
 	"github.com/miyamotohq/miyamoto/net/recorder"
@@ -347,14 +347,8 @@ func TestREADMERecorderBenchmarks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two benchmarks of a minute or so")
 	}
-	readme, err := os.ReadFile("../README.md")
+	command, err := readme.BlockAfter("../README.md", "\nWhat recording costs, measured by two benchmarks:\n")
 	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(readme), "\nWhat recording costs, measured by two benchmarks:\n")
-	require.True(t, ok, "README.md has no paragraph on the recorder's benchmarks")
-	_, rest, ok = strings.Cut(rest, "```sh\n")
-	require.True(t, ok)
-	command, _, ok := strings.Cut(rest, "\n```")
-	require.True(t, ok)
 	require.Equal(t, `go test -run '^$' -bench 'RecorderNodeCost|RecorderCost$' -benchtime 1x ./bench/`, command)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

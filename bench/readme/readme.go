@@ -37,3 +37,27 @@ func Commands(path, heading string) ([]string, error) {
 	}
 	return lines, nil
 }
+
+// BlockAfter returns the first ```sh block of the README at path after the first
+// occurrence of marker (a heading line or a paragraph's first words, with the
+// newline before it), as it is written, for a test that runs one command of a
+// section that also shows others.
+func BlockAfter(path, marker string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	_, rest, ok := strings.Cut(string(b), marker)
+	if !ok {
+		return "", fmt.Errorf("%s has no %q", path, strings.TrimSpace(marker))
+	}
+	_, rest, ok = strings.Cut(rest, "```sh\n")
+	if !ok {
+		return "", fmt.Errorf("%s has no ```sh block after %q", path, strings.TrimSpace(marker))
+	}
+	block, _, ok := strings.Cut(rest, "\n```")
+	if !ok {
+		return "", fmt.Errorf("%s: the ```sh block after %q does not end", path, strings.TrimSpace(marker))
+	}
+	return block, nil
+}

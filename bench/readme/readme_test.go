@@ -17,3 +17,15 @@ func TestCommands(t *testing.T) {
 	_, err = Commands(path, "## C")
 	require.ErrorContains(t, err, `no section "## C"`)
 }
+
+func TestBlockAfter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "README.md")
+	require.NoError(t, os.WriteFile(path, []byte("# T\n\n```sh\nbefore\n```\n\n**Mark** it:\n\n```sh\none\ntwo\n```\n\n```sh\nlater\n```\n"), 0o644))
+	got, err := BlockAfter(path, "\n**Mark**")
+	require.NoError(t, err)
+	require.Equal(t, "one\ntwo", got)
+	_, err = BlockAfter(path, "\n**Missing**")
+	require.ErrorContains(t, err, `no "**Missing**"`)
+	_, err = BlockAfter(path, "later")
+	require.ErrorContains(t, err, "no ```sh block after")
+}

@@ -20,14 +20,8 @@ func readmeCompareCommands(t *testing.T) []string {
 	require.NoError(t, err)
 	// And the flight recorder's cost with HTTP in and out (the ```sh block after
 	// that paragraph's first words).
-	b, err := os.ReadFile(path)
+	block, err := readme.BlockAfter(path, "\n**With HTTP in and out**")
 	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(b), "\n**With HTTP in and out**")
-	require.True(t, ok, "README.md has no paragraph on the recorder's cost with HTTP")
-	_, rest, ok = strings.Cut(rest, "```sh\n")
-	require.True(t, ok)
-	block, _, ok := strings.Cut(rest, "\n```")
-	require.True(t, ok)
 	return append(lines, strings.Split(block, "\n")...)
 }
 
