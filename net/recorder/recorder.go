@@ -324,10 +324,7 @@ func (r *Recorder) event(kind byte) {
 }
 
 func appendResult(e enc, res node.DeliveryResult) enc {
-	msg := ""
-	if res.Err != nil {
-		msg = res.Err.Error()
-	}
+	msg := errText(res.Err)
 	return e.str(res.TaskID).uvarint(res.Attempt).varint(int64(res.Status)).str(msg).
 		byte(byte(res.ErrorKind)).str(res.Body).varint(int64(res.RetryAfter))
 }
@@ -606,10 +603,7 @@ func (s recStorage) Sync(done func()) {
 
 func (s recStorage) Load() ([]node.Record, error) {
 	recs, err := s.inner.Load()
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
+	msg := errText(err)
 	s.r.event(evLoad)
 	s.r.cur = appendRecords(s.r.cur.str(msg), recs)
 	return recs, err
@@ -639,10 +633,7 @@ func (s recStorage) LoadEach(visit func(r *node.Record)) error {
 			each(&recs[i])
 		}
 	}
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
+	msg := errText(err)
 	s.r.event(evLoadEnd)
 	s.r.cur = s.r.cur.str(msg)
 	return err
@@ -667,11 +658,16 @@ func (s recStorage) Err() error {
 	if h, ok := s.inner.(node.StorageHealth); ok {
 		err = h.Err()
 	}
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
+	msg := errText(err)
 	s.r.event(evStoreErr)
 	s.r.cur = s.r.cur.str(msg)
 	return err
+}
+
+// errText is what the recording keeps of an error: its text, or "" for none.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
