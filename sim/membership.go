@@ -115,6 +115,7 @@ func (c *checker) leaseWon(s *simNode, ballot uint64, until time.Time) {
 
 // rosterCommitted checks M1's second half: one roster per epoch.
 func (c *checker) rosterCommitted(s *simNode, r *node.Roster) {
+	c.rosterChanges = append(c.rosterChanges, c.w.now) // SC2 (schedules.go)
 	if c.committed == nil {
 		c.committed = map[uint64]*node.Roster{}
 	}

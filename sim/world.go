@@ -191,7 +191,6 @@ func (o simObserver) LeaseWon(self node.NodeID, ballot uint64, until time.Time) 
 
 func (o simObserver) RosterCommitted(self node.NodeID, r *node.Roster) {
 	o.s.w.check.rosterCommitted(o.s, r)
-	o.s.w.check.rosterChanges = append(o.s.w.check.rosterChanges, o.s.w.now)
 	o.s.w.trigger("roster_committed", o.s)
 }
 
