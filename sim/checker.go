@@ -53,6 +53,9 @@ type delivery struct {
 	inc     uint64 // the node's incarnation that started it
 	fail    int    // for a failed delivery: its number among the task's failures, from 0
 	list    uint64 // the version of the replica list it was claimed under (node/move.go)
+	// uncapped: started by a node that knew of no max_concurrent for the queue, and
+	// no PUT setting one had been answered yet: not in the queue's count (Q2).
+	uncapped bool
 }
 
 // taskRec is everything the checker knows about one task.
@@ -108,6 +111,11 @@ type checker struct {
 	livelocked bool    // the run was cut short: finish judges no task
 	pausedAt   []int64 // per node: last pause, -1
 	crashedAt  []int64 // per node: last crash, -1
+	// cutEnded[i][j]: the last time a partition that cut node i off from node j
+	// ended (-1: none). A success's Done held back by a partition reaches the replicas
+	// a latency after the heal, so a claim that wins its quorum just after the heal
+	// is still the partition's doing (S3; seed 154 of big-cluster-swarm).
+	cutEnded [][]int64
 
 	grants     map[grantKey]uint64 // replicas (by rank) that granted each claim and still know it (Q4)
 	grantTimes map[grantKey]*grantInfo
@@ -140,6 +148,7 @@ func newChecker(w *world) *checker {
 	for i := range w.sc.Cluster.Nodes + w.sc.Cluster.Spares {
 		c.pausedAt = append(c.pausedAt, -1)
 		c.crashedAt = append(c.crashedAt, -1)
+		c.cutEnded = append(c.cutEnded, nil)
 		c.acks = append(c.acks, newAckLog())
 		c.leaseEnds = append(c.leaseEnds, -1)
 		if i < w.sc.Cluster.Nodes {
@@ -322,7 +331,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 			c.checkMovedDuplicate(tasks, c.deliveries[r.success], s, d)
 		}
 	}
-	c.checkQueue(r, s, d)
+	c.deliveries[id].uncapped = c.checkQueue(r, s, d)
 	c.checkQ6AtDelivery(s, d)
 	r.deliveries = append(r.deliveries, id)
 	r.active++
@@ -380,7 +389,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) (vio
 		causes = append(causes, "holder paused")
 	}
 	for _, rep := range r.task.Replicas {
-		if o := c.w.byID[rep]; o != holder && c.w.blocked(holder.idx, o.idx) {
+		if o := c.w.byID[rep]; o != holder && (c.w.blocked(holder.idx, o.idx) || c.cutSince(holder.idx, o.idx, succ.start)) {
 			causes = append(causes, "holder partitioned")
 			break
 		}
@@ -398,6 +407,29 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) (vio
 	}
 	c.excused = append(c.excused, Excuse{Kind: "duplicate", At: time.Duration(c.w.now), Task: r.task.ID, Node: s.id, Cause: strings.Join(causes, ", ")})
 	return false
+}
+
+// rulesEnding notes, for S3's excuses, the nodes that rules cut off from another
+// node, as the rules end.
+func (c *checker) rulesEnding(rules ...*linkRule) {
+	n := len(c.cutEnded)
+	for _, r := range rules {
+		for i := range n {
+			for j := range n {
+				if i != j && (r.blocks(i, j) || r.blocks(j, i)) {
+					if c.cutEnded[i] == nil {
+						c.cutEnded[i] = slices.Repeat([]int64{-1}, n)
+					}
+					c.cutEnded[i][j] = c.w.now
+				}
+			}
+		}
+	}
+}
+
+// cutSince reports whether a partition between nodes i and j ended at or after t.
+func (c *checker) cutSince(i, j int, t int64) bool {
+	return c.cutEnded[i] != nil && c.cutEnded[i][j] >= t
 }
 
 // keptSendingDone reports whether the success's holder did its part by time `at`:
@@ -476,7 +508,7 @@ func (c *checker) deliveryEnded(id int, status int) {
 	d.end, d.status = c.w.now, status
 	r := d.task
 	r.active--
-	if q := c.queues[r.task.Queue]; q != nil {
+	if q := c.queues[r.task.Queue]; q != nil && !d.uncapped {
 		q.active--
 	}
 	if status >= 200 && status < 300 && r.success < 0 {
@@ -791,6 +823,7 @@ type queueModel struct {
 	// may still start, until graceUntil: the bucket keeps the old size till then.
 	graceCap   float64
 	graceUntil int64
+	version    uint64 // of the setting cfg is
 }
 
 func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
@@ -801,7 +834,7 @@ func (c *checker) queueChanged(id node.NodeID, set node.QueueSetting) {
 	}
 	q.refill(c.w.now, c.driftRate, c.permitLag)
 	q.graceCap, q.graceUntil = q.capacity(c.driftRate, c.permitLag), c.w.now+int64(c.permitLag)
-	q.cfg = set.Config
+	q.cfg, q.version = set.Config, set.Version
 	if set.Config.Retry != q.retry {
 		q.retryKnown = false
 	}
@@ -840,11 +873,12 @@ func (c *checker) queueResumed(queue string) {
 // Q1 rate (deliveries in any window T ≤ rate×(T + permit validity + SlotGrace) + bucket_size,
 // cluster-wide, with the rate scaled by the clock drift bound), Q2
 // concurrency (in flight ≤ max_concurrent), Q4 backoff (the gap after a failed
-// delivery is at least the queue's backoff), Q5 pause (none while paused).
-func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
+// delivery is at least the queue's backoff), Q5 pause (none while paused). It
+// reports whether the delivery stays out of Q2's count (see delivery.uncapped).
+func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) (uncapped bool) {
 	q := c.queues[r.task.Queue]
 	if q == nil {
-		return
+		return false
 	}
 	tasks := []string{r.task.ID}
 	now := c.w.now
@@ -856,20 +890,59 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) {
 	} else if q.pausedSince >= 0 {
 		c.violate("Q5", tasks, []node.NodeID{s.id}, "delivery started on %s while queue %q is paused (since %s)", s.id, r.task.Queue, time.Duration(q.pausedSince))
 	}
-	if q.cfg.Rate > 0 {
+	// Once a node holds a newer setting that lifts a limit, starts are not held to
+	// the old limit, which the model keeps until the token node it knows learns the
+	// change: the node starts without asking, or is the token node of a roster the
+	// checker's does not match yet and permits freely, as the client asked (seeds 1
+	// and 55 of settings-flip-replacements: a token node paused through the PUT that
+	// took the rate off).
+	var view node.QueueSetting
+	if s.n != nil { // the checker's own tests start deliveries on bare nodes
+		view, _ = s.n.QueueSetting(r.task.Queue)
+	}
+	rateLifted, capLifted := c.limitsLifted(r.task.Queue, q.version)
+	if q.cfg.Rate > 0 && !rateLifted {
 		q.refill(now, c.driftRate, c.permitLag)
 		if q.tokens < 1-1e-9 {
 			c.violate("Q1", tasks, []node.NodeID{s.id}, "queue %q started more than rate %g/s with bucket %d allows", r.task.Queue, q.cfg.Rate, q.cfg.BucketSize)
 		}
 		q.tokens = max(q.tokens-1, 0)
 	}
-	if q.cfg.MaxConcurrent > 0 && q.active >= q.cfg.MaxConcurrent {
+	// A lowered cap binds the starts of nodes that know it, and every start once the
+	// PUT that set it was answered 200; until then a node that has not learnt it
+	// starts without asking the token node, as under the setting before, and that
+	// start does not count against the cap (seed 24 of settings-flip-replacements:
+	// a node paused through the PUT resumed and delivered before it learnt it).
+	if view.Config.MaxConcurrent == 0 {
+		if p := c.settled(r.task.Queue, now); p == nil || p.setting.Config.MaxConcurrent == 0 {
+			uncapped = true
+		}
+	}
+	if !uncapped && q.cfg.MaxConcurrent > 0 && !capLifted && q.active >= q.cfg.MaxConcurrent {
 		c.violate("Q2", tasks, []node.NodeID{s.id}, "queue %q has %d deliveries in flight, max_concurrent is %d", r.task.Queue, q.active+1, q.cfg.MaxConcurrent)
 	}
-	q.active++
+	if !uncapped {
+		q.active++
+	}
 	if q.retryKnown && r.task.Delivery == node.AtLeastOnce {
 		c.checkRetry(r, s, q.retry)
 	}
+	return uncapped
+}
+
+// limitsLifted reports whether a node that is up holds a setting of queue newer
+// than version (the model's) without a rate, and one without a max_concurrent.
+func (c *checker) limitsLifted(queue string, version uint64) (rate, concurrency bool) {
+	for _, o := range c.w.nodes {
+		if !o.up || o.n == nil {
+			continue
+		}
+		if v, _ := o.n.QueueSetting(queue); v.Version > version {
+			rate = rate || v.Config.Rate == 0
+			concurrency = concurrency || v.Config.MaxConcurrent == 0
+		}
+	}
+	return rate, concurrency
 }
 
 // checkRetry is Q4 for a delivery of an at-least-once task that starts now: after k

@@ -206,6 +206,7 @@ func (w *world) addRule(r *linkRule) func() {
 	w.net.rules = append(w.net.rules, r)
 	return func() {
 		if i := slices.Index(w.net.rules, r); i >= 0 {
+			w.check.rulesEnding(r)
 			w.net.rules = slices.Delete(w.net.rules, i, i+1)
 			w.releaseHeld()
 		}
