@@ -153,7 +153,19 @@ func (n *Node) handleClaim(m Message) {
 	case e == nil:
 		resp.Reject = RejectUnknown
 	case e.task.Rank(m.From) < 0:
-		return // not a replica of this task: ignore
+		if m.Task == nil || m.Task.Rank(m.From) < 0 || m.Task.ListVersion >= e.task.ListVersion {
+			return // not a replica of this task: ignore
+		}
+		// A replica of a list a move replaced, and left out of the list in force (a
+		// removed member that still holds its copy): tell it how the task ended, or
+		// the list in force, so that it stops claiming and agrees. Ignored, it kept
+		// claiming until the others forgot the task and then ended it unknown while
+		// they had it succeeded (L3, seed 10 of replace-power-loss).
+		if e.state.Final() {
+			resp.Reject, resp.State, resp.Status, resp.Reason = RejectFinal, e.state, e.lastStatus, e.reason
+		} else {
+			resp.Reject, resp.Task = RejectMoved, e.task
+		}
 	case e.state.Final():
 		resp.Reject, resp.State, resp.Status, resp.Reason = RejectFinal, e.state, e.lastStatus, e.reason
 		resp = resp.withFailures(e.failures())

@@ -315,6 +315,14 @@ func (n *Node) winLease(op *leaderClaim) {
 	if n.cfg.Unsafe.LeaseWithoutDrift {
 		until = op.sent.Add(n.cfg.Lease) // negative controls only (M1)
 	}
+	if !n.now().Before(until) {
+		// A pause between the grants and now ate the whole lease: nothing was won
+		// (the grants have run out at the acceptors too, and another member may
+		// hold the lease by now). The next leader tick claims again in turn. Seed 33
+		// of replace-power-loss: a holder paused for 3 s counted grants that had
+		// waited for it and reported a lease won, already over, under another's.
+		return
+	}
 	wasLeading := n.leading() && n.ballot == op.ballot
 	n.ballot, n.leaseUntil, n.leaseEpoch = op.ballot, until, op.epoch
 	if o, ok := n.env.Observer.(LeaderObserver); ok {

@@ -418,9 +418,15 @@ func (n *Node) Start() error {
 			store.apply(&recs[i])
 		}
 	}
-	if lossy {
+	if lossy || n.cfg.Join && !n.joining && len(n.members) > 1 {
 		// The settings in the log may lack changes it acknowledged: learn them again.
+		// So may a node that joined: the round that learns them when it is added is
+		// not in its log, and a restart before it ended took tasks under the
+		// defaults (Q6, seed 144 of replace-power-loss: a spare killed 30 ms after
+		// it was added). It learns them again at every start, as a joiner.
 		n.startSettingsSync()
+	}
+	if lossy {
 		for _, e := range n.tasks {
 			// An at-most-once grant never expires, so no wait makes up for one we
 			// may have forgotten: never grant nor claim such a task again.
@@ -1026,9 +1032,14 @@ func (n *Node) handleStore(m Message) {
 		return
 	}
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
-		// Purged: keep it as cancelled, so that it never runs.
+		// Purged: keep it as cancelled, so that it never runs. The task's own record
+		// goes first: a replay drops an outcome of a task it does not hold, so with
+		// the outcome alone the acknowledged task was gone after a restart (S8, seed 4
+		// of settings-flip-replacements: a coordinator whose clock ran behind made a
+		// task dated before a purge it had just learnt).
 		e := n.newEntry(t)
 		n.addEntry(e)
+		n.persist(nil, Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures()))
 		n.adoptFinal(e, StateCancelled, ack.then())
 		return
 	}

@@ -36,9 +36,28 @@ func (n *Node) afterSynced(a *syncAction) {
 	}
 	switch a.kind {
 	case syncSend:
+		if a.msg.Type == MsgClaimResp && a.msg.Granted {
+			n.sendGrant(a.msg)
+			return
+		}
 		n.send(a.msg)
 	case syncOutcomeAck:
 		// The state now: e may have been frozen (tomb.go) before the sync ended.
 		n.send(Message{Type: MsgOutcomeResp, To: a.to, TaskID: a.taskID, State: n.stateNow(a.e)})
 	}
+}
+
+// sendGrant sends a grant whose record is now durable, unless the task became final
+// here while the record was on its way to disk: then it tells the claimant how the
+// task ended instead. Holding back a grant is always safe; sending it would let the
+// claimant deliver a task whose success this acceptor already knows, making the
+// success's Done, which had reached a majority by then, count for nothing (S3, seed
+// 80 of replace-power-loss: an Outcome came between a claim and its grant's sync).
+func (n *Node) sendGrant(m Message) {
+	if e := n.peek(m.TaskID); e != nil && e.state.Final() {
+		m.Granted, m.Task, m.Promised = false, nil, 0
+		m.Reject, m.State, m.Status, m.Reason = RejectFinal, e.state, e.lastStatus, e.reason
+		m = m.withFailures(e.failures())
+	}
+	n.send(m)
 }

@@ -409,4 +409,29 @@ var Catalogue = []Mutant{
 		Desc:  "a restarted node with an unreleased grant arms the task at the grant's end, even when that is before the task is due or its backoff is over",
 		Edits: edit("node/node.go", "\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t}", "\t\t\tn.disarm(e)\n\t\t\tn.pushBack(e, e.leaseEnd)\n\t\t}"),
 	},
+	{
+		Name:  "win-expired-leader-lease",
+		Desc:  "a claimant that counts the grants of its roster lease claim after a pause took the lease even when it had already run out",
+		Edits: edit("node/leader.go", "\tif !n.now().Before(until) {\n\t\t// A pause between the grants", "\tif false {\n\t\t// A pause between the grants"),
+	},
+	{
+		Name:  "ignore-claims-of-left-out-replica",
+		Desc:  "an acceptor ignores a claim from a replica of a list a move replaced that the list in force leaves out (a removed member), rather than telling it the task's end or the list",
+		Edits: edit("node/claim.go", "if m.Task == nil || m.Task.Rank(m.From) < 0 || m.Task.ListVersion >= e.task.ListVersion {", "if true {"),
+	},
+	{
+		Name:  "grant-sent-after-final",
+		Desc:  "a grant whose record became durable is sent even when the task turned final while it waited for the sync",
+		Edits: edit("node/syncs.go", "if e := n.peek(m.TaskID); e != nil && e.state.Final() {", "if e := n.peek(m.TaskID); false && e != nil && e.state.Final() {"),
+	},
+	{
+		Name:  "purged-store-keeps-outcome-only",
+		Desc:  "a replica that takes a Store of a task its queue's purge covers logs only the cancelled outcome, not the task, before acknowledging",
+		Edits: edit("node/node.go", "\t\tn.persist(nil, Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures()))\n\t\tn.adoptFinal(e, StateCancelled", "\t\tn.adoptFinal(e, StateCancelled"),
+	},
+	{
+		Name:  "joiner-restart-skips-settings-sync",
+		Desc:  "a node that joined and restarts from its log takes tasks at once, under the settings its log holds, though the round that learns them at the join may never have ended",
+		Edits: edit("node/node.go", "if lossy || n.cfg.Join && !n.joining && len(n.members) > 1 {", "if lossy {"),
+	},
 }
