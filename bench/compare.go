@@ -120,6 +120,12 @@ type Result struct {
 	// shared with other work it moves much less than the rates: other processes take
 	// wall time from a run, not CPU time from its tasks.
 	CPUPerTask time.Duration
+	// RunQueueWait is, over the same span as CPUPerTask, how long this process's
+	// threads were runnable but waiting for a CPU on the kernel's run queues, per
+	// second of the span (processRunQueueWait; 0 where it cannot be read). A
+	// machine busy with other work keeps the process waiting, and a round with a
+	// slow tail and a high wait was slowed by the machine, not by itself.
+	RunQueueWait time.Duration
 }
 
 // Report is a whole comparison.
@@ -230,7 +236,7 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	load := cfg.Load
 	load.Target, load.Targets, load.WorkerURL = sys.urls[0], sys.urls, sink.URL()+"/work"
 	cfg.progress("%s: load %s for %v", name, describeLoad(load), load.Duration)
-	cpuStart := processCPU()
+	cpuStart, waitStart, spanStart := processCPU(), processRunQueueWait(), time.Now()
 	var lr LoadResult
 	labelled(ctx, roleLoad, func(ctx context.Context) { lr, err = RunLoad(ctx, load) })
 	if err != nil {
@@ -242,6 +248,9 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	cfg.progress("%s: %d acknowledged (%.0f/s), waiting for deliveries", name, lr.Acked, lr.Rate)
 	res.Missing = sink.WaitFor(ctx, ids, cfg.DrainTimeout)
 	cpu := processCPU() - cpuStart
+	if w := processRunQueueWait(); waitStart > 0 && w >= waitStart {
+		res.RunQueueWait = time.Duration(float64(w-waitStart) / time.Since(spanStart).Seconds())
+	}
 	if res.Missing == 0 && cfg.Settle > 0 {
 		select {
 		case <-time.After(cfg.Settle):
@@ -326,7 +335,7 @@ func describeLoad(l LoadConfig) string {
 // WriteTable prints the report as an aligned table, one row per target.
 func (r Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tnodes/R\tacked\terrors\tshed\tenqueue/s\tp50\tp99\tmax\tdelivered/s\te2e p50\te2e p99\tlate p99\tmissing\tdups\tvs baseline\tcpu/task\t")
+	fmt.Fprintln(tw, "target\tnodes/R\tacked\terrors\tshed\tenqueue/s\tp50\tp99\tmax\tdelivered/s\te2e p50\te2e p99\tlate p99\tmissing\tdups\tvs baseline\tcpu/task\trunq wait\t")
 	for _, res := range r.Results {
 		if res.Skipped != "" {
 			continue // listed below the table
@@ -339,10 +348,11 @@ func (r Report) WriteTable(w io.Writer) error {
 		if !math.IsNaN(res.Ratio) {
 			ratio = fmt.Sprintf("%.1f%%", 100*res.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n",
 			res.Target, res.Nodes, res.Replicas, res.Load.Acked, res.Load.ErrorCount(), res.Load.Shed,
 			res.EnqueueRate, ms(res.Load.P50), ms(res.Load.P99), ms(res.Load.Max),
-			res.DeliveredRate, ms(res.E2EP50), ms(res.E2EP99), late, res.Missing, res.Duplicates, ratio, us(res.CPUPerTask))
+			res.DeliveredRate, ms(res.E2EP50), ms(res.E2EP99), late, res.Missing, res.Duplicates, ratio, us(res.CPUPerTask),
+			perSecond(res.RunQueueWait))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -377,6 +387,15 @@ func us(d time.Duration) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0fus", float64(d)/float64(time.Microsecond))
+}
+
+// perSecond prints a wait per second of a run in milliseconds per second; "-"
+// when it was not measured.
+func perSecond(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fms/s", float64(d)/float64(time.Millisecond))
 }
 
 // ms prints a duration in milliseconds with enough digits for sub-millisecond values.

@@ -10,15 +10,21 @@ import (
 // a 200, 32 at a time. ns/op, B/op and allocs/op are per task, for the three
 // nodes together (and the harness that carries their messages); every finished
 // task is frozen once 1,000 more finished on its node, as in the daemon.
-func BenchmarkClusterTasks(b *testing.B) {
-	h := newHarness(b, 3, 1, nil)
+func BenchmarkClusterTasks(b *testing.B) { benchTasks(b, 3) }
+
+// BenchmarkSingleTasks is BenchmarkClusterTasks on one node, R=1: the single
+// node's own work per task (the compare command's target single, without HTTP).
+func BenchmarkSingleTasks(b *testing.B) { benchTasks(b, 1) }
+
+func benchTasks(b *testing.B, n int) {
+	h := newHarness(b, n, 1, nil)
 	h.latency = 100 * time.Microsecond
 	req := EnqueueRequest{Queue: "default", URL: "http://127.0.0.1:9/hook", Method: "POST",
 		ContentType: "application/json", Body: []byte(`{"n":1}`)}
 	done := 0
 	i := 0
 	for b.Loop() {
-		r := h.enqueue(h.order[i%3], req)
+		r := h.enqueue(h.order[i%n], req)
 		i++
 		if i%32 == 0 {
 			h.run(h.elapsed() + 10*time.Millisecond)

@@ -352,10 +352,15 @@ func (s *server) enqueue(w http.ResponseWriter, r *http.Request) {
 	}
 	// The original's exact answer, spacing included; built without fmt, as it
 	// answers every enqueue.
-	w.Header().Set("Content-Type", "application/json")
+	// Set directly under its canonical key with a shared value (never changed:
+	// WriteHeader copies the values), instead of a new one-element slice each time.
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(http.StatusOK)
 	w.Write(scheduledAnswer(id))
 }
+
+// jsonContentType is the Content-Type header's value of an enqueue's answer.
+var jsonContentType = []string{"application/json"}
 
 // scheduledAnswer is the body of an enqueue's answer:
 // {"status": "scheduled", "id": "<id>"} and a newline, the ID quoted as %q quotes it.
@@ -554,17 +559,24 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		var mbe *http.MaxBytesError
 		switch {
 		case err == io.EOF:
 			return buf, true
-		case errors.As(err, &mbe) || int64(len(buf)) > limit:
+		case int64(len(buf)) > limit || err != nil && isMaxBytes(err):
 			return tooLarge()
 		case err != nil:
 			writeError(w, http.StatusBadRequest, "body", "could not be read")
 			return nil, false
 		}
 	}
+}
+
+// isMaxBytes reports whether err is http.MaxBytesReader's error. Its own function,
+// called only on an error: the target errors.As is given escapes to the heap, and
+// declared in readBody's loop it cost an allocation for every read of every body.
+func isMaxBytes(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
 }
 
 // sentinels maps the node's expected outcomes, its sentinel errors, to HTTP

@@ -9,7 +9,9 @@ package driver
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -32,6 +34,8 @@ type Driver struct {
 	started bool
 	done    chan struct{}
 	rec     Recorder // nil: not recording
+	// parks counts the times Run waited for a post with its queue empty.
+	parks atomic.Int64
 }
 
 // input is one posted input: f, or when f is nil, step applied to m. Messages are
@@ -126,6 +130,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	// Two queues take turns: Post appends to one while Run runs the other, so a
 	// steady load reuses both instead of growing a new slice per wake-up.
 	var spare []input
+	yielded := false
 	for {
 		d.mu.Lock()
 		batch := d.queue
@@ -144,8 +149,26 @@ func (d *Driver) Run(ctx context.Context) error {
 			return nil
 		}
 		if len(batch) > 0 {
+			yielded = false
 			continue
 		}
+		// The queue ran dry: yield once before parking. The goroutines the batch
+		// just woke (HTTP handlers given their answers, webhook workers given
+		// deliveries) run first and often post the next inputs meanwhile, which
+		// then find the node's goroutine runnable instead of parked: no wake-up
+		// to pay for (a parked goroutine readied while the other P sleeps costs a
+		// thread woken by the kernel), and the next batch is larger. On the
+		// compare command's single node (closed loop, 32 clients, two cores
+		// shared with other work) this cut the process's CPU per task by 13% and
+		// left an open loop's latency as it was (README, Throughput against the
+		// physical limit).
+		if !yielded {
+			yielded = true
+			runtime.Gosched()
+			continue
+		}
+		yielded = false
+		d.parks.Add(1)
 		select {
 		case <-d.wake:
 		case <-ctx.Done():

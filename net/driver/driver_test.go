@@ -417,3 +417,36 @@ func BenchmarkTimerCallbacks(b *testing.B) {
 		b.Fatal("no callback ran")
 	}
 }
+
+// Run yields once before it parks: an input posted by a goroutine the last batch
+// started (as an HTTP handler answered by the node posts the next enqueue) finds
+// the node's goroutine runnable, and Run takes it without parking in between.
+// On one P the goroutine started runs during that yield; without it Run parks
+// before every such input.
+func TestRunYieldsBeforeParking(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	d := start(t, clock.New())
+	const chains = 200
+	var parkedBetween atomic.Int64
+	for range chains {
+		done := make(chan struct{})
+		d.Post(func(*node.Node) {
+			before := d.parks.Load()
+			go d.Post(func(*node.Node) {
+				parkedBetween.Add(d.parks.Load() - before)
+				close(done)
+			})
+		})
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the second input never ran")
+		}
+	}
+	// The scheduler takes the global run queue first now and then (every 61st
+	// turn), so Run may still park before a few of them; without the yield it
+	// parks before every one.
+	if n := parkedBetween.Load(); n > chains/4 {
+		t.Errorf("Run parked %d times between an input and the one a goroutine it started posted, in %d chains; want at most %d", n, chains, chains/4)
+	}
+}
