@@ -378,11 +378,13 @@ func (r *Recorder) WrapEnv(env node.Env) node.Env {
 		panic("recorder: Options.Durable does not match the node's storage")
 	}
 	numbered, _ := env.Clock.(numberedClock)
-	env.Clock = recClock{r, env.Clock, numbered}
-	env.Rand = recRand{r, env.Rand}
-	env.Network = recNetwork{r, env.Network}
-	env.Dispatcher = recDispatcher{r, env.Dispatcher}
-	env.Storage = recStorage{r, env.Storage}
+	// Pointers: a method of a value type called through an interface copies the
+	// value at every call, and the node calls these several times per input.
+	env.Clock = &recClock{r, env.Clock, numbered}
+	env.Rand = &recRand{r, env.Rand}
+	env.Network = &recNetwork{r, env.Network}
+	env.Dispatcher = &recDispatcher{r, env.Dispatcher}
+	env.Storage = &recStorage{r, env.Storage}
 	return env
 }
 
@@ -398,7 +400,7 @@ type recClock struct {
 // monotonic one, and time.Time's Sub prefers the latter, so the recorded node must
 // compute with what is recorded. It then sees a step of the wall clock as a step (a
 // clock fault the protocol bounds by MaxClockDrift), not smoothed over.
-func (c recClock) Now() time.Time {
+func (c *recClock) Now() time.Time {
 	t := c.inner.Now().Round(0)
 	c.r.event(evNow)
 	c.r.cur = c.r.cur.varint(nowField(&c.r.lastNow, timeNanos(t)))
@@ -413,7 +415,7 @@ type numberedClock interface {
 	AfterFuncNumbered(d time.Duration, id uint64, fired func(uint64), f func()) func() bool
 }
 
-func (c recClock) AfterFunc(d time.Duration, f func()) func() bool {
+func (c *recClock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.r.timers++
 	id := c.r.timers
 	c.r.event(evTimer)
@@ -443,26 +445,26 @@ type recRand struct {
 	inner node.Rand
 }
 
-func (g recRand) draw(v uint64) uint64 {
+func (g *recRand) draw(v uint64) uint64 {
 	g.r.event(evRand)
 	g.r.cur = g.r.cur.uvarint(v)
 	return v
 }
 
-func (g recRand) Uint64() uint64 {
+func (g *recRand) Uint64() uint64 {
 	v := g.inner.Uint64()
 	g.r.event(evRand64)
 	g.r.cur = g.r.cur.uint64(v)
 	return v
 }
 
-func (g recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
-func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
+func (g *recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
+func (g *recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
 
 // Send records a summary of the message and a hash of its wire frame: enough for
 // Replay to compare (it re-makes the message itself), at a fraction of the bytes.
 // The writer goroutine encodes and hashes the frame (see deferred).
-func (n recNetwork) Send(m node.Message) {
+func (n *recNetwork) Send(m node.Message) {
 	n.r.event(evSend)
 	n.r.cur = appendSentSummary(n.r.cur, m)
 	n.r.deferMessage(m, true)
@@ -513,7 +515,7 @@ type recDispatcher struct {
 	inner node.Dispatcher
 }
 
-func (d recDispatcher) Dispatch(del node.Delivery) {
+func (d *recDispatcher) Dispatch(del node.Delivery) {
 	d.r.event(evDispatch)
 	d.r.cur = d.r.cur.str(del.Task.ID).uvarint(del.Attempt).varint(int64(del.Deadline))
 	d.inner.Dispatch(del)
@@ -528,16 +530,16 @@ type recStorage struct {
 }
 
 var (
-	_ node.LossReporter   = recStorage{}
-	_ node.StorageHealth  = recStorage{}
-	_ node.RecordStreamer = recStorage{}
+	_ node.LossReporter   = (*recStorage)(nil)
+	_ node.StorageHealth  = (*recStorage)(nil)
+	_ node.RecordStreamer = (*recStorage)(nil)
 )
 
-func (s recStorage) Durable() bool { return s.inner.Durable() }
+func (s *recStorage) Durable() bool { return s.inner.Durable() }
 
 // Append records a summary of each record and a hash of their frames (see Send),
 // which the writer goroutine computes.
-func (s recStorage) Append(recs ...node.Record) {
+func (s *recStorage) Append(recs ...node.Record) {
 	s.r.event(evAppend)
 	s.r.cur = appendAppendedSummary(s.r.cur, recs)
 	s.r.deferRecordsHash(recs)
@@ -581,7 +583,7 @@ func describeAppended(d *dec) (string, uint64) {
 	return b.String(), d.uint64()
 }
 
-func (s recStorage) Sync(done func()) {
+func (s *recStorage) Sync(done func()) {
 	s.r.syncs++
 	id := s.r.syncs
 	s.r.event(evSync)
@@ -601,7 +603,7 @@ func (s recStorage) Sync(done func()) {
 	})
 }
 
-func (s recStorage) Load() ([]node.Record, error) {
+func (s *recStorage) Load() ([]node.Record, error) {
 	recs, err := s.inner.Load()
 	msg := errText(err)
 	s.r.event(evLoad)
@@ -615,7 +617,7 @@ func (s recStorage) Load() ([]node.Record, error) {
 // storage that does not stream is loaded whole and handed over one record at a
 // time: recStorage always streams, so that Replay knows how a run loaded
 // (Header.StreamedLoad).
-func (s recStorage) LoadEach(visit func(r *node.Record)) error {
+func (s *recStorage) LoadEach(visit func(r *node.Record)) error {
 	each := func(rec *node.Record) {
 		s.r.frame = disk.AppendRecordFrame(s.r.frame[:0], rec)
 		s.r.event(evLoadRec)
@@ -639,7 +641,7 @@ func (s recStorage) LoadEach(visit func(r *node.Record)) error {
 	return err
 }
 
-func (s recStorage) LostSince() (time.Time, bool) {
+func (s *recStorage) LostSince() (time.Time, bool) {
 	var since time.Time
 	lost := false
 	if lr, ok := s.inner.(node.LossReporter); ok {
@@ -653,7 +655,7 @@ func (s recStorage) LostSince() (time.Time, bool) {
 	return nanosTime(timeNanos(since)), lost
 }
 
-func (s recStorage) Err() error {
+func (s *recStorage) Err() error {
 	var err error
 	if h, ok := s.inner.(node.StorageHealth); ok {
 		err = h.Err()
