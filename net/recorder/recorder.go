@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,9 +31,17 @@ type Options struct {
 type Recorder struct {
 	ring *ring
 	// Only the node's goroutine touches what follows.
-	cur      enc  // the group of the input running now; nil between inputs
-	labelled bool // cur starts with its input's kind
-	effects  bool // cur holds an output event
+	//
+	// cur is the bytes of the writer's pending batch, which the node's goroutine
+	// holds (ring.input) from BeginInput to EndInput: the running input's group is
+	// cur[start:], encoded where the writer will take it rather than copied there.
+	// Between inputs the writer may swap the batch: cur is stale until the next
+	// BeginInput.
+	cur      enc
+	start    int
+	holding  bool // the node's goroutine holds ring.input (cur is the pending batch's)
+	labelled bool // the group starts with its input's kind
+	effects  bool // the group holds an output event
 	timers   uint64
 	syncs    uint64
 	early    enc // events of the running input that came before its label
@@ -46,7 +55,6 @@ type Recorder struct {
 	// timerFired is labelTimer as a func value, made once (see numberedClock).
 	timerFired func(uint64)
 	snapshot   func() ([]byte, error) // the node's Snapshot (SnapshotWith); nil: none
-	part       []byte                 // a part of cur being written (maybeWritePart)
 	frame      []byte                 // a loaded record's frame being encoded
 }
 
@@ -68,10 +76,27 @@ func Open(opts Options) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	// node.New's reads (if any) come before the first input: they form group inNew.
-	rec := &Recorder{ring: r, cur: enc{inNew}, labelled: true}
+	// node.New's reads (if any) come before the first input: they form group inNew,
+	// and the first BeginInput finds the batch held.
+	rec := &Recorder{ring: r, labelled: true}
+	rec.acquire()
+	rec.cur = append(rec.cur, inNew)
 	rec.timerFired = rec.labelTimer
 	return rec, nil
+}
+
+// acquire takes the pending batch for the node's goroutine: the group it starts
+// is encoded at its end.
+func (r *Recorder) acquire() {
+	r.cur = r.ring.acquire()
+	r.start, r.holding = len(r.cur), true
+}
+
+// release hands the pending batch back, the groups ended in it; the running
+// group (none, between inputs) is dropped.
+func (r *Recorder) release() {
+	r.ring.release(r.cur[:r.start])
+	r.cur, r.holding = nil, false
 }
 
 // Close writes what is buffered and closes the recording; call it after the driver
@@ -79,6 +104,9 @@ func Open(opts Options) (*Recorder, error) {
 func (r *Recorder) Close() error {
 	if r == nil {
 		return nil
+	}
+	if r.holding { // node.New failed, or no input ran: what it read is dropped
+		r.release()
 	}
 	return r.ring.close()
 }
@@ -103,10 +131,11 @@ func (r *Recorder) BeginInput() {
 		// that Replay finds the groups in their places.
 		r.recovered = true
 		r.writeGroup()
-		r.cur, r.labelled, r.lastNow = append(r.cur[:0], inStart), true, 0
+		r.cur, r.labelled, r.lastNow = append(r.cur, inStart), true, 0
 		return
 	}
-	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+	r.acquire()
+	r.labelled, r.effects, r.lastNow = false, false, 0
 	r.clearDefs()
 }
 
@@ -125,12 +154,13 @@ func (r *Recorder) SnapshotWith(snap func() ([]byte, error)) {
 // the metrics) is not written: Replay need not run it.
 func (r *Recorder) EndInput() {
 	if !r.labelled && !r.effects {
-		r.cur = r.cur[:0]
+		r.cur = r.cur[:r.start]
 		r.clearDefs()
 	} else {
 		r.writeGroup()
 	}
 	r.maybeRotate()
+	r.release()
 }
 
 // maybeRotate ends the current file once the writer found it full, and starts the
@@ -149,18 +179,20 @@ func (r *Recorder) maybeRotate() {
 		}
 		group = enc{inSnapshot}.uvarint(r.timers).uvarint(r.syncs).bytes(snap)
 	}
-	r.ring.writeRotation(group)
+	r.cur = r.ring.writeRotation(append(r.cur[:r.start], group...))
+	r.start = len(r.cur)
 }
 
+// writeGroup ends the running input's group in the pending batch.
 func (r *Recorder) writeGroup() {
 	if !r.labelled {
-		r.cur = append(enc{inOpaque}, r.cur...)
+		r.cur = slices.Insert(r.cur, r.start, inOpaque)
 		for i := range r.defs {
 			r.defs[i].at++
 		}
 	}
-	r.ring.writeGroup(r.cur, r.defs, r.recs)
-	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
+	r.cur = r.ring.endGroup(r.cur, r.start, r.defs, r.recs)
+	r.start, r.labelled, r.effects, r.lastNow = len(r.cur), false, false, 0
 	r.clearDefs()
 }
 
@@ -174,13 +206,15 @@ const partSize = 256 << 10
 // every record of the log as its group (the node itself holds one record at a
 // time; see node.RecordStreamer). Reading joins the parts to their group.
 func (r *Recorder) maybeWritePart() {
-	if len(r.cur) < partSize || len(r.defs) > 0 {
+	if len(r.cur)-r.start < partSize || len(r.defs) > 0 {
 		return
 	}
-	r.part = append(append(r.part[:0], inPart), r.cur...)
-	r.ring.writeGroup(r.part, nil, nil)
-	r.cur = r.cur[:0]
+	r.cur = r.ring.endGroup(slices.Insert(r.cur, r.start, inPart), r.start, nil, nil)
+	r.start = len(r.cur)
+	// The writer takes the batch only from a goroutine that holds none.
+	r.release()
 	r.ring.waitWriter(4 * partSize)
+	r.acquire()
 }
 
 // clearDefs empties defs and recs (the ring copied them), not keeping the
@@ -198,13 +232,13 @@ func (r *Recorder) deferMessage(m node.Message, hash bool) {
 	if hash {
 		kind = defFrameHash
 	}
-	r.defs = append(r.defs, deferred{at: len(r.cur), kind: kind, m: m})
+	r.defs = append(r.defs, deferred{at: len(r.cur) - r.start, kind: kind, m: m})
 }
 
 // deferRecordsHash leaves the hash of recs' frames at the current end of the group
 // for the writer goroutine to compute, with a copy of recs.
 func (r *Recorder) deferRecordsHash(recs []node.Record) {
-	r.defs = append(r.defs, deferred{at: len(r.cur), kind: defRecordsHash, first: len(r.recs), n: len(recs)})
+	r.defs = append(r.defs, deferred{at: len(r.cur) - r.start, kind: defRecordsHash, first: len(r.recs), n: len(recs)})
 	r.recs = append(r.recs, recs...)
 }
 
@@ -219,20 +253,20 @@ func (r *Recorder) beginLabel(kind byte) bool {
 		return false
 	}
 	r.labelled = true
-	if len(r.cur) > 0 {
-		r.early = append(r.early[:0], r.cur...)
+	if len(r.cur) > r.start {
+		r.early = append(r.early[:0], r.cur[r.start:]...)
 		r.earlyDefs = append(r.earlyDefs[:0], r.defs...)
 		clear(r.defs) // not recs: the early parts still point into them
 		r.defs = r.defs[:0]
 	}
-	r.cur = append(r.cur[:0], kind)
+	r.cur = append(r.cur[:r.start], kind)
 	return true
 }
 
 func (r *Recorder) endLabel() {
 	if len(r.early) > 0 {
 		for _, d := range r.earlyDefs {
-			d.at += len(r.cur)
+			d.at += len(r.cur) - r.start
 			r.defs = append(r.defs, d)
 		}
 		clear(r.earlyDefs)
