@@ -78,6 +78,12 @@ type ring struct {
 	ready   atomic.Pointer[batch] // handed over, for the writer to write
 	spare   atomic.Pointer[batch] // the writer's last batch, for reuse
 	want    atomic.Bool           // the writer found input held: hand pending over
+	// sleeping: the writer waits for a kick, which a batch handed over sends; while
+	// batches keep coming it looks for the next every pollEvery instead, so that
+	// the node's goroutine hands them over without waking it up (a wake-up is a
+	// system call on the node's thread: with a batch handed over every 8 KiB
+	// rather than 64, the node's goroutine spent 4% more CPU per enqueue).
+	sleeping atomic.Bool
 
 	mu   sync.Mutex
 	err  error  // the first error: recording stops there, the node goes on
@@ -177,6 +183,9 @@ const pendingStart = 1 << 20
 // (at 512 KiB, copying each group into them was the node's largest cost of
 // recording: BenchmarkRecorderNodeCost, profiled).
 const kickAt = 64 << 10
+
+// pollEvery is how soon a busy writer looks for the next batch.
+const pollEvery = 5 * time.Millisecond
 
 // minFileSize keeps the file count sane for a small --record-size.
 const minFileSize = 64 << 10
@@ -294,7 +303,7 @@ func (r *ring) release(b enc) {
 	r.pending.bytes = b
 	handed := r.handOver()
 	r.input.Unlock()
-	if handed {
+	if handed && r.sleeping.Load() {
 		r.wake()
 	}
 }
@@ -419,20 +428,47 @@ func (r *ring) writeLoop() {
 	defer close(r.done)
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
+	poll := time.NewTimer(pollEvery)
+	defer poll.Stop()
 	for {
-		// A kick says a batch is ready; the ticker, that pending is due too, once
-		// flushEvery passed.
-		due := true
-		select {
-		case <-r.stop:
+		// The ticker says that pending is due too, once flushEvery passed; a kick
+		// or a poll, that a batch may be ready.
+		due := false
+		wrote := false
+		for r.flush(false) {
+			wrote = true
+		}
+		if wrote {
+			// Busy: look for the next batch in pollEvery, without a wake-up.
+			poll.Reset(pollEvery)
+			select {
+			case <-r.stop:
+				for r.flush(true) {
+				}
+				return
+			case <-t.C:
+				due = true
+			case <-poll.C:
+			}
+		} else {
+			r.sleeping.Store(true)
+			// A batch handed over before sleeping was set came with no kick.
+			if r.ready.Load() == nil {
+				select {
+				case <-r.stop:
+					for r.flush(true) {
+					}
+					return
+				case <-t.C:
+					due = true
+				case <-r.kick:
+				}
+			}
+			r.sleeping.Store(false)
+		}
+		if due {
 			for r.flush(true) {
 			}
-			return
-		case <-t.C:
-		case <-r.kick:
-			due = false
-		}
-		for r.flush(due) {
 		}
 	}
 }

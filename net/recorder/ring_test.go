@@ -118,6 +118,37 @@ func TestRingWriterNeverWaitsForAnInput(t *testing.T) {
 	require.Equal(t, [][]byte{[]byte("one"), []byte("two")}, groups)
 }
 
+// A batch handed over wakes the writer up only when it sleeps: a busy writer looks
+// for the next one itself (pollEvery), and the node's goroutine spares the system
+// call. Either way the batch is written.
+func TestRingHandOverWakesOnlyASleepingWriter(t *testing.T) {
+	dir := t.TempDir()
+	r, err := openRing(dir, 64<<20, Header{NodeID: "n1"})
+	require.NoError(t, err)
+	close(r.stop) // drive the flushes by hand
+	<-r.done
+	t.Cleanup(func() { r.f.Close() })
+	kicked := func() bool {
+		select {
+		case <-r.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	full := string(make([]byte, kickAt))
+	for _, sleeping := range []bool{false, true} {
+		r.sleeping.Store(sleeping)
+		r.writeGroup([]byte(full), nil, nil)
+		require.NotNil(t, r.ready.Load(), "a full batch was not handed over")
+		require.Equal(t, sleeping, kicked(), "writer sleeping: %v", sleeping)
+		require.True(t, r.flush(false))
+	}
+	_, groups, _, err := readFile(filepath.Join(dir, fileName(1, 0)))
+	require.NoError(t, err)
+	require.Len(t, groups, 2)
+}
+
 // The messages and records the writer encodes land where the node's goroutine left
 // them: a received message's frame right after its label, a sent one's hash after
 // its summary, appended records' hash after theirs, also when the send came before
