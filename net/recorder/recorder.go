@@ -32,26 +32,26 @@ type Recorder struct {
 	ring *ring
 	// Only the node's goroutine touches what follows.
 	//
-	// cur is the bytes of the writer's pending batch, which the node's goroutine
-	// holds (ring.input) from BeginInput to EndInput: the running input's group is
-	// cur[start:], encoded where the writer will take it rather than copied there.
-	// Between inputs the writer may swap the batch: cur is stale until the next
-	// BeginInput.
-	cur      enc
-	start    int
-	holding  bool // the node's goroutine holds ring.input (cur is the pending batch's)
-	labelled bool // the group starts with its input's kind
-	effects  bool // the group holds an output event
-	timers   uint64
-	syncs    uint64
-	early    enc // events of the running input that came before its label
-	// defs are the parts of cur the writer encodes (see deferred), earlyDefs
-	// those of early.
-	defs      []deferred
+	// b is the writer's pending batch, which the node's goroutine holds
+	// (ring.input) from BeginInput to EndInput, and cur its bytes: the running
+	// input's group is cur[start:], its deferred parts b.defs[defStart:] (their
+	// offsets in the group) and their records b.recs[recStart:], written where the
+	// writer will take them rather than copied there. Between inputs the writer
+	// may swap the batch: b and cur are stale until the next BeginInput.
+	b                  *batch
+	cur                enc
+	start              int
+	defStart, recStart int
+	holding            bool // the node's goroutine holds ring.input (b is pending)
+	labelled           bool // the group starts with its input's kind
+	effects            bool // the group holds an output event
+	timers             uint64
+	syncs              uint64
+	early              enc // events of the running input that came before its label
+	// earlyDefs are the deferred parts of early.
 	earlyDefs []deferred
-	recs      []node.Record // the records of cur's deferred parts
-	lastNow   int64         // the group's last clock reading (unix ns), 0 before its first
-	recovered bool          // node.New's group was written
+	lastNow   int64 // the group's last clock reading (unix ns), 0 before its first
+	recovered bool  // node.New's group was written
 	// timerFired is labelTimer as a func value, made once (see numberedClock).
 	timerFired func(uint64)
 	snapshot   func() ([]byte, error) // the node's Snapshot (SnapshotWith); nil: none
@@ -88,16 +88,35 @@ func Open(opts Options) (*Recorder, error) {
 // acquire takes the pending batch for the node's goroutine: the group it starts
 // is encoded at its end.
 func (r *Recorder) acquire() {
-	r.cur = r.ring.acquire()
-	r.start, r.holding = len(r.cur), true
+	r.b = r.ring.acquire()
+	r.cur, r.holding = r.b.bytes, true
+	r.groupStarts()
+}
+
+// groupStarts starts the next group at the end of the batch.
+func (r *Recorder) groupStarts() {
+	r.start, r.defStart, r.recStart = len(r.cur), len(r.b.defs), len(r.b.recs)
 }
 
 // release hands the pending batch back, the groups ended in it; the running
 // group (none, between inputs) is dropped.
 func (r *Recorder) release() {
-	r.ring.release(r.cur[:r.start])
-	r.cur, r.holding = nil, false
+	r.dropGroup()
+	r.ring.release(r.cur)
+	r.b, r.cur, r.holding = nil, nil, false
 }
+
+// dropGroup drops the running group, its deferred parts and their records (not
+// keeping the messages and records alive).
+func (r *Recorder) dropGroup() {
+	r.cur = r.cur[:r.start]
+	clear(r.b.defs[r.defStart:])
+	clear(r.b.recs[r.recStart:])
+	r.b.defs, r.b.recs = r.b.defs[:r.defStart], r.b.recs[:r.recStart]
+}
+
+// groupDefs are the running group's deferred parts.
+func (r *Recorder) groupDefs() []deferred { return r.b.defs[r.defStart:] }
 
 // Close writes what is buffered and closes the recording; call it after the driver
 // stopped. It returns the first error writing met (recording stopped there).
@@ -136,7 +155,6 @@ func (r *Recorder) BeginInput() {
 	}
 	r.acquire()
 	r.labelled, r.effects, r.lastNow = false, false, 0
-	r.clearDefs()
 }
 
 // SnapshotWith has every file of the run after its first start with a snapshot of
@@ -154,8 +172,7 @@ func (r *Recorder) SnapshotWith(snap func() ([]byte, error)) {
 // the metrics) is not written: Replay need not run it.
 func (r *Recorder) EndInput() {
 	if !r.labelled && !r.effects {
-		r.cur = r.cur[:r.start]
-		r.clearDefs()
+		r.dropGroup()
 	} else {
 		r.writeGroup()
 	}
@@ -179,21 +196,23 @@ func (r *Recorder) maybeRotate() {
 		}
 		group = enc{inSnapshot}.uvarint(r.timers).uvarint(r.syncs).bytes(snap)
 	}
-	r.cur = r.ring.writeRotation(append(r.cur[:r.start], group...))
-	r.start = len(r.cur)
+	r.dropGroup()
+	r.cur = r.ring.writeRotation(append(r.cur, group...))
+	r.groupStarts()
 }
 
 // writeGroup ends the running input's group in the pending batch.
 func (r *Recorder) writeGroup() {
 	if !r.labelled {
 		r.cur = slices.Insert(r.cur, r.start, inOpaque)
-		for i := range r.defs {
-			r.defs[i].at++
+		defs := r.groupDefs()
+		for i := range defs {
+			defs[i].at++
 		}
 	}
-	r.cur = r.ring.endGroup(r.cur, r.start, r.defs, r.recs)
-	r.start, r.labelled, r.effects, r.lastNow = len(r.cur), false, false, 0
-	r.clearDefs()
+	r.cur = r.ring.endGroup(r.cur, r.start, r.defStart)
+	r.groupStarts()
+	r.labelled, r.effects, r.lastNow = false, false, 0
 }
 
 // partSize is how large the running input's group may grow before its front is
@@ -206,23 +225,15 @@ const partSize = 256 << 10
 // every record of the log as its group (the node itself holds one record at a
 // time; see node.RecordStreamer). Reading joins the parts to their group.
 func (r *Recorder) maybeWritePart() {
-	if len(r.cur)-r.start < partSize || len(r.defs) > 0 {
+	if len(r.cur)-r.start < partSize || len(r.groupDefs()) > 0 {
 		return
 	}
-	r.cur = r.ring.endGroup(slices.Insert(r.cur, r.start, inPart), r.start, nil, nil)
-	r.start = len(r.cur)
+	r.cur = r.ring.endGroup(slices.Insert(r.cur, r.start, inPart), r.start, r.defStart)
+	r.groupStarts()
 	// The writer takes the batch only from a goroutine that holds none.
 	r.release()
 	r.ring.waitWriter(4 * partSize)
 	r.acquire()
-}
-
-// clearDefs empties defs and recs (the ring copied them), not keeping the
-// messages and records alive.
-func (r *Recorder) clearDefs() {
-	clear(r.defs)
-	clear(r.recs)
-	r.defs, r.recs = r.defs[:0], r.recs[:0]
 }
 
 // deferMessage leaves m's wire frame (or, with hash, its hash) at the current end
@@ -232,14 +243,14 @@ func (r *Recorder) deferMessage(m node.Message, hash bool) {
 	if hash {
 		kind = defFrameHash
 	}
-	r.defs = append(r.defs, deferred{at: len(r.cur) - r.start, kind: kind, m: m})
+	r.b.defs = append(r.b.defs, deferred{at: len(r.cur) - r.start, kind: kind, m: m})
 }
 
 // deferRecordsHash leaves the hash of recs' frames at the current end of the group
 // for the writer goroutine to compute, with a copy of recs.
 func (r *Recorder) deferRecordsHash(recs []node.Record) {
-	r.defs = append(r.defs, deferred{at: len(r.cur) - r.start, kind: defRecordsHash, first: len(r.recs), n: len(recs)})
-	r.recs = append(r.recs, recs...)
+	r.b.defs = append(r.b.defs, deferred{at: len(r.cur) - r.start, kind: defRecordsHash, first: len(r.b.recs), n: len(recs)})
+	r.b.recs = append(r.b.recs, recs...)
 }
 
 // beginLabel starts the group with its input's kind, and reports whether the
@@ -255,9 +266,10 @@ func (r *Recorder) beginLabel(kind byte) bool {
 	r.labelled = true
 	if len(r.cur) > r.start {
 		r.early = append(r.early[:0], r.cur[r.start:]...)
-		r.earlyDefs = append(r.earlyDefs[:0], r.defs...)
-		clear(r.defs) // not recs: the early parts still point into them
-		r.defs = r.defs[:0]
+		defs := r.groupDefs()
+		r.earlyDefs = append(r.earlyDefs[:0], defs...)
+		clear(defs) // not recs: the early parts still point into them
+		r.b.defs = r.b.defs[:r.defStart]
 	}
 	r.cur = append(r.cur[:r.start], kind)
 	return true
@@ -267,7 +279,7 @@ func (r *Recorder) endLabel() {
 	if len(r.early) > 0 {
 		for _, d := range r.earlyDefs {
 			d.at += len(r.cur) - r.start
-			r.defs = append(r.defs, d)
+			r.b.defs = append(r.b.defs, d)
 		}
 		clear(r.earlyDefs)
 		r.earlyDefs = r.earlyDefs[:0]

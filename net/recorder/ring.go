@@ -265,30 +265,26 @@ func (r *ring) writeFile(b []byte) error {
 }
 
 // acquire takes the pending batch for the node's goroutine, which encodes groups
-// at the end of the bytes it returns until it calls release.
-func (r *ring) acquire() enc {
+// at its end (their bytes, deferred parts and records) until it calls release.
+func (r *ring) acquire() *batch {
 	r.input.Lock()
-	return r.pending.bytes
+	return r.pending
 }
 
-// endGroup ends the group at b[start:] (b: the bytes acquire returned, grown), with
-// its deferred parts (their offsets in the group) and their records, and returns
-// the pending batch's bytes to go on with. Called on the node's goroutine, which
-// holds the batch.
-func (r *ring) endGroup(b enc, start int, defs []deferred, recs []node.Record) enc {
+// endGroup ends the group at b[start:] (b: the pending batch's bytes, grown),
+// whose deferred parts are the batch's from defStart on (their offsets in the
+// group, their records' indexes in the batch), and returns the batch's bytes to
+// go on with. Called on the node's goroutine, which holds the batch.
+func (r *ring) endGroup(b enc, start, defStart int) enc {
 	p := r.pending
 	p.bytes = b
 	if r.stopped.Load() {
 		p.reset()
 		return p.bytes
 	}
-	recBase := len(p.recs)
-	for _, d := range defs {
-		d.at += start
-		d.first += recBase
-		p.defs = append(p.defs, d)
+	for i := defStart; i < len(p.defs); i++ {
+		p.defs[i].at += start
 	}
-	p.recs = append(p.recs, recs...)
 	p.groups = append(p.groups, groupEnd{end: len(p.bytes), defs: len(p.defs)})
 	if p.size() > maxPending {
 		r.fail(fmt.Errorf("the disk took the recording slower than the node made it (over %d MiB waiting): recording stopped", maxPending>>20))

@@ -18,9 +18,14 @@ import (
 
 // writeGroup adds group to the pending batch as the node's goroutine does.
 func (r *ring) writeGroup(group []byte, defs []deferred, recs []node.Record) {
-	b := r.acquire()
-	start := len(b)
-	r.release(r.endGroup(append(b, group...), start, defs, recs))
+	p := r.acquire()
+	start, defStart, recBase := len(p.bytes), len(p.defs), len(p.recs)
+	for _, d := range defs {
+		d.first += recBase
+		p.defs = append(p.defs, d)
+	}
+	p.recs = append(p.recs, recs...)
+	r.release(r.endGroup(append(p.bytes, group...), start, defStart))
 }
 
 // Groups written in bursts with idle flushes between them come back whole and in
@@ -90,9 +95,9 @@ func TestRingWriterNeverWaitsForAnInput(t *testing.T) {
 	<-r.done
 	t.Cleanup(func() { r.f.Close() })
 
-	b := r.acquire() // an input starts
-	start := len(b)
-	b = r.endGroup(append(b, "one"...), start, nil, nil)
+	p := r.acquire() // an input starts
+	start := len(p.bytes)
+	b := r.endGroup(append(p.bytes, "one"...), start, len(p.defs))
 	flushed := make(chan bool)
 	go func() { flushed <- r.flush(true) }()
 	select {
