@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -287,8 +288,16 @@ func startBenchNode(b *testing.B, record bool) *benchNode {
 		b.Fatal(err)
 	}
 	go n.d.Run(context.Background())
-	// The goroutine ends with the run; its thread goes with it.
-	n.d.Post(func(*node.Node) { runtime.LockOSThread() })
+	// The goroutine ends with the run; its thread goes with it. The label node=plain
+	// or node=recorded tells the two apart in a CPU profile (go tool pprof -tagfocus).
+	role := "plain"
+	if record {
+		role = "recorded"
+	}
+	n.d.Post(func(*node.Node) {
+		runtime.LockOSThread()
+		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("node", role)))
+	})
 	return n
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,23 +31,30 @@ type Options struct {
 type Recorder struct {
 	ring *ring
 	// Only the node's goroutine touches what follows.
-	cur      enc  // the group of the input running now; nil between inputs
-	labelled bool // cur starts with its input's kind
-	effects  bool // cur holds an output event
-	timers   uint64
-	syncs    uint64
-	early    enc // events of the running input that came before its label
-	// defs are the parts of cur the writer encodes (see deferred), earlyDefs
-	// those of early.
-	defs      []deferred
+	//
+	// b is the writer's pending batch, which the node's goroutine holds
+	// (ring.input) from BeginInput to EndInput, and cur its bytes: the running
+	// input's group is cur[start:], its deferred parts b.defs[defStart:] (their
+	// offsets in the group) and their records b.recs[recStart:], written where the
+	// writer will take them rather than copied there. Between inputs the writer
+	// may swap the batch: b and cur are stale until the next BeginInput.
+	b                  *batch
+	cur                enc
+	start              int
+	defStart, recStart int
+	holding            bool // the node's goroutine holds ring.input (b is pending)
+	labelled           bool // the group starts with its input's kind
+	effects            bool // the group holds an output event
+	timers             uint64
+	syncs              uint64
+	early              enc // events of the running input that came before its label
+	// earlyDefs are the deferred parts of early.
 	earlyDefs []deferred
-	recs      []node.Record // the records of cur's deferred parts
-	lastNow   int64         // the group's last clock reading (unix ns), 0 before its first
-	recovered bool          // node.New's group was written
+	lastNow   int64 // the group's last clock reading (unix ns), 0 before its first
+	recovered bool  // node.New's group was written
 	// timerFired is labelTimer as a func value, made once (see numberedClock).
 	timerFired func(uint64)
 	snapshot   func() ([]byte, error) // the node's Snapshot (SnapshotWith); nil: none
-	part       []byte                 // a part of cur being written (maybeWritePart)
 	frame      []byte                 // a loaded record's frame being encoded
 }
 
@@ -68,17 +76,56 @@ func Open(opts Options) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	// node.New's reads (if any) come before the first input: they form group inNew.
-	rec := &Recorder{ring: r, cur: enc{inNew}, labelled: true}
+	// node.New's reads (if any) come before the first input: they form group inNew,
+	// and the first BeginInput finds the batch held.
+	rec := &Recorder{ring: r, labelled: true}
+	rec.acquire()
+	rec.cur = append(rec.cur, inNew)
 	rec.timerFired = rec.labelTimer
 	return rec, nil
 }
+
+// acquire takes the pending batch for the node's goroutine: the group it starts
+// is encoded at its end.
+func (r *Recorder) acquire() {
+	r.b = r.ring.acquire()
+	r.cur, r.holding = r.b.bytes, true
+	r.groupStarts()
+}
+
+// groupStarts starts the next group at the end of the batch.
+func (r *Recorder) groupStarts() {
+	r.start, r.defStart, r.recStart = len(r.cur), len(r.b.defs), len(r.b.recs)
+}
+
+// release hands the pending batch back, the groups ended in it; the running
+// group (none, between inputs) is dropped.
+func (r *Recorder) release() {
+	r.dropGroup()
+	r.ring.release(r.cur)
+	r.b, r.cur, r.holding = nil, nil, false
+}
+
+// dropGroup drops the running group, its deferred parts and their records (not
+// keeping the messages and records alive).
+func (r *Recorder) dropGroup() {
+	r.cur = r.cur[:r.start]
+	clear(r.b.defs[r.defStart:])
+	clear(r.b.recs[r.recStart:])
+	r.b.defs, r.b.recs = r.b.defs[:r.defStart], r.b.recs[:r.recStart]
+}
+
+// groupDefs are the running group's deferred parts.
+func (r *Recorder) groupDefs() []deferred { return r.b.defs[r.defStart:] }
 
 // Close writes what is buffered and closes the recording; call it after the driver
 // stopped. It returns the first error writing met (recording stopped there).
 func (r *Recorder) Close() error {
 	if r == nil {
 		return nil
+	}
+	if r.holding { // node.New failed, or no input ran: what it read is dropped
+		r.release()
 	}
 	return r.ring.close()
 }
@@ -103,11 +150,11 @@ func (r *Recorder) BeginInput() {
 		// that Replay finds the groups in their places.
 		r.recovered = true
 		r.writeGroup()
-		r.cur, r.labelled, r.lastNow = append(r.cur[:0], inStart), true, 0
+		r.cur, r.labelled, r.lastNow = append(r.cur, inStart), true, 0
 		return
 	}
-	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
-	r.clearDefs()
+	r.acquire()
+	r.labelled, r.effects, r.lastNow = false, false, 0
 }
 
 // SnapshotWith has every file of the run after its first start with a snapshot of
@@ -125,12 +172,12 @@ func (r *Recorder) SnapshotWith(snap func() ([]byte, error)) {
 // the metrics) is not written: Replay need not run it.
 func (r *Recorder) EndInput() {
 	if !r.labelled && !r.effects {
-		r.cur = r.cur[:0]
-		r.clearDefs()
+		r.dropGroup()
 	} else {
 		r.writeGroup()
 	}
 	r.maybeRotate()
+	r.release()
 }
 
 // maybeRotate ends the current file once the writer found it full, and starts the
@@ -149,19 +196,23 @@ func (r *Recorder) maybeRotate() {
 		}
 		group = enc{inSnapshot}.uvarint(r.timers).uvarint(r.syncs).bytes(snap)
 	}
-	r.ring.writeRotation(group)
+	r.dropGroup()
+	r.cur = r.ring.writeRotation(append(r.cur, group...))
+	r.groupStarts()
 }
 
+// writeGroup ends the running input's group in the pending batch.
 func (r *Recorder) writeGroup() {
 	if !r.labelled {
-		r.cur = append(enc{inOpaque}, r.cur...)
-		for i := range r.defs {
-			r.defs[i].at++
+		r.cur = slices.Insert(r.cur, r.start, inOpaque)
+		defs := r.groupDefs()
+		for i := range defs {
+			defs[i].at++
 		}
 	}
-	r.ring.writeGroup(r.cur, r.defs, r.recs)
-	r.cur, r.labelled, r.effects, r.lastNow = r.cur[:0], false, false, 0
-	r.clearDefs()
+	r.cur = r.ring.endGroup(r.cur, r.start, r.defStart)
+	r.groupStarts()
+	r.labelled, r.effects, r.lastNow = false, false, 0
 }
 
 // partSize is how large the running input's group may grow before its front is
@@ -174,21 +225,15 @@ const partSize = 256 << 10
 // every record of the log as its group (the node itself holds one record at a
 // time; see node.RecordStreamer). Reading joins the parts to their group.
 func (r *Recorder) maybeWritePart() {
-	if len(r.cur) < partSize || len(r.defs) > 0 {
+	if len(r.cur)-r.start < partSize || len(r.groupDefs()) > 0 {
 		return
 	}
-	r.part = append(append(r.part[:0], inPart), r.cur...)
-	r.ring.writeGroup(r.part, nil, nil)
-	r.cur = r.cur[:0]
+	r.cur = r.ring.endGroup(slices.Insert(r.cur, r.start, inPart), r.start, r.defStart)
+	r.groupStarts()
+	// The writer takes the batch only from a goroutine that holds none.
+	r.release()
 	r.ring.waitWriter(4 * partSize)
-}
-
-// clearDefs empties defs and recs (the ring copied them), not keeping the
-// messages and records alive.
-func (r *Recorder) clearDefs() {
-	clear(r.defs)
-	clear(r.recs)
-	r.defs, r.recs = r.defs[:0], r.recs[:0]
+	r.acquire()
 }
 
 // deferMessage leaves m's wire frame (or, with hash, its hash) at the current end
@@ -198,14 +243,14 @@ func (r *Recorder) deferMessage(m node.Message, hash bool) {
 	if hash {
 		kind = defFrameHash
 	}
-	r.defs = append(r.defs, deferred{at: len(r.cur), kind: kind, m: m})
+	r.b.defs = append(r.b.defs, deferred{at: len(r.cur) - r.start, kind: kind, m: m})
 }
 
 // deferRecordsHash leaves the hash of recs' frames at the current end of the group
 // for the writer goroutine to compute, with a copy of recs.
 func (r *Recorder) deferRecordsHash(recs []node.Record) {
-	r.defs = append(r.defs, deferred{at: len(r.cur), kind: defRecordsHash, first: len(r.recs), n: len(recs)})
-	r.recs = append(r.recs, recs...)
+	r.b.defs = append(r.b.defs, deferred{at: len(r.cur) - r.start, kind: defRecordsHash, first: len(r.b.recs), n: len(recs)})
+	r.b.recs = append(r.b.recs, recs...)
 }
 
 // beginLabel starts the group with its input's kind, and reports whether the
@@ -219,21 +264,22 @@ func (r *Recorder) beginLabel(kind byte) bool {
 		return false
 	}
 	r.labelled = true
-	if len(r.cur) > 0 {
-		r.early = append(r.early[:0], r.cur...)
-		r.earlyDefs = append(r.earlyDefs[:0], r.defs...)
-		clear(r.defs) // not recs: the early parts still point into them
-		r.defs = r.defs[:0]
+	if len(r.cur) > r.start {
+		r.early = append(r.early[:0], r.cur[r.start:]...)
+		defs := r.groupDefs()
+		r.earlyDefs = append(r.earlyDefs[:0], defs...)
+		clear(defs) // not recs: the early parts still point into them
+		r.b.defs = r.b.defs[:r.defStart]
 	}
-	r.cur = append(r.cur[:0], kind)
+	r.cur = append(r.cur[:r.start], kind)
 	return true
 }
 
 func (r *Recorder) endLabel() {
 	if len(r.early) > 0 {
 		for _, d := range r.earlyDefs {
-			d.at += len(r.cur)
-			r.defs = append(r.defs, d)
+			d.at += len(r.cur) - r.start
+			r.b.defs = append(r.b.defs, d)
 		}
 		clear(r.earlyDefs)
 		r.earlyDefs = r.earlyDefs[:0]
@@ -378,11 +424,13 @@ func (r *Recorder) WrapEnv(env node.Env) node.Env {
 		panic("recorder: Options.Durable does not match the node's storage")
 	}
 	numbered, _ := env.Clock.(numberedClock)
-	env.Clock = recClock{r, env.Clock, numbered}
-	env.Rand = recRand{r, env.Rand}
-	env.Network = recNetwork{r, env.Network}
-	env.Dispatcher = recDispatcher{r, env.Dispatcher}
-	env.Storage = recStorage{r, env.Storage}
+	// Pointers: a method of a value type called through an interface copies the
+	// value at every call, and the node calls these several times per input.
+	env.Clock = &recClock{r, env.Clock, numbered}
+	env.Rand = &recRand{r, env.Rand}
+	env.Network = &recNetwork{r, env.Network}
+	env.Dispatcher = &recDispatcher{r, env.Dispatcher}
+	env.Storage = &recStorage{r, env.Storage}
 	return env
 }
 
@@ -398,7 +446,7 @@ type recClock struct {
 // monotonic one, and time.Time's Sub prefers the latter, so the recorded node must
 // compute with what is recorded. It then sees a step of the wall clock as a step (a
 // clock fault the protocol bounds by MaxClockDrift), not smoothed over.
-func (c recClock) Now() time.Time {
+func (c *recClock) Now() time.Time {
 	t := c.inner.Now().Round(0)
 	c.r.event(evNow)
 	c.r.cur = c.r.cur.varint(nowField(&c.r.lastNow, timeNanos(t)))
@@ -413,7 +461,7 @@ type numberedClock interface {
 	AfterFuncNumbered(d time.Duration, id uint64, fired func(uint64), f func()) func() bool
 }
 
-func (c recClock) AfterFunc(d time.Duration, f func()) func() bool {
+func (c *recClock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.r.timers++
 	id := c.r.timers
 	c.r.event(evTimer)
@@ -443,26 +491,26 @@ type recRand struct {
 	inner node.Rand
 }
 
-func (g recRand) draw(v uint64) uint64 {
+func (g *recRand) draw(v uint64) uint64 {
 	g.r.event(evRand)
 	g.r.cur = g.r.cur.uvarint(v)
 	return v
 }
 
-func (g recRand) Uint64() uint64 {
+func (g *recRand) Uint64() uint64 {
 	v := g.inner.Uint64()
 	g.r.event(evRand64)
 	g.r.cur = g.r.cur.uint64(v)
 	return v
 }
 
-func (g recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
-func (g recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
+func (g *recRand) IntN(n int) int       { return int(g.draw(uint64(g.inner.IntN(n)))) }
+func (g *recRand) Int64N(n int64) int64 { return int64(g.draw(uint64(g.inner.Int64N(n)))) }
 
 // Send records a summary of the message and a hash of its wire frame: enough for
 // Replay to compare (it re-makes the message itself), at a fraction of the bytes.
 // The writer goroutine encodes and hashes the frame (see deferred).
-func (n recNetwork) Send(m node.Message) {
+func (n *recNetwork) Send(m node.Message) {
 	n.r.event(evSend)
 	n.r.cur = appendSentSummary(n.r.cur, m)
 	n.r.deferMessage(m, true)
@@ -513,7 +561,7 @@ type recDispatcher struct {
 	inner node.Dispatcher
 }
 
-func (d recDispatcher) Dispatch(del node.Delivery) {
+func (d *recDispatcher) Dispatch(del node.Delivery) {
 	d.r.event(evDispatch)
 	d.r.cur = d.r.cur.str(del.Task.ID).uvarint(del.Attempt).varint(int64(del.Deadline))
 	d.inner.Dispatch(del)
@@ -528,16 +576,16 @@ type recStorage struct {
 }
 
 var (
-	_ node.LossReporter   = recStorage{}
-	_ node.StorageHealth  = recStorage{}
-	_ node.RecordStreamer = recStorage{}
+	_ node.LossReporter   = (*recStorage)(nil)
+	_ node.StorageHealth  = (*recStorage)(nil)
+	_ node.RecordStreamer = (*recStorage)(nil)
 )
 
-func (s recStorage) Durable() bool { return s.inner.Durable() }
+func (s *recStorage) Durable() bool { return s.inner.Durable() }
 
 // Append records a summary of each record and a hash of their frames (see Send),
 // which the writer goroutine computes.
-func (s recStorage) Append(recs ...node.Record) {
+func (s *recStorage) Append(recs ...node.Record) {
 	s.r.event(evAppend)
 	s.r.cur = appendAppendedSummary(s.r.cur, recs)
 	s.r.deferRecordsHash(recs)
@@ -581,7 +629,7 @@ func describeAppended(d *dec) (string, uint64) {
 	return b.String(), d.uint64()
 }
 
-func (s recStorage) Sync(done func()) {
+func (s *recStorage) Sync(done func()) {
 	s.r.syncs++
 	id := s.r.syncs
 	s.r.event(evSync)
@@ -601,7 +649,7 @@ func (s recStorage) Sync(done func()) {
 	})
 }
 
-func (s recStorage) Load() ([]node.Record, error) {
+func (s *recStorage) Load() ([]node.Record, error) {
 	recs, err := s.inner.Load()
 	msg := errText(err)
 	s.r.event(evLoad)
@@ -615,7 +663,7 @@ func (s recStorage) Load() ([]node.Record, error) {
 // storage that does not stream is loaded whole and handed over one record at a
 // time: recStorage always streams, so that Replay knows how a run loaded
 // (Header.StreamedLoad).
-func (s recStorage) LoadEach(visit func(r *node.Record)) error {
+func (s *recStorage) LoadEach(visit func(r *node.Record)) error {
 	each := func(rec *node.Record) {
 		s.r.frame = disk.AppendRecordFrame(s.r.frame[:0], rec)
 		s.r.event(evLoadRec)
@@ -639,7 +687,7 @@ func (s recStorage) LoadEach(visit func(r *node.Record)) error {
 	return err
 }
 
-func (s recStorage) LostSince() (time.Time, bool) {
+func (s *recStorage) LostSince() (time.Time, bool) {
 	var since time.Time
 	lost := false
 	if lr, ok := s.inner.(node.LossReporter); ok {
@@ -653,7 +701,7 @@ func (s recStorage) LostSince() (time.Time, bool) {
 	return nanosTime(timeNanos(since)), lost
 }
 
-func (s recStorage) Err() error {
+func (s *recStorage) Err() error {
 	var err error
 	if h, ok := s.inner.(node.StorageHealth); ok {
 		err = h.Err()

@@ -16,6 +16,18 @@ import (
 	"github.com/miyamotohq/miyamoto/node"
 )
 
+// writeGroup adds group to the pending batch as the node's goroutine does.
+func (r *ring) writeGroup(group []byte, defs []deferred, recs []node.Record) {
+	p := r.acquire()
+	start, defStart, recBase := len(p.bytes), len(p.defs), len(p.recs)
+	for _, d := range defs {
+		d.first += recBase
+		p.defs = append(p.defs, d)
+	}
+	p.recs = append(p.recs, recs...)
+	r.release(r.endGroup(append(p.bytes, group...), start, defStart))
+}
+
 // Groups written in bursts with idle flushes between them come back whole and in
 // order.
 func TestRingKeepsEveryGroupAcrossIdleFlushes(t *testing.T) {
@@ -53,17 +65,93 @@ func TestRingBuffersNeverShareAnArray(t *testing.T) {
 	<-r.done
 	t.Cleanup(func() { r.f.Close() })
 	shared := func() bool {
-		p, s := r.pending.bytes[:cap(r.pending.bytes)], r.spare.bytes[:cap(r.spare.bytes)]
+		other := r.spare.Load()
+		if other == nil {
+			other = r.ready.Load()
+		}
+		p, s := r.pending.bytes[:cap(r.pending.bytes)], other.bytes[:cap(other.bytes)]
 		return len(p) > 0 && len(s) > 0 && &p[0] == &s[0]
 	}
 	for _, step := range []string{"data", "flush", "flush", "data", "flush", "data", "flush", "flush", "flush", "data", "data", "flush"} {
 		if step == "data" {
 			r.writeGroup([]byte("a group"), nil, nil)
 		} else {
-			r.flush()
+			r.flush(true)
 		}
 		require.False(t, shared(), "after %s the pending and spare buffers share an array", step)
 	}
+}
+
+// The writer never waits for the node's goroutine, which encodes into the pending
+// batch in place: mid-input a flush returns at once and asks for the batch, which
+// the input's end hands over and the next flush writes; between inputs only a due
+// flush (the ticker's) takes the batch itself. (A writer that waited for the input
+// to end made the node's goroutine wake it at every flush, and then wait in turn.)
+func TestRingWriterNeverWaitsForAnInput(t *testing.T) {
+	dir := t.TempDir()
+	r, err := openRing(dir, 64<<20, Header{NodeID: "n1"})
+	require.NoError(t, err)
+	close(r.stop) // drive the flushes by hand
+	<-r.done
+	t.Cleanup(func() { r.f.Close() })
+
+	p := r.acquire() // an input starts
+	start := len(p.bytes)
+	b := r.endGroup(append(p.bytes, "one"...), start, len(p.defs))
+	flushed := make(chan bool)
+	go func() { flushed <- r.flush(true) }()
+	select {
+	case wrote := <-flushed:
+		require.False(t, wrote, "a flush took the batch the node's goroutine holds")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a flush waited for the input to end")
+	}
+	require.True(t, r.want.Load(), "the flush did not ask for the batch")
+	r.release(b) // the input ends
+	require.NotNil(t, r.ready.Load(), "the input's end did not hand the batch over")
+	require.False(t, r.want.Load())
+	require.True(t, r.flush(false))
+
+	r.writeGroup([]byte("two"), nil, nil)
+	require.False(t, r.flush(false), "a flush that was not due took a small batch")
+	require.True(t, r.flush(true))
+	require.False(t, r.flush(true))
+
+	_, groups, torn, err := readFile(filepath.Join(dir, fileName(1, 0)))
+	require.NoError(t, err)
+	require.Empty(t, torn)
+	require.Equal(t, [][]byte{[]byte("one"), []byte("two")}, groups)
+}
+
+// A batch handed over wakes the writer up only when it sleeps: a busy writer looks
+// for the next one itself (pollEvery), and the node's goroutine spares the system
+// call. Either way the batch is written.
+func TestRingHandOverWakesOnlyASleepingWriter(t *testing.T) {
+	dir := t.TempDir()
+	r, err := openRing(dir, 64<<20, Header{NodeID: "n1"})
+	require.NoError(t, err)
+	close(r.stop) // drive the flushes by hand
+	<-r.done
+	t.Cleanup(func() { r.f.Close() })
+	kicked := func() bool {
+		select {
+		case <-r.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	full := string(make([]byte, kickAt))
+	for _, sleeping := range []bool{false, true} {
+		r.sleeping.Store(sleeping)
+		r.writeGroup([]byte(full), nil, nil)
+		require.NotNil(t, r.ready.Load(), "a full batch was not handed over")
+		require.Equal(t, sleeping, kicked(), "writer sleeping: %v", sleeping)
+		require.True(t, r.flush(false))
+	}
+	_, groups, _, err := readFile(filepath.Join(dir, fileName(1, 0)))
+	require.NoError(t, err)
+	require.Len(t, groups, 2)
 }
 
 // The messages and records the writer encodes land where the node's goroutine left
