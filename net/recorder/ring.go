@@ -439,8 +439,7 @@ func (r *ring) writeLoop() {
 			poll.Reset(pollEvery)
 			select {
 			case <-r.stop:
-				for r.flush(true) {
-				}
+				r.flushAll()
 				return
 			case <-t.C:
 				due = true
@@ -452,8 +451,7 @@ func (r *ring) writeLoop() {
 			if r.ready.Load() == nil {
 				select {
 				case <-r.stop:
-					for r.flush(true) {
-					}
+					r.flushAll()
 					return
 				case <-t.C:
 					due = true
@@ -463,9 +461,14 @@ func (r *ring) writeLoop() {
 			r.sleeping.Store(false)
 		}
 		if due {
-			for r.flush(true) {
-			}
+			r.flushAll()
 		}
+	}
+}
+
+// flushAll writes every batch there is, due or not.
+func (r *ring) flushAll() {
+	for r.flush(true) {
 	}
 }
 

@@ -82,6 +82,17 @@ func TestRingBuffersNeverShareAnArray(t *testing.T) {
 	}
 }
 
+// ringDrivenByHand opens a ring in dir whose writer goroutine has stopped, so that
+// a test drives its flushes.
+func ringDrivenByHand(t *testing.T, dir string) *ring {
+	r, err := openRing(dir, 64<<20, Header{NodeID: "n1"})
+	require.NoError(t, err)
+	close(r.stop)
+	<-r.done
+	t.Cleanup(func() { r.f.Close() })
+	return r
+}
+
 // The writer never waits for the node's goroutine, which encodes into the pending
 // batch in place: mid-input a flush returns at once and asks for the batch, which
 // the input's end hands over and the next flush writes; between inputs only a due
@@ -89,11 +100,7 @@ func TestRingBuffersNeverShareAnArray(t *testing.T) {
 // to end made the node's goroutine wake it at every flush, and then wait in turn.)
 func TestRingWriterNeverWaitsForAnInput(t *testing.T) {
 	dir := t.TempDir()
-	r, err := openRing(dir, 64<<20, Header{NodeID: "n1"})
-	require.NoError(t, err)
-	close(r.stop) // drive the flushes by hand
-	<-r.done
-	t.Cleanup(func() { r.f.Close() })
+	r := ringDrivenByHand(t, dir)
 
 	p := r.acquire() // an input starts
 	start := len(p.bytes)
@@ -128,11 +135,7 @@ func TestRingWriterNeverWaitsForAnInput(t *testing.T) {
 // call. Either way the batch is written.
 func TestRingHandOverWakesOnlyASleepingWriter(t *testing.T) {
 	dir := t.TempDir()
-	r, err := openRing(dir, 64<<20, Header{NodeID: "n1"})
-	require.NoError(t, err)
-	close(r.stop) // drive the flushes by hand
-	<-r.done
-	t.Cleanup(func() { r.f.Close() })
+	r := ringDrivenByHand(t, dir)
 	kicked := func() bool {
 		select {
 		case <-r.kick:
