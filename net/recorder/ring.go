@@ -429,37 +429,34 @@ func (r *ring) writeLoop() {
 	for {
 		// The ticker says that pending is due too, once flushEvery passed; a kick
 		// or a poll, that a batch may be ready.
-		due := false
 		wrote := false
 		for r.flush(false) {
 			wrote = true
 		}
+		var polled <-chan time.Time
+		var kicked <-chan struct{}
 		if wrote {
 			// Busy: look for the next batch in pollEvery, without a wake-up.
 			poll.Reset(pollEvery)
+			polled = poll.C
+		} else {
+			r.sleeping.Store(true)
+			kicked = r.kick
+		}
+		due := false
+		// A batch handed over before sleeping was set came with no kick.
+		if wrote || r.ready.Load() == nil {
 			select {
 			case <-r.stop:
 				r.flushAll()
 				return
 			case <-t.C:
 				due = true
-			case <-poll.C:
+			case <-polled:
+			case <-kicked:
 			}
-		} else {
-			r.sleeping.Store(true)
-			// A batch handed over before sleeping was set came with no kick.
-			if r.ready.Load() == nil {
-				select {
-				case <-r.stop:
-					r.flushAll()
-					return
-				case <-t.C:
-					due = true
-				case <-r.kick:
-				}
-			}
-			r.sleeping.Store(false)
 		}
+		r.sleeping.Store(false)
 		if due {
 			r.flushAll()
 		}
