@@ -672,8 +672,11 @@ func (n *Node) handlePermitResp(m Message) {
 	}
 	if !m.Granted && m.Reject == RejectPromised {
 		// The queue is at its concurrency cap: give the claim back and come back
-		// after a backoff that doubles.
-		n.abandonClaim(e, n.now().Add(max(m.Lease, n.claimBackoff(e))))
+		// after a backoff that doubles, jittered even once it reached its cap of a
+		// lease: contenders all waiting exactly a lease came back in step, one won,
+		// and the slot stayed idle from its end to the next lease (L1, queue c of
+		// remove-during-partition-limits: one start per lease).
+		n.abandonClaim(e, n.now().Add(n.jitter(max(m.Lease, n.claimBackoff(e)))))
 		return
 	}
 	if !m.Granted {

@@ -267,3 +267,43 @@ func TestOnlyTheTokenNodeOfOurRosterGrants(t *testing.T) {
 	}
 	require.True(t, pushed, "the asker, at epoch 1, is sent the roster of epoch 2")
 }
+
+// Claimants refused because a capped queue is full come back at jittered times,
+// even once their doubling backoff reached its cap of a lease: a backoff of exactly
+// a lease put every contender in step, all asking in the same instant every lease
+// while the one slot, freed a second after each grant, stayed idle until the next
+// instant (L1 on 7 of seeds 1-100 of remove-during-partition-limits: queue c, at
+// max_concurrent 1, delivered one task per 4 s lease in the liveness phase).
+func TestCapRefusalsComeBackJittered(t *testing.T) {
+	capped := DefaultQueueConfig()
+	capped.MaxConcurrent = 1
+	h, _ := tokenHarness(t, capped)
+	h.run(h.node("n1").cfg.RecoveryWait)
+	var ids []string
+	for range 8 {
+		res := h.enqueue("n1", EnqueueRequest{Queue: "q", URL: "http://w/", Countdown: time.Hour})
+		h.run(h.elapsed() + time.Second)
+		require.True(t, res.done)
+		require.NoError(t, res.Err)
+		ids = append(ids, res.ID)
+	}
+	n := h.node("n1")
+	waits := map[time.Duration]bool{}
+	for _, id := range ids {
+		n.input(func() {
+			e := n.entryOf(id)
+			require.NotNil(t, e)
+			e.nextETA = time.Time{} // due: only the refusal's wait counts
+			x := e.ext()
+			x.claiming, x.permitting, x.failedRounds = 7, true, 10
+			x.permitAsked = n.now()
+			n.handlePermitResp(Message{Type: MsgPermitResp, From: "n2", To: "n1", TaskID: id, Attempt: 7, Reject: RejectPromised, Lease: n.cfg.OutcomeRetry})
+			require.Equal(t, timerFire, e.timerKind)
+			wait := time.Duration(e.timerAt - n.now().UnixNano())
+			require.Greater(t, wait, n.cfg.Lease/4)
+			require.LessOrEqual(t, wait, n.cfg.Lease*3/2)
+			waits[wait] = true
+		})
+	}
+	require.Greater(t, len(waits), len(ids)/2, "refused claimants come back at different times: %v", waits)
+}
