@@ -457,6 +457,20 @@ func (n *Node) handlePermit(m Message) {
 	}
 	resp := Message{Type: MsgPermitResp, To: m.From, TaskID: m.TaskID, Attempt: m.Attempt}
 	now := n.now()
+	if n.tokenNode(m.Queue) != n.cfg.ID {
+		// The asker's roster names this node, ours another: the asker is at another
+		// epoch (a removed member stays at the roster that dropped it). The token
+		// lease proves that the token node of our epoch grants alone, not that
+		// every member holding it may: granting from a bucket here would start the
+		// queue at twice its rate beside the real token node (seeds 53 and 54 of
+		// remove-during-partition-limits: a member at epoch 7 granted a removed
+		// member asking by epoch 6's ring). Tell a laggard our roster, so that it
+		// asks the right node next time.
+		n.maybePushRoster(m.From, m.Epoch)
+		resp.Lease = pausePoll
+		n.send(resp)
+		return
+	}
 	if !n.settingsKnown() {
 		// A token node that does not know the queue's limits yet grants nothing.
 		resp.Lease = pausePoll
@@ -595,7 +609,7 @@ func (n *Node) askPermit(e *entry, lease time.Duration) {
 	}
 	x.permitting = true
 	x.permitAsked = now
-	n.send(Message{Type: MsgPermit, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: e.claiming, Queue: e.task.Queue, Lease: lease})
+	n.send(Message{Type: MsgPermit, To: n.tokenNode(e.task.Queue), TaskID: e.task.ID, Attempt: e.claiming, Queue: e.task.Queue, Lease: lease, Epoch: n.roster.Epoch})
 }
 
 // askPermitAgain asks for the permit of a claim kept while its slot came
@@ -658,8 +672,11 @@ func (n *Node) handlePermitResp(m Message) {
 	}
 	if !m.Granted && m.Reject == RejectPromised {
 		// The queue is at its concurrency cap: give the claim back and come back
-		// after a backoff that doubles.
-		n.abandonClaim(e, n.now().Add(max(m.Lease, n.claimBackoff(e))))
+		// after a backoff that doubles, jittered even once it reached its cap of a
+		// lease: contenders all waiting exactly a lease came back in step, one won,
+		// and the slot stayed idle from its end to the next lease (L1, queue c of
+		// remove-during-partition-limits: one start per lease).
+		n.abandonClaim(e, n.now().Add(n.jitter(max(m.Lease, n.claimBackoff(e)))))
 		return
 	}
 	if !m.Granted {

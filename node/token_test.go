@@ -203,3 +203,107 @@ func TestEarlyAskForASlotIsHeldToTheSlot(t *testing.T) {
 	require.Len(t, resps, before+1)
 	require.True(t, resps[len(resps)-1].Msg.Granted, "granted at the slot")
 }
+
+// A member that is not a queue's token node in its own roster grants no permit of
+// that queue, even while it holds the token lease of its epoch (it needs the lease
+// for another queue, or for schedules): the lease proves only that the token node
+// of the epoch grants alone. A claimant at another epoch (a removed member stays
+// at the roster that dropped it) names another token node than ours; granting it
+// from a bucket of our own would start the queue at twice its rate beside the
+// real token node (seeds 53 and 54 of remove-during-partition-limits). The
+// claimant is told to come back, and given our roster when it is behind.
+func TestOnlyTheTokenNodeOfOurRosterGrants(t *testing.T) {
+	rated := DefaultQueueConfig()
+	rated.Rate, rated.BucketSize = 2, 1
+	h, token := tokenHarness(t, rated)
+	h.run(h.node(token).cfg.RecoveryWait)
+	r := NewRoster(2, h.order, nil, h.order[0])
+	for _, id := range h.order {
+		nn := h.node(id)
+		nn.input(func() { nn.maybeAdoptRoster(r) })
+	}
+	var other, asker NodeID
+	for _, id := range h.order {
+		switch {
+		case id == token:
+		case other == "":
+			other = id
+		default:
+			asker = id
+		}
+	}
+	n := h.node(other)
+	n.input(func() {
+		// It holds the lease of epoch 2, taken up long ago: only the token check is left.
+		now := n.now()
+		n.tok = tokenLease{epoch: n.roster.Epoch, held: true, since: now.Add(-time.Hour), until: now.Add(time.Hour),
+			answered: map[NodeID]time.Time{h.order[0]: now.Add(time.Hour), h.order[1]: now.Add(time.Hour), h.order[2]: now.Add(time.Hour)}}
+	})
+	ok, _ := n.tokenReady(rated, n.now())
+	require.True(t, ok, "the lease and its wait would let it grant")
+
+	ask := func(id string) Message {
+		t.Helper()
+		before := len(h.sentOf(MsgPermitResp, id))
+		n.input(func() {
+			n.step(Message{Type: MsgPermit, From: asker, To: other, TaskID: id, Attempt: 1, Queue: "q", Lease: time.Second, Epoch: 1})
+		})
+		resps := h.sentOf(MsgPermitResp, id)
+		require.Len(t, resps, before+1, "one answer to the permit request")
+		return resps[len(resps)-1].Msg
+	}
+	for i := range 3 { // the bucket starts empty: a bucket of its own would grant the second
+		resp := ask("a")
+		require.False(t, resp.Granted, "ask %d: not the token node of q at its epoch", i)
+		require.Equal(t, pausePoll, resp.Lease, "told to come back")
+		h.run(h.elapsed() + resp.Lease)
+	}
+	require.Nil(t, n.buckets["q"], "no bucket of a queue it is not the token node of")
+	var pushed bool
+	for _, s := range h.sent {
+		if s.Msg.Type == MsgRoster && s.Msg.From == other && s.Msg.To == asker && s.Msg.Roster.Epoch == 2 {
+			pushed = true
+		}
+	}
+	require.True(t, pushed, "the asker, at epoch 1, is sent the roster of epoch 2")
+}
+
+// Claimants refused because a capped queue is full come back at jittered times,
+// even once their doubling backoff reached its cap of a lease: a backoff of exactly
+// a lease put every contender in step, all asking in the same instant every lease
+// while the one slot, freed a second after each grant, stayed idle until the next
+// instant (L1 on 7 of seeds 1-100 of remove-during-partition-limits: queue c, at
+// max_concurrent 1, delivered one task per 4 s lease in the liveness phase).
+func TestCapRefusalsComeBackJittered(t *testing.T) {
+	capped := DefaultQueueConfig()
+	capped.MaxConcurrent = 1
+	h, _ := tokenHarness(t, capped)
+	h.run(h.node("n1").cfg.RecoveryWait)
+	var ids []string
+	for range 8 {
+		res := h.enqueue("n1", EnqueueRequest{Queue: "q", URL: "http://w/", Countdown: time.Hour})
+		h.run(h.elapsed() + time.Second)
+		require.True(t, res.done)
+		require.NoError(t, res.Err)
+		ids = append(ids, res.ID)
+	}
+	n := h.node("n1")
+	waits := map[time.Duration]bool{}
+	for _, id := range ids {
+		n.input(func() {
+			e := n.entryOf(id)
+			require.NotNil(t, e)
+			e.nextETA = time.Time{} // due: only the refusal's wait counts
+			x := e.ext()
+			x.claiming, x.permitting, x.failedRounds = 7, true, 10
+			x.permitAsked = n.now()
+			n.handlePermitResp(Message{Type: MsgPermitResp, From: "n2", To: "n1", TaskID: id, Attempt: 7, Reject: RejectPromised, Lease: n.cfg.OutcomeRetry})
+			require.Equal(t, timerFire, e.timerKind)
+			wait := time.Duration(e.timerAt - n.now().UnixNano())
+			require.Greater(t, wait, n.cfg.Lease/4)
+			require.LessOrEqual(t, wait, n.cfg.Lease*3/2)
+			waits[wait] = true
+		})
+	}
+	require.Greater(t, len(waits), len(ids)/2, "refused claimants come back at different times: %v", waits)
+}

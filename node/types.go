@@ -134,8 +134,8 @@ const (
 	MsgStatusResp                           // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
 	MsgQueueSet                             // any node → every member: adopt Setting if newer
 	MsgQueueSetResp                         // member → sender: Setting.Version of Setting.Queue held now; Retries: tasks whose first replica it is that adopting Setting's purge cancelled here
-	MsgPermit                               // claimant → token node: may Attempt of TaskID (in Setting.Queue) start?
-	MsgPermitResp                           // token node → claimant: Granted, or retry after Lease
+	MsgPermit                               // claimant → token node (of Epoch's roster): may Attempt of TaskID (in Setting.Queue) start?
+	MsgPermitResp                           // token node → claimant: Granted, or retry after Lease (also when not the token node)
 	MsgPermitDone                           // claimant → token node: Attempt of TaskID ended; free its slot
 	MsgList                                 // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
 	MsgListResp                             // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)

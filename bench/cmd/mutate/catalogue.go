@@ -333,6 +333,11 @@ var Catalogue = []Mutant{
 		Edits: edit("node/token.go", "if t.held && !now.Before(t.until) {", "if false && t.held && !now.Before(t.until) {"),
 	},
 	{
+		Name:  "permit-from-any-lease-holder",
+		Desc:  "a member holding the token lease grants permits of a queue whose token node in its roster is another member (asked by a claimant at another epoch, such as a removed member)",
+		Edits: edit("node/queues.go", "if n.tokenNode(m.Queue) != n.cfg.ID {", "if false && n.tokenNode(m.Queue) != n.cfg.ID {"),
+	},
+	{
 		Name:  "admission-off-by-one",
 		Desc:  "a node admits a task while already holding max_pending (> for >=)",
 		Edits: edit("node/limits.go", "n.open >= c.MaxPending {", "n.open > c.MaxPending {"),
@@ -432,6 +437,6 @@ var Catalogue = []Mutant{
 	{
 		Name:  "joiner-restart-skips-settings-sync",
 		Desc:  "a node that joined and restarts from its log takes tasks at once, under the settings its log holds, though the round that learns them at the join may never have ended",
-		Edits: edit("node/node.go", "if lossy || n.cfg.Join && !n.joining && len(n.members) > 1 {", "if lossy {"),
+		Edits: edit("node/node.go", "if lossy || n.cfg.Join && !n.joining && len(n.members) > 1 {", "if lossy || false {"),
 	},
 }
