@@ -152,23 +152,13 @@ func (n *Node) handleClaim(m Message) {
 		resp.Reject = RejectRecovering
 	case e == nil:
 		resp.Reject = RejectUnknown
-	case e.task.Rank(m.From) < 0:
-		if m.Task == nil || m.Task.Rank(m.From) < 0 || m.Task.ListVersion >= e.task.ListVersion {
-			return // not a replica of this task: ignore
-		}
-		// A replica of a list a move replaced, and left out of the list in force (a
-		// removed member that still holds its copy): tell it how the task ended, or
-		// the list in force, so that it stops claiming and agrees. Ignored, it kept
-		// claiming until the others forgot the task and then ended it unknown while
-		// they had it succeeded (L3, seed 10 of replace-power-loss).
-		if e.state.Final() {
-			resp.Reject, resp.State, resp.Status, resp.Reason = RejectFinal, e.state, e.lastStatus, e.reason
-		} else {
-			resp.Reject, resp.Task = RejectMoved, e.task
-		}
+	case e.task.Rank(m.From) < 0 && !leftOut(e, m):
+		return // not a replica of this task: ignore
 	case e.state.Final():
-		resp.Reject, resp.State, resp.Status, resp.Reason = RejectFinal, e.state, e.lastStatus, e.reason
-		resp = resp.withFailures(e.failures())
+		resp = finalAnswer(resp, e)
+	case e.task.Rank(m.From) < 0:
+		// Left out of the list in force (leftOut): told the list, it stops claiming.
+		resp.Reject, resp.Task = RejectMoved, e.task
 	case e.amnesiac:
 		// We may have granted this at-most-once task and forgotten: we no longer
 		// know it, as far as claims go. A majority of such answers ends it unknown.
@@ -202,6 +192,22 @@ func (n *Node) handleClaim(m Message) {
 		resp = resp.withFailures(e.failures())
 	}
 	n.send(resp)
+}
+
+// leftOut reports whether claim m comes from a replica of a list a move replaced
+// that the list in force, e's, leaves out (a removed member that still holds its
+// copy). It is answered with how the task ended or the list in force, so that it
+// stops claiming and agrees: ignored, it kept claiming until the others forgot the
+// task, then ended it unknown while they had it succeeded (L3 on seeds 60, 62, 65,
+// 68, 71, 88 and 150 of replace-power-loss).
+func leftOut(e *entry, m Message) bool {
+	return m.Task != nil && m.Task.Rank(m.From) >= 0 && m.Task.ListVersion < e.task.ListVersion
+}
+
+// finalAnswer is resp refusing a claim because the task is final: how it ended.
+func finalAnswer(resp Message, e *entry) Message {
+	resp.Reject, resp.State, resp.Status, resp.Reason = RejectFinal, e.state, e.lastStatus, e.reason
+	return resp.withFailures(e.failures())
 }
 
 // expireGrant ends, before a claim is judged, the grant whose lease ran out here

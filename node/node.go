@@ -1034,9 +1034,9 @@ func (n *Node) handleStore(m Message) {
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
 		// Purged: keep it as cancelled, so that it never runs. The task's own record
 		// goes first: a replay drops an outcome of a task it does not hold, so with
-		// the outcome alone the acknowledged task was gone after a restart (S8, seed 4
-		// of settings-flip-replacements: a coordinator whose clock ran behind made a
-		// task dated before a purge it had just learnt).
+		// the outcome alone the acknowledged task was gone after a restart (S8 in
+		// settings-flip-restarts: a coordinator whose clock ran behind made a task
+		// dated before a purge it had just learnt).
 		e := n.newEntry(t)
 		n.addEntry(e)
 		n.persist(nil, Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures()))

@@ -56,8 +56,7 @@ func (n *Node) afterSynced(a *syncAction) {
 func (n *Node) sendGrant(m Message) {
 	if e := n.peek(m.TaskID); e != nil && e.state.Final() {
 		m.Granted, m.Task, m.Promised = false, nil, 0
-		m.Reject, m.State, m.Status, m.Reason = RejectFinal, e.state, e.lastStatus, e.reason
-		m = m.withFailures(e.failures())
+		m = finalAnswer(m, e)
 	}
 	n.send(m)
 }

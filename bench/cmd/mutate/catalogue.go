@@ -422,7 +422,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "ignore-claims-of-left-out-replica",
 		Desc:  "an acceptor ignores a claim from a replica of a list a move replaced that the list in force leaves out (a removed member), rather than telling it the task's end or the list",
-		Edits: edit("node/claim.go", "if m.Task == nil || m.Task.Rank(m.From) < 0 || m.Task.ListVersion >= e.task.ListVersion {", "if true {"),
+		Edits: edit("node/claim.go", "\treturn m.Task != nil && m.Task.Rank(m.From) >= 0 && m.Task.ListVersion < e.task.ListVersion\n", "\treturn false && m.Task != nil\n"),
 	},
 	{
 		Name:  "grant-sent-after-final",
