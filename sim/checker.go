@@ -893,14 +893,17 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) (uncapped 
 	// Once a node holds a newer setting that lifts a limit, starts are not held to
 	// the old limit, which the model keeps until the token node it knows learns the
 	// change: the node starts without asking, or is the token node of a roster the
-	// checker's does not match yet and permits freely, as the client asked (seeds 1
-	// and 55 of settings-flip-replacements: a token node paused through the PUT that
-	// took the rate off).
+	// checker's does not match yet and permits freely, as the client asked (Q1 in
+	// settings-flip-restarts before this: a token node paused through the PUT that
+	// took the rate off). Asked of every node, so only of a queue with a limit.
 	var view node.QueueSetting
 	if s.n != nil { // the checker's own tests start deliveries on bare nodes
 		view, _ = s.n.QueueSetting(r.task.Queue)
 	}
-	rateLifted, capLifted := c.limitsLifted(r.task.Queue, q.version)
+	var rateLifted, capLifted bool
+	if q.cfg.Rate > 0 || q.cfg.MaxConcurrent > 0 {
+		rateLifted, capLifted = c.limitsLifted(r.task.Queue, q.version)
+	}
 	if q.cfg.Rate > 0 && !rateLifted {
 		q.refill(now, c.driftRate, c.permitLag)
 		if q.tokens < 1-1e-9 {
@@ -911,8 +914,8 @@ func (c *checker) checkQueue(r *taskRec, s *simNode, d node.Delivery) (uncapped 
 	// A lowered cap binds the starts of nodes that know it, and every start once the
 	// PUT that set it was answered 200; until then a node that has not learnt it
 	// starts without asking the token node, as under the setting before, and that
-	// start does not count against the cap (seed 24 of settings-flip-replacements:
-	// a node paused through the PUT resumed and delivered before it learnt it).
+	// start does not count against the cap (Q2 in settings-flip-restarts before
+	// this: a node paused through the PUT resumed and delivered before it learnt it).
 	if view.Config.MaxConcurrent == 0 {
 		if p := c.settled(r.task.Queue, now); p == nil || p.setting.Config.MaxConcurrent == 0 {
 			uncapped = true
