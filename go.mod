@@ -14,6 +14,7 @@ require (
 require go.yaml.in/yaml/v3 v3.0.5
 
 require (
+	github.com/google/pprof v0.0.0-20261016150608-1facf8f91b50
 	github.com/hibiken/asynq v0.26.0
 	github.com/riverqueue/river v0.51.2
 	github.com/riverqueue/river/riverdriver/riversqlite v0.51.2

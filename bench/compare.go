@@ -35,6 +35,9 @@ type CompareConfig struct {
 	ShutdownTimeout time.Duration
 	// Progress, when set, gets one line as each phase starts and ends.
 	Progress io.Writer
+	// CPUSplit profiles each round over the span CPUPerTask measures and reports
+	// where its CPU went (Result.CPUSplit). No other CPU profile may run meanwhile.
+	CPUSplit bool
 	// Rounds runs the whole list of targets this many times, round-robin, and
 	// reports for each target the round with the median delivered rate: on a shared
 	// machine one round varies by ±10%, and interleaving spreads slow spells over
@@ -126,6 +129,9 @@ type Result struct {
 	// machine busy with other work keeps the process waiting, and a round with a
 	// slow tail and a high wait was slowed by the machine, not by itself.
 	RunQueueWait time.Duration
+	// CPUSplit, with CompareConfig.CPUSplit, is where the CPU of the same span went
+	// (see WriteCPUSplit).
+	CPUSplit *CPUSplit
 }
 
 // Report is a whole comparison.
@@ -236,6 +242,17 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	load := cfg.Load
 	load.Target, load.Targets, load.WorkerURL = sys.urls[0], sys.urls, sink.URL()+"/work"
 	cfg.progress("%s: load %s for %v", name, describeLoad(load), load.Duration)
+	var prof *cpuProfiler
+	if cfg.CPUSplit {
+		if prof, err = startCPUSplit(); err != nil {
+			return res, err
+		}
+		defer func() {
+			if prof != nil {
+				prof.stop() // only after an error: the span's end stops it otherwise
+			}
+		}()
+	}
 	cpuStart, waitStart, spanStart := processCPU(), processRunQueueWait(), time.Now()
 	var lr LoadResult
 	labelled(ctx, roleLoad, func(ctx context.Context) { lr, err = RunLoad(ctx, load) })
@@ -248,6 +265,14 @@ func runTarget(ctx context.Context, name string, cfg CompareConfig) (res Result,
 	cfg.progress("%s: %d acknowledged (%.0f/s), waiting for deliveries", name, lr.Acked, lr.Rate)
 	res.Missing = sink.WaitFor(ctx, ids, cfg.DrainTimeout)
 	cpu := processCPU() - cpuStart
+	if prof != nil {
+		split, err := prof.stop()
+		prof = nil
+		if err != nil {
+			return res, err
+		}
+		res.CPUSplit = &split
+	}
 	if w := processRunQueueWait(); waitStart > 0 && w >= waitStart {
 		res.RunQueueWait = time.Duration(float64(w-waitStart) / time.Since(spanStart).Seconds())
 	}

@@ -94,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rep, err := bench.Compare(ctx, cfg)
 	if len(rep.Results) > 0 {
 		rep.WriteTable(stdout)
+		rep.WriteCPUSplit(stdout)
 	}
 	if opts.memProfile != "" {
 		if err := writeHeapProfile(opts.memProfile); err != nil {
@@ -139,6 +140,7 @@ func parseFlags(args []string, usage io.Writer) (bench.CompareConfig, options, e
 	settle := fs.Duration("settle", time.Second, "how long to keep counting after the last delivery, for late duplicates")
 	fs.StringVar(&opts.trace, "trace", "", "write an execution trace of the whole run to this file (go tool trace)")
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.BoolVar(&cfg.CPUSplit, "cpusplit", false, "profile each round from its first enqueue to its last delivery and print where the CPU went, per delivered task")
 	fs.StringVar(&opts.memProfile, "memprofile", "", "write a heap profile (with every allocation of the run) to this file at the end")
 	fs.BoolVar(&opts.quiet, "q", false, "print only the table")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "run every target this many times, round-robin, and report each one's median round")
@@ -193,6 +195,9 @@ func parseFlags(args []string, usage io.Writer) (bench.CompareConfig, options, e
 	}
 	if *settle < 0 {
 		return bad("settle", "must not be negative, not %v", *settle)
+	}
+	if cfg.CPUSplit && opts.cpuProfile != "" {
+		return bad("cpusplit", "profiles each round itself: use either -cpusplit or -cpuprofile, not both")
 	}
 	if cfg.Rounds < 1 || cfg.Rounds > 100 {
 		return bad("rounds", "must be between 1 and 100, not %d", cfg.Rounds)
