@@ -77,7 +77,7 @@ var targetRules = []stackRule{
 	{partPeerSend, []string{"/net/peer.(*Transport).pump", "/net/peer.(*Transport).runSender"}},
 	{partPeerRecv, []string{"/net/peer.(*Transport).serveConn", "/net/peer.(*Transport).readBatch"}},
 	{partNode, []string{"/net/driver.(*Driver).Run"}},
-	{partClient, []string{"net/http.(*persistConn)", "net/http.(*Transport).", "/net/webhook."}},
+	{partClient, []string{"net/http.(*persistConn)", "net/http.(*Transport).", "/net/webhook.", "/bench.(*Relay).forward"}},
 	{partServer, []string{"net/http.(*conn).serve", "net/http.(*connReader)"}},
 }
 
