@@ -102,6 +102,25 @@ func (w *world) startFault(f FaultEvent) {
 				}
 			}
 		}
+	case "stop", "stop_holder":
+		if f.Kind == "stop_holder" {
+			nodes = []*simNode{w.holder()}
+		} else if len(f.Nodes) == 0 {
+			nodes = []*simNode{w.randomNode()}
+		}
+		detail = names(nodes)
+		for _, s := range nodes {
+			w.stop(s)
+		}
+		revert = func() {
+			for _, s := range nodes {
+				if s.stopping {
+					s.restartAfterStop = true // still draining: start it once it is down
+				} else {
+					w.restart(s)
+				}
+			}
+		}
 	case "crash_leader", "isolate_leader":
 		leader := w.leader()
 		if len(nodes) > 0 {
@@ -328,7 +347,7 @@ func (sw *swarm) next() {
 		case "clock":
 			// Clocks are set once per seed; nothing happens mid-run.
 			f.Kind = ""
-		case "crash", "crash_holder", "crash_leader", "kill", "pause", "pause_holder", "corrupt", "fsync_error":
+		case "crash", "crash_holder", "crash_leader", "kill", "pause", "pause_holder", "corrupt", "fsync_error", "stop", "stop_holder":
 			if w.down() >= sw.spec.MaxDown {
 				f.Kind = ""
 			}

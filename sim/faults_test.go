@@ -140,3 +140,38 @@ func TestSilentPartitionHoldsMessages(t *testing.T) {
 	require.Positive(t, lost, "n2 restarted: what was held for its old process is lost")
 	require.Less(t, lost, held+1)
 }
+
+// A stop is the daemon's SIGTERM: the node drains, its webhooks in flight run for
+// the shutdown timeout and are then cut (the node takes them as failed calls), and
+// the process ends and starts again once down, the fault's end having come first.
+func TestStopDrainsCutsAndRestarts(t *testing.T) {
+	sc := mustParse(t, patched(t, func(m map[string]any) {
+		f := firstFault(m)
+		f["kind"], f["at"], f["duration"] = "stop_holder", "1500ms", "2s"
+		delete(f, "nodes")
+		obj(m, "workers")["latency"] = map[string]any{"min": "20s", "max": "20s"}
+		obj(m, "workload")["queues"] = []any{map[string]any{"name": "default", "dispatch_deadline": "25s"}}
+		m["liveness_bound"] = "5m"
+	}))
+	var stopAt, stoppedAt, restartAt float64
+	var who string
+	failedAt := map[float64]int{} // a claimed task of the stopping node back to scheduled
+	for _, l := range traceLines(t, sc) {
+		at, _ := l["t"].(float64)
+		switch {
+		case l["kind"] == "stop":
+			who, stopAt = l["node"].(string), at
+		case who != "" && l["node"] == who && l["kind"] == "stopped":
+			stoppedAt = at
+		case who != "" && l["node"] == who && l["kind"] == "restart" && restartAt == 0:
+			restartAt = at
+		case who != "" && l["node"] == who && l["kind"] == "state" && l["from"] == "claimed" && l["to"] == "scheduled":
+			failedAt[at]++
+		}
+	}
+	cut := failedAt[stoppedAt]
+	require.NotEmpty(t, who, "no stop in the trace")
+	require.InDelta(t, stopAt+float64(stopTimeout), stoppedAt, float64(2*stopPoll), "the stop waited for its deliveries, then cut them at the shutdown timeout")
+	require.Positive(t, cut, "the node took the cut deliveries' results")
+	require.Equal(t, stoppedAt, restartAt, "the fault ended first: the node restarts once down")
+}

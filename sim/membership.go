@@ -72,7 +72,7 @@ func (s *simNode) member() bool {
 func (w *world) liveMember(not *simNode) *simNode {
 	var live []*simNode
 	for _, s := range w.nodes {
-		if s != not && s.up && !s.paused && s.member() {
+		if s != not && s.up && !s.paused && !s.stopping && s.member() { // a stopping node's API is shut
 			live = append(live, s)
 		}
 	}

@@ -211,11 +211,24 @@ func (sd simDispatcher) Dispatch(d node.Delivery) {
 	}
 	s.inflight++
 	inc := s.incarnation
+	key := runKey{d.Task.ID, d.Attempt}
+	if s.running == nil {
+		s.running = map[runKey]bool{}
+	}
+	s.running[key] = true
 	w.after(latency, func() {
 		s.inflight--
 		w.check.deliveryEnded(id, status)
 		if w.trace != nil {
 			w.trace.delivery(w.now, "deliver_end", s.id, d.Task.ID, d.Attempt, status)
+		}
+		if s.incarnation == inc {
+			if !s.running[key] {
+				// Cut by a graceful stop (stop.go), which gave the node its result; the
+				// worker went on with the call all the same.
+				return
+			}
+			delete(s.running, key)
 		}
 		res := node.DeliveryResult{TaskID: d.Task.ID, Attempt: d.Attempt, Status: status, Body: workerBody(status)}
 		if status == 0 {

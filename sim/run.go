@@ -383,7 +383,7 @@ func (wl *workload) send() {
 	w := wl.w
 	var live []*simNode
 	for _, s := range w.nodes {
-		if s.up && !s.paused && s.member() {
+		if s.up && !s.paused && !s.stopping && s.member() { // a stopping node's API is shut
 			live = append(live, s)
 		}
 	}

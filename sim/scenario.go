@@ -254,6 +254,8 @@ var FaultKinds = map[string]string{
 	"crash":          "crash Nodes (volatile state lost; with durable storage a power loss: unsynced writes lost, but for torn writes), restart after Duration",
 	"crash_holder":   "crash the node with the most deliveries in flight, restart after Duration",
 	"pause":          "pause Nodes (state kept, nothing runs), resume after Duration",
+	"stop":           "stop Nodes gracefully, as SIGTERM stops the daemon: the node drains (no new enqueue or claim, claim rounds in progress released), deliveries in flight run until they end or for 15 s, when they are cut, the log is closed (everything appended synced), the process ends; restart after Duration (or once down, if later)",
+	"stop_holder":    "stop (as stop) the node with the most deliveries in flight, restart after Duration",
 	"corrupt":        "durable storage: crash Nodes (power loss) and flip one bit of a synced record of each (its length field or its payload); at restart, after Duration, the log refuses to start and the operator runs repair-log",
 	"kill":           "kill Nodes' processes (kill -9): with durable storage what they wrote stays in the page cache; restart after Duration",
 	"disk_stall":     "durable storage: every group commit (fsync) of Nodes hangs until Duration ends",

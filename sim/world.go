@@ -103,6 +103,14 @@ type simNode struct {
 	disk     *simDisk // nil with memory storage
 	inflight int      // webhooks this node started that have not ended
 	started  int      // incarnations started, for seeding
+
+	// running holds this incarnation's deliveries whose result has not reached the
+	// node, so that a graceful stop can cut them (stop.go).
+	running map[runKey]bool
+	// stopping: a stop fault began this incarnation's graceful shutdown (stop.go);
+	// restartAfterStop: the fault's end came first, so the node starts again as soon
+	// as it is down.
+	stopping, restartAfterStop bool
 }
 
 // localNow converts true time to this node's clock.
@@ -237,6 +245,7 @@ func (w *world) boot(s *simNode) {
 	s.incarnation++
 	s.started++
 	s.up, s.paused, s.buffered = true, false, nil
+	s.running, s.stopping = nil, false
 	env := node.Env{
 		Clock:      simClock{s},
 		Network:    simNetwork{s},
@@ -308,6 +317,7 @@ func (w *world) crash(s *simNode, kill bool) {
 		return
 	}
 	s.up, s.paused, s.buffered, s.n = false, false, nil, nil
+	s.running, s.stopping = nil, false
 	s.incarnation++
 	var lost []node.Record
 	if s.disk != nil {
@@ -370,7 +380,7 @@ func (w *world) resume(s *simNode) {
 func (w *world) down() int {
 	d := 0
 	for _, s := range w.nodes {
-		if !s.up || s.paused {
+		if !s.up || s.paused || s.stopping { // a draining node claims nothing
 			d++
 		}
 	}

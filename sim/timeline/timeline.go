@@ -129,7 +129,7 @@ type builder struct {
 
 // nodeFaults are fault kinds whose effect the node's own crash, restart, pause and
 // resume lines already show.
-var nodeFaults = map[string]bool{"crash": true, "crash_holder": true, "pause": true, "pause_holder": true, "kill": true, "corrupt": true}
+var nodeFaults = map[string]bool{"crash": true, "crash_holder": true, "pause": true, "pause_holder": true, "kill": true, "corrupt": true, "stop": true, "stop_holder": true}
 
 // clientOps are fault lines that are a client's request, drawn as instants.
 var clientOps = regexp.MustCompile(`^(set_queue|pause_queue|resume_queue|purge_queue|delete_queue|cancel_task|requeue_task|put_schedule|delete_schedule)(_answer)?$`)
@@ -237,8 +237,12 @@ func (b *builder) add(l line) {
 		b.cutDeliveries(b.node(l.Node), l.T, -1)
 	case "restart":
 		b.closeNode(b.down, b.node(l.Node), l.T, "crash", "down")
-	case "pause":
+	case "pause", "stop":
+		// A stopping node drains (sim's stop fault): drawn as a pause, labelled.
 		b.paused[b.node(l.Node)] = l.T
+	case "stopped":
+		b.closeNode(b.paused, b.node(l.Node), l.T, "pause", "stopping")
+		b.down[b.node(l.Node)] = l.T
 	case "resume":
 		b.closeNode(b.paused, b.node(l.Node), l.T, "pause", "paused")
 	case "fault":

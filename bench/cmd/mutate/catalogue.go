@@ -430,6 +430,11 @@ var Catalogue = []Mutant{
 		Edits: edit("node/syncs.go", "if e := n.peek(m.TaskID); e != nil && e.state.Final() {", "if e := n.peek(m.TaskID); false && e != nil && e.state.Final() {"),
 	},
 	{
+		Name:  "drain-releases-finished-attempts",
+		Desc:  "a node that stops (SIGTERM's drain) releases the attempt of a task it delivered, as if the attempt were over undelivered",
+		Edits: edit("node/node.go", "e.claiming != 0 && !e.delivering && !e.state.Final() {", "e.claiming != 0 && !e.delivering {"),
+	},
+	{
 		Name:  "purged-store-keeps-outcome-only",
 		Desc:  "a replica that takes a Store of a task its queue's purge covers logs only the cancelled outcome, not the task, before acknowledging",
 		Edits: edit("node/node.go", "\t\tn.persist(nil, Record{Kind: RecTask, Task: t, TaskID: t.ID, Attempt: e.floor, Status: m.Status, NextETA: m.NextETA}.withFailures(e.failures()))\n\t\tn.adoptFinal(e, StateCancelled", "\t\tn.adoptFinal(e, StateCancelled"),
