@@ -292,7 +292,10 @@ func TestE2ECappedQueueBacklogDrainsAtItsCap(t *testing.T) {
 			for i := 2; i < len(starts); i++ {
 				require.GreaterOrEqual(t, starts[i].Sub(starts[i-2]), work-50*time.Millisecond, "three calls in flight at %s", starts[i].Format(time.StampMilli))
 			}
-			require.LessOrEqual(t, ratio, 1.25, "a capped queue with a backlog should keep its cap busy")
+			// Measured 1.014 on one node and 1.011 on three (at 3f5fe68, the
+			// machine busy); 1.257 and 1.267 before asks were held at the cap
+			// (backoffs are short under a 6 s lease: more with the defaults).
+			require.LessOrEqual(t, ratio, 1.12, "a capped queue with a backlog should keep its cap busy")
 		})
 	}
 }
