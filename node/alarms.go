@@ -40,6 +40,7 @@ const (
 	alarmCatchUp                      // schedule.go: enqueue a missed tick late (key: name, id: schedRun.seq)
 	alarmTokenLease                   // token.go: renew the token lease
 	alarmPermitHold                   // queues.go: answer a permit asked early for its slot (key: task ID, id: attempt)
+	alarmPermitWait                   // queues.go: a held ask's wait for a free slot is over (key: queue, id: permitWait.seq)
 	alarmKinds                        // the number of kinds
 )
 
@@ -133,6 +134,8 @@ func (n *Node) ring(a alarm) {
 			delete(n.heldPermits, a.key)
 			n.handlePermit(m)
 		}
+	case alarmPermitWait:
+		n.permitWaitOver(a.key, a.id)
 	case alarmMoveTick:
 		n.onMoveTick()
 	case alarmMoveResend:

@@ -133,6 +133,10 @@ type Node struct {
 	// heldPermits: asks that came at most SlotEarly before their slot, by task ID;
 	// they are answered at the slot (handlePermit).
 	heldPermits map[string]Message
+	// permitWaits: by queue, asks refused because the queue is at its concurrency
+	// cap that the token node holds until a slot frees, in arrival order
+	// (queues.go, waitForPermit).
+	permitWaits map[string][]permitWait
 	tok         tokenLease         // what lets it grant their permits (token.go)
 	lists       map[uint64]*listOp // cluster-wide listings this node coordinates
 	forgotten   []string           // tasks dropped after their dedup window, not yet compacted away

@@ -81,6 +81,9 @@ func (w *snapW) Node(v *Node) {
 	w.varint(v.wakeAt)
 	encMap(w, v.buckets, func(w *snapW, kx0 *string) { w.str(*kx0) }, func(w *snapW, vx0 **bucket) { encPtr(w, *vx0, func(w *snapW, x1 *bucket) { w.Bucket(x1) }) })
 	encMap(w, v.heldPermits, func(w *snapW, kx0 *string) { w.str(*kx0) }, func(w *snapW, vx0 *Message) { w.Message(vx0) })
+	encMap(w, v.permitWaits, func(w *snapW, kx0 *string) { w.str(*kx0) }, func(w *snapW, vx0 *[]permitWait) {
+		encSlice(w, *vx0, func(w *snapW, x1 *permitWait) { w.PermitWait(x1) })
+	})
 	w.TokenLease(&v.tok)
 	encMap(w, v.lists, func(w *snapW, kx0 *uint64) { w.uvarint(*kx0) }, func(w *snapW, vx0 **listOp) { encPtr(w, *vx0, func(w *snapW, x1 *listOp) { w.ListOp(x1) }) })
 	encSlice(w, v.forgotten, func(w *snapW, x0 *string) { w.str(*x0) })
@@ -185,6 +188,9 @@ func (r *snapR) Node(v *Node) {
 	v.wakeAt = r.varint()
 	v.buckets = decMap(r, func(r *snapR, kx0 *string) { *kx0 = r.str() }, func(r *snapR, vx0 **bucket) { *vx0 = decPtr(r, func(r *snapR, x1 *bucket) { r.Bucket(x1) }) })
 	v.heldPermits = decMap(r, func(r *snapR, kx0 *string) { *kx0 = r.str() }, func(r *snapR, vx0 *Message) { r.Message(vx0) })
+	v.permitWaits = decMap(r, func(r *snapR, kx0 *string) { *kx0 = r.str() }, func(r *snapR, vx0 *[]permitWait) {
+		*vx0 = decSlice(r, func(r *snapR, x1 *permitWait) { r.PermitWait(x1) })
+	})
 	r.TokenLease(&v.tok)
 	v.lists = decMap(r, func(r *snapR, kx0 *uint64) { *kx0 = r.uvarint() }, func(r *snapR, vx0 **listOp) { *vx0 = decPtr(r, func(r *snapR, x1 *listOp) { r.ListOp(x1) }) })
 	v.forgotten = decSlice(r, func(r *snapR, x0 *string) { *x0 = r.str() })
@@ -634,12 +640,14 @@ func (w *snapW) Bucket(v *bucket) {
 	w.time(v.tat)
 	encMap(w, v.slots, func(w *snapW, kx0 *string) { w.str(*kx0) }, func(w *snapW, vx0 *time.Time) { w.time(*vx0) })
 	encMap(w, v.inflight, func(w *snapW, kx0 *permitKey) { w.PermitKey(kx0) }, func(w *snapW, vx0 *time.Time) { w.time(*vx0) })
+	encMap(w, v.woken, func(w *snapW, kx0 *permitKey) { w.PermitKey(kx0) }, func(w *snapW, vx0 *time.Time) { w.time(*vx0) })
 }
 
 func (r *snapR) Bucket(v *bucket) {
 	v.tat = r.time()
 	v.slots = decMap(r, func(r *snapR, kx0 *string) { *kx0 = r.str() }, func(r *snapR, vx0 *time.Time) { *vx0 = r.time() })
 	v.inflight = decMap(r, func(r *snapR, kx0 *permitKey) { r.PermitKey(kx0) }, func(r *snapR, vx0 *time.Time) { *vx0 = r.time() })
+	v.woken = decMap(r, func(r *snapR, kx0 *permitKey) { r.PermitKey(kx0) }, func(r *snapR, vx0 *time.Time) { *vx0 = r.time() })
 }
 
 func (w *snapW) Message(v *Message) {
@@ -700,6 +708,20 @@ func (r *snapR) Message(v *Message) {
 	v.Round = r.uvarint()
 	v.Roster = decPtr(r, func(r *snapR, x0 *Roster) { r.Roster(x0) })
 	v.Member = decPtr(r, func(r *snapR, x0 *Member) { r.Member(x0) })
+}
+
+func (w *snapW) PermitWait(v *permitWait) {
+	w.uvarint(v.seq)
+	w.Message(&v.ask)
+	w.time(v.until)
+	w.uvarint(uint64(v.stop))
+}
+
+func (r *snapR) PermitWait(v *permitWait) {
+	v.seq = r.uvarint()
+	r.Message(&v.ask)
+	v.until = r.time()
+	v.stop = alarmID(r.uvarint())
 }
 
 func (w *snapW) TokenLease(v *tokenLease) {

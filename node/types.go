@@ -134,8 +134,8 @@ const (
 	MsgStatusResp                           // replica → asker: Task, State, Attempt, Retries, Status, NextETA (State none: not held)
 	MsgQueueSet                             // any node → every member: adopt Setting if newer
 	MsgQueueSetResp                         // member → sender: Setting.Version of Setting.Queue held now; Retries: tasks whose first replica it is that adopting Setting's purge cancelled here
-	MsgPermit                               // claimant → token node (of Epoch's roster): may Attempt of TaskID (in Setting.Queue) start?
-	MsgPermitResp                           // token node → claimant: Granted, or retry after Lease (also when not the token node)
+	MsgPermit                               // claimant → token node (of Epoch's roster): may Attempt of TaskID (in Queue) start? Promised: how long it may be held at the cap (ns)
+	MsgPermitResp                           // token node → claimant: Granted, or retry after Lease (also when not the token node); neither and Lease 0: a held ask woken, come now; Promised 1 on a refusal for "full": it waited in line
 	MsgPermitDone                           // claimant → token node: Attempt of TaskID ended; free its slot
 	MsgList                                 // any node → every member: list Queue's tasks (State filter, after TaskID, Attempt = limit, Promised = request)
 	MsgListResp                             // member → asker: one task (Task, State, ...), or the end (Task nil, Retries = tasks sent)
@@ -209,7 +209,7 @@ type Message struct {
 	TaskID   string
 	Task     *Task         // Store; Claim; Outcome (so that a replica that lost it keeps it final); StatusResp
 	Attempt  uint64        // Claim, ClaimResp (echoed), Release, Outcome, naive
-	Promised uint64        // ClaimResp reject: the highest attempt the acceptor refuses; Claim, Release: the round's random number
+	Promised uint64        // ClaimResp reject: the highest attempt the acceptor refuses; Claim, Release: the round's random number; Permit, PermitResp: see their types
 	Lease    time.Duration // Claim: lease asked for; ClaimResp reject: lease left on the acceptor
 	Granted  bool          // ClaimResp
 	Reject   Reject        // ClaimResp

@@ -255,7 +255,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "max-concurrent-off-by-one",
 		Desc:  "the token node grants a permit while max_concurrent are in flight (> for >=)",
-		Edits: edit("node/queues.go", "len(b.inflight) >= limit:", "len(b.inflight) > limit:"),
+		Edits: edit("node/queues.go", "b.busy() >= n.capLimit(q):", "b.busy() > n.capLimit(q):"),
 	},
 	{
 		Name:  "slot-wait-gives-claim-up",
