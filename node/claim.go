@@ -400,6 +400,18 @@ func (n *Node) handleClaimResp(m Message) {
 // deliver starts the webhook for the attempt that just won a quorum.
 func (n *Node) deliver(e *entry) {
 	now := n.now()
+	if wait := e.notBefore.Sub(now); wait > 0 && wait <= n.claimAhead() {
+		// Won ahead of the due time (ClaimAhead): deliver at it. Invariant: a claim
+		// started ahead delivers no earlier than the task is due on the holder's
+		// clock (S5). Everything below is checked again then: the lease, a pause,
+		// the permit of a limited queue (asked at the start, so that a rate counts
+		// starts, not claims). The due time is notBefore (the ETA, or a failure's
+		// backoff), not nextETA: that one is the replica timer's, which another
+		// replica's Release may push a lease ahead while we claim (L1 on seed 20 of
+		// rate-limit when the claim waited for it).
+		n.arm(e, timerDeliver, e.notBefore)
+		return
+	}
 	q := n.queue(e.task.Queue)
 	// The lease counts from when we sent the claim, which is before any acceptor
 	// started counting it; MaxClockDrift covers clocks that measure time differently.

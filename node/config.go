@@ -166,7 +166,14 @@ type Config struct {
 	// permits always come too late. Default DefaultPermitValidity (200ms).
 	PermitValidity time.Duration
 
-	ClaimTimeout   time.Duration // give up a claim round after this; default 1s
+	ClaimTimeout time.Duration // give up a claim round after this; default 1s
+	// ClaimAhead: a replica starts its claim this long before its timer's due time
+	// and, having won it early, delivers at the due time, so that the claim's round
+	// trip (and with storage the acceptors' fsyncs) is not added to every delivery's
+	// lateness. At most half of MaxClockDrift (acceptors refuse a claim more than
+	// MaxClockDrift before the task is due). 0 means DefaultClaimAhead; negative,
+	// none. Quorum protocol only.
+	ClaimAhead     time.Duration
 	EnqueueTimeout time.Duration // answer ErrOutcomeUnknown after this; default 5s
 	OutcomeRetry   time.Duration // resend Done/Dead until a majority acknowledged; default 200ms
 	DedupWindow    time.Duration // keep final tasks this long; default 1h
@@ -244,6 +251,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.PermitValidity == 0 {
 		c.PermitValidity = DefaultPermitValidity
+	}
+	if c.ClaimAhead == 0 {
+		c.ClaimAhead = DefaultClaimAhead
 	}
 	if c.ClaimTimeout == 0 {
 		c.ClaimTimeout = time.Second

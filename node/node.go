@@ -197,6 +197,7 @@ const (
 	timerOutcome           // resend the final outcome to replicas that did not acknowledge
 	timerForget            // drop the final task after the dedup window
 	timerPermit            // a won claim kept while its rate slot comes: ask the token node again
+	timerDeliver           // a claim won ahead of the due time (ClaimAhead): deliver now
 )
 
 // entry is one replica's state for one task. Invariants:
@@ -1192,7 +1193,27 @@ func (n *Node) disarm(e *entry) {
 
 // armFire arms the replica timer at next_eta + rank × replica_offset.
 func (n *Node) armFire(e *entry) {
-	n.arm(e, timerFire, e.nextETA.Add(time.Duration(e.rank)*n.cfg.ReplicaOffset))
+	at := e.nextETA.Add(time.Duration(e.rank) * n.cfg.ReplicaOffset)
+	if e.rank == 0 {
+		// Only the first replica claims ahead: the others' stagger is rank 0's
+		// time to deliver, kept whole.
+		at = at.Add(-n.claimAhead())
+	}
+	n.arm(e, timerFire, at)
+}
+
+// DefaultClaimAhead is Config.ClaimAhead's default: longer than a claim's round
+// trip with its fsyncs on a healthy disk (a few milliseconds), so that a task due
+// at a time is delivered at it, not a round trip after.
+const DefaultClaimAhead = 50 * time.Millisecond
+
+// claimAhead is how long before a replica timer's due time its claim starts: see
+// Config.ClaimAhead.
+func (n *Node) claimAhead() time.Duration {
+	if n.cfg.Protocol != ProtocolQuorum || n.cfg.ClaimAhead < 0 {
+		return 0 // the naive protocol delivers when its timer fires
+	}
+	return min(n.cfg.ClaimAhead, n.cfg.MaxClockDrift/2)
 }
 
 // armFireStored arms the replica timer of a task just stored. A task that arrives
@@ -1233,6 +1254,10 @@ func (n *Node) onTimer(e *entry, kind timerKind) {
 		n.abandonClaim(e, n.now().Add(n.claimBackoff(e)))
 	case timerPermit:
 		n.askPermitAgain(e)
+	case timerDeliver:
+		if e.claiming != 0 && !e.delivering && !e.state.Final() {
+			n.deliver(e)
+		}
 	case timerOutcome:
 		n.sendOutcome(e)
 	case timerForget:

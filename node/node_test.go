@@ -164,10 +164,11 @@ func TestRetryBackoff(t *testing.T) {
 	}
 	assert.Equal(t, []int{0, 500, 500}, []int{ds[0].PreviousStatus, ds[1].PreviousStatus, ds[2].PreviousStatus})
 	assert.IsIncreasing(t, attempts)
-	// The gap is the worker's answer, then the backoff, then one claim round trip.
+	// The gap is the worker's answer, then the backoff: the claim round trip comes
+	// before the backoff ends (ClaimAhead), not after it.
 	for i := 1; i < len(ds); i++ {
 		gap := ds[i].At - ds[i-1].At
-		assert.Equal(t, workerLatency+retry.Backoff(i)+2*h.latency, gap, "gap before delivery %d", i)
+		assert.Equal(t, workerLatency+retry.Backoff(i), gap, "gap before delivery %d", i)
 	}
 	assert.Equal(t, 100*time.Millisecond, retry.Backoff(1))
 	assert.Equal(t, 200*time.Millisecond, retry.Backoff(2))
