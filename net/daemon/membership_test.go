@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,4 +263,63 @@ func TestRemovedRightAfterJoiningStaysRemoved(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	require.Len(t, cluster(t, base1).Members, 1, "n2 was added back: %+v", cluster(t, base1))
 	eventuallyCluster(t, base2, 5*time.Second, "n2 learns it was removed", func(c clusterView) bool { return !c.Healthy })
+}
+
+// A node that joins with PeerAdvertise is listed at that address, not at its
+// PeerAddr, by every member, in the roster and in /v1/cluster (here a forwarder in
+// the test stands between the members, as a NAT or the chaos test's proxies would):
+// the members reach it only through the forwarder, and the join commits.
+func TestJoinWithPeerAdvertise(t *testing.T) {
+	t.Parallel()
+	cfg := daemon.Config{NodeID: "n1", HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+	d1, err := daemon.Start(cfg)
+	require.NoError(t, err)
+	shutdownAtEnd(t, d1)
+	base1 := "http://" + d1.HTTPAddr()
+	waitHealthy(t, base1)
+
+	listen := freeAddr(t)
+	fwd, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { fwd.Close() })
+	var forwarded atomic.Int64
+	go func() {
+		for {
+			down, err := fwd.Accept()
+			if err != nil {
+				return
+			}
+			forwarded.Add(1)
+			go func() {
+				defer down.Close()
+				up, err := net.Dial("tcp", listen)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, down)
+				io.Copy(down, up)
+			}()
+		}
+	}()
+	cfg = daemon.Config{NodeID: "n2", HTTPAddr: "127.0.0.1:0", PeerAddr: listen, PeerAdvertise: fwd.Addr().String(), Join: base1,
+		Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+	d2, err := daemon.Start(cfg)
+	require.NoError(t, err)
+	shutdownAtEnd(t, d2)
+	base2 := "http://" + d2.HTTPAddr()
+	for _, base := range []string{base1, base2} {
+		eventuallyCluster(t, base, time.Minute, "n2 joined, seen from "+base, func(c clusterView) bool { return len(c.Members) == 2 && c.Healthy })
+		resp, err := client.Get(base + "/v1/cluster")
+		require.NoError(t, err)
+		var view struct{ Members []struct{ ID, Addr string } }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&view))
+		resp.Body.Close()
+		for _, m := range view.Members {
+			if m.ID == "n2" {
+				require.Equal(t, fwd.Addr().String(), m.Addr, "%s lists n2 at its advertised address", base)
+			}
+		}
+	}
+	require.Positive(t, forwarded.Load(), "n1 reached n2 through the advertised address")
 }
