@@ -43,6 +43,9 @@ type FaultSpan struct {
 	Fault
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
+	// Problem: a replace step that did not end in its time (the join, the
+	// removal, the moves), which fails the run.
+	Problem string `json:"problem,omitempty"`
 }
 
 // NodeView is one node's answer to GET /v1/tasks/{id} after the drain: the task
@@ -58,8 +61,9 @@ type NodeView struct {
 // which faults were injected, and what every node says of every acknowledged task
 // at the end.
 type History struct {
-	Nodes      int                   `json:"nodes"`
-	Enqueued   int                   `json:"enqueued"` // enqueues the load started
+	Nodes      int                   `json:"nodes"`             // nodes started, joiners included
+	Members    []string              `json:"members,omitempty"` // the roster at the end: the nodes the drain asked
+	Enqueued   int                   `json:"enqueued"`          // enqueues the load started
 	Acked      []Ack                 `json:"acked"`
 	NotAcked   int                   `json:"not_acked"` // enqueues that never got an answer saying stored
 	Deliveries []Delivery            `json:"deliveries"`
@@ -115,6 +119,13 @@ type Report struct {
 	Stuck         []Problem
 	Mismatches    []Problem // one per task, naming each node at odds
 	Crashes       []string
+	Membership    []string // replaces that did not finish: a join, removal or move not done in time
+	// Forgotten counts tasks no member knows after the drain (see forgotten).
+	Forgotten int
+	// Unanswered counts a member's last lookup of a task that gave no answer
+	// (an error, a 5xx, a timeout); UnansweredOffList those of members not on the
+	// task's replica list.
+	Unanswered, UnansweredOffList int
 	// UnknownUndelivered counts at-most-once tasks that ended unknown without the
 	// worker seeing them: their claimant died or was cut off after winning its
 	// claim, which at-most-once allows (never retried).
@@ -122,10 +133,10 @@ type Report struct {
 }
 
 // Failed tells whether the run broke a promise: a loss, an unexplained duplicate,
-// a second delivery of an at-most-once task, a task stuck after the drain, or a
-// node that crashed.
+// a second delivery of an at-most-once task, a task stuck after the drain, a node
+// that crashed, or a replace that did not finish.
 func (r *Report) Failed() bool {
-	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes) > 0
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership) > 0
 }
 
 // Check judges h.
@@ -134,6 +145,9 @@ func Check(h History) *Report {
 	faults := make([]Fault, len(h.Faults))
 	for i, f := range h.Faults {
 		faults[i] = f.Fault
+		if f.Problem != "" {
+			r.Membership = append(r.Membership, f.Problem)
+		}
 	}
 	r.FaultKinds = countKinds(faults)
 	byTask := map[string][]Delivery{}
@@ -161,6 +175,16 @@ func Check(h History) *Report {
 	return r
 }
 
+// replaced tells whether the run replaced a node.
+func (h History) replaced() bool {
+	for _, f := range h.Faults {
+		if f.Kind == KindReplace {
+			return true
+		}
+	}
+	return false
+}
+
 // finalStates are the states a task ends in.
 var finalStates = map[string]bool{"succeeded": true, "dead": true, "unknown": true, "cancelled": true}
 
@@ -178,12 +202,24 @@ func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History) {
 	problem := func(what string, args ...any) Problem {
 		return Problem{Task: a.Task, Queue: a.Queue, What: fmt.Sprintf(what, args...) + "; worker saw " + describeDeliveries(ds) + "; nodes say " + describeViews(views)}
 	}
+	replicas := replicaNames(views)
+	for _, v := range views {
+		if v.Err != "" {
+			r.Unanswered++
+			if len(replicas) > 0 && !replicas[v.Node] {
+				r.UnansweredOffList++
+			}
+		}
+	}
+	if forgotten(views) && h.replaced() {
+		r.Forgotten++
+	}
 	if stuck := stuckReason(views); stuck != "" {
 		r.Stuck = append(r.Stuck, problem("%s", stuck))
 	} else if lost := lostReason(a, ds, views); lost != "" {
 		r.Lost = append(r.Lost, problem("%s", lost))
 	}
-	if ms := mismatches(a, ds, views); len(ms) > 0 {
+	if ms := mismatches(a, ds, views, h.replaced()); len(ms) > 0 {
 		r.Mismatches = append(r.Mismatches, problem("%s", strings.Join(ms, "; ")))
 	}
 	if a.AtMostOnce {
@@ -342,6 +378,21 @@ func replicaIndexes(views []NodeView, nodes int) []int {
 	return out
 }
 
+// replicaNames is the task's replica list as the nodes that found it report it
+// (empty when none did).
+func replicaNames(views []NodeView) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range views {
+		if v.Task != nil && len(v.Task.Replicas) > 0 {
+			for _, id := range v.Task.Replicas {
+				out[id] = true
+			}
+			return out
+		}
+	}
+	return out
+}
+
 // nodeIndex is the index of node "nK" (K-1), or -1.
 func nodeIndex(id string) int {
 	var k int
@@ -349,6 +400,19 @@ func nodeIndex(id string) int {
 		return -1
 	}
 	return k - 1
+}
+
+// forgotten tells whether every member answered that it does not know the task:
+// after a replace, a task that was final before every one of its replicas was
+// replaced (only tasks not final are moved). Whether the worker saw it end is
+// judged as for any task (lost, if it did not).
+func forgotten(views []NodeView) bool {
+	for _, v := range views {
+		if v.Found || v.Err != "" {
+			return false
+		}
+	}
+	return len(views) > 0
 }
 
 // stuckReason says why the task is not over after the drain, or "".
@@ -410,7 +474,7 @@ func agreedState(views []NodeView) string {
 }
 
 // mismatches compares each node's final state of the task with what the worker saw.
-func mismatches(a Ack, ds []Delivery, views []NodeView) []string {
+func mismatches(a Ack, ds []Delivery, views []NodeView, replaced bool) []string {
 	success := firstSuccess(ds) >= 0
 	failed := len(ds) > 0 && !success
 	var out []string
@@ -425,7 +489,7 @@ func mismatches(a Ack, ds []Delivery, views []NodeView) []string {
 		case v.Err != "":
 			continue
 		case !v.Found:
-			if found > 0 {
+			if found > 0 && (!replaced || replicaNames(views)[v.Node]) {
 				out = append(out, v.Node+": not found, while other nodes know it")
 			}
 			continue
@@ -447,6 +511,9 @@ func mismatches(a Ack, ds []Delivery, views []NodeView) []string {
 		case a.AtMostOnce && len(ds) == 0 && state == "dead":
 			out = append(out, v.Node+": dead, but the worker never saw it")
 		}
+	}
+	if !replaced && forgotten(views) {
+		out = append(out, "no node knows it")
 	}
 	if found > 1 && agreedState(views) == "" {
 		out = append(out, "nodes disagree on its final state")
@@ -497,9 +564,15 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "stuck                    %d\n", len(r.Stuck))
 	fmt.Fprintf(w, "at-most-once unknown     %d (%d never delivered)\n", r.Unknown, r.UnknownUndelivered)
 	fmt.Fprintf(w, "final-state mismatches   %d tasks\n", len(r.Mismatches))
+	fmt.Fprintf(w, "lookups unanswered       %d (%d by members off the task's replica list)\n", r.Unanswered, r.UnansweredOffList)
+	fmt.Fprintf(w, "known to no member       %d (after a replace: a task final before its replicas were all replaced is not moved)\n", r.Forgotten)
 	fmt.Fprintf(w, "node crashes             %d\n", len(r.Crashes))
+	fmt.Fprintf(w, "replaces not finished    %d\n", len(r.Membership))
 	for _, c := range r.Crashes {
 		fmt.Fprintf(w, "CRASH: %s\n", c)
+	}
+	for _, m := range r.Membership {
+		fmt.Fprintf(w, "REPLACE NOT FINISHED: %s\n", m)
 	}
 	printProblems(w, "LOST", r.Lost)
 	printDuplicates(w, "UNEXPLAINED DUPLICATE", r.Unexplained)

@@ -230,3 +230,103 @@ func TestCheckCrash(t *testing.T) {
 	require.Equal(t, exitFailed, exitCodeFor(r))
 	require.Contains(t, printed(r), "CRASH: n2 (pid 42) exited by itself")
 }
+
+// A replace counts as a fault of the node it killed: a delivery that node made just
+// before it may be repeated (by the nodes the task moved to), as after a kill; a
+// delivery by a node the replace did not kill is not explained by it.
+func TestCheckReplaceExplains(t *testing.T) {
+	replace := FaultSpan{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3, Via: 0, Note: "n3 by n4 (joins through n1)"}, Start: at(10.5), End: at(25)}
+	first, again := call("a", "n3", 1, 10, 200), call("a", "n4", 2, 20, 200)
+	first.Answered = at(10.2)
+	r := Check(history(ack("a", false), views("succeeded"), []FaultSpan{replace}, first, again))
+	require.Len(t, r.Explained, 1, printed(r))
+	require.Contains(t, r.Explained[0].Reason, "replace n3 by n4")
+
+	first.Node = "n2"
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{replace}, first, again))
+	require.Len(t, r.Unexplained, 1, "n2 was not killed: %s", printed(r))
+	require.True(t, touches(replace.Fault, 2, []int{0, 1, 2}))
+	require.False(t, touches(replace.Fault, 3, []int{0, 1, 3}), "the new node is not hit")
+}
+
+// membersViews are the answers of the members n1, n2, n4 after n3 was replaced by
+// n4: found (with the given replica list) or not.
+func membersViews(state string, replicas []string, found ...bool) []NodeView {
+	var out []NodeView
+	for i, name := range []string{"n1", "n2", "n4"} {
+		v := NodeView{Node: name}
+		if found[i] {
+			v.Found, v.Task = true, &api.TaskView{State: state, Replicas: replicas}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// After a replace, the drain and the checker ask the members only. A member off
+// the task's replica list may not know it (a task final before the removal is not
+// moved), and a task no member knows is counted, not failed, when the worker saw it
+// end; one on the list that does not know it is a mismatch, as is a task no node
+// knows in a run without a replace, and a replace that did not finish fails the run.
+func TestCheckAfterReplace(t *testing.T) {
+	replace := FaultSpan{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3, Via: 0}, Start: at(10), End: at(25)}
+	old := []string{"n1", "n2", "n3"}
+	delivered := call("a", "n1", 1, 1, 200)
+	h := func(vs []NodeView, faults ...FaultSpan) History {
+		hh := history(ack("a", false), vs, faults, delivered)
+		hh.Nodes, hh.Members = 4, []string{"n1", "n2", "n4"}
+		return hh
+	}
+
+	offList := membersViews("succeeded", old, true, true, false)
+	require.True(t, finalEverywhere(offList, true), "n4 is not a replica of a task final before the replace")
+	require.False(t, finalEverywhere(offList, false), "without a replace every node must know it")
+	r := Check(h(offList, replace))
+	require.False(t, r.Failed(), printed(r))
+
+	onList := membersViews("succeeded", []string{"n1", "n2", "n4"}, true, true, false)
+	require.False(t, finalEverywhere(onList, true), "n4 is a replica: it must know the moved task")
+	r = Check(h(onList, replace))
+	require.True(t, r.Failed(), printed(r))
+	require.Contains(t, r.Mismatches[0].What, "n4: not found")
+
+	none := membersViews("", nil, false, false, false)
+	require.True(t, finalEverywhere(none, true))
+	r = Check(h(none, replace))
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.Forgotten, printed(r))
+	r = Check(h(none))
+	require.True(t, r.Failed(), "no replace: a task no node knows is a mismatch: %s", printed(r))
+	require.Contains(t, r.Mismatches[0].What, "no node knows it")
+
+	notDelivered := history(ack("a", false), none, []FaultSpan{replace})
+	r = Check(notDelivered)
+	require.Len(t, r.Lost, 1, "known to no member and never delivered: lost; %s", printed(r))
+
+	unfinished := replace
+	unfinished.Problem = "membership: n3's tasks not moved: not done in 1m0s: n1: 2 tasks on removed members"
+	r = Check(h(offList, unfinished))
+	require.True(t, r.Failed())
+	require.Contains(t, printed(r), "REPLACE NOT FINISHED: membership: n3's tasks not moved")
+}
+
+// After a replace, a member off the task's replica list that does not answer does
+// not hold the drain (it is counted); a replica that does not answer does, and
+// without a replace any node that does not answer does.
+func TestFinalEverywhereUnanswered(t *testing.T) {
+	vs := membersViews("succeeded", []string{"n1", "n2", "n3"}, true, true, false)
+	vs[2].Err = "HTTP 503"
+	require.True(t, finalEverywhere(vs, true))
+	require.False(t, finalEverywhere(vs, false))
+	vs = membersViews("succeeded", []string{"n1", "n2", "n4"}, true, true, false)
+	vs[2].Err = "HTTP 503"
+	require.False(t, finalEverywhere(vs, true), "n4 is a replica")
+
+	vs = membersViews("succeeded", []string{"n1", "n2", "n3"}, true, true, false)
+	vs[2].Err = "HTTP 503"
+	h := history(ack("a", false), vs, []FaultSpan{{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3}, Start: at(10), End: at(20)}}, call("a", "n1", 1, 1, 200))
+	r := Check(h)
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.Unanswered)
+	require.Equal(t, 1, r.UnansweredOffList)
+}

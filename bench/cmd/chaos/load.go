@@ -20,7 +20,7 @@ const (
 
 // LoadConfig is the steady enqueue load.
 type LoadConfig struct {
-	Nodes     []string // the nodes' API URLs
+	Nodes     func() []string // the members' API URLs at the moment (a replace changes them)
 	WorkerURL string
 	Rate      float64       // tasks a second, over both queues
 	Duration  time.Duration // how long enqueues start
@@ -53,10 +53,7 @@ type LoadResult struct {
 // named so that trying again through another node is safe, alternating between the
 // two queues, and waits for the enqueues in flight (at most enqueueGiveUp).
 func RunLoad(ctx context.Context, cfg LoadConfig) LoadResult {
-	clients := make([]*client.Client, len(cfg.Nodes))
-	for i, u := range cfg.Nodes {
-		clients[i], _ = client.New(u, "", enqueueTryTimeout) // URLs the tool made: always valid
-	}
+	clients := &clientCache{m: map[string]*client.Client{}}
 	var (
 		mu  sync.Mutex
 		res LoadResult
@@ -105,12 +102,27 @@ func RunLoad(ctx context.Context, cfg LoadConfig) LoadResult {
 	return res
 }
 
+// clientCache keeps one client a node, so that enqueues reuse connections.
+type clientCache struct {
+	mu sync.Mutex
+	m  map[string]*client.Client
+}
+
+func (c *clientCache) get(url string) *client.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[url] == nil {
+		c.m[url], _ = client.New(url, "", enqueueTryTimeout) // URLs the tool made: always valid
+	}
+	return c.m[url]
+}
+
 // errBadInput marks a refusal of the tool's own request.
 var errBadInput = errors.New("a node refused the chaos tool's request")
 
 // enqueueOne enqueues task seq, trying node after node until one says it is
 // stored, or enqueueGiveUp passes.
-func enqueueOne(ctx context.Context, clients []*client.Client, cfg LoadConfig, seq int) (Ack, error) {
+func enqueueOne(ctx context.Context, clients *clientCache, cfg LoadConfig, seq int) (Ack, error) {
 	queue, amo := queueAtLeastOnce, false
 	if seq%2 == 1 {
 		queue, amo = queueAtMostOnce, true
@@ -120,7 +132,8 @@ func enqueueOne(ctx context.Context, clients []*client.Client, cfg LoadConfig, s
 	giveUp := time.Now().Add(enqueueGiveUp)
 	var last error
 	for try := 0; time.Now().Before(giveUp); try++ {
-		body, err := clients[(seq+try)%len(clients)].Enqueue(ctx, queue, task)
+		nodes := cfg.Nodes()
+		body, err := clients.get(nodes[(seq+try)%len(nodes)]).Enqueue(ctx, queue, task)
 		id, err := storedID(body, err)
 		if err == nil {
 			return Ack{Task: id, Queue: queue, Name: name, AtMostOnce: amo, At: time.Now()}, nil

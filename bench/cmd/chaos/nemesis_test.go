@@ -46,6 +46,11 @@ func TestScheduleShape(t *testing.T) {
 			faults := Schedule(c)
 			require.Greater(t, len(faults), len(AllKinds), "seed %d", seed)
 			seen := map[FaultKind]bool{}
+			members := map[int]bool{}
+			for i := range nodes {
+				members[i] = true
+			}
+			next := nodes
 			for i, f := range faults {
 				if i < len(AllKinds) {
 					require.False(t, seen[f.Kind], "seed %d: %s twice before every kind ran", seed, f.Kind)
@@ -57,17 +62,29 @@ func TestScheduleShape(t *testing.T) {
 					prev := faults[i-1]
 					require.GreaterOrEqual(t, f.At, prev.At+prev.For+minGap, "seed %d: faults overlap", seed)
 				}
-				checkFaultShape(t, f, nodes, c.Lease)
+				checkFaultShape(t, f, members, c.Lease)
+				if f.Kind == KindReplace {
+					require.Equal(t, next, f.Joiner, "seed %d: a replace's new node is the next index", seed)
+					delete(members, f.Nodes[0])
+					members[f.Joiner] = true
+					next++
+				}
 			}
 		}
 	}
 }
 
-func checkFaultShape(t *testing.T, f Fault, nodes int, lease time.Duration) {
+// checkFaultShape checks f against the members of the moment: it touches only
+// them, and has the shape its kind says.
+func checkFaultShape(t *testing.T, f Fault, members map[int]bool, lease time.Duration) {
 	t.Helper()
+	nodes := len(members)
 	for _, l := range f.Cuts {
 		require.NotEqual(t, l.From, l.To)
-		require.True(t, l.From >= 0 && l.From < nodes && l.To >= 0 && l.To < nodes, "%v", l)
+		require.True(t, members[l.From] && members[l.To], "%v cuts a node that is not a member (%v)", l, members)
+	}
+	for _, n := range f.Nodes {
+		require.True(t, members[n], "%s hits %s, not a member (%v)", f, nodeName(n), members)
 	}
 	touched := map[int]bool{}
 	for _, l := range f.Cuts {
@@ -81,6 +98,11 @@ func checkFaultShape(t *testing.T, f Fault, nodes int, lease time.Duration) {
 		require.Greater(t, f.For, lease, "a pause outlasts the lease")
 	case KindPowerLoss:
 		require.Len(t, f.Nodes, nodes)
+		require.IsIncreasing(t, f.Nodes)
+	case KindReplace:
+		require.Len(t, f.Nodes, 1)
+		require.True(t, members[f.Via] && f.Via != f.Nodes[0], "%s joins through a live member", f)
+		require.False(t, members[f.Joiner], "%s: the new node is new", f)
 	case KindIsolate:
 		require.Len(t, f.Cuts, 2*(nodes-1))
 	case KindSplit:

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,9 +73,14 @@ const (
 	startTimeout   = 60 * time.Second // every node healthy, at the start and after the heal
 	settingTimeout = 30 * time.Second // the queue settings answered 200
 	lateDelivery   = 2 * time.Second  // after every task is final, calls still coming are recorded too
-	viewTimeout    = 5 * time.Second  // one GET /v1/tasks/{id}
-	viewWorkers    = 8
-	progressEvery  = 10 * time.Second
+	// One GET /v1/tasks/{id} of the drain. A replica answers in milliseconds; a
+	// member off the task's replica list may wait out its own 5 s query timeout
+	// after a replace (see finalEverywhere), so the drain asks many at once and
+	// gives up on one answer sooner: a question not answered is asked again next
+	// round.
+	viewTimeout   = 2 * time.Second
+	viewWorkers   = 32
+	progressEvery = 10 * time.Second
 )
 
 // Run runs the whole chaos test: build, start, load under faults, heal, drain,
@@ -181,10 +187,6 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 		return nil, err
 	}
 	logf("%d nodes healthy, queues set; load and faults for %s", cfg.Nodes, cfg.Duration)
-	urls := make([]string, cfg.Nodes)
-	for i := range urls {
-		urls[i] = cluster.URL(i)
-	}
 	var (
 		wg     sync.WaitGroup
 		spans  []FaultSpan
@@ -194,10 +196,10 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		spans, nemErr = runNemesis(ctx, cluster, schedule, start, logf)
+		spans, nemErr = runNemesis(ctx, cluster, schedule, start, cfg.Duration, logf)
 	}()
 	stopProgress := progress(cfg.Log, worker, start)
-	load := RunLoad(ctx, LoadConfig{Nodes: urls, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown})
+	load := RunLoad(ctx, LoadConfig{Nodes: cluster.MemberURLs, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown})
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		stopProgress()
@@ -219,12 +221,26 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 	if err := waitCtx(ctx, startTimeout, cluster.WaitHealthy); err != nil {
 		logf("after the heal: %v (the drain goes on)", err)
 	}
-	views := drain(ctx, cfg, urls, load.Acked, logf)
+	// The drain asks the members only: a removed node's answers do not count, and
+	// what it held must have moved to them.
+	var members []target
+	for _, i := range cluster.Members() {
+		members = append(members, target{name: nodeName(i), url: cluster.URL(i)})
+	}
+	replaced := slices.ContainsFunc(spans, func(s FaultSpan) bool { return s.Kind == KindReplace })
+	views := drain(ctx, cfg, members, load.Acked, replaced, logf)
 	stopProgress()
 	time.Sleep(lateDelivery)
-	return &History{Nodes: cfg.Nodes, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.name
+	}
+	return &History{Nodes: cluster.Len(), Members: names, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
 		Faults: spans, Views: views, Crashes: cluster.UnexpectedExits()}, nil
 }
+
+// target is a node the drain asks.
+type target struct{ name, url string }
 
 // waitCtx runs wait under ctx bounded by d.
 func waitCtx(ctx context.Context, d time.Duration, wait func(context.Context) error) error {
@@ -234,16 +250,28 @@ func waitCtx(ctx context.Context, d time.Duration, wait func(context.Context) er
 }
 
 // runNemesis applies schedule, each fault at start + its At, heals it For later,
-// and records when each really started and ended. It stops early when ctx ends.
-func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Time, logf func(string, ...any)) ([]FaultSpan, error) {
+// and records when each really started and ended. A fault that ended later than
+// planned (a replace that took longer than For) pushes the rest back by as much,
+// so that faults never overlap; a fault that would then end after the load is left
+// out. It stops early when ctx ends.
+func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Time, duration time.Duration, logf func(string, ...any)) ([]FaultSpan, error) {
 	var spans []FaultSpan
+	var shift time.Duration
 	for _, f := range schedule {
-		if !sleepUntil(ctx, start.Add(f.At)) {
+		planned := start.Add(f.At + shift)
+		if planned.Add(f.For).After(start.Add(duration)) {
+			logf("left out, %s late (a replace took longer than planned): %s", shift.Round(time.Millisecond), f)
+			continue
+		}
+		if !sleepUntil(ctx, planned) {
 			return spans, nil
 		}
 		span := FaultSpan{Fault: f, Start: time.Now()}
 		logf("%s", f)
-		if err := applyFault(c, f); err != nil {
+		if err := applyFault(ctx, c, f, logf); errors.Is(err, errMembership) {
+			span.Problem = err.Error()
+			logf("%s", err)
+		} else if err != nil {
 			return spans, err
 		}
 		sleepUntil(ctx, span.Start.Add(f.For))
@@ -252,6 +280,9 @@ func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Ti
 		}
 		span.End = time.Now()
 		spans = append(spans, span)
+		if over := span.End.Sub(planned.Add(f.For)); over > time.Second {
+			shift += over
+		}
 	}
 	return spans, nil
 }
@@ -266,7 +297,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-func applyFault(c *Cluster, f Fault) error {
+func applyFault(ctx context.Context, c *Cluster, f Fault, logf func(string, ...any)) error {
 	mode := Refuse
 	if f.Blackhole {
 		mode = Blackhole
@@ -276,6 +307,8 @@ func applyFault(c *Cluster, f Fault) error {
 		return killAll(c, f.Nodes)
 	case KindPause:
 		return c.Pause(f.Nodes[0])
+	case KindReplace:
+		return replace(ctx, c, f, logf)
 	default:
 		c.SetLinks(f.Cuts, mode)
 		return nil
@@ -304,6 +337,8 @@ func healFault(c *Cluster, f Fault) error {
 		return errors.Join(errs...)
 	case KindPause:
 		return c.Continue(f.Nodes[0])
+	case KindReplace:
+		return nil // done when applied
 	default:
 		c.SetLinks(f.Cuts, Pass)
 		return nil
@@ -339,12 +374,12 @@ func setQueues(ctx context.Context, c *Cluster) error {
 	return nil
 }
 
-// drain asks every node about every acknowledged task until each is final on
-// every node, in one state, or cfg.Drain passes; it returns the last answers.
-func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf func(string, ...any)) map[string][]NodeView {
-	clients := make([]*client.Client, len(urls))
-	for i, u := range urls {
-		clients[i], _ = client.New(u, "", viewTimeout)
+// drain asks every member about every acknowledged task until each is final on
+// every member, in one state, or cfg.Drain passes; it returns the last answers.
+func drain(ctx context.Context, cfg Config, members []target, acked []Ack, replaced bool, logf func(string, ...any)) map[string][]NodeView {
+	clients := make([]*client.Client, len(members))
+	for i, m := range members {
+		clients[i], _ = client.New(m.url, "", viewTimeout)
 	}
 	views := map[string][]NodeView{}
 	pending := make([]string, 0, len(acked))
@@ -353,15 +388,15 @@ func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf fun
 	}
 	deadline := time.Now().Add(cfg.Drain)
 	for round := 1; len(pending) > 0; round++ {
-		got := askAll(ctx, clients, pending)
+		got := askAll(ctx, clients, members, pending)
 		var still []string
 		for _, id := range pending {
 			views[id] = got[id]
-			if !finalEverywhere(got[id]) {
+			if !finalEverywhere(got[id], replaced) {
 				still = append(still, id)
 			}
 		}
-		logf("drain round %d: %d of %d tasks final on every node", round, len(acked)-len(still), len(acked))
+		logf("drain round %d: %d of %d tasks final on every member", round, len(acked)-len(still), len(acked))
 		pending = still
 		if len(pending) == 0 || time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(time.Second)) {
 			break
@@ -372,18 +407,44 @@ func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf fun
 
 // finalEverywhere tells whether every node found the task in the same final state
 // (replicas that disagree still exchange outcomes: the drain waits for them too, and
-// the checker reports a disagreement that outlives it).
-func finalEverywhere(vs []NodeView) bool {
+// the checker reports a disagreement that outlives it). After a replace (replaced),
+// a member that is not on the task's replica list may not find it, or not answer
+// (a lookup through a member off the list asks the replicas the ring places the ID
+// on now, not the task's own list), and a task that was final before its replicas
+// were all replaced may be found by none (only tasks not final are moved): those
+// answers are settled too.
+func finalEverywhere(vs []NodeView, replaced bool) bool {
+	state := ""
+	found := 0
+	replicas := replicaNames(vs)
 	for _, v := range vs {
-		if !v.Found || !finalStates[v.Task.State] || v.Task.State != vs[0].Task.State {
+		switch {
+		case v.Err != "" && (!replaced || len(replicas) == 0 || replicas[v.Node]):
+			return false
+		case !v.Found:
+			continue
+		case !finalStates[v.Task.State] || (state != "" && v.Task.State != state):
+			return false
+		}
+		state = v.Task.State
+		found++
+	}
+	if found == len(vs) {
+		return len(vs) > 0
+	}
+	if !replaced {
+		return false
+	}
+	for _, v := range vs {
+		if !v.Found && replicas[v.Node] {
 			return false
 		}
 	}
-	return len(vs) > 0
+	return true
 }
 
-// askAll gets GET /v1/tasks/{id} of every id from every node, viewWorkers at a time.
-func askAll(ctx context.Context, clients []*client.Client, ids []string) map[string][]NodeView {
+// askAll gets GET /v1/tasks/{id} of every id from every member, viewWorkers at a time.
+func askAll(ctx context.Context, clients []*client.Client, members []target, ids []string) map[string][]NodeView {
 	out := make(map[string][]NodeView, len(ids))
 	for _, id := range ids {
 		out[id] = make([]NodeView, len(clients))
@@ -396,7 +457,7 @@ func askAll(ctx context.Context, clients []*client.Client, ids []string) map[str
 			defer wg.Done()
 			for j := range jobs {
 				id, n := ids[j[0]], j[1]
-				out[id][n] = askOne(ctx, clients[n], nodeName(n), id)
+				out[id][n] = askOne(ctx, clients[n], members[n].name, id)
 			}
 		}()
 	}
