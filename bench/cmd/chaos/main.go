@@ -2,8 +2,10 @@
 // faults: it starts --nodes real `miyamoto serve` processes (built from this module)
 // with durable storage in a temporary directory, routes every directed peer link
 // through its own TCP proxy (in this process, on loopback) that can pass, refuse or
-// blackhole, and runs a seeded nemesis while a steady load enqueues tasks on an
-// at-least-once and an at-most-once queue:
+// blackhole (each node is reached at one door, its --peer-advertise, that tells the
+// dialer by its peer hello and hands the connection to that link's proxy), and runs
+// a seeded nemesis while a steady load enqueues tasks on an at-least-once and an
+// at-most-once queue:
 //
 //	go run ./bench/cmd/chaos --duration 60s --seed 1
 //	go run ./bench/cmd/chaos --nodes 5 --duration 5m --seed 7 --rate 30
@@ -11,8 +13,11 @@
 // The nemesis draws from the seed a schedule of faults, one after another with quiet
 // gaps: kill -9 and restart of one node, SIGSTOP longer than the lease then SIGCONT,
 // isolation of one node, a split in two, a one-way cut, a bridge (one node sees both
-// halves), and power loss (kill -9 of every node at once, then a restart: with
-// durable storage nothing acknowledged may be lost). The worker (in this process)
+// halves), power loss (kill -9 of every node at once, then a restart: with
+// durable storage nothing acknowledged may be lost), and replace (kill -9 of one
+// node for good, a new node joins through a live member, the dead one is removed
+// through the admin API and its tasks move; the load then sends to the members
+// of the moment, and the drain asks the members at the end). The worker (in this process)
 // records every call: task, attempt, calling node; it answers 200, or 500 for a
 // seeded share of calls (--fail-rate), after a seeded delay (--worker-delay) so
 // that a fault can strike while a delivery is in flight. After the load: heal (every link passes,

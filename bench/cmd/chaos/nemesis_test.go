@@ -21,19 +21,19 @@ func TestScheduleDeterministic(t *testing.T) {
 }
 
 // Seed 1's schedule, as the README's CI run draws it: a change to how schedules
-// are drawn shows here, since it changes what every printed seed replays.
+// are drawn shows here, since it changes what every printed seed replays. After
+// the replace, n4 holds n3's place: later faults draw from n1, n2, n4.
 func TestScheduleGolden(t *testing.T) {
 	var b strings.Builder
 	for _, f := range Schedule(testSchedule(1, 3, time.Minute)) {
 		b.WriteString(f.String() + "\n")
 	}
-	require.Equal(t, `    5.0s  bridge     {n3} | {n2} bridged by n1 (refuse) for 5.2s
-   14.1s  power-loss every node for 3.6s
-   22.4s  isolate    n3 (blackhole) for 5.3s
-   32.7s  one-way    n3 → others cut (its messages reach nobody) (blackhole) for 6.9s
-   44.0s  pause      n1 for 4.6s
-   52.0s  kill       n3 for 1.2s
-   56.0s  split      {n2} | {n1 n3} (blackhole) for 3.8s
+	require.Equal(t, `    5.0s  pause      n2 for 4.4s
+   13.2s  replace    n3 by n4 (joins through n1) for 15.0s
+   32.8s  bridge     {n1} | {n2} bridged by n4 (blackhole) for 3.6s
+   40.8s  one-way    n1 → others cut (its messages reach nobody) (refuse) for 3.1s
+   48.6s  split      {n1} | {n2 n4} (refuse) for 3.6s
+   55.7s  isolate    n4 (refuse) for 3.4s
 `, b.String())
 }
 
@@ -130,6 +130,29 @@ func TestScheduleKinds(t *testing.T) {
 	require.NotEmpty(t, only)
 	for _, f := range only {
 		require.Equal(t, KindPause, f.Kind)
+	}
+}
+
+// A schedule of replaces only: each kills a member of the moment and starts the
+// next node, joining through another member, so the cluster keeps its size; the
+// same faults in a schedule without replaces keep drawing the first nodes.
+func TestScheduleReplaces(t *testing.T) {
+	faults := Schedule(ScheduleConfig{Seed: 3, Nodes: 3, Duration: 2 * time.Minute, Lease: 3 * time.Second, Kinds: []FaultKind{KindReplace}})
+	require.GreaterOrEqual(t, len(faults), 3)
+	members := map[int]bool{0: true, 1: true, 2: true}
+	for i, f := range faults {
+		require.Equal(t, KindReplace, f.Kind)
+		require.Equal(t, 3+i, f.Joiner)
+		require.True(t, members[f.Nodes[0]], "%s kills a member", f)
+		require.True(t, members[f.Via] && f.Via != f.Nodes[0], "%s joins through another member", f)
+		delete(members, f.Nodes[0])
+		members[f.Joiner] = true
+		require.Len(t, members, 3)
+	}
+	for _, f := range Schedule(ScheduleConfig{Seed: 3, Nodes: 3, Duration: 2 * time.Minute, Lease: 3 * time.Second, Kinds: []FaultKind{KindKill, KindIsolate}}) {
+		for _, n := range f.Nodes {
+			require.Less(t, n, 3, "%s", f)
+		}
 	}
 }
 
