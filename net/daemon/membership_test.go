@@ -323,3 +323,59 @@ func TestJoinWithPeerAdvertise(t *testing.T) {
 	}
 	require.Positive(t, forwarded.Load(), "n1 reached n2 through the advertised address")
 }
+
+// A task that ended before a member of its replica list was removed keeps that list
+// (only tasks not final are moved). A node that joined after the removal never knew
+// the removed member; asked for the task (GET /v1/tasks/{id}, which any node
+// answers), it must still take the replicas' answers naming it, and answer 200 with
+// the task, not time out. The chaos test's replace found it (seed 1, --faults
+// replace: 381 lookups through a later joiner answered 503 after 5 s).
+func TestLookupThroughNodeJoinedAfterRemoval(t *testing.T) {
+	t.Parallel()
+	w := newWorker(t, 0)
+	bases := map[string]string{}
+	startNode := func(id, join string) {
+		cfg := daemon.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Join: join, Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+		d, err := daemon.Start(cfg)
+		require.NoError(t, err)
+		shutdownAtEnd(t, d)
+		bases[id] = "http://" + d.HTTPAddr()
+	}
+	startNode("n1", "")
+	waitHealthy(t, bases["n1"])
+	for i, id := range []string{"n2", "n3"} {
+		startNode(id, bases["n1"])
+		eventuallyCluster(t, bases[id], time.Minute, id+" joins", func(c clusterView) bool { return len(c.Members) == i+2 && c.Healthy })
+	}
+	code, task, _ := post(t, bases["n1"], "", url.Values{"task.url": {w.srv.URL + "/early"}})
+	require.Equal(t, http.StatusOK, code, "%v", task)
+	id := task["id"].(string)
+	w.waitFor(t, id, 30*time.Second)
+	require.Eventually(t, func() bool {
+		resp, err := client.Get(bases["n1"] + "/v1/tasks/" + id)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var v struct{ State string }
+		json.NewDecoder(resp.Body).Decode(&v)
+		return v.State == "succeeded"
+	}, 30*time.Second, 100*time.Millisecond, "the task ends succeeded")
+
+	status := map[string]any{}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && status["status"] != "removed" {
+		_, status = postRemove(t, bases["n1"], "n3")
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Equal(t, "removed", status["status"], "%v", status)
+	startNode("n4", bases["n1"])
+	eventuallyCluster(t, bases["n4"], time.Minute, "n4 joins after n3's removal", func(c clusterView) bool { return len(c.Members) == 3 && c.Healthy })
+
+	resp, err := client.Get(bases["n4"] + "/v1/tasks/" + id)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "n4 answers for a task whose replica list names n3, removed before it joined: %s", body)
+	require.Contains(t, string(body), `"succeeded"`)
+}
