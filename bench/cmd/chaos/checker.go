@@ -122,9 +122,10 @@ type Report struct {
 	Membership    []string // replaces that did not finish: a join, removal or move not done in time
 	// Forgotten counts tasks no member knows after the drain (see forgotten).
 	Forgotten int
-	// Unanswered counts a member's last lookup of a task that gave no answer
-	// (an error, a 5xx, a timeout); UnansweredOffList those of members not on the
-	// task's replica list.
+	// Unanswered counts a member's last lookup of a task that gave no answer (an
+	// error, a 5xx, a timeout) after the drain, which fails the run: every member
+	// of a healed cluster answers for every task (GET /v1/tasks/{id} on any node).
+	// UnansweredOffList counts those of members not on the task's replica list.
 	Unanswered, UnansweredOffList int
 	// UnknownUndelivered counts at-most-once tasks that ended unknown without the
 	// worker seeing them: their claimant died or was cut off after winning its
@@ -134,9 +135,10 @@ type Report struct {
 
 // Failed tells whether the run broke a promise: a loss, an unexplained duplicate,
 // a second delivery of an at-most-once task, a task stuck after the drain, a node
-// that crashed, or a replace that did not finish.
+// that crashed, a replace that did not finish, or a member that did not answer for
+// a task after the drain.
 func (r *Report) Failed() bool {
-	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership) > 0
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership)+r.Unanswered > 0
 }
 
 // Check judges h.

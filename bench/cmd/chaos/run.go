@@ -408,18 +408,16 @@ func drain(ctx context.Context, cfg Config, members []target, acked []Ack, repla
 // finalEverywhere tells whether every node found the task in the same final state
 // (replicas that disagree still exchange outcomes: the drain waits for them too, and
 // the checker reports a disagreement that outlives it). After a replace (replaced),
-// a member that is not on the task's replica list may not find it, or not answer
-// (a lookup through a member off the list asks the replicas the ring places the ID
-// on now, not the task's own list), and a task that was final before its replicas
-// were all replaced may be found by none (only tasks not final are moved): those
-// answers are settled too.
+// a member that is not on the task's replica list may not find it (a lookup through
+// it asks the replicas the ring places the ID on now, not the task's own list), and
+// a task that was final before its replicas were all replaced may be found by none
+// (only tasks not final are moved): those answers are settled too.
 func finalEverywhere(vs []NodeView, replaced bool) bool {
 	state := ""
 	found := 0
-	replicas := replicaNames(vs)
 	for _, v := range vs {
 		switch {
-		case v.Err != "" && (!replaced || len(replicas) == 0 || replicas[v.Node]):
+		case v.Err != "":
 			return false
 		case !v.Found:
 			continue
@@ -435,6 +433,7 @@ func finalEverywhere(vs []NodeView, replaced bool) bool {
 	if !replaced {
 		return false
 	}
+	replicas := replicaNames(vs)
 	for _, v := range vs {
 		if !v.Found && replicas[v.Node] {
 			return false
