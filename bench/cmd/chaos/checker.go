@@ -69,6 +69,11 @@ type History struct {
 	Deliveries []Delivery            `json:"deliveries"`
 	Faults     []FaultSpan           `json:"faults"`
 	Views      map[string][]NodeView `json:"views"` // by task ID, one per node
+	// EndedUnknown are the tasks a node's log says it ended unknown ("task ended
+	// unknown"), every node's log, replaced ones included: after a replace, an
+	// at-most-once task that ended unknown and was then forgotten (no member knows
+	// it) is told from a lost one by them.
+	EndedUnknown []string `json:"ended_unknown,omitempty"`
 	// Crashes are the node processes that ended without being killed.
 	Crashes []string `json:"crashes,omitempty"`
 }
@@ -159,6 +164,10 @@ func Check(h History) *Report {
 			r.WorkerFailures++
 		}
 	}
+	endedUnknown := map[string]bool{}
+	for _, id := range h.EndedUnknown {
+		endedUnknown[id] = true
+	}
 	acked := map[string]bool{}
 	for _, a := range h.Acked {
 		if acked[a.Task] {
@@ -167,7 +176,7 @@ func Check(h History) *Report {
 		acked[a.Task] = true
 		ds := byTask[a.Task]
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].At.Before(ds[j].At) })
-		r.checkTask(a, ds, h.Views[a.Task], h)
+		r.checkTask(a, ds, h.Views[a.Task], h, endedUnknown)
 	}
 	for id, ds := range byTask {
 		if !acked[id] {
@@ -192,7 +201,7 @@ var finalStates = map[string]bool{"succeeded": true, "dead": true, "unknown": tr
 
 // checkTask judges one acknowledged task by its deliveries (oldest first) and what
 // each node says of it.
-func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History) {
+func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History, endedUnknown map[string]bool) {
 	if a.AtMostOnce {
 		r.AckedAtMostOnce++
 	} else {
@@ -216,26 +225,30 @@ func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History) {
 	if forgotten(views) && h.replaced() {
 		r.Forgotten++
 	}
+	state := agreedState(views)
+	if state == "" && forgotten(views) && h.replaced() && endedUnknown[a.Task] {
+		state = "unknown" // by the log of the node that ended it, since replaced
+	}
 	if stuck := stuckReason(views); stuck != "" {
 		r.Stuck = append(r.Stuck, problem("%s", stuck))
-	} else if lost := lostReason(a, ds, views); lost != "" {
+	} else if lost := lostReason(a, ds, state); lost != "" {
 		r.Lost = append(r.Lost, problem("%s", lost))
 	}
 	if ms := mismatches(a, ds, views, h.replaced()); len(ms) > 0 {
 		r.Mismatches = append(r.Mismatches, problem("%s", strings.Join(ms, "; ")))
 	}
 	if a.AtMostOnce {
-		r.checkAtMostOnce(a, ds, views, problem)
+		r.checkAtMostOnce(ds, state, problem)
 		return
 	}
 	r.checkDuplicates(a, ds, views, h)
 }
 
-func (r *Report) checkAtMostOnce(a Ack, ds []Delivery, views []NodeView, problem func(string, ...any) Problem) {
+func (r *Report) checkAtMostOnce(ds []Delivery, state string, problem func(string, ...any) Problem) {
 	if len(ds) > 1 {
 		r.AtMostOnceDup = append(r.AtMostOnceDup, problem("delivered %d times", len(ds)))
 	}
-	if agreedState(views) == "unknown" {
+	if state == "unknown" {
 		r.Unknown++
 		if len(ds) == 0 {
 			r.UnknownUndelivered++
@@ -439,11 +452,13 @@ func stuckReason(views []NodeView) string {
 	return ""
 }
 
-// lostReason says why an acknowledged task that is not stuck counts as lost, or "".
+// lostReason says why an acknowledged task that is not stuck counts as lost, or "";
+// state is the final state the nodes agree on ("" when they do not, or none knows
+// it).
 // An at-least-once task is lost unless the worker answered one of its deliveries
 // with a 2xx. An at-most-once task is lost when the worker never saw it, unless it
 // ended unknown (its one claim was won and its outcome never known).
-func lostReason(a Ack, ds []Delivery, views []NodeView) string {
+func lostReason(a Ack, ds []Delivery, state string) string {
 	if !a.AtMostOnce {
 		if firstSuccess(ds) < 0 {
 			return "never delivered successfully"
@@ -453,7 +468,7 @@ func lostReason(a Ack, ds []Delivery, views []NodeView) string {
 	if len(ds) > 0 {
 		return ""
 	}
-	if agreedState(views) == "unknown" {
+	if state == "unknown" {
 		return ""
 	}
 	return "never delivered, and not unknown"

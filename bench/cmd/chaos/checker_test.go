@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -325,4 +326,34 @@ func TestCheckUnanswered(t *testing.T) {
 	require.True(t, r.Failed(), printed(r))
 	require.Equal(t, 1, r.Unanswered)
 	require.Equal(t, 1, r.UnansweredOffList)
+}
+
+// After a replace, an at-most-once task never delivered that no member knows is
+// lost, unless a node's log says it ended it unknown (its claimant died holding
+// its one attempt, then every replica was replaced: a final task is not moved).
+func TestCheckForgottenUnknown(t *testing.T) {
+	replace := FaultSpan{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3, Via: 0}, Start: at(10), End: at(25)}
+	h := history(ack("a", true), membersViews("", nil, false, false, false), []FaultSpan{replace})
+	r := Check(h)
+	require.Len(t, r.Lost, 1, printed(r))
+
+	h.EndedUnknown = []string{"other", "a"}
+	r = Check(h)
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.Unknown)
+	require.Equal(t, 1, r.UnknownUndelivered)
+
+	h.Faults = nil
+	r = Check(h)
+	require.True(t, r.Failed(), "without a replace no node may forget it: %s", printed(r))
+}
+
+// The daemon's log line for a task it ended unknown names the task.
+func TestEndedUnknownFromLogs(t *testing.T) {
+	path := t.TempDir() + "/n1.log"
+	require.NoError(t, os.WriteFile(path, []byte(`time=2026-11-30T10:25:43.051Z level=INFO msg="task ended unknown" id=96cc2fe3-ea0c-5fb9-92aa-79a11d4bbc25 queue=chaos-amo name=t000079 reason="at-most-once: n3 held its one attempt"
+time=2026-11-30T10:25:44.000Z level=INFO msg="task ended dead" id=dead-one queue=chaos-amo
+=== chaos: start 2 of n1
+`), 0o644))
+	require.Equal(t, []string{"96cc2fe3-ea0c-5fb9-92aa-79a11d4bbc25"}, endedUnknown([]string{path, path + ".missing"}))
 }

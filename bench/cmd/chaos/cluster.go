@@ -222,6 +222,17 @@ func (c *Cluster) node(i int) *nodeProc {
 	return c.nodes[i]
 }
 
+// LogPaths are every node's log file, replaced nodes' included.
+func (c *Cluster) LogPaths() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.logPath
+	}
+	return out
+}
+
 // Len is how many nodes were ever made.
 func (c *Cluster) Len() int {
 	c.mu.Lock()

@@ -236,7 +236,29 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 		names[i] = m.name
 	}
 	return &History{Nodes: cluster.Len(), Members: names, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
-		Faults: spans, Views: views, Crashes: cluster.UnexpectedExits()}, nil
+		Faults: spans, Views: views, EndedUnknown: endedUnknown(cluster.LogPaths()), Crashes: cluster.UnexpectedExits()}, nil
+}
+
+// endedUnknown reads the tasks the nodes' logs say they ended unknown (the
+// daemon's "task ended unknown" line, at info level), in the order found.
+func endedUnknown(logs []string) []string {
+	var out []string
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `msg="task ended unknown"`) {
+				continue
+			}
+			if _, rest, ok := strings.Cut(line, " id="); ok {
+				id, _, _ := strings.Cut(rest, " ")
+				out = append(out, id)
+			}
+		}
+	}
+	return out
 }
 
 // target is a node the drain asks.
