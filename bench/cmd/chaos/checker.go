@@ -44,8 +44,11 @@ type FaultSpan struct {
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
 	// Problem: a replace step that did not end in its time (the join, the
-	// removal, the moves), which fails the run.
+	// removal, the moves), or a settings PUT not answered 200 in its time, which
+	// fails the run.
 	Problem string `json:"problem,omitempty"`
+	// Answered: when a settings flip's PUT answered 200 (every member has it).
+	Answered time.Time `json:"answered,omitzero"`
 }
 
 // NodeView is one node's answer to GET /v1/tasks/{id} after the drain: the task
@@ -124,7 +127,12 @@ type Report struct {
 	Stuck         []Problem
 	Mismatches    []Problem // one per task, naming each node at odds
 	Crashes       []string
-	Membership    []string // replaces that did not finish: a join, removal or move not done in time
+	Membership    []string // faults that did not finish: a join, removal or move, or a settings PUT, not done in time
+	// CappedCalls counts the calls of queueCapped the worker got (a run with the
+	// settings fault), MaxCappedInFlight the most it had in flight at once, and
+	// OverCap the calls that started with more in flight than the cap allowed.
+	CappedCalls, MaxCappedInFlight int
+	OverCap                        []Problem
 	// Forgotten counts tasks no member knows after the drain (see forgotten).
 	Forgotten int
 	// Unanswered counts a member's last lookup of a task that gave no answer (an
@@ -143,7 +151,7 @@ type Report struct {
 // that crashed, a replace that did not finish, or a member that did not answer for
 // a task after the drain.
 func (r *Report) Failed() bool {
-	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership)+r.Unanswered > 0
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership)+r.Unanswered+len(r.OverCap) > 0
 }
 
 // Check judges h.
@@ -183,7 +191,66 @@ func Check(h History) *Report {
 			r.UnackedDeliveries += len(ds)
 		}
 	}
+	r.checkCap(h)
 	return r
+}
+
+// capSlack is how long after a settings PUT answered 200 a call may still have
+// started under the cap before it: the worker sees a call when it arrives, a
+// moment after the node was given its permit.
+const capSlack = time.Second
+
+// capAllowed is the max_concurrent of queueCapped a call arriving at t may have
+// started under: initialCap, then each settings flip's cap once its PUT answered
+// (plus capSlack), the higher of the old and the new one until then (a member may
+// not have it yet); for ever, when a PUT was never answered.
+func capAllowed(faults []FaultSpan, t time.Time) int {
+	cur := initialCap
+	for _, f := range faults {
+		if f.Kind != KindSettings || t.Before(f.Start) {
+			continue
+		}
+		if f.Answered.IsZero() || t.Before(f.Answered.Add(capSlack)) {
+			cur = max(cur, f.Cap)
+			if f.Answered.IsZero() {
+				continue
+			}
+			return cur
+		}
+		cur = f.Cap
+	}
+	return cur
+}
+
+// checkCap is Q2 from the worker's side, for a run with the settings fault: at no
+// call's arrival did the worker have more calls of queueCapped in flight (that one
+// included) than the cap allowed then. The worker's in-flight span of a call lies
+// within the node's (it asked the token node before calling and gives the permit
+// back after the answer), so the worker never sees more than the token node counts.
+func (r *Report) checkCap(h History) {
+	var calls []Delivery
+	for _, d := range h.Deliveries {
+		if d.Queue == queueCapped {
+			calls = append(calls, d)
+		}
+	}
+	sort.SliceStable(calls, func(i, j int) bool { return calls[i].At.Before(calls[j].At) })
+	r.CappedCalls = len(calls)
+	for i, d := range calls {
+		inFlight := 1
+		var others []string
+		for _, e := range calls[:i] {
+			if e.Answered.After(d.At) {
+				inFlight++
+				others = append(others, e.Task+" "+e.String())
+			}
+		}
+		r.MaxCappedInFlight = max(r.MaxCappedInFlight, inFlight)
+		if allowed := capAllowed(h.Faults, d.At); inFlight > allowed {
+			r.OverCap = append(r.OverCap, Problem{Task: d.Task, Queue: d.Queue,
+				What: fmt.Sprintf("%s started with %d calls in flight, max_concurrent allowed %d; in flight: %s", d, inFlight, allowed, strings.Join(others, ", "))})
+		}
+	}
 }
 
 // replaced tells whether the run replaced a node.
@@ -584,17 +651,21 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "lookups unanswered       %d (%d by members off the task's replica list)\n", r.Unanswered, r.UnansweredOffList)
 	fmt.Fprintf(w, "known to no member       %d (after a replace: a task final before its replicas were all replaced is not moved)\n", r.Forgotten)
 	fmt.Fprintf(w, "node crashes             %d\n", len(r.Crashes))
-	fmt.Fprintf(w, "replaces not finished    %d\n", len(r.Membership))
+	fmt.Fprintf(w, "faults not finished      %d\n", len(r.Membership))
+	if r.CappedCalls > 0 {
+		fmt.Fprintf(w, "capped queue             %d calls, at most %d in flight; %d over the cap in force\n", r.CappedCalls, r.MaxCappedInFlight, len(r.OverCap))
+	}
 	for _, c := range r.Crashes {
 		fmt.Fprintf(w, "CRASH: %s\n", c)
 	}
 	for _, m := range r.Membership {
-		fmt.Fprintf(w, "REPLACE NOT FINISHED: %s\n", m)
+		fmt.Fprintf(w, "FAULT NOT FINISHED: %s\n", m)
 	}
 	printProblems(w, "LOST", r.Lost)
 	printDuplicates(w, "UNEXPLAINED DUPLICATE", r.Unexplained)
 	printProblems(w, "AT-MOST-ONCE DUPLICATE", r.AtMostOnceDup)
 	printProblems(w, "STUCK", r.Stuck)
+	printProblems(w, "OVER THE CAP", r.OverCap)
 	printProblems(w, "mismatch", r.Mismatches)
 	printDuplicates(w, "explained duplicate", r.Explained)
 }

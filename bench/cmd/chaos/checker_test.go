@@ -308,7 +308,7 @@ func TestCheckAfterReplace(t *testing.T) {
 	unfinished.Problem = "membership: n3's tasks not moved: not done in 1m0s: n1: 2 tasks on removed members"
 	r = Check(h(offList, unfinished))
 	require.True(t, r.Failed())
-	require.Contains(t, printed(r), "REPLACE NOT FINISHED: membership: n3's tasks not moved")
+	require.Contains(t, printed(r), "FAULT NOT FINISHED: membership: n3's tasks not moved")
 }
 
 // A member that does not answer for a task holds the drain, replica or not, and a
@@ -356,4 +356,55 @@ time=2026-11-30T10:25:44.000Z level=INFO msg="task ended dead" id=dead-one queue
 === chaos: start 2 of n1
 `), 0o644))
 	require.Equal(t, []string{"96cc2fe3-ea0c-5fb9-92aa-79a11d4bbc25"}, endedUnknown([]string{path, path + ".missing"}))
+}
+
+// capCall is a call of the capped queue from s to e seconds.
+func capCall(id string, s, e float64) Delivery {
+	d := call(id, "n1", 1, s, 200)
+	d.Queue, d.Answered = queueCapped, at(e)
+	return d
+}
+
+// The cap in force: initialCap, then each flip's cap once its PUT answered (and
+// capSlack more), the higher of old and new until then; a PUT never answered
+// allows the higher for good.
+func TestCapAllowed(t *testing.T) {
+	flip := func(c int, start, answered float64) FaultSpan {
+		f := FaultSpan{Fault: Fault{Kind: KindSettings, Cap: c}, Start: at(start)}
+		if answered > 0 {
+			f.Answered = at(answered)
+		}
+		return f
+	}
+	faults := []FaultSpan{flip(1, 10, 10.5), flip(3, 20, 21), flip(1, 30, 0)}
+	for _, c := range []struct {
+		t    float64
+		want int
+	}{{5, 2}, {10.2, 2}, {11.4, 2}, {11.6, 1}, {19, 1}, {20.5, 3}, {22.5, 3}, {29, 3}, {31, 3}, {100, 3}} {
+		require.Equal(t, c.want, capAllowed(faults, at(c.t)), "at %gs", c.t)
+	}
+	require.Equal(t, 1, capAllowed(faults[:2][:1], at(50)))
+}
+
+// More calls of the capped queue in flight at once than the cap allowed fail the
+// run; as many as it allowed do not.
+func TestCheckCap(t *testing.T) {
+	lowered := FaultSpan{Fault: Fault{Kind: KindSettings, Cap: 1}, Start: at(10), Answered: at(10.5)}
+	h := History{Nodes: 3, Faults: []FaultSpan{lowered},
+		Deliveries: []Delivery{capCall("a", 1, 3), capCall("b", 2, 4), capCall("c", 12, 14), capCall("d", 14, 15)}}
+	r := Check(h)
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 4, r.CappedCalls)
+	require.Equal(t, 2, r.MaxCappedInFlight)
+	require.Contains(t, printed(r), "capped queue             4 calls, at most 2 in flight; 0 over the cap in force")
+
+	h.Deliveries = append(h.Deliveries, capCall("e", 13, 13.5))
+	r = Check(h)
+	require.True(t, r.Failed(), printed(r))
+	require.Len(t, r.OverCap, 1)
+	require.Contains(t, r.OverCap[0].What, "started with 2 calls in flight, max_concurrent allowed 1")
+
+	h.Deliveries = append(h.Deliveries[:4], capCall("e", 2.5, 3.5))
+	r = Check(h)
+	require.True(t, r.Failed(), "3 in flight under a cap of 2: %s", printed(r))
 }

@@ -12,10 +12,17 @@ import (
 	"github.com/miyamotohq/miyamoto/net/client"
 )
 
-// The two queues of a run: one at-least-once (the default), one at-most-once.
+// The queues of a run: one at-least-once (the default), one at-most-once, and,
+// with the settings fault, an at-least-once one with a max_concurrent the nemesis
+// flips (initialCap at the start).
 const (
 	queueAtLeastOnce = "chaos-alo"
 	queueAtMostOnce  = "chaos-amo"
+	queueCapped      = "chaos-capped"
+	initialCap       = 2
+	// cappedEvery: with the settings fault, every cappedEvery-th task goes to
+	// queueCapped (2.5 a second at the default rate: a cap of 1 keeps up with it).
+	cappedEvery = 8
 )
 
 // LoadConfig is the steady enqueue load.
@@ -28,6 +35,8 @@ type LoadConfig struct {
 	// its enqueue (chosen from its sequence number), so deliveries spread across
 	// the faults.
 	MaxCountdown int
+	// Capped: every cappedEvery-th task goes to queueCapped.
+	Capped bool
 }
 
 // Timing of one enqueue: each try waits at most enqueueTryTimeout (the node's own
@@ -124,7 +133,10 @@ var errBadInput = errors.New("a node refused the chaos tool's request")
 // stored, or enqueueGiveUp passes.
 func enqueueOne(ctx context.Context, clients *clientCache, cfg LoadConfig, seq int) (Ack, error) {
 	queue, amo := queueAtLeastOnce, false
-	if seq%2 == 1 {
+	switch {
+	case cfg.Capped && seq%cappedEvery == cappedEvery-1:
+		queue = queueCapped
+	case seq%2 == 1:
 		queue, amo = queueAtMostOnce, true
 	}
 	name := fmt.Sprintf("t%06d", seq)

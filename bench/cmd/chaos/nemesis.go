@@ -22,10 +22,15 @@ const (
 	KindBridge    FaultKind = "bridge"     // two halves that cannot talk, and one node that talks to both
 	KindPowerLoss FaultKind = "power-loss" // kill -9 every node at once, restart them all later
 	KindReplace   FaultKind = "replace"    // kill -9 one node for good, join a new one, remove the dead one
+	KindSettings  FaultKind = "settings"   // set chaos-capped's max_concurrent to 1 or 3 through one node
 )
 
-// AllKinds is every fault the nemesis knows.
+// AllKinds are the faults "all" draws from.
 var AllKinds = []FaultKind{KindKill, KindPause, KindIsolate, KindSplit, KindOneWay, KindBridge, KindPowerLoss, KindReplace}
+
+// OptInKinds are faults --faults must name: a settings flip adds a third queue to
+// the load.
+var OptInKinds = []FaultKind{KindSettings}
 
 // ParseKinds reads --faults: "all", "none" or a comma-separated list of kinds.
 func ParseKinds(s string) ([]FaultKind, error) {
@@ -40,7 +45,7 @@ func ParseKinds(s string) ([]FaultKind, error) {
 	for _, part := range strings.Split(s, ",") {
 		k := FaultKind(strings.TrimSpace(part))
 		if !k.valid() {
-			return nil, fmt.Errorf("%q is not a fault (want all, none, or some of %s)", k, kindList())
+			return nil, fmt.Errorf("%q is not a fault (want all, none, or some of %s,%s)", k, kindList(), optInList())
 		}
 		if !seen[k] {
 			seen[k] = true
@@ -51,17 +56,22 @@ func ParseKinds(s string) ([]FaultKind, error) {
 }
 
 func (k FaultKind) valid() bool {
-	for _, a := range AllKinds {
-		if a == k {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(AllKinds, k) || slices.Contains(OptInKinds, k)
 }
 
+// kindList names the kinds of "all".
 func kindList() string {
 	names := make([]string, len(AllKinds))
 	for i, k := range AllKinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ",")
+}
+
+// optInList names the kinds only --faults names.
+func optInList() string {
+	names := make([]string, len(OptInKinds))
+	for i, k := range OptInKinds {
 		names[i] = string(k)
 	}
 	return strings.Join(names, ",")
@@ -96,8 +106,11 @@ type Fault struct {
 	// the node killed for good for a replace).
 	Nodes []int
 	// Joiner is the node a replace starts (with a new ID and data directory), Via
-	// the member whose API it joins through and that is asked to remove Nodes[0].
+	// the member whose API it joins through and that is asked to remove Nodes[0];
+	// for a settings flip, the member the PUT goes through.
 	Joiner, Via int
+	// Cap is the max_concurrent a settings flip sets on queueCapped.
+	Cap int
 	// Cuts are the directed links a network fault cuts, sorted.
 	Cuts []Link
 	// Blackhole: cut links accept and drop traffic; otherwise they refuse it (RST).
@@ -108,7 +121,7 @@ type Fault struct {
 
 func (f Fault) String() string {
 	how := ""
-	if !f.Kind.isProcess() {
+	if !f.Kind.isProcess() && f.Kind != KindSettings {
 		how = " (refuse)"
 		if f.Blackhole {
 			how = " (blackhole)"
@@ -230,13 +243,16 @@ func drawFault(rng *rand.Rand, kind FaultKind, members []int, next int, lease ti
 	case KindReplace:
 		f.Nodes, f.Joiner, f.Via, f.For = []int{perm[0]}, next, perm[1], replaceFor
 		f.Note = nodeName(perm[0]) + " by " + nodeName(next) + " (joins through " + nodeName(perm[1]) + ")"
+	case KindSettings:
+		f.Via, f.Cap, f.For = perm[0], 1+2*rng.IntN(2), between(rng, minCut, maxCut)
+		f.Note = fmt.Sprintf("%s max_concurrent %d through %s", queueCapped, f.Cap, nodeName(perm[0]))
 	case KindBridge:
 		bridge, rest := perm[0], perm[1:]
 		half := len(rest) / 2
 		f.Cuts = cutBetween(rest[:half], rest[half:])
 		f.Note = groupName(rest[:half]) + " | " + groupName(rest[half:]) + " bridged by " + nodeName(bridge)
 	}
-	if !kind.isProcess() {
+	if !kind.isProcess() && kind != KindSettings {
 		f.For = between(rng, minCut, maxCut)
 		f.Blackhole = rng.IntN(2) == 0
 		sortLinks(f.Cuts)
@@ -282,7 +298,7 @@ func countKinds(faults []Fault) string {
 		n[f.Kind]++
 	}
 	var parts []string
-	for _, k := range AllKinds {
+	for _, k := range append(slices.Clone(AllKinds), OptInKinds...) {
 		if n[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", k, n[k]))
 		}

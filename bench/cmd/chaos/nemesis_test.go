@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,28 @@ func TestScheduleReplaces(t *testing.T) {
 			require.Less(t, n, 3, "%s", f)
 		}
 	}
+}
+
+// A settings flip sets the capped queue's cap to 1 or 3 through a member; it is
+// drawn only when named (not part of all).
+func TestScheduleSettings(t *testing.T) {
+	faults := Schedule(ScheduleConfig{Seed: 2, Nodes: 3, Duration: 2 * time.Minute, Lease: 3 * time.Second, Kinds: []FaultKind{KindSettings, KindReplace}})
+	caps := map[int]int{}
+	for _, f := range faults {
+		if f.Kind == KindSettings {
+			caps[f.Cap]++
+			require.Empty(t, f.Nodes)
+			require.Empty(t, f.Cuts)
+			require.GreaterOrEqual(t, f.For, minCut)
+			require.Contains(t, f.String(), "chaos-capped max_concurrent")
+		}
+	}
+	require.Positive(t, caps[1]+caps[3])
+	require.Equal(t, caps[1]+caps[3], len(faults)-len(slices.DeleteFunc(slices.Clone(faults), func(f Fault) bool { return f.Kind == KindSettings })))
+	require.NotContains(t, AllKinds, KindSettings)
+	k, err := ParseKinds("settings,kill")
+	require.NoError(t, err)
+	require.Equal(t, []FaultKind{KindSettings, KindKill}, k)
 }
 
 func TestParseKinds(t *testing.T) {

@@ -183,7 +183,8 @@ func startCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 // by side, heals, drains and gathers the history.
 func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Cluster, worker *Worker) (*History, error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(cfg.Log, "chaos: "+format+"\n", a...) }
-	if err := setQueues(ctx, cluster); err != nil {
+	capped := slices.Contains(cfg.Kinds, KindSettings)
+	if err := setQueues(ctx, cluster, capped); err != nil {
 		return nil, err
 	}
 	logf("%d nodes healthy, queues set; load and faults for %s", cfg.Nodes, cfg.Duration)
@@ -199,7 +200,7 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 		spans, nemErr = runNemesis(ctx, cluster, schedule, start, cfg.Duration, logf)
 	}()
 	stopProgress := progress(cfg.Log, worker, start)
-	load := RunLoad(ctx, LoadConfig{Nodes: cluster.MemberURLs, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown})
+	load := RunLoad(ctx, LoadConfig{Nodes: cluster.MemberURLs, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown, Capped: capped})
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		stopProgress()
@@ -290,7 +291,15 @@ func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Ti
 		}
 		span := FaultSpan{Fault: f, Start: time.Now()}
 		logf("%s", f)
-		if err := applyFault(ctx, c, f, logf); errors.Is(err, errMembership) {
+		if f.Kind == KindSettings {
+			// The PUT is the fault: a cap that is not in force everywhere until it
+			// answers 200 (the checker allows the higher of old and new till then).
+			var err error
+			if span.Answered, err = putQueue(ctx, c.URL(f.Via), queueCapped, map[string]any{"max_concurrent": f.Cap}); err != nil {
+				span.Problem = err.Error()
+				logf("%s", err)
+			}
+		} else if err := applyFault(ctx, c, f, logf); errors.Is(err, errMembership) {
 			span.Problem = err.Error()
 			logf("%s", err)
 		} else if err != nil {
@@ -359,7 +368,7 @@ func healFault(c *Cluster, f Fault) error {
 		return errors.Join(errs...)
 	case KindPause:
 		return c.Continue(f.Nodes[0])
-	case KindReplace:
+	case KindReplace, KindSettings:
 		return nil // done when applied
 	default:
 		c.SetLinks(f.Cuts, Pass)
@@ -370,30 +379,44 @@ func healFault(c *Cluster, f Fault) error {
 // setQueues makes one queue at-most-once and the other at-least-once with a short
 // backoff (so that the drain does not wait out a long one), repeating each PUT
 // until it answers 200: every member then has it.
-func setQueues(ctx context.Context, c *Cluster) error {
-	cl, _ := client.New(c.URL(0), "", 10*time.Second)
+func setQueues(ctx context.Context, c *Cluster, capped bool) error {
+	retry := map[string]any{"min_backoff": "0.1s", "max_backoff": "2s"}
 	settings := map[string]map[string]any{
 		queueAtMostOnce:  {"delivery": "at-most-once"},
-		queueAtLeastOnce: {"delivery": "at-least-once", "retry": map[string]any{"min_backoff": "0.1s", "max_backoff": "2s"}},
+		queueAtLeastOnce: {"delivery": "at-least-once", "retry": retry},
+		queueCapped:      {"delivery": "at-least-once", "retry": retry, "max_concurrent": initialCap},
 	}
-	for _, q := range []string{queueAtLeastOnce, queueAtMostOnce} {
-		deadline := time.Now().Add(settingTimeout)
-		for {
-			_, err := cl.SetQueue(ctx, q, settings[q])
-			if err == nil {
-				break
-			}
-			var apiErr *client.Error
-			if errors.As(err, &apiErr) && apiErr.Code < 500 {
-				return fmt.Errorf("setting queue %s: %w", q, err)
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("setting queue %s: not answered 200 in %s: %w", q, settingTimeout, err)
-			}
-			time.Sleep(200 * time.Millisecond)
+	queues := []string{queueAtLeastOnce, queueAtMostOnce}
+	if capped {
+		queues = append(queues, queueCapped)
+	}
+	for _, q := range queues {
+		if _, err := putQueue(ctx, c.URL(0), q, settings[q]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// putQueue sends PUT /v1/queues/{q} through base until it answers 200 (every
+// member has the settings), at most settingTimeout; it returns when it answered.
+func putQueue(ctx context.Context, base, q string, settings map[string]any) (time.Time, error) {
+	cl, _ := client.New(base, "", 10*time.Second)
+	deadline := time.Now().Add(settingTimeout)
+	for {
+		_, err := cl.SetQueue(ctx, q, settings)
+		if err == nil {
+			return time.Now(), nil
+		}
+		var apiErr *client.Error
+		if errors.As(err, &apiErr) && apiErr.Code < 500 {
+			return time.Time{}, fmt.Errorf("setting queue %s: %w", q, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return time.Time{}, fmt.Errorf("setting queue %s: not answered 200 in %s: %w", q, settingTimeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // drain asks every member about every acknowledged task until each is final on
