@@ -34,6 +34,8 @@ var errMembership = errors.New("membership")
 // its time; any other is the tool's own failure.
 func replace(ctx context.Context, c *Cluster, f Fault, logf func(string, ...any)) error {
 	victim, via := f.Nodes[0], f.Via
+	start := time.Now()
+	since := func() string { return time.Since(start).Round(100 * time.Millisecond).String() }
 	if err := c.Retire(victim); err != nil {
 		return err
 	}
@@ -48,7 +50,7 @@ func replace(ctx context.Context, c *Cluster, f Fault, logf func(string, ...any)
 		return fmt.Errorf("%w: %s joining through %s: %v", errMembership, nodeName(joiner), nodeName(via), err)
 	}
 	c.MarkReady(joiner)
-	logf("replace: %s joined through %s; removing %s", nodeName(joiner), nodeName(via), nodeName(victim))
+	logf("replace: %s joined through %s after %s; removing %s", nodeName(joiner), nodeName(via), since(), nodeName(victim))
 	cl, _ := client.New(c.URL(via), "", 5*time.Second)
 	if err := askUntil(ctx, removeTimeout, func(ctx context.Context) (bool, error) {
 		body, err := cl.RemoveMember(ctx, nodeName(victim))
@@ -61,7 +63,7 @@ func replace(ctx context.Context, c *Cluster, f Fault, logf func(string, ...any)
 	}); err != nil {
 		return fmt.Errorf("%w: removing %s through %s: %v", errMembership, nodeName(victim), nodeName(via), err)
 	}
-	logf("replace: %s removed; waiting for its tasks to move", nodeName(victim))
+	logf("replace: %s removed after %s; waiting for its tasks to move", nodeName(victim), since())
 	members := c.Members()
 	clients := make([]*client.Client, len(members))
 	for i, m := range members {
@@ -77,6 +79,7 @@ func replace(ctx context.Context, c *Cluster, f Fault, logf func(string, ...any)
 	}); err != nil {
 		return fmt.Errorf("%w: %s's tasks not moved: %v", errMembership, nodeName(victim), err)
 	}
+	logf("replace: %s's tasks moved; done after %s", nodeName(victim), since())
 	return nil
 }
 
