@@ -29,9 +29,10 @@ const (
 var AllKinds = []FaultKind{KindKill, KindPause, KindIsolate, KindSplit, KindOneWay, KindBridge, KindPowerLoss}
 
 // OptInKinds are faults --faults must name. A replace can leave a task stuck for
-// good (an open bug: a task stored while its first replica was cut off is moved by
-// nobody once another of its replicas is removed; scenarios/open), which would fail
-// CI's run now and then; a settings flip adds a third queue to the load.
+// good (an open bug, README "Chaos testing": a named task re-sent while its first
+// replica was cut off, then another replica replaced, was never delivered nor
+// moved), which would fail CI's run now and then; a settings flip adds a third
+// queue to the load.
 var OptInKinds = []FaultKind{KindReplace, KindSettings}
 
 // ParseKinds reads --faults: "all", "none" or a comma-separated list of kinds, in
