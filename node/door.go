@@ -170,7 +170,10 @@ func (n *Node) checkMessage(m *Message) (Refusal, string) {
 		if m.Task.ID != m.TaskID {
 			return RefusedTask, "task.id"
 		}
-		if r, d := n.checkTask(m.Task); r != RefusedNone {
+		// A replica's answer to a lookup only reports the task: its list may name a
+		// member removed before this node joined (a task final by then is never
+		// moved, so its list keeps the removed member), which this node never knew.
+		if r, d := n.checkTask(m.Task, m.Type == MsgStatusResp); r != RefusedNone {
 			return r, d
 		}
 	}
@@ -326,7 +329,9 @@ func (n *Node) checkByType(m *Message) (Refusal, string) {
 }
 
 // checkTask checks a task a peer sends as the API checks one a client enqueues.
-func (n *Node) checkTask(t *Task) (Refusal, string) {
+// reported: the task is only reported (a lookup's answer), so its replica list need
+// only be well formed.
+func (n *Node) checkTask(t *Task, reported bool) (Refusal, string) {
 	switch {
 	case t.ID == "" || len(t.ID) > MaxTaskIDLen:
 		return RefusedTask, "task.id"
@@ -353,7 +358,7 @@ func (n *Node) checkTask(t *Task) (Refusal, string) {
 	case t.Created.After(n.latest()):
 		return RefusedFuture, "task.created"
 	}
-	if !n.validReplicas(t.Replicas) && !(t.ListVersion > 0 && wellFormedList(t.Replicas)) {
+	if !n.validReplicas(t.Replicas) && !((t.ListVersion > 0 || reported) && wellFormedList(t.Replicas)) {
 		// A moved list (move.go) may name members added after this node's roster:
 		// a removed node learns no newer roster, yet stores the list it is moved to.
 		return RefusedTask, "task.replicas"

@@ -93,6 +93,11 @@ func TestDoorRefusesEachBrokenRule(t *testing.T) {
 			tk.Replicas = []NodeID{"n1", "evil", "n3"}
 			return storeOf(tk)
 		}, RefusedTask},
+		{"a replica's status answer with a replica twice", func() Message {
+			tk := doorTask(now)
+			tk.Replicas = []NodeID{"n1", "n1", "n3"}
+			return Message{Type: MsgStatusResp, From: "n1", To: "n3", TaskID: tk.ID, Task: tk, State: StateSucceeded}
+		}, RefusedTask},
 		{"a replica twice", func() Message {
 			tk := doorTask(now)
 			tk.Replicas = []NodeID{"n3", "n3", "n1"}
@@ -309,4 +314,23 @@ func TestDoorTakesAnOriginThatLeftBeforeThisNodeJoined(t *testing.T) {
 	assert.True(t, ok, "the setting is adopted")
 	_, ok = n.Schedule("beat")
 	assert.True(t, ok, "the schedule is adopted")
+}
+
+// A replica's answer to a lookup may name, in the task's replica list, a member
+// this node never knew (removed before it joined: a task final by then keeps its
+// list): it is admitted, as it only reports the task; the same list in a Store is
+// refused (TestDoorRefusesEachBrokenRule, "a replica not a member").
+func TestDoorAdmitsStatusNamingRemovedMember(t *testing.T) {
+	env := &acceptorEnv{now: epoch}
+	n := bootAcceptor(t, env, 1)
+	tk := doorTask(epoch)
+	tk.Replicas = []NodeID{"n1", "gone", "n2"}
+	n.Step(Message{Type: MsgStatusResp, From: "n1", To: "n3", TaskID: tk.ID, Task: tk, State: StateSucceeded})
+	env.flush()
+	assert.Empty(t, env.refusals)
+	assert.Empty(t, n.Refused())
+
+	n.Step(storeOf(tk))
+	env.flush()
+	assert.Equal(t, []Refusal{RefusedTask}, env.refusals)
 }

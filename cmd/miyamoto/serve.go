@@ -86,6 +86,7 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	nodeID := fs.String("node-id", "n1", "this node's ID, unique in the cluster")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8088", "address of the client HTTP API")
 	peerAddr := fs.String("peer-addr", "127.0.0.1:7088", "address other nodes reach this one at (with --peers or --join, or once a node joins this one)")
+	peerAdvertise := fs.String("peer-advertise", "", "the address other nodes are told to reach this one at, when it is not --peer-addr (a NAT or a proxy forwards it to --peer-addr); default --peer-addr")
 	peers := fs.String("peers", "", "the other members as id=host:port,id=host:port")
 	join := fs.String("join", "", "join a running cluster through any member's HTTP address (host:port); instead of --peers")
 	replicas := fs.Int("replicas", 3, "replicas per task (capped by the cluster size)")
@@ -245,12 +246,15 @@ func parseServe(args []string, env func(string) (string, bool)) (daemon.Config, 
 	default:
 		return bad("log-format", "must be text or json, not %q", *logFormat)
 	}
-	for _, a := range []struct{ flag, v string }{{"http-addr", *httpAddr}, {"peer-addr", *peerAddr}} {
+	for _, a := range []struct{ flag, v string }{{"http-addr", *httpAddr}, {"peer-addr", *peerAddr}, {"peer-advertise", *peerAdvertise}} {
+		if a.v == "" && a.flag == "peer-advertise" {
+			continue
+		}
 		if _, port, err := splitHostPort(a.v); err != nil || port == "" {
 			return bad(a.flag, "must be host:port, not %q", a.v)
 		}
 	}
-	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, Peers: p, Join: *join, Replicas: *replicas,
+	cfg = daemon.Config{NodeID: *nodeID, HTTPAddr: *httpAddr, PeerAddr: *peerAddr, PeerAdvertise: *peerAdvertise, Peers: p, Join: *join, Replicas: *replicas,
 		ReplicaOffset: *offset, MaxClockDrift: *drift, PermitValidity: *permitValidity, Lease: *lease, RemoveAfter: *removeAfter, ShutdownTimeout: *shutdown, MaxBody: *maxBody, DedupWindow: *dedup, DataDir: *dataDir,
 		APITokens: apiTokens, SigningSecrets: signingSecrets, DenyPrivate: *denyPrivate, AllowURLs: *allowURL, ClusterSecret: *clusterSecret, InsecurePeers: *insecurePeers,
 		PeerTLS:    daemon.PeerTLS{Cert: *peerTLSCert, Key: *peerTLSKey, CA: *peerTLSCA},

@@ -70,7 +70,7 @@ func TestParseServeRecord(t *testing.T) {
 
 func TestParseServeFlags(t *testing.T) {
 	cfg, logs, err := parseServe([]string{
-		"--node-id", "n2", "--http-addr", "127.0.0.1:9000", "--peer-addr", "127.0.0.1:9100",
+		"--node-id", "n2", "--http-addr", "127.0.0.1:9000", "--peer-addr", "127.0.0.1:9100", "--peer-advertise", "127.0.0.1:9200",
 		"--peers", "n1=127.0.0.1:9101,n3=127.0.0.1:9103", "--replicas", "2", "--replica-offset", "500ms",
 		"--max-clock-drift", "250ms", "--lease", "5s", "--shutdown-timeout", "3s", "--max-body", "4096",
 		"--log-level", "debug", "--remove-after", "10m", "--permit-validity", "400ms",
@@ -78,7 +78,7 @@ func TestParseServeFlags(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, logOptions{Level: slog.LevelDebug}, logs)
 	require.Equal(t, daemon.Config{
-		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100",
+		NodeID: "n2", HTTPAddr: "127.0.0.1:9000", PeerAddr: "127.0.0.1:9100", PeerAdvertise: "127.0.0.1:9200",
 		Peers:    map[string]string{"n1": "127.0.0.1:9101", "n3": "127.0.0.1:9103"},
 		Replicas: 2, ReplicaOffset: 500 * time.Millisecond, MaxClockDrift: 250 * time.Millisecond, Lease: 5 * time.Second,
 		PermitValidity: 400 * time.Millisecond, RemoveAfter: 10 * time.Minute, ShutdownTimeout: 3 * time.Second, MaxBody: 4096, DedupWindow: time.Hour, DataDir: "./miyamoto-data/n2",
@@ -191,6 +191,7 @@ func TestParseServeBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--join", "127.0.0.1"}, "join"},
 		{[]string{"--join", "127.0.0.1:8081", "--peers", "n2=127.0.0.1:7002"}, "join"},
 		{[]string{"--http-addr", "nohost"}, "http-addr"},
+		{[]string{"--peer-advertise", "nohost"}, "peer-advertise"},
 		{[]string{"--http-addr", "127.0.0.1:http"}, "http-addr"},
 		{[]string{"--peer-addr", "127.0.0.1"}, "peer-addr"},
 		{[]string{"--log-level", "loud"}, "log-level"},

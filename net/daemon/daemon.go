@@ -49,7 +49,11 @@ type Config struct {
 	Peers    map[string]string // other members: id -> host:port
 	// Join is the HTTP address (host:port or URL) of any member of a running
 	// cluster: the node starts outside it and asks to be added (membership.go).
-	Join          string
+	Join string
+	// PeerAdvertise is the peer address the node gives the others (its roster entry,
+	// its join request); default PeerAddr. It differs when something between the
+	// nodes forwards to PeerAddr: a NAT, a port mapping, or the chaos test's proxies.
+	PeerAdvertise string
 	Replicas      int           // default 3, capped by the cluster size
 	ReplicaOffset time.Duration // default 2s
 	MaxClockDrift time.Duration // default 1s
@@ -114,6 +118,9 @@ func (c *Config) FillDefaults() {
 	}
 	if c.PeerAddr == "" {
 		c.PeerAddr = "127.0.0.1:7088"
+	}
+	if c.PeerAdvertise == "" {
+		c.PeerAdvertise = c.PeerAddr
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 3
@@ -803,7 +810,7 @@ func (d *Daemon) members() []api.Member {
 	out := []api.Member{}
 	roster := d.roster.Load()
 	if roster.Epoch == 0 || roster.Has(node.NodeID(d.cfg.NodeID)) { // not once it was removed
-		out = append(out, api.Member{ID: d.cfg.NodeID, Addr: d.cfg.PeerAddr, Self: true, Reachable: true})
+		out = append(out, api.Member{ID: d.cfg.NodeID, Addr: d.cfg.PeerAdvertise, Self: true, Reachable: true})
 	}
 	for _, rm := range roster.Members {
 		id, addr := string(rm.ID), rm.Addr
@@ -1021,10 +1028,15 @@ func (o logObserver) TickAnswered(_ node.NodeID, schedule string, tick time.Time
 	}
 }
 
-// peerAddrs is where each member's peer port listens, this node's included: the
-// roster of epoch 1 keeps them, so that a member added later learns them.
+// peerAddrs is where each member's peer port is reached, this node's included (its
+// advertised address): the roster of epoch 1 keeps them, so that a member added
+// later learns them.
 func peerAddrs(cfg Config) map[node.NodeID]string {
-	addrs := map[node.NodeID]string{node.NodeID(cfg.NodeID): cfg.PeerAddr}
+	self := cfg.PeerAdvertise
+	if self == "" {
+		self = cfg.PeerAddr
+	}
+	addrs := map[node.NodeID]string{node.NodeID(cfg.NodeID): self}
 	for id, addr := range cfg.Peers {
 		if id != cfg.NodeID {
 			addrs[node.NodeID(id)] = addr

@@ -187,7 +187,7 @@ func (d *Daemon) joinLoop() {
 		url = "http://" + url
 	}
 	url += "/v1/cluster/join"
-	body, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID, "peer_addr": d.cfg.PeerAddr})
+	body, _ := json.Marshal(map[string]string{"id": d.cfg.NodeID, "peer_addr": d.cfg.PeerAdvertise})
 	client := &http.Client{Timeout: 5 * time.Second}
 	for {
 		if d.joined() {

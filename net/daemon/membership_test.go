@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,4 +263,119 @@ func TestRemovedRightAfterJoiningStaysRemoved(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	require.Len(t, cluster(t, base1).Members, 1, "n2 was added back: %+v", cluster(t, base1))
 	eventuallyCluster(t, base2, 5*time.Second, "n2 learns it was removed", func(c clusterView) bool { return !c.Healthy })
+}
+
+// A node that joins with PeerAdvertise is listed at that address, not at its
+// PeerAddr, by every member, in the roster and in /v1/cluster (here a forwarder in
+// the test stands between the members, as a NAT or the chaos test's proxies would):
+// the members reach it only through the forwarder, and the join commits.
+func TestJoinWithPeerAdvertise(t *testing.T) {
+	t.Parallel()
+	cfg := daemon.Config{NodeID: "n1", HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+	d1, err := daemon.Start(cfg)
+	require.NoError(t, err)
+	shutdownAtEnd(t, d1)
+	base1 := "http://" + d1.HTTPAddr()
+	waitHealthy(t, base1)
+
+	listen := freeAddr(t)
+	fwd, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { fwd.Close() })
+	var forwarded atomic.Int64
+	go func() {
+		for {
+			down, err := fwd.Accept()
+			if err != nil {
+				return
+			}
+			forwarded.Add(1)
+			go func() {
+				defer down.Close()
+				up, err := net.Dial("tcp", listen)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, down)
+				io.Copy(down, up)
+			}()
+		}
+	}()
+	cfg = daemon.Config{NodeID: "n2", HTTPAddr: "127.0.0.1:0", PeerAddr: listen, PeerAdvertise: fwd.Addr().String(), Join: base1,
+		Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+	d2, err := daemon.Start(cfg)
+	require.NoError(t, err)
+	shutdownAtEnd(t, d2)
+	base2 := "http://" + d2.HTTPAddr()
+	for _, base := range []string{base1, base2} {
+		eventuallyCluster(t, base, time.Minute, "n2 joined, seen from "+base, func(c clusterView) bool { return len(c.Members) == 2 && c.Healthy })
+		resp, err := client.Get(base + "/v1/cluster")
+		require.NoError(t, err)
+		var view struct{ Members []struct{ ID, Addr string } }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&view))
+		resp.Body.Close()
+		for _, m := range view.Members {
+			if m.ID == "n2" {
+				require.Equal(t, fwd.Addr().String(), m.Addr, "%s lists n2 at its advertised address", base)
+			}
+		}
+	}
+	require.Positive(t, forwarded.Load(), "n1 reached n2 through the advertised address")
+}
+
+// A task that ended before a member of its replica list was removed keeps that list
+// (only tasks not final are moved). A node that joined after the removal never knew
+// the removed member; asked for the task (GET /v1/tasks/{id}, which any node
+// answers), it must still take the replicas' answers naming it, and answer 200 with
+// the task, not time out. The chaos test's replace found it (seed 1, --faults
+// replace: 381 lookups through a later joiner answered 503 after 5 s).
+func TestLookupThroughNodeJoinedAfterRemoval(t *testing.T) {
+	t.Parallel()
+	w := newWorker(t, 0)
+	bases := map[string]string{}
+	startNode := func(id, join string) {
+		cfg := daemon.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", PeerAddr: freeAddr(t), Join: join, Lease: 3 * time.Second, MaxClockDrift: 500 * time.Millisecond}
+		d, err := daemon.Start(cfg)
+		require.NoError(t, err)
+		shutdownAtEnd(t, d)
+		bases[id] = "http://" + d.HTTPAddr()
+	}
+	startNode("n1", "")
+	waitHealthy(t, bases["n1"])
+	for i, id := range []string{"n2", "n3"} {
+		startNode(id, bases["n1"])
+		eventuallyCluster(t, bases[id], time.Minute, id+" joins", func(c clusterView) bool { return len(c.Members) == i+2 && c.Healthy })
+	}
+	code, task, _ := post(t, bases["n1"], "", url.Values{"task.url": {w.srv.URL + "/early"}})
+	require.Equal(t, http.StatusOK, code, "%v", task)
+	id := task["id"].(string)
+	w.waitFor(t, id, 30*time.Second)
+	require.Eventually(t, func() bool {
+		resp, err := client.Get(bases["n1"] + "/v1/tasks/" + id)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var v struct{ State string }
+		json.NewDecoder(resp.Body).Decode(&v)
+		return v.State == "succeeded"
+	}, 30*time.Second, 100*time.Millisecond, "the task ends succeeded")
+
+	status := map[string]any{}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && status["status"] != "removed" {
+		_, status = postRemove(t, bases["n1"], "n3")
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Equal(t, "removed", status["status"], "%v", status)
+	startNode("n4", bases["n1"])
+	eventuallyCluster(t, bases["n4"], time.Minute, "n4 joins after n3's removal", func(c clusterView) bool { return len(c.Members) == 3 && c.Healthy })
+
+	resp, err := client.Get(bases["n4"] + "/v1/tasks/" + id)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "n4 answers for a task whose replica list names n3, removed before it joined: %s", body)
+	require.Contains(t, string(body), `"succeeded"`)
 }

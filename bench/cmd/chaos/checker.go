@@ -43,6 +43,12 @@ type FaultSpan struct {
 	Fault
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
+	// Problem: a replace step that did not end in its time (the join, the
+	// removal, the moves), or a settings PUT not answered 200 in its time, which
+	// fails the run.
+	Problem string `json:"problem,omitempty"`
+	// Answered: when a settings flip's PUT answered 200 (every member has it).
+	Answered time.Time `json:"answered,omitzero"`
 }
 
 // NodeView is one node's answer to GET /v1/tasks/{id} after the drain: the task
@@ -58,13 +64,19 @@ type NodeView struct {
 // which faults were injected, and what every node says of every acknowledged task
 // at the end.
 type History struct {
-	Nodes      int                   `json:"nodes"`
-	Enqueued   int                   `json:"enqueued"` // enqueues the load started
+	Nodes      int                   `json:"nodes"`             // nodes started, joiners included
+	Members    []string              `json:"members,omitempty"` // the roster at the end: the nodes the drain asked
+	Enqueued   int                   `json:"enqueued"`          // enqueues the load started
 	Acked      []Ack                 `json:"acked"`
 	NotAcked   int                   `json:"not_acked"` // enqueues that never got an answer saying stored
 	Deliveries []Delivery            `json:"deliveries"`
 	Faults     []FaultSpan           `json:"faults"`
 	Views      map[string][]NodeView `json:"views"` // by task ID, one per node
+	// EndedUnknown are the tasks a node's log says it ended unknown ("task ended
+	// unknown"), every node's log, replaced ones included: after a replace, an
+	// at-most-once task that ended unknown and was then forgotten (no member knows
+	// it) is told from a lost one by them.
+	EndedUnknown []string `json:"ended_unknown,omitempty"`
 	// Crashes are the node processes that ended without being killed.
 	Crashes []string `json:"crashes,omitempty"`
 }
@@ -115,6 +127,19 @@ type Report struct {
 	Stuck         []Problem
 	Mismatches    []Problem // one per task, naming each node at odds
 	Crashes       []string
+	Membership    []string // faults that did not finish: a join, removal or move, or a settings PUT, not done in time
+	// CappedCalls counts the calls of queueCapped the worker got (a run with the
+	// settings fault), MaxCappedInFlight the most it had in flight at once, and
+	// OverCap the calls that started with more in flight than the cap allowed.
+	CappedCalls, MaxCappedInFlight int
+	OverCap                        []Problem
+	// Forgotten counts tasks no member knows after the drain (see forgotten).
+	Forgotten int
+	// Unanswered counts a member's last lookup of a task that gave no answer (an
+	// error, a 5xx, a timeout) after the drain, which fails the run: every member
+	// of a healed cluster answers for every task (GET /v1/tasks/{id} on any node).
+	// UnansweredOffList counts those of members not on the task's replica list.
+	Unanswered, UnansweredOffList int
 	// UnknownUndelivered counts at-most-once tasks that ended unknown without the
 	// worker seeing them: their claimant died or was cut off after winning its
 	// claim, which at-most-once allows (never retried).
@@ -122,10 +147,11 @@ type Report struct {
 }
 
 // Failed tells whether the run broke a promise: a loss, an unexplained duplicate,
-// a second delivery of an at-most-once task, a task stuck after the drain, or a
-// node that crashed.
+// a second delivery of an at-most-once task, a task stuck after the drain, a node
+// that crashed, a replace that did not finish, or a member that did not answer for
+// a task after the drain.
 func (r *Report) Failed() bool {
-	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes) > 0
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership)+r.Unanswered+len(r.OverCap) > 0
 }
 
 // Check judges h.
@@ -134,6 +160,9 @@ func Check(h History) *Report {
 	faults := make([]Fault, len(h.Faults))
 	for i, f := range h.Faults {
 		faults[i] = f.Fault
+		if f.Problem != "" {
+			r.Membership = append(r.Membership, f.Problem)
+		}
 	}
 	r.FaultKinds = countKinds(faults)
 	byTask := map[string][]Delivery{}
@@ -143,6 +172,10 @@ func Check(h History) *Report {
 			r.WorkerFailures++
 		}
 	}
+	endedUnknown := map[string]bool{}
+	for _, id := range h.EndedUnknown {
+		endedUnknown[id] = true
+	}
 	acked := map[string]bool{}
 	for _, a := range h.Acked {
 		if acked[a.Task] {
@@ -151,14 +184,83 @@ func Check(h History) *Report {
 		acked[a.Task] = true
 		ds := byTask[a.Task]
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].At.Before(ds[j].At) })
-		r.checkTask(a, ds, h.Views[a.Task], h)
+		r.checkTask(a, ds, h.Views[a.Task], h, endedUnknown)
 	}
 	for id, ds := range byTask {
 		if !acked[id] {
 			r.UnackedDeliveries += len(ds)
 		}
 	}
+	r.checkCap(h)
 	return r
+}
+
+// capSlack is how long after a settings PUT answered 200 a call may still have
+// started under the cap before it: the worker sees a call when it arrives, a
+// moment after the node was given its permit.
+const capSlack = time.Second
+
+// capAllowed is the max_concurrent of queueCapped a call arriving at t may have
+// started under: initialCap, then each settings flip's cap once its PUT answered
+// (plus capSlack), the higher of the old and the new one until then (a member may
+// not have it yet); for ever, when a PUT was never answered.
+func capAllowed(faults []FaultSpan, t time.Time) int {
+	cur := initialCap
+	for _, f := range faults {
+		if f.Kind != KindSettings || t.Before(f.Start) {
+			continue
+		}
+		if f.Answered.IsZero() || t.Before(f.Answered.Add(capSlack)) {
+			cur = max(cur, f.Cap)
+			if f.Answered.IsZero() {
+				continue
+			}
+			return cur
+		}
+		cur = f.Cap
+	}
+	return cur
+}
+
+// checkCap is Q2 from the worker's side, for a run with the settings fault: at no
+// call's arrival did the worker have more calls of queueCapped in flight (that one
+// included) than the cap allowed then. The worker's in-flight span of a call lies
+// within the node's (it asked the token node before calling and gives the permit
+// back after the answer), so the worker never sees more than the token node counts.
+func (r *Report) checkCap(h History) {
+	var calls []Delivery
+	for _, d := range h.Deliveries {
+		if d.Queue == queueCapped {
+			calls = append(calls, d)
+		}
+	}
+	sort.SliceStable(calls, func(i, j int) bool { return calls[i].At.Before(calls[j].At) })
+	r.CappedCalls = len(calls)
+	for i, d := range calls {
+		inFlight := 1
+		var others []string
+		for _, e := range calls[:i] {
+			if e.Answered.After(d.At) {
+				inFlight++
+				others = append(others, e.Task+" "+e.String())
+			}
+		}
+		r.MaxCappedInFlight = max(r.MaxCappedInFlight, inFlight)
+		if allowed := capAllowed(h.Faults, d.At); inFlight > allowed {
+			r.OverCap = append(r.OverCap, Problem{Task: d.Task, Queue: d.Queue,
+				What: fmt.Sprintf("%s started with %d calls in flight, max_concurrent allowed %d; in flight: %s", d, inFlight, allowed, strings.Join(others, ", "))})
+		}
+	}
+}
+
+// replaced tells whether the run replaced a node.
+func (h History) replaced() bool {
+	for _, f := range h.Faults {
+		if f.Kind == KindReplace {
+			return true
+		}
+	}
+	return false
 }
 
 // finalStates are the states a task ends in.
@@ -166,7 +268,7 @@ var finalStates = map[string]bool{"succeeded": true, "dead": true, "unknown": tr
 
 // checkTask judges one acknowledged task by its deliveries (oldest first) and what
 // each node says of it.
-func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History) {
+func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History, endedUnknown map[string]bool) {
 	if a.AtMostOnce {
 		r.AckedAtMostOnce++
 	} else {
@@ -178,26 +280,42 @@ func (r *Report) checkTask(a Ack, ds []Delivery, views []NodeView, h History) {
 	problem := func(what string, args ...any) Problem {
 		return Problem{Task: a.Task, Queue: a.Queue, What: fmt.Sprintf(what, args...) + "; worker saw " + describeDeliveries(ds) + "; nodes say " + describeViews(views)}
 	}
+	replicas := replicaNames(views)
+	for _, v := range views {
+		if v.Err != "" {
+			r.Unanswered++
+			if len(replicas) > 0 && !replicas[v.Node] {
+				r.UnansweredOffList++
+			}
+		}
+	}
+	if forgotten(views) && h.replaced() {
+		r.Forgotten++
+	}
+	state := agreedState(views)
+	if state == "" && forgotten(views) && h.replaced() && endedUnknown[a.Task] {
+		state = "unknown" // by the log of the node that ended it, since replaced
+	}
 	if stuck := stuckReason(views); stuck != "" {
 		r.Stuck = append(r.Stuck, problem("%s", stuck))
-	} else if lost := lostReason(a, ds, views); lost != "" {
+	} else if lost := lostReason(a, ds, state); lost != "" {
 		r.Lost = append(r.Lost, problem("%s", lost))
 	}
-	if ms := mismatches(a, ds, views); len(ms) > 0 {
+	if ms := mismatches(a, ds, views, h.replaced()); len(ms) > 0 {
 		r.Mismatches = append(r.Mismatches, problem("%s", strings.Join(ms, "; ")))
 	}
 	if a.AtMostOnce {
-		r.checkAtMostOnce(a, ds, views, problem)
+		r.checkAtMostOnce(ds, state, problem)
 		return
 	}
 	r.checkDuplicates(a, ds, views, h)
 }
 
-func (r *Report) checkAtMostOnce(a Ack, ds []Delivery, views []NodeView, problem func(string, ...any) Problem) {
+func (r *Report) checkAtMostOnce(ds []Delivery, state string, problem func(string, ...any) Problem) {
 	if len(ds) > 1 {
 		r.AtMostOnceDup = append(r.AtMostOnceDup, problem("delivered %d times", len(ds)))
 	}
-	if agreedState(views) == "unknown" {
+	if state == "unknown" {
 		r.Unknown++
 		if len(ds) == 0 {
 			r.UnknownUndelivered++
@@ -342,6 +460,21 @@ func replicaIndexes(views []NodeView, nodes int) []int {
 	return out
 }
 
+// replicaNames is the task's replica list as the nodes that found it report it
+// (empty when none did).
+func replicaNames(views []NodeView) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range views {
+		if v.Task != nil && len(v.Task.Replicas) > 0 {
+			for _, id := range v.Task.Replicas {
+				out[id] = true
+			}
+			return out
+		}
+	}
+	return out
+}
+
 // nodeIndex is the index of node "nK" (K-1), or -1.
 func nodeIndex(id string) int {
 	var k int
@@ -349,6 +482,19 @@ func nodeIndex(id string) int {
 		return -1
 	}
 	return k - 1
+}
+
+// forgotten tells whether every member answered that it does not know the task:
+// after a replace, a task that was final before every one of its replicas was
+// replaced (only tasks not final are moved). Whether the worker saw it end is
+// judged as for any task (lost, if it did not).
+func forgotten(views []NodeView) bool {
+	for _, v := range views {
+		if v.Found || v.Err != "" {
+			return false
+		}
+	}
+	return len(views) > 0
 }
 
 // stuckReason says why the task is not over after the drain, or "".
@@ -373,11 +519,13 @@ func stuckReason(views []NodeView) string {
 	return ""
 }
 
-// lostReason says why an acknowledged task that is not stuck counts as lost, or "".
+// lostReason says why an acknowledged task that is not stuck counts as lost, or "";
+// state is the final state the nodes agree on ("" when they do not, or none knows
+// it).
 // An at-least-once task is lost unless the worker answered one of its deliveries
 // with a 2xx. An at-most-once task is lost when the worker never saw it, unless it
 // ended unknown (its one claim was won and its outcome never known).
-func lostReason(a Ack, ds []Delivery, views []NodeView) string {
+func lostReason(a Ack, ds []Delivery, state string) string {
 	if !a.AtMostOnce {
 		if firstSuccess(ds) < 0 {
 			return "never delivered successfully"
@@ -387,7 +535,7 @@ func lostReason(a Ack, ds []Delivery, views []NodeView) string {
 	if len(ds) > 0 {
 		return ""
 	}
-	if agreedState(views) == "unknown" {
+	if state == "unknown" {
 		return ""
 	}
 	return "never delivered, and not unknown"
@@ -410,7 +558,7 @@ func agreedState(views []NodeView) string {
 }
 
 // mismatches compares each node's final state of the task with what the worker saw.
-func mismatches(a Ack, ds []Delivery, views []NodeView) []string {
+func mismatches(a Ack, ds []Delivery, views []NodeView, replaced bool) []string {
 	success := firstSuccess(ds) >= 0
 	failed := len(ds) > 0 && !success
 	var out []string
@@ -425,7 +573,7 @@ func mismatches(a Ack, ds []Delivery, views []NodeView) []string {
 		case v.Err != "":
 			continue
 		case !v.Found:
-			if found > 0 {
+			if found > 0 && (!replaced || replicaNames(views)[v.Node]) {
 				out = append(out, v.Node+": not found, while other nodes know it")
 			}
 			continue
@@ -447,6 +595,9 @@ func mismatches(a Ack, ds []Delivery, views []NodeView) []string {
 		case a.AtMostOnce && len(ds) == 0 && state == "dead":
 			out = append(out, v.Node+": dead, but the worker never saw it")
 		}
+	}
+	if !replaced && forgotten(views) {
+		out = append(out, "no node knows it")
 	}
 	if found > 1 && agreedState(views) == "" {
 		out = append(out, "nodes disagree on its final state")
@@ -497,14 +648,24 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "stuck                    %d\n", len(r.Stuck))
 	fmt.Fprintf(w, "at-most-once unknown     %d (%d never delivered)\n", r.Unknown, r.UnknownUndelivered)
 	fmt.Fprintf(w, "final-state mismatches   %d tasks\n", len(r.Mismatches))
+	fmt.Fprintf(w, "lookups unanswered       %d (%d by members off the task's replica list)\n", r.Unanswered, r.UnansweredOffList)
+	fmt.Fprintf(w, "known to no member       %d (after a replace: a task final before its replicas were all replaced is not moved)\n", r.Forgotten)
 	fmt.Fprintf(w, "node crashes             %d\n", len(r.Crashes))
+	fmt.Fprintf(w, "faults not finished      %d\n", len(r.Membership))
+	if r.CappedCalls > 0 {
+		fmt.Fprintf(w, "capped queue             %d calls, at most %d in flight; %d over the cap in force\n", r.CappedCalls, r.MaxCappedInFlight, len(r.OverCap))
+	}
 	for _, c := range r.Crashes {
 		fmt.Fprintf(w, "CRASH: %s\n", c)
+	}
+	for _, m := range r.Membership {
+		fmt.Fprintf(w, "FAULT NOT FINISHED: %s\n", m)
 	}
 	printProblems(w, "LOST", r.Lost)
 	printDuplicates(w, "UNEXPLAINED DUPLICATE", r.Unexplained)
 	printProblems(w, "AT-MOST-ONCE DUPLICATE", r.AtMostOnceDup)
 	printProblems(w, "STUCK", r.Stuck)
+	printProblems(w, "OVER THE CAP", r.OverCap)
 	printProblems(w, "mismatch", r.Mismatches)
 	printDuplicates(w, "explained duplicate", r.Explained)
 }

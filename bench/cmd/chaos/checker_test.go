@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -229,4 +230,181 @@ func TestCheckCrash(t *testing.T) {
 	require.True(t, r.Failed())
 	require.Equal(t, exitFailed, exitCodeFor(r))
 	require.Contains(t, printed(r), "CRASH: n2 (pid 42) exited by itself")
+}
+
+// A replace counts as a fault of the node it killed: a delivery that node made just
+// before it may be repeated (by the nodes the task moved to), as after a kill; a
+// delivery by a node the replace did not kill is not explained by it.
+func TestCheckReplaceExplains(t *testing.T) {
+	replace := FaultSpan{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3, Via: 0, Note: "n3 by n4 (joins through n1)"}, Start: at(10.5), End: at(25)}
+	first, again := call("a", "n3", 1, 10, 200), call("a", "n4", 2, 20, 200)
+	first.Answered = at(10.2)
+	r := Check(history(ack("a", false), views("succeeded"), []FaultSpan{replace}, first, again))
+	require.Len(t, r.Explained, 1, printed(r))
+	require.Contains(t, r.Explained[0].Reason, "replace n3 by n4")
+
+	first.Node = "n2"
+	r = Check(history(ack("a", false), views("succeeded"), []FaultSpan{replace}, first, again))
+	require.Len(t, r.Unexplained, 1, "n2 was not killed: %s", printed(r))
+	require.True(t, touches(replace.Fault, 2, []int{0, 1, 2}))
+	require.False(t, touches(replace.Fault, 3, []int{0, 1, 3}), "the new node is not hit")
+}
+
+// membersViews are the answers of the members n1, n2, n4 after n3 was replaced by
+// n4: found (with the given replica list) or not.
+func membersViews(state string, replicas []string, found ...bool) []NodeView {
+	var out []NodeView
+	for i, name := range []string{"n1", "n2", "n4"} {
+		v := NodeView{Node: name}
+		if found[i] {
+			v.Found, v.Task = true, &api.TaskView{State: state, Replicas: replicas}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// After a replace, the drain and the checker ask the members only. A member off
+// the task's replica list may not know it (a task final before the removal is not
+// moved), and a task no member knows is counted, not failed, when the worker saw it
+// end; one on the list that does not know it is a mismatch, as is a task no node
+// knows in a run without a replace, and a replace that did not finish fails the run.
+func TestCheckAfterReplace(t *testing.T) {
+	replace := FaultSpan{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3, Via: 0}, Start: at(10), End: at(25)}
+	old := []string{"n1", "n2", "n3"}
+	delivered := call("a", "n1", 1, 1, 200)
+	h := func(vs []NodeView, faults ...FaultSpan) History {
+		hh := history(ack("a", false), vs, faults, delivered)
+		hh.Nodes, hh.Members = 4, []string{"n1", "n2", "n4"}
+		return hh
+	}
+
+	offList := membersViews("succeeded", old, true, true, false)
+	require.True(t, finalEverywhere(offList, true), "n4 is not a replica of a task final before the replace")
+	require.False(t, finalEverywhere(offList, false), "without a replace every node must know it")
+	r := Check(h(offList, replace))
+	require.False(t, r.Failed(), printed(r))
+
+	onList := membersViews("succeeded", []string{"n1", "n2", "n4"}, true, true, false)
+	require.False(t, finalEverywhere(onList, true), "n4 is a replica: it must know the moved task")
+	r = Check(h(onList, replace))
+	require.True(t, r.Failed(), printed(r))
+	require.Contains(t, r.Mismatches[0].What, "n4: not found")
+
+	none := membersViews("", nil, false, false, false)
+	require.True(t, finalEverywhere(none, true))
+	r = Check(h(none, replace))
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.Forgotten, printed(r))
+	r = Check(h(none))
+	require.True(t, r.Failed(), "no replace: a task no node knows is a mismatch: %s", printed(r))
+	require.Contains(t, r.Mismatches[0].What, "no node knows it")
+
+	notDelivered := history(ack("a", false), none, []FaultSpan{replace})
+	r = Check(notDelivered)
+	require.Len(t, r.Lost, 1, "known to no member and never delivered: lost; %s", printed(r))
+
+	unfinished := replace
+	unfinished.Problem = "membership: n3's tasks not moved: not done in 1m0s: n1: 2 tasks on removed members"
+	r = Check(h(offList, unfinished))
+	require.True(t, r.Failed())
+	require.Contains(t, printed(r), "FAULT NOT FINISHED: membership: n3's tasks not moved")
+}
+
+// A member that does not answer for a task holds the drain, replica or not, and a
+// lookup still unanswered after it fails the run (every member of a healed cluster
+// answers GET /v1/tasks/{id}; one that joined after a removal did not, until
+// dfd7ffc, for tasks final before it).
+func TestCheckUnanswered(t *testing.T) {
+	vs := membersViews("succeeded", []string{"n1", "n2", "n3"}, true, true, false)
+	vs[2].Err = "HTTP 503"
+	require.False(t, finalEverywhere(vs, true))
+	require.False(t, finalEverywhere(vs, false))
+
+	h := history(ack("a", false), vs, []FaultSpan{{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3}, Start: at(10), End: at(20)}}, call("a", "n1", 1, 1, 200))
+	r := Check(h)
+	require.True(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.Unanswered)
+	require.Equal(t, 1, r.UnansweredOffList)
+}
+
+// After a replace, an at-most-once task never delivered that no member knows is
+// lost, unless a node's log says it ended it unknown (its claimant died holding
+// its one attempt, then every replica was replaced: a final task is not moved).
+func TestCheckForgottenUnknown(t *testing.T) {
+	replace := FaultSpan{Fault: Fault{Kind: KindReplace, Nodes: []int{2}, Joiner: 3, Via: 0}, Start: at(10), End: at(25)}
+	h := history(ack("a", true), membersViews("", nil, false, false, false), []FaultSpan{replace})
+	r := Check(h)
+	require.Len(t, r.Lost, 1, printed(r))
+
+	h.EndedUnknown = []string{"other", "a"}
+	r = Check(h)
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 1, r.Unknown)
+	require.Equal(t, 1, r.UnknownUndelivered)
+
+	h.Faults = nil
+	r = Check(h)
+	require.True(t, r.Failed(), "without a replace no node may forget it: %s", printed(r))
+}
+
+// The daemon's log line for a task it ended unknown names the task.
+func TestEndedUnknownFromLogs(t *testing.T) {
+	path := t.TempDir() + "/n1.log"
+	require.NoError(t, os.WriteFile(path, []byte(`time=2026-11-30T10:25:43.051Z level=INFO msg="task ended unknown" id=96cc2fe3-ea0c-5fb9-92aa-79a11d4bbc25 queue=chaos-amo name=t000079 reason="at-most-once: n3 held its one attempt"
+time=2026-11-30T10:25:44.000Z level=INFO msg="task ended dead" id=dead-one queue=chaos-amo
+=== chaos: start 2 of n1
+`), 0o644))
+	require.Equal(t, []string{"96cc2fe3-ea0c-5fb9-92aa-79a11d4bbc25"}, endedUnknown([]string{path, path + ".missing"}))
+}
+
+// capCall is a call of the capped queue from s to e seconds.
+func capCall(id string, s, e float64) Delivery {
+	d := call(id, "n1", 1, s, 200)
+	d.Queue, d.Answered = queueCapped, at(e)
+	return d
+}
+
+// The cap in force: initialCap, then each flip's cap once its PUT answered (and
+// capSlack more), the higher of old and new until then; a PUT never answered
+// allows the higher for good.
+func TestCapAllowed(t *testing.T) {
+	flip := func(c int, start, answered float64) FaultSpan {
+		f := FaultSpan{Fault: Fault{Kind: KindSettings, Cap: c}, Start: at(start)}
+		if answered > 0 {
+			f.Answered = at(answered)
+		}
+		return f
+	}
+	faults := []FaultSpan{flip(1, 10, 10.5), flip(3, 20, 21), flip(1, 30, 0)}
+	for _, c := range []struct {
+		t    float64
+		want int
+	}{{5, 2}, {10.2, 2}, {11.4, 2}, {11.6, 1}, {19, 1}, {20.5, 3}, {22.5, 3}, {29, 3}, {31, 3}, {100, 3}} {
+		require.Equal(t, c.want, capAllowed(faults, at(c.t)), "at %gs", c.t)
+	}
+	require.Equal(t, 1, capAllowed(faults[:2][:1], at(50)))
+}
+
+// More calls of the capped queue in flight at once than the cap allowed fail the
+// run; as many as it allowed do not.
+func TestCheckCap(t *testing.T) {
+	lowered := FaultSpan{Fault: Fault{Kind: KindSettings, Cap: 1}, Start: at(10), Answered: at(10.5)}
+	h := History{Nodes: 3, Faults: []FaultSpan{lowered},
+		Deliveries: []Delivery{capCall("a", 1, 3), capCall("b", 2, 4), capCall("c", 12, 14), capCall("d", 14, 15)}}
+	r := Check(h)
+	require.False(t, r.Failed(), printed(r))
+	require.Equal(t, 4, r.CappedCalls)
+	require.Equal(t, 2, r.MaxCappedInFlight)
+	require.Contains(t, printed(r), "capped queue             4 calls, at most 2 in flight; 0 over the cap in force")
+
+	h.Deliveries = append(h.Deliveries, capCall("e", 13, 13.5))
+	r = Check(h)
+	require.True(t, r.Failed(), printed(r))
+	require.Len(t, r.OverCap, 1)
+	require.Contains(t, r.OverCap[0].What, "started with 2 calls in flight, max_concurrent allowed 1")
+
+	h.Deliveries = append(h.Deliveries[:4], capCall("e", 2.5, 3.5))
+	r = Check(h)
+	require.True(t, r.Failed(), "3 in flight under a cap of 2: %s", printed(r))
 }

@@ -28,13 +28,22 @@ type ClusterConfig struct {
 	Log           io.Writer
 }
 
-// Cluster is N real `miyamoto serve` processes on loopback, each peer link through
-// its own Proxy. Node i reaches node j at proxies[i][j], which forwards to j's peer
-// port; so cutting the link i→j is one SetMode.
+// Cluster is real `miyamoto serve` processes on loopback, each peer link through
+// its own Proxy. Every node is told that node j lives at j's Door (--peers, and
+// j's own --peer-advertise), which hands each connection to the Proxy of its
+// directed link, which forwards to j's peer port; so cutting the link i→j is one
+// SetMode, before and after a roster change. Nodes started to replace others (Join)
+// get the next index; a replaced node is retired: never started again.
 type Cluster struct {
-	cfg     ClusterConfig
+	cfg ClusterConfig
+
+	mu      sync.Mutex
 	nodes   []*nodeProc
-	proxies [][]*Proxy // [from][to]; nil on the diagonal
+	doors   []*Door
+	links   map[Link]*Proxy // made when a link is first dialled or cut
+	retired map[int]bool
+	ready   map[int]bool // members the load and the drain use: started at the beginning, or joined
+	closed  bool
 
 	exitsMu sync.Mutex
 	exits   []string // processes that ended without being killed: a crash, or a refusal to start
@@ -79,63 +88,164 @@ func freeAddrs(n int) ([]string, error) {
 	return out, nil
 }
 
-// NewCluster picks the ports, starts the proxies, and prepares (but does not start)
+// NewCluster picks the ports, opens the doors, and prepares (but does not start)
 // the nodes.
 func NewCluster(cfg ClusterConfig) (*Cluster, error) {
-	addrs, err := freeAddrs(2 * cfg.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	c := &Cluster{cfg: cfg}
+	c := &Cluster{cfg: cfg, links: map[Link]*Proxy{}, retired: map[int]bool{}, ready: map[int]bool{}}
 	for i := 0; i < cfg.Nodes; i++ {
-		c.nodes = append(c.nodes, &nodeProc{name: nodeName(i), httpAddr: addrs[2*i], peerAddr: addrs[2*i+1],
-			logPath: filepath.Join(cfg.Dir, nodeName(i)+".log")})
-	}
-	c.proxies = make([][]*Proxy, cfg.Nodes)
-	for i := range c.proxies {
-		c.proxies[i] = make([]*Proxy, cfg.Nodes)
-		for j := range c.proxies[i] {
-			if i == j {
-				continue
-			}
-			p, err := NewProxy(c.nodes[j].peerAddr)
-			if err != nil {
-				c.Close()
-				return nil, err
-			}
-			c.proxies[i][j] = p
+		if _, err := c.addNode(); err != nil {
+			c.Close()
+			return nil, err
 		}
+		c.ready[i] = true
 	}
 	for i, n := range c.nodes {
-		n.args = c.serveArgs(i)
+		n.args = c.serveArgs(i, c.peersFlag())
 	}
 	return c, nil
 }
 
-// serveArgs are node i's flags: its own peer port, every other node at the proxy of
-// the link from i to it.
-func (c *Cluster) serveArgs(i int) []string {
+// addNode picks node len(c.nodes)'s ports and opens its door.
+func (c *Cluster) addNode() (int, error) {
+	addrs, err := freeAddrs(2)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	i := len(c.nodes)
+	c.mu.Unlock()
+	door, err := NewDoor(i, c.link)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes = append(c.nodes, &nodeProc{name: nodeName(i), httpAddr: addrs[0], peerAddr: addrs[1],
+		logPath: filepath.Join(c.cfg.Dir, nodeName(i)+".log")})
+	c.doors = append(c.doors, door)
+	return i, nil
+}
+
+// link is the proxy of the directed link from → to, made on first use; nil when
+// either end is not a node of this run or the cluster is closed.
+func (c *Cluster) link(from, to int) *Proxy {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if from < 0 || to < 0 || from >= len(c.nodes) || to >= len(c.nodes) || from == to || c.closed {
+		return nil
+	}
+	l := Link{from, to}
+	if c.links[l] == nil {
+		c.links[l] = newLinkProxy(c.nodes[to].peerAddr)
+	}
+	return c.links[l]
+}
+
+// peersFlag is --peers of the first nodes: each at its door.
+func (c *Cluster) peersFlag() string {
 	var peers []string
 	for j, n := range c.nodes {
-		addr := n.peerAddr
-		if j != i {
-			addr = c.proxies[i][j].Addr()
-		}
-		peers = append(peers, n.name+"="+addr)
+		peers = append(peers, n.name+"="+c.doors[j].Addr())
 	}
+	return strings.Join(peers, ",")
+}
+
+// serveArgs are node i's flags: its own peer port, announced as its door, and
+// either every first node at its door (peers) or the member to join through.
+func (c *Cluster) serveArgs(i int, peers string, join ...string) []string {
 	n := c.nodes[i]
-	return []string{"serve", "--node-id", n.name, "--http-addr", n.httpAddr, "--peer-addr", n.peerAddr,
-		"--peers", strings.Join(peers, ","), "--data-dir", filepath.Join(c.cfg.Dir, n.name),
+	args := []string{"serve", "--node-id", n.name, "--http-addr", n.httpAddr, "--peer-addr", n.peerAddr,
+		"--peer-advertise", c.doors[i].Addr(), "--data-dir", filepath.Join(c.cfg.Dir, n.name),
 		"--cluster-secret", c.cfg.Secret, "--lease", c.cfg.Lease.String(), "--max-clock-drift", c.cfg.Drift.String(),
 		"--replica-offset", c.cfg.ReplicaOffset.String(), "--shutdown-timeout", "2s"}
+	if len(join) > 0 {
+		return append(args, "--join", join[0])
+	}
+	return append(args, "--peers", peers)
+}
+
+// Join prepares a new node that joins the cluster through member via's API, and
+// starts it; it is not ready (for the load and the drain) until MarkReady.
+func (c *Cluster) Join(via int) (int, error) {
+	i, err := c.addNode()
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.nodes[i].args = c.serveArgs(i, "", c.nodes[via].httpAddr)
+	c.mu.Unlock()
+	return i, c.Start(i)
+}
+
+// Retire kills node i for good: Heal never starts it again, and the load and the
+// drain leave it out.
+func (c *Cluster) Retire(i int) error {
+	c.mu.Lock()
+	c.retired[i], c.ready[i] = true, false
+	c.mu.Unlock()
+	return c.Kill(i)
+}
+
+// MarkReady makes node i one the load sends to and the drain asks.
+func (c *Cluster) MarkReady(i int) {
+	c.mu.Lock()
+	c.ready[i] = true
+	c.mu.Unlock()
+}
+
+// Members are the ready nodes, in index order.
+func (c *Cluster) Members() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int
+	for i := range c.nodes {
+		if c.ready[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// MemberURLs are the ready nodes' APIs, for the load.
+func (c *Cluster) MemberURLs() []string {
+	var out []string
+	for _, i := range c.Members() {
+		out = append(out, c.URL(i))
+	}
+	return out
+}
+
+// node is node i.
+func (c *Cluster) node(i int) *nodeProc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// LogPaths are every node's log file, replaced nodes' included.
+func (c *Cluster) LogPaths() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.logPath
+	}
+	return out
+}
+
+// Len is how many nodes were ever made.
+func (c *Cluster) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
 }
 
 // URL is node i's API.
-func (c *Cluster) URL(i int) string { return "http://" + c.nodes[i].httpAddr }
+func (c *Cluster) URL(i int) string { return "http://" + c.node(i).httpAddr }
 
 // Start starts node i's process, unless one runs.
 func (c *Cluster) Start(i int) error {
-	n := c.nodes[i]
+	n := c.node(i)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.running() {
@@ -191,7 +301,7 @@ func (n *nodeProc) running() bool {
 
 // Running tells whether node i's process is alive (paused counts as alive).
 func (c *Cluster) Running(i int) bool {
-	n := c.nodes[i]
+	n := c.node(i)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.running()
@@ -202,7 +312,7 @@ const reapTimeout = 10 * time.Second
 
 // Kill sends SIGKILL to node i's process, by its PID, and waits until it is reaped.
 func (c *Cluster) Kill(i int) error {
-	n := c.nodes[i]
+	n := c.node(i)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.running() {
@@ -229,7 +339,7 @@ func (c *Cluster) Pause(i int) error { return c.signal(i, syscall.SIGSTOP, true)
 func (c *Cluster) Continue(i int) error { return c.signal(i, syscall.SIGCONT, false) }
 
 func (c *Cluster) signal(i int, sig syscall.Signal, paused bool) error {
-	n := c.nodes[i]
+	n := c.node(i)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.running() || n.paused == paused {
@@ -245,30 +355,42 @@ func (c *Cluster) signal(i int, sig syscall.Signal, paused bool) error {
 // SetLinks sets the mode of the given directed links.
 func (c *Cluster) SetLinks(links []Link, m Mode) {
 	for _, l := range links {
-		c.proxies[l.From][l.To].SetMode(m)
+		if p := c.link(l.From, l.To); p != nil {
+			p.SetMode(m)
+		}
 	}
 }
 
 // Heal lets every link pass, continues every paused node and starts every node
-// that is not running.
+// that is not running, but a retired one.
 func (c *Cluster) Heal() error {
-	for i := range c.proxies {
-		for _, p := range c.proxies[i] {
-			if p != nil {
-				p.SetMode(Pass)
-			}
-		}
+	c.mu.Lock()
+	var links []*Proxy
+	for _, p := range c.links {
+		links = append(links, p)
+	}
+	c.mu.Unlock()
+	for _, p := range links {
+		p.SetMode(Pass)
 	}
 	var errs []error
-	for i := range c.nodes {
-		errs = append(errs, c.Continue(i), c.Start(i))
+	for i := range c.Len() {
+		c.mu.Lock()
+		retired := c.retired[i]
+		c.mu.Unlock()
+		if !retired {
+			errs = append(errs, c.Continue(i), c.Start(i))
+		}
 	}
 	return errors.Join(errs...)
 }
 
 // portTaken reports whether a node's log says its port was taken.
 func (c *Cluster) portTaken() bool {
-	for _, n := range c.nodes {
+	c.mu.Lock()
+	nodes := append([]*nodeProc(nil), c.nodes...)
+	c.mu.Unlock()
+	for _, n := range nodes {
 		if b, err := os.ReadFile(n.logPath); err == nil && strings.Contains(string(b), "address already in use") {
 			return true
 		}
@@ -279,25 +401,33 @@ func (c *Cluster) portTaken() bool {
 // healthPoll is how often WaitHealthy asks.
 const healthPoll = 200 * time.Millisecond
 
-// WaitHealthy waits until every node's /healthz answers 200, or ctx ends.
+// WaitHealthy waits until every member's /healthz answers 200, or ctx ends.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
-	client := httpClient(time.Second)
-	for i := range c.nodes {
-		for {
-			if healthy(ctx, client, c.URL(i)) {
-				break
-			}
-			if !c.Running(i) {
-				return fmt.Errorf("%s exited while starting (see %s)", c.nodes[i].name, c.nodes[i].logPath)
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s not healthy in time (see %s)", c.nodes[i].name, c.nodes[i].logPath)
-			case <-time.After(healthPoll):
-			}
+	for _, i := range c.Members() {
+		if err := c.WaitNodeHealthy(ctx, i); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// WaitNodeHealthy waits until node i's /healthz answers 200, or ctx ends.
+func (c *Cluster) WaitNodeHealthy(ctx context.Context, i int) error {
+	client := httpClient(time.Second)
+	n := c.node(i)
+	for {
+		if healthy(ctx, client, c.URL(i)) {
+			return nil
+		}
+		if !c.Running(i) {
+			return fmt.Errorf("%s exited while starting (see %s)", n.name, n.logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not healthy in time (see %s)", n.name, n.logPath)
+		case <-time.After(healthPoll):
+		}
+	}
 }
 
 // Close kills every node process still running, by PID (continuing a paused one is
@@ -305,23 +435,30 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 // call more than once.
 func (c *Cluster) Close() error {
 	var errs []error
-	for i := range c.nodes {
+	for i := range c.Len() {
 		errs = append(errs, c.Kill(i))
 	}
-	for i := range c.proxies {
-		for _, p := range c.proxies[i] {
-			if p != nil {
-				p.Close()
-			}
-		}
+	c.mu.Lock()
+	c.closed = true
+	doors, links := append([]*Door(nil), c.doors...), c.links
+	c.links = map[Link]*Proxy{}
+	c.mu.Unlock()
+	for _, d := range doors {
+		d.Close()
+	}
+	for _, p := range links {
+		p.Close()
 	}
 	return errors.Join(errs...)
 }
 
 // PIDs are the process IDs of the nodes started so far, the latest of each.
 func (c *Cluster) PIDs() []int {
+	c.mu.Lock()
+	nodes := append([]*nodeProc(nil), c.nodes...)
+	c.mu.Unlock()
 	var out []int
-	for _, n := range c.nodes {
+	for _, n := range nodes {
 		n.mu.Lock()
 		if n.cmd != nil {
 			out = append(out, n.cmd.Process.Pid)
@@ -333,8 +470,11 @@ func (c *Cluster) PIDs() []int {
 
 // Starts is how many times each node's process was started.
 func (c *Cluster) Starts() []int {
-	out := make([]int, len(c.nodes))
-	for i, n := range c.nodes {
+	c.mu.Lock()
+	nodes := append([]*nodeProc(nil), c.nodes...)
+	c.mu.Unlock()
+	out := make([]int, len(nodes))
+	for i, n := range nodes {
 		n.mu.Lock()
 		out[i] = n.starts
 		n.mu.Unlock()

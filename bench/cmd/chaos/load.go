@@ -12,15 +12,22 @@ import (
 	"github.com/miyamotohq/miyamoto/net/client"
 )
 
-// The two queues of a run: one at-least-once (the default), one at-most-once.
+// The queues of a run: one at-least-once (the default), one at-most-once, and,
+// with the settings fault, an at-least-once one with a max_concurrent the nemesis
+// flips (initialCap at the start).
 const (
 	queueAtLeastOnce = "chaos-alo"
 	queueAtMostOnce  = "chaos-amo"
+	queueCapped      = "chaos-capped"
+	initialCap       = 2
+	// cappedEvery: with the settings fault, every cappedEvery-th task goes to
+	// queueCapped (2.5 a second at the default rate: a cap of 1 keeps up with it).
+	cappedEvery = 8
 )
 
 // LoadConfig is the steady enqueue load.
 type LoadConfig struct {
-	Nodes     []string // the nodes' API URLs
+	Nodes     func() []string // the members' API URLs at the moment (a replace changes them)
 	WorkerURL string
 	Rate      float64       // tasks a second, over both queues
 	Duration  time.Duration // how long enqueues start
@@ -28,6 +35,8 @@ type LoadConfig struct {
 	// its enqueue (chosen from its sequence number), so deliveries spread across
 	// the faults.
 	MaxCountdown int
+	// Capped: every cappedEvery-th task goes to queueCapped.
+	Capped bool
 }
 
 // Timing of one enqueue: each try waits at most enqueueTryTimeout (the node's own
@@ -53,10 +62,7 @@ type LoadResult struct {
 // named so that trying again through another node is safe, alternating between the
 // two queues, and waits for the enqueues in flight (at most enqueueGiveUp).
 func RunLoad(ctx context.Context, cfg LoadConfig) LoadResult {
-	clients := make([]*client.Client, len(cfg.Nodes))
-	for i, u := range cfg.Nodes {
-		clients[i], _ = client.New(u, "", enqueueTryTimeout) // URLs the tool made: always valid
-	}
+	clients := &clientCache{m: map[string]*client.Client{}}
 	var (
 		mu  sync.Mutex
 		res LoadResult
@@ -105,14 +111,32 @@ func RunLoad(ctx context.Context, cfg LoadConfig) LoadResult {
 	return res
 }
 
+// clientCache keeps one client a node, so that enqueues reuse connections.
+type clientCache struct {
+	mu sync.Mutex
+	m  map[string]*client.Client
+}
+
+func (c *clientCache) get(url string) *client.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[url] == nil {
+		c.m[url], _ = client.New(url, "", enqueueTryTimeout) // URLs the tool made: always valid
+	}
+	return c.m[url]
+}
+
 // errBadInput marks a refusal of the tool's own request.
 var errBadInput = errors.New("a node refused the chaos tool's request")
 
 // enqueueOne enqueues task seq, trying node after node until one says it is
 // stored, or enqueueGiveUp passes.
-func enqueueOne(ctx context.Context, clients []*client.Client, cfg LoadConfig, seq int) (Ack, error) {
+func enqueueOne(ctx context.Context, clients *clientCache, cfg LoadConfig, seq int) (Ack, error) {
 	queue, amo := queueAtLeastOnce, false
-	if seq%2 == 1 {
+	switch {
+	case cfg.Capped && seq%cappedEvery == cappedEvery-1:
+		queue = queueCapped
+	case seq%2 == 1:
 		queue, amo = queueAtMostOnce, true
 	}
 	name := fmt.Sprintf("t%06d", seq)
@@ -120,7 +144,8 @@ func enqueueOne(ctx context.Context, clients []*client.Client, cfg LoadConfig, s
 	giveUp := time.Now().Add(enqueueGiveUp)
 	var last error
 	for try := 0; time.Now().Before(giveUp); try++ {
-		body, err := clients[(seq+try)%len(clients)].Enqueue(ctx, queue, task)
+		nodes := cfg.Nodes()
+		body, err := clients.get(nodes[(seq+try)%len(nodes)]).Enqueue(ctx, queue, task)
 		id, err := storedID(body, err)
 		if err == nil {
 			return Ack{Task: id, Queue: queue, Name: name, AtMostOnce: amo, At: time.Now()}, nil

@@ -2,8 +2,10 @@
 // faults: it starts --nodes real `miyamoto serve` processes (built from this module)
 // with durable storage in a temporary directory, routes every directed peer link
 // through its own TCP proxy (in this process, on loopback) that can pass, refuse or
-// blackhole, and runs a seeded nemesis while a steady load enqueues tasks on an
-// at-least-once and an at-most-once queue:
+// blackhole (each node is reached at one door, its --peer-advertise, that tells the
+// dialer by its peer hello and hands the connection to that link's proxy), and runs
+// a seeded nemesis while a steady load enqueues tasks on an at-least-once and an
+// at-most-once queue:
 //
 //	go run ./bench/cmd/chaos --duration 60s --seed 1
 //	go run ./bench/cmd/chaos --nodes 5 --duration 5m --seed 7 --rate 30
@@ -11,8 +13,13 @@
 // The nemesis draws from the seed a schedule of faults, one after another with quiet
 // gaps: kill -9 and restart of one node, SIGSTOP longer than the lease then SIGCONT,
 // isolation of one node, a split in two, a one-way cut, a bridge (one node sees both
-// halves), and power loss (kill -9 of every node at once, then a restart: with
-// durable storage nothing acknowledged may be lost). The worker (in this process)
+// halves), power loss (kill -9 of every node at once, then a restart: with
+// durable storage nothing acknowledged may be lost), and replace (kill -9 of one
+// node for good, a new node joins through a live member, the dead one is removed
+// through the admin API and its tasks move; the load then sends to the members
+// of the moment, and the drain asks the members at the end); and, when named,
+// settings (a third queue's max_concurrent set to 1 or 3 through one node, while
+// the checker counts its calls in flight against the cap in force). The worker (in this process)
 // records every call: task, attempt, calling node; it answers 200, or 500 for a
 // seeded share of calls (--fail-rate), after a seeded delay (--worker-delay) so
 // that a fault can strike while a delivery is in flight. After the load: heal (every link passes,
@@ -113,7 +120,7 @@ func flagSet(cfg *Config, seed *uint64, faults *string, printOnly *bool) *flag.F
 	fs.DurationVar(&cfg.Lease, "lease", 3*time.Second, "the nodes' --lease (a pause lasts longer)")
 	fs.DurationVar(&cfg.Drift, "max-clock-drift", 200*time.Millisecond, "the nodes' --max-clock-drift")
 	fs.DurationVar(&cfg.ReplicaOffset, "replica-offset", time.Second, "the nodes' --replica-offset")
-	fs.StringVar(faults, "faults", "all", "faults to draw from: all, none, or some of "+kindList())
+	fs.StringVar(faults, "faults", "all", "faults to draw from: all ("+kindList()+"), none, or some of those and "+optInList()+" (not part of all)")
 	fs.Float64Var(&cfg.FailRate, "fail-rate", 0.02, "share of calls the worker answers 500 (0 to 0.5)")
 	fs.DurationVar(&cfg.WorkerDelay, "worker-delay", 300*time.Millisecond, "the worker answers each call after a seeded delay up to this (0 to 1s), so faults hit deliveries in flight")
 	fs.IntVar(&cfg.MaxCountdown, "max-countdown", 3, "tasks are due 0 to this many seconds after their enqueue")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,9 @@ import (
 func testSchedule(seed uint64, nodes int, d time.Duration) ScheduleConfig {
 	return ScheduleConfig{Seed: seed, Nodes: nodes, Duration: d, Lease: 3 * time.Second, Kinds: AllKinds}
 }
+
+// everyKind is every fault the nemesis knows, the opt-in ones too.
+var everyKind = append(slices.Clone(AllKinds), OptInKinds...)
 
 // The same config gives the same schedule; another seed another one.
 func TestScheduleDeterministic(t *testing.T) {
@@ -43,11 +47,17 @@ func TestScheduleShape(t *testing.T) {
 	for seed := uint64(1); seed <= 50; seed++ {
 		for _, nodes := range []int{3, 4, 5, 7} {
 			c := testSchedule(seed, nodes, 5*time.Minute)
+			c.Kinds = everyKind
 			faults := Schedule(c)
-			require.Greater(t, len(faults), len(AllKinds), "seed %d", seed)
+			require.Greater(t, len(faults), len(everyKind), "seed %d", seed)
 			seen := map[FaultKind]bool{}
+			members := map[int]bool{}
+			for i := range nodes {
+				members[i] = true
+			}
+			next := nodes
 			for i, f := range faults {
-				if i < len(AllKinds) {
+				if i < len(everyKind) {
 					require.False(t, seen[f.Kind], "seed %d: %s twice before every kind ran", seed, f.Kind)
 				}
 				seen[f.Kind] = true
@@ -57,17 +67,29 @@ func TestScheduleShape(t *testing.T) {
 					prev := faults[i-1]
 					require.GreaterOrEqual(t, f.At, prev.At+prev.For+minGap, "seed %d: faults overlap", seed)
 				}
-				checkFaultShape(t, f, nodes, c.Lease)
+				checkFaultShape(t, f, members, c.Lease)
+				if f.Kind == KindReplace {
+					require.Equal(t, next, f.Joiner, "seed %d: a replace's new node is the next index", seed)
+					delete(members, f.Nodes[0])
+					members[f.Joiner] = true
+					next++
+				}
 			}
 		}
 	}
 }
 
-func checkFaultShape(t *testing.T, f Fault, nodes int, lease time.Duration) {
+// checkFaultShape checks f against the members of the moment: it touches only
+// them, and has the shape its kind says.
+func checkFaultShape(t *testing.T, f Fault, members map[int]bool, lease time.Duration) {
 	t.Helper()
+	nodes := len(members)
 	for _, l := range f.Cuts {
 		require.NotEqual(t, l.From, l.To)
-		require.True(t, l.From >= 0 && l.From < nodes && l.To >= 0 && l.To < nodes, "%v", l)
+		require.True(t, members[l.From] && members[l.To], "%v cuts a node that is not a member (%v)", l, members)
+	}
+	for _, n := range f.Nodes {
+		require.True(t, members[n], "%s hits %s, not a member (%v)", f, nodeName(n), members)
 	}
 	touched := map[int]bool{}
 	for _, l := range f.Cuts {
@@ -81,6 +103,11 @@ func checkFaultShape(t *testing.T, f Fault, nodes int, lease time.Duration) {
 		require.Greater(t, f.For, lease, "a pause outlasts the lease")
 	case KindPowerLoss:
 		require.Len(t, f.Nodes, nodes)
+		require.IsIncreasing(t, f.Nodes)
+	case KindReplace:
+		require.Len(t, f.Nodes, 1)
+		require.True(t, members[f.Via] && f.Via != f.Nodes[0], "%s joins through a live member", f)
+		require.False(t, members[f.Joiner], "%s: the new node is new", f)
 	case KindIsolate:
 		require.Len(t, f.Cuts, 2*(nodes-1))
 	case KindSplit:
@@ -109,6 +136,55 @@ func TestScheduleKinds(t *testing.T) {
 	for _, f := range only {
 		require.Equal(t, KindPause, f.Kind)
 	}
+}
+
+// A schedule of replaces only: each kills a member of the moment and starts the
+// next node, joining through another member, so the cluster keeps its size; the
+// same faults in a schedule without replaces keep drawing the first nodes.
+func TestScheduleReplaces(t *testing.T) {
+	faults := Schedule(ScheduleConfig{Seed: 3, Nodes: 3, Duration: 2 * time.Minute, Lease: 3 * time.Second, Kinds: []FaultKind{KindReplace}})
+	require.GreaterOrEqual(t, len(faults), 3)
+	members := map[int]bool{0: true, 1: true, 2: true}
+	for i, f := range faults {
+		require.Equal(t, KindReplace, f.Kind)
+		require.Equal(t, 3+i, f.Joiner)
+		require.True(t, members[f.Nodes[0]], "%s kills a member", f)
+		require.True(t, members[f.Via] && f.Via != f.Nodes[0], "%s joins through another member", f)
+		delete(members, f.Nodes[0])
+		members[f.Joiner] = true
+		require.Len(t, members, 3)
+	}
+	for _, f := range Schedule(ScheduleConfig{Seed: 3, Nodes: 3, Duration: 2 * time.Minute, Lease: 3 * time.Second, Kinds: []FaultKind{KindKill, KindIsolate}}) {
+		for _, n := range f.Nodes {
+			require.Less(t, n, 3, "%s", f)
+		}
+	}
+}
+
+// A settings flip sets the capped queue's cap to 1 or 3 through a member; it is
+// drawn only when named (not part of all).
+func TestScheduleSettings(t *testing.T) {
+	faults := Schedule(ScheduleConfig{Seed: 2, Nodes: 3, Duration: 2 * time.Minute, Lease: 3 * time.Second, Kinds: []FaultKind{KindSettings, KindReplace}})
+	caps := map[int]int{}
+	for _, f := range faults {
+		if f.Kind == KindSettings {
+			caps[f.Cap]++
+			require.Empty(t, f.Nodes)
+			require.Empty(t, f.Cuts)
+			require.GreaterOrEqual(t, f.For, minCut)
+			require.Contains(t, f.String(), "chaos-capped max_concurrent")
+		}
+	}
+	require.Positive(t, caps[1]+caps[3])
+	require.Equal(t, caps[1]+caps[3], len(faults)-len(slices.DeleteFunc(slices.Clone(faults), func(f Fault) bool { return f.Kind == KindSettings })))
+	require.NotContains(t, AllKinds, KindSettings)
+	require.NotContains(t, AllKinds, KindReplace)
+	k, err := ParseKinds("settings,kill")
+	require.NoError(t, err)
+	require.Equal(t, []FaultKind{KindSettings, KindKill}, k)
+	k, err = ParseKinds("all,replace,kill")
+	require.NoError(t, err)
+	require.Equal(t, append(slices.Clone(AllKinds), KindReplace), k, "all within a list is every kind of all, in order")
 }
 
 func TestParseKinds(t *testing.T) {

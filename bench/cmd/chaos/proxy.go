@@ -37,12 +37,13 @@ func (m Mode) String() string {
 // dialTimeout bounds the proxy's connection to its target.
 const dialTimeout = 2 * time.Second
 
-// Proxy is one directed peer link: it listens on a loopback port of its own and
-// forwards each connection to its target (a node's peer port). SetMode changes what
-// it does, for the connections open and the ones to come. It never sends anything
-// beyond loopback: it listens on 127.0.0.1 and its target is a node of this run.
+// Proxy is one directed peer link: it forwards each connection it is handed (by the
+// Door of the link's target, or by its own listener) to its target (a node's peer
+// port). SetMode changes what it does, for the connections open and the ones to
+// come. It never sends anything beyond loopback: it listens on 127.0.0.1, if at all,
+// and its target is a node of this run.
 type Proxy struct {
-	ln     net.Listener
+	ln     net.Listener // nil for a link fed by a Door
 	target string
 
 	mu      sync.Mutex
@@ -65,14 +66,34 @@ func NewProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, changed: make(chan struct{}), conns: map[*proxyConn]struct{}{}}
+	p := newLinkProxy(target)
+	p.ln = ln
 	p.wg.Add(1)
 	go p.acceptLoop()
 	return p, nil
 }
 
+// newLinkProxy is a proxy without a listener of its own: a Door hands it the
+// connections of its link.
+func newLinkProxy(target string) *Proxy {
+	return &Proxy{target: target, changed: make(chan struct{}), conns: map[*proxyConn]struct{}{}}
+}
+
 // Addr is where the proxy listens.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Handle serves one connection accepted elsewhere, as if the proxy had accepted it.
+func (p *Proxy) Handle(c net.Conn) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		(&proxyConn{down: c}).reset()
+		return
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go p.serve(c)
+}
 
 // Mode is what the proxy does now.
 func (p *Proxy) Mode() Mode {
@@ -114,7 +135,9 @@ func (p *Proxy) Close() {
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
-	p.ln.Close()
+	if p.ln != nil {
+		p.ln.Close()
+	}
 	p.wg.Wait()
 }
 
@@ -227,7 +250,7 @@ func (c *proxyConn) reset() {
 		if conn == nil {
 			continue
 		}
-		if tc, ok := conn.(*net.TCPConn); ok {
+		if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
 			tc.SetLinger(0)
 		}
 		conn.Close()

@@ -167,3 +167,53 @@ func TestProxyClose(t *testing.T) {
 	_, err = net.DialTimeout("tcp", p.Addr(), time.Second)
 	require.Error(t, err, "a closed proxy listens no more")
 }
+
+// hello is the start of a peer connection from node id: what net/peer sends first
+// (without a secret: "MIYA", the wire version, the ID's length, the ID).
+func hello(id string) string { return "MIYA\x02" + string(rune(len(id))) + id }
+
+// A door reads the dialer from its hello and hands the connection, hello included,
+// to that directed link's proxy: cutting n1→n2 refuses n1's connections to n2 and
+// passes n3's; a connection that says no hello of a node is reset.
+func TestDoorRoutesByHello(t *testing.T) {
+	target, accepted := echoServer(t)
+	links := map[Link]*Proxy{}
+	link := func(from, to int) *Proxy {
+		if from > 2 {
+			return nil
+		}
+		l := Link{from, to}
+		if links[l] == nil {
+			links[l] = newLinkProxy(target)
+			t.Cleanup(links[l].Close)
+		}
+		return links[l]
+	}
+	for _, from := range []int{0, 2} {
+		link(from, 1)
+	}
+	d, err := NewDoor(1, link)
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+
+	c := dial(t, d.Addr())
+	got, err := echoes(c, hello("n3")+"frames", 2*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, hello("n3")+"frames", got, "the hello goes on unchanged")
+
+	links[Link{0, 1}].SetMode(Refuse)
+	c = dial(t, d.Addr())
+	_, err = echoes(c, hello("n1")+"frames", 2*time.Second)
+	require.Error(t, err, "n1→n2 is cut")
+	c = dial(t, d.Addr())
+	_, err = echoes(c, hello("n3")+"more", 2*time.Second)
+	require.NoError(t, err, "n3→n2 is not")
+
+	before := accepted.Load()
+	for _, bad := range []string{"GET / HTTP/1.1\r\n\r\n", hello("n9"), hello("n2")} {
+		c = dial(t, d.Addr())
+		_, err = echoes(c, bad, 2*time.Second)
+		require.Error(t, err, "%q", bad)
+	}
+	require.Equal(t, before, accepted.Load(), "nothing without a hello of another node reaches the target")
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,9 +73,14 @@ const (
 	startTimeout   = 60 * time.Second // every node healthy, at the start and after the heal
 	settingTimeout = 30 * time.Second // the queue settings answered 200
 	lateDelivery   = 2 * time.Second  // after every task is final, calls still coming are recorded too
-	viewTimeout    = 5 * time.Second  // one GET /v1/tasks/{id}
-	viewWorkers    = 8
-	progressEvery  = 10 * time.Second
+	// One GET /v1/tasks/{id} of the drain. A replica answers in milliseconds; a
+	// member off the task's replica list may wait out its own 5 s query timeout
+	// after a replace (see finalEverywhere), so the drain asks many at once and
+	// gives up on one answer sooner: a question not answered is asked again next
+	// round.
+	viewTimeout   = 2 * time.Second
+	viewWorkers   = 32
+	progressEvery = 10 * time.Second
 )
 
 // Run runs the whole chaos test: build, start, load under faults, heal, drain,
@@ -177,14 +183,11 @@ func startCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 // by side, heals, drains and gathers the history.
 func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Cluster, worker *Worker) (*History, error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(cfg.Log, "chaos: "+format+"\n", a...) }
-	if err := setQueues(ctx, cluster); err != nil {
+	capped := slices.Contains(cfg.Kinds, KindSettings)
+	if err := setQueues(ctx, cluster, capped); err != nil {
 		return nil, err
 	}
 	logf("%d nodes healthy, queues set; load and faults for %s", cfg.Nodes, cfg.Duration)
-	urls := make([]string, cfg.Nodes)
-	for i := range urls {
-		urls[i] = cluster.URL(i)
-	}
 	var (
 		wg     sync.WaitGroup
 		spans  []FaultSpan
@@ -194,10 +197,10 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		spans, nemErr = runNemesis(ctx, cluster, schedule, start, logf)
+		spans, nemErr = runNemesis(ctx, cluster, schedule, start, cfg.Duration, logf)
 	}()
 	stopProgress := progress(cfg.Log, worker, start)
-	load := RunLoad(ctx, LoadConfig{Nodes: urls, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown})
+	load := RunLoad(ctx, LoadConfig{Nodes: cluster.MemberURLs, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown, Capped: capped})
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		stopProgress()
@@ -219,12 +222,48 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 	if err := waitCtx(ctx, startTimeout, cluster.WaitHealthy); err != nil {
 		logf("after the heal: %v (the drain goes on)", err)
 	}
-	views := drain(ctx, cfg, urls, load.Acked, logf)
+	// The drain asks the members only: a removed node's answers do not count, and
+	// what it held must have moved to them.
+	var members []target
+	for _, i := range cluster.Members() {
+		members = append(members, target{name: nodeName(i), url: cluster.URL(i)})
+	}
+	replaced := slices.ContainsFunc(spans, func(s FaultSpan) bool { return s.Kind == KindReplace })
+	views := drain(ctx, cfg, members, load.Acked, replaced, logf)
 	stopProgress()
 	time.Sleep(lateDelivery)
-	return &History{Nodes: cfg.Nodes, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
-		Faults: spans, Views: views, Crashes: cluster.UnexpectedExits()}, nil
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.name
+	}
+	return &History{Nodes: cluster.Len(), Members: names, Enqueued: load.Started, Acked: load.Acked, NotAcked: load.NotAcked + load.Skipped, Deliveries: worker.Deliveries(),
+		Faults: spans, Views: views, EndedUnknown: endedUnknown(cluster.LogPaths()), Crashes: cluster.UnexpectedExits()}, nil
 }
+
+// endedUnknown reads the tasks the nodes' logs say they ended unknown (the
+// daemon's "task ended unknown" line, at info level), in the order found.
+func endedUnknown(logs []string) []string {
+	var out []string
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `msg="task ended unknown"`) {
+				continue
+			}
+			if _, rest, ok := strings.Cut(line, " id="); ok {
+				id, _, _ := strings.Cut(rest, " ")
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// target is a node the drain asks.
+type target struct{ name, url string }
 
 // waitCtx runs wait under ctx bounded by d.
 func waitCtx(ctx context.Context, d time.Duration, wait func(context.Context) error) error {
@@ -234,16 +273,36 @@ func waitCtx(ctx context.Context, d time.Duration, wait func(context.Context) er
 }
 
 // runNemesis applies schedule, each fault at start + its At, heals it For later,
-// and records when each really started and ended. It stops early when ctx ends.
-func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Time, logf func(string, ...any)) ([]FaultSpan, error) {
+// and records when each really started and ended. A fault that ended later than
+// planned (a replace that took longer than For) pushes the rest back by as much,
+// so that faults never overlap; a fault that would then end after the load is left
+// out. It stops early when ctx ends.
+func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Time, duration time.Duration, logf func(string, ...any)) ([]FaultSpan, error) {
 	var spans []FaultSpan
+	var shift time.Duration
 	for _, f := range schedule {
-		if !sleepUntil(ctx, start.Add(f.At)) {
+		planned := start.Add(f.At + shift)
+		if planned.Add(f.For).After(start.Add(duration)) {
+			logf("left out, %s late (a replace took longer than planned): %s", shift.Round(time.Millisecond), f)
+			continue
+		}
+		if !sleepUntil(ctx, planned) {
 			return spans, nil
 		}
 		span := FaultSpan{Fault: f, Start: time.Now()}
 		logf("%s", f)
-		if err := applyFault(c, f); err != nil {
+		if f.Kind == KindSettings {
+			// The PUT is the fault: a cap that is not in force everywhere until it
+			// answers 200 (the checker allows the higher of old and new till then).
+			var err error
+			if span.Answered, err = putQueue(ctx, c.URL(f.Via), queueCapped, map[string]any{"max_concurrent": f.Cap}); err != nil {
+				span.Problem = err.Error()
+				logf("%s", err)
+			}
+		} else if err := applyFault(ctx, c, f, logf); errors.Is(err, errMembership) {
+			span.Problem = err.Error()
+			logf("%s", err)
+		} else if err != nil {
 			return spans, err
 		}
 		sleepUntil(ctx, span.Start.Add(f.For))
@@ -252,6 +311,9 @@ func runNemesis(ctx context.Context, c *Cluster, schedule []Fault, start time.Ti
 		}
 		span.End = time.Now()
 		spans = append(spans, span)
+		if over := span.End.Sub(planned.Add(f.For)); over > time.Second {
+			shift += over
+		}
 	}
 	return spans, nil
 }
@@ -266,7 +328,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-func applyFault(c *Cluster, f Fault) error {
+func applyFault(ctx context.Context, c *Cluster, f Fault, logf func(string, ...any)) error {
 	mode := Refuse
 	if f.Blackhole {
 		mode = Blackhole
@@ -276,6 +338,8 @@ func applyFault(c *Cluster, f Fault) error {
 		return killAll(c, f.Nodes)
 	case KindPause:
 		return c.Pause(f.Nodes[0])
+	case KindReplace:
+		return replace(ctx, c, f, logf)
 	default:
 		c.SetLinks(f.Cuts, mode)
 		return nil
@@ -304,6 +368,8 @@ func healFault(c *Cluster, f Fault) error {
 		return errors.Join(errs...)
 	case KindPause:
 		return c.Continue(f.Nodes[0])
+	case KindReplace, KindSettings:
+		return nil // done when applied
 	default:
 		c.SetLinks(f.Cuts, Pass)
 		return nil
@@ -313,38 +379,52 @@ func healFault(c *Cluster, f Fault) error {
 // setQueues makes one queue at-most-once and the other at-least-once with a short
 // backoff (so that the drain does not wait out a long one), repeating each PUT
 // until it answers 200: every member then has it.
-func setQueues(ctx context.Context, c *Cluster) error {
-	cl, _ := client.New(c.URL(0), "", 10*time.Second)
+func setQueues(ctx context.Context, c *Cluster, capped bool) error {
+	retry := map[string]any{"min_backoff": "0.1s", "max_backoff": "2s"}
 	settings := map[string]map[string]any{
 		queueAtMostOnce:  {"delivery": "at-most-once"},
-		queueAtLeastOnce: {"delivery": "at-least-once", "retry": map[string]any{"min_backoff": "0.1s", "max_backoff": "2s"}},
+		queueAtLeastOnce: {"delivery": "at-least-once", "retry": retry},
+		queueCapped:      {"delivery": "at-least-once", "retry": retry, "max_concurrent": initialCap},
 	}
-	for _, q := range []string{queueAtLeastOnce, queueAtMostOnce} {
-		deadline := time.Now().Add(settingTimeout)
-		for {
-			_, err := cl.SetQueue(ctx, q, settings[q])
-			if err == nil {
-				break
-			}
-			var apiErr *client.Error
-			if errors.As(err, &apiErr) && apiErr.Code < 500 {
-				return fmt.Errorf("setting queue %s: %w", q, err)
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("setting queue %s: not answered 200 in %s: %w", q, settingTimeout, err)
-			}
-			time.Sleep(200 * time.Millisecond)
+	queues := []string{queueAtLeastOnce, queueAtMostOnce}
+	if capped {
+		queues = append(queues, queueCapped)
+	}
+	for _, q := range queues {
+		if _, err := putQueue(ctx, c.URL(0), q, settings[q]); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// drain asks every node about every acknowledged task until each is final on
-// every node, in one state, or cfg.Drain passes; it returns the last answers.
-func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf func(string, ...any)) map[string][]NodeView {
-	clients := make([]*client.Client, len(urls))
-	for i, u := range urls {
-		clients[i], _ = client.New(u, "", viewTimeout)
+// putQueue sends PUT /v1/queues/{q} through base until it answers 200 (every
+// member has the settings), at most settingTimeout; it returns when it answered.
+func putQueue(ctx context.Context, base, q string, settings map[string]any) (time.Time, error) {
+	cl, _ := client.New(base, "", 10*time.Second)
+	deadline := time.Now().Add(settingTimeout)
+	for {
+		_, err := cl.SetQueue(ctx, q, settings)
+		if err == nil {
+			return time.Now(), nil
+		}
+		var apiErr *client.Error
+		if errors.As(err, &apiErr) && apiErr.Code < 500 {
+			return time.Time{}, fmt.Errorf("setting queue %s: %w", q, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return time.Time{}, fmt.Errorf("setting queue %s: not answered 200 in %s: %w", q, settingTimeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// drain asks every member about every acknowledged task until each is final on
+// every member, in one state, or cfg.Drain passes; it returns the last answers.
+func drain(ctx context.Context, cfg Config, members []target, acked []Ack, replaced bool, logf func(string, ...any)) map[string][]NodeView {
+	clients := make([]*client.Client, len(members))
+	for i, m := range members {
+		clients[i], _ = client.New(m.url, "", viewTimeout)
 	}
 	views := map[string][]NodeView{}
 	pending := make([]string, 0, len(acked))
@@ -353,15 +433,15 @@ func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf fun
 	}
 	deadline := time.Now().Add(cfg.Drain)
 	for round := 1; len(pending) > 0; round++ {
-		got := askAll(ctx, clients, pending)
+		got := askAll(ctx, clients, members, pending)
 		var still []string
 		for _, id := range pending {
 			views[id] = got[id]
-			if !finalEverywhere(got[id]) {
+			if !finalEverywhere(got[id], replaced) {
 				still = append(still, id)
 			}
 		}
-		logf("drain round %d: %d of %d tasks final on every node", round, len(acked)-len(still), len(acked))
+		logf("drain round %d: %d of %d tasks final on every member", round, len(acked)-len(still), len(acked))
 		pending = still
 		if len(pending) == 0 || time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(time.Second)) {
 			break
@@ -372,18 +452,43 @@ func drain(ctx context.Context, cfg Config, urls []string, acked []Ack, logf fun
 
 // finalEverywhere tells whether every node found the task in the same final state
 // (replicas that disagree still exchange outcomes: the drain waits for them too, and
-// the checker reports a disagreement that outlives it).
-func finalEverywhere(vs []NodeView) bool {
+// the checker reports a disagreement that outlives it). After a replace (replaced),
+// a member that is not on the task's replica list may not find it (a lookup through
+// it asks the replicas the ring places the ID on now, not the task's own list), and
+// a task that was final before its replicas were all replaced may be found by none
+// (only tasks not final are moved): those answers are settled too.
+func finalEverywhere(vs []NodeView, replaced bool) bool {
+	state := ""
+	found := 0
 	for _, v := range vs {
-		if !v.Found || !finalStates[v.Task.State] || v.Task.State != vs[0].Task.State {
+		switch {
+		case v.Err != "":
+			return false
+		case !v.Found:
+			continue
+		case !finalStates[v.Task.State] || (state != "" && v.Task.State != state):
+			return false
+		}
+		state = v.Task.State
+		found++
+	}
+	if found == len(vs) {
+		return len(vs) > 0
+	}
+	if !replaced {
+		return false
+	}
+	replicas := replicaNames(vs)
+	for _, v := range vs {
+		if !v.Found && replicas[v.Node] {
 			return false
 		}
 	}
-	return len(vs) > 0
+	return true
 }
 
-// askAll gets GET /v1/tasks/{id} of every id from every node, viewWorkers at a time.
-func askAll(ctx context.Context, clients []*client.Client, ids []string) map[string][]NodeView {
+// askAll gets GET /v1/tasks/{id} of every id from every member, viewWorkers at a time.
+func askAll(ctx context.Context, clients []*client.Client, members []target, ids []string) map[string][]NodeView {
 	out := make(map[string][]NodeView, len(ids))
 	for _, id := range ids {
 		out[id] = make([]NodeView, len(clients))
@@ -396,7 +501,7 @@ func askAll(ctx context.Context, clients []*client.Client, ids []string) map[str
 			defer wg.Done()
 			for j := range jobs {
 				id, n := ids[j[0]], j[1]
-				out[id][n] = askOne(ctx, clients[n], nodeName(n), id)
+				out[id][n] = askOne(ctx, clients[n], members[n].name, id)
 			}
 		}()
 	}

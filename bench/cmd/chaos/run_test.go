@@ -55,7 +55,7 @@ func requireAllGone(t *testing.T, c *Cluster) {
 	t.Helper()
 	require.NotNil(t, c)
 	pids := c.PIDs()
-	require.Len(t, pids, 3)
+	require.Len(t, pids, c.Len())
 	for _, pid := range pids {
 		require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "pid %d still exists", pid)
 	}
@@ -84,6 +84,32 @@ func TestRunEndToEnd(t *testing.T) {
 			require.GreaterOrEqual(t, starts[f.Nodes[0]], 2, "the killed node restarted: %v", starts)
 		}
 	}
+	requireAllGone(t, cluster)
+}
+
+// A replace under load: the dead node is never started again, the new one joined
+// (the load and the drain then use it), the run passes and leaves no process.
+func TestRunReplace(t *testing.T) {
+	cfg, out := testConfig(t, []FaultKind{KindReplace}, 25*time.Second)
+	var cluster *Cluster
+	cfg.onCluster = func(c *Cluster) { cluster = c }
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	report, err := Run(ctx, cfg)
+	require.NoError(t, err, out.String())
+	require.False(t, report.Failed(), out.String())
+	schedule := cfg.schedule()
+	require.Len(t, schedule, 1)
+	require.Equal(t, 1, report.Faults, out.String())
+	f := schedule[0]
+	starts := cluster.Starts()
+	require.Equal(t, 1, starts[f.Nodes[0]], "the replaced node stays dead: %v", starts)
+	require.Equal(t, 1, starts[f.Joiner], "the new node started once: %v", starts)
+	members := cluster.Members()
+	require.Len(t, members, 3)
+	require.Contains(t, members, f.Joiner)
+	require.NotContains(t, members, f.Nodes[0])
+	require.Contains(t, out.String(), "replace: "+nodeName(f.Nodes[0])+" removed")
 	requireAllGone(t, cluster)
 }
 
