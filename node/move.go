@@ -18,9 +18,8 @@ import (
 //
 //  1. The mover (the first replica of the list, by rank, that the roster still
 //     lists; the first replica when it lists none; and any removed replica whose
-//     timer fires, see fire) wins an ordinary claim on the
-//     task, marked as a move so that it is granted before the task is due:
-//     nobody else is delivering it.
+//     timer fires, see fire) wins an ordinary claim on the task, marked as a move
+//     so that it is granted before the task is due: nobody else is delivering it.
 //  2. It sends the new list (MsgMove) to the replicas of the old list; a replica
 //     stores it as pending (RecMove) only while the grant of that attempt to that
 //     mover is the one standing, as a Paxos acceptor takes a value only under the
