@@ -57,7 +57,8 @@ func (n *Node) fire(e *entry) {
 		n.finish(e, StateUnknown, 0)
 		return
 	}
-	if n.queuePaused(e.task.Queue) {
+	if n.queuePaused(e.task.Queue) && !n.removed {
+		// (A removed node moves the task whatever it last knew of the queue: below.)
 		// Look again later, keeping the replicas' stagger so that after the resume
 		// rank 0 goes first instead of all of them at once.
 		n.arm(e, timerFire, now.Add(pausePoll+time.Duration(e.rank)*n.cfg.ReplicaOffset))
@@ -68,6 +69,23 @@ func (n *Node) fire(e *entry) {
 		// (only possible after recovering our own grant from storage).
 		e.ext().reason = "at-most-once: this node held its one attempt when it restarted and cannot tell whether it delivered it"
 		n.finish(e, StateUnknown, 0)
+		return
+	}
+	if n.removed {
+		// Invariant: a removed node delivers nothing; when its timer fires it
+		// moves the task instead (move.go), whatever its rank. It learns no queue
+		// settings after its removal, so its deliveries ran under settings the
+		// members had changed since (a lowered cap exceeded: Q2, seeds 3, 13 and
+		// 45 of settings-flip-replacements). And the mover by rank, the first
+		// member the list names, may never have stored the task (a majority
+		// without it acknowledged the Store): left to it, such a task was moved by
+		// nobody (M2, L1; seeds 15, 22 and 34). Movers compete as claimants do, so
+		// more than one is safe.
+		if n.movesInFlight >= MaxMovesInFlight {
+			n.arm(e, timerFire, now.Add(moveEvery))
+			return
+		}
+		n.startMove(e, now)
 		return
 	}
 	if e.pending != nil {
@@ -317,6 +335,16 @@ func (n *Node) handleClaimResp(m Message) {
 		return
 	}
 	e.mergeFailures(failuresOf(&m))
+	if e.task.ListVersion > 0 && e.rank < 0 && (m.Reject == RejectForgotten || m.Reject == RejectFinal && m.State == StateUnknown) {
+		// Invariant: a copy the list in force leaves out (a removed mover's, once
+		// its move is done) takes no unknown. Unknown gives way to what the delivery
+		// did, which such a copy would never hear of: its Outcomes, under a list that
+		// does not name it, are refused as forged (L3 on seeds 1 and 53 of
+		// settings-flip-replacements without this rule: a replica cut off ended
+		// unknown and learnt succeeded later; the removed mover kept the unknown it
+		// had taken). It decides nothing, so staying undecided costs nothing.
+		return
+	}
 	if m.Reject == RejectFinal {
 		e.ext().lastStatus = m.Status
 		e.ext().reason = m.Reason
@@ -349,7 +377,9 @@ func (n *Node) handleClaimResp(m Message) {
 			x.bestPending, x.bestBallot = p, m.Promised
 		}
 		if bits.OnesCount64(e.grants) >= n.quorum(e.task) {
-			if e.moving || e.bestPending != nil {
+			if e.moving || e.bestPending != nil || n.removed {
+				// A claim a removed node made before it learnt so moves too: it
+				// delivers nothing (see fire).
 				n.claimedForMove(e)
 			} else {
 				n.deliver(e)
@@ -697,6 +727,15 @@ func (n *Node) handleOutcome(m Message) {
 	}
 	ack := &syncAction{kind: syncOutcomeAck, to: from, taskID: taskID, e: e}
 	switch {
+	case m.State != StateCancelled && m.Task != nil && m.Task.ListVersion < e.task.ListVersion:
+		// Invariant: an Outcome sent under a list a move replaced is not adopted,
+		// only answered with what the task is here. Its sender decided under a list
+		// that no longer decides the task: a replica cut off during the move, or
+		// down and restarted with the old list, ends unknown an at-most-once task
+		// the list in force then delivers, and spread that unknown to the new list
+		// (L3 on seeds 39 and 53 of settings-flip-replacements without this rule).
+		// It keeps asking until its list's replicas hold the task final, and takes
+		// from them what the delivery did (tellsMore).
 	case m.State == StateCancelled && e.state.Final():
 		// Too late to cancel: the answer says what the task became (once durable).
 	case e.state.Final() && !n.tellsMore(e.state, m.State):

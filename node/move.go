@@ -17,9 +17,9 @@ import (
 // its version (the mover stores the list with its attempt as the floor).
 //
 //  1. The mover (the first replica of the list, by rank, that the roster still
-//     lists; the first replica when it lists none) wins an ordinary claim on the
-//     task, marked as a move so that it is granted before the task is due:
-//     nobody else is delivering it.
+//     lists; the first replica when it lists none; and any removed replica whose
+//     timer fires, see fire) wins an ordinary claim on the task, marked as a move
+//     so that it is granted before the task is due: nobody else is delivering it.
 //  2. It sends the new list (MsgMove) to the replicas of the old list; a replica
 //     stores it as pending (RecMove) only while the grant of that attempt to that
 //     mover is the one standing, as a Paxos acceptor takes a value only under the
@@ -132,6 +132,8 @@ func (n *Node) onMoveTick() {
 // needsMove reports whether e's list names a member the roster no longer lists
 // and this node is its mover: the first replica, by rank, that the roster lists
 // (or the first replica, when the roster lists none: a removed node still moves).
+// A removed replica also moves the tasks it holds when their timers fire (fire,
+// in claim.go).
 func (n *Node) needsMove(e *entry) bool {
 	if e.state.Final() || e.amnesiac || e.pending != nil || e.move != nil || e.rank < 0 {
 		return false

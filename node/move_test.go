@@ -154,3 +154,60 @@ func requireMoves(t *testing.T, env *acceptorEnv, want *Task, a uint64) {
 	}
 	require.Equal(t, map[NodeID]bool{"n1": true, "n2": true}, to, "a Move to each other replica of the old list")
 }
+
+// An Outcome sent under a list a move replaced is answered with what the task is
+// here, not taken: its sender decided under a list that no longer decides the
+// task, and its unknown would spread to the list in force, which may deliver it
+// (L3 on seeds 39 and 53 of settings-flip-replacements without the rule).
+func TestOutcomeUnderReplacedListIsAnsweredNotTaken(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	step(env, n, Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+
+	// n2 claims under the list a move put in force, which leaves n1 out: n3 takes it.
+	next := movedTo(task, 1, "n2", "n3", "n4")
+	require.True(t, claim(t, env, n, next, "n2", 2, 22).Granted)
+	release(env, n, next, "n2", 2, 22, t0, 0)
+
+	// n1 ended it unknown under the old list.
+	outcome := func(from NodeID, under *Task, s TaskState) Message {
+		return answer(t, env, n, Message{Type: MsgOutcome, From: from, To: "n3", TaskID: task.ID, Task: under, Attempt: 1, State: s}, MsgOutcomeResp)
+	}
+	require.Equal(t, StateScheduled, outcome("n1", task, StateUnknown).State, "answered with what the task is here")
+	st, _ := n.Task(task.ID)
+	require.Equal(t, StateScheduled, st.State, "not taken")
+	require.Equal(t, uint64(1), st.Task.ListVersion)
+
+	// Under the list in force an Outcome is taken, and n1, asking again, learns it.
+	require.Equal(t, StateSucceeded, outcome("n2", next, StateSucceeded).State)
+	require.Equal(t, StateSucceeded, outcome("n1", task, StateUnknown).State)
+}
+
+// A copy that the list in force leaves out takes no unknown from a claim's answer:
+// unknown gives way to what the delivery did, which such a copy would never hear
+// of (its Outcomes, under a list that does not name it, are refused as forged):
+// L3 on seeds 1 and 53 of settings-flip-replacements without the rule. What is
+// settled for good, it takes.
+func TestLeftOutCopyTakesNoUnknown(t *testing.T) {
+	t0 := epoch
+	task := acceptorTask(t0)
+	env := &acceptorEnv{now: t0}
+	n := bootAcceptor(t, env, 1)
+	step(env, n, Message{Type: MsgStore, From: "n1", To: "n3", TaskID: task.ID, Task: task})
+
+	// n1 claims under the list a move put in force, which leaves n3 out: n3 takes it.
+	next := movedTo(task, 1, "n1", "n2", "n4")
+	claim(t, env, n, next, "n1", 2, 12)
+	st, _ := n.Task(task.ID)
+	require.Equal(t, uint64(1), st.Task.ListVersion)
+
+	final := func(s TaskState) TaskState {
+		step(env, n, Message{Type: MsgClaimResp, From: "n2", To: "n3", TaskID: task.ID, Attempt: 1, Reject: RejectFinal, State: s})
+		st, _ := n.Task(task.ID)
+		return st.State
+	}
+	require.Equal(t, StateScheduled, final(StateUnknown), "unknown is not taken")
+	require.Equal(t, StateSucceeded, final(StateSucceeded), "succeeded is")
+}

@@ -425,6 +425,24 @@ var Catalogue = []Mutant{
 		Edits: edit("node/claim.go", "\treturn m.Task != nil && m.Task.Rank(m.From) >= 0 && m.Task.ListVersion < e.task.ListVersion\n", "\treturn false && m.Task != nil\n"),
 	},
 	{
+		Name: "removed-node-delivers",
+		Desc: "a removed node delivers the tasks it still holds, under the queue settings it had when removed, instead of moving them when they fall due",
+		Edits: []Edit{
+			{File: "node/claim.go", Old: "\tif n.removed {\n\t\t// Invariant: a removed node delivers nothing", New: "\tif false {\n\t\t// Invariant: a removed node delivers nothing"},
+			{File: "node/claim.go", Old: "if e.moving || e.bestPending != nil || n.removed {", New: "if e.moving || e.bestPending != nil {"},
+		},
+	},
+	{
+		Name:  "outcome-under-replaced-list-adopted",
+		Desc:  "a replica holding a later list takes the final state of an Outcome sent under a list a move replaced (a stale unknown spreads to the list in force)",
+		Edits: edit("node/claim.go", "case m.State != StateCancelled && m.Task != nil && m.Task.ListVersion < e.task.ListVersion:", "case false:"),
+	},
+	{
+		Name:  "left-out-copy-takes-unknown",
+		Desc:  "a copy the list in force leaves out takes unknown from a claim's answer, though it will never hear what the delivery did",
+		Edits: edit("node/claim.go", "if e.task.ListVersion > 0 && e.rank < 0 && (m.Reject == RejectForgotten", "if false && e.task.ListVersion > 0 && e.rank < 0 && (m.Reject == RejectForgotten"),
+	},
+	{
 		Name:  "grant-sent-after-final",
 		Desc:  "a grant whose record became durable is sent even when the task turned final while it waited for the sync",
 		Edits: edit("node/syncs.go", "if e := n.peek(m.TaskID); e != nil && e.state.Final() {", "if e := n.peek(m.TaskID); false && e != nil && e.state.Final() {"),
