@@ -713,9 +713,14 @@ func (n *Node) handleOutcome(m Message) {
 	// and attempts are per ID, so that delivery was this task's, whichever enqueue of
 	// the name the holder stored.
 	from, taskID := m.From, m.TaskID // not m: ack would move it to the heap
-	if e == nil && m.Task != nil && m.State.Final() && m.Task.Rank(n.cfg.ID) >= 0 {
+	if e == nil && m.Task != nil && m.State.Final() && m.Task.Rank(n.cfg.ID) >= 0 && !n.mayHaveForgotten(m.Task) {
 		// We lost the task (or never got it): keep it as final, so that we can never
-		// be talked into granting it again.
+		// be talked into granting it again. Invariant: not one we may have forgotten
+		// after its dedup window (forget.go refuses its claims already): a straggler
+		// back after the window, a removed member's stale copy, ends such a task
+		// unknown when everyone answers that they forgot it, and its Outcome made the
+		// replicas hold unknown again a task they had succeeded (L3 on seeds 47 and
+		// 50 of replace-by-stop).
 		e = n.newEntry(m.Task)
 		e.state = StateNone
 		n.addEntry(e)

@@ -30,3 +30,26 @@ func TestCompactionPolicyKeeps(t *testing.T) {
 	require.False(t, p.Keep(&Record{Kind: RecGrant, TaskID: "gone"}))
 	require.True(t, p.Keep(&Record{Kind: RecGrant, TaskID: "kept"}))
 }
+
+// A task forgotten after its dedup window is not brought back by an Outcome: a
+// straggler that asks its replicas about it hears only that they forgot it, ends
+// it unknown, and tells them so; holding that unknown again, a replica would say
+// "unknown" of a task that succeeded (L3 on seeds 47 and 50 of replace-by-stop).
+func TestForgottenTaskIsNotBroughtBackByAnOutcome(t *testing.T) {
+	h := newHarness(t, 3, 1, func(c *Config) { c.DedupWindow = 10 * time.Second })
+	r := h.enqueue("n1", req(0))
+	h.run(h.elapsed() + time.Second)
+	id := acked(t, r)
+	st, ok := h.node("n1").Task(id)
+	require.True(t, ok)
+	require.Equal(t, StateSucceeded, st.State)
+	task := st.Task
+	h.run(h.elapsed() + 30*time.Second)
+	_, ok = h.node("n1").Task(id)
+	require.False(t, ok, "forgotten after the dedup window")
+
+	h.node("n1").Step(Message{Type: MsgOutcome, From: "n2", To: "n1", TaskID: id, Task: task, State: StateUnknown})
+	h.run(h.elapsed() + time.Second)
+	_, ok = h.node("n1").Task(id)
+	require.False(t, ok, "a forgotten task came back as unknown")
+}
