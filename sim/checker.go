@@ -327,7 +327,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 			time.Duration(now), due, time.Duration(c.skew))
 	}
 	if r.success >= 0 { // S3
-		if c.checkAfterSuccess(r, s, d.Attempt) {
+		if c.checkAfterSuccess(r, s, d.Attempt, d.Task.ListVersion) {
 			c.checkMovedDuplicate(tasks, c.deliveries[r.success], s, d)
 		}
 	}
@@ -365,21 +365,44 @@ func (c *checker) deliveryInFlight(s *simNode, d node.Delivery) int {
 // starts: a claimant that won its quorum before the success reached a majority may
 // start after (it was paused with its last grant in its input buffer, say), and no
 // replica could have stopped it.
-func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) (violated bool) {
+func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt, list uint64) (violated bool) {
 	succ := c.deliveries[r.success]
 	holder := succ.node
-	won := c.quorumAt(r, s, attempt)
-	knowers := 0
-	for _, t := range r.knowsFinal {
-		if t >= 0 && t < won { // at the same instant, the grant came first (or the acceptor would have refused)
-			knowers++
-		}
-	}
 	tasks := []string{r.task.ID}
-	if knowers >= len(r.task.Replicas)/2+1 {
-		c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas (before the claim won its quorum at %s)",
-			attempt, s.id, holder.id, time.Duration(r.successEnd), time.Duration(won))
-		return true
+	if g := c.grantTimes[grantKey{r.task.ID, attempt, s.id}]; g != nil && list == succ.list {
+		// A replica that knew of the success when it granted this claim should have
+		// refused it (at the same instant, the grant came first). What S3 judges is
+		// what each granter knew as it granted (under one replica list): a replica
+		// that granted before the success reached it cannot take its grant back, so
+		// a majority that knew before the claim's last grant does not make a
+		// violation by itself (seed 45 of big-cluster-swarm: a grant given before a
+		// partition healed, the success's Done and the claim's last grant both held
+		// back by it and delivered at the heal, the Done first).
+		for rank, at := range g.byRank {
+			if t := r.knowsFinal[rank]; t >= 0 && t < at {
+				c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s: %s knew of the success at %s and granted the attempt at %s",
+					attempt, s.id, holder.id, time.Duration(r.successEnd), r.task.Replicas[rank], time.Duration(t), time.Duration(at))
+				return true
+			}
+		}
+	} else {
+		// Under another replica list than the success's (a move: granters of the
+		// new list are not tracked by the first list's ranks), or with no grants known
+		// (the naive protocol has none): a success a majority of the first list knew
+		// of before the claim won its quorum, as two lists both deciding the task
+		// shows (M2 beside it: checkMovedDuplicate).
+		won := c.quorumAt(r, s, attempt)
+		knowers := 0
+		for _, t := range r.knowsFinal {
+			if t >= 0 && t < won { // at the same instant, the grant came first (or the acceptor would have refused)
+				knowers++
+			}
+		}
+		if knowers >= len(r.task.Replicas)/2+1 {
+			c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas (before the claim won its quorum at %s)",
+				attempt, s.id, holder.id, time.Duration(r.successEnd), time.Duration(won))
+			return true
+		}
 	}
 	var causes []string
 	if c.crashedAt[holder.idx] >= succ.start {
@@ -394,7 +417,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt uint64) (vio
 			break
 		}
 	}
-	if r.outcomeLost && c.keptSendingDone(r, holder, won) {
+	if r.outcomeLost && c.keptSendingDone(r, holder, c.quorumAt(r, s, attempt)) {
 		causes = append(causes, "outcome messages lost")
 	}
 	if r.lostState != 0 {
@@ -457,8 +480,9 @@ func (c *checker) quorumAt(r *taskRec, s *simNode, attempt uint64) int64 {
 
 // grantInfo is when each acceptor first granted one claim.
 type grantInfo struct {
-	ranks uint64
-	at    []int64 // in the order they were given
+	ranks  uint64
+	at     []int64       // in the order they were given
+	byRank map[int]int64 // by the granter's rank
 }
 
 // nodeSent sees every message a node sends, to itself included, as it sends it
@@ -499,6 +523,10 @@ func (c *checker) nodeSent(s *simNode, m node.Message) {
 		if g.ranks&(1<<rank) == 0 {
 			g.ranks |= 1 << rank
 			g.at = append(g.at, c.w.now)
+			if g.byRank == nil {
+				g.byRank = map[int]int64{}
+			}
+			g.byRank[rank] = c.w.now
 		}
 	}
 }
