@@ -15,8 +15,14 @@ func (n *Node) fire(e *entry) {
 	if e.state.Final() || e.delivering || e.claiming != 0 || n.stopping {
 		return
 	}
-	if e.task.ListVersion > 0 && e.rank < 0 || e.pending != nil && e.pending.Rank(n.cfg.ID) < 0 {
-		return // not a replica of the list in force, or of the one a move stored (move.go)
+	if e.task.ListVersion > 0 && e.rank < 0 || e.pending != nil && e.pending.Rank(n.cfg.ID) < 0 && !n.removed {
+		// Not a replica of the list in force, or of the one a move stored (move.go).
+		// A removed node goes on (below: it moves the task): a move it began stored
+		// the new list here, and when it and the other removed copy are the task's
+		// only holders, nobody else can finish the move (M2, L1 on seed 52 of
+		// ship-of-theseus-5: a power loss cut the move, and the restarted mover
+		// skipped the task for good).
+		return
 	}
 	now := n.now()
 	if e.pending != nil && n.movesInFlight >= MaxMovesInFlight {
