@@ -15,16 +15,25 @@ func (n *Node) fire(e *entry) {
 	if e.state.Final() || e.delivering || e.claiming != 0 || n.stopping {
 		return
 	}
-	if e.task.ListVersion > 0 && e.rank < 0 || e.pending != nil && e.pending.Rank(n.cfg.ID) < 0 && !n.removed {
+	now := n.now()
+	if e.task.ListVersion > 0 && e.rank < 0 || e.pending != nil && e.pending.Rank(n.cfg.ID) < 0 {
 		// Not a replica of the list in force, or of the one a move stored (move.go).
-		// A removed node goes on (below: it moves the task): a move it began stored
-		// the new list here, and when it and the other removed copy are the task's
-		// only holders, nobody else can finish the move (M2, L1 on seed 52 of
+		// A removed node still finishes the move and decides nothing else: a move
+		// it began stored the new list here, and when the removed copies are the
+		// task's only holders, nobody else can finish it (M2, L1 on seed 52 of
 		// ship-of-theseus-5: a power loss cut the move, and the restarted mover
-		// skipped the task for good).
+		// skipped the task for good; deciding the task unknown as well ended it
+		// so while the new list delivered it: L3, seed 94 of
+		// membership-leader-cut-off).
+		if n.removed && e.pending != nil && e.rank >= 0 {
+			if n.movesInFlight >= MaxMovesInFlight {
+				n.arm(e, timerFire, now.Add(moveEvery))
+				return
+			}
+			n.startMove(e, now)
+		}
 		return
 	}
-	now := n.now()
 	if e.pending != nil && n.movesInFlight >= MaxMovesInFlight {
 		n.arm(e, timerFire, now.Add(moveEvery))
 		return
