@@ -369,7 +369,7 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt, list uint64
 	succ := c.deliveries[r.success]
 	holder := succ.node
 	tasks := []string{r.task.ID}
-	if g := c.grantTimes[grantKey{r.task.ID, attempt, s.id}]; g != nil && list == succ.list {
+	if g := c.grantTimes[grantKey{r.task.ID, attempt, s.id}]; g != nil && list == succ.list && c.quorum(r.task) > len(r.task.Replicas)/2 {
 		// A replica that knew of the success when it granted this claim should have
 		// refused it (at the same instant, the grant came first). What S3 judges is
 		// what each granter knew as it granted (under one replica list): a replica
@@ -387,10 +387,12 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt, list uint64
 		}
 	} else {
 		// Under another replica list than the success's (a move: granters of the
-		// new list are not tracked by the first list's ranks), or with no grants known
-		// (the naive protocol has none): a success a majority of the first list knew
-		// of before the claim won its quorum, as two lists both deciding the task
-		// shows (M2 beside it: checkMovedDuplicate).
+		// new list are not tracked by the first list's ranks), with no grants known
+		// (the naive protocol has none), or with claim quorums smaller than a
+		// majority (which need not meet a knower: the small-quorum control): a
+		// success a majority of the first list knew of before the claim won its
+		// quorum, as two lists both deciding the task shows (M2 beside it:
+		// checkMovedDuplicate).
 		won := c.quorumAt(r, s, attempt)
 		knowers := 0
 		for _, t := range r.knowsFinal {

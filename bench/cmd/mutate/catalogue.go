@@ -59,7 +59,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "stagger-from-rank-one",
 		Desc:  "the replica stagger counts from rank 1: rank 0's timer goes off one offset before the ETA",
-		Edits: edit("node/node.go", "e.nextETA.Add(time.Duration(e.rank)*n.cfg.ReplicaOffset))", "e.nextETA.Add(time.Duration(e.rank-1)*n.cfg.ReplicaOffset))"),
+		Edits: edit("node/node.go", "at := e.nextETA.Add(time.Duration(e.rank) * n.cfg.ReplicaOffset)", "at := e.nextETA.Add(time.Duration(e.rank-1) * n.cfg.ReplicaOffset)"),
 	},
 
 	// --- acceptor: grants ----------------------------------------------------------
@@ -450,7 +450,7 @@ var Catalogue = []Mutant{
 	{
 		Name:  "drain-releases-finished-attempts",
 		Desc:  "a node that stops (SIGTERM's drain) releases the attempt of a task it delivered, as if the attempt were over undelivered",
-		Edits: edit("node/node.go", "e.claiming != 0 && !e.delivering && !e.state.Final() {", "e.claiming != 0 && !e.delivering {"),
+		Edits: edit("node/node.go", "if e := n.tasks[id]; e.claiming != 0 && !e.delivering && !e.state.Final() {", "if e := n.tasks[id]; e.claiming != 0 && !e.delivering {"),
 	},
 	{
 		Name:  "purged-store-keeps-outcome-only",
