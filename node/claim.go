@@ -26,11 +26,7 @@ func (n *Node) fire(e *entry) {
 		// so while the new list delivered it: L3, seed 94 of
 		// membership-leader-cut-off).
 		if n.removed && e.pending != nil && e.rank >= 0 {
-			if n.movesInFlight >= MaxMovesInFlight {
-				n.arm(e, timerFire, now.Add(moveEvery))
-				return
-			}
-			n.startMove(e, now)
+			n.startMoveWhenRoom(e, now)
 		}
 		return
 	}
@@ -96,11 +92,7 @@ func (n *Node) fire(e *entry) {
 		// without it acknowledged the Store): left to it, such a task was moved by
 		// nobody (M2, L1; seeds 15, 22 and 34). Movers compete as claimants do, so
 		// more than one is safe.
-		if n.movesInFlight >= MaxMovesInFlight {
-			n.arm(e, timerFire, now.Add(moveEvery))
-			return
-		}
-		n.startMove(e, now)
+		n.startMoveWhenRoom(e, now)
 		return
 	}
 	if e.pending != nil {

@@ -167,6 +167,16 @@ func (n *Node) mayMoveNow(e *entry, now time.Time) bool {
 	return !(e.task.Delivery == AtMostOnce && e.promised > 0 && !e.released)
 }
 
+// startMoveWhenRoom starts the move of e now, or, with MaxMovesInFlight moves
+// already in flight, tries again in moveEvery.
+func (n *Node) startMoveWhenRoom(e *entry, now time.Time) {
+	if n.movesInFlight >= MaxMovesInFlight {
+		n.arm(e, timerFire, now.Add(moveEvery))
+		return
+	}
+	n.startMove(e, now)
+}
+
 // startMove claims the task for a move.
 func (n *Node) startMove(e *entry, now time.Time) {
 	e.ext().moving = true
