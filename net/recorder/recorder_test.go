@@ -178,7 +178,10 @@ func TestRingDropsOldFiles(t *testing.T) {
 	require.NotEmpty(t, res[0].From, "the replay should have started from a snapshot")
 	require.NotEqual(t, "r000001-000000.rec", res[0].From)
 	t.Logf("%+v %v", res[0], names(entries))
-	require.Greater(t, res[0].Inputs, 100)
+	// How many inputs follow the kept snapshot depends on when the last rotation
+	// fell (CI once saw 20, an idle machine 600-700): what matters is that the
+	// replay ran some from the snapshot and matched (Diff nil above).
+	require.Positive(t, res[0].Inputs)
 
 	// Observe (check, import) takes the run too: its events open with what the
 	// snapshot held, then follow the node from there.
