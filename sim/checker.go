@@ -85,6 +85,9 @@ type taskRec struct {
 	failures    int
 	know        []uint64
 	outcomeLost bool // an Outcome message about it was dropped
+	// outcomeHeld: when the latest Outcome each node sent that the network held back
+	// (a reorder's delay on top of its latency) reaches its replica.
+	outcomeHeld map[node.NodeID]int64
 	// doneSent: when each node last sent an Outcome with a final state; doneAcks: the
 	// replicas (by rank) that answered each node's Outcome with a final state.
 	doneSent map[node.NodeID]int64
@@ -422,6 +425,12 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt, list uint64
 	if r.outcomeLost && c.keptSendingDone(r, holder, c.quorumAt(r, s, attempt)) {
 		causes = append(causes, "outcome messages lost")
 	}
+	if r.outcomeHeld[holder.id] > c.quorumAt(r, s, attempt) {
+		// A Done on its way when the claim won, held back by the network (a
+		// message delay beyond the lease is, to the acceptors, a loss that
+		// ends later: seed 36 of grant-sync-race, a Done 1.15 s late).
+		causes = append(causes, "outcome messages held back")
+	}
 	if r.lostState != 0 {
 		causes = append(causes, "a replica lost its state")
 	}
@@ -556,6 +565,20 @@ func (c *checker) deliveryEnded(id int, status int) {
 				r.know[i] |= bit // it learns when the lease it gave runs out
 			}
 		}
+	}
+}
+
+// outcomeHeldBack notes that the network holds an Outcome back until arrival, for
+// S3's excuses.
+func (c *checker) outcomeHeldBack(m node.Message, arrival int64) {
+	if m.Type != node.MsgOutcome {
+		return
+	}
+	for _, r := range c.byID[m.TaskID] {
+		if r.outcomeHeld == nil {
+			r.outcomeHeld = map[node.NodeID]int64{}
+		}
+		r.outcomeHeld[m.From] = max(r.outcomeHeld[m.From], arrival)
 	}
 }
 

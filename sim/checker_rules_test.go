@@ -341,6 +341,36 @@ func TestS3LostOutcomesExcuseOnlyAHolderThatKeptSending(t *testing.T) {
 	}
 }
 
+// An Outcome the network holds back (a reorder's delay) excuses a duplicate only
+// when it was still on its way as the new claim won its quorum (seed 36 of an early
+// grant-sync-race: a Done 1.15 s late, past the lease); one that arrived before is
+// no excuse.
+func TestS3HeldBackOutcomeExcusesOnlyWhileOnItsWay(t *testing.T) {
+	for _, late := range []bool{true, false} {
+		w, task := checkerWorld(t, `{}`, "10ms")
+		n1, n2, n3 := w.nodes[0], w.nodes[1], w.nodes[2]
+		deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 200)
+		learnsSuccess(w, n1, task)
+		arrival := int64(2500 * time.Millisecond)
+		if late {
+			arrival = int64(5 * time.Second)
+		}
+		w.check.outcomeHeldBack(node.Message{Type: node.MsgOutcome, From: "n1", To: "n2", TaskID: task.ID, Attempt: 1, State: node.StateSucceeded}, arrival)
+		w.now = int64(4 * time.Second)
+		grantBy(w, n2, n3, task, 2)
+		grantBy(w, n3, n3, task, 2)
+		deliverAt(w, n3, task, 2, 4*time.Second, 4500*time.Millisecond, 200)
+		if late {
+			require.Empty(t, w.check.violations)
+			require.Len(t, w.check.excused, 1)
+			require.Equal(t, "outcome messages held back", w.check.excused[0].Cause)
+			continue
+		}
+		require.Len(t, w.check.violations, 1, "a Done that arrived before the claim won")
+		require.Equal(t, "S3", w.check.violations[0].Invariant)
+	}
+}
+
 // While no node is up the clients wait, holding their requests: they send exactly
 // workload.tasks of them, and the run ends once every answer is in, not at the
 // liveness bound.

@@ -154,6 +154,7 @@ func (w *world) deliverAfterLatency(to *simNode, m node.Message, know []uint64) 
 	d := w.uniform(w.rngNet, w.sc.Network.Latency)
 	if w.net.reorder > 0 && w.rngNet.Float64() < w.net.reorder {
 		d += time.Duration(w.rngNet.Int64N(int64(w.sc.Network.ReorderDelay) + 1))
+		w.check.outcomeHeldBack(m, w.now+int64(d))
 	}
 	w.after(d, func() { w.receive(to, m, know) })
 }
