@@ -371,6 +371,29 @@ func TestS3HeldBackOutcomeExcusesOnlyWhileOnItsWay(t *testing.T) {
 	}
 }
 
+// A scenario's change of a queue made while that queue's setup PUT is still
+// unanswered waits for it: made at once, it ended the setup's repeats, and the
+// clients, who begin once every setup is answered, never began (seeds that sent no
+// task at all, and passed).
+func TestQueueChangesWaitForTheQueuesSetup(t *testing.T) {
+	sc := mustParse(t, `{
+  "name": "setup-held",
+  "cluster": {"nodes": 3, "replicas": 3},
+  "workload": {"tasks": 30, "rate": 10, "countdown": {"min": "0s", "max": "1s"},
+    "queues": [{"name": "slow", "rate": 5, "bucket_size": 2}]},
+  "faults": {"schedule": [
+    {"at": "0s", "kind": "crash", "nodes": ["n3"], "duration": "12s"},
+    {"at": "4s", "kind": "pause_queue", "queue": "slow"},
+    {"at": "6s", "kind": "resume_queue", "queue": "slow"}]},
+  "duration": "20s",
+  "liveness_bound": "2m"
+}`)
+	res, err := Run(sc, 1, Options{})
+	require.NoError(t, err)
+	require.False(t, res.Failed(), res.Report())
+	require.Equal(t, 30, res.Enqueued, "the clients never began")
+}
+
 // While no node is up the clients wait, holding their requests: they send exactly
 // workload.tasks of them, and the run ends once every answer is in, not at the
 // liveness bound.

@@ -45,8 +45,36 @@ func (w *world) manage(f FaultEvent) {
 		w.manageThen(f, nil)
 		return
 	}
+	if w.settingUp[f.Queue] {
+		// The operator's changes of a queue follow its setup, as the clients do:
+		// made now, a change would end the setup PUT's repeats (see
+		// changeUntilDone), and a setup never answered holds the clients back for
+		// the whole run, which then tests nothing (seeds 2, 3 and 8 of a swarm
+		// with messages held 12 s sent no task at all).
+		w.heldChanges[f.Queue] = append(w.heldChanges[f.Queue], heldChange{f: f, at: w.now})
+		return
+	}
 	w.changeGen[f.Queue]++
 	w.changeUntilDone(f, nil)
+}
+
+// heldChange is a scenario's change of a queue held until the queue's setup was
+// answered, and when it was due.
+type heldChange struct {
+	f  FaultEvent
+	at int64
+}
+
+// setUpDone makes the changes of queue held during its setup, keeping their
+// spacing, the first at once.
+func (w *world) setUpDone(queue string) {
+	delete(w.settingUp, queue)
+	held := w.heldChanges[queue]
+	delete(w.heldChanges, queue)
+	for _, h := range held {
+		f := h.f
+		w.after(time.Duration(h.at-held[0].at), func() { w.manage(f) })
+	}
 }
 
 // queueChange are the management requests that change a queue's setting.
@@ -203,7 +231,12 @@ func (w *world) setUpQueues(then func()) {
 		}
 		pending++
 		qs := q
+		if w.settingUp == nil {
+			w.settingUp, w.heldChanges = map[string]bool{}, map[string][]heldChange{}
+		}
+		w.settingUp[q.Name] = true
 		w.changeUntilDone(FaultEvent{Kind: "set_queue", Queue: q.Name, Settings: &qs}, func() {
+			w.setUpDone(q.Name)
 			if pending--; pending == 0 {
 				then()
 			}

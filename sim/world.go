@@ -47,10 +47,15 @@ type world struct {
 	// changeGen counts the clients' changes of each queue, so that the repeats of
 	// an older change stop once a newer one was made (see changeUntilDone).
 	changeGen map[string]int
-	trace     *tracer
-	liveQueue string // see Options.liveQueue
-	tweak     func(*node.Config)
-	started   func(*node.Node)
+	// settingUp names the queues whose setup PUT (workload.queues) is not answered
+	// yet; heldChanges are the scenario's changes of such a queue, made once it is (see
+	// manage).
+	settingUp   map[string]bool
+	heldChanges map[string][]heldChange
+	trace       *tracer
+	liveQueue   string // see Options.liveQueue
+	tweak       func(*node.Config)
+	started     func(*node.Node)
 }
 
 // at schedules fn at true time t (never in the past).
