@@ -70,8 +70,13 @@ type leaseAcceptor struct {
 
 // leaderClaim is a claim round of the roster lease this node is making.
 type leaderClaim struct {
-	seq     uint64 // what alarms name it by (alarms.go)
-	ballot  uint64
+	seq    uint64 // what alarms name it by (alarms.go)
+	ballot uint64
+	// round is this claim round's random number, echoed by its answers: a renewal
+	// repeats its ballot, so the ballot alone does not tell a grant of this round
+	// from a late grant of an earlier one, which the acceptor gave before sent and
+	// whose lease ends before the one this round counts from sent.
+	round   uint64
 	sent    time.Time
 	renewal bool
 	// whileLeading: a claim of a higher ballot by the leader itself (a member
@@ -196,10 +201,10 @@ func (n *Node) claimLeader(renewal bool) {
 		n.maxBallot++
 		ballot = n.maxBallot
 	}
-	op := &leaderClaim{seq: n.nextOpSeq(), ballot: ballot, sent: n.now(), renewal: renewal, whileLeading: !renewal && n.leading(), epoch: n.roster.Epoch, members: n.members, grants: map[NodeID]bool{}}
+	op := &leaderClaim{seq: n.nextOpSeq(), ballot: ballot, round: n.env.Rand.Uint64() | 1, sent: n.now(), renewal: renewal, whileLeading: !renewal && n.leading(), epoch: n.roster.Epoch, members: n.members, grants: map[NodeID]bool{}}
 	n.leaderOp = op
 	for _, m := range n.members {
-		n.send(Message{Type: MsgLeaderClaim, To: m, Attempt: ballot, Lease: n.cfg.Lease, Epoch: n.roster.Epoch})
+		n.send(Message{Type: MsgLeaderClaim, To: m, Attempt: ballot, Lease: n.cfg.Lease, Epoch: n.roster.Epoch, Round: op.round})
 	}
 	op.stop = n.after(n.cfg.ClaimTimeout, alarm{kind: alarmLeaderClaim, id: op.seq})
 }
@@ -239,7 +244,7 @@ func (n *Node) handleLeaderRelease(m Message) {
 
 // handleLeaderClaim is the acceptor of the roster lease.
 func (n *Node) handleLeaderClaim(m Message) {
-	resp := Message{Type: MsgLeaderClaimResp, To: m.From, Attempt: m.Attempt, Epoch: n.roster.Epoch}
+	resp := Message{Type: MsgLeaderClaimResp, To: m.From, Attempt: m.Attempt, Epoch: n.roster.Epoch, Round: m.Round}
 	if n.recovering() && !n.alone() || n.joining {
 		resp.Reject = RejectRecovering
 		n.send(resp)
@@ -285,7 +290,14 @@ func (n *Node) handleLeaderClaimResp(m Message) {
 		return
 	}
 	op := n.leaderOp
-	if op == nil || m.Attempt != op.ballot || !slices.Contains(op.members, m.From) {
+	// Invariant (M1): a grant counts only for the round that asked for it. The
+	// lease is counted from this round's sending, and the acceptor's from its
+	// grant: a grant of an earlier round with the same ballot (a renewal's), held
+	// up in the network, was given before this round was sent and runs out before
+	// the lease this round would count (seed 14 of an adversary's swarm with
+	// messages held up to 12 s: a grant 3 s late, counted by the next renewal, and
+	// another member leading on that acceptor's grant before that lease ended).
+	if op == nil || m.Attempt != op.ballot || m.Round != op.round || !slices.Contains(op.members, m.From) {
 		return
 	}
 	op.grants[m.From] = true

@@ -348,3 +348,42 @@ func TestJoinerThatMissedItsRosterLearnsItByAskingAgain(t *testing.T) {
 	require.Equal(t, h.node("n1").Roster().Epoch, h.node("n4").Roster().Epoch, "asking again brings the roster")
 	require.True(t, h.node("n4").Roster().Has("n4"))
 }
+
+// A grant counts only for the lease claim round that asked for it: a renewal
+// repeats its ballot, and a grant of an earlier round, held up in the network, was
+// given before this round was sent, so its lease ends before the one this round
+// counts (seed 14 of held-messages-membership: M1).
+func TestLeaseGrantOfAnotherRoundDoesNotCount(t *testing.T) {
+	h := newHarness(t, 3, 11, nil)
+	n := h.node("n1")
+	op := &leaderClaim{ballot: 5, round: 7, renewal: true, members: []NodeID{"n1", "n2", "n3"}, grants: map[NodeID]bool{}}
+	n.leaderOp = op
+	grant := func(from NodeID, round uint64) {
+		n.handleLeaderClaimResp(Message{Type: MsgLeaderClaimResp, From: from, To: "n1", Attempt: 5, Granted: true, Round: round})
+	}
+	grant("n2", 3) // an earlier renewal's grant, late
+	grant("n3", 3)
+	require.Empty(t, op.grants, "grants of another round counted")
+	require.Same(t, op, n.leaderOp)
+	grant("n2", 7)
+	require.Equal(t, map[NodeID]bool{"n2": true}, op.grants)
+}
+
+// A queue change, a schedule change or a count counts the answers of the members
+// of the roster it ends under, not how many answered: an acknowledgement of a
+// member removed meanwhile does not stand in for a member that never got the
+// change (Q6 on seed 24 of settings-flip-replacements: answered 200 as known to
+// every member while one stored tasks under the old delivery mode).
+func TestAcknowledgementsOfRemovedMembersDoNotCount(t *testing.T) {
+	h := newHarness(t, 3, 12, nil)
+	n := h.node("n1")
+	n.members = []NodeID{"n1", "n3", "n4"} // n2 was removed, n4 added
+	s := &QueueSetting{Queue: "q", Version: 3, Origin: "n1"}
+	op := &setOp{setting: s, acks: map[NodeID]bool{"n1": true, "n2": true}}
+	n.setOps = append(n.setOps, op)
+	n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: "n3", To: "n1", Setting: s})
+	require.Len(t, n.setOps, 1, "finished without n4's acknowledgement")
+	n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: "n4", To: "n1", Setting: s})
+	require.Empty(t, n.setOps, "every member acknowledged")
+	require.Equal(t, 2, membersIn([]NodeID{"a", "b", "c"}, map[NodeID]int{"a": 1, "c": 2, "d": 3}))
+}

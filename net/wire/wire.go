@@ -57,10 +57,13 @@ import (
 // ListVersion after them, only when not 0); version 5 the token lease's two message
 // types (node.MsgTokenLease, MsgTokenLeaseResp), with no new field: a member of
 // version 4 would refuse them, and grant permits without the lease; version 6
-// node.Message.Round after Epoch (a claim's round, echoed by its answers). A frame of
+// node.Message.Round after Epoch (a claim's round, echoed by its answers); version 7
+// no new field: the roster lease's claims carry a Round their grants echo, and a
+// claimant counts only grants that echo its round (a member of version 6 echoes
+// none, so a claimant of version 7 could never lead beside it). A frame of
 // another version is refused (and so is a peer's hello: see net/peer): a cluster
 // runs one version.
-const Version byte = 6
+const Version byte = 7
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
