@@ -681,6 +681,11 @@ func outcomeAcksNeeded(e *entry) int {
 	return majority(e.task)
 }
 
+// outcomeOf is the Outcome that tells to what e's holder decided.
+func outcomeOf(e *entry, to NodeID) Message {
+	return Message{Type: MsgOutcome, To: to, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures())
+}
+
 func (n *Node) sendOutcome(e *entry) {
 	if bits.OnesCount64(e.outcomeAcks) >= outcomeAcksNeeded(e) {
 		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
@@ -688,7 +693,7 @@ func (n *Node) sendOutcome(e *entry) {
 	}
 	for i, r := range e.task.Replicas {
 		if e.outcomeAcks&(1<<i) == 0 {
-			n.send(Message{Type: MsgOutcome, To: r, TaskID: e.task.ID, Task: e.task, Attempt: e.claiming, State: e.state, Status: e.lastStatus, Reason: e.reason}.withFailures(e.failures()))
+			n.send(outcomeOf(e, r))
 		}
 	}
 	// Resend after OutcomeRetry, doubling each time up to ClaimTimeout: slow enough
@@ -747,7 +752,11 @@ func (n *Node) handleOutcome(m Message) {
 		// the list in force then delivers, and spread that unknown to the new list
 		// (L3 on seeds 39 and 53 of settings-flip-replacements without this rule).
 		// It keeps asking until its list's replicas hold the task final, and takes
-		// from them what the delivery did (tellsMore).
+		// from them what the delivery did (tellsMore); an unknown is answered with
+		// the list in force too, whose replicas it then asks (handleOutcomeResp).
+		if m.State == StateUnknown {
+			ack.task = e.task
+		}
 	case m.State == StateCancelled && e.state.Final():
 		// Too late to cancel: the answer says what the task became (once durable).
 	case e.state.Final() && !n.tellsMore(e.state, m.State):
@@ -789,6 +798,10 @@ func (n *Node) handleOutcomeResp(m Message) {
 		return
 	}
 	e := n.entryOf(m.TaskID)
+	if e != nil && e.state == StateUnknown && m.Task != nil && m.Task.Nonce == e.task.Nonce && m.Task.ListVersion > e.task.ListVersion {
+		n.askListInForce(e, m)
+		return
+	}
 	// Only a replica that holds the task final counts: one that lost it (or never
 	// had it) would not stop a later claim, so it must not make Done look safe.
 	if e == nil || !e.state.Final() || !m.State.Final() {
@@ -800,19 +813,51 @@ func (n *Node) handleOutcomeResp(m Message) {
 	}
 	if n.tellsMore(e.state, m.State) {
 		// We ended it unknown (cut off from the delivery), and this replica holds
-		// what the delivery did: adopt it, and tell those who may hold unknown too.
-		if m.State == StateDead {
-			e.ext().reason = fmt.Sprintf("the delivering replica ended it dead (learnt from %s)", m.From)
-		} else {
-			e.ext().reason = ""
-		}
-		n.adoptFinal(e, m.State, nil)
-		n.resendOutcome(e)
+		// what the delivery did.
+		n.learnWhatTheDeliveryDid(e, m.State, m.From)
 	}
 	e.ext().outcomeAcks |= 1 << rank
 	n.ackCounted(Ack{Kind: RecOutcome, From: m.From, TaskID: m.TaskID})
 	if e.timerKind == timerOutcome && bits.OnesCount64(e.outcomeAcks) >= outcomeAcksNeeded(e) {
 		n.arm(e, timerForget, n.now().Add(n.cfg.DedupWindow))
+	}
+}
+
+// learnWhatTheDeliveryDid replaces e's unknown with s (succeeded or dead), which
+// from holds, and tells those who may hold unknown too.
+func (n *Node) learnWhatTheDeliveryDid(e *entry, s TaskState, from NodeID) {
+	if s == StateDead {
+		e.ext().reason = fmt.Sprintf("the delivering replica ended it dead (learnt from %s)", from)
+	} else {
+		e.ext().reason = ""
+	}
+	n.adoptFinal(e, s, nil)
+	n.resendOutcome(e)
+}
+
+// askListInForce takes an answer to this node's Outcome of unknown that names a
+// list in force newer than e's: a move replaced e's list while this node was down
+// or cut off, and the replicas of e's list may never learn what the delivery did
+// (the new list's Outcomes go to the new list). Invariant (L3): an unknown held
+// under a replaced list ends as the list in force decided it. A replica of that
+// list that says it succeeded or died is taken at its word, list and all; an
+// answer from e's own list makes this node ask the new list's replicas, with its
+// Outcome still under e's list, which they answer without adopting it (handleOutcome)
+// (seed 56 of settings-flip-replacements: a replica back from a crash ended unknown
+// a task that the list in force, which names it, had delivered; it asked the
+// removed members of its old list for good).
+func (n *Node) askListInForce(e *entry, m Message) {
+	switch {
+	case m.Task.Rank(m.From) >= 0 && m.State.Final() && n.tellsMore(e.state, m.State):
+		n.adoptList(e, m.Task)
+		n.learnWhatTheDeliveryDid(e, m.State, m.From)
+	case e.task.Rank(m.From) >= 0:
+		// Once per answer of e's list: as often as this node resends its Outcome.
+		for _, r := range m.Task.Replicas {
+			if e.task.Rank(r) < 0 {
+				n.send(outcomeOf(e, r))
+			}
+		}
 	}
 }
 

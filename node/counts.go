@@ -212,7 +212,7 @@ func (n *Node) handleCountResp(m Message) {
 		return
 	}
 	op.answers[m.From] = m.Counts
-	if len(op.answers) == len(n.members) {
+	if membersIn(n.members, op.answers) == len(n.members) {
 		n.finishCount(op)
 	}
 }

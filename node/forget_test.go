@@ -1,6 +1,7 @@
 package node
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -52,4 +53,49 @@ func TestForgottenTaskIsNotBroughtBackByAnOutcome(t *testing.T) {
 	h.run(h.elapsed() + time.Second)
 	_, ok = h.node("n1").Task(id)
 	require.False(t, ok, "a forgotten task came back as unknown")
+}
+
+// A replica holding unknown under a list a move replaced (it was down during the
+// move) learns the list in force from its old list's answers, asks that list's
+// replicas (its Outcome still under the old list, which they do not adopt), and
+// takes what the delivery did from them (seed 56 of settings-flip-replacements:
+// L3, a member holding unknown beside the list in force's succeeded, for good).
+func TestUnknownUnderAReplacedListAsksTheListInForce(t *testing.T) {
+	h := newHarness(t, 5, 13, nil)
+	r := h.enqueue("n1", req(time.Hour))
+	h.run(h.elapsed() + time.Second)
+	id := acked(t, r)
+	self := h.replicas(id)[2]
+	n := h.node(self)
+	e := n.tasks[id]
+	require.NotNil(t, e)
+	require.Len(t, e.task.Replicas, 3)
+	n.adoptFinal(e, StateUnknown, nil)
+	h.run(h.elapsed() + 100*time.Millisecond)
+	oldVersion, oldList := e.task.ListVersion, slices.Clone(e.task.Replicas)
+	newer := *e.task
+	newer.ListVersion++
+	newer.Replicas = []NodeID{self}
+	for _, m := range h.order {
+		if !slices.Contains(oldList, m) {
+			newer.Replicas = append(newer.Replicas, m) // the two members outside the old list
+		}
+	}
+	sent := len(h.sent)
+	n.Step(Message{Type: MsgOutcomeResp, From: oldList[0], To: self, TaskID: id, Task: &newer, State: StateScheduled})
+	h.run(h.elapsed() + 10*time.Millisecond)
+	asked := map[NodeID]bool{}
+	for _, s := range h.sent[sent:] {
+		if s.Msg.Type == MsgOutcome && s.Msg.TaskID == id && s.Msg.From == self && !slices.Contains(oldList, s.Msg.To) {
+			asked[s.Msg.To] = true
+			require.Equal(t, oldVersion, s.Msg.Task.ListVersion, "asked under the list the list in force replaced")
+		}
+	}
+	require.Equal(t, map[NodeID]bool{newer.Replicas[1]: true, newer.Replicas[2]: true}, asked)
+	n.Step(Message{Type: MsgOutcomeResp, From: newer.Replicas[1], To: self, TaskID: id, Task: &newer, State: StateSucceeded})
+	h.run(h.elapsed() + 10*time.Millisecond)
+	st, ok := n.Task(id)
+	require.True(t, ok)
+	require.Equal(t, StateSucceeded, st.State)
+	require.Equal(t, newer.ListVersion, st.Task.ListVersion)
 }

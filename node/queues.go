@@ -368,8 +368,9 @@ func (n *Node) maybeSettingsSynced() {
 	if sy == nil {
 		return
 	}
-	all := len(sy.answered) == len(n.members)
-	majority := len(sy.answered) >= len(n.members)/2+1 && !n.now().Before(sy.started.Add(n.cfg.EnqueueTimeout))
+	answered := membersIn(n.members, sy.answered)
+	all := answered == len(n.members)
+	majority := answered >= len(n.members)/2+1 && !n.now().Before(sy.started.Add(n.cfg.EnqueueTimeout))
 	if all || majority {
 		n.sync = nil
 	}
@@ -390,7 +391,7 @@ func (n *Node) handleQueueSetResp(m Message) {
 			}
 			op.acks[m.From] = true
 			n.ackCounted(Ack{Kind: RecSetting, From: m.From, Setting: s})
-			if len(op.acks) == len(n.members) {
+			if membersIn(n.members, op.acks) == len(n.members) {
 				n.finishSet(op, nil)
 			}
 			return

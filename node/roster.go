@@ -190,3 +190,19 @@ func (n *Node) maybePushRoster(peer NodeID, theirs uint64) {
 func (n *Node) handleRoster(m Message) {
 	n.maybeAdoptRoster(m.Roster)
 }
+
+// membersIn counts the members that set holds an answer from. Answers are kept by
+// sender, and the roster may change while a round waits for them: a sender
+// removed since must not stand in for a member that never answered (Q6 on seed 24
+// of settings-flip-replacements: a queue change answered 200 as acknowledged by
+// every member, counting a removed member's acknowledgement, while a member had
+// never received it and stored tasks under the old delivery mode).
+func membersIn[V any](members []NodeID, set map[NodeID]V) int {
+	k := 0
+	for _, id := range members {
+		if _, ok := set[id]; ok {
+			k++
+		}
+	}
+	return k
+}

@@ -421,7 +421,7 @@ func (n *Node) handleScheduleSetResp(m Message) {
 		if op.sched.Name == s.Name && !op.sched.newer(s) {
 			op.acks[m.From] = true
 			n.ackCounted(Ack{Kind: RecSchedule, From: m.From, Schedule: s})
-			if len(op.acks) == len(n.members) {
+			if membersIn(n.members, op.acks) == len(n.members) {
 				n.finishSchedule(op, nil)
 			}
 			return

@@ -315,6 +315,7 @@ func (r *snapR) LeaseAcceptor(v *leaseAcceptor) {
 func (w *snapW) LeaderClaim(v *leaderClaim) {
 	w.uvarint(v.seq)
 	w.uvarint(v.ballot)
+	w.uvarint(v.round)
 	w.time(v.sent)
 	w.bool(v.renewal)
 	w.bool(v.whileLeading)
@@ -329,6 +330,7 @@ func (w *snapW) LeaderClaim(v *leaderClaim) {
 func (r *snapR) LeaderClaim(v *leaderClaim) {
 	v.seq = r.uvarint()
 	v.ballot = r.uvarint()
+	v.round = r.uvarint()
 	v.sent = r.time()
 	v.renewal = r.bool()
 	v.whileLeading = r.bool()
@@ -786,6 +788,7 @@ func (w *snapW) SyncAction(v *syncAction) {
 	w.str(string(v.to))
 	w.str(v.taskID)
 	encPtr(w, v.e, func(w *snapW, x0 *entry) { w.Entry(x0) })
+	encPtr(w, v.task, func(w *snapW, x0 *Task) { w.Task(x0) })
 }
 
 func (r *snapR) SyncAction(v *syncAction) {
@@ -794,6 +797,7 @@ func (r *snapR) SyncAction(v *syncAction) {
 	v.to = NodeID(r.str())
 	v.taskID = r.str()
 	v.e = decPtr(r, func(r *snapR, x0 *entry) { r.Entry(x0) })
+	v.task = decPtr(r, func(r *snapR, x0 *Task) { r.Task(x0) })
 }
 
 func (w *snapW) CountKey(v *countKey) {

@@ -19,6 +19,9 @@ type syncAction struct {
 	to     NodeID  // syncOutcomeAck: who sent the Outcome
 	taskID string  // syncOutcomeAck
 	e      *entry  // syncOutcomeAck: the entry held when the Outcome came
+	// task (syncOutcomeAck): the list in force, sent back to an Outcome of unknown
+	// sent under a list a move replaced, so that its sender learns whom to ask.
+	task *Task
 }
 
 // sendThen is the action that sends m (its own copy).
@@ -43,7 +46,7 @@ func (n *Node) afterSynced(a *syncAction) {
 		n.send(a.msg)
 	case syncOutcomeAck:
 		// The state now: e may have been frozen (tomb.go) before the sync ended.
-		n.send(Message{Type: MsgOutcomeResp, To: a.to, TaskID: a.taskID, State: n.stateNow(a.e)})
+		n.send(Message{Type: MsgOutcomeResp, To: a.to, TaskID: a.taskID, State: n.stateNow(a.e), Task: a.task})
 	}
 }
 
