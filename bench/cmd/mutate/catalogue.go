@@ -443,6 +443,21 @@ var Catalogue = []Mutant{
 		Edits: edit("node/claim.go", "if e.task.ListVersion > 0 && e.rank < 0 && (m.Reject == RejectForgotten", "if false && e.task.ListVersion > 0 && e.rank < 0 && (m.Reject == RejectForgotten"),
 	},
 	{
+		Name:  "leader-grant-any-round",
+		Desc:  "a roster lease claimant counts a grant of its ballot whatever claim round it answers (a renewal's late grant, given before this round was sent, counts for the lease this round counts from its sending)",
+		Edits: edit("node/leader.go", "m.Attempt != op.ballot || m.Round != op.round ||", "m.Attempt != op.ballot ||"),
+	},
+	{
+		Name:  "acks-of-removed-members-count",
+		Desc:  "a queue change is answered as acknowledged by every member when as many answered as the roster has members, a member removed meanwhile standing in for one that never got it",
+		Edits: edit("node/queues.go", "if membersIn(n.members, op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)", "if len(op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)"),
+	},
+	{
+		Name:  "unknown-asks-replaced-list-only",
+		Desc:  "a replica holding unknown under a list a move replaced asks only that list's replicas, which never learn what the list in force did",
+		Edits: edit("node/claim.go", "if e != nil && e.state == StateUnknown && m.Task != nil && m.Task.Nonce == e.task.Nonce", "if false && e != nil && e.state == StateUnknown && m.Task != nil && m.Task.Nonce == e.task.Nonce"),
+	},
+	{
 		Name:  "grant-sent-after-final",
 		Desc:  "a grant whose record became durable is sent even when the task turned final while it waited for the sync",
 		Edits: edit("node/syncs.go", "if e := n.peek(m.TaskID); e != nil && e.state.Final() {", "if e := n.peek(m.TaskID); false && e != nil && e.state.Final() {"),
