@@ -57,10 +57,10 @@ import (
 // ListVersion after them, only when not 0); version 5 the token lease's two message
 // types (node.MsgTokenLease, MsgTokenLeaseResp), with no new field: a member of
 // version 4 would refuse them, and grant permits without the lease; version 6
-// node.Message.Round after Epoch (a claim's round, echoed by its answers). A frame of
-// another version is refused (and so is a peer's hello: see net/peer): a cluster
+// node.Message.Round after Epoch (a claim's round, echoed by its answers); version 7
+// a roster's Removed members after its Leader. A frame of another version is refused (and so is a peer's hello: see net/peer): a cluster
 // runs one version.
-const Version byte = 6
+const Version byte = 7
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
@@ -305,7 +305,12 @@ func appendRoster(b []byte, r *node.Roster) []byte {
 		b = appendString(b, string(mem.ID))
 		b = appendString(b, mem.Addr)
 	}
-	return appendString(b, string(r.Leader))
+	b = appendString(b, string(r.Leader))
+	b = binary.AppendUvarint(b, uint64(len(r.Removed)))
+	for _, id := range r.Removed {
+		b = appendString(b, string(id))
+	}
+	return b
 }
 
 func appendAttempt(b []byte, a *node.DeliveryAttempt) []byte {
@@ -637,7 +642,9 @@ func (d *decoder) message() node.Message {
 	return m
 }
 
-func (d *decoder) roster() *node.Roster {
+// rosterFormat6 reads a roster as wire version 6 wrote it (net/disk's records
+// before format 6): no removed members.
+func (d *decoder) rosterFormat6() *node.Roster {
 	r := &node.Roster{Epoch: d.uvarint("roster.epoch")}
 	// A member takes at least 2 bytes: its ID's and its address's lengths.
 	if n := d.count("roster.members", 2); n > 0 {
@@ -647,6 +654,26 @@ func (d *decoder) roster() *node.Roster {
 		}
 	}
 	r.Leader = node.NodeID(d.string("roster.leader"))
+	if d.err != nil {
+		return nil
+	}
+	return r
+}
+
+// roster reads a roster as this version writes it: rosterFormat6's, then its
+// removed members.
+func (d *decoder) roster() *node.Roster {
+	r := d.rosterFormat6()
+	if r == nil {
+		return nil
+	}
+	// A removed member's ID takes at least its length's byte.
+	if n := d.count("roster.removed", 1); n > 0 {
+		r.Removed = make([]node.NodeID, n)
+		for i := range r.Removed {
+			r.Removed[i] = node.NodeID(d.string("roster.removed.id"))
+		}
+	}
 	if d.err != nil {
 		return nil
 	}
