@@ -517,6 +517,14 @@ func checkRoster(r *Roster) (Refusal, string) {
 	if r.Leader != "" && !r.Has(r.Leader) {
 		return RefusedRange, "roster.leader"
 	}
+	if len(r.Removed) > MaxMembers {
+		return RefusedRange, "roster.removed"
+	}
+	for i, id := range r.Removed {
+		if id == "" || len(id) > MaxNodeIDLen || r.Has(id) || slices.Contains(r.Removed[:i], id) {
+			return RefusedRange, "roster.removed"
+		}
+	}
 	return RefusedNone, ""
 }
 

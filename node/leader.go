@@ -410,7 +410,9 @@ func (n *Node) rosterWith(j *Member) *Roster {
 		}
 		addrs[j.ID] = j.Addr
 	}
-	return NewRoster(n.roster.Epoch+1, ids, addrs, n.cfg.ID)
+	r := NewRoster(n.roster.Epoch+1, ids, addrs, n.cfg.ID)
+	r.Removed = n.roster.removedAfter("", ids)
+	return r
 }
 
 // propose starts committing r (the roster of the next epoch) under the lease's

@@ -109,7 +109,9 @@ func (n *Node) rosterWithout(id NodeID) *Roster {
 	if id == n.cfg.ID {
 		leader = ""
 	}
-	return NewRoster(n.roster.Epoch+1, ids, addrs, leader)
+	r := NewRoster(n.roster.Epoch+1, ids, addrs, leader)
+	r.Removed = n.roster.removedAfter(id, ids)
+	return r
 }
 
 // noteRemoved is called when this node adopts a roster that does not list it,
@@ -163,19 +165,29 @@ func (n *Node) maybeRemoveUnreachable(now time.Time) {
 }
 
 // noteDeparted remembers the members of old that next no longer lists (this node
-// among them, when it was removed): the door still admits them and replica lists
-// naming them, for the tasks stored before. A member added again is no longer
-// departed.
+// among them, when it was removed), and those next says were removed: the door
+// still admits them and replica lists naming them, for the tasks stored before. A
+// member added again is no longer departed.
+//
+// Invariant: a node holding a roster knows as departed every member removed at or
+// before its epoch (the last MaxMembers: Roster.Removed), not only those it saw
+// leave. A node that skipped epochs, a joiner whose first roster came by gossip
+// after a removal or a member away during a change, refused for good, at the
+// door, the claims and Stores of every task whose list named a member removed
+// before it learnt of it, and what that member itself sent: the copies on removed
+// members could never win a claim to move the task, nor store it on a new list
+// that names such a node (M2, L1 on seed 109 of replace-by-stop).
 func (n *Node) noteDeparted(old, next *Roster) {
-	if old == nil || old.Epoch == 0 {
-		return
-	}
-	for _, m := range old.Members {
-		if !next.Has(m.ID) {
-			if n.departed == nil {
-				n.departed = map[NodeID]bool{}
+	if old != nil && old.Epoch != 0 {
+		for _, m := range old.Members {
+			if !next.Has(m.ID) {
+				n.noteGone(m.ID)
 			}
-			n.departed[m.ID] = true
+		}
+	}
+	for _, id := range next.Removed {
+		if !next.Has(id) {
+			n.noteGone(id)
 		}
 	}
 	for _, m := range next.Members {
@@ -184,6 +196,13 @@ func (n *Node) noteDeparted(old, next *Roster) {
 	if len(n.departed) > 0 && n.started {
 		n.armMoves()
 	}
+}
+
+func (n *Node) noteGone(id NodeID) {
+	if n.departed == nil {
+		n.departed = map[NodeID]bool{}
+	}
+	n.departed[id] = true
 }
 
 // TasksOnRemoved counts the tasks this node holds, not final, whose replica list

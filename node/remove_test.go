@@ -1,6 +1,7 @@
 package node
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -194,4 +195,77 @@ func TestRemovedReplicaIsReplaced(t *testing.T) {
 	}
 	h.run(h.elapsed() + time.Minute)
 	require.Len(t, h.deliveriesOf(id), 1)
+}
+
+// A node that learns a roster after skipping epochs (a joiner whose first roster
+// came by gossip after a removal, a member away during the changes) knows the
+// members removed before it from the roster itself (Roster.Removed): it admits the
+// claims of a task whose list names one, and what that member sends about the
+// tasks it still holds. Here n3 goes from the static roster to epoch 4, never
+// having seen n9 added (epoch 2) nor removed (epoch 3). Before the roster carried
+// them, it refused both at the door for good, and a task whose copies were on
+// removed members could never be moved (M2, L1 on seed 109 of replace-by-stop).
+func TestSkippedEpochsStillKnowRemovedMembers(t *testing.T) {
+	env := &acceptorEnv{now: epoch.Add(time.Minute)}
+	n := bootAcceptor(t, env, 1)
+	r := NewRoster(4, []NodeID{"n1", "n2", "n3"}, nil, "n1")
+	r.Removed = []NodeID{"n9"}
+	n.Step(Message{Type: MsgRoster, From: "n1", To: "n3", Roster: r})
+	env.flush()
+	require.Equal(t, uint64(4), n.Roster().Epoch)
+	env.take()
+
+	tk := acceptorTask(env.now)
+	tk.ETA = env.now.Add(time.Hour)
+	tk.Replicas = []NodeID{"n3", "n9", "n1"}
+	n.Step(Message{Type: MsgClaim, From: "n1", To: "n3", TaskID: tk.ID, Task: tk, Attempt: 2, Lease: 10 * time.Second, Promised: 1})
+	env.flush()
+	require.Empty(t, env.refusals, "a list naming a member removed before this node knew it")
+	sent := env.take()
+	require.Len(t, sent, 1)
+	require.Equal(t, MsgClaimResp, sent[0].Type)
+	require.Equal(t, RejectUnknown, sent[0].Reject, "answered, so that the claimant gives the task back")
+
+	moved := *tk
+	moved.Replicas, moved.ListVersion = []NodeID{"n3", "n1", "n2"}, 5
+	n.Step(Message{Type: MsgStore, From: "n9", To: "n3", TaskID: tk.ID, Task: &moved, Attempt: 5})
+	env.flush()
+	require.Empty(t, env.refusals, "a removed member moving a task it held")
+	sent = env.take()
+	require.Len(t, sent, 1)
+	require.Equal(t, MsgStoreResp, sent[0].Type)
+	require.Equal(t, "n9", string(sent[0].To))
+	require.Zero(t, sent[0].Reject)
+	st, ok := n.Task(tk.ID)
+	require.True(t, ok)
+	require.Equal(t, moved.Replicas, st.Task.Replicas)
+}
+
+// The roster names the members removed (Roster.Removed): a node that joins after a
+// removal knows the removed member as departed, as those that saw it leave do.
+func TestJoinerAfterARemovalKnowsTheRemovedMember(t *testing.T) {
+	static := []NodeID{"n1", "n2", "n3"}
+	h := newHarness(t, 5, 31, func(c *Config) {
+		if slices.Contains(static, c.ID) {
+			c.Members = static
+		} else {
+			c.Members, c.Join = []NodeID{c.ID}, true
+		}
+	})
+	h.join("n1", "n4", time.Minute)
+	h.run(h.elapsed() + 5*time.Second)
+	gone := NodeID("n2")
+	if h.leaders()[0] == gone {
+		gone = "n3"
+	}
+	h.remove("n1", gone, time.Minute)
+	h.join("n1", "n5", time.Minute)
+	h.run(h.elapsed() + 10*time.Second)
+	for _, id := range []NodeID{"n1", "n4", "n5"} {
+		if id == gone {
+			continue
+		}
+		require.Equal(t, []NodeID{gone}, h.node(id).Roster().Removed, "%s", id)
+		require.True(t, h.node(id).isMember(gone), "%s admits what %s says", id, gone)
+	}
 }

@@ -31,12 +31,15 @@ type Member struct {
 }
 
 // Roster is the cluster's membership at one epoch. Members are sorted by ID and
-// distinct; Leader is one of them, or empty when none is known. A *Roster is never
+// distinct; Leader is one of them, or empty when none is known. Removed names the
+// members removed at this epoch or before that are not members again, oldest
+// first, the last MaxMembers of them (see noteDeparted). A *Roster is never
 // modified once built: nodes and messages share the pointer.
 type Roster struct {
 	Epoch   uint64
 	Members []Member
 	Leader  NodeID
+	Removed []NodeID
 }
 
 // IDs returns the members' IDs, sorted: the ring.
@@ -65,7 +68,26 @@ func (r *Roster) Has(id NodeID) bool {
 
 // Equal reports whether r and o name the same epoch, members, addresses and leader.
 func (r *Roster) Equal(o *Roster) bool {
-	return r.Epoch == o.Epoch && r.Leader == o.Leader && slices.Equal(r.Members, o.Members)
+	return r.Epoch == o.Epoch && r.Leader == o.Leader && slices.Equal(r.Members, o.Members) && slices.Equal(r.Removed, o.Removed)
+}
+
+// removedAfter is r's Removed for the roster that follows r: with gone added
+// (when not empty) and without every member of next (a member added again is no
+// longer removed), the oldest dropped beyond MaxMembers.
+func (r *Roster) removedAfter(gone NodeID, next []NodeID) []NodeID {
+	var out []NodeID
+	for _, id := range r.Removed {
+		if id != gone && !slices.Contains(next, id) {
+			out = append(out, id)
+		}
+	}
+	if gone != "" && !slices.Contains(next, gone) {
+		out = append(out, gone)
+	}
+	if len(out) > MaxMembers {
+		out = out[len(out)-MaxMembers:]
+	}
+	return out
 }
 
 // NewRoster builds a roster of epoch with the given members (any order; sorted

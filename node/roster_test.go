@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -106,6 +107,15 @@ func TestDoorRefusesBadRosters(t *testing.T) {
 		"roster.members.id":    {Epoch: 2, Members: []Member{{ID: ""}}},
 		"roster.leader":        {Epoch: 2, Members: []Member{{ID: "n1"}}, Leader: "n9"},
 	}
+	for i, removed := range [][]NodeID{{"n1"}, {"n9", "n9"}, {""}, make([]NodeID, MaxMembers+1)} {
+		r := &Roster{Epoch: 2, Members: []Member{{ID: "n1"}}, Removed: removed}
+		reason, detail := checkRoster(r)
+		require.Equal(t, RefusedRange, reason, "case %d", i)
+		require.Equal(t, "roster.removed", detail, "case %d", i)
+	}
+	ok := &Roster{Epoch: 2, Members: []Member{{ID: "n1"}}, Removed: []NodeID{"n9", "n2"}}
+	reason, _ := checkRoster(ok)
+	require.Equal(t, RefusedNone, reason)
 	for want, r := range bad {
 		reason, detail := checkRoster(r)
 		require.Equal(t, RefusedRange, reason, want)
@@ -386,4 +396,21 @@ func TestAcknowledgementsOfRemovedMembersDoNotCount(t *testing.T) {
 	n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: "n4", To: "n1", Setting: s})
 	require.Empty(t, n.setOps, "every member acknowledged")
 	require.Equal(t, 2, membersIn([]NodeID{"a", "b", "c"}, map[NodeID]int{"a": 1, "c": 2, "d": 3}))
+}
+
+// A roster's Removed gains the member removed, loses a member added again, and
+// keeps the last MaxMembers, oldest dropped first.
+func TestRemovedAfter(t *testing.T) {
+	r := &Roster{Epoch: 5, Removed: []NodeID{"n1", "n2"}}
+	require.Equal(t, []NodeID{"n1", "n2", "n3"}, r.removedAfter("n3", []NodeID{"n4"}))
+	require.Equal(t, []NodeID{"n2"}, r.removedAfter("", []NodeID{"n1", "n4"}), "n1 added again")
+	require.Equal(t, []NodeID{"n1", "n2"}, r.removedAfter("", []NodeID{"n4"}))
+	full := &Roster{Epoch: 5}
+	for i := range MaxMembers {
+		full.Removed = append(full.Removed, NodeID(fmt.Sprintf("m%d", i)))
+	}
+	got := full.removedAfter("last", nil)
+	require.Len(t, got, MaxMembers)
+	require.Equal(t, NodeID("m1"), got[0])
+	require.Equal(t, NodeID("last"), got[MaxMembers-1])
 }

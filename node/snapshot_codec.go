@@ -292,12 +292,14 @@ func (w *snapW) Roster(v *Roster) {
 	w.uvarint(v.Epoch)
 	encSlice(w, v.Members, func(w *snapW, x0 *Member) { w.Member(x0) })
 	w.str(string(v.Leader))
+	encSlice(w, v.Removed, func(w *snapW, x0 *NodeID) { w.str(string(*x0)) })
 }
 
 func (r *snapR) Roster(v *Roster) {
 	v.Epoch = r.uvarint()
 	v.Members = decSlice(r, func(r *snapR, x0 *Member) { r.Member(x0) })
 	v.Leader = NodeID(r.str())
+	v.Removed = decSlice(r, func(r *snapR, x0 *NodeID) { *x0 = NodeID(r.str()) })
 }
 
 func (w *snapW) LeaseAcceptor(v *leaseAcceptor) {

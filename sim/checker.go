@@ -53,6 +53,8 @@ type delivery struct {
 	inc     uint64 // the node's incarnation that started it
 	fail    int    // for a failed delivery: its number among the task's failures, from 0
 	list    uint64 // the version of the replica list it was claimed under (node/move.go)
+	// replicas: that list's members.
+	replicas []node.NodeID
 	// uncapped: started by a node that knew of no max_concurrent for the queue, and
 	// no PUT setting one had been answered yet: not in the queue's count (Q2).
 	uncapped bool
@@ -302,7 +304,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 	now := c.w.now
 	r := c.rec(d.Task)
 	id := len(c.deliveries)
-	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: now, end: -1, list: d.Task.ListVersion})
+	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: now, end: -1, list: d.Task.ListVersion, replicas: d.Task.Replicas})
 	tasks := []string{d.Task.ID}
 
 	if r.active > 0 { // S1
@@ -348,7 +350,7 @@ func (c *checker) deliveryStarted(s *simNode, d node.Delivery) int {
 func (c *checker) deliveryInFlight(s *simNode, d node.Delivery) int {
 	r := c.rec(d.Task)
 	id := len(c.deliveries)
-	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: c.w.now, end: -1, list: d.Task.ListVersion})
+	c.deliveries = append(c.deliveries, delivery{task: r, node: s, inc: s.incarnation, attempt: d.Attempt, start: c.w.now, end: -1, list: d.Task.ListVersion, replicas: d.Task.Replicas})
 	r.byAttempt[d.Attempt] = s
 	r.deliveries = append(r.deliveries, id)
 	r.active++
@@ -395,15 +397,20 @@ func (c *checker) checkAfterSuccess(r *taskRec, s *simNode, attempt, list uint64
 		// majority (which need not meet a knower: the small-quorum control): a
 		// success a majority of the first list knew of before the claim won its
 		// quorum, as two lists both deciding the task shows (M2 beside it:
-		// checkMovedDuplicate).
+		// checkMovedDuplicate). The knowers are counted among the replicas of the
+		// success's list only: counted among every list's, a success its holder
+		// could not tell (cut off, then stopped) and a later duplicate's own
+		// success, known only to its holder on the next list, made two knowers of
+		// three and an S3, though no majority of either list knew (seed 12 of
+		// replace-joiner-cut-off).
 		won := c.quorumAt(r, s, attempt)
 		knowers := 0
-		for _, t := range r.knowsFinal {
-			if t >= 0 && t < won { // at the same instant, the grant came first (or the acceptor would have refused)
+		for _, id := range succ.replicas {
+			if rank := r.rank(id); rank >= 0 && r.knowsFinal[rank] >= 0 && r.knowsFinal[rank] < won { // at the same instant, the grant came first (or the acceptor would have refused)
 				knowers++
 			}
 		}
-		if knowers >= len(r.task.Replicas)/2+1 {
+		if knowers >= len(succ.replicas)/2+1 {
 			c.violate("S3", tasks, []node.NodeID{holder.id, s.id}, "attempt %d by %s started after %s's success at %s had reached a majority of replicas (before the claim won its quorum at %s)",
 				attempt, s.id, holder.id, time.Duration(r.successEnd), time.Duration(won))
 			return true

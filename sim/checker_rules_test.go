@@ -583,3 +583,59 @@ func TestL1ExcusesOnlyATaskStillFailingAtPace(t *testing.T) {
 	w.now = int64(6*time.Second + time.Duration(w.sc.Cluster.Lease) + time.Millisecond)
 	require.Zero(t, w.check.stillFailing(r), "a delivery in flight for longer than a lease")
 }
+
+// S3 under a moved list counts the knowers of the success among the replicas of the
+// success's list only. n1's success (its holder paused, so nobody heard of it) and
+// n4's later duplicate under the moved list [n2 n3 n4], known to n4 alone, are one
+// knower of each list, not two of three: n2's claim under the moved list is an
+// excused duplicate (seed 12 of replace-joiner-cut-off counted both and saw an S3).
+// A success a majority of its own list knew of is still a violation.
+func TestS3CountsKnowersOfTheSuccesssList(t *testing.T) {
+	sc := mustParse(t, `{
+  "name": "checker-by-hand",
+  "cluster": {"nodes": 4, "replicas": 3, "max_clock_drift": "10ms"},
+  "workload": {"tasks": 0, "rate": 1, "queues": [{"name": "q"}]},
+  "duration": "1s"
+}`)
+	for _, majorityKnew := range []bool{false, true} {
+		w := &world{sc: sc, byID: map[node.NodeID]*simNode{}}
+		for i := range 4 {
+			s := &simNode{w: w, idx: i, id: node.NodeID(nodeName(i)), up: true, incarnation: 1}
+			w.nodes = append(w.nodes, s)
+			w.byID[s.id] = s
+		}
+		w.check = newChecker(w)
+		n1, n2, n3, n4 := w.nodes[0], w.nodes[1], w.nodes[2], w.nodes[3]
+		task := &node.Task{ID: "task-1", Queue: "q", ETA: epoch, Created: epoch, Delivery: node.AtLeastOnce, Replicas: []node.NodeID{"n1", "n2", "n3"}}
+		for _, s := range w.nodes[:3] {
+			w.check.stateChanged(s, task, node.StateNone, node.StateScheduled)
+		}
+		w.now = int64(time.Second)
+		w.check.paused(n1)
+		deliverAt(w, n1, task, 1, time.Second, 2*time.Second, 200)
+		learnsSuccess(w, n1, task)
+		if majorityKnew {
+			learnsSuccess(w, n3, task)
+		}
+		moved := *task
+		moved.Replicas, moved.ListVersion = []node.NodeID{"n2", "n3", "n4"}, 4
+		w.now = int64(3 * time.Second)
+		w.check.stateChanged(n4, &moved, node.StateNone, node.StateScheduled)
+		w.check.paused(n4)
+		deliverAt(w, n4, &moved, 5, 3*time.Second, 4*time.Second, 200)
+		learnsSuccess(w, n4, &moved)
+		deliverAt(w, n2, &moved, 6, 5*time.Second, 6*time.Second, 200)
+		var s3 int
+		for _, v := range w.check.violations {
+			if v.Invariant == "S3" {
+				s3++
+			}
+		}
+		if majorityKnew {
+			require.Positive(t, s3, "n1 and n3 knew, a majority of n1's list")
+			continue
+		}
+		require.Zero(t, s3, "%v", w.check.violations)
+		require.NotEmpty(t, w.check.excused)
+	}
+}

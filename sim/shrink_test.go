@@ -70,16 +70,21 @@ func TestShrinkNegativeControls(t *testing.T) {
 			require.Contains(t, sc.Expect.Invariants, res.Invariant)
 			t.Logf("seed %d, %s: %s -> %s (%d runs)", seed, res.Invariant, res.Before, res.After, res.Runs)
 
-			// A quarter of the faults and of the tasks; half for the M2 control, whose
-			// failure needs a chain of replacements (each joins the node the next one
-			// removes) and a lost link beside one of them, so the shrink keeps three
-			// to five faults of eight to ten, and the tasks up to the replacement
-			// that caught it (stop 26: 5 of 10 faults and 220 of 600 tasks on seed 2).
+			// A quarter of the faults and of the tasks; half of the tasks and three
+			// fifths of the faults for the M2 control, whose failure needs a chain of
+			// replacements (each joins the node the next one removes) and a lost link
+			// beside one of them, so the shrink keeps three to six faults of eight to
+			// ten, and the tasks up to the replacement that caught it (stop 26: 5 of
+			// 10 faults and 220 of 600 tasks on seed 2; stop 27: 6 of 10 and 211,
+			// once a joiner no longer refused a removed member's Stores of the moves
+			// it finished, which had been one of the ways the control went wrong).
 			part := 4
+			faults := max(1, res.Before.Faults/part)
 			if slices.Contains(sc.Expect.Invariants, "M2") {
 				part = 2
+				faults = res.Before.Faults * 3 / 5
 			}
-			require.LessOrEqual(t, res.After.Faults, max(1, res.Before.Faults/part), "faults")
+			require.LessOrEqual(t, res.After.Faults, faults, "faults")
 			require.Less(t, res.After.Tasks, res.Before.Tasks, "tasks")
 			require.LessOrEqual(t, res.After.Tasks*part, res.Before.Tasks, "at most a quarter (M2: half) of the tasks")
 			require.LessOrEqual(t, res.After.Nodes, res.Before.Nodes)

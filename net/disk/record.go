@@ -18,12 +18,13 @@ import (
 // or unknown (node.Record.Reason) and a schedule (node.Record.Schedule) after it,
 // and a queue setting as net/wire's version 3 writes it (with its explicit fields
 // and deletion mark); version 5 the failed attempts a count locates
-// (node.Record.FailedBits) after the schedule, then a roster (node.Record.Roster).
-// Versions 2 to 5 are read (a version 2 record counts failures as before, Failed 0;
+// (node.Record.FailedBits) after the schedule, then a roster (node.Record.Roster);
+// version 6 the roster's Removed members (as net/wire's version 7 writes a roster).
+// Versions 2 to 6 are read (a version 2 record counts failures as before, Failed 0;
 // versions 2 to 4 have no FailedBits, which node merges as an older build's count,
-// and no roster; versions 2 and 3 have no Reason and no schedule, and their settings
+// and no roster; a version 5 roster has no Removed members; versions 2 and 3 have no Reason and no schedule, and their settings
 // read as wire.Fields.SettingFormat2 says).
-const recordVersion byte = 5
+const recordVersion byte = 6
 
 // oldestRecordVersion is the oldest payload version this build reads.
 const oldestRecordVersion byte = 2
@@ -150,7 +151,8 @@ func AppendRecordFrame(dst []byte, r *node.Record) []byte { return appendRecord(
 // failed node.Record.Failed, a uvarint (absent in version 2), reason
 // node.Record.Reason, a string, and the schedule as wire.AppendSchedule writes it
 // (both absent before version 4), failedBits node.Record.FailedBits, a uvarint, and
-// the roster as wire.AppendRoster writes it (both absent before version 5), then,
+// the roster as wire.AppendRoster writes it (both absent before version 5; its
+// Removed members absent before version 6), then,
 // only for a moved task (node.Task.ListVersion above 0), its list version, a uvarint.
 // Strings are a uvarint length and the bytes, unsigned numbers uvarints, signed numbers
 // zig-zag varints, times as in net/wire, the task as wire.AppendTask writes it.
@@ -208,7 +210,7 @@ func appendRecord(dst []byte, r *node.Record) []byte {
 			b = wire.AppendRoster(append(b, 1), r.Roster)
 		}
 		// The task's list version, last and only when not 0 (a moved task), so that
-		// every other record is as format 5 wrote it.
+		// every other record is as format 6 writes it.
 		if r.Task != nil && r.Task.ListVersion != 0 {
 			b = binary.AppendUvarint(b, r.Task.ListVersion)
 		}
@@ -293,8 +295,10 @@ func decodeRecord(p []byte) (r node.Record, marker bool, err error) {
 	if v >= 5 {
 		switch has := f.Byte("roster presence"); {
 		case f.Err() != nil:
-		case has == 1:
+		case has == 1 && v >= 6:
 			r.Roster = f.Roster()
+		case has == 1:
+			r.Roster = f.RosterFormat6()
 		case has != 0:
 			f.Fail("roster presence is %d", has)
 		}

@@ -132,7 +132,7 @@ func format4(t *testing.T, payload []byte) []byte {
 func TestRecordFormat5CarriesFailedBits(t *testing.T) {
 	r := node.Record{Kind: node.RecRelease, TaskID: "t", Attempt: 3, Holder: "n2", Round: 7, NextETA: time.Unix(1700000000, 0).UTC(), Retries: 70, Failed: 300, FailedBits: 1<<63 | 0b101}
 	payload := appendRecord(nil, &r)[frameHeader:]
-	require.Equal(t, byte(5), payload[0])
+	require.Equal(t, recordVersion, payload[0])
 	got, _, err := decodeRecord(payload)
 	require.NoError(t, err)
 	require.Equal(t, r, got)
@@ -174,6 +174,33 @@ func TestRosterRecordAndFormat4(t *testing.T) {
 }
 
 func wireRoster(r *node.Roster) []byte { return wire.AppendRoster(nil, r) }
+
+// A roster record of format 6 carries the roster's removed members; one of format
+// 5 (the roster as wire version 6 wrote it: no removed members) is still read, with
+// none; a format 6 payload read as format 5 is refused (the removed members are
+// left over).
+func TestRosterRecordCarriesRemoved(t *testing.T) {
+	roster := &node.Roster{Epoch: 9, Leader: "n3", Members: []node.Member{{ID: "n3"}, {ID: "n4"}, {ID: "n6"}}, Removed: []node.NodeID{"n2", "n1"}}
+	rec := node.Record{Kind: node.RecRoster, Roster: roster}
+	payload := appendRecord(nil, &rec)[frameHeader:]
+	require.Equal(t, byte(6), payload[0])
+	got, _, err := decodeRecord(payload)
+	require.NoError(t, err)
+	require.Equal(t, rec, got)
+
+	asV5 := append([]byte{5}, payload[1:]...)
+	_, _, err = decodeRecord(asV5)
+	require.ErrorIs(t, err, errBadPayload)
+
+	without := *roster
+	without.Removed = nil
+	p := appendRecord(nil, &node.Record{Kind: node.RecRoster, Roster: &without})[frameHeader:]
+	require.Equal(t, byte(0), p[len(p)-1], "no removed members: a count of 0 last")
+	v5 := append([]byte{5}, p[1:len(p)-1]...)
+	got, _, err = decodeRecord(v5)
+	require.NoError(t, err)
+	require.Equal(t, node.Record{Kind: node.RecRoster, Roster: &without}, got)
+}
 
 // A moved task's list version is written last in its record, only when not 0, and
 // read back (RecTask and RecMove alike).

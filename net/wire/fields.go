@@ -56,6 +56,10 @@ func (f *Fields) Schedule() *node.Schedule { return f.d.schedule() }
 // Roster reads a roster written by AppendRoster (nil after an error).
 func (f *Fields) Roster() *node.Roster { return f.d.roster() }
 
+// RosterFormat6 reads a roster as wire Version 6's AppendRoster wrote it (net/disk's
+// records before format 6): it has no Removed members.
+func (f *Fields) RosterFormat6() *node.Roster { return f.d.rosterFormat6() }
+
 // Len is how many bytes are left; Err the first error.
 func (f *Fields) Len() int   { return len(f.d.b) }
 func (f *Fields) Err() error { return f.d.err }

@@ -60,8 +60,9 @@ import (
 // node.Message.Round after Epoch (a claim's round, echoed by its answers); version 7
 // no new field: the roster lease's claims carry a Round their grants echo, and a
 // claimant counts only grants that echo its round (a member of version 6 echoes
-// none, so a claimant of version 7 could never lead beside it). A frame of
-// another version is refused (and so is a peer's hello: see net/peer): a cluster
+// none, so a claimant of version 7 could never lead beside it); and a roster's
+// Removed members after its Leader. A frame of another version is refused (and so
+// is a peer's hello: see net/peer): a cluster
 // runs one version.
 const Version byte = 7
 
@@ -308,7 +309,12 @@ func appendRoster(b []byte, r *node.Roster) []byte {
 		b = appendString(b, string(mem.ID))
 		b = appendString(b, mem.Addr)
 	}
-	return appendString(b, string(r.Leader))
+	b = appendString(b, string(r.Leader))
+	b = binary.AppendUvarint(b, uint64(len(r.Removed)))
+	for _, id := range r.Removed {
+		b = appendString(b, string(id))
+	}
+	return b
 }
 
 func appendAttempt(b []byte, a *node.DeliveryAttempt) []byte {
@@ -640,7 +646,9 @@ func (d *decoder) message() node.Message {
 	return m
 }
 
-func (d *decoder) roster() *node.Roster {
+// rosterFormat6 reads a roster as wire version 6 wrote it (net/disk's records
+// before format 6): no removed members.
+func (d *decoder) rosterFormat6() *node.Roster {
 	r := &node.Roster{Epoch: d.uvarint("roster.epoch")}
 	// A member takes at least 2 bytes: its ID's and its address's lengths.
 	if n := d.count("roster.members", 2); n > 0 {
@@ -650,6 +658,26 @@ func (d *decoder) roster() *node.Roster {
 		}
 	}
 	r.Leader = node.NodeID(d.string("roster.leader"))
+	if d.err != nil {
+		return nil
+	}
+	return r
+}
+
+// roster reads a roster as this version writes it: rosterFormat6's, then its
+// removed members.
+func (d *decoder) roster() *node.Roster {
+	r := d.rosterFormat6()
+	if r == nil {
+		return nil
+	}
+	// A removed member's ID takes at least its length's byte.
+	if n := d.count("roster.removed", 1); n > 0 {
+		r.Removed = make([]node.NodeID, n)
+		for i := range r.Removed {
+			r.Removed[i] = node.NodeID(d.string("roster.removed.id"))
+		}
+	}
 	if d.err != nil {
 		return nil
 	}

@@ -76,7 +76,8 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 			{Queue: "emails", State: node.StateDead, Before: []node.NodeID{"node-a", "node-c"}, N: math.MaxInt64}, {}},
 		Epoch: math.MaxUint64,
 		Roster: &node.Roster{Epoch: 7, Leader: "node-b", Members: []node.Member{
-			{ID: "node-a", Addr: "10.0.0.1:7001"}, {ID: "node-b", Addr: "[::1]:7002"}, {ID: "node-c"}}},
+			{ID: "node-a", Addr: "10.0.0.1:7001"}, {ID: "node-b", Addr: "[::1]:7002"}, {ID: "node-c"}},
+			Removed: []node.NodeID{"node-x", "node-e"}},
 		Member: &node.Member{ID: "node-d", Addr: "10.0.0.4:7001"},
 	}
 }

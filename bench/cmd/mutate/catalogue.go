@@ -477,4 +477,9 @@ var Catalogue = []Mutant{
 		Desc:  "a node that joined and restarts from its log takes tasks at once, under the settings its log holds, though the round that learns them at the join may never have ended",
 		Edits: edit("node/node.go", "if lossy || n.cfg.Join && !n.joining && len(n.members) > 1 {", "if lossy || false {"),
 	},
+	{
+		Name:  "skipped-epochs-forget-removed",
+		Desc:  "a node that adopts a roster after skipping epochs (a joiner, a member away) knows as departed only the members it saw leave, not those the roster names as removed: its door refuses their messages and lists naming them",
+		Edits: edit("node/remove.go", "\tfor _, id := range next.Removed {\n", "\tfor _, id := range next.Removed[:0] {\n"),
+	},
 }
