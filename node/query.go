@@ -91,6 +91,20 @@ func (n *Node) startQuery(id string, op *queryOp, m Message) {
 		// A second identical query joins the first: answer both together.
 		old.lookups = append(old.lookups, op.lookups...)
 		old.cancels = append(old.cancels, op.cancels...)
+		if op.lookups != nil {
+			// The answers counted so far may predate this request by up to an
+			// EnqueueTimeout (a replica down holds the query that long): ask every
+			// replica again, and wait for the new answers, so that the joined
+			// client's view is no older than its request. Without this a client
+			// that polls through a node with one replica down read, for seconds,
+			// the state the task had at its first poll, the node's own final copy
+			// notwithstanding (V1 on seed 11 of at-most-once-faults with lookups).
+			old.answered = 0
+			for _, r := range old.replicas {
+				m.To = r
+				n.send(m)
+			}
+		}
 		return
 	}
 	n.queries[key] = op
