@@ -462,4 +462,16 @@ var Catalogue = []Mutant{
 		Desc:  "a node that joined and restarts from its log takes tasks at once, under the settings its log holds, though the round that learns them at the join may never have ended",
 		Edits: edit("node/node.go", "if lossy || n.cfg.Join && !n.joining && len(n.members) > 1 {", "if lossy || false {"),
 	},
+
+	// --- queries: Lookup, Describe (GET /v1/tasks/{id}) ---------------------------
+	{
+		Name:  "status-claimed-as-succeeded",
+		Desc:  "a replica delivering a task (claimed) answers a status query with succeeded, the outcome it expects, before the webhook answered",
+		Edits: edit("node/query.go", "if n.cfg.Unsafe.ClaimedAnsweredSucceeded && st.State == StateClaimed {", "if st.State == StateClaimed {"),
+	},
+	{
+		Name:  "joined-lookup-not-reasked",
+		Desc:  "a Lookup or Describe that joins one in flight waits for its answers instead of asking the replicas again: it reads a view older than its request",
+		Edits: edit("node/query.go", "\t\tif op.lookups != nil {\n\t\t\t// The answers counted so far", "\t\tif false && op.lookups != nil {\n\t\t\t// The answers counted so far"),
+	},
 }
