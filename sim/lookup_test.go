@@ -132,3 +132,33 @@ func TestV1StaleAnswerOnlyWhenEveryReplicaCouldAnswer(t *testing.T) {
 		require.True(t, strings.Contains(v1(w)[0].Detail, "answered scheduled, but a majority of the task's replicas knew it final since 1s"), v1(w)[0].Detail)
 	}
 }
+
+// A lookup made in the liveness phase that is never answered is V1; one made in the
+// safety phase is not judged so (its node may go down, or wait out a replica).
+func TestV1LookupNeverAnswered(t *testing.T) {
+	sc := mustParse(t, `{
+  "name": "lookups-lost",
+  "cluster": {"nodes": 3, "replicas": 3, "replica_offset": "1s"},
+  "network": {"latency": {"min": "1ms", "max": "10ms"}},
+  "workload": {"tasks": 20, "rate": 10, "lookups": {"rate": 5}},
+  "duration": "5s",
+  "liveness_bound": "1m"
+}`)
+	res, err := Run(sc, 1, Options{})
+	require.NoError(t, err)
+	require.Zero(t, res.ViolationCounts["V1"], "answered: %v", res.Violations)
+	require.NotZero(t, res.Lookups)
+
+	lost := 0
+	testLookupAnswerLost = func() bool { lost++; return true }
+	defer func() { testLookupAnswerLost = nil }()
+	res, err = Run(sc, 1, Options{})
+	require.NoError(t, err)
+	require.NotZero(t, lost)
+	require.NotZero(t, res.ViolationCounts["V1"])
+	for _, v := range res.Violations {
+		require.Equal(t, "V1", v.Invariant)
+		require.Contains(t, v.Detail, "in the liveness phase had no answer after 6s")
+		require.GreaterOrEqual(t, v.At, 5*time.Second+6*time.Second, "made in the liveness phase, judged a bound later")
+	}
+}
