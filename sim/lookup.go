@@ -12,7 +12,8 @@ import (
 // /v1/tasks/{id} is node.Describe on the node the request reached (net/api's getTask,
 // through net/daemon's backend), so a simulated lookup is Describe on a random live
 // node, for a random acknowledged task, at Poisson times. Every answer is judged
-// against the simulated world (V1, checkLookup).
+// against the simulated world (V1: lookupAnswered, and lookUp's bound on the time
+// an answer takes).
 
 // maxLookupRate bounds workload.lookups.rate: lookups are probes, not load.
 const maxLookupRate = 1000
@@ -134,9 +135,10 @@ func (c *checker) lookupIssued(s *simNode, id string) *lookupRec {
 // (none crashed since it learnt it, none forgot it at the end of the dedup window),
 // and every replica's answer comes in time (the coordinator and the replicas stay
 // up and unpaused, no partition comes between them, and no status message of the
-// task is lost: replicasStayed), the answer is final. The rule asks no more: a replica cut off, down or paused may
-// hold an older view, and the answer is then the freshest view of those that
-// answered (or, after EnqueueTimeout, ErrOutcomeUnknown).
+// task is lost: replicasStayed), the answer is final. The rule asks no more: a
+// replica cut off, down or paused may hold an older view, and the answer is then
+// the freshest view of those that answered (or, after EnqueueTimeout,
+// ErrOutcomeUnknown).
 //
 // "Before the lookup" allows for an answer the coordinator counts that a replica
 // sent before it (to an earlier lookup of the task this one joined): it left at
@@ -203,8 +205,9 @@ func (c *checker) replicasStayed(lk *lookupRec) bool {
 	return !lost || t < lk.at
 }
 
-// lookupAnswered checks V1 on a lookup's answer: a final state it answers is true of
-// the task (checkLookup).
+// lookupAnswered checks V1 on a lookup's answer: it comes once; a final state it
+// answers is true of the task (falseFinal); it is final when it must be
+// (mustAnswerFinal).
 func (c *checker) lookupAnswered(lk *lookupRec, st node.TaskStatus, err error) {
 	if lk.answered {
 		c.violate("V1", []string{lk.id}, []node.NodeID{lk.via.id}, "a lookup through %s was answered twice", lk.via.id)
