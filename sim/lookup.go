@@ -20,7 +20,7 @@ const maxLookupRate = 1000
 
 // defaultLookupsAfterSafety is how far into the liveness phase lookups go on by
 // default (workload.lookups.until).
-const defaultLookupsAfterSafety = 30 * time.Second
+const defaultLookupsAfterSafety = 10 * time.Second
 
 // lookupStream is the seed split the lookups draw from (their times, nodes and
 // tasks), their own: a run with lookups enqueues the same tasks at the same times,
@@ -29,7 +29,7 @@ const defaultLookupsAfterSafety = 30 * time.Second
 const lookupStream = 7
 
 // startLookups begins the clients' lookups when the workload's first request goes
-// out; they go on until spec.Until (default: 30 s into the liveness phase, which
+// out; they go on until spec.Until (default: 10 s into the liveness phase, which
 // may be long: lookups all through it would cost much and judge little).
 func (w *world) startLookups(spec *LookupSpec) {
 	earliest := int64(w.sc.Cluster.MaxClockDrift) + int64(w.sc.Clocks.maxOffset()) + int64(time.Millisecond)

@@ -158,8 +158,8 @@ type WorkloadSpec struct {
 // LookupSpec makes clients look tasks up, as GET /v1/tasks/{id} does (lookup.go).
 type LookupSpec struct {
 	Rate float64 `json:"rate"` // lookups per second (Poisson arrivals)
-	// Until is when the lookups stop (true time); 0: 30 s into the liveness phase
-	// (duration + 30 s), so that some are made on a whole network (V1's bound).
+	// Until is when the lookups stop (true time); 0: 10 s into the liveness phase
+	// (duration + 10 s), so that some are made on a whole network (V1's bound).
 	Until Duration `json:"until,omitempty"`
 }
 
