@@ -870,6 +870,7 @@ func (w *snapW) Unsafe(v *Unsafe) {
 	w.bool(v.LeaseWithoutDrift)
 	w.bool(v.MoveSkipOldMajority)
 	w.bool(v.TokenWithoutLease)
+	w.bool(v.ClaimedAnsweredSucceeded)
 }
 
 func (r *snapR) Unsafe(v *Unsafe) {
@@ -890,6 +891,7 @@ func (r *snapR) Unsafe(v *Unsafe) {
 	v.LeaseWithoutDrift = r.bool()
 	v.MoveSkipOldMajority = r.bool()
 	v.TokenWithoutLease = r.bool()
+	v.ClaimedAnsweredSucceeded = r.bool()
 }
 
 func (w *snapW) QueueConfig(v *QueueConfig) {

@@ -89,4 +89,9 @@ type Unsafe struct {
 	// after it takes one up (token.go, tokenReady): around a roster change the old
 	// and the new token node of a queue both grant.
 	TokenWithoutLease bool
+	// ClaimedAnsweredSucceeded: negative controls only: breaks V1 by having the
+	// replica that is delivering a task (claimed) answer a status query with
+	// succeeded, the outcome it hopes for, before its webhook answered (query.go,
+	// handleStatus): a client's GET /v1/tasks/{id} reads a success that never was.
+	ClaimedAnsweredSucceeded bool
 }

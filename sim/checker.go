@@ -94,7 +94,8 @@ type taskRec struct {
 	// replicas (by rank) that answered each node's Outcome with a final state.
 	doneSent map[node.NodeID]int64
 	doneAcks map[node.NodeID]uint64
-	died     bool // some node ended it dead (the first one decided it: see checkDeath)
+	died     bool  // some node ended it dead (the first one decided it: see checkDeath)
+	finals   uint8 // the final states some node ended it in (bit: 1<<state), for V1
 }
 
 // checker verifies S1–S5 and Q1–Q5 as events happen, and L1, L2 at the end (S6, the
@@ -144,6 +145,15 @@ type checker struct {
 	// epoch, the roster committed under it.
 	leaseEnds []int64
 	committed map[uint64]*node.Roster
+	// V1 (lookup.go): what may cancel a task, asked by when (cancels and refused
+	// enqueues by task ID, purges and deletions by queue); the longest a lookup may
+	// wait for its answer in the liveness phase; lookups made, and answered final.
+	cancelReqs   map[string]int64
+	purgeReqs    map[string]int64
+	statusLost   map[string]int64 // by task ID: when a status message of it was last lost
+	lookupBound  time.Duration
+	lookups      int
+	lookupsFinal int
 }
 
 const maxKeptViolations = 50
@@ -175,6 +185,11 @@ func newChecker(w *world) *checker {
 	var cfg node.Config // the simulator leaves the resend intervals at their defaults
 	cfg.EnsureDefaults()
 	c.doneWindow = 2 * max(cfg.ClaimTimeout, cfg.OutcomeRetry)
+	// A lookup's coordinator answers when its EnqueueTimeout runs out on its own
+	// clock at the latest, which may run slow by clocks.max_drift; a second more
+	// for the replicas' answers to arrive and the event that fires it.
+	c.lookupBound = time.Duration(float64(cfg.EnqueueTimeout)/(1-w.sc.Clocks.MaxDrift)) + time.Second
+	c.cancelReqs, c.purgeReqs, c.statusLost = map[string]int64{}, map[string]int64{}, map[string]int64{}
 	c.queues = map[string]*queueModel{}
 	c.held = map[node.NodeID]map[string]uint64{}
 	for _, q := range w.sc.Workload.Queues {
@@ -280,6 +295,7 @@ func (c *checker) stateChanged(s *simNode, t *node.Task, from, to node.TaskState
 		c.checkDeath(s, r)
 	}
 	if to.Final() {
+		r.finals |= 1 << to
 		if rank >= 0 && r.knowsFinal[rank] < 0 {
 			r.knowsFinal[rank] = c.w.now
 		}
@@ -590,6 +606,9 @@ func (c *checker) outcomeHeldBack(m node.Message, arrival int64) {
 }
 
 func (c *checker) messageLost(m node.Message) {
+	if m.Type == node.MsgStatus || m.Type == node.MsgStatusResp {
+		c.statusLost[m.TaskID] = c.w.now
+	}
 	if m.Type == node.MsgOutcome {
 		for _, r := range c.byID[m.TaskID] {
 			r.outcomeLost = true

@@ -3,7 +3,8 @@
 // drop, duplication, reordering, partitions), crashes, restarts and pauses, clock
 // offsets and drift, simulated workers and the workload. After every event that could
 // break one, a checker verifies the safety invariants S1–S5 of DESIGN.md; at the end
-// it verifies L1 and L2. Runs write JSON Lines traces that Replay re-runs event for
+// it verifies L1 and L2. Simulated clients may look tasks up (workload.lookups), and
+// V1 judges every answer against the world (lookup.go). Runs write JSON Lines traces that Replay re-runs event for
 // event, and the same seed and build always give the same trace (D1).
 //
 // A run has a safety phase (Scenario.Duration) in which faults happen, then a

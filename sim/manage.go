@@ -144,6 +144,9 @@ func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
 		if w.trace != nil {
 			w.trace.fault(w.now, f.Kind, f.Queue+via)
 		}
+		if f.Kind == "purge_queue" || f.Kind == "delete_queue" {
+			w.check.queueCancelRequested(f.Queue) // V1: it may cancel the queue's tasks
+		}
 		put := w.check.putIssued(f.Queue)
 		answer := func(set node.QueueSetting, _ int, err error) {
 			if f.Kind == "delete_queue" {
@@ -182,6 +185,7 @@ func (w *world) manageThen(f FaultEvent, done func(ok bool)) {
 		if w.trace != nil {
 			w.trace.fault(w.now, f.Kind, r.task.ID+via)
 		}
+		w.check.cancelRequested(r.task.ID)
 		s.n.Cancel(r.task.ID, func(st node.TaskState, err error) {
 			if w.trace != nil {
 				res := st.String()

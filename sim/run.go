@@ -68,12 +68,15 @@ type Result struct {
 	Violations  []Violation
 	// ViolationCounts counts every violation by invariant (Violations keeps the first 50).
 	ViolationCounts map[string]int
-	SimTime         time.Duration
-	Events          uint64
-	Wall            time.Duration
-	TraceHash       string
-	Swarm           []string // fault kinds this seed enabled
-	Command         string   // replays this run
+	// Lookups counts the clients' lookups made (workload.lookups), LookupsFinal those
+	// answered with a final state (V1 judged each).
+	Lookups, LookupsFinal int
+	SimTime               time.Duration
+	Events                uint64
+	Wall                  time.Duration
+	TraceHash             string
+	Swarm                 []string // fault kinds this seed enabled
+	Command               string   // replays this run
 }
 
 // Failed reports whether any invariant was violated.
@@ -129,6 +132,7 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	w := &world{sc: sc, seed: seed, proto: proto, byID: map[node.NodeID]*simNode{}, changeGen: map[string]int{}, liveQueue: opts.liveQueue, applied: opts.applied, tweak: opts.tweak, started: opts.started}
 	split := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k)) }
 	w.rngNet, w.rngFault, w.rngWork, w.rngWorker, w.rngClock, w.rngSwarm = split(1), split(2), split(3), split(4), split(5), split(6)
+	w.rngLook = split(lookupStream)
 	w.net = netState{drop: sc.Network.Drop, duplicate: sc.Network.Duplicate, reorder: sc.Network.Reorder}
 	if opts.Trace != nil || opts.Hash || opts.lineSink != nil {
 		w.trace = newTracer(opts.Trace)
@@ -179,6 +183,9 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 	wl := w.startWorkload()
 	w.wl = wl
 	w.startSchedules()
+	if lk := sc.Workload.Lookups; lk != nil {
+		w.startLookups(lk)
+	}
 	safetyEnd := int64(sc.Duration)
 	hardEnd := safetyEnd + int64(sc.LivenessBound)
 	w.at(safetyEnd, w.beginLiveness)
@@ -253,6 +260,8 @@ func Run(sc *Scenario, seed uint64, opts Options) (*Result, error) {
 		Excused:         w.check.excused,
 		Violations:      w.check.violations,
 		ViolationCounts: w.check.nViolation,
+		Lookups:         w.check.lookups,
+		LookupsFinal:    w.check.lookupsFinal,
 		SimTime:         time.Duration(w.now),
 		Events:          w.events,
 		Command:         replayCommand(opts.ScenarioPath, sc.Name, seed, opts.Protocol),
@@ -481,6 +490,9 @@ func (wl *workload) send1(s *simNode, req node.EnqueueRequest, n, tries int) {
 			wl.duplicates++
 		case errRefused(r.Err):
 			wl.full++
+			if r.ID != "" {
+				w.check.cancelRequested(r.ID) // replicas that stored it are told it is cancelled
+			}
 		}
 		if r.Err != nil && !errors.As(r.Err, &dup) && !gaveUp {
 			wl.resend(s, req, n, tries)

@@ -151,6 +151,16 @@ type WorkloadSpec struct {
 	Names     *NameSpec   `json:"names,omitempty"`
 	// Schedules are cron schedules set by a client's PUT (schedules.go).
 	Schedules []ScheduleSpec `json:"schedules,omitempty"`
+	// Lookups are clients' GET /v1/tasks/{id} of acknowledged tasks (lookup.go).
+	Lookups *LookupSpec `json:"lookups,omitempty"`
+}
+
+// LookupSpec makes clients look tasks up, as GET /v1/tasks/{id} does (lookup.go).
+type LookupSpec struct {
+	Rate float64 `json:"rate"` // lookups per second (Poisson arrivals)
+	// Until is when the lookups stop (true time); 0: 10 s into the liveness phase
+	// (duration + 10 s), so that some are made on a whole network (V1's bound).
+	Until Duration `json:"until,omitempty"`
 }
 
 // NameSpec gives a share of the tasks a name drawn from a small pool, so that some
@@ -534,6 +544,14 @@ func (sc *Scenario) Validate() error {
 			bad("workload.names.resend", "must be 0 to 10, not %d", nm.Resend)
 		}
 	}
+	if lk := w.Lookups; lk != nil {
+		if lk.Rate <= 0 || lk.Rate > maxLookupRate {
+			bad("workload.lookups.rate", "must be above 0 and at most %d (lookups per second), not %g", maxLookupRate, lk.Rate)
+		}
+		if lk.Until < 0 || lk.Until > sc.Duration+sc.LivenessBound {
+			bad("workload.lookups.until", "must be 0 (the default) to duration + liveness_bound, not %s", lk.Until.D())
+		}
+	}
 	seen := map[string]bool{}
 	for i, q := range w.Queues {
 		f := fmt.Sprintf("workload.queues[%d]", i)
@@ -697,7 +715,7 @@ func (sc *Scenario) Validate() error {
 // invariants lists every invariant the simulator checks (DESIGN.md, "What the
 // simulator checks"): the names a scenario's expect.invariants may use. It is the
 // one list: scenarios_test.go requires a negative control for each.
-var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2", "M1", "M2"}
+var invariants = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "L1", "L2", "L3", "D1", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "SC1", "SC2", "M1", "M2", "V1"}
 
 // Invariants returns the invariants the simulator checks, in order.
 func Invariants() []string { return slices.Clone(invariants) }

@@ -42,11 +42,14 @@ type Summary struct {
 	// Failing counts tasks still pending at the end because their worker failed every
 	// delivery of the liveness phase while retries kept pace (L1's exception).
 	Failing int
-	SimTime time.Duration
-	Events  uint64
-	Wall    time.Duration // elapsed for the whole sweep
-	CPU     time.Duration // sum of the runs' own durations
-	Failed  []*Result     // seeds with a violation
+	// Lookups counts the clients' lookups (workload.lookups), LookupsFinal those
+	// answered with a final state, each judged by V1.
+	Lookups, LookupsFinal int
+	SimTime               time.Duration
+	Events                uint64
+	Wall                  time.Duration // elapsed for the whole sweep
+	CPU                   time.Duration // sum of the runs' own durations
+	Failed                []*Result     // seeds with a violation
 	// Caught lists the seeds whose violations include one the expectation names.
 	Caught []*Result
 	// Nondeterministic lists seeds whose two runs gave different traces.
@@ -139,6 +142,8 @@ func (s *Summary) Add(r *Result) {
 	s.Deliveries += r.Deliveries
 	s.NameRefused += r.NameRefused
 	s.FullRefused += r.FullRefused
+	s.Lookups += r.Lookups
+	s.LookupsFinal += r.LookupsFinal
 	for _, e := range r.Excused {
 		switch e.Kind {
 		case "duplicate":

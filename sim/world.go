@@ -28,6 +28,7 @@ type world struct {
 	// that its faults, written down as a fixed schedule (shrink), leave every other
 	// draw of the run as it was.
 	rngSwarm, resolving *rand.Rand
+	rngLook             *rand.Rand    // the clients' lookups (lookup.go)
 	applied             *[]FaultEvent // see Options.applied
 	armedFaults         []FaultEvent  // faults aimed at a moment, waiting for it (trigger)
 	held                []heldMessage // messages a silent partition holds (releaseHeld)

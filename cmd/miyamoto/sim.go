@@ -221,6 +221,9 @@ func printSummary(w io.Writer, s *sim.Summary, verbose bool) {
 	if s.NameRefused > 0 || s.NamesExcused > 0 {
 		fmt.Fprintf(w, "  task names: %d enqueues refused as duplicates (409), %d names accepted twice after state loss (excused)\n", s.NameRefused, s.NamesExcused)
 	}
+	if s.Lookups > 0 {
+		fmt.Fprintf(w, "  lookups: %d made, %d answered with a final state (V1 judged each)\n", s.Lookups, s.LookupsFinal)
+	}
 	if s.Forgotten > 0 {
 		fmt.Fprintf(w, "  retries: %d started early for failures every replica that knew of them lost (excused)\n", s.Forgotten)
 	}

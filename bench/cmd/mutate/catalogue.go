@@ -482,4 +482,16 @@ var Catalogue = []Mutant{
 		Desc:  "a node that adopts a roster after skipping epochs (a joiner, a member away) knows as departed only the members it saw leave, not those the roster names as removed: its door refuses their messages and lists naming them",
 		Edits: edit("node/remove.go", "\tfor _, id := range next.Removed {\n", "\tfor _, id := range next.Removed[:0] {\n"),
 	},
+
+	// --- queries: Lookup, Describe (GET /v1/tasks/{id}) ---------------------------
+	{
+		Name:  "status-claimed-as-succeeded",
+		Desc:  "a replica delivering a task (claimed) answers a status query with succeeded, the outcome it expects, before the webhook answered",
+		Edits: edit("node/query.go", "if n.cfg.Unsafe.ClaimedAnsweredSucceeded && st.State == StateClaimed {", "if st.State == StateClaimed {"),
+	},
+	{
+		Name:  "joined-lookup-not-reasked",
+		Desc:  "a Lookup or Describe that joins one in flight waits for its answers instead of asking the replicas again: it reads a view older than its request",
+		Edits: edit("node/query.go", "\t\tif op.lookups != nil {\n\t\t\t// The answers counted so far", "\t\tif false && op.lookups != nil {\n\t\t\t// The answers counted so far"),
+	},
 }
