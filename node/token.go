@@ -175,6 +175,14 @@ func (n *Node) renewTokenLease() {
 			delete(t.sent, r) // an answer to it would count for nothing
 		}
 	}
+	if t.round == 0 {
+		// A random first round, so that an answer to a round of this node's
+		// previous process, still on its way, is not taken for one to a round of
+		// this process with the same number and a later sending (the roster
+		// lease's rounds, leader.go, are random for the same reason). 2^61 leaves
+		// the door's bound on attempt numbers far away.
+		t.round = n.env.Rand.Uint64() >> 3
+	}
 	t.round++
 	t.sent[t.round] = now
 	for _, id := range n.members {

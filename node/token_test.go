@@ -307,3 +307,51 @@ func TestCapRefusalsComeBackJittered(t *testing.T) {
 	}
 	require.Greater(t, len(waits), len(ids)/2, "refused claimants come back at different times: %v", waits)
 }
+
+// An answer to a round of the token node's previous process, held in the network
+// across its restart, must not count for the new process's round: it would date
+// the member's yes from the new round's sending, later than it was given.
+func TestTokenLeaseAnswerToAnEarlierProcessDoesNotCount(t *testing.T) {
+	q := DefaultQueueConfig()
+	q.MaxConcurrent = 1
+	h, token := tokenHarness(t, q)
+	n := h.node(token)
+	h.run(n.cfg.RecoveryWait + n.tokenLeaseTerm())
+	require.True(t, n.tok.held)
+	var rounds []uint64 // the first process's rounds, oldest first
+	for _, s := range h.sent {
+		if s.Msg.Type == MsgTokenLease && s.Msg.From == token && (len(rounds) == 0 || rounds[len(rounds)-1] != s.Msg.Attempt) {
+			rounds = append(rounds, s.Msg.Attempt)
+		}
+	}
+	require.NotEmpty(t, rounds)
+
+	// Restarted and cut off: its own rounds get no answer from the others.
+	h.crash(token)
+	h.restart(token)
+	h.isolate(token)
+	h.setQueues(map[string]QueueConfig{"q": q}) // it forgot them (no storage)
+	n = h.node(token)
+	askPermit(h, token, "a", 1) // starts the lease's rounds
+	h.run(h.elapsed() + n.cfg.RecoveryWait + n.tokenLeaseTerm()/2)
+	require.NotEmpty(t, n.tok.sent, "the new process sends rounds")
+	require.False(t, n.tok.held)
+
+	// The others' yeses to the first process's rounds arrive now.
+	for _, id := range h.order {
+		if id == token {
+			continue
+		}
+		for _, r := range rounds {
+			n.input(func() {
+				n.step(Message{Type: MsgTokenLeaseResp, From: id, To: token, Attempt: r, Epoch: n.roster.Epoch, Granted: true})
+			})
+		}
+	}
+	require.False(t, n.tok.held, "answers to the previous process's rounds count for nothing")
+	for _, id := range h.order {
+		if id != token { // it answers itself
+			require.Zero(t, n.tok.answered[id], "no answer counted from %s", id)
+		}
+	}
+}

@@ -448,6 +448,11 @@ var Catalogue = []Mutant{
 		Edits: edit("node/leader.go", "m.Attempt != op.ballot || m.Round != op.round ||", "m.Attempt != op.ballot ||"),
 	},
 	{
+		Name:  "token-round-starts-at-one",
+		Desc:  "a token node's lease rounds count from 1 in every process, so that a member's yes to a round of the process before a restart, still on its way, counts for the new process's round of that number, sent later",
+		Edits: edit("node/token.go", "if t.round == 0 {\n\t\t// A random first round", "if false && t.round == 0 {\n\t\t// A random first round"),
+	},
+	{
 		Name:  "acks-of-removed-members-count",
 		Desc:  "a queue change is answered as acknowledged by every member when as many answered as the roster has members, a member removed meanwhile standing in for one that never got it",
 		Edits: edit("node/queues.go", "if membersIn(n.members, op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)", "if len(op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)"),
