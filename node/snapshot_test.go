@@ -691,3 +691,27 @@ func TestSnapshotTimesKeepTheirLocationAndNoMonotonicReading(t *testing.T) {
 	require.Equal(t, time.UTC, cp.forgetMark.Location())
 	require.True(t, cp.leaderSeen.Equal(wall.Round(0)) && cp.forgetMark.Equal(wall.Round(0)))
 }
+
+// A snapshot of another encoding version is refused as such, not read field by
+// field into the wrong places.
+func TestSnapshotOfAnotherVersionIsRefused(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	h.enqueue("n1", req(5*time.Second))
+	h.run(time.Second)
+	n := h.node("n1")
+	snap, err := n.Snapshot()
+	require.NoError(t, err)
+	env := func() Env {
+		return Env{Clock: &fakeClock{h: h, id: "n1"}, Network: fakeNetwork{h: h}, Dispatcher: &fakeDispatcher{h: h, id: "n1"},
+			Rand: rand.New(rand.NewPCG(1, 2))}
+	}
+	_, err = Restore(n.cfg, env(), snap)
+	require.NoError(t, err, "this build's own snapshot")
+	require.Equal(t, byte(snapshotVersion), snap[len(snapshotMagic)], "the version follows the magic, one byte while below 128")
+	for _, v := range []byte{snapshotVersion - 1, snapshotVersion + 1} {
+		old := bytes.Clone(snap)
+		old[len(snapshotMagic)] = v
+		_, err = Restore(n.cfg, env(), old)
+		require.ErrorIs(t, err, ErrSnapshotVersion, "version %d", v)
+	}
+}
