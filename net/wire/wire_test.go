@@ -36,6 +36,7 @@ func fullTask() *node.Task {
 		Nonce:       0xdeadbeefcafe,
 		Delivery:    node.AtMostOnce,
 		Replicas:    []node.NodeID{"n3", "n1", "n2"},
+		ListVersion: 3,
 	}
 }
 
@@ -75,6 +76,7 @@ func fullMessage(t node.MsgType, task *node.Task) node.Message {
 		Counts: []node.QueueCount{{Queue: "emails", State: node.StateScheduled, N: 3},
 			{Queue: "emails", State: node.StateDead, Before: []node.NodeID{"node-a", "node-c"}, N: math.MaxInt64}, {}},
 		Epoch: math.MaxUint64,
+		Round: 0xfeedface12345678,
 		Roster: &node.Roster{Epoch: 7, Leader: "node-b", Members: []node.Member{
 			{ID: "node-a", Addr: "10.0.0.1:7001"}, {ID: "node-b", Addr: "[::1]:7002"}, {ID: "node-c"}},
 			Removed: []node.NodeID{"node-x", "node-e"}},
@@ -437,6 +439,7 @@ func BenchmarkDecodeFrame(b *testing.B) {
 
 func TestTaskHelpers(t *testing.T) {
 	task := fullTask()
+	task.ListVersion = 0 // not AppendTask's: a message and a record carry it after their other fields
 	b := AppendTask([]byte("x"), task)
 	require.Equal(t, "x", string(b[:1]))
 	b = append(b, "tail"...)
@@ -494,6 +497,7 @@ func TestSettingFormats(t *testing.T) {
 // refused.
 func TestTaskListVersionTrails(t *testing.T) {
 	m := fullMessage(node.MsgMove, fullTask())
+	m.Task.ListVersion = 0 // the list it was enqueued with: nothing written
 	plain := AppendFrame(nil, m)
 	moved := *m.Task
 	moved.ListVersion = 300
