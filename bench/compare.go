@@ -89,6 +89,12 @@ type Result struct {
 	Rounds  int // rounds run; this is the one with the median delivered rate
 	// RoundRates are every round's delivered rate, in increasing order.
 	RoundRates []float64
+	// RoundRatios are, round by round in the order run, the delivered rate over the
+	// baseline's in the same round (the two ran minutes apart at most, so a slow
+	// spell of the machine weighs on both); PairedRatio is their median. Empty and
+	// NaN without a baseline or with one round.
+	RoundRatios []float64
+	PairedRatio float64
 	Load       LoadResult // the enqueue side
 	Sink       SinkStats  // the delivery side, at the end
 	Nodes      int
@@ -178,11 +184,20 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 	}
 	for _, name := range cfg.Targets {
 		rs := rounds[name]
+		ratios := roundRatios(rs, rounds[TargetBaseline])
+		rs = slices.Clone(rs)
 		slices.SortFunc(rs, func(a, b Result) int { return cmp.Compare(a.DeliveredRate, b.DeliveredRate) })
 		med := rs[len(rs)/2]
 		med.Rounds = len(rs)
 		for _, r := range rs {
 			med.RoundRates = append(med.RoundRates, r.DeliveredRate)
+		}
+		med.RoundRatios, med.PairedRatio = ratios, math.NaN()
+		if len(ratios) > 1 && name != TargetBaseline {
+			sorted := slices.Sorted(slices.Values(ratios))
+			med.PairedRatio = sorted[len(sorted)/2]
+		} else {
+			med.RoundRatios = nil
 		}
 		rep.Results = append(rep.Results, med)
 	}
@@ -194,6 +209,22 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// roundRatios is, for each round in the order run, target's delivered rate over
+// the baseline's of the same round; nil unless both ran every round.
+func roundRatios(target, base []Result) []float64 {
+	if len(target) == 0 || len(base) != len(target) || target[0].Skipped != "" {
+		return nil
+	}
+	out := make([]float64, len(target))
+	for i := range target {
+		if base[i].DeliveredRate <= 0 {
+			return nil
+		}
+		out[i] = target[i].DeliveredRate / base[i].DeliveredRate
+	}
+	return out
 }
 
 func (c CompareConfig) progress(format string, a ...any) {
@@ -401,6 +432,14 @@ func (r Report) WriteTable(w io.Writer) error {
 				rates[i] = fmt.Sprintf("%.0f", v)
 			}
 			fmt.Fprintf(w, "%s: delivered/s in each of %d rounds: %s (the median is shown)\n", res.Target, res.Rounds, strings.Join(rates, " "))
+		}
+		if len(res.RoundRatios) > 1 {
+			ratios := make([]string, len(res.RoundRatios))
+			for i, v := range res.RoundRatios {
+				ratios[i] = fmt.Sprintf("%.1f%%", 100*v)
+			}
+			fmt.Fprintf(w, "%s: against the baseline in the same round, round by round: %s (median %.1f%%)\n",
+				res.Target, strings.Join(ratios, " "), 100*res.PairedRatio)
 		}
 	}
 	return nil

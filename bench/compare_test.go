@@ -66,6 +66,30 @@ func TestCompareRounds(t *testing.T) {
 		require.IsNonDecreasing(t, res.RoundRates, res.Target)
 		require.Equal(t, res.RoundRates[1], res.DeliveredRate, "%s: the median round is reported", res.Target)
 	}
+	single, _ := rep.Result(TargetSingle)
+	require.Len(t, single.RoundRatios, 3)
+	require.Contains(t, single.RoundRatios, single.PairedRatio, "the median of the rounds' ratios")
+	base, _ := rep.Result(TargetBaseline)
+	require.Empty(t, base.RoundRatios, "the baseline against itself says nothing")
+	var out strings.Builder
+	require.NoError(t, rep.WriteTable(&out))
+	require.Contains(t, out.String(), "single: against the baseline in the same round, round by round: ")
+}
+
+// A round's ratio is to the baseline of that round, in the order run, whatever
+// order the rates sort in.
+func TestRoundRatiosPairRounds(t *testing.T) {
+	rates := func(vs ...float64) []Result {
+		rs := make([]Result, len(vs))
+		for i, v := range vs {
+			rs[i] = Result{DeliveredRate: v}
+		}
+		return rs
+	}
+	require.Equal(t, []float64{0.5, 0.9, 0.75}, roundRatios(rates(50, 180, 75), rates(100, 200, 100)))
+	require.Nil(t, roundRatios(rates(50, 180), rates(100, 200, 100)), "a round missing")
+	require.Nil(t, roundRatios(rates(50), rates(0)), "a baseline that delivered nothing")
+	require.Nil(t, roundRatios([]Result{{Skipped: "no redis-server"}}, rates(100)))
 }
 
 // An open loop against the relay: requests start at the rate asked, and every
