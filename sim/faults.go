@@ -7,6 +7,26 @@ import (
 	"time"
 )
 
+// A swarm's drawn delay fault adds between these to the latency into its node.
+const (
+	swarmDelayMin = 0.1 // seconds
+	swarmDelayMax = 2.0
+)
+
+// maxFaultDelay is the most a delay fault of sc adds to a message's latency.
+func maxFaultDelay(sc *Scenario) time.Duration {
+	var most float64
+	for _, f := range sc.Faults.Schedule {
+		if f.Kind == "delay" {
+			most = max(most, f.Value)
+		}
+	}
+	if sw := sc.Faults.Swarm; sw != nil && slices.Contains(sw.Kinds, "delay") {
+		most = max(most, swarmDelayMax)
+	}
+	return time.Duration(most * float64(time.Second))
+}
+
 // applyFault starts fault f now; it reverts after f.Duration (or at the liveness
 // phase when Duration is 0). A fault aimed at a moment (f.On) is armed now and
 // started at that moment (trigger).
@@ -180,6 +200,18 @@ func (w *world) startFault(f FaultEvent) {
 		}
 		detail = names(a) + "|" + names(nodes) + "|" + names(b)
 		revert = w.addRule(&linkRule{from: mask(a), to: mask(b), name: "bridge " + detail})
+	case "delay":
+		if len(nodes) == 0 {
+			nodes = []*simNode{w.randomNode()}
+		}
+		detail = names(nodes)
+		entry := &linkDelay{to: mask(nodes), d: time.Duration(f.Value * float64(time.Second))}
+		w.net.delays = append(w.net.delays, entry)
+		revert = func() {
+			if i := slices.Index(w.net.delays, entry); i >= 0 {
+				w.net.delays = slices.Delete(w.net.delays, i, i+1)
+			}
+		}
 	case "drop", "duplicate", "reorder":
 		// Overlapping faults of one kind: the latest still active wins; when all
 		// have ended the scenario's own value comes back.
@@ -357,6 +389,8 @@ func (sw *swarm) next() {
 			f.Value = 0.05 + 2*w.rngSwarm.Float64()
 		case "duplicate", "reorder":
 			f.Value = 0.1 + 0.4*w.rngSwarm.Float64()
+		case "delay":
+			f.Value = swarmDelayMin + (swarmDelayMax-swarmDelayMin)*w.rngSwarm.Float64()
 		}
 		if f.Kind != "" {
 			w.resolving = w.rngSwarm

@@ -70,6 +70,35 @@ func TestOnewayLink(t *testing.T) {
 	require.Positive(t, n2ToN1, "n2's messages to n1 arrived")
 }
 
+// A delay fault holds back every message sent to its node while it lasts by its
+// value, and no other node's: n1 hears nothing for the 2 s after it starts (past
+// one latency), then hears what was sent from its start on, while the others go on
+// hearing each other.
+func TestDelayFaultHoldsMessagesToItsNode(t *testing.T) {
+	sc := mustParse(t, patched(t, func(m map[string]any) {
+		f := firstFault(m)
+		f["kind"], f["nodes"], f["at"], f["duration"], f["value"] = "delay", []any{"n1"}, "1s", "0s", 2 // until the liveness phase (5 s)
+	}))
+	var n1Early, n1Late, others int
+	for _, l := range traceLines(t, sc) {
+		if l["kind"] != "recv" {
+			continue
+		}
+		at := time.Duration(l["t"].(float64))
+		switch {
+		case l["node"] == "n1" && at > time.Second+5*time.Millisecond && at < 3*time.Second:
+			n1Early++
+		case l["node"] == "n1" && at >= 3*time.Second && at < 4*time.Second:
+			n1Late++
+		case l["node"] != "n1" && at > time.Second && at < 3*time.Second:
+			others++
+		}
+	}
+	require.Zero(t, n1Early, "what was sent to n1 while the fault lasted is 2 s late")
+	require.Positive(t, n1Late, "and arrives then")
+	require.Positive(t, others, "the others' messages are not held")
+}
+
 // A fault aimed at a moment (on: roster_committed) strikes the node that reached it
 // inside that input: the leader that commits a roster is cut off before the roster
 // messages that tell the members reach anyone, and a fault whose moment never comes

@@ -142,12 +142,12 @@ func (c *checker) lookupIssued(s *simNode, id string) *lookupRec {
 //
 // "Before the lookup" allows for an answer the coordinator counts that a replica
 // sent before it (to an earlier lookup of the task this one joined): it left at
-// most a message's latency and a reorder's delay before. A silent partition holds
-// messages longer, so with network.partition "hold" the rule waits for the
-// liveness phase, when the held messages have been delivered.
+// most a message's latency, a reorder's and a delay fault's delay before. A silent
+// partition holds messages longer, so with network.partition "hold" the rule waits
+// for the liveness phase, when the held messages have been delivered.
 func (c *checker) mustAnswerFinal(lk *lookupRec) {
 	sc := c.w.sc
-	stale := int64(sc.Network.Latency.Max) + int64(sc.Network.ReorderDelay) + int64(time.Millisecond)
+	stale := int64(sc.Network.Latency.Max) + int64(sc.Network.ReorderDelay) + int64(maxFaultDelay(sc)) + int64(time.Millisecond)
 	recs := c.byID[lk.id]
 	if c.w.removals || sc.Cluster.Spares > 0 || len(recs) != 1 {
 		return // roster changes move replicas; one ID for two enqueues of a name

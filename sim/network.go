@@ -13,6 +13,27 @@ type netState struct {
 	drop, duplicate, reorder float64
 	rules                    []*linkRule     // active partitions
 	active                   []*messageFault // active drop/duplicate/reorder faults, oldest first
+	delays                   []*linkDelay    // active delay faults
+}
+
+// linkDelay is one delay fault: messages sent to the nodes in `to` (a bitmask over
+// node indexes) while it lasts take d more than the network's latency.
+type linkDelay struct {
+	to uint64
+	d  time.Duration
+}
+
+// extraDelay is what the active delay faults add to a message sent to node idx now:
+// the longest of those that cover it (overlapping ones do not add up, as one slow
+// link is as slow as its slowest queue).
+func (n *netState) extraDelay(idx int) time.Duration {
+	var d time.Duration
+	for _, l := range n.delays {
+		if l.to&(uint64(1)<<idx) != 0 {
+			d = max(d, l.d)
+		}
+	}
+	return d
 }
 
 // messageFault is one timed drop, duplicate or reorder fault.
@@ -149,11 +170,19 @@ func (w *world) transmit(to *simNode, m node.Message, know []uint64) {
 }
 
 // deliverAfterLatency has `to` receive m after the network's latency (and a
-// reorder's hold-back).
+// reorder's hold-back, and a delay fault's extra time).
 func (w *world) deliverAfterLatency(to *simNode, m node.Message, know []uint64) {
 	d := w.uniform(w.rngNet, w.sc.Network.Latency)
+	held := false
 	if w.net.reorder > 0 && w.rngNet.Float64() < w.net.reorder {
 		d += time.Duration(w.rngNet.Int64N(int64(w.sc.Network.ReorderDelay) + 1))
+		held = true
+	}
+	if extra := w.net.extraDelay(to.idx); extra > 0 {
+		d += extra
+		held = true
+	}
+	if held {
 		w.check.outcomeHeldBack(m, w.now+int64(d))
 	}
 	w.after(d, func() { w.receive(to, m, know) })

@@ -319,7 +319,7 @@ func (w *world) beginLiveness() {
 		w.trace.fault(w.now, "liveness_phase", "")
 	}
 	w.check.rulesEnding(w.net.rules...)
-	w.net.rules, w.net.active = nil, nil
+	w.net.rules, w.net.active, w.net.delays = nil, nil, nil
 	w.net.drop, w.net.duplicate, w.net.reorder = 0, 0, 0
 	w.releaseHeld() // before the restarts below: a node that was up keeps its connections
 	for _, s := range w.nodes {

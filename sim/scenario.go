@@ -217,7 +217,7 @@ type FaultEvent struct {
 	Kind     string   `json:"kind"`
 	Nodes    []string `json:"nodes,omitempty"`
 	Duration Duration `json:"duration,omitempty"` // 0: until the liveness phase
-	Value    float64  `json:"value,omitempty"`    // probability for drop/duplicate/reorder
+	Value    float64  `json:"value,omitempty"`    // probability for drop/duplicate/reorder; seconds for delay and disk_slow
 	// Queue and Settings, for set_queue, pause_queue, resume_queue, purge_queue and
 	// delete_queue:
 	// the change is made through one live node, like a client's PUT
@@ -286,6 +286,7 @@ var FaultKinds = map[string]string{
 	"drop":           "drop messages with probability Value",
 	"duplicate":      "duplicate messages with probability Value",
 	"reorder":        "hold back messages with probability Value by up to reorder_delay",
+	"delay":          "messages sent to Nodes (one drawn by default) while it lasts arrive Value seconds (above 0, at most 60) later than the latency says (a slow link into them)",
 	"clock":          "swarm only: give the nodes clock offsets and drifts within clocks",
 	"set_queue":      "change Queue's settings to Settings through a random live node (not a fault: a client's PUT)",
 	"pause_queue":    "pause Queue through a random live node",
@@ -641,6 +642,10 @@ func (sc *Scenario) Validate() error {
 		switch f.Kind {
 		case "drop", "duplicate", "reorder":
 			prob(field+".value", f.Value)
+		case "delay":
+			if f.Value <= 0 || f.Value > 60 {
+				bad(field+".value", "delay takes the extra seconds of latency, above 0 and at most 60, not %g", f.Value)
+			}
 		case "disk_slow":
 			if f.Value <= 0 || f.Value > 60 {
 				bad(field+".value", "disk_slow takes the most extra seconds per group commit, above 0 and at most 60, not %g", f.Value)
