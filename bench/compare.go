@@ -89,16 +89,19 @@ type Result struct {
 	Rounds  int // rounds run; this is the one with the median delivered rate
 	// RoundRates are every round's delivered rate, in increasing order.
 	RoundRates []float64
+	// RoundLateP99 are every round's lateness p99 (with a countdown), in the order
+	// of RoundRates.
+	RoundLateP99 []time.Duration
 	// RoundRatios are, round by round in the order run, the delivered rate over the
 	// baseline's in the same round (the two ran minutes apart at most, so a slow
 	// spell of the machine weighs on both); PairedRatio is their median. Empty and
 	// NaN without a baseline or with one round.
 	RoundRatios []float64
 	PairedRatio float64
-	Load       LoadResult // the enqueue side
-	Sink       SinkStats  // the delivery side, at the end
-	Nodes      int
-	Replicas   int
+	Load        LoadResult // the enqueue side
+	Sink        SinkStats  // the delivery side, at the end
+	Nodes       int
+	Replicas    int
 	// Delivered counts acknowledged tasks that reached the sink; Missing those that
 	// did not within DrainTimeout.
 	Delivered, Missing int
@@ -186,11 +189,14 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 		rs := rounds[name]
 		ratios := roundRatios(rs, rounds[TargetBaseline])
 		rs = slices.Clone(rs)
-		slices.SortFunc(rs, func(a, b Result) int { return cmp.Compare(a.DeliveredRate, b.DeliveredRate) })
+		sortRounds(rs)
 		med := rs[len(rs)/2]
 		med.Rounds = len(rs)
 		for _, r := range rs {
 			med.RoundRates = append(med.RoundRates, r.DeliveredRate)
+			if r.HasLateness {
+				med.RoundLateP99 = append(med.RoundLateP99, r.LateP99)
+			}
 		}
 		med.RoundRatios, med.PairedRatio = ratios, math.NaN()
 		if len(ratios) > 1 && name != TargetBaseline {
@@ -209,6 +215,15 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// sortRounds orders one target's rounds by delivered rate, and rounds of equal
+// rates (an open loop that every round kept up with) by lateness p99, so that the
+// middle one is the median round of either.
+func sortRounds(rs []Result) {
+	slices.SortFunc(rs, func(a, b Result) int {
+		return cmp.Or(cmp.Compare(a.DeliveredRate, b.DeliveredRate), cmp.Compare(a.LateP99, b.LateP99))
+	})
 }
 
 // roundRatios is, for each round in the order run, target's delivered rate over
@@ -432,6 +447,13 @@ func (r Report) WriteTable(w io.Writer) error {
 				rates[i] = fmt.Sprintf("%.0f", v)
 			}
 			fmt.Fprintf(w, "%s: delivered/s in each of %d rounds: %s (the median is shown)\n", res.Target, res.Rounds, strings.Join(rates, " "))
+		}
+		if len(res.RoundLateP99) > 1 {
+			late := make([]string, len(res.RoundLateP99))
+			for i, v := range res.RoundLateP99 {
+				late[i] = ms(v)
+			}
+			fmt.Fprintf(w, "%s: lateness p99 in each of %d rounds, in the order above: %s\n", res.Target, res.Rounds, strings.Join(late, " "))
 		}
 		if len(res.RoundRatios) > 1 {
 			ratios := make([]string, len(res.RoundRatios))

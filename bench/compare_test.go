@@ -234,3 +234,15 @@ func TestRecordTargetsRecord(t *testing.T) {
 		})
 	}
 }
+
+// Rounds sort by delivered rate, and equal rates by lateness: the middle one is
+// then the median round of an open loop every round kept up with.
+func TestSortRoundsBreaksTiesByLateness(t *testing.T) {
+	rs := []Result{{DeliveredRate: 417, LateP99: 9 * time.Millisecond}, {DeliveredRate: 417, LateP99: 2 * time.Millisecond},
+		{DeliveredRate: 417, LateP99: 5 * time.Millisecond}}
+	sortRounds(rs)
+	require.Equal(t, 5*time.Millisecond, rs[1].LateP99)
+	rs = []Result{{DeliveredRate: 300, LateP99: time.Millisecond}, {DeliveredRate: 100, LateP99: 9 * time.Millisecond}, {DeliveredRate: 200}}
+	sortRounds(rs)
+	require.Equal(t, []float64{100, 200, 300}, []float64{rs[0].DeliveredRate, rs[1].DeliveredRate, rs[2].DeliveredRate}, "the rate first")
+}
