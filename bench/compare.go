@@ -39,7 +39,8 @@ type CompareConfig struct {
 	// where its CPU went (Result.CPUSplit). No other CPU profile may run meanwhile.
 	CPUSplit bool
 	// Rounds runs the whole list of targets this many times, round-robin, and
-	// reports for each target the round with the median delivered rate: on a shared
+	// reports for each target the round with the median delivered rate (in an open
+	// loop with a countdown, the median lateness p99: the rate is the offered one): on a shared
 	// machine one round varies by ±10%, and interleaving spreads slow spells over
 	// every target alike. Default 1.
 	Rounds int
@@ -89,6 +90,9 @@ type Result struct {
 	Rounds  int // rounds run; this is the one with the median delivered rate
 	// RoundRates are every round's delivered rate, in increasing order.
 	RoundRates []float64
+	// MedianByLateness: the round shown is the one of median lateness p99 (an open
+	// loop with a countdown), not of median delivered rate.
+	MedianByLateness bool
 	// RoundLateP99 are every round's lateness p99 (with a countdown), in the order
 	// of RoundRates.
 	RoundLateP99 []time.Duration
@@ -189,9 +193,10 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 		rs := rounds[name]
 		ratios := roundRatios(rs, rounds[TargetBaseline])
 		rs = slices.Clone(rs)
-		sortRounds(rs)
+		byLateness := sortRounds(rs, cfg.Load.Mode)
 		med := rs[len(rs)/2]
 		med.Rounds = len(rs)
+		med.MedianByLateness = byLateness && len(rs) > 1
 		for _, r := range rs {
 			med.RoundRates = append(med.RoundRates, r.DeliveredRate)
 			if r.HasLateness {
@@ -217,13 +222,21 @@ func Compare(ctx context.Context, cfg CompareConfig) (Report, error) {
 	return rep, nil
 }
 
-// sortRounds orders one target's rounds by delivered rate, and rounds of equal
-// rates (an open loop that every round kept up with) by lateness p99, so that the
-// middle one is the median round of either.
-func sortRounds(rs []Result) {
+// sortRounds orders one target's rounds by delivered rate, so that the middle one
+// is the median round; in an open loop with a countdown, where the rate is the one
+// offered (give or take a few tasks' timing), by lateness p99 instead.
+func sortRounds(rs []Result, mode string) (byLateness bool) {
+	byLateness = mode == ModeOpen
+	for _, r := range rs {
+		byLateness = byLateness && r.HasLateness
+	}
 	slices.SortFunc(rs, func(a, b Result) int {
+		if byLateness {
+			return cmp.Or(cmp.Compare(a.LateP99, b.LateP99), cmp.Compare(a.DeliveredRate, b.DeliveredRate))
+		}
 		return cmp.Or(cmp.Compare(a.DeliveredRate, b.DeliveredRate), cmp.Compare(a.LateP99, b.LateP99))
 	})
+	return byLateness
 }
 
 // roundRatios is, for each round in the order run, target's delivered rate over
@@ -446,14 +459,22 @@ func (r Report) WriteTable(w io.Writer) error {
 			for i, v := range res.RoundRates {
 				rates[i] = fmt.Sprintf("%.0f", v)
 			}
-			fmt.Fprintf(w, "%s: delivered/s in each of %d rounds: %s (the median is shown)\n", res.Target, res.Rounds, strings.Join(rates, " "))
+			shown := "(the median is shown)"
+			if res.MedianByLateness {
+				shown = "(in the order of their lateness below)"
+			}
+			fmt.Fprintf(w, "%s: delivered/s in each of %d rounds: %s %s\n", res.Target, res.Rounds, strings.Join(rates, " "), shown)
 		}
 		if len(res.RoundLateP99) > 1 {
 			late := make([]string, len(res.RoundLateP99))
 			for i, v := range res.RoundLateP99 {
 				late[i] = ms(v)
 			}
-			fmt.Fprintf(w, "%s: lateness p99 in each of %d rounds, in the order above: %s\n", res.Target, res.Rounds, strings.Join(late, " "))
+			shown := "in the order above"
+			if res.MedianByLateness {
+				shown = "the median is shown"
+			}
+			fmt.Fprintf(w, "%s: lateness p99 in each of %d rounds: %s (%s)\n", res.Target, res.Rounds, strings.Join(late, " "), shown)
 		}
 		if len(res.RoundRatios) > 1 {
 			ratios := make([]string, len(res.RoundRatios))

@@ -235,14 +235,13 @@ func TestRecordTargetsRecord(t *testing.T) {
 	}
 }
 
-// Rounds sort by delivered rate, and equal rates by lateness: the middle one is
-// then the median round of an open loop every round kept up with.
-func TestSortRoundsBreaksTiesByLateness(t *testing.T) {
-	rs := []Result{{DeliveredRate: 417, LateP99: 9 * time.Millisecond}, {DeliveredRate: 417, LateP99: 2 * time.Millisecond},
-		{DeliveredRate: 417, LateP99: 5 * time.Millisecond}}
-	sortRounds(rs)
-	require.Equal(t, 5*time.Millisecond, rs[1].LateP99)
-	rs = []Result{{DeliveredRate: 300, LateP99: time.Millisecond}, {DeliveredRate: 100, LateP99: 9 * time.Millisecond}, {DeliveredRate: 200}}
-	sortRounds(rs)
-	require.Equal(t, []float64{100, 200, 300}, []float64{rs[0].DeliveredRate, rs[1].DeliveredRate, rs[2].DeliveredRate}, "the rate first")
+// Rounds sort by delivered rate; in an open loop with a countdown, by lateness,
+// whatever decimals the rates differ in.
+func TestSortRoundsByLatenessInAnOpenLoop(t *testing.T) {
+	rs := []Result{{DeliveredRate: 417.2, LateP99: 9 * time.Millisecond, HasLateness: true}, {DeliveredRate: 416.9, LateP99: 2 * time.Millisecond, HasLateness: true},
+		{DeliveredRate: 417.0, LateP99: 5 * time.Millisecond, HasLateness: true}}
+	sortRounds(rs, ModeOpen)
+	require.Equal(t, []time.Duration{2 * time.Millisecond, 5 * time.Millisecond, 9 * time.Millisecond}, []time.Duration{rs[0].LateP99, rs[1].LateP99, rs[2].LateP99})
+	sortRounds(rs, ModeClosed)
+	require.Equal(t, []float64{416.9, 417.0, 417.2}, []float64{rs[0].DeliveredRate, rs[1].DeliveredRate, rs[2].DeliveredRate}, "a closed loop: by rate")
 }
