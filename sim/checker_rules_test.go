@@ -639,3 +639,20 @@ func TestS3CountsKnowersOfTheSuccesssList(t *testing.T) {
 		require.NotEmpty(t, w.check.excused)
 	}
 }
+
+// Q3 for an enqueue acknowledged that no replica stored: a coordinator that took
+// late answers to an earlier enqueue of the name for its own (they name only the
+// ID) answers a task nobody holds. The checker reports it (Q3 now) instead of
+// stopping the run with a panic.
+func TestQ3AcknowledgedEnqueueNoReplicaStored(t *testing.T) {
+	w, first := checkerWorld(t, "{}", "1s")
+	first.Name, first.Nonce = "name-1", 1
+	w.check.enqueueAcked(first, 0)
+	second := *first
+	second.Nonce = 2 // another enqueue of the name, stored by no replica
+	w.now = int64(time.Second)
+	require.NotPanics(t, func() { w.check.enqueueAcked(&second, w.now) })
+	require.Len(t, w.check.violations, 1)
+	require.Equal(t, "Q3", w.check.violations[0].Invariant)
+	require.Equal(t, 2, w.check.acked)
+}
