@@ -357,7 +357,7 @@ func (n *Node) handleMoveResp(m Message) {
 // majority ends the move.
 func (n *Node) handleMoveStoreResp(m Message) {
 	e := n.entryOf(m.TaskID)
-	if e == nil || e.move == nil || !e.move.inForce || m.Reject != RejectNone {
+	if e == nil || e.move == nil || !e.move.inForce || m.Reject != RejectNone || m.Round != e.task.Nonce {
 		return
 	}
 	op := e.move

@@ -991,11 +991,11 @@ func hasPrefixFold(s, prefix string) bool {
 func (n *Node) handleStore(m Message) {
 	// The acknowledgements below wait for a sync: they keep the two fields they need,
 	// not m, which would then be moved to the heap for every Store.
-	ack := storeAck{to: m.From, taskID: m.TaskID}
 	t := m.Task
 	if t == nil || t.Rank(n.cfg.ID) < 0 {
 		return
 	}
+	ack := storeAck{to: m.From, taskID: m.TaskID, nonce: t.Nonce}
 	// A node that may have lost its memory must not learn a task from before its
 	// start until every grant it could have given has expired and every message sent
 	// before it started is gone: it might have granted or finished that task and
@@ -1017,7 +1017,7 @@ func (n *Node) handleStore(m Message) {
 		}
 		if e.task.Nonce != t.Nonce {
 			// Another enqueue of the same name: the first one stands.
-			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state})
+			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state, Round: t.Nonce})
 			return
 		}
 		// A duplicate Store (the coordinator resends until it hears back): answer only
@@ -1033,7 +1033,7 @@ func (n *Node) handleStore(m Message) {
 	if n.mayHaveForgotten(t) {
 		// Perhaps a task this node finished and forgot after its dedup window, given
 		// back by a replica that was away longer: never bring it back.
-		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectForgotten})
+		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectForgotten, Round: t.Nonce})
 		return
 	}
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
@@ -1051,7 +1051,7 @@ func (n *Node) handleStore(m Message) {
 	if err := n.admit(t); err != nil || n.storageErr() != nil {
 		// Full under the limits, or unable to write its log (a full disk, a failed
 		// fsync): this replica takes no new task.
-		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectFull})
+		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectFull, Round: t.Nonce})
 		return
 	}
 
@@ -1070,24 +1070,35 @@ func (n *Node) handleStore(m Message) {
 	}
 }
 
-// storeAck is whom to acknowledge a Store to, and for which task.
+// storeAck is whom to acknowledge a Store to, and for which task: its ID and the
+// nonce of the enqueue that made it, which every answer to a Store echoes (Round).
 type storeAck struct {
 	to     NodeID
 	taskID string
+	nonce  uint64
 }
 
 func (n *Node) ackStore(a storeAck) {
-	n.send(Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID})
+	n.send(Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID, Round: a.nonce})
 }
 
 func (n *Node) handleStoreResp(m Message) {
 	op := n.pending[m.TaskID]
-	if op == nil {
+	if op == nil || m.Round != op.task.Nonce {
+		// Invariant: an enqueue counts only the answers to its own Stores. An answer
+		// names the task's ID, which another enqueue of the same name shares: an
+		// answer to an earlier one's Store, late on a slow link, would otherwise count
+		// as this one stored (names-late-store-answers: Q3, L2).
 		n.handleMoveStoreResp(m)
 		return
 	}
 	rank := op.task.Rank(m.From)
 	if rank < 0 {
+		return
+	}
+	if m.Reject == RejectForgotten {
+		// It may have held this task, finished it and forgotten it after its dedup
+		// window (a window shorter than the enqueue's timeout): not a copy held now.
 		return
 	}
 	if m.Reject == RejectFull {

@@ -644,3 +644,59 @@ func TestListClusterSeesEveryTaskOnce(t *testing.T) {
 	}
 	require.Equal(t, ids, got)
 }
+
+// An enqueue counts only the answers to its own Stores: an answer to an earlier
+// enqueue of the same name, late on a slow link, names the same task ID but not
+// this enqueue's task (names-late-store-answers: Q3, L2).
+func TestLateStoreAnswersOfAnotherEnqueueDoNotCount(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	named := EnqueueRequest{URL: "http://worker.example/hook", Name: "job-1", Countdown: time.Minute}
+	first := h.enqueue("n1", named)
+	h.run(h.elapsed() + time.Second)
+	require.True(t, first.done)
+	require.NoError(t, first.Err)
+	firstNonce := h.node("n1").entryOf(first.ID).task.Nonce
+
+	// The second enqueue's Stores never reach n2 and n3; their answers to the first
+	// one's Stores arrive now.
+	h.block("n1", "n2")
+	h.block("n1", "n3")
+	second := h.enqueue("n1", named)
+	n := h.node("n1")
+	for _, from := range []NodeID{"n2", "n3"} {
+		n.input(func() {
+			n.step(Message{Type: MsgStoreResp, From: from, To: "n1", TaskID: first.ID, Round: firstNonce})
+		})
+	}
+	h.run(h.elapsed() + 100*time.Millisecond)
+	require.False(t, second.done && second.Err == nil, "answered as stored on the strength of another enqueue's answers")
+
+	// Its own answers (refusals: the name is taken) decide it.
+	h.heal()
+	h.run(h.elapsed() + 5*time.Second)
+	require.True(t, second.done)
+	var dup *DuplicateNameError
+	require.ErrorAs(t, second.Err, &dup)
+}
+
+// A replica that may have finished a task and forgotten it after its dedup window
+// does not hold it: its answer does not count as a stored copy.
+func TestForgottenAnswerIsNotAStoredCopy(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	h.block("n1", "n2")
+	h.block("n1", "n3")
+	res := h.enqueue("n1", req(time.Minute))
+	n := h.node("n1")
+	require.Len(t, n.pending, 1)
+	var task *Task
+	for _, op := range n.pending {
+		task = op.task
+	}
+	for _, from := range []NodeID{"n2", "n3"} {
+		n.input(func() {
+			n.step(Message{Type: MsgStoreResp, From: from, To: "n1", TaskID: task.ID, Reject: RejectForgotten, Round: task.Nonce})
+		})
+	}
+	h.run(h.elapsed() + 100*time.Millisecond)
+	require.False(t, res.done && res.Err == nil, "acknowledged with one copy and two that say they may have forgotten it")
+}

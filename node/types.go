@@ -239,6 +239,9 @@ type Message struct {
 	// Round: ClaimResp: the claim's round (its Promised), echoed, so that the
 	// claimant counts no answer to a round it did not send (a round of the process
 	// it was before a restart, for the same attempt, duplicated or late).
+	// LeaderClaim and its answer: the claim's round. StoreResp: the Nonce of the
+	// Store's task, so that an enqueue counts no answer to another enqueue's Store
+	// of the same name.
 	Round  uint64
 	Roster *Roster // Roster, RosterPropose, LeaderClaimResp
 	Member *Member // Join, Remove (its ID)

@@ -12,9 +12,12 @@ import (
 // encodingDigests are the encodings each wire Version was: the digest of sampleFrames
 // under it. A version's entry never changes, so that an encoding changed without a
 // new Version, which an older peer would misread, fails TestEncodingChangesWithTheVersion.
-// (Versions 1 to 6 came before this check.)
+// A version may change what a field means and not the encoding (version 8: a
+// Store's answer echoes the task's nonce); its digest differs all the same, by the
+// version byte each frame starts with. (Versions 1 to 6 came before this check.)
 var encodingDigests = map[byte]string{
 	7: "28a48edb99307daa",
+	8: "6f6e1431c3fa17be",
 }
 
 // sampleFrames encodes, for every message type, a message with every field set
@@ -36,11 +39,6 @@ func TestEncodingChangesWithTheVersion(t *testing.T) {
 
 	sum := sha256.Sum256(sampleFrames())
 	digest := hex.EncodeToString(sum[:8])
-	for v, d := range encodingDigests {
-		if v != Version && d == digest {
-			t.Fatalf("the encoding is version %d's again but Version is %d", v, Version)
-		}
-	}
 	if want, ok := encodingDigests[Version]; !ok || want != digest {
 		t.Fatalf("the wire encoding (digest %s) is not the one of Version %d (%q): a peer of this "+
 			"version would misread it. Bump Version (net/wire/wire.go, with what changed) and add "+

@@ -61,10 +61,12 @@ import (
 // no new field: the roster lease's claims carry a Round their grants echo, and a
 // claimant counts only grants that echo its round (a member of version 6 echoes
 // none, so a claimant of version 7 could never lead beside it); and a roster's
-// Removed members after its Leader. A frame of another version is refused (and so
-// is a peer's hello: see net/peer): a cluster
-// runs one version.
-const Version byte = 7
+// Removed members after its Leader; version 8 no new field: a Store's answer echoes
+// the Nonce of the Store's task in Round, and a coordinator counts only answers that
+// echo its enqueue's (a member of version 7 echoes none, so a coordinator of version
+// 8 would count none of its answers). A frame of another version is refused (and so
+// is a peer's hello: see net/peer): a cluster runs one version.
+const Version byte = 8
 
 // MaxFrame is the largest frame length (the 4-byte length's value: version byte plus
 // message) a decoder accepts. AppendFrame does not check it: a sender that may build
