@@ -453,6 +453,16 @@ var Catalogue = []Mutant{
 		Edits: edit("node/token.go", "if t.round == 0 {\n\t\t// A random first round", "if false && t.round == 0 {\n\t\t// A random first round"),
 	},
 	{
+		Name:  "store-answers-of-any-enqueue-count",
+		Desc:  "a coordinator counts every Store answer for the task's ID toward the enqueue it has pending, an answer to an earlier enqueue of the same name (late on a slow link) among them",
+		Edits: edit("node/node.go", "if op == nil || m.Round != op.task.Nonce {", "if op == nil {"),
+	},
+	{
+		Name:  "forgotten-answer-counts-as-stored",
+		Desc:  "a coordinator counts a replica's answer that it may have finished and forgotten the task (RejectForgotten) as a stored copy",
+		Edits: edit("node/node.go", "if m.Reject == RejectForgotten {\n\t\t// It may have held", "if false && m.Reject == RejectForgotten {\n\t\t// It may have held"),
+	},
+	{
 		Name:  "acks-of-removed-members-count",
 		Desc:  "a queue change is answered as acknowledged by every member when as many answered as the roster has members, a member removed meanwhile standing in for one that never got it",
 		Edits: edit("node/queues.go", "if membersIn(n.members, op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)", "if len(op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)"),
