@@ -455,37 +455,36 @@ func (r Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "%s: %d tasks delivered whose enqueue was not acknowledged\n", res.Target, res.Unacked)
 		}
 		if res.Rounds > 1 {
-			rates := make([]string, len(res.RoundRates))
-			for i, v := range res.RoundRates {
-				rates[i] = fmt.Sprintf("%.0f", v)
-			}
 			shown := "(the median is shown)"
 			if res.MedianByLateness {
 				shown = "(in the order of their lateness below)"
 			}
-			fmt.Fprintf(w, "%s: delivered/s in each of %d rounds: %s %s\n", res.Target, res.Rounds, strings.Join(rates, " "), shown)
+			rates := spaced(res.RoundRates, func(v float64) string { return fmt.Sprintf("%.0f", v) })
+			fmt.Fprintf(w, "%s: delivered/s in each of %d rounds: %s %s\n", res.Target, res.Rounds, rates, shown)
 		}
 		if len(res.RoundLateP99) > 1 {
-			late := make([]string, len(res.RoundLateP99))
-			for i, v := range res.RoundLateP99 {
-				late[i] = ms(v)
-			}
 			shown := "in the order above"
 			if res.MedianByLateness {
 				shown = "the median is shown"
 			}
-			fmt.Fprintf(w, "%s: lateness p99 in each of %d rounds: %s (%s)\n", res.Target, res.Rounds, strings.Join(late, " "), shown)
+			fmt.Fprintf(w, "%s: lateness p99 in each of %d rounds: %s (%s)\n", res.Target, res.Rounds, spaced(res.RoundLateP99, ms), shown)
 		}
 		if len(res.RoundRatios) > 1 {
-			ratios := make([]string, len(res.RoundRatios))
-			for i, v := range res.RoundRatios {
-				ratios[i] = fmt.Sprintf("%.1f%%", 100*v)
-			}
+			ratios := spaced(res.RoundRatios, func(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) })
 			fmt.Fprintf(w, "%s: against the baseline in the same round, round by round: %s (median %.1f%%)\n",
-				res.Target, strings.Join(ratios, " "), 100*res.PairedRatio)
+				res.Target, ratios, 100*res.PairedRatio)
 		}
 	}
 	return nil
+}
+
+// spaced formats each of vs with f, separated by spaces.
+func spaced[T any](vs []T, f func(T) string) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = f(v)
+	}
+	return strings.Join(out, " ")
 }
 
 // us prints a CPU time per task in microseconds; "-" when it was not measured.
