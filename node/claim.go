@@ -715,9 +715,13 @@ func (n *Node) handleOutcome(m Message) {
 		// asks (an at-most-once task it ended unknown, see resendOutcome) learns what
 		// became of the ID: replicas must not answer differently about one task for
 		// good (L3, seed 20 of names-resent).
+		// Once that state is durable, as every other answer to an Outcome: the
+		// asker counts it as a replica holding the task final (S8 on seed 6 of
+		// names-forged-outcome-answer-not-durable, where it was still on its way
+		// to a slow disk).
 		n.refuse(m, RefusedForged, "task.nonce")
 		if e.state.Final() {
-			n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: e.state})
+			n.sendAfterSync(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: e.state})
 		}
 		return
 	}

@@ -463,6 +463,11 @@ var Catalogue = []Mutant{
 		Edits: edit("node/node.go", "if m.Reject == RejectForgotten {\n\t\t// It may have held", "if false && m.Reject == RejectForgotten {\n\t\t// It may have held"),
 	},
 	{
+		Name:  "refused-outcome-answered-before-durable",
+		Desc:  "a replica refusing an Outcome of another enqueue of the same name answers it with the final state it holds at once, before that state's record is durable",
+		Edits: edit("node/claim.go", "n.sendAfterSync(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: e.state})", "n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: e.state})"),
+	},
+	{
 		Name:  "acks-of-removed-members-count",
 		Desc:  "a queue change is answered as acknowledged by every member when as many answered as the roster has members, a member removed meanwhile standing in for one that never got it",
 		Edits: edit("node/queues.go", "if membersIn(n.members, op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)", "if len(op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)"),
