@@ -26,6 +26,14 @@ import (
 // in time; it keeps spreading by gossip.
 var ErrNotEveryMember = errors.New("not every member acknowledged the setting in time; it keeps spreading, retry to confirm")
 
+// ErrSuperseded: another change of the queue, newer by its version, reached a member
+// before this one did. A change is a whole setting, so the newer one stands there and
+// everywhere, and this one does not: the client reads the queue and changes it again.
+// (Versions are hybrid clocks: two changes made within the clocks' offset of each
+// other through nodes that had not heard of one another are ordered by version, not
+// by when they were made.)
+var ErrSuperseded = errors.New("another change of this queue, newer by its version, replaced this one before every member had it: read the queue's settings and change them again")
+
 // pausePoll is how often a replica of a paused queue's task looks again.
 const pausePoll = time.Second
 
@@ -79,6 +87,9 @@ type setOp struct {
 	cancelled int
 	client    ReplyID
 	stop      alarmID
+	// purge: the change is a purge (PurgeQueue), which a newer setting keeps (a
+	// member keeps the latest purge time of every setting it adopts).
+	purge bool
 }
 
 // SetQueue changes a queue's settings (and pause) cluster-wide: cfg is the whole
@@ -106,7 +117,9 @@ func (n *Node) PurgeQueue(name string, reply func(QueueSetting, int, error)) {
 func (n *Node) purgeQueue(name string, client ReplyID) {
 	cur, _ := n.QueueSetting(name)
 	cur.PurgedBefore = n.now()
-	n.changeQueue(cur, client)
+	if op := n.changeQueue(cur, client); op != nil {
+		op.purge = true
+	}
 }
 
 // DeleteQueue removes a queue's settings cluster-wide: it runs on the defaults,
@@ -132,18 +145,18 @@ func settingReply(reply func(QueueSetting, int, error)) func(Answer) {
 	return func(a Answer) { reply(a.Setting, a.Purged, a.Err) }
 }
 
-func (n *Node) changeQueue(want QueueSetting, client ReplyID) {
+func (n *Node) changeQueue(want QueueSetting, client ReplyID) *setOp {
 	reply := func(s QueueSetting, purged int, err error) {
 		n.answer(client, Answer{Setting: s, Purged: purged, Err: err})
 	}
 	if err := want.Config.Validate(); err != nil {
 		reply(QueueSetting{}, 0, err)
-		return
+		return nil
 	}
 	if !want.Deleted {
 		if err := n.admitQueue(want.Queue); err != nil {
 			reply(QueueSetting{}, 0, err)
-			return
+			return nil
 		}
 	}
 	// Versions are hybrid: above every version seen here and at least the local
@@ -161,6 +174,7 @@ func (n *Node) changeQueue(want QueueSetting, client ReplyID) {
 	for _, m := range n.members {
 		n.send(Message{Type: MsgQueueSet, To: m, Setting: s})
 	}
+	return op
 }
 
 func (n *Node) finishSet(op *setOp, err error) {
@@ -384,18 +398,34 @@ func (n *Node) handleQueueSetResp(m Message) {
 	if s == nil {
 		return
 	}
-	for _, op := range n.setOps {
-		if op.setting.Queue == s.Queue && !op.setting.newer(s) {
-			if !op.acks[m.From] && s.Version == op.setting.Version && s.Origin == op.setting.Origin {
-				op.cancelled += max(m.Retries, 0) // once per member: messages may be repeated
-			}
-			op.acks[m.From] = true
-			n.ackCounted(Ack{Kind: RecSetting, From: m.From, Setting: s})
-			if membersIn(n.members, op.acks) == len(n.members) {
-				n.finishSet(op, nil)
-			}
-			return
+	// Invariant: a change counts as held by a member only when the member answers
+	// with that very change, or with a newer one that keeps it (a purge). An answer
+	// with a newer change means this one lost there, and so everywhere: it is ended
+	// with ErrSuperseded, never answered as acknowledged (a pause made through a
+	// node whose clock ran behind, overtaken by a resume made 100 ms earlier but
+	// versioned later, was answered 200 while the queue ran: Q5 on
+	// pause-loses-to-earlier-resume).
+	for i := 0; i < len(n.setOps); {
+		op := n.setOps[i]
+		if op.setting.Queue != s.Queue || op.setting.newer(s) {
+			i++ // another queue's, or an answer older than this change
+			continue
 		}
+		same := s.Version == op.setting.Version && s.Origin == op.setting.Origin
+		if !same && !(op.purge && !s.PurgedBefore.Before(op.setting.PurgedBefore)) {
+			n.finishSet(op, ErrSuperseded) // removes it from n.setOps
+			continue
+		}
+		if !op.acks[m.From] && same {
+			op.cancelled += max(m.Retries, 0) // once per member: messages may be repeated
+		}
+		op.acks[m.From] = true
+		n.ackCounted(Ack{Kind: RecSetting, From: m.From, Setting: s})
+		if membersIn(n.members, op.acks) == len(n.members) {
+			n.finishSet(op, nil)
+			continue
+		}
+		i++
 	}
 }
 

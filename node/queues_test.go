@@ -121,3 +121,38 @@ func TestDeleteQueueWithPurge(t *testing.T) {
 		require.Equal(t, StateCancelled, h.stateOn("n2", id))
 	}
 }
+
+// A queue change counts a member's answer only when it carries that very change:
+// an answer with a newer one (the member took another change first, which stands
+// everywhere) ends it with ErrSuperseded, never as acknowledged; a purge is kept by
+// a newer setting that keeps its purge time (pause-loses-to-earlier-resume,
+// put-undoes-concurrent-pause: Q5).
+func TestQueueChangeOvertakenByANewerIsSuperseded(t *testing.T) {
+	h := newHarness(t, 3, 1, nil)
+	n := h.node("n1")
+	var got []error
+	pause := &QueueSetting{Queue: "q", Paused: true, Version: 3, Origin: "n1"}
+	resume := &QueueSetting{Queue: "q", Version: 4, Origin: "n2"}
+	n.input(func() {
+		client := n.await(func(a Answer) { got = append(got, a.Err) })
+		n.setOps = append(n.setOps, &setOp{setting: pause, acks: map[NodeID]bool{}, client: client})
+		n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: "n1", To: "n1", Setting: pause})
+		n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: "n2", To: "n1", Setting: resume})
+		n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: "n3", To: "n1", Setting: pause})
+	})
+	require.Equal(t, []error{ErrSuperseded}, got, "n2 holds the resume, which stands: the pause is not acknowledged")
+	require.Empty(t, n.setOps)
+
+	got = nil
+	purge := &QueueSetting{Queue: "q", Version: 5, Origin: "n1", PurgedBefore: epoch.Add(time.Second)}
+	later := &QueueSetting{Queue: "q", Version: 6, Origin: "n3", PurgedBefore: purge.PurgedBefore}
+	n.input(func() {
+		client := n.await(func(a Answer) { got = append(got, a.Err) })
+		n.setOps = append(n.setOps, &setOp{setting: purge, acks: map[NodeID]bool{}, client: client, purge: true})
+		for _, from := range []NodeID{"n1", "n2"} {
+			n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: from, To: "n1", Setting: purge})
+		}
+		n.handleQueueSetResp(Message{Type: MsgQueueSetResp, From: "n3", To: "n1", Setting: later})
+	})
+	require.Equal(t, []error{nil}, got, "the newer setting keeps the purge time: the purge holds there")
+}

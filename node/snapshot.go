@@ -35,7 +35,7 @@ import (
 // TestSnapshotCodecIsCurrent enforces by the codec's digest per version.
 const (
 	snapshotMagic   = "MIYSNAP"
-	snapshotVersion = 2
+	snapshotVersion = 3
 )
 
 // ErrSnapshotVersion is a snapshot made by a build with another encoding.

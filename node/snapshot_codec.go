@@ -515,6 +515,7 @@ func (w *snapW) SetOp(v *setOp) {
 	w.varint(int64(v.cancelled))
 	w.uvarint(uint64(v.client))
 	w.uvarint(uint64(v.stop))
+	w.bool(v.purge)
 }
 
 func (r *snapR) SetOp(v *setOp) {
@@ -524,6 +525,7 @@ func (r *snapR) SetOp(v *setOp) {
 	v.cancelled = int(r.varint())
 	v.client = ReplyID(r.uvarint())
 	v.stop = alarmID(r.uvarint())
+	v.purge = r.bool()
 }
 
 func (w *snapW) SettingsSync(v *settingsSync) {

@@ -84,6 +84,7 @@ func TestSnapshotCodecIsCurrent(t *testing.T) {
 // several codecs before this check; it is retired.)
 var snapshotCodecDigests = map[uint64]string{
 	2: "cd38e47ef6696e34",
+	3: "29f4a6224e8d5e79",
 }
 
 // snapshotCodecDigest is the first 16 hex digits of the codec source's SHA-256.

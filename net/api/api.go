@@ -606,6 +606,9 @@ var sentinels = []struct {
 	{err: node.ErrJoining, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "joining"},
 	// The node was removed from the cluster: another member takes it.
 	{err: node.ErrRemoved, code: http.StatusServiceUnavailable, retryAfter: time.Second, status: "removed"},
+	// A queue change that a newer one (by version) replaced before every member had
+	// it: it does not stand; read the queue and change it again.
+	{err: node.ErrSuperseded, code: http.StatusConflict, field: "queue", status: "superseded"},
 }
 
 // writeNodeError maps the node's errors to HTTP answers.

@@ -468,9 +468,14 @@ var Catalogue = []Mutant{
 		Edits: edit("node/claim.go", "n.sendAfterSync(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: e.state})", "n.send(Message{Type: MsgOutcomeResp, To: m.From, TaskID: m.TaskID, State: e.state})"),
 	},
 	{
+		Name:  "superseded-change-acknowledged",
+		Desc:  "a queue change counts a member's answer carrying a newer change of the queue, which stands there instead, as an acknowledgement of its own",
+		Edits: edit("node/queues.go", "if !same && !(op.purge && !s.PurgedBefore.Before(op.setting.PurgedBefore)) {", "if false && !same && !(op.purge && !s.PurgedBefore.Before(op.setting.PurgedBefore)) {"),
+	},
+	{
 		Name:  "acks-of-removed-members-count",
 		Desc:  "a queue change is answered as acknowledged by every member when as many answered as the roster has members, a member removed meanwhile standing in for one that never got it",
-		Edits: edit("node/queues.go", "if membersIn(n.members, op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)", "if len(op.acks) == len(n.members) {\n\t\t\t\tn.finishSet(op, nil)"),
+		Edits: edit("node/queues.go", "if membersIn(n.members, op.acks) == len(n.members) {\n\t\t\tn.finishSet(op, nil)", "if len(op.acks) == len(n.members) {\n\t\t\tn.finishSet(op, nil)"),
 	},
 	{
 		Name:  "unknown-asks-replaced-list-only",
