@@ -22,7 +22,9 @@
 // the checker counts its calls in flight against the cap in force). The worker (in this process)
 // records every call: task, attempt, calling node; it answers 200, or 500 for a
 // seeded share of calls (--fail-rate), after a seeded delay (--worker-delay) so
-// that a fault can strike while a delivery is in flight. After the load: heal (every link passes,
+// that a fault can strike while a delivery is in flight. Opt-in, --slow-link delays
+// every byte into n1 and --names reuses a pool of task names, enqueued through n1
+// first (a name answered 200 twice fails the run). After the load: heal (every link passes,
 // every node runs), drain (wait until every acknowledged task is final on every node,
 // at most --drain), then the checker reports acknowledged, delivered, lost,
 // duplicates (each explained by a fault near it, or not), at-most-once duplicates,
