@@ -18,6 +18,9 @@ type Ack struct {
 	Name       string    `json:"name"`
 	AtMostOnce bool      `json:"at_most_once,omitempty"`
 	At         time.Time `json:"at"`
+	// Scheduled: the node answered 200 (it stored the task for this enqueue), not
+	// 409 (the name was taken). A name answered 200 twice was accepted twice.
+	Scheduled bool `json:"scheduled,omitempty"`
 }
 
 // Delivery is one call the worker received, and what it answered.
@@ -133,6 +136,10 @@ type Report struct {
 	// OverCap the calls that started with more in flight than the cap allowed.
 	CappedCalls, MaxCappedInFlight int
 	OverCap                        []Problem
+	// NamesTwice lists names a node answered 200 for more than once: every name is
+	// taken for the nodes' dedup window (an hour), longer than any run, so a
+	// second enqueue of it, or a retry after a try that stored it, must get a 409.
+	NamesTwice []Problem
 	// Forgotten counts tasks no member knows after the drain (see forgotten).
 	Forgotten int
 	// Unanswered counts a member's last lookup of a task that gave no answer (an
@@ -151,7 +158,7 @@ type Report struct {
 // that crashed, a replace that did not finish, or a member that did not answer for
 // a task after the drain.
 func (r *Report) Failed() bool {
-	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership)+r.Unanswered+len(r.OverCap) > 0
+	return len(r.Lost)+len(r.Unexplained)+len(r.AtMostOnceDup)+len(r.Stuck)+len(r.Mismatches)+len(r.Crashes)+len(r.Membership)+r.Unanswered+len(r.OverCap)+len(r.NamesTwice) > 0
 }
 
 // Check judges h.
@@ -192,6 +199,7 @@ func Check(h History) *Report {
 		}
 	}
 	r.checkCap(h)
+	r.checkNames(h)
 	return r
 }
 
@@ -634,6 +642,35 @@ func describeViews(views []NodeView) string {
 	return strings.Join(parts, ", ")
 }
 
+// checkNames finds the names answered 200 more than once (NamesTwice).
+func (r *Report) checkNames(h History) {
+	type key struct{ queue, name string }
+	scheduled := map[key][]Ack{}
+	var order []key
+	for _, a := range h.Acked {
+		if !a.Scheduled || a.Name == "" {
+			continue
+		}
+		k := key{a.Queue, a.Name}
+		if scheduled[k] == nil {
+			order = append(order, k)
+		}
+		scheduled[k] = append(scheduled[k], a)
+	}
+	for _, k := range order {
+		as := scheduled[k]
+		if len(as) < 2 {
+			continue
+		}
+		ids := make([]string, len(as))
+		for i, a := range as {
+			ids[i] = a.Task
+		}
+		r.NamesTwice = append(r.NamesTwice, Problem{Task: as[0].Task, Queue: k.queue,
+			What: fmt.Sprintf("name %s answered 200 (scheduled) %d times, task IDs %s", k.name, len(as), strings.Join(ids, " "))})
+	}
+}
+
 // maxListed bounds how many tasks of each kind of problem Print lists.
 const maxListed = 20
 
@@ -652,6 +689,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "known to no member       %d (after a replace: a task final before its replicas were all replaced is not moved)\n", r.Forgotten)
 	fmt.Fprintf(w, "node crashes             %d\n", len(r.Crashes))
 	fmt.Fprintf(w, "faults not finished      %d\n", len(r.Membership))
+	fmt.Fprintf(w, "names accepted twice     %d\n", len(r.NamesTwice))
 	if r.CappedCalls > 0 {
 		fmt.Fprintf(w, "capped queue             %d calls, at most %d in flight; %d over the cap in force\n", r.CappedCalls, r.MaxCappedInFlight, len(r.OverCap))
 	}
@@ -666,6 +704,7 @@ func (r *Report) Print(w io.Writer) {
 	printProblems(w, "AT-MOST-ONCE DUPLICATE", r.AtMostOnceDup)
 	printProblems(w, "STUCK", r.Stuck)
 	printProblems(w, "OVER THE CAP", r.OverCap)
+	printProblems(w, "NAME ACCEPTED TWICE", r.NamesTwice)
 	printProblems(w, "mismatch", r.Mismatches)
 	printDuplicates(w, "explained duplicate", r.Explained)
 }

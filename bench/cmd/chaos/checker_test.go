@@ -408,3 +408,34 @@ func TestCheckCap(t *testing.T) {
 	r = Check(h)
 	require.True(t, r.Failed(), "3 in flight under a cap of 2: %s", printed(r))
 }
+
+// A name answered 200 twice was accepted twice (the late Store answers bug of
+// names-late-store-answers); a 200 then 409s, or a name of its own, is fine.
+func TestCheckNamesTwice(t *testing.T) {
+	named := func(id, name string, scheduled bool) Ack {
+		a := ack(id, false)
+		a.Name, a.Scheduled = name, scheduled
+		return a
+	}
+	h := history(named("a", "t1", true), views("succeeded"), nil, call("a", "n1", 1, 1, 200))
+	h.Acked = append(h.Acked, named("a", "t1", false), named("a", "t1", false))
+	r := Check(h)
+	require.False(t, r.Failed(), printed(r))
+	require.Contains(t, printed(r), "names accepted twice     0\n")
+
+	h.Acked = append(h.Acked, named("a", "t1", true))
+	r = Check(h)
+	require.True(t, r.Failed())
+	require.Len(t, r.NamesTwice, 1)
+	require.Contains(t, printed(r), "NAME ACCEPTED TWICE: task a (chaos-alo): name t1 answered 200 (scheduled) 2 times, task IDs a a")
+
+	// The same name on another queue is another name.
+	h.Acked = h.Acked[:3]
+	other := named("b", "t1", true)
+	other.Queue = queueAtMostOnce
+	h.Acked = append(h.Acked, other)
+	h.Views["b"] = views("succeeded")
+	h.Deliveries = append(h.Deliveries, call("b", "n1", 1, 1, 200))
+	r = Check(h)
+	require.Empty(t, r.NamesTwice, printed(r))
+}

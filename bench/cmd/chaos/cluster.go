@@ -25,7 +25,10 @@ type ClusterConfig struct {
 	Drift         time.Duration
 	ReplicaOffset time.Duration
 	Secret        string // --cluster-secret, the same on every node
-	Log           io.Writer
+	// SlowLink delays every byte into node 0 (n1) by this long: what others send it
+	// on their links, and what comes back to it on its own (zero: no delay).
+	SlowLink time.Duration
+	Log      io.Writer
 }
 
 // Cluster is real `miyamoto serve` processes on loopback, each peer link through
@@ -136,7 +139,14 @@ func (c *Cluster) link(from, to int) *Proxy {
 	}
 	l := Link{from, to}
 	if c.links[l] == nil {
-		c.links[l] = newLinkProxy(c.nodes[to].peerAddr)
+		p := newLinkProxy(c.nodes[to].peerAddr)
+		if to == 0 {
+			p.toTarget = c.cfg.SlowLink
+		}
+		if from == 0 {
+			p.fromTarget = c.cfg.SlowLink
+		}
+		c.links[l] = p
 	}
 	return c.links[l]
 }

@@ -37,6 +37,10 @@ type LoadConfig struct {
 	MaxCountdown int
 	// Capped: every cappedEvery-th task goes to queueCapped.
 	Capped bool
+	// Names: task names come from a pool of this many (t000000 to t<Names-1>),
+	// each enqueue tried first through the first member, so a name is enqueued
+	// again and again through one coordinator; 0: every task has a name of its own.
+	Names int
 }
 
 // Timing of one enqueue: each try waits at most enqueueTryTimeout (the node's own
@@ -139,16 +143,21 @@ func enqueueOne(ctx context.Context, clients *clientCache, cfg LoadConfig, seq i
 	case seq%2 == 1:
 		queue, amo = queueAtMostOnce, true
 	}
-	name := fmt.Sprintf("t%06d", seq)
+	name, first := fmt.Sprintf("t%06d", seq), seq
+	if cfg.Names > 0 {
+		// The queue follows seq's parity, so a name of an even pool is on one queue.
+		name, first = fmt.Sprintf("t%06d", seq%cfg.Names), 0
+	}
 	task := map[string]any{"url": cfg.WorkerURL, "name": name, "countdown": seq * 7919 % (cfg.MaxCountdown + 1)}
 	giveUp := time.Now().Add(enqueueGiveUp)
 	var last error
 	for try := 0; time.Now().Before(giveUp); try++ {
 		nodes := cfg.Nodes()
-		body, err := clients.get(nodes[(seq+try)%len(nodes)]).Enqueue(ctx, queue, task)
+		body, err := clients.get(nodes[(first+try)%len(nodes)]).Enqueue(ctx, queue, task)
+		scheduled := err == nil
 		id, err := storedID(body, err)
 		if err == nil {
-			return Ack{Task: id, Queue: queue, Name: name, AtMostOnce: amo, At: time.Now()}, nil
+			return Ack{Task: id, Queue: queue, Name: name, AtMostOnce: amo, At: time.Now(), Scheduled: scheduled}, nil
 		}
 		if errors.Is(err, errBadInput) {
 			return Ack{}, err

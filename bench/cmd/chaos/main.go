@@ -22,7 +22,9 @@
 // the checker counts its calls in flight against the cap in force). The worker (in this process)
 // records every call: task, attempt, calling node; it answers 200, or 500 for a
 // seeded share of calls (--fail-rate), after a seeded delay (--worker-delay) so
-// that a fault can strike while a delivery is in flight. After the load: heal (every link passes,
+// that a fault can strike while a delivery is in flight. Opt-in, --slow-link delays
+// every byte into n1 and --names reuses a pool of task names, enqueued through n1
+// first (a name answered 200 twice fails the run). After the load: heal (every link passes,
 // every node runs), drain (wait until every acknowledged task is final on every node,
 // at most --drain), then the checker reports acknowledged, delivered, lost,
 // duplicates (each explained by a fault near it, or not), at-most-once duplicates,
@@ -126,6 +128,8 @@ func flagSet(cfg *Config, seed *uint64, faults *string, printOnly *bool) *flag.F
 	fs.IntVar(&cfg.MaxCountdown, "max-countdown", 3, "tasks are due 0 to this many seconds after their enqueue")
 	fs.DurationVar(&cfg.Drain, "drain", 90*time.Second, "after the heal, how long to wait for every task to end")
 	fs.StringVar(&cfg.Binary, "binary", "", "a built miyamoto binary (default: build ./cmd/miyamoto)")
+	fs.DurationVar(&cfg.SlowLink, "slow-link", 0, "every byte into n1 arrives this late, for the whole run (0 to 5s; 0: none)")
+	fs.IntVar(&cfg.Names, "names", 0, "task names from a pool of this many, each enqueue sent first through n1 (0: every name unique)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's directory even when it passes")
 	fs.BoolVar(printOnly, "print-schedule", false, "print the fault schedule and exit")
 	return fs
@@ -188,6 +192,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("--worker-delay: must be between 0 and 1s, not %s", c.WorkerDelay)
 	case c.MaxCountdown < 0 || c.MaxCountdown > 3600:
 		return fmt.Errorf("--max-countdown: must be between 0 and 3600 seconds, not %d", c.MaxCountdown)
+	case c.SlowLink < 0 || c.SlowLink > 5*time.Second:
+		return fmt.Errorf("--slow-link: must be between 0 and 5s, not %s", c.SlowLink)
+	case c.Names < 0:
+		return fmt.Errorf("--names: must not be negative, not %d", c.Names)
 	case c.Drain < time.Second:
 		return fmt.Errorf("--drain: must be at least 1s, not %s", c.Drain)
 	}

@@ -22,6 +22,8 @@ func TestBadFlags(t *testing.T) {
 		"--max-countdown -1":               "--max-countdown: must be between 0 and 3600",
 		"--worker-delay 2s":                "--worker-delay: must be between 0 and 1s",
 		"--drain 0s":                       "--drain: must be at least 1s",
+		"--slow-link 6s":                   "--slow-link: must be between 0 and 5s",
+		"--names -1":                       "--names: must not be negative",
 		"--nope":                           "flag provided but not defined: -nope",
 		"extra":                            `unexpected argument "extra"`,
 		"--seed -3":                        `invalid value "-3" for flag -seed`,

@@ -45,6 +45,10 @@ const dialTimeout = 2 * time.Second
 type Proxy struct {
 	ln     net.Listener // nil for a link fed by a Door
 	target string
+	// toTarget and fromTarget delay every chunk going to the target or coming back
+	// from it by that long (zero: no delay): a slow link. Set before the first
+	// connection, never changed.
+	toTarget, fromTarget time.Duration
 
 	mu      sync.Mutex
 	mode    Mode
@@ -179,8 +183,8 @@ func (p *Proxy) serve(down net.Conn) {
 	}
 	var pipes sync.WaitGroup
 	pipes.Add(2)
-	go func() { defer pipes.Done(); p.pipe(pc, up, down) }()
-	go func() { defer pipes.Done(); p.pipe(pc, down, up) }()
+	go func() { defer pipes.Done(); p.pipe(pc, up, down, p.toTarget) }()
+	go func() { defer pipes.Done(); p.pipe(pc, down, up, p.fromTarget) }()
 	pipes.Wait()
 	p.untrack(pc)
 }
@@ -207,8 +211,13 @@ func (p *Proxy) untrack(pc *proxyConn) {
 
 // pipe copies from src to dst, holding each chunk while the proxy blackholes (the
 // bytes are delayed, never dropped or reordered). It ends, resetting both sides,
-// when either side ends or the proxy refuses or closes.
-func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn) {
+// when either side ends or the proxy refuses or closes. With a delay, each chunk
+// is written that long after it was read.
+func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn, delay time.Duration) {
+	if delay > 0 {
+		p.slowPipe(pc, dst, src, delay)
+		return
+	}
 	defer pc.reset()
 	buf := make([]byte, 32<<10)
 	for {
@@ -222,6 +231,50 @@ func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn) {
 			}
 		}
 		if err != nil {
+			return
+		}
+	}
+}
+
+// chunk is bytes read at a moment, for slowPipe.
+type chunk struct {
+	b  []byte
+	at time.Time
+}
+
+// slowPipe is pipe with a fixed latency: a reader stamps each chunk as it comes
+// and a writer sends it delay after its stamp, so the link keeps its throughput
+// and its order (a frame is late, not the ones behind it twice as late).
+func (p *Proxy) slowPipe(pc *proxyConn, dst, src net.Conn, delay time.Duration) {
+	defer pc.reset()
+	chunks := make(chan chunk, 1024)
+	done := make(chan struct{})
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				select {
+				case chunks <- chunk{buf[:n], time.Now()}:
+				case <-done:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer close(done)
+	for c := range chunks {
+		if wait := time.Until(c.at.Add(delay)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if !p.waitPass() {
+			return
+		}
+		if _, err := dst.Write(c.b); err != nil {
 			return
 		}
 	}

@@ -217,3 +217,55 @@ func TestDoorRoutesByHello(t *testing.T) {
 	}
 	require.Equal(t, before, accepted.Load(), "nothing without a hello of another node reaches the target")
 }
+
+// A slow link delays each direction by its own fixed time, without reordering, and
+// keeps its throughput: chunks sent back to back arrive the delay later, not the
+// delay times their number.
+func TestProxySlowLink(t *testing.T) {
+	target, _ := echoServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	p := newLinkProxy(target)
+	p.toTarget, p.fromTarget = 300*time.Millisecond, 200*time.Millisecond
+	t.Cleanup(p.Close)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.Handle(c)
+		}
+	}()
+	c := dial(t, ln.Addr().String())
+	start := time.Now()
+	got, err := echoes(c, "one", 3*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "one", got)
+	require.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "both ways delayed")
+
+	start = time.Now()
+	const msg = "abcdefghij"
+	for _, m := range msg {
+		_, err := c.Write([]byte(string(m)))
+		require.NoError(t, err)
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, len(msg))
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	require.Equal(t, msg, string(buf))
+	took := time.Since(start)
+	require.GreaterOrEqual(t, took, 680*time.Millisecond) // the last sent at 180 ms, 500 ms both ways
+	// One chunk after another, each held 300 ms, would take 3 s.
+	require.Less(t, took, 1500*time.Millisecond, "delays add up: the link lost its throughput")
+
+	// Without a delay the same echo is quick.
+	q := newTestProxy(t, target)
+	start = time.Now()
+	_, err = echoes(dial(t, q.Addr()), "one", 3*time.Second)
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 300*time.Millisecond)
+}

@@ -38,6 +38,8 @@ type Config struct {
 	Drain         time.Duration // how long the drain may wait for every task to end
 	Binary        string        // a built miyamoto; empty: build one
 	Keep          bool          // keep the run's directory (logs, data, history) even when it passes
+	SlowLink      time.Duration // every byte into n1 arrives this late (0: none)
+	Names         int           // task names from a pool of this many, enqueued through n1 first (0: unique names)
 
 	Out io.Writer // the schedule and the report
 	Log io.Writer // progress
@@ -60,7 +62,20 @@ func (c Config) ReplayCommand() string {
 		faults = "all"
 	}
 	return fmt.Sprintf("go run ./bench/cmd/chaos --nodes %d --seed %d --duration %s --rate %g --lease %s --max-clock-drift %s --replica-offset %s --faults %s --fail-rate %g --worker-delay %s --max-countdown %d",
-		c.Nodes, c.Seed, c.Duration, c.Rate, c.Lease, c.Drift, c.ReplicaOffset, faults, c.FailRate, c.WorkerDelay, c.MaxCountdown)
+		c.Nodes, c.Seed, c.Duration, c.Rate, c.Lease, c.Drift, c.ReplicaOffset, faults, c.FailRate, c.WorkerDelay, c.MaxCountdown) + c.namesFlags()
+}
+
+// namesFlags are the replay's --slow-link and --names, when set (a run without
+// them replays as it always did).
+func (c Config) namesFlags() string {
+	s := ""
+	if c.SlowLink > 0 {
+		s += fmt.Sprintf(" --slow-link %s", c.SlowLink)
+	}
+	if c.Names > 0 {
+		s += fmt.Sprintf(" --names %d", c.Names)
+	}
+	return s
 }
 
 func (c Config) schedule() []Fault {
@@ -118,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (report *Report, err error) {
 	}
 	defer worker.Close()
 	cluster, err := startCluster(ctx, ClusterConfig{Binary: bin, Dir: dir, Nodes: cfg.Nodes, Lease: cfg.Lease, Drift: cfg.Drift,
-		ReplicaOffset: cfg.ReplicaOffset, Secret: randomSecret(), Log: cfg.Log})
+		ReplicaOffset: cfg.ReplicaOffset, Secret: randomSecret(), SlowLink: cfg.SlowLink, Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +215,7 @@ func runPhases(ctx context.Context, cfg Config, schedule []Fault, cluster *Clust
 		spans, nemErr = runNemesis(ctx, cluster, schedule, start, cfg.Duration, logf)
 	}()
 	stopProgress := progress(cfg.Log, worker, start)
-	load := RunLoad(ctx, LoadConfig{Nodes: cluster.MemberURLs, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown, Capped: capped})
+	load := RunLoad(ctx, LoadConfig{Nodes: cluster.MemberURLs, WorkerURL: worker.URL(), Rate: cfg.Rate, Duration: cfg.Duration, MaxCountdown: cfg.MaxCountdown, Capped: capped, Names: cfg.Names})
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		stopProgress()
