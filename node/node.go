@@ -1017,7 +1017,7 @@ func (n *Node) handleStore(m Message) {
 		}
 		if e.task.Nonce != t.Nonce {
 			// Another enqueue of the same name: the first one stands.
-			n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectExists, State: e.state, Round: t.Nonce})
+			n.send(ack.answer(RejectExists, e.state))
 			return
 		}
 		// A duplicate Store (the coordinator resends until it hears back): answer only
@@ -1033,7 +1033,7 @@ func (n *Node) handleStore(m Message) {
 	if n.mayHaveForgotten(t) {
 		// Perhaps a task this node finished and forgot after its dedup window, given
 		// back by a replica that was away longer: never bring it back.
-		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectForgotten, Round: t.Nonce})
+		n.send(ack.answer(RejectForgotten, StateNone))
 		return
 	}
 	if s := n.settings[t.Queue]; s != nil && t.Created.Before(s.PurgedBefore) {
@@ -1051,7 +1051,7 @@ func (n *Node) handleStore(m Message) {
 	if err := n.admit(t); err != nil || n.storageErr() != nil {
 		// Full under the limits, or unable to write its log (a full disk, a failed
 		// fsync): this replica takes no new task.
-		n.send(Message{Type: MsgStoreResp, To: m.From, TaskID: m.TaskID, Reject: RejectFull, Round: t.Nonce})
+		n.send(ack.answer(RejectFull, StateNone))
 		return
 	}
 
@@ -1078,8 +1078,13 @@ type storeAck struct {
 	nonce  uint64
 }
 
-func (n *Node) ackStore(a storeAck) {
-	n.send(Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID, Round: a.nonce})
+func (n *Node) ackStore(a storeAck) { n.send(a.answer(RejectNone, StateNone)) }
+
+// answer is the answer to the Store, stored or refused (with the state held
+// when the name is taken). Every answer goes through here, so that each echoes
+// the Store's nonce, which the coordinator matches (handleStoreResp).
+func (a storeAck) answer(reject Reject, state TaskState) Message {
+	return Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID, Reject: reject, State: state, Round: a.nonce}
 }
 
 func (n *Node) handleStoreResp(m Message) {

@@ -29,7 +29,7 @@ func sendThen(m Message) *syncAction { return &syncAction{kind: syncSend, msg: m
 
 // then is the action that acknowledges a's Store.
 func (a storeAck) then() *syncAction {
-	return sendThen(Message{Type: MsgStoreResp, To: a.to, TaskID: a.taskID, Round: a.nonce})
+	return sendThen(a.answer(RejectNone, StateNone))
 }
 
 // afterSynced does a, now that what it waited for is durable.
